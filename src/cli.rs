@@ -1,0 +1,235 @@
+//! The raw command line: clap structs only. Every flag can also be set from
+//! a `CCCI_*` environment variable. Validation beyond the shape of a value
+//! happens in `config` (pure, unit-tested).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::units::{parse_duration, parse_size};
+
+/// cc-ci-run: the guarded harness of a Co-op Cloud recipe CI.
+#[derive(Debug, Parser)]
+#[command(name = "cc-ci-run", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Where locks, run trees, run records and logs live (outside any Drone workspace).
+    #[arg(long, global = true, env = "CCCI_STATE_DIR", default_value = "/var/lib/cc-ci-run")]
+    pub state_dir: PathBuf,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Test one recipe: deploy a throwaway app, run its tests per tier, tear it down.
+    Run(RunArgs),
+    /// Run any command under the guarded wrapper (setsid, signal forwarding, no leftovers).
+    Exec(ExecArgs),
+    /// Run a recipe's tests against an already deployed app.
+    Test(TestArgs),
+    /// Reap apps left behind by dead runs (one sweep, or --watch).
+    Janitor(JanitorArgs),
+    /// Show every lock: domain or run, held or free, holder, owner record, age.
+    Locks(LocksArgs),
+    /// Remove a free (stale) lock file; with --terminate, stop a live holder first.
+    Unlock(UnlockArgs),
+    /// Show the runs known on this host from their run records.
+    Status(StatusArgs),
+    /// The harness half of `run` (started by the wrapper; not for direct use).
+    #[command(name = "__harness", hide = true)]
+    Harness(HarnessArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct RunArgs {
+    /// Recipe to test (a lowercase DNS label).
+    #[arg(long, env = "CCCI_RECIPE")]
+    pub recipe: Option<String>,
+    /// Git ref or sha of the recipe to test (default: the recipe's default branch).
+    #[arg(long = "ref", env = "CCCI_REF")]
+    pub git_ref: Option<String>,
+    /// Pull request number: its head (`refs/pull/N/head`) is tested.
+    #[arg(long, env = "CCCI_PR")]
+    pub pr: Option<String>,
+    /// abra server name to deploy to.
+    #[arg(long, env = "CCCI_SERVER", default_value = "default")]
+    pub server: String,
+    /// App domain (default `{recipe}-{lane}.{CCCI_DOMAIN_SUFFIX}`).
+    #[arg(long, env = "CCCI_DOMAIN")]
+    pub domain: Option<String>,
+    /// Base of the install tier: latest-release, last-green or a version tag.
+    #[arg(long, env = "CCCI_BASE", default_value = "latest-release")]
+    pub base: String,
+    /// One deploy of the ref under test, install-tier tests, teardown.
+    #[arg(long, env = "CCCI_QUICK")]
+    pub quick: bool,
+    /// Run deadline (SIGALRM, exit 142); waiting for the app lock counts.
+    #[arg(long, env = "CCCI_TIMEOUT", default_value = "50m", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// Bound of the teardown, independent of the run deadline.
+    #[arg(long, env = "CCCI_TEARDOWN_TIMEOUT", default_value = "5m", value_parser = parse_duration)]
+    pub teardown_timeout: Duration,
+    /// Bound of each convergence wait after a deploy.
+    #[arg(long, env = "CCCI_CONVERGE_TIMEOUT", default_value = "5m", value_parser = parse_duration)]
+    pub converge_timeout: Duration,
+    /// Grace between SIGTERM and SIGKILL for leftover processes.
+    #[arg(long, env = "CCCI_GRACE", default_value = "10s", value_parser = parse_duration)]
+    pub grace: Duration,
+    #[command(flatten)]
+    pub tests: TestOptions,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ExecArgs {
+    /// Grace between SIGTERM and SIGKILL.
+    #[arg(long, env = "CCCI_GRACE", default_value = "10s", value_parser = parse_duration)]
+    pub grace: Duration,
+    /// Deadline: SIGTERM to the command's group, exit 142.
+    #[arg(long, value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+    /// The command and its arguments.
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+/// Options of the recipe test runner, shared by `run` and `test`.
+#[derive(Debug, Args, Clone, Default)]
+pub struct TestOptions {
+    /// Only tests of this level (unit, integration, system).
+    #[arg(long, env = "CCCI_TEST_LEVEL")]
+    pub level: Option<String>,
+    /// Only tests carrying this tag (repeatable: any of them).
+    #[arg(long = "tag", env = "CCCI_TEST_TAGS", value_delimiter = ',')]
+    pub tags: Vec<String>,
+    /// Include tests tagged `slow` (left out by default).
+    #[arg(long, env = "CCCI_TEST_SLOW")]
+    pub slow: bool,
+    /// Run tests in parallel.
+    #[arg(long, env = "CCCI_TEST_PARALLEL")]
+    pub parallel: bool,
+    /// Parallel workers (default: cores - 1, at least 1).
+    #[arg(long, env = "CCCI_MAX_WORKERS")]
+    pub max_workers: Option<usize>,
+    /// Stop scheduling after the first failure and terminate running tests.
+    #[arg(long, env = "CCCI_FAIL_FAST")]
+    pub fail_fast: bool,
+    /// Print each test's output even when it passes.
+    #[arg(long, env = "CCCI_VERBOSE")]
+    pub verbose: bool,
+    /// Skip tests that already passed for the same run id and ref.
+    #[arg(long, env = "CCCI_RESUME")]
+    pub resume: bool,
+    /// Where report.json, junit.xml and the captured output go.
+    #[arg(long, env = "CCCI_REPORT_DIR")]
+    pub report_dir: Option<PathBuf>,
+    /// Default per-test timeout (a test header's `timeout` wins).
+    #[arg(long, env = "CCCI_TEST_TIMEOUT", default_value = "10m", value_parser = parse_duration)]
+    pub test_timeout: Duration,
+    /// Default per-test address-space limit (a header's `memory` wins).
+    #[arg(long, env = "CCCI_TEST_MEMORY", value_parser = parse_size)]
+    pub test_memory: Option<u64>,
+    /// Per-test CPU seconds limit (RLIMIT_CPU).
+    #[arg(long, env = "CCCI_TEST_CPU", value_parser = parse_duration)]
+    pub test_cpu: Option<Duration>,
+    /// Per-test open files limit (RLIMIT_NOFILE).
+    #[arg(long, env = "CCCI_TEST_NOFILE")]
+    pub test_nofile: Option<u64>,
+    /// Per-test processes limit (RLIMIT_NPROC, counted per user by the kernel).
+    #[arg(long, env = "CCCI_TEST_NPROC")]
+    pub test_nproc: Option<u64>,
+    /// Sample host CPU and memory; past a threshold, checkpoint and exit 42.
+    #[arg(long, env = "CCCI_SELF_PROTECT")]
+    pub self_protect: bool,
+    /// Host CPU busy percentage that trips self-protection.
+    #[arg(long, env = "CCCI_CPU_LIMIT", default_value_t = 95.0)]
+    pub cpu_limit: f64,
+    /// Host memory used percentage that trips self-protection.
+    #[arg(long, env = "CCCI_MEM_LIMIT", default_value_t = 90.0)]
+    pub mem_limit: f64,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct TestArgs {
+    /// Test files or directories (default: ./tests).
+    pub paths: Vec<PathBuf>,
+    /// Print what would run, in order, with metadata, and run nothing.
+    #[arg(long)]
+    pub list: bool,
+    /// Tier whose tests to run (install, upgrade, restore); default all.
+    #[arg(long, env = "CCCI_TIER")]
+    pub tier: Option<String>,
+    /// Run id for the checkpoint and the container label (default `manual-<pid>`).
+    #[arg(long, env = "CCCI_RUN_ID")]
+    pub run_id: Option<String>,
+    /// Ref under test, for checkpoint matching.
+    #[arg(long = "ref", env = "CCCI_REF")]
+    pub git_ref: Option<String>,
+    /// Grace between SIGTERM and SIGKILL of a test's process group.
+    #[arg(long, env = "CCCI_GRACE", default_value = "10s", value_parser = parse_duration)]
+    pub grace: Duration,
+    #[command(flatten)]
+    pub tests: TestOptions,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct JanitorArgs {
+    /// Report what would be done; touch nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print each sweep's summary as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Keep sweeping at --interval until SIGTERM.
+    #[arg(long)]
+    pub watch: bool,
+    /// Time between sweeps with --watch.
+    #[arg(long, env = "CCCI_JANITOR_INTERVAL", default_value = "5m", value_parser = parse_duration)]
+    pub interval: Duration,
+    /// Exit non-zero when a lock is held past CCCI_LOCK_MAX_AGE (monitoring).
+    #[arg(long)]
+    pub check: bool,
+    /// abra server whose apps are swept.
+    #[arg(long, env = "CCCI_SERVER", default_value = "default")]
+    pub server: String,
+    /// Bound of each reap's teardown.
+    #[arg(long, env = "CCCI_TEARDOWN_TIMEOUT", default_value = "5m", value_parser = parse_duration)]
+    pub teardown_timeout: Duration,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct LocksArgs {
+    /// Machine-readable output on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct UnlockArgs {
+    /// The app domain or run id whose lock to remove.
+    pub name: String,
+    /// Ask a live holder run to stop (SIGTERM to its harness) and wait for its teardown.
+    #[arg(long)]
+    pub terminate: bool,
+    /// How long --terminate waits for the holder to release.
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    pub wait: Duration,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct StatusArgs {
+    /// Machine-readable output on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct HarnessArgs {
+    /// The wrapper's pid: the harness's parent must be this process.
+    #[arg(long)]
+    pub wrapper_pid: i32,
+    /// The wrapper's own arguments (`run ...`), parsed again by the harness.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub args: Vec<String>,
+}

@@ -1,0 +1,368 @@
+//! The wrapper/harness split of SPEC section 2, the harness's lifetime
+//! guards, and the signal funnel.
+//!
+//! The wrapper is what Drone's `/bin/sh` started. Drone cancels a step by
+//! SIGKILLing that `sh` alone, so the wrapper sets PDEATHSIG(SIGTERM) to turn
+//! its parent's death into a signal it can act on, and re-checks its parent
+//! because the parent may have died before the flag was set. The harness (or
+//! the `exec` command) runs in a new session so that a kill of the step's
+//! process group does not reach it; the wrapper forwards SIGTERM to that
+//! session's process group, every time a signal comes (a second signal is
+//! forwarded again, never lost), and exits with the harness's code.
+//!
+//! The harness installs PDEATHSIG, re-checks that its parent is the wrapper,
+//! and installs the funnel before any other work. The funnel turns the first
+//! SIGTERM, SIGINT, SIGHUP or SIGALRM (the run deadline) into a shutdown
+//! request with the exit code 128+signal, and sets a latch that every
+//! interruptible wait polls. Once teardown has begun, signals are logged and
+//! ignored: an aborted teardown leaks an app on a shared swarm.
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::{mpsc, OnceLock};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use nix::fcntl::OFlag;
+use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+use nix::unistd::Pid;
+use signal_hook::consts::{SIGALRM, SIGCHLD, SIGHUP, SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
+use crate::proc::{self, Isolation};
+use crate::say;
+
+/// A one-shot, pollable flag: once set, its descriptor stays readable, so
+/// any number of waiters can `poll` it alongside a child's pidfd.
+#[derive(Debug)]
+pub struct Latch {
+    read: OwnedFd,
+    write: OwnedFd,
+    set: AtomicBool,
+}
+
+impl Latch {
+    pub fn new() -> Result<Latch> {
+        let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)
+            .context("failed to create the shutdown latch pipe")?;
+        Ok(Latch {
+            read,
+            write,
+            set: AtomicBool::new(false),
+        })
+    }
+
+    /// Sets the latch; async-signal-safe in effect (one atomic, one write).
+    pub fn set(&self) {
+        if !self.set.swap(true, Ordering::SeqCst) {
+            // The byte is never read, so the read end stays readable.
+            let _ = nix::unistd::write(&self.write, b"x");
+        }
+    }
+
+    pub fn is_set(&self) -> bool {
+        self.set.load(Ordering::SeqCst)
+    }
+
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.read.as_fd()
+    }
+}
+
+/// The harness's signal funnel: the first shutdown request and the teardown
+/// state. One per process.
+#[derive(Debug)]
+pub struct Funnel {
+    code: AtomicI32,
+    teardown: AtomicBool,
+    latch: Latch,
+}
+
+static FUNNEL: OnceLock<Funnel> = OnceLock::new();
+
+impl Funnel {
+    /// Requests shutdown with `code` unless one was already requested.
+    /// Returns true when this call was the first request.
+    pub fn request(&self, code: i32, why: &str) -> bool {
+        if self.teardown.load(Ordering::SeqCst) {
+            say!("{why}: ignored, teardown is under way and is not interrupted");
+            return false;
+        }
+        match self
+            .code
+            .compare_exchange(0, code, Ordering::SeqCst, Ordering::SeqCst)
+        {
+            Ok(_) => {
+                say!("{why}: stopping the current phase and tearing down (exit {code})");
+                self.latch.set();
+                true
+            }
+            Err(first) => {
+                say!("{why}: shutdown already requested (exit {first}), teardown follows");
+                false
+            }
+        }
+    }
+
+    /// The exit code of the first shutdown request, if any.
+    pub fn requested(&self) -> Option<i32> {
+        match self.code.load(Ordering::SeqCst) {
+            0 => None,
+            c => Some(c),
+        }
+    }
+
+    /// The latch that interruptible waits poll; set on the first request.
+    pub fn latch(&self) -> &Latch {
+        &self.latch
+    }
+
+    /// From now on, signals are logged and ignored.
+    pub fn begin_teardown(&self) {
+        self.teardown.store(true, Ordering::SeqCst);
+    }
+
+    pub fn in_teardown(&self) -> bool {
+        self.teardown.load(Ordering::SeqCst)
+    }
+
+    fn on_signal(&self, sig: i32) {
+        let name = signal_name(sig);
+        let why = if sig == SIGALRM {
+            "run deadline reached (SIGALRM)".to_string()
+        } else {
+            format!("received {name}")
+        };
+        self.request(crate::exit::for_signal(sig), &why);
+    }
+}
+
+/// The process's funnel, once the guards are installed.
+pub fn funnel() -> Option<&'static Funnel> {
+    FUNNEL.get()
+}
+
+fn signal_name(sig: i32) -> String {
+    Signal::try_from(sig)
+        .map(|s| s.as_str().to_string())
+        .unwrap_or_else(|_| format!("signal {sig}"))
+}
+
+fn block(signals: &[Signal]) -> Result<SigSet> {
+    let mut set = SigSet::empty();
+    for s in signals {
+        set.add(*s);
+    }
+    nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set), None)
+        .context("failed to block signals")?;
+    Ok(set)
+}
+
+fn unblock(set: &SigSet) -> Result<()> {
+    nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_UNBLOCK, Some(set), None)
+        .context("failed to unblock signals")
+}
+
+/// The harness's very first act (SPEC section 2): PDEATHSIG, the parent
+/// re-check, the signal funnel. `expected_parent` is the wrapper's pid (None
+/// for commands that run without a wrapper, such as `test`).
+///
+/// The funnel's signals are blocked for the duration, so a SIGTERM that
+/// PDEATHSIG delivers between the prctl and the handler's installation stays
+/// pending and reaches the funnel instead of killing us by default action.
+pub fn install_harness_guards(expected_parent: Option<Pid>) -> Result<&'static Funnel> {
+    let funnel_signals = [
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGHUP,
+        Signal::SIGALRM,
+    ];
+    let blocked = block(&funnel_signals)?;
+    proc::set_parent_death_signal()?;
+    let orphaned = expected_parent.filter(|p| nix::unistd::getppid() != *p);
+    proc::become_subreaper()?;
+    let funnel = FUNNEL.get_or_init(|| Funnel {
+        code: AtomicI32::new(0),
+        teardown: AtomicBool::new(false),
+        // A pipe can only fail to open when out of descriptors; a funnel
+        // without a pollable latch would still work through `requested`.
+        latch: Latch::new().unwrap_or_else(|e| {
+            say!("warning: {e:#}");
+            std::process::exit(crate::exit::INFRA)
+        }),
+    });
+    let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP, SIGALRM])
+        .context("failed to install the signal funnel")?;
+    std::thread::Builder::new()
+        .name("signal-funnel".into())
+        .spawn(move || {
+            for sig in signals.forever() {
+                if let Some(f) = FUNNEL.get() {
+                    f.on_signal(sig);
+                }
+            }
+        })
+        .context("failed to start the signal funnel thread")?;
+    unblock(&blocked)?;
+    if let Some(parent) = orphaned {
+        funnel.request(
+            crate::exit::SIGTERM,
+            &format!("parent {parent} (the wrapper) was already gone at start"),
+        );
+    }
+    Ok(funnel)
+}
+
+/// Arms the run deadline: SIGALRM after `after`, which the funnel turns into
+/// a shutdown request with exit code 142.
+pub fn arm_deadline(after: Duration) -> Result<()> {
+    let it = libc::itimerval {
+        it_interval: libc::timeval {
+            tv_sec: 0,
+            tv_usec: 0,
+        },
+        it_value: libc::timeval {
+            tv_sec: after.as_secs() as libc::time_t,
+            tv_usec: after.subsec_micros().max(if after.is_zero() { 1 } else { 0 })
+                as libc::suseconds_t,
+        },
+    };
+    // SAFETY: valid pointer to a local; a null old value is allowed.
+    let r = unsafe { libc::setitimer(libc::ITIMER_REAL, &it, std::ptr::null_mut()) };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error()).context("setitimer for the run deadline failed");
+    }
+    Ok(())
+}
+
+/// What the wrapper does.
+#[derive(Clone, Debug)]
+pub struct WrapOptions {
+    /// The parent pid read first thing in `main`, before any other work.
+    pub start_ppid: Pid,
+    /// After SIGTERM has been forwarded, how long the child's group has
+    /// before SIGKILL (for `run`: the harness's whole teardown bound).
+    pub kill_after: Duration,
+    /// The grace period of the end-of-life sweep of leftover descendants.
+    pub grace: Duration,
+    /// `exec --timeout`: SIGTERM to the child's group at the deadline, exit 142.
+    pub timeout: Option<Duration>,
+}
+
+/// Runs `cmd` as the wrapper of SPEC section 2 and returns the exit code.
+pub fn wrap(mut cmd: Command, opts: &WrapOptions) -> Result<i32> {
+    let wrapper_signals = [
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGHUP,
+        Signal::SIGCHLD,
+    ];
+    let blocked = block(&wrapper_signals)?;
+    proc::set_parent_death_signal()?;
+    let parent_gone = nix::unistd::getppid() != opts.start_ppid;
+    proc::become_subreaper()?;
+    let (tx, rx) = mpsc::channel::<i32>();
+    let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP, SIGCHLD])
+        .context("failed to install the wrapper's signal handlers")?;
+    std::thread::Builder::new()
+        .name("wrapper-signals".into())
+        .spawn(move || {
+            for sig in signals.forever() {
+                if tx.send(sig).is_err() {
+                    return;
+                }
+            }
+        })
+        .context("failed to start the wrapper's signal thread")?;
+    unblock(&blocked)?;
+
+    let spawned = proc::spawn(&mut cmd, Isolation::Session);
+    let mut child = match spawned {
+        Ok(c) => c,
+        Err(e) => {
+            let code = spawn_error_code(&e);
+            say!("{e:#}");
+            return Ok(code);
+        }
+    };
+    let started = Instant::now();
+    let deadline = opts.timeout.map(|t| started + t);
+    let mut deadline_fired = false;
+    let mut kill_at: Option<Instant> = None;
+    let forward = |child: &proc::Child, why: &str, kill_at: &mut Option<Instant>| {
+        say!(
+            "{why}: forwarding SIGTERM to process group {}",
+            child.pid
+        );
+        child.signal_group(Signal::SIGTERM);
+        if kill_at.is_none() {
+            *kill_at = Some(Instant::now() + opts.kill_after);
+        }
+    };
+    if parent_gone {
+        forward(&child, "parent already gone at start", &mut kill_at);
+    }
+    loop {
+        if child.try_reap()? {
+            break;
+        }
+        let now = Instant::now();
+        if deadline.is_some_and(|d| !deadline_fired && now >= d) {
+            deadline_fired = true;
+            say!("deadline reached after {}", crate::units::human(now - started));
+            forward(&child, "deadline", &mut kill_at);
+            kill_at = Some(now + opts.grace);
+            continue;
+        }
+        if kill_at.is_some_and(|k| now >= k) {
+            say!("grace expired: SIGKILL to process group {}", child.pid);
+            child.signal_group(Signal::SIGKILL);
+            // Keep re-sending now and then: a KILL is final, but a member
+            // forked after it would otherwise be missed until the sweep.
+            kill_at = Some(now + Duration::from_secs(1));
+            continue;
+        }
+        let next = [deadline.filter(|_| !deadline_fired), kill_at]
+            .into_iter()
+            .flatten()
+            .min();
+        let got = match next {
+            Some(t) => rx.recv_timeout(t.saturating_duration_since(now)),
+            None => rx
+                .recv()
+                .map_err(|_| mpsc::RecvTimeoutError::Disconnected),
+        };
+        match got {
+            Ok(SIGCHLD) | Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Ok(sig) => forward(&child, &format!("received {}", signal_name(sig)), &mut kill_at),
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                // The signal thread is gone; fall back to polling the pidfd.
+                child.wait(None, Some(Instant::now() + Duration::from_millis(50)))?;
+            }
+        }
+    }
+    let status = child.status().context("child status missing after reap")?;
+    let left = proc::sweep_descendants(opts.grace);
+    if left > 0 {
+        say!("ended {left} leftover descendant process(es)");
+    }
+    Ok(if deadline_fired {
+        crate::exit::DEADLINE
+    } else {
+        status.code()
+    })
+}
+
+/// The shell's codes for a command that could not be started.
+fn spawn_error_code(err: &anyhow::Error) -> i32 {
+    let kind = err
+        .chain()
+        .find_map(|c| c.downcast_ref::<std::io::Error>())
+        .map(|e| e.kind());
+    match kind {
+        Some(std::io::ErrorKind::NotFound) => 127,
+        Some(std::io::ErrorKind::PermissionDenied) => 126,
+        _ => crate::exit::INFRA,
+    }
+}

@@ -1,0 +1,111 @@
+//! Human output: every line on stderr carries a timestamp and the run id, and
+//! is appended to the run's log file in the state directory as well, because
+//! Drone drops a cancelled step's output and deletes its workspace.
+//!
+//! One global logger: the process is one wrapper, one harness or one command,
+//! and every thread (the signal funnel among them) logs through it. Writes are
+//! whole lines under a mutex, so lines of different threads never interleave.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+struct Logger {
+    tag: String,
+    file: Option<File>,
+}
+
+static LOGGER: Mutex<Logger> = Mutex::new(Logger {
+    tag: String::new(),
+    file: None,
+});
+
+fn with_logger<R>(f: impl FnOnce(&mut Logger) -> R) -> R {
+    // A poisoned mutex only means another thread panicked mid-line; logging
+    // must go on (teardown logs through it).
+    let mut guard = match LOGGER.lock() {
+        Ok(g) => g,
+        Err(poisoned) => poisoned.into_inner(),
+    };
+    f(&mut guard)
+}
+
+/// Sets the tag printed on every line (the run id, or the command's name).
+pub fn set_tag(tag: &str) {
+    with_logger(|l| l.tag = tag.to_string());
+}
+
+/// Appends every later line to `path` too (created 0644, close-on-exec).
+pub fn set_file(path: &Path) -> std::io::Result<()> {
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o644)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(path)?;
+    with_logger(|l| l.file = Some(file));
+    Ok(())
+}
+
+/// Stops appending to the log file (before the run tree that holds it goes).
+pub fn close_file() {
+    with_logger(|l| l.file = None);
+}
+
+/// RFC 3339 UTC timestamp with milliseconds, computed without a time crate.
+pub fn timestamp(t: SystemTime) -> String {
+    let d = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = d.as_secs() as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (y, m, dd) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{dd:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        (rem / 60) % 60,
+        rem % 60,
+        d.subsec_millis()
+    )
+}
+
+/// Howard Hinnant's days-to-civil algorithm.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// Writes one line. Use the [`say!`](crate::say) macro.
+pub fn line(args: std::fmt::Arguments<'_>) {
+    let now = timestamp(SystemTime::now());
+    with_logger(|l| {
+        let text = if l.tag.is_empty() {
+            format!("{now} {args}\n")
+        } else {
+            format!("{now} [{}] {args}\n", l.tag)
+        };
+        // Output is best effort: a closed stderr (the step's shell is gone)
+        // must not stop a teardown.
+        let _ = std::io::stderr().write_all(text.as_bytes());
+        if let Some(f) = l.file.as_mut() {
+            let _ = f.write_all(text.as_bytes());
+        }
+    });
+}
+
+/// Logs one human line: timestamp, run id, message.
+#[macro_export]
+macro_rules! say {
+    ($($arg:tt)*) => { $crate::log::line(format_args!($($arg)*)) };
+}

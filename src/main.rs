@@ -1,0 +1,25 @@
+//! Entry point: parse, run, map the result to an exit code.
+
+use clap::Parser;
+
+fn main() {
+    // The parent as it is before anything else happens: the wrapper compares
+    // against it after setting PDEATHSIG to detect a parent that died first.
+    let start_ppid = nix::unistd::getppid();
+    let cli = match cc_ci_run::cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { cc_ci_run::exit::USAGE } else { 0 };
+            let _ = e.print();
+            std::process::exit(code);
+        }
+    };
+    let code = match cc_ci_run::commands::dispatch(cli, start_ppid) {
+        Ok(code) => code,
+        Err(e) => {
+            cc_ci_run::say!("error: {e:#}");
+            cc_ci_run::exit::code_for(&e)
+        }
+    };
+    std::process::exit(code);
+}

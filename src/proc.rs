@@ -1,0 +1,449 @@
+//! Spawning children in their own process group or session, waiting on them
+//! in a way a shutdown request can interrupt, killing groups with a grace
+//! period, and sweeping every remaining descendant at the end of life.
+//!
+//! This is the only module that sends signals to processes or reaps them.
+//! The races it closes:
+//! - a child is spawned with `PR_SET_PDEATHSIG(SIGTERM)` set between fork and
+//!   exec, so it cannot outlive us even if we are SIGKILLed; the flag fires
+//!   on the exit of the parent *thread*, so children are only ever spawned
+//!   from a thread that lives as long as the process (the main thread);
+//! - we wait on a pidfd, not on a pid, so a wait can be multiplexed with the
+//!   shutdown latch in one `poll` and a recycled pid is never signalled
+//!   through it;
+//! - a process group outlives its leader: `killpg` after the leader exited
+//!   still reaches the members, and the kernel does not hand the pgid to a
+//!   new process while any member exists;
+//! - as a child subreaper we inherit orphaned descendants (even ones that
+//!   setsid away), so "nothing left" is checked by scanning /proc for our
+//!   descendants and reaping until `ECHILD`.
+
+use std::collections::{HashMap, HashSet};
+use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{kill, killpg, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+use crate::lifetime::Latch;
+
+/// How a child's process group is placed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Isolation {
+    /// `setsid()`: its own session and process group, out of reach of a kill
+    /// of our process group or terminal.
+    Session,
+    /// `setpgid(0, 0)`: its own process group within our session.
+    Group,
+}
+
+/// How a process ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    Exited(i32),
+    Signaled(i32),
+}
+
+impl Status {
+    /// The shell's exit code for this status: the code, or 128+signal.
+    pub fn code(self) -> i32 {
+        match self {
+            Status::Exited(c) => c,
+            Status::Signaled(s) => crate::exit::for_signal(s),
+        }
+    }
+
+    pub fn success(self) -> bool {
+        self == Status::Exited(0)
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Status::Exited(c) => write!(f, "exit {c}"),
+            Status::Signaled(s) => match Signal::try_from(*s) {
+                Ok(sig) => write!(f, "killed by {sig}"),
+                Err(_) => write!(f, "killed by signal {s}"),
+            },
+        }
+    }
+}
+
+/// The kernel's accounting of a finished child (`wait4`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Usage {
+    /// Peak resident set size in bytes.
+    pub max_rss: u64,
+    /// User plus system CPU time.
+    pub cpu: Duration,
+}
+
+/// A running child: its pid (also its process group id) and a pidfd on it.
+#[derive(Debug)]
+pub struct Child {
+    pub pid: Pid,
+    pidfd: OwnedFd,
+    reaped: Option<(Status, Usage)>,
+}
+
+/// What ended a wait.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Waited {
+    Exited,
+    Cancelled,
+    TimedOut,
+}
+
+/// Spawns `cmd` in its own process group or session with PDEATHSIG=SIGTERM.
+/// Must be called from the main thread (see the module header).
+pub fn spawn(cmd: &mut Command, isolation: Isolation) -> Result<Child> {
+    let parent = std::process::id() as libc::pid_t;
+    // SAFETY: the closure runs between fork and exec and only makes
+    // async-signal-safe system calls (setsid, setpgid, prctl, getppid).
+    unsafe {
+        cmd.pre_exec(move || {
+            match isolation {
+                Isolation::Session => {
+                    if libc::setsid() < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                Isolation::Group => {
+                    if libc::setpgid(0, 0) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+            }
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong, 0, 0, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // Descriptors we did not open on purpose (an inherited pipe of
+            // the CI runner, anything a library leaked) never reach the
+            // child: mark every fd above 2 close-on-exec.
+            if libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // If we died between fork and prctl, PDEATHSIG will never fire:
+            // check the parent once more and stop here.
+            if libc::getppid() != parent {
+                return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+            }
+            Ok(())
+        });
+    }
+    let child = cmd
+        .spawn()
+        .with_context(|| format!("failed to start {:?}", cmd.get_program()))?;
+    let pid = Pid::from_raw(child.id() as i32);
+    // std's Child is dropped without waiting: we reap by pid ourselves
+    // (wait4, for the rusage), and its stdio handles were taken by the caller
+    // or inherited.
+    drop(child);
+    let pidfd = pidfd_open(pid).context("failed to open a pidfd on the child")?;
+    Ok(Child {
+        pid,
+        pidfd,
+        reaped: None,
+    })
+}
+
+fn pidfd_open(pid: Pid) -> std::io::Result<OwnedFd> {
+    // SAFETY: plain system call; the returned descriptor is owned below. The
+    // kernel sets O_CLOEXEC on pidfds.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: fd is a fresh descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+impl Child {
+    /// Waits until the child exits, `cancel` is set, or `deadline` passes.
+    /// On `Exited` the child is reaped and [`Child::status`] is filled.
+    pub fn wait(&mut self, cancel: Option<&Latch>, deadline: Option<Instant>) -> Result<Waited> {
+        loop {
+            if self.try_reap()? {
+                return Ok(Waited::Exited);
+            }
+            if cancel.is_some_and(|c| c.is_set()) {
+                return Ok(Waited::Cancelled);
+            }
+            let timeout = match deadline {
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        return Ok(Waited::TimedOut);
+                    }
+                    poll_timeout(d - now)
+                }
+                None => PollTimeout::NONE,
+            };
+            let mut fds = vec![PollFd::new(self.pidfd.as_fd(), PollFlags::POLLIN)];
+            if let Some(c) = cancel {
+                fds.push(PollFd::new(c.fd(), PollFlags::POLLIN));
+            }
+            match poll(&mut fds, timeout) {
+                Ok(_) | Err(Errno::EINTR) => {}
+                Err(e) => return Err(e).context("poll on a child's pidfd failed"),
+            }
+        }
+    }
+
+    /// Reaps the child if it has exited; true when it has.
+    pub fn try_reap(&mut self) -> Result<bool> {
+        if self.reaped.is_some() {
+            return Ok(true);
+        }
+        let mut status: libc::c_int = 0;
+        // SAFETY: rusage is plain old data, fully written by wait4 on success.
+        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: valid pointers to locals; pid is our own child.
+        let r = unsafe { libc::wait4(self.pid.as_raw(), &mut status, libc::WNOHANG, &mut ru) };
+        if r == 0 {
+            return Ok(false);
+        }
+        if r < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::EINTR) {
+                return Ok(false);
+            }
+            return Err(e).context("wait4 on a child failed");
+        }
+        let st = if libc::WIFSIGNALED(status) {
+            Status::Signaled(libc::WTERMSIG(status))
+        } else {
+            Status::Exited(libc::WEXITSTATUS(status))
+        };
+        let usage = Usage {
+            max_rss: (ru.ru_maxrss.max(0) as u64) * 1024,
+            cpu: timeval(ru.ru_utime) + timeval(ru.ru_stime),
+        };
+        self.reaped = Some((st, usage));
+        Ok(true)
+    }
+
+    /// The exit status once reaped.
+    pub fn status(&self) -> Option<Status> {
+        self.reaped.map(|(s, _)| s)
+    }
+
+    pub fn usage(&self) -> Option<Usage> {
+        self.reaped.map(|(_, u)| u)
+    }
+
+    /// Signals the child's whole process group (the child is its leader).
+    pub fn signal_group(&self, sig: Signal) {
+        signal_group(self.pid, sig);
+    }
+
+    /// SIGTERM to the group, up to `grace` for the leader to exit, then
+    /// SIGKILL to the group; always returns with the leader reaped.
+    pub fn terminate(&mut self, grace: Duration) -> Result<Status> {
+        if !self.try_reap()? {
+            self.signal_group(Signal::SIGTERM);
+            if self.wait(None, Some(Instant::now() + grace))? != Waited::Exited {
+                self.signal_group(Signal::SIGKILL);
+                self.wait(None, None)?;
+            }
+        }
+        // Members of the group that outlived the leader get the same end.
+        kill_group_members(self.pid, grace);
+        self.status()
+            .context("child was not reaped after termination")
+    }
+}
+
+fn timeval(t: libc::timeval) -> Duration {
+    Duration::from_secs(t.tv_sec.max(0) as u64) + Duration::from_micros(t.tv_usec.max(0) as u64)
+}
+
+fn poll_timeout(d: Duration) -> PollTimeout {
+    let ms = d.as_millis().clamp(1, i32::MAX as u128) as i32;
+    PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
+}
+
+/// Signals a process group; a group that is already gone is not an error.
+pub fn signal_group(pgid: Pid, sig: Signal) {
+    match killpg(pgid, sig) {
+        Ok(()) | Err(Errno::ESRCH) => {}
+        Err(e) => crate::say!("could not send {sig} to process group {pgid}: {e}"),
+    }
+}
+
+/// Members of process group `pgid` that are still alive: SIGTERM, a grace
+/// period, then SIGKILL. Returns the pids that were found (for leak reports).
+pub fn kill_group_members(pgid: Pid, grace: Duration) -> Vec<i32> {
+    let members: Vec<i32> = scan()
+        .into_iter()
+        .filter(|p| p.pgid == pgid.as_raw() && p.pid != pgid.as_raw() && !p.zombie)
+        .map(|p| p.pid)
+        .collect();
+    if members.is_empty() {
+        return members;
+    }
+    signal_group(pgid, Signal::SIGTERM);
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline && group_alive(pgid) {
+        reap_orphans();
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    signal_group(pgid, Signal::SIGKILL);
+    reap_orphans();
+    members
+}
+
+fn group_alive(pgid: Pid) -> bool {
+    scan().iter().any(|p| p.pgid == pgid.as_raw() && !p.zombie)
+}
+
+/// One process as /proc shows it.
+#[derive(Clone, Debug)]
+pub struct ProcInfo {
+    pub pid: i32,
+    pub ppid: i32,
+    pub pgid: i32,
+    pub zombie: bool,
+}
+
+/// Parses `/proc/PID/stat`; the command name may contain spaces and `)`.
+pub fn parse_stat(text: &str) -> Option<ProcInfo> {
+    let pid: i32 = text.split(' ').next()?.parse().ok()?;
+    let rest = &text[text.rfind(')')? + 2..];
+    let mut fields = rest.split(' ');
+    let state = fields.next()?;
+    let ppid: i32 = fields.next()?.parse().ok()?;
+    let pgid: i32 = fields.next()?.parse().ok()?;
+    Some(ProcInfo {
+        pid,
+        ppid,
+        pgid,
+        zombie: state == "Z" || state == "X",
+    })
+}
+
+/// Every process on the host (those that vanish mid-scan are skipped).
+pub fn scan() -> Vec<ProcInfo> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok())
+        .filter_map(|s| parse_stat(&s))
+        .collect()
+}
+
+/// The live (non-zombie) descendants of `root`, from one /proc scan.
+pub fn descendants(root: i32) -> Vec<i32> {
+    let procs = scan();
+    let mut children: HashMap<i32, Vec<&ProcInfo>> = HashMap::new();
+    for p in &procs {
+        children.entry(p.ppid).or_default().push(p);
+    }
+    let mut out = Vec::new();
+    let mut seen = HashSet::new();
+    let mut stack = vec![root];
+    while let Some(pid) = stack.pop() {
+        for c in children.get(&pid).into_iter().flatten() {
+            if seen.insert(c.pid) {
+                if !c.zombie {
+                    out.push(c.pid);
+                }
+                stack.push(c.pid);
+            }
+        }
+    }
+    out
+}
+
+/// Reaps every child that has already exited (orphans re-parented to us as
+/// subreaper end up here). Returns the number reaped and whether we still
+/// have children.
+pub fn reap_orphans() -> (usize, bool) {
+    let mut n = 0;
+    loop {
+        match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) => return (n, true),
+            Ok(_) => n += 1,
+            Err(Errno::EINTR) => {}
+            Err(_) => return (n, false), // ECHILD: no children at all
+        }
+    }
+}
+
+/// End of life: every remaining descendant gets SIGTERM, `grace` to go,
+/// then SIGKILL; returns only when none is left (and all are reaped).
+/// Returns how many descendants were found on the first scan.
+pub fn sweep_descendants(grace: Duration) -> usize {
+    let me = std::process::id() as i32;
+    let first = descendants(me);
+    let found = first.len();
+    if found == 0 && !reap_orphans().1 {
+        return 0;
+    }
+    for pid in &first {
+        let _ = kill(Pid::from_raw(*pid), Signal::SIGTERM);
+    }
+    let deadline = Instant::now() + grace;
+    let mut killed = false;
+    loop {
+        let (_, have_children) = reap_orphans();
+        let left = descendants(me);
+        if left.is_empty() && !have_children {
+            return found;
+        }
+        if left.is_empty() {
+            // Only zombies or children between exit and reap remain.
+            std::thread::sleep(Duration::from_millis(2));
+            continue;
+        }
+        if Instant::now() >= deadline || killed {
+            // After the grace: SIGKILL whatever is there, including anything
+            // forked in between (repeat until the scan comes back empty).
+            for pid in &left {
+                let _ = kill(Pid::from_raw(*pid), Signal::SIGKILL);
+            }
+            killed = true;
+        } else {
+            // New descendants forked during the grace also get their SIGTERM.
+            for pid in left.iter().filter(|p| !first.contains(p)) {
+                let _ = kill(Pid::from_raw(*pid), Signal::SIGTERM);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Makes this process a child subreaper: orphaned descendants (daemons that
+/// double-fork and setsid away) are re-parented to us instead of init, so we
+/// can find and end them.
+pub fn become_subreaper() -> Result<()> {
+    nix::sys::prctl::set_child_subreaper(true).context("PR_SET_CHILD_SUBREAPER failed")
+}
+
+/// Sets PR_SET_PDEATHSIG(SIGTERM) on this process.
+pub fn set_parent_death_signal() -> Result<()> {
+    nix::sys::prctl::set_pdeathsig(Signal::SIGTERM).context("PR_SET_PDEATHSIG failed")
+}
+
+/// The open descriptors of a process other than 0, 1, 2 (for tests and for
+/// the leak check): reads /proc/PID/fd.
+pub fn open_fds(pid: i32) -> Vec<i32> {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return Vec::new();
+    };
+    let mut fds: Vec<i32> = dir
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|fd| *fd > 2)
+        .collect();
+    fds.sort_unstable();
+    fds
+}
