@@ -14,7 +14,12 @@ use crate::units::{parse_duration, parse_size};
 #[command(name = "cc-ci-run", version, about, propagate_version = true)]
 pub struct Cli {
     /// Where locks, run trees, run records and logs live (outside any Drone workspace).
-    #[arg(long, global = true, env = "CCCI_STATE_DIR", default_value = "/var/lib/cc-ci-run")]
+    #[arg(
+        long,
+        global = true,
+        env = "CCCI_STATE_DIR",
+        default_value = "/var/lib/cc-ci-run"
+    )]
     pub state_dir: PathBuf,
 
     #[command(subcommand)]
@@ -90,7 +95,12 @@ pub struct ExecArgs {
     #[arg(long, value_parser = parse_duration)]
     pub timeout: Option<Duration>,
     /// The command and its arguments.
-    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD")]
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "CMD"
+    )]
     pub command: Vec<String>,
 }
 

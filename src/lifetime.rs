@@ -224,14 +224,16 @@ pub fn arm_deadline(after: Duration) -> Result<()> {
         },
         it_value: libc::timeval {
             tv_sec: after.as_secs() as libc::time_t,
-            tv_usec: after.subsec_micros().max(if after.is_zero() { 1 } else { 0 })
-                as libc::suseconds_t,
+            tv_usec: after
+                .subsec_micros()
+                .max(if after.is_zero() { 1 } else { 0 }) as libc::suseconds_t,
         },
     };
     // SAFETY: valid pointer to a local; a null old value is allowed.
     let r = unsafe { libc::setitimer(libc::ITIMER_REAL, &it, std::ptr::null_mut()) };
     if r < 0 {
-        return Err(std::io::Error::last_os_error()).context("setitimer for the run deadline failed");
+        return Err(std::io::Error::last_os_error())
+            .context("setitimer for the run deadline failed");
     }
     Ok(())
 }
@@ -291,10 +293,7 @@ pub fn wrap(mut cmd: Command, opts: &WrapOptions) -> Result<i32> {
     let mut deadline_fired = false;
     let mut kill_at: Option<Instant> = None;
     let forward = |child: &proc::Child, why: &str, kill_at: &mut Option<Instant>| {
-        say!(
-            "{why}: forwarding SIGTERM to process group {}",
-            child.pid
-        );
+        say!("{why}: forwarding SIGTERM to process group {}", child.pid);
         child.signal_group(Signal::SIGTERM);
         if kill_at.is_none() {
             *kill_at = Some(Instant::now() + opts.kill_after);
@@ -310,7 +309,10 @@ pub fn wrap(mut cmd: Command, opts: &WrapOptions) -> Result<i32> {
         let now = Instant::now();
         if deadline.is_some_and(|d| !deadline_fired && now >= d) {
             deadline_fired = true;
-            say!("deadline reached after {}", crate::units::human(now - started));
+            say!(
+                "deadline reached after {}",
+                crate::units::human(now - started)
+            );
             forward(&child, "deadline", &mut kill_at);
             kill_at = Some(now + opts.grace);
             continue;
@@ -329,13 +331,15 @@ pub fn wrap(mut cmd: Command, opts: &WrapOptions) -> Result<i32> {
             .min();
         let got = match next {
             Some(t) => rx.recv_timeout(t.saturating_duration_since(now)),
-            None => rx
-                .recv()
-                .map_err(|_| mpsc::RecvTimeoutError::Disconnected),
+            None => rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected),
         };
         match got {
             Ok(SIGCHLD) | Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Ok(sig) => forward(&child, &format!("received {}", signal_name(sig)), &mut kill_at),
+            Ok(sig) => forward(
+                &child,
+                &format!("received {}", signal_name(sig)),
+                &mut kill_at,
+            ),
             Err(mpsc::RecvTimeoutError::Disconnected) => {
                 // The signal thread is gone; fall back to polling the pidfd.
                 child.wait(None, Some(Instant::now() + Duration::from_millis(50)))?;

@@ -9,7 +9,11 @@ fn main() {
     let cli = match cc_ci_run::cli::Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
-            let code = if e.use_stderr() { cc_ci_run::exit::USAGE } else { 0 };
+            let code = if e.use_stderr() {
+                cc_ci_run::exit::USAGE
+            } else {
+                0
+            };
             let _ = e.print();
             std::process::exit(code);
         }

@@ -121,13 +121,26 @@ pub fn spawn(cmd: &mut Command, isolation: Isolation) -> Result<Child> {
                     }
                 }
             }
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong, 0, 0, 0) < 0 {
+            if libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGTERM as libc::c_ulong,
+                0,
+                0,
+                0,
+            ) < 0
+            {
                 return Err(std::io::Error::last_os_error());
             }
             // Descriptors we did not open on purpose (an inherited pipe of
             // the CI runner, anything a library leaked) never reach the
             // child: mark every fd above 2 close-on-exec.
-            if libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) < 0 {
+            if libc::syscall(
+                libc::SYS_close_range,
+                3u32,
+                u32::MAX,
+                libc::CLOSE_RANGE_CLOEXEC,
+            ) < 0
+            {
                 return Err(std::io::Error::last_os_error());
             }
             // If we died between fork and prctl, PDEATHSIG will never fire:

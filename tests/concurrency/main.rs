@@ -1,1 +1,6 @@
-#![allow(clippy::unwrap_used)]
+//! Concurrency tests: the real binary as separate processes, real signals,
+//! real flocks, real /proc. One module per area.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;

@@ -1,1 +1,5 @@
-#![allow(clippy::unwrap_used)]
+//! Unit tests of the pure parts: no processes, no locks, no engine.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod units;
