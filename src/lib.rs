@@ -3,10 +3,16 @@
 //! The modules follow SPEC.md: the exit-code table (`exit`), the process
 //! model and lifetime guards (`lifetime`, `proc`), and one module per command.
 
+pub mod abra;
 pub mod cli;
 pub mod commands;
+pub mod config;
+pub mod docker;
 pub mod exit;
+pub mod external;
 pub mod lifetime;
 pub mod log;
 pub mod proc;
+pub mod recipe;
+pub mod rundir;
 pub mod units;

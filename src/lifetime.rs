@@ -370,3 +370,23 @@ fn spawn_error_code(err: &anyhow::Error) -> i32 {
         _ => crate::exit::INFRA,
     }
 }
+
+impl Latch {
+    /// Waits until `until` or until the latch is set; true when it was set.
+    pub fn wait_until(&self, until: Instant) -> bool {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        loop {
+            if self.is_set() {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= until {
+                return false;
+            }
+            let ms = (until - now).as_millis().clamp(1, i32::MAX as u128) as i32;
+            let timeout = PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX);
+            let mut fds = [PollFd::new(self.fd(), PollFlags::POLLIN)];
+            let _ = poll(&mut fds, timeout);
+        }
+    }
+}

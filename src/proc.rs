@@ -460,3 +460,61 @@ pub fn open_fds(pid: i32) -> Vec<i32> {
     fds.sort_unstable();
     fds
 }
+
+/// What an external command printed, and how it ended.
+#[derive(Debug)]
+pub struct Output {
+    pub status: Status,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// How a bounded, cancellable command ended.
+#[derive(Debug)]
+pub enum Ran {
+    Done(Output),
+    /// The cancel latch was set; the command's group was terminated.
+    Cancelled,
+    /// The deadline passed; the command's group was terminated.
+    TimedOut,
+}
+
+/// Runs `cmd` in its own process group with stdout and stderr captured to
+/// unnamed temporary files (a pipe would keep its reader waiting on any
+/// daemonised grandchild that inherited it). On cancel or deadline the group
+/// gets SIGTERM, `grace`, SIGKILL.
+pub fn run_captured(
+    cmd: &mut Command,
+    cancel: Option<&Latch>,
+    deadline: Option<Instant>,
+    grace: Duration,
+) -> Result<Ran> {
+    use std::io::{Read, Seek};
+    let mut out = tempfile::tempfile().context("failed to create a capture file")?;
+    let mut err = tempfile::tempfile().context("failed to create a capture file")?;
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(out.try_clone().context("failed to dup a capture file")?)
+        .stderr(err.try_clone().context("failed to dup a capture file")?);
+    let mut child = spawn(cmd, Isolation::Group)?;
+    let waited = child.wait(cancel, deadline)?;
+    if waited != Waited::Exited {
+        child.terminate(grace)?;
+        return Ok(match waited {
+            Waited::Cancelled => Ran::Cancelled,
+            _ => Ran::TimedOut,
+        });
+    }
+    kill_group_members(child.pid, grace);
+    let status = child.status().context("child status missing after reap")?;
+    let read = |f: &mut std::fs::File| -> Result<String> {
+        let mut buf = Vec::new();
+        f.rewind()?;
+        f.read_to_end(&mut buf)?;
+        Ok(String::from_utf8_lossy(&buf).into_owned())
+    };
+    Ok(Ran::Done(Output {
+        status,
+        stdout: read(&mut out).context("failed to read captured stdout")?,
+        stderr: read(&mut err).context("failed to read captured stderr")?,
+    }))
+}

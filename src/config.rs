@@ -1,0 +1,308 @@
+//! Raw arguments plus an injected environment → a validated run config.
+//!
+//! Pure: no filesystem, no processes. Every input is checked here before
+//! anything is touched (SPEC section 3), and each error names the field and
+//! the rule, so a bad `!testme` parameter ends with exit 2 and nothing
+//! created under the state directory or on the server.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Result;
+
+use crate::cli::{RunArgs, TestOptions};
+use crate::exit::Failure;
+
+/// The environment as the config sees it (injected for tests).
+pub type Env = HashMap<String, String>;
+
+/// The domain suffix used when CCCI_DOMAIN_SUFFIX is unset.
+pub const DEFAULT_DOMAIN_SUFFIX: &str = "ci.localhost";
+
+/// abra truncates stack names to this many characters.
+pub const STACK_NAME_MAX: usize = 45;
+
+/// Which version the install tier deploys first.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Base {
+    LatestRelease,
+    LastGreen,
+    Version(String),
+}
+
+/// A validated `run`.
+#[derive(Clone, Debug)]
+pub struct RunConfig {
+    pub run_id: String,
+    pub recipe: String,
+    /// The ref under test; None means the recipe's default branch.
+    pub git_ref: Option<String>,
+    pub pr: Option<u32>,
+    pub server: String,
+    pub domain: String,
+    pub stack: String,
+    pub base: Base,
+    pub quick: bool,
+    pub timeout: Duration,
+    pub teardown_timeout: Duration,
+    pub converge_timeout: Duration,
+    pub grace: Duration,
+    pub skip_fetch: bool,
+    /// The CI repository's own tests for recipes (`<dir>/<recipe>/`).
+    pub ci_tests_dir: PathBuf,
+    pub tests: TestOptions,
+}
+
+fn bad(field: &str, value: &str, rule: &str) -> anyhow::Error {
+    Failure::usage(format!("invalid {field} {value:?}: {rule}"))
+}
+
+/// A lowercase DNS label: `[a-z0-9]`, inner `-`, 1 to 63 characters.
+pub fn check_label(field: &str, value: &str) -> Result<()> {
+    const RULE: &str = "must be a lowercase DNS label (a-z, 0-9 and inner '-', 1 to 63 characters)";
+    let ok = !value.is_empty()
+        && value.len() <= 63
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !value.starts_with('-')
+        && !value.ends_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(bad(field, value, RULE))
+    }
+}
+
+/// A domain: two or more lowercase DNS labels joined by dots, 253 at most.
+pub fn check_domain(field: &str, value: &str) -> Result<()> {
+    const RULE: &str = "must be a lowercase domain of two or more DNS labels (a-z, 0-9, inner '-'), 253 characters at most";
+    if value.is_empty() || value.len() > 253 || !value.contains('.') {
+        return Err(bad(field, value, RULE));
+    }
+    for label in value.split('.') {
+        if check_label(field, label).is_err() {
+            return Err(bad(field, value, RULE));
+        }
+    }
+    Ok(())
+}
+
+/// A run id: `[a-z0-9][a-z0-9-]*`, 63 characters at most.
+pub fn check_run_id(value: &str) -> Result<()> {
+    let ok = !value.is_empty()
+        && value.len() <= 63
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !value.starts_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(bad(
+            "run id",
+            value,
+            "must match [a-z0-9][a-z0-9-]* and be 63 characters at most",
+        ))
+    }
+}
+
+/// A git ref name or a hex sha. Stricter than git: only `[A-Za-z0-9._/+-]`,
+/// no `..`, no `//`, no leading `-`, `/` or `.`, no trailing `/`, `.` or
+/// `.lock`, 200 characters at most; so a ref can never be read as an option
+/// or a path outside the repository.
+pub fn check_ref(field: &str, value: &str) -> Result<()> {
+    const RULE: &str = "must be a git ref (A-Z, a-z, 0-9, '.', '_', '/', '+', '-'; no '..', '//', leading '-', '/' or '.', trailing '/', '.' or '.lock') or a hex sha, 200 characters at most";
+    let ok = !value.is_empty()
+        && value.len() <= 200
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._/+-".contains(&b))
+        && !value.contains("..")
+        && !value.contains("//")
+        && !value.contains("/.")
+        && !value.starts_with(['-', '/', '.'])
+        && !value.ends_with(['/', '.'])
+        && !value.ends_with(".lock");
+    if ok {
+        Ok(())
+    } else {
+        Err(bad(field, value, RULE))
+    }
+}
+
+/// A pull request number: 1 to 999999999, digits only.
+pub fn check_pr(field: &str, value: &str) -> Result<u32> {
+    let ok = !value.is_empty()
+        && value.len() <= 9
+        && value.bytes().all(|b| b.is_ascii_digit())
+        && !value.starts_with('0');
+    match value.parse::<u32>() {
+        Ok(n) if ok => Ok(n),
+        _ => Err(bad(
+            field,
+            value,
+            "must be a pull request number (digits, 1 or more, no leading zero)",
+        )),
+    }
+}
+
+/// A build number: digits only.
+pub fn check_build(field: &str, value: &str) -> Result<u64> {
+    let ok = !value.is_empty() && value.len() <= 18 && value.bytes().all(|b| b.is_ascii_digit());
+    match value.parse::<u64>() {
+        Ok(n) if ok => Ok(n),
+        _ => Err(bad(field, value, "must be a build number (digits only)")),
+    }
+}
+
+/// The stack name abra derives from a domain: dots become underscores, and
+/// the result is cut to 45 characters (abra's `StackName`).
+pub fn stack_name(domain: &str) -> String {
+    let mut s = domain.replace('.', "_");
+    s.truncate(STACK_NAME_MAX);
+    s
+}
+
+/// The lane of the domain template: `pr<N>`, `b<build>` or `m<pid>`.
+pub fn lane(pr: Option<u32>, build: Option<u64>, pid: u32) -> String {
+    match (pr, build) {
+        (Some(n), _) => format!("pr{n}"),
+        (None, Some(b)) => format!("b{b}"),
+        (None, None) => format!("m{pid}"),
+    }
+}
+
+/// The default RUN_APP_RE: exactly the names the domain template produces
+/// for `suffix`, and nothing else.
+pub fn default_run_app_re(suffix: &str) -> String {
+    format!(
+        "^[a-z0-9]([a-z0-9-]*[a-z0-9])?-(pr[1-9][0-9]*|b[0-9]+|m[0-9]+)\\.{}$",
+        regex::escape(suffix)
+    )
+}
+
+fn env_nonempty<'a>(env: &'a Env, key: &str) -> Option<&'a str> {
+    env.get(key).map(String::as_str).filter(|v| !v.is_empty())
+}
+
+/// Whether an environment flag is on (`1`, `true`, `yes`, `on`).
+pub fn env_flag(env: &Env, key: &str) -> Result<bool> {
+    match env_nonempty(env, key) {
+        None => Ok(false),
+        Some(v) => match v.to_ascii_lowercase().as_str() {
+            "1" | "true" | "yes" | "on" => Ok(true),
+            "0" | "false" | "no" | "off" => Ok(false),
+            _ => Err(bad(key, v, "must be 1/true/yes/on or 0/false/no/off")),
+        },
+    }
+}
+
+/// Validates `run`'s arguments. `pid` is the wrapper's pid (for manual run
+/// ids and lanes), the same number in the wrapper and in the harness.
+pub fn run_config(args: &RunArgs, env: &Env, pid: u32) -> Result<RunConfig> {
+    let recipe = args
+        .recipe
+        .as_deref()
+        .ok_or_else(|| Failure::usage("missing recipe: pass --recipe NAME or set CCCI_RECIPE"))?;
+    check_label("recipe", recipe)?;
+
+    let build = match env_nonempty(env, "DRONE_BUILD_NUMBER") {
+        Some(b) => Some(check_build("DRONE_BUILD_NUMBER", b)?),
+        None => None,
+    };
+    let pr = match (args.pr.as_deref(), env_nonempty(env, "DRONE_PULL_REQUEST")) {
+        (Some(p), _) => Some(check_pr("pr", p)?),
+        (None, Some(p)) => Some(check_pr("DRONE_PULL_REQUEST", p)?),
+        (None, None) => None,
+    };
+    let git_ref = match (
+        args.git_ref.as_deref(),
+        env_nonempty(env, "DRONE_COMMIT_SHA"),
+    ) {
+        (Some(r), _) => {
+            check_ref("ref", r)?;
+            Some(r.to_string())
+        }
+        // A pull request's head is fetched by number; DRONE_COMMIT_SHA of a
+        // custom build names the CI repo's commit, not the recipe's.
+        (None, Some(sha)) if pr.is_none() => {
+            check_ref("DRONE_COMMIT_SHA", sha)?;
+            Some(sha.to_string())
+        }
+        _ => None,
+    };
+
+    let run_id = match (env_nonempty(env, "CCCI_RUN_ID"), build) {
+        (Some(id), _) => id.to_string(),
+        (None, Some(b)) => format!("drone-{b}"),
+        (None, None) => format!("manual-{pid}"),
+    };
+    check_run_id(&run_id)?;
+
+    check_server(&args.server)?;
+    let suffix = env_nonempty(env, "CCCI_DOMAIN_SUFFIX").unwrap_or(DEFAULT_DOMAIN_SUFFIX);
+    check_domain("CCCI_DOMAIN_SUFFIX", suffix)?;
+    let domain = match args.domain.as_deref() {
+        Some(d) => {
+            check_domain("domain", d)?;
+            d.to_string()
+        }
+        None => {
+            let d = format!("{recipe}-{}.{suffix}", lane(pr, build, pid));
+            check_domain("domain (from the template)", &d)?;
+            d
+        }
+    };
+    let base = match args.base.as_str() {
+        "latest-release" => Base::LatestRelease,
+        "last-green" => Base::LastGreen,
+        v => {
+            check_ref("base", v)?;
+            Base::Version(v.to_string())
+        }
+    };
+    let skip_fetch = env_flag(env, "CCCI_SKIP_FETCH")?;
+    let ci_tests_dir = PathBuf::from(env_nonempty(env, "CCCI_CI_TESTS").unwrap_or("tests"));
+    if args.tests.max_workers == Some(0) {
+        return Err(bad("max-workers", "0", "must be at least 1"));
+    }
+    Ok(RunConfig {
+        stack: stack_name(&domain),
+        run_id,
+        recipe: recipe.to_string(),
+        git_ref,
+        pr,
+        server: args.server.clone(),
+        domain,
+        base,
+        quick: args.quick,
+        timeout: args.timeout,
+        teardown_timeout: args.teardown_timeout,
+        converge_timeout: args.converge_timeout,
+        grace: args.grace,
+        skip_fetch,
+        ci_tests_dir,
+        tests: args.tests.clone(),
+    })
+}
+
+/// abra server names are host names: a DNS label or a domain.
+pub fn check_server(server: &str) -> Result<()> {
+    if server.contains('.') {
+        check_domain("server", server)
+    } else {
+        check_label("server", server)
+    }
+}
+
+/// Which abra directory is canonical: CCCI_ABRA_HOME, else ABRA_DIR, else
+/// none. Under Drone, HOME is a fresh directory, so `~/.abra` is never a
+/// silent default: the caller checks that the directory exists.
+pub fn abra_home(env: &Env) -> Option<(&'static str, PathBuf)> {
+    if let Some(p) = env_nonempty(env, "CCCI_ABRA_HOME") {
+        return Some(("CCCI_ABRA_HOME", PathBuf::from(p)));
+    }
+    env_nonempty(env, "ABRA_DIR").map(|p| ("ABRA_DIR", PathBuf::from(p)))
+}

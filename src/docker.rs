@@ -1,0 +1,352 @@
+//! Reading the engine where only the engine knows the truth (SPEC section
+//! 10): convergence of a stack's services and the teardown check. Parsing is
+//! pure; the calls go through `docker` (CCCI_DOCKER) with JSON output.
+//!
+//! Waits poll with exponential backoff (50 ms doubling to 1 s), bounded by
+//! the caller's deadline and interruptible by the shutdown latch: never a
+//! fixed sleep.
+
+use std::ffi::OsString;
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+
+use crate::external::{self, Bound};
+
+/// The label docker stack puts on everything of a stack.
+pub const STACK_LABEL: &str = "com.docker.stack.namespace";
+
+/// One service's state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceState {
+    pub id: String,
+    pub name: String,
+    pub running: u64,
+    pub desired: u64,
+    /// `UpdateStatus.State` (`updating`, `paused`, `completed`, …), if any.
+    pub update_state: Option<String>,
+}
+
+impl ServiceState {
+    /// Settled: desired replicas running, or an update that is paused or
+    /// completed (SPEC section 3: paused counts as settled).
+    pub fn settled(&self) -> bool {
+        self.running >= self.desired
+            || matches!(
+                self.update_state.as_deref(),
+                Some("paused") | Some("completed")
+            )
+    }
+}
+
+#[derive(Deserialize)]
+struct LsLine {
+    #[serde(rename = "ID")]
+    id: String,
+    #[serde(rename = "Name")]
+    name: String,
+    #[serde(rename = "Replicas", default)]
+    replicas: String,
+}
+
+/// Parses `docker service ls --format '{{json .}}'`: one object per line,
+/// `Replicas` as `running/desired` (global services may add text after).
+pub fn parse_service_ls(text: &str) -> Result<Vec<ServiceState>> {
+    let mut out = Vec::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let l: LsLine = serde_json::from_str(line)
+            .with_context(|| format!("unexpected docker service ls line: {line}"))?;
+        let (running, desired) = parse_replicas(&l.replicas).with_context(|| {
+            format!(
+                "unexpected replica count {:?} of service {}",
+                l.replicas, l.name
+            )
+        })?;
+        out.push(ServiceState {
+            id: l.id,
+            name: l.name,
+            running,
+            desired,
+            update_state: None,
+        });
+    }
+    Ok(out)
+}
+
+/// `1/1`, `0/1`, `2/2 (max 1 per node)` → (running, desired).
+pub fn parse_replicas(text: &str) -> Option<(u64, u64)> {
+    let first = text.split_whitespace().next()?;
+    let (r, d) = first.split_once('/')?;
+    Some((r.parse().ok()?, d.parse().ok()?))
+}
+
+#[derive(Deserialize)]
+struct Inspect {
+    #[serde(rename = "ID")]
+    id: String,
+    #[serde(rename = "UpdateStatus", default)]
+    update_status: Option<UpdateStatus>,
+    #[serde(rename = "Spec", default)]
+    spec: Option<Spec>,
+}
+
+#[derive(Deserialize)]
+struct UpdateStatus {
+    #[serde(rename = "State", default)]
+    state: String,
+}
+
+#[derive(Deserialize, Default)]
+struct Spec {
+    #[serde(rename = "Labels", default)]
+    labels: std::collections::HashMap<String, String>,
+}
+
+/// Parses `docker service inspect` (a JSON array): id → update state.
+pub fn parse_update_states(text: &str) -> Result<Vec<(String, Option<String>)>> {
+    let v: Vec<Inspect> =
+        serde_json::from_str(text.trim()).context("unexpected docker service inspect output")?;
+    Ok(v.into_iter()
+        .map(|i| {
+            (
+                i.id,
+                i.update_status.map(|u| u.state).filter(|s| !s.is_empty()),
+            )
+        })
+        .collect())
+}
+
+/// Parses the labels of the first service of `docker service inspect`.
+pub fn parse_labels(text: &str) -> Result<std::collections::HashMap<String, String>> {
+    let v: Vec<Inspect> =
+        serde_json::from_str(text.trim()).context("unexpected docker service inspect output")?;
+    Ok(v.into_iter()
+        .next()
+        .and_then(|i| i.spec)
+        .unwrap_or_default()
+        .labels)
+}
+
+/// What is left of a stack on the engine.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Leftovers {
+    pub services: Vec<String>,
+    pub containers: Vec<String>,
+    pub networks: Vec<String>,
+    pub volumes: Vec<String>,
+    pub secrets: Vec<String>,
+}
+
+impl Leftovers {
+    /// Nothing that keeps `app rm` from working: no service, container or network.
+    pub fn running_gone(&self) -> bool {
+        self.services.is_empty() && self.containers.is_empty() && self.networks.is_empty()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.running_gone() && self.volumes.is_empty() && self.secrets.is_empty()
+    }
+}
+
+impl std::fmt::Display for Leftovers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let parts: Vec<String> = [
+            ("services", &self.services),
+            ("containers", &self.containers),
+            ("networks", &self.networks),
+            ("volumes", &self.volumes),
+            ("secrets", &self.secrets),
+        ]
+        .iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(k, v)| format!("{k}: {}", v.join(", ")))
+        .collect();
+        if parts.is_empty() {
+            f.write_str("nothing")
+        } else {
+            f.write_str(&parts.join("; "))
+        }
+    }
+}
+
+/// Lines of a `-q`/`{{.Name}}` listing.
+pub fn parse_names(text: &str) -> Vec<String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+/// The engine, through its CLI.
+#[derive(Clone, Debug)]
+pub struct Docker {
+    bin: OsString,
+}
+
+impl Docker {
+    pub fn new(bin: &OsString) -> Docker {
+        Docker { bin: bin.clone() }
+    }
+
+    fn query(&self, args: &[&str], bound: &Bound) -> Result<String> {
+        let what = format!("docker {}", args.join(" "));
+        let mut c = Command::new(&self.bin);
+        c.args(args);
+        Ok(external::run_ok(&mut c, &what, bound)?.stdout)
+    }
+
+    /// The services of `stack` with their replica counts and update states.
+    pub fn services(&self, stack: &str, bound: &Bound) -> Result<Vec<ServiceState>> {
+        let filter = format!("label={STACK_LABEL}={stack}");
+        let text = self.query(
+            &[
+                "service",
+                "ls",
+                "--filter",
+                &filter,
+                "--format",
+                "{{json .}}",
+            ],
+            bound,
+        )?;
+        let mut services = parse_service_ls(&text)?;
+        if services.is_empty() {
+            return Ok(services);
+        }
+        let mut args = vec!["service", "inspect"];
+        args.extend(services.iter().map(|s| s.id.as_str()));
+        // A service removed between the two calls makes inspect fail; the
+        // next poll sees the new truth, so treat it as "no update state".
+        if let Ok(text) = self.query(&args, bound) {
+            for (id, state) in parse_update_states(&text)? {
+                if let Some(s) = services.iter_mut().find(|s| s.id == id) {
+                    s.update_state = state;
+                }
+            }
+        }
+        Ok(services)
+    }
+
+    /// The labels of the stack's `app` service.
+    pub fn app_labels(
+        &self,
+        stack: &str,
+        bound: &Bound,
+    ) -> Result<std::collections::HashMap<String, String>> {
+        let name = format!("{stack}_app");
+        parse_labels(&self.query(&["service", "inspect", &name], bound)?)
+    }
+
+    /// Everything of `stack` still on the engine.
+    pub fn leftovers(&self, stack: &str, bound: &Bound) -> Result<Leftovers> {
+        let filter = format!("label={STACK_LABEL}={stack}");
+        let q =
+            |args: &[&str]| -> Result<Vec<String>> { Ok(parse_names(&self.query(args, bound)?)) };
+        let prefix = format!("{stack}_");
+        Ok(Leftovers {
+            services: q(&["service", "ls", "-q", "--filter", &filter])?,
+            containers: q(&["ps", "-a", "-q", "--filter", &filter])?,
+            networks: q(&["network", "ls", "-q", "--filter", &filter])?,
+            volumes: q(&["volume", "ls", "-q", "--filter", &filter])?,
+            // abra's secrets are named `${STACK}_${SECRET}_${VERSION}`; a name
+            // filter is a substring match, so keep the prefix matches only.
+            secrets: q(&[
+                "secret",
+                "ls",
+                "--filter",
+                &format!("name={prefix}"),
+                "--format",
+                "{{.Name}}",
+            ])?
+            .into_iter()
+            .filter(|s| s.starts_with(&prefix))
+            .collect(),
+        })
+    }
+
+    pub fn remove_volumes(&self, names: &[String], bound: &Bound) -> Result<()> {
+        let mut args = vec!["volume", "rm"];
+        args.extend(names.iter().map(String::as_str));
+        self.query(&args, bound).map(drop)
+    }
+
+    pub fn remove_secrets(&self, names: &[String], bound: &Bound) -> Result<()> {
+        let mut args = vec!["secret", "rm"];
+        args.extend(names.iter().map(String::as_str));
+        self.query(&args, bound).map(drop)
+    }
+
+    /// Makes `image` present: inspect, else pull.
+    pub fn ensure_image(&self, image: &str, bound: &Bound) -> Result<()> {
+        let mut c = Command::new(&self.bin);
+        c.args(["image", "inspect", image]);
+        if external::run(&mut c, "docker image inspect", bound)?
+            .status
+            .success()
+        {
+            return Ok(());
+        }
+        crate::say!("pulling {image}");
+        self.query(&["pull", image], bound).map(drop)
+    }
+
+    /// Waits until every service of `stack` is settled.
+    pub fn wait_converged(&self, stack: &str, bound: &Bound) -> Result<Vec<ServiceState>> {
+        let mut delay = Duration::from_millis(50);
+        loop {
+            let services = self.services(stack, bound)?;
+            if !services.is_empty() && services.iter().all(ServiceState::settled) {
+                return Ok(services);
+            }
+            if bound.expired() {
+                let state: Vec<String> = services
+                    .iter()
+                    .map(|s| {
+                        format!(
+                            "{} {}/{}{}",
+                            s.name,
+                            s.running,
+                            s.desired,
+                            s.update_state
+                                .as_deref()
+                                .map(|u| format!(" ({u})"))
+                                .unwrap_or_default()
+                        )
+                    })
+                    .collect();
+                bail!(
+                    "stack {stack} did not converge in time: {}",
+                    if state.is_empty() {
+                        "no services".to_string()
+                    } else {
+                        state.join(", ")
+                    }
+                );
+            }
+            if bound.sleep(delay) {
+                return Err(anyhow::Error::new(external::Interrupted)
+                    .context("convergence wait was stopped"));
+            }
+            delay = (delay * 2).min(Duration::from_secs(1));
+        }
+    }
+
+    /// Waits until no service, container or network of `stack` is left.
+    pub fn wait_gone(&self, stack: &str, bound: &Bound) -> Result<Leftovers> {
+        let mut delay = Duration::from_millis(50);
+        loop {
+            let left = self.leftovers(stack, bound)?;
+            if left.running_gone() {
+                return Ok(left);
+            }
+            if bound.expired() {
+                bail!("stack {stack} is still there: {left}");
+            }
+            bound.sleep(delay);
+            delay = (delay * 2).min(Duration::from_secs(1));
+        }
+    }
+}

@@ -1,0 +1,231 @@
+//! What cc-ci-run reads of a recipe (pure): `.env.sample`, the compose
+//! files it names, the static checks of SPEC section 3 step 4, whether the
+//! recipe declares backups, and which release is the base of the install
+//! tier.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+
+use crate::exit::{Failure, TESTS_FAILED};
+
+/// Parses an env file: `KEY=value` lines, `#` comments, optional quotes.
+pub fn parse_env(text: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let line = line.strip_prefix("export ").unwrap_or(line);
+        if let Some((k, v)) = line.split_once('=') {
+            let v = v.trim();
+            let v = v
+                .strip_prefix('"')
+                .and_then(|v| v.strip_suffix('"'))
+                .or_else(|| v.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')))
+                .unwrap_or_else(|| v.split(" #").next().unwrap_or(v).trim());
+            out.insert(k.trim().to_string(), v.to_string());
+        }
+    }
+    out
+}
+
+/// Sets `key=value` in env-file text, replacing an existing line or appending.
+pub fn set_env(text: &str, key: &str, value: &str) -> String {
+    let mut found = false;
+    let mut out: Vec<String> = text
+        .lines()
+        .map(|l| {
+            let t = l.trim_start();
+            if !found && t.split_once('=').is_some_and(|(k, _)| k.trim() == key) {
+                found = true;
+                format!("{key}={value}")
+            } else {
+                l.to_string()
+            }
+        })
+        .collect();
+    if !found {
+        out.push(format!("{key}={value}"));
+    }
+    out.join("\n") + "\n"
+}
+
+/// One service of a compose file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Service {
+    pub name: String,
+    pub image: Option<String>,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// What the static checks learned of a recipe.
+#[derive(Clone, Debug, Default)]
+pub struct RecipeInfo {
+    pub compose_files: Vec<PathBuf>,
+    pub services: Vec<Service>,
+    /// Some service carries `backupbot.backup=true`.
+    pub backups: bool,
+}
+
+impl RecipeInfo {
+    pub fn images(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .services
+            .iter()
+            .filter_map(|s| s.image.clone())
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+}
+
+fn check_failed(file: &Path, rule: &str) -> anyhow::Error {
+    Failure::with_code(
+        TESTS_FAILED,
+        format!("static check failed: {}: {rule}", file.display()),
+    )
+}
+
+/// Labels as compose writes them: a list of `k=v` or a map.
+fn labels_of(v: Option<&serde_norway::Value>) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    match v {
+        Some(serde_norway::Value::Sequence(items)) => {
+            for item in items {
+                if let Some(s) = item.as_str() {
+                    let (k, val) = s.split_once('=').unwrap_or((s, ""));
+                    out.insert(k.to_string(), val.to_string());
+                }
+            }
+        }
+        Some(serde_norway::Value::Mapping(m)) => {
+            for (k, val) in m {
+                let key = k.as_str().unwrap_or_default().to_string();
+                let value = match val {
+                    serde_norway::Value::String(s) => s.clone(),
+                    serde_norway::Value::Bool(b) => b.to_string(),
+                    serde_norway::Value::Number(n) => n.to_string(),
+                    _ => String::new(),
+                };
+                out.insert(key, value);
+            }
+        }
+        _ => {}
+    }
+    out
+}
+
+/// Parses one compose file's services (pure).
+pub fn parse_compose(file: &Path, text: &str) -> Result<Vec<Service>> {
+    let doc: serde_norway::Value = serde_norway::from_str(text)
+        .map_err(|e| check_failed(file, &format!("compose file does not parse: {e}")))?;
+    let services = doc
+        .get("services")
+        .and_then(|s| s.as_mapping())
+        .ok_or_else(|| check_failed(file, "compose file has no `services` mapping"))?;
+    let mut out = Vec::new();
+    for (name, svc) in services {
+        let name = name.as_str().unwrap_or_default().to_string();
+        let mut labels = labels_of(svc.get("labels"));
+        labels.extend(labels_of(svc.get("deploy").and_then(|d| d.get("labels"))));
+        out.push(Service {
+            image: svc.get("image").and_then(|i| i.as_str()).map(String::from),
+            name,
+            labels,
+        });
+    }
+    Ok(out)
+}
+
+/// Whether an image reference is pinned: a digest, or a tag that is not
+/// `latest` (and no unresolved variable in it).
+pub fn image_pinned(image: &str) -> bool {
+    if image.contains("@sha256:") {
+        return true;
+    }
+    if image.contains('$') {
+        return false;
+    }
+    let last = image.rsplit('/').next().unwrap_or(image);
+    match last.split_once(':') {
+        Some((_, tag)) => !tag.is_empty() && tag != "latest",
+        None => false,
+    }
+}
+
+/// The static checks (SPEC section 3 step 4), on a recipe checkout: the
+/// `.env.sample` is present, every compose file it names parses, every
+/// image is pinned. A failure is exit 1 naming the file and the rule.
+pub fn static_checks(checkout: &Path) -> Result<RecipeInfo> {
+    let sample = checkout.join(".env.sample");
+    let text = std::fs::read_to_string(&sample)
+        .map_err(|_| check_failed(&sample, "the recipe must have a readable .env.sample"))?;
+    let env = parse_env(&text);
+    let files = env
+        .get("COMPOSE_FILE")
+        .cloned()
+        .unwrap_or_else(|| "compose.yml".to_string());
+    let mut info = RecipeInfo::default();
+    for f in files.split(':').filter(|f| !f.is_empty()) {
+        if f.contains("..") || f.starts_with('/') {
+            return Err(check_failed(
+                &sample,
+                &format!("COMPOSE_FILE entry {f:?} must be a relative path inside the recipe"),
+            ));
+        }
+        let path = checkout.join(f);
+        let text = std::fs::read_to_string(&path)
+            .map_err(|_| check_failed(&path, "a compose file named in COMPOSE_FILE must exist"))?;
+        let services = parse_compose(&path, &text)?;
+        for s in &services {
+            match &s.image {
+                Some(img) if image_pinned(img) => {}
+                Some(img) => {
+                    return Err(check_failed(&path, &format!("image {img:?} of service {} must be pinned to a version tag or digest (not latest)", s.name)))
+                }
+                None => {}
+            }
+        }
+        info.backups |= services.iter().any(|s| {
+            s.labels
+                .get("backupbot.backup")
+                .is_some_and(|v| v == "true")
+        });
+        info.services.extend(services);
+        info.compose_files.push(path);
+    }
+    Ok(info)
+}
+
+/// A release tag's version: the leading `X.Y.Z` (a `v` prefix and a
+/// `+upstream` suffix allowed), as numbers for ordering.
+pub fn parse_version(tag: &str) -> Option<(u64, u64, u64)> {
+    let t = tag.strip_prefix('v').unwrap_or(tag);
+    let core = t.split(['+', '-']).next()?;
+    let mut parts = core.split('.');
+    let v = (
+        parts.next()?.parse().ok()?,
+        parts.next()?.parse().ok()?,
+        parts.next()?.parse().ok()?,
+    );
+    if parts.next().is_some() {
+        return None;
+    }
+    Some(v)
+}
+
+/// The recipe's latest release before the ref under test: the highest
+/// version among `merged` tags (reachable from the ref) that do not point at
+/// the ref itself (`at_ref`).
+pub fn latest_release_before(merged: &[String], at_ref: &[String]) -> Option<String> {
+    merged
+        .iter()
+        .filter(|t| !at_ref.contains(t))
+        .filter_map(|t| parse_version(t).map(|v| (v, t)))
+        .max_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(b.1)))
+        .map(|(_, t)| t.clone())
+}

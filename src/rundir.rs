@@ -1,0 +1,242 @@
+//! Run trees and run records under the state directory.
+//!
+//! `runs/<run-id>/` holds the run record (`run.json`), the run's log
+//! (`run.log`) and its test reports (`report/`), which outlive the run; the
+//! run *tree* is `runs/<run-id>/abra/` (the per-run ABRA_DIR with its own
+//! recipe checkout) and `runs/<run-id>/work/`, removed at the end of the run.
+//!
+//! Removal is only ever of a path proven to lie inside the state directory:
+//! both are canonicalised and compared component-wise, and symlinks are
+//! removed as links (never followed), so a planted link cannot aim a
+//! recursive delete at the canonical abra home.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+
+/// The layout of one run under the state directory.
+#[derive(Clone, Debug)]
+pub struct RunDir {
+    pub state_dir: PathBuf,
+    pub root: PathBuf,
+}
+
+impl RunDir {
+    pub fn new(state_dir: &Path, run_id: &str) -> RunDir {
+        RunDir {
+            state_dir: state_dir.to_path_buf(),
+            root: state_dir.join("runs").join(run_id),
+        }
+    }
+    pub fn record(&self) -> PathBuf {
+        self.root.join("run.json")
+    }
+    pub fn log(&self) -> PathBuf {
+        self.root.join("run.log")
+    }
+    pub fn report(&self) -> PathBuf {
+        self.root.join("report")
+    }
+    /// The per-run ABRA_DIR.
+    pub fn abra_dir(&self) -> PathBuf {
+        self.root.join("abra")
+    }
+    /// Scratch space of the run (tests staged from the ref under test).
+    pub fn work(&self) -> PathBuf {
+        self.root.join("work")
+    }
+    pub fn recipe_checkout(&self, recipe: &str) -> PathBuf {
+        self.abra_dir().join("recipes").join(recipe)
+    }
+
+    /// Removes the run tree (abra dir and scratch), keeping record, log and
+    /// reports.
+    pub fn remove_tree(&self) -> Result<()> {
+        for p in [self.abra_dir(), self.work()] {
+            remove_inside(&self.state_dir, &p)?;
+        }
+        Ok(())
+    }
+}
+
+/// Creates `dir` and its parents with mode 0755.
+pub fn mkdirs(dir: &Path) -> Result<()> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(dir)
+        .with_context(|| format!("failed to create directory {}", dir.display()))
+}
+
+/// Recursively removes `path`, but only after proving it lies strictly
+/// inside `state_dir`. A missing path is fine.
+pub fn remove_inside(state_dir: &Path, path: &Path) -> Result<()> {
+    let meta = match fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("failed to stat {}", path.display())),
+    };
+    let state = state_dir
+        .canonicalize()
+        .with_context(|| format!("failed to resolve state directory {}", state_dir.display()))?;
+    // Resolve the parent, not the path itself: the last component may be a
+    // symlink, which is removed as a link.
+    let parent = path
+        .parent()
+        .context("refusing to remove a path without a parent")?
+        .canonicalize()
+        .with_context(|| format!("failed to resolve {}", path.display()))?;
+    let name = path
+        .file_name()
+        .context("refusing to remove a path without a name")?;
+    let resolved = parent.join(name);
+    if !resolved.starts_with(&state) || resolved == state {
+        bail!(
+            "refusing to remove {}: it is not inside the state directory {}",
+            resolved.display(),
+            state.display()
+        );
+    }
+    if meta.file_type().is_dir() {
+        fs::remove_dir_all(&resolved)
+    } else {
+        fs::remove_file(&resolved)
+    }
+    .with_context(|| format!("failed to remove {}", resolved.display()))
+}
+
+/// Writes `bytes` to `path` atomically: a temporary file in the same
+/// directory, fsync, rename, fsync of the directory. Readers see the old or
+/// the new content, never a torn one.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().context("atomic write target has no parent")?;
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
+        std::process::id()
+    ));
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o644)
+        .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
+        .open(&tmp)
+        .with_context(|| format!("failed to create {}", tmp.display()))?;
+    f.write_all(bytes)
+        .and_then(|_| f.sync_all())
+        .with_context(|| format!("failed to write {}", tmp.display()))?;
+    drop(f);
+    fs::rename(&tmp, path).with_context(|| format!("failed to rename into {}", path.display()))?;
+    if let Ok(d) = fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// The run record, `runs/<run-id>/run.json` (fields documented in the README).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct RunRecord {
+    pub run_id: String,
+    pub recipe: String,
+    /// The ref as asked for (`refs/pull/N/head`, a branch, a sha, or the default branch).
+    pub git_ref: String,
+    /// The commit under test, once resolved.
+    #[serde(default)]
+    pub sha: Option<String>,
+    #[serde(default)]
+    pub pr: Option<u32>,
+    pub domain: String,
+    pub stack: String,
+    /// The harness's pid (the process that holds the locks).
+    pub pid: i32,
+    #[serde(default)]
+    pub wrapper_pid: i32,
+    pub host: String,
+    pub phase: String,
+    pub started: String,
+    #[serde(default)]
+    pub updated: String,
+    #[serde(default)]
+    pub finished: Option<String>,
+    #[serde(default)]
+    pub exit_code: Option<i32>,
+    /// The version the install tier deployed first (None: quick or no release).
+    #[serde(default)]
+    pub base_version: Option<String>,
+    /// The release tag at the commit under test, if any (for `--base last-green`).
+    #[serde(default)]
+    pub tested_version: Option<String>,
+    /// Tiers whose tests ran, in order.
+    #[serde(default)]
+    pub tiers: Vec<String>,
+}
+
+impl RunRecord {
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let text = serde_json::to_vec_pretty(self).context("failed to encode the run record")?;
+        write_atomic(path, &text)
+    }
+
+    pub fn load(path: &Path) -> Result<RunRecord> {
+        let text = fs::read(path).with_context(|| format!("failed to read {}", path.display()))?;
+        serde_json::from_slice(&text).with_context(|| format!("failed to parse {}", path.display()))
+    }
+}
+
+/// Every run record under the state directory (unreadable ones skipped).
+pub fn all_records(state_dir: &Path) -> Vec<(PathBuf, RunRecord)> {
+    let Ok(dir) = fs::read_dir(state_dir.join("runs")) else {
+        return Vec::new();
+    };
+    let mut out: Vec<(PathBuf, RunRecord)> = dir
+        .filter_map(|e| e.ok())
+        .map(|e| e.path().join("run.json"))
+        .filter_map(|p| RunRecord::load(&p).ok().map(|r| (p, r)))
+        .collect();
+    out.sort_by(|a, b| a.1.started.cmp(&b.1.started));
+    out
+}
+
+/// This host's name (for owner records and run records).
+pub fn host_name() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "unknown-host".to_string())
+}
+
+/// Creates the symlink `link` → `target`, accepting an existing identical
+/// link; anything else at that place is an error that says what to remove.
+pub fn ensure_symlink(target: &Path, link: &Path) -> Result<()> {
+    match fs::symlink_metadata(link) {
+        Ok(m) if m.file_type().is_symlink() => {
+            let cur = fs::read_link(link)
+                .with_context(|| format!("failed to read link {}", link.display()))?;
+            if cur == target {
+                return Ok(());
+            }
+            bail!(
+                "{} is a symlink to {}, not to {}: remove it ({}) and run again",
+                link.display(),
+                cur.display(),
+                target.display(),
+                link.display()
+            );
+        }
+        Ok(_) => bail!(
+            "{} exists and is not a symlink: remove it ({}) so it can be linked to {}",
+            link.display(),
+            link.display(),
+            target.display()
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("failed to stat {}", link.display())),
+    }
+    std::os::unix::fs::symlink(target, link)
+        .with_context(|| format!("failed to link {} to {}", link.display(), target.display()))
+}
