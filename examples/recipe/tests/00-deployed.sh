@@ -1,0 +1,48 @@
+#!/bin/sh
+# level: system
+# tier: install, upgrade, restore
+# timeout: 30s
+
+# The app is deployed, as `abra app ls -S -m` reports CCCI_APP_DOMAIN with
+# status "deployed".
+#
+# Knobs for cc-ci-run's own tests (the same in every test here)
+# CCCI_EXAMPLE_FAIL=<tier> or =all fails this test in that tier;
+# CCCI_EXAMPLE_HANG=<tier> touches $CCCI_EXAMPLE_READY_DIR/test-<tier>
+# (when that is set) and then sleeps until killed.
+set -eu
+
+tier="${CCCI_TIER:-}"
+if [ -n "${CCCI_EXAMPLE_HANG:-}" ] && [ "$CCCI_EXAMPLE_HANG" = "$tier" ]; then
+  if [ -n "${CCCI_EXAMPLE_READY_DIR:-}" ]; then
+    : >"$CCCI_EXAMPLE_READY_DIR/test-$tier"
+  fi
+  exec sleep 2147483647 # one process, so SIGTERM ends it at once
+fi
+if [ -n "${CCCI_EXAMPLE_FAIL:-}" ] &&
+  { [ "$CCCI_EXAMPLE_FAIL" = all ] || [ "$CCCI_EXAMPLE_FAIL" = "$tier" ]; }; then
+  echo "failing on purpose: CCCI_EXAMPLE_FAIL=$CCCI_EXAMPLE_FAIL (tier $tier)" >&2
+  exit 1
+fi
+
+: "${CCCI_APP_DOMAIN:?CCCI_APP_DOMAIN is not set}"
+abra="${CCCI_ABRA:-abra}"
+if [ -n "${CCCI_SERVER:-}" ]; then
+  apps=$("$abra" app ls -s "$CCCI_SERVER" -S -m)
+else
+  apps=$("$abra" app ls -S -m)
+fi
+
+printf '%s' "$apps" | python3 -c '
+import json, sys
+domain = sys.argv[1]
+data = json.load(sys.stdin)
+apps = [a for s in data.values() for a in s.get("apps", [])
+        if a.get("domain") == domain]
+if not apps:
+    sys.exit("%s is not listed by abra app ls" % domain)
+status = apps[0].get("status")
+if status != "deployed":
+    sys.exit("%s has status %r, want \"deployed\"" % (domain, status))
+print("%s is deployed (version %s)" % (domain, apps[0].get("version")))
+' "$CCCI_APP_DOMAIN"

@@ -1,0 +1,54 @@
+#!/bin/sh
+# level: system
+# tier: restore
+# timeout: 30s
+
+# After backup and restore the app is deployed, its data volume exists, and
+# (against the file-backed stand-ins, when CCCI_FAKE_STATE is set) the
+# backup that the restore read is there.
+#
+# Knobs as in 00-deployed.sh (CCCI_EXAMPLE_FAIL, CCCI_EXAMPLE_HANG).
+set -eu
+
+tier="${CCCI_TIER:-}"
+if [ -n "${CCCI_EXAMPLE_HANG:-}" ] && [ "$CCCI_EXAMPLE_HANG" = "$tier" ]; then
+  if [ -n "${CCCI_EXAMPLE_READY_DIR:-}" ]; then
+    : >"$CCCI_EXAMPLE_READY_DIR/test-$tier"
+  fi
+  exec sleep 2147483647 # one process, so SIGTERM ends it at once
+fi
+if [ -n "${CCCI_EXAMPLE_FAIL:-}" ] &&
+  { [ "$CCCI_EXAMPLE_FAIL" = all ] || [ "$CCCI_EXAMPLE_FAIL" = "$tier" ]; }; then
+  echo "failing on purpose: CCCI_EXAMPLE_FAIL=$CCCI_EXAMPLE_FAIL (tier $tier)" >&2
+  exit 1
+fi
+
+: "${CCCI_APP_DOMAIN:?CCCI_APP_DOMAIN is not set}"
+abra="${CCCI_ABRA:-abra}"
+docker="${CCCI_DOCKER:-docker}"
+stack="${CCCI_STACK:-$(printf '%s' "$CCCI_APP_DOMAIN" | tr . _ | cut -c1-45)}"
+
+"$abra" app ls -S -m | python3 -c '
+import json, sys
+domain = sys.argv[1]
+data = json.load(sys.stdin)
+status = [a.get("status") for s in data.values() for a in s.get("apps", [])
+          if a.get("domain") == domain]
+if status != ["deployed"]:
+    sys.exit("%s: status %r after restore, want deployed" % (domain, status))
+' "$CCCI_APP_DOMAIN"
+
+volumes=$("$docker" volume ls -q --filter "label=com.docker.stack.namespace=$stack")
+case "$volumes" in
+*"${stack}_data"*) ;;
+*)
+  echo "volume ${stack}_data is missing after restore (have: $volumes)" >&2
+  exit 1
+  ;;
+esac
+
+if [ -n "${CCCI_FAKE_STATE:-}" ] && [ ! -d "$CCCI_FAKE_STATE/backups/$CCCI_APP_DOMAIN" ]; then
+  echo "no backup of $CCCI_APP_DOMAIN in the fake swarm" >&2
+  exit 1
+fi
+echo "$CCCI_APP_DOMAIN restored: volume ${stack}_data present"
