@@ -1,12 +1,17 @@
 //! cc-ci-run: the harness wrapper of a Co-op Cloud recipe CI.
 //!
 //! The modules follow SPEC.md: the exit-code table (`exit`), the process
-//! model and lifetime guards (`lifetime`, `proc`), and one module per command.
+//! model and lifetime guards (`lifetime`, `proc`), the locks (`lock`, with
+//! `lockholder` for the kernel's view of who holds one), and one module per
+//! command.
 
 pub mod cli;
 pub mod commands;
 pub mod exit;
 pub mod lifetime;
+pub mod lock;
+pub mod lockcmd;
+pub mod lockholder;
 pub mod log;
 pub mod proc;
 pub mod units;
