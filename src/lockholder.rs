@@ -213,7 +213,7 @@ pub struct KernelView {
 /// scanning other processes' descriptors only for locks whose taker could
 /// not be confirmed.
 pub fn inspect(files: &[FileId]) -> Vec<KernelView> {
-    let lines: Vec<LockLine> = std::fs::read_to_string("/proc/locks")
+    let lines: Vec<LockLine> = read_proc_locks()
         .map(|t| parse_proc_locks(&t))
         .unwrap_or_default();
     let mut evidence: Vec<Evidence> = files.iter().map(|id| listed(&lines, *id)).collect();
@@ -250,6 +250,47 @@ pub fn inspect(files: &[FileId]) -> Vec<KernelView> {
             taker: e.taker,
         })
         .collect()
+}
+
+/// The text of `/proc/locks`, read so that no granted lock is missed.
+///
+/// It is a seq_file: each `read` returns at most about a page of lines,
+/// and the next `read` walks the kernel's lock list again from a saved
+/// index, so a lock released between two reads shifts the list and the
+/// line after it is skipped (`read_to_string`, which starts with a tiny
+/// probe read, loses lines this way whenever locks churn). A list that
+/// fits one read is a consistent snapshot; a longer one is read twice and
+/// both texts are returned: a line skipped by one pass is in the other
+/// unless locks before it were released during both, and a duplicate or a
+/// just-released lock only costs a confirmation that fails.
+pub fn read_proc_locks() -> std::io::Result<String> {
+    let (first, reads) = read_all("/proc/locks")?;
+    if reads <= 1 {
+        return Ok(first);
+    }
+    let (second, _) = read_all("/proc/locks")?;
+    Ok(first + &second)
+}
+
+/// A whole file with large reads; also how many reads returned data.
+fn read_all(path: &str) -> std::io::Result<(String, usize)> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let mut text = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut reads = 0;
+    loop {
+        match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                reads += 1;
+                text.extend_from_slice(&buf[..n]);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((String::from_utf8_lossy(&text).into_owned(), reads))
 }
 
 /// The kernel's view of one lock file by path (None: no such file).

@@ -68,7 +68,10 @@ fn bad_names_exit_2_naming_field_and_rule() {
     for (kind, name, problem) in cases {
         let msg = usage_message(*kind, name);
         assert!(msg.contains(problem), "{name:?}: {msg}");
-        assert!(msg.contains(kind.field()), "{name:?} names the field: {msg}");
+        assert!(
+            msg.contains(kind.field()),
+            "{name:?} names the field: {msg}"
+        );
         let rule = match kind {
             Kind::App => "lowercase DNS names",
             Kind::Run => "[a-z0-9][a-z0-9-]*",
@@ -181,13 +184,19 @@ fn proc_locks_lines_parse_with_hex_device_and_decimal_inode() {
         (first.class.as_str(), first.blocked, first.mode.as_str()),
         ("FLOCK", false, "WRITE")
     );
-    assert_eq!((first.pid, first.major, first.minor, first.ino), (1419, 0xfe, 0, 753934));
+    assert_eq!(
+        (first.pid, first.major, first.minor, first.ino),
+        (1419, 0xfe, 0, 753934)
+    );
     assert!(first.is_granted_flock());
     assert!(lines[1].blocked && !lines[1].is_granted_flock());
     assert_eq!(lines[1].pid, 1500);
     assert_eq!(lines[2].class, "POSIX");
     assert_eq!(lines[3].pid, -1);
-    assert_eq!((lines[4].major, lines[4].minor, lines[4].ino), (0x103, 2, 77));
+    assert_eq!(
+        (lines[4].major, lines[4].minor, lines[4].ino),
+        (0x103, 2, 77)
+    );
     assert_eq!(lines[5].pid, 0);
 }
 
@@ -293,7 +302,10 @@ fn process_start_ticks_skip_a_command_name_with_spaces_and_parens() {
 #[test]
 fn lock_max_age_defaults_to_2h_and_rejects_bad_values_naming_the_variable() {
     assert_eq!(lockcmd::max_age(None).unwrap(), Duration::from_secs(7200));
-    assert_eq!(lockcmd::max_age(Some("90m")).unwrap(), Duration::from_secs(5400));
+    assert_eq!(
+        lockcmd::max_age(Some("90m")).unwrap(),
+        Duration::from_secs(5400)
+    );
     for bad in ["", "2 hours", "1.5h", "-1"] {
         let err = lockcmd::max_age(Some(bad)).unwrap_err();
         assert_eq!(exit::code_for(&err), exit::USAGE);
