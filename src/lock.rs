@@ -30,7 +30,7 @@
 use std::fs::{DirBuilder, File, OpenOptions, Permissions};
 use std::io::ErrorKind;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -43,6 +43,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::exit::Failure;
 use crate::lifetime::Latch;
+use crate::lockholder::FileId;
 
 /// What a lock protects: an app domain on the swarm, or a run id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
@@ -170,24 +171,31 @@ fn read_owner_from(file: &File) -> Option<OwnerRecord> {
     // The holder writes its record with one pwrite; a reader racing it can
     // see a torn record, so a record that does not parse is read again.
     for _ in 0..3 {
-        let mut buf = vec![0u8; RECORD_MAX];
-        let mut len = 0;
-        while len < buf.len() {
-            match file.read_at(&mut buf[len..], len as u64) {
-                Ok(0) => break,
-                Ok(n) => len += n,
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(_) => return None,
-            }
-        }
-        if len == 0 {
+        let text = read_record_bytes(file)?;
+        if text.is_empty() {
             return None;
         }
-        if let Some(rec) = std::str::from_utf8(&buf[..len]).ok().and_then(parse_owner) {
+        if let Some(rec) = std::str::from_utf8(&text).ok().and_then(parse_owner) {
             return Some(rec);
         }
     }
     None
+}
+
+/// The file's bytes from offset 0, at most [`RECORD_MAX`]. A real record
+/// fits the first 4 KiB read, which keeps acquiring cheap.
+fn read_record_bytes(file: &File) -> Option<Vec<u8>> {
+    let mut text = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while text.len() < RECORD_MAX {
+        match file.read_at(&mut chunk, text.len() as u64) {
+            Ok(0) => break,
+            Ok(n) => text.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
+    }
+    Some(text)
 }
 
 /// The longest run id: `drone-<build>` and `manual-<pid>` are far shorter.
@@ -349,11 +357,12 @@ enum Missing {
     Absent,
 }
 
-/// Opens a lock file read-write, `O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK`.
-/// A new file is created 0644 (whatever the umask); a symlink or anything
-/// but a regular file at the path is refused. `Ok(None)`: the file does not
-/// exist and `missing` is [`Missing::Absent`].
-fn open_lock_file(path: &Path, missing: Missing) -> Result<Option<File>> {
+/// Opens a lock file read-write, `O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK`,
+/// with the device and inode it names. A new file is created 0644
+/// (whatever the umask); a symlink or anything but a regular file at the
+/// path is refused. `Ok(None)`: the file does not exist and `missing` is
+/// [`Missing::Absent`].
+fn open_lock_file(path: &Path, missing: Missing) -> Result<Option<(File, FileId)>> {
     let open = |create: bool| {
         let mut o = OpenOptions::new();
         o.read(true).write(true);
@@ -365,53 +374,57 @@ fn open_lock_file(path: &Path, missing: Missing) -> Result<Option<File>> {
         o.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
             .open(path)
     };
-    let refused = |what: &str| {
-        anyhow::anyhow!(
-            "refusing lock file {}: it is {what}, not a regular file (planted?); remove it",
-            path.display()
-        )
-    };
-    for _ in 0..100 {
-        if missing == Missing::Create {
-            match open(true) {
-                Ok(file) => {
-                    file.set_permissions(Permissions::from_mode(0o644))
-                        .with_context(|| {
-                            format!("failed to set mode 0644 on lock file {}", path.display())
-                        })?;
-                    return Ok(Some(file));
-                }
-                Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
-                Err(e) => {
-                    return Err(e)
-                        .with_context(|| format!("failed to create lock file {}", path.display()))
-                }
-            }
+    let checked = |file: File| {
+        let meta = file
+            .metadata()
+            .with_context(|| format!("failed to fstat lock file {}", path.display()))?;
+        if !meta.is_file() {
+            return Err(refused(path, "a special file or directory"));
         }
+        Ok(Some((file, FileId::of(&meta))))
+    };
+    // The file usually exists: open it first, create it only when missing.
+    for _ in 0..100 {
         match open(false) {
-            Ok(file) => {
-                let meta = file
-                    .metadata()
-                    .with_context(|| format!("failed to fstat lock file {}", path.display()))?;
-                if !meta.is_file() {
-                    return Err(refused("a special file or directory"));
-                }
-                return Ok(Some(file));
-            }
+            Ok(file) => return checked(file),
             Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
-                return Err(refused("a symbolic link"))
+                return Err(refused(path, "a symbolic link"))
             }
-            // Unlinked by its holder between our two opens: create it again.
-            Err(e) if e.kind() == ErrorKind::NotFound && missing == Missing::Create => {}
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+            Err(e) if e.kind() == ErrorKind::NotFound && missing == Missing::Absent => {
+                return Ok(None)
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
             Err(e) => {
                 return Err(e)
                     .with_context(|| format!("failed to open lock file {}", path.display()))
             }
         }
+        match open(true) {
+            Ok(file) => {
+                file.set_permissions(Permissions::from_mode(0o644))
+                    .with_context(|| {
+                        format!("failed to set mode 0644 on lock file {}", path.display())
+                    })?;
+                return checked(file);
+            }
+            // Someone else created it in between (or planted something): open again.
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+            // NotFound here means the directories are missing: the caller makes them.
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("failed to create lock file {}", path.display()))
+            }
+        }
     }
     bail!(
-        "lock file {} keeps disappearing between create and open",
+        "lock file {} keeps appearing and disappearing while opening it",
+        path.display()
+    )
+}
+
+fn refused(path: &Path, what: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "refusing lock file {}: it is {what}, not a regular file (planted?); remove it",
         path.display()
     )
 }
@@ -437,15 +450,12 @@ fn try_flock(file: &File, path: &Path) -> Result<bool> {
     }
 }
 
-/// Whether `path` still names the inode open as `file`. False when the path
-/// is gone or names another file: the lock we took is on an unlinked inode
-/// and protects nothing.
-fn still_named(file: &File, path: &Path) -> Result<bool> {
-    let held = file
-        .metadata()
-        .with_context(|| format!("failed to fstat lock file {}", path.display()))?;
+/// Whether `path` still names `locked`, the inode we hold a lock on. False
+/// when the path is gone or names another file: then our lock is on an
+/// unlinked inode and protects nothing.
+fn still_named(locked: FileId, path: &Path) -> Result<bool> {
     match std::fs::symlink_metadata(path) {
-        Ok(now) => Ok(now.dev() == held.dev() && now.ino() == held.ino()),
+        Ok(now) => Ok(FileId::of(&now) == locked),
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
         Err(e) => Err(e).with_context(|| format!("failed to stat lock file {}", path.display())),
     }
@@ -457,21 +467,38 @@ fn still_named(file: &File, path: &Path) -> Result<bool> {
 #[derive(Debug)]
 pub struct Held {
     file: File,
+    /// The inode `file` is on (fstat when it was opened).
+    id: FileId,
     path: PathBuf,
+    /// The file's length as we last left it (truncates cost more than
+    /// everything else in an acquire on ext4, so we skip needless ones).
+    len: u64,
     previous: Option<OwnerRecord>,
     /// Set by [`Held::remove`]: the file is unlinked, nothing to clear.
     removed: bool,
 }
 
 impl Held {
-    fn new(file: File, path: PathBuf) -> Held {
+    fn new(file: File, id: FileId, path: PathBuf) -> Held {
         // Whatever the last holder left: a record here means it died holding
         // the lock (a clean release clears it). The janitor names that run.
-        let previous = read_owner_from(&file);
+        // We hold the lock, so nobody writes while we read: this is also the
+        // file's length, which spares a truncate when it is already empty.
+        let bytes = read_record_bytes(&file);
+        let previous = bytes
+            .as_deref()
+            .and_then(|b| std::str::from_utf8(b).ok())
+            .and_then(parse_owner);
+        let len = match bytes {
+            Some(b) if b.len() < RECORD_MAX => b.len() as u64,
+            _ => u64::MAX, // unknown or huge: always truncate
+        };
         Held {
             file,
+            id,
             path,
             previous,
+            len,
             removed: false,
         }
     }
@@ -493,20 +520,25 @@ impl Held {
     }
 
     /// Replaces the owner record in the locked file: one `pwrite` at offset
-    /// 0, then a truncate to its length, so a reader sees the new record
-    /// (perhaps followed by the tail of the old one, which it ignores).
+    /// 0, then a truncate to its length if the file was longer, so a reader
+    /// sees the new record (perhaps followed by the tail of the old one,
+    /// which it ignores).
     pub fn write_owner(&mut self, rec: &OwnerRecord) -> Result<()> {
         let mut line = serde_json::to_vec(rec).context("failed to encode the owner record")?;
         line.push(b'\n');
-        self.file
-            .write_all_at(&line, 0)
-            .and_then(|()| self.file.set_len(line.len() as u64))
-            .with_context(|| {
-                format!(
-                    "failed to write the owner record into lock file {}",
-                    self.path.display()
-                )
-            })
+        let new_len = line.len() as u64;
+        let what = || {
+            format!(
+                "failed to write the owner record into lock file {}",
+                self.path.display()
+            )
+        };
+        self.file.write_all_at(&line, 0).with_context(what)?;
+        if self.len > new_len {
+            self.file.set_len(new_len).with_context(what)?;
+        }
+        self.len = new_len;
+        Ok(())
     }
 
     /// Unlinks the lock file while still holding it, then releases. The
@@ -515,7 +547,7 @@ impl Held {
     /// alone. Sound because only a holder unlinks: while we hold our inode
     /// and it is at the path, nobody else can unlink it.
     pub fn remove(mut self) -> Result<()> {
-        if still_named(&self.file, &self.path)? {
+        if still_named(self.id, &self.path)? {
             std::fs::remove_file(&self.path)
                 .with_context(|| format!("failed to remove lock file {}", self.path.display()))?;
         }
@@ -526,7 +558,7 @@ impl Held {
 
 impl Drop for Held {
     fn drop(&mut self) {
-        if !self.removed {
+        if !self.removed && self.len > 0 {
             // A clean release leaves no record behind, so a record in a free
             // lock file means its holder died. Best effort: the close below
             // releases the lock whatever happens here.
@@ -589,7 +621,7 @@ pub fn try_lock_existing(path: &Path) -> Result<TryPath> {
 
 fn try_path(path: &Path, missing: Missing) -> Result<TryPath> {
     for _ in 0..MAX_REPLACED {
-        let file = match open_lock_file(path, missing) {
+        let (file, id) = match open_lock_file(path, missing) {
             Ok(Some(f)) => f,
             Ok(None) => return Ok(TryPath::Absent),
             Err(e) if missing == Missing::Create && is_not_found(&e) => {
@@ -601,8 +633,8 @@ fn try_path(path: &Path, missing: Missing) -> Result<TryPath> {
         if !try_flock(&file, path)? {
             return Ok(TryPath::Busy(read_owner_from(&file)));
         }
-        if still_named(&file, path)? {
-            return Ok(TryPath::Acquired(Held::new(file, path.to_path_buf())));
+        if still_named(id, path)? {
+            return Ok(TryPath::Acquired(Held::new(file, id, path.to_path_buf())));
         }
     }
     bail!(
@@ -686,7 +718,7 @@ pub fn acquire_path(
         if cancel.is_some_and(Latch::is_set) {
             return Ok(Acquire::Cancelled);
         }
-        let file = match open_lock_file(path, Missing::Create) {
+        let (file, id) = match open_lock_file(path, Missing::Create) {
             Ok(Some(f)) => f,
             Ok(None) => continue,
             Err(e) if is_not_found(&e) => {
@@ -696,8 +728,8 @@ pub fn acquire_path(
             Err(e) => return Err(e),
         };
         if try_flock(&file, path)? {
-            if still_named(&file, path)? {
-                return Ok(Acquire::Acquired(Held::new(file, path.to_path_buf())));
+            if still_named(id, path)? {
+                return Ok(Acquire::Acquired(Held::new(file, id, path.to_path_buf())));
             }
             continue;
         }
@@ -760,9 +792,9 @@ pub fn acquire_path(
                 );
             }
         };
-        let file = got?;
-        if still_named(&file, path)? {
-            return Ok(Acquire::Acquired(Held::new(file, path.to_path_buf())));
+        let file = got.with_context(|| format!("failed to flock {}", path.display()))?;
+        if still_named(id, path)? {
+            return Ok(Acquire::Acquired(Held::new(file, id, path.to_path_buf())));
         }
         // We waited on an inode its holder unlinked: start over on the new file.
     }
