@@ -679,6 +679,10 @@ pub enum Acquire {
 /// with the holder's owner record and the time waited so far: once when the
 /// lock is first found busy, then every `progress_every` (zero: only once).
 /// On success writes `owner` into the file.
+///
+/// After `TimedOut` or `Cancelled`, a helper thread may stay parked in
+/// `flock` until the holder lets go; it then releases at once and ends.
+/// It holds one descriptor (close-on-exec) meanwhile.
 #[allow(clippy::too_many_arguments)]
 pub fn acquire(
     state_dir: &Path,
@@ -713,6 +717,7 @@ pub fn acquire_path(
     progress: &mut dyn FnMut(Option<&OwnerRecord>, Duration),
 ) -> Result<Acquire> {
     let started = Instant::now();
+    let mut reported = false;
     let mut next_progress: Option<Instant> = None;
     for _ in 0..MAX_REPLACED {
         if cancel.is_some_and(Latch::is_set) {
@@ -733,9 +738,10 @@ pub fn acquire_path(
             }
             continue;
         }
-        if next_progress.is_none() {
+        if !reported {
             progress(read_owner_from(&file).as_ref(), started.elapsed());
-            next_progress = Some(Instant::now() + progress_every);
+            reported = true;
+            next_progress = periodic(Instant::now(), progress_every);
         }
         let waiter = Waiter::start(file, path)?;
         let got = loop {
@@ -744,17 +750,11 @@ pub fn acquire_path(
                 waiter.abandon();
                 return Ok(Acquire::TimedOut);
             }
-            if progress_every > Duration::ZERO && next_progress.is_some_and(|p| now >= p) {
+            if next_progress.is_some_and(|p| now >= p) {
                 progress(read_owner(path).as_ref(), started.elapsed());
-                next_progress = Some(now + progress_every);
+                next_progress = periodic(now, progress_every);
             }
-            let wake = [
-                deadline,
-                next_progress.filter(|_| progress_every > Duration::ZERO),
-            ]
-            .into_iter()
-            .flatten()
-            .min();
+            let wake = [deadline, next_progress].into_iter().flatten().min();
             let timeout = match wake {
                 Some(t) => poll_timeout(t.saturating_duration_since(now)),
                 None => PollTimeout::NONE,
@@ -802,6 +802,15 @@ pub fn acquire_path(
         "lock file {} was replaced {MAX_REPLACED} times while locking it",
         path.display()
     )
+}
+
+/// When the next periodic progress report is due (None: never).
+fn periodic(now: Instant, every: Duration) -> Option<Instant> {
+    if every.is_zero() {
+        None
+    } else {
+        now.checked_add(every)
+    }
 }
 
 fn poll_timeout(d: Duration) -> PollTimeout {
