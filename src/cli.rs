@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::lock::Kind;
 use crate::units::{parse_duration, parse_size};
 
 /// cc-ci-run: the guarded harness of a Co-op Cloud recipe CI.
@@ -45,6 +46,15 @@ pub enum Command {
     /// The harness half of `run` (started by the wrapper; not for direct use).
     #[command(name = "__harness", hide = true)]
     Harness(HarnessArgs),
+    /// Diagnostic: take a lock, print `held`, hold it until stdin closes.
+    #[command(name = "__hold-lock", hide = true)]
+    HoldLock(HoldLockArgs),
+    /// Test support: acquire and release one lock in a loop, logging to an oracle file.
+    #[command(name = "__lock-stress", hide = true)]
+    LockStress(LockStressArgs),
+    /// Benchmark: median nanoseconds of acquire + release of an uncontended app lock.
+    #[command(name = "__bench-lock", hide = true)]
+    BenchLock(BenchLockArgs),
 }
 
 #[derive(Debug, Args, Clone)]
@@ -219,6 +229,9 @@ pub struct LocksArgs {
 pub struct UnlockArgs {
     /// The app domain or run id whose lock to remove.
     pub name: String,
+    /// Which lock NAME is, when both an app lock and a run lock have that name.
+    #[arg(long, value_enum)]
+    pub kind: Option<Kind>,
     /// Ask a live holder run to stop (SIGTERM to its harness) and wait for its teardown.
     #[arg(long)]
     pub terminate: bool,
@@ -242,4 +255,64 @@ pub struct HarnessArgs {
     /// The wrapper's own arguments (`run ...`), parsed again by the harness.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub args: Vec<String>,
+}
+
+/// `__hold-lock`: an operator's diagnostic as much as a test stand-in. It
+/// takes a lock exactly as a run does (waiting visibly while it is busy),
+/// prints `held` on stdout, and holds it until its stdin closes or it is
+/// killed: for example, to keep runs off an app domain during maintenance
+/// (`cc-ci-run __hold-lock app DOMAIN`, then Ctrl-D to release).
+#[derive(Debug, Args, Clone)]
+pub struct HoldLockArgs {
+    /// app or run.
+    #[arg(value_enum)]
+    pub kind: Kind,
+    /// The app domain or run id.
+    pub name: String,
+    /// The run id written into the owner record (default `manual-<pid>`).
+    #[arg(long)]
+    pub run_id: Option<String>,
+    /// Do not wait: if the lock is busy, name the holder and exit 75.
+    #[arg(long = "try")]
+    pub try_only: bool,
+    /// Give up waiting after this long (exit 1).
+    #[arg(long, value_parser = parse_duration)]
+    pub wait: Option<Duration>,
+    /// How often to say who holds the lock while waiting.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub progress: Duration,
+    /// A command to start while holding the lock (its pid is printed as
+    /// `child PID`); it is killed when the lock is released.
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "CMD"
+    )]
+    pub command: Vec<String>,
+}
+
+/// `__lock-stress`: races acquirers and unlockers on one app lock; every
+/// holder appends `enter` and `exit` lines to the oracle file (O_APPEND), so
+/// two holders at once show up as two `enter` lines in a row.
+#[derive(Debug, Args, Clone)]
+pub struct LockStressArgs {
+    /// The app domain whose lock to race on.
+    pub name: String,
+    /// How many rounds.
+    #[arg(long)]
+    pub iterations: u64,
+    /// The file the holders append to.
+    #[arg(long)]
+    pub oracle: PathBuf,
+    /// Act as `unlock` does (try an existing file, remove it when free)
+    /// instead of as a run (wait, hold, release or remove).
+    #[arg(long)]
+    pub unlocker: bool,
+}
+
+/// `__bench-lock N`: prints the median ns of try-acquire + release.
+#[derive(Debug, Args, Clone)]
+pub struct BenchLockArgs {
+    /// How many acquire + release rounds to time.
+    pub iterations: usize,
 }

@@ -12,6 +12,11 @@ use crate::lifetime::{self, WrapOptions};
 pub fn dispatch(cli: Cli, start_ppid: Pid) -> Result<i32> {
     match cli.command {
         cli::Command::Exec(args) => exec(args, start_ppid),
+        cli::Command::Locks(args) => crate::lockcmd::locks(&cli.state_dir, args),
+        cli::Command::Unlock(args) => crate::lockcmd::unlock(&cli.state_dir, args),
+        cli::Command::HoldLock(args) => crate::lockcmd::hold_lock(&cli.state_dir, args),
+        cli::Command::LockStress(args) => crate::lockcmd::lock_stress(&cli.state_dir, args),
+        cli::Command::BenchLock(args) => crate::lockcmd::bench_lock(&cli.state_dir, args),
         other => Err(crate::exit::Failure::usage(format!(
             "command {other:?} is not implemented yet"
         ))),

@@ -1,7 +1,9 @@
 //! cc-ci-run: the harness wrapper of a Co-op Cloud recipe CI.
 //!
 //! The modules follow SPEC.md: the exit-code table (`exit`), the process
-//! model and lifetime guards (`lifetime`, `proc`), and one module per command.
+//! model and lifetime guards (`lifetime`, `proc`), the locks (`lock`, with
+//! `lockholder` for the kernel's view of who holds one), and one module per
+//! command.
 
 pub mod abra;
 pub mod cli;
@@ -11,6 +13,9 @@ pub mod docker;
 pub mod exit;
 pub mod external;
 pub mod lifetime;
+pub mod lock;
+pub mod lockcmd;
+pub mod lockholder;
 pub mod log;
 pub mod proc;
 pub mod recipe;
