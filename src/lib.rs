@@ -9,4 +9,5 @@ pub mod exit;
 pub mod lifetime;
 pub mod log;
 pub mod proc;
+pub mod testrun;
 pub mod units;
