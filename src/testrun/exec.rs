@@ -287,7 +287,10 @@ pub fn run(suite: &Suite, plan: Plan, cancel: Option<&Latch>) -> Result<SuiteOut
     match containers::remove_labelled(&r.label, suite.grace) {
         Ok(0) => {}
         Ok(k) => say!("removed {k} container(s) labelled {}", r.label),
-        Err(e) => say!("container cleanup for label {} failed (not fatal): {e:#}", r.label),
+        Err(e) => say!(
+            "container cleanup for label {} failed (not fatal): {e:#}",
+            r.label
+        ),
     }
     r.fill_missing("not run: the test runner failed");
 
@@ -401,7 +404,10 @@ impl Runner<'_> {
                 if !self.sched.is_done() {
                     // Cannot happen after the cycle check; never spin on it.
                     for i in self.sched.skip_pending() {
-                        self.record_skipped(i, "not started: its dependencies never became ready".into());
+                        self.record_skipped(
+                            i,
+                            "not started: its dependencies never became ready".into(),
+                        );
                     }
                 }
                 return Ok(());
@@ -505,8 +511,10 @@ impl Runner<'_> {
             .for_test(t.meta.memory.or(suite.options.test_memory), suite);
         let stdout_file = create_output(&self.out_dir.join(format!("{}.stdout", t.name)))?;
         let stderr_file = create_output(&self.out_dir.join(format!("{}.stderr", t.name)))?;
-        let (out_r, out_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).context("failed to create a pipe")?;
-        let (err_r, err_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).context("failed to create a pipe")?;
+        let (out_r, out_w) =
+            nix::unistd::pipe2(OFlag::O_CLOEXEC).context("failed to create a pipe")?;
+        let (err_r, err_w) =
+            nix::unistd::pipe2(OFlag::O_CLOEXEC).context("failed to create a pipe")?;
         let mut cmd = Command::new(&t.path);
         cmd.stdin(Stdio::null())
             .stdout(Stdio::from(out_w))
@@ -660,7 +668,11 @@ impl Runner<'_> {
         }
         let success = status.is_some_and(|s| s.success());
         let (result, reason) = if r.timed_out {
-            let how = if r.killed { ", killed after the grace" } else { "" };
+            let how = if r.killed {
+                ", killed after the grace"
+            } else {
+                ""
+            };
             (
                 Outcome::TimedOut,
                 Some(format!("timed out after {}{how}", human(r.timeout))),
@@ -687,11 +699,7 @@ impl Runner<'_> {
         rep.cpu_ms = Some(usage.cpu.as_millis() as u64);
         rep.stdout = Some(format!("output/{name}.stdout"));
         rep.stderr = Some(format!("output/{name}.stderr"));
-        let mut line = format!(
-            "{name}: {} in {}",
-            result.as_str(),
-            human(duration)
-        );
+        let mut line = format!("{name}: {} in {}", result.as_str(), human(duration));
         if let Some(why) = &rep.reason {
             line.push_str(&format!(" ({why})"));
         }
@@ -799,7 +807,10 @@ impl Runner<'_> {
                         k += 1;
                     }
                 }
-                say!("--resume: {k} test(s) already passed in run {}; running the rest", cp.run_id);
+                say!(
+                    "--resume: {k} test(s) already passed in run {}; running the rest",
+                    cp.run_id
+                );
                 self.cp.passed = passed;
             }
         }
@@ -886,7 +897,10 @@ impl Runner<'_> {
                 .and_then(|n| self.tests.iter().position(|t| &t.name == n));
             match idx.and_then(|i| self.results[i].as_mut()) {
                 Some(rep) => {
-                    say!("{}: leftover process {pid} killed at the end of the suite", rep.name);
+                    say!(
+                        "{}: leftover process {pid} killed at the end of the suite",
+                        rep.name
+                    );
                     rep.leaky = true;
                     rep.leaked_pids.push(pid);
                 }
@@ -955,7 +969,10 @@ fn own_children() -> Option<Vec<i32>> {
     for task in std::fs::read_dir("/proc/self/task").ok()? {
         let path = task.ok()?.path().join("children");
         let text = std::fs::read_to_string(path).ok()?;
-        out.extend(text.split_whitespace().filter_map(|p| p.parse::<i32>().ok()));
+        out.extend(
+            text.split_whitespace()
+                .filter_map(|p| p.parse::<i32>().ok()),
+        );
     }
     Some(out)
 }

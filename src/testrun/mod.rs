@@ -114,7 +114,9 @@ pub fn plan(suite: &Suite) -> Result<Plan> {
         )));
     }
     for (test, dep) in select::unknown_dependencies(&found) {
-        crate::say!("warning: {test}: depends-on `{dep}` names no discovered test; it orders nothing");
+        crate::say!(
+            "warning: {test}: depends-on `{dep}` names no discovered test; it orders nothing"
+        );
     }
     let sel = select::select(&found, &filter);
     let tests: Vec<TestCase> = sel.chosen.iter().map(|&i| found[i].clone()).collect();
@@ -222,9 +224,8 @@ const HEADER_BYTES: u64 = 64 * 1024;
 pub fn discover(paths: &[PathBuf]) -> Result<Vec<TestCase>> {
     let mut out = Vec::new();
     for root in paths {
-        let meta = std::fs::metadata(root).map_err(|e| {
-            Failure::usage(format!("test path {}: {e}", root.display()))
-        })?;
+        let meta = std::fs::metadata(root)
+            .map_err(|e| Failure::usage(format!("test path {}: {e}", root.display())))?;
         if meta.is_file() {
             if !is_executable(&meta) {
                 return Err(Failure::usage(format!(
@@ -241,7 +242,8 @@ pub fn discover(paths: &[PathBuf]) -> Result<Vec<TestCase>> {
             .into_iter()
             .filter_entry(|e| e.depth() == 0 || !e.file_name().to_string_lossy().starts_with('.'));
         for entry in walk {
-            let entry = entry.with_context(|| format!("failed to read test directory {}", root.display()))?;
+            let entry = entry
+                .with_context(|| format!("failed to read test directory {}", root.display()))?;
             if !entry.file_type().is_file() {
                 continue;
             }
@@ -272,9 +274,8 @@ pub fn load(path: &Path) -> Result<TestCase> {
         .and_then(|f| f.take(HEADER_BYTES).read_to_end(&mut head))
         .with_context(|| format!("failed to read test file {}", path.display()))?;
     let text = String::from_utf8_lossy(&head);
-    let meta = meta::parse_header(&text).map_err(|e| {
-        Failure::usage(format!("{}:{}: {}", path.display(), e.line, e.message))
-    })?;
+    let meta = meta::parse_header(&text)
+        .map_err(|e| Failure::usage(format!("{}:{}: {}", path.display(), e.line, e.message)))?;
     let path = std::path::absolute(path)
         .with_context(|| format!("failed to resolve {}", path.display()))?;
     Ok(TestCase { name, path, meta })
@@ -284,7 +285,15 @@ pub fn load(path: &Path) -> Result<TestCase> {
 /// them, one per line, with their metadata.
 pub fn render_list(plan: &Plan, options: &TestOptions) -> String {
     let header = [
-        "TEST", "LEVEL", "TIERS", "TAGS", "PRIORITY", "TIMEOUT", "MEMORY", "DEPENDS-ON", "PATH",
+        "TEST",
+        "LEVEL",
+        "TIERS",
+        "TAGS",
+        "PRIORITY",
+        "TIMEOUT",
+        "MEMORY",
+        "DEPENDS-ON",
+        "PATH",
     ];
     let dash = |s: String| if s.is_empty() { "-".to_string() } else { s };
     let mut rows: Vec<Vec<String>> = vec![header.iter().map(|s| s.to_string()).collect()];
@@ -294,7 +303,11 @@ pub fn render_list(plan: &Plan, options: &TestOptions) -> String {
         let tiers = if m.tiers.is_empty() {
             "all".to_string()
         } else {
-            m.tiers.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(",")
+            m.tiers
+                .iter()
+                .map(|t| t.as_str())
+                .collect::<Vec<_>>()
+                .join(",")
         };
         rows.push(vec![
             t.name.clone(),

@@ -122,10 +122,7 @@ pub struct Report {
 
 /// Counts (passed, failed, skipped) as the verdict sees them.
 pub fn counts(tests: &[TestReport]) -> (usize, usize, usize) {
-    let passed = tests
-        .iter()
-        .filter(|t| t.result == Outcome::Passed)
-        .count();
+    let passed = tests.iter().filter(|t| t.result == Outcome::Passed).count();
     let failed = tests.iter().filter(|t| t.result.is_failure()).count();
     (passed, failed, tests.len() - passed - failed)
 }

@@ -324,7 +324,11 @@ impl Scheduler {
 /// Kahn's algorithm; the nodes it cannot order lie on or behind a cycle,
 /// and following unfinished dependencies from one of them must come back
 /// around.
-fn find_cycle(deps: &[Vec<usize>], waiting: &[usize], dependents: &[Vec<usize>]) -> Option<Vec<usize>> {
+fn find_cycle(
+    deps: &[Vec<usize>],
+    waiting: &[usize],
+    dependents: &[Vec<usize>],
+) -> Option<Vec<usize>> {
     let mut waiting = waiting.to_vec();
     let mut stack: Vec<usize> = (0..deps.len()).filter(|&i| waiting[i] == 0).collect();
     let mut done = vec![false; deps.len()];

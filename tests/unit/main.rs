@@ -2,4 +2,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "../common/junit.rs"]
+mod junit;
+mod testrun_meta;
+mod testrun_report;
+mod testrun_select;
 mod units;
