@@ -3,4 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "../common/junit.rs"]
+mod junit;
 mod support;
+mod testrun;
