@@ -15,6 +15,7 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
@@ -122,4 +123,85 @@ pub fn save(path: &Path, cp: &Checkpoint) -> Result<()> {
         let _ = std::fs::remove_file(&tmp);
         e.context(format!("failed to write checkpoint {}", path.display()))
     })
+}
+
+enum Msg {
+    Save(Checkpoint),
+    Flush(mpsc::Sender<()>),
+}
+
+/// Writes checkpoints on a thread of its own, so that the fsyncs (a few
+/// milliseconds each on a loaded CI disk, many times the cost of starting a
+/// test) are off the path from one test to the next. Saves are written in
+/// order; when several queue up behind a slow disk only the newest is
+/// written (it holds everything the older ones did). [`Writer::flush`]
+/// returns once everything sent before it is on disk. Losing the runner
+/// (SIGKILL) in the few milliseconds before a write lands costs at most a
+/// rerun of the tests that had just passed; the file on disk is always one
+/// whole checkpoint.
+pub struct Writer {
+    tx: Option<mpsc::Sender<Msg>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Writer {
+    pub fn start(path: PathBuf) -> Result<Writer> {
+        let (tx, rx) = mpsc::channel::<Msg>();
+        let thread = std::thread::Builder::new()
+            .name("checkpoint".into())
+            .spawn(move || {
+                while let Ok(first) = rx.recv() {
+                    let mut newest = None;
+                    let mut acks = Vec::new();
+                    let mut take = |m: Msg| match m {
+                        Msg::Save(cp) => newest = Some(cp),
+                        Msg::Flush(ack) => acks.push(ack),
+                    };
+                    take(first);
+                    while let Ok(m) = rx.try_recv() {
+                        take(m);
+                    }
+                    if let Some(cp) = newest {
+                        if let Err(e) = save(&path, &cp) {
+                            crate::say!("warning: {e:#}");
+                        }
+                    }
+                    for ack in acks {
+                        let _ = ack.send(());
+                    }
+                }
+            })
+            .context("failed to start the checkpoint writer")?;
+        Ok(Writer {
+            tx: Some(tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// Queues `cp` to be written.
+    pub fn save(&self, cp: &Checkpoint) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(Msg::Save(cp.clone()));
+        }
+    }
+
+    /// Waits until every checkpoint queued so far is written.
+    pub fn flush(&self) {
+        if let Some(tx) = &self.tx {
+            let (ack, done) = mpsc::channel();
+            if tx.send(Msg::Flush(ack)).is_ok() {
+                let _ = done.recv();
+            }
+        }
+    }
+}
+
+impl Drop for Writer {
+    /// Writes what is queued, then stops the thread.
+    fn drop(&mut self) {
+        self.tx = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }

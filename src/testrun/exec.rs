@@ -216,6 +216,7 @@ struct Runner<'a> {
     out_dir: PathBuf,
     cp_path: PathBuf,
     cp: Checkpoint,
+    cp_writer: checkpoint::Writer,
     sampler: Option<Sampler>,
     next_sample: Instant,
     hard: HardLimits,
@@ -251,6 +252,7 @@ pub fn run(suite: &Suite, plan: Plan, cancel: Option<&Latch>) -> Result<SuiteOut
         token: suite_token(),
         label: containers::label(&suite.run_id),
         out_dir,
+        cp_writer: checkpoint::Writer::start(cp_path.clone())?,
         cp_path,
         cp: Checkpoint {
             run_id: suite.run_id.clone(),
@@ -293,6 +295,7 @@ pub fn run(suite: &Suite, plan: Plan, cancel: Option<&Latch>) -> Result<SuiteOut
         ),
     }
     r.fill_missing("not run: the test runner failed");
+    r.cp_writer.flush();
 
     let tests: Vec<TestReport> = r.results.iter().flatten().cloned().collect();
     let (passed, failed, skipped) = report::counts(&tests);
@@ -469,6 +472,7 @@ impl Runner<'_> {
             Verdict::Trip(why) => {
                 say!("self-protection: {why}: checkpointing and stopping the suite");
                 self.save_checkpoint();
+                self.cp_writer.flush();
                 self.begin_stop(Stop::SelfProtect(why));
                 true
             }
@@ -816,13 +820,11 @@ impl Runner<'_> {
         }
     }
 
-    /// Writes the checkpoint; a failure is logged (the tests go on; only a
-    /// later --resume loses).
+    /// Queues the checkpoint for the writer thread; a failed write is logged
+    /// there (the tests go on; only a later --resume loses).
     fn save_checkpoint(&mut self) {
         self.cp.updated = crate::log::timestamp(SystemTime::now());
-        if let Err(e) = checkpoint::save(&self.cp_path, &self.cp) {
-            say!("warning: {e:#}");
-        }
+        self.cp_writer.save(&self.cp);
     }
 
     /// After an internal error: every running test's group gets SIGKILL at

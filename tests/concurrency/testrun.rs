@@ -310,6 +310,11 @@ fn resume_after_sigkill_runs_only_what_had_not_passed() {
     let args = ["--run-id", "resume-1", "--ref", "abc"];
     let mut first = f.spawn(&args);
     let b = read_pid(&f.file("b.pid"));
+    // The checkpoint is written beside the next test, not before it starts.
+    let cp = f.report().join("checkpoint.json");
+    wait_until("a in the checkpoint", || {
+        std::fs::read_to_string(&cp).is_ok_and(|t| t.contains("\"a\""))
+    });
     first.kill().unwrap(); // SIGKILL, as Drone does
     first.wait().unwrap();
     wait_until("b to die of the runner's death (PDEATHSIG)", || !alive(b));
