@@ -327,7 +327,7 @@ pub fn run(suite: &Suite, plan: Plan, cancel: Option<&Latch>) -> Result<SuiteOut
         exit_code,
         stopped: r.stop.as_ref().map(Stop::kind),
         stop_reason: r.stop.as_ref().map(Stop::describe),
-        workers: r.max_running.max(if n == 0 { 0 } else { 1 }).min(r.workers),
+        workers: r.max_running,
         passed,
         failed,
         skipped,
