@@ -965,16 +965,26 @@ fn spawn_reader(fd: OwnedFd, mut file: File, prefix: String, done: mpsc::Sender<
 }
 
 /// Our direct children, from `/proc/self/task/*/children`; None when the
-/// kernel does not provide those files.
+/// kernel does not provide those files. A thread that ends during the scan
+/// (an output reader) is skipped: its children, if it had any, pass to a
+/// thread that is still there.
 fn own_children() -> Option<Vec<i32>> {
-    let mut out = Vec::new();
-    for task in std::fs::read_dir("/proc/self/task").ok()? {
-        let path = task.ok()?.path().join("children");
-        let text = std::fs::read_to_string(path).ok()?;
-        out.extend(
-            text.split_whitespace()
-                .filter_map(|p| p.parse::<i32>().ok()),
-        );
+    let me = std::process::id().to_string();
+    let main = std::fs::read_to_string(format!("/proc/self/task/{me}/children")).ok()?;
+    let mut out: Vec<i32> = main
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect();
+    for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
+        if task.file_name().to_str() == Some(me.as_str()) {
+            continue;
+        }
+        if let Ok(text) = std::fs::read_to_string(task.path().join("children")) {
+            out.extend(
+                text.split_whitespace()
+                    .filter_map(|p| p.parse::<i32>().ok()),
+            );
+        }
     }
     Some(out)
 }

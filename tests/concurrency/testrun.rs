@@ -725,3 +725,32 @@ fn tests_get_the_container_label_and_run_id_and_no_runner_descriptors() {
     let pipes = fds.iter().filter(|l| l.contains("pipe:")).count();
     assert!(pipes <= 3, "{fds:?}");
 }
+
+#[test]
+fn cpu_limit_ends_a_busy_test_with_sigxcpu() {
+    let f = Fixture::new();
+    f.test("spin", "", "while :; do :; done");
+    f.test("idle", "", "true");
+    let out = f.run(&["--test-cpu", "1s"]);
+    assert_eq!(code(out.status), 1);
+    let r = f.results();
+    assert_eq!(result(&r, "spin"), "failed");
+    assert_eq!(r["spin"]["status"], "killed by SIGXCPU");
+    assert!(r["spin"]["cpu_ms"].as_u64().unwrap() >= 900);
+    assert_eq!(result(&r, "idle"), "passed");
+}
+
+#[test]
+fn an_absent_or_failing_docker_is_logged_and_never_changes_the_verdict() {
+    for docker in ["/nonexistent/docker", "/bin/false"] {
+        let f = Fixture::new();
+        f.test("ok", "", "true");
+        let out = f.runner(&[]).env("CCCI_DOCKER", docker).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(code(out.status), 0, "{docker}: {err}");
+        assert!(
+            err.contains("container cleanup") && err.contains("(not fatal)"),
+            "{err}"
+        );
+    }
+}
