@@ -232,6 +232,8 @@ pub fn run(suite: &Suite, plan: Plan, cancel: Option<&Latch>) -> Result<SuiteOut
     std::fs::create_dir_all(&out_dir)
         .with_context(|| format!("failed to create report directory {}", out_dir.display()))?;
     let n = plan.tests.len();
+    // The order of the report: what --list showed.
+    let planned = plan.scheduler.planned_order();
     let cp_path = checkpoint::path(&suite.report_dir, plan.tier.map(|t| t.as_str()));
     let sampler = suite.options.self_protect.then(|| {
         Sampler::from_env(protect::Limits {
@@ -305,15 +307,13 @@ pub fn run(suite: &Suite, plan: Plan, cancel: Option<&Latch>) -> Result<SuiteOut
         _ if failed > 0 => crate::exit::TESTS_FAILED,
         _ => crate::exit::OK,
     };
-    // Planned order is the order of the report: what --list showed.
-    let order = r.sched.planned_order();
     let mut by_index: HashMap<usize, TestReport> = r
         .results
         .iter()
         .enumerate()
         .filter_map(|(i, t)| t.clone().map(|t| (i, t)))
         .collect();
-    let mut ordered: Vec<TestReport> = order.iter().filter_map(|i| by_index.remove(i)).collect();
+    let mut ordered: Vec<TestReport> = planned.iter().filter_map(|i| by_index.remove(i)).collect();
     let mut rest: Vec<(usize, TestReport)> = by_index.into_iter().collect();
     rest.sort_by_key(|(i, _)| *i);
     ordered.extend(rest.into_iter().map(|(_, t)| t));
@@ -497,6 +497,11 @@ impl Runner<'_> {
             say!("{words}: no more tests are started");
         }
         for r in &mut self.running {
+            // A test that has already exited ran to its end: it is judged
+            // on its own status, not cancelled.
+            if r.child.try_reap().unwrap_or(false) {
+                continue;
+            }
             if r.kill_at.is_none() {
                 r.cancelled = true;
                 r.child.signal_group(Signal::SIGTERM);

@@ -467,6 +467,24 @@ fn depends_on_orders_and_a_failed_dependency_skips_its_dependents() {
         starts,
         ["first", "after-upgrade-only", "ghost-dep", "setup"]
     );
+    let order: Vec<String> = f.report_json()["tests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        order,
+        [
+            "first",
+            "after-upgrade-only",
+            "ghost-dep",
+            "setup",
+            "uses-setup",
+            "deeper"
+        ],
+        "report.json lists the tests in planned order"
+    );
     let r = f.results();
     assert_eq!(result(&r, "uses-setup"), "skipped");
     assert_eq!(reason(&r, "uses-setup"), "depends on `setup`, which failed");
