@@ -135,7 +135,8 @@ pub struct TestOptions {
     /// Stop scheduling after the first failure and terminate running tests.
     #[arg(long, env = "CCCI_FAIL_FAST")]
     pub fail_fast: bool,
-    /// Print each test's output even when it passes.
+    /// Log each test's pid, timeout and resource limits as it starts (test
+    /// output is always streamed live, prefixed with the test's name).
     #[arg(long, env = "CCCI_VERBOSE")]
     pub verbose: bool,
     /// Skip tests that already passed for the same run id and ref.

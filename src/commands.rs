@@ -2,11 +2,12 @@
 
 use std::process::Command;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use nix::unistd::Pid;
 
 use crate::cli::{self, Cli};
 use crate::lifetime::{self, WrapOptions};
+use crate::testrun;
 
 /// Runs the parsed command line; returns the process exit code.
 pub fn dispatch(cli: Cli, start_ppid: Pid) -> Result<i32> {
@@ -17,6 +18,7 @@ pub fn dispatch(cli: Cli, start_ppid: Pid) -> Result<i32> {
         cli::Command::HoldLock(args) => crate::lockcmd::hold_lock(&cli.state_dir, args),
         cli::Command::LockStress(args) => crate::lockcmd::lock_stress(&cli.state_dir, args),
         cli::Command::BenchLock(args) => crate::lockcmd::bench_lock(&cli.state_dir, args),
+        cli::Command::Test(args) => test(args),
         other => Err(crate::exit::Failure::usage(format!(
             "command {other:?} is not implemented yet"
         ))),
@@ -42,4 +44,94 @@ pub fn exec(args: cli::ExecArgs, start_ppid: Pid) -> Result<i32> {
             timeout: args.timeout,
         },
     )
+}
+
+/// `cc-ci-run test [PATHS]`: the recipe test runner on its own, against an
+/// already deployed app (SPEC section 6).
+pub fn test(args: cli::TestArgs) -> Result<i32> {
+    // First act: the funnel turns SIGTERM/SIGINT into a clean stop of the
+    // suite (tests terminated with the escalation, containers removed).
+    let funnel = lifetime::install_harness_guards(None)?;
+    let report_dir = args
+        .tests
+        .report_dir
+        .clone()
+        .unwrap_or_else(|| std::path::PathBuf::from("ccci-report"));
+    let tier = args.tier.clone().filter(|t| !t.is_empty());
+    let run_id = match args.run_id.clone().filter(|r| !r.is_empty()) {
+        Some(id) => id,
+        // --resume without --run-id continues the run of the checkpoint.
+        None if args.tests.resume => {
+            let path = testrun::checkpoint::path(&report_dir, tier.as_deref());
+            match testrun::checkpoint::load(&path) {
+                Ok(Some(cp)) => cp.run_id,
+                _ => format!("manual-{}", std::process::id()),
+            }
+        }
+        None => format!("manual-{}", std::process::id()),
+    };
+    check_run_id(&run_id)?;
+    crate::log::set_tag(&run_id);
+    let paths = if args.paths.is_empty() {
+        vec![std::path::PathBuf::from("tests")]
+    } else {
+        args.paths.clone()
+    };
+    let suite = testrun::Suite {
+        paths,
+        tier,
+        run_id,
+        git_ref: args.git_ref.clone().unwrap_or_default(),
+        report_dir,
+        env: Vec::new(),
+        grace: args.grace,
+        options: args.tests.clone(),
+    };
+    if args.list {
+        let plan = testrun::plan(&suite)?;
+        print!("{}", testrun::render_list(&plan, &suite.options));
+        for (t, why) in &plan.left_out {
+            crate::say!("left out: {} ({why})", t.name);
+        }
+        crate::say!(
+            "{} test(s) would run, {} left out",
+            plan.tests.len(),
+            plan.left_out.len()
+        );
+        return Ok(crate::exit::OK);
+    }
+    std::fs::create_dir_all(&suite.report_dir).with_context(|| {
+        format!(
+            "failed to create report directory {}",
+            suite.report_dir.display()
+        )
+    })?;
+    if let Err(e) = crate::log::set_file(&suite.report_dir.join("runner.log")) {
+        crate::say!("warning: cannot write runner.log: {e}");
+    }
+    let outcome = testrun::run_suite(&suite, Some(funnel.latch()));
+    // Whatever happened, nothing the tests started outlives us.
+    let left = crate::proc::sweep_descendants(suite.grace);
+    if left > 0 {
+        crate::say!("ended {left} leftover descendant process(es)");
+    }
+    Ok(outcome?.exit_code)
+}
+
+/// A run id: `[a-z0-9][a-z0-9-]*`, 63 characters at most (it ends up in a
+/// container label and in file names).
+pub fn check_run_id(value: &str) -> Result<()> {
+    let ok = !value.is_empty()
+        && value.len() <= 63
+        && !value.starts_with('-')
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(crate::exit::Failure::usage(format!(
+            "run id `{value}` must match [a-z0-9][a-z0-9-]* and be 63 characters at most"
+        )))
+    }
 }

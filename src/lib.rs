@@ -20,4 +20,5 @@ pub mod log;
 pub mod proc;
 pub mod recipe;
 pub mod rundir;
+pub mod testrun;
 pub mod units;

@@ -243,6 +243,12 @@ impl Child {
         Ok(true)
     }
 
+    /// The pidfd: readable once the child has exited, for callers that
+    /// wait on several children (and a latch) in one `poll`.
+    pub fn pidfd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.pidfd.as_fd()
+    }
+
     /// The exit status once reaped.
     pub fn status(&self) -> Option<Status> {
         self.reaped.map(|(s, _)| s)

@@ -4,4 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod locks;
+#[path = "../common/junit.rs"]
+mod junit;
 mod support;
+mod testrun;

@@ -3,4 +3,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod locks;
+#[path = "../common/junit.rs"]
+mod junit;
+mod testrun_meta;
+mod testrun_report;
+mod testrun_select;
 mod units;

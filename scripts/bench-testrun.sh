@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Benchmarks of the recipe test runner (SPEC section 8), printed as ratios:
+# - per-test spawn overhead: many trivial tests through `cc-ci-run test`,
+#   less the same tests run by a plain shell loop and less the runner's own
+#   start and end (an empty suite), against the earlier runner's 500 us;
+# - parallel efficiency with 1, 2 and 4 workers on sleep tests
+#   (ideal time / measured time);
+# - checkpoint write time (write, fsync, rename, fsync of the directory).
+# Work files go under target/ (a real disk, so fsync costs what it costs).
+# Knobs: BENCH_TRIVIAL (default 300 tests), BENCH_SLEEP_TESTS (8),
+# BENCH_SLEEP (0.5 s), BENCH_ROUNDS (3, the median is kept).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+cargo build --release --quiet --bin cc-ci-run --example bench_checkpoint
+BIN="$PWD/target/release/cc-ci-run"
+CKPT="$PWD/target/release/examples/bench_checkpoint"
+WORK="$PWD/target/bench-testrun"
+rm -rf "$WORK"
+mkdir -p "$WORK"
+trap 'rm -rf "$WORK"' EXIT
+
+TRIVIAL=${BENCH_TRIVIAL:-300}
+SLEEPERS=${BENCH_SLEEP_TESTS:-8}
+NAP=${BENCH_SLEEP:-0.5}
+ROUNDS=${BENCH_ROUNDS:-3}
+BASELINE_US=500
+
+now_ns() { date +%s%N; }
+
+# median of the numbers on stdin
+median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+
+# Runs the runner quietly; docker is `true` (no containers, near-zero cost).
+runner() {
+    CCCI_DOCKER=/bin/true "$BIN" test --report-dir "$WORK/report" "$@" 2>/dev/null
+}
+
+make_tests() { # DIR COUNT BODY
+    mkdir -p "$1"
+    for i in $(seq -w 1 "$2"); do
+        printf '#!/bin/sh\n%s\n' "$3" > "$1/t$i"
+        chmod +x "$1/t$i"
+    done
+}
+
+time_ns() { # CMD... -> elapsed ns on stdout
+    local t0 t1
+    t0=$(now_ns)
+    "$@" > /dev/null
+    t1=$(now_ns)
+    echo $((t1 - t0))
+}
+
+loop_tests() { for t in "$1"/*; do "$t"; done; }
+
+# --- per-test spawn overhead ------------------------------------------------
+make_tests "$WORK/trivial" "$TRIVIAL" 'exit 0'
+mkdir -p "$WORK/empty"
+runner "$WORK/trivial" > /dev/null # warm the page cache
+suite=$(for _ in $(seq "$ROUNDS"); do time_ns runner "$WORK/trivial"; done | median)
+empty=$(for _ in $(seq "$ROUNDS"); do time_ns runner "$WORK/empty"; done | median)
+shell=$(for _ in $(seq "$ROUNDS"); do time_ns loop_tests "$WORK/trivial"; done | median)
+per_test_us=$(awk -v s="$suite" -v e="$empty" -v l="$shell" -v n="$TRIVIAL" \
+    'BEGIN { printf "%.0f", (s - e - l) / n / 1000 }')
+total_us=$(awk -v s="$suite" -v n="$TRIVIAL" 'BEGIN { printf "%.0f", s / n / 1000 }')
+printf 'spawn overhead: %s us per test over a shell loop (%s us per test in all, %s tests); %.2fx the earlier runner'"'"'s %s us\n' \
+    "$per_test_us" "$total_us" "$TRIVIAL" "$(awk -v a="$per_test_us" -v b="$BASELINE_US" 'BEGIN { print a / b }')" "$BASELINE_US"
+
+# --- checkpoint write ---------------------------------------------------------
+read -r ck_mean ck_median < <("$CKPT" "$WORK/ckpt" "$TRIVIAL")
+printf 'checkpoint write: %s us mean, %s us median (%s writes); %.2fx the per-test overhead, paid on the writer thread beside the next test\n' \
+    "$ck_mean" "$ck_median" "$TRIVIAL" "$(awk -v c="$ck_median" -v p="$per_test_us" 'BEGIN { if (p > 0) print c / p; else print 0 }')"
+
+# --- parallel efficiency -------------------------------------------------------
+make_tests "$WORK/sleepers" "$SLEEPERS" "sleep $NAP"
+for w in 1 2 4; do
+    if [ "$w" = 1 ]; then args=(); else args=(--parallel --max-workers "$w"); fi
+    ns=$(for _ in $(seq "$ROUNDS"); do time_ns runner "${args[@]}" "$WORK/sleepers"; done | median)
+    awk -v ns="$ns" -v n="$SLEEPERS" -v nap="$NAP" -v w="$w" 'BEGIN {
+        waves = int((n + w - 1) / w)
+        ideal = waves * nap
+        printf "parallel efficiency, %d worker(s): %d x %ss tests in %.2fs, ideal %.2fs: %.1f%%\n",
+            w, n, nap, ns / 1e9, ideal, 100 * ideal / (ns / 1e9)
+    }'
+done

@@ -1,0 +1,207 @@
+//! The suite's checkpoint: which tests passed so far in this run, written
+//! after every test so that `--resume` after a crash (an OOM kill, a SIGKILL
+//! of the runner, a self-protection stop) runs only what had not passed.
+//!
+//! The file is replaced atomically: write a temporary file in the same
+//! directory, fsync it, rename it over the old one, fsync the directory. A
+//! reader (the next attempt) therefore sees the previous checkpoint or the
+//! new one, never half of one, even if the host loses power in between.
+//!
+//! A checkpoint belongs to one run id, ref and tier; a different one is
+//! ignored with a message (a new ref means new code: nothing it passed
+//! counts).
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+/// What is on disk (`checkpoint.json`, or `checkpoint-<tier>.json`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    pub run_id: String,
+    #[serde(rename = "ref")]
+    pub git_ref: String,
+    #[serde(default)]
+    pub tier: Option<String>,
+    /// Names of the tests that passed, in the order they passed.
+    pub passed: Vec<String>,
+    /// When it was written (RFC 3339, UTC).
+    #[serde(default)]
+    pub updated: String,
+}
+
+/// The checkpoint file of a report directory for a tier: one file per tier,
+/// so the tiers of one run that share a report directory keep theirs apart.
+pub fn path(report_dir: &Path, tier: Option<&str>) -> PathBuf {
+    match tier {
+        Some(t) => report_dir.join(format!("checkpoint-{t}.json")),
+        None => report_dir.join("checkpoint.json"),
+    }
+}
+
+/// Whether an existing checkpoint applies to this attempt.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Resume {
+    /// Same run id, ref and tier: these tests already passed.
+    Use(Vec<String>),
+    /// Another run's (or ref's) checkpoint: why it is ignored.
+    Ignore(String),
+}
+
+/// Pure: decides whether `cp` applies to run `run_id` at `git_ref` in `tier`.
+pub fn decide(cp: &Checkpoint, run_id: &str, git_ref: &str, tier: Option<&str>) -> Resume {
+    if cp.run_id != run_id {
+        Resume::Ignore(format!(
+            "the checkpoint is of run `{}`, not `{run_id}`",
+            cp.run_id
+        ))
+    } else if cp.git_ref != git_ref {
+        Resume::Ignore(format!(
+            "the checkpoint is of ref `{}`, not `{git_ref}`: nothing it passed counts for new code",
+            cp.git_ref
+        ))
+    } else if cp.tier.as_deref() != tier {
+        Resume::Ignore(format!(
+            "the checkpoint is of tier `{}`, not `{}`",
+            cp.tier.as_deref().unwrap_or("(all)"),
+            tier.unwrap_or("(all)")
+        ))
+    } else {
+        Resume::Use(cp.passed.clone())
+    }
+}
+
+/// Reads a checkpoint; a missing file is `None`, a damaged one an error.
+pub fn load(path: &Path) -> Result<Option<Checkpoint>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(e).with_context(|| format!("failed to read checkpoint {}", path.display()))
+        }
+    };
+    let cp = serde_json::from_str(&text)
+        .with_context(|| format!("checkpoint {} is not valid", path.display()))?;
+    Ok(Some(cp))
+}
+
+/// Writes `cp` to `path` atomically (temporary file, fsync, rename, fsync of
+/// the directory).
+pub fn save(path: &Path, cp: &Checkpoint) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("checkpoint.json");
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let write = || -> Result<()> {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o644)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(&tmp)?;
+        let mut text = serde_json::to_vec_pretty(cp)?;
+        text.push(b'\n');
+        f.write_all(&text)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        // The rename is durable only once the directory entry is.
+        File::open(dir)?.sync_all()?;
+        Ok(())
+    };
+    write().map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        e.context(format!("failed to write checkpoint {}", path.display()))
+    })
+}
+
+enum Msg {
+    Save(Checkpoint),
+    Flush(mpsc::Sender<()>),
+}
+
+/// Writes checkpoints on a thread of its own, so that the fsyncs (a few
+/// milliseconds each on a loaded CI disk, many times the cost of starting a
+/// test) are off the path from one test to the next. Saves are written in
+/// order; when several queue up behind a slow disk only the newest is
+/// written (it holds everything the older ones did). [`Writer::flush`]
+/// returns once everything sent before it is on disk. Losing the runner
+/// (SIGKILL) in the few milliseconds before a write lands costs at most a
+/// rerun of the tests that had just passed; the file on disk is always one
+/// whole checkpoint.
+pub struct Writer {
+    tx: Option<mpsc::Sender<Msg>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Writer {
+    pub fn start(path: PathBuf) -> Result<Writer> {
+        let (tx, rx) = mpsc::channel::<Msg>();
+        let thread = std::thread::Builder::new()
+            .name("checkpoint".into())
+            .spawn(move || {
+                while let Ok(first) = rx.recv() {
+                    let mut newest = None;
+                    let mut acks = Vec::new();
+                    let mut take = |m: Msg| match m {
+                        Msg::Save(cp) => newest = Some(cp),
+                        Msg::Flush(ack) => acks.push(ack),
+                    };
+                    take(first);
+                    while let Ok(m) = rx.try_recv() {
+                        take(m);
+                    }
+                    if let Some(cp) = newest {
+                        if let Err(e) = save(&path, &cp) {
+                            crate::say!("warning: {e:#}");
+                        }
+                    }
+                    for ack in acks {
+                        let _ = ack.send(());
+                    }
+                }
+            })
+            .context("failed to start the checkpoint writer")?;
+        Ok(Writer {
+            tx: Some(tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// Queues `cp` to be written.
+    pub fn save(&self, cp: &Checkpoint) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(Msg::Save(cp.clone()));
+        }
+    }
+
+    /// Waits until every checkpoint queued so far is written.
+    pub fn flush(&self) {
+        if let Some(tx) = &self.tx {
+            let (ack, done) = mpsc::channel();
+            if tx.send(Msg::Flush(ack)).is_ok() {
+                let _ = done.recv();
+            }
+        }
+    }
+}
+
+impl Drop for Writer {
+    /// Writes what is queued, then stops the thread.
+    fn drop(&mut self) {
+        self.tx = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

@@ -1,0 +1,141 @@
+//! Removal of the containers a suite's tests started. Every test gets
+//! `CCCI_CONTAINER_LABEL` (`cc-ci.run=<run-id>`) to put on any container it
+//! runs; at the end of the suite, on every path (pass, fail, a stop), the
+//! runner removes every container that carries it:
+//! `docker ps -aq --filter label=…`, then `docker rm -f …`, then a second
+//! `ps` to confirm. docker is `CCCI_DOCKER` or `docker` on PATH. A docker
+//! that is absent, fails or hangs (each call is bounded) is logged and never
+//! fails the suite: the verdict is the tests', and the janitor finds what a
+//! dead engine kept.
+
+use std::io::Read;
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use nix::fcntl::OFlag;
+use nix::sys::signal::Signal;
+
+use crate::proc::{self, Isolation, Waited};
+use crate::say;
+
+/// The label tests put on their containers.
+pub fn label(run_id: &str) -> String {
+    format!("cc-ci.run={run_id}")
+}
+
+/// How long one docker call may take before it is terminated.
+const CALL_BOUND: Duration = Duration::from_secs(60);
+
+/// `CCCI_DOCKER`, else `docker` on PATH; None when neither is there.
+pub fn docker_program() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("CCCI_DOCKER").filter(|p| !p.is_empty()) {
+        return Some(PathBuf::from(p));
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join("docker"))
+        .find(|p| p.is_file())
+}
+
+/// Removes every container labelled `label`; returns how many were removed.
+pub fn remove_labelled(label: &str, grace: Duration) -> Result<usize> {
+    let Some(docker) = docker_program() else {
+        bail!("docker not found (set CCCI_DOCKER or put docker on PATH)");
+    };
+    let filter = format!("label={label}");
+    let ids = list(&docker, &filter, grace)?;
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    say!(
+        "removing {} container(s) labelled {label}: {}",
+        ids.len(),
+        ids.join(" ")
+    );
+    let mut args = vec!["rm".to_string(), "-f".to_string()];
+    args.extend(ids.iter().cloned());
+    let (ok, _, err) = call(&docker, &args, grace)?;
+    let left = list(&docker, &filter, grace)?;
+    if !left.is_empty() {
+        bail!(
+            "{} container(s) labelled {label} are still there after `docker rm -f` ({}): {}",
+            left.len(),
+            left.join(" "),
+            err.trim()
+        );
+    }
+    if !ok {
+        say!("docker rm -f reported: {}", err.trim());
+    }
+    Ok(ids.len())
+}
+
+fn list(docker: &PathBuf, filter: &str, grace: Duration) -> Result<Vec<String>> {
+    let args = ["ps", "-aq", "--filter", filter].map(String::from);
+    let (ok, out, err) = call(docker, &args, grace)?;
+    if !ok {
+        bail!("docker ps -aq --filter {filter} failed: {}", err.trim());
+    }
+    Ok(out
+        .split_whitespace()
+        .map(str::to_string)
+        .collect::<Vec<_>>())
+}
+
+/// Runs docker with captured output, bounded by [`CALL_BOUND`]: (success, stdout, stderr).
+fn call(docker: &PathBuf, args: &[String], grace: Duration) -> Result<(bool, String, String)> {
+    let (out_r, out_w) = pipe()?;
+    let (err_r, err_w) = pipe()?;
+    let mut cmd = Command::new(docker);
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(out_w))
+        .stderr(Stdio::from(err_w));
+    let spawned = proc::spawn(&mut cmd, Isolation::Group);
+    // Our copies of the write ends go with the Command, so the readers see
+    // end-of-file when docker (and anything it left) is done.
+    drop(cmd);
+    let mut child = spawned.with_context(|| format!("failed to run {}", docker.display()))?;
+    let out = std::thread::spawn(move || slurp(out_r));
+    let err = std::thread::spawn(move || slurp(err_r));
+    let waited = child.wait(None, Some(Instant::now() + CALL_BOUND))?;
+    if waited != Waited::Exited {
+        child.signal_group(Signal::SIGTERM);
+        if child.wait(None, Some(Instant::now() + grace))? != Waited::Exited {
+            child.signal_group(Signal::SIGKILL);
+            child.wait(None, None)?;
+        }
+    }
+    // Anything docker left in its group would hold the pipes open. The scan
+    // comes first so that a group id is only signalled while it has members
+    // (then the kernel cannot have handed it to anyone else).
+    let pgid = child.pid.as_raw();
+    if proc::scan().iter().any(|p| p.pgid == pgid && !p.zombie) {
+        proc::signal_group(child.pid, Signal::SIGKILL);
+    }
+    let out = out.join().unwrap_or_default();
+    let err = err.join().unwrap_or_default();
+    if waited != Waited::Exited {
+        bail!(
+            "`{} {}` did not finish within {}",
+            docker.display(),
+            args.join(" "),
+            crate::units::human(CALL_BOUND)
+        );
+    }
+    let ok = child.status().is_some_and(|s| s.success());
+    Ok((ok, out, err))
+}
+
+fn pipe() -> Result<(OwnedFd, OwnedFd)> {
+    nix::unistd::pipe2(OFlag::O_CLOEXEC).context("failed to create a pipe")
+}
+
+fn slurp(fd: OwnedFd) -> String {
+    let mut buf = Vec::new();
+    let _ = std::fs::File::from(fd).read_to_end(&mut buf);
+    String::from_utf8_lossy(&buf).into_owned()
+}

@@ -1,0 +1,348 @@
+//! The recipe test runner of SPEC section 6: `cc-ci-run test`, and the
+//! library entry point the `run` lifecycle calls once per tier.
+//!
+//! - `meta`: a test file's header (pure);
+//! - `select`: filters, dependency order and the ready queue (pure);
+//! - `exec`: running the tests (processes, limits, timeouts, leaks);
+//! - `checkpoint`: progress for `--resume`, written atomically;
+//! - `protect`: host CPU and memory thresholds (`--self-protect`);
+//! - `containers`: removal of the containers tests labelled;
+//! - `report`: summary table, `report.json`, `junit.xml`.
+//!
+//! This file discovers test files, validates the options into a [`Plan`]
+//! (everything that can be wrong with the input is found here, before any
+//! test starts: exit 2), and prints `--list`.
+
+pub mod checkpoint;
+pub mod containers;
+pub mod exec;
+pub mod meta;
+pub mod protect;
+pub mod report;
+pub mod select;
+
+use std::fmt::Write as _;
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+
+use crate::cli::TestOptions;
+use crate::exit::Failure;
+use crate::lifetime::Latch;
+use meta::{Level, Meta, Tier};
+use select::{Filter, Item, LeftOut, Scheduler};
+
+/// One suite: the tests under `paths` for one tier of one run.
+#[derive(Clone, Debug)]
+pub struct Suite {
+    /// Test files, or directories searched recursively for executable files.
+    pub paths: Vec<PathBuf>,
+    /// The tier (install, upgrade, restore); None: every test.
+    pub tier: Option<String>,
+    /// Names the checkpoint and the container label (`cc-ci.run=<run-id>`).
+    pub run_id: String,
+    /// The ref under test: a checkpoint of another ref is not resumed.
+    pub git_ref: String,
+    /// Where `report.json`, `junit.xml`, the checkpoint and the output go.
+    pub report_dir: PathBuf,
+    /// Extra environment for the tests (CCCI_APP_DOMAIN and the like); it
+    /// wins over the runner's own CCCI_* variables.
+    pub env: Vec<(String, String)>,
+    /// SIGTERM → SIGKILL grace for a test's process group.
+    pub grace: Duration,
+    pub options: TestOptions,
+}
+
+/// How a suite ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SuiteOutcome {
+    /// 0 all passed, 1 a test failed, 42 self-protection, 130/143 (or the
+    /// funnel's code) when stopped by a signal.
+    pub exit_code: i32,
+    pub passed: usize,
+    pub failed: usize,
+    /// Skipped, cancelled, and passed earlier (resume).
+    pub skipped: usize,
+}
+
+/// A discovered test file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TestCase {
+    /// The file name: what `depends-on`, the checkpoint and reports use.
+    pub name: String,
+    pub path: PathBuf,
+    pub meta: Meta,
+}
+
+/// Runs `suite` and reports. Stops early, with the funnel's code, when
+/// `cancel` is set. Must be called from a thread that lives as long as the
+/// process (the main thread): the tests' PDEATHSIG fires when the thread
+/// that spawned them ends.
+pub fn run_suite(suite: &Suite, cancel: Option<&Latch>) -> Result<SuiteOutcome> {
+    let plan = plan(suite)?;
+    exec::run(suite, plan, cancel)
+}
+
+/// A validated suite: the selected tests and how to run them.
+#[derive(Debug)]
+pub struct Plan {
+    pub tier: Option<Tier>,
+    /// Selected tests; scheduler indices are positions in this list.
+    pub tests: Vec<TestCase>,
+    pub scheduler: Scheduler,
+    pub left_out: Vec<(TestCase, LeftOut)>,
+    /// How many tests may run at once.
+    pub workers: usize,
+}
+
+/// Discovers, parses, filters and orders; every input error is exit 2.
+pub fn plan(suite: &Suite) -> Result<Plan> {
+    let filter = filter_for(suite.tier.as_deref(), &suite.options)?;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let workers = workers_for(&suite.options, cores)?;
+    check_limits(&suite.options)?;
+    let found = discover(&suite.paths)?;
+    if let Some((a, b)) = select::duplicate_names(&found) {
+        return Err(Failure::usage(format!(
+            "two tests are named `{}` ({} and {}): depends-on, the checkpoint and the reports name tests by file name",
+            a.name,
+            a.path.display(),
+            b.path.display()
+        )));
+    }
+    for (test, dep) in select::unknown_dependencies(&found) {
+        crate::say!(
+            "warning: {test}: depends-on `{dep}` names no discovered test; it orders nothing"
+        );
+    }
+    let sel = select::select(&found, &filter);
+    let tests: Vec<TestCase> = sel.chosen.iter().map(|&i| found[i].clone()).collect();
+    let items: Vec<Item> = tests.iter().map(Item::of).collect();
+    let scheduler = Scheduler::new(&items).map_err(|e| Failure::usage(e.to_string()))?;
+    let left_out = sel
+        .left_out
+        .into_iter()
+        .map(|(i, why)| (found[i].clone(), why))
+        .collect();
+    Ok(Plan {
+        tier: filter.tier,
+        tests,
+        scheduler,
+        left_out,
+        workers,
+    })
+}
+
+/// The selection filter of the options (pure; bad values are exit 2).
+pub fn filter_for(tier: Option<&str>, options: &TestOptions) -> Result<Filter> {
+    let tier = tier
+        .filter(|t| !t.is_empty())
+        .map(|t| {
+            Tier::parse(t).ok_or_else(|| {
+                Failure::usage(format!(
+                    "tier `{t}` is not one of install, upgrade, restore"
+                ))
+            })
+        })
+        .transpose()?;
+    let level = options
+        .level
+        .as_deref()
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            Level::parse(l).ok_or_else(|| {
+                Failure::usage(format!(
+                    "--level `{l}` is not one of unit, integration, system"
+                ))
+            })
+        })
+        .transpose()?;
+    let tags: Vec<String> = options
+        .tags
+        .iter()
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty())
+        .collect();
+    Ok(Filter {
+        tier,
+        level,
+        tags,
+        slow: options.slow,
+    })
+}
+
+/// How many tests run at once: 1 unless `--parallel`; then `--max-workers`
+/// or cores − 1, at least 1 (pure).
+pub fn workers_for(options: &TestOptions, cores: usize) -> Result<usize> {
+    match (options.parallel, options.max_workers) {
+        (_, Some(0)) => Err(Failure::usage("--max-workers must be at least 1")),
+        (false, _) => Ok(1),
+        (true, Some(n)) => Ok(n),
+        (true, None) => Ok(cores.saturating_sub(1).max(1)),
+    }
+}
+
+fn check_limits(options: &TestOptions) -> Result<()> {
+    for (flag, v) in [
+        ("--cpu-limit", options.cpu_limit),
+        ("--mem-limit", options.mem_limit),
+    ] {
+        if !(v > 0.0 && v <= 100.0) {
+            return Err(Failure::usage(format!(
+                "{flag} {v} is not a percentage of the host in (0, 100]"
+            )));
+        }
+    }
+    for (flag, v) in [
+        ("--test-nofile", options.test_nofile),
+        ("--test-nproc", options.test_nproc),
+        ("--test-memory", options.test_memory),
+    ] {
+        if v == Some(0) {
+            return Err(Failure::usage(format!("{flag} must be more than 0")));
+        }
+    }
+    if options.test_timeout.is_zero() {
+        return Err(Failure::usage("--test-timeout must be longer than 0"));
+    }
+    if options.test_cpu.is_some_and(|d| d.as_secs() == 0) {
+        return Err(Failure::usage("--test-cpu must be at least 1s"));
+    }
+    Ok(())
+}
+
+/// How much of a file the header parser reads: headers are at the top.
+const HEADER_BYTES: u64 = 64 * 1024;
+
+/// The executable files under `paths` (a file given by name must be
+/// executable; directories are searched recursively, in name order,
+/// leaving out hidden entries and non-executable files such as helpers
+/// and fixtures), each with its parsed header.
+pub fn discover(paths: &[PathBuf]) -> Result<Vec<TestCase>> {
+    let mut out = Vec::new();
+    for root in paths {
+        let meta = std::fs::metadata(root)
+            .map_err(|e| Failure::usage(format!("test path {}: {e}", root.display())))?;
+        if meta.is_file() {
+            if !is_executable(&meta) {
+                return Err(Failure::usage(format!(
+                    "test file {} is not executable (chmod +x it)",
+                    root.display()
+                )));
+            }
+            out.push(load(root)?);
+            continue;
+        }
+        let walk = walkdir::WalkDir::new(root)
+            .follow_links(true)
+            .sort_by_file_name()
+            .into_iter()
+            .filter_entry(|e| e.depth() == 0 || !e.file_name().to_string_lossy().starts_with('.'));
+        for entry in walk {
+            let entry = entry
+                .with_context(|| format!("failed to read test directory {}", root.display()))?;
+            if !entry.file_type().is_file() {
+                continue;
+            }
+            let md = entry
+                .metadata()
+                .with_context(|| format!("failed to stat {}", entry.path().display()))?;
+            if is_executable(&md) {
+                out.push(load(entry.path())?);
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn is_executable(md: &std::fs::Metadata) -> bool {
+    md.is_file() && md.permissions().mode() & 0o111 != 0
+}
+
+/// Reads one test file's header; a malformed one is exit 2 naming the file
+/// and the line.
+pub fn load(path: &Path) -> Result<TestCase> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .ok_or_else(|| Failure::usage(format!("test path {} has no file name", path.display())))?;
+    let mut head = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(HEADER_BYTES).read_to_end(&mut head))
+        .with_context(|| format!("failed to read test file {}", path.display()))?;
+    let text = String::from_utf8_lossy(&head);
+    let meta = meta::parse_header(&text)
+        .map_err(|e| Failure::usage(format!("{}:{}: {}", path.display(), e.line, e.message)))?;
+    let path = std::path::absolute(path)
+        .with_context(|| format!("failed to resolve {}", path.display()))?;
+    Ok(TestCase { name, path, meta })
+}
+
+/// What `--list` prints: the tests in the order a sequential run starts
+/// them, one per line, with their metadata.
+pub fn render_list(plan: &Plan, options: &TestOptions) -> String {
+    let header = [
+        "TEST",
+        "LEVEL",
+        "TIERS",
+        "TAGS",
+        "PRIORITY",
+        "TIMEOUT",
+        "MEMORY",
+        "DEPENDS-ON",
+        "PATH",
+    ];
+    let dash = |s: String| if s.is_empty() { "-".to_string() } else { s };
+    let mut rows: Vec<Vec<String>> = vec![header.iter().map(|s| s.to_string()).collect()];
+    for i in plan.scheduler.planned_order() {
+        let t = &plan.tests[i];
+        let m = &t.meta;
+        let tiers = if m.tiers.is_empty() {
+            "all".to_string()
+        } else {
+            m.tiers
+                .iter()
+                .map(|t| t.as_str())
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        rows.push(vec![
+            t.name.clone(),
+            dash(m.level.map(|l| l.to_string()).unwrap_or_default()),
+            tiers,
+            dash(m.tags.join(",")),
+            m.priority.to_string(),
+            crate::units::human(m.timeout.unwrap_or(options.test_timeout)),
+            dash(
+                m.memory
+                    .or(options.test_memory)
+                    .map(report::human_bytes)
+                    .unwrap_or_default(),
+            ),
+            dash(m.depends_on.join(",")),
+            t.path.display().to_string(),
+        ]);
+    }
+    let mut widths = vec![0; header.len()];
+    for r in &rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for r in &rows {
+        let mut line = String::new();
+        for (i, (c, w)) in r.iter().zip(&widths).enumerate() {
+            if i > 0 {
+                line.push_str("  ");
+            }
+            let _ = write!(line, "{c:<w$}");
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}

@@ -1,0 +1,342 @@
+//! What a suite produced, for humans and machines: the summary table at the
+//! end of the log, `report.json` and `junit.xml` in the report directory.
+//! Rendering is pure ([`summary_lines`], [`junit`]); [`write`] only puts the
+//! rendered text into files (each replaced atomically, so a CI that picks up
+//! the report while a resumed attempt rewrites it never reads half of one).
+//!
+//! # `report.json`
+//!
+//! Stable fields (new fields may be added; none is renamed or removed):
+//!
+//! | field | meaning |
+//! |---|---|
+//! | `run_id`, `ref` | the run and the ref under test (`ref` may be empty standalone) |
+//! | `tier` | the tier the suite ran for, or null for all |
+//! | `started`, `finished` | RFC 3339 UTC |
+//! | `duration_ms` | wall time of the suite |
+//! | `exit_code` | 0 all passed, 1 a test failed, 42 self-protection, 130/143 signal |
+//! | `stopped` | null, or why the suite stopped early: `fail-fast`, `self-protect`, `signal` |
+//! | `stop_reason` | null, or the stop in words (the threshold, the signal) |
+//! | `workers` | how many tests ran at once at most |
+//! | `passed`, `failed`, `skipped` | counts; `failed` includes timed out, `skipped` includes cancelled |
+//! | `leaked_unattributed` | pids of leftover processes no test could be named for |
+//! | `tests` | one object per selected test, in planned order: |
+//! | `tests[].name`, `path` | file name (the test's name) and its path |
+//! | `tests[].result` | `passed`, `failed`, `timed-out`, `cancelled` (stopped by fail-fast, a signal or self-protection while running), `skipped` (never started) |
+//! | `tests[].reason` | why it was skipped or cancelled, or what failed (null when passed) |
+//! | `tests[].status` | `exit N` or `killed by SIGNAL` (null if it never ran) |
+//! | `tests[].exit_code` | the exit code, or 128+signal (null if it never ran) |
+//! | `tests[].leaky` | processes of the test outlived it and were killed |
+//! | `tests[].leaked_pids` | their pids |
+//! | `tests[].started` | RFC 3339 UTC, null if it never ran |
+//! | `tests[].duration_ms` | wall time from start to exit |
+//! | `tests[].peak_rss_bytes`, `cpu_ms` | from wait4: peak RSS of the test or any process it waited for, user+system CPU |
+//! | `tests[].stdout`, `stderr` | captured output, relative to the report directory |
+//! | `tests[].level`, `tiers`, `tags`, `priority`, `depends_on`, `timeout_ms`, `memory_bytes` | the metadata in force |
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+use super::meta::{Level, Tier};
+use crate::units::human;
+
+/// How one test ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    Passed,
+    Failed,
+    TimedOut,
+    /// Started, then terminated because the suite stopped.
+    Cancelled,
+    /// Never started.
+    Skipped,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Passed => "passed",
+            Outcome::Failed => "failed",
+            Outcome::TimedOut => "timed-out",
+            Outcome::Cancelled => "cancelled",
+            Outcome::Skipped => "skipped",
+        }
+    }
+
+    /// Counts against the verdict.
+    pub fn is_failure(self) -> bool {
+        matches!(self, Outcome::Failed | Outcome::TimedOut)
+    }
+}
+
+/// One test's line in `report.json`.
+#[derive(Clone, Debug, Serialize)]
+pub struct TestReport {
+    pub name: String,
+    pub path: String,
+    pub result: Outcome,
+    pub reason: Option<String>,
+    pub status: Option<String>,
+    pub exit_code: Option<i32>,
+    pub leaky: bool,
+    pub leaked_pids: Vec<i32>,
+    pub started: Option<String>,
+    pub duration_ms: u64,
+    pub peak_rss_bytes: Option<u64>,
+    pub cpu_ms: Option<u64>,
+    pub stdout: Option<String>,
+    pub stderr: Option<String>,
+    pub level: Option<Level>,
+    pub tiers: Vec<Tier>,
+    pub tags: Vec<String>,
+    pub priority: i64,
+    pub depends_on: Vec<String>,
+    pub timeout_ms: u64,
+    pub memory_bytes: Option<u64>,
+}
+
+/// The whole suite, as `report.json` holds it.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    pub run_id: String,
+    #[serde(rename = "ref")]
+    pub git_ref: String,
+    pub tier: Option<Tier>,
+    pub started: String,
+    pub finished: String,
+    pub duration_ms: u64,
+    pub exit_code: i32,
+    pub stopped: Option<&'static str>,
+    pub stop_reason: Option<String>,
+    pub workers: usize,
+    pub passed: usize,
+    pub failed: usize,
+    pub skipped: usize,
+    pub leaked_unattributed: Vec<i32>,
+    pub tests: Vec<TestReport>,
+}
+
+/// Counts (passed, failed, skipped) as the verdict sees them.
+pub fn counts(tests: &[TestReport]) -> (usize, usize, usize) {
+    let passed = tests.iter().filter(|t| t.result == Outcome::Passed).count();
+    let failed = tests.iter().filter(|t| t.result.is_failure()).count();
+    (passed, failed, tests.len() - passed - failed)
+}
+
+/// `12.3M`-style sizes for the summary.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["K", "M", "G", "T"];
+    if n < 1024 {
+        return format!("{n}B");
+    }
+    let mut v = n as f64 / 1024.0;
+    let mut unit = UNITS[0];
+    for u in &UNITS[1..] {
+        if v < 1024.0 {
+            break;
+        }
+        v /= 1024.0;
+        unit = u;
+    }
+    format!("{v:.1}{unit}")
+}
+
+/// The summary table, one string per line; the last line names `dir`.
+pub fn summary_lines(report: &Report, dir: &Path) -> Vec<String> {
+    let header = ["TEST", "RESULT", "DURATION", "PEAK RSS", "CPU"];
+    let mut rows: Vec<([String; 5], Option<String>)> = Vec::new();
+    for t in &report.tests {
+        let ran = t.started.is_some();
+        let mut result = t.result.as_str().to_string();
+        if t.leaky {
+            result.push_str(", leaky");
+        }
+        let dash = || "-".to_string();
+        rows.push((
+            [
+                t.name.clone(),
+                result,
+                if ran {
+                    human(std::time::Duration::from_millis(t.duration_ms))
+                } else {
+                    dash()
+                },
+                t.peak_rss_bytes.map(human_bytes).unwrap_or_else(dash),
+                t.cpu_ms
+                    .map(|ms| human(std::time::Duration::from_millis(ms)))
+                    .unwrap_or_else(dash),
+            ],
+            t.reason.clone(),
+        ));
+    }
+    let mut widths = header.map(str::len);
+    for (cells, _) in &rows {
+        for (w, c) in widths.iter_mut().zip(cells) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let fmt_row = |cells: &[String; 5], note: Option<&str>| {
+        let mut line = String::new();
+        for (i, (c, w)) in cells.iter().zip(widths).enumerate() {
+            if i > 0 {
+                line.push_str("  ");
+            }
+            let _ = write!(line, "{c:<w$}");
+        }
+        if let Some(n) = note {
+            let _ = write!(line, "  ({n})");
+        }
+        line.trim_end().to_string()
+    };
+    let mut out = Vec::new();
+    let tier = report
+        .tier
+        .map(|t| format!(" (tier {t})"))
+        .unwrap_or_default();
+    out.push(format!("summary of run {}{tier}:", report.run_id));
+    if !rows.is_empty() {
+        out.push(fmt_row(&header.map(String::from), None));
+        for (cells, note) in &rows {
+            out.push(fmt_row(cells, note.as_deref()));
+        }
+    }
+    let mut verdict = format!(
+        "{} passed, {} failed, {} skipped",
+        report.passed, report.failed, report.skipped
+    );
+    if let Some(why) = &report.stop_reason {
+        let _ = write!(verdict, "; stopped early: {why}");
+    }
+    if !report.leaked_unattributed.is_empty() {
+        let _ = write!(
+            verdict,
+            "; {} leftover process(es) killed",
+            report.leaked_unattributed.len()
+        );
+    }
+    let _ = write!(verdict, " (exit {})", report.exit_code);
+    out.push(verdict);
+    out.push(format!("reports: {}", dir.display()));
+    out
+}
+
+/// Characters XML 1.0 cannot carry at all, even escaped, are replaced by
+/// U+FFFD; the five special ones are escaped.
+pub fn xml_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            '\t' | '\n' | '\r' => out.push(c),
+            c if (c as u32) < 0x20 || c == '\u{FFFE}' || c == '\u{FFFF}' => out.push('\u{FFFD}'),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The captured output tails of a test, for the JUnit `system-out/err`.
+#[derive(Clone, Debug, Default)]
+pub struct Tails {
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// JUnit XML of the report: one `testsuite` (the tier, or `tests`), one
+/// `testcase` per test. Failed and timed-out tests carry `<failure>` and
+/// the tails of their output; skipped and cancelled ones `<skipped>`.
+pub fn junit(report: &Report, tails: &dyn Fn(&TestReport) -> Tails) -> String {
+    let suite = report.tier.map(|t| t.as_str()).unwrap_or("tests");
+    let failures = report.failed;
+    let secs = |ms: u64| format!("{:.3}", ms as f64 / 1000.0);
+    let mut x = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    let _ = writeln!(
+        x,
+        "<testsuites name=\"cc-ci-run\" tests=\"{}\" failures=\"{failures}\" errors=\"0\" skipped=\"{}\" time=\"{}\">",
+        report.tests.len(),
+        report.skipped,
+        secs(report.duration_ms)
+    );
+    let _ = writeln!(
+        x,
+        "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{failures}\" errors=\"0\" skipped=\"{}\" time=\"{}\" timestamp=\"{}\">",
+        xml_escape(suite),
+        report.tests.len(),
+        report.skipped,
+        secs(report.duration_ms),
+        xml_escape(&report.started)
+    );
+    let _ = writeln!(
+        x,
+        "    <properties><property name=\"run_id\" value=\"{}\"/><property name=\"ref\" value=\"{}\"/></properties>",
+        xml_escape(&report.run_id),
+        xml_escape(&report.git_ref)
+    );
+    for t in &report.tests {
+        let _ = write!(
+            x,
+            "    <testcase name=\"{}\" classname=\"{}.{}\" file=\"{}\" time=\"{}\"",
+            xml_escape(&t.name),
+            xml_escape(&report.run_id),
+            xml_escape(suite),
+            xml_escape(&t.path),
+            secs(t.duration_ms)
+        );
+        let reason = t.reason.as_deref().unwrap_or("");
+        match t.result {
+            Outcome::Passed if !t.leaky => x.push_str("/>\n"),
+            Outcome::Passed => {
+                let _ = writeln!(
+                    x,
+                    ">\n      <system-err>leaked processes killed: {:?}</system-err>\n    </testcase>",
+                    t.leaked_pids
+                );
+            }
+            Outcome::Skipped | Outcome::Cancelled => {
+                let _ = writeln!(
+                    x,
+                    ">\n      <skipped message=\"{}\"/>\n    </testcase>",
+                    xml_escape(reason)
+                );
+            }
+            Outcome::Failed | Outcome::TimedOut => {
+                let tail = tails(t);
+                let _ = writeln!(
+                    x,
+                    ">\n      <failure type=\"{}\" message=\"{}\">{}</failure>\n      <system-out>{}</system-out>\n      <system-err>{}</system-err>\n    </testcase>",
+                    t.result.as_str(),
+                    xml_escape(reason),
+                    xml_escape(reason),
+                    xml_escape(&tail.stdout),
+                    xml_escape(&tail.stderr)
+                );
+            }
+        }
+    }
+    x.push_str("  </testsuite>\n</testsuites>\n");
+    x
+}
+
+/// Writes `report.json` and `junit.xml` into `dir`.
+pub fn write(dir: &Path, report: &Report, tails: &dyn Fn(&TestReport) -> Tails) -> Result<()> {
+    let mut json = serde_json::to_vec_pretty(report).context("failed to encode report.json")?;
+    json.push(b'\n');
+    replace(&dir.join("report.json"), &json)?;
+    replace(&dir.join("junit.xml"), junit(report, tails).as_bytes())
+}
+
+/// Replaces `path` with `bytes` through a temporary file and a rename.
+fn replace(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    std::fs::write(&tmp, bytes)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .with_context(|| format!("failed to write {}", path.display()))
+}

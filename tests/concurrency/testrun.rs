@@ -1,0 +1,774 @@
+//! The recipe test runner (`cc-ci-run test`) driven as a real process over
+//! fixture test scripts in temporary directories: timeouts, leaks, rlimits,
+//! parallelism, resume after SIGKILL, fail-fast, filters, dependencies,
+//! containers, signals, self-protection and the reports. Tests synchronise
+//! on files the fixture scripts write, never on sleeps alone.
+
+use std::collections::HashMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+use serde_json::Value;
+
+use crate::support::{self, alive, code, read_pid, wait_until};
+
+/// A fixture: a temporary directory with `tests/` for the scripts,
+/// `report/` for the runner's reports and `fake/` for the stand-in docker.
+struct Fixture {
+    dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let f = Fixture {
+            dir: support::tempdir(),
+        };
+        std::fs::create_dir_all(f.tests()).unwrap();
+        f
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn tests(&self) -> PathBuf {
+        self.path().join("tests")
+    }
+
+    fn report(&self) -> PathBuf {
+        self.path().join("report")
+    }
+
+    fn file(&self, name: &str) -> PathBuf {
+        self.path().join(name)
+    }
+
+    /// Writes an executable bash test: `header` lines, then `body`.
+    fn test(&self, name: &str, header: &str, body: &str) {
+        let path = self.tests().join(name);
+        std::fs::write(&path, format!("#!/bin/bash\n{header}\n{body}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    /// `cc-ci-run test` on the fixture's tests, with the stand-in docker.
+    fn runner(&self, args: &[&str]) -> Command {
+        let mut c = support::ccci();
+        c.current_dir(self.path())
+            .env("DIR", self.path())
+            .env("CCCI_DOCKER", docker())
+            .env("CCCI_FAKE_STATE", self.path().join("fake"))
+            .args(["test", "--grace", "1s", "--report-dir"])
+            .arg(self.report())
+            .args(args)
+            .arg(self.tests());
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        let out = self.runner(args).output().unwrap();
+        eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+        out
+    }
+
+    fn spawn(&self, args: &[&str]) -> Child {
+        self.runner(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    fn report_json(&self) -> Value {
+        let text = std::fs::read_to_string(self.report().join("report.json")).unwrap();
+        serde_json::from_str(&text).unwrap()
+    }
+
+    /// name → test object of report.json.
+    fn results(&self) -> HashMap<String, Value> {
+        self.report_json()["tests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| (t["name"].as_str().unwrap().to_string(), t.clone()))
+            .collect()
+    }
+
+    fn lines(&self, name: &str) -> Vec<String> {
+        std::fs::read_to_string(self.file(name))
+            .unwrap_or_default()
+            .lines()
+            .map(String::from)
+            .collect()
+    }
+
+    /// `docker ps -aq --filter label=cc-ci.run=RUN` against the stand-in.
+    fn containers(&self, run_id: &str) -> Vec<String> {
+        let out = Command::new(docker())
+            .env("CCCI_FAKE_STATE", self.path().join("fake"))
+            .args([
+                "ps",
+                "-aq",
+                "--filter",
+                &format!("label=cc-ci.run={run_id}"),
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .map(String::from)
+            .collect()
+    }
+}
+
+fn docker() -> PathBuf {
+    support::fake_dir().join("docker")
+}
+
+fn result(results: &HashMap<String, Value>, name: &str) -> String {
+    results[name]["result"].as_str().unwrap().to_string()
+}
+
+fn reason(results: &HashMap<String, Value>, name: &str) -> String {
+    results[name]["reason"].as_str().unwrap_or("").to_string()
+}
+
+fn stderr_of(child: Child) -> (i32, String) {
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    eprintln!("{err}");
+    (code(out.status), err)
+}
+
+/// A test body that appends `start NAME` and `end NAME` around `work`.
+fn recorded(work: &str) -> String {
+    format!("echo \"start $CCCI_TEST_NAME\" >> \"$DIR/events\"\n{work}\necho \"end $CCCI_TEST_NAME\" >> \"$DIR/events\"")
+}
+
+/// (max tests running at once, how many starts found another test running).
+fn overlap(events: &[String]) -> (usize, usize) {
+    let mut running = 0usize;
+    let mut max = 0;
+    let mut overlapping_starts = 0;
+    for e in events {
+        if e.starts_with("start ") {
+            if running > 0 {
+                overlapping_starts += 1;
+            }
+            running += 1;
+            max = max.max(running);
+        } else {
+            running -= 1;
+        }
+    }
+    (max, overlapping_starts)
+}
+
+#[test]
+fn timeout_sends_sigterm_then_sigkill_after_the_grace_to_a_test_ignoring_sigterm() {
+    let f = Fixture::new();
+    f.test(
+        "stubborn",
+        "# timeout: 1s",
+        "trap '' TERM\necho $$ > \"$DIR/stubborn.pid\"\nwhile :; do sleep 0.05; done",
+    );
+    let out = f.run(&[]);
+    assert_eq!(code(out.status), 1);
+    let pid = read_pid(&f.file("stubborn.pid"));
+    assert!(!alive(pid), "the stubborn test is gone");
+    let r = f.results();
+    assert_eq!(result(&r, "stubborn"), "timed-out");
+    assert!(
+        reason(&r, "stubborn").contains("killed after the grace"),
+        "{}",
+        reason(&r, "stubborn")
+    );
+    assert_eq!(r["stubborn"]["status"], "killed by SIGKILL");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        log.contains("SIGTERM to its process group")
+            && log.contains("SIGKILL to its process group")
+    );
+}
+
+#[test]
+fn leaky_test_is_marked_and_nothing_of_it_survives_the_runner() {
+    let f = Fixture::new();
+    f.test(
+        "leaky",
+        "",
+        "sleep 300 &\necho $! > \"$DIR/bg.pid\"\n\
+         setsid -f bash -c 'echo $$ > \"$DIR/d.tmp\"; mv \"$DIR/d.tmp\" \"$DIR/daemon.pid\"; exec sleep 300'\n\
+         while [ ! -f \"$DIR/daemon.pid\" ]; do sleep 0.01; done",
+    );
+    f.test("tidy", "", "sleep 0.1 &\nwait");
+    let out = f.run(&["--parallel", "--max-workers", "2"]);
+    assert_eq!(code(out.status), 0, "a leak is reported, not a failure");
+    let bg = read_pid(&f.file("bg.pid"));
+    let daemon = read_pid(&f.file("daemon.pid"));
+    assert!(!alive(bg), "background job in the test's group was killed");
+    assert!(
+        !alive(daemon),
+        "setsid daemon re-parented to the runner was killed"
+    );
+    let r = f.results();
+    assert_eq!(result(&r, "leaky"), "passed");
+    assert_eq!(r["leaky"]["leaky"], true);
+    let leaked: Vec<i64> = r["leaky"]["leaked_pids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_i64().unwrap())
+        .collect();
+    assert!(
+        leaked.contains(&(bg as i64)) && leaked.contains(&(daemon as i64)),
+        "{leaked:?}"
+    );
+    assert_eq!(r["tidy"]["leaky"], false, "the other test is not blamed");
+}
+
+#[test]
+fn rlimits_fail_the_tests_that_pass_them_and_only_those() {
+    let f = Fixture::new();
+    // 100 MB string in a 64 MiB address space.
+    f.test(
+        "hog",
+        "# memory: 64M",
+        "s=$(printf '%*s' 100000000 '')\necho survived",
+    );
+    f.test(
+        "modest",
+        "# memory: 64M",
+        "s=$(printf '%*s' 1000000 '')\necho fine",
+    );
+    f.test(
+        "fd-hog",
+        "",
+        "for i in $(seq 1 64); do exec {fd}</dev/null || exit 1; done\necho survived",
+    );
+    f.test("few-fds", "", "exec {fd}</dev/null\necho fine");
+    let out = f.run(&["--test-nofile", "32"]);
+    assert_eq!(code(out.status), 1);
+    let r = f.results();
+    assert_eq!(result(&r, "hog"), "failed");
+    assert_eq!(result(&r, "fd-hog"), "failed");
+    assert_eq!(result(&r, "modest"), "passed");
+    assert_eq!(result(&r, "few-fds"), "passed");
+    let hog_err = std::fs::read_to_string(f.report().join("output/hog.stderr")).unwrap();
+    assert!(hog_err.contains("allocate"), "{hog_err}");
+    assert!(r["modest"]["peak_rss_bytes"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn two_workers_run_eight_tests_two_at_a_time() {
+    let f = Fixture::new();
+    for i in 0..8 {
+        f.test(&format!("t{i}"), "", &recorded("sleep 1"));
+    }
+    let out = f.run(&["--parallel", "--max-workers", "2"]);
+    assert_eq!(code(out.status), 0);
+    let events = f.lines("events");
+    assert_eq!(events.len(), 16, "{events:?}");
+    let (max, overlapping) = overlap(&events);
+    assert_eq!(max, 2, "never more than two at once: {events:?}");
+    // Four waves of two: every second start finds its partner running.
+    assert!(overlapping >= 4, "tests ran two at a time: {events:?}");
+    assert_eq!(f.report_json()["workers"], 2);
+    assert_eq!(f.report_json()["passed"], 8);
+}
+
+#[test]
+fn sequential_by_default_one_test_at_a_time() {
+    let f = Fixture::new();
+    for i in 0..3 {
+        f.test(&format!("s{i}"), "", &recorded("sleep 0.2"));
+    }
+    assert_eq!(code(f.run(&[]).status), 0);
+    assert_eq!(overlap(&f.lines("events")).0, 1);
+}
+
+#[test]
+fn resume_after_sigkill_runs_only_what_had_not_passed() {
+    let f = Fixture::new();
+    let log = "echo \"$CCCI_TEST_NAME\" >> \"$DIR/ran\"";
+    f.test("a", "", log);
+    f.test(
+        "b",
+        "",
+        &format!(
+            "{log}\nif [ -f \"$DIR/block\" ]; then echo $$ > \"$DIR/b.pid\"; while :; do sleep 0.05; done; fi"
+        ),
+    );
+    f.test("c", "", log);
+    f.test("d", "", log);
+    std::fs::write(f.file("block"), "").unwrap();
+    let args = ["--run-id", "resume-1", "--ref", "abc"];
+    let mut first = f.spawn(&args);
+    let b = read_pid(&f.file("b.pid"));
+    // The checkpoint is written beside the next test, not before it starts.
+    let cp = f.report().join("checkpoint.json");
+    wait_until("a in the checkpoint", || {
+        std::fs::read_to_string(&cp).is_ok_and(|t| t.contains("\"a\""))
+    });
+    first.kill().unwrap(); // SIGKILL, as Drone does
+    first.wait().unwrap();
+    wait_until("b to die of the runner's death (PDEATHSIG)", || !alive(b));
+    assert_eq!(f.lines("ran"), ["a", "b"]);
+
+    std::fs::remove_file(f.file("block")).unwrap();
+    let out = f.run(&["--resume", "--run-id", "resume-1", "--ref", "abc"]);
+    assert_eq!(code(out.status), 0);
+    assert_eq!(
+        f.lines("ran"),
+        ["a", "b", "b", "c", "d"],
+        "a is not run again"
+    );
+    let r = f.results();
+    assert_eq!(result(&r, "a"), "skipped");
+    assert!(reason(&r, "a").contains("passed earlier"));
+    assert_eq!(result(&r, "d"), "passed");
+
+    // A checkpoint of another ref is ignored: everything runs.
+    let out = f.run(&["--resume", "--run-id", "resume-1", "--ref", "def"]);
+    assert_eq!(code(out.status), 0);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ignored"));
+    assert_eq!(f.lines("ran").len(), 9);
+}
+
+#[test]
+fn fail_fast_skips_the_rest_after_the_first_failure() {
+    let f = Fixture::new();
+    f.test("a", "# priority: 3", &recorded(""));
+    f.test("b", "# priority: 2", &recorded("exit 1"));
+    f.test("c", "# priority: 1", &recorded(""));
+    f.test("d", "", &recorded(""));
+    let out = f.run(&["--fail-fast"]);
+    assert_eq!(code(out.status), 1);
+    assert_eq!(f.lines("events"), ["start a", "end a", "start b"]);
+    let r = f.results();
+    assert_eq!(result(&r, "c"), "skipped");
+    assert!(
+        reason(&r, "c").contains("fail-fast after `b` failed"),
+        "{}",
+        reason(&r, "c")
+    );
+    assert_eq!(f.report_json()["stopped"], "fail-fast");
+}
+
+#[test]
+fn fail_fast_terminates_running_tests_in_parallel() {
+    let f = Fixture::new();
+    f.test(
+        "long",
+        "# priority: 9",
+        "echo $$ > \"$DIR/long.pid\"\nsleep 300",
+    );
+    f.test(
+        "bad",
+        "# priority: 5",
+        "while [ ! -f \"$DIR/long.pid\" ]; do sleep 0.01; done\nexit 1",
+    );
+    f.test("later", "", "echo ran > \"$DIR/later\"");
+    let out = f.run(&["--fail-fast", "--parallel", "--max-workers", "2"]);
+    assert_eq!(code(out.status), 1);
+    let long = read_pid(&f.file("long.pid"));
+    assert!(!alive(long));
+    let r = f.results();
+    assert_eq!(result(&r, "bad"), "failed");
+    assert_eq!(result(&r, "long"), "cancelled");
+    assert_eq!(result(&r, "later"), "skipped");
+    assert!(!f.file("later").exists());
+}
+
+#[test]
+fn list_prints_the_selection_in_order_with_metadata_and_runs_nothing() {
+    let f = Fixture::new();
+    let touch = "touch \"$DIR/ran-$CCCI_TEST_NAME\"";
+    f.test(
+        "web",
+        "# level: integration\n# tier: install\n# tags: http\n# priority: 2",
+        touch,
+    );
+    f.test(
+        "db",
+        "# level: integration\n# tier: restore\n# tags: db",
+        touch,
+    );
+    f.test(
+        "big",
+        "# level: system\n# tags: slow, http\n# timeout: 5m\n# memory: 512M",
+        touch,
+    );
+    f.test("unit", "# level: unit\n# depends-on: web", touch);
+    std::fs::write(f.tests().join("helper.sh"), "not executable, not a test").unwrap();
+    let list = |args: &[&str]| -> Vec<String> {
+        let out = f.run(&[&["--list"], args].concat());
+        assert_eq!(code(out.status), 0);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .skip(1)
+            .map(|l| l.split_whitespace().next().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(
+        list(&[]),
+        ["web", "db", "unit"],
+        "slow left out, priority first, helper not a test"
+    );
+    assert_eq!(list(&["--slow"]), ["web", "big", "db", "unit"]);
+    assert_eq!(list(&["--tier", "install"]), ["web", "unit"]);
+    assert_eq!(list(&["--level", "integration"]), ["web", "db"]);
+    assert_eq!(list(&["--tag", "http", "--slow"]), ["web", "big"]);
+    let out = f.run(&["--list", "--slow"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let big = text.lines().find(|l| l.starts_with("big")).unwrap();
+    for want in ["system", "slow,http", "5m00s", "512.0M"] {
+        assert!(big.contains(want), "{big}");
+    }
+    assert!(std::fs::read_dir(f.path()).unwrap().all(|e| !e
+        .unwrap()
+        .file_name()
+        .to_string_lossy()
+        .starts_with("ran-")));
+    assert!(!f.report().exists(), "--list writes nothing");
+}
+
+#[test]
+fn depends_on_orders_and_a_failed_dependency_skips_its_dependents() {
+    let f = Fixture::new();
+    f.test("setup", "", &recorded("exit 1"));
+    f.test(
+        "uses-setup",
+        "# priority: 9\n# depends-on: setup",
+        &recorded(""),
+    );
+    f.test("deeper", "# depends-on: uses-setup", &recorded(""));
+    f.test("first", "# priority: 5", &recorded(""));
+    f.test("ghost-dep", "# depends-on: ghost", &recorded(""));
+    f.test(
+        "after-upgrade-only",
+        "# depends-on: upgrade-only",
+        &recorded(""),
+    );
+    f.test("upgrade-only", "# tier: upgrade", &recorded(""));
+    let out = f.run(&["--tier", "install"]);
+    assert_eq!(code(out.status), 1);
+    let starts: Vec<String> = f
+        .lines("events")
+        .into_iter()
+        .filter_map(|e| e.strip_prefix("start ").map(String::from))
+        .collect();
+    assert_eq!(
+        starts,
+        ["first", "after-upgrade-only", "ghost-dep", "setup"]
+    );
+    let order: Vec<String> = f.report_json()["tests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        order,
+        [
+            "first",
+            "after-upgrade-only",
+            "ghost-dep",
+            "setup",
+            "uses-setup",
+            "deeper"
+        ],
+        "report.json lists the tests in planned order"
+    );
+    let r = f.results();
+    assert_eq!(result(&r, "uses-setup"), "skipped");
+    assert_eq!(reason(&r, "uses-setup"), "depends on `setup`, which failed");
+    assert_eq!(
+        reason(&r, "deeper"),
+        "depends on `uses-setup`, which was skipped"
+    );
+    assert_eq!(
+        result(&r, "after-upgrade-only"),
+        "passed",
+        "dependency outside the selection"
+    );
+    assert!(!r.contains_key("upgrade-only"));
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("depends-on `ghost` names no discovered test"));
+    // The JUnit file says the same, and parses.
+    let xml = std::fs::read_to_string(f.report().join("junit.xml")).unwrap();
+    let cases = crate::junit::parse_junit(&xml);
+    let kinds: HashMap<String, String> = cases.into_iter().map(|(n, k, _)| (n, k)).collect();
+    assert_eq!(kinds["setup"], "failure");
+    assert_eq!(kinds["deeper"], "skipped");
+    assert_eq!(kinds["first"], "passed");
+}
+
+#[test]
+fn malformed_header_is_exit_2_naming_file_and_line_and_runs_nothing() {
+    let f = Fixture::new();
+    f.test("good", "", "touch \"$DIR/ran\"");
+    f.test("typo", "# level: unit\n# timout: 5m", "true");
+    let out = f.run(&[]);
+    assert_eq!(code(out.status), 2);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("tests/typo:3: unknown header key `timout`"),
+        "{err}"
+    );
+    assert!(!f.file("ran").exists());
+}
+
+#[test]
+fn dependency_cycle_and_bad_options_are_exit_2() {
+    let f = Fixture::new();
+    f.test("x", "# depends-on: y", "true");
+    f.test("y", "# depends-on: x", "true");
+    let out = f.run(&[]);
+    assert_eq!(code(out.status), 2);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("depends-on cycle"));
+    let g = Fixture::new();
+    g.test("ok", "", "true");
+    for bad in [
+        &["--tier", "deploy"][..],
+        &["--level", "huge"],
+        &["--run-id", "Bad/Id"],
+    ] {
+        assert_eq!(code(g.run(bad).status), 2, "{bad:?}");
+    }
+}
+
+#[test]
+fn junit_stays_well_formed_with_hostile_output() {
+    let f = Fixture::new();
+    f.test(
+        "noisy",
+        "",
+        "printf ']]> <b>&amp; \\x1b[31mred\\x07 \\xff\\xfe\\n'\nprintf 'err <x/>\\n' >&2\nexit 3",
+    );
+    assert_eq!(code(f.run(&[]).status), 1);
+    let xml = std::fs::read_to_string(f.report().join("junit.xml")).unwrap();
+    let cases = crate::junit::parse_junit(&xml);
+    assert_eq!(
+        cases,
+        [(
+            "noisy".to_string(),
+            "failure".to_string(),
+            "exit 3".to_string()
+        )]
+    );
+    assert!(xml.contains("&lt;b&gt;"));
+}
+
+fn container_test(f: &Fixture, name: &str, after: &str) {
+    f.test(
+        name,
+        "",
+        &format!(
+            "\"$CCCI_DOCKER\" run -d --label \"$CCCI_CONTAINER_LABEL\" img sleep 300 > /dev/null || exit 9\n{after}"
+        ),
+    );
+}
+
+#[test]
+fn labelled_containers_are_removed_when_tests_pass_and_when_they_fail() {
+    for (after, want) in [("exit 0", 0), ("exit 1", 1)] {
+        let f = Fixture::new();
+        // Another run's container must survive.
+        let other = Command::new(docker())
+            .env("CCCI_FAKE_STATE", f.path().join("fake"))
+            .args(["run", "-d", "--label", "cc-ci.run=other", "img"])
+            .output()
+            .unwrap();
+        assert!(other.status.success());
+        container_test(&f, "c1", after);
+        container_test(&f, "c2", "true");
+        let out = f.run(&["--run-id", "ctr"]);
+        assert_eq!(code(out.status), want);
+        assert!(
+            f.containers("ctr").is_empty(),
+            "{after}: labelled containers removed"
+        );
+        assert_eq!(
+            f.containers("other").len(),
+            1,
+            "another run's container is kept"
+        );
+        assert!(String::from_utf8_lossy(&out.stderr).contains("removed 2 container(s)"));
+    }
+}
+
+#[test]
+fn sigterm_stops_the_suite_terminates_the_test_removes_containers_and_exits_143() {
+    let f = Fixture::new();
+    container_test(&f, "a-hold", "echo $$ > \"$DIR/hold.pid\"\nsleep 300");
+    f.test("z-never", "", "touch \"$DIR/never\"");
+    let runner = f.spawn(&["--run-id", "sig"]);
+    let hold = read_pid(&f.file("hold.pid"));
+    assert_eq!(f.containers("sig").len(), 1);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(runner.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let (rc, err) = stderr_of(runner);
+    assert_eq!(rc, 143);
+    assert!(err.contains("shutdown requested"), "{err}");
+    assert!(!alive(hold));
+    assert!(f.containers("sig").is_empty());
+    assert!(!f.file("never").exists());
+    let r = f.results();
+    assert_eq!(result(&r, "a-hold"), "cancelled");
+    assert_eq!(result(&r, "z-never"), "skipped");
+    assert_eq!(f.report_json()["exit_code"], 143);
+}
+
+#[test]
+fn sigint_stops_the_suite_with_exit_130() {
+    let f = Fixture::new();
+    f.test("hold", "", "echo $$ > \"$DIR/hold.pid\"\nsleep 300");
+    let runner = f.spawn(&[]);
+    let hold = read_pid(&f.file("hold.pid"));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(runner.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let (rc, _) = stderr_of(runner);
+    assert_eq!(rc, 130);
+    assert!(!alive(hold));
+}
+
+fn meminfo(used_percent: u64) -> String {
+    let total = 1_000_000u64;
+    format!(
+        "MemTotal:       {total} kB\nMemFree:        1000 kB\nMemAvailable:   {} kB\n",
+        total - total * used_percent / 100
+    )
+}
+
+#[test]
+fn self_protection_checkpoints_stops_and_exits_42_then_resume_finishes() {
+    let f = Fixture::new();
+    let proc_dir = f.file("proc");
+    std::fs::create_dir_all(&proc_dir).unwrap();
+    std::fs::write(proc_dir.join("stat"), "cpu  1 0 1 100 0 0 0 0 0 0\n").unwrap();
+    std::fs::write(proc_dir.join("meminfo"), meminfo(50)).unwrap();
+    // `a` pushes the (fixture) host past the memory limit.
+    f.test(
+        "a",
+        "# priority: 2",
+        &format!(
+            "echo a >> \"$DIR/ran\"\nprintf '{}' > \"$DIR/proc/meminfo\"",
+            meminfo(95).replace('\n', "\\n")
+        ),
+    );
+    f.test("b", "", "echo b >> \"$DIR/ran\"");
+    let mut cmd = f.runner(&["--self-protect", "--mem-limit", "90", "--run-id", "prot"]);
+    cmd.env("CCCI_SELF_PROTECT_PROC_DIR", &proc_dir);
+    let out = cmd.output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    eprintln!("{err}");
+    assert_eq!(code(out.status), 42);
+    assert!(
+        err.contains("self-protection: host memory 95.0% used"),
+        "{err}"
+    );
+    assert_eq!(f.lines("ran"), ["a"]);
+    let r = f.results();
+    assert_eq!(result(&r, "b"), "skipped");
+    assert_eq!(f.report_json()["stopped"], "self-protect");
+    let cp: Value =
+        serde_json::from_str(&std::fs::read_to_string(f.report().join("checkpoint.json")).unwrap())
+            .unwrap();
+    assert_eq!(cp["passed"], serde_json::json!(["a"]));
+
+    std::fs::write(proc_dir.join("meminfo"), meminfo(50)).unwrap();
+    let mut cmd = f.runner(&["--self-protect", "--mem-limit", "90", "--resume"]);
+    cmd.env("CCCI_SELF_PROTECT_PROC_DIR", &proc_dir);
+    let out = cmd.output().unwrap();
+    assert_eq!(
+        code(out.status),
+        0,
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        f.lines("ran"),
+        ["a", "b"],
+        "--resume adopts the checkpoint's run id"
+    );
+}
+
+#[test]
+fn no_test_for_the_tier_passes_with_zero_tests_and_says_so() {
+    let f = Fixture::new();
+    f.test("restore-only", "# tier: restore", "true");
+    let out = f.run(&["--tier", "install"]);
+    assert_eq!(code(out.status), 0);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no test to run for tier install"));
+    assert_eq!(f.report_json()["passed"], 0);
+}
+
+#[test]
+fn tests_get_the_container_label_and_run_id_and_no_runner_descriptors() {
+    let f = Fixture::new();
+    f.test(
+        "env",
+        "",
+        "echo \"$CCCI_CONTAINER_LABEL $CCCI_RUN_ID $CCCI_TIER\" > \"$DIR/env\"\n\
+         for fd in /proc/$$/fd/*; do echo \"${fd##*/} $(readlink \"$fd\")\"; done > \"$DIR/fds\"",
+    );
+    assert_eq!(
+        code(f.run(&["--run-id", "envy", "--tier", "upgrade"]).status),
+        0
+    );
+    assert_eq!(f.lines("env"), ["cc-ci.run=envy envy upgrade"]);
+    let fds = f.lines("fds");
+    for line in &fds {
+        for bad in ["pidfd", "/report", "runner.log", "checkpoint"] {
+            assert!(
+                !line.contains(bad),
+                "a runner descriptor reached the test: {fds:?}"
+            );
+        }
+    }
+    // stdout, stderr and bash's saved copy of stdout for the redirection;
+    // a leaked latch or output pipe would add more.
+    let pipes = fds.iter().filter(|l| l.contains("pipe:")).count();
+    assert!(pipes <= 3, "{fds:?}");
+}
+
+#[test]
+fn cpu_limit_ends_a_busy_test_with_sigxcpu() {
+    let f = Fixture::new();
+    f.test("spin", "", "while :; do :; done");
+    f.test("idle", "", "true");
+    let out = f.run(&["--test-cpu", "1s"]);
+    assert_eq!(code(out.status), 1);
+    let r = f.results();
+    assert_eq!(result(&r, "spin"), "failed");
+    assert_eq!(r["spin"]["status"], "killed by SIGXCPU");
+    assert!(r["spin"]["cpu_ms"].as_u64().unwrap() >= 900);
+    assert_eq!(result(&r, "idle"), "passed");
+}
+
+#[test]
+fn an_absent_or_failing_docker_is_logged_and_never_changes_the_verdict() {
+    for docker in ["/nonexistent/docker", "/bin/false"] {
+        let f = Fixture::new();
+        f.test("ok", "", "true");
+        let out = f.runner(&[]).env("CCCI_DOCKER", docker).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(code(out.status), 0, "{docker}: {err}");
+        assert!(
+            err.contains("container cleanup") && err.contains("(not fatal)"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,229 @@
+//! Checkpoint matching, self-protection decisions and report rendering
+//! (pure; the checkpoint round trip uses a temporary directory, no process).
+
+use std::path::Path;
+
+use cc_ci_run::testrun::checkpoint::{self, decide, Checkpoint, Resume};
+use cc_ci_run::testrun::meta::Tier;
+use cc_ci_run::testrun::protect::{
+    cpu_percent, judge, mem_percent, parse_stat, Limits, Verdict, CPU_SUSTAIN,
+};
+use cc_ci_run::testrun::report::{
+    human_bytes, junit, summary_lines, xml_escape, Outcome, Report, Tails, TestReport,
+};
+
+fn cp(run: &str, r: &str, tier: Option<&str>) -> Checkpoint {
+    Checkpoint {
+        run_id: run.into(),
+        git_ref: r.into(),
+        tier: tier.map(String::from),
+        passed: vec!["a".into(), "b".into()],
+        updated: String::new(),
+    }
+}
+
+#[test]
+fn checkpoint_of_same_run_ref_and_tier_is_resumed() {
+    assert_eq!(
+        decide(
+            &cp("drone-7", "abc", Some("install")),
+            "drone-7",
+            "abc",
+            Some("install")
+        ),
+        Resume::Use(vec!["a".into(), "b".into()])
+    );
+}
+
+#[test]
+fn checkpoint_of_another_ref_run_or_tier_is_ignored_with_the_reason() {
+    let c = cp("drone-7", "abc", None);
+    match decide(&c, "drone-7", "def", None) {
+        Resume::Ignore(why) => assert!(why.contains("ref `abc`"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    match decide(&c, "drone-8", "abc", None) {
+        Resume::Ignore(why) => assert!(why.contains("run `drone-7`"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        decide(&c, "drone-7", "abc", Some("upgrade")),
+        Resume::Ignore(_)
+    ));
+}
+
+#[test]
+fn checkpoint_round_trips_and_replaces_atomically() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = checkpoint::path(dir.path(), Some("install"));
+    assert!(path.ends_with("checkpoint-install.json"));
+    assert_eq!(checkpoint::load(&path).unwrap(), None);
+    let mut c = cp("r", "x", Some("install"));
+    checkpoint::save(&path, &c).unwrap();
+    c.passed.push("c".into());
+    checkpoint::save(&path, &c).unwrap();
+    assert_eq!(checkpoint::load(&path).unwrap(), Some(c));
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert_eq!(left.len(), 1, "no temporary file is left behind");
+    std::fs::write(&path, "{not json").unwrap();
+    assert!(checkpoint::load(&path).is_err());
+}
+
+const STAT: &str = "cpu  100 0 100 700 100 0 0 0 0 0\ncpu0 1 2 3 4\nintr 1\n";
+
+#[test]
+fn cpu_busy_share_between_two_readings() {
+    let a = parse_stat(STAT).unwrap();
+    assert_eq!((a.busy, a.total), (200, 1000));
+    let b = parse_stat("cpu  400 0 200 700 200 0 0 0 0 0\n").unwrap();
+    assert_eq!(cpu_percent(a, b), Some(80.0));
+    assert_eq!(cpu_percent(a, a), None);
+    assert_eq!(parse_stat("intr 5\n"), None);
+}
+
+#[test]
+fn memory_used_share_from_meminfo() {
+    let m = "MemTotal:       1000 kB\nMemFree:  10 kB\nMemAvailable:    250 kB\n";
+    assert_eq!(mem_percent(m), Some(75.0));
+    assert_eq!(mem_percent("MemTotal: 5 kB\n"), None);
+}
+
+#[test]
+fn memory_past_the_limit_trips_at_once_cpu_only_when_sustained() {
+    let l = Limits {
+        cpu: 90.0,
+        mem: 80.0,
+    };
+    assert!(matches!(judge(None, Some(85.0), 0, l).0, Verdict::Trip(w) if w.contains("memory")));
+    assert_eq!(judge(Some(50.0), Some(10.0), 0, l), (Verdict::Fine, 0));
+    let mut streak = 0;
+    for k in 1..CPU_SUSTAIN {
+        let (v, s) = judge(Some(95.0), Some(10.0), streak, l);
+        assert_eq!((v, s), (Verdict::Fine, k));
+        streak = s;
+    }
+    // No new reading keeps the streak; a calm one resets it.
+    assert_eq!(judge(None, None, streak, l).1, streak);
+    assert_eq!(judge(Some(10.0), None, streak, l).1, 0);
+    assert!(matches!(judge(Some(99.0), None, streak, l).0, Verdict::Trip(w) if w.contains("CPU")));
+}
+
+fn test(name: &str, result: Outcome, reason: Option<&str>) -> TestReport {
+    TestReport {
+        name: name.into(),
+        path: format!("/t/{name}"),
+        result,
+        reason: reason.map(String::from),
+        status: None,
+        exit_code: None,
+        leaky: false,
+        leaked_pids: vec![],
+        started: (result != Outcome::Skipped).then(|| "2026-01-01T00:00:00.000Z".into()),
+        duration_ms: 1500,
+        peak_rss_bytes: Some(3 << 20),
+        cpu_ms: Some(20),
+        stdout: Some(format!("output/{name}.stdout")),
+        stderr: Some(format!("output/{name}.stderr")),
+        level: None,
+        tiers: vec![],
+        tags: vec![],
+        priority: 0,
+        depends_on: vec![],
+        timeout_ms: 600_000,
+        memory_bytes: None,
+    }
+}
+
+fn report(tests: Vec<TestReport>) -> Report {
+    Report {
+        run_id: "drone-1".into(),
+        git_ref: "abc".into(),
+        tier: Some(Tier::Install),
+        started: "2026-01-01T00:00:00.000Z".into(),
+        finished: "2026-01-01T00:00:01.000Z".into(),
+        duration_ms: 1000,
+        exit_code: 1,
+        stopped: None,
+        stop_reason: None,
+        workers: 1,
+        passed: 1,
+        failed: 2,
+        skipped: 1,
+        leaked_unattributed: vec![],
+        tests,
+    }
+}
+
+#[test]
+fn summary_table_has_a_row_per_test_and_ends_with_the_directory() {
+    let mut leaky = test("ok", Outcome::Passed, None);
+    leaky.leaky = true;
+    let r = report(vec![
+        leaky,
+        test("bad", Outcome::Failed, Some("exit 1")),
+        test(
+            "never",
+            Outcome::Skipped,
+            Some("depends on `bad`, which failed"),
+        ),
+    ]);
+    let lines = summary_lines(&r, Path::new("/var/report"));
+    assert_eq!(lines.last().unwrap(), "reports: /var/report");
+    assert!(
+        lines[1].starts_with("TEST") && lines[1].contains("PEAK RSS") && lines[1].contains("CPU")
+    );
+    assert!(
+        lines[2].contains("passed, leaky")
+            && lines[2].contains("1.5s")
+            && lines[2].contains("3.0M")
+    );
+    assert!(lines[4].contains("skipped") && lines[4].contains("(depends on `bad`, which failed)"));
+    assert!(lines[lines.len() - 2].starts_with("1 passed, 2 failed, 1 skipped"));
+}
+
+#[test]
+fn human_sizes() {
+    assert_eq!(human_bytes(512), "512B");
+    assert_eq!(human_bytes(1536), "1.5K");
+    assert_eq!(human_bytes(3 << 30), "3.0G");
+}
+
+#[test]
+fn xml_escape_removes_what_xml_cannot_carry() {
+    assert_eq!(
+        xml_escape("<a & 'b'>\"\u{1b}[0m\t"),
+        "&lt;a &amp; &apos;b&apos;&gt;&quot;\u{FFFD}[0m\t"
+    );
+}
+
+#[test]
+fn junit_is_well_formed_even_with_hostile_output() {
+    let r = report(vec![
+        test("ok", Outcome::Passed, None),
+        test("b<a>d", Outcome::Failed, Some("exit 1 & \"more\"")),
+        test("slow", Outcome::TimedOut, Some("timed out after 1s")),
+        test(
+            "never",
+            Outcome::Skipped,
+            Some("depends on `b<a>d`, which failed"),
+        ),
+    ]);
+    let xml = junit(&r, &|_t: &TestReport| Tails {
+        stdout: "]]> <tag> &amp; \u{7}bell\n".into(),
+        stderr: "\u{1b}[31mred\u{1b}[0m\n".into(),
+    });
+    let cases = crate::junit::parse_junit(&xml);
+    assert_eq!(
+        cases,
+        vec![
+            ("ok".into(), "passed".into(), String::new()),
+            ("b<a>d".into(), "failure".into(), "exit 1 & \"more\"".into()),
+            ("slow".into(), "failure".into(), "timed out after 1s".into()),
+            (
+                "never".into(),
+                "skipped".into(),
+                "depends on `b<a>d`, which failed".into()
+            ),
+        ]
+    );
+}
