@@ -348,6 +348,11 @@ pub fn wrap(mut cmd: Command, opts: &WrapOptions) -> Result<i32> {
         }
     }
     let status = child.status().context("child status missing after reap")?;
+    if kill_at.is_some() {
+        // The wrapper stepped in: say how the command took it, because after
+        // a deadline the exit code (142) no longer tells.
+        say!("the command ended: {status}");
+    }
     let left = proc::sweep_descendants(opts.grace);
     if left > 0 {
         say!("ended {left} leftover descendant process(es)");
