@@ -329,7 +329,8 @@ pub struct ProcInfo {
 /// Parses `/proc/PID/stat`; the command name may contain spaces and `)`.
 pub fn parse_stat(text: &str) -> Option<ProcInfo> {
     let pid: i32 = text.split(' ').next()?.parse().ok()?;
-    let rest = &text[text.rfind(')')? + 2..];
+    // `get`, not indexing: a line cut short after the name is not a panic.
+    let rest = text.get(text.rfind(')')? + 2..)?;
     let mut fields = rest.split(' ');
     let state = fields.next()?;
     let ppid: i32 = fields.next()?.parse().ok()?;
