@@ -350,8 +350,11 @@ pub fn scan() -> Vec<ProcInfo> {
     };
     dir.filter_map(|e| e.ok())
         .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok())
-        .filter_map(|s| parse_stat(&s))
+        // Bytes, not a String: the command name is the first 15 bytes of
+        // the executable's file name, which may be cut inside a UTF-8
+        // character; such a process must not vanish from the scan.
+        .filter_map(|pid| std::fs::read(format!("/proc/{pid}/stat")).ok())
+        .filter_map(|s| parse_stat(&String::from_utf8_lossy(&s)))
         .collect()
 }
 
