@@ -106,7 +106,8 @@ pub enum Waited {
 pub fn spawn(cmd: &mut Command, isolation: Isolation) -> Result<Child> {
     let parent = std::process::id() as libc::pid_t;
     // SAFETY: the closure runs between fork and exec and only makes
-    // async-signal-safe system calls (setsid, setpgid, prctl, getppid).
+    // async-signal-safe system calls (setsid, setpgid, sigaction, prctl,
+    // close_range, getppid).
     unsafe {
         cmd.pre_exec(move || {
             match isolation {
@@ -119,6 +120,20 @@ pub fn spawn(cmd: &mut Command, isolation: Isolation) -> Result<Child> {
                     if libc::setpgid(0, 0) < 0 {
                         return Err(std::io::Error::last_os_error());
                     }
+                }
+            }
+            // Do now what exec will do anyway: signals we handle go back to
+            // the default action (ignored ones stay ignored). Otherwise a
+            // PDEATHSIG that fires between the prctl below and exec runs our
+            // inherited handler in this child and is used up, and the
+            // command starts with its parent dead and nothing to tell it.
+            for sig in 1..=libc::SIGRTMAX() {
+                let mut old: libc::sigaction = std::mem::zeroed();
+                if libc::sigaction(sig, std::ptr::null(), &mut old) == 0
+                    && old.sa_sigaction != libc::SIG_DFL
+                    && old.sa_sigaction != libc::SIG_IGN
+                {
+                    libc::signal(sig, libc::SIG_DFL);
                 }
             }
             if libc::prctl(
