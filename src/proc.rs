@@ -416,11 +416,14 @@ pub fn reap_orphans() -> (usize, bool) {
 /// Returns how many descendants were found on the first scan.
 pub fn sweep_descendants(grace: Duration) -> usize {
     let me = std::process::id() as i32;
-    let first = descendants(me);
-    let found = first.len();
-    if found == 0 && !reap_orphans().1 {
+    // Every descendant hangs off one of our children, so with no child at
+    // all (ECHILD once the exited ones are reaped) there is nothing to find,
+    // and the common case skips reading every process's /proc entry.
+    if !reap_orphans().1 {
         return 0;
     }
+    let first = descendants(me);
+    let found = first.len();
     for pid in &first {
         let _ = kill(Pid::from_raw(*pid), Signal::SIGTERM);
     }
