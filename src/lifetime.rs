@@ -262,7 +262,7 @@ pub fn wrap(mut cmd: Command, opts: &WrapOptions) -> Result<i32> {
     ];
     let blocked = block(&wrapper_signals)?;
     proc::set_parent_death_signal()?;
-    let parent_gone = nix::unistd::getppid() != opts.start_ppid;
+    let parent_gone = parent_gone_at_start(opts.start_ppid);
     proc::become_subreaper()?;
     let (tx, rx) = mpsc::channel::<i32>();
     let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP, SIGCHLD])
@@ -299,7 +299,8 @@ pub fn wrap(mut cmd: Command, opts: &WrapOptions) -> Result<i32> {
             *kill_at = Some(Instant::now() + opts.kill_after);
         }
     };
-    if parent_gone {
+    if let Some(why) = parent_gone {
+        say!("{why}");
         forward(&child, "parent already gone at start", &mut kill_at);
     }
     loop {
@@ -347,6 +348,11 @@ pub fn wrap(mut cmd: Command, opts: &WrapOptions) -> Result<i32> {
         }
     }
     let status = child.status().context("child status missing after reap")?;
+    if kill_at.is_some() {
+        // The wrapper stepped in: say how the command took it, because after
+        // a deadline the exit code (142) no longer tells.
+        say!("the command ended: {status}");
+    }
     let left = proc::sweep_descendants(opts.grace);
     if left > 0 {
         say!("ended {left} leftover descendant process(es)");
@@ -356,6 +362,43 @@ pub fn wrap(mut cmd: Command, opts: &WrapOptions) -> Result<i32> {
     } else {
         status.code()
     })
+}
+
+/// Whether the process that started the wrapper was already gone when
+/// PDEATHSIG was set (a later death arrives as SIGTERM). Returns the reason.
+///
+/// A parent that died after `main` read `start_ppid` shows as a changed
+/// parent pid. One that died earlier (Drone's `sh` SIGKILLed between its
+/// fork and our `main`) is invisible to that comparison, because we were
+/// re-parented before we could look. Our session still tells: a process that
+/// is not a session leader keeps the session of the process that forked it,
+/// and the reaper it is handed to (init, or a subreaper such as systemd) is
+/// in another session; Drone's `sh` shares its runner's session. Only a parent
+/// that calls `setsid()` after forking us would be taken for a dead one.
+fn parent_gone_at_start(start_ppid: Pid) -> Option<String> {
+    use nix::unistd::{getpid, getppid, getsid};
+    let ppid = getppid();
+    if ppid != start_ppid {
+        return Some(format!(
+            "parent {start_ppid} died before the guard was set (now {ppid})"
+        ));
+    }
+    let Ok(own) = getsid(None) else {
+        return None;
+    };
+    if own == getpid() {
+        // A session leader called setsid() itself (`setsid cc-ci-run ...`):
+        // its session says nothing about who forked it.
+        return None;
+    }
+    match getsid(Some(ppid)) {
+        Ok(theirs) if theirs == own => None,
+        Ok(theirs) => Some(format!(
+            "parent {ppid} is in session {theirs}, not ours ({own}): the process that started us died before we ran"
+        )),
+        // ESRCH: it died since getppid (PDEATHSIG has fired as well).
+        Err(e) => Some(format!("parent {ppid} cannot be inspected: {e}")),
+    }
 }
 
 /// The shell's codes for a command that could not be started.

@@ -106,7 +106,8 @@ pub enum Waited {
 pub fn spawn(cmd: &mut Command, isolation: Isolation) -> Result<Child> {
     let parent = std::process::id() as libc::pid_t;
     // SAFETY: the closure runs between fork and exec and only makes
-    // async-signal-safe system calls (setsid, setpgid, prctl, getppid).
+    // async-signal-safe system calls (setsid, setpgid, sigaction, prctl,
+    // close_range, getppid).
     unsafe {
         cmd.pre_exec(move || {
             match isolation {
@@ -119,6 +120,20 @@ pub fn spawn(cmd: &mut Command, isolation: Isolation) -> Result<Child> {
                     if libc::setpgid(0, 0) < 0 {
                         return Err(std::io::Error::last_os_error());
                     }
+                }
+            }
+            // Do now what exec will do anyway: signals we handle go back to
+            // the default action (ignored ones stay ignored). Otherwise a
+            // PDEATHSIG that fires between the prctl below and exec runs our
+            // inherited handler in this child and is used up, and the
+            // command starts with its parent dead and nothing to tell it.
+            for sig in 1..=libc::SIGRTMAX() {
+                let mut old: libc::sigaction = std::mem::zeroed();
+                if libc::sigaction(sig, std::ptr::null(), &mut old) == 0
+                    && old.sa_sigaction != libc::SIG_DFL
+                    && old.sa_sigaction != libc::SIG_IGN
+                {
+                    libc::signal(sig, libc::SIG_DFL);
                 }
             }
             if libc::prctl(
@@ -335,7 +350,8 @@ pub struct ProcInfo {
 /// Parses `/proc/PID/stat`; the command name may contain spaces and `)`.
 pub fn parse_stat(text: &str) -> Option<ProcInfo> {
     let pid: i32 = text.split(' ').next()?.parse().ok()?;
-    let rest = &text[text.rfind(')')? + 2..];
+    // `get`, not indexing: a line cut short after the name is not a panic.
+    let rest = text.get(text.rfind(')')? + 2..)?;
     let mut fields = rest.split(' ');
     let state = fields.next()?;
     let ppid: i32 = fields.next()?.parse().ok()?;
@@ -355,8 +371,11 @@ pub fn scan() -> Vec<ProcInfo> {
     };
     dir.filter_map(|e| e.ok())
         .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok())
-        .filter_map(|s| parse_stat(&s))
+        // Bytes, not a String: the command name is the first 15 bytes of
+        // the executable's file name, which may be cut inside a UTF-8
+        // character; such a process must not vanish from the scan.
+        .filter_map(|pid| std::fs::read(format!("/proc/{pid}/stat")).ok())
+        .filter_map(|s| parse_stat(&String::from_utf8_lossy(&s)))
         .collect()
 }
 
@@ -403,11 +422,14 @@ pub fn reap_orphans() -> (usize, bool) {
 /// Returns how many descendants were found on the first scan.
 pub fn sweep_descendants(grace: Duration) -> usize {
     let me = std::process::id() as i32;
-    let first = descendants(me);
-    let found = first.len();
-    if found == 0 && !reap_orphans().1 {
+    // Every descendant hangs off one of our children, so with no child at
+    // all (ECHILD once the exited ones are reaped) there is nothing to find,
+    // and the common case skips reading every process's /proc entry.
+    if !reap_orphans().1 {
         return 0;
     }
+    let first = descendants(me);
+    let found = first.len();
     for pid in &first {
         let _ = kill(Pid::from_raw(*pid), Signal::SIGTERM);
     }

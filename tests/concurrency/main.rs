@@ -6,5 +6,6 @@
 mod locks;
 #[path = "../common/junit.rs"]
 mod junit;
+mod exec;
 mod support;
 mod testrun;

@@ -8,4 +8,6 @@ mod junit;
 mod testrun_meta;
 mod testrun_report;
 mod testrun_select;
+mod exit;
+mod proc_stat;
 mod units;
