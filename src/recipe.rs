@@ -229,3 +229,21 @@ pub fn latest_release_before(merged: &[String], at_ref: &[String]) -> Option<Str
         .max_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(b.1)))
         .map(|(_, t)| t.clone())
 }
+
+/// The upgrade tier's check of abra's chaos-version label: the first
+/// characters of the checkout's HEAD sha, `+U` when the tree was dirty.
+/// It must be a non-empty prefix of the full sha under test with no dirty
+/// marker (git's short-sha length is never assumed).
+pub fn check_chaos_version(label: &str, sha: &str) -> std::result::Result<(), String> {
+    if label.is_empty() {
+        return Err("no chaos-version label on the app service".into());
+    }
+    if label.contains("+U") {
+        return Err("the chaos deploy was of a dirty working tree (+U)".into());
+    }
+    let prefix = label.split('+').next().unwrap_or_default();
+    if prefix.len() < 4 || !sha.starts_with(prefix) {
+        return Err(format!("it is not a prefix of the ref under test {sha}"));
+    }
+    Ok(())
+}

@@ -1,0 +1,755 @@
+//! The `run` lifecycle of SPEC section 3, phase by phase, teardown always.
+//!
+//! [`wrapper`] is what Drone's `sh` starts: it validates every input (exit 2
+//! with nothing touched), then re-executes itself as the harness in a new
+//! session and waits (see `lifetime`). [`harness`] installs the lifetime
+//! guards as its very first act, takes the run lock, and drives the phases.
+//! Whatever ends the phases — a verdict, an error, a signal, the deadline,
+//! the wrapper's death — teardown follows, with its own bound, and nothing
+//! interrupts it once begun.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use nix::unistd::Pid;
+
+use crate::abra::Abra;
+use crate::cli::{self, Cli, HarnessArgs, RunArgs};
+use crate::config::{self, Base, Env, RunConfig};
+use crate::docker::Docker;
+use crate::exit::{self, Failure};
+use crate::external::{self, Bound, Interrupted, Tools};
+use crate::gitrepo::Repo;
+use crate::lifetime::{self, Funnel, WrapOptions};
+use crate::lock::{self, Kind, OwnerRecord, TryLock};
+use crate::recipe;
+use crate::rundir::{self, RunDir, RunRecord};
+use crate::say;
+use crate::teardown::{self, App};
+use crate::testrun;
+
+/// How often a run waiting for an app lock says who holds it.
+const LOCK_PROGRESS_EVERY: Duration = Duration::from_secs(30);
+
+fn process_env() -> Env {
+    std::env::vars().collect()
+}
+
+/// Checks the canonical abra directory: under Drone, HOME is a fresh
+/// directory, so a missing one is a configuration error (exit 2), never a
+/// silent `~/.abra`.
+pub fn canonical_abra_home(env: &Env) -> Result<PathBuf> {
+    match config::abra_home(env) {
+        Some((_, p)) if p.is_dir() => Ok(p),
+        Some((var, p)) => Err(Failure::usage(format!(
+            "{var}={} is not an existing directory: set CCCI_ABRA_HOME to the host's canonical abra directory",
+            p.display()
+        ))),
+        None => Err(Failure::usage(
+            "no abra directory: set CCCI_ABRA_HOME to the host's canonical abra directory (or ABRA_DIR); HOME under Drone is a fresh per-build directory",
+        )),
+    }
+}
+
+/// `cc-ci-run run`: validate, then wrap the harness.
+pub fn wrapper(args: RunArgs, state_dir: &Path, start_ppid: Pid) -> Result<i32> {
+    let env = process_env();
+    let cfg = config::run_config(&args, &env, std::process::id())?;
+    canonical_abra_home(&env)?;
+    crate::log::set_tag(&cfg.run_id);
+    let _ = state_dir;
+    let exe = std::env::current_exe().context("failed to find the cc-ci-run executable")?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("__harness")
+        .arg("--wrapper-pid")
+        .arg(std::process::id().to_string())
+        .arg("--")
+        .args(std::env::args_os().skip(1));
+    lifetime::wrap(
+        cmd,
+        &WrapOptions {
+            start_ppid,
+            // The harness needs its grace to stop a phase plus its whole
+            // teardown bound before the wrapper may give up on it.
+            kill_after: cfg.grace * 2 + cfg.teardown_timeout + Duration::from_secs(30),
+            grace: cfg.grace,
+            timeout: None,
+        },
+    )
+}
+
+/// The harness: guards first, then the run.
+pub fn harness(args: HarnessArgs) -> Result<i32> {
+    let funnel = lifetime::install_harness_guards(Some(Pid::from_raw(args.wrapper_pid)))?;
+    let cli = Cli::try_parse_from(std::iter::once("cc-ci-run".to_string()).chain(args.args))
+        .context("the harness could not parse the wrapper's arguments")?;
+    let cli::Command::Run(run_args) = cli.command else {
+        bail!("the harness only runs `run`");
+    };
+    let env = process_env();
+    let cfg = config::run_config(&run_args, &env, args.wrapper_pid as u32)?;
+    crate::log::set_tag(&cfg.run_id);
+    lifetime::arm_deadline(cfg.timeout)?;
+    let abra_home = canonical_abra_home(&env)?;
+    let tools = Tools::from_env(&env);
+
+    let owner = OwnerRecord::for_self(&cfg.run_id, Kind::Run);
+    let run_lock = match lock::try_acquire(&cli.state_dir, Kind::Run, &cfg.run_id, &owner)? {
+        TryLock::Acquired(h) => h,
+        TryLock::Busy(holder) => {
+            let who = holder
+                .map(|h| format!("pid {} on {} since {}", h.pid, h.host, h.started))
+                .unwrap_or_else(|| "a process without an owner record".to_string());
+            say!(
+                "another run with id {} is active ({who}): not starting a duplicate",
+                cfg.run_id
+            );
+            return Ok(exit::DUPLICATE_RUN);
+        }
+    };
+    let dir = RunDir::new(&cli.state_dir, &cfg.run_id);
+    // A tree left by a dead run with the same id (its run lock is free, we
+    // hold it now) is removed before reuse.
+    dir.remove_tree()?;
+    rundir::mkdirs(&dir.root)?;
+    if let Err(e) = crate::log::set_file(&dir.log()) {
+        say!(
+            "warning: cannot write the run log {}: {e}",
+            dir.log().display()
+        );
+    }
+    let mut run = Run::new(cfg, dir, abra_home, tools, funnel, args.wrapper_pid);
+    let code = run.execute();
+    drop(run_lock);
+    run.janitor_pass();
+    crate::log::close_file();
+    Ok(code)
+}
+
+/// One run's state between phases.
+struct Run {
+    cfg: RunConfig,
+    dir: RunDir,
+    abra_home: PathBuf,
+    tools: Tools,
+    funnel: &'static Funnel,
+    record: RunRecord,
+    abra: Abra,
+    docker: Docker,
+    app_lock: Option<lock::Held>,
+    sha: Option<String>,
+    app_news: u32,
+    deploys: u32,
+}
+
+/// The verdict of the phases (before teardown).
+enum Verdict {
+    Passed,
+    TestsFailed,
+    SelfProtect,
+}
+
+impl Run {
+    fn new(
+        cfg: RunConfig,
+        dir: RunDir,
+        abra_home: PathBuf,
+        tools: Tools,
+        funnel: &'static Funnel,
+        wrapper_pid: i32,
+    ) -> Run {
+        let now = crate::log::timestamp(std::time::SystemTime::now());
+        let record = RunRecord {
+            run_id: cfg.run_id.clone(),
+            recipe: cfg.recipe.clone(),
+            git_ref: match (&cfg.git_ref, cfg.pr) {
+                (_, Some(n)) => format!("refs/pull/{n}/head"),
+                (Some(r), None) => r.clone(),
+                (None, None) => "default branch".to_string(),
+            },
+            pr: cfg.pr,
+            domain: cfg.domain.clone(),
+            stack: cfg.stack.clone(),
+            pid: std::process::id() as i32,
+            wrapper_pid,
+            host: rundir::host_name(),
+            phase: "started".into(),
+            started: now.clone(),
+            updated: now,
+            ..RunRecord::default()
+        };
+        let abra = Abra::new(&tools.abra, &dir.abra_dir(), &cfg.run_id);
+        let docker = Docker::new(&tools.docker);
+        Run {
+            cfg,
+            dir,
+            abra_home,
+            tools,
+            funnel,
+            record,
+            abra,
+            docker,
+            app_lock: None,
+            sha: None,
+            app_news: 0,
+            deploys: 0,
+        }
+    }
+
+    /// The whole run: phases, teardown, records. Returns the exit code.
+    fn execute(&mut self) -> i32 {
+        self.set_phase("started");
+        let verdict = self.phases();
+        // From here on signals are logged and ignored: teardown runs whole.
+        self.funnel.begin_teardown();
+        let _ = lifetime::arm_deadline(Duration::ZERO).ok();
+        let mut code = match (&verdict, self.funnel.requested()) {
+            (_, Some(sig)) => sig,
+            (Ok(Verdict::Passed), None) => exit::OK,
+            (Ok(Verdict::TestsFailed), None) => exit::TESTS_FAILED,
+            (Ok(Verdict::SelfProtect), None) => exit::SELF_PROTECT,
+            (Err(e), None) => {
+                say!("error: {e:#}");
+                exit::code_for(e)
+            }
+        };
+        if let (Err(e), Some(_)) = (&verdict, self.funnel.requested()) {
+            if !external::is_interrupted(e) {
+                say!("error while stopping: {e:#}");
+            }
+        }
+        let teardown_ok = self.teardown_phase();
+        code = exit::with_teardown(code, teardown_ok);
+        self.set_phase("cleanup");
+        let left = crate::proc::sweep_descendants(self.cfg.grace);
+        if left > 0 {
+            say!("ended {left} leftover process(es) of the run");
+        }
+        if let Err(e) = self.dir.remove_tree() {
+            say!("warning: could not remove the run tree: {e:#}");
+        }
+        self.record.finished = Some(crate::log::timestamp(std::time::SystemTime::now()));
+        self.record.exit_code = Some(code);
+        self.set_phase("finished");
+        say!("run {} finished: exit {code}", self.cfg.run_id);
+        code
+    }
+
+    fn set_phase(&mut self, phase: &str) {
+        self.record.phase = phase.to_string();
+        self.record.updated = crate::log::timestamp(std::time::SystemTime::now());
+        if let Err(e) = self.record.save(&self.dir.record()) {
+            say!("warning: could not write the run record: {e:#}");
+        }
+        say!("phase: {phase}");
+    }
+
+    /// The bound of a phase's commands: the funnel's latch (signals and the
+    /// run deadline set it), no deadline of its own.
+    fn bound(&self) -> Bound<'static> {
+        Bound {
+            cancel: Some(self.funnel.latch()),
+            deadline: None,
+            grace: self.cfg.grace,
+        }
+    }
+
+    fn check_shutdown(&self) -> Result<()> {
+        if self.funnel.requested().is_some() {
+            return Err(anyhow::Error::new(Interrupted));
+        }
+        Ok(())
+    }
+
+    fn phases(&mut self) -> Result<Verdict> {
+        self.check_shutdown()?;
+        self.set_phase("fetch");
+        let repo = self.stage_recipe()?;
+        self.check_shutdown()?;
+        self.set_phase("checks");
+        let info = recipe::static_checks(repo.dir())?;
+        self.stage_tests(repo.dir())?;
+        let sha = self
+            .sha
+            .clone()
+            .context("the ref under test was not resolved")?;
+        let base = if self.cfg.quick {
+            None
+        } else {
+            self.base_version(&repo, &sha)?
+        };
+        self.record.base_version = base.clone();
+        self.check_shutdown()?;
+        self.set_phase("prepare");
+        for image in info.images() {
+            self.docker
+                .ensure_image(&image, &self.bound())
+                .map_err(|e| {
+                    e.context(Failure::infra(format!("failed to prepare image {image}")))
+                })?;
+        }
+        self.check_shutdown()?;
+        self.set_phase("lock");
+        self.lock_app()?;
+        self.set_phase("preclean");
+        self.preclean()?;
+        self.install(&base)?;
+        if let Some(v) = self.test_tier("install")? {
+            return Ok(v);
+        }
+        if let Some(_base) = base.as_ref() {
+            self.upgrade(&repo, &sha)?;
+            if let Some(v) = self.test_tier("upgrade")? {
+                return Ok(v);
+            }
+        } else if !self.cfg.quick {
+            say!("no release before the ref under test: the install tier deployed the ref itself, upgrade tier skipped");
+        }
+        if !self.cfg.quick && info.backups {
+            self.backup_restore()?;
+            if let Some(v) = self.test_tier("restore")? {
+                return Ok(v);
+            }
+        } else if !self.cfg.quick {
+            say!("the recipe declares no backups (backupbot.backup=true): backup/restore tier skipped");
+        }
+        let expected_deploys = if base.is_some() { 2 } else { 1 };
+        if self.app_news != 1 || self.deploys != expected_deploys {
+            bail!(
+                "the app must be created once and upgraded in place: {} app new, {} deploys (expected 1 and {expected_deploys})",
+                self.app_news,
+                self.deploys
+            );
+        }
+        Ok(Verdict::Passed)
+    }
+
+    /// Per-run ABRA_DIR (servers and catalogue linked to the canonical
+    /// ones), then the recipe checkout from the canonical repository.
+    fn stage_recipe(&mut self) -> Result<Repo> {
+        let abra_dir = self.dir.abra_dir();
+        rundir::mkdirs(&abra_dir.join("recipes"))?;
+        for name in ["servers", "catalogue"] {
+            let target = self.abra_home.join(name);
+            if name == "servers" || target.exists() {
+                rundir::ensure_symlink(&target, &abra_dir.join(name)).map_err(|e| {
+                    e.context(Failure::usage("the run's ABRA_DIR cannot be set up"))
+                })?;
+            }
+        }
+        say!("ABRA_DIR={}", abra_dir.display());
+        let canonical = self.abra_home.join("recipes").join(&self.cfg.recipe);
+        if !canonical.join(".git").exists() {
+            return Err(Failure::infra(format!(
+                "the canonical recipe checkout {} is missing: fetch the recipe there first (abra recipe fetch {})",
+                canonical.display(),
+                self.cfg.recipe
+            )));
+        }
+        let b = self.bound();
+        let dest = self.dir.recipe_checkout(&self.cfg.recipe);
+        let fetch_fail = |e: anyhow::Error| e.context(Failure::infra("fetching the recipe failed"));
+        let repo = Repo::clone_shared(&self.tools.git, &canonical, &dest, &abra_dir, &b)
+            .map_err(fetch_fail)?;
+        let canon = Repo::new(&self.tools.git, &canonical, &abra_dir);
+        let default_branch = canon
+            .try_git(&["symbolic-ref", "--quiet", "--short", "HEAD"], &b)?
+            .unwrap_or_else(|| "main".to_string());
+        let upstream = if self.cfg.skip_fetch {
+            say!("CCCI_SKIP_FETCH=1: staging the canonical checkout as it is, no network");
+            canonical.display().to_string()
+        } else {
+            canon
+                .try_git(&["remote", "get-url", "origin"], &b)?
+                .unwrap_or_else(|| canonical.display().to_string())
+        };
+        let mut refspecs = vec!["+refs/heads/*:refs/remotes/upstream/*".to_string()];
+        if let Some(n) = self.cfg.pr {
+            refspecs.push(format!("+refs/pull/{n}/head:refs/ccci/pr"));
+        }
+        if !self.cfg.skip_fetch || self.cfg.pr.is_some() {
+            let mut args = vec!["fetch", "--quiet", "--tags", "--", upstream.as_str()];
+            args.extend(refspecs.iter().map(String::as_str));
+            repo.git(&args, &b)
+                .with_context(|| format!("failed to fetch the recipe from {upstream}"))
+                .map_err(fetch_fail)?;
+        }
+        let candidates: Vec<String> = match (self.cfg.pr, &self.cfg.git_ref) {
+            (Some(_), _) => vec!["refs/ccci/pr".into()],
+            (None, Some(r)) => vec![
+                format!("refs/remotes/upstream/{r}"),
+                format!("refs/tags/{r}"),
+                r.clone(),
+                format!("refs/remotes/origin/{r}"),
+            ],
+            (None, None) => vec![
+                format!("refs/remotes/upstream/{default_branch}"),
+                format!("refs/remotes/origin/{default_branch}"),
+            ],
+        };
+        let mut sha = None;
+        for c in &candidates {
+            if let Some(s) = repo.resolve(c, &b)? {
+                sha = Some(s);
+                break;
+            }
+        }
+        let sha = sha.ok_or_else(|| {
+            Failure::infra(format!(
+                "the ref under test ({}) was not found in the recipe repository",
+                self.record.git_ref
+            ))
+        })?;
+        repo.checkout(&sha, &b).map_err(fetch_fail)?;
+        say!(
+            "recipe {} at {sha} ({})",
+            self.cfg.recipe,
+            self.record.git_ref
+        );
+        let (_, at) = repo.tags(&sha, &b)?;
+        self.record.tested_version = at
+            .into_iter()
+            .filter(|t| recipe::parse_version(t).is_some())
+            .max();
+        self.record.sha = Some(sha.clone());
+        self.sha = Some(sha);
+        Ok(repo)
+    }
+
+    /// Copies the ref under test's `tests/` aside: the checkout moves to the
+    /// base release for the install tier, but every tier runs the tests of
+    /// the ref under test.
+    fn stage_tests(&self, checkout: &Path) -> Result<()> {
+        let src = checkout.join("tests");
+        let dest = self.dir.work().join("recipe-tests");
+        if !src.is_dir() {
+            return Ok(());
+        }
+        rundir::mkdirs(&dest)?;
+        for entry in walkdir::WalkDir::new(&src).follow_links(false) {
+            let entry = entry.context("failed to read the recipe's tests")?;
+            let rel = entry
+                .path()
+                .strip_prefix(&src)
+                .context("walkdir left its root")?;
+            let to = dest.join(rel);
+            if entry.file_type().is_dir() {
+                rundir::mkdirs(&to)?;
+            } else if entry.file_type().is_file() {
+                std::fs::copy(entry.path(), &to)
+                    .with_context(|| format!("failed to stage test {}", entry.path().display()))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn base_version(&self, repo: &Repo, sha: &str) -> Result<Option<String>> {
+        let (merged, at) = repo.tags(sha, &self.bound())?;
+        let latest = || recipe::latest_release_before(&merged, &at);
+        Ok(match &self.cfg.base {
+            Base::LatestRelease => latest(),
+            Base::Version(v) => {
+                if !merged.contains(v)
+                    && repo
+                        .resolve(&format!("refs/tags/{v}"), &self.bound())?
+                        .is_none()
+                {
+                    return Err(Failure::usage(format!(
+                        "invalid base {v:?}: no such release tag in the recipe"
+                    )));
+                }
+                Some(v.clone())
+            }
+            Base::LastGreen => {
+                let green = rundir::all_records(&self.dir.state_dir)
+                    .into_iter()
+                    .rev()
+                    .find(|(_, r)| {
+                        r.recipe == self.cfg.recipe
+                            && r.exit_code == Some(0)
+                            && r.tested_version.is_some()
+                    })
+                    .and_then(|(_, r)| r.tested_version);
+                match green {
+                    Some(v) => Some(v),
+                    None => {
+                        say!(
+                            "no green run of a release of {} on record: using the latest release",
+                            self.cfg.recipe
+                        );
+                        latest()
+                    }
+                }
+            }
+        })
+    }
+
+    fn lock_app(&mut self) -> Result<()> {
+        let owner = OwnerRecord::for_self(&self.cfg.run_id, Kind::App);
+        let domain = self.cfg.domain.clone();
+        let mut progress = |holder: Option<&OwnerRecord>, waited: Duration| match holder {
+            Some(h) => say!(
+                "waiting {} for app {domain}: held by run {} (pid {} on {}) since {}",
+                crate::units::human(waited),
+                h.run_id,
+                h.pid,
+                h.host,
+                h.started
+            ),
+            None => say!(
+                "waiting {} for app {domain}: held by a process without an owner record",
+                crate::units::human(waited)
+            ),
+        };
+        match lock::acquire(
+            &self.dir.state_dir,
+            Kind::App,
+            &self.cfg.domain,
+            &owner,
+            None,
+            Some(self.funnel.latch()),
+            LOCK_PROGRESS_EVERY,
+            &mut progress,
+        )? {
+            lock::Acquire::Acquired(h) => {
+                say!("holding the app lock for {}", self.cfg.domain);
+                self.app_lock = Some(h);
+                Ok(())
+            }
+            lock::Acquire::Cancelled | lock::Acquire::TimedOut => {
+                Err(anyhow::Error::new(Interrupted).context("waiting for the app lock was stopped"))
+            }
+        }
+    }
+
+    fn app(&self) -> App<'_> {
+        App {
+            server: &self.cfg.server,
+            domain: &self.cfg.domain,
+            stack: &self.cfg.stack,
+        }
+    }
+
+    fn teardown_bound(&self) -> Bound<'static> {
+        Bound::until(Instant::now() + self.cfg.teardown_timeout, self.cfg.grace)
+    }
+
+    fn preclean(&mut self) -> Result<()> {
+        let b = self.teardown_bound();
+        if teardown::present(&self.abra, &self.docker, self.app(), &b)? {
+            say!(
+                "an app is already deployed at {}: an orphan of a dead run, tearing it down first",
+                self.cfg.domain
+            );
+            teardown::teardown(&self.abra, &self.docker, self.app(), &b)
+                .map_err(|e| e.context(Failure::infra("pre-clean of an orphan failed")))?;
+        }
+        Ok(())
+    }
+
+    /// Test apps never ask for certificates.
+    fn disable_acme(&self) -> Result<()> {
+        let path = self.abra.env_file(&self.cfg.server, &self.cfg.domain);
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("failed to read {}", path.display()))?;
+        rundir::write_atomic(
+            &path,
+            recipe::set_env(&text, "LETS_ENCRYPT_ENV", "").as_bytes(),
+        )
+    }
+
+    fn install(&mut self, base: &Option<String>) -> Result<()> {
+        self.set_phase("install");
+        let b = self.bound();
+        let infra = |e: anyhow::Error| {
+            if external::is_interrupted(&e) {
+                e
+            } else {
+                e.context(Failure::infra("install tier: deploy failed"))
+            }
+        };
+        self.app_news += 1;
+        self.abra
+            .app_new(
+                &self.cfg.recipe,
+                base.as_deref(),
+                &self.cfg.server,
+                &self.cfg.domain,
+                base.is_none(),
+                &b,
+            )
+            .map_err(infra)?;
+        self.disable_acme().map_err(infra)?;
+        self.deploys += 1;
+        self.abra
+            .deploy(&self.cfg.domain, base.as_deref(), base.is_none(), false, &b)
+            .map_err(infra)?;
+        self.converge("install")
+    }
+
+    fn converge(&mut self, tier: &str) -> Result<()> {
+        self.set_phase(&format!("{tier}-converge"));
+        let b = Bound {
+            deadline: Some(Instant::now() + self.cfg.converge_timeout),
+            ..self.bound()
+        };
+        let services = self
+            .docker
+            .wait_converged(&self.cfg.stack, &b)
+            .map_err(|e| {
+                if external::is_interrupted(&e) {
+                    e
+                } else {
+                    e.context(Failure::infra(format!("{tier} tier: convergence failed")))
+                }
+            })?;
+        say!(
+            "stack {} converged: {} service(s) settled",
+            self.cfg.stack,
+            services.len()
+        );
+        Ok(())
+    }
+
+    fn upgrade(&mut self, repo: &Repo, sha: &str) -> Result<()> {
+        self.set_phase("upgrade");
+        let b = self.bound();
+        let infra = |e: anyhow::Error| {
+            if external::is_interrupted(&e) {
+                e
+            } else {
+                e.context(Failure::infra("upgrade tier: deploy failed"))
+            }
+        };
+        repo.checkout(sha, &b).map_err(infra)?;
+        self.deploys += 1;
+        self.abra
+            .deploy(&self.cfg.domain, None, true, true, &b)
+            .map_err(infra)?;
+        self.converge("upgrade")?;
+        let labels = self.docker.app_labels(&self.cfg.stack, &b).map_err(infra)?;
+        let key = format!("coop-cloud.{}.chaos-version", self.cfg.stack);
+        let label = labels.get(&key).map(String::as_str).unwrap_or("");
+        recipe::check_chaos_version(label, sha).map_err(|why| {
+            Failure::with_code(
+                exit::TESTS_FAILED,
+                format!("upgrade tier failed: label {key}={label:?}: {why}"),
+            )
+        })?;
+        say!("upgrade tier: chaos deploy of {sha} is running ({key}={label})");
+        Ok(())
+    }
+
+    fn backup_restore(&mut self) -> Result<()> {
+        self.set_phase("backup");
+        let b = self.bound();
+        let infra = |e: anyhow::Error| {
+            if external::is_interrupted(&e) {
+                e
+            } else {
+                e.context(Failure::infra("backup/restore tier failed"))
+            }
+        };
+        self.abra.backup(&self.cfg.domain, &b).map_err(infra)?;
+        self.set_phase("restore");
+        self.abra.restore(&self.cfg.domain, &b).map_err(infra)?;
+        self.converge("restore")
+    }
+
+    /// Runs the tier's tests; Some(verdict) ends the run early.
+    fn test_tier(&mut self, tier: &str) -> Result<Option<Verdict>> {
+        self.check_shutdown()?;
+        self.set_phase(&format!("test-{tier}"));
+        self.record.tiers.push(tier.to_string());
+        let mut paths = Vec::new();
+        let staged = self.dir.work().join("recipe-tests");
+        if staged.is_dir() {
+            paths.push(staged);
+        }
+        let ci = self.cfg.ci_tests_dir.join(&self.cfg.recipe);
+        if ci.is_dir() {
+            paths.push(ci);
+        }
+        let label = format!("cc-ci.run={}", self.cfg.run_id);
+        let env = vec![
+            ("CCCI_APP_DOMAIN".to_string(), self.cfg.domain.clone()),
+            ("CCCI_STACK".to_string(), self.cfg.stack.clone()),
+            ("CCCI_TIER".to_string(), tier.to_string()),
+            ("CCCI_RECIPE".to_string(), self.cfg.recipe.clone()),
+            ("CCCI_SERVER".to_string(), self.cfg.server.clone()),
+            ("CCCI_RUN_ID".to_string(), self.cfg.run_id.clone()),
+            ("CCCI_CONTAINER_LABEL".to_string(), label),
+            (
+                "ABRA_DIR".to_string(),
+                self.dir.abra_dir().display().to_string(),
+            ),
+        ];
+        let suite = testrun::Suite {
+            paths,
+            tier: Some(tier.to_string()),
+            run_id: self.cfg.run_id.clone(),
+            git_ref: self.sha.clone().unwrap_or_default(),
+            report_dir: self
+                .cfg
+                .tests
+                .report_dir
+                .clone()
+                .unwrap_or_else(|| self.dir.report())
+                .join(tier),
+            env,
+            grace: self.cfg.grace,
+            options: self.cfg.tests.clone(),
+        };
+        let outcome = testrun::run_suite(&suite, Some(self.funnel.latch()))?;
+        match outcome.exit_code {
+            0 => Ok(None),
+            exit::SELF_PROTECT => Ok(Some(Verdict::SelfProtect)),
+            c if c >= 128 => Err(anyhow::Error::new(Interrupted).context("tests were stopped")),
+            _ => {
+                say!("{tier} tier: {} test(s) failed", outcome.failed);
+                Ok(Some(Verdict::TestsFailed))
+            }
+        }
+    }
+
+    /// Teardown if this run holds the app lock; true when it is clean (or
+    /// there was nothing of ours to tear down). Releases the app lock.
+    fn teardown_phase(&mut self) -> bool {
+        if self.app_lock.is_none() {
+            return true;
+        }
+        self.set_phase("teardown");
+        let b = self.teardown_bound();
+        let ok = match teardown::teardown(&self.abra, &self.docker, self.app(), &b) {
+            Ok(()) => true,
+            Err(e) => {
+                say!("teardown failed: {e:#}");
+                say!(
+                    "the app {} is left for the janitor (its lock is released now)",
+                    self.cfg.domain
+                );
+                false
+            }
+        };
+        self.app_lock = None;
+        ok
+    }
+
+    /// SPEC section 3 step 11: one janitor sweep; never changes the exit code.
+    fn janitor_pass(&self) {
+        if self.funnel.requested().is_some() {
+            return;
+        }
+        if let Err(e) = crate::janitor::sweep_after_run(
+            &self.dir.state_dir,
+            &self.abra_home,
+            &self.tools,
+            &self.cfg,
+        ) {
+            say!("janitor pass failed (exit code unchanged): {e:#}");
+        }
+    }
+}
