@@ -10,4 +10,7 @@ mod testrun_report;
 mod testrun_select;
 mod exit;
 mod proc_stat;
+mod config;
+mod parse;
+mod recipe;
 mod units;

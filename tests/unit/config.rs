@@ -1,0 +1,112 @@
+use cc_ci_run::cli::{Cli, Command};
+use cc_ci_run::config::{self, Base, Env};
+use cc_ci_run::exit;
+use clap::Parser;
+
+fn run_args(extra: &[&str]) -> cc_ci_run::cli::RunArgs {
+    let mut argv = vec!["cc-ci-run", "run"];
+    argv.extend(extra);
+    match Cli::try_parse_from(argv).unwrap().command {
+        Command::Run(a) => a,
+        _ => unreachable!(),
+    }
+}
+
+fn env(pairs: &[(&str, &str)]) -> Env {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+fn code_of(r: anyhow::Result<config::RunConfig>) -> i32 {
+    exit::code_for(&r.unwrap_err())
+}
+
+#[test]
+fn manual_run_gets_manual_id_and_m_lane() {
+    let c = config::run_config(&run_args(&["--recipe", "example"]), &env(&[]), 4242).unwrap();
+    assert_eq!(c.run_id, "manual-4242");
+    assert_eq!(c.domain, "example-m4242.ci.localhost");
+    assert_eq!(c.stack, "example-m4242_ci_localhost");
+    assert_eq!(c.base, Base::LatestRelease);
+}
+
+#[test]
+fn drone_build_gets_drone_id_and_pr_lane() {
+    let e = env(&[("DRONE_BUILD_NUMBER", "17"), ("DRONE_PULL_REQUEST", "3"), ("CCCI_DOMAIN_SUFFIX", "ci.coopcloud.tech")]);
+    let c = config::run_config(&run_args(&["--recipe", "gitea"]), &e, 1).unwrap();
+    assert_eq!(c.run_id, "drone-17");
+    assert_eq!(c.pr, Some(3));
+    assert_eq!(c.domain, "gitea-pr3.ci.coopcloud.tech");
+    let c = config::run_config(&run_args(&["--recipe", "gitea"]), &env(&[("DRONE_BUILD_NUMBER", "17")]), 1).unwrap();
+    assert_eq!(c.domain, "gitea-b17.ci.localhost");
+}
+
+#[test]
+fn stack_name_is_truncated_like_abra() {
+    let d = "a-very-long-recipe-name-pr12345.some.long.ci.suffix.example.org";
+    let s = config::stack_name(d);
+    assert_eq!(s.len(), 45);
+    assert!(d.replace('.', "_").starts_with(&s));
+}
+
+#[test]
+fn bad_input_is_exit_2_naming_the_field() {
+    let cases: &[(&[&str], &[(&str, &str)], &str)] = &[
+        (&["--recipe", "../etc"], &[], "recipe"),
+        (&["--recipe", "a/b"], &[], "recipe"),
+        (&["--recipe", "Upper"], &[], "recipe"),
+        (&["--recipe", "a b"], &[], "recipe"),
+        (&["--recipe", "a;rm"], &[], "recipe"),
+        (&["--recipe", ""], &[], "recipe"),
+        (&["--recipe", "ü"], &[], "recipe"),
+        (&["--recipe", &"x".repeat(64)], &[], "recipe"),
+        (&["--recipe", "ok", "--domain", "a..b"], &[], "domain"),
+        (&["--recipe", "ok", "--domain", "nodot"], &[], "domain"),
+        (&["--recipe", "ok", "--domain", "x/y.z"], &[], "domain"),
+        (&["--recipe", "ok", "--ref", "../x"], &[], "ref"),
+        (&["--recipe", "ok", "--ref=-rf"], &[], "ref"),
+        (&["--recipe", "ok", "--ref", "a b"], &[], "ref"),
+        (&["--recipe", "ok", "--ref", "$(id)"], &[], "ref"),
+        (&["--recipe", "ok", "--pr", "1a"], &[], "pr"),
+        (&["--recipe", "ok", "--pr", "01"], &[], "pr"),
+        (&["--recipe", "ok", "--pr", ""], &[], "pr"),
+        (&["--recipe", "ok"], &[("CCCI_RUN_ID", "../x")], "run id"),
+        (&["--recipe", "ok"], &[("CCCI_RUN_ID", "Abc")], "run id"),
+        (&["--recipe", "ok"], &[("DRONE_BUILD_NUMBER", "1;x")], "DRONE_BUILD_NUMBER"),
+        (&["--recipe", "ok", "--base", "../1.0"], &[], "base"),
+        (&["--recipe", "ok", "--server", "a/b"], &[], "server"),
+        (&["--recipe", "ok"], &[("CCCI_SKIP_FETCH", "maybe")], "CCCI_SKIP_FETCH"),
+    ];
+    for (args, e, field) in cases {
+        let r = config::run_config(&run_args(args), &env(e), 1);
+        let msg = format!("{:#}", r.as_ref().err().unwrap_or_else(|| panic!("{args:?} {e:?} must fail")));
+        assert!(msg.contains(field), "{args:?}: message {msg:?} must name {field}");
+        assert_eq!(code_of(r), 2, "{args:?}");
+    }
+}
+
+#[test]
+fn refs_with_slashes_and_shas_are_fine() {
+    for r in ["main", "feature/x", "1.0.0+2.3", "refs/heads/main", "0123abcd", "v1.2.3"] {
+        config::check_ref("ref", r).unwrap();
+    }
+}
+
+#[test]
+fn default_run_app_re_matches_exactly_the_template() {
+    let re = regex::Regex::new(&config::default_run_app_re("ci.localhost")).unwrap();
+    for ok in ["example-pr1.ci.localhost", "gitea-b17.ci.localhost", "a-b-m4242.ci.localhost"] {
+        assert!(re.is_match(ok), "{ok}");
+    }
+    for no in [
+        "example.ci.localhost",
+        "example-pr1.ci.localhostx",
+        "example-pr1xci.localhost",
+        "example-prod.ci.localhost",
+        "example-pr1.other.org",
+        "sub.example-pr1.ci.localhost",
+        "example-pr01.ci.localhost",
+        "-pr1.ci.localhost",
+    ] {
+        assert!(!re.is_match(no), "{no}");
+    }
+}

@@ -1,0 +1,41 @@
+use cc_ci_run::abra::parse::parse_app_ls;
+use cc_ci_run::docker::*;
+
+#[test]
+fn app_ls_empty_object_and_extra_fields() {
+    assert!(parse_app_ls("{}").unwrap().is_empty());
+    let text = r#"{"default":{"apps":[{"server":"default","recipe":"example","appName":"example-pr1.ci.localhost","domain":"example-pr1.ci.localhost","status":"","chaos":"","chaosVersion":"","version":"","upgrade":"","newField":"x"}],"appCount":1,"versionCount":0,"unversionedCount":1,"latestCount":0,"upgradeCount":0}}"#;
+    let apps = parse_app_ls(text).unwrap();
+    assert_eq!(apps.len(), 1);
+    assert_eq!(apps[0].name(), "example-pr1.ci.localhost");
+    assert!(parse_app_ls("not json").is_err());
+}
+
+#[test]
+fn service_ls_replicas_and_settledness() {
+    let text = "{\"ID\":\"a1\",\"Image\":\"x:1\",\"Mode\":\"replicated\",\"Name\":\"s_app\",\"Ports\":\"\",\"Replicas\":\"0/1\"}\n{\"ID\":\"b2\",\"Name\":\"s_db\",\"Replicas\":\"2/2 (max 1 per node)\"}\n";
+    let mut s = parse_service_ls(text).unwrap();
+    assert_eq!((s[0].running, s[0].desired), (0, 1));
+    assert!(!s[0].settled());
+    assert!(s[1].settled());
+    s[0].update_state = Some("paused".into());
+    assert!(s[0].settled(), "paused counts as settled");
+    s[0].update_state = Some("updating".into());
+    assert!(!s[0].settled());
+}
+
+#[test]
+fn update_states_and_labels_from_inspect() {
+    let text = r#"[{"ID":"a1","Spec":{"Name":"s_app","Labels":{"coop-cloud.s.chaos-version":"01234567"}},"UpdateStatus":{"State":"completed"}},{"ID":"b2","Spec":{}}]"#;
+    let st = parse_update_states(text).unwrap();
+    assert_eq!(st, vec![("a1".into(), Some("completed".into())), ("b2".into(), None)]);
+    assert_eq!(parse_labels(text).unwrap()["coop-cloud.s.chaos-version"], "01234567");
+}
+
+#[test]
+fn leftovers_display_names_what_is_left() {
+    let l = Leftovers { volumes: vec!["s_data".into()], ..Default::default() };
+    assert!(l.running_gone());
+    assert!(!l.is_empty());
+    assert_eq!(l.to_string(), "volumes: s_data");
+}
