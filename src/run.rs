@@ -745,9 +745,8 @@ impl Run {
         }
         if let Err(e) = crate::janitor::sweep_after_run(
             &self.dir.state_dir,
-            &self.abra_home,
-            &self.tools,
-            &self.cfg,
+            &self.cfg.server,
+            self.cfg.teardown_timeout,
         ) {
             say!("janitor pass failed (exit code unchanged): {e:#}");
         }

@@ -1,0 +1,394 @@
+//! The janitor (SPEC section 5): reaps apps left by dead runs, never a live
+//! run's app or a long-lived one, and tidies what dead runs left in the
+//! state directory.
+//!
+//! Claim before act: every side effect on an app or a lock file happens
+//! while holding that lock. A held lock means a live run: skip. An acquired
+//! lock means the owner is dead: tear the app down *holding* the lock, so a
+//! new run for that domain blocks until the reap is done, and two janitors
+//! reap each orphan exactly once. Probes never wait on a lock.
+
+pub mod plan;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+use crate::abra::Abra;
+use crate::cli::JanitorArgs;
+use crate::config::{self, Env};
+use crate::docker::Docker;
+use crate::exit;
+use crate::external::{Bound, Tools};
+use crate::lifetime::Latch;
+use crate::lock::{self, Kind, OwnerRecord, TryLock};
+use crate::rundir::{self, RunDir, RunRecord};
+use crate::say;
+use crate::teardown::{self, App};
+use plan::{Decision, Gate, Probe};
+
+/// Default age past which a held lock is flagged.
+pub const DEFAULT_LOCK_MAX_AGE: Duration = Duration::from_secs(2 * 3600);
+/// Default retention of finished run records.
+pub const DEFAULT_RECORD_RETENTION: Duration = Duration::from_secs(14 * 24 * 3600);
+
+/// Everything a sweep needs, validated.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub state_dir: PathBuf,
+    pub abra_home: PathBuf,
+    pub tools: Tools,
+    pub server: String,
+    pub gate: Gate,
+    pub max_age: Duration,
+    pub retention: Duration,
+    pub dry_run: bool,
+    pub teardown_timeout: Duration,
+    pub grace: Duration,
+}
+
+impl Settings {
+    pub fn from_env(
+        state_dir: &Path,
+        server: &str,
+        teardown_timeout: Duration,
+        dry_run: bool,
+        env: &Env,
+    ) -> Result<Settings> {
+        config::check_server(server)?;
+        let suffix = env
+            .get("CCCI_DOMAIN_SUFFIX")
+            .filter(|v| !v.is_empty())
+            .map(String::as_str)
+            .unwrap_or(config::DEFAULT_DOMAIN_SUFFIX);
+        let pattern = env
+            .get("CCCI_RUN_APP_RE")
+            .filter(|v| !v.is_empty())
+            .cloned()
+            .unwrap_or_else(|| config::default_run_app_re(suffix));
+        let protected = plan::parse_protected(
+            env.get("CCCI_PROTECTED_APPS")
+                .map(String::as_str)
+                .unwrap_or(""),
+        );
+        let gate = Gate::new(&pattern, &protected)?;
+        Ok(Settings {
+            state_dir: state_dir.to_path_buf(),
+            abra_home: crate::run::canonical_abra_home(env)?,
+            tools: Tools::from_env(env),
+            server: server.to_string(),
+            gate,
+            max_age: plan::env_duration(env, "CCCI_LOCK_MAX_AGE", DEFAULT_LOCK_MAX_AGE)?,
+            retention: plan::env_duration(env, "CCCI_RECORD_RETENTION", DEFAULT_RECORD_RETENTION)?,
+            dry_run,
+            teardown_timeout,
+            grace: Duration::from_secs(10),
+        })
+    }
+}
+
+/// One sweep's summary (`janitor --json` prints one per sweep on stdout).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Summary {
+    /// Apps matching RUN_APP_RE.
+    pub candidates: usize,
+    /// Candidates whose lock a live run holds.
+    pub skipped_live: usize,
+    /// Orphans torn down.
+    pub reaped: Vec<String>,
+    /// Orphans whose teardown failed (left for the next sweep).
+    pub failed: Vec<String>,
+    /// Orphans a --dry-run would reap.
+    pub would_reap: Vec<String>,
+    /// Locks held longer than CCCI_LOCK_MAX_AGE (kind:name), never stolen.
+    pub flagged: Vec<String>,
+    /// Free app lock files with no app, removed.
+    pub tidied_locks: usize,
+    /// Run trees and run locks of dead runs, removed.
+    pub tidied_runs: usize,
+    /// Finished run records past CCCI_RECORD_RETENTION, removed.
+    pub pruned_records: usize,
+    pub dry_run: bool,
+}
+
+fn lock_age(path: &Path) -> Option<Duration> {
+    let m = std::fs::metadata(path).ok()?.modified().ok()?;
+    SystemTime::now().duration_since(m).ok()
+}
+
+fn names_in(dir: &Path, suffix: &str) -> Vec<String> {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut v: Vec<String> = rd
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str().map(String::from))
+        .filter_map(|n| n.strip_suffix(suffix).map(String::from))
+        .filter(|n| !n.is_empty())
+        .collect();
+    v.sort();
+    v
+}
+
+/// One sweep. `stop` (the funnel's latch under --watch) is checked between
+/// apps, never during a reap: a reap that has begun finishes under its lock.
+pub fn sweep(s: &Settings, stop: Option<&Latch>) -> Result<Summary> {
+    let owner = OwnerRecord::for_self(&format!("janitor-{}", std::process::id()), Kind::App);
+    let abra = Abra::new(&s.tools.abra, &s.abra_home, "janitor");
+    let docker = Docker::new(&s.tools.docker);
+    let list_bound = Bound::until(Instant::now() + s.teardown_timeout, s.grace);
+    let apps = abra
+        .ls(&s.server, &list_bound)
+        .context("failed to list apps")?;
+    let candidates = plan::candidates(&apps, &s.gate);
+    let mut sum = Summary {
+        candidates: candidates.len(),
+        dry_run: s.dry_run,
+        ..Summary::default()
+    };
+    let stopped = || stop.is_some_and(Latch::is_set);
+    for app in candidates {
+        if stopped() {
+            say!("janitor: stop requested, not starting another reap");
+            break;
+        }
+        let domain = app.name();
+        if let Err(e) = lock::validate_name(Kind::App, domain) {
+            say!("janitor: skipping {domain:?}: {e:#}");
+            continue;
+        }
+        let path = lock::lock_path(&s.state_dir, Kind::App, domain);
+        match lock::try_acquire(&s.state_dir, Kind::App, domain, &owner)? {
+            TryLock::Busy(holder) => {
+                let decision = plan::decide(
+                    Probe::Held {
+                        age: lock_age(&path),
+                    },
+                    s.max_age,
+                    s.dry_run,
+                );
+                sum.skipped_live += 1;
+                if decision == (Decision::SkipLive { flag: true }) {
+                    let who = holder
+                        .map(|h| format!("run {} pid {}", h.run_id, h.pid))
+                        .unwrap_or_default();
+                    say!("janitor: app lock {domain} held past CCCI_LOCK_MAX_AGE by {who}: flagged, not stolen");
+                    sum.flagged.push(format!("app:{domain}"));
+                }
+            }
+            TryLock::Acquired(held) => {
+                match plan::decide(Probe::Acquired, s.max_age, s.dry_run) {
+                    Decision::WouldReap => {
+                        say!("janitor (dry run): would reap orphan {domain}");
+                        sum.would_reap.push(domain.to_string());
+                        drop(held);
+                    }
+                    _ => {
+                        say!("janitor: {domain} has no live run: reaping it under its lock");
+                        let stack = config::stack_name(domain);
+                        let bound = Bound::until(Instant::now() + s.teardown_timeout, s.grace);
+                        let target = App {
+                            server: &app.server,
+                            domain,
+                            stack: &stack,
+                        };
+                        match teardown::teardown(&abra, &docker, target, &bound) {
+                            Ok(()) => {
+                                sum.reaped.push(domain.to_string());
+                                if let Err(e) = held.remove() {
+                                    say!("janitor: could not remove the lock file of {domain}: {e:#}");
+                                }
+                            }
+                            Err(e) => {
+                                say!("janitor: reaping {domain} failed, left for the next sweep: {e:#}");
+                                sum.failed.push(domain.to_string());
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    if !stopped() {
+        tidy(s, &apps, &owner, &mut sum)?;
+    }
+    say!(
+        "janitor: {} candidate(s), {} live, {} reaped, {} failed, {} flagged{}",
+        sum.candidates,
+        sum.skipped_live,
+        sum.reaped.len(),
+        sum.failed.len(),
+        sum.flagged.len(),
+        if s.dry_run {
+            format!(", {} would be reaped (dry run)", sum.would_reap.len())
+        } else {
+            String::new()
+        }
+    );
+    Ok(sum)
+}
+
+/// Free app lock files with no app, run trees and run locks of dead runs,
+/// and run records past retention; each under its lock.
+fn tidy(
+    s: &Settings,
+    apps: &[crate::abra::AppEntry],
+    owner: &OwnerRecord,
+    sum: &mut Summary,
+) -> Result<()> {
+    let lock_root = lock::lock_path(&s.state_dir, Kind::App, "x");
+    let app_dir = lock_root
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    for domain in names_in(&app_dir, ".lock") {
+        if lock::validate_name(Kind::App, &domain).is_err() || !s.gate.matches(&domain) {
+            continue;
+        }
+        let path = lock::lock_path(&s.state_dir, Kind::App, &domain);
+        if apps.iter().any(|a| a.name() == domain) && !sum.reaped.contains(&domain) {
+            continue;
+        }
+        match lock::try_acquire(&s.state_dir, Kind::App, &domain, owner)? {
+            TryLock::Busy(_) => {
+                if lock_age(&path).is_some_and(|a| a > s.max_age)
+                    && !sum.flagged.contains(&format!("app:{domain}"))
+                {
+                    sum.flagged.push(format!("app:{domain}"));
+                }
+            }
+            TryLock::Acquired(held) => {
+                // Re-check under the lock: a run may have created the app
+                // after our listing and died since.
+                let env_file = s
+                    .abra_home
+                    .join("servers")
+                    .join(&s.server)
+                    .join(format!("{domain}.env"));
+                if s.dry_run || env_file.exists() {
+                    continue;
+                }
+                held.remove()?;
+                sum.tidied_locks += 1;
+            }
+        }
+    }
+    let runs_dir = s.state_dir.join("runs");
+    let Ok(rd) = std::fs::read_dir(&runs_dir) else {
+        return Ok(());
+    };
+    let mut ids: Vec<String> = rd
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str().map(String::from))
+        .collect();
+    ids.sort();
+    for id in ids {
+        if config::check_run_id(&id).is_err() {
+            continue;
+        }
+        let run_owner = OwnerRecord::for_self(&owner.run_id, Kind::Run);
+        let lock_path = lock::lock_path(&s.state_dir, Kind::Run, &id);
+        let held = match lock::try_acquire(&s.state_dir, Kind::Run, &id, &run_owner)? {
+            TryLock::Busy(_) => {
+                if lock_age(&lock_path).is_some_and(|a| a > s.max_age) {
+                    sum.flagged.push(format!("run:{id}"));
+                }
+                continue;
+            }
+            TryLock::Acquired(h) => h,
+        };
+        if s.dry_run {
+            continue;
+        }
+        let dir = RunDir::new(&s.state_dir, &id);
+        let record = RunRecord::load(&dir.record()).ok();
+        let had_tree = dir.abra_dir().exists() || dir.work().exists();
+        if had_tree {
+            dir.remove_tree()?;
+        }
+        if let Some(mut r) = record.clone().filter(|r| r.finished.is_none()) {
+            r.phase = "abandoned".into();
+            r.finished = Some(crate::log::timestamp(SystemTime::now()));
+            r.save(&dir.record())?;
+            say!("janitor: run {id} died without finishing: its record is marked abandoned");
+        }
+        if had_tree || record.as_ref().is_some_and(|r| r.finished.is_none()) {
+            sum.tidied_runs += 1;
+        }
+        let mtime = std::fs::metadata(dir.record())
+            .and_then(|m| m.modified())
+            .ok();
+        if record.is_none()
+            || mtime.is_some_and(|m| plan::past_retention(m, SystemTime::now(), s.retention))
+        {
+            rundir::remove_inside(&s.state_dir, &dir.root)?;
+            if record.is_some() {
+                sum.pruned_records += 1;
+            }
+        }
+        held.remove()?;
+    }
+    Ok(())
+}
+
+/// SPEC section 3 step 11: one sweep after a run (CCCI_JANITOR=off: none).
+pub fn sweep_after_run(state_dir: &Path, server: &str, teardown_timeout: Duration) -> Result<()> {
+    let env: Env = std::env::vars().collect();
+    if env.get("CCCI_JANITOR").is_some_and(|v| v == "off") {
+        return Ok(());
+    }
+    let s = Settings::from_env(state_dir, server, teardown_timeout, false, &env)?;
+    sweep(&s, None).map(drop)
+}
+
+/// `cc-ci-run janitor`.
+pub fn command(args: JanitorArgs, state_dir: &Path) -> Result<i32> {
+    crate::log::set_tag("janitor");
+    let env: Env = std::env::vars().collect();
+    if env.get("CCCI_JANITOR").is_some_and(|v| v == "off") {
+        say!("CCCI_JANITOR=off: nothing to do");
+        return Ok(exit::OK);
+    }
+    let s = Settings::from_env(
+        state_dir,
+        &args.server,
+        args.teardown_timeout,
+        args.dry_run,
+        &env,
+    )?;
+    let funnel = crate::lifetime::install_harness_guards(None)?;
+    let emit = |sum: &Summary| {
+        if args.json {
+            if let Ok(text) = serde_json::to_string(sum) {
+                println!("{text}");
+            }
+        }
+    };
+    if !args.watch {
+        let sum = sweep(&s, Some(funnel.latch()))?;
+        emit(&sum);
+        if args.check && !sum.flagged.is_empty() {
+            return Ok(exit::TESTS_FAILED);
+        }
+        if !sum.failed.is_empty() {
+            return Ok(exit::INFRA);
+        }
+        return Ok(funnel.requested().unwrap_or(exit::OK));
+    }
+    say!(
+        "janitor: sweeping every {}",
+        crate::units::human(args.interval)
+    );
+    loop {
+        match sweep(&s, Some(funnel.latch())) {
+            Ok(sum) => emit(&sum),
+            Err(e) => say!("janitor: sweep failed, trying again next tick: {e:#}"),
+        }
+        if funnel.latch().wait_until(Instant::now() + args.interval) {
+            say!("janitor: stopped cleanly");
+            return Ok(exit::OK);
+        }
+    }
+}

@@ -1,0 +1,104 @@
+//! The janitor's decisions (pure): which apps are candidates, what to do
+//! with each given its lock probe, which locks are flagged as too old, and
+//! which run records are past retention.
+
+use std::time::{Duration, SystemTime};
+
+use anyhow::{Context, Result};
+use regex::Regex;
+
+use crate::abra::AppEntry;
+use crate::exit::Failure;
+
+/// RUN_APP_RE, checked against CCCI_PROTECTED_APPS before any sweep.
+#[derive(Clone, Debug)]
+pub struct Gate {
+    pub re: Regex,
+}
+
+impl Gate {
+    /// Compiles `pattern` and refuses it when it matches any protected app
+    /// (exit 2): a gate that could select a long-lived app is never used.
+    pub fn new(pattern: &str, protected: &[String]) -> Result<Gate> {
+        let re = Regex::new(pattern).map_err(|e| {
+            Failure::usage(format!(
+                "invalid CCCI_RUN_APP_RE {pattern:?}: it does not compile: {e}"
+            ))
+        })?;
+        let hits: Vec<&String> = protected.iter().filter(|p| re.is_match(p)).collect();
+        if !hits.is_empty() {
+            return Err(Failure::usage(format!(
+                "invalid CCCI_RUN_APP_RE {pattern:?}: it matches protected app(s) {}; the janitor refuses to start",
+                hits.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+            )));
+        }
+        Ok(Gate { re })
+    }
+
+    pub fn matches(&self, domain: &str) -> bool {
+        self.re.is_match(domain)
+    }
+}
+
+/// Splits `CCCI_PROTECTED_APPS` (commas or whitespace).
+pub fn parse_protected(text: &str) -> Vec<String> {
+    text.split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+/// The candidates: apps whose domain matches the gate. Nothing else is
+/// probed, so no lock file is ever created for a warm or canonical app.
+pub fn candidates<'a>(apps: &'a [AppEntry], gate: &Gate) -> Vec<&'a AppEntry> {
+    let mut seen = std::collections::HashSet::new();
+    apps.iter()
+        .filter(|a| gate.matches(a.name()))
+        .filter(|a| seen.insert(a.name().to_string()))
+        .collect()
+}
+
+/// What a lock probe found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Probe {
+    /// A live run holds the lock; `age` since it was taken.
+    Held { age: Option<Duration> },
+    /// We acquired it: the owner is dead.
+    Acquired,
+}
+
+/// What the janitor does with a candidate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// A live run owns it: hands off. `flag` when held past the max age.
+    SkipLive { flag: bool },
+    /// Orphan: tear down while holding the lock.
+    Reap,
+    /// Orphan, but --dry-run: report only.
+    WouldReap,
+}
+
+pub fn decide(probe: Probe, max_age: Duration, dry_run: bool) -> Decision {
+    match probe {
+        Probe::Held { age } => Decision::SkipLive {
+            flag: age.is_some_and(|a| a > max_age),
+        },
+        Probe::Acquired if dry_run => Decision::WouldReap,
+        Probe::Acquired => Decision::Reap,
+    }
+}
+
+/// Whether a finished record written at `mtime` is past retention at `now`.
+pub fn past_retention(mtime: SystemTime, now: SystemTime, retention: Duration) -> bool {
+    now.duration_since(mtime).is_ok_and(|age| age > retention)
+}
+
+/// Parses a duration setting from the environment, naming it on error.
+pub fn env_duration(env: &crate::config::Env, key: &str, default: Duration) -> Result<Duration> {
+    match env.get(key).filter(|v| !v.is_empty()) {
+        None => Ok(default),
+        Some(v) => crate::units::parse_duration(v)
+            .map_err(|e| Failure::usage(format!("invalid {key}: {e}")))
+            .context("bad janitor setting"),
+    }
+}
