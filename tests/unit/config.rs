@@ -13,7 +13,10 @@ fn run_args(extra: &[&str]) -> cc_ci_run::cli::RunArgs {
 }
 
 fn env(pairs: &[(&str, &str)]) -> Env {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 fn code_of(r: anyhow::Result<config::RunConfig>) -> i32 {
@@ -31,12 +34,21 @@ fn manual_run_gets_manual_id_and_m_lane() {
 
 #[test]
 fn drone_build_gets_drone_id_and_pr_lane() {
-    let e = env(&[("DRONE_BUILD_NUMBER", "17"), ("DRONE_PULL_REQUEST", "3"), ("CCCI_DOMAIN_SUFFIX", "ci.coopcloud.tech")]);
+    let e = env(&[
+        ("DRONE_BUILD_NUMBER", "17"),
+        ("DRONE_PULL_REQUEST", "3"),
+        ("CCCI_DOMAIN_SUFFIX", "ci.coopcloud.tech"),
+    ]);
     let c = config::run_config(&run_args(&["--recipe", "gitea"]), &e, 1).unwrap();
     assert_eq!(c.run_id, "drone-17");
     assert_eq!(c.pr, Some(3));
     assert_eq!(c.domain, "gitea-pr3.ci.coopcloud.tech");
-    let c = config::run_config(&run_args(&["--recipe", "gitea"]), &env(&[("DRONE_BUILD_NUMBER", "17")]), 1).unwrap();
+    let c = config::run_config(
+        &run_args(&["--recipe", "gitea"]),
+        &env(&[("DRONE_BUILD_NUMBER", "17")]),
+        1,
+    )
+    .unwrap();
     assert_eq!(c.domain, "gitea-b17.ci.localhost");
 }
 
@@ -71,22 +83,45 @@ fn bad_input_is_exit_2_naming_the_field() {
         (&["--recipe", "ok", "--pr", ""], &[], "pr"),
         (&["--recipe", "ok"], &[("CCCI_RUN_ID", "../x")], "run id"),
         (&["--recipe", "ok"], &[("CCCI_RUN_ID", "Abc")], "run id"),
-        (&["--recipe", "ok"], &[("DRONE_BUILD_NUMBER", "1;x")], "DRONE_BUILD_NUMBER"),
+        (
+            &["--recipe", "ok"],
+            &[("DRONE_BUILD_NUMBER", "1;x")],
+            "DRONE_BUILD_NUMBER",
+        ),
         (&["--recipe", "ok", "--base", "../1.0"], &[], "base"),
         (&["--recipe", "ok", "--server", "a/b"], &[], "server"),
-        (&["--recipe", "ok"], &[("CCCI_SKIP_FETCH", "maybe")], "CCCI_SKIP_FETCH"),
+        (
+            &["--recipe", "ok"],
+            &[("CCCI_SKIP_FETCH", "maybe")],
+            "CCCI_SKIP_FETCH",
+        ),
     ];
     for (args, e, field) in cases {
         let r = config::run_config(&run_args(args), &env(e), 1);
-        let msg = format!("{:#}", r.as_ref().err().unwrap_or_else(|| panic!("{args:?} {e:?} must fail")));
-        assert!(msg.contains(field), "{args:?}: message {msg:?} must name {field}");
+        let msg = format!(
+            "{:#}",
+            r.as_ref()
+                .err()
+                .unwrap_or_else(|| panic!("{args:?} {e:?} must fail"))
+        );
+        assert!(
+            msg.contains(field),
+            "{args:?}: message {msg:?} must name {field}"
+        );
         assert_eq!(code_of(r), 2, "{args:?}");
     }
 }
 
 #[test]
 fn refs_with_slashes_and_shas_are_fine() {
-    for r in ["main", "feature/x", "1.0.0+2.3", "refs/heads/main", "0123abcd", "v1.2.3"] {
+    for r in [
+        "main",
+        "feature/x",
+        "1.0.0+2.3",
+        "refs/heads/main",
+        "0123abcd",
+        "v1.2.3",
+    ] {
         config::check_ref("ref", r).unwrap();
     }
 }
@@ -94,7 +129,11 @@ fn refs_with_slashes_and_shas_are_fine() {
 #[test]
 fn default_run_app_re_matches_exactly_the_template() {
     let re = regex::Regex::new(&config::default_run_app_re("ci.localhost")).unwrap();
-    for ok in ["example-pr1.ci.localhost", "gitea-b17.ci.localhost", "a-b-m4242.ci.localhost"] {
+    for ok in [
+        "example-pr1.ci.localhost",
+        "gitea-b17.ci.localhost",
+        "a-b-m4242.ci.localhost",
+    ] {
         assert!(re.is_match(ok), "{ok}");
     }
     for no in [

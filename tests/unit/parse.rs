@@ -28,13 +28,22 @@ fn service_ls_replicas_and_settledness() {
 fn update_states_and_labels_from_inspect() {
     let text = r#"[{"ID":"a1","Spec":{"Name":"s_app","Labels":{"coop-cloud.s.chaos-version":"01234567"}},"UpdateStatus":{"State":"completed"}},{"ID":"b2","Spec":{}}]"#;
     let st = parse_update_states(text).unwrap();
-    assert_eq!(st, vec![("a1".into(), Some("completed".into())), ("b2".into(), None)]);
-    assert_eq!(parse_labels(text).unwrap()["coop-cloud.s.chaos-version"], "01234567");
+    assert_eq!(
+        st,
+        vec![("a1".into(), Some("completed".into())), ("b2".into(), None)]
+    );
+    assert_eq!(
+        parse_labels(text).unwrap()["coop-cloud.s.chaos-version"],
+        "01234567"
+    );
 }
 
 #[test]
 fn leftovers_display_names_what_is_left() {
-    let l = Leftovers { volumes: vec!["s_data".into()], ..Default::default() };
+    let l = Leftovers {
+        volumes: vec!["s_data".into()],
+        ..Default::default()
+    };
     assert!(l.running_gone());
     assert!(!l.is_empty());
     assert_eq!(l.to_string(), "volumes: s_data");

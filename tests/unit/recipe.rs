@@ -12,7 +12,10 @@ fn env_sample_parsing_strips_quotes_and_comments() {
 
 #[test]
 fn set_env_replaces_or_appends() {
-    assert_eq!(set_env("A=1\nLETS_ENCRYPT_ENV=production\n", "LETS_ENCRYPT_ENV", ""), "A=1\nLETS_ENCRYPT_ENV=\n");
+    assert_eq!(
+        set_env("A=1\nLETS_ENCRYPT_ENV=production\n", "LETS_ENCRYPT_ENV", ""),
+        "A=1\nLETS_ENCRYPT_ENV=\n"
+    );
     assert_eq!(set_env("A=1\n", "B", "2"), "A=1\nB=2\n");
 }
 
@@ -37,16 +40,27 @@ fn pinned_images() {
     for ok in ["nginx:1.25", "registry:5000/a/b:1.0", "x@sha256:ab"] {
         assert!(image_pinned(ok), "{ok}");
     }
-    for no in ["nginx", "nginx:latest", "registry:5000/a/b", "img:${VERSION}"] {
+    for no in [
+        "nginx",
+        "nginx:latest",
+        "registry:5000/a/b",
+        "img:${VERSION}",
+    ] {
         assert!(!image_pinned(no), "{no}");
     }
 }
 
 #[test]
 fn latest_release_before_the_ref() {
-    let merged: Vec<String> = ["1.0.0+1.0", "1.1.0+1.0", "1.10.0+2", "junk"].iter().map(|s| s.to_string()).collect();
+    let merged: Vec<String> = ["1.0.0+1.0", "1.1.0+1.0", "1.10.0+2", "junk"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     assert_eq!(latest_release_before(&merged, &[]), Some("1.10.0+2".into()));
-    assert_eq!(latest_release_before(&merged, &["1.10.0+2".into()]), Some("1.1.0+1.0".into()));
+    assert_eq!(
+        latest_release_before(&merged, &["1.10.0+2".into()]),
+        Some("1.1.0+1.0".into())
+    );
     assert_eq!(latest_release_before(&[], &[]), None);
 }
 
