@@ -9,3 +9,6 @@ mod junit;
 mod exec;
 mod support;
 mod testrun;
+mod run;
+mod faults;
+mod janitor;

@@ -218,3 +218,153 @@ pub fn code(status: std::process::ExitStatus) -> i32 {
         .code()
         .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
 }
+
+/// A host for `run` and `janitor` tests: a state dir, the example recipe
+/// built as git repositories with a canonical abra home, and the fake swarm.
+pub struct Fixture {
+    pub tmp: tempfile::TempDir,
+    pub state: PathBuf,
+    pub abra_home: PathBuf,
+    pub fake: PathBuf,
+    pub ready: PathBuf,
+}
+
+impl Fixture {
+    pub fn new() -> Fixture {
+        let tmp = tempdir();
+        let out = Command::new("bash")
+            .arg(repo().join("scripts/make-example-recipe.sh"))
+            .arg(tmp.path().join("recipe"))
+            .output()
+            .expect("run make-example-recipe.sh");
+        assert!(out.status.success(), "make-example-recipe.sh failed: {}", String::from_utf8_lossy(&out.stderr));
+        let abra_home = PathBuf::from(String::from_utf8_lossy(&out.stdout).lines().last().expect("abra home line").trim());
+        let state = tmp.path().join("state");
+        let fake = tmp.path().join("fake");
+        let ready = tmp.path().join("ready");
+        for d in [&state, &fake, &ready] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        Fixture { tmp, state, abra_home, fake, ready }
+    }
+
+    /// The binary with this host's environment.
+    pub fn cmd(&self) -> Command {
+        let mut c = ccci();
+        c.env("CCCI_STATE_DIR", &self.state)
+            .env("CCCI_ABRA_HOME", &self.abra_home)
+            .env("CCCI_FAKE_STATE", &self.fake)
+            .env("CCCI_EXAMPLE_READY_DIR", &self.ready)
+            .env("CCCI_CI_TESTS", self.tmp.path().join("ci-tests"))
+            .env("CCCI_GRACE", "2s")
+            .env("CCCI_TEARDOWN_TIMEOUT", "20s")
+            .env("CCCI_CONVERGE_TIMEOUT", "10s");
+        c
+    }
+
+    /// `cc-ci-run run --recipe example ARGS...`
+    pub fn run_cmd(&self, args: &[&str]) -> Command {
+        let mut c = self.cmd();
+        c.arg("run").arg("--recipe").arg("example").args(args);
+        c
+    }
+
+    /// The stand-ins' call log, one JSON object per call event.
+    pub fn calls(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.fake.join("calls.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("call log line is JSON"))
+            .collect()
+    }
+
+    /// Finished abra steps of the log: (step, domain, argv) with result ok.
+    pub fn ok_steps(&self) -> Vec<(String, String)> {
+        self.calls()
+            .into_iter()
+            .filter(|c| c["result"] == "ok" && c["prog"] == "abra")
+            .map(|c| (c["step"].as_str().unwrap_or("").to_string(), c["domain"].as_str().unwrap_or("").to_string()))
+            .collect()
+    }
+
+    /// Names of everything the fake swarm still holds (stacks with
+    /// services or lingering containers, volumes, secrets, env files).
+    pub fn leftovers(&self) -> Vec<String> {
+        let mut left = Vec::new();
+        for sub in ["volumes", "secrets", "containers"] {
+            if let Ok(rd) = std::fs::read_dir(self.fake.join(sub)) {
+                left.extend(rd.filter_map(|e| e.ok()).map(|e| format!("{sub}/{}", e.file_name().to_string_lossy())));
+            }
+        }
+        if let Ok(rd) = std::fs::read_dir(self.fake.join("stacks")) {
+            for e in rd.filter_map(|e| e.ok()) {
+                let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(e.path()).unwrap_or_default()).unwrap_or_default();
+                let services = v["services"].as_object().map(|m| !m.is_empty()).unwrap_or(false);
+                if services {
+                    left.push(format!("stack {}", e.file_name().to_string_lossy()));
+                }
+            }
+        }
+        if let Ok(rd) = std::fs::read_dir(self.abra_home.join("servers/default")) {
+            left.extend(rd.filter_map(|e| e.ok()).map(|e| format!("env {}", e.file_name().to_string_lossy())));
+        }
+        left
+    }
+
+    /// The run record of `run_id`.
+    pub fn record(&self, run_id: &str) -> serde_json::Value {
+        let text = std::fs::read_to_string(self.state.join("runs").join(run_id).join("run.json")).expect("run record exists");
+        serde_json::from_str(&text).expect("run record is JSON")
+    }
+
+    /// Whether a lock file is free: util-linux flock(1) can take it at once.
+    pub fn lock_free(&self, kind: &str, name: &str) -> bool {
+        let path = self.state.join("locks").join(kind).join(format!("{name}.lock"));
+        if !path.exists() {
+            return true;
+        }
+        Command::new("flock").args(["-n", "-E", "99"]).arg(&path).arg("true").status().map(|s| s.success()).unwrap_or(false)
+    }
+
+    /// The per-run tree (ABRA_DIR and scratch) of `run_id` is gone.
+    pub fn tree_gone(&self, run_id: &str) -> bool {
+        let root = self.state.join("runs").join(run_id);
+        !root.join("abra").exists() && !root.join("work").exists()
+    }
+
+    /// Waits for a hang marker of the stand-ins (`hang/STEP.PID`).
+    pub fn wait_hang(&self, step: &str) -> i32 {
+        let dir = self.fake.join("hang");
+        let mut pid = 0;
+        wait_until(&format!("hang marker {step}"), || {
+            std::fs::read_dir(&dir).ok().into_iter().flatten().filter_map(|e| e.ok()).any(|e| {
+                let name = e.file_name().to_string_lossy().to_string();
+                if let Some(p) = name.strip_prefix(&format!("{step}.")) {
+                    pid = p.parse().unwrap_or(0);
+                    true
+                } else {
+                    false
+                }
+            })
+        });
+        pid
+    }
+}
+
+/// The pids of every process whose environment holds `CCCI_FAKE_STATE=value`
+/// (what a run started: harness, abra, tests), for "nothing left" checks.
+pub fn procs_with_env(key: &str, value: &Path) -> Vec<i32> {
+    let needle = format!("{key}={}", value.display());
+    let me = std::process::id() as i32;
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|p| *p != me && alive(*p))
+        .filter(|p| {
+            std::fs::read(format!("/proc/{p}/environ"))
+                .map(|b| b.split(|c| *c == 0).any(|kv| kv == needle.as_bytes()))
+                .unwrap_or(false)
+        })
+        .collect()
+}

@@ -1,0 +1,281 @@
+//! The fault matrix of the run lifecycle: for each phase, each way a run is
+//! stopped. Every cell checks the exit code (from the wrapper, or from the
+//! run record when the wrapper's parent was SIGKILLed), that nothing of the
+//! app is left (or, when teardown itself was made to fail, that the run said
+//! so with exit 4 and a janitor sweep reaps it), both locks free, the run
+//! tree gone, no process of the run left. The matrix is printed as a table.
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use crate::support::*;
+
+const DOMAIN: &str = "example-pr1.ci.localhost";
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Phase {
+    Fetch,
+    LockWait,
+    InstallDeploy,
+    Converge,
+    Test,
+    UpgradeDeploy,
+    Backup,
+    Teardown,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Stop {
+    /// SIGKILL of the Drone step's `/bin/sh` only.
+    KillSh,
+    SigTerm,
+    SigInt,
+    /// The run deadline (`--timeout`) while the phase hangs.
+    Deadline,
+    /// The external program fails at that step.
+    Fail,
+}
+
+struct Cell {
+    phase: Phase,
+    stop: Stop,
+    expect: i32,
+}
+
+/// How to make a run pause in `phase`, and what marks that it is there.
+fn pause_env(phase: Phase, stop: Stop) -> Vec<(&'static str, String)> {
+    let hang_or_fail = |step: &str| {
+        let key = if stop == Stop::Fail { "CCCI_FAKE_ABRA_FAIL" } else { "CCCI_FAKE_ABRA_HANG" };
+        vec![(key, step.to_string())]
+    };
+    match phase {
+        Phase::Fetch => {
+            let key = if stop == Stop::Fail { "CCCI_FAKE_GIT_FAIL" } else { "CCCI_FAKE_GIT_HANG" };
+            vec![(key, "fetch".into())]
+        }
+        Phase::LockWait => vec![],
+        Phase::InstallDeploy => hang_or_fail("deploy"),
+        Phase::Converge => vec![("CCCI_FAKE_ABRA_CRASHLOOP", DOMAIN.into())],
+        Phase::Test => {
+            let key = if stop == Stop::Fail { "CCCI_EXAMPLE_FAIL" } else { "CCCI_EXAMPLE_HANG" };
+            vec![(key, "install".into())]
+        }
+        Phase::UpgradeDeploy => hang_or_fail("deploy-chaos"),
+        Phase::Backup => hang_or_fail("backup"),
+        Phase::Teardown => hang_or_fail("undeploy"),
+    }
+}
+
+fn expected(phase: Phase, stop: Stop) -> Option<i32> {
+    Some(match (phase, stop) {
+        (Phase::LockWait, Stop::Fail) => return None,
+        (Phase::Teardown, _) => 4,
+        (_, Stop::KillSh | Stop::SigTerm) => 143,
+        (_, Stop::SigInt) => 130,
+        (_, Stop::Deadline) => 142,
+        (Phase::Test, Stop::Fail) => 1,
+        (_, Stop::Fail) => 3,
+    })
+}
+
+/// Waits until the run is paused in `phase`.
+fn wait_paused(f: &Fixture, phase: Phase, run_id: &str) {
+    let phase_is = |want: &str| {
+        let path = f.state.join("runs").join(run_id).join("run.json");
+        std::fs::read_to_string(path).is_ok_and(|t| t.contains(&format!("\"phase\": \"{want}\"")))
+    };
+    match phase {
+        Phase::Fetch => {
+            f.wait_hang("git-fetch");
+        }
+        Phase::LockWait => wait_until("run waiting for the app lock", || phase_is("lock")),
+        Phase::InstallDeploy => {
+            f.wait_hang("deploy");
+        }
+        Phase::Converge => wait_until("run in convergence", || phase_is("install-converge")),
+        Phase::Test => wait_for_file(&f.ready.join("test-install")),
+        Phase::UpgradeDeploy => {
+            f.wait_hang("deploy-chaos");
+        }
+        Phase::Backup => {
+            f.wait_hang("backup");
+        }
+        Phase::Teardown => {
+            f.wait_hang("undeploy");
+        }
+    }
+}
+
+fn run_cell(cell: &Cell) -> Result<String, String> {
+    let f = Fixture::new();
+    let run_id = "fault";
+    let timeout = if cell.stop == Stop::Deadline { "8s" } else { "120s" };
+    let mut args = vec!["--pr", "1", "--timeout", timeout];
+    if cell.phase == Phase::Teardown {
+        // Reach teardown fast; for the deadline cell the teardown bound
+        // outlasts the deadline, so the deadline fires while teardown hangs.
+        args.push("--quick");
+    }
+    let mut c = f.run_cmd(&args);
+    c.env("CCCI_RUN_ID", run_id).env("CCCI_CONVERGE_TIMEOUT", if cell.stop == Stop::Fail { "2s" } else { "120s" });
+    if cell.phase == Phase::Teardown {
+        c.env("CCCI_TEARDOWN_TIMEOUT", if cell.stop == Stop::Deadline { "15s" } else { "3s" });
+    }
+    for (k, v) in pause_env(cell.phase, cell.stop) {
+        c.env(k, v);
+    }
+    // Another holder of the app lock (util-linux flock) for the lock phase.
+    let mut holder: Option<Child> = None;
+    if cell.phase == Phase::LockWait {
+        let dir = f.state.join("locks/apps");
+        std::fs::create_dir_all(&dir).unwrap();
+        let h = Command::new("flock")
+            .arg(dir.join(format!("{DOMAIN}.lock")))
+            .args(["sleep", "600"])
+            .spawn()
+            .unwrap();
+        wait_until("flock holds the app lock", || !f.lock_free("apps", DOMAIN));
+        holder = Some(h);
+    }
+    c.stderr(Stdio::null()).stdout(Stdio::null());
+    let code_seen = match cell.stop {
+        Stop::KillSh => {
+            // Drone's exec runner: /bin/sh -e SCRIPT, and on cancel SIGKILL to that sh only.
+            let script = f.tmp.path().join("step.sh");
+            let args: Vec<String> = c.get_args().map(|a| format!("'{}'", a.to_string_lossy())).collect();
+            std::fs::write(&script, format!("'{}' {}\n", bin().display(), args.join(" "))).unwrap();
+            let mut sh = Command::new("/bin/sh");
+            sh.arg("-e").arg(&script).env_clear();
+            for (k, v) in c.get_envs() {
+                if let Some(v) = v {
+                    sh.env(k, v);
+                }
+            }
+            let mut sh = sh.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+            wait_paused(&f, cell.phase, run_id);
+            kill(Pid::from_raw(sh.id() as i32), Signal::SIGKILL).unwrap();
+            sh.wait().unwrap();
+            // Nobody can wait for the orphaned wrapper: the run record's
+            // final exit code, and no process left, say it is done.
+            wait_until("the run record's exit code", || {
+                std::fs::read_to_string(f.state.join("runs").join(run_id).join("run.json"))
+                    .is_ok_and(|t| t.contains("\"finished\": \""))
+            });
+            wait_until("no process of the run", || procs_with_env("CCCI_FAKE_STATE", &f.fake).is_empty());
+            f.record(run_id)["exit_code"].as_i64().unwrap_or(-1) as i32
+        }
+        stop => {
+            let mut child = c.spawn().unwrap();
+            if stop != Stop::Fail && stop != Stop::Deadline {
+                wait_paused(&f, cell.phase, run_id);
+                let sig = if stop == Stop::SigInt { Signal::SIGINT } else { Signal::SIGTERM };
+                kill(Pid::from_raw(child.id() as i32), sig).unwrap();
+            }
+            if stop == Stop::Deadline && cell.phase == Phase::Teardown {
+                wait_paused(&f, cell.phase, run_id);
+            }
+            code(child.wait().unwrap())
+        }
+    };
+    if let Some(mut h) = holder {
+        let _ = h.kill();
+        let _ = h.wait();
+    }
+    let mut problems = Vec::new();
+    if code_seen != cell.expect {
+        problems.push(format!("exit {code_seen}, expected {}", cell.expect));
+    }
+    let rec = f.record(run_id);
+    if rec["exit_code"] != cell.expect {
+        problems.push(format!("record exit {}", rec["exit_code"]));
+    }
+    if !f.lock_free("apps", DOMAIN) {
+        problems.push("app lock held".into());
+    }
+    if !f.lock_free("runs", run_id) {
+        problems.push("run lock held".into());
+    }
+    if !f.tree_gone(run_id) {
+        problems.push("run tree left".into());
+    }
+    wait_until("no process of the run", || procs_with_env("CCCI_FAKE_STATE", &f.fake).is_empty());
+    let mut note = String::from("app gone");
+    if cell.expect == 4 {
+        // Teardown was made to fail: the app is left, and the janitor reaps it.
+        if f.leftovers().is_empty() {
+            problems.push("teardown failed but nothing was left?".into());
+        }
+        let out = f.cmd().arg("janitor").output().unwrap();
+        if code(out.status) != 0 {
+            problems.push(format!("janitor exit {}", code(out.status)));
+        }
+        note = "left, reaped by janitor".into();
+    }
+    if !f.leftovers().is_empty() {
+        problems.push(format!("left on the swarm: {:?}", f.leftovers()));
+    }
+    if problems.is_empty() {
+        Ok(format!("exit {code_seen}, {note}, locks free, tree gone, no process"))
+    } else {
+        Err(problems.join("; "))
+    }
+}
+
+#[test]
+fn fault_matrix() {
+    let phases = [
+        Phase::Fetch,
+        Phase::LockWait,
+        Phase::InstallDeploy,
+        Phase::Converge,
+        Phase::Test,
+        Phase::UpgradeDeploy,
+        Phase::Backup,
+        Phase::Teardown,
+    ];
+    let stops = [Stop::KillSh, Stop::SigTerm, Stop::SigInt, Stop::Deadline, Stop::Fail];
+    let cells: Vec<Cell> = phases
+        .iter()
+        .flat_map(|p| stops.iter().filter_map(move |s| expected(*p, *s).map(|e| Cell { phase: *p, stop: *s, expect: e })))
+        .collect();
+    let results: Mutex<Vec<(usize, Result<String, String>)>> = Mutex::new(Vec::new());
+    let next = Mutex::new(0usize);
+    std::thread::scope(|scope| {
+        for _ in 0..3 {
+            scope.spawn(|| loop {
+                let i = {
+                    let mut n = next.lock().unwrap();
+                    let i = *n;
+                    *n += 1;
+                    i
+                };
+                let Some(cell) = cells.get(i) else { return };
+                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_cell(cell)))
+                    .unwrap_or_else(|_| Err("panicked".into()));
+                results.lock().unwrap().push((i, r));
+            });
+        }
+    });
+    let mut results = results.into_inner().unwrap();
+    results.sort_by_key(|(i, _)| *i);
+    let mut table = String::from("\nfault matrix (phase x stop): expected exit, outcome\n");
+    table += &format!("{:<15} {:<9} {:>4}  {}\n", "phase", "stop", "want", "outcome");
+    let mut failed = 0;
+    for (i, r) in &results {
+        let c = &cells[*i];
+        let (mark, text) = match r {
+            Ok(t) => ("ok  ", t.clone()),
+            Err(e) => {
+                failed += 1;
+                ("FAIL", e.clone())
+            }
+        };
+        table += &format!("{:<15} {:<9} {:>4}  {mark} {text}\n", format!("{:?}", c.phase), format!("{:?}", c.stop), c.expect);
+    }
+    eprintln!("{table}");
+    println!("{table}");
+    assert_eq!(failed, 0, "{table}");
+}

@@ -1,0 +1,308 @@
+//! The janitor against the stand-in abra: orphans of dead runs reaped under
+//! their lock, live and protected apps never touched, exactly-once reaping
+//! between two janitors, the race with a new run, and --watch stopping.
+
+use std::process::Stdio;
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use crate::support::*;
+
+/// Creates a deployed app on the fake swarm with the canonical ABRA_DIR,
+/// as a run that died after deploying would leave it.
+fn orphan(f: &Fixture, domain: &str) {
+    for args in [
+        vec!["app", "new", "example", "1.0.0+1.0", "-s", "default", "-D", domain, "-S", "-n"],
+        vec!["app", "deploy", domain, "1.0.0+1.0", "-D", "-c", "-n"],
+    ] {
+        let out = std::process::Command::new(fake_dir().join("abra"))
+            .args(&args)
+            .env("ABRA_DIR", &f.abra_home)
+            .env("CCCI_FAKE_STATE", &f.fake)
+            .env("PATH", format!("{}:{}", fake_dir().display(), std::env::var("PATH").unwrap()))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+fn rm_count(f: &Fixture, domain: &str) -> usize {
+    f.ok_steps().iter().filter(|(s, d)| s == "rm" && d == domain).count()
+}
+
+fn deployed(f: &Fixture, domain: &str) -> bool {
+    f.abra_home.join("servers/default").join(format!("{domain}.env")).exists()
+}
+
+#[test]
+fn orphan_of_a_sigkilled_run_is_reaped() {
+    let f = Fixture::new();
+    let mut run = f
+        .run_cmd(&["--pr", "7"])
+        .env("CCCI_RUN_ID", "dead")
+        .env("CCCI_EXAMPLE_HANG", "install")
+        .env("CCCI_JANITOR", "off")
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_file(&f.ready.join("test-install"));
+    let harness = f.record("dead")["pid"].as_i64().unwrap() as i32;
+    // Both processes die without teardown (OOM killer, host crash).
+    kill(Pid::from_raw(harness), Signal::SIGKILL).unwrap();
+    kill(Pid::from_raw(run.id() as i32), Signal::SIGKILL).unwrap();
+    run.wait().unwrap();
+    wait_until("harness gone", || !alive(harness));
+    // The hung test was in the harness's session; PDEATHSIG ends it.
+    wait_until("no process of the dead run", || procs_with_env("CCCI_FAKE_STATE", &f.fake).is_empty());
+    let domain = "example-pr7.ci.localhost";
+    assert!(deployed(&f, domain));
+    let out = f.cmd().args(["janitor", "--json"]).output().unwrap();
+    assert_eq!(code(out.status), 0, "{}", String::from_utf8_lossy(&out.stderr));
+    let sum: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(sum["reaped"], serde_json::json!([domain]));
+    assert!(f.leftovers().is_empty(), "{:?}", f.leftovers());
+    assert!(f.tree_gone("dead"), "the dead run's tree is tidied");
+    assert_eq!(f.record("dead")["phase"], "abandoned");
+}
+
+#[test]
+fn live_runs_app_is_never_reaped_at_any_phase() {
+    let f = Fixture::new();
+    let domain = "example-pr8.ci.localhost";
+    // Pause a live run in several phases in turn and sweep each time.
+    for (knob, value, marker) in [
+        ("CCCI_FAKE_ABRA_HANG", "deploy", "deploy"),
+        ("CCCI_EXAMPLE_HANG", "install", ""),
+        ("CCCI_FAKE_ABRA_HANG", "deploy-chaos", "deploy-chaos"),
+        ("CCCI_FAKE_ABRA_HANG", "backup", "backup"),
+    ] {
+        let _ = std::fs::remove_dir_all(f.fake.join("hang"));
+        let _ = std::fs::remove_file(f.ready.join("test-install"));
+        let mut run = f
+            .run_cmd(&["--pr", "8"])
+            .env("CCCI_RUN_ID", "live")
+            .env(knob, value)
+            .env("CCCI_JANITOR", "off")
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        if marker.is_empty() {
+            wait_for_file(&f.ready.join("test-install"));
+        } else {
+            f.wait_hang(marker);
+        }
+        let before = rm_count(&f, domain);
+        let out = f.cmd().args(["janitor", "--json"]).output().unwrap();
+        assert_eq!(code(out.status), 0);
+        let sum: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(sum["skipped_live"], 1, "{value}: {sum}");
+        assert_eq!(rm_count(&f, domain), before, "{value}: the janitor tore down a live run's app");
+        assert!(deployed(&f, domain));
+        kill(Pid::from_raw(run.id() as i32), Signal::SIGTERM).unwrap();
+        assert_eq!(code(run.wait().unwrap()), 143);
+        assert!(f.leftovers().is_empty());
+    }
+}
+
+#[test]
+fn protected_and_non_matching_apps_are_never_probed() {
+    let f = Fixture::new();
+    orphan(&f, "warm.example.org");
+    orphan(&f, "example-prod.ci.localhost");
+    let out = f
+        .cmd()
+        .args(["janitor", "--json"])
+        .env("CCCI_PROTECTED_APPS", "warm.example.org,example-prod.ci.localhost")
+        .output()
+        .unwrap();
+    assert_eq!(code(out.status), 0, "{}", String::from_utf8_lossy(&out.stderr));
+    let sum: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(sum["candidates"], 0);
+    assert!(deployed(&f, "warm.example.org") && deployed(&f, "example-prod.ci.localhost"));
+    let locks = f.state.join("locks/apps");
+    let files: Vec<_> = std::fs::read_dir(&locks).map(|r| r.collect::<Vec<_>>()).unwrap_or_default();
+    assert!(files.is_empty(), "lock files were created: {files:?}");
+    // A gate that would match a protected app refuses to start.
+    let out = f
+        .cmd()
+        .args(["janitor"])
+        .env("CCCI_RUN_APP_RE", ".*")
+        .env("CCCI_PROTECTED_APPS", "warm.example.org")
+        .output()
+        .unwrap();
+    assert_eq!(code(out.status), 2);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("warm.example.org"));
+    let out = f.cmd().args(["janitor"]).env("CCCI_RUN_APP_RE", "(").output().unwrap();
+    assert_eq!(code(out.status), 2);
+    // Tidy the fixtures by hand (the janitor must not).
+    for d in ["warm.example.org", "example-prod.ci.localhost"] {
+        for args in [vec!["app", "undeploy", d, "-n"], vec!["app", "rm", d, "-f", "-n"]] {
+            let _ = std::process::Command::new(fake_dir().join("abra"))
+                .args(&args)
+                .env("ABRA_DIR", &f.abra_home)
+                .env("CCCI_FAKE_STATE", &f.fake)
+                .env("CCCI_FAKE_ABRA_LINGER_MS", "0")
+                .output();
+        }
+    }
+}
+
+#[test]
+fn two_janitors_reap_fifty_orphans_exactly_once() {
+    let f = Fixture::new();
+    let domains: Vec<String> = (1..=50).map(|i| format!("example-b{i}.ci.localhost")).collect();
+    for d in &domains {
+        orphan(&f, d);
+    }
+    let spawn = || {
+        f.cmd()
+            .args(["janitor", "--json"])
+            .env("CCCI_FAKE_ABRA_LINGER_MS", "20")
+            .stderr(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    assert_eq!(code(a.status), 0);
+    assert_eq!(code(b.status), 0);
+    let reaped = |o: &std::process::Output| -> usize {
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        v["reaped"].as_array().map(|a| a.len()).unwrap_or(0)
+    };
+    assert_eq!(reaped(&a) + reaped(&b), 50);
+    for d in &domains {
+        assert_eq!(rm_count(&f, d), 1, "{d} torn down {} times", rm_count(&f, d));
+    }
+    assert!(f.leftovers().is_empty());
+}
+
+#[test]
+fn janitor_and_new_run_race_run_deploys_only_after_the_reap() {
+    let f = Fixture::new();
+    let domain = "example-pr9.ci.localhost";
+    orphan(&f, domain);
+    // The janitor's reap hangs in rm (after undeploy) while it holds the lock.
+    let mut jan = f
+        .cmd()
+        .arg("janitor")
+        .env("CCCI_FAKE_ABRA_HANG", format!("rm@{domain}"))
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let rm_pid = f.wait_hang("rm");
+    let mut run = f
+        .run_cmd(&["--pr", "9", "--quick"])
+        .env("CCCI_RUN_ID", "racer")
+        .env("CCCI_JANITOR", "off")
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until("the run waits for the app lock", || {
+        std::fs::read_to_string(f.state.join("runs/racer/run.json")).is_ok_and(|t| t.contains("\"phase\": \"lock\""))
+    });
+    // Let the reap finish: the hung rm dies, the janitor retries nothing and
+    // reports the failure, releasing the lock; the run's pre-clean finishes it.
+    kill(Pid::from_raw(rm_pid), Signal::SIGKILL).unwrap();
+    jan.wait().unwrap();
+    assert_eq!(code(run.wait().unwrap()), 0);
+    // Oracle: the run's first call for the domain starts after the janitor's last ended.
+    let calls = f.calls();
+    let of = |rid: &str| -> Vec<u64> {
+        calls
+            .iter()
+            .filter(|c| c["domain"] == domain && (c["run_id"] == rid) == (rid == "racer"))
+            .filter(|c| c["run_id"] == "racer" || rid != "racer")
+            .map(|c| c["ts"].as_u64().unwrap())
+            .collect()
+    };
+    let janitor_last = calls
+        .iter()
+        .filter(|c| c["domain"] == domain && c["run_id"] == "janitor")
+        .map(|c| c["ts"].as_u64().unwrap())
+        .max()
+        .unwrap();
+    let run_first = *of("racer").iter().min().unwrap();
+    assert!(run_first > janitor_last, "the run touched the app while the janitor held it");
+    assert!(f.leftovers().is_empty());
+}
+
+#[test]
+fn lock_held_past_max_age_is_flagged_and_kept() {
+    let f = Fixture::new();
+    let domain = "example-pr3.ci.localhost";
+    orphan(&f, domain);
+    let dir = f.state.join("locks/apps");
+    std::fs::create_dir_all(&dir).unwrap();
+    let lock = dir.join(format!("{domain}.lock"));
+    let mut holder = std::process::Command::new("flock").arg(&lock).args(["sleep", "600"]).spawn().unwrap();
+    wait_until("flock holds", || !f.lock_free("apps", domain));
+    // Age it: the lock's age comes from the file's mtime.
+    let old = std::process::Command::new("touch").args(["-d", "3 hours ago"]).arg(&lock).status().unwrap();
+    assert!(old.success());
+    let out = f.cmd().args(["janitor", "--check", "--json"]).output().unwrap();
+    assert_ne!(code(out.status), 0, "--check must report a long-held lock");
+    let sum: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(sum["flagged"], serde_json::json!([format!("app:{domain}")]));
+    assert!(!f.lock_free("apps", domain), "the flagged lock was stolen");
+    assert!(deployed(&f, domain), "a held lock's app was touched");
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    let out = f.cmd().arg("janitor").output().unwrap();
+    assert_eq!(code(out.status), 0);
+    assert!(f.leftovers().is_empty());
+}
+
+#[test]
+fn one_failed_teardown_does_not_stop_the_sweep() {
+    let f = Fixture::new();
+    let bad = "example-b1.ci.localhost";
+    let good = ["example-b2.ci.localhost", "example-b3.ci.localhost"];
+    orphan(&f, bad);
+    for g in good {
+        orphan(&f, g);
+    }
+    let out = f
+        .cmd()
+        .args(["janitor", "--json"])
+        .env("CCCI_FAKE_ABRA_FAIL", format!("undeploy@{bad}"))
+        .output()
+        .unwrap();
+    assert_eq!(code(out.status), 3, "a failed reap is reported in the exit code");
+    let sum: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(sum["failed"], serde_json::json!([bad]));
+    assert_eq!(sum["reaped"].as_array().unwrap().len(), 2);
+    assert!(String::from_utf8_lossy(&out.stderr).contains(bad));
+    assert!(deployed(&f, bad));
+    let out = f.cmd().arg("janitor").output().unwrap();
+    assert_eq!(code(out.status), 0);
+    assert!(f.leftovers().is_empty());
+}
+
+#[test]
+fn watch_stopped_by_sigterm_mid_reap_finishes_the_reap_under_its_lock() {
+    let f = Fixture::new();
+    let domain = "example-b4.ci.localhost";
+    orphan(&f, domain);
+    let mut jan = f
+        .cmd()
+        .args(["janitor", "--watch", "--interval", "1h"])
+        .env("CCCI_FAKE_ABRA_HANG", format!("undeploy@{domain}"))
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let hung = f.wait_hang("undeploy");
+    kill(Pid::from_raw(jan.id() as i32), Signal::SIGTERM).unwrap();
+    // The reap goes on holding the lock: it is not abandoned half-way.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(!f.lock_free("apps", domain), "the lock was dropped mid-reap");
+    kill(Pid::from_raw(hung), Signal::SIGKILL).unwrap();
+    let c = code(jan.wait().unwrap());
+    assert_eq!(c, 0, "--watch stops cleanly with exit 0");
+    assert!(f.lock_free("apps", domain));
+    let out = f.cmd().arg("janitor").output().unwrap();
+    assert_eq!(code(out.status), 0);
+    assert!(f.leftovers().is_empty());
+}

@@ -1,0 +1,206 @@
+//! The `run` lifecycle end to end: the real binary, real git, the stand-in
+//! abra and docker, the bundled example recipe.
+
+use std::process::Stdio;
+
+use crate::support::*;
+
+const PR_DOMAIN: &str = "example-pr1.ci.localhost";
+
+fn steps_for(f: &Fixture, domain: &str) -> Vec<String> {
+    f.ok_steps().into_iter().filter(|(_, d)| d == domain).map(|(s, _)| s).collect()
+}
+
+fn assert_clean(f: &Fixture, run_id: &str, domain: &str) {
+    assert!(f.leftovers().is_empty(), "left on the fake swarm: {:?}", f.leftovers());
+    assert!(f.lock_free("apps", domain), "app lock of {domain} still held");
+    assert!(f.lock_free("runs", run_id), "run lock of {run_id} still held");
+    assert!(f.tree_gone(run_id), "run tree of {run_id} still there");
+    assert!(procs_with_env("CCCI_FAKE_STATE", &f.fake).is_empty(), "processes of the run are left");
+}
+
+#[test]
+fn green_run_deploys_base_upgrades_to_pr_head_backs_up_and_tears_down() {
+    let f = Fixture::new();
+    let out = f.run_cmd(&["--pr", "1"]).env("CCCI_RUN_ID", "green").output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(code(out.status), 0, "{log}");
+    assert_eq!(
+        steps_for(&f, PR_DOMAIN),
+        ["new", "deploy", "deploy-chaos", "backup", "restore", "undeploy", "rm"],
+        "{log}"
+    );
+    // The install tier deployed the latest release before the PR head.
+    let deploy = f
+        .calls()
+        .into_iter()
+        .find(|c| c["step"] == "deploy" && c["result"] == "ok")
+        .unwrap();
+    assert!(deploy["argv"].to_string().contains("1.1.0+1.0"), "{deploy}");
+    let rec = f.record("green");
+    assert_eq!(rec["exit_code"], 0);
+    assert_eq!(rec["phase"], "finished");
+    assert_eq!(rec["base_version"], "1.1.0+1.0");
+    assert_eq!(rec["tiers"], serde_json::json!(["install", "upgrade", "restore"]));
+    assert!(f.state.join("runs/green/run.log").exists());
+    assert!(f.state.join("runs/green/report/install/report.json").exists(), "report kept after the tree");
+    assert_clean(&f, "green", PR_DOMAIN);
+}
+
+#[test]
+fn red_run_exits_1_and_still_tears_down() {
+    let f = Fixture::new();
+    let out = f
+        .run_cmd(&["--pr", "1"])
+        .env("CCCI_RUN_ID", "red")
+        .env("CCCI_EXAMPLE_FAIL", "upgrade")
+        .output()
+        .unwrap();
+    assert_eq!(code(out.status), 1, "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(steps_for(&f, PR_DOMAIN), ["new", "deploy", "deploy-chaos", "undeploy", "rm"]);
+    assert_eq!(f.record("red")["exit_code"], 1);
+    assert_clean(&f, "red", PR_DOMAIN);
+}
+
+#[test]
+fn quick_lane_deploys_the_ref_once() {
+    let f = Fixture::new();
+    let out = f.run_cmd(&["--pr", "1", "--quick"]).env("CCCI_RUN_ID", "quick").output().unwrap();
+    assert_eq!(code(out.status), 0, "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(steps_for(&f, PR_DOMAIN), ["new", "deploy-chaos", "undeploy", "rm"]);
+    assert_clean(&f, "quick", PR_DOMAIN);
+}
+
+#[test]
+fn wrong_or_dirty_chaos_version_fails_the_upgrade_tier() {
+    for label in ["deadbeef", "DIRTY"] {
+        let f = Fixture::new();
+        // A dirty label is the real HEAD prefix plus `+U`: compute it from the PR head.
+        let label = if label == "DIRTY" {
+            let sha = std::process::Command::new("git")
+                .arg("-C")
+                .arg(f.tmp.path().join("recipe/upstream.git"))
+                .args(["rev-parse", "refs/pull/1/head"])
+                .output()
+                .unwrap();
+            format!("{}+U", &String::from_utf8_lossy(&sha.stdout)[..8])
+        } else {
+            label.to_string()
+        };
+        let out = f
+            .run_cmd(&["--pr", "1"])
+            .env("CCCI_RUN_ID", "chaos")
+            .env("CCCI_FAKE_ABRA_CHAOS_LABEL", &label)
+            .output()
+            .unwrap();
+        let log = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(code(out.status), 1, "label {label}: {log}");
+        assert!(log.contains("chaos-version"), "{log}");
+        assert_clean(&f, "chaos", PR_DOMAIN);
+    }
+}
+
+#[test]
+fn bad_input_exits_2_and_touches_nothing() {
+    let f = Fixture::new();
+    let long = "a".repeat(64);
+    let cases: Vec<(Vec<&str>, Vec<(&str, &str)>)> = vec![
+        (vec!["--recipe", "../x"], vec![]),
+        (vec!["--recipe", "a/b"], vec![]),
+        (vec!["--recipe", "a b"], vec![]),
+        (vec!["--recipe", "a;touch /tmp/x"], vec![]),
+        (vec!["--recipe", "Example"], vec![]),
+        (vec!["--recipe", &long], vec![]),
+        (vec!["--recipe", ""], vec![]),
+        (vec!["--recipe", "exämple"], vec![]),
+        (vec!["--recipe", "example", "--domain", "../../etc"], vec![]),
+        (vec!["--recipe", "example", "--domain", "a b.c"], vec![]),
+        (vec!["--recipe", "example", "--ref", "a..b"], vec![]),
+        (vec!["--recipe", "example", "--ref", "x`id`"], vec![]),
+        (vec!["--recipe", "example", "--pr", "1/2"], vec![]),
+        (vec!["--recipe", "example", "--pr", "-1"], vec![]),
+        (vec!["--recipe", "example"], vec![("CCCI_RUN_ID", "../../x")]),
+        (vec!["--recipe", "example"], vec![("CCCI_RUN_ID", "Run")]),
+        (vec!["--recipe", "example"], vec![("DRONE_PULL_REQUEST", "x")]),
+        (vec!["--recipe", "example", "--timeout", "5 minutes"], vec![]),
+    ];
+    for (args, env) in cases {
+        let mut c = f.cmd();
+        c.arg("run").args(&args);
+        for (k, v) in &env {
+            c.env(k, v);
+        }
+        let out = c.output().unwrap();
+        assert_eq!(code(out.status), 2, "{args:?} {env:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(!String::from_utf8_lossy(&out.stderr).is_empty());
+    }
+    let created: Vec<_> = std::fs::read_dir(&f.state).unwrap().collect();
+    assert!(created.is_empty(), "bad input created {created:?} under the state dir");
+    assert!(f.calls().is_empty(), "bad input reached the stand-ins");
+}
+
+#[test]
+fn missing_abra_home_under_drone_is_exit_2_naming_the_variable() {
+    let f = Fixture::new();
+    let home = f.tmp.path().join("drone-home");
+    std::fs::create_dir_all(&home).unwrap();
+    let out = f
+        .run_cmd(&["--pr", "1"])
+        .env_remove("CCCI_ABRA_HOME")
+        .env("HOME", &home)
+        .env("DRONE_BUILD_NUMBER", "5")
+        .output()
+        .unwrap();
+    assert_eq!(code(out.status), 2);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("CCCI_ABRA_HOME"));
+    assert!(std::fs::read_dir(&f.state).unwrap().next().is_none());
+}
+
+#[test]
+fn duplicate_run_id_exits_75_naming_the_holder() {
+    let f = Fixture::new();
+    let mut first = f
+        .run_cmd(&["--pr", "1"])
+        .env("CCCI_RUN_ID", "dup")
+        .env("CCCI_EXAMPLE_HANG", "install")
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_file(&f.ready.join("test-install"));
+    let out = f.run_cmd(&["--pr", "2"]).env("CCCI_RUN_ID", "dup").output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(code(out.status), 75, "{log}");
+    assert!(log.contains("pid"), "{log}");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(first.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    assert_eq!(code(first.wait().unwrap()), 143);
+    assert_clean(&f, "dup", PR_DOMAIN);
+    assert_eq!(steps_for(&f, "example-pr2.ci.localhost"), Vec::<String>::new(), "the duplicate deployed nothing");
+}
+
+#[test]
+fn a_signal_during_teardown_does_not_abort_it() {
+    let f = Fixture::new();
+    let mut run = f
+        .run_cmd(&["--pr", "1", "--quick"])
+        .env("CCCI_RUN_ID", "td")
+        .env("CCCI_FAKE_ABRA_HANG", "rm")
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Teardown is under way once the stand-in's rm hangs; signal it there.
+    let hung = f.wait_hang("rm");
+    let wrapper = nix::unistd::Pid::from_raw(run.id() as i32);
+    nix::sys::signal::kill(wrapper, nix::sys::signal::Signal::SIGTERM).unwrap();
+    nix::sys::signal::kill(wrapper, nix::sys::signal::Signal::SIGINT).unwrap();
+    // The stand-in stays hung until the teardown bound; the run waits for it
+    // rather than aborting: kill the hung rm so teardown's retry can finish.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(alive(hung), "the hung teardown step must not be aborted by the signal");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(hung), nix::sys::signal::Signal::SIGKILL).unwrap();
+    let c = code(run.wait().unwrap());
+    // rm was killed, so teardown failed: the verdict (0) becomes 4, never 143.
+    assert_eq!(c, 4);
+    assert_eq!(f.record("td")["exit_code"], 4);
+    assert!(f.lock_free("apps", PR_DOMAIN));
+    assert!(f.tree_gone("td"));
+}
