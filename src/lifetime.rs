@@ -238,6 +238,18 @@ pub fn arm_deadline(after: Duration) -> Result<()> {
     Ok(())
 }
 
+/// Disarms the run deadline (teardown has its own bound).
+pub fn disarm_deadline() -> Result<()> {
+    // SAFETY: a zeroed itimerval is valid and disarms the timer.
+    let it: libc::itimerval = unsafe { std::mem::zeroed() };
+    // SAFETY: valid pointer to a local; a null old value is allowed.
+    let r = unsafe { libc::setitimer(libc::ITIMER_REAL, &it, std::ptr::null_mut()) };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error()).context("setitimer to disarm the run deadline failed");
+    }
+    Ok(())
+}
+
 /// What the wrapper does.
 #[derive(Clone, Debug)]
 pub struct WrapOptions {

@@ -205,7 +205,9 @@ impl Run {
         let verdict = self.phases();
         // From here on signals are logged and ignored: teardown runs whole.
         self.funnel.begin_teardown();
-        let _ = lifetime::arm_deadline(Duration::ZERO).ok();
+        if let Err(e) = lifetime::disarm_deadline() {
+            say!("warning: {e:#}");
+        }
         let mut code = match (&verdict, self.funnel.requested()) {
             (_, Some(sig)) => sig,
             (Ok(Verdict::Passed), None) => exit::OK,

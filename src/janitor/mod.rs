@@ -186,7 +186,6 @@ pub fn sweep(s: &Settings, stop: Option<&Latch>) -> Result<Summary> {
                         drop(held);
                     }
                     _ => {
-                        say!("janitor: {domain} has no live run: reaping it under its lock");
                         let stack = config::stack_name(domain);
                         let bound = Bound::until(Instant::now() + s.teardown_timeout, s.grace);
                         let target = App {
@@ -194,6 +193,16 @@ pub fn sweep(s: &Settings, stop: Option<&Latch>) -> Result<Summary> {
                             domain,
                             stack: &stack,
                         };
+                        // Re-check under the lock: another janitor (or a
+                        // run's pre-clean) may have reaped it since our listing.
+                        if !teardown::present(&abra, &docker, target, &bound)? {
+                            say!("janitor: {domain} is already gone (reaped by another sweep)");
+                            if let Err(e) = held.remove() {
+                                say!("janitor: could not remove the lock file of {domain}: {e:#}");
+                            }
+                            continue;
+                        }
+                        say!("janitor: {domain} has no live run: reaping it under its lock");
                         match teardown::teardown(&abra, &docker, target, &bound) {
                             Ok(()) => {
                                 sum.reaped.push(domain.to_string());

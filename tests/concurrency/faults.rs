@@ -130,15 +130,7 @@ fn run_cell(cell: &Cell) -> Result<String, String> {
     // Another holder of the app lock (util-linux flock) for the lock phase.
     let mut holder: Option<Child> = None;
     if cell.phase == Phase::LockWait {
-        let dir = f.state.join("locks/apps");
-        std::fs::create_dir_all(&dir).unwrap();
-        let h = Command::new("flock")
-            .arg(dir.join(format!("{DOMAIN}.lock")))
-            .args(["sleep", "600"])
-            .spawn()
-            .unwrap();
-        wait_until("flock holds the app lock", || !f.lock_free("apps", DOMAIN));
-        holder = Some(h);
+        holder = Some(hold_with_flock(&f.state.join("locks/apps").join(format!("{DOMAIN}.lock"))));
     }
     c.stderr(Stdio::null()).stdout(Stdio::null());
     let code_seen = match cell.stop {
@@ -180,9 +172,8 @@ fn run_cell(cell: &Cell) -> Result<String, String> {
             code(child.wait().unwrap())
         }
     };
-    if let Some(mut h) = holder {
-        let _ = h.kill();
-        let _ = h.wait();
+    if let Some(h) = holder {
+        release_flock(h);
     }
     let mut problems = Vec::new();
     if code_seen != cell.expect {

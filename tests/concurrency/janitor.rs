@@ -20,7 +20,7 @@ fn orphan(f: &Fixture, domain: &str) {
             .args(&args)
             .env("ABRA_DIR", &f.abra_home)
             .env("CCCI_FAKE_STATE", &f.fake)
-            .env("PATH", format!("{}:{}", fake_dir().display(), std::env::var("PATH").unwrap()))
+            .env("PATH", test_path())
             .output()
             .unwrap();
         assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
@@ -39,7 +39,7 @@ fn deployed(f: &Fixture, domain: &str) -> bool {
 fn orphan_of_a_sigkilled_run_is_reaped() {
     let f = Fixture::new();
     let mut run = f
-        .run_cmd(&["--pr", "7"])
+        .run_cmd(&["--pr", "1", "--domain", "example-pr7.ci.localhost"])
         .env("CCCI_RUN_ID", "dead")
         .env("CCCI_EXAMPLE_HANG", "install")
         .env("CCCI_JANITOR", "off")
@@ -80,7 +80,7 @@ fn live_runs_app_is_never_reaped_at_any_phase() {
         let _ = std::fs::remove_dir_all(f.fake.join("hang"));
         let _ = std::fs::remove_file(f.ready.join("test-install"));
         let mut run = f
-            .run_cmd(&["--pr", "8"])
+            .run_cmd(&["--pr", "1", "--domain", "example-pr8.ci.localhost"])
             .env("CCCI_RUN_ID", "live")
             .env(knob, value)
             .env("CCCI_JANITOR", "off")
@@ -194,7 +194,7 @@ fn janitor_and_new_run_race_run_deploys_only_after_the_reap() {
         .unwrap();
     let rm_pid = f.wait_hang("rm");
     let mut run = f
-        .run_cmd(&["--pr", "9", "--quick"])
+        .run_cmd(&["--pr", "1", "--domain", "example-pr9.ci.localhost", "--quick"])
         .env("CCCI_RUN_ID", "racer")
         .env("CCCI_JANITOR", "off")
         .stderr(Stdio::null())
@@ -234,11 +234,8 @@ fn lock_held_past_max_age_is_flagged_and_kept() {
     let f = Fixture::new();
     let domain = "example-pr3.ci.localhost";
     orphan(&f, domain);
-    let dir = f.state.join("locks/apps");
-    std::fs::create_dir_all(&dir).unwrap();
-    let lock = dir.join(format!("{domain}.lock"));
-    let mut holder = std::process::Command::new("flock").arg(&lock).args(["sleep", "600"]).spawn().unwrap();
-    wait_until("flock holds", || !f.lock_free("apps", domain));
+    let lock = f.state.join("locks/apps").join(format!("{domain}.lock"));
+    let holder = hold_with_flock(&lock);
     // Age it: the lock's age comes from the file's mtime.
     let old = std::process::Command::new("touch").args(["-d", "3 hours ago"]).arg(&lock).status().unwrap();
     assert!(old.success());
@@ -248,8 +245,7 @@ fn lock_held_past_max_age_is_flagged_and_kept() {
     assert_eq!(sum["flagged"], serde_json::json!([format!("app:{domain}")]));
     assert!(!f.lock_free("apps", domain), "the flagged lock was stolen");
     assert!(deployed(&f, domain), "a held lock's app was touched");
-    holder.kill().unwrap();
-    holder.wait().unwrap();
+    release_flock(holder);
     let out = f.cmd().arg("janitor").output().unwrap();
     assert_eq!(code(out.status), 0);
     assert!(f.leftovers().is_empty());

@@ -193,19 +193,24 @@ impl Drop for KillOnPanic {
     }
 }
 
+/// PATH for everything a test starts: the stand-ins first, then the
+/// system's own directories before the inherited PATH, so `python3` is the
+/// distribution's interpreter (a version-manager shim costs ~100 ms per
+/// stand-in call).
+pub fn test_path() -> String {
+    format!(
+        "{}:/usr/local/bin:/usr/bin:/bin:{}",
+        fake_dir().display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
+
 /// A command for the binary with a clean environment: PATH with the
 /// stand-ins first, and nothing inherited beyond what is set here.
 pub fn ccci() -> Command {
     let mut c = Command::new(bin());
     c.env_clear()
-        .env(
-            "PATH",
-            format!(
-                "{}:{}",
-                fake_dir().display(),
-                std::env::var("PATH").unwrap_or_default()
-            ),
-        )
+        .env("PATH", test_path())
         .env("HOME", std::env::temp_dir())
         .stdin(Stdio::null());
     c
@@ -367,4 +372,28 @@ pub fn procs_with_env(key: &str, value: &Path) -> Vec<i32> {
                 .unwrap_or(false)
         })
         .collect()
+}
+
+/// Starts `flock FILE sleep 600` in a process group of its own and waits
+/// until it holds the lock; killing the group (not only `flock`, whose
+/// `sleep` child inherits the locked descriptor) releases it.
+pub fn hold_with_flock(lock: &Path) -> std::process::Child {
+    use std::os::unix::process::CommandExt;
+    std::fs::create_dir_all(lock.parent().unwrap()).unwrap();
+    let child = Command::new("flock")
+        .arg(lock)
+        .args(["sleep", "600"])
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    wait_until("flock holds the lock", || {
+        !Command::new("flock").args(["-n"]).arg(lock).arg("true").status().unwrap().success()
+    });
+    child
+}
+
+/// Kills a process group started by [`hold_with_flock`] and reaps its leader.
+pub fn release_flock(mut child: std::process::Child) {
+    let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGKILL);
+    let _ = child.wait();
 }
