@@ -52,6 +52,15 @@ impl Failure {
         })
     }
 
+    /// A Failure to attach as context to an error from below, deciding its
+    /// exit code: `e.context(Failure::of(INFRA, "deploy failed"))`.
+    pub fn of(code: i32, message: impl Into<String>) -> Failure {
+        Failure {
+            code,
+            message: message.into(),
+        }
+    }
+
     /// Bad input: names the field and the rule. Exit 2.
     pub fn usage(message: impl Into<String>) -> anyhow::Error {
         Self::with_code(USAGE, message)
@@ -73,6 +82,11 @@ impl std::error::Error for Failure {}
 /// The exit code for an error: the first [`Failure`] in its chain decides;
 /// a clap error is a usage error; anything else is an infrastructure failure.
 pub fn code_for(err: &anyhow::Error) -> i32 {
+    // A Failure attached as context (`e.context(Failure::of(..))`) is found
+    // by downcasting the error itself; one at the root, through the chain.
+    if let Some(f) = err.downcast_ref::<Failure>() {
+        return f.code;
+    }
     for cause in err.chain() {
         if let Some(f) = cause.downcast_ref::<Failure>() {
             return f.code;

@@ -245,7 +245,8 @@ pub fn disarm_deadline() -> Result<()> {
     // SAFETY: valid pointer to a local; a null old value is allowed.
     let r = unsafe { libc::setitimer(libc::ITIMER_REAL, &it, std::ptr::null_mut()) };
     if r < 0 {
-        return Err(std::io::Error::last_os_error()).context("setitimer to disarm the run deadline failed");
+        return Err(std::io::Error::last_os_error())
+            .context("setitimer to disarm the run deadline failed");
     }
     Ok(())
 }

@@ -290,7 +290,10 @@ impl Run {
             self.docker
                 .ensure_image(&image, &self.bound())
                 .map_err(|e| {
-                    e.context(Failure::infra(format!("failed to prepare image {image}")))
+                    e.context(Failure::of(
+                        exit::INFRA,
+                        format!("failed to prepare image {image}"),
+                    ))
                 })?;
         }
         self.check_shutdown()?;
@@ -338,7 +341,10 @@ impl Run {
             let target = self.abra_home.join(name);
             if name == "servers" || target.exists() {
                 rundir::ensure_symlink(&target, &abra_dir.join(name)).map_err(|e| {
-                    e.context(Failure::usage("the run's ABRA_DIR cannot be set up"))
+                    e.context(Failure::of(
+                        exit::USAGE,
+                        "the run's ABRA_DIR cannot be set up",
+                    ))
                 })?;
             }
         }
@@ -353,7 +359,8 @@ impl Run {
         }
         let b = self.bound();
         let dest = self.dir.recipe_checkout(&self.cfg.recipe);
-        let fetch_fail = |e: anyhow::Error| e.context(Failure::infra("fetching the recipe failed"));
+        let fetch_fail =
+            |e: anyhow::Error| e.context(Failure::of(exit::INFRA, "fetching the recipe failed"));
         let repo = Repo::clone_shared(&self.tools.git, &canonical, &dest, &abra_dir, &b)
             .map_err(fetch_fail)?;
         let canon = Repo::new(&self.tools.git, &canonical, &abra_dir);
@@ -546,8 +553,9 @@ impl Run {
                 "an app is already deployed at {}: an orphan of a dead run, tearing it down first",
                 self.cfg.domain
             );
-            teardown::teardown(&self.abra, &self.docker, self.app(), &b)
-                .map_err(|e| e.context(Failure::infra("pre-clean of an orphan failed")))?;
+            teardown::teardown(&self.abra, &self.docker, self.app(), &b).map_err(|e| {
+                e.context(Failure::of(exit::INFRA, "pre-clean of an orphan failed"))
+            })?;
         }
         Ok(())
     }
@@ -570,7 +578,7 @@ impl Run {
             if external::is_interrupted(&e) {
                 e
             } else {
-                e.context(Failure::infra("install tier: deploy failed"))
+                e.context(Failure::of(exit::INFRA, "install tier: deploy failed"))
             }
         };
         self.app_news += 1;
@@ -605,7 +613,10 @@ impl Run {
                 if external::is_interrupted(&e) {
                     e
                 } else {
-                    e.context(Failure::infra(format!("{tier} tier: convergence failed")))
+                    e.context(Failure::of(
+                        exit::INFRA,
+                        format!("{tier} tier: convergence failed"),
+                    ))
                 }
             })?;
         say!(
@@ -623,7 +634,7 @@ impl Run {
             if external::is_interrupted(&e) {
                 e
             } else {
-                e.context(Failure::infra("upgrade tier: deploy failed"))
+                e.context(Failure::of(exit::INFRA, "upgrade tier: deploy failed"))
             }
         };
         repo.checkout(sha, &b).map_err(infra)?;
@@ -652,7 +663,7 @@ impl Run {
             if external::is_interrupted(&e) {
                 e
             } else {
-                e.context(Failure::infra("backup/restore tier failed"))
+                e.context(Failure::of(exit::INFRA, "backup/restore tier failed"))
             }
         };
         self.abra.backup(&self.cfg.domain, &b).map_err(infra)?;

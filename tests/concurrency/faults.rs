@@ -48,19 +48,31 @@ struct Cell {
 /// How to make a run pause in `phase`, and what marks that it is there.
 fn pause_env(phase: Phase, stop: Stop) -> Vec<(&'static str, String)> {
     let hang_or_fail = |step: &str| {
-        let key = if stop == Stop::Fail { "CCCI_FAKE_ABRA_FAIL" } else { "CCCI_FAKE_ABRA_HANG" };
+        let key = if stop == Stop::Fail {
+            "CCCI_FAKE_ABRA_FAIL"
+        } else {
+            "CCCI_FAKE_ABRA_HANG"
+        };
         vec![(key, step.to_string())]
     };
     match phase {
         Phase::Fetch => {
-            let key = if stop == Stop::Fail { "CCCI_FAKE_GIT_FAIL" } else { "CCCI_FAKE_GIT_HANG" };
+            let key = if stop == Stop::Fail {
+                "CCCI_FAKE_GIT_FAIL"
+            } else {
+                "CCCI_FAKE_GIT_HANG"
+            };
             vec![(key, "fetch".into())]
         }
         Phase::LockWait => vec![],
         Phase::InstallDeploy => hang_or_fail("deploy"),
         Phase::Converge => vec![("CCCI_FAKE_ABRA_CRASHLOOP", DOMAIN.into())],
         Phase::Test => {
-            let key = if stop == Stop::Fail { "CCCI_EXAMPLE_FAIL" } else { "CCCI_EXAMPLE_HANG" };
+            let key = if stop == Stop::Fail {
+                "CCCI_EXAMPLE_FAIL"
+            } else {
+                "CCCI_EXAMPLE_HANG"
+            };
             vec![(key, "install".into())]
         }
         Phase::UpgradeDeploy => hang_or_fail("deploy-chaos"),
@@ -112,7 +124,11 @@ fn wait_paused(f: &Fixture, phase: Phase, run_id: &str) {
 fn run_cell(cell: &Cell) -> Result<String, String> {
     let f = Fixture::new();
     let run_id = "fault";
-    let timeout = if cell.stop == Stop::Deadline { "8s" } else { "120s" };
+    let timeout = if cell.stop == Stop::Deadline {
+        "8s"
+    } else {
+        "120s"
+    };
     let mut args = vec!["--pr", "1", "--timeout", timeout];
     if cell.phase == Phase::Teardown {
         // Reach teardown fast; for the deadline cell the teardown bound
@@ -120,9 +136,23 @@ fn run_cell(cell: &Cell) -> Result<String, String> {
         args.push("--quick");
     }
     let mut c = f.run_cmd(&args);
-    c.env("CCCI_RUN_ID", run_id).env("CCCI_CONVERGE_TIMEOUT", if cell.stop == Stop::Fail { "2s" } else { "120s" });
+    c.env("CCCI_RUN_ID", run_id).env(
+        "CCCI_CONVERGE_TIMEOUT",
+        if cell.stop == Stop::Fail {
+            "2s"
+        } else {
+            "120s"
+        },
+    );
     if cell.phase == Phase::Teardown {
-        c.env("CCCI_TEARDOWN_TIMEOUT", if cell.stop == Stop::Deadline { "15s" } else { "3s" });
+        c.env(
+            "CCCI_TEARDOWN_TIMEOUT",
+            if cell.stop == Stop::Deadline {
+                "15s"
+            } else {
+                "3s"
+            },
+        );
     }
     for (k, v) in pause_env(cell.phase, cell.stop) {
         c.env(k, v);
@@ -130,15 +160,24 @@ fn run_cell(cell: &Cell) -> Result<String, String> {
     // Another holder of the app lock (util-linux flock) for the lock phase.
     let mut holder: Option<Child> = None;
     if cell.phase == Phase::LockWait {
-        holder = Some(hold_with_flock(&f.state.join("locks/apps").join(format!("{DOMAIN}.lock"))));
+        holder = Some(hold_with_flock(
+            &f.state.join("locks/apps").join(format!("{DOMAIN}.lock")),
+        ));
     }
     c.stderr(Stdio::null()).stdout(Stdio::null());
     let code_seen = match cell.stop {
         Stop::KillSh => {
             // Drone's exec runner: /bin/sh -e SCRIPT, and on cancel SIGKILL to that sh only.
             let script = f.tmp.path().join("step.sh");
-            let args: Vec<String> = c.get_args().map(|a| format!("'{}'", a.to_string_lossy())).collect();
-            std::fs::write(&script, format!("'{}' {}\n", bin().display(), args.join(" "))).unwrap();
+            let args: Vec<String> = c
+                .get_args()
+                .map(|a| format!("'{}'", a.to_string_lossy()))
+                .collect();
+            std::fs::write(
+                &script,
+                format!("'{}' {}\n", bin().display(), args.join(" ")),
+            )
+            .unwrap();
             let mut sh = Command::new("/bin/sh");
             sh.arg("-e").arg(&script).env_clear();
             for (k, v) in c.get_envs() {
@@ -146,7 +185,12 @@ fn run_cell(cell: &Cell) -> Result<String, String> {
                     sh.env(k, v);
                 }
             }
-            let mut sh = sh.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+            let mut sh = sh
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
             wait_paused(&f, cell.phase, run_id);
             kill(Pid::from_raw(sh.id() as i32), Signal::SIGKILL).unwrap();
             sh.wait().unwrap();
@@ -156,15 +200,27 @@ fn run_cell(cell: &Cell) -> Result<String, String> {
                 std::fs::read_to_string(f.state.join("runs").join(run_id).join("run.json"))
                     .is_ok_and(|t| t.contains("\"finished\": \""))
             });
-            wait_until("no process of the run", || procs_with_env("CCCI_FAKE_STATE", &f.fake).is_empty());
+            wait_until("no process of the run", || {
+                procs_with_env("CCCI_FAKE_STATE", &f.fake).is_empty()
+            });
             f.record(run_id)["exit_code"].as_i64().unwrap_or(-1) as i32
         }
         stop => {
             let mut child = c.spawn().unwrap();
             if stop != Stop::Fail && stop != Stop::Deadline {
                 wait_paused(&f, cell.phase, run_id);
-                let sig = if stop == Stop::SigInt { Signal::SIGINT } else { Signal::SIGTERM };
-                kill(Pid::from_raw(child.id() as i32), sig).unwrap();
+                // SIGTERM goes to the wrapper (which forwards SIGTERM, SPEC
+                // section 2); SIGINT to the harness itself, as an operator's
+                // `kill -INT` of the pid `status` shows.
+                let (pid, sig) = if stop == Stop::SigInt {
+                    (
+                        f.record(run_id)["pid"].as_i64().unwrap() as i32,
+                        Signal::SIGINT,
+                    )
+                } else {
+                    (child.id() as i32, Signal::SIGTERM)
+                };
+                kill(Pid::from_raw(pid), sig).unwrap();
             }
             if stop == Stop::Deadline && cell.phase == Phase::Teardown {
                 wait_paused(&f, cell.phase, run_id);
@@ -192,7 +248,9 @@ fn run_cell(cell: &Cell) -> Result<String, String> {
     if !f.tree_gone(run_id) {
         problems.push("run tree left".into());
     }
-    wait_until("no process of the run", || procs_with_env("CCCI_FAKE_STATE", &f.fake).is_empty());
+    wait_until("no process of the run", || {
+        procs_with_env("CCCI_FAKE_STATE", &f.fake).is_empty()
+    });
     let mut note = String::from("app gone");
     if cell.expect == 4 {
         // Teardown was made to fail: the app is left, and the janitor reaps it.
@@ -209,7 +267,9 @@ fn run_cell(cell: &Cell) -> Result<String, String> {
         problems.push(format!("left on the swarm: {:?}", f.leftovers()));
     }
     if problems.is_empty() {
-        Ok(format!("exit {code_seen}, {note}, locks free, tree gone, no process"))
+        Ok(format!(
+            "exit {code_seen}, {note}, locks free, tree gone, no process"
+        ))
     } else {
         Err(problems.join("; "))
     }
@@ -227,10 +287,24 @@ fn fault_matrix() {
         Phase::Backup,
         Phase::Teardown,
     ];
-    let stops = [Stop::KillSh, Stop::SigTerm, Stop::SigInt, Stop::Deadline, Stop::Fail];
+    let stops = [
+        Stop::KillSh,
+        Stop::SigTerm,
+        Stop::SigInt,
+        Stop::Deadline,
+        Stop::Fail,
+    ];
     let cells: Vec<Cell> = phases
         .iter()
-        .flat_map(|p| stops.iter().filter_map(move |s| expected(*p, *s).map(|e| Cell { phase: *p, stop: *s, expect: e })))
+        .flat_map(|p| {
+            stops.iter().filter_map(move |s| {
+                expected(*p, *s).map(|e| Cell {
+                    phase: *p,
+                    stop: *s,
+                    expect: e,
+                })
+            })
+        })
         .collect();
     let results: Mutex<Vec<(usize, Result<String, String>)>> = Mutex::new(Vec::new());
     let next = Mutex::new(0usize);
@@ -253,7 +327,10 @@ fn fault_matrix() {
     let mut results = results.into_inner().unwrap();
     results.sort_by_key(|(i, _)| *i);
     let mut table = String::from("\nfault matrix (phase x stop): expected exit, outcome\n");
-    table += &format!("{:<15} {:<9} {:>4}  {}\n", "phase", "stop", "want", "outcome");
+    table += &format!(
+        "{:<15} {:<9} {:>4}  {}\n",
+        "phase", "stop", "want", "outcome"
+    );
     let mut failed = 0;
     for (i, r) in &results {
         let c = &cells[*i];
@@ -264,7 +341,12 @@ fn fault_matrix() {
                 ("FAIL", e.clone())
             }
         };
-        table += &format!("{:<15} {:<9} {:>4}  {mark} {text}\n", format!("{:?}", c.phase), format!("{:?}", c.stop), c.expect);
+        table += &format!(
+            "{:<15} {:<9} {:>4}  {mark} {text}\n",
+            format!("{:?}", c.phase),
+            format!("{:?}", c.stop),
+            c.expect
+        );
     }
     eprintln!("{table}");
     println!("{table}");

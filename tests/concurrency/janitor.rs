@@ -13,7 +13,18 @@ use crate::support::*;
 /// as a run that died after deploying would leave it.
 fn orphan(f: &Fixture, domain: &str) {
     for args in [
-        vec!["app", "new", "example", "1.0.0+1.0", "-s", "default", "-D", domain, "-S", "-n"],
+        vec![
+            "app",
+            "new",
+            "example",
+            "1.0.0+1.0",
+            "-s",
+            "default",
+            "-D",
+            domain,
+            "-S",
+            "-n",
+        ],
         vec!["app", "deploy", domain, "1.0.0+1.0", "-D", "-c", "-n"],
     ] {
         let out = std::process::Command::new(fake_dir().join("abra"))
@@ -23,16 +34,26 @@ fn orphan(f: &Fixture, domain: &str) {
             .env("PATH", test_path())
             .output()
             .unwrap();
-        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 
 fn rm_count(f: &Fixture, domain: &str) -> usize {
-    f.ok_steps().iter().filter(|(s, d)| s == "rm" && d == domain).count()
+    f.ok_steps()
+        .iter()
+        .filter(|(s, d)| s == "rm" && d == domain)
+        .count()
 }
 
 fn deployed(f: &Fixture, domain: &str) -> bool {
-    f.abra_home.join("servers/default").join(format!("{domain}.env")).exists()
+    f.abra_home
+        .join("servers/default")
+        .join(format!("{domain}.env"))
+        .exists()
 }
 
 #[test]
@@ -54,11 +75,18 @@ fn orphan_of_a_sigkilled_run_is_reaped() {
     run.wait().unwrap();
     wait_until("harness gone", || !alive(harness));
     // The hung test was in the harness's session; PDEATHSIG ends it.
-    wait_until("no process of the dead run", || procs_with_env("CCCI_FAKE_STATE", &f.fake).is_empty());
+    wait_until("no process of the dead run", || {
+        procs_with_env("CCCI_FAKE_STATE", &f.fake).is_empty()
+    });
     let domain = "example-pr7.ci.localhost";
     assert!(deployed(&f, domain));
     let out = f.cmd().args(["janitor", "--json"]).output().unwrap();
-    assert_eq!(code(out.status), 0, "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        code(out.status),
+        0,
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let sum: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(sum["reaped"], serde_json::json!([domain]));
     assert!(f.leftovers().is_empty(), "{:?}", f.leftovers());
@@ -97,7 +125,11 @@ fn live_runs_app_is_never_reaped_at_any_phase() {
         assert_eq!(code(out.status), 0);
         let sum: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(sum["skipped_live"], 1, "{value}: {sum}");
-        assert_eq!(rm_count(&f, domain), before, "{value}: the janitor tore down a live run's app");
+        assert_eq!(
+            rm_count(&f, domain),
+            before,
+            "{value}: the janitor tore down a live run's app"
+        );
         assert!(deployed(&f, domain));
         kill(Pid::from_raw(run.id() as i32), Signal::SIGTERM).unwrap();
         assert_eq!(code(run.wait().unwrap()), 143);
@@ -113,15 +145,25 @@ fn protected_and_non_matching_apps_are_never_probed() {
     let out = f
         .cmd()
         .args(["janitor", "--json"])
-        .env("CCCI_PROTECTED_APPS", "warm.example.org,example-prod.ci.localhost")
+        .env(
+            "CCCI_PROTECTED_APPS",
+            "warm.example.org,example-prod.ci.localhost",
+        )
         .output()
         .unwrap();
-    assert_eq!(code(out.status), 0, "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        code(out.status),
+        0,
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let sum: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(sum["candidates"], 0);
     assert!(deployed(&f, "warm.example.org") && deployed(&f, "example-prod.ci.localhost"));
     let locks = f.state.join("locks/apps");
-    let files: Vec<_> = std::fs::read_dir(&locks).map(|r| r.collect::<Vec<_>>()).unwrap_or_default();
+    let files: Vec<_> = std::fs::read_dir(&locks)
+        .map(|r| r.collect::<Vec<_>>())
+        .unwrap_or_default();
     assert!(files.is_empty(), "lock files were created: {files:?}");
     // A gate that would match a protected app refuses to start.
     let out = f
@@ -133,11 +175,19 @@ fn protected_and_non_matching_apps_are_never_probed() {
         .unwrap();
     assert_eq!(code(out.status), 2);
     assert!(String::from_utf8_lossy(&out.stderr).contains("warm.example.org"));
-    let out = f.cmd().args(["janitor"]).env("CCCI_RUN_APP_RE", "(").output().unwrap();
+    let out = f
+        .cmd()
+        .args(["janitor"])
+        .env("CCCI_RUN_APP_RE", "(")
+        .output()
+        .unwrap();
     assert_eq!(code(out.status), 2);
     // Tidy the fixtures by hand (the janitor must not).
     for d in ["warm.example.org", "example-prod.ci.localhost"] {
-        for args in [vec!["app", "undeploy", d, "-n"], vec!["app", "rm", d, "-f", "-n"]] {
+        for args in [
+            vec!["app", "undeploy", d, "-n"],
+            vec!["app", "rm", d, "-f", "-n"],
+        ] {
             let _ = std::process::Command::new(fake_dir().join("abra"))
                 .args(&args)
                 .env("ABRA_DIR", &f.abra_home)
@@ -151,7 +201,9 @@ fn protected_and_non_matching_apps_are_never_probed() {
 #[test]
 fn two_janitors_reap_fifty_orphans_exactly_once() {
     let f = Fixture::new();
-    let domains: Vec<String> = (1..=50).map(|i| format!("example-b{i}.ci.localhost")).collect();
+    let domains: Vec<String> = (1..=50)
+        .map(|i| format!("example-b{i}.ci.localhost"))
+        .collect();
     for d in &domains {
         orphan(&f, d);
     }
@@ -174,7 +226,12 @@ fn two_janitors_reap_fifty_orphans_exactly_once() {
     };
     assert_eq!(reaped(&a) + reaped(&b), 50);
     for d in &domains {
-        assert_eq!(rm_count(&f, d), 1, "{d} torn down {} times", rm_count(&f, d));
+        assert_eq!(
+            rm_count(&f, d),
+            1,
+            "{d} torn down {} times",
+            rm_count(&f, d)
+        );
     }
     assert!(f.leftovers().is_empty());
 }
@@ -194,14 +251,21 @@ fn janitor_and_new_run_race_run_deploys_only_after_the_reap() {
         .unwrap();
     let rm_pid = f.wait_hang("rm");
     let mut run = f
-        .run_cmd(&["--pr", "1", "--domain", "example-pr9.ci.localhost", "--quick"])
+        .run_cmd(&[
+            "--pr",
+            "1",
+            "--domain",
+            "example-pr9.ci.localhost",
+            "--quick",
+        ])
         .env("CCCI_RUN_ID", "racer")
         .env("CCCI_JANITOR", "off")
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     wait_until("the run waits for the app lock", || {
-        std::fs::read_to_string(f.state.join("runs/racer/run.json")).is_ok_and(|t| t.contains("\"phase\": \"lock\""))
+        std::fs::read_to_string(f.state.join("runs/racer/run.json"))
+            .is_ok_and(|t| t.contains("\"phase\": \"lock\""))
     });
     // Let the reap finish: the hung rm dies, the janitor retries nothing and
     // reports the failure, releasing the lock; the run's pre-clean finishes it.
@@ -225,7 +289,10 @@ fn janitor_and_new_run_race_run_deploys_only_after_the_reap() {
         .max()
         .unwrap();
     let run_first = *of("racer").iter().min().unwrap();
-    assert!(run_first > janitor_last, "the run touched the app while the janitor held it");
+    assert!(
+        run_first > janitor_last,
+        "the run touched the app while the janitor held it"
+    );
     assert!(f.leftovers().is_empty());
 }
 
@@ -237,9 +304,17 @@ fn lock_held_past_max_age_is_flagged_and_kept() {
     let lock = f.state.join("locks/apps").join(format!("{domain}.lock"));
     let holder = hold_with_flock(&lock);
     // Age it: the lock's age comes from the file's mtime.
-    let old = std::process::Command::new("touch").args(["-d", "3 hours ago"]).arg(&lock).status().unwrap();
+    let old = std::process::Command::new("touch")
+        .args(["-d", "3 hours ago"])
+        .arg(&lock)
+        .status()
+        .unwrap();
     assert!(old.success());
-    let out = f.cmd().args(["janitor", "--check", "--json"]).output().unwrap();
+    let out = f
+        .cmd()
+        .args(["janitor", "--check", "--json"])
+        .output()
+        .unwrap();
     assert_ne!(code(out.status), 0, "--check must report a long-held lock");
     let sum: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(sum["flagged"], serde_json::json!([format!("app:{domain}")]));
@@ -266,7 +341,11 @@ fn one_failed_teardown_does_not_stop_the_sweep() {
         .env("CCCI_FAKE_ABRA_FAIL", format!("undeploy@{bad}"))
         .output()
         .unwrap();
-    assert_eq!(code(out.status), 3, "a failed reap is reported in the exit code");
+    assert_eq!(
+        code(out.status),
+        3,
+        "a failed reap is reported in the exit code"
+    );
     let sum: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(sum["failed"], serde_json::json!([bad]));
     assert_eq!(sum["reaped"].as_array().unwrap().len(), 2);
@@ -293,7 +372,10 @@ fn watch_stopped_by_sigterm_mid_reap_finishes_the_reap_under_its_lock() {
     kill(Pid::from_raw(jan.id() as i32), Signal::SIGTERM).unwrap();
     // The reap goes on holding the lock: it is not abandoned half-way.
     std::thread::sleep(std::time::Duration::from_millis(200));
-    assert!(!f.lock_free("apps", domain), "the lock was dropped mid-reap");
+    assert!(
+        !f.lock_free("apps", domain),
+        "the lock was dropped mid-reap"
+    );
     kill(Pid::from_raw(hung), Signal::SIGKILL).unwrap();
     let c = code(jan.wait().unwrap());
     assert_eq!(c, 0, "--watch stops cleanly with exit 0");

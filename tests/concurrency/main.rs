@@ -3,12 +3,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod locks;
-#[path = "../common/junit.rs"]
-mod junit;
 mod exec;
-mod support;
-mod testrun;
-mod run;
 mod faults;
 mod janitor;
+#[path = "../common/junit.rs"]
+mod junit;
+mod locks;
+mod run;
+mod support;
+mod testrun;

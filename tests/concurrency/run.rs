@@ -8,26 +8,55 @@ use crate::support::*;
 const PR_DOMAIN: &str = "example-pr1.ci.localhost";
 
 fn steps_for(f: &Fixture, domain: &str) -> Vec<String> {
-    f.ok_steps().into_iter().filter(|(_, d)| d == domain).map(|(s, _)| s).collect()
+    f.ok_steps()
+        .into_iter()
+        .filter(|(_, d)| d == domain)
+        .map(|(s, _)| s)
+        .collect()
 }
 
 fn assert_clean(f: &Fixture, run_id: &str, domain: &str) {
-    assert!(f.leftovers().is_empty(), "left on the fake swarm: {:?}", f.leftovers());
-    assert!(f.lock_free("apps", domain), "app lock of {domain} still held");
-    assert!(f.lock_free("runs", run_id), "run lock of {run_id} still held");
+    assert!(
+        f.leftovers().is_empty(),
+        "left on the fake swarm: {:?}",
+        f.leftovers()
+    );
+    assert!(
+        f.lock_free("apps", domain),
+        "app lock of {domain} still held"
+    );
+    assert!(
+        f.lock_free("runs", run_id),
+        "run lock of {run_id} still held"
+    );
     assert!(f.tree_gone(run_id), "run tree of {run_id} still there");
-    assert!(procs_with_env("CCCI_FAKE_STATE", &f.fake).is_empty(), "processes of the run are left");
+    assert!(
+        procs_with_env("CCCI_FAKE_STATE", &f.fake).is_empty(),
+        "processes of the run are left"
+    );
 }
 
 #[test]
 fn green_run_deploys_base_upgrades_to_pr_head_backs_up_and_tears_down() {
     let f = Fixture::new();
-    let out = f.run_cmd(&["--pr", "1"]).env("CCCI_RUN_ID", "green").output().unwrap();
+    let out = f
+        .run_cmd(&["--pr", "1"])
+        .env("CCCI_RUN_ID", "green")
+        .output()
+        .unwrap();
     let log = String::from_utf8_lossy(&out.stderr);
     assert_eq!(code(out.status), 0, "{log}");
     assert_eq!(
         steps_for(&f, PR_DOMAIN),
-        ["new", "deploy", "deploy-chaos", "backup", "restore", "undeploy", "rm"],
+        [
+            "new",
+            "deploy",
+            "deploy-chaos",
+            "backup",
+            "restore",
+            "undeploy",
+            "rm"
+        ],
         "{log}"
     );
     // The install tier deployed the latest release before the PR head.
@@ -41,9 +70,17 @@ fn green_run_deploys_base_upgrades_to_pr_head_backs_up_and_tears_down() {
     assert_eq!(rec["exit_code"], 0);
     assert_eq!(rec["phase"], "finished");
     assert_eq!(rec["base_version"], "1.1.0+1.0");
-    assert_eq!(rec["tiers"], serde_json::json!(["install", "upgrade", "restore"]));
+    assert_eq!(
+        rec["tiers"],
+        serde_json::json!(["install", "upgrade", "restore"])
+    );
     assert!(f.state.join("runs/green/run.log").exists());
-    assert!(f.state.join("runs/green/report/install/report.json").exists(), "report kept after the tree");
+    assert!(
+        f.state
+            .join("runs/green/report/install/report.json")
+            .exists(),
+        "report kept after the tree"
+    );
     assert_clean(&f, "green", PR_DOMAIN);
 }
 
@@ -56,8 +93,16 @@ fn red_run_exits_1_and_still_tears_down() {
         .env("CCCI_EXAMPLE_FAIL", "upgrade")
         .output()
         .unwrap();
-    assert_eq!(code(out.status), 1, "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(steps_for(&f, PR_DOMAIN), ["new", "deploy", "deploy-chaos", "undeploy", "rm"]);
+    assert_eq!(
+        code(out.status),
+        1,
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        steps_for(&f, PR_DOMAIN),
+        ["new", "deploy", "deploy-chaos", "undeploy", "rm"]
+    );
     assert_eq!(f.record("red")["exit_code"], 1);
     assert_clean(&f, "red", PR_DOMAIN);
 }
@@ -65,9 +110,21 @@ fn red_run_exits_1_and_still_tears_down() {
 #[test]
 fn quick_lane_deploys_the_ref_once() {
     let f = Fixture::new();
-    let out = f.run_cmd(&["--pr", "1", "--quick"]).env("CCCI_RUN_ID", "quick").output().unwrap();
-    assert_eq!(code(out.status), 0, "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(steps_for(&f, PR_DOMAIN), ["new", "deploy-chaos", "undeploy", "rm"]);
+    let out = f
+        .run_cmd(&["--pr", "1", "--quick"])
+        .env("CCCI_RUN_ID", "quick")
+        .output()
+        .unwrap();
+    assert_eq!(
+        code(out.status),
+        0,
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        steps_for(&f, PR_DOMAIN),
+        ["new", "deploy-chaos", "undeploy", "rm"]
+    );
     assert_clean(&f, "quick", PR_DOMAIN);
 }
 
@@ -119,10 +176,19 @@ fn bad_input_exits_2_and_touches_nothing() {
         (vec!["--recipe", "example", "--ref", "x`id`"], vec![]),
         (vec!["--recipe", "example", "--pr", "1/2"], vec![]),
         (vec!["--recipe", "example", "--pr", "-1"], vec![]),
-        (vec!["--recipe", "example"], vec![("CCCI_RUN_ID", "../../x")]),
+        (
+            vec!["--recipe", "example"],
+            vec![("CCCI_RUN_ID", "../../x")],
+        ),
         (vec!["--recipe", "example"], vec![("CCCI_RUN_ID", "Run")]),
-        (vec!["--recipe", "example"], vec![("DRONE_PULL_REQUEST", "x")]),
-        (vec!["--recipe", "example", "--timeout", "5 minutes"], vec![]),
+        (
+            vec!["--recipe", "example"],
+            vec![("DRONE_PULL_REQUEST", "x")],
+        ),
+        (
+            vec!["--recipe", "example", "--timeout", "5 minutes"],
+            vec![],
+        ),
     ];
     for (args, env) in cases {
         let mut c = f.cmd();
@@ -131,11 +197,19 @@ fn bad_input_exits_2_and_touches_nothing() {
             c.env(k, v);
         }
         let out = c.output().unwrap();
-        assert_eq!(code(out.status), 2, "{args:?} {env:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(
+            code(out.status),
+            2,
+            "{args:?} {env:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert!(!String::from_utf8_lossy(&out.stderr).is_empty());
     }
     let created: Vec<_> = std::fs::read_dir(&f.state).unwrap().collect();
-    assert!(created.is_empty(), "bad input created {created:?} under the state dir");
+    assert!(
+        created.is_empty(),
+        "bad input created {created:?} under the state dir"
+    );
     assert!(f.calls().is_empty(), "bad input reached the stand-ins");
 }
 
@@ -167,14 +241,26 @@ fn duplicate_run_id_exits_75_naming_the_holder() {
         .spawn()
         .unwrap();
     wait_for_file(&f.ready.join("test-install"));
-    let out = f.run_cmd(&["--pr", "2"]).env("CCCI_RUN_ID", "dup").output().unwrap();
+    let out = f
+        .run_cmd(&["--pr", "2"])
+        .env("CCCI_RUN_ID", "dup")
+        .output()
+        .unwrap();
     let log = String::from_utf8_lossy(&out.stderr);
     assert_eq!(code(out.status), 75, "{log}");
     assert!(log.contains("pid"), "{log}");
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(first.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(first.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
     assert_eq!(code(first.wait().unwrap()), 143);
     assert_clean(&f, "dup", PR_DOMAIN);
-    assert_eq!(steps_for(&f, "example-pr2.ci.localhost"), Vec::<String>::new(), "the duplicate deployed nothing");
+    assert_eq!(
+        steps_for(&f, "example-pr2.ci.localhost"),
+        Vec::<String>::new(),
+        "the duplicate deployed nothing"
+    );
 }
 
 #[test]
@@ -195,8 +281,15 @@ fn a_signal_during_teardown_does_not_abort_it() {
     // The stand-in stays hung until the teardown bound; the run waits for it
     // rather than aborting: kill the hung rm so teardown's retry can finish.
     std::thread::sleep(std::time::Duration::from_millis(300));
-    assert!(alive(hung), "the hung teardown step must not be aborted by the signal");
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(hung), nix::sys::signal::Signal::SIGKILL).unwrap();
+    assert!(
+        alive(hung),
+        "the hung teardown step must not be aborted by the signal"
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(hung),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
     let c = code(run.wait().unwrap());
     // rm was killed, so teardown failed: the verdict (0) becomes 4, never 143.
     assert_eq!(c, 4);

@@ -118,11 +118,14 @@ pub fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
     path
 }
 
-/// PATH for shell-driven tests: the built binary first (so a script can
-/// call `cc-ci-run` the way a Drone step does), then the stand-ins.
+/// PATH for everything a test starts: the built binary first (so a script
+/// can call `cc-ci-run` the way a Drone step does), the stand-ins, then the
+/// system's own directories before the inherited PATH, so `python3` is the
+/// distribution's interpreter (a version-manager shim costs ~100 ms per
+/// stand-in call).
 pub fn test_path() -> String {
     format!(
-        "{}:{}:{}",
+        "{}:{}:/usr/local/bin:/usr/bin:/bin:{}",
         bin().parent().expect("binary has a directory").display(),
         fake_dir().display(),
         std::env::var("PATH").unwrap_or_default()
@@ -193,18 +196,6 @@ impl Drop for KillOnPanic {
     }
 }
 
-/// PATH for everything a test starts: the stand-ins first, then the
-/// system's own directories before the inherited PATH, so `python3` is the
-/// distribution's interpreter (a version-manager shim costs ~100 ms per
-/// stand-in call).
-pub fn test_path() -> String {
-    format!(
-        "{}:/usr/local/bin:/usr/bin:/bin:{}",
-        fake_dir().display(),
-        std::env::var("PATH").unwrap_or_default()
-    )
-}
-
 /// A command for the binary with a clean environment: PATH with the
 /// stand-ins first, and nothing inherited beyond what is set here.
 pub fn ccci() -> Command {
@@ -242,15 +233,31 @@ impl Fixture {
             .arg(tmp.path().join("recipe"))
             .output()
             .expect("run make-example-recipe.sh");
-        assert!(out.status.success(), "make-example-recipe.sh failed: {}", String::from_utf8_lossy(&out.stderr));
-        let abra_home = PathBuf::from(String::from_utf8_lossy(&out.stdout).lines().last().expect("abra home line").trim());
+        assert!(
+            out.status.success(),
+            "make-example-recipe.sh failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let abra_home = PathBuf::from(
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .last()
+                .expect("abra home line")
+                .trim(),
+        );
         let state = tmp.path().join("state");
         let fake = tmp.path().join("fake");
         let ready = tmp.path().join("ready");
         for d in [&state, &fake, &ready] {
             std::fs::create_dir_all(d).unwrap();
         }
-        Fixture { tmp, state, abra_home, fake, ready }
+        Fixture {
+            tmp,
+            state,
+            abra_home,
+            fake,
+            ready,
+        }
     }
 
     /// The binary with this host's environment.
@@ -288,7 +295,12 @@ impl Fixture {
         self.calls()
             .into_iter()
             .filter(|c| c["result"] == "ok" && c["prog"] == "abra")
-            .map(|c| (c["step"].as_str().unwrap_or("").to_string(), c["domain"].as_str().unwrap_or("").to_string()))
+            .map(|c| {
+                (
+                    c["step"].as_str().unwrap_or("").to_string(),
+                    c["domain"].as_str().unwrap_or("").to_string(),
+                )
+            })
             .collect()
     }
 
@@ -298,37 +310,59 @@ impl Fixture {
         let mut left = Vec::new();
         for sub in ["volumes", "secrets", "containers"] {
             if let Ok(rd) = std::fs::read_dir(self.fake.join(sub)) {
-                left.extend(rd.filter_map(|e| e.ok()).map(|e| format!("{sub}/{}", e.file_name().to_string_lossy())));
+                left.extend(
+                    rd.filter_map(|e| e.ok())
+                        .map(|e| format!("{sub}/{}", e.file_name().to_string_lossy())),
+                );
             }
         }
         if let Ok(rd) = std::fs::read_dir(self.fake.join("stacks")) {
             for e in rd.filter_map(|e| e.ok()) {
-                let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(e.path()).unwrap_or_default()).unwrap_or_default();
-                let services = v["services"].as_object().map(|m| !m.is_empty()).unwrap_or(false);
+                let v: serde_json::Value =
+                    serde_json::from_str(&std::fs::read_to_string(e.path()).unwrap_or_default())
+                        .unwrap_or_default();
+                let services = v["services"]
+                    .as_object()
+                    .map(|m| !m.is_empty())
+                    .unwrap_or(false);
                 if services {
                     left.push(format!("stack {}", e.file_name().to_string_lossy()));
                 }
             }
         }
         if let Ok(rd) = std::fs::read_dir(self.abra_home.join("servers/default")) {
-            left.extend(rd.filter_map(|e| e.ok()).map(|e| format!("env {}", e.file_name().to_string_lossy())));
+            left.extend(
+                rd.filter_map(|e| e.ok())
+                    .map(|e| format!("env {}", e.file_name().to_string_lossy())),
+            );
         }
         left
     }
 
     /// The run record of `run_id`.
     pub fn record(&self, run_id: &str) -> serde_json::Value {
-        let text = std::fs::read_to_string(self.state.join("runs").join(run_id).join("run.json")).expect("run record exists");
+        let text = std::fs::read_to_string(self.state.join("runs").join(run_id).join("run.json"))
+            .expect("run record exists");
         serde_json::from_str(&text).expect("run record is JSON")
     }
 
     /// Whether a lock file is free: util-linux flock(1) can take it at once.
     pub fn lock_free(&self, kind: &str, name: &str) -> bool {
-        let path = self.state.join("locks").join(kind).join(format!("{name}.lock"));
+        let path = self
+            .state
+            .join("locks")
+            .join(kind)
+            .join(format!("{name}.lock"));
         if !path.exists() {
             return true;
         }
-        Command::new("flock").args(["-n", "-E", "99"]).arg(&path).arg("true").status().map(|s| s.success()).unwrap_or(false)
+        Command::new("flock")
+            .args(["-n", "-E", "99"])
+            .arg(&path)
+            .arg("true")
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
     }
 
     /// The per-run tree (ABRA_DIR and scratch) of `run_id` is gone.
@@ -342,15 +376,20 @@ impl Fixture {
         let dir = self.fake.join("hang");
         let mut pid = 0;
         wait_until(&format!("hang marker {step}"), || {
-            std::fs::read_dir(&dir).ok().into_iter().flatten().filter_map(|e| e.ok()).any(|e| {
-                let name = e.file_name().to_string_lossy().to_string();
-                if let Some(p) = name.strip_prefix(&format!("{step}.")) {
-                    pid = p.parse().unwrap_or(0);
-                    true
-                } else {
-                    false
-                }
-            })
+            std::fs::read_dir(&dir)
+                .ok()
+                .into_iter()
+                .flatten()
+                .filter_map(|e| e.ok())
+                .any(|e| {
+                    let name = e.file_name().to_string_lossy().to_string();
+                    if let Some(p) = name.strip_prefix(&format!("{step}.")) {
+                        pid = p.parse().unwrap_or(0);
+                        true
+                    } else {
+                        false
+                    }
+                })
         });
         pid
     }
@@ -387,13 +426,22 @@ pub fn hold_with_flock(lock: &Path) -> std::process::Child {
         .spawn()
         .unwrap();
     wait_until("flock holds the lock", || {
-        !Command::new("flock").args(["-n"]).arg(lock).arg("true").status().unwrap().success()
+        !Command::new("flock")
+            .args(["-n"])
+            .arg(lock)
+            .arg("true")
+            .status()
+            .unwrap()
+            .success()
     });
     child
 }
 
 /// Kills a process group started by [`hold_with_flock`] and reaps its leader.
 pub fn release_flock(mut child: std::process::Child) {
-    let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGKILL);
+    let _ = nix::sys::signal::killpg(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    );
     let _ = child.wait();
 }

@@ -87,3 +87,16 @@ fn anything_else_is_an_infrastructure_failure_never_success() {
     let wrapped = anyhow::anyhow!("inner").context("outer");
     assert_eq!(code_for(&wrapped), exit::INFRA);
 }
+
+#[test]
+fn failure_attached_as_context_decides_the_code() {
+    use cc_ci_run::exit::{code_for, Failure, INFRA, TESTS_FAILED, USAGE};
+    let e = anyhow::anyhow!("abra app deploy failed")
+        .context(Failure::of(TESTS_FAILED, "upgrade tier"));
+    assert_eq!(code_for(&e), TESTS_FAILED);
+    let e = anyhow::anyhow!("x")
+        .context(Failure::of(USAGE, "bad"))
+        .context("more context");
+    assert_eq!(code_for(&e), USAGE);
+    assert_eq!(code_for(&anyhow::anyhow!("plain")), INFRA);
+}

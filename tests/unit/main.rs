@@ -2,15 +2,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod locks;
+mod config;
+mod exit;
 #[path = "../common/junit.rs"]
 mod junit;
+mod locks;
+mod parse;
+mod proc_stat;
+mod recipe;
 mod testrun_meta;
 mod testrun_report;
 mod testrun_select;
-mod exit;
-mod proc_stat;
-mod config;
-mod parse;
-mod recipe;
 mod units;
