@@ -54,8 +54,8 @@ pub fn status(state_dir: &Path, json: bool) -> Result<i32> {
     }
     writeln!(
         out,
-        "{:<20} {:<9} {:<5} {:<18} {:<32} {:<25} {}",
-        "RUN", "STATE", "EXIT", "PHASE", "DOMAIN", "STARTED", "FINISHED"
+        "{:<20} {:<9} {:<5} {:<18} {:<32} {:<25} FINISHED",
+        "RUN", "STATE", "EXIT", "PHASE", "DOMAIN", "STARTED"
     )?;
     for r in &runs {
         writeln!(

@@ -161,7 +161,8 @@ fn wrong_or_dirty_chaos_version_fails_the_upgrade_tier() {
 fn bad_input_exits_2_and_touches_nothing() {
     let f = Fixture::new();
     let long = "a".repeat(64);
-    let cases: Vec<(Vec<&str>, Vec<(&str, &str)>)> = vec![
+    type Case<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>);
+    let cases: Vec<Case> = vec![
         (vec!["--recipe", "../x"], vec![]),
         (vec!["--recipe", "a/b"], vec![]),
         (vec!["--recipe", "a b"], vec![]),

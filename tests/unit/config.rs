@@ -62,7 +62,8 @@ fn stack_name_is_truncated_like_abra() {
 
 #[test]
 fn bad_input_is_exit_2_naming_the_field() {
-    let cases: &[(&[&str], &[(&str, &str)], &str)] = &[
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+    let cases: &[Case] = &[
         (&["--recipe", "../etc"], &[], "recipe"),
         (&["--recipe", "a/b"], &[], "recipe"),
         (&["--recipe", "Upper"], &[], "recipe"),

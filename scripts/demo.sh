@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The README's first command: build cc-ci-run and run it on its embedded
+# default, a manual run of the bundled example recipe's pull request 1
+# against the stand-in abra and docker (no server, no network).
+#
+# Everything lands under ${CCCI_DEMO_DIR:-target/demo}: the example recipe's
+# repositories, the canonical abra home, the state directory (run record,
+# log, reports) and the fake swarm. Extra arguments go to `cc-ci-run run`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release --quiet
+demo="${CCCI_DEMO_DIR:-$PWD/target/demo}"
+rm -rf "$demo"
+mkdir -p "$demo/state" "$demo/fake"
+abra_home=$(bash scripts/make-example-recipe.sh "$demo/recipe" | tail -n 1)
+export CCCI_STATE_DIR="$demo/state"
+export CCCI_ABRA_HOME="$abra_home"
+export CCCI_FAKE_STATE="$demo/fake"
+export CCCI_CI_TESTS="$demo/ci-tests"
+export PATH="$PWD/tests/fake:/usr/local/bin:/usr/bin:/bin:$PATH"
+status=0
+./target/release/cc-ci-run run --recipe example --pr 1 "$@" || status=$?
+echo
+./target/release/cc-ci-run status
+echo "exit code: $status (state and logs under $demo/state)"
+exit "$status"
