@@ -3,6 +3,9 @@
 
 use std::process::Stdio;
 
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
 use crate::support::*;
 
 const PR_DOMAIN: &str = "example-pr1.ci.localhost";
@@ -297,4 +300,136 @@ fn a_signal_during_teardown_does_not_abort_it() {
     assert_eq!(f.record("td")["exit_code"], 4);
     assert!(f.lock_free("apps", PR_DOMAIN));
     assert!(f.tree_gone("td"));
+}
+
+/// Per-domain hold intervals from the stand-ins' call log: for each
+/// (domain, run id), the first and last timestamp of that run's calls.
+fn hold_intervals(f: &Fixture) -> std::collections::BTreeMap<(String, String), (u64, u64)> {
+    let mut m = std::collections::BTreeMap::new();
+    for c in f.calls() {
+        let (Some(d), Some(r), Some(ts)) = (c["domain"].as_str(), c["run_id"].as_str(), c["ts"].as_u64()) else {
+            continue;
+        };
+        if d.is_empty() || r.is_empty() {
+            continue;
+        }
+        let e = m.entry((d.to_string(), r.to_string())).or_insert((ts, ts));
+        e.0 = e.0.min(ts);
+        e.1 = e.1.max(ts);
+    }
+    m
+}
+
+#[test]
+fn sixteen_concurrent_runs_over_four_domains_never_share_a_domain() {
+    let f = Fixture::new();
+    let children: Vec<_> = (0..16)
+        .map(|i| {
+            let domain = format!("example-b{}.ci.localhost", i % 4);
+            f.run_cmd(&["--pr", "1", "--quick", "--domain", &domain])
+                .env("CCCI_RUN_ID", format!("c{i}"))
+                .env("CCCI_JANITOR", "off")
+                .env("CCCI_TIMEOUT", "10m")
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for (i, mut c) in children.into_iter().enumerate() {
+        assert_eq!(code(c.wait().unwrap()), 0, "run c{i}");
+    }
+    let intervals = hold_intervals(&f);
+    for d in 0..4 {
+        let domain = format!("example-b{d}.ci.localhost");
+        let mut spans: Vec<(u64, u64, String)> = intervals
+            .iter()
+            .filter(|((dd, _), _)| *dd == domain)
+            .map(|((_, r), (a, b))| (*a, *b, r.clone()))
+            .collect();
+        spans.sort();
+        assert_eq!(spans.len(), 4, "{domain}: four runs deployed it: {spans:?}");
+        for w in spans.windows(2) {
+            assert!(w[0].1 < w[1].0, "{domain}: runs {} and {} overlapped: {spans:?}", w[0].2, w[1].2);
+        }
+        assert_eq!(steps_for(&f, &domain).iter().filter(|s| *s == "rm").count(), 4);
+    }
+    assert!(f.leftovers().is_empty(), "{:?}", f.leftovers());
+}
+
+#[test]
+fn second_testme_for_the_same_pr_waits_visibly_then_deploys_after_teardown() {
+    let f = Fixture::new();
+    let mut first = f
+        .run_cmd(&["--pr", "1"])
+        .env("CCCI_RUN_ID", "first")
+        .env("CCCI_EXAMPLE_HANG", "install")
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_file(&f.ready.join("test-install"));
+    let mut second = f
+        .run_cmd(&["--pr", "1"])
+        .env("CCCI_RUN_ID", "second")
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let log = f.state.join("runs/second/run.log");
+    wait_until("the second run says who holds the app lock", || {
+        std::fs::read_to_string(&log).is_ok_and(|t| t.contains("held by run first"))
+    });
+    assert!(
+        !f.calls().iter().any(|c| c["run_id"] == "second" && c["step"] == "new"),
+        "the second run deployed while the first held the domain"
+    );
+    kill(Pid::from_raw(first.id() as i32), Signal::SIGTERM).unwrap();
+    assert_eq!(code(first.wait().unwrap()), 143);
+    assert_eq!(code(second.wait().unwrap()), 0);
+    let iv = hold_intervals(&f);
+    let a = iv[&(PR_DOMAIN.to_string(), "first".to_string())];
+    let b = iv[&(PR_DOMAIN.to_string(), "second".to_string())];
+    assert!(a.1 < b.0, "the second run touched the app before the first's teardown ended");
+    assert_clean(&f, "second", PR_DOMAIN);
+}
+
+#[test]
+fn manual_runs_get_their_own_trees_and_never_see_each_others_checkout() {
+    let f = Fixture::new();
+    let git = |dir: &std::path::Path, args: &[&str]| -> String {
+        let out = std::process::Command::new("git").arg("-C").arg(dir).args(args).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let upstream = f.tmp.path().join("recipe/upstream.git");
+    let (ready_a, ready_b) = (f.tmp.path().join("ready-a"), f.tmp.path().join("ready-b"));
+    std::fs::create_dir_all(&ready_a).unwrap();
+    std::fs::create_dir_all(&ready_b).unwrap();
+    let spawn = |args: &[&str], ready: &std::path::Path| {
+        f.run_cmd(args)
+            .env("CCCI_EXAMPLE_HANG", "install")
+            .env("CCCI_EXAMPLE_READY_DIR", ready)
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    // A tests the pull request (installed at the latest release before it);
+    // B tests the first release (no release before it: installed as is).
+    let mut a = spawn(&["--pr", "1"], &ready_a);
+    let mut b = spawn(&["--ref", "1.0.0+1.0"], &ready_b);
+    wait_for_file(&ready_a.join("test-install"));
+    wait_for_file(&ready_b.join("test-install"));
+    let (ida, idb) = (format!("manual-{}", a.id()), format!("manual-{}", b.id()));
+    assert_ne!(ida, idb);
+    let checkout = |id: &str| f.state.join("runs").join(id).join("abra/recipes/example");
+    assert_eq!(git(&checkout(&ida), &["rev-parse", "HEAD"]), git(&upstream, &["rev-parse", "1.1.0+1.0^{commit}"]));
+    assert_eq!(git(&checkout(&idb), &["rev-parse", "HEAD"]), git(&upstream, &["rev-parse", "1.0.0+1.0^{commit}"]));
+    // The canonical checkout was never moved: still on its branch, clean.
+    let canonical = f.abra_home.join("recipes/example");
+    assert_eq!(git(&canonical, &["symbolic-ref", "--short", "HEAD"]), "main");
+    assert_eq!(git(&canonical, &["status", "--porcelain"]), "");
+    // The per-run checkouts share the canonical objects instead of copying history.
+    assert!(checkout(&ida).join(".git/objects/info/alternates").exists());
+    for c in [&mut a, &mut b] {
+        kill(Pid::from_raw(c.id() as i32), Signal::SIGTERM).unwrap();
+        assert_eq!(code(c.wait().unwrap()), 143);
+    }
+    assert!(f.leftovers().is_empty(), "{:?}", f.leftovers());
 }
