@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Benchmarks of SPEC section 8. Each figure is one line,
+# Benchmarks of SPEC section 8. Usage: scripts/bench.sh [all|exec|lock|tree|cancel|janitor|testrun]
+# Each figure is one line,
 #   name: value (ratio ...)
 # measured side by side with its baseline in the same run. Each area is a
 # function (bench_lock, ...) called from main; figures are medians, so a
@@ -62,9 +63,133 @@ bench_lock() {
 	echo "lock baseline flock(1) FILE true, whole process (median of $n_proc): $(human_ns "$flock_ns") (ratio $(ratio "$flock_ns" "$budget_ns") of the 1 ms budget)"
 }
 
+# The stand-ins' environment for benches that run `cc-ci-run run`/`janitor`.
+fake_env() {
+	export PATH="$PWD/tests/fake:/usr/local/bin:/usr/bin:/bin:$PATH"
+	export CCCI_FAKE_STATE="$1/fake" CCCI_STATE_DIR="$1/state" CCCI_ABRA_HOME="$2"
+	export CCCI_CI_TESTS="$1/none"
+	mkdir -p "$1/fake" "$1/state"
+}
+
+# SPEC 3 step 3 and 8: the per-run tree is a `git clone --shared` of the
+# canonical checkout plus a checkout (what `run` does), against a full copy
+# of the checkout, at a small and a large recipe history. The clone must not
+# grow with history.
+bench_tree() {
+	local n=15 small="$WORK/tree-small" large="$WORK/tree-large" h
+	bash scripts/make-example-recipe.sh "$small" >/dev/null
+	bash scripts/make-example-recipe.sh --history 3000 --blob-mb 16 "$large" >/dev/null
+	for h in small large; do
+		local canon="$WORK/tree-$h/abra-home/recipes/example" i=0
+		local size
+		size=$(du -sk "$canon/.git" | cut -f1)
+		tree_once() {
+			i=$((i + 1))
+			git clone --quiet --shared --no-checkout "$canon" "$WORK/t-$h-$i" &&
+				git -C "$WORK/t-$h-$i" checkout --quiet --detach main
+		}
+		copy_once() {
+			i=$((i + 1))
+			cp -a "$canon" "$WORK/c-$h-$i"
+		}
+		local t_ns c_ns
+		t_ns=$(median_ns "$n" tree_once)
+		c_ns=$(median_ns "$n" copy_once)
+		rm -rf "$WORK"/t-"$h"-* "$WORK"/c-"$h"-*
+		echo "run tree setup, $h history (${size} KiB .git, median of $n): shared clone $(human_ns "$t_ns"), full copy $(human_ns "$c_ns") (ratio $(ratio "$t_ns" "$c_ns"))"
+		eval "tree_$h=$t_ns"
+	done
+	echo "run tree setup growth, large/small history: shared clone ratio $(ratio "$tree_large" "$tree_small") (flat is 1.0)"
+}
+
+# SPEC 8: cancel latency. A Drone step (`/bin/sh -e SCRIPT` calling `run`)
+# is SIGKILLed while its tests run; measured from the kill to the run log's
+# "phase: teardown" line, and to the last process of the run gone.
+bench_cancel() {
+	local n=5 i to_td=() to_gone=()
+	bash scripts/make-example-recipe.sh "$WORK/cancel-recipe" >/dev/null
+	for ((i = 0; i < n; i++)); do
+		local dir="$WORK/cancel-$i"
+		(
+			fake_env "$dir" "$WORK/cancel-recipe/abra-home"
+			export CCCI_RUN_ID="cancel-$i" CCCI_EXAMPLE_HANG=install CCCI_EXAMPLE_READY_DIR="$dir" CCCI_JANITOR=off
+			echo "'$BIN' run --recipe example --pr 1 --quick" >"$dir.sh"
+			/bin/sh -e "$dir.sh" >/dev/null 2>&1 &
+			local sh=$!
+			while [ ! -e "$dir/test-install" ]; do sleep 0.01; done
+			now_us
+			local t0=$REPLY
+			kill -KILL "$sh"
+			local log="$dir/state/runs/cancel-$i/run.log"
+			until grep -q 'phase: teardown' "$log" 2>/dev/null; do sleep 0.002; done
+			now_us
+			local t1=$REPLY
+			until grep -q '"finished": "' "$dir/state/runs/cancel-$i/run.json" 2>/dev/null &&
+				! grep -lsa "CCCI_FAKE_STATE=$dir/fake" /proc/[0-9]*/environ >/dev/null 2>&1; do sleep 0.005; done
+			now_us
+			echo "$(((t1 - t0) * 1000)) $(((REPLY - t0) * 1000))"
+		) >"$WORK/cancel-$i.out"
+		read -r a b <"$WORK/cancel-$i.out"
+		to_td+=("$a")
+		to_gone+=("$b")
+	done
+	local td gone
+	td=$(printf '%s\n' "${to_td[@]}" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')
+	gone=$(printf '%s\n' "${to_gone[@]}" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')
+	echo "cancel latency, SIGKILL of the step's sh (median of $n): to teardown start $(human_ns "$td"), to the last process gone (teardown included) $(human_ns "$gone")"
+}
+
+# SPEC 5 and 8: a janitor sweep over N candidates, none an orphan (every
+# app lock held by a live holder): the cost per candidate must stay flat,
+# and probes never wait on a lock.
+bench_janitor() {
+	bash scripts/make-example-recipe.sh "$WORK/jan-recipe" >/dev/null
+	local n per=()
+	for n in 10 100 1000; do
+		local dir="$WORK/jan-$n" home="$WORK/jan-home-$n"
+		cp -a "$WORK/jan-recipe/abra-home" "$home"
+		(
+			fake_env "$dir" "$home"
+			mkdir -p "$dir/state/locks/apps"
+			for ((i = 1; i <= n; i++)); do
+				printf 'TYPE=example:1.0.0+1.0\nDOMAIN=example-b%d.ci.localhost\n' "$i" >"$home/servers/default/example-b$i.ci.localhost.env"
+			done
+			# One live holder of every app lock (a run per app, in effect).
+			python3 - "$dir/state/locks/apps" "$n" "$dir/held" <<'PY' &
+import fcntl, os, sys, time
+d, n, ready = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+fds = []
+for i in range(1, n + 1):
+    fd = os.open(os.path.join(d, "example-b%d.ci.localhost.lock" % i), os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    fds.append(fd)
+open(ready, "w").close()
+time.sleep(3600)
+PY
+			local holder=$!
+			while [ ! -e "$dir/held" ]; do sleep 0.01; done
+			local ns
+			ns=$(median_ns 3 "$BIN" janitor --json)
+			kill "$holder"
+			echo "$ns"
+		) >"$WORK/jan-$n.out"
+		local ns
+		ns=$(cat "$WORK/jan-$n.out")
+		per+=("$((ns / n))")
+		echo "janitor sweep, $n live candidates (median of 3): $(human_ns "$ns"), $(human_ns "$((ns / n))") per candidate"
+	done
+	echo "janitor per-candidate cost, 1000 vs 10 candidates: ratio $(ratio "${per[2]}" "${per[0]}") (flat or falling: the fixed cost of listing apps spreads out)"
+}
+
 main() {
 	setup
-	bench_lock
+	local only="${1:-all}"
+	case "$only" in all | exec) bash scripts/bench-exec.sh 40 ;; esac
+	case "$only" in all | lock) bench_lock ;; esac
+	case "$only" in all | tree) bench_tree ;; esac
+	case "$only" in all | cancel) bench_cancel ;; esac
+	case "$only" in all | janitor) bench_janitor ;; esac
+	case "$only" in all | testrun) bash scripts/bench-testrun.sh ;; esac
 }
 
 main "$@"
