@@ -19,7 +19,7 @@ pub fn dispatch(cli: Cli, start_ppid: Pid) -> Result<i32> {
         cli::Command::LockStress(args) => crate::lockcmd::lock_stress(&cli.state_dir, args),
         cli::Command::BenchLock(args) => crate::lockcmd::bench_lock(&cli.state_dir, args),
         cli::Command::Test(args) => test(args),
-        cli::Command::Run(args) => crate::run::wrapper(args, &cli.state_dir, start_ppid),
+        cli::Command::Run(args) => crate::run::wrapper(args, start_ppid),
         cli::Command::Harness(args) => crate::run::harness(args),
         cli::Command::Janitor(args) => crate::janitor::command(args, &cli.state_dir),
         cli::Command::Status(args) => crate::status::status(&cli.state_dir, args.json),

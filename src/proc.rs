@@ -325,12 +325,13 @@ pub fn kill_group_members(pgid: Pid, grace: Duration) -> Vec<i32> {
     }
     signal_group(pgid, Signal::SIGTERM);
     let deadline = Instant::now() + grace;
+    // No reaping here: a waitpid(-1) could take the exit status of another
+    // child a caller is tracking. Zombies do not count as alive, and the
+    // end-of-life sweep reaps whatever was re-parented to us.
     while Instant::now() < deadline && group_alive(pgid) {
-        reap_orphans();
         std::thread::sleep(Duration::from_millis(10));
     }
     signal_group(pgid, Signal::SIGKILL);
-    reap_orphans();
     members
 }
 

@@ -55,12 +55,11 @@ pub fn canonical_abra_home(env: &Env) -> Result<PathBuf> {
 }
 
 /// `cc-ci-run run`: validate, then wrap the harness.
-pub fn wrapper(args: RunArgs, state_dir: &Path, start_ppid: Pid) -> Result<i32> {
+pub fn wrapper(args: RunArgs, start_ppid: Pid) -> Result<i32> {
     let env = process_env();
     let cfg = config::run_config(&args, &env, std::process::id())?;
     canonical_abra_home(&env)?;
     crate::log::set_tag(&cfg.run_id);
-    let _ = state_dir;
     let exe = std::env::current_exe().context("failed to find the cc-ci-run executable")?;
     let mut cmd = Command::new(exe);
     cmd.arg("__harness")
@@ -97,18 +96,9 @@ pub fn harness(args: HarnessArgs) -> Result<i32> {
     let tools = Tools::from_env(&env);
 
     let owner = OwnerRecord::for_self(&cfg.run_id, Kind::Run);
-    let run_lock = match lock::try_acquire(&cli.state_dir, Kind::Run, &cfg.run_id, &owner)? {
-        TryLock::Acquired(h) => h,
-        TryLock::Busy(holder) => {
-            let who = holder
-                .map(|h| format!("pid {} on {} since {}", h.pid, h.host, h.started))
-                .unwrap_or_else(|| "a process without an owner record".to_string());
-            say!(
-                "another run with id {} is active ({who}): not starting a duplicate",
-                cfg.run_id
-            );
-            return Ok(exit::DUPLICATE_RUN);
-        }
+    let run_lock = match take_run_lock(&cli.state_dir, &cfg.run_id, &owner, funnel)? {
+        Some(h) => h,
+        None => return Ok(exit::DUPLICATE_RUN),
     };
     let dir = RunDir::new(&cli.state_dir, &cfg.run_id);
     // A tree left by a dead run with the same id (its run lock is free, we
@@ -127,6 +117,47 @@ pub fn harness(args: HarnessArgs) -> Result<i32> {
     run.janitor_pass();
     crate::log::close_file();
     Ok(code)
+}
+
+/// The run lock, or None (after saying who holds it) when another run with
+/// this id is active. A janitor tidying run directories holds a run lock for
+/// a moment; that is not a duplicate run, so its hold is waited out briefly.
+fn take_run_lock(
+    state_dir: &Path,
+    run_id: &str,
+    owner: &OwnerRecord,
+    funnel: &Funnel,
+) -> Result<Option<lock::Held>> {
+    match lock::try_acquire(state_dir, Kind::Run, run_id, owner)? {
+        TryLock::Acquired(h) => Ok(Some(h)),
+        TryLock::Busy(Some(holder)) if holder.run_id.starts_with("janitor-") => {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let mut quiet = |_: Option<&OwnerRecord>, _: Duration| {};
+            match lock::acquire(
+                state_dir,
+                Kind::Run,
+                run_id,
+                owner,
+                Some(deadline),
+                Some(funnel.latch()),
+                Duration::ZERO,
+                &mut quiet,
+            )? {
+                lock::Acquire::Acquired(h) => Ok(Some(h)),
+                _ => {
+                    say!("the run lock of {run_id} is held by a janitor that did not let go: not starting");
+                    Ok(None)
+                }
+            }
+        }
+        TryLock::Busy(holder) => {
+            let who = holder
+                .map(|h| format!("pid {} on {} since {}", h.pid, h.host, h.started))
+                .unwrap_or_else(|| "a process without an owner record".to_string());
+            say!("another run with id {run_id} is active ({who}): not starting a duplicate");
+            Ok(None)
+        }
+    }
 }
 
 /// One run's state between phases.

@@ -307,7 +307,9 @@ fn a_signal_during_teardown_does_not_abort_it() {
 fn hold_intervals(f: &Fixture) -> std::collections::BTreeMap<(String, String), (u64, u64)> {
     let mut m = std::collections::BTreeMap::new();
     for c in f.calls() {
-        let (Some(d), Some(r), Some(ts)) = (c["domain"].as_str(), c["run_id"].as_str(), c["ts"].as_u64()) else {
+        let (Some(d), Some(r), Some(ts)) =
+            (c["domain"].as_str(), c["run_id"].as_str(), c["ts"].as_u64())
+        else {
             continue;
         };
         if d.is_empty() || r.is_empty() {
@@ -349,9 +351,17 @@ fn sixteen_concurrent_runs_over_four_domains_never_share_a_domain() {
         spans.sort();
         assert_eq!(spans.len(), 4, "{domain}: four runs deployed it: {spans:?}");
         for w in spans.windows(2) {
-            assert!(w[0].1 < w[1].0, "{domain}: runs {} and {} overlapped: {spans:?}", w[0].2, w[1].2);
+            assert!(
+                w[0].1 < w[1].0,
+                "{domain}: runs {} and {} overlapped: {spans:?}",
+                w[0].2,
+                w[1].2
+            );
         }
-        assert_eq!(steps_for(&f, &domain).iter().filter(|s| *s == "rm").count(), 4);
+        assert_eq!(
+            steps_for(&f, &domain).iter().filter(|s| *s == "rm").count(),
+            4
+        );
     }
     assert!(f.leftovers().is_empty(), "{:?}", f.leftovers());
 }
@@ -378,7 +388,9 @@ fn second_testme_for_the_same_pr_waits_visibly_then_deploys_after_teardown() {
         std::fs::read_to_string(&log).is_ok_and(|t| t.contains("held by run first"))
     });
     assert!(
-        !f.calls().iter().any(|c| c["run_id"] == "second" && c["step"] == "new"),
+        !f.calls()
+            .iter()
+            .any(|c| c["run_id"] == "second" && c["step"] == "new"),
         "the second run deployed while the first held the domain"
     );
     kill(Pid::from_raw(first.id() as i32), Signal::SIGTERM).unwrap();
@@ -387,7 +399,10 @@ fn second_testme_for_the_same_pr_waits_visibly_then_deploys_after_teardown() {
     let iv = hold_intervals(&f);
     let a = iv[&(PR_DOMAIN.to_string(), "first".to_string())];
     let b = iv[&(PR_DOMAIN.to_string(), "second".to_string())];
-    assert!(a.1 < b.0, "the second run touched the app before the first's teardown ended");
+    assert!(
+        a.1 < b.0,
+        "the second run touched the app before the first's teardown ended"
+    );
     assert_clean(&f, "second", PR_DOMAIN);
 }
 
@@ -395,7 +410,12 @@ fn second_testme_for_the_same_pr_waits_visibly_then_deploys_after_teardown() {
 fn manual_runs_get_their_own_trees_and_never_see_each_others_checkout() {
     let f = Fixture::new();
     let git = |dir: &std::path::Path, args: &[&str]| -> String {
-        let out = std::process::Command::new("git").arg("-C").arg(dir).args(args).output().unwrap();
+        let out = std::process::Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(args)
+            .output()
+            .unwrap();
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     };
     let upstream = f.tmp.path().join("recipe/upstream.git");
@@ -419,11 +439,20 @@ fn manual_runs_get_their_own_trees_and_never_see_each_others_checkout() {
     let (ida, idb) = (format!("manual-{}", a.id()), format!("manual-{}", b.id()));
     assert_ne!(ida, idb);
     let checkout = |id: &str| f.state.join("runs").join(id).join("abra/recipes/example");
-    assert_eq!(git(&checkout(&ida), &["rev-parse", "HEAD"]), git(&upstream, &["rev-parse", "1.1.0+1.0^{commit}"]));
-    assert_eq!(git(&checkout(&idb), &["rev-parse", "HEAD"]), git(&upstream, &["rev-parse", "1.0.0+1.0^{commit}"]));
+    assert_eq!(
+        git(&checkout(&ida), &["rev-parse", "HEAD"]),
+        git(&upstream, &["rev-parse", "1.1.0+1.0^{commit}"])
+    );
+    assert_eq!(
+        git(&checkout(&idb), &["rev-parse", "HEAD"]),
+        git(&upstream, &["rev-parse", "1.0.0+1.0^{commit}"])
+    );
     // The canonical checkout was never moved: still on its branch, clean.
     let canonical = f.abra_home.join("recipes/example");
-    assert_eq!(git(&canonical, &["symbolic-ref", "--short", "HEAD"]), "main");
+    assert_eq!(
+        git(&canonical, &["symbolic-ref", "--short", "HEAD"]),
+        "main"
+    );
     assert_eq!(git(&canonical, &["status", "--porcelain"]), "");
     // The per-run checkouts share the canonical objects instead of copying history.
     assert!(checkout(&ida).join(".git/objects/info/alternates").exists());
