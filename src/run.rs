@@ -160,6 +160,13 @@ fn take_run_lock(
     }
 }
 
+/// Marks an error of a phase as an infrastructure failure (exit 3). An
+/// error caused by a shutdown request gets the funnel's code instead: the
+/// funnel's request wins in `Run::execute`.
+fn infra(what: &str) -> impl Fn(anyhow::Error) -> anyhow::Error + Copy + '_ {
+    move |e| e.context(Failure::of(exit::INFRA, what))
+}
+
 /// One run's state between phases.
 struct Run {
     cfg: RunConfig,
@@ -390,8 +397,7 @@ impl Run {
         }
         let b = self.bound();
         let dest = self.dir.recipe_checkout(&self.cfg.recipe);
-        let fetch_fail =
-            |e: anyhow::Error| e.context(Failure::of(exit::INFRA, "fetching the recipe failed"));
+        let fetch_fail = infra("fetching the recipe failed");
         let repo = Repo::clone_shared(&self.tools.git, &canonical, &dest, &abra_dir, &b)
             .map_err(fetch_fail)?;
         let canon = Repo::new(&self.tools.git, &canonical, &abra_dir);
@@ -584,9 +590,8 @@ impl Run {
                 "an app is already deployed at {}: an orphan of a dead run, tearing it down first",
                 self.cfg.domain
             );
-            teardown::teardown(&self.abra, &self.docker, self.app(), &b).map_err(|e| {
-                e.context(Failure::of(exit::INFRA, "pre-clean of an orphan failed"))
-            })?;
+            teardown::teardown(&self.abra, &self.docker, self.app(), &b)
+                .map_err(infra("pre-clean of an orphan failed"))?;
         }
         Ok(())
     }
@@ -605,13 +610,7 @@ impl Run {
     fn install(&mut self, base: &Option<String>) -> Result<()> {
         self.set_phase("install");
         let b = self.bound();
-        let infra = |e: anyhow::Error| {
-            if external::is_interrupted(&e) {
-                e
-            } else {
-                e.context(Failure::of(exit::INFRA, "install tier: deploy failed"))
-            }
-        };
+        let infra = infra("install tier: deploy failed");
         self.app_news += 1;
         self.abra
             .app_new(
@@ -640,16 +639,7 @@ impl Run {
         let services = self
             .docker
             .wait_converged(&self.cfg.stack, &b)
-            .map_err(|e| {
-                if external::is_interrupted(&e) {
-                    e
-                } else {
-                    e.context(Failure::of(
-                        exit::INFRA,
-                        format!("{tier} tier: convergence failed"),
-                    ))
-                }
-            })?;
+            .map_err(infra(&format!("{tier} tier: convergence failed")))?;
         say!(
             "stack {} converged: {} service(s) settled",
             self.cfg.stack,
@@ -661,13 +651,7 @@ impl Run {
     fn upgrade(&mut self, repo: &Repo, sha: &str) -> Result<()> {
         self.set_phase("upgrade");
         let b = self.bound();
-        let infra = |e: anyhow::Error| {
-            if external::is_interrupted(&e) {
-                e
-            } else {
-                e.context(Failure::of(exit::INFRA, "upgrade tier: deploy failed"))
-            }
-        };
+        let infra = infra("upgrade tier: deploy failed");
         repo.checkout(sha, &b).map_err(infra)?;
         self.deploys += 1;
         self.abra
@@ -690,13 +674,7 @@ impl Run {
     fn backup_restore(&mut self) -> Result<()> {
         self.set_phase("backup");
         let b = self.bound();
-        let infra = |e: anyhow::Error| {
-            if external::is_interrupted(&e) {
-                e
-            } else {
-                e.context(Failure::of(exit::INFRA, "backup/restore tier failed"))
-            }
-        };
+        let infra = infra("backup/restore tier failed");
         self.abra.backup(&self.cfg.domain, &b).map_err(infra)?;
         self.set_phase("restore");
         self.abra.restore(&self.cfg.domain, &b).map_err(infra)?;
