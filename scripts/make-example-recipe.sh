@@ -155,7 +155,7 @@ fi
 # empty, so history.txt and blobs/ of the history commits are dropped here.
 cp -R "$src/." "$work/"
 find "$work" -path "$work/.git" -prune -o -type f -exec chmod 0644 {} +
-chmod 0755 "$work"/tests/*.sh
+chmod 0755 "$work"/tests/*.sh "$work"/image/build.sh
 stamp
 git_ -C "$work" add -A
 git_ -C "$work" commit -q -m "example 1.0.0+1.0"
@@ -178,7 +178,9 @@ cat >"$work/tests/30-pr-image.sh" <<'EOF'
 # tier: upgrade
 # timeout: 30s
 
-# Added by pull request 1. The upgraded app runs the pull request's image.
+# Added by pull request 1. The upgraded app runs the pull request's image,
+# and when it is a real stack (example_app.py mode) 127.0.0.1:APP_PORT
+# serves version 2.0.0-pr.
 # Knobs as in 00-deployed.sh (CCCI_EXAMPLE_FAIL, CCCI_EXAMPLE_HANG).
 set -eu
 
@@ -205,6 +207,13 @@ ccci-example:2.0.0-pr*) echo "${stack}_app runs $image" ;;
   echo "${stack}_app runs $image, want ccci-example:2.0.0-pr" >&2
   exit 1
   ;;
+esac
+
+lib="$(dirname "$0")/example_app.py"
+mode=$(python3 "$lib" mode)
+case "$mode" in
+http*) python3 "$lib" serves 2.0.0-pr ;;
+*) echo "no HTTP checks: ${mode#none: }" ;;
 esac
 EOF
 chmod 0755 "$work/tests/30-pr-image.sh"

@@ -74,7 +74,7 @@ for f in "$here/git" "$here/selftest.sh" "$repo/scripts/make-example-recipe.sh" 
   "$repo"/examples/recipe/tests/*.sh; do
   check "bash -n $(basename "$f")" bash -n "$f"
 done
-for f in "$here/abra" "$here/docker"; do
+for f in "$here/abra" "$here/docker" "$repo/examples/recipe/tests/example_app.py"; do
   check "python3 compiles $(basename "$f")" \
     python3 -c 'import sys; compile(open(sys.argv[1]).read(), sys.argv[1], "exec")' "$f"
 done
@@ -233,6 +233,8 @@ wait_for 10 sh -c "[ \"\$(docker service inspect --format '{{.UpdateStatus.State
 echo "== example recipe tests"
 tenv=(env CCCI_APP_DOMAIN=$d CCCI_STACK=$s CCCI_RECIPE=example CCCI_SERVER=default)
 expect_rc 0 "00-deployed.sh (install)" "${tenv[@]}" CCCI_TIER=install "$recipe/tests/00-deployed.sh"
+has "no HTTP checks: the app lives in the file-backed fake swarm" "$tmp/out" &&
+  pass "file backend: the example tests make no HTTP requests" || { fail "example tests' mode"; cat "$tmp/out" "$tmp/err"; }
 expect_rc 0 "10-upgraded.sh (upgrade)" "${tenv[@]}" CCCI_TIER=upgrade "$recipe/tests/10-upgraded.sh"
 expect_rc 0 "30-pr-image.sh (upgrade)" "${tenv[@]}" CCCI_TIER=upgrade "$recipe/tests/30-pr-image.sh"
 expect_rc 1 "CCCI_EXAMPLE_FAIL=upgrade fails 10-upgraded.sh" \

@@ -4,7 +4,10 @@
 # timeout: 30s
 
 # The app is deployed, as `abra app ls -S -m` reports CCCI_APP_DOMAIN with
-# status "deployed".
+# status "deployed". When the app is a real stack (example_app.py mode),
+# 127.0.0.1:APP_PORT serves the version of the image the app service runs
+# (after a release install: that release's version), and the install tier
+# writes the marker into the data volume (PUT /data) for 20-restored.sh.
 #
 # Knobs for cc-ci-run's own tests (the same in every test here)
 # CCCI_EXAMPLE_FAIL=<tier> or =all fails this test in that tier;
@@ -33,7 +36,7 @@ else
   apps=$("$abra" app ls -S -m)
 fi
 
-printf '%s' "$apps" | python3 -c '
+info=$(printf '%s' "$apps" | python3 -c '
 import json, sys
 domain = sys.argv[1]
 data = json.load(sys.stdin)
@@ -45,4 +48,35 @@ status = apps[0].get("status")
 if status != "deployed":
     sys.exit("%s has status %r, want \"deployed\"" % (domain, status))
 print("%s is deployed (version %s)" % (domain, apps[0].get("version")))
-' "$CCCI_APP_DOMAIN"
+print(apps[0].get("version", ""))
+print(apps[0].get("chaos", ""))
+' "$CCCI_APP_DOMAIN")
+printf '%s\n' "$info" | sed -n 1p
+version=$(printf '%s\n' "$info" | sed -n 2p)
+chaos=$(printf '%s\n' "$info" | sed -n 3p)
+
+lib="$(dirname "$0")/example_app.py"
+mode=$(python3 "$lib" mode)
+case "$mode" in
+http*) ;;
+*)
+  echo "no HTTP checks: ${mode#none: }"
+  exit 0
+  ;;
+esac
+python3 "$lib" serves "$(python3 "$lib" image-version)"
+if [ "$tier" = install ] && [ "$chaos" = false ]; then
+  case "$version" in
+  *+*) python3 "$lib" serves "${version%%+*}" ;; # release X+Y runs image X
+  esac
+fi
+if [ "$tier" = install ]; then
+  marker=$(python3 "$lib" marker)
+  python3 "$lib" put /data "$marker"
+  got=$(python3 "$lib" get /data)
+  if [ "$got" != "$marker" ]; then
+    echo "GET /data is '$got' after PUT '$marker'" >&2
+    exit 1
+  fi
+  echo "marker written into the data volume: $marker"
+fi

@@ -5,7 +5,10 @@
 
 # The upgrade tier chaos-deployed the ref under test. abra reports chaos
 # "true" and a chaos version that is a clean short sha, a prefix of the
-# run's recipe checkout's HEAD when that checkout is at hand.
+# run's recipe checkout's HEAD when that checkout is at hand. When the app
+# is a real stack (example_app.py mode), 127.0.0.1:APP_PORT serves the
+# version of the checkout's compose.yml image (else: of the image the app
+# service runs).
 #
 # Knobs as in 00-deployed.sh (CCCI_EXAMPLE_FAIL, CCCI_EXAMPLE_HANG).
 set -eu
@@ -52,3 +55,19 @@ if head and not head.startswith(cv):
              % (domain, cv, head))
 print("%s runs chaos version %s" % (domain, cv))
 ' "$CCCI_APP_DOMAIN" "$head"
+
+lib="$(dirname "$0")/example_app.py"
+mode=$(python3 "$lib" mode)
+case "$mode" in
+http*) ;;
+*)
+  echo "no HTTP checks: ${mode#none: }"
+  exit 0
+  ;;
+esac
+want=""
+if [ -n "$head" ] && [ -f "$checkout/compose.yml" ]; then
+  want=$(sed -n 's/^ *image: *ccci-example:\([^ ]*\) *$/\1/p' "$checkout/compose.yml" | head -1)
+fi
+[ -n "$want" ] || want=$(python3 "$lib" image-version)
+python3 "$lib" serves "$want"

@@ -5,7 +5,10 @@
 
 # After backup and restore the app is deployed, its data volume exists, and
 # (against the file-backed stand-ins, when CCCI_FAKE_STATE is set) the
-# backup that the restore read is there.
+# backup that the restore read is there. When the app is a real stack
+# (example_app.py mode), GET /data on 127.0.0.1:APP_PORT returns the marker
+# the install tier wrote (it went through backup and restore), and so does
+# the backup when it is at hand ($CCCI_FAKE_STATE/backups/DOMAIN/data).
 #
 # Knobs as in 00-deployed.sh (CCCI_EXAMPLE_FAIL, CCCI_EXAMPLE_HANG).
 set -eu
@@ -52,3 +55,25 @@ if [ -n "${CCCI_FAKE_STATE:-}" ] && [ ! -d "$CCCI_FAKE_STATE/backups/$CCCI_APP_D
   exit 1
 fi
 echo "$CCCI_APP_DOMAIN restored: volume ${stack}_data present"
+
+lib="$(dirname "$0")/example_app.py"
+mode=$(python3 "$lib" mode)
+case "$mode" in
+http*) ;;
+*)
+  echo "no HTTP checks: ${mode#none: }"
+  exit 0
+  ;;
+esac
+marker=$(python3 "$lib" marker)
+got=$(python3 "$lib" get /data)
+if [ "$got" != "$marker" ]; then
+  echo "GET /data after restore is '$got', want '$marker'" >&2
+  exit 1
+fi
+saved="${CCCI_FAKE_STATE:-/nonexistent}/backups/$CCCI_APP_DOMAIN/data/marker"
+if [ -f "$saved" ] && [ "$(cat "$saved")" != "$marker" ]; then
+  echo "the backup holds '$(cat "$saved")', want '$marker'" >&2
+  exit 1
+fi
+echo "the marker came back from backup and restore: $marker"
