@@ -1,0 +1,347 @@
+//! The product on a real swarm: the README's manual run, the three tiers,
+//! a red run, the fault matrix's main cells, concurrent runs with an
+//! oracle, the janitor's reaping, and a crash-looping deploy.
+
+use std::process::{Command, Stdio};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use crate::engine::*;
+use crate::support::*;
+
+fn steps(host: &SwarmHost, domain: &str) -> Vec<String> {
+    host.calls()
+        .into_iter()
+        .filter(|c| c["result"] == "ok" && c["prog"] == "abra" && c["domain"] == domain)
+        .map(|c| c["step"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn assert_nothing_left(host: &SwarmHost, domain: &str, run_id: &str) {
+    let left = leftovers(host, domain);
+    assert!(left.is_empty(), "left on the swarm: {left:?}");
+    assert!(host.lock_free("apps", domain), "app lock held");
+    assert!(host.lock_free("runs", run_id), "run lock held");
+    assert!(host.tree_gone(run_id), "run tree left");
+}
+
+#[test]
+fn green_run_proves_the_three_tiers_on_the_swarm_and_leaves_nothing() {
+    let d = domain_for("green", 0);
+    let host = SwarmHost::new(vec![d.clone()]);
+    let out = host.run_cmd(&d, &[]).env("CCCI_RUN_ID", "green").output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(code(out.status), 0, "{log}");
+    // One app new, the base release, the chaos upgrade, backup, restore, one teardown.
+    assert_eq!(steps(&host, &d), ["new", "deploy", "deploy-chaos", "backup", "restore", "undeploy", "rm"], "{log}");
+    // The recipe's own tests checked over HTTP on 127.0.0.1: version 1.1.0
+    // served after install, 2.0.0-pr after the upgrade, the marker written
+    // in the volume read back after restore.
+    for needle in ["1.1.0", "2.0.0-pr", "marker"] {
+        assert!(log.contains(needle), "the tests' output should mention {needle}: {log}");
+    }
+    let upstream = host.tmp.path().join("recipe/upstream.git");
+    let sha = Command::new("git").arg("-C").arg(&upstream).args(["rev-parse", "refs/pull/1/head"]).output().unwrap();
+    let sha = String::from_utf8_lossy(&sha.stdout).trim().to_string();
+    let label_line = log.lines().find(|l| l.contains("chaos-version=")).expect("the upgrade tier logs the label");
+    let label = label_line.rsplit("chaos-version=").next().unwrap().trim_end_matches(')');
+    assert!(sha.starts_with(label) && !label.contains('+'), "label {label} vs {sha}");
+    assert_eq!(host.record("green")["exit_code"], 0);
+    assert_nothing_left(&host, &d, "green");
+}
+
+#[test]
+fn red_run_exits_1_and_leaves_nothing() {
+    let d = domain_for("red", 0);
+    let host = SwarmHost::new(vec![d.clone()]);
+    let out = host
+        .run_cmd(&d, &["--quick"])
+        .env("CCCI_RUN_ID", "red")
+        .env("CCCI_EXAMPLE_FAIL", "install")
+        .output()
+        .unwrap();
+    assert_eq!(code(out.status), 1, "{}", String::from_utf8_lossy(&out.stderr));
+    assert_nothing_left(&host, &d, "red");
+}
+
+#[test]
+fn crash_looping_service_fails_the_deploy_tier_with_exit_3_and_is_torn_down() {
+    let d = domain_for("crash", 0);
+    let host = SwarmHost::new(vec![d.clone()]);
+    let out = host
+        .run_cmd(&d, &["--quick"])
+        .env("CCCI_RUN_ID", "crash")
+        .env("CCCI_FAKE_ABRA_CRASHLOOP", &d)
+        .env("CCCI_CONVERGE_TIMEOUT", "15s")
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(code(out.status), 3, "{log}");
+    assert!(log.contains("did not converge"), "{log}");
+    assert_nothing_left(&host, &d, "crash");
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Cell {
+    KillShInDeploy,
+    KillShInTests,
+    KillShInTeardown,
+    SigTermInTests,
+    DeadlineInTests,
+    HangInUndeploy,
+}
+
+fn run_cell(cell: Cell, i: u32) -> Result<String, String> {
+    let d = domain_for("faults", i);
+    let host = SwarmHost::new(vec![d.clone()]);
+    let run_id = "fault";
+    let mut c = host.run_cmd(&d, &["--quick"]);
+    c.env("CCCI_RUN_ID", run_id).stderr(Stdio::null()).stdout(Stdio::null());
+    let expect = match cell {
+        Cell::KillShInDeploy => {
+            c.env("CCCI_FAKE_ABRA_HANG", "deploy-chaos");
+            143
+        }
+        Cell::KillShInTests | Cell::SigTermInTests => {
+            c.env("CCCI_EXAMPLE_HANG", "install");
+            143
+        }
+        Cell::DeadlineInTests => {
+            c.env("CCCI_EXAMPLE_HANG", "install").args(["--timeout", "40s"]);
+            142
+        }
+        Cell::KillShInTeardown | Cell::HangInUndeploy => {
+            c.env("CCCI_FAKE_ABRA_HANG", "undeploy").env("CCCI_TEARDOWN_TIMEOUT", "5s");
+            4
+        }
+    };
+    let wait_paused = |host: &SwarmHost| match cell {
+        Cell::KillShInDeploy => {
+            host.wait_hang("deploy-chaos");
+        }
+        Cell::KillShInTests | Cell::SigTermInTests => wait_for_file(&host.ready.join("test-install")),
+        _ => {
+            host.wait_hang("undeploy");
+        }
+    };
+    let seen = match cell {
+        Cell::KillShInDeploy | Cell::KillShInTests | Cell::KillShInTeardown => {
+            let script = host.tmp.path().join("step.sh");
+            let args: Vec<String> = c.get_args().map(|a| format!("'{}'", a.to_string_lossy())).collect();
+            std::fs::write(&script, format!("'{}' {}\n", bin().display(), args.join(" "))).unwrap();
+            let mut sh = Command::new("/bin/sh");
+            sh.arg("-e").arg(&script).env_clear();
+            for (k, v) in c.get_envs() {
+                if let Some(v) = v {
+                    sh.env(k, v);
+                }
+            }
+            let mut sh = sh.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+            wait_paused(&host);
+            kill(Pid::from_raw(sh.id() as i32), Signal::SIGKILL).unwrap();
+            sh.wait().unwrap();
+            wait_until("the run record's finish", || {
+                std::fs::read_to_string(host.state.join("runs/fault/run.json")).is_ok_and(|t| t.contains("\"finished\": \""))
+            });
+            host.record(run_id)["exit_code"].as_i64().unwrap_or(-1) as i32
+        }
+        Cell::SigTermInTests => {
+            let mut child = c.spawn().unwrap();
+            wait_paused(&host);
+            kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
+            code(child.wait().unwrap())
+        }
+        Cell::DeadlineInTests | Cell::HangInUndeploy => code(c.spawn().unwrap().wait().unwrap()),
+    };
+    wait_until("no process of the run", || procs_with_env("CCCI_FAKE_STATE", &host.fake).is_empty());
+    let mut problems = Vec::new();
+    if seen != expect {
+        problems.push(format!("exit {seen}, expected {expect}"));
+    }
+    let mut note = "nothing left";
+    if expect == 4 {
+        // Teardown was made to fail: the run says so; a janitor sweep reaps it.
+        if leftovers(&host, &d).is_empty() {
+            problems.push("teardown failed but nothing was left?".into());
+        }
+        let out = host.cmd().env_remove("CCCI_JANITOR").arg("janitor").output().unwrap();
+        if code(out.status) != 0 {
+            problems.push(format!("janitor exit {}: {}", code(out.status), String::from_utf8_lossy(&out.stderr)));
+        }
+        note = "left, then reaped by the janitor";
+    }
+    let left = leftovers(&host, &d);
+    if !left.is_empty() {
+        problems.push(format!("left on the swarm: {left:?}"));
+    }
+    if !host.lock_free("apps", &d) || !host.lock_free("runs", run_id) {
+        problems.push("a lock is held".into());
+    }
+    if !host.tree_gone(run_id) {
+        problems.push("run tree left".into());
+    }
+    if problems.is_empty() {
+        Ok(format!("exit {seen}, {note}, locks free, tree gone"))
+    } else {
+        Err(problems.join("; "))
+    }
+}
+
+#[test]
+fn fault_matrix_on_the_real_swarm() {
+    let cells = [
+        Cell::KillShInDeploy,
+        Cell::KillShInTests,
+        Cell::KillShInTeardown,
+        Cell::SigTermInTests,
+        Cell::DeadlineInTests,
+        Cell::HangInUndeploy,
+    ];
+    let results: Vec<(Cell, Result<String, String>)> = std::thread::scope(|s| {
+        let handles: Vec<_> = cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                s.spawn(move || {
+                    let r = std::panic::catch_unwind(|| run_cell(*c, i as u32)).unwrap_or_else(|_| Err("panicked".into()));
+                    (*c, r)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut table = String::from("\nfault matrix on the real swarm\n");
+    let mut failed = 0;
+    for (c, r) in &results {
+        match r {
+            Ok(t) => table += &format!("{:<18} ok    {t}\n", format!("{c:?}")),
+            Err(e) => {
+                failed += 1;
+                table += &format!("{:<18} FAIL  {e}\n", format!("{c:?}"));
+            }
+        }
+    }
+    println!("{table}");
+    eprintln!("{table}");
+    assert_eq!(failed, 0, "{table}");
+}
+
+#[test]
+fn six_concurrent_runs_over_two_domains_never_deploy_one_domain_twice() {
+    let domains = [domain_for("six", 0), domain_for("six", 1)];
+    let host = SwarmHost::new(domains.to_vec());
+    let children: Vec<_> = (0..6)
+        .map(|i| {
+            host.run_cmd(&domains[i % 2], &["--quick"])
+                .env("CCCI_RUN_ID", format!("six-{i}"))
+                .env("CCCI_TIMEOUT", "15m")
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    // Oracle from the engine itself: while the runs go, `docker events`
+    // records every service create and remove of the two stacks.
+    let mut events = Command::new("docker")
+        .args(["events", "--filter", "type=service", "--format", "{{.Action}} {{.Actor.Attributes.name}}"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    for (i, mut c) in children.into_iter().enumerate() {
+        assert_eq!(code(c.wait().unwrap()), 0, "run six-{i}");
+    }
+    let _ = events.kill();
+    let out = events.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    for d in &domains {
+        let svc = format!("{}_app", stack_of(d));
+        let mut live = 0;
+        for line in text.lines().filter(|l| l.ends_with(&format!(" {svc}"))) {
+            if line.starts_with("create") {
+                live += 1;
+                assert!(live <= 1, "two stacks of {d} at once: {text}");
+            } else if line.starts_with("remove") {
+                live -= 1;
+            }
+        }
+        // And from the stand-in's log: hold intervals per run never overlap.
+        let mut spans: Vec<(u64, u64)> = Vec::new();
+        for rid in (0..6).map(|i| format!("six-{i}")) {
+            let ts: Vec<u64> = host
+                .calls()
+                .iter()
+                .filter(|c| c["domain"] == d.as_str() && c["run_id"] == rid.as_str())
+                .map(|c| c["ts"].as_u64().unwrap())
+                .collect();
+            if let (Some(a), Some(b)) = (ts.iter().min(), ts.iter().max()) {
+                spans.push((*a, *b));
+            }
+        }
+        spans.sort();
+        assert_eq!(spans.len(), 3, "{d}");
+        for w in spans.windows(2) {
+            assert!(w[0].1 < w[1].0, "{d}: two runs held it at once");
+        }
+        assert!(leftovers(&host, d).is_empty());
+    }
+}
+
+#[test]
+fn janitor_reaps_an_orphan_stack_with_its_volumes_and_spares_live_and_protected_ones() {
+    let (orphan, live, protected) = (domain_for("jan", 0), domain_for("jan", 1), "example-keep.ci.localhost".to_string());
+    let host = SwarmHost::new(vec![orphan.clone(), live.clone(), protected.clone()]);
+    // The orphan: a run SIGKILLed (wrapper and harness) during its tests.
+    let ready_o = host.tmp.path().join("ready-o");
+    std::fs::create_dir_all(&ready_o).unwrap();
+    let mut dead = host
+        .run_cmd(&orphan, &["--quick"])
+        .env("CCCI_RUN_ID", "dead")
+        .env("CCCI_EXAMPLE_HANG", "install")
+        .env("CCCI_EXAMPLE_READY_DIR", &ready_o)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_file(&ready_o.join("test-install"));
+    let harness = host.record("dead")["pid"].as_i64().unwrap() as i32;
+    kill(Pid::from_raw(harness), Signal::SIGKILL).unwrap();
+    kill(Pid::from_raw(dead.id() as i32), Signal::SIGKILL).unwrap();
+    dead.wait().unwrap();
+    wait_until("the dead run's processes gone", || !alive(harness));
+    // A live run paused in its tests.
+    let mut running = host
+        .run_cmd(&live, &["--quick"])
+        .env("CCCI_RUN_ID", "live")
+        .env("CCCI_EXAMPLE_HANG", "install")
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_file(&host.ready.join("test-install"));
+    // A protected, long-lived app outside the template.
+    for args in [
+        vec!["app", "new", "example", "1.0.0+1.0", "-s", "default", "-D", &protected, "-S", "-n"],
+        vec!["app", "deploy", &protected, "1.0.0+1.0", "-D", "-c", "-n"],
+    ] {
+        let out = host.abra(&args);
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let orphan_volumes = leftovers(&host, &orphan).into_iter().filter(|l| l.starts_with("volume")).count();
+    assert!(orphan_volumes > 0, "the orphan has a volume to reap");
+    let out = host
+        .cmd()
+        .env_remove("CCCI_JANITOR")
+        .env("CCCI_PROTECTED_APPS", &protected)
+        .args(["janitor", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(code(out.status), 0, "{}", String::from_utf8_lossy(&out.stderr));
+    let sum: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(sum["reaped"], serde_json::json!([orphan]));
+    assert_eq!(sum["skipped_live"], 1);
+    assert!(leftovers(&host, &orphan).is_empty(), "{:?}", leftovers(&host, &orphan));
+    assert!(!leftovers(&host, &live).is_empty(), "the live run's stack was touched");
+    assert!(leftovers(&host, &protected).iter().any(|l| l.starts_with("stack")), "the protected stack was touched");
+    kill(Pid::from_raw(running.id() as i32), Signal::SIGTERM).unwrap();
+    assert_eq!(code(running.wait().unwrap()), 143);
+    assert!(leftovers(&host, &live).is_empty());
+}

@@ -1,0 +1,12 @@
+//! Engine-backed tests (SPEC section 10): the real binary against a real
+//! one-node Docker Swarm, through the stand-in abra's swarm backend
+//! (`tests/fake-swarm`) and the real `docker` CLI. Built only with
+//! `--features swarm-tests`; `.ci/run` initialises the swarm first.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../concurrency/support.rs"]
+mod support;
+
+mod e2e;
+mod engine;
