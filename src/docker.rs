@@ -297,7 +297,7 @@ impl Docker {
     pub fn wait_converged(&self, stack: &str, bound: &Bound) -> Result<Vec<ServiceState>> {
         let mut delay = Duration::from_millis(50);
         loop {
-            let services = self.services(stack, bound)?;
+            let services = self.services(stack, &bound.for_query())?;
             if !services.is_empty() && services.iter().all(ServiceState::settled) {
                 return Ok(services);
             }
@@ -338,7 +338,7 @@ impl Docker {
     pub fn wait_gone(&self, stack: &str, bound: &Bound) -> Result<Leftovers> {
         let mut delay = Duration::from_millis(50);
         loop {
-            let left = self.leftovers(stack, bound)?;
+            let left = self.leftovers(stack, &bound.for_query())?;
             if left.running_gone() {
                 return Ok(left);
             }

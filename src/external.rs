@@ -49,13 +49,29 @@ pub struct Bound<'a> {
     pub grace: Duration,
 }
 
-impl Bound<'_> {
+/// The least time a single engine query inside a bounded wait is given.
+pub const QUERY_MIN: Duration = Duration::from_secs(10);
+
+impl<'a> Bound<'a> {
     /// A bound with only a deadline: teardown's.
     pub fn until(deadline: Instant, grace: Duration) -> Bound<'static> {
         Bound {
             cancel: None,
             deadline: Some(deadline),
             grace,
+        }
+    }
+
+    /// The bound of one query inside a wait: the same latch, and a deadline
+    /// of at least [`QUERY_MIN`] from now, so a poll that starts just before
+    /// the wait's deadline reports the state it saw ("did not converge")
+    /// instead of a query cut short.
+    pub fn for_query(&self) -> Bound<'a> {
+        let floor = Instant::now() + QUERY_MIN;
+        Bound {
+            cancel: self.cancel,
+            deadline: Some(self.deadline.map_or(floor, |d| d.max(floor))),
+            grace: self.grace,
         }
     }
 
