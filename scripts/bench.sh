@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Benchmarks of SPEC section 8. Usage: scripts/bench.sh [all|exec|lock|tree|cancel|janitor|testrun]
+# Benchmarks of SPEC section 8. Usage: scripts/bench.sh [all|exec|lock|tree|cancel|janitor|testrun|swarm]
 # Each figure is one line,
 #   name: value (ratio ...)
 # measured side by side with its baseline in the same run. Each area is a
@@ -208,6 +208,16 @@ main() {
 	case "$only" in all | cancel) bench_cancel ;; esac
 	case "$only" in all | janitor) bench_janitor ;; esac
 	case "$only" in all | testrun) bash scripts/bench-testrun.sh ;; esac
+	# On a real swarm only (SPEC section 10).
+	case "$only" in
+	all | swarm)
+		if [ "$(docker info --format '{{.Swarm.LocalNodeState}}' 2>/dev/null)" = active ]; then
+			bash scripts/bench-swarm.sh 3 2>/dev/null
+		else
+			echo "swarm benchmarks skipped: no active swarm"
+		fi
+		;;
+	esac
 }
 
 main "$@"
