@@ -30,23 +30,57 @@ fn assert_nothing_left(host: &SwarmHost, domain: &str, run_id: &str) {
 fn green_run_proves_the_three_tiers_on_the_swarm_and_leaves_nothing() {
     let d = domain_for("green", 0);
     let host = SwarmHost::new(vec![d.clone()]);
-    let out = host.run_cmd(&d, &[]).env("CCCI_RUN_ID", "green").output().unwrap();
+    let out = host
+        .run_cmd(&d, &[])
+        .env("CCCI_RUN_ID", "green")
+        .output()
+        .unwrap();
     let log = String::from_utf8_lossy(&out.stderr);
     assert_eq!(code(out.status), 0, "{log}");
     // One app new, the base release, the chaos upgrade, backup, restore, one teardown.
-    assert_eq!(steps(&host, &d), ["new", "deploy", "deploy-chaos", "backup", "restore", "undeploy", "rm"], "{log}");
+    assert_eq!(
+        steps(&host, &d),
+        [
+            "new",
+            "deploy",
+            "deploy-chaos",
+            "backup",
+            "restore",
+            "undeploy",
+            "rm"
+        ],
+        "{log}"
+    );
     // The recipe's own tests checked over HTTP on 127.0.0.1: version 1.1.0
     // served after install, 2.0.0-pr after the upgrade, the marker written
     // in the volume read back after restore.
     for needle in ["1.1.0", "2.0.0-pr", "marker"] {
-        assert!(log.contains(needle), "the tests' output should mention {needle}: {log}");
+        assert!(
+            log.contains(needle),
+            "the tests' output should mention {needle}: {log}"
+        );
     }
     let upstream = host.tmp.path().join("recipe/upstream.git");
-    let sha = Command::new("git").arg("-C").arg(&upstream).args(["rev-parse", "refs/pull/1/head"]).output().unwrap();
+    let sha = Command::new("git")
+        .arg("-C")
+        .arg(&upstream)
+        .args(["rev-parse", "refs/pull/1/head"])
+        .output()
+        .unwrap();
     let sha = String::from_utf8_lossy(&sha.stdout).trim().to_string();
-    let label_line = log.lines().find(|l| l.contains("chaos-version=")).expect("the upgrade tier logs the label");
-    let label = label_line.rsplit("chaos-version=").next().unwrap().trim_end_matches(')');
-    assert!(sha.starts_with(label) && !label.contains('+'), "label {label} vs {sha}");
+    let label_line = log
+        .lines()
+        .find(|l| l.contains("chaos-version="))
+        .expect("the upgrade tier logs the label");
+    let label = label_line
+        .rsplit("chaos-version=")
+        .next()
+        .unwrap()
+        .trim_end_matches(')');
+    assert!(
+        sha.starts_with(label) && !label.contains('+'),
+        "label {label} vs {sha}"
+    );
     assert_eq!(host.record("green")["exit_code"], 0);
     assert_nothing_left(&host, &d, "green");
 }
@@ -61,7 +95,12 @@ fn red_run_exits_1_and_leaves_nothing() {
         .env("CCCI_EXAMPLE_FAIL", "install")
         .output()
         .unwrap();
-    assert_eq!(code(out.status), 1, "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        code(out.status),
+        1,
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_nothing_left(&host, &d, "red");
 }
 
@@ -97,7 +136,9 @@ fn run_cell(cell: Cell, i: u32) -> Result<String, String> {
     let host = SwarmHost::new(vec![d.clone()]);
     let run_id = "fault";
     let mut c = host.run_cmd(&d, &["--quick"]);
-    c.env("CCCI_RUN_ID", run_id).stderr(Stdio::null()).stdout(Stdio::null());
+    c.env("CCCI_RUN_ID", run_id)
+        .stderr(Stdio::null())
+        .stdout(Stdio::null());
     let expect = match cell {
         Cell::KillShInDeploy => {
             c.env("CCCI_FAKE_ABRA_HANG", "deploy-chaos");
@@ -109,11 +150,13 @@ fn run_cell(cell: Cell, i: u32) -> Result<String, String> {
         }
         Cell::DeadlineInTests => {
             // Below the example tests' own 30 s timeout, above the time to reach them.
-            c.env("CCCI_EXAMPLE_HANG", "install").args(["--timeout", "20s"]);
+            c.env("CCCI_EXAMPLE_HANG", "install")
+                .args(["--timeout", "20s"]);
             142
         }
         Cell::KillShInTeardown | Cell::HangInUndeploy => {
-            c.env("CCCI_FAKE_ABRA_HANG", "undeploy").env("CCCI_TEARDOWN_TIMEOUT", "5s");
+            c.env("CCCI_FAKE_ABRA_HANG", "undeploy")
+                .env("CCCI_TEARDOWN_TIMEOUT", "5s");
             4
         }
     };
@@ -121,7 +164,9 @@ fn run_cell(cell: Cell, i: u32) -> Result<String, String> {
         Cell::KillShInDeploy => {
             host.wait_hang("deploy-chaos");
         }
-        Cell::KillShInTests | Cell::SigTermInTests => wait_for_file(&host.ready.join("test-install")),
+        Cell::KillShInTests | Cell::SigTermInTests => {
+            wait_for_file(&host.ready.join("test-install"))
+        }
         _ => {
             host.wait_hang("undeploy");
         }
@@ -129,8 +174,15 @@ fn run_cell(cell: Cell, i: u32) -> Result<String, String> {
     let seen = match cell {
         Cell::KillShInDeploy | Cell::KillShInTests | Cell::KillShInTeardown => {
             let script = host.tmp.path().join("step.sh");
-            let args: Vec<String> = c.get_args().map(|a| format!("'{}'", a.to_string_lossy())).collect();
-            std::fs::write(&script, format!("'{}' {}\n", bin().display(), args.join(" "))).unwrap();
+            let args: Vec<String> = c
+                .get_args()
+                .map(|a| format!("'{}'", a.to_string_lossy()))
+                .collect();
+            std::fs::write(
+                &script,
+                format!("'{}' {}\n", bin().display(), args.join(" ")),
+            )
+            .unwrap();
             let mut sh = Command::new("/bin/sh");
             sh.arg("-e").arg(&script).env_clear();
             for (k, v) in c.get_envs() {
@@ -138,12 +190,18 @@ fn run_cell(cell: Cell, i: u32) -> Result<String, String> {
                     sh.env(k, v);
                 }
             }
-            let mut sh = sh.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+            let mut sh = sh
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
             wait_paused(&host);
             kill(Pid::from_raw(sh.id() as i32), Signal::SIGKILL).unwrap();
             sh.wait().unwrap();
             wait_until("the run record's finish", || {
-                std::fs::read_to_string(host.state.join("runs/fault/run.json")).is_ok_and(|t| t.contains("\"finished\": \""))
+                std::fs::read_to_string(host.state.join("runs/fault/run.json"))
+                    .is_ok_and(|t| t.contains("\"finished\": \""))
             });
             host.record(run_id)["exit_code"].as_i64().unwrap_or(-1) as i32
         }
@@ -155,7 +213,9 @@ fn run_cell(cell: Cell, i: u32) -> Result<String, String> {
         }
         Cell::DeadlineInTests | Cell::HangInUndeploy => code(c.spawn().unwrap().wait().unwrap()),
     };
-    wait_until("no process of the run", || procs_with_env("CCCI_FAKE_STATE", &host.fake).is_empty());
+    wait_until("no process of the run", || {
+        procs_with_env("CCCI_FAKE_STATE", &host.fake).is_empty()
+    });
     let mut problems = Vec::new();
     if seen != expect {
         problems.push(format!("exit {seen}, expected {expect}"));
@@ -166,9 +226,18 @@ fn run_cell(cell: Cell, i: u32) -> Result<String, String> {
         if leftovers(&host, &d).is_empty() {
             problems.push("teardown failed but nothing was left?".into());
         }
-        let out = host.cmd().env_remove("CCCI_JANITOR").arg("janitor").output().unwrap();
+        let out = host
+            .cmd()
+            .env_remove("CCCI_JANITOR")
+            .arg("janitor")
+            .output()
+            .unwrap();
         if code(out.status) != 0 {
-            problems.push(format!("janitor exit {}: {}", code(out.status), String::from_utf8_lossy(&out.stderr)));
+            problems.push(format!(
+                "janitor exit {}: {}",
+                code(out.status),
+                String::from_utf8_lossy(&out.stderr)
+            ));
         }
         note = "left, then reaped by the janitor";
     }
@@ -205,7 +274,8 @@ fn fault_matrix_on_the_real_swarm() {
             .enumerate()
             .map(|(i, c)| {
                 s.spawn(move || {
-                    let r = std::panic::catch_unwind(|| run_cell(*c, i as u32)).unwrap_or_else(|_| Err("panicked".into()));
+                    let r = std::panic::catch_unwind(|| run_cell(*c, i as u32))
+                        .unwrap_or_else(|_| Err("panicked".into()));
                     (*c, r)
                 })
             })
@@ -245,7 +315,13 @@ fn six_concurrent_runs_over_two_domains_never_deploy_one_domain_twice() {
     // Oracle from the engine itself: while the runs go, `docker events`
     // records every service create and remove of the two stacks.
     let mut events = Command::new("docker")
-        .args(["events", "--filter", "type=service", "--format", "{{.Action}} {{.Actor.Attributes.name}}"])
+        .args([
+            "events",
+            "--filter",
+            "type=service",
+            "--format",
+            "{{.Action}} {{.Actor.Attributes.name}}",
+        ])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -290,7 +366,11 @@ fn six_concurrent_runs_over_two_domains_never_deploy_one_domain_twice() {
 
 #[test]
 fn janitor_reaps_an_orphan_stack_with_its_volumes_and_spares_live_and_protected_ones() {
-    let (orphan, live, protected) = (domain_for("jan", 0), domain_for("jan", 1), "example-keep.ci.localhost".to_string());
+    let (orphan, live, protected) = (
+        domain_for("jan", 0),
+        domain_for("jan", 1),
+        "example-keep.ci.localhost".to_string(),
+    );
     let host = SwarmHost::new(vec![orphan.clone(), live.clone(), protected.clone()]);
     // The orphan: a run SIGKILLed (wrapper and harness) during its tests.
     let ready_o = host.tmp.path().join("ready-o");
@@ -320,13 +400,31 @@ fn janitor_reaps_an_orphan_stack_with_its_volumes_and_spares_live_and_protected_
     wait_for_file(&host.ready.join("test-install"));
     // A protected, long-lived app outside the template.
     for args in [
-        vec!["app", "new", "example", "1.0.0+1.0", "-s", "default", "-D", &protected, "-S", "-n"],
+        vec![
+            "app",
+            "new",
+            "example",
+            "1.0.0+1.0",
+            "-s",
+            "default",
+            "-D",
+            &protected,
+            "-S",
+            "-n",
+        ],
         vec!["app", "deploy", &protected, "1.0.0+1.0", "-D", "-c", "-n"],
     ] {
         let out = host.abra(&args);
-        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
-    let orphan_volumes = leftovers(&host, &orphan).into_iter().filter(|l| l.starts_with("volume")).count();
+    let orphan_volumes = leftovers(&host, &orphan)
+        .into_iter()
+        .filter(|l| l.starts_with("volume"))
+        .count();
     assert!(orphan_volumes > 0, "the orphan has a volume to reap");
     let out = host
         .cmd()
@@ -335,13 +433,30 @@ fn janitor_reaps_an_orphan_stack_with_its_volumes_and_spares_live_and_protected_
         .args(["janitor", "--json"])
         .output()
         .unwrap();
-    assert_eq!(code(out.status), 0, "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        code(out.status),
+        0,
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let sum: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(sum["reaped"], serde_json::json!([orphan]));
     assert_eq!(sum["skipped_live"], 1);
-    assert!(leftovers(&host, &orphan).is_empty(), "{:?}", leftovers(&host, &orphan));
-    assert!(!leftovers(&host, &live).is_empty(), "the live run's stack was touched");
-    assert!(leftovers(&host, &protected).iter().any(|l| l.starts_with("stack")), "the protected stack was touched");
+    assert!(
+        leftovers(&host, &orphan).is_empty(),
+        "{:?}",
+        leftovers(&host, &orphan)
+    );
+    assert!(
+        !leftovers(&host, &live).is_empty(),
+        "the live run's stack was touched"
+    );
+    assert!(
+        leftovers(&host, &protected)
+            .iter()
+            .any(|l| l.starts_with("stack")),
+        "the protected stack was touched"
+    );
     kill(Pid::from_raw(running.id() as i32), Signal::SIGTERM).unwrap();
     assert_eq!(code(running.wait().unwrap()), 143);
     assert!(leftovers(&host, &live).is_empty());

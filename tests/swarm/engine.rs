@@ -11,8 +11,17 @@ use crate::support::*;
 
 /// `docker ARGS` → trimmed stdout lines (empty on failure).
 pub fn docker(args: &[&str]) -> Vec<String> {
-    let out = Command::new("docker").args(args).stderr(Stdio::null()).output().expect("run docker");
-    String::from_utf8_lossy(&out.stdout).lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect()
+    let out = Command::new("docker")
+        .args(args)
+        .stderr(Stdio::null())
+        .output()
+        .expect("run docker");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect()
 }
 
 /// Fails the test at once when no swarm answers, with the reason.
@@ -30,8 +39,15 @@ static IMAGES: Once = Once::new();
 /// Builds the example recipe's images once per test process.
 pub fn build_images() {
     IMAGES.call_once(|| {
-        let out = Command::new("bash").arg(repo().join("scripts/build-example-images.sh")).output().unwrap();
-        assert!(out.status.success(), "building the example images failed: {}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new("bash")
+            .arg(repo().join("scripts/build-example-images.sh"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "building the example images failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     });
 }
 
@@ -53,7 +69,10 @@ pub fn domain_for(test: &str, i: u32) -> String {
     for b in test.bytes() {
         h = (h ^ b as u64).wrapping_mul(1099511628211);
     }
-    format!("example-b{}.ci.localhost", (h % 100_000) * 1000 + (std::process::id() as u64 % 100) * 10 + i as u64)
+    format!(
+        "example-b{}.ci.localhost",
+        (h % 100_000) * 1000 + (std::process::id() as u64 % 100) * 10 + i as u64
+    )
 }
 
 pub fn stack_of(domain: &str) -> String {
@@ -72,8 +91,18 @@ impl SwarmHost {
             .arg(tmp.path().join("recipe"))
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        let abra_home = PathBuf::from(String::from_utf8_lossy(&out.stdout).lines().last().unwrap().trim());
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let abra_home = PathBuf::from(
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .last()
+                .unwrap()
+                .trim(),
+        );
         let host = SwarmHost {
             state: tmp.path().join("state"),
             fake: tmp.path().join("fake"),
@@ -121,7 +150,10 @@ impl SwarmHost {
     /// `run --recipe example --pr 1 --domain D ARGS`
     pub fn run_cmd(&self, domain: &str, args: &[&str]) -> Command {
         let mut c = self.cmd();
-        c.args(["run", "--recipe", "example", "--pr", "1", "--domain", domain]).args(args);
+        c.args([
+            "run", "--recipe", "example", "--pr", "1", "--domain", domain,
+        ])
+        .args(args);
         c
     }
 
@@ -145,12 +177,27 @@ impl SwarmHost {
     }
 
     pub fn record(&self, run_id: &str) -> serde_json::Value {
-        serde_json::from_str(&std::fs::read_to_string(self.state.join("runs").join(run_id).join("run.json")).unwrap()).unwrap()
+        serde_json::from_str(
+            &std::fs::read_to_string(self.state.join("runs").join(run_id).join("run.json"))
+                .unwrap(),
+        )
+        .unwrap()
     }
 
     pub fn lock_free(&self, kind: &str, name: &str) -> bool {
-        let path = self.state.join("locks").join(kind).join(format!("{name}.lock"));
-        !path.exists() || Command::new("flock").arg("-n").arg(&path).arg("true").status().unwrap().success()
+        let path = self
+            .state
+            .join("locks")
+            .join(kind)
+            .join(format!("{name}.lock"));
+        !path.exists()
+            || Command::new("flock")
+                .arg("-n")
+                .arg(&path)
+                .arg("true")
+                .status()
+                .unwrap()
+                .success()
     }
 
     pub fn tree_gone(&self, run_id: &str) -> bool {
@@ -162,13 +209,18 @@ impl SwarmHost {
         let dir = self.fake.join("hang");
         let mut pid = 0;
         wait_until(&format!("hang marker {step}"), || {
-            std::fs::read_dir(&dir).ok().into_iter().flatten().filter_map(|e| e.ok()).any(|e| {
-                let name = e.file_name().to_string_lossy().to_string();
-                name.strip_prefix(&format!("{step}.")).is_some_and(|p| {
-                    pid = p.parse().unwrap_or(0);
-                    true
+            std::fs::read_dir(&dir)
+                .ok()
+                .into_iter()
+                .flatten()
+                .filter_map(|e| e.ok())
+                .any(|e| {
+                    let name = e.file_name().to_string_lossy().to_string();
+                    name.strip_prefix(&format!("{step}.")).is_some_and(|p| {
+                        pid = p.parse().unwrap_or(0);
+                        true
+                    })
                 })
-            })
         });
         pid
     }
@@ -180,9 +232,22 @@ pub fn leftovers(host: &SwarmHost, domain: &str) -> Vec<String> {
     let stack = stack_of(domain);
     let mut left = Vec::new();
     let label = format!("label=com.docker.stack.namespace={stack}");
-    left.extend(docker(&["stack", "ls", "--format", "{{.Name}}"]).into_iter().filter(|s| *s == stack).map(|s| format!("stack {s}")));
-    left.extend(docker(&["ps", "-a", "-q", "--filter", &label]).into_iter().map(|s| format!("container {s}")));
-    left.extend(docker(&["network", "ls", "-q", "--filter", &label]).into_iter().map(|s| format!("network {s}")));
+    left.extend(
+        docker(&["stack", "ls", "--format", "{{.Name}}"])
+            .into_iter()
+            .filter(|s| *s == stack)
+            .map(|s| format!("stack {s}")),
+    );
+    left.extend(
+        docker(&["ps", "-a", "-q", "--filter", &label])
+            .into_iter()
+            .map(|s| format!("container {s}")),
+    );
+    left.extend(
+        docker(&["network", "ls", "-q", "--filter", &label])
+            .into_iter()
+            .map(|s| format!("network {s}")),
+    );
     left.extend(
         docker(&["volume", "ls", "--format", "{{.Name}}"])
             .into_iter()
@@ -195,7 +260,12 @@ pub fn leftovers(host: &SwarmHost, domain: &str) -> Vec<String> {
             .filter(|v| v.starts_with(&format!("{stack}_")))
             .map(|s| format!("secret {s}")),
     );
-    if host.abra_home.join("servers/default").join(format!("{domain}.env")).exists() {
+    if host
+        .abra_home
+        .join("servers/default")
+        .join(format!("{domain}.env"))
+        .exists()
+    {
         left.push(format!("env {domain}"));
     }
     left
@@ -203,17 +273,37 @@ pub fn leftovers(host: &SwarmHost, domain: &str) -> Vec<String> {
 
 /// Removes whatever of `stack` is on the engine (test clean-up, every path).
 pub fn purge(stack: &str) {
-    let _ = Command::new("docker").args(["stack", "rm", stack]).stdout(Stdio::null()).stderr(Stdio::null()).status();
+    let _ = Command::new("docker")
+        .args(["stack", "rm", stack])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
     let label = format!("label=com.docker.stack.namespace={stack}");
     let start = std::time::Instant::now();
-    while !docker(&["ps", "-a", "-q", "--filter", &label]).is_empty() && start.elapsed() < std::time::Duration::from_secs(60) {
+    while !docker(&["ps", "-a", "-q", "--filter", &label]).is_empty()
+        && start.elapsed() < std::time::Duration::from_secs(60)
+    {
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
-    for v in docker(&["volume", "ls", "--format", "{{.Name}}"]).into_iter().filter(|v| v.starts_with(&format!("{stack}_"))) {
-        let _ = Command::new("docker").args(["volume", "rm", "-f", &v]).stdout(Stdio::null()).stderr(Stdio::null()).status();
+    for v in docker(&["volume", "ls", "--format", "{{.Name}}"])
+        .into_iter()
+        .filter(|v| v.starts_with(&format!("{stack}_")))
+    {
+        let _ = Command::new("docker")
+            .args(["volume", "rm", "-f", &v])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
     }
-    for s in docker(&["secret", "ls", "--format", "{{.Name}}"]).into_iter().filter(|v| v.starts_with(&format!("{stack}_"))) {
-        let _ = Command::new("docker").args(["secret", "rm", &s]).stdout(Stdio::null()).stderr(Stdio::null()).status();
+    for s in docker(&["secret", "ls", "--format", "{{.Name}}"])
+        .into_iter()
+        .filter(|v| v.starts_with(&format!("{stack}_")))
+    {
+        let _ = Command::new("docker")
+            .args(["secret", "rm", &s])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
     }
 }
 
@@ -222,7 +312,10 @@ impl Drop for SwarmHost {
         // Nothing a test deployed outlives it, on every path: processes
         // first (they could deploy again), then the engine's objects.
         for pid in procs_with_env("CCCI_FAKE_STATE", &self.fake) {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
         }
         for d in &self.domains {
             purge(&stack_of(d));
@@ -231,7 +324,9 @@ impl Drop for SwarmHost {
 }
 
 pub fn env_file(host: &SwarmHost, domain: &str) -> PathBuf {
-    host.abra_home.join("servers/default").join(format!("{domain}.env"))
+    host.abra_home
+        .join("servers/default")
+        .join(format!("{domain}.env"))
 }
 
 pub fn exists(p: &Path) -> bool {
