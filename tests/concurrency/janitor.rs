@@ -384,3 +384,29 @@ fn watch_stopped_by_sigterm_mid_reap_finishes_the_reap_under_its_lock() {
     assert_eq!(code(out.status), 0);
     assert!(f.leftovers().is_empty());
 }
+
+#[test]
+fn watch_survives_failing_ticks_and_stops_cleanly() {
+    let f = Fixture::new();
+    let log = f.tmp.path().join("janitor.log");
+    let mut jan = f
+        .cmd()
+        .args(["janitor", "--watch", "--interval", "50ms"])
+        .env("CCCI_FAKE_ABRA_FAIL", "ls")
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    wait_until("two failed ticks", || {
+        std::fs::read_to_string(&log)
+            .is_ok_and(|t| t.matches("sweep failed, trying again next tick").count() >= 2)
+    });
+    assert!(
+        alive(jan.id() as i32),
+        "a failing tick must not end --watch"
+    );
+    kill(Pid::from_raw(jan.id() as i32), Signal::SIGTERM).unwrap();
+    assert_eq!(code(jan.wait().unwrap()), 0);
+    assert!(std::fs::read_to_string(&log)
+        .unwrap()
+        .contains("stopped cleanly"));
+}
