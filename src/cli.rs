@@ -43,6 +43,10 @@ pub enum Command {
     Unlock(UnlockArgs),
     /// Show the runs known on this host from their run records.
     Status(StatusArgs),
+    /// Print a shell completion script for SHELL on stdout.
+    Completions(CompletionsArgs),
+    /// Print a man page (roff) on stdout, generated from these definitions.
+    Man(ManArgs),
     /// The harness half of `run` (started by the wrapper; not for direct use).
     #[command(name = "__harness", hide = true)]
     Harness(HarnessArgs),
@@ -246,6 +250,19 @@ pub struct StatusArgs {
     /// Machine-readable output on stdout.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct CompletionsArgs {
+    /// bash, zsh, fish, elvish or powershell.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ManArgs {
+    /// The page of this subcommand (`cc-ci-run-COMMAND(1)`) instead of the main page.
+    pub command: Option<String>,
 }
 
 #[derive(Debug, Args, Clone)]
