@@ -53,7 +53,15 @@ pub fn exec(args: cli::ExecArgs, start_ppid: Pid) -> Result<i32> {
 /// `cc-ci-run completions SHELL`: the completion script, generated from the
 /// clap definitions (hidden subcommands stay hidden).
 pub fn completions(args: cli::CompletionsArgs) -> Result<i32> {
-    let mut cmd = Cli::command();
+    let full = Cli::command();
+    // The fish and powershell generators offer hidden subcommands too, and
+    // clap cannot remove one: the command is rebuilt from the visible parts.
+    let mut cmd = clap::Command::new("cc-ci-run")
+        .version(env!("CARGO_PKG_VERSION"))
+        .about(full.get_about().cloned().unwrap_or_default())
+        .args(full.get_arguments().cloned())
+        .subcommand_required(true)
+        .subcommands(full.get_subcommands().filter(|c| !c.is_hide_set()).cloned());
     let mut script = Vec::new();
     clap_complete::generate(args.shell, &mut cmd, "cc-ci-run", &mut script);
     write_stdout(&script, "completion script")
