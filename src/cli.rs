@@ -1,10 +1,15 @@
 //! The raw command line: clap structs only. Every flag can also be set from
 //! a `CCCI_*` environment variable. Validation beyond the shape of a value
 //! happens in `config` (pure, unit-tested).
+//!
+//! Switches read from the environment accept what `CCCI_SKIP_FETCH` does
+//! (`1/true/yes/on`, `0/false/no/off`): a `!testme --quick` bridge sends
+//! `CCCI_QUICK=1`, which clap's default (`true`/`false` only) rejects.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
+use clap::builder::BoolishValueParser;
 use clap::{Args, Parser, Subcommand};
 
 use crate::lock::Kind;
@@ -43,6 +48,10 @@ pub enum Command {
     Unlock(UnlockArgs),
     /// Show the runs known on this host from their run records.
     Status(StatusArgs),
+    /// Print a shell completion script for SHELL on stdout.
+    Completions(CompletionsArgs),
+    /// Print a man page (roff) on stdout, generated from these definitions.
+    Man(ManArgs),
     /// The harness half of `run` (started by the wrapper; not for direct use).
     #[command(name = "__harness", hide = true)]
     Harness(HarnessArgs),
@@ -78,7 +87,7 @@ pub struct RunArgs {
     #[arg(long, env = "CCCI_BASE", default_value = "latest-release")]
     pub base: String,
     /// One deploy of the ref under test, install-tier tests, teardown.
-    #[arg(long, env = "CCCI_QUICK")]
+    #[arg(long, env = "CCCI_QUICK", value_parser = BoolishValueParser::new())]
     pub quick: bool,
     /// Run deadline (SIGALRM, exit 142); waiting for the app lock counts.
     #[arg(long, env = "CCCI_TIMEOUT", default_value = "50m", value_parser = parse_duration)]
@@ -124,23 +133,23 @@ pub struct TestOptions {
     #[arg(long = "tag", env = "CCCI_TEST_TAGS", value_delimiter = ',')]
     pub tags: Vec<String>,
     /// Include tests tagged `slow` (left out by default).
-    #[arg(long, env = "CCCI_TEST_SLOW")]
+    #[arg(long, env = "CCCI_TEST_SLOW", value_parser = BoolishValueParser::new())]
     pub slow: bool,
     /// Run tests in parallel.
-    #[arg(long, env = "CCCI_TEST_PARALLEL")]
+    #[arg(long, env = "CCCI_TEST_PARALLEL", value_parser = BoolishValueParser::new())]
     pub parallel: bool,
     /// Parallel workers (default: cores - 1, at least 1).
     #[arg(long, env = "CCCI_MAX_WORKERS")]
     pub max_workers: Option<usize>,
     /// Stop scheduling after the first failure and terminate running tests.
-    #[arg(long, env = "CCCI_FAIL_FAST")]
+    #[arg(long, env = "CCCI_FAIL_FAST", value_parser = BoolishValueParser::new())]
     pub fail_fast: bool,
     /// Log each test's pid, timeout and resource limits as it starts (test
     /// output is always streamed live, prefixed with the test's name).
-    #[arg(long, env = "CCCI_VERBOSE")]
+    #[arg(long, env = "CCCI_VERBOSE", value_parser = BoolishValueParser::new())]
     pub verbose: bool,
     /// Skip tests that already passed for the same run id and ref.
-    #[arg(long, env = "CCCI_RESUME")]
+    #[arg(long, env = "CCCI_RESUME", value_parser = BoolishValueParser::new())]
     pub resume: bool,
     /// Where report.json, junit.xml and the captured output go.
     #[arg(long, env = "CCCI_REPORT_DIR")]
@@ -161,7 +170,7 @@ pub struct TestOptions {
     #[arg(long, env = "CCCI_TEST_NPROC")]
     pub test_nproc: Option<u64>,
     /// Sample host CPU and memory; past a threshold, checkpoint and exit 42.
-    #[arg(long, env = "CCCI_SELF_PROTECT")]
+    #[arg(long, env = "CCCI_SELF_PROTECT", value_parser = BoolishValueParser::new())]
     pub self_protect: bool,
     /// Host CPU busy percentage that trips self-protection.
     #[arg(long, env = "CCCI_CPU_LIMIT", default_value_t = 95.0)]
@@ -246,6 +255,19 @@ pub struct StatusArgs {
     /// Machine-readable output on stdout.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct CompletionsArgs {
+    /// bash, zsh, fish, elvish or powershell.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ManArgs {
+    /// The page of this subcommand (`cc-ci-run-COMMAND(1)`) instead of the main page.
+    pub command: Option<String>,
 }
 
 #[derive(Debug, Args, Clone)]

@@ -3,6 +3,7 @@
 use std::process::Command;
 
 use anyhow::{Context, Result};
+use clap::CommandFactory;
 use nix::unistd::Pid;
 
 use crate::cli::{self, Cli};
@@ -23,6 +24,8 @@ pub fn dispatch(cli: Cli, start_ppid: Pid) -> Result<i32> {
         cli::Command::Harness(args) => crate::run::harness(args),
         cli::Command::Janitor(args) => crate::janitor::command(args, &cli.state_dir),
         cli::Command::Status(args) => crate::status::status(&cli.state_dir, args.json),
+        cli::Command::Completions(args) => completions(args),
+        cli::Command::Man(args) => man(args),
     }
 }
 
@@ -45,6 +48,66 @@ pub fn exec(args: cli::ExecArgs, start_ppid: Pid) -> Result<i32> {
             timeout: args.timeout,
         },
     )
+}
+
+/// `cc-ci-run completions SHELL`: the completion script, generated from the
+/// clap definitions (hidden subcommands stay hidden).
+pub fn completions(args: cli::CompletionsArgs) -> Result<i32> {
+    let full = Cli::command();
+    // The fish and powershell generators offer hidden subcommands too, and
+    // clap cannot remove one: the command is rebuilt from the visible parts.
+    let mut cmd = clap::Command::new("cc-ci-run")
+        .version(env!("CARGO_PKG_VERSION"))
+        .about(full.get_about().cloned().unwrap_or_default())
+        .args(full.get_arguments().cloned())
+        .subcommand_required(true)
+        .subcommands(full.get_subcommands().filter(|c| !c.is_hide_set()).cloned());
+    let mut script = Vec::new();
+    clap_complete::generate(args.shell, &mut cmd, "cc-ci-run", &mut script);
+    write_stdout(&script, "completion script")
+}
+
+/// `cc-ci-run man [COMMAND]`: the man page (roff) of the binary, or of one
+/// subcommand, generated from the clap definitions. The main page lists the
+/// subcommands as `cc-ci-run-COMMAND(1)`, so a package installs one page each.
+pub fn man(args: cli::ManArgs) -> Result<i32> {
+    let mut cmd = Cli::command();
+    // Building names the subcommands as the main page refers to them
+    // (`cc-ci-run-run`) and copies the global flags into each.
+    cmd.build();
+    let page_of = match args.command.as_deref() {
+        None => cmd,
+        Some(name) => match cmd.find_subcommand(name).filter(|c| !c.is_hide_set()) {
+            Some(sub) => sub.clone(),
+            None => {
+                let known: Vec<&str> = cmd
+                    .get_subcommands()
+                    .filter(|c| !c.is_hide_set())
+                    .map(|c| c.get_name())
+                    .collect();
+                return Err(crate::exit::Failure::usage(format!(
+                    "man: no command `{name}` (one of: {})",
+                    known.join(", ")
+                )));
+            }
+        },
+    };
+    let mut page = Vec::new();
+    clap_mangen::Man::new(page_of)
+        .render(&mut page)
+        .context("failed to render the man page")?;
+    write_stdout(&page, "man page")
+}
+
+/// Both generators write into a buffer first: written straight to stdout,
+/// a closed pipe (`cc-ci-run man | head`) would make them panic.
+fn write_stdout(bytes: &[u8], what: &str) -> Result<i32> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_all(bytes)
+        .and_then(|()| out.flush())
+        .with_context(|| format!("failed to write the {what} to stdout"))?;
+    Ok(crate::exit::OK)
 }
 
 /// `cc-ci-run test [PATHS]`: the recipe test runner on its own, against an

@@ -9,6 +9,7 @@ mod janitor;
 #[path = "../common/junit.rs"]
 mod junit;
 mod locks;
+mod ops;
 mod run;
 mod support;
 mod testrun;

@@ -437,11 +437,23 @@ pub fn hold_with_flock(lock: &Path) -> std::process::Child {
     child
 }
 
-/// Kills a process group started by [`hold_with_flock`] and reaps its leader.
+/// Kills a process group started by [`hold_with_flock`], reaps its leader,
+/// and waits until no live member is left: `sleep` holds the locked
+/// descriptor too, and killpg returns before it has exited, so a lock check
+/// right after the leader's wait could still see the lock held.
 pub fn release_flock(mut child: std::process::Child) {
+    let pgid = child.id() as i32;
     let _ = nix::sys::signal::killpg(
-        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::unistd::Pid::from_raw(pgid),
         nix::sys::signal::Signal::SIGKILL,
     );
     let _ = child.wait();
+    wait_until("the flock holder's group to exit", || {
+        !std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+            .filter_map(stat)
+            .any(|p| p.pgid == pgid && !p.zombie)
+    });
 }

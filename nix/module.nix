@@ -1,0 +1,349 @@
+# NixOS module for a cc-ci-run CI host: the state directory, the CCCI_*
+# settings, the janitor, and the Drone exec runner whose steps call
+# `cc-ci-run run`.
+#
+#   services.cc-ci-run = {
+#     enable = true;
+#     abraHome = "/var/lib/cc-ci-run/abra";
+#     runner = {
+#       enable = true;
+#       rpcHost = "drone.example.org";
+#       environmentFile = "/run/secrets/drone-runner"; # DRONE_RPC_SECRET=...
+#       capacity = 4;
+#     };
+#     path = [ abra pkgs.docker ];
+#   };
+{
+  config,
+  lib,
+  pkgs,
+  ...
+}:
+
+let
+  cfg = config.services.cc-ci-run;
+  inherit (lib)
+    concatStringsSep
+    filterAttrs
+    hasPrefix
+    literalExpression
+    mapAttrsToList
+    mkEnableOption
+    mkIf
+    mkOption
+    types
+    ;
+
+  # What cc-ci-run accepts as a duration (`500ms`, `10s`, `5m`, `1h`, whole seconds).
+  duration = types.strMatching "[0-9]+(ms|s|m|h)?";
+
+  # Every CCCI_* setting, exactly as the runs (through the runner) and the
+  # janitor see it: both must agree on the state directory, the abra home,
+  # the app domains and what the janitor may reap.
+  settings = filterAttrs (_: v: v != null) (
+    {
+      CCCI_STATE_DIR = cfg.stateDir;
+      CCCI_ABRA_HOME = cfg.abraHome;
+      CCCI_SERVER = cfg.server;
+      CCCI_DOMAIN_SUFFIX = cfg.domainSuffix;
+      CCCI_RUN_APP_RE = cfg.runAppRe;
+      # Spaces, not commas: the list must survive DRONE_RUNNER_ENVIRON.
+      CCCI_PROTECTED_APPS =
+        if cfg.protectedApps == [ ] then null else concatStringsSep " " cfg.protectedApps;
+      CCCI_TEARDOWN_TIMEOUT = cfg.teardownTimeout;
+      CCCI_LOCK_MAX_AGE = cfg.lockMaxAge;
+      CCCI_RECORD_RETENTION = cfg.recordRetention;
+    }
+    // cfg.extraSettings
+  );
+
+  # The exec runner parses DRONE_RUNNER_ENVIRON as `K:V,K:V` and rejects a
+  # pair that does not split into exactly two parts at `:`.
+  runnerEnviron = concatStringsSep "," (mapAttrsToList (k: v: "${k}:${v}") settings);
+  unsafeForEnviron = filterAttrs (k: v: lib.hasInfix "," v || lib.hasInfix ":" v) settings;
+
+  # What a step finds on PATH (the exec runner passes its own PATH to the
+  # steps' `/bin/sh`, and the steps call `cc-ci-run` by name), and the
+  # janitor's PATH: both call abra, docker and git.
+  stepPath = [
+    cfg.package
+    pkgs.bash
+    pkgs.coreutils
+    pkgs.git
+    pkgs.util-linux
+  ] ++ cfg.path;
+in
+{
+  options.services.cc-ci-run = {
+    enable = mkEnableOption "the cc-ci-run CI host (state directory and settings)";
+
+    package = mkOption {
+      type = types.package;
+      default = pkgs.callPackage ./package.nix { };
+      defaultText = literalExpression "pkgs.callPackage ./package.nix { }";
+      description = "The cc-ci-run package.";
+    };
+
+    user = mkOption {
+      type = types.str;
+      default = "cc-ci-run";
+      description = "User of the runner's steps and of the janitor; owns the state directory.";
+    };
+
+    group = mkOption {
+      type = types.str;
+      default = "cc-ci-run";
+      description = "Group of the state directory.";
+    };
+
+    extraGroups = mkOption {
+      type = types.listOf types.str;
+      default = [ "docker" ];
+      description = "Supplementary groups of the user (abra and docker need the Docker socket).";
+    };
+
+    stateDir = mkOption {
+      type = types.path;
+      default = "/var/lib/cc-ci-run";
+      description = "CCCI_STATE_DIR: locks, run trees, run records, logs (never inside a Drone workspace).";
+    };
+
+    stateDirMode = mkOption {
+      type = types.strMatching "0[0-7]{3}";
+      default = "0750";
+      description = "Mode of the state directory (run logs may name hosts and apps).";
+    };
+
+    abraHome = mkOption {
+      type = types.path;
+      example = "/var/lib/cc-ci-run/abra";
+      description = ''
+        CCCI_ABRA_HOME: the host's canonical abra directory (servers/,
+        catalogue/, recipes/). Required: under Drone, HOME is a fresh
+        directory per build, so runs cannot find `~/.abra`.
+      '';
+    };
+
+    server = mkOption {
+      type = types.str;
+      default = "default";
+      description = "CCCI_SERVER: the abra server runs deploy to and the janitor sweeps.";
+    };
+
+    domainSuffix = mkOption {
+      type = types.str;
+      default = "ci.localhost";
+      description = "CCCI_DOMAIN_SUFFIX: app domains are `{recipe}-{lane}.{suffix}`; use one per runner host.";
+    };
+
+    runAppRe = mkOption {
+      type = types.nullOr types.str;
+      default = null;
+      description = "CCCI_RUN_APP_RE: which apps the janitor may reap (default: exactly the domain template's names).";
+    };
+
+    protectedApps = mkOption {
+      type = types.listOf types.str;
+      default = [ ];
+      example = [ "traefik.example.org" ];
+      description = "CCCI_PROTECTED_APPS: apps no RUN_APP_RE may match (the janitor refuses to start otherwise).";
+    };
+
+    teardownTimeout = mkOption {
+      type = duration;
+      default = "5m";
+      description = "CCCI_TEARDOWN_TIMEOUT: bound of a run's and of a reap's teardown.";
+    };
+
+    lockMaxAge = mkOption {
+      type = duration;
+      default = "2h";
+      description = "CCCI_LOCK_MAX_AGE: locks held longer are flagged (never stolen).";
+    };
+
+    recordRetention = mkOption {
+      type = duration;
+      default = "336h";
+      description = "CCCI_RECORD_RETENTION: finished run records older than this are pruned.";
+    };
+
+    extraSettings = mkOption {
+      type = types.attrsOf types.str;
+      default = { };
+      example = {
+        CCCI_CONVERGE_TIMEOUT = "10m";
+      };
+      description = "Further CCCI_* settings (see the README's Settings table), for runs and janitor alike.";
+    };
+
+    path = mkOption {
+      type = types.listOf types.package;
+      default = [ ];
+      example = literalExpression "[ abra pkgs.docker ]";
+      description = ''
+        The external programs runs and janitor call, on their PATH besides
+        cc-ci-run, bash, coreutils, git and util-linux: abra and docker.
+      '';
+    };
+
+    janitor = {
+      enable = mkOption {
+        type = types.bool;
+        default = true;
+        description = "Run `cc-ci-run janitor --watch` as a service.";
+      };
+      interval = mkOption {
+        type = duration;
+        default = "5m";
+        description = "Time between sweeps.";
+      };
+      stopTimeout = mkOption {
+        type = types.str;
+        default = "6min";
+        description = ''
+          TimeoutStopSec of the janitor: a stop lets a reap that has begun
+          finish under its lock, so this must exceed teardownTimeout.
+        '';
+      };
+    };
+
+    runner = {
+      enable = mkEnableOption "the Drone exec runner whose steps call cc-ci-run";
+      package = mkOption {
+        type = types.package;
+        default = pkgs.drone-runner-exec;
+        defaultText = literalExpression "pkgs.drone-runner-exec";
+        description = "The Drone exec runner.";
+      };
+      capacity = mkOption {
+        type = types.ints.positive;
+        default = 2;
+        description = ''
+          DRONE_RUNNER_CAPACITY: how many builds run at once on this host,
+          the one concurrency knob (locks keep concurrent runs apart).
+        '';
+      };
+      name = mkOption {
+        type = types.str;
+        default = config.networking.hostName;
+        defaultText = literalExpression "config.networking.hostName";
+        description = "DRONE_RUNNER_NAME.";
+      };
+      rpcProto = mkOption {
+        type = types.enum [
+          "http"
+          "https"
+        ];
+        default = "https";
+        description = "DRONE_RPC_PROTO.";
+      };
+      rpcHost = mkOption {
+        type = types.str;
+        example = "drone.example.org";
+        description = "DRONE_RPC_HOST: the Drone server.";
+      };
+      environmentFile = mkOption {
+        type = types.path;
+        description = "A file with DRONE_RPC_SECRET=... (kept out of the Nix store).";
+      };
+      extraEnvironment = mkOption {
+        type = types.attrsOf types.str;
+        default = { };
+        description = "Further DRONE_* settings of the runner (DRONE_LIMIT_REPOS, DRONE_RUNNER_LABELS, ...).";
+      };
+    };
+  };
+
+  config = mkIf cfg.enable {
+    assertions = [
+      {
+        assertion = lib.all (hasPrefix "CCCI_") (builtins.attrNames cfg.extraSettings);
+        message = "services.cc-ci-run.extraSettings: every name must start with CCCI_.";
+      }
+      {
+        assertion = !cfg.runner.enable || unsafeForEnviron == { };
+        message =
+          "services.cc-ci-run: DRONE_RUNNER_ENVIRON cannot carry a value with `,` or `:`: "
+          + concatStringsSep ", " (builtins.attrNames unsafeForEnviron);
+      }
+    ];
+
+    users.users.${cfg.user} = {
+      isSystemUser = true;
+      group = cfg.group;
+      extraGroups = cfg.extraGroups;
+      home = cfg.stateDir;
+    };
+    users.groups.${cfg.group} = { };
+
+    # The state directory outlives every build; the runs create locks/,
+    # runs/ and the rest inside it.
+    systemd.tmpfiles.rules = [
+      "d ${cfg.stateDir} ${cfg.stateDirMode} ${cfg.user} ${cfg.group} -"
+    ];
+
+    # Operators' commands (`cc-ci-run status`, `locks`, `unlock`) see the
+    # same settings as the services.
+    environment.systemPackages = [ cfg.package ];
+    environment.variables = settings;
+
+    systemd.services.cc-ci-run-janitor = mkIf cfg.janitor.enable {
+      description = "cc-ci-run janitor: reaps apps of dead CI runs";
+      wantedBy = [ "multi-user.target" ];
+      after = [ "docker.service" ];
+      environment = settings;
+      path = stepPath;
+      serviceConfig = {
+        ExecStart = "${lib.getExe cfg.package} janitor --watch --interval ${cfg.janitor.interval}";
+        User = cfg.user;
+        Group = cfg.group;
+        Restart = "on-failure";
+        RestartSec = "30s";
+        # A stop is SIGTERM: `--watch` finishes a reap it has begun and
+        # exits 0; a SIGTERM that lands before its handlers are installed
+        # ends it by the signal; a SIGTERM during a single sweep is 143.
+        SuccessExitStatus = "143 SIGTERM";
+        # SIGTERM to the janitor alone: the abra children of a reap in
+        # progress must finish under the app lock, not die with it.
+        KillMode = "mixed";
+        TimeoutStopSec = cfg.janitor.stopTimeout;
+      };
+    };
+
+    systemd.services.drone-runner-exec = mkIf cfg.runner.enable {
+      description = "Drone exec runner for cc-ci-run pipelines";
+      wantedBy = [ "multi-user.target" ];
+      after = [
+        "network-online.target"
+        "docker.service"
+      ];
+      wants = [ "network-online.target" ];
+      path = stepPath;
+      environment = {
+        DRONE_RPC_PROTO = cfg.runner.rpcProto;
+        DRONE_RPC_HOST = cfg.runner.rpcHost;
+        DRONE_RUNNER_NAME = cfg.runner.name;
+        DRONE_RUNNER_CAPACITY = toString cfg.runner.capacity;
+        # Every step gets the CCCI_* settings (a build's parameters come
+        # after these and can override them: keep API tokens to the bridge).
+        DRONE_RUNNER_ENVIRON = runnerEnviron;
+        # The runner's own web page (default admin/admin on :3000) is off.
+        DRONE_UI_DISABLE = "true";
+      } // cfg.runner.extraEnvironment;
+      serviceConfig = {
+        ExecStart = "${lib.getExe' cfg.runner.package "drone-runner-exec"} daemon";
+        EnvironmentFile = cfg.runner.environmentFile;
+        User = cfg.user;
+        Group = cfg.group;
+        Restart = "always";
+        RestartSec = "5s";
+        # A stop cancels the running steps (SIGKILL of their sh, as a Drone
+        # cancel): each cc-ci-run wrapper sees its parent die and its
+        # harness tears the app down. Only the runner is signalled, so no
+        # harness is killed mid-teardown by the unit's stop (the default
+        # would SIGKILL the whole cgroup after TimeoutStopSec).
+        KillMode = "process";
+      };
+    };
+  };
+}

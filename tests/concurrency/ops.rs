@@ -1,0 +1,708 @@
+//! The operations side, proved without network: `.drone.yml` read as Drone
+//! reads it (one YAML document per pipeline) and checked against the rules
+//! its header states; the pull-request step run *as written* through a
+//! simulation of Drone's exec runner, to completion and cancelled; every
+//! `.nix` file parsed (`scripts/check-nix.sh`); the README's `sh runnable`
+//! blocks run as written; `completions` and `man`. Each check also has a
+//! test that feeds it a broken copy, so a check that cannot fail is caught.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use serde_norway::Value;
+
+use crate::support::*;
+
+/// Drone's default stage timeout: at it, the runner SIGKILLs the step's sh.
+const STAGE_TIMEOUT: Duration = Duration::from_secs(60 * 60);
+
+/// Room left in the stage after the run deadline and the teardown bound:
+/// the phase's stop (SIGTERM, `--grace`, SIGKILL), the janitor sweep, the
+/// wrapper's own exit.
+const STAGE_MARGIN: Duration = Duration::from_secs(5 * 60);
+
+/// The recipe pipelines and the Drone event each one runs on.
+const RECIPE_PIPELINES: [(&str, &str); 3] = [
+    ("recipe-push", "push"),
+    ("recipe-pull-request", "pull_request"),
+    ("recipe-testme", "custom"),
+];
+
+/// The project's own CI pipeline and what its steps must run.
+const OWN_PIPELINE: &str = "cc-ci-run";
+const OWN_STEPS: [(&str, &str); 3] = [
+    ("lint", "scripts/lint.sh"),
+    ("unit", "cargo nextest run --profile ci --test unit"),
+    (
+        "concurrency",
+        "cargo nextest run --profile ci --test concurrency",
+    ),
+];
+
+fn drone_yml() -> String {
+    std::fs::read_to_string(repo().join(".drone.yml")).expect("read .drone.yml")
+}
+
+/// The documents of a Drone file, in order.
+fn documents(text: &str) -> Result<Vec<Value>, String> {
+    use serde::Deserialize;
+    serde_norway::Deserializer::from_str(text)
+        .map(|doc| Value::deserialize(doc).map_err(|e| format!("not valid YAML: {e}")))
+        .filter(|v| !matches!(v, Ok(Value::Null)))
+        .collect()
+}
+
+fn pipeline<'a>(docs: &'a [Value], name: &str) -> Option<&'a Value> {
+    docs.iter().find(|d| d["name"].as_str() == Some(name))
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_sequence()
+        .map(|s| {
+            s.iter()
+                .filter_map(|x| x.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The commands of every step of a pipeline, in order.
+fn step_commands(p: &Value) -> Vec<(String, Vec<String>)> {
+    p["steps"]
+        .as_sequence()
+        .map(|steps| {
+            steps
+                .iter()
+                .map(|s| {
+                    (
+                        s["name"].as_str().unwrap_or("").to_string(),
+                        strings(&s["commands"]),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The value of `--flag V` or `--flag=V` in a command line.
+fn flag_value(command: &str, flag: &str) -> Option<String> {
+    let words: Vec<&str> = command.split_whitespace().collect();
+    words.iter().enumerate().find_map(|(i, w)| {
+        if *w == flag {
+            words.get(i + 1).map(|v| v.trim_matches('"').to_string())
+        } else {
+            w.strip_prefix(&format!("{flag}="))
+                .map(|v| v.trim_matches('"').to_string())
+        }
+    })
+}
+
+/// The rules a recipe step's command follows; problems, or none.
+fn check_recipe_command(pipeline: &str, command: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    let at = |what: String| format!("{pipeline}: {what}: `{command}`");
+    if command.contains("${") {
+        problems.push(at(
+            "`${...}` is substituted by the Drone server before the step runs (unknown names become empty); write `$NAME`".into(),
+        ));
+    }
+    if command.contains('`') {
+        problems.push(at(
+            "a backtick runs in the runner's trace line (`echo + \"...\"`) before the command itself".into(),
+        ));
+    }
+    let words: Vec<&str> = command.split_whitespace().collect();
+    let Some(pos) = words.iter().position(|w| w.ends_with("cc-ci-run")) else {
+        return problems;
+    };
+    if words[pos] != "cc-ci-run" {
+        problems.push(at(
+            "call `cc-ci-run` by name, found on PATH (the runner's PATH, the test's stand-ins)"
+                .into(),
+        ));
+    }
+    if words[..pos].contains(&"exec") {
+        problems.push(at(
+            "`exec` replaces the step's sh: its SIGKILL on cancel would no longer reach cc-ci-run as its parent's death".into(),
+        ));
+    }
+    let duration = |flag: &str| {
+        flag_value(command, flag).and_then(|v| cc_ci_run::units::parse_duration(&v).ok())
+    };
+    match (duration("--timeout"), duration("--teardown-timeout")) {
+        (Some(run), Some(teardown)) => {
+            if run + teardown + STAGE_MARGIN > STAGE_TIMEOUT {
+                problems.push(at(format!(
+                    "--timeout {} + --teardown-timeout {} + {} margin exceed the {} stage timeout",
+                    cc_ci_run::units::human(run),
+                    cc_ci_run::units::human(teardown),
+                    cc_ci_run::units::human(STAGE_MARGIN),
+                    cc_ci_run::units::human(STAGE_TIMEOUT)
+                )));
+            }
+        }
+        _ => problems.push(at(
+            "needs --timeout and --teardown-timeout (durations) below the stage timeout".into(),
+        )),
+    }
+    problems
+}
+
+/// Checks a Drone file against the pipelines and rules `.drone.yml`'s
+/// header promises. Returns every problem found (none: the file is good).
+fn check_drone(text: &str) -> Vec<String> {
+    let docs = match documents(text) {
+        Ok(d) => d,
+        Err(e) => return vec![e],
+    };
+    let mut problems = Vec::new();
+    let mut names = Vec::new();
+    for d in &docs {
+        let name = d["name"].as_str().unwrap_or("");
+        if d["kind"].as_str() != Some("pipeline") || name.is_empty() {
+            problems.push(format!(
+                "every document is a pipeline with a name: {}",
+                serde_norway::to_string(d).unwrap_or_default()
+            ));
+        }
+        if names.contains(&name) {
+            problems.push(format!("pipeline name `{name}` twice"));
+        }
+        names.push(name);
+    }
+
+    match pipeline(&docs, OWN_PIPELINE) {
+        None => problems.push(format!(
+            "no `{OWN_PIPELINE}` pipeline (the project's own CI)"
+        )),
+        Some(p) => {
+            let steps = step_commands(p);
+            for (step, needs) in OWN_STEPS {
+                match steps.iter().find(|(n, _)| n == step) {
+                    None => problems.push(format!("{OWN_PIPELINE}: no `{step}` step")),
+                    Some((_, cmds)) if !cmds.iter().any(|c| c.contains(needs)) => problems.push(
+                        format!("{OWN_PIPELINE}: step `{step}` does not run `{needs}`"),
+                    ),
+                    Some(_) => {}
+                }
+            }
+        }
+    }
+
+    for (name, event) in RECIPE_PIPELINES {
+        let Some(p) = pipeline(&docs, name) else {
+            problems.push(format!("no `{name}` pipeline"));
+            continue;
+        };
+        if p["type"].as_str() != Some("exec") {
+            problems.push(format!("{name}: `type: exec` (the CI host's exec runner)"));
+        }
+        if !strings(&p["trigger"]["event"]).iter().any(|e| e == event) {
+            problems.push(format!("{name}: does not trigger on `{event}`"));
+        }
+        let commands: Vec<String> = step_commands(p).into_iter().flat_map(|(_, c)| c).collect();
+        let runs = commands
+            .iter()
+            .filter(|c| c.contains("cc-ci-run run"))
+            .count();
+        if runs != 1 {
+            problems.push(format!(
+                "{name}: {runs} commands call `cc-ci-run run`, expected one"
+            ));
+        }
+        for c in &commands {
+            problems.extend(check_recipe_command(name, c));
+        }
+    }
+    problems
+}
+
+/// A copy of a Drone file without the document named `name`, as an editor
+/// would cut it.
+fn without_pipeline(text: &str, name: &str) -> String {
+    text.split("\n---\n")
+        .filter(|doc| !doc.lines().any(|l| l == format!("name: {name}")))
+        .collect::<Vec<_>>()
+        .join("\n---\n")
+}
+
+#[test]
+fn drone_yml_holds_the_expected_pipelines() {
+    let problems = check_drone(&drone_yml());
+    assert!(problems.is_empty(), "{problems:#?}");
+}
+
+#[test]
+fn drone_check_rejects_a_copy_without_the_pull_request_pipeline() {
+    let text = drone_yml();
+    let copy = without_pipeline(&text, "recipe-pull-request");
+    assert_ne!(copy, text, "the cut removed nothing");
+    assert!(documents(&copy).is_ok(), "the copy is still valid YAML");
+    let problems = check_drone(&copy);
+    assert_eq!(
+        problems,
+        vec!["no `recipe-pull-request` pipeline".to_string()]
+    );
+}
+
+#[test]
+fn drone_check_rejects_each_broken_rule() {
+    let text = drone_yml();
+    let pr = "cc-ci-run run --recipe \"$DRONE_REPO_NAME\" --pr \"$DRONE_PULL_REQUEST\"";
+    assert!(text.contains(pr), "the pull-request step changed: {pr}");
+    // (what is broken, the copy, what the check must say)
+    let cases: [(&str, String, &str); 9] = [
+        (
+            "exec",
+            text.replace(pr, &format!("exec {pr}")),
+            "`exec` replaces",
+        ),
+        (
+            "braces",
+            text.replace("$DRONE_PULL_REQUEST", "${DRONE_PULL_REQUEST}"),
+            "substituted by the Drone server",
+        ),
+        (
+            "backtick",
+            text.replace("--recipe \"$DRONE_REPO_NAME\"", "--recipe `basename $PWD`"),
+            "backtick",
+        ),
+        (
+            "absolute path",
+            text.replace(pr, &format!("/run/current-system/sw/bin/{pr}")),
+            "call `cc-ci-run` by name",
+        ),
+        (
+            "deadline past the stage",
+            text.replace(
+                "--timeout 45m --teardown-timeout 10m",
+                "--timeout 50m --teardown-timeout 10m",
+            ),
+            "exceed the 60m00s stage timeout",
+        ),
+        (
+            "no teardown bound",
+            text.replace(" --teardown-timeout 10m", ""),
+            "needs --timeout and --teardown-timeout",
+        ),
+        (
+            "not exec",
+            text.replacen("type: exec", "type: docker", 1),
+            "recipe-push: `type: exec`",
+        ),
+        (
+            "wrong event",
+            text.replace("    - pull_request\n  repo:", "    - push\n  repo:"),
+            "recipe-pull-request: does not trigger on `pull_request`",
+        ),
+        (
+            "not YAML",
+            text.replace("steps:", "steps:\n\t- bad"),
+            "not valid YAML",
+        ),
+    ];
+    for (what, copy, says) in cases {
+        assert_ne!(copy, text, "{what}: the edit changed nothing");
+        let problems = check_drone(&copy);
+        assert!(
+            problems.iter().any(|p| p.contains(says)),
+            "{what}: the check does not say `{says}`: {problems:#?}"
+        );
+    }
+}
+
+/// Drone's exec runner writes a step's commands into a script like this
+/// (runner-go's posix shell script: `set -e`, then each command after a
+/// trace line) and runs `/bin/sh -e SCRIPT`.
+fn drone_script(commands: &[String]) -> String {
+    let mut s = String::from("\nset -e\n\n");
+    for c in commands {
+        let quoted = format!("\"{}\"", c.replace('\\', "\\\\").replace('"', "\\\""));
+        s.push_str(&format!("\necho + {}\n{c}\n", quoted.replace('$', "\\$")));
+    }
+    s
+}
+
+/// A Drone exec step: the commands of `pipeline`'s steps as written, run as
+/// `/bin/sh -e SCRIPT` in a fresh workspace with the environment Drone gives
+/// (build metadata, HOME a fresh empty directory) plus the runner's
+/// DRONE_RUNNER_ENVIRON (the fixture's CCCI_* settings) and `params`.
+struct DroneStep {
+    sh: Command,
+    home: PathBuf,
+    log: PathBuf,
+}
+
+fn drone_step(f: &Fixture, pipeline_name: &str, params: &[(&str, String)]) -> DroneStep {
+    let docs = documents(&drone_yml()).expect(".drone.yml parses");
+    let p = pipeline(&docs, pipeline_name).expect("pipeline exists");
+    let commands: Vec<String> = step_commands(p).into_iter().flat_map(|(_, c)| c).collect();
+    let root = f.tmp.path().join("drone");
+    let (home, workspace, opt) = (
+        root.join("home/drone"),
+        root.join("drone/src"),
+        root.join("opt"),
+    );
+    for d in [&home, &workspace, &opt] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    let script = script(&opt, "recipe-ci", &drone_script(&commands));
+    let log = root.join("step.log");
+    let mut sh = Command::new("/bin/sh");
+    sh.arg("-e").arg(&script).env_clear();
+    // The runner's DRONE_RUNNER_ENVIRON: what the fixture's host sets.
+    for (k, v) in f.cmd().get_envs() {
+        if let (Some(k), Some(v)) = (k.to_str(), v) {
+            if k.starts_with("CCCI_") {
+                sh.env(k, v);
+            }
+        }
+    }
+    sh.env("PATH", test_path())
+        .env("HOME", &home)
+        .env("CI", "true")
+        .env("DRONE", "true")
+        .env("DRONE_REPO", "coop-cloud/example")
+        .env("DRONE_REPO_NAME", "example")
+        .env("DRONE_WORKSPACE", &workspace)
+        .env("GIT_TERMINAL_PROMPT", "0");
+    for (k, v) in params {
+        sh.env(k, v);
+    }
+    sh.current_dir(&workspace)
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&log).unwrap())
+        .stderr(std::fs::File::create(root.join("step.err")).unwrap());
+    DroneStep { sh, home, log }
+}
+
+impl DroneStep {
+    /// The step's output so far (stdout, then stderr), for failure messages.
+    fn output(&self) -> String {
+        let err = self.log.with_file_name("step.err");
+        format!(
+            "{}{}",
+            std::fs::read_to_string(&self.log).unwrap_or_default(),
+            std::fs::read_to_string(err).unwrap_or_default()
+        )
+    }
+}
+
+/// The sha of a ref in the example recipe's forge repository.
+fn upstream_sha(f: &Fixture, git_ref: &str) -> String {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(f.tmp.path().join("recipe/upstream.git"))
+        .args(["rev-parse", git_ref])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "git rev-parse {git_ref}");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn pull_request_params(f: &Fixture, build: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("DRONE_BUILD_NUMBER", build.to_string()),
+        ("DRONE_BUILD_EVENT", "pull_request".into()),
+        ("DRONE_PULL_REQUEST", "1".into()),
+        ("DRONE_COMMIT_SHA", upstream_sha(f, "refs/pull/1/head")),
+    ]
+}
+
+fn assert_nothing_left(f: &Fixture, run_id: &str, domain: &str, step: &DroneStep) {
+    wait_until("no process of the run", || {
+        procs_with_env("CCCI_FAKE_STATE", &f.fake).is_empty()
+    });
+    let out = step.output();
+    assert!(
+        f.leftovers().is_empty(),
+        "left on the fake swarm: {:?}\n{out}",
+        f.leftovers()
+    );
+    assert!(f.lock_free("apps", domain), "app lock held\n{out}");
+    assert!(f.lock_free("runs", run_id), "run lock held\n{out}");
+    assert!(f.tree_gone(run_id), "run tree left\n{out}");
+}
+
+#[test]
+fn drone_pull_request_step_as_written_passes_and_tears_down() {
+    let f = Fixture::new();
+    let mut step = drone_step(&f, "recipe-pull-request", &pull_request_params(&f, "4242"));
+    let mut sh = step.sh.spawn().unwrap();
+    let mut guard = KillOnPanic::default();
+    guard.add(sh.id() as i32);
+    let code = wait_exit(&mut sh);
+    assert_eq!(code, 0, "step exit\n{}", step.output());
+    let rec = f.record("drone-4242");
+    assert_eq!(rec["exit_code"], 0);
+    assert_eq!(rec["pr"], 1, "DRONE_PULL_REQUEST reached the run");
+    assert_eq!(rec["domain"], "example-pr1.ci.localhost");
+    assert!(
+        step.output().contains("+ cc-ci-run run --recipe"),
+        "the runner's trace line shows the command as written\n{}",
+        step.output()
+    );
+    assert_nothing_left(&f, "drone-4242", "example-pr1.ci.localhost", &step);
+    let home: Vec<_> = std::fs::read_dir(&step.home).unwrap().collect();
+    assert!(home.is_empty(), "the step wrote into HOME: {home:?}");
+}
+
+#[test]
+fn drone_pull_request_step_cancelled_by_sigkill_of_sh_tears_down_with_143() {
+    let f = Fixture::new();
+    let mut params = pull_request_params(&f, "4243");
+    // The install tier's test hangs, so the cancel lands mid-run.
+    params.push(("CCCI_EXAMPLE_HANG", "install".into()));
+    let mut step = drone_step(&f, "recipe-pull-request", &params);
+    let mut sh = step.sh.spawn().unwrap();
+    let mut guard = KillOnPanic::default();
+    guard.add(sh.id() as i32);
+    wait_for_file(&f.ready.join("test-install"));
+    // Drone's cancel: SIGKILL of the step's sh alone.
+    send(sh.id() as i32, Signal::SIGKILL);
+    sh.wait().unwrap();
+    let record = f.state.join("runs/drone-4243/run.json");
+    wait_until("the run record's exit code", || {
+        std::fs::read_to_string(&record).is_ok_and(|t| t.contains("\"finished\": \""))
+    });
+    assert_eq!(
+        f.record("drone-4243")["exit_code"],
+        143,
+        "{}",
+        step.output()
+    );
+    assert_nothing_left(&f, "drone-4243", "example-pr1.ci.localhost", &step);
+}
+
+#[test]
+fn drone_testme_step_takes_the_bridge_parameters() {
+    let f = Fixture::new();
+    // A custom build's DRONE_COMMIT_SHA is the CI repository's commit, not
+    // the recipe's: with CCCI_PR it must be ignored.
+    let params = vec![
+        ("DRONE_BUILD_NUMBER", "4244".to_string()),
+        ("DRONE_BUILD_EVENT", "custom".into()),
+        (
+            "DRONE_COMMIT_SHA",
+            "0123456789abcdef0123456789abcdef01234567".into(),
+        ),
+        ("CCCI_RECIPE", "example".into()),
+        ("CCCI_PR", "1".into()),
+        ("CCCI_QUICK", "1".into()),
+    ];
+    let mut step = drone_step(&f, "recipe-testme", &params);
+    let mut sh = step.sh.spawn().unwrap();
+    let mut guard = KillOnPanic::default();
+    guard.add(sh.id() as i32);
+    assert_eq!(wait_exit(&mut sh), 0, "{}", step.output());
+    let rec = f.record("drone-4244");
+    assert_eq!(rec["pr"], 1);
+    assert_eq!(rec["recipe"], "example");
+    let steps: Vec<String> = f.ok_steps().into_iter().map(|(s, _)| s).collect();
+    assert!(
+        steps.contains(&"deploy-chaos".to_string()) && !steps.contains(&"deploy".to_string()),
+        "CCCI_QUICK=1 took the quick lane (one chaos deploy): {steps:?}"
+    );
+    assert_nothing_left(&f, "drone-4244", "example-pr1.ci.localhost", &step);
+}
+
+/// `scripts/check-nix.sh [DIR]`, with its exit code and output.
+fn check_nix(dir: Option<&Path>) -> (i32, String) {
+    assert!(
+        Command::new("sh")
+            .args(["-c", "command -v nix-instantiate"])
+            .stdout(Stdio::null())
+            .status()
+            .unwrap()
+            .success(),
+        "nix-instantiate is missing: apt-get install -y nix-bin (.ci/run does)"
+    );
+    let mut c = Command::new("bash");
+    c.arg(repo().join("scripts/check-nix.sh"));
+    if let Some(d) = dir {
+        c.arg(d);
+    }
+    let out = c.stdin(Stdio::null()).output().unwrap();
+    (
+        code(out.status),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+const NIX_FILES: [&str; 4] = [
+    "flake.nix",
+    "nix/package.nix",
+    "nix/module.nix",
+    "nix/shell.nix",
+];
+
+#[test]
+fn every_nix_file_parses() {
+    let (status, out) = check_nix(None);
+    assert_eq!(status, 0, "{out}");
+    for f in NIX_FILES {
+        assert!(
+            out.contains(&format!("ok    {f}\n")),
+            "{f} not checked:\n{out}"
+        );
+    }
+}
+
+#[test]
+fn nix_check_fails_on_a_broken_copy() {
+    let tmp = tempdir();
+    std::fs::create_dir(tmp.path().join("nix")).unwrap();
+    for f in NIX_FILES {
+        std::fs::copy(repo().join(f), tmp.path().join(f)).unwrap();
+    }
+    let (status, out) = check_nix(Some(tmp.path()));
+    assert_eq!(status, 0, "the intact copy parses:\n{out}");
+
+    let module = tmp.path().join("nix/module.nix");
+    let text = std::fs::read_to_string(&module).unwrap();
+    // A syntax error (the module's closing brace gone) and an unbound name
+    // (a typo of a function in scope) each fail the check.
+    let broken = [
+        text.trim_end().strip_suffix('}').unwrap().to_string(),
+        text.replacen("mkOption {", "mkOptoin {", 1),
+    ];
+    for b in broken {
+        assert_ne!(b, text);
+        std::fs::write(&module, &b).unwrap();
+        let (status, out) = check_nix(Some(tmp.path()));
+        assert_eq!(status, 1, "a broken module.nix passes:\n{out}");
+        assert!(out.contains("FAIL  nix/module.nix"), "{out}");
+    }
+
+    let empty = tempdir();
+    assert_eq!(check_nix(Some(empty.path())).0, 1, "no .nix file at all");
+}
+
+/// The fenced blocks of a Markdown text whose info string is `info`.
+fn fenced_blocks(markdown: &str, info: &str) -> Vec<String> {
+    let mut blocks = Vec::new();
+    let mut current: Option<String> = None;
+    for line in markdown.lines() {
+        match current.as_mut() {
+            None if line.trim_end() == format!("```{info}") => current = Some(String::new()),
+            None => {}
+            Some(_) if line.trim_end() == "```" => blocks.extend(current.take()),
+            Some(block) => {
+                block.push_str(line);
+                block.push('\n');
+            }
+        }
+    }
+    assert!(current.is_none(), "an unclosed ```{info} block");
+    blocks
+}
+
+fn readme() -> String {
+    std::fs::read_to_string(repo().join("README.md")).expect("read README.md")
+}
+
+/// The one command of the README this test does not run: it is the command
+/// that runs this test, and running it here would recurse.
+const RECURSIVE: &str = "cargo nextest run";
+
+#[test]
+fn readme_runnable_blocks_work_as_written() {
+    let blocks = fenced_blocks(&readme(), "sh runnable");
+    assert!(
+        blocks.iter().any(|b| b.contains("scripts/demo.sh")),
+        "the Set-up block is not marked `sh runnable`: {blocks:#?}"
+    );
+    let tmp = tempdir();
+    let mut skipped = 0;
+    for (i, block) in blocks.iter().enumerate() {
+        let script: String = block
+            .lines()
+            .map(|line| {
+                let command = line.split(" #").next().unwrap_or("").trim();
+                if command == RECURSIVE {
+                    skipped += 1;
+                    format!(": skipped, it runs this test: {command}\n")
+                } else {
+                    format!("{line}\n")
+                }
+            })
+            .collect();
+        let log = tmp.path().join(format!("block-{i}.log"));
+        let status = Command::new("bash")
+            .arg("-e")
+            .arg("-c")
+            .arg(&script)
+            .current_dir(repo())
+            .env("CCCI_DEMO_DIR", tmp.path().join("demo"))
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(Stdio::from(
+                std::fs::OpenOptions::new().append(true).open(&log).unwrap(),
+            ))
+            .status()
+            .unwrap();
+        let out = std::fs::read_to_string(&log).unwrap_or_default();
+        assert_eq!(
+            code(status),
+            0,
+            "README block {i} failed:\n{block}\n--- output ---\n{out}"
+        );
+    }
+    assert_eq!(
+        skipped, 1,
+        "`{RECURSIVE}` should be in a runnable block once"
+    );
+}
+
+#[test]
+fn readme_drone_excerpts_are_in_drone_yml() {
+    let excerpts = fenced_blocks(&readme(), "yaml excerpt");
+    assert!(!excerpts.is_empty(), "the README shows no pipeline excerpt");
+    let drone = drone_yml();
+    for e in excerpts {
+        assert!(drone.contains(&e), "not in .drone.yml as written:\n{e}");
+    }
+}
+
+#[test]
+fn completions_cover_the_commands_and_hide_the_internal_ones() {
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let out = ccci().args(["completions", shell]).output().unwrap();
+        assert_eq!(code(out.status), 0, "{shell}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        for cmd in ["run", "janitor", "unlock", "teardown-timeout"] {
+            assert!(text.contains(cmd), "{shell}: `{cmd}` missing");
+        }
+        for hidden in ["__harness", "hold-lock", "lock-stress", "bench-lock"] {
+            assert!(!text.contains(hidden), "{shell}: hidden `{hidden}` offered");
+        }
+    }
+    let out = ccci().args(["completions", "tcsh"]).output().unwrap();
+    assert_eq!(code(out.status), 2, "an unknown shell is a usage error");
+}
+
+#[test]
+fn man_prints_the_main_page_and_each_command_page() {
+    let out = ccci().arg("man").output().unwrap();
+    assert_eq!(code(out.status), 0);
+    let main = String::from_utf8_lossy(&out.stdout);
+    assert!(main.contains(".TH cc-ci-run 1"), "{main}");
+    assert!(main.contains("cc\\-ci\\-run\\-janitor(1)"), "{main}");
+    assert!(!main.contains("harness"), "hidden command in the page");
+
+    let out = ccci().args(["man", "run"]).output().unwrap();
+    assert_eq!(code(out.status), 0);
+    let run = String::from_utf8_lossy(&out.stdout);
+    assert!(run.contains(".TH cc-ci-run-run 1"), "{run}");
+    assert!(run.contains("teardown\\-timeout"), "{run}");
+    assert!(run.contains("CCCI_TIMEOUT"), "env fallbacks are documented");
+
+    let out = ccci().args(["man", "__harness"]).output().unwrap();
+    assert_eq!(code(out.status), 2, "no page for a hidden command");
+}
