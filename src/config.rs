@@ -217,16 +217,17 @@ pub fn run_config(args: &RunArgs, env: &Env, pid: u32) -> Result<RunConfig> {
         (None, Some(p)) => Some(check_pr("DRONE_PULL_REQUEST", p)?),
         (None, None) => None,
     };
-    let git_ref = match (
-        args.git_ref.as_deref(),
-        env_nonempty(env, "DRONE_COMMIT_SHA"),
-    ) {
+    // DRONE_COMMIT_SHA names the recipe's commit only when the build runs
+    // in the recipe's own repository (push, pull request); a `custom` build
+    // (the `!testme` bridge, the API) carries the CI repository's commit.
+    let drone_sha = env_nonempty(env, "DRONE_COMMIT_SHA")
+        .filter(|_| env_nonempty(env, "DRONE_BUILD_EVENT") != Some("custom"));
+    let git_ref = match (args.git_ref.as_deref(), drone_sha) {
         (Some(r), _) => {
             check_ref("ref", r)?;
             Some(r.to_string())
         }
-        // A pull request's head is fetched by number; DRONE_COMMIT_SHA of a
-        // custom build names the CI repo's commit, not the recipe's.
+        // A pull request's head is fetched by number.
         (None, Some(sha)) if pr.is_none() => {
             check_ref("DRONE_COMMIT_SHA", sha)?;
             Some(sha.to_string())

@@ -150,3 +150,25 @@ fn default_run_app_re_matches_exactly_the_template() {
         assert!(!re.is_match(no), "{no}");
     }
 }
+
+#[test]
+fn custom_build_commit_sha_is_not_the_recipe_ref() {
+    let sha = "0123456789abcdef0123456789abcdef01234567";
+    let push = env(&[
+        ("DRONE_BUILD_NUMBER", "3"),
+        ("DRONE_COMMIT_SHA", sha),
+        ("DRONE_BUILD_EVENT", "push"),
+    ]);
+    let c = config::run_config(&run_args(&["--recipe", "example"]), &push, 1).unwrap();
+    assert_eq!(c.git_ref.as_deref(), Some(sha));
+    let custom = env(&[
+        ("DRONE_BUILD_NUMBER", "3"),
+        ("DRONE_COMMIT_SHA", sha),
+        ("DRONE_BUILD_EVENT", "custom"),
+    ]);
+    let c = config::run_config(&run_args(&["--recipe", "example"]), &custom, 1).unwrap();
+    assert_eq!(
+        c.git_ref, None,
+        "a !testme build without CCCI_REF tests the default branch"
+    );
+}
