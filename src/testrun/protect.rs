@@ -167,7 +167,7 @@ impl Sampler {
         };
         let due = self
             .prev
-            .map_or(true, |(t, _)| now.duration_since(t) >= CPU_INTERVAL);
+            .is_none_or(|(t, _)| now.duration_since(t) >= CPU_INTERVAL);
         let mut cpu = None;
         if due {
             match std::fs::read_to_string(self.dir.join("stat")).map(|t| parse_stat(&t)) {
