@@ -5,7 +5,7 @@
 //! so with exit 4 and a janitor sweep reaps it), both locks free, the run
 //! tree gone, no process of the run left. The matrix is printed as a table.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::Mutex;
 
 use nix::sys::signal::{kill, Signal};
@@ -171,29 +171,7 @@ fn run_cell(cell: &Cell) -> Result<String, String> {
     let code_seen = match cell.stop {
         Stop::KillSh => {
             // Drone's exec runner: /bin/sh -e SCRIPT, and on cancel SIGKILL to that sh only.
-            let script = f.tmp.path().join("step.sh");
-            let args: Vec<String> = c
-                .get_args()
-                .map(|a| format!("'{}'", a.to_string_lossy()))
-                .collect();
-            std::fs::write(
-                &script,
-                format!("'{}' {}\n", bin().display(), args.join(" ")),
-            )
-            .unwrap();
-            let mut sh = Command::new("/bin/sh");
-            sh.arg("-e").arg(&script).env_clear();
-            for (k, v) in c.get_envs() {
-                if let Some(v) = v {
-                    sh.env(k, v);
-                }
-            }
-            let mut sh = sh
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap();
+            let mut sh = spawn_as_drone_step(&c, f.tmp.path());
             wait_paused(&f, cell.phase, run_id);
             kill(Pid::from_raw(sh.id() as i32), Signal::SIGKILL).unwrap();
             sh.wait().unwrap();

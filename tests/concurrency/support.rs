@@ -373,25 +373,7 @@ impl Fixture {
 
     /// Waits for a hang marker of the stand-ins (`hang/STEP.PID`).
     pub fn wait_hang(&self, step: &str) -> i32 {
-        let dir = self.fake.join("hang");
-        let mut pid = 0;
-        wait_until(&format!("hang marker {step}"), || {
-            std::fs::read_dir(&dir)
-                .ok()
-                .into_iter()
-                .flatten()
-                .filter_map(|e| e.ok())
-                .any(|e| {
-                    let name = e.file_name().to_string_lossy().to_string();
-                    if let Some(p) = name.strip_prefix(&format!("{step}.")) {
-                        pid = p.parse().unwrap_or(0);
-                        true
-                    } else {
-                        false
-                    }
-                })
-        });
-        pid
+        wait_hang_in(&self.fake, step)
     }
 }
 
@@ -456,4 +438,56 @@ pub fn release_flock(mut child: std::process::Child) {
             .filter_map(stat)
             .any(|p| p.pgid == pgid && !p.zombie)
     });
+}
+
+/// Waits for a stand-in's hang marker `FAKE_STATE/hang/STEP.PID`; returns PID.
+pub fn wait_hang_in(fake_state: &Path, step: &str) -> i32 {
+    let dir = fake_state.join("hang");
+    let prefix = format!("{step}.");
+    let mut pid = 0;
+    wait_until(&format!("hang marker {step}"), || {
+        std::fs::read_dir(&dir)
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok())
+            .filter_map(|e| e.file_name().to_str().map(String::from))
+            .any(|name| {
+                name.strip_prefix(&prefix)
+                    .map(|p| pid = p.parse().unwrap_or(0))
+                    .is_some()
+            })
+    });
+    pid
+}
+
+/// Starts `cmd` the way Drone's exec runner starts a step: its command line
+/// written to `dir/step.sh` and run as `/bin/sh -e step.sh`, with `cmd`'s
+/// environment and nothing else. Cancel is a SIGKILL of that `sh` alone.
+pub fn spawn_as_drone_step(cmd: &Command, dir: &Path) -> std::process::Child {
+    let script = dir.join("step.sh");
+    let args: Vec<String> = cmd
+        .get_args()
+        .map(|a| format!("'{}'", a.to_string_lossy()))
+        .collect();
+    std::fs::write(
+        &script,
+        format!(
+            "'{}' {}\n",
+            cmd.get_program().to_string_lossy(),
+            args.join(" ")
+        ),
+    )
+    .unwrap();
+    let mut sh = Command::new("/bin/sh");
+    sh.arg("-e").arg(&script).env_clear();
+    for (k, v) in cmd.get_envs() {
+        if let Some(v) = v {
+            sh.env(k, v);
+        }
+    }
+    sh.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
 }

@@ -173,29 +173,7 @@ fn run_cell(cell: Cell, i: u32) -> Result<String, String> {
     };
     let seen = match cell {
         Cell::KillShInDeploy | Cell::KillShInTests | Cell::KillShInTeardown => {
-            let script = host.tmp.path().join("step.sh");
-            let args: Vec<String> = c
-                .get_args()
-                .map(|a| format!("'{}'", a.to_string_lossy()))
-                .collect();
-            std::fs::write(
-                &script,
-                format!("'{}' {}\n", bin().display(), args.join(" ")),
-            )
-            .unwrap();
-            let mut sh = Command::new("/bin/sh");
-            sh.arg("-e").arg(&script).env_clear();
-            for (k, v) in c.get_envs() {
-                if let Some(v) = v {
-                    sh.env(k, v);
-                }
-            }
-            let mut sh = sh
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap();
+            let mut sh = spawn_as_drone_step(&c, host.tmp.path());
             wait_paused(&host);
             kill(Pid::from_raw(sh.id() as i32), Signal::SIGKILL).unwrap();
             sh.wait().unwrap();

@@ -206,23 +206,7 @@ impl SwarmHost {
     }
 
     pub fn wait_hang(&self, step: &str) -> i32 {
-        let dir = self.fake.join("hang");
-        let mut pid = 0;
-        wait_until(&format!("hang marker {step}"), || {
-            std::fs::read_dir(&dir)
-                .ok()
-                .into_iter()
-                .flatten()
-                .filter_map(|e| e.ok())
-                .any(|e| {
-                    let name = e.file_name().to_string_lossy().to_string();
-                    name.strip_prefix(&format!("{step}.")).is_some_and(|p| {
-                        pid = p.parse().unwrap_or(0);
-                        true
-                    })
-                })
-        });
-        pid
+        wait_hang_in(&self.fake, step)
     }
 }
 
