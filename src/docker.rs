@@ -2,7 +2,7 @@
 //! 10): convergence of a stack's services and the teardown check. Parsing is
 //! pure; the calls go through `docker` (CCCI_DOCKER) with JSON output.
 //!
-//! Waits poll with exponential backoff (50 ms doubling to 1 s), bounded by
+//! Waits poll with exponential backoff (50 ms doubling to 500 ms), bounded by
 //! the caller's deadline and interruptible by the shutdown latch: never a
 //! fixed sleep.
 
@@ -14,6 +14,11 @@ use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 
 use crate::external::{self, Bound};
+
+/// The longest pause between two polls of a wait. Each poll is several
+/// docker CLI calls (~0.1 s each on a loaded host), so a shorter cap buys
+/// little; a longer one would add up to a second to every teardown.
+pub const POLL_MAX: Duration = Duration::from_millis(500);
 
 /// The label docker stack puts on everything of a stack.
 pub const STACK_LABEL: &str = "com.docker.stack.namespace";
@@ -330,7 +335,7 @@ impl Docker {
                 return Err(anyhow::Error::new(external::Interrupted)
                     .context("convergence wait was stopped"));
             }
-            delay = (delay * 2).min(Duration::from_secs(1));
+            delay = (delay * 2).min(POLL_MAX);
         }
     }
 
@@ -346,7 +351,7 @@ impl Docker {
                 bail!("stack {stack} is still there: {left}");
             }
             bound.sleep(delay);
-            delay = (delay * 2).min(Duration::from_secs(1));
+            delay = (delay * 2).min(POLL_MAX);
         }
     }
 }
