@@ -184,18 +184,7 @@ cat >"$work/tests/30-pr-image.sh" <<'EOF'
 # Knobs as in 00-deployed.sh (CCCI_EXAMPLE_FAIL, CCCI_EXAMPLE_HANG).
 set -eu
 
-tier="${CCCI_TIER:-}"
-if [ -n "${CCCI_EXAMPLE_HANG:-}" ] && [ "$CCCI_EXAMPLE_HANG" = "$tier" ]; then
-  if [ -n "${CCCI_EXAMPLE_READY_DIR:-}" ]; then
-    : >"$CCCI_EXAMPLE_READY_DIR/test-$tier"
-  fi
-  exec sleep 2147483647
-fi
-if [ -n "${CCCI_EXAMPLE_FAIL:-}" ] &&
-  { [ "$CCCI_EXAMPLE_FAIL" = all ] || [ "$CCCI_EXAMPLE_FAIL" = "$tier" ]; }; then
-  echo "failing on purpose: CCCI_EXAMPLE_FAIL=$CCCI_EXAMPLE_FAIL (tier $tier)" >&2
-  exit 1
-fi
+. "$(dirname "$0")/knobs.inc"
 
 : "${CCCI_APP_DOMAIN:?CCCI_APP_DOMAIN is not set}"
 stack="${CCCI_STACK:-$(printf '%s' "$CCCI_APP_DOMAIN" | tr . _ | cut -c1-45)}"
