@@ -338,4 +338,7 @@ pub struct LockStressArgs {
 pub struct BenchLockArgs {
     /// How many acquire + release rounds to time.
     pub iterations: usize,
+    /// The app domain to lock (default `bench.lock.invalid`).
+    #[arg(long)]
+    pub name: Option<String>,
 }

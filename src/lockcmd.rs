@@ -22,8 +22,10 @@ use serde::Serialize;
 use crate::cli::{BenchLockArgs, HoldLockArgs, LockStressArgs, LocksArgs, UnlockArgs};
 use crate::exit::{self, Failure};
 use crate::lock::{self, Acquire, Kind, OwnerRecord, TryLock, TryPath};
+use crate::lockbackend::{self, Attempt, Backend, LockSettings};
 use crate::lockholder::{self, FileId, Holder};
 use crate::say;
+use crate::swarmlock::{self, Swarm};
 
 /// The environment variable that sets how long a lock may be held before
 /// `locks` (and the janitor) flag it.
@@ -102,23 +104,178 @@ pub struct LockReport {
 #[derive(Debug, Serialize)]
 struct LocksJson<'a> {
     max_age_secs: u64,
+    /// `flock` or `swarm`: which authority arbitrates app-domain locks.
+    backend: &'static str,
     locks: &'a [LockReport],
+    /// With the swarm backend: every lock object on the swarm (null with flock).
+    swarm_locks: Option<&'a [SwarmLockReport]>,
+}
+
+/// One swarm lock (`locks --json`, `swarm_locks`, sorted by object name).
+/// Stable fields:
+///
+/// - `domain` (string): the app domain (from its label; the object name for
+///   an object without our labels).
+/// - `object` (string): the config's name; `id` (string): its ID, which
+///   is what release and take-over delete.
+/// - `version` (number): the engine's version index of the object.
+/// - `state` (`"held"` | `"expired"` | `"unknown"`): held while the lease
+///   has not run out past the take-over margin; unknown for an object
+///   whose labels are not a lease.
+/// - `host`, `run_id` (string | null), `pid` (number | null): the holder.
+/// - `started`, `expires` (string | null): RFC 3339 UTC.
+/// - `expires_in_secs` (number | null): seconds until the lease expires
+///   (negative: expired that long ago).
+/// - `renewals` (number | null): how often the holder renewed the lease.
+/// - `age_secs` (number | null), `over_max_age` (bool): as for flock locks.
+#[derive(Clone, Debug, Serialize)]
+pub struct SwarmLockReport {
+    pub domain: String,
+    pub object: String,
+    pub id: String,
+    pub version: u64,
+    pub state: &'static str,
+    pub host: Option<String>,
+    pub run_id: Option<String>,
+    pub pid: Option<i32>,
+    pub started: Option<String>,
+    pub expires: Option<String>,
+    pub expires_in_secs: Option<i64>,
+    pub renewals: Option<u64>,
+    pub age_secs: Option<u64>,
+    pub over_max_age: bool,
+}
+
+/// The swarm's lock objects as `locks` reports them (pure but for `now`).
+pub fn swarm_reports(
+    objects: &[swarmlock::LockObject],
+    margin: Duration,
+    max_age: Duration,
+    now: SystemTime,
+) -> Vec<SwarmLockReport> {
+    let now_ms = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    objects
+        .iter()
+        .map(|o| {
+            let l = o.lease.as_ref();
+            let age = l
+                .and_then(|l| crate::log::parse_timestamp(&l.started))
+                .map(|t| now.duration_since(t).unwrap_or_default());
+            let state = match l {
+                None => "unknown",
+                Some(l) if l.expired(now_ms, margin) => "expired",
+                Some(_) => "held",
+            };
+            SwarmLockReport {
+                domain: l.map_or(o.name.clone(), |l| l.domain.clone()),
+                object: o.name.clone(),
+                id: o.id.clone(),
+                version: o.version,
+                state,
+                host: l.map(|l| l.host.clone()),
+                run_id: l.map(|l| l.run_id.clone()),
+                pid: l.map(|l| l.pid),
+                started: l.map(|l| l.started.clone()),
+                expires: l.map(|l| {
+                    crate::log::timestamp(
+                        SystemTime::UNIX_EPOCH + Duration::from_millis(l.expires_ms),
+                    )
+                }),
+                expires_in_secs: l.map(|l| (l.expires_ms as i64 - now_ms as i64) / 1000),
+                renewals: l.map(|l| l.renewals),
+                age_secs: age.map(|a| a.as_secs()),
+                over_max_age: state == "held" && age.is_some_and(|a| a > max_age),
+            }
+        })
+        .collect()
+}
+
+/// The human listing of the swarm locks (pure).
+pub fn swarm_table(reports: &[SwarmLockReport]) -> String {
+    if reports.is_empty() {
+        return "no swarm locks\n".to_string();
+    }
+    let width = reports
+        .iter()
+        .map(|r| r.domain.len())
+        .max()
+        .unwrap_or(6)
+        .max(6);
+    let mut out = format!(
+        "{:<width$}  {:<7}  {:<25}  {:>9}  HOLDER\n",
+        "DOMAIN", "STATE", "ID", "EXPIRES"
+    );
+    for r in reports {
+        let expires = r.expires_in_secs.map_or("-".to_string(), |s| {
+            if s >= 0 {
+                format!("in {s}s")
+            } else {
+                format!("{}s ago", -s)
+            }
+        });
+        let holder = match (&r.run_id, &r.host, r.pid) {
+            (Some(run), Some(host), Some(pid)) => format!(
+                "run {run} (pid {pid} on host {host}, since {}, {} renewal(s))",
+                r.started.as_deref().unwrap_or("?"),
+                r.renewals.unwrap_or(0)
+            ),
+            _ => "not a cc-ci-run lease (no lease labels)".to_string(),
+        };
+        let mut line = format!(
+            "{:<width$}  {:<7}  {:<25}  {expires:>9}  {holder}",
+            r.domain, r.state, r.id
+        );
+        if r.over_max_age {
+            line.push_str("  [held longer than CCCI_LOCK_MAX_AGE]");
+        }
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
 }
 
 /// `cc-ci-run locks [--json]`.
 pub fn locks(state_dir: &Path, args: LocksArgs) -> Result<i32> {
     crate::log::set_tag("locks");
     let max_age = max_age_from_env()?;
+    let settings = LockSettings::from_process_env()?;
     let reports = collect(state_dir, max_age)?;
+    let swarm = match settings.backend {
+        Backend::Flock => None,
+        Backend::Swarm => Some(swarm_reports(
+            &Swarm::new(&settings.docker).list()?,
+            settings.lease.margin,
+            max_age,
+            SystemTime::now(),
+        )),
+    };
     if args.json {
         let json = serde_json::to_string_pretty(&LocksJson {
             max_age_secs: max_age.as_secs(),
+            backend: settings.backend.as_str(),
             locks: &reports,
+            swarm_locks: swarm.as_deref(),
         })
         .context("failed to encode the lock list")?;
         println!("{json}");
     } else {
         print!("{}", table(&reports));
+        if let Some(sw) = &swarm {
+            print!("{}", swarm_table(sw));
+        }
+    }
+    for r in swarm.iter().flatten().filter(|r| r.over_max_age) {
+        say!(
+            "warning: swarm lock `{}` held for {} by run {} on host {}, longer than {MAX_AGE_VAR} ({})",
+            r.domain,
+            crate::units::human(Duration::from_secs(r.age_secs.unwrap_or(0))),
+            r.run_id.as_deref().unwrap_or("?"),
+            r.host.as_deref().unwrap_or("?"),
+            crate::units::human(max_age)
+        );
     }
     for r in reports.iter().filter(|r| r.over_max_age) {
         say!(
@@ -289,6 +446,16 @@ pub fn resolve_kind(
 /// `cc-ci-run unlock NAME [--terminate [--wait D]]`.
 pub fn unlock(state_dir: &Path, args: UnlockArgs) -> Result<i32> {
     crate::log::set_tag("unlock");
+    let settings = LockSettings::from_process_env()?;
+    if settings.backend == Backend::Swarm
+        && args.kind != Some(Kind::Run)
+        && lock::validate_name(Kind::App, &args.name).is_ok()
+        && (args.kind == Some(Kind::App)
+            || std::fs::symlink_metadata(lock::lock_path(state_dir, Kind::Run, &args.name))
+                .is_err())
+    {
+        return unlock_swarm(&settings, &args);
+    }
     // Validation first, and lookups only: a bad name touches nothing, not
     // even the lock directories.
     let kind = resolve_kind(&args.name, args.kind, |k| {
@@ -316,6 +483,99 @@ pub fn unlock(state_dir: &Path, args: UnlockArgs) -> Result<i32> {
             }
             let pid = confirmed_holder(holder, record.as_ref(), &what)?;
             terminate_and_remove(&path, pid, &what, args.wait)
+        }
+    }
+}
+
+/// `unlock DOMAIN` with the swarm backend: an expired lease is removed by
+/// its ID; a live one is refused (or, with --terminate and a holder on
+/// this host, its run is asked to stop and its release waited for).
+fn unlock_swarm(settings: &LockSettings, args: &UnlockArgs) -> Result<i32> {
+    let swarm = Swarm::new(&settings.docker);
+    let name = swarmlock::object_name(&args.name);
+    let what = format!("swarm lock `{}` (object {name})", args.name);
+    let Some(obj) = swarm.inspect(&name)? else {
+        return Err(Failure::with_code(
+            exit::TESTS_FAILED,
+            format!("unlock: there is no swarm lock for `{}`", args.name),
+        ));
+    };
+    let Some(lease) = obj.lease.clone() else {
+        return Err(Failure::with_code(
+            exit::TESTS_FAILED,
+            format!("{what} (ID {}) carries no lease labels: not a cc-ci-run lock; remove it by hand if it is stale", obj.id),
+        ));
+    };
+    let now_ms = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    if lease.expired(now_ms, settings.lease.margin) {
+        if swarm.remove_id(&obj.id)? {
+            say!(
+                "removed expired {what}, ID {}, left by {}",
+                obj.id,
+                lease.owner().describe()
+            );
+        } else {
+            say!("{what} ID {} was already gone", obj.id);
+        }
+        return Ok(exit::OK);
+    }
+    let holder = format!(
+        "{} (lease expires {})",
+        lease.owner().describe(),
+        crate::log::timestamp(SystemTime::UNIX_EPOCH + Duration::from_millis(lease.expires_ms))
+    );
+    if !args.terminate {
+        return Err(Failure::with_code(
+            exit::TESTS_FAILED,
+            format!("{what} has a live lease: held by {holder}; not removing it (--terminate asks a holder run on this host to stop)"),
+        ));
+    }
+    if lease.host != settings.host_id {
+        return Err(Failure::with_code(
+            exit::TESTS_FAILED,
+            format!("{what}: not terminating the holder: it runs on host {} (this is {}); stop it there", lease.host, settings.host_id),
+        ));
+    }
+    if lockholder::process_started(lease.pid).is_none() {
+        return Err(Failure::with_code(
+            exit::TESTS_FAILED,
+            format!(
+                "{what}: its holder pid {} is not running here; the lease expires by itself",
+                lease.pid
+            ),
+        ));
+    }
+    kill(Pid::from_raw(lease.pid), Signal::SIGTERM).with_context(|| {
+        format!(
+            "failed to send SIGTERM to pid {}, holder of {what}",
+            lease.pid
+        )
+    })?;
+    say!(
+        "sent SIGTERM to pid {}, holder of {what}; waiting up to {} for its teardown",
+        lease.pid,
+        crate::units::human(args.wait)
+    );
+    let deadline = Instant::now() + args.wait;
+    loop {
+        match swarm.inspect(&obj.id)? {
+            None => {
+                say!("pid {} released {what}", lease.pid);
+                return Ok(exit::OK);
+            }
+            Some(_) if Instant::now() >= deadline => {
+                return Err(Failure::with_code(
+                    exit::TESTS_FAILED,
+                    format!(
+                        "{what} is still held after {}; not removing it",
+                        crate::units::human(args.wait)
+                    ),
+                ))
+            }
+            Some(_) => std::thread::sleep(Duration::from_millis(250)),
         }
     }
 }
@@ -425,6 +685,10 @@ pub fn hold_lock(state_dir: &Path, args: HoldLockArgs) -> Result<i32> {
     lock::validate_name(Kind::Run, &run_id)?;
     let owner = OwnerRecord::for_self(&run_id, args.kind);
     let what = format!("{} lock `{}`", args.kind.as_str(), args.name);
+    let settings = LockSettings::from_process_env()?;
+    if args.kind == Kind::App {
+        return hold_app_lock(state_dir, &settings, &args, &owner, &what);
+    }
     let held = if args.try_only {
         match lock::try_acquire(state_dir, args.kind, &args.name, &owner)? {
             TryLock::Acquired(held) => held,
@@ -469,32 +733,109 @@ pub fn hold_lock(state_dir: &Path, args: HoldLockArgs) -> Result<i32> {
     let mut out = std::io::stdout().lock();
     writeln!(out, "held").context("failed to write to stdout")?;
     out.flush().context("failed to write to stdout")?;
-    // Started with plain std::process::Command, which closes nothing for us:
-    // the child shows whether our lock descriptors really are close-on-exec.
-    let mut child = match args.command.split_first() {
-        Some((program, rest)) => {
-            let child = Command::new(program)
-                .args(rest)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .spawn()
-                .with_context(|| format!("failed to start {program}"))?;
-            writeln!(out, "child {}", child.id()).context("failed to write to stdout")?;
-            out.flush().context("failed to write to stdout")?;
-            Some(child)
-        }
-        None => None,
-    };
+    let mut child = start_child(&args.command, &mut out)?;
     drop(out);
-    // Hold until stdin closes (or a signal ends us: the kernel releases).
+    hold_until_stdin_closes(child.as_mut());
+    drop(held);
+    say!("released {what}");
+    Ok(exit::OK)
+}
+
+/// Starts CMD (if any) with plain std::process::Command, which closes
+/// nothing for us: the child shows whether our lock descriptors really are
+/// close-on-exec. Prints `child PID`.
+fn start_child(command: &[String], out: &mut impl Write) -> Result<Option<std::process::Child>> {
+    let Some((program, rest)) = command.split_first() else {
+        return Ok(None);
+    };
+    let child = Command::new(program)
+        .args(rest)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .with_context(|| format!("failed to start {program}"))?;
+    writeln!(out, "child {}", child.id()).context("failed to write to stdout")?;
+    out.flush().context("failed to write to stdout")?;
+    Ok(Some(child))
+}
+
+/// Holds until stdin closes (or a signal ends us: the kernel releases a
+/// flock, a swarm lease expires), then ends the child.
+fn hold_until_stdin_closes(child: Option<&mut std::process::Child>) {
     let mut sink = Vec::new();
     let _ = std::io::stdin().lock().read_to_end(&mut sink);
-    if let Some(c) = child.as_mut() {
+    if let Some(c) = child {
         let _ = c.kill();
         let _ = c.wait();
     }
-    drop(held);
-    say!("released {what}");
+}
+
+/// `__hold-lock app DOMAIN` through the configured backend.
+fn hold_app_lock(
+    state_dir: &Path,
+    settings: &LockSettings,
+    args: &HoldLockArgs,
+    owner: &OwnerRecord,
+    what: &str,
+) -> Result<i32> {
+    let locks = settings.open(state_dir);
+    let shown = what.to_string();
+    let on_lost = move || -> lockbackend::OnLost {
+        let shown = shown.clone();
+        Box::new(move |why: &str| say!("lost {shown}: {why}"))
+    };
+    let held = if args.try_only {
+        match locks.try_acquire(&args.name, owner, on_lost())? {
+            Attempt::Acquired(h) => h,
+            Attempt::Busy(b) => {
+                return Err(Failure::with_code(
+                    exit::DUPLICATE_RUN,
+                    format!(
+                        "{what} is held by {}",
+                        lock::describe_owner(b.owner.as_ref())
+                    ),
+                ))
+            }
+        }
+    } else {
+        let deadline = args.wait.map(|w| Instant::now() + w);
+        let mut progress = |holder: Option<&OwnerRecord>, waited: Duration| {
+            say!(
+                "waiting for {what} ({} so far): held by {}",
+                crate::units::human(waited),
+                lock::describe_owner(holder)
+            );
+        };
+        match locks.acquire(
+            &args.name,
+            owner,
+            deadline,
+            None,
+            args.progress,
+            &mut progress,
+            on_lost(),
+        )? {
+            lockbackend::Acquired::Acquired(h) => h,
+            _ => {
+                return Err(Failure::with_code(
+                    exit::TESTS_FAILED,
+                    format!("gave up waiting for {what}"),
+                ))
+            }
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "held").context("failed to write to stdout")?;
+    out.flush().context("failed to write to stdout")?;
+    let mut child = start_child(&args.command, &mut out)?;
+    drop(out);
+    hold_until_stdin_closes(child.as_mut());
+    let lost = held.lost();
+    held.release()?;
+    match lost {
+        Some(why) => say!("{what} had been lost ({why})"),
+        None => say!("released {what}"),
+    }
     Ok(exit::OK)
 }
 
@@ -503,6 +844,10 @@ pub fn hold_lock(state_dir: &Path, args: HoldLockArgs) -> Result<i32> {
 pub fn lock_stress(state_dir: &Path, args: LockStressArgs) -> Result<i32> {
     crate::log::set_tag("lock-stress");
     lock::validate_name(Kind::App, &args.name)?;
+    let settings = LockSettings::from_process_env()?;
+    if settings.backend == Backend::Swarm {
+        return lock_stress_backend(state_dir, &settings, &args);
+    }
     let path = lock::lock_path(state_dir, Kind::App, &args.name);
     let mut oracle = OpenOptions::new()
         .append(true)
@@ -559,18 +904,75 @@ pub fn lock_stress(state_dir: &Path, args: LockStressArgs) -> Result<i32> {
     Ok(exit::OK)
 }
 
+/// `__lock-stress` through the configured backend (the swarm's): waits,
+/// holds, writes `enter`/`exit` to the oracle, releases; `--unlocker` is
+/// the flock backend's file-removal race and has no meaning here.
+fn lock_stress_backend(
+    state_dir: &Path,
+    settings: &LockSettings,
+    args: &LockStressArgs,
+) -> Result<i32> {
+    if args.unlocker {
+        return Err(Failure::usage(
+            "__lock-stress --unlocker races lock-file removal: only with CCCI_LOCK_BACKEND=flock",
+        ));
+    }
+    let locks = settings.open(state_dir);
+    let mut oracle = OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(&args.oracle)
+        .with_context(|| format!("failed to open oracle file {}", args.oracle.display()))?;
+    let pid = std::process::id();
+    let owner = OwnerRecord::for_self(&format!("stress-{pid}"), Kind::App);
+    let (mut acquired, mut waited) = (0u64, 0u64);
+    for i in 0..args.iterations {
+        let mut was_busy = false;
+        let held = match locks.acquire(
+            &args.name,
+            &owner,
+            None,
+            None,
+            Duration::ZERO,
+            &mut |_, _| was_busy = true,
+            Box::new(|why: &str| say!("lost the lock: {why}")),
+        )? {
+            lockbackend::Acquired::Acquired(h) => h,
+            _ => continue,
+        };
+        acquired += 1;
+        waited += u64::from(was_busy);
+        let host = &settings.host_id;
+        oracle
+            .write_all(format!("enter {host}:{pid} {i}\n").as_bytes())
+            .context("failed to write to the oracle file")?;
+        oracle
+            .write_all(format!("exit {host}:{pid} {i}\n").as_bytes())
+            .context("failed to write to the oracle file")?;
+        if let Some(why) = held.lost() {
+            return Err(Failure::infra(format!(
+                "round {i}: the lock was lost while held: {why}"
+            )));
+        }
+        held.release()?;
+    }
+    println!("acquired {acquired} waited {waited}");
+    Ok(exit::OK)
+}
+
 /// `__bench-lock N`: N rounds of try-acquire + release of one uncontended
 /// app lock (open, flock, inode re-check, owner record, truncate, close);
 /// prints the median in nanoseconds.
 pub fn bench_lock(state_dir: &Path, args: BenchLockArgs) -> Result<i32> {
-    let name = "bench.lock.invalid";
+    let name = args.name.as_deref().unwrap_or("bench.lock.invalid");
     let owner = OwnerRecord::for_self("bench", Kind::App);
+    let locks = LockSettings::from_process_env()?.open(state_dir);
     let mut samples = Vec::with_capacity(args.iterations.max(1));
     for _ in 0..args.iterations.max(1) {
         let t = Instant::now();
-        match lock::try_acquire(state_dir, Kind::App, name, &owner)? {
-            TryLock::Acquired(held) => drop(held),
-            TryLock::Busy(_) => {
+        match locks.try_acquire(name, &owner, Box::new(|_: &str| {}))? {
+            Attempt::Acquired(held) => held.release()?,
+            Attempt::Busy(_) => {
                 return Err(Failure::infra(format!(
                     "the benchmark lock `{name}` is held by someone else"
                 )))

@@ -70,6 +70,47 @@ pub fn timestamp(t: SystemTime) -> String {
     )
 }
 
+/// Parses what [`timestamp`] writes (`YYYY-MM-DDTHH:MM:SS.mmmZ`, the
+/// fraction optional); None for anything else.
+pub fn parse_timestamp(text: &str) -> Option<SystemTime> {
+    let t = text.strip_suffix('Z')?;
+    let (date, time) = t.split_once('T')?;
+    let mut d = date.splitn(3, '-');
+    let y: i64 = d.next()?.parse().ok()?;
+    let m: u32 = d.next()?.parse().ok()?;
+    let dd: u32 = d.next()?.parse().ok()?;
+    let (hms, frac) = match time.split_once('.') {
+        Some((a, b)) => (a, b),
+        None => (time, "0"),
+    };
+    let mut h = hms.splitn(3, ':');
+    let hh: u64 = h.next()?.parse().ok()?;
+    let mi: u64 = h.next()?.parse().ok()?;
+    let ss: u64 = h.next()?.parse().ok()?;
+    if !(1..=12).contains(&m) || !(1..=31).contains(&dd) || hh > 23 || mi > 59 || ss > 60 {
+        return None;
+    }
+    let digits: String = frac.chars().take(3).collect();
+    if digits.is_empty() || !digits.chars().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    let ms: u64 = format!("{digits:0<3}").parse().ok()?;
+    let days = days_from_civil(y, m, dd);
+    let secs = u64::try_from(days).ok()? * 86_400 + hh * 3600 + mi * 60 + ss;
+    Some(SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(secs * 1000 + ms))
+}
+
+/// Howard Hinnant's civil-to-days algorithm (the inverse of [`civil_from_days`]).
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = if m > 2 { m - 3 } else { m + 9 } as i64;
+    let doy = (153 * mp + 2) / 5 + d as i64 - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 /// Howard Hinnant's days-to-civil algorithm.
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;

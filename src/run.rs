@@ -25,6 +25,7 @@ use crate::external::{self, Bound, Interrupted, Tools};
 use crate::gitrepo::Repo;
 use crate::lifetime::{self, Funnel, WrapOptions};
 use crate::lock::{self, Kind, OwnerRecord, TryLock};
+use crate::lockbackend::{self, AppLock, AppLocks, Attempt, LockSettings};
 use crate::recipe;
 use crate::rundir::{self, RunDir, RunRecord};
 use crate::say;
@@ -59,6 +60,7 @@ pub fn wrapper(args: RunArgs, start_ppid: Pid) -> Result<i32> {
     let env = process_env();
     let cfg = config::run_config(&args, &env, std::process::id())?;
     canonical_abra_home(&env)?;
+    LockSettings::from_env(&env, &lock::hostname())?;
     crate::log::set_tag(&cfg.run_id);
     let exe = std::env::current_exe().context("failed to find the cc-ci-run executable")?;
     let mut cmd = Command::new(exe);
@@ -94,6 +96,7 @@ pub fn harness(args: HarnessArgs) -> Result<i32> {
     lifetime::arm_deadline(cfg.timeout)?;
     let abra_home = canonical_abra_home(&env)?;
     let tools = Tools::from_env(&env);
+    let locks = LockSettings::from_env(&env, &lock::hostname())?.open(&cli.state_dir);
 
     let owner = OwnerRecord::for_self(&cfg.run_id, Kind::Run);
     let run_lock = match take_run_lock(&cli.state_dir, &cfg.run_id, &owner, funnel)? {
@@ -111,7 +114,7 @@ pub fn harness(args: HarnessArgs) -> Result<i32> {
             dir.log().display()
         );
     }
-    let mut run = Run::new(cfg, dir, abra_home, tools, funnel, args.wrapper_pid);
+    let mut run = Run::new(cfg, dir, abra_home, tools, locks, funnel, args.wrapper_pid);
     let code = run.execute();
     drop(run_lock);
     run.janitor_pass();
@@ -177,7 +180,9 @@ struct Run {
     record: RunRecord,
     abra: Abra,
     docker: Docker,
-    app_lock: Option<lock::Held>,
+    /// The app-domain lock's backend (flock, or the swarm for several hosts).
+    locks: Box<dyn AppLocks>,
+    app_lock: Option<Box<dyn AppLock>>,
     sha: Option<String>,
     app_news: u32,
     deploys: u32,
@@ -196,6 +201,7 @@ impl Run {
         dir: RunDir,
         abra_home: PathBuf,
         tools: Tools,
+        locks: Box<dyn AppLocks>,
         funnel: &'static Funnel,
         wrapper_pid: i32,
     ) -> Run {
@@ -230,6 +236,7 @@ impl Run {
             record,
             abra,
             docker,
+            locks,
             app_lock: None,
             sha: None,
             app_news: 0,
@@ -550,23 +557,78 @@ impl Run {
                 crate::units::human(waited)
             ),
         };
-        match lock::acquire(
-            &self.dir.state_dir,
-            Kind::App,
-            &self.cfg.domain,
-            &owner,
-            None,
-            Some(self.funnel.latch()),
-            LOCK_PROGRESS_EVERY,
-            &mut progress,
-        )? {
-            lock::Acquire::Acquired(h) => {
-                say!("holding the app lock for {}", self.cfg.domain);
+        let acquired = self
+            .locks
+            .acquire(
+                &self.cfg.domain,
+                &owner,
+                None,
+                Some(self.funnel.latch()),
+                LOCK_PROGRESS_EVERY,
+                &mut progress,
+                self.on_lost(),
+            )
+            .map_err(infra("failed to take the app lock"))?;
+        match acquired {
+            lockbackend::Acquired::Acquired(h) => {
+                say!(
+                    "holding the app lock for {} ({} backend)",
+                    self.cfg.domain,
+                    self.locks.backend().as_str()
+                );
                 self.app_lock = Some(h);
                 Ok(())
             }
-            lock::Acquire::Cancelled | lock::Acquire::TimedOut => {
+            lockbackend::Acquired::Cancelled | lockbackend::Acquired::TimedOut => {
                 Err(anyhow::Error::new(Interrupted).context("waiting for the app lock was stopped"))
+            }
+        }
+    }
+
+    /// What a lost lease does: stop the run's work and tear down, exit 3.
+    fn on_lost(&self) -> lockbackend::OnLost {
+        let funnel = self.funnel;
+        let domain = self.cfg.domain.clone();
+        Box::new(move |why: &str| {
+            funnel.request(
+                exit::INFRA,
+                &format!("lost the app lock of {domain}: {why}"),
+            );
+        })
+    }
+
+    /// A lock lost behind our back is claimed again before teardown touches
+    /// the app: if another holder has it now, the app is its business (its
+    /// pre-clean tears down what we left) and tearing down here could
+    /// destroy its fresh deploy.
+    fn reclaim(&mut self, why: &str) -> Option<Box<dyn AppLock>> {
+        say!(
+            "the app lock of {} was lost ({why}): claiming it again before teardown",
+            self.cfg.domain
+        );
+        let owner = OwnerRecord::for_self(&self.cfg.run_id, Kind::App);
+        let quiet: lockbackend::OnLost = Box::new(|why: &str| {
+            say!("the re-claimed app lock was lost too: {why}");
+        });
+        match self.locks.try_acquire(&self.cfg.domain, &owner, quiet) {
+            Ok(Attempt::Acquired(h)) => {
+                say!(
+                    "re-claimed the app lock of {}: tearing down under it",
+                    self.cfg.domain
+                );
+                Some(h)
+            }
+            Ok(Attempt::Busy(b)) => {
+                say!(
+                    "the app lock of {} is held by {} now: not tearing down its app; its pre-clean (or the janitor) removes what this run left",
+                    self.cfg.domain,
+                    lock::describe_owner(b.owner.as_ref())
+                );
+                None
+            }
+            Err(e) => {
+                say!("could not claim the app lock again ({e:#}): not tearing down without it; the janitor reaps the app");
+                None
             }
         }
     }
@@ -740,10 +802,21 @@ impl Run {
     /// Teardown if this run holds the app lock; true when it is clean (or
     /// there was nothing of ours to tear down). Releases the app lock.
     fn teardown_phase(&mut self) -> bool {
-        if self.app_lock.is_none() {
+        let Some(mut held) = self.app_lock.take() else {
             return true;
-        }
+        };
         self.set_phase("teardown");
+        if let Some(why) = held.lost() {
+            // Releasing the lost lock removes nothing (its object is gone or
+            // another's): it only stops its renewals.
+            if let Err(e) = held.release() {
+                say!("warning: {e:#}");
+            }
+            match self.reclaim(&why) {
+                Some(h) => held = h,
+                None => return false,
+            }
+        }
         let b = self.teardown_bound();
         let ok = match teardown::teardown(&self.abra, &self.docker, self.app(), &b) {
             Ok(()) => true,
@@ -756,7 +829,15 @@ impl Run {
                 false
             }
         };
-        self.app_lock = None;
+        if let Some(why) = held.lost() {
+            say!(
+                "the app lock of {} was lost during teardown: {why}",
+                self.cfg.domain
+            );
+        }
+        if let Err(e) = held.release() {
+            say!("warning: {e:#}");
+        }
         ok
     }
 

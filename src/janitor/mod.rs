@@ -24,6 +24,7 @@ use crate::exit;
 use crate::external::{Bound, Tools};
 use crate::lifetime::Latch;
 use crate::lock::{self, Kind, OwnerRecord, TryLock};
+use crate::lockbackend::{Attempt, LockSettings};
 use crate::rundir::{self, RunDir, RunRecord};
 use crate::say;
 use crate::teardown::{self, App};
@@ -47,6 +48,8 @@ pub struct Settings {
     pub dry_run: bool,
     pub teardown_timeout: Duration,
     pub grace: Duration,
+    /// The app-domain lock backend the probes go through.
+    pub locks: LockSettings,
 }
 
 impl Settings {
@@ -85,6 +88,7 @@ impl Settings {
             dry_run,
             teardown_timeout,
             grace: Duration::from_secs(10),
+            locks: LockSettings::from_env(env, &lock::hostname())?,
         })
     }
 }
@@ -149,6 +153,7 @@ pub fn sweep(s: &Settings, stop: Option<&Latch>) -> Result<Summary> {
         ..Summary::default()
     };
     let stopped = || stop.is_some_and(Latch::is_set);
+    let locks = s.locks.open(&s.state_dir);
     for app in candidates {
         if stopped() {
             say!("janitor: stop requested, not starting another reap");
@@ -159,16 +164,14 @@ pub fn sweep(s: &Settings, stop: Option<&Latch>) -> Result<Summary> {
             say!("janitor: skipping {domain:?}: {e:#}");
             continue;
         }
-        let path = lock::lock_path(&s.state_dir, Kind::App, domain);
-        match lock::try_acquire(&s.state_dir, Kind::App, domain, &owner)? {
-            TryLock::Busy(holder) => {
-                let decision = plan::decide(
-                    Probe::Held {
-                        age: lock_age(&path),
-                    },
-                    s.max_age,
-                    s.dry_run,
-                );
+        let reaping = domain.to_string();
+        let on_lost = Box::new(move |why: &str| {
+            say!("janitor: the app lock of {reaping} was lost while reaping it: {why}");
+        });
+        match locks.try_acquire(domain, &owner, on_lost)? {
+            Attempt::Busy(busy) => {
+                let holder = busy.owner;
+                let decision = plan::decide(Probe::Held { age: busy.age }, s.max_age, s.dry_run);
                 sum.skipped_live += 1;
                 if decision == (Decision::SkipLive { flag: true }) {
                     let who = holder
@@ -178,7 +181,7 @@ pub fn sweep(s: &Settings, stop: Option<&Latch>) -> Result<Summary> {
                     sum.flagged.push(format!("app:{domain}"));
                 }
             }
-            TryLock::Acquired(held) => {
+            Attempt::Acquired(held) => {
                 match plan::decide(Probe::Acquired, s.max_age, s.dry_run) {
                     Decision::WouldReap => {
                         say!("janitor (dry run): would reap orphan {domain}");

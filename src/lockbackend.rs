@@ -1,0 +1,348 @@
+//! The app-domain lock behind one interface, with two authorities (SPEC
+//! sections 4 and 11): the host's kernel (`flock`, the default) or the
+//! swarm's raft store (`CCCI_LOCK_BACKEND=swarm`, for several runner hosts
+//! feeding one swarm).
+//!
+//! The run, the janitor, `locks`, `unlock` and the lock diagnostics reach
+//! the app-domain lock only through [`AppLocks`]. The run lock stays a
+//! flock whatever the backend: it guards one host's run id, which no other
+//! host shares.
+//!
+//! Choosing the backend is configuration, parsed here without touching
+//! anything (a bad value is exit 2 naming the variable). A swarm backend
+//! that cannot reach the engine fails with exit 3: it never falls back to
+//! flock, because a silent fallback on one host re-opens exactly the double
+//! hold the swarm backend exists to close.
+
+use std::ffi::OsString;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+
+use crate::config::Env;
+use crate::exit::Failure;
+use crate::lifetime::Latch;
+use crate::lock::{self, Kind, OwnerRecord};
+
+/// Which authority arbitrates app-domain locks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// `flock` on `locks/apps/<domain>.lock`: one host's kernel.
+    Flock,
+    /// A lease object in the swarm's raft store: every host of one swarm.
+    Swarm,
+}
+
+impl Backend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Flock => "flock",
+            Backend::Swarm => "swarm",
+        }
+    }
+}
+
+/// The lease of a swarm lock: how long a holder's claim lasts without
+/// renewal, how often the holder renews it, and how long past its expiry
+/// another host still waits before taking it over (the allowance for clock
+/// skew between hosts and for a renewal in flight).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Lease {
+    pub lease: Duration,
+    pub renew_every: Duration,
+    pub margin: Duration,
+}
+
+/// The default lease: a crashed holder blocks its domain for at most
+/// lease + margin (40 s); a live one renews three times per lease, so two
+/// renewals may fail in a row before it gives up.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
+
+/// Validated lock settings (from `CCCI_LOCK_BACKEND`, `CCCI_HOST_ID`,
+/// `CCCI_LOCK_LEASE`, `CCCI_LOCK_RENEW`, `CCCI_LOCK_MARGIN`, `CCCI_DOCKER`).
+#[derive(Clone, Debug)]
+pub struct LockSettings {
+    pub backend: Backend,
+    /// This runner host's id in swarm lock labels (default: the host name).
+    pub host_id: String,
+    pub lease: Lease,
+    /// The docker CLI (`CCCI_DOCKER`, else `docker` on PATH).
+    pub docker: OsString,
+}
+
+fn bad(var: &str, value: &str, rule: &str) -> anyhow::Error {
+    Failure::usage(format!("invalid {var} {value:?}: {rule}"))
+}
+
+fn duration_var(env: &Env, var: &str) -> Result<Option<Duration>> {
+    match env.get(var).filter(|v| !v.is_empty()) {
+        None => Ok(None),
+        Some(v) => crate::units::parse_duration(v)
+            .map(Some)
+            .map_err(|e| Failure::usage(format!("{var}: {e}"))),
+    }
+}
+
+/// The longest host id: it is a label value, and messages show it.
+pub const HOST_ID_MAX: usize = 63;
+
+/// Checks a host id: `[A-Za-z0-9][A-Za-z0-9._-]*`, at most 63 characters.
+pub fn check_host_id(value: &str) -> Result<()> {
+    const VAR: &str = "CCCI_HOST_ID";
+    const RULE: &str = "host ids are 1 to 63 characters of A-Z, a-z, 0-9, `.`, `_` and `-`, starting with a letter or digit";
+    let ok = !value.is_empty()
+        && value.len() <= HOST_ID_MAX
+        && value.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(bad(VAR, value, RULE))
+    }
+}
+
+impl LockSettings {
+    /// Parses and checks the settings (pure: `hostname` is the default host id).
+    pub fn from_env(env: &Env, hostname: &str) -> Result<LockSettings> {
+        let backend = match env.get("CCCI_LOCK_BACKEND").map(String::as_str) {
+            None | Some("") | Some("flock") => Backend::Flock,
+            Some("swarm") => Backend::Swarm,
+            Some(other) => {
+                return Err(bad(
+                    "CCCI_LOCK_BACKEND",
+                    other,
+                    "the lock backend is `flock` (one host, the default) or `swarm` (several runner hosts on one swarm)",
+                ))
+            }
+        };
+        let host_id = match env.get("CCCI_HOST_ID").filter(|v| !v.is_empty()) {
+            Some(v) => {
+                check_host_id(v)?;
+                v.clone()
+            }
+            // A host name that is no valid id (rare) is cleaned, not refused:
+            // the operator did not choose it.
+            None => clean_host_id(hostname),
+        };
+        let lease_d = duration_var(env, "CCCI_LOCK_LEASE")?.unwrap_or(DEFAULT_LEASE);
+        let renew = duration_var(env, "CCCI_LOCK_RENEW")?.unwrap_or(lease_d / 3);
+        let margin = duration_var(env, "CCCI_LOCK_MARGIN")?.unwrap_or(lease_d / 3);
+        let lease = Lease {
+            lease: lease_d,
+            renew_every: renew,
+            margin,
+        };
+        check_lease(&lease)?;
+        let docker = env
+            .get("CCCI_DOCKER")
+            .filter(|v| !v.is_empty())
+            .map(OsString::from)
+            .unwrap_or_else(|| OsString::from("docker"));
+        Ok(LockSettings {
+            backend,
+            host_id,
+            lease,
+            docker,
+        })
+    }
+
+    /// From the process environment.
+    pub fn from_process_env() -> Result<LockSettings> {
+        let env: Env = std::env::vars().collect();
+        LockSettings::from_env(&env, &lock::hostname())
+    }
+
+    /// The backend these settings choose.
+    pub fn open(&self, state_dir: &std::path::Path) -> Box<dyn AppLocks> {
+        match self.backend {
+            Backend::Flock => Box::new(FlockLocks {
+                state_dir: state_dir.to_path_buf(),
+            }),
+            Backend::Swarm => Box::new(crate::swarmlock::SwarmLocks::new(self)),
+        }
+    }
+}
+
+/// The rules a lease obeys, each named: the lease at least 1 s, renewals
+/// at most half the lease apart (so one failed renewal never expires it),
+/// a positive margin.
+pub fn check_lease(l: &Lease) -> Result<()> {
+    let shown = |d: Duration| crate::units::human(d);
+    if l.lease < Duration::from_secs(1) {
+        return Err(bad(
+            "CCCI_LOCK_LEASE",
+            &shown(l.lease),
+            "the lease is at least 1s",
+        ));
+    }
+    if l.renew_every.is_zero() || l.renew_every * 2 > l.lease {
+        return Err(bad(
+            "CCCI_LOCK_RENEW",
+            &shown(l.renew_every),
+            "renewals are more than 0 and at most half the lease (CCCI_LOCK_LEASE) apart",
+        ));
+    }
+    if l.margin.is_zero() {
+        return Err(bad(
+            "CCCI_LOCK_MARGIN",
+            &shown(l.margin),
+            "the take-over margin is more than 0",
+        ));
+    }
+    Ok(())
+}
+
+fn clean_host_id(name: &str) -> String {
+    let mut s: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(HOST_ID_MAX)
+        .collect();
+    if !s.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+        s = format!("h{}", s.chars().take(HOST_ID_MAX - 1).collect::<String>());
+    }
+    s
+}
+
+/// Who holds a busy lock, as well as the backend knows.
+#[derive(Clone, Debug, Default)]
+pub struct Busy {
+    /// The holder's owner record (a swarm lock's labels are read as one).
+    pub owner: Option<OwnerRecord>,
+    /// How long it has been held, when known.
+    pub age: Option<Duration>,
+}
+
+/// The outcome of a non-blocking attempt.
+pub enum Attempt {
+    Acquired(Box<dyn AppLock>),
+    Busy(Busy),
+}
+
+/// The outcome of a blocking acquisition.
+pub enum Acquired {
+    Acquired(Box<dyn AppLock>),
+    TimedOut,
+    Cancelled,
+}
+
+/// Called when a held lock is lost behind its holder's back (a swarm lease
+/// that could not be renewed, or whose object was deleted or changed).
+pub type OnLost = Box<dyn Fn(&str) + Send + 'static>;
+
+/// A held app-domain lock; dropping it releases it.
+pub trait AppLock {
+    /// Why the lock was lost, once it has been (never, for flock).
+    fn lost(&self) -> Option<String>;
+    /// The holder before us, if it died holding the lock.
+    fn previous_owner(&self) -> Option<OwnerRecord>;
+    /// Releases the lock and says whether that went cleanly.
+    fn release(self: Box<Self>) -> Result<()>;
+    /// Releases the lock and removes what stood for it (a flock's file; a
+    /// swarm lock's object is removed by any release).
+    fn remove(self: Box<Self>) -> Result<()>;
+}
+
+/// The app-domain locks of one backend.
+pub trait AppLocks {
+    fn backend(&self) -> Backend;
+    /// One attempt, no waiting (the janitor's probe).
+    fn try_acquire(&self, domain: &str, owner: &OwnerRecord, on_lost: OnLost) -> Result<Attempt>;
+    /// Waits for the lock until `deadline` or `cancel`; `progress` is called
+    /// with the holder when it is first found busy, then every
+    /// `progress_every` (zero: only once).
+    #[allow(clippy::too_many_arguments)]
+    fn acquire(
+        &self,
+        domain: &str,
+        owner: &OwnerRecord,
+        deadline: Option<Instant>,
+        cancel: Option<&Latch>,
+        progress_every: Duration,
+        progress: &mut dyn FnMut(Option<&OwnerRecord>, Duration),
+        on_lost: OnLost,
+    ) -> Result<Acquired>;
+}
+
+/// The flock backend: [`crate::lock`] as it is.
+pub struct FlockLocks {
+    pub state_dir: std::path::PathBuf,
+}
+
+struct FlockLock(lock::Held);
+
+impl AppLock for FlockLock {
+    fn lost(&self) -> Option<String> {
+        // The kernel never takes a flock away from a live holder.
+        None
+    }
+    fn previous_owner(&self) -> Option<OwnerRecord> {
+        self.0.previous_owner().cloned()
+    }
+    fn release(self: Box<Self>) -> Result<()> {
+        drop(self);
+        Ok(())
+    }
+    fn remove(self: Box<Self>) -> Result<()> {
+        self.0.remove()
+    }
+}
+
+fn file_age(path: &std::path::Path) -> Option<Duration> {
+    let m = std::fs::metadata(path).ok()?.modified().ok()?;
+    std::time::SystemTime::now().duration_since(m).ok()
+}
+
+impl AppLocks for FlockLocks {
+    fn backend(&self) -> Backend {
+        Backend::Flock
+    }
+
+    fn try_acquire(&self, domain: &str, owner: &OwnerRecord, _: OnLost) -> Result<Attempt> {
+        Ok(
+            match lock::try_acquire(&self.state_dir, Kind::App, domain, owner)? {
+                lock::TryLock::Acquired(h) => Attempt::Acquired(Box::new(FlockLock(h))),
+                lock::TryLock::Busy(owner) => Attempt::Busy(Busy {
+                    owner,
+                    age: file_age(&lock::lock_path(&self.state_dir, Kind::App, domain)),
+                }),
+            },
+        )
+    }
+
+    fn acquire(
+        &self,
+        domain: &str,
+        owner: &OwnerRecord,
+        deadline: Option<Instant>,
+        cancel: Option<&Latch>,
+        progress_every: Duration,
+        progress: &mut dyn FnMut(Option<&OwnerRecord>, Duration),
+        _: OnLost,
+    ) -> Result<Acquired> {
+        Ok(
+            match lock::acquire(
+                &self.state_dir,
+                Kind::App,
+                domain,
+                owner,
+                deadline,
+                cancel,
+                progress_every,
+                progress,
+            )? {
+                lock::Acquire::Acquired(h) => Acquired::Acquired(Box::new(FlockLock(h))),
+                lock::Acquire::TimedOut => Acquired::TimedOut,
+                lock::Acquire::Cancelled => Acquired::Cancelled,
+            },
+        )
+    }
+}

@@ -1,0 +1,836 @@
+//! App-domain locks whose authority is the swarm's raft store (SPEC section
+//! 11): one lock authority for several runner hosts that feed one swarm.
+//!
+//! **The object is a swarm config** named from the domain
+//! ([`object_name`]). A config is the smallest object the managers keep in
+//! raft: creating one is a single replicated write that the managers refuse
+//! when the name exists (`AlreadyExists`), so "create" is an atomic
+//! test-and-set across every host of the swarm. It needs no image, no
+//! scheduler and no task (a zero-replica service would need an image to
+//! exist on each node, and the scheduler would watch it), its labels can be
+//! rewritten through the engine API's versioned update (`POST
+//! /configs/{id}/update?version=N`, refused with "update out of sequence" when
+//! anyone wrote since version N), and its ID is never reused. The docker
+//! CLI has no verb for that update, so renewal alone goes through the
+//! engine API (bollard, on its own small runtime in the renewal thread);
+//! create, inspect, list and remove go through `docker` (`CCCI_DOCKER`).
+//!
+//! The protocol, and the race each step closes:
+//! - **acquire** = `docker config create` with the holder and the lease in
+//!   labels. Two hosts racing get one success and one `AlreadyExists`.
+//! - **renew** = read the object by ID, check the labels are still the ones
+//!   we wrote (our token and renewal count), then the versioned update with
+//!   the version just read: a write by anyone in between makes the update
+//!   fail, and we stop instead of overwriting it. A renewal that finds the
+//!   object gone or changed, or that cannot succeed before the lease we last
+//!   wrote runs out, marks the lock lost and tells the holder (a run stops
+//!   its work and tears down, exit 3).
+//! - **release** = remove by ID. An ID names one object forever, so a
+//!   release can never delete a lock that someone re-created in between.
+//! - **take-over**: a lease whose expiry passed more than the margin ago
+//!   (the allowance for clock skew between hosts and a renewal in flight) is
+//!   removed by its exact ID, then acquired by creating anew. Two takers
+//!   race on the create; a taker whose `rm ID` finds nothing (someone else
+//!   took over first) does not delete the newer lock, it sees it busy.
+//! - a holder whose renewals fail gives up at its own lease expiry, a
+//!   margin before any other host may take over, so two hosts whose clocks
+//!   differ by less than the margin never both believe they hold it.
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::io::Write;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{anyhow, Context, Result};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::exit::Failure;
+use crate::external::{self, Bound};
+use crate::lifetime::Latch;
+use crate::lock::{self, Kind, OwnerRecord};
+use crate::lockbackend::{AppLock, AppLocks, Attempt, Backend, Busy, Lease, LockSettings, OnLost};
+use crate::say;
+
+/// The label every lock object carries (its value: the lock kind, `app`).
+pub const LOCK_LABEL: &str = "cc-ci.lock";
+const L_DOMAIN: &str = "cc-ci.lock.domain";
+const L_HOST: &str = "cc-ci.lock.host";
+const L_RUN_ID: &str = "cc-ci.lock.run-id";
+const L_PID: &str = "cc-ci.lock.pid";
+const L_STARTED: &str = "cc-ci.lock.started";
+const L_EXPIRES: &str = "cc-ci.lock.expires";
+const L_EXPIRES_MS: &str = "cc-ci.lock.expires-ms";
+const L_LEASE_MS: &str = "cc-ci.lock.lease-ms";
+const L_TOKEN: &str = "cc-ci.lock.token";
+const L_RENEWALS: &str = "cc-ci.lock.renewals";
+
+/// Docker caps config names at 64 characters of `[a-zA-Z0-9-_.]`,
+/// starting and ending with a letter or digit.
+pub const NAME_MAX: usize = 64;
+const SHORT_PREFIX: &str = "ccci-lock.";
+const LONG_PREFIX: &str = "ccci-lockh.";
+
+/// The lock object's name for a (validated) app domain. A domain that fits
+/// is used as it is (`ccci-lock.<domain>`: a DNS name is a valid config name
+/// tail); a longer one becomes `ccci-lockh.<first characters>.<16 hex of
+/// its SHA-256>`. The two prefixes differ, so the mapping is one-to-one up
+/// to a hash collision, and a collision is still safe: the domain label is
+/// checked, and a lock for another domain is only ever waited on.
+pub fn object_name(domain: &str) -> String {
+    if SHORT_PREFIX.len() + domain.len() <= NAME_MAX {
+        return format!("{SHORT_PREFIX}{domain}");
+    }
+    let digest = Sha256::digest(domain.as_bytes());
+    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    let room = NAME_MAX - LONG_PREFIX.len() - 1 - hex.len();
+    let head: String = domain.chars().take(room).collect();
+    let head = head.trim_end_matches(['.', '-']);
+    format!("{LONG_PREFIX}{head}.{hex}")
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn timestamp_ms(ms: u64) -> String {
+    crate::log::timestamp(SystemTime::UNIX_EPOCH + Duration::from_millis(ms))
+}
+
+/// What a lock object's labels say (pure: built from and into label maps).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct LeaseInfo {
+    pub domain: String,
+    pub host: String,
+    pub run_id: String,
+    pub pid: i32,
+    pub started: String,
+    /// Unix milliseconds after which the lease is expired.
+    pub expires_ms: u64,
+    pub lease_ms: u64,
+    pub token: String,
+    pub renewals: u64,
+}
+
+impl LeaseInfo {
+    pub fn labels(&self) -> HashMap<String, String> {
+        let mut m = HashMap::new();
+        m.insert(LOCK_LABEL.into(), "app".into());
+        m.insert(L_DOMAIN.into(), self.domain.clone());
+        m.insert(L_HOST.into(), self.host.clone());
+        m.insert(L_RUN_ID.into(), self.run_id.clone());
+        m.insert(L_PID.into(), self.pid.to_string());
+        m.insert(L_STARTED.into(), self.started.clone());
+        m.insert(L_EXPIRES.into(), timestamp_ms(self.expires_ms));
+        m.insert(L_EXPIRES_MS.into(), self.expires_ms.to_string());
+        m.insert(L_LEASE_MS.into(), self.lease_ms.to_string());
+        m.insert(L_TOKEN.into(), self.token.clone());
+        m.insert(L_RENEWALS.into(), self.renewals.to_string());
+        m
+    }
+
+    /// None when a label is missing or garbled (not one of our objects, or
+    /// one written by hand).
+    pub fn from_labels(m: &HashMap<String, String>) -> Option<LeaseInfo> {
+        let get = |k: &str| m.get(k).cloned();
+        Some(LeaseInfo {
+            domain: get(L_DOMAIN)?,
+            host: get(L_HOST)?,
+            run_id: get(L_RUN_ID)?,
+            pid: get(L_PID)?.parse().ok()?,
+            started: get(L_STARTED)?,
+            expires_ms: get(L_EXPIRES_MS)?.parse().ok()?,
+            lease_ms: get(L_LEASE_MS)?.parse().ok()?,
+            token: get(L_TOKEN)?,
+            renewals: get(L_RENEWALS)?.parse().ok()?,
+        })
+    }
+
+    /// Whether another host may take the lease over at `now_ms`: its expiry
+    /// passed more than `margin` ago.
+    pub fn expired(&self, now_ms: u64, margin: Duration) -> bool {
+        now_ms > self.expires_ms.saturating_add(margin.as_millis() as u64)
+    }
+
+    /// The holder as an owner record (what waiting messages and the janitor show).
+    pub fn owner(&self) -> OwnerRecord {
+        OwnerRecord {
+            run_id: self.run_id.clone(),
+            pid: self.pid,
+            host: self.host.clone(),
+            cwd: String::new(),
+            started: self.started.clone(),
+            kind: Kind::App,
+        }
+    }
+}
+
+/// One lock object as `docker config inspect` shows it.
+#[derive(Clone, Debug)]
+pub struct LockObject {
+    pub id: String,
+    pub name: String,
+    pub version: u64,
+    pub labels: HashMap<String, String>,
+    /// None for an object whose labels are not a lease (planted by hand).
+    pub lease: Option<LeaseInfo>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct InspectVersion {
+    index: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct InspectSpec {
+    name: String,
+    #[serde(default)]
+    labels: Option<HashMap<String, String>>,
+}
+
+#[derive(Deserialize)]
+struct InspectEntry {
+    #[serde(rename = "ID")]
+    id: String,
+    #[serde(rename = "Version")]
+    version: InspectVersion,
+    #[serde(rename = "Spec")]
+    spec: InspectSpec,
+}
+
+/// Parses `docker config inspect` output (a JSON array; pure).
+pub fn parse_inspect(text: &str) -> Result<Vec<LockObject>> {
+    let entries: Vec<InspectEntry> =
+        serde_json::from_str(text).context("failed to parse `docker config inspect` output")?;
+    Ok(entries
+        .into_iter()
+        .map(|e| {
+            let labels = e.spec.labels.unwrap_or_default();
+            LockObject {
+                lease: LeaseInfo::from_labels(&labels),
+                id: e.id,
+                name: e.spec.name,
+                version: e.version.index,
+                labels,
+            }
+        })
+        .collect())
+}
+
+/// How a docker CLI call about one object ended.
+#[derive(Debug)]
+enum Cli {
+    Ok(String),
+    Exists,
+    NotFound,
+}
+
+/// How long one docker CLI call may take.
+const CALL_BOUND: Duration = Duration::from_secs(30);
+
+/// Talks to the swarm's lock objects through the docker CLI.
+#[derive(Clone, Debug)]
+pub struct Swarm {
+    docker: OsString,
+}
+
+impl Swarm {
+    pub fn new(docker: &OsString) -> Swarm {
+        Swarm {
+            docker: docker.clone(),
+        }
+    }
+
+    /// Runs `docker ARGS`; "already exists" and "not found" are answers,
+    /// anything else that fails means the engine cannot be used (exit 3).
+    fn call(&self, args: &[&str]) -> Result<Cli> {
+        let mut cmd = Command::new(&self.docker);
+        cmd.args(args);
+        let what = format!("docker {}", args.first().copied().unwrap_or(""));
+        // Never cancelled mid-call: an interrupted create could leave an
+        // object we hold without knowing it. Bounded instead.
+        let bound = Bound::until(Instant::now() + CALL_BOUND, Duration::from_secs(2));
+        let out = external::run(&mut cmd, &what, &bound).map_err(|e| unreachable_engine(&e))?;
+        if out.status.success() {
+            return Ok(Cli::Ok(out.stdout));
+        }
+        let err = out.stderr.to_ascii_lowercase();
+        if err.contains("alreadyexists") || err.contains("already exists") {
+            return Ok(Cli::Exists);
+        }
+        if err.contains("not found") || err.contains("no such config") {
+            return Ok(Cli::NotFound);
+        }
+        Err(unreachable_engine(&anyhow!(
+            "`docker {}` failed ({}): {}",
+            args.join(" "),
+            out.status,
+            external::tail(&out.stderr, &out.stdout)
+        )))
+    }
+
+    /// Creates the lock object; None when one of that name exists.
+    pub fn create(&self, name: &str, info: &LeaseInfo, data: &[u8]) -> Result<Option<String>> {
+        let mut file = tempfile::NamedTempFile::new()
+            .context("failed to create the lock object's data file")?;
+        file.write_all(data)
+            .context("failed to write the lock object's data file")?;
+        let path = file.path().to_string_lossy().into_owned();
+        let mut labels: Vec<(String, String)> = info.labels().into_iter().collect();
+        labels.sort();
+        let pairs: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let mut args = vec!["config", "create"];
+        for p in &pairs {
+            args.push("--label");
+            args.push(p);
+        }
+        args.push(name);
+        args.push(&path);
+        match self.call(&args)? {
+            Cli::Ok(out) => Ok(Some(out.trim().to_string())),
+            Cli::Exists => Ok(None),
+            Cli::NotFound => Err(unreachable_engine(&anyhow!(
+                "`docker config create {name}` answered `not found`"
+            ))),
+        }
+    }
+
+    /// The object named `name_or_id`, if there is one.
+    pub fn inspect(&self, name_or_id: &str) -> Result<Option<LockObject>> {
+        match self.call(&["config", "inspect", name_or_id])? {
+            Cli::Ok(out) => Ok(parse_inspect(&out)?.into_iter().next()),
+            Cli::NotFound | Cli::Exists => Ok(None),
+        }
+    }
+
+    /// Removes the object with this exact ID; false when it was already gone.
+    pub fn remove_id(&self, id: &str) -> Result<bool> {
+        match self.call(&["config", "rm", id])? {
+            Cli::Ok(_) => Ok(true),
+            Cli::NotFound | Cli::Exists => Ok(false),
+        }
+    }
+
+    /// Every lock object on the swarm.
+    pub fn list(&self) -> Result<Vec<LockObject>> {
+        let filter = format!("label={LOCK_LABEL}");
+        let ids = match self.call(&["config", "ls", "--filter", &filter, "--format", "{{.ID}}"])? {
+            Cli::Ok(out) => out
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(String::from)
+                .collect::<Vec<_>>(),
+            _ => Vec::new(),
+        };
+        let mut objects = Vec::new();
+        // One inspect per object: an object removed between the listing and
+        // its inspect is simply gone.
+        for id in ids {
+            if let Some(o) = self.inspect(&id)? {
+                objects.push(o);
+            }
+        }
+        objects.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(objects)
+    }
+}
+
+fn unreachable_engine(e: &anyhow::Error) -> anyhow::Error {
+    Failure::infra(format!(
+        "the swarm lock backend (CCCI_LOCK_BACKEND=swarm) cannot use the engine: {e:#}; not falling back to flock, which cannot see other runner hosts"
+    ))
+}
+
+/// The swarm backend.
+pub struct SwarmLocks {
+    swarm: Swarm,
+    host_id: String,
+    lease: Lease,
+}
+
+impl SwarmLocks {
+    pub fn new(settings: &LockSettings) -> SwarmLocks {
+        SwarmLocks {
+            swarm: Swarm::new(&settings.docker),
+            host_id: settings.host_id.clone(),
+            lease: settings.lease,
+        }
+    }
+
+    fn lease_for(&self, domain: &str, owner: &OwnerRecord) -> LeaseInfo {
+        let nanos = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        LeaseInfo {
+            domain: domain.to_string(),
+            host: self.host_id.clone(),
+            run_id: owner.run_id.clone(),
+            pid: owner.pid,
+            started: crate::log::timestamp(SystemTime::now()),
+            expires_ms: now_ms() + self.lease.lease.as_millis() as u64,
+            lease_ms: self.lease.lease.as_millis() as u64,
+            token: format!("{}-{}-{nanos:x}", self.host_id, std::process::id()),
+            renewals: 0,
+        }
+    }
+
+    /// One step of acquiring: create; on a busy name, take an expired lease
+    /// over by its ID (then the caller tries again at once).
+    fn attempt(&self, domain: &str, owner: &OwnerRecord) -> Result<Step> {
+        let name = object_name(domain);
+        let info = self.lease_for(domain, owner);
+        let data = serde_json::to_vec(owner).context("failed to encode the owner record")?;
+        match self.swarm.create(&name, &info, &data) {
+            Ok(Some(id)) => return Ok(Step::Created(id, info)),
+            Ok(None) => {}
+            Err(e) => {
+                // A create whose answer was lost may still have happened:
+                // the token says whether the object there is ours.
+                if let Ok(Some(o)) = self.swarm.inspect(&name) {
+                    if o.lease.as_ref().is_some_and(|l| l.token == info.token) {
+                        return Ok(Step::Created(o.id, info));
+                    }
+                }
+                return Err(e);
+            }
+        }
+        let Some(obj) = self.swarm.inspect(&name)? else {
+            // Released between our create and our look: try again at once.
+            return Ok(Step::Again);
+        };
+        let Some(lease) = obj.lease.clone() else {
+            return Ok(Step::Busy(Busy::default(), obj));
+        };
+        if lease.domain == domain && lease.expired(now_ms(), self.lease.margin) {
+            let removed = self.swarm.remove_id(&obj.id)?;
+            if removed {
+                say!(
+                    "the app lock of {domain} had an expired lease ({}, expired {}): removed lock object {} to take it over",
+                    lease.owner().describe(),
+                    timestamp_ms(lease.expires_ms),
+                    obj.id
+                );
+            }
+            return Ok(Step::Again);
+        }
+        let age = started_age(&lease.started);
+        Ok(Step::Busy(
+            Busy {
+                owner: Some(lease.owner()),
+                age,
+            },
+            obj,
+        ))
+    }
+
+    fn hold(&self, id: String, info: LeaseInfo, on_lost: OnLost) -> SwarmLock {
+        let lost = Arc::new(Mutex::new(None));
+        let renewer = Renewer::start(
+            id.clone(),
+            info.clone(),
+            self.lease,
+            Arc::clone(&lost),
+            on_lost,
+        );
+        SwarmLock {
+            swarm: self.swarm.clone(),
+            id,
+            domain: info.domain.clone(),
+            lost,
+            renewer,
+            done: false,
+        }
+    }
+}
+
+fn started_age(started: &str) -> Option<Duration> {
+    let t = crate::log::parse_timestamp(started)?;
+    SystemTime::now().duration_since(t).ok()
+}
+
+enum Step {
+    Created(String, LeaseInfo),
+    Again,
+    Busy(Busy, LockObject),
+}
+
+/// How long a waiter sleeps between attempts: from 50 ms doubling to this.
+const POLL_MAX: Duration = Duration::from_millis(250);
+
+impl AppLocks for SwarmLocks {
+    fn backend(&self) -> Backend {
+        Backend::Swarm
+    }
+
+    fn try_acquire(&self, domain: &str, owner: &OwnerRecord, on_lost: OnLost) -> Result<Attempt> {
+        lock::validate_name(Kind::App, domain)?;
+        // A take-over ends in `Again`; a few rounds settle any race.
+        for _ in 0..5 {
+            match self.attempt(domain, owner)? {
+                Step::Created(id, info) => {
+                    return Ok(Attempt::Acquired(Box::new(self.hold(id, info, on_lost))))
+                }
+                Step::Again => continue,
+                Step::Busy(b, _) => return Ok(Attempt::Busy(b)),
+            }
+        }
+        Ok(Attempt::Busy(Busy::default()))
+    }
+
+    fn acquire(
+        &self,
+        domain: &str,
+        owner: &OwnerRecord,
+        deadline: Option<Instant>,
+        cancel: Option<&Latch>,
+        progress_every: Duration,
+        progress: &mut dyn FnMut(Option<&OwnerRecord>, Duration),
+        on_lost: OnLost,
+    ) -> Result<crate::lockbackend::Acquired> {
+        use crate::lockbackend::Acquired;
+        lock::validate_name(Kind::App, domain)?;
+        let started = Instant::now();
+        let mut reported: Option<(String, Instant)> = None;
+        let mut pause = Duration::from_millis(50);
+        loop {
+            if cancel.is_some_and(Latch::is_set) {
+                return Ok(Acquired::Cancelled);
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok(Acquired::TimedOut);
+            }
+            let (busy, obj) = match self.attempt(domain, owner)? {
+                Step::Created(id, info) => {
+                    return Ok(Acquired::Acquired(Box::new(self.hold(id, info, on_lost))))
+                }
+                Step::Again => continue,
+                Step::Busy(b, o) => (b, o),
+            };
+            // Report when first found busy, when the holder changes, and
+            // every `progress_every`.
+            let due = match &reported {
+                None => true,
+                Some((id, _)) if *id != obj.id => true,
+                Some((_, at)) => !progress_every.is_zero() && at.elapsed() >= progress_every,
+            };
+            if due {
+                progress(busy.owner.as_ref(), started.elapsed());
+                reported = Some((obj.id.clone(), Instant::now()));
+            }
+            let mut until = Instant::now() + pause;
+            if let Some(d) = deadline {
+                until = until.min(d);
+            }
+            match cancel {
+                Some(c) => {
+                    if c.wait_until(until) {
+                        return Ok(Acquired::Cancelled);
+                    }
+                }
+                None => std::thread::sleep(until.saturating_duration_since(Instant::now())),
+            }
+            pause = (pause * 2).min(POLL_MAX);
+        }
+    }
+}
+
+/// A held swarm lock. Dropping it stops the renewals and removes the
+/// object by ID (best effort: an object we cannot remove expires).
+pub struct SwarmLock {
+    swarm: Swarm,
+    id: String,
+    domain: String,
+    lost: Arc<Mutex<Option<Lost>>>,
+    renewer: Option<Renewer>,
+    done: bool,
+}
+
+/// Why a held lock was lost, and whether the object at its ID may still be
+/// removed at release: not when someone else rewrote it.
+#[derive(Clone, Debug)]
+struct Lost {
+    why: String,
+    foreign: bool,
+}
+
+impl SwarmLock {
+    fn finish(&mut self) -> Result<()> {
+        if self.done {
+            return Ok(());
+        }
+        self.done = true;
+        if let Some(r) = self.renewer.take() {
+            r.stop();
+        }
+        let lost = lost_state(&self.lost);
+        if lost.as_ref().is_some_and(|l| l.foreign) {
+            say!(
+                "not removing the lock object {} of {}: someone else wrote it",
+                self.id,
+                self.domain
+            );
+            return Ok(());
+        }
+        match self.swarm.remove_id(&self.id) {
+            Ok(true) => Ok(()),
+            Ok(false) if lost.is_some() => Ok(()),
+            Ok(false) => {
+                say!(
+                    "the lock object {} of {} was already gone at release",
+                    self.id,
+                    self.domain
+                );
+                Ok(())
+            }
+            Err(e) => Err(e).with_context(|| {
+                format!(
+                    "failed to release the swarm lock of {} (object {}); it expires with its lease",
+                    self.domain, self.id
+                )
+            }),
+        }
+    }
+}
+
+fn lost_state(lost: &Mutex<Option<Lost>>) -> Option<Lost> {
+    lost.lock().unwrap_or_else(|p| p.into_inner()).clone()
+}
+
+fn set_lost(lost: &Mutex<Option<Lost>>, why: &str, foreign: bool) {
+    *lost.lock().unwrap_or_else(|p| p.into_inner()) = Some(Lost {
+        why: why.to_string(),
+        foreign,
+    });
+}
+
+impl AppLock for SwarmLock {
+    fn lost(&self) -> Option<String> {
+        lost_state(&self.lost).map(|l| l.why)
+    }
+    fn previous_owner(&self) -> Option<OwnerRecord> {
+        None
+    }
+    fn release(mut self: Box<Self>) -> Result<()> {
+        self.finish()
+    }
+    fn remove(mut self: Box<Self>) -> Result<()> {
+        self.finish()
+    }
+}
+
+impl Drop for SwarmLock {
+    fn drop(&mut self) {
+        if let Err(e) = self.finish() {
+            say!("warning: {e:#}");
+        }
+    }
+}
+
+/// The renewal thread of one held lock.
+struct Renewer {
+    stop: Arc<Latch>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Renewer {
+    fn start(
+        id: String,
+        info: LeaseInfo,
+        lease: Lease,
+        lost: Arc<Mutex<Option<Lost>>>,
+        on_lost: OnLost,
+    ) -> Option<Renewer> {
+        let stop = match Latch::new() {
+            Ok(l) => Arc::new(l),
+            Err(e) => {
+                let why = format!("cannot start renewing the lease: {e:#}");
+                set_lost(&lost, &why, false);
+                on_lost(&why);
+                return None;
+            }
+        };
+        let theirs = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name("lease-renewer".into())
+            .spawn(move || {
+                if let Err((why, foreign)) = renew_loop(&id, info, lease, &theirs) {
+                    set_lost(&lost, &why, foreign);
+                    on_lost(&why);
+                }
+            });
+        match thread {
+            Ok(t) => Some(Renewer {
+                stop,
+                thread: Some(t),
+            }),
+            Err(e) => {
+                say!("warning: cannot start the lease renewal thread: {e}");
+                None
+            }
+        }
+    }
+
+    fn stop(mut self) {
+        self.stop.set();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Why a renewal failed.
+enum RenewError {
+    /// The object is gone: stop now.
+    Lost(String),
+    /// Someone else wrote the object: stop now, and leave it alone.
+    Foreign(String),
+    /// The engine did not answer as it should: try again while the lease lasts.
+    Transient(String),
+}
+
+/// Renews until stopped (Ok) or until the lease is lost (Err: why, and
+/// whether someone else wrote the object).
+fn renew_loop(
+    id: &str,
+    mut info: LeaseInfo,
+    lease: Lease,
+    stop: &Latch,
+) -> Result<(), (String, bool)> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| (format!("cannot start the engine API client: {e}"), false))?;
+    let mut client: Option<bollard::Docker> = None;
+    let mut next = Instant::now() + lease.renew_every;
+    loop {
+        if stop.wait_until(next) {
+            return Ok(());
+        }
+        match rt.block_on(renew_once(&mut client, id, &mut info, lease)) {
+            Ok(()) => next = Instant::now() + lease.renew_every,
+            Err(RenewError::Lost(why)) => return Err((why, false)),
+            Err(RenewError::Foreign(why)) => return Err((why, true)),
+            Err(RenewError::Transient(why)) => {
+                // Give up at our own expiry: other hosts wait a margin more.
+                if now_ms() + (lease.renew_every.as_millis() as u64) / 4 >= info.expires_ms {
+                    return Err((
+                        format!(
+                            "could not renew the lease before it expired at {}: {why}",
+                            timestamp_ms(info.expires_ms)
+                        ),
+                        false,
+                    ));
+                }
+                say!(
+                    "warning: renewing the lease of {} failed, retrying: {why}",
+                    info.domain
+                );
+                client = None;
+                next = Instant::now() + (lease.renew_every / 4).max(Duration::from_millis(100));
+            }
+        }
+    }
+}
+
+async fn renew_once(
+    client: &mut Option<bollard::Docker>,
+    id: &str,
+    info: &mut LeaseInfo,
+    lease: Lease,
+) -> Result<(), RenewError> {
+    use bollard::errors::Error as BErr;
+    let limit = lease.renew_every.max(Duration::from_secs(1));
+    let transient = |e: String| RenewError::Transient(e);
+    if client.is_none() {
+        let c = bollard::Docker::connect_with_defaults()
+            .map_err(|e| transient(format!("cannot connect to the engine API: {e}")))?
+            .with_timeout(limit);
+        let c = tokio::time::timeout(limit, c.negotiate_version())
+            .await
+            .map_err(|_| transient("the engine API did not answer".into()))?
+            .map_err(|e| transient(format!("cannot negotiate the engine API version: {e}")))?;
+        *client = Some(c);
+    }
+    let Some(c) = client.as_ref() else {
+        return Err(transient("no engine API client".into()));
+    };
+    let gone = |e: &BErr| {
+        matches!(
+            e,
+            BErr::DockerResponseServerError {
+                status_code: 404,
+                ..
+            }
+        )
+    };
+    let obj = match tokio::time::timeout(limit, c.inspect_config(id)).await {
+        Err(_) => return Err(transient("inspecting the lock object timed out".into())),
+        Ok(Err(e)) if gone(&e) => {
+            return Err(RenewError::Lost(format!(
+                "the lock object {id} of {} is gone (deleted behind our back, or taken over)",
+                info.domain
+            )))
+        }
+        Ok(Err(e)) => return Err(transient(format!("inspecting the lock object failed: {e}"))),
+        Ok(Ok(o)) => o,
+    };
+    let version = obj
+        .version
+        .as_ref()
+        .and_then(|v| v.index)
+        .ok_or_else(|| transient("the lock object has no version".into()))?;
+    let mut spec = obj
+        .spec
+        .clone()
+        .ok_or_else(|| transient("the lock object has no spec".into()))?;
+    let theirs = spec.labels.as_ref().and_then(LeaseInfo::from_labels);
+    match theirs {
+        Some(t) if t == *info => {}
+        // Our own last write, whose answer we did not hear (it timed out):
+        // only we write our token.
+        Some(t) if t.token == info.token && t.renewals == info.renewals + 1 => *info = t,
+        _ => {
+            return Err(RenewError::Foreign(format!(
+                "the lock object {id} of {} was changed by someone else (its labels are not the ones we wrote)",
+                info.domain
+            )))
+        }
+    }
+    let mut next = info.clone();
+    next.expires_ms = now_ms() + lease.lease.as_millis() as u64;
+    next.renewals += 1;
+    spec.labels = Some(next.labels());
+    let opts = bollard::query_parameters::UpdateConfigOptionsBuilder::new()
+        .version(version as i64)
+        .build();
+    match tokio::time::timeout(limit, c.update_config(id, spec, opts)).await {
+        Err(_) => Err(transient("updating the lock object timed out".into())),
+        Ok(Err(e)) if gone(&e) => Err(RenewError::Lost(format!(
+            "the lock object {id} of {} is gone (deleted behind our back, or taken over)",
+            info.domain
+        ))),
+        Ok(Err(BErr::DockerResponseServerError { message, .. }))
+            if message.contains("out of sequence") =>
+        {
+            Err(RenewError::Foreign(format!(
+                "the lock object {id} of {} was written by someone else while we renewed it ({message})",
+                info.domain
+            )))
+        }
+        Ok(Err(e)) => Err(transient(format!("updating the lock object failed: {e}"))),
+        Ok(Ok(())) => {
+            *info = next;
+            Ok(())
+        }
+    }
+}
