@@ -131,14 +131,40 @@ enum Cell {
     HangInUndeploy,
 }
 
-fn run_cell(cell: Cell, i: u32) -> Result<String, String> {
-    let d = domain_for("faults", i);
+/// The app-domain lock backend a fault cell runs with.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Backend {
+    Flock,
+    Swarm,
+}
+
+/// The swarm lock object of a domain, if there is one.
+fn swarm_lock_left(domain: &str) -> bool {
+    let name = cc_ci_run::swarmlock::object_name(domain);
+    !docker(&["config", "ls", "-q", "--filter", &format!("name={name}")]).is_empty()
+}
+
+fn run_cell(cell: Cell, i: u32, backend: Backend) -> Result<String, String> {
+    let d = match backend {
+        Backend::Flock => domain_for("faults", i),
+        Backend::Swarm => domain_for("faults-swarm-lock", i),
+    };
     let host = SwarmHost::new(vec![d.clone()]);
     let run_id = "fault";
     let mut c = host.run_cmd(&d, &["--quick"]);
     c.env("CCCI_RUN_ID", run_id)
         .stderr(Stdio::null())
         .stdout(Stdio::null());
+    let mut janitor = host.cmd();
+    if backend == Backend::Swarm {
+        for cmd in [&mut c, &mut janitor] {
+            cmd.env("CCCI_LOCK_BACKEND", "swarm")
+                .env("CCCI_HOST_ID", "fault-host")
+                .env("CCCI_LOCK_LEASE", "6s")
+                .env("CCCI_LOCK_RENEW", "2s")
+                .env("CCCI_LOCK_MARGIN", "2s");
+        }
+    }
     let expect = match cell {
         Cell::KillShInDeploy => {
             c.env("CCCI_FAKE_ABRA_HANG", "deploy-chaos");
@@ -204,8 +230,7 @@ fn run_cell(cell: Cell, i: u32) -> Result<String, String> {
         if leftovers(&host, &d).is_empty() {
             problems.push("teardown failed but nothing was left?".into());
         }
-        let out = host
-            .cmd()
+        let out = janitor
             .env_remove("CCCI_JANITOR")
             .arg("janitor")
             .output()
@@ -226,6 +251,14 @@ fn run_cell(cell: Cell, i: u32) -> Result<String, String> {
     if !host.lock_free("apps", &d) || !host.lock_free("runs", run_id) {
         problems.push("a lock is held".into());
     }
+    if swarm_lock_left(&d) {
+        problems.push("a swarm lock object is left".into());
+        let _ = Command::new("docker")
+            .args(["config", "rm", &cc_ci_run::swarmlock::object_name(&d)])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
     if !host.tree_gone(run_id) {
         problems.push("run tree left".into());
     }
@@ -238,6 +271,15 @@ fn run_cell(cell: Cell, i: u32) -> Result<String, String> {
 
 #[test]
 fn fault_matrix_on_the_real_swarm() {
+    fault_matrix(Backend::Flock);
+}
+
+#[test]
+fn fault_matrix_on_the_real_swarm_with_the_swarm_lock_backend() {
+    fault_matrix(Backend::Swarm);
+}
+
+fn fault_matrix(backend: Backend) {
     let cells = [
         Cell::KillShInDeploy,
         Cell::KillShInTests,
@@ -252,7 +294,7 @@ fn fault_matrix_on_the_real_swarm() {
             .enumerate()
             .map(|(i, c)| {
                 s.spawn(move || {
-                    let r = std::panic::catch_unwind(|| run_cell(*c, i as u32))
+                    let r = std::panic::catch_unwind(|| run_cell(*c, i as u32, backend))
                         .unwrap_or_else(|_| Err("panicked".into()));
                     (*c, r)
                 })
@@ -260,7 +302,7 @@ fn fault_matrix_on_the_real_swarm() {
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
-    let mut table = String::from("\nfault matrix on the real swarm\n");
+    let mut table = format!("\nfault matrix on the real swarm, {backend:?} lock backend\n");
     let mut failed = 0;
     for (c, r) in &results {
         match r {

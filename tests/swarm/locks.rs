@@ -1,0 +1,760 @@
+//! One lock authority across runner hosts (SPEC section 11): two "hosts"
+//! are two processes with their own state directories (so their flocks
+//! cannot arbitrate) and host ids, against the one real swarm.
+//!
+//! Every test names its domains from its own name and removes every lock
+//! object of them on every path ([`Objects`]).
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant, SystemTime};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use crate::engine::*;
+use crate::support::*;
+
+/// The lock object name of a domain (as the binary derives it).
+fn object(domain: &str) -> String {
+    cc_ci_run::swarmlock::object_name(domain)
+}
+
+/// `docker config inspect NAME-or-ID` → (id, labels), None when absent.
+fn inspect(name: &str) -> Option<(String, serde_json::Value)> {
+    let out = Command::new("docker")
+        .args(["config", "inspect", name])
+        .stderr(Stdio::null())
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let o = &v[0];
+    Some((
+        o["ID"].as_str().unwrap().to_string(),
+        o["Spec"]["Labels"].clone(),
+    ))
+}
+
+fn label_u64(labels: &serde_json::Value, key: &str) -> u64 {
+    labels[key].as_str().unwrap().parse().unwrap()
+}
+
+/// An executable script in `dir`.
+fn executable(dir: &Path, name: &str, body: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = script(dir, name, body);
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// Removes the lock objects of these domains when dropped (every path).
+struct Objects(Vec<String>);
+
+impl Drop for Objects {
+    fn drop(&mut self) {
+        for d in &self.0 {
+            let _ = Command::new("docker")
+                .args(["config", "rm", &object(d)])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+/// A runner "host": its own state directory and host id, the swarm backend.
+struct Host {
+    _tmp: tempfile::TempDir,
+    state: PathBuf,
+    env: Vec<(String, String)>,
+}
+
+impl Host {
+    fn new(id: &str, backend: &str, lease: (&str, &str, &str)) -> Host {
+        let tmp = tempdir();
+        let state = tmp.path().join("state");
+        Host {
+            state,
+            env: vec![
+                ("CCCI_LOCK_BACKEND".into(), backend.into()),
+                ("CCCI_HOST_ID".into(), id.into()),
+                ("CCCI_LOCK_LEASE".into(), lease.0.into()),
+                ("CCCI_LOCK_RENEW".into(), lease.1.into()),
+                ("CCCI_LOCK_MARGIN".into(), lease.2.into()),
+            ],
+            _tmp: tmp,
+        }
+    }
+
+    fn swarm(id: &str) -> Host {
+        Host::new(id, "swarm", ("3s", "1s", "1s"))
+    }
+
+    fn cmd(&self) -> Command {
+        let mut c = Command::new(bin());
+        c.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("CCCI_STATE_DIR", &self.state)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        c
+    }
+
+    /// `__hold-lock app DOMAIN`, its stderr to `err`; returns once it
+    /// printed `held` (or panics after the bound).
+    fn hold(&self, domain: &str, err: &Path) -> Holder {
+        let h = self.start_hold(domain, err, &[]);
+        h.wait_held();
+        h
+    }
+
+    fn start_hold(&self, domain: &str, err: &Path, extra: &[&str]) -> Holder {
+        let mut child = self
+            .cmd()
+            .args(["__hold-lock", "app", domain, "--progress", "500ms"])
+            .args(extra)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(err).unwrap())
+            .spawn()
+            .unwrap();
+        let out = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send((line, SystemTime::now())).is_err() {
+                    break;
+                }
+            }
+        });
+        Holder { child, lines: rx }
+    }
+}
+
+/// A `__hold-lock` process.
+struct Holder {
+    child: Child,
+    lines: mpsc::Receiver<(String, SystemTime)>,
+}
+
+/// The bound on a wait for a lease to expire and be taken over.
+const LEASE_BOUND: Duration = Duration::from_secs(60);
+
+impl Holder {
+    /// Waits for `held`; returns when it was printed.
+    fn wait_held(&self) -> SystemTime {
+        match self.lines.recv_timeout(LEASE_BOUND) {
+            Ok((l, at)) if l == "held" => at,
+            other => panic!("expected `held`, got {other:?}"),
+        }
+    }
+
+    /// Whether it printed `held` within `d` (false: still waiting).
+    fn held_within(&self, d: Duration) -> bool {
+        matches!(self.lines.recv_timeout(d), Ok((l, _)) if l == "held")
+    }
+
+    /// Closes stdin (the holder releases) and waits for its exit code.
+    fn release(mut self) -> i32 {
+        drop(self.child.stdin.take());
+        code(self.child.wait().unwrap())
+    }
+
+    fn sigkill(mut self) {
+        kill(Pid::from_raw(self.child.id() as i32), Signal::SIGKILL).unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn flock_backend_lets_two_hosts_hold_one_domain_at_once() {
+    // The reason for the swarm backend: each host's kernel only knows its
+    // own flocks, so two runner hosts both "hold" one domain.
+    require_swarm();
+    let d = domain_for("flock-double-hold", 0);
+    let a = Host::new("host-a", "flock", ("30s", "10s", "10s"));
+    let b = Host::new("host-b", "flock", ("30s", "10s", "10s"));
+    let tmp = tempdir();
+    let ha = a.hold(&d, &tmp.path().join("a.err"));
+    let hb = b.start_hold(&d, &tmp.path().join("b.err"), &["--try"]);
+    assert!(
+        hb.held_within(BOUND),
+        "host b should (wrongly, by design of flock) hold the domain too: {}",
+        std::fs::read_to_string(tmp.path().join("b.err")).unwrap_or_default()
+    );
+    assert_eq!(ha.release(), 0);
+    assert_eq!(hb.release(), 0);
+}
+
+#[test]
+fn swarm_backend_two_hosts_never_hold_one_domain_at_once_over_200_contended_rounds() {
+    require_swarm();
+    let d = domain_for("swarm-200-rounds", 0);
+    let _objects = Objects(vec![d.clone()]);
+    let tmp = tempdir();
+    let oracle = tmp.path().join("oracle");
+    let hosts = [
+        Host::new("host-a", "swarm", ("30s", "10s", "10s")),
+        Host::new("host-b", "swarm", ("30s", "10s", "10s")),
+    ];
+    let children: Vec<Child> = hosts
+        .iter()
+        .map(|h| {
+            h.cmd()
+                .args(["__lock-stress", &d, "--iterations", "100", "--oracle"])
+                .arg(&oracle)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut waited = 0u64;
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(text.contains("acquired 100 "), "{text}");
+        waited += text
+            .split_whitespace()
+            .last()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap();
+    }
+    let lines = lines(&oracle);
+    assert_eq!(lines.len(), 400, "200 rounds, enter and exit each");
+    let mut holder: Option<String> = None;
+    let mut per_host = std::collections::HashMap::new();
+    for (n, l) in lines.iter().enumerate() {
+        let mut w = l.split_whitespace();
+        let (what, who) = (w.next().unwrap(), w.next().unwrap().to_string());
+        match (what, &holder) {
+            ("enter", None) => {
+                *per_host
+                    .entry(who.split(':').next().unwrap().to_string())
+                    .or_insert(0) += 1;
+                holder = Some(who);
+            }
+            ("exit", Some(h)) if *h == who => holder = None,
+            _ => panic!("line {n}: `{l}` while {holder:?} holds the lock: two holders at once"),
+        }
+    }
+    assert_eq!(per_host.get("host-a"), Some(&100));
+    assert_eq!(per_host.get("host-b"), Some(&100));
+    assert!(waited > 0, "the rounds were never contended");
+    assert!(inspect(&object(&d)).is_none(), "a lock object was left");
+}
+
+#[test]
+fn sigkilled_holder_is_taken_over_only_after_its_lease_expired_and_by_its_id() {
+    require_swarm();
+    let d = domain_for("swarm-sigkill", 0);
+    let _objects = Objects(vec![d.clone()]);
+    let tmp = tempdir();
+    let (a, b) = (Host::swarm("host-a"), Host::swarm("host-b"));
+    let ha = a.hold(&d, &tmp.path().join("a.err"));
+    let (id1, _) = inspect(&object(&d)).expect("host a's lock object");
+    ha.sigkill();
+    // Dead holders renew nothing: what is there now is its last lease.
+    let (still, labels) = inspect(&object(&d)).expect("the dead holder's object stays");
+    assert_eq!(still, id1);
+    let expires = label_u64(&labels, "cc-ci.lock.expires-ms");
+    let hb = b.start_hold(&d, &tmp.path().join("b.err"), &[]);
+    let held_at = hb.wait_held();
+    let held_ms = held_at
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    assert!(
+        held_ms > expires + 1000,
+        "host b took over at {held_ms}, before the lease's expiry {expires} plus the 1s margin"
+    );
+    let (id2, labels2) = inspect(&object(&d)).expect("host b's lock object");
+    assert_ne!(id2, id1, "a take-over creates a new object");
+    assert_eq!(labels2["cc-ci.lock.host"], "host-b");
+    let err = std::fs::read_to_string(tmp.path().join("b.err")).unwrap();
+    assert!(
+        err.contains(&format!("removed lock object {id1}")),
+        "the stale lock is removed by its ID: {err}"
+    );
+    assert!(
+        err.contains("host host-a"),
+        "the wait named the holder: {err}"
+    );
+    assert_eq!(hb.release(), 0);
+    assert!(inspect(&object(&d)).is_none());
+}
+
+/// A `docker` that runs the real one, but the first `config rm` waits at
+/// the named step: it writes `reached`, then waits for `go` to exist.
+fn hanging_docker(dir: &Path) -> PathBuf {
+    let real = String::from_utf8(
+        Command::new("sh")
+            .args(["-c", "command -v docker"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    executable(
+        dir,
+        "docker",
+        &format!(
+            r#"#!/bin/sh
+# Stand-in docker: the real CLI, with a hang at `config rm` for one call.
+if [ "$1 $2" = "config rm" ] && [ -e "{dir}/hang-rm" ]; then
+  rm -f "{dir}/hang-rm"
+  echo "$3" > "{dir}/reached"
+  i=0
+  while [ ! -e "{dir}/go" ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done
+fi
+exec {real} "$@"
+"#,
+            dir = dir.display(),
+            real = real.trim()
+        ),
+    )
+}
+
+#[test]
+fn take_over_never_deletes_a_lock_that_a_third_host_recreated_in_between() {
+    require_swarm();
+    let d = domain_for("swarm-takeover-race", 0);
+    let _objects = Objects(vec![d.clone()]);
+    let tmp = tempdir();
+    let (a, mut b, c) = (
+        Host::swarm("host-a"),
+        Host::swarm("host-b"),
+        Host::swarm("host-c"),
+    );
+    let docker = hanging_docker(tmp.path());
+    b.env
+        .push(("CCCI_DOCKER".into(), docker.display().to_string()));
+    std::fs::write(tmp.path().join("hang-rm"), "").unwrap();
+
+    let ha = a.hold(&d, &tmp.path().join("a.err"));
+    let (id1, _) = inspect(&object(&d)).unwrap();
+    ha.sigkill();
+    // Host b waits, sees the lease expire, and stops just before `rm id1`.
+    let hb = b.start_hold(&d, &tmp.path().join("b.err"), &[]);
+    wait_until_long("host b at its take-over's `config rm`", || {
+        tmp.path().join("reached").exists()
+    });
+    assert_eq!(
+        std::fs::read_to_string(tmp.path().join("reached"))
+            .unwrap()
+            .trim(),
+        id1,
+        "the take-over removes the expired lease by its ID"
+    );
+    // Meanwhile a third host takes the expired lock over first.
+    assert!(Command::new("docker")
+        .args(["config", "rm", &id1])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap()
+        .success());
+    let hc = c.hold(&d, &tmp.path().join("c.err"));
+    let (id2, labels2) = inspect(&object(&d)).unwrap();
+    assert_ne!(id2, id1);
+    assert_eq!(labels2["cc-ci.lock.host"], "host-c");
+    // Host b goes on: its `rm id1` finds nothing, and host c's lock stays.
+    std::fs::write(tmp.path().join("go"), "").unwrap();
+    let b_err = tmp.path().join("b.err");
+    wait_until_long("host b waiting for host c", || {
+        std::fs::read_to_string(&b_err).is_ok_and(|t| t.contains("host host-c"))
+    });
+    assert!(
+        !hb.held_within(Duration::from_millis(500)),
+        "host b holds the lock while host c does"
+    );
+    let (now, _) = inspect(&object(&d)).expect("host c's lock was deleted");
+    assert_eq!(now, id2, "host c's lock object is untouched");
+    // Host c lets go: host b acquires a third object.
+    assert_eq!(hc.release(), 0);
+    hb.wait_held();
+    let (id3, labels3) = inspect(&object(&d)).unwrap();
+    assert!(id3 != id1 && id3 != id2);
+    assert_eq!(labels3["cc-ci.lock.host"], "host-b");
+    assert_eq!(hb.release(), 0);
+}
+
+fn wait_until_long(what: &str, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(
+            start.elapsed() < LEASE_BOUND,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn renewal_keeps_a_long_hold_alive_past_several_lease_periods() {
+    require_swarm();
+    let d = domain_for("swarm-renewal", 0);
+    let _objects = Objects(vec![d.clone()]);
+    let tmp = tempdir();
+    let lease = ("2s", "500ms", "500ms");
+    let a = Host::new("host-a", "swarm", lease);
+    let b = Host::new("host-b", "swarm", lease);
+    let ha = a.hold(&d, &tmp.path().join("a.err"));
+    let (id1, labels) = inspect(&object(&d)).unwrap();
+    let first_expiry = label_u64(&labels, "cc-ci.lock.expires-ms");
+    // Four lease periods pass; host b tries all along and never gets it.
+    let until = Instant::now() + Duration::from_secs(8);
+    let mut tries = 0;
+    while Instant::now() < until {
+        let out = b
+            .cmd()
+            .args(["__hold-lock", "--try", "app", &d])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(
+            code(out.status),
+            75,
+            "host b got the lock of a live, renewing holder: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        tries += 1;
+    }
+    assert!(tries > 3);
+    let (id, labels) = inspect(&object(&d)).unwrap();
+    assert_eq!(id, id1, "the same object, renewed in place");
+    let renewals = label_u64(&labels, "cc-ci.lock.renewals");
+    assert!(renewals >= 8, "only {renewals} renewals in 8 s at 500 ms");
+    assert!(label_u64(&labels, "cc-ci.lock.expires-ms") > first_expiry + 4000);
+    assert!(
+        now_ms() > first_expiry + 4000,
+        "the first lease is long past"
+    );
+    assert_eq!(ha.release(), 0);
+    assert!(inspect(&object(&d)).is_none(), "release removes the object");
+    let hb = b.start_hold(&d, &tmp.path().join("b.err"), &["--try"]);
+    hb.wait_held();
+    assert_eq!(hb.release(), 0);
+}
+
+#[test]
+fn locks_shows_swarm_leases_and_unlock_refuses_a_live_one_and_removes_an_expired_one_by_id() {
+    require_swarm();
+    let d = domain_for("swarm-locks-unlock", 0);
+    let _objects = Objects(vec![d.clone()]);
+    let tmp = tempdir();
+    let (a, b) = (Host::swarm("host-a"), Host::swarm("host-b"));
+    let ha = a.hold(&d, &tmp.path().join("a.err"));
+    let (id1, _) = inspect(&object(&d)).unwrap();
+    let report = |h: &Host| -> serde_json::Value {
+        let out = h.cmd().args(["locks", "--json"]).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["backend"], "swarm");
+        v["swarm_locks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["domain"] == d.as_str())
+            .cloned()
+            .unwrap_or(serde_json::Value::Null)
+    };
+    let r = report(&b);
+    assert_eq!(r["state"], "held");
+    assert_eq!(r["host"], "host-a");
+    assert_eq!(r["id"], id1.as_str());
+    assert!(r["expires_in_secs"].as_i64().unwrap() >= 0);
+    let human = b.cmd().arg("locks").output().unwrap();
+    let text = String::from_utf8_lossy(&human.stdout);
+    assert!(text.contains(&d) && text.contains("host host-a"), "{text}");
+
+    let out = b.cmd().args(["unlock", &d]).output().unwrap();
+    assert_eq!(code(out.status), 1, "a live lease is never removed");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("live lease") && err.contains("host-a"),
+        "{err}"
+    );
+    assert_eq!(inspect(&object(&d)).unwrap().0, id1);
+
+    ha.sigkill();
+    wait_until_long("the lease to expire past its margin", || {
+        report(&b)["state"] == "expired"
+    });
+    let out = b.cmd().args(["unlock", &d]).output().unwrap();
+    assert_eq!(
+        code(out.status),
+        0,
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&id1));
+    assert!(inspect(&object(&d)).is_none());
+    assert!(report(&b).is_null());
+}
+
+/// A `docker` that logs every call and then runs the real one.
+fn logging_docker(dir: &Path) -> PathBuf {
+    executable(
+        dir,
+        "docker-log",
+        &format!(
+            "#!/bin/sh\necho \"$*\" >> '{}/docker-calls'\nexec docker \"$@\"\n",
+            dir.display()
+        ),
+    )
+}
+
+#[test]
+fn bad_domain_names_are_refused_before_any_lock_object_is_created() {
+    require_swarm();
+    let tmp = tempdir();
+    let docker = logging_docker(tmp.path());
+    let mut h = Host::swarm("host-a");
+    h.env
+        .push(("CCCI_DOCKER".into(), docker.display().to_string()));
+    let long = format!("{}.ci.localhost", "a".repeat(64));
+    for bad in [
+        "Example.ci.localhost",
+        "a..b",
+        "a/b",
+        "a-.b",
+        long.as_str(),
+        "a b",
+        "",
+    ] {
+        let out = h
+            .cmd()
+            .args(["__hold-lock", "--try", "app", bad])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(
+            code(out.status),
+            2,
+            "{bad:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("app domain"),
+            "the error names the field"
+        );
+        let out = h
+            .cmd()
+            .args(["__lock-stress", bad, "--iterations", "1", "--oracle"])
+            .arg(tmp.path().join("oracle"))
+            .output()
+            .unwrap();
+        assert_eq!(code(out.status), 2, "{bad:?}");
+    }
+    // A run with a bad --domain is refused by the wrapper, before the
+    // harness (and its lock) exist.
+    let host = SwarmHost::new(vec![]);
+    let out = host
+        .cmd()
+        .envs(h.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .args([
+            "run",
+            "--recipe",
+            "example",
+            "--pr",
+            "1",
+            "--domain",
+            "Bad..domain",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        code(out.status),
+        2,
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !tmp.path().join("docker-calls").exists(),
+        "docker was called: {}",
+        std::fs::read_to_string(tmp.path().join("docker-calls")).unwrap_or_default()
+    );
+    assert!(!h.state.exists() && !host.state.join("locks").exists());
+}
+
+#[test]
+fn a_swarm_backend_that_cannot_reach_the_engine_fails_with_exit_3_and_never_falls_back_to_flock() {
+    require_swarm();
+    let d = domain_for("swarm-unreachable", 0);
+    let mut h = Host::swarm("host-a");
+    h.env.push((
+        "DOCKER_HOST".into(),
+        "unix:///nonexistent/docker.sock".into(),
+    ));
+    let out = h
+        .cmd()
+        .args(["__hold-lock", "--try", "app", &d])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(code(out.status), 3, "{err}");
+    assert!(
+        err.contains("cannot use the engine") && err.contains("not falling back"),
+        "{err}"
+    );
+    assert!(
+        !h.state.join("locks/apps").exists(),
+        "no flock was taken instead"
+    );
+}
+
+#[test]
+fn a_run_whose_lock_object_is_deleted_behind_its_back_notices_within_one_renewal_and_tears_down() {
+    let d = domain_for("swarm-lost-lease", 0);
+    let host = SwarmHost::new(vec![d.clone()]);
+    let _objects = Objects(vec![d.clone()]);
+    let err = host.tmp.path().join("run.err");
+    let mut c = host.run_cmd(&d, &["--quick"]);
+    c.env("CCCI_RUN_ID", "lost")
+        .env("CCCI_LOCK_BACKEND", "swarm")
+        .env("CCCI_HOST_ID", "host-a")
+        .env("CCCI_LOCK_LEASE", "9s")
+        .env("CCCI_LOCK_RENEW", "3s")
+        .env("CCCI_LOCK_MARGIN", "3s")
+        .env("CCCI_EXAMPLE_HANG", "install")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&err).unwrap());
+    let mut child = c.spawn().unwrap();
+    wait_for_file(&host.ready.join("test-install"));
+    let (id, _) = inspect(&object(&d)).expect("the run's lock object");
+    let deleted = SystemTime::now();
+    assert!(Command::new("docker")
+        .args(["config", "rm", &id])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap()
+        .success());
+    let status = child.wait().unwrap();
+    let log = std::fs::read_to_string(&err).unwrap();
+    assert_eq!(code(status), 3, "{log}");
+    let lost_line = log
+        .lines()
+        .find(|l| l.contains("lost the app lock"))
+        .unwrap_or_else(|| panic!("no word of the lost lock: {log}"));
+    let at = cc_ci_run::log::parse_timestamp(lost_line.split_whitespace().next().unwrap()).unwrap();
+    let noticed = at.duration_since(deleted).unwrap_or_default();
+    assert!(
+        noticed <= Duration::from_secs(3) + Duration::from_millis(1500),
+        "noticed {noticed:?} after the deletion, renewals are 3s apart"
+    );
+    assert!(log.contains("re-claimed the app lock"), "{log}");
+    assert!(log.contains("phase: teardown"), "{log}");
+    let left = leftovers(&host, &d);
+    assert!(left.is_empty(), "left on the swarm: {left:?}");
+    assert!(
+        inspect(&object(&d)).is_none(),
+        "the re-claimed lock was released"
+    );
+    assert!(host.lock_free("runs", "lost"));
+    let _ = std::io::stdout().flush();
+}
+
+#[test]
+fn a_janitor_on_another_host_spares_a_live_runs_app_under_the_swarm_lock_and_reaps_it_once_its_lease_is_dead(
+) {
+    // Two runner hosts that share the abra servers directory see each
+    // other's apps; only the swarm lock tells the second host's janitor
+    // that the first host's run is alive.
+    let d = domain_for("swarm-janitor", 0);
+    let host = SwarmHost::new(vec![d.clone()]);
+    let _objects = Objects(vec![d.clone()]);
+    let lease = [
+        ("CCCI_LOCK_BACKEND", "swarm"),
+        ("CCCI_LOCK_LEASE", "3s"),
+        ("CCCI_LOCK_RENEW", "1s"),
+        ("CCCI_LOCK_MARGIN", "1s"),
+    ];
+    let mut run = host
+        .run_cmd(&d, &["--quick"])
+        .envs(lease)
+        .env("CCCI_HOST_ID", "host-a")
+        .env("CCCI_RUN_ID", "live")
+        .env("CCCI_EXAMPLE_HANG", "install")
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_file(&host.ready.join("test-install"));
+    let other_state = host.tmp.path().join("state-host-b");
+    let janitor = |extra: &[(&str, &str)]| {
+        let out = host
+            .cmd()
+            .env_remove("CCCI_JANITOR")
+            .envs(lease)
+            .envs(extra.iter().copied())
+            .env("CCCI_HOST_ID", "host-b")
+            .env("CCCI_STATE_DIR", &other_state)
+            .args(["janitor", "--json"])
+            .output()
+            .unwrap();
+        assert_eq!(
+            code(out.status),
+            0,
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let sum = janitor(&[]);
+    assert_eq!(sum["skipped_live"], 1, "{sum}");
+    assert_eq!(sum["reaped"], serde_json::json!([]));
+    assert!(
+        !leftovers(&host, &d).is_empty(),
+        "the live run's app was touched"
+    );
+    // Host a dies whole (wrapper and harness): its lease runs out.
+    let harness = host.record("live")["pid"].as_i64().unwrap() as i32;
+    kill(Pid::from_raw(harness), Signal::SIGKILL).unwrap();
+    kill(Pid::from_raw(run.id() as i32), Signal::SIGKILL).unwrap();
+    run.wait().unwrap();
+    wait_until("the dead run's harness gone", || !alive(harness));
+    for pid in procs_with_env("CCCI_FAKE_STATE", &host.fake) {
+        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+    }
+    let (_, labels) = inspect(&object(&d)).expect("the dead run's lease");
+    let expires = label_u64(&labels, "cc-ci.lock.expires-ms");
+    wait_until_long("the dead run's lease past expiry and margin", || {
+        now_ms() > expires + 1000
+    });
+    let sum = janitor(&[]);
+    assert_eq!(sum["reaped"], serde_json::json!([d]), "{sum}");
+    assert!(
+        leftovers(&host, &d).is_empty(),
+        "{:?}",
+        leftovers(&host, &d)
+    );
+    assert!(inspect(&object(&d)).is_none(), "the reap released its lock");
+}
