@@ -331,14 +331,28 @@ impl Swarm {
                 .collect::<Vec<_>>(),
             _ => Vec::new(),
         };
-        let mut objects = Vec::new();
-        // One inspect per object: an object removed between the listing and
-        // its inspect is simply gone.
-        for id in ids {
-            if let Some(o) = self.inspect(&id)? {
-                objects.push(o);
-            }
+        if ids.is_empty() {
+            return Ok(Vec::new());
         }
+        // One inspect for all: an object removed since the listing is
+        // simply missing from its answer (docker prints the others and
+        // fails for the missing one).
+        let mut cmd = Command::new(&self.docker);
+        cmd.args(["config", "inspect"]).args(&ids);
+        let bound = Bound::until(Instant::now() + CALL_BOUND, Duration::from_secs(2));
+        let out = external::run(&mut cmd, "docker config inspect", &bound)
+            .map_err(|e| unreachable_engine(&e))?;
+        let mut objects = match parse_inspect(&out.stdout) {
+            Ok(o) => o,
+            Err(_) if !out.status.success() => {
+                return Err(unreachable_engine(&anyhow!(
+                    "`docker config inspect` failed ({}): {}",
+                    out.status,
+                    external::tail(&out.stderr, &out.stdout)
+                )))
+            }
+            Err(e) => return Err(e),
+        };
         objects.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(objects)
     }
@@ -805,6 +819,16 @@ async fn renew_once(
                 info.domain
             )))
         }
+    }
+    // A lease that ran out is never revived: a holder that was stopped
+    // (SIGSTOP, a paused VM) past its expiry may already have been taken
+    // over, and a taker removes by ID without a version check.
+    if now_ms() >= info.expires_ms {
+        return Err(RenewError::Lost(format!(
+            "the lease of {} expired at {} before it could be renewed (was this process stopped?)",
+            info.domain,
+            timestamp_ms(info.expires_ms)
+        )));
     }
     let mut next = info.clone();
     next.expires_ms = now_ms() + lease.lease.as_millis() as u64;

@@ -24,9 +24,10 @@ use crate::exit;
 use crate::external::{Bound, Tools};
 use crate::lifetime::Latch;
 use crate::lock::{self, Kind, OwnerRecord, TryLock};
-use crate::lockbackend::{Attempt, LockSettings};
+use crate::lockbackend::{Attempt, Backend, LockSettings};
 use crate::rundir::{self, RunDir, RunRecord};
 use crate::say;
+use crate::swarmlock::Swarm;
 use crate::teardown::{self, App};
 use plan::{Decision, Gate, Probe};
 
@@ -242,6 +243,46 @@ pub fn sweep(s: &Settings, stop: Option<&Latch>) -> Result<Summary> {
     Ok(sum)
 }
 
+/// Swarm locks whose lease ran out (past the take-over margin) and whose
+/// domain has no app: removed by their ID, as a take-over would. Only
+/// domains the gate matches; an object without our lease labels is left.
+fn tidy_swarm_locks(s: &Settings, apps: &[crate::abra::AppEntry], sum: &mut Summary) -> Result<()> {
+    let swarm = Swarm::new(&s.locks.docker);
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    for obj in swarm.list()? {
+        let Some(lease) = obj.lease.as_ref() else {
+            continue;
+        };
+        if !s.gate.matches(&lease.domain)
+            || apps.iter().any(|a| a.name() == lease.domain)
+            || !lease.expired(now, s.locks.lease.margin)
+        {
+            continue;
+        }
+        if s.dry_run {
+            say!(
+                "janitor (dry run): would remove the expired swarm lock of {} (ID {})",
+                lease.domain,
+                obj.id
+            );
+            continue;
+        }
+        if swarm.remove_id(&obj.id)? {
+            say!(
+                "janitor: removed the expired swarm lock of {} (ID {}, left by {})",
+                lease.domain,
+                obj.id,
+                lease.owner().describe()
+            );
+            sum.tidied_locks += 1;
+        }
+    }
+    Ok(())
+}
+
 /// Free app lock files with no app, run trees and run locks of dead runs,
 /// and run records past retention; each under its lock.
 fn tidy(
@@ -286,6 +327,9 @@ fn tidy(
                 sum.tidied_locks += 1;
             }
         }
+    }
+    if s.locks.backend == Backend::Swarm {
+        tidy_swarm_locks(s, apps, sum)?;
     }
     let runs_dir = s.state_dir.join("runs");
     let Ok(rd) = std::fs::read_dir(&runs_dir) else {

@@ -758,3 +758,85 @@ fn a_janitor_on_another_host_spares_a_live_runs_app_under_the_swarm_lock_and_rea
     );
     assert!(inspect(&object(&d)).is_none(), "the reap released its lock");
 }
+
+#[test]
+fn the_janitor_removes_an_expired_swarm_lock_with_no_app_by_its_id_and_keeps_a_live_one() {
+    let (dead, live) = (
+        domain_for("swarm-janitor-tidy", 0),
+        domain_for("swarm-janitor-tidy", 1),
+    );
+    let host = SwarmHost::new(vec![]);
+    let _objects = Objects(vec![dead.clone(), live.clone()]);
+    let tmp = tempdir();
+    let (a, b) = (Host::swarm("host-a"), Host::swarm("host-b"));
+    let hd = a.hold(&dead, &tmp.path().join("dead.err"));
+    let (dead_id, _) = inspect(&object(&dead)).unwrap();
+    hd.sigkill();
+    let (_, labels) = inspect(&object(&dead)).unwrap();
+    let expires = label_u64(&labels, "cc-ci.lock.expires-ms");
+    let hl = b.hold(&live, &tmp.path().join("live.err"));
+    let (live_id, _) = inspect(&object(&live)).unwrap();
+    wait_until_long("the dead holder's lease past expiry and margin", || {
+        now_ms() > expires + 1000
+    });
+    let out = host
+        .cmd()
+        .env_remove("CCCI_JANITOR")
+        .envs(a.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .args(["janitor", "--json"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(code(out.status), 0, "{err}");
+    assert!(err.contains(&dead_id), "{err}");
+    assert!(
+        inspect(&object(&dead)).is_none(),
+        "the expired lock is gone"
+    );
+    assert_eq!(
+        inspect(&object(&live)).unwrap().0,
+        live_id,
+        "the live lock stays"
+    );
+    assert_eq!(hl.release(), 0);
+}
+
+#[test]
+fn a_holder_stopped_past_its_lease_never_revives_it() {
+    // A SIGSTOPped holder (or a paused VM) wakes after its lease ran out:
+    // another host may already have acted on the expiry, so the holder
+    // gives the lock up instead of renewing it.
+    require_swarm();
+    let d = domain_for("swarm-stopped-holder", 0);
+    let _objects = Objects(vec![d.clone()]);
+    let tmp = tempdir();
+    let a = Host::swarm("host-a");
+    let err = tmp.path().join("a.err");
+    let ha = a.hold(&d, &err);
+    let pid = Pid::from_raw(ha.child.id() as i32);
+    kill(pid, Signal::SIGSTOP).unwrap();
+    let (id, labels) = inspect(&object(&d)).unwrap();
+    let renewals = label_u64(&labels, "cc-ci.lock.renewals");
+    let expires = label_u64(&labels, "cc-ci.lock.expires-ms");
+    wait_until_long("the stopped holder's lease to run out", || {
+        now_ms() > expires + 200
+    });
+    kill(pid, Signal::SIGCONT).unwrap();
+    wait_until_long("the holder to notice", || {
+        std::fs::read_to_string(&err).is_ok_and(|t| t.contains("lost app lock"))
+    });
+    let text = std::fs::read_to_string(&err).unwrap();
+    assert!(text.contains("before it could be renewed"), "{text}");
+    let (now_id, labels) = inspect(&object(&d)).expect("nobody removed it yet");
+    assert_eq!(now_id, id);
+    assert_eq!(
+        label_u64(&labels, "cc-ci.lock.renewals"),
+        renewals,
+        "the lease was revived"
+    );
+    assert_eq!(ha.release(), 0);
+    assert!(
+        inspect(&object(&d)).is_none(),
+        "release removes the holder's own expired object"
+    );
+}
