@@ -184,7 +184,7 @@ pub fn swarm_reports(
                         SystemTime::UNIX_EPOCH + Duration::from_millis(l.expires_ms),
                     )
                 }),
-                expires_in_secs: l.map(|l| (l.expires_ms as i64 - now_ms as i64) / 1000),
+                expires_in_secs: l.map(|l| (l.expires_ms as i64 - now_ms as i64).div_euclid(1000)),
                 renewals: l.map(|l| l.renewals),
                 age_secs: age.map(|a| a.as_secs()),
                 over_max_age: state == "held" && age.is_some_and(|a| a > max_age),

@@ -71,30 +71,53 @@ pub fn timestamp(t: SystemTime) -> String {
 }
 
 /// Parses what [`timestamp`] writes (`YYYY-MM-DDTHH:MM:SS.mmmZ`, the
-/// fraction optional); None for anything else.
+/// fraction optional, at most nanoseconds, cut to milliseconds); None for
+/// anything else, impossible dates included.
 pub fn parse_timestamp(text: &str) -> Option<SystemTime> {
     let t = text.strip_suffix('Z')?;
     let (date, time) = t.split_once('T')?;
-    let mut d = date.splitn(3, '-');
-    let y: i64 = d.next()?.parse().ok()?;
-    let m: u32 = d.next()?.parse().ok()?;
-    let dd: u32 = d.next()?.parse().ok()?;
     let (hms, frac) = match time.split_once('.') {
-        Some((a, b)) => (a, b),
-        None => (time, "0"),
+        Some((a, b)) => (a, Some(b)),
+        None => (time, None),
     };
-    let mut h = hms.splitn(3, ':');
-    let hh: u64 = h.next()?.parse().ok()?;
-    let mi: u64 = h.next()?.parse().ok()?;
-    let ss: u64 = h.next()?.parse().ok()?;
-    if !(1..=12).contains(&m) || !(1..=31).contains(&dd) || hh > 23 || mi > 59 || ss > 60 {
+    // Fixed-width fields of digits only: no signs, no short fields.
+    let fields = |s: &str, widths: &[usize]| -> Option<Vec<u64>> {
+        let parts: Vec<&str> = s.split(if s.contains(':') { ':' } else { '-' }).collect();
+        if parts.len() != widths.len() {
+            return None;
+        }
+        parts
+            .iter()
+            .zip(widths)
+            .map(|(p, w)| {
+                (p.len() == *w && p.bytes().all(|b| b.is_ascii_digit()))
+                    .then(|| p.parse().ok())
+                    .flatten()
+            })
+            .collect()
+    };
+    let d = fields(date, &[4, 2, 2])?;
+    let h = fields(hms, &[2, 2, 2])?;
+    let (y, m, dd) = (d[0] as i64, d[1] as u32, d[2] as u32);
+    let (hh, mi, ss) = (h[0], h[1], h[2]);
+    let leap = y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
+    let month_days = match m {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return None,
+    };
+    if dd == 0 || dd > month_days || hh > 23 || mi > 59 || ss > 59 {
         return None;
     }
-    let digits: String = frac.chars().take(3).collect();
-    if digits.is_empty() || !digits.chars().all(|c| c.is_ascii_digit()) {
-        return None;
-    }
-    let ms: u64 = format!("{digits:0<3}").parse().ok()?;
+    let ms = match frac {
+        None => 0,
+        Some(f) if !f.is_empty() && f.len() <= 9 && f.bytes().all(|b| b.is_ascii_digit()) => {
+            format!("{:0<3}", &f[..f.len().min(3)]).parse().ok()?
+        }
+        Some(_) => return None,
+    };
     let days = days_from_civil(y, m, dd);
     let secs = u64::try_from(days).ok()? * 86_400 + hh * 3600 + mi * 60 + ss;
     Some(SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(secs * 1000 + ms))

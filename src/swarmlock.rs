@@ -139,6 +139,9 @@ impl LeaseInfo {
     /// one written by hand).
     pub fn from_labels(m: &HashMap<String, String>) -> Option<LeaseInfo> {
         let get = |k: &str| m.get(k).cloned();
+        if m.get(LOCK_LABEL).map(String::as_str) != Some("app") {
+            return None;
+        }
         Some(LeaseInfo {
             domain: get(L_DOMAIN)?,
             host: get(L_HOST)?,

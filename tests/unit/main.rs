@@ -10,6 +10,7 @@ mod locks;
 mod parse;
 mod proc_stat;
 mod recipe;
+mod swarmlock;
 mod testrun_meta;
 mod testrun_report;
 mod testrun_select;
