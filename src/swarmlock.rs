@@ -793,10 +793,17 @@ async fn renew_once(
     let obj = match tokio::time::timeout(limit, c.inspect_config(id)).await {
         Err(_) => return Err(transient("inspecting the lock object timed out".into())),
         Ok(Err(e)) if gone(&e) => {
+            // Before any renewal went through, a missing object may also
+            // mean the API is another engine than the CLI's.
+            let hint = if info.renewals == 0 {
+                "; or DOCKER_HOST names another engine than the docker CLI uses"
+            } else {
+                ""
+            };
             return Err(RenewError::Lost(format!(
-                "the lock object {id} of {} is gone (deleted behind our back, or taken over)",
+                "the lock object {id} of {} is gone (deleted behind our back, or taken over{hint})",
                 info.domain
-            )))
+            )));
         }
         Ok(Err(e)) => return Err(transient(format!("inspecting the lock object failed: {e}"))),
         Ok(Ok(o)) => o,

@@ -193,6 +193,28 @@ fn bad_input_exits_2_and_touches_nothing() {
             vec!["--recipe", "example", "--timeout", "5 minutes"],
             vec![],
         ),
+        // The lock settings: a bad backend, host id or lease is refused
+        // before any lock (file or swarm object) exists.
+        (
+            vec!["--recipe", "example"],
+            vec![("CCCI_LOCK_BACKEND", "etcd")],
+        ),
+        (
+            vec!["--recipe", "example"],
+            vec![("CCCI_LOCK_BACKEND", "swarm"), ("CCCI_HOST_ID", "a/b")],
+        ),
+        (
+            vec!["--recipe", "example"],
+            vec![
+                ("CCCI_LOCK_BACKEND", "swarm"),
+                ("CCCI_LOCK_LEASE", "10s"),
+                ("CCCI_LOCK_RENEW", "6s"),
+            ],
+        ),
+        (
+            vec!["--recipe", "example"],
+            vec![("CCCI_LOCK_MARGIN", "soon")],
+        ),
     ];
     for (args, env) in cases {
         let mut c = f.cmd();
