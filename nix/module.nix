@@ -53,6 +53,8 @@ let
       CCCI_TEARDOWN_TIMEOUT = cfg.teardownTimeout;
       CCCI_LOCK_MAX_AGE = cfg.lockMaxAge;
       CCCI_RECORD_RETENTION = cfg.recordRetention;
+      CCCI_LOCK_BACKEND = cfg.lockBackend;
+      CCCI_HOST_ID = cfg.hostId;
     }
     // cfg.extraSettings
   );
@@ -159,6 +161,26 @@ in
       type = duration;
       default = "2h";
       description = "CCCI_LOCK_MAX_AGE: locks held longer are flagged (never stolen).";
+    };
+
+    lockBackend = mkOption {
+      type = types.enum [
+        "flock"
+        "swarm"
+      ];
+      default = "flock";
+      description = ''
+        CCCI_LOCK_BACKEND: who arbitrates app-domain locks. `flock` when this
+        host is the only runner host of its swarm; `swarm` when several
+        runner hosts feed one swarm (the lock is then a lease in the swarm's
+        raft store; set a distinct hostId on every host).
+      '';
+    };
+
+    hostId = mkOption {
+      type = types.nullOr (types.strMatching "[A-Za-z0-9][A-Za-z0-9._-]{0,62}");
+      default = null;
+      description = "CCCI_HOST_ID: this runner host's name in swarm lock labels (default: the host name).";
     };
 
     recordRetention = mkOption {
