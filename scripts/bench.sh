@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Benchmarks of SPEC section 8. Usage: scripts/bench.sh [all|exec|lock|tree|cancel|janitor|testrun|swarm]
+# Benchmarks of SPEC section 8. Usage: scripts/bench.sh [all|exec|lock|tree|cancel|janitor|testrun|swarm|swarmlock]
 # Each figure is one line,
 #   name: value (ratio ...)
 # measured side by side with its baseline in the same run. Each area is a
@@ -10,11 +10,22 @@ cd "$(dirname "$0")/.."
 
 BIN="$PWD/target/release/cc-ci-run"
 WORK=""
+# The app domains whose swarm lock objects bench_swarmlock may leave behind
+# if it is interrupted: removed on exit (only these, never another lock).
+SWARMLOCK_DOMAINS=""
 
 setup() {
 	cargo build --release --quiet
 	WORK=$(mktemp -d "${TMPDIR:-/tmp}/ccci-bench.XXXXXX")
-	trap 'rm -rf "$WORK"' EXIT
+	trap cleanup EXIT
+	# Ctrl-C or a TERM ends the script through `exit`, so the EXIT trap runs.
+	trap 'exit 130' INT
+	trap 'exit 143' TERM
+}
+
+cleanup() {
+	swarmlock_cleanup
+	rm -rf "$WORK"
 }
 
 # Wall-clock microseconds, without forking (`date` would cost a process).
@@ -199,6 +210,252 @@ PY
 	echo "janitor marginal cost per candidate: 10->100 $(human_ns "$m1"), 100->1000 $(human_ns "$m2") (ratio $(ratio "$m2" "$m1"); 1.0 is linear)"
 }
 
+# The IDs of the swarm lock objects of one app domain (by its label).
+swarmlock_objects() {
+	timeout 20 "${CCCI_DOCKER:-docker}" config ls -q --filter "label=cc-ci.lock.domain=$1"
+}
+
+# Removes whatever lock objects of the bench's domains are left (an
+# interrupted bench: a holder killed before its release).
+swarmlock_cleanup() {
+	local d id
+	for d in $SWARMLOCK_DOMAINS; do
+		for id in $(swarmlock_objects "$d" 2>/dev/null || true); do
+			timeout 20 "${CCCI_DOCKER:-docker}" config rm "$id" >/dev/null 2>&1 || true
+		done
+	done
+}
+
+# SPEC 11: the swarm lock backend (a config object in the swarm's raft store
+# is the lock) against the flock backend, side by side in one run:
+#  - uncontended acquire + release in process (`__bench-lock`): two docker
+#    CLI calls against the engine, against open + flock + close;
+#  - hand-over between two contending hosts (two `__hold-lock`s with their
+#    own --state-dir and CCCI_HOST_ID on one domain): from the holder's
+#    stdin closing (it releases) to the waiter printing `held`. The baseline
+#    is the flock hand-over between two holders sharing one state dir (what
+#    one host gets). Rounds alternate backends and which host holds. The
+#    holder keeps the lock 0.5 s plus a random 0-0.3 s after the waiter says
+#    it is waiting, so the waiter has backed off to its 250 ms poll and the
+#    release falls at a random point of it (what a real waiter sees).
+bench_swarmlock() {
+	local n_swarm=30 n_flock=2000 rounds=10
+	local dom=bench-swarm.ci.localhost hdom=bench-handover.ci.localhost
+	local d left swarm_ns flock_ns
+	for d in "$dom" "$hdom"; do
+		left=$(swarmlock_objects "$d")
+		if [ -n "$left" ]; then
+			echo "bench swarmlock: lock objects of $d exist already (${left//$'\n'/ }): another bench is running, or one was killed; remove them with docker config rm" >&2
+			return 1
+		fi
+	done
+	SWARMLOCK_DOMAINS="$dom $hdom"
+	mkdir -p "$WORK/swl-in"
+	swarm_ns=$(CCCI_LOCK_BACKEND=swarm CCCI_HOST_ID=bench-a "$BIN" --state-dir "$WORK/swl-in" __bench-lock "$n_swarm" --name "$dom")
+	flock_ns=$(CCCI_LOCK_BACKEND=flock CCCI_HOST_ID=bench-a "$BIN" --state-dir "$WORK/swl-in" __bench-lock "$n_flock" --name "$dom")
+	echo "swarm lock acquire+release, uncontended, in process: swarm backend $(human_ns "$swarm_ns") (median of $n_swarm), flock backend $(human_ns "$flock_ns") (median of $n_flock) (ratio $(ratio "$swarm_ns" "$flock_ns") swarm/flock)"
+
+	local out sw_ho fl_ho lease renew margin label_lease
+	out=$(python3 - "$BIN" "$WORK/swl-ho" "$hdom" "$rounds" <<'PY'
+import os, queue, random, subprocess, sys, threading, time
+
+BIN, work, domain, rounds = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+BOUND = 20.0  # s: every wait is bounded by this
+os.makedirs(work, exist_ok=True)
+rng = random.Random(11)
+live = []
+
+
+class Fail(Exception):
+    pass
+
+
+def duration_ms(text):
+    """units::parse_duration: whole numbers with ms, s, m, h or none (s)."""
+    t = text.strip()
+    digits = t.rstrip("msh")
+    unit = t[len(digits):]
+    scale = {"ms": 1, "": 1000, "s": 1000, "m": 60000, "h": 3600000}
+    if not digits.isdigit() or unit not in scale:
+        raise Fail("cannot read the duration %r" % text)
+    return int(digits) * scale[unit]
+
+
+def setting(var, default_ms):
+    v = os.environ.get(var, "")
+    return duration_ms(v) if v else default_ms
+
+
+class Holder:
+    """One `__hold-lock app DOMAIN`; its output lines, timestamped on arrival."""
+
+    def __init__(self, name, backend, host, state):
+        self.name = name
+        self.log = os.path.join(work, "%s.log" % name)
+        env = dict(os.environ, CCCI_LOCK_BACKEND=backend, CCCI_HOST_ID=host)
+        self.q = queue.Queue()
+        self.err = []
+        # Its own session: a Ctrl-C reaches us, and we release it cleanly.
+        self.p = subprocess.Popen(
+            [BIN, "--state-dir", state, "__hold-lock", "app", domain, "--progress", "1s", "--wait", "60s"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            env=env, start_new_session=True)
+        live.append(self)
+        self.pumps = [threading.Thread(target=self.pump, args=(s, tag), daemon=True)
+                      for s, tag in ((self.p.stdout, "out"), (self.p.stderr, "err"))]
+        for t in self.pumps:
+            t.start()
+
+    def pump(self, stream, tag):
+        for raw in iter(stream.readline, b""):
+            at = time.monotonic()
+            line = raw.decode(errors="replace").rstrip("\n")
+            if tag == "err":
+                self.err.append(line)
+            self.q.put((at, tag, line))
+        self.q.put((time.monotonic(), tag, None))
+
+    def why(self):
+        with open(self.log, "a") as f:
+            f.write("\n".join(self.err) + "\n")
+        return "; its stderr: " + (" | ".join(self.err[-3:]) or "(empty)")
+
+    def expect(self, what, tag, test, forbid=None):
+        """The arrival time of the first `tag` line passing `test`; a line
+        passing `forbid` (tag, test, message) first is a failure."""
+        deadline = time.monotonic() + BOUND
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise Fail("%s: no %s within %gs%s" % (self.name, what, BOUND, self.why()))
+            try:
+                at, t, line = self.q.get(timeout=left)
+            except queue.Empty:
+                continue
+            if line is None and t == "out":
+                rc = self.p.poll()
+                raise Fail("%s: stdout closed (exit %s) before %s%s" % (self.name, rc, what, self.why()))
+            if line is None:
+                continue
+            if forbid and t == forbid[0] and forbid[1](line):
+                raise Fail("%s: %s%s" % (self.name, forbid[2], self.why()))
+            if t == tag and test(line):
+                return at
+
+    def held(self):
+        return self.expect("`held` line", "out", lambda l: l == "held")
+
+    def waiting(self, holder):
+        return self.expect("`waiting for` line", "err", lambda l: "waiting for app lock" in l,
+                           ("out", lambda l: l == "held",
+                            "said `held` while %s still held the lock: two holders at once" % holder.name))
+
+    def release(self):
+        at = time.monotonic()
+        self.p.stdin.close()
+        return at
+
+    def finish(self):
+        try:
+            rc = self.p.wait(timeout=BOUND)
+        except subprocess.TimeoutExpired:
+            raise Fail("%s: still running %gs after its release%s" % (self.name, BOUND, self.why()))
+        for t in self.pumps:
+            t.join(timeout=BOUND)
+        live.remove(self)
+        if rc != 0 or any("lost" in l for l in self.err):
+            raise Fail("%s: exit %d after its release%s" % (self.name, rc, self.why()))
+
+
+class Chain:
+    """Hand-overs on one backend between two hosts, the holder alternating."""
+
+    def __init__(self, backend, hosts):
+        self.backend, self.hosts, self.n, self.samples = backend, hosts, 0, []
+        self.holder = self.start(0)
+        self.holder.held()
+
+    def start(self, i):
+        host, state = self.hosts[i % 2]
+        self.n += 1
+        return Holder("%s-%d-%s" % (self.backend, self.n, host), self.backend, host, state)
+
+    def round(self, r):
+        waiter = self.start(r + 1)
+        waiter.waiting(self.holder)
+        time.sleep(0.5 + rng.uniform(0, 0.3))
+        if self.holder.p.poll() is not None:
+            raise Fail("%s: exited (%d) while holding the lock%s" % (self.holder.name, self.holder.p.returncode, self.holder.why()))
+        t0 = self.holder.release()
+        t1 = waiter.held()
+        if t1 < t0:
+            raise Fail("%s: %s said `held` before %s released: two holders at once" % (self.backend, waiter.name, self.holder.name))
+        self.holder.finish()
+        self.samples.append(t1 - t0)
+        self.holder = waiter
+
+    def end(self):
+        self.holder.release()
+        self.holder.finish()
+
+
+def median_ns(samples):
+    s = sorted(samples)
+    return int(s[(len(s) - 1) // 2] * 1e9)
+
+
+try:
+    lease = setting("CCCI_LOCK_LEASE", 30000)
+    renew = setting("CCCI_LOCK_RENEW", lease // 3)
+    margin = setting("CCCI_LOCK_MARGIN", lease // 3)
+    a, b = os.path.join(work, "host-a"), os.path.join(work, "host-b")
+    swarm = Chain("swarm", [("bench-a", a), ("bench-b", b)])
+    # The lease the binary wrote, read back from the lock object.
+    label = subprocess.run(
+        [os.environ.get("CCCI_DOCKER") or "docker", "config", "ls", "--filter", "label=cc-ci.lock.domain=" + domain,
+         "--format", '{{ .ID }}'], capture_output=True, text=True, timeout=BOUND, check=True).stdout.split()
+    if len(label) != 1:
+        raise Fail("expected one lock object of %s while it is held, found %d" % (domain, len(label)))
+    label_lease = subprocess.run(
+        [os.environ.get("CCCI_DOCKER") or "docker", "config", "inspect", "--format",
+         '{{ index .Spec.Labels "cc-ci.lock.lease-ms" }}', label[0]],
+        capture_output=True, text=True, timeout=BOUND, check=True).stdout.strip()
+    flock = Chain("flock", [("bench-a", os.path.join(work, "one-host"))] * 2)
+    for r in range(rounds):
+        swarm.round(r)
+        flock.round(r)
+    swarm.end()
+    flock.end()
+    print(median_ns(swarm.samples), median_ns(flock.samples), lease, renew, margin, label_lease)
+except Fail as e:
+    print("bench swarmlock: %s" % e, file=sys.stderr)
+    sys.exit(1)
+except KeyboardInterrupt:
+    sys.exit(130)
+finally:
+    # Whatever is still running (a failure, a Ctrl-C) releases and ends.
+    for h in list(live):
+        try:
+            h.p.stdin.close()
+            h.p.wait(timeout=5)
+        except Exception:
+            h.p.kill()
+            h.p.wait()
+PY
+	)
+	read -r sw_ho fl_ho lease renew margin label_lease <<<"$out"
+	echo "swarm lock hand-over, holder's release to the waiter's held (median of $rounds): swarm backend, two hosts $(human_ns "$sw_ho"), flock backend, one host's state dir $(human_ns "$fl_ho") (ratio $(ratio "$sw_ho" "$fl_ho") swarm/flock)"
+	ms_text() { if (($1 % 1000)); then echo "$1ms"; else echo "$(($1 / 1000))s"; fi; }
+	echo "swarm lock lease settings: lease $(ms_text "$lease"), renew every $(ms_text "$renew"), take-over margin $(ms_text "$margin") (ratios $(ratio "$renew" "$lease") and $(ratio "$margin" "$lease") of the lease; the lock object's lease-ms label $label_lease; a dead holder blocks a domain for at most $(ms_text $((lease + margin))))"
+	for d in $SWARMLOCK_DOMAINS; do
+		left=$(swarmlock_objects "$d")
+		if [ -n "$left" ]; then
+			echo "bench swarmlock: lock objects of $d left behind after every holder released: ${left//$'\n'/ }" >&2
+			return 1
+		fi
+	done
+}
+
 main() {
 	setup
 	local only="${1:-all}"
@@ -215,6 +472,19 @@ main() {
 			bash scripts/bench-swarm.sh 3 2>/dev/null
 		else
 			echo "swarm benchmarks skipped: no active swarm"
+		fi
+		;;
+	esac
+	# The swarm lock backend needs an engine that answers as an active swarm.
+	case "$only" in
+	all | swarmlock)
+		if [ "$(timeout 20 "${CCCI_DOCKER:-docker}" info --format '{{.Swarm.LocalNodeState}}' 2>/dev/null)" = active ]; then
+			bench_swarmlock
+		elif [ "$only" = all ]; then
+			echo "swarmlock figures skipped: no engine answers as an active swarm"
+		else
+			echo "bench swarmlock: needs an engine that answers as an active swarm (docker info)" >&2
+			exit 2
 		fi
 		;;
 	esac
