@@ -840,3 +840,46 @@ fn a_holder_stopped_past_its_lease_never_revives_it() {
         "release removes the holder's own expired object"
     );
 }
+
+#[test]
+fn a_waiter_whose_event_stream_fails_still_acquires_by_polling() {
+    require_swarm();
+    let d = domain_for("swarm-no-events", 0);
+    let _objects = Objects(vec![d.clone()]);
+    let tmp = tempdir();
+    let real = String::from_utf8(
+        Command::new("sh")
+            .args(["-c", "command -v docker"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    // A docker whose `events` dies at once (an engine or proxy without the
+    // event stream); everything else is the real CLI.
+    let docker = executable(
+        tmp.path(),
+        "docker-no-events",
+        &format!(
+            "#!/bin/sh\nif [ \"$1\" = events ]; then echo \"$*\" >> '{dir}/events-calls'; echo 'events: not here' >&2; exit 1; fi\nexec {real} \"$@\"\n",
+            dir = tmp.path().display(),
+            real = real.trim()
+        ),
+    );
+    let a = Host::swarm("host-a");
+    let mut b = Host::swarm("host-b");
+    b.env
+        .push(("CCCI_DOCKER".into(), docker.display().to_string()));
+    let ha = a.hold(&d, &tmp.path().join("a.err"));
+    let b_err = tmp.path().join("b.err");
+    let hb = b.start_hold(&d, &b_err, &[]);
+    wait_until_long("host b to try its event stream", || {
+        tmp.path().join("events-calls").exists()
+    });
+    assert!(!hb.held_within(Duration::from_millis(300)));
+    assert_eq!(ha.release(), 0);
+    hb.wait_held();
+    let calls = std::fs::read_to_string(tmp.path().join("events-calls")).unwrap();
+    assert!(calls.contains(&format!("config={}", object(&d))), "{calls}");
+    assert_eq!(hb.release(), 0);
+}
