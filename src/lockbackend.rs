@@ -159,6 +159,7 @@ impl LockSettings {
         match self.backend {
             Backend::Flock => Box::new(FlockLocks {
                 state_dir: state_dir.to_path_buf(),
+                kind: Kind::App,
             }),
             Backend::Swarm => Box::new(crate::swarmlock::SwarmLocks::new(self)),
         }
@@ -272,9 +273,12 @@ pub trait AppLocks {
     ) -> Result<Acquired>;
 }
 
-/// The flock backend: [`crate::lock`] as it is.
+/// The flock backend: [`crate::lock`] as it is. `kind` is [`Kind::App`]
+/// for the app-domain locks; the run lock (always a flock) can use the
+/// same interface with [`Kind::Run`].
 pub struct FlockLocks {
     pub state_dir: std::path::PathBuf,
+    pub kind: Kind,
 }
 
 struct FlockLock(lock::Held);
@@ -308,11 +312,11 @@ impl AppLocks for FlockLocks {
 
     fn try_acquire(&self, domain: &str, owner: &OwnerRecord, _: OnLost) -> Result<Attempt> {
         Ok(
-            match lock::try_acquire(&self.state_dir, Kind::App, domain, owner)? {
+            match lock::try_acquire(&self.state_dir, self.kind, domain, owner)? {
                 lock::TryLock::Acquired(h) => Attempt::Acquired(Box::new(FlockLock(h))),
                 lock::TryLock::Busy(owner) => Attempt::Busy(Busy {
                     owner,
-                    age: file_age(&lock::lock_path(&self.state_dir, Kind::App, domain)),
+                    age: file_age(&lock::lock_path(&self.state_dir, self.kind, domain)),
                 }),
             },
         )
@@ -331,7 +335,7 @@ impl AppLocks for FlockLocks {
         Ok(
             match lock::acquire(
                 &self.state_dir,
-                Kind::App,
+                self.kind,
                 domain,
                 owner,
                 deadline,

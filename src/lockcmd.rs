@@ -21,7 +21,7 @@ use serde::Serialize;
 
 use crate::cli::{BenchLockArgs, HoldLockArgs, LockStressArgs, LocksArgs, UnlockArgs};
 use crate::exit::{self, Failure};
-use crate::lock::{self, Acquire, Kind, OwnerRecord, TryLock, TryPath};
+use crate::lock::{self, Acquire, Kind, OwnerRecord, TryPath};
 use crate::lockbackend::{self, Attempt, Backend, LockSettings};
 use crate::lockholder::{self, FileId, Holder};
 use crate::say;
@@ -685,60 +685,16 @@ pub fn hold_lock(state_dir: &Path, args: HoldLockArgs) -> Result<i32> {
     lock::validate_name(Kind::Run, &run_id)?;
     let owner = OwnerRecord::for_self(&run_id, args.kind);
     let what = format!("{} lock `{}`", args.kind.as_str(), args.name);
-    let settings = LockSettings::from_process_env()?;
-    if args.kind == Kind::App {
-        return hold_app_lock(state_dir, &settings, &args, &owner, &what);
-    }
-    let held = if args.try_only {
-        match lock::try_acquire(state_dir, args.kind, &args.name, &owner)? {
-            TryLock::Acquired(held) => held,
-            TryLock::Busy(record) => {
-                return Err(Failure::with_code(
-                    exit::DUPLICATE_RUN,
-                    format!(
-                        "{what} is held by {}",
-                        lock::describe_owner(record.as_ref())
-                    ),
-                ))
-            }
-        }
-    } else {
-        let deadline = args.wait.map(|w| Instant::now() + w);
-        let mut progress = |holder: Option<&OwnerRecord>, waited: Duration| {
-            say!(
-                "waiting for {what} ({} so far): held by {}",
-                crate::units::human(waited),
-                lock::describe_owner(holder)
-            );
-        };
-        match lock::acquire(
-            state_dir,
-            args.kind,
-            &args.name,
-            &owner,
-            deadline,
-            None,
-            args.progress,
-            &mut progress,
-        )? {
-            Acquire::Acquired(held) => held,
-            Acquire::TimedOut | Acquire::Cancelled => {
-                return Err(Failure::with_code(
-                    exit::TESTS_FAILED,
-                    format!("gave up waiting for {what}"),
-                ))
-            }
-        }
+    // An app lock goes through the configured backend; a run lock is
+    // always a flock.
+    let locks: Box<dyn lockbackend::AppLocks> = match args.kind {
+        Kind::App => LockSettings::from_process_env()?.open(state_dir),
+        Kind::Run => Box::new(lockbackend::FlockLocks {
+            state_dir: state_dir.to_path_buf(),
+            kind: Kind::Run,
+        }),
     };
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "held").context("failed to write to stdout")?;
-    out.flush().context("failed to write to stdout")?;
-    let mut child = start_child(&args.command, &mut out)?;
-    drop(out);
-    hold_until_stdin_closes(child.as_mut());
-    drop(held);
-    say!("released {what}");
-    Ok(exit::OK)
+    hold(locks.as_ref(), &args, &owner, &what)
 }
 
 /// Starts CMD (if any) with plain std::process::Command, which closes
@@ -770,15 +726,14 @@ fn hold_until_stdin_closes(child: Option<&mut std::process::Child>) {
     }
 }
 
-/// `__hold-lock app DOMAIN` through the configured backend.
-fn hold_app_lock(
-    state_dir: &Path,
-    settings: &LockSettings,
+/// Takes the lock as a run does (or tries once), prints `held`, holds it
+/// until stdin closes.
+fn hold(
+    locks: &dyn lockbackend::AppLocks,
     args: &HoldLockArgs,
     owner: &OwnerRecord,
     what: &str,
 ) -> Result<i32> {
-    let locks = settings.open(state_dir);
     let shown = what.to_string();
     let on_lost = move || -> lockbackend::OnLost {
         let shown = shown.clone();
