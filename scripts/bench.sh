@@ -236,7 +236,8 @@ swarmlock_cleanup() {
 #    is the flock hand-over between two holders sharing one state dir (what
 #    one host gets). Rounds alternate backends and which host holds. The
 #    holder keeps the lock 0.5 s plus a random 0-0.3 s after the waiter says
-#    it is waiting, so the waiter has backed off to its 250 ms poll and the
+#    it is waiting, so the waiter is settled in its wait (on `docker events`
+#    for the lock object; polling only where the stream fails) and the
 #    release falls at a random point of it (what a real waiter sees).
 bench_swarmlock() {
 	local n_swarm=30 n_flock=2000 rounds=10
