@@ -454,7 +454,7 @@ pub fn unlock(state_dir: &Path, args: UnlockArgs) -> Result<i32> {
             || std::fs::symlink_metadata(lock::lock_path(state_dir, Kind::Run, &args.name))
                 .is_err())
     {
-        return unlock_swarm(&settings, &args);
+        return unlock_swarm(state_dir, &settings, &args);
     }
     // Validation first, and lookups only: a bad name touches nothing, not
     // even the lock directories.
@@ -490,7 +490,7 @@ pub fn unlock(state_dir: &Path, args: UnlockArgs) -> Result<i32> {
 /// `unlock DOMAIN` with the swarm backend: an expired lease is removed by
 /// its ID; a live one is refused (or, with --terminate and a holder on
 /// this host, its run is asked to stop and its release waited for).
-fn unlock_swarm(settings: &LockSettings, args: &UnlockArgs) -> Result<i32> {
+fn unlock_swarm(state_dir: &Path, settings: &LockSettings, args: &UnlockArgs) -> Result<i32> {
     let swarm = Swarm::new(&settings.docker);
     let name = swarmlock::object_name(&args.name);
     let what = format!("swarm lock `{}` (object {name})", args.name);
@@ -545,6 +545,24 @@ fn unlock_swarm(settings: &LockSettings, args: &UnlockArgs) -> Result<i32> {
             format!(
                 "{what}: its holder pid {} is not running here; the lease expires by itself",
                 lease.pid
+            ),
+        ));
+    }
+    // The pid must be that run's live harness on this host, as its own
+    // run record says: a SIGTERM to a recycled pid could stop anything.
+    let record = crate::rundir::RunRecord::load(
+        &crate::rundir::RunDir::new(state_dir, &lease.run_id).record(),
+    )
+    .ok();
+    if !record
+        .as_ref()
+        .is_some_and(|r| r.pid == lease.pid && r.finished.is_none())
+    {
+        return Err(Failure::with_code(
+            exit::TESTS_FAILED,
+            format!(
+                "{what}: not terminating pid {}: no unfinished run record of run {} names it in this state directory",
+                lease.pid, lease.run_id
             ),
         ));
     }

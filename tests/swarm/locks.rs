@@ -883,3 +883,57 @@ fn a_waiter_whose_event_stream_fails_still_acquires_by_polling() {
     assert!(calls.contains(&format!("config={}", object(&d))), "{calls}");
     assert_eq!(hb.release(), 0);
 }
+
+#[test]
+fn unlock_terminate_stops_a_swarm_lock_holder_run_on_its_own_host_only() {
+    let d = domain_for("swarm-unlock-terminate", 0);
+    let host = SwarmHost::new(vec![d.clone()]);
+    let _objects = Objects(vec![d.clone()]);
+    let lease = [
+        ("CCCI_LOCK_BACKEND", "swarm"),
+        ("CCCI_LOCK_LEASE", "6s"),
+        ("CCCI_LOCK_RENEW", "2s"),
+        ("CCCI_LOCK_MARGIN", "2s"),
+    ];
+    let mut run = host
+        .run_cmd(&d, &["--quick"])
+        .envs(lease)
+        .env("CCCI_HOST_ID", "host-a")
+        .env("CCCI_RUN_ID", "held")
+        .env("CCCI_EXAMPLE_HANG", "install")
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_file(&host.ready.join("test-install"));
+    let unlock = |host_id: &str| {
+        host.cmd()
+            .envs(lease)
+            .env("CCCI_HOST_ID", host_id)
+            .args(["unlock", &d, "--terminate", "--wait", "90s"])
+            .output()
+            .unwrap()
+    };
+    let out = unlock("host-b");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(code(out.status), 1, "{err}");
+    assert!(err.contains("runs on host host-a"), "{err}");
+    assert!(
+        inspect(&object(&d)).is_some(),
+        "refused, and nothing removed"
+    );
+    let out = unlock("host-a");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(code(out.status), 0, "{err}");
+    assert!(err.contains("released"), "{err}");
+    assert_eq!(
+        code(run.wait().unwrap()),
+        143,
+        "the run was stopped by SIGTERM"
+    );
+    assert!(inspect(&object(&d)).is_none());
+    assert!(
+        leftovers(&host, &d).is_empty(),
+        "{:?}",
+        leftovers(&host, &d)
+    );
+}
