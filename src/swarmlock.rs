@@ -864,7 +864,20 @@ fn renew_loop(
         if stop.wait_until(next) {
             return Ok(());
         }
-        match rt.block_on(renew_once(&mut client, id, &mut info, lease)) {
+        // One renewal never outlasts our lease: an engine that hangs must
+        // not keep us believing we hold the lock past its expiry.
+        let left = Duration::from_millis(info.expires_ms.saturating_sub(now_ms()));
+        let budget = lease.renew_every.min(left).max(Duration::from_millis(1));
+        let outcome = rt.block_on(async {
+            tokio::time::timeout(budget, renew_once(&mut client, id, &mut info, lease))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(RenewError::Transient(
+                        "the engine API did not answer in time".into(),
+                    ))
+                })
+        });
+        match outcome {
             Ok(()) => next = Instant::now() + lease.renew_every,
             Err(RenewError::Lost(why)) => return Err((why, false)),
             Err(RenewError::Foreign(why)) => return Err((why, true)),

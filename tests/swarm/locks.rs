@@ -937,3 +937,74 @@ fn unlock_terminate_stops_a_swarm_lock_holder_run_on_its_own_host_only() {
         leftovers(&host, &d)
     );
 }
+
+#[test]
+fn a_holder_whose_engine_api_hangs_gives_the_lock_up_by_its_lease_expiry() {
+    // The docker CLI works (create), but the engine API the renewals use
+    // accepts connections and never answers: the holder must not believe
+    // it holds the lock past the expiry it last wrote.
+    require_swarm();
+    let d = domain_for("swarm-api-hangs", 0);
+    let _objects = Objects(vec![d.clone()]);
+    let tmp = tempdir();
+    let sock = tmp.path().join("hung.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in listener.incoming().map_while(Result::ok) {
+            held.push(conn); // never read, never answered, never closed
+        }
+    });
+    let real = String::from_utf8(
+        Command::new("sh")
+            .args(["-c", "command -v docker"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let docker = executable(
+        tmp.path(),
+        "docker-real-host",
+        &format!(
+            "#!/bin/sh\nunset DOCKER_HOST\nexec {} \"$@\"\n",
+            real.trim()
+        ),
+    );
+    let mut a = Host::new("host-a", "swarm", ("4s", "1s", "1s"));
+    a.env
+        .push(("CCCI_DOCKER".into(), docker.display().to_string()));
+    a.env
+        .push(("DOCKER_HOST".into(), format!("unix://{}", sock.display())));
+    let err = tmp.path().join("a.err");
+    let ha = a.hold(&d, &err);
+    let (_, labels) = inspect(&object(&d)).unwrap();
+    let expires = label_u64(&labels, "cc-ci.lock.expires-ms");
+    wait_until_long("the holder to give the lock up", || {
+        std::fs::read_to_string(&err).is_ok_and(|t| t.contains("lost app lock"))
+    });
+    let text = std::fs::read_to_string(&err).unwrap();
+    let line = text.lines().find(|l| l.contains("lost app lock")).unwrap();
+    assert!(line.contains("before it expired"), "{line}");
+    let at = cc_ci_run::log::parse_timestamp(line.split_whitespace().next().unwrap()).unwrap();
+    let at_ms = at
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    assert!(
+        at_ms <= expires + 300,
+        "gave up at {at_ms}, {} ms after its lease expired ({expires})",
+        at_ms.saturating_sub(expires)
+    );
+    let (_, labels) = inspect(&object(&d)).unwrap();
+    assert_eq!(
+        label_u64(&labels, "cc-ci.lock.renewals"),
+        0,
+        "no renewal got through"
+    );
+    assert_eq!(ha.release(), 0);
+    assert!(
+        inspect(&object(&d)).is_none(),
+        "release removed its expired object by ID"
+    );
+}
