@@ -826,7 +826,12 @@ fn a_holder_stopped_past_its_lease_never_revives_it() {
         std::fs::read_to_string(&err).is_ok_and(|t| t.contains("lost app lock"))
     });
     let text = std::fs::read_to_string(&err).unwrap();
-    assert!(text.contains("before it could be renewed"), "{text}");
+    // Woken past its expiry, the renewal either finds the lease run out or
+    // times out against it: given up in both cases, never renewed.
+    assert!(
+        text.contains("before it could be renewed") || text.contains("before it expired"),
+        "{text}"
+    );
     let (now_id, labels) = inspect(&object(&d)).expect("nobody removed it yet");
     assert_eq!(now_id, id);
     assert_eq!(
@@ -971,7 +976,9 @@ fn a_holder_whose_engine_api_hangs_gives_the_lock_up_by_its_lease_expiry() {
             real.trim()
         ),
     );
-    let mut a = Host::new("host-a", "swarm", ("4s", "1s", "1s"));
+    // Renewals 2 s apart: without the per-renewal budget a hung call ends
+    // up to that long after the expiry; with it, at the expiry.
+    let mut a = Host::new("host-a", "swarm", ("5s", "2s", "1s"));
     a.env
         .push(("CCCI_DOCKER".into(), docker.display().to_string()));
     a.env
@@ -992,7 +999,7 @@ fn a_holder_whose_engine_api_hangs_gives_the_lock_up_by_its_lease_expiry() {
         .unwrap()
         .as_millis() as u64;
     assert!(
-        at_ms <= expires + 300,
+        at_ms <= expires + 500,
         "gave up at {at_ms}, {} ms after its lease expired ({expires})",
         at_ms.saturating_sub(expires)
     );
