@@ -230,8 +230,11 @@ fn run_cell(cell: Cell, i: u32, backend: Backend) -> Result<String, String> {
         if leftovers(&host, &d).is_empty() {
             problems.push("teardown failed but nothing was left?".into());
         }
+        // Only this cell's domain: a janitor here never tidies the swarm
+        // locks of the tests running beside it.
         let out = janitor
             .env_remove("CCCI_JANITOR")
+            .env("CCCI_RUN_APP_RE", format!("^{}$", d.replace('.', "\\.")))
             .arg("janitor")
             .output()
             .unwrap();

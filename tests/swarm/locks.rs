@@ -44,6 +44,48 @@ fn label_u64(labels: &serde_json::Value, key: &str) -> u64 {
     labels[key].as_str().unwrap().parse().unwrap()
 }
 
+/// A CCCI_RUN_APP_RE that matches exactly these domains: a janitor in one
+/// test never tidies the swarm locks of another test running beside it.
+fn gate_of(domains: &[&str]) -> String {
+    let alts: Vec<String> = domains.iter().map(|d| d.replace('.', "\\.")).collect();
+    format!("^(?:{})$", alts.join("|"))
+}
+
+/// The real docker CLI's path (stand-ins wrap it).
+fn real_docker() -> String {
+    let out = Command::new("sh")
+        .args(["-c", "command -v docker"])
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// Starts a `run --quick` of the example recipe on `host` with these lock
+/// settings as runner host `host_id`, and returns once it is paused in its
+/// install-tier tests (it holds the app lock then).
+fn paused_run(
+    host: &SwarmHost,
+    domain: &str,
+    run_id: &str,
+    host_id: &str,
+    lease: &[(&str, &str)],
+    stderr: Stdio,
+) -> Child {
+    let child = host
+        .run_cmd(domain, &["--quick"])
+        .env("CCCI_LOCK_BACKEND", "swarm")
+        .envs(lease.iter().copied())
+        .env("CCCI_HOST_ID", host_id)
+        .env("CCCI_RUN_ID", run_id)
+        .env("CCCI_EXAMPLE_HANG", "install")
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .unwrap();
+    wait_for_file(&host.ready.join("test-install"));
+    child
+}
+
 /// An executable script in `dir`.
 fn executable(dir: &Path, name: &str, body: &str) -> PathBuf {
     use std::os::unix::fs::PermissionsExt;
@@ -98,8 +140,10 @@ impl Host {
         }
     }
 
+    /// Short enough to wait out in a test, long enough that renewals on a
+    /// loaded 2-core machine (runs deploying beside it) never let it lapse.
     fn swarm(id: &str) -> Host {
-        Host::new(id, "swarm", ("3s", "1s", "1s"))
+        Host::new(id, "swarm", ("5s", "1s", "1s"))
     }
 
     fn cmd(&self) -> Command {
@@ -311,14 +355,7 @@ fn sigkilled_holder_is_taken_over_only_after_its_lease_expired_and_by_its_id() {
 /// A `docker` that runs the real one, but the first `config rm` waits at
 /// the named step: it writes `reached`, then waits for `go` to exist.
 fn hanging_docker(dir: &Path) -> PathBuf {
-    let real = String::from_utf8(
-        Command::new("sh")
-            .args(["-c", "command -v docker"])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap();
+    let real = real_docker();
     executable(
         dir,
         "docker",
@@ -334,7 +371,7 @@ fi
 exec {real} "$@"
 "#,
             dir = dir.display(),
-            real = real.trim()
+            real = real
         ),
     )
 }
@@ -638,18 +675,13 @@ fn a_run_whose_lock_object_is_deleted_behind_its_back_notices_within_one_renewal
     let host = SwarmHost::new(vec![d.clone()]);
     let _objects = Objects(vec![d.clone()]);
     let err = host.tmp.path().join("run.err");
-    let mut c = host.run_cmd(&d, &["--quick"]);
-    c.env("CCCI_RUN_ID", "lost")
-        .env("CCCI_LOCK_BACKEND", "swarm")
-        .env("CCCI_HOST_ID", "host-a")
-        .env("CCCI_LOCK_LEASE", "9s")
-        .env("CCCI_LOCK_RENEW", "3s")
-        .env("CCCI_LOCK_MARGIN", "3s")
-        .env("CCCI_EXAMPLE_HANG", "install")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&err).unwrap());
-    let mut child = c.spawn().unwrap();
-    wait_for_file(&host.ready.join("test-install"));
+    let lease = [
+        ("CCCI_LOCK_LEASE", "9s"),
+        ("CCCI_LOCK_RENEW", "3s"),
+        ("CCCI_LOCK_MARGIN", "3s"),
+    ];
+    let stderr = Stdio::from(std::fs::File::create(&err).unwrap());
+    let mut child = paused_run(&host, &d, "lost", "host-a", &lease, stderr);
     let (id, _) = inspect(&object(&d)).expect("the run's lock object");
     let deleted = SystemTime::now();
     assert!(Command::new("docker")
@@ -694,27 +726,18 @@ fn a_janitor_on_another_host_spares_a_live_runs_app_under_the_swarm_lock_and_rea
     let _objects = Objects(vec![d.clone()]);
     let lease = [
         ("CCCI_LOCK_BACKEND", "swarm"),
-        ("CCCI_LOCK_LEASE", "3s"),
+        ("CCCI_LOCK_LEASE", "5s"),
         ("CCCI_LOCK_RENEW", "1s"),
         ("CCCI_LOCK_MARGIN", "1s"),
     ];
-    let mut run = host
-        .run_cmd(&d, &["--quick"])
-        .envs(lease)
-        .env("CCCI_HOST_ID", "host-a")
-        .env("CCCI_RUN_ID", "live")
-        .env("CCCI_EXAMPLE_HANG", "install")
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_for_file(&host.ready.join("test-install"));
+    let mut run = paused_run(&host, &d, "live", "host-a", &lease, Stdio::null());
     let other_state = host.tmp.path().join("state-host-b");
-    let janitor = |extra: &[(&str, &str)]| {
+    let janitor = || {
         let out = host
             .cmd()
             .env_remove("CCCI_JANITOR")
+            .env("CCCI_RUN_APP_RE", gate_of(&[&d]))
             .envs(lease)
-            .envs(extra.iter().copied())
             .env("CCCI_HOST_ID", "host-b")
             .env("CCCI_STATE_DIR", &other_state)
             .args(["janitor", "--json"])
@@ -728,7 +751,7 @@ fn a_janitor_on_another_host_spares_a_live_runs_app_under_the_swarm_lock_and_rea
         );
         serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
     };
-    let sum = janitor(&[]);
+    let sum = janitor();
     assert_eq!(sum["skipped_live"], 1, "{sum}");
     assert_eq!(sum["reaped"], serde_json::json!([]));
     assert!(
@@ -749,7 +772,7 @@ fn a_janitor_on_another_host_spares_a_live_runs_app_under_the_swarm_lock_and_rea
     wait_until_long("the dead run's lease past expiry and margin", || {
         now_ms() > expires + 1000
     });
-    let sum = janitor(&[]);
+    let sum = janitor();
     assert_eq!(sum["reaped"], serde_json::json!([d]), "{sum}");
     assert!(
         leftovers(&host, &d).is_empty(),
@@ -782,6 +805,7 @@ fn the_janitor_removes_an_expired_swarm_lock_with_no_app_by_its_id_and_keeps_a_l
     let out = host
         .cmd()
         .env_remove("CCCI_JANITOR")
+        .env("CCCI_RUN_APP_RE", gate_of(&[&dead, &live]))
         .envs(a.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .args(["janitor", "--json"])
         .output()
@@ -852,14 +876,7 @@ fn a_waiter_whose_event_stream_fails_still_acquires_by_polling() {
     let d = domain_for("swarm-no-events", 0);
     let _objects = Objects(vec![d.clone()]);
     let tmp = tempdir();
-    let real = String::from_utf8(
-        Command::new("sh")
-            .args(["-c", "command -v docker"])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap();
+    let real = real_docker();
     // A docker whose `events` dies at once (an engine or proxy without the
     // event stream); everything else is the real CLI.
     let docker = executable(
@@ -868,7 +885,7 @@ fn a_waiter_whose_event_stream_fails_still_acquires_by_polling() {
         &format!(
             "#!/bin/sh\nif [ \"$1\" = events ]; then echo \"$*\" >> '{dir}/events-calls'; echo 'events: not here' >&2; exit 1; fi\nexec {real} \"$@\"\n",
             dir = tmp.path().display(),
-            real = real.trim()
+            real = real
         ),
     );
     let a = Host::swarm("host-a");
@@ -900,16 +917,7 @@ fn unlock_terminate_stops_a_swarm_lock_holder_run_on_its_own_host_only() {
         ("CCCI_LOCK_RENEW", "2s"),
         ("CCCI_LOCK_MARGIN", "2s"),
     ];
-    let mut run = host
-        .run_cmd(&d, &["--quick"])
-        .envs(lease)
-        .env("CCCI_HOST_ID", "host-a")
-        .env("CCCI_RUN_ID", "held")
-        .env("CCCI_EXAMPLE_HANG", "install")
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_for_file(&host.ready.join("test-install"));
+    let mut run = paused_run(&host, &d, "held", "host-a", &lease, Stdio::null());
     let unlock = |host_id: &str| {
         host.cmd()
             .envs(lease)
@@ -960,14 +968,7 @@ fn a_holder_whose_engine_api_hangs_gives_the_lock_up_by_its_lease_expiry() {
             held.push(conn); // never read, never answered, never closed
         }
     });
-    let real = String::from_utf8(
-        Command::new("sh")
-            .args(["-c", "command -v docker"])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap();
+    let real = real_docker();
     let docker = executable(
         tmp.path(),
         "docker-real-host",
