@@ -339,11 +339,25 @@ impl Docker {
         }
     }
 
-    /// Waits until no service, container or network of `stack` is left.
+    /// Waits until no service, container or network of `stack` is left. A
+    /// query that fails while the engine removes the stack (a container
+    /// listed and gone in one `docker ps`) is retried within the bound: one
+    /// failed poll must not abort a teardown and leak the app.
     pub fn wait_gone(&self, stack: &str, bound: &Bound) -> Result<Leftovers> {
         let mut delay = Duration::from_millis(50);
         loop {
-            let left = self.leftovers(stack, &bound.for_query())?;
+            let left = match self.leftovers(stack, &bound.for_query()) {
+                Ok(left) => left,
+                Err(e) if external::is_interrupted(&e) || bound.expired() => return Err(e),
+                Err(e) => {
+                    crate::say!(
+                        "warning: querying what is left of stack {stack} failed, retrying: {e:#}"
+                    );
+                    bound.sleep(delay);
+                    delay = (delay * 2).min(POLL_MAX);
+                    continue;
+                }
+            };
             if left.running_gone() {
                 return Ok(left);
             }

@@ -484,3 +484,27 @@ fn manual_runs_get_their_own_trees_and_never_see_each_others_checkout() {
     }
     assert!(f.leftovers().is_empty(), "{:?}", f.leftovers());
 }
+
+#[test]
+fn a_docker_query_that_fails_once_while_the_stack_goes_does_not_abort_teardown() {
+    // The engine can fail a `docker ps` while it removes a container it was
+    // listing; one failed poll of the teardown's wait must not leak the app.
+    let f = Fixture::new();
+    let out = f
+        .run_cmd(&["--pr", "1", "--quick"])
+        .env("CCCI_RUN_ID", "psrace")
+        .env("CCCI_FAKE_DOCKER_PS_RACE", "1")
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        f.fake.join("ps-race.done").exists(),
+        "the race was never injected: {log}"
+    );
+    assert_eq!(code(out.status), 0, "{log}");
+    assert!(
+        log.contains("querying what is left of stack") && log.contains("No such container"),
+        "{log}"
+    );
+    assert!(f.leftovers().is_empty(), "{:?}", f.leftovers());
+}

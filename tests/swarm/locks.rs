@@ -917,7 +917,9 @@ fn unlock_terminate_stops_a_swarm_lock_holder_run_on_its_own_host_only() {
         ("CCCI_LOCK_RENEW", "2s"),
         ("CCCI_LOCK_MARGIN", "2s"),
     ];
-    let mut run = paused_run(&host, &d, "held", "host-a", &lease, Stdio::null());
+    let run_err = host.tmp.path().join("run.err");
+    let stderr = Stdio::from(std::fs::File::create(&run_err).unwrap());
+    let mut run = paused_run(&host, &d, "held", "host-a", &lease, stderr);
     let unlock = |host_id: &str| {
         host.cmd()
             .envs(lease)
@@ -946,8 +948,9 @@ fn unlock_terminate_stops_a_swarm_lock_holder_run_on_its_own_host_only() {
     assert!(inspect(&object(&d)).is_none());
     assert!(
         leftovers(&host, &d).is_empty(),
-        "{:?}",
-        leftovers(&host, &d)
+        "{:?}: {}",
+        leftovers(&host, &d),
+        std::fs::read_to_string(&run_err).unwrap_or_default()
     );
 }
 
