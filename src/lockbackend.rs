@@ -300,7 +300,9 @@ impl AppLock for FlockLock {
     }
 }
 
-fn file_age(path: &std::path::Path) -> Option<Duration> {
+/// How long ago a lock file was last written (what a flock lock's age is
+/// taken from when its owner record says nothing better).
+pub fn file_age(path: &std::path::Path) -> Option<Duration> {
     let m = std::fs::metadata(path).ok()?.modified().ok()?;
     std::time::SystemTime::now().duration_since(m).ok()
 }

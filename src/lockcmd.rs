@@ -153,10 +153,7 @@ pub fn swarm_reports(
     max_age: Duration,
     now: SystemTime,
 ) -> Vec<SwarmLockReport> {
-    let now_ms = now
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
+    let now_ms = swarmlock::unix_ms(now);
     objects
         .iter()
         .map(|o| {
@@ -179,11 +176,7 @@ pub fn swarm_reports(
                 run_id: l.map(|l| l.run_id.clone()),
                 pid: l.map(|l| l.pid),
                 started: l.map(|l| l.started.clone()),
-                expires: l.map(|l| {
-                    crate::log::timestamp(
-                        SystemTime::UNIX_EPOCH + Duration::from_millis(l.expires_ms),
-                    )
-                }),
+                expires: l.map(|l| swarmlock::timestamp_ms(l.expires_ms)),
                 expires_in_secs: l.map(|l| (l.expires_ms as i64 - now_ms as i64).div_euclid(1000)),
                 renewals: l.map(|l| l.renewals),
                 age_secs: age.map(|a| a.as_secs()),
@@ -506,11 +499,7 @@ fn unlock_swarm(state_dir: &Path, settings: &LockSettings, args: &UnlockArgs) ->
             format!("{what} (ID {}) carries no lease labels: not a cc-ci-run lock; remove it by hand if it is stale", obj.id),
         ));
     };
-    let now_ms = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
-    if lease.expired(now_ms, settings.lease.margin) {
+    if lease.expired(swarmlock::now_ms(), settings.lease.margin) {
         if swarm.remove_id(&obj.id)? {
             say!(
                 "removed expired {what}, ID {}, left by {}",
@@ -525,7 +514,7 @@ fn unlock_swarm(state_dir: &Path, settings: &LockSettings, args: &UnlockArgs) ->
     let holder = format!(
         "{} (lease expires {})",
         lease.owner().describe(),
-        crate::log::timestamp(SystemTime::UNIX_EPOCH + Duration::from_millis(lease.expires_ms))
+        swarmlock::timestamp_ms(lease.expires_ms)
     );
     if !args.terminate {
         return Err(Failure::with_code(

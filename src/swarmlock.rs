@@ -93,14 +93,20 @@ pub fn object_name(domain: &str) -> String {
     format!("{LONG_PREFIX}{head}.{hex}")
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
+/// Unix milliseconds of `t`: the clock leases are written in.
+pub fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
 }
 
-fn timestamp_ms(ms: u64) -> String {
+/// Unix milliseconds now.
+pub fn now_ms() -> u64 {
+    unix_ms(SystemTime::now())
+}
+
+/// A lease time (Unix milliseconds) as RFC 3339 UTC.
+pub fn timestamp_ms(ms: u64) -> String {
     crate::log::timestamp(SystemTime::UNIX_EPOCH + Duration::from_millis(ms))
 }
 
@@ -255,14 +261,20 @@ impl Swarm {
 
     /// Runs `docker ARGS`; "already exists" and "not found" are answers,
     /// anything else that fails means the engine cannot be used (exit 3).
-    fn call(&self, args: &[&str]) -> Result<Cli> {
+    /// Runs `docker ARGS`, bounded; a docker that cannot be run at all
+    /// means the engine cannot be used (exit 3).
+    fn output(&self, args: &[&str]) -> Result<crate::proc::Output> {
         let mut cmd = Command::new(&self.docker);
         cmd.args(args);
-        let what = format!("docker {}", args.first().copied().unwrap_or(""));
+        let what = format!("docker {}", args[..args.len().min(2)].join(" "));
         // Never cancelled mid-call: an interrupted create could leave an
         // object we hold without knowing it. Bounded instead.
         let bound = Bound::until(Instant::now() + CALL_BOUND, Duration::from_secs(2));
-        let out = external::run(&mut cmd, &what, &bound).map_err(|e| unreachable_engine(&e))?;
+        external::run(&mut cmd, &what, &bound).map_err(|e| unreachable_engine(&e))
+    }
+
+    fn call(&self, args: &[&str]) -> Result<Cli> {
+        let out = self.output(args)?;
         if out.status.success() {
             return Ok(Cli::Ok(out.stdout));
         }
@@ -341,11 +353,9 @@ impl Swarm {
         // One inspect for all: an object removed since the listing is
         // simply missing from its answer (docker prints the others and
         // fails for the missing one).
-        let mut cmd = Command::new(&self.docker);
-        cmd.args(["config", "inspect"]).args(&ids);
-        let bound = Bound::until(Instant::now() + CALL_BOUND, Duration::from_secs(2));
-        let out = external::run(&mut cmd, "docker config inspect", &bound)
-            .map_err(|e| unreachable_engine(&e))?;
+        let mut args = vec!["config", "inspect"];
+        args.extend(ids.iter().map(String::as_str));
+        let out = self.output(&args)?;
         let mut objects = match parse_inspect(&out.stdout) {
             Ok(o) => o,
             Err(_) if !out.status.success() => {

@@ -24,7 +24,7 @@ use crate::exit;
 use crate::external::{Bound, Tools};
 use crate::lifetime::Latch;
 use crate::lock::{self, Kind, OwnerRecord, TryLock};
-use crate::lockbackend::{Attempt, Backend, LockSettings};
+use crate::lockbackend::{file_age, Attempt, Backend, LockSettings};
 use crate::rundir::{self, RunDir, RunRecord};
 use crate::say;
 use crate::swarmlock::Swarm;
@@ -116,11 +116,6 @@ pub struct Summary {
     /// Finished run records past CCCI_RECORD_RETENTION, removed.
     pub pruned_records: usize,
     pub dry_run: bool,
-}
-
-fn lock_age(path: &Path) -> Option<Duration> {
-    let m = std::fs::metadata(path).ok()?.modified().ok()?;
-    SystemTime::now().duration_since(m).ok()
 }
 
 fn names_in(dir: &Path, suffix: &str) -> Vec<String> {
@@ -248,10 +243,7 @@ pub fn sweep(s: &Settings, stop: Option<&Latch>) -> Result<Summary> {
 /// domains the gate matches; an object without our lease labels is left.
 fn tidy_swarm_locks(s: &Settings, apps: &[crate::abra::AppEntry], sum: &mut Summary) -> Result<()> {
     let swarm = Swarm::new(&s.locks.docker);
-    let now = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
+    let now = crate::swarmlock::now_ms();
     for obj in swarm.list()? {
         let Some(lease) = obj.lease.as_ref() else {
             continue;
@@ -306,7 +298,7 @@ fn tidy(
         }
         match lock::try_acquire(&s.state_dir, Kind::App, &domain, owner)? {
             TryLock::Busy(_) => {
-                if lock_age(&path).is_some_and(|a| a > s.max_age)
+                if file_age(&path).is_some_and(|a| a > s.max_age)
                     && !sum.flagged.contains(&format!("app:{domain}"))
                 {
                     sum.flagged.push(format!("app:{domain}"));
@@ -348,7 +340,7 @@ fn tidy(
         let lock_path = lock::lock_path(&s.state_dir, Kind::Run, &id);
         let held = match lock::try_acquire(&s.state_dir, Kind::Run, &id, &run_owner)? {
             TryLock::Busy(_) => {
-                if lock_age(&lock_path).is_some_and(|a| a > s.max_age) {
+                if file_age(&lock_path).is_some_and(|a| a > s.max_age) {
                     sum.flagged.push(format!("run:{id}"));
                 }
                 continue;

@@ -14,6 +14,8 @@ use std::time::{Duration, Instant, SystemTime};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
+use cc_ci_run::swarmlock::{now_ms, unix_ms};
+
 use crate::engine::*;
 use crate::support::*;
 
@@ -92,13 +94,6 @@ fn executable(dir: &Path, name: &str, body: &str) -> PathBuf {
     let path = script(dir, name, body);
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
     path
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
 }
 
 /// Removes the lock objects of these domains when dropped (every path).
@@ -328,10 +323,7 @@ fn sigkilled_holder_is_taken_over_only_after_its_lease_expired_and_by_its_id() {
     let expires = label_u64(&labels, "cc-ci.lock.expires-ms");
     let hb = b.start_hold(&d, &tmp.path().join("b.err"), &[]);
     let held_at = hb.wait_held();
-    let held_ms = held_at
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64;
+    let held_ms = unix_ms(held_at);
     assert!(
         held_ms > expires + 1000,
         "host b took over at {held_ms}, before the lease's expiry {expires} plus the 1s margin"
@@ -998,10 +990,7 @@ fn a_holder_whose_engine_api_hangs_gives_the_lock_up_by_its_lease_expiry() {
     let line = text.lines().find(|l| l.contains("lost app lock")).unwrap();
     assert!(line.contains("before it expired"), "{line}");
     let at = cc_ci_run::log::parse_timestamp(line.split_whitespace().next().unwrap()).unwrap();
-    let at_ms = at
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64;
+    let at_ms = unix_ms(at);
     assert!(
         at_ms <= expires + 500,
         "gave up at {at_ms}, {} ms after its lease expired ({expires})",
