@@ -178,6 +178,22 @@ pub struct TestOptions {
     /// Host memory used percentage that trips self-protection.
     #[arg(long, env = "CCCI_MEM_LIMIT", default_value_t = 90.0)]
     pub mem_limit: f64,
+    /// What a run (or a `test` invocation) in which no test ran means:
+    /// fail (exit 1, the default), warn (a warning line, exit 0) or pass.
+    #[arg(long, env = "CCCI_NO_TESTS", value_enum, default_value_t = NoTests::Fail)]
+    pub no_tests: NoTests,
+}
+
+/// `--no-tests`: no tests, no green unless asked (SPEC section 6).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum NoTests {
+    /// Exit 1 naming the filters that left nothing.
+    #[default]
+    Fail,
+    /// A warning line, then exit 0.
+    Warn,
+    /// Exit 0.
+    Pass,
 }
 
 #[derive(Debug, Args, Clone)]

@@ -20,7 +20,7 @@ pub fn dispatch(cli: Cli, start_ppid: Pid) -> Result<i32> {
         cli::Command::LockStress(args) => crate::lockcmd::lock_stress(&cli.state_dir, args),
         cli::Command::BenchLock(args) => crate::lockcmd::bench_lock(&cli.state_dir, args),
         cli::Command::Test(args) => test(args),
-        cli::Command::Run(args) => crate::run::wrapper(args, start_ppid),
+        cli::Command::Run(args) => crate::run::wrapper(args, &cli.state_dir, start_ppid),
         cli::Command::Harness(args) => crate::run::harness(args),
         cli::Command::Janitor(args) => crate::janitor::command(args, &cli.state_dir),
         cli::Command::Status(args) => crate::status::status(&cli.state_dir, args.json),
@@ -134,7 +134,8 @@ pub fn test(args: cli::TestArgs) -> Result<i32> {
         }
         None => format!("manual-{}", std::process::id()),
     };
-    check_run_id(&run_id)?;
+    crate::config::check_run_id(&run_id)?;
+    testrun::validate_options(&args.tests)?;
     crate::log::set_tag(&run_id);
     let paths = if args.paths.is_empty() {
         vec![std::path::PathBuf::from("tests")]
@@ -179,23 +180,31 @@ pub fn test(args: cli::TestArgs) -> Result<i32> {
     if left > 0 {
         crate::say!("ended {left} leftover descendant process(es)");
     }
-    Ok(outcome?.exit_code)
-}
-
-/// A run id: `[a-z0-9][a-z0-9-]*`, 63 characters at most (it ends up in a
-/// container label and in file names).
-pub fn check_run_id(value: &str) -> Result<()> {
-    let ok = !value.is_empty()
-        && value.len() <= 63
-        && !value.starts_with('-')
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    if ok {
-        Ok(())
-    } else {
-        Err(crate::exit::Failure::usage(format!(
-            "run id `{value}` must match [a-z0-9][a-z0-9-]* and be 63 characters at most"
-        )))
+    let outcome = outcome?;
+    if outcome.exit_code == crate::exit::OK {
+        if let Some((code, warn)) =
+            testrun::no_tests_outcome(suite.options.no_tests, outcome.selected)
+        {
+            let why = format!(
+                "no test ran: the filters ({}) left none of the {} test file(s) found under {}",
+                testrun::describe_filters(suite.tier.as_deref(), &suite.options),
+                outcome.discovered,
+                suite
+                    .paths
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            if code != crate::exit::OK {
+                crate::say!(
+                    "{why} (--no-tests fail; --no-tests warn or pass accepts an empty suite)"
+                );
+            } else if warn {
+                crate::say!("warning: {why} (--no-tests warn)");
+            }
+            return Ok(code);
+        }
     }
+    Ok(outcome.exit_code)
 }

@@ -237,7 +237,15 @@ pub fn run_config(args: &RunArgs, env: &Env, pid: u32) -> Result<RunConfig> {
 
     let run_id = match (env_nonempty(env, "CCCI_RUN_ID"), build) {
         (Some(id), _) => id.to_string(),
-        (None, Some(b)) => format!("drone-{b}"),
+        (None, Some(b)) => {
+            let repo = env_nonempty(env, "DRONE_REPO").ok_or_else(|| {
+                Failure::usage(
+                    "DRONE_BUILD_NUMBER is set but DRONE_REPO is not: Drone numbers builds per repository, so a run id needs both (or set CCCI_RUN_ID)",
+                )
+            })?;
+            check_drone_repo(repo)?;
+            drone_run_id(repo, b)
+        }
         (None, None) => format!("manual-{pid}"),
     };
     check_run_id(&run_id)?;
@@ -266,9 +274,20 @@ pub fn run_config(args: &RunArgs, env: &Env, pid: u32) -> Result<RunConfig> {
     };
     let skip_fetch = env_flag(env, "CCCI_SKIP_FETCH")?;
     let ci_tests_dir = PathBuf::from(env_nonempty(env, "CCCI_CI_TESTS").unwrap_or("tests"));
-    if args.tests.max_workers == Some(0) {
-        return Err(bad("max-workers", "0", "must be at least 1"));
+    for (field, d) in [
+        ("timeout", args.timeout),
+        ("teardown-timeout", args.teardown_timeout),
+        ("converge-timeout", args.converge_timeout),
+    ] {
+        if d.is_zero() {
+            return Err(bad(
+                field,
+                "0",
+                "must be longer than 0 (a zero bound would stop the run before it starts)",
+            ));
+        }
     }
+    crate::testrun::validate_options(&args.tests)?;
     Ok(RunConfig {
         stack: stack_name(&domain),
         run_id,
@@ -289,6 +308,60 @@ pub fn run_config(args: &RunArgs, env: &Env, pid: u32) -> Result<RunConfig> {
     })
 }
 
+/// DRONE_REPO as Drone sets it (`owner/name`): printable, no whitespace,
+/// 255 characters at most, with at least one letter or digit.
+pub fn check_drone_repo(value: &str) -> Result<()> {
+    let ok = !value.is_empty()
+        && value.len() <= 255
+        && value.bytes().all(|b| b.is_ascii_graphic())
+        && value.bytes().any(|b| b.is_ascii_alphanumeric());
+    if ok {
+        Ok(())
+    } else {
+        Err(bad(
+            "DRONE_REPO",
+            value,
+            "must be the repository as Drone names it (owner/name: printable ASCII, no whitespace, 255 characters at most)",
+        ))
+    }
+}
+
+/// The run id of a Drone build (SPEC section 3.1): `drone-<repo>-<build>`,
+/// `<repo>` being DRONE_REPO lowercased with every run of characters
+/// outside `a-z0-9` turned into one `-`. Drone numbers builds per
+/// repository, so the repository is part of the id. An id that would pass
+/// 63 characters keeps a cut repository part followed by `-` and 8 hex
+/// digits of the SHA-256 of the whole DRONE_REPO: two repositories never
+/// share an id, and the same repository and build always give the same one.
+pub fn drone_run_id(repo: &str, build: u64) -> String {
+    let mut slug = String::with_capacity(repo.len());
+    for c in repo.chars() {
+        let c = c.to_ascii_lowercase();
+        if c.is_ascii_lowercase() || c.is_ascii_digit() {
+            slug.push(c);
+        } else if !slug.ends_with('-') {
+            slug.push('-');
+        }
+    }
+    let slug = slug.trim_matches('-');
+    let id = format!("drone-{slug}-{build}");
+    if id.len() <= 63 {
+        return id;
+    }
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(repo.as_bytes());
+    let hash: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
+    // "drone-" + cut + "-" + hash + "-" + build fits 63.
+    let room =
+        63usize.saturating_sub("drone-".len() + 1 + hash.len() + 1 + build.to_string().len());
+    let cut = slug[..room.min(slug.len())].trim_end_matches('-');
+    if cut.is_empty() {
+        format!("drone-{hash}-{build}")
+    } else {
+        format!("drone-{cut}-{hash}-{build}")
+    }
+}
+
 /// abra server names are host names: a DNS label or a domain.
 pub fn check_server(server: &str) -> Result<()> {
     if server.contains('.') {
@@ -306,4 +379,59 @@ pub fn abra_home(env: &Env) -> Option<(&'static str, PathBuf)> {
         return Some(("CCCI_ABRA_HOME", PathBuf::from(p)));
     }
     env_nonempty(env, "ABRA_DIR").map(|p| ("ABRA_DIR", PathBuf::from(p)))
+}
+
+/// What `stat` says of an existing state directory (for [`state_dir_rule`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DirFacts {
+    pub is_dir: bool,
+    pub uid: u32,
+    pub mode: u32,
+}
+
+/// The state directory rule of SPEC section 1 (pure): an absolute path; if
+/// it exists, a directory owned by the running user (`euid`) or root and not
+/// writable by group or others, since whoever can write there can plant
+/// locks and run records. A directory that does not exist yet is created by
+/// the run with mode 0755.
+pub fn state_dir_rule(path: &std::path::Path, facts: Option<DirFacts>, euid: u32) -> Result<()> {
+    let shown = path.display().to_string();
+    if !path.is_absolute() {
+        return Err(bad(
+            "state directory (CCCI_STATE_DIR or --state-dir)",
+            &shown,
+            "must be an absolute path (a relative one lands in the Drone workspace, which Drone deletes, and concurrent builds would lock in different directories)",
+        ));
+    }
+    let Some(f) = facts else {
+        return Ok(());
+    };
+    if !f.is_dir {
+        return Err(bad(
+            "state directory (CCCI_STATE_DIR or --state-dir)",
+            &shown,
+            "must be a directory",
+        ));
+    }
+    if f.uid != euid && f.uid != 0 {
+        return Err(bad(
+            "state directory (CCCI_STATE_DIR or --state-dir)",
+            &shown,
+            &format!(
+                "must be owned by the running user (uid {euid}) or root, not uid {}: chown it, or use another directory",
+                f.uid
+            ),
+        ));
+    }
+    if f.mode & 0o022 != 0 {
+        return Err(bad(
+            "state directory (CCCI_STATE_DIR or --state-dir)",
+            &shown,
+            &format!(
+                "must not be writable by group or others (mode {:04o}): chmod go-w it",
+                f.mode & 0o7777
+            ),
+        ));
+    }
+    Ok(())
 }

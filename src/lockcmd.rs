@@ -231,6 +231,48 @@ pub fn swarm_table(reports: &[SwarmLockReport]) -> String {
 }
 
 /// `cc-ci-run locks [--json]`.
+/// Names the live holder of a busy lock file as `locks` finds it: the pid
+/// from the kernel (`/proc/locks`, confirmed through the holders'
+/// descriptors), with the run, host and start time of the owner record
+/// when the record is the holder's own, else the process's start time.
+/// `owner` is the record read without the lock (it may be missing: a lock
+/// taken by util-linux `flock(1)` has none, or stale: written by a dead
+/// process whose open file description another process keeps).
+pub fn describe_holder(path: &Path, owner: Option<&OwnerRecord>) -> String {
+    let pid = match lockholder::inspect_path(path).map(|v| v.holder) {
+        Some(Holder::Held { pid: Some(pid) }) => pid,
+        _ => return lock::describe_owner(owner),
+    };
+    match owner {
+        Some(o) if o.pid == pid => o.describe(),
+        _ => {
+            let since = lockholder::process_started(pid)
+                .map(|t| format!(", since {}", crate::log::timestamp(t)))
+                .unwrap_or_default();
+            let record = match owner {
+                Some(o) => format!("its owner record names another process: {}", o.describe()),
+                None => "no owner record: a lock taken outside cc-ci-run, such as by flock(1)"
+                    .to_string(),
+            };
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|b| {
+                    b.split(|c| *c == 0)
+                        .filter(|a| !a.is_empty())
+                        .map(|a| String::from_utf8_lossy(a).into_owned())
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
+                .unwrap_or_default();
+            let cmd = if cmd.is_empty() {
+                String::new()
+            } else {
+                format!(" `{}`", cmd.chars().take(80).collect::<String>())
+            };
+            format!("pid {pid}{cmd}{since}; {record}")
+        }
+    }
+}
+
 pub fn locks(state_dir: &Path, args: LocksArgs) -> Result<i32> {
     crate::log::set_tag("locks");
     let max_age = max_age_from_env()?;

@@ -16,7 +16,7 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 use nix::unistd::Pid;
 
-use crate::abra::Abra;
+use crate::abra::{marker, Abra};
 use crate::cli::{self, Cli, HarnessArgs, RunArgs};
 use crate::config::{self, Base, Env, RunConfig};
 use crate::docker::Docker;
@@ -56,11 +56,10 @@ pub fn canonical_abra_home(env: &Env) -> Result<PathBuf> {
 }
 
 /// `cc-ci-run run`: validate, then wrap the harness.
-pub fn wrapper(args: RunArgs, start_ppid: Pid) -> Result<i32> {
+pub fn wrapper(args: RunArgs, state_dir: &Path, start_ppid: Pid) -> Result<i32> {
     let env = process_env();
+    validate(&args, state_dir, &env)?;
     let cfg = config::run_config(&args, &env, std::process::id())?;
-    canonical_abra_home(&env)?;
-    LockSettings::from_env(&env, &lock::hostname())?;
     crate::log::set_tag(&cfg.run_id);
     let exe = std::env::current_exe().context("failed to find the cc-ci-run executable")?;
     let mut cmd = Command::new(exe);
@@ -80,6 +79,29 @@ pub fn wrapper(args: RunArgs, start_ppid: Pid) -> Result<i32> {
             timeout: None,
         },
     )
+}
+
+/// Every input `run` reads, checked before the first `git`, `abra` or
+/// `docker` call and before anything is written (SPEC section 3): the
+/// flags and Drone's variables, the state directory, the abra directory,
+/// the lock settings and the janitor's settings (a RUN_APP_RE that cannot
+/// be used would fail the janitor pass of every run, or worse, select an
+/// operator's apps).
+pub fn validate(args: &RunArgs, state_dir: &Path, env: &Env) -> Result<()> {
+    rundir::check_state_dir(state_dir)?;
+    config::run_config(args, env, std::process::id())?;
+    canonical_abra_home(env)?;
+    LockSettings::from_env(env, &lock::hostname())?;
+    if crate::janitor::enabled(env)? {
+        crate::janitor::Settings::from_env(
+            state_dir,
+            &args.server,
+            args.teardown_timeout,
+            false,
+            env,
+        )?;
+    }
+    Ok(())
 }
 
 /// The harness: guards first, then the run.
@@ -154,9 +176,8 @@ fn take_run_lock(
             }
         }
         TryLock::Busy(holder) => {
-            let who = holder
-                .map(|h| format!("pid {} on {} since {}", h.pid, h.host, h.started))
-                .unwrap_or_else(|| "a process without an owner record".to_string());
+            let path = lock::lock_path(state_dir, Kind::Run, run_id);
+            let who = crate::lockcmd::describe_holder(&path, holder.as_ref());
             say!("another run with id {run_id} is active ({who}): not starting a duplicate");
             Ok(None)
         }
@@ -186,6 +207,8 @@ struct Run {
     sha: Option<String>,
     app_news: u32,
     deploys: u32,
+    /// Tests the filters selected, over all tiers so far.
+    tests_selected: usize,
 }
 
 /// The verdict of the phases (before teardown).
@@ -241,6 +264,7 @@ impl Run {
             sha: None,
             app_news: 0,
             deploys: 0,
+            tests_selected: 0,
         }
     }
 
@@ -365,6 +389,9 @@ impl Run {
             }
         } else if !self.cfg.quick {
             say!("the recipe declares no backups (backupbot.backup=true): backup/restore tier skipped");
+        }
+        if let Some(v) = self.no_tests_verdict() {
+            return Ok(v);
         }
         let expected_deploys = if base.is_some() { 2 } else { 1 };
         if self.app_news != 1 || self.deploys != expected_deploys {
@@ -647,6 +674,16 @@ impl Run {
 
     fn preclean(&mut self) -> Result<()> {
         let b = self.teardown_bound();
+        // An app that cc-ci-run did not create is never torn down: a
+        // `--domain` that names an operator's app stops the run instead.
+        if let Some(env_file) = self.foreign_app() {
+            return Err(Failure::infra(format!(
+                "an app that cc-ci-run did not create exists at {} ({} has no `{}` line): not touching it; remove it or test on another domain",
+                self.cfg.domain,
+                env_file.display(),
+                marker::PREFIX.trim_end()
+            )));
+        }
         if teardown::present(&self.abra, &self.docker, self.app(), &b)? {
             say!(
                 "an app is already deployed at {}: an orphan of a dead run, tearing it down first",
@@ -658,15 +695,36 @@ impl Run {
         Ok(())
     }
 
-    /// Test apps never ask for certificates.
-    fn disable_acme(&self) -> Result<()> {
+    /// The env file of an app at our domain that this run did not create
+    /// and that carries no marker: an operator's app, never touched. (An
+    /// app this run created is ours even if the run stopped before it could
+    /// write the marker.)
+    fn foreign_app(&self) -> Option<PathBuf> {
+        if self.app_news > 0 {
+            return None;
+        }
+        let env_file = self.abra.env_file(&self.cfg.server, &self.cfg.domain);
+        match std::fs::read_to_string(&env_file) {
+            Ok(text) if marker::find(&text).is_none() => Some(env_file),
+            _ => None,
+        }
+    }
+
+    /// Right after `app new`, in one atomic write: the ownership marker the
+    /// janitor requires before it may reap the app (SPEC section 5), and
+    /// no certificates for test apps.
+    fn prepare_env_file(&self) -> Result<()> {
         let path = self.abra.env_file(&self.cfg.server, &self.cfg.domain);
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("failed to read {}", path.display()))?;
-        rundir::write_atomic(
-            &path,
-            recipe::set_env(&text, "LETS_ENCRYPT_ENV", "").as_bytes(),
-        )
+        let line = marker::line(
+            &self.cfg.run_id,
+            &rundir::host_name(),
+            &crate::log::timestamp(std::time::SystemTime::now()),
+        );
+        let text = recipe::set_env(&text, "LETS_ENCRYPT_ENV", "");
+        rundir::write_atomic(&path, marker::with_marker(&text, &line).as_bytes())
+            .with_context(|| format!("failed to mark {} as created by this run", path.display()))
     }
 
     fn install(&mut self, base: &Option<String>) -> Result<()> {
@@ -684,7 +742,7 @@ impl Run {
                 &b,
             )
             .map_err(infra)?;
-        self.disable_acme().map_err(infra)?;
+        self.prepare_env_file().map_err(infra)?;
         self.deploys += 1;
         self.abra
             .deploy(&self.cfg.domain, base.as_deref(), base.is_none(), false, &b)
@@ -788,6 +846,14 @@ impl Run {
             options: self.cfg.tests.clone(),
         };
         let outcome = testrun::run_suite(&suite, Some(self.funnel.latch()))?;
+        self.tests_selected += outcome.selected;
+        if outcome.selected == 0 && outcome.exit_code == 0 {
+            say!(
+                "warning: {tier} tier: no test selected (filters: {}; {} test file(s) found)",
+                testrun::describe_filters(Some(tier), &self.cfg.tests),
+                outcome.discovered
+            );
+        }
         match outcome.exit_code {
             0 => Ok(None),
             exit::SELF_PROTECT => Ok(Some(Verdict::SelfProtect)),
@@ -799,6 +865,24 @@ impl Run {
         }
     }
 
+    /// No tests, no green (SPEC section 6): a run in which no tier selected
+    /// a test is red unless `--no-tests warn|pass` says otherwise.
+    fn no_tests_verdict(&self) -> Option<Verdict> {
+        let (code, warn) = testrun::no_tests_outcome(self.cfg.tests.no_tests, self.tests_selected)?;
+        let why = format!(
+            "no test ran in any tier: the filters ({}) left nothing",
+            testrun::describe_filters(None, &self.cfg.tests)
+        );
+        if code != exit::OK {
+            say!("{why}: the run fails (--no-tests fail; --no-tests warn or pass accepts a run without tests)");
+            return Some(Verdict::TestsFailed);
+        }
+        if warn {
+            say!("warning: {why} (--no-tests warn: the run stays green)");
+        }
+        None
+    }
+
     /// Teardown if this run holds the app lock; true when it is clean (or
     /// there was nothing of ours to tear down). Releases the app lock.
     fn teardown_phase(&mut self) -> bool {
@@ -806,6 +890,17 @@ impl Run {
             return true;
         };
         self.set_phase("teardown");
+        if let Some(env_file) = self.foreign_app() {
+            say!(
+                "teardown: the app at {} was not created by cc-ci-run ({} has no marker): left alone",
+                self.cfg.domain,
+                env_file.display()
+            );
+            if let Err(e) = held.release() {
+                say!("warning: {e:#}");
+            }
+            return true;
+        }
         if let Some(why) = held.lost() {
             // Releasing the lost lock removes nothing (its object is gone or
             // another's): it only stops its renewals.

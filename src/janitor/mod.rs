@@ -97,8 +97,11 @@ impl Settings {
 /// One sweep's summary (`janitor --json` prints one per sweep on stdout).
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Summary {
-    /// Apps matching RUN_APP_RE.
+    /// Apps matching RUN_APP_RE and carrying cc-ci-run's marker.
     pub candidates: usize,
+    /// Apps matching RUN_APP_RE without the marker: not created by
+    /// cc-ci-run, left alone (never probed).
+    pub unmarked: Vec<String>,
     /// Candidates whose lock a live run holds.
     pub skipped_live: usize,
     /// Orphans torn down.
@@ -132,6 +135,28 @@ fn names_in(dir: &Path, suffix: &str) -> Vec<String> {
     v
 }
 
+/// An app's env file as text ("" when it cannot be read: then it carries
+/// no marker, and the app is left alone).
+fn read_env_file(s: &Settings, app: &crate::abra::AppEntry) -> String {
+    let path = s
+        .abra_home
+        .join("servers")
+        .join(&app.server)
+        .join(format!("{}.env", app.name()));
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+/// Whether the janitor runs (`CCCI_JANITOR`: `on` or unset, or `off`).
+pub fn enabled(env: &Env) -> Result<bool> {
+    match env.get("CCCI_JANITOR").map(String::as_str) {
+        None | Some("") | Some("on") => Ok(true),
+        Some("off") => Ok(false),
+        Some(v) => Err(exit::Failure::usage(format!(
+            "invalid CCCI_JANITOR {v:?}: must be on or off"
+        ))),
+    }
+}
+
 /// One sweep. `stop` (the funnel's latch under --watch) is checked between
 /// apps, never during a reap: a reap that has begun finishes under its lock.
 pub fn sweep(s: &Settings, stop: Option<&Latch>) -> Result<Summary> {
@@ -142,12 +167,21 @@ pub fn sweep(s: &Settings, stop: Option<&Latch>) -> Result<Summary> {
     let apps = abra
         .ls(&s.server, &list_bound)
         .context("failed to list apps")?;
-    let candidates = plan::candidates(&apps, &s.gate);
+    let (candidates, unmarked) = plan::candidates(&apps, &s.gate, |a| {
+        crate::abra::marker::find(&read_env_file(s, a)).is_some()
+    });
     let mut sum = Summary {
         candidates: candidates.len(),
         dry_run: s.dry_run,
         ..Summary::default()
     };
+    for app in unmarked {
+        say!(
+            "janitor: {} matches CCCI_RUN_APP_RE but was not created by cc-ci-run (no marker in its env file): left alone",
+            app.name()
+        );
+        sum.unmarked.push(app.name().to_string());
+    }
     let stopped = || stop.is_some_and(Latch::is_set);
     let locks = s.locks.open(&s.state_dir);
     for app in candidates {
@@ -223,12 +257,13 @@ pub fn sweep(s: &Settings, stop: Option<&Latch>) -> Result<Summary> {
         tidy(s, &apps, &owner, &mut sum)?;
     }
     say!(
-        "janitor: {} candidate(s), {} live, {} reaped, {} failed, {} flagged{}",
+        "janitor: {} candidate(s), {} live, {} reaped, {} failed, {} flagged, {} not created by cc-ci-run{}",
         sum.candidates,
         sum.skipped_live,
         sum.reaped.len(),
         sum.failed.len(),
         sum.flagged.len(),
+        sum.unmarked.len(),
         if s.dry_run {
             format!(", {} would be reaped (dry run)", sum.would_reap.len())
         } else {
@@ -384,7 +419,7 @@ fn tidy(
 /// SPEC section 3 step 11: one sweep after a run (CCCI_JANITOR=off: none).
 pub fn sweep_after_run(state_dir: &Path, server: &str, teardown_timeout: Duration) -> Result<()> {
     let env: Env = std::env::vars().collect();
-    if env.get("CCCI_JANITOR").is_some_and(|v| v == "off") {
+    if !enabled(&env)? {
         return Ok(());
     }
     let s = Settings::from_env(state_dir, server, teardown_timeout, false, &env)?;
@@ -395,10 +430,11 @@ pub fn sweep_after_run(state_dir: &Path, server: &str, teardown_timeout: Duratio
 pub fn command(args: JanitorArgs, state_dir: &Path) -> Result<i32> {
     crate::log::set_tag("janitor");
     let env: Env = std::env::vars().collect();
-    if env.get("CCCI_JANITOR").is_some_and(|v| v == "off") {
+    if !enabled(&env)? {
         say!("CCCI_JANITOR=off: nothing to do");
         return Ok(exit::OK);
     }
+    rundir::check_state_dir(state_dir)?;
     let s = Settings::from_env(
         state_dir,
         &args.server,

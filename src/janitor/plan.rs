@@ -25,6 +25,11 @@ impl Gate {
                 "invalid CCCI_RUN_APP_RE {pattern:?}: it does not compile: {e}"
             ))
         })?;
+        if !anchored(pattern) {
+            return Err(Failure::usage(format!(
+                "invalid CCCI_RUN_APP_RE {pattern:?}: it must be anchored at both ends (start with ^ and end with $, around every alternative), so that it matches whole app domains only"
+            )));
+        }
         let hits: Vec<&String> = protected.iter().filter(|p| re.is_match(p)).collect();
         if !hits.is_empty() {
             return Err(Failure::usage(format!(
@@ -40,6 +45,18 @@ impl Gate {
     }
 }
 
+/// Whether every match of `pattern` must start at the start of the text
+/// and end at its end (`^...$`, `\A...\z`; not multi-line `(?m)^`), read
+/// from the parsed pattern, so `^a|b$` is not anchored.
+pub fn anchored(pattern: &str) -> bool {
+    use regex_syntax::hir::Look;
+    let Ok(hir) = regex_syntax::Parser::new().parse(pattern) else {
+        return false;
+    };
+    let props = hir.properties();
+    props.look_set_prefix().contains(Look::Start) && props.look_set_suffix().contains(Look::End)
+}
+
 /// Splits `CCCI_PROTECTED_APPS` (commas or whitespace).
 pub fn parse_protected(text: &str) -> Vec<String> {
     text.split(|c: char| c == ',' || c.is_whitespace())
@@ -48,14 +65,26 @@ pub fn parse_protected(text: &str) -> Vec<String> {
         .collect()
 }
 
-/// The candidates: apps whose domain matches the gate. Nothing else is
-/// probed, so no lock file is ever created for a warm or canonical app.
-pub fn candidates<'a>(apps: &'a [AppEntry], gate: &Gate) -> Vec<&'a AppEntry> {
+/// The apps whose domain matches the gate (each once). Nothing else is
+/// looked at further, so no lock file is ever created for a warm or
+/// canonical app.
+pub fn matching<'a>(apps: &'a [AppEntry], gate: &Gate) -> Vec<&'a AppEntry> {
     let mut seen = std::collections::HashSet::new();
     apps.iter()
         .filter(|a| gate.matches(a.name()))
         .filter(|a| seen.insert(a.name().to_string()))
         .collect()
+}
+
+/// The candidates (SPEC section 5): apps matching the gate *and* carrying
+/// the marker `run` writes at `app new` (`marked` says which do). The
+/// second list holds the matching apps without it: reported, never probed.
+pub fn candidates<'a>(
+    apps: &'a [AppEntry],
+    gate: &Gate,
+    marked: impl Fn(&AppEntry) -> bool,
+) -> (Vec<&'a AppEntry>, Vec<&'a AppEntry>) {
+    matching(apps, gate).into_iter().partition(|a| marked(a))
 }
 
 /// What a lock probe found.

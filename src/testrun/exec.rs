@@ -232,6 +232,7 @@ pub fn run(suite: &Suite, plan: Plan, cancel: Option<&Latch>) -> Result<SuiteOut
     std::fs::create_dir_all(&out_dir)
         .with_context(|| format!("failed to create report directory {}", out_dir.display()))?;
     let n = plan.tests.len();
+    let plan_left_out = plan.left_out.len();
     // The order of the report: what --list showed.
     let planned = plan.scheduler.planned_order();
     let cp_path = checkpoint::path(&suite.report_dir, plan.tier.map(|t| t.as_str()));
@@ -271,7 +272,7 @@ pub fn run(suite: &Suite, plan: Plan, cancel: Option<&Latch>) -> Result<SuiteOut
     };
     let tier_words = r.tier.map(|t| format!(" for tier {t}")).unwrap_or_default();
     if n == 0 {
-        say!("no test to run{tier_words}: the suite passes with 0 tests");
+        say!("no test selected{tier_words}");
     } else {
         say!(
             "running {n} test(s){tier_words} ({} left out by the filters), {} at a time",
@@ -359,6 +360,8 @@ pub fn run(suite: &Suite, plan: Plan, cancel: Option<&Latch>) -> Result<SuiteOut
         passed,
         failed,
         skipped,
+        selected: n,
+        discovered: n + plan_left_out,
     })
 }
 

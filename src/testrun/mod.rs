@@ -66,6 +66,75 @@ pub struct SuiteOutcome {
     pub failed: usize,
     /// Skipped, cancelled, and passed earlier (resume).
     pub skipped: usize,
+    /// Tests the filters selected (0: nothing was tested).
+    pub selected: usize,
+    /// Test files discovered before the filters.
+    pub discovered: usize,
+}
+
+/// Every test option that can be wrong, checked without discovering or
+/// running anything (pure): `run` calls it before its first external
+/// command, `test` before its first test.
+pub fn validate_options(options: &TestOptions) -> Result<()> {
+    filter_for(None, options)?;
+    workers_for(options, 1)?;
+    check_limits(options)?;
+    for tag in &options.tags {
+        let t = tag.trim();
+        if !t.is_empty()
+            && !t
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            return Err(Failure::usage(format!(
+                "invalid --tag {t:?}: a tag may only hold letters, digits, `-`, `_` and `.`"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The filters of a suite in words, for the message that says why nothing
+/// ran: `tier install, --tag typo` (or `no filter`).
+pub fn describe_filters(tier: Option<&str>, options: &TestOptions) -> String {
+    let mut parts = Vec::new();
+    if let Some(t) = tier.filter(|t| !t.is_empty()) {
+        parts.push(format!("tier {t}"));
+    }
+    if let Some(l) = options.level.as_deref().filter(|l| !l.is_empty()) {
+        parts.push(format!("--level {l}"));
+    }
+    let tags: Vec<&str> = options
+        .tags
+        .iter()
+        .map(|t| t.trim())
+        .filter(|t| !t.is_empty())
+        .collect();
+    if !tags.is_empty() {
+        parts.push(format!("--tag {}", tags.join(",")));
+    }
+    if !options.slow {
+        parts.push("slow tests left out (no --slow)".to_string());
+    }
+    if parts.is_empty() {
+        "no filter".to_string()
+    } else {
+        parts.join(", ")
+    }
+}
+
+/// What an empty selection means under `--no-tests` (pure): Some(exit
+/// code) with whether to warn, or None when tests ran.
+pub fn no_tests_outcome(policy: crate::cli::NoTests, tests_ran: usize) -> Option<(i32, bool)> {
+    use crate::cli::NoTests;
+    if tests_ran > 0 {
+        return None;
+    }
+    Some(match policy {
+        NoTests::Fail => (crate::exit::TESTS_FAILED, false),
+        NoTests::Warn => (crate::exit::OK, true),
+        NoTests::Pass => (crate::exit::OK, false),
+    })
 }
 
 /// A discovered test file.

@@ -10,8 +10,21 @@ use nix::unistd::Pid;
 use crate::support::*;
 
 /// Creates a deployed app on the fake swarm with the canonical ABRA_DIR,
-/// as a run that died after deploying would leave it.
+/// as a run that died after deploying would leave it: with the marker a run
+/// writes into the env file right after `app new`.
 fn orphan(f: &Fixture, domain: &str) {
+    foreign_app(f, domain);
+    let env = f
+        .abra_home
+        .join("servers/default")
+        .join(format!("{domain}.env"));
+    let text = std::fs::read_to_string(&env).unwrap();
+    let line = cc_ci_run::abra::marker::line("drone-x-1", "ci1", "2026-01-01T00:00:00.000Z");
+    std::fs::write(&env, cc_ci_run::abra::marker::with_marker(&text, &line)).unwrap();
+}
+
+/// Creates a deployed app as an operator would, outside cc-ci-run: no marker.
+fn foreign_app(f: &Fixture, domain: &str) {
     for args in [
         vec![
             "app",
@@ -169,7 +182,7 @@ fn protected_and_non_matching_apps_are_never_probed() {
     let out = f
         .cmd()
         .args(["janitor"])
-        .env("CCCI_RUN_APP_RE", ".*")
+        .env("CCCI_RUN_APP_RE", "^.*$")
         .env("CCCI_PROTECTED_APPS", "warm.example.org")
         .output()
         .unwrap();

@@ -13,3 +13,4 @@ mod ops;
 mod run;
 mod support;
 mod testrun;
+mod verdict;

@@ -405,6 +405,7 @@ fn upstream_sha(f: &Fixture, git_ref: &str) -> String {
 fn pull_request_params(f: &Fixture, build: &str) -> Vec<(&'static str, String)> {
     vec![
         ("DRONE_BUILD_NUMBER", build.to_string()),
+        ("DRONE_REPO", "coop-cloud/example".into()),
         ("DRONE_BUILD_EVENT", "pull_request".into()),
         ("DRONE_PULL_REQUEST", "1".into()),
         ("DRONE_COMMIT_SHA", upstream_sha(f, "refs/pull/1/head")),
@@ -435,7 +436,7 @@ fn drone_pull_request_step_as_written_passes_and_tears_down() {
     guard.add(sh.id() as i32);
     let code = wait_exit(&mut sh);
     assert_eq!(code, 0, "step exit\n{}", step.output());
-    let rec = f.record("drone-4242");
+    let rec = f.record("drone-coop-cloud-example-4242");
     assert_eq!(rec["exit_code"], 0);
     assert_eq!(rec["pr"], 1, "DRONE_PULL_REQUEST reached the run");
     assert_eq!(rec["domain"], "example-pr1.ci.localhost");
@@ -444,7 +445,12 @@ fn drone_pull_request_step_as_written_passes_and_tears_down() {
         "the runner's trace line shows the command as written\n{}",
         step.output()
     );
-    assert_nothing_left(&f, "drone-4242", "example-pr1.ci.localhost", &step);
+    assert_nothing_left(
+        &f,
+        "drone-coop-cloud-example-4242",
+        "example-pr1.ci.localhost",
+        &step,
+    );
     let home: Vec<_> = std::fs::read_dir(&step.home).unwrap().collect();
     assert!(home.is_empty(), "the step wrote into HOME: {home:?}");
 }
@@ -463,17 +469,22 @@ fn drone_pull_request_step_cancelled_by_sigkill_of_sh_tears_down_with_143() {
     // Drone's cancel: SIGKILL of the step's sh alone.
     send(sh.id() as i32, Signal::SIGKILL);
     sh.wait().unwrap();
-    let record = f.state.join("runs/drone-4243/run.json");
+    let record = f.state.join("runs/drone-coop-cloud-example-4243/run.json");
     wait_until("the run record's exit code", || {
         std::fs::read_to_string(&record).is_ok_and(|t| t.contains("\"finished\": \""))
     });
     assert_eq!(
-        f.record("drone-4243")["exit_code"],
+        f.record("drone-coop-cloud-example-4243")["exit_code"],
         143,
         "{}",
         step.output()
     );
-    assert_nothing_left(&f, "drone-4243", "example-pr1.ci.localhost", &step);
+    assert_nothing_left(
+        &f,
+        "drone-coop-cloud-example-4243",
+        "example-pr1.ci.localhost",
+        &step,
+    );
 }
 
 #[test]
@@ -483,6 +494,7 @@ fn drone_testme_step_takes_the_bridge_parameters() {
     // the recipe's: with CCCI_PR it must be ignored.
     let params = vec![
         ("DRONE_BUILD_NUMBER", "4244".to_string()),
+        ("DRONE_REPO", "coop-cloud/recipes-ci".into()),
         ("DRONE_BUILD_EVENT", "custom".into()),
         (
             "DRONE_COMMIT_SHA",
@@ -497,7 +509,7 @@ fn drone_testme_step_takes_the_bridge_parameters() {
     let mut guard = KillOnPanic::default();
     guard.add(sh.id() as i32);
     assert_eq!(wait_exit(&mut sh), 0, "{}", step.output());
-    let rec = f.record("drone-4244");
+    let rec = f.record("drone-coop-cloud-recipes-ci-4244");
     assert_eq!(rec["pr"], 1);
     assert_eq!(rec["recipe"], "example");
     let steps: Vec<String> = f.ok_steps().into_iter().map(|(s, _)| s).collect();
@@ -505,7 +517,12 @@ fn drone_testme_step_takes_the_bridge_parameters() {
         steps.contains(&"deploy-chaos".to_string()) && !steps.contains(&"deploy".to_string()),
         "CCCI_QUICK=1 took the quick lane (one chaos deploy): {steps:?}"
     );
-    assert_nothing_left(&f, "drone-4244", "example-pr1.ci.localhost", &step);
+    assert_nothing_left(
+        &f,
+        "drone-coop-cloud-recipes-ci-4244",
+        "example-pr1.ci.localhost",
+        &step,
+    );
 }
 
 /// `scripts/check-nix.sh [DIR]`, with its exit code and output.

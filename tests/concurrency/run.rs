@@ -215,6 +215,107 @@ fn bad_input_exits_2_and_touches_nothing() {
             vec!["--recipe", "example"],
             vec![("CCCI_LOCK_MARGIN", "soon")],
         ),
+        // Every flag of `run`, the test options included: refused before
+        // `app new`, not after a deploy and a convergence wait.
+        (vec!["--recipe", "example", "--timeout", "0"], vec![]),
+        (
+            vec!["--recipe", "example", "--teardown-timeout", "0"],
+            vec![],
+        ),
+        (
+            vec!["--recipe", "example", "--converge-timeout", "0s"],
+            vec![],
+        ),
+        (vec!["--recipe", "example", "--grace", "x"], vec![]),
+        (vec!["--recipe", "example", "--base", "-v1"], vec![]),
+        (vec!["--recipe", "example", "--server", "a/b"], vec![]),
+        (
+            vec!["--recipe", "example", "--quick", "--level", "bogus"],
+            vec![],
+        ),
+        (vec!["--recipe", "example", "--test-nproc", "0"], vec![]),
+        (vec!["--recipe", "example", "--test-nofile", "0"], vec![]),
+        (vec!["--recipe", "example", "--test-memory", "lots"], vec![]),
+        (vec!["--recipe", "example", "--test-timeout", "0"], vec![]),
+        (vec!["--recipe", "example", "--test-cpu", "0"], vec![]),
+        (
+            vec![
+                "--recipe",
+                "example",
+                "--cpu-limit",
+                "150",
+                "--self-protect",
+            ],
+            vec![],
+        ),
+        (vec!["--recipe", "example", "--mem-limit", "-5"], vec![]),
+        (
+            vec!["--recipe", "example", "--parallel", "--max-workers", "0"],
+            vec![],
+        ),
+        (vec!["--recipe", "example", "--tag", "a b"], vec![]),
+        (vec!["--recipe", "example", "--no-tests", "maybe"], vec![]),
+        (vec!["--recipe", "example", "--bogus-flag"], vec![]),
+        // The variables `run` reads.
+        (vec!["--recipe", "example"], vec![("CCCI_RUN_APP_RE", "(")]),
+        (vec!["--recipe", "example"], vec![("CCCI_RUN_APP_RE", ".*")]),
+        (
+            vec!["--recipe", "example"],
+            vec![("CCCI_RUN_APP_RE", "^example-.*|prod$")],
+        ),
+        (
+            vec!["--recipe", "example"],
+            vec![("CCCI_RUN_APP_RE", "(?m)^x$")],
+        ),
+        (
+            vec!["--recipe", "example"],
+            vec![
+                ("CCCI_RUN_APP_RE", "^.*$"),
+                ("CCCI_PROTECTED_APPS", "shop.example.org"),
+            ],
+        ),
+        (vec!["--recipe", "example"], vec![("CCCI_JANITOR", "maybe")]),
+        (
+            vec!["--recipe", "example"],
+            vec![("CCCI_LOCK_MAX_AGE", "forever")],
+        ),
+        (
+            vec!["--recipe", "example"],
+            vec![("CCCI_RECORD_RETENTION", "1 week")],
+        ),
+        (
+            vec!["--recipe", "example"],
+            vec![("CCCI_SKIP_FETCH", "perhaps")],
+        ),
+        (
+            vec!["--recipe", "example"],
+            vec![("CCCI_DOMAIN_SUFFIX", "-bad-.x")],
+        ),
+        (
+            vec!["--recipe", "example"],
+            vec![("CCCI_TEST_LEVEL", "bogus")],
+        ),
+        (vec!["--recipe", "example"], vec![("CCCI_QUICK", "maybe")]),
+        (
+            vec!["--recipe", "example"],
+            vec![("DRONE_BUILD_NUMBER", "12a")],
+        ),
+        (
+            vec!["--recipe", "example"],
+            vec![("DRONE_BUILD_NUMBER", "12")],
+        ),
+        (
+            vec!["--recipe", "example"],
+            vec![("DRONE_BUILD_NUMBER", "12"), ("DRONE_REPO", "a b/c")],
+        ),
+        (
+            vec!["--recipe", "example"],
+            vec![("DRONE_COMMIT_SHA", "abc;rm")],
+        ),
+        (
+            vec!["--recipe", "example"],
+            vec![("CCCI_STATE_DIR", "state")],
+        ),
     ];
     for (args, env) in cases {
         let mut c = f.cmd();
@@ -240,6 +341,73 @@ fn bad_input_exits_2_and_touches_nothing() {
 }
 
 #[test]
+fn an_unsafe_state_directory_is_exit_2_saying_what_to_fix() {
+    use std::os::unix::fs::PermissionsExt;
+    let f = Fixture::new();
+    // Relative: it would land in the Drone workspace (the cwd).
+    let cwd = f.tmp.path().join("workspace");
+    std::fs::create_dir_all(&cwd).unwrap();
+    let out = f
+        .run_cmd(&["--quick"])
+        .current_dir(&cwd)
+        .env("CCCI_STATE_DIR", "ccci-state")
+        .env("CCCI_FAKE_LOG_READS", "1")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(code(out.status), 2, "{err}");
+    assert!(err.contains("absolute"), "{err}");
+    assert!(
+        std::fs::read_dir(&cwd).unwrap().next().is_none(),
+        "wrote into the workspace"
+    );
+
+    // World-writable and owned by another user: anyone could plant locks.
+    let shared = f.tmp.path().join("shared-state");
+    std::fs::create_dir_all(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let other_uid = nix::unistd::geteuid().as_raw() + 4242;
+    let chowned =
+        nix::unistd::chown(&shared, Some(nix::unistd::Uid::from_raw(other_uid)), None).is_ok();
+    let out = f
+        .run_cmd(&["--quick"])
+        .env("CCCI_STATE_DIR", &shared)
+        .env("CCCI_FAKE_LOG_READS", "1")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(code(out.status), 2, "{err}");
+    if chowned {
+        assert!(err.contains(&format!("uid {other_uid}")), "{err}");
+    } else {
+        assert!(err.contains("chmod go-w"), "{err}");
+    }
+    assert!(
+        std::fs::read_dir(&shared).unwrap().next().is_none(),
+        "wrote into {}",
+        shared.display()
+    );
+    // Ours, but group-writable.
+    let grp = f.tmp.path().join("group-state");
+    std::fs::create_dir_all(&grp).unwrap();
+    std::fs::set_permissions(&grp, std::fs::Permissions::from_mode(0o775)).unwrap();
+    let out = f
+        .run_cmd(&["--quick"])
+        .env("CCCI_STATE_DIR", &grp)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(code(out.status), 2, "{err}");
+    assert!(err.contains("chmod go-w"), "{err}");
+    assert!(std::fs::read_dir(&grp).unwrap().next().is_none());
+    assert!(
+        f.calls().is_empty(),
+        "bad input reached the stand-ins: {:?}",
+        f.calls()
+    );
+}
+
+#[test]
 fn missing_abra_home_under_drone_is_exit_2_naming_the_variable() {
     let f = Fixture::new();
     let home = f.tmp.path().join("drone-home");
@@ -249,6 +417,7 @@ fn missing_abra_home_under_drone_is_exit_2_naming_the_variable() {
         .env_remove("CCCI_ABRA_HOME")
         .env("HOME", &home)
         .env("DRONE_BUILD_NUMBER", "5")
+        .env("DRONE_REPO", "coop-cloud/example")
         .output()
         .unwrap();
     assert_eq!(code(out.status), 2);

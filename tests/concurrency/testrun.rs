@@ -706,13 +706,37 @@ fn self_protection_checkpoints_stops_and_exits_42_then_resume_finishes() {
 }
 
 #[test]
-fn no_test_for_the_tier_passes_with_zero_tests_and_says_so() {
+fn a_suite_that_selects_no_test_fails_naming_the_filters_unless_told_otherwise() {
     let f = Fixture::new();
-    f.test("restore-only", "# tier: restore", "true");
-    let out = f.run(&["--tier", "install"]);
+    f.test("restore-only", "# tier: restore\n# tags: http", "true");
+    // No tests, no green: the default is fail, naming what left nothing.
+    for args in [
+        vec!["--tier", "install"],
+        vec!["--tag", "nosuchtag"],
+        vec!["--level", "unit"],
+    ] {
+        let out = f.run(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(code(out.status), 1, "{args:?}: {err}");
+        assert!(err.contains("no test ran"), "{err}");
+        assert!(
+            err.contains(args[1]),
+            "the message names the filter {args:?}: {err}"
+        );
+        assert_eq!(f.report_json()["passed"], 0);
+    }
+    let out = f.run(&["--tag", "nosuchtag", "--no-tests", "warn"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(code(out.status), 0, "{err}");
+    assert!(err.contains("warning: no test ran"), "{err}");
+    let out = f.run(&["--tag", "nosuchtag", "--no-tests", "pass"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(code(out.status), 0, "{err}");
+    assert!(!err.contains("warning: no test ran"), "{err}");
+    // A filter that selects the test runs it: exit 0, one passed.
+    let out = f.run(&["--tag", "http"]);
     assert_eq!(code(out.status), 0);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("no test to run for tier install"));
-    assert_eq!(f.report_json()["passed"], 0);
+    assert_eq!(f.report_json()["passed"], 1);
 }
 
 #[test]

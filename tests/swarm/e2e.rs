@@ -484,3 +484,116 @@ fn janitor_reaps_an_orphan_stack_with_its_volumes_and_spares_live_and_protected_
     assert_eq!(code(running.wait().unwrap()), 143);
     assert!(leftovers(&host, &live).is_empty());
 }
+
+/// `app new` + `app deploy` outside cc-ci-run (no marker): an operator's app.
+fn deploy_outside(host: &SwarmHost, domain: &str) {
+    for args in [
+        vec![
+            "app",
+            "new",
+            "example",
+            "1.0.0+1.0",
+            "-s",
+            "default",
+            "-D",
+            domain,
+            "-S",
+            "-n",
+        ],
+        vec!["app", "deploy", domain, "1.0.0+1.0", "-D", "-c", "-n"],
+    ] {
+        let out = host.abra(&args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn a_loose_pattern_never_reaps_an_app_cc_ci_run_did_not_create() {
+    let (foreign, orphan, runner) = (
+        domain_for("loose", 0),
+        domain_for("loose", 1),
+        domain_for("loose", 2),
+    );
+    let host = SwarmHost::new(vec![foreign.clone(), orphan.clone(), runner.clone()]);
+    // Loose, but anchored: every `example-b<prefix>N` of this test.
+    let number = foreign
+        .trim_start_matches("example-b")
+        .trim_end_matches(".ci.localhost");
+    let gate = format!(
+        r"^example-b{}[0-9]\.ci\.localhost$",
+        &number[..number.len() - 1]
+    );
+    deploy_outside(&host, &foreign);
+    // An orphan as a dead run leaves it: the marker in its env file.
+    deploy_outside(&host, &orphan);
+    let env = host
+        .abra_home
+        .join("servers/default")
+        .join(format!("{orphan}.env"));
+    let text = std::fs::read_to_string(&env).unwrap();
+    let line = cc_ci_run::abra::marker::line("drone-dead-1", "ci1", "2026-01-01T00:00:00.000Z");
+    std::fs::write(&env, cc_ci_run::abra::marker::with_marker(&text, &line)).unwrap();
+
+    let out = host
+        .cmd()
+        .env_remove("CCCI_JANITOR")
+        .env("CCCI_RUN_APP_RE", &gate)
+        .args(["janitor", "--json"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(code(out.status), 0, "{err}");
+    let sum: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(sum["reaped"], serde_json::json!([orphan]), "{err}");
+    assert_eq!(sum["unmarked"], serde_json::json!([foreign]), "{err}");
+    assert!(
+        leftovers(&host, &orphan).is_empty(),
+        "{:?}",
+        leftovers(&host, &orphan)
+    );
+    let foreign_left = leftovers(&host, &foreign);
+    assert!(
+        foreign_left.iter().any(|l| l.starts_with("stack"))
+            && foreign_left.iter().any(|l| l.starts_with("volume")),
+        "the foreign app was touched: {foreign_left:?}"
+    );
+    assert!(!host
+        .state
+        .join("locks/apps")
+        .join(format!("{foreign}.lock"))
+        .exists());
+
+    // A run's janitor pass with the same pattern: green, foreign untouched.
+    let out = host
+        .run_cmd(&runner, &["--quick"])
+        .env("CCCI_RUN_ID", "loose")
+        .env_remove("CCCI_JANITOR")
+        .env("CCCI_RUN_APP_RE", &gate)
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(code(out.status), 0, "{log}");
+    assert!(
+        log.contains(&format!(
+            "{foreign} matches CCCI_RUN_APP_RE but was not created by cc-ci-run"
+        )),
+        "{log}"
+    );
+    assert_nothing_left(&host, &runner, "loose");
+    assert_eq!(
+        leftovers(&host, &foreign),
+        foreign_left,
+        "the run's janitor pass touched it"
+    );
+    assert!(
+        !steps(&host, &foreign)
+            .iter()
+            .any(|s| s == "undeploy" || s == "rm"),
+        "{:?}",
+        steps(&host, &foreign)
+    );
+}

@@ -36,20 +36,137 @@ fn manual_run_gets_manual_id_and_m_lane() {
 fn drone_build_gets_drone_id_and_pr_lane() {
     let e = env(&[
         ("DRONE_BUILD_NUMBER", "17"),
+        ("DRONE_REPO", "coop-cloud/gitea"),
         ("DRONE_PULL_REQUEST", "3"),
         ("CCCI_DOMAIN_SUFFIX", "ci.coopcloud.tech"),
     ]);
     let c = config::run_config(&run_args(&["--recipe", "gitea"]), &e, 1).unwrap();
-    assert_eq!(c.run_id, "drone-17");
+    assert_eq!(c.run_id, "drone-coop-cloud-gitea-17");
     assert_eq!(c.pr, Some(3));
     assert_eq!(c.domain, "gitea-pr3.ci.coopcloud.tech");
     let c = config::run_config(
         &run_args(&["--recipe", "gitea"]),
-        &env(&[("DRONE_BUILD_NUMBER", "17")]),
+        &env(&[
+            ("DRONE_BUILD_NUMBER", "17"),
+            ("DRONE_REPO", "coop-cloud/gitea"),
+        ]),
         1,
     )
     .unwrap();
     assert_eq!(c.domain, "gitea-b17.ci.localhost");
+}
+
+#[test]
+fn drone_run_ids_differ_between_repositories_and_repeat_within_one() {
+    // Drone numbers builds per repository: build 7 of two recipes.
+    let a = config::drone_run_id("coop-cloud/gitea", 7);
+    let b = config::drone_run_id("coop-cloud/matrix-synapse", 7);
+    assert_eq!(a, "drone-coop-cloud-gitea-7");
+    assert_eq!(b, "drone-coop-cloud-matrix-synapse-7");
+    assert_ne!(a, b);
+    assert_eq!(a, config::drone_run_id("coop-cloud/gitea", 7));
+    // Runs of other characters become one '-'; case folds.
+    assert_eq!(
+        config::drone_run_id("Coop_Cloud/My..Recipe", 12),
+        "drone-coop-cloud-my-recipe-12"
+    );
+    // Long names: cut, then 8 hex of the SHA-256 of the whole DRONE_REPO,
+    // so two long names with the same start still differ.
+    let long1 = format!("coop-cloud/{}-one", "x".repeat(80));
+    let long2 = format!("coop-cloud/{}-two", "x".repeat(80));
+    let (i1, i2) = (
+        config::drone_run_id(&long1, 123456),
+        config::drone_run_id(&long2, 123456),
+    );
+    assert_ne!(i1, i2);
+    for id in [&i1, &i2] {
+        assert!(id.len() <= 63, "{id}");
+        assert!(id.ends_with("-123456"), "{id}");
+        config::check_run_id(id).unwrap();
+    }
+    assert_eq!(i1, config::drone_run_id(&long1, 123456));
+    // The longest build number still fits.
+    let id = config::drone_run_id(&long1, 999_999_999_999_999_999);
+    assert!(id.len() <= 63, "{id}");
+    config::check_run_id(&id).unwrap();
+}
+
+#[test]
+fn a_drone_build_without_drone_repo_is_refused() {
+    let r = config::run_config(
+        &run_args(&["--recipe", "gitea"]),
+        &env(&[("DRONE_BUILD_NUMBER", "17")]),
+        1,
+    );
+    assert_eq!(code_of(r), 2);
+    for bad in ["a b/c", "x\u{7}/y", "///", "ä/ö"] {
+        let r = config::run_config(
+            &run_args(&["--recipe", "gitea"]),
+            &env(&[("DRONE_BUILD_NUMBER", "17"), ("DRONE_REPO", bad)]),
+            1,
+        );
+        assert_eq!(code_of(r), 2, "{bad:?}");
+    }
+}
+
+#[test]
+fn state_dir_rule_names_what_to_fix() {
+    use config::{state_dir_rule, DirFacts};
+    use std::path::Path;
+    let ok = DirFacts {
+        is_dir: true,
+        uid: 1000,
+        mode: 0o40755,
+    };
+    assert!(state_dir_rule(Path::new("/var/lib/cc-ci-run"), Some(ok), 1000).is_ok());
+    assert!(state_dir_rule(Path::new("/var/lib/cc-ci-run"), None, 1000).is_ok());
+    // Root-owned is fine for any user.
+    let root = DirFacts { uid: 0, ..ok };
+    assert!(state_dir_rule(Path::new("/srv/ccci"), Some(root), 1000).is_ok());
+    let msg = |r: anyhow::Result<()>| format!("{:#}", r.unwrap_err());
+    assert!(msg(state_dir_rule(Path::new("state"), Some(ok), 1000)).contains("absolute"));
+    assert!(msg(state_dir_rule(Path::new("./x/../y"), None, 1000)).contains("absolute"));
+    let other = DirFacts { uid: 1001, ..ok };
+    assert!(msg(state_dir_rule(Path::new("/s"), Some(other), 1000)).contains("uid 1001"));
+    for mode in [0o40775, 0o40757, 0o41777] {
+        let w = DirFacts { mode, ..ok };
+        assert!(
+            msg(state_dir_rule(Path::new("/s"), Some(w), 1000)).contains("chmod go-w"),
+            "{mode:o}"
+        );
+    }
+    let file = DirFacts {
+        is_dir: false,
+        ..ok
+    };
+    assert!(msg(state_dir_rule(Path::new("/s"), Some(file), 1000)).contains("directory"));
+}
+
+#[test]
+fn zero_bounds_and_bad_test_options_are_refused_before_anything_runs() {
+    for args in [
+        vec!["--timeout", "0"],
+        vec!["--teardown-timeout", "0s"],
+        vec!["--converge-timeout", "0"],
+        vec!["--level", "bogus"],
+        vec!["--test-nproc", "0"],
+        vec!["--test-nofile", "0"],
+        vec!["--test-memory", "0"],
+        vec!["--test-timeout", "0"],
+        vec!["--test-cpu", "500ms"],
+        vec!["--cpu-limit", "150", "--self-protect"],
+        vec!["--mem-limit", "0"],
+        vec!["--parallel", "--max-workers", "0"],
+        vec!["--tag", "a b"],
+    ] {
+        let mut all = vec!["--recipe", "example"];
+        all.extend(&args);
+        assert_eq!(
+            code_of(config::run_config(&run_args(&all), &env(&[]), 1)),
+            2,
+            "{args:?}"
+        );
+    }
 }
 
 #[test]
@@ -156,6 +273,7 @@ fn custom_build_commit_sha_is_not_the_recipe_ref() {
     let sha = "0123456789abcdef0123456789abcdef01234567";
     let push = env(&[
         ("DRONE_BUILD_NUMBER", "3"),
+        ("DRONE_REPO", "coop-cloud/example"),
         ("DRONE_COMMIT_SHA", sha),
         ("DRONE_BUILD_EVENT", "push"),
     ]);
@@ -163,6 +281,7 @@ fn custom_build_commit_sha_is_not_the_recipe_ref() {
     assert_eq!(c.git_ref.as_deref(), Some(sha));
     let custom = env(&[
         ("DRONE_BUILD_NUMBER", "3"),
+        ("DRONE_REPO", "coop-cloud/example"),
         ("DRONE_COMMIT_SHA", sha),
         ("DRONE_BUILD_EVENT", "custom"),
     ]);
