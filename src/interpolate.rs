@@ -4,12 +4,14 @@
 //! 3 step 8). Real recipes write `backupbot.backup=${ENABLE_BACKUPS:-true}`;
 //! the raw text is not the label the service carries.
 //!
-//! The forms are those of the compose specification (compose-go):
+//! The forms, and what `docker stack deploy` makes of them (docker/cli's
+//! compose template code, which abra's deploy code also uses; measured
+//! on Docker 20.10):
 //!
 //! | text | value |
 //! |---|---|
 //! | `$$` | a literal `$` |
-//! | `$VAR`, `${VAR}` | VAR's value; unset is the empty string (compose warns) |
+//! | `$VAR`, `${VAR}` | VAR's value; unset is the empty string |
 //! | `${VAR:-word}` | word when VAR is unset or empty |
 //! | `${VAR-word}` | word when VAR is unset |
 //! | `${VAR:?msg}` | an error naming VAR and msg when VAR is unset or empty |
@@ -17,19 +19,22 @@
 //! | `${VAR:+word}` | word when VAR is set and not empty, else empty |
 //! | `${VAR+word}` | word when VAR is set, else empty |
 //!
-//! Names are `[A-Za-z_][A-Za-z0-9_]*` (compose matches them
-//! case-insensitively, so lower-case names are names too). A `word` or
-//! `msg` runs to its matching `}` and may itself hold `$VAR`, `$$` and
-//! nested `${...}`, which are interpolated, as compose-go does
-//! (`${A:-${B:-c}}`). Like compose-go, the word is interpolated whether or
-//! not it is used, so an error inside an unused word is still an error.
-//! Anything else after a `$` (`${`, `${}`, `$1`, a lone `$`) is malformed,
-//! as compose refuses it: the error gives the 1-based column of that `$`.
+//! Names are `[A-Za-z_][A-Za-z0-9_]*` (docker matches them
+//! case-insensitively, so lower-case names are names too). Anything else
+//! after a `$` (`${`, `${}`, `$1`, a lone `$`) is malformed, as docker
+//! refuses it: the error gives the 1-based column of that `$`.
 //!
-//! Docker 20.10's own `docker stack deploy` (docker/cli's older template
-//! code) knows neither `:+`/`+` nor nested words; a recipe that uses them
-//! fails its deploy there, so reading them the compose-go way never makes
-//! the harness see a value that the engine deployed differently.
+//! A `word` or `msg` is literal text up to the first `}`. That is what
+//! docker deploys: `${A:-${B:-c}}` with A unset gives the label
+//! `${B:-c}` (the word `${B:-c` and the `}` after it), and `${A:-$B}`
+//! gives `$B`. compose-go (docker compose) would interpolate the nested
+//! `${B:-c}` to `c`; reading it that way would make the harness decide on
+//! a value the engine never got, so it does not.
+//!
+//! `:+` and `+` are compose-go's; docker 20.10 refuses them ("invalid
+//! interpolation format"), so a recipe that uses them fails its deploy and
+//! the value read here never meets a deployed app. They are read as
+//! compose-go reads them.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -92,7 +97,7 @@ pub fn interpolate(text: &str, vars: &BTreeMap<String, String>) -> Result<Interp
         vars,
         used: Vec::new(),
     };
-    let value = p.text(None)?;
+    let value = p.text()?;
     Ok(Interpolated {
         value,
         vars: p.used,
@@ -142,28 +147,31 @@ impl<'a> Parser<'a> {
         value
     }
 
-    /// Text up to the end, or, in the word of the `${NAME` whose `$` is at
-    /// `word_of`, up to its closing `}` (consumed; the end of the text
-    /// before it is an error at that `$`).
-    fn text(&mut self, word_of: Option<(usize, &str)>) -> Result<String, Error> {
+    /// Text up to the end.
+    fn text(&mut self) -> Result<String, Error> {
         let mut out = String::new();
         while let Some(c) = self.peek() {
-            match c {
-                '$' => out.push_str(&self.dollar()?),
-                '}' if word_of.is_some() => {
-                    self.pos += 1;
-                    return Ok(out);
-                }
-                _ => {
-                    out.push(c);
-                    self.pos += 1;
-                }
+            if c == '$' {
+                out.push_str(&self.dollar()?);
+            } else {
+                out.push(c);
+                self.pos += 1;
             }
         }
-        match word_of {
-            Some((at, name)) => Err(self.malformed(at, format!("`${{{name}` is not closed"))),
-            None => Ok(out),
+        Ok(out)
+    }
+
+    /// The word of the `${NAME` whose `$` is at `at`: literal text up to
+    /// the first `}` (consumed), as docker reads it (module header).
+    fn word(&mut self, at: usize, name: &str) -> Result<String, Error> {
+        let start = self.pos;
+        while let Some(c) = self.peek() {
+            self.pos += 1;
+            if c == '}' {
+                return Ok(self.chars[start..self.pos - 1].iter().collect());
+            }
         }
+        Err(self.malformed(at, format!("`${{{name}` is not closed")))
     }
 
     fn name(&mut self) -> String {
@@ -242,7 +250,7 @@ impl<'a> Parser<'a> {
         };
         self.pos += 1;
         let value = self.lookup(&name);
-        let word = self.text(Some((at, &name)))?;
+        let word = self.word(at, &name)?;
         // With `:` an empty value counts as missing, as in the shell.
         let present = match &value {
             Some(v) => !colon || !v.is_empty(),
