@@ -5,8 +5,8 @@
 //! the raw text is not the label the service carries.
 //!
 //! The forms, and what `docker stack deploy` makes of them (docker/cli's
-//! compose template code, which abra's deploy code also uses; measured
-//! on Docker 20.10):
+//! compose template code, measured on Docker 20.10; abra's deploy is
+//! built on docker/cli's stack code, so it is taken to read them alike):
 //!
 //! | text | value |
 //! |---|---|
