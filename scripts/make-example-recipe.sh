@@ -11,12 +11,18 @@
 # The last line printed is DEST/abra-home. Identity, dates and file modes
 # are fixed, so every build yields the same commit and tag ids.
 #
-# Usage: make-example-recipe.sh [--force] [--history N [--blob-mb M]] DEST
+# Usage: make-example-recipe.sh [--force] [--history N [--blob-mb M]]
+#                               [--sample-env KEY=VALUE]... DEST
 #   --force       rebuild over an existing build in DEST
 #   --history N   N small commits before the first release (large-history
 #                 benchmarks)
 #   --blob-mb M   M MiB of incompressible data spread over those commits and
 #                 removed from the tree by the first release
+#   --sample-env KEY=VALUE
+#                 every release's .env.sample ends with KEY=VALUE, as in a
+#                 recipe that ships that default: `abra app new` copies it
+#                 into the app's env file (ENABLE_BACKUPS=false: a recipe
+#                 whose apps are not backed up unless the operator says so)
 set -euo pipefail
 
 usage() {
@@ -28,9 +34,16 @@ force=0
 history=0
 blob_mb=0
 dest=""
+sample_env=()
 while [ $# -gt 0 ]; do
   case "$1" in
   --force) force=1 ;;
+  --sample-env)
+    [ $# -ge 2 ] || usage
+    sample_env+=("$2")
+    shift
+    ;;
+  --sample-env=*) sample_env+=("${1#*=}") ;;
   --history)
     [ $# -ge 2 ] || usage
     history="$2"
@@ -62,6 +75,12 @@ case "$history$blob_mb" in
   exit 2
   ;;
 esac
+for kv in ${sample_env[@]+"${sample_env[@]}"}; do
+  if ! [[ "$kv" =~ ^[A-Za-z_][A-Za-z0-9_]*=[^[:space:]\'\"]*$ ]]; then
+    echo "make-example-recipe: --sample-env takes KEY=VALUE (no spaces or quotes), not '$kv'" >&2
+    exit 2
+  fi
+done
 if [ "$blob_mb" -gt 0 ] && [ "$history" -eq 0 ]; then
   echo "make-example-recipe: --blob-mb needs --history N with N >= 1" >&2
   exit 2
@@ -154,6 +173,13 @@ fi
 # Release 1.0.0+1.0: exactly the files of examples/recipe. The index starts
 # empty, so history.txt and blobs/ of the history commits are dropped here.
 cp -R "$src/." "$work/"
+if [ ${#sample_env[@]} -gt 0 ]; then
+  {
+    echo
+    echo "## Set by make-example-recipe.sh --sample-env"
+    printf '%s\n' "${sample_env[@]}"
+  } >>"$work/.env.sample"
+fi
 find "$work" -path "$work/.git" -prune -o -type f -exec chmod 0644 {} +
 chmod 0755 "$work"/tests/*.sh "$work"/image/build.sh
 stamp

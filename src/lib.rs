@@ -13,6 +13,7 @@ pub mod docker;
 pub mod exit;
 pub mod external;
 pub mod gitrepo;
+pub mod interpolate;
 pub mod janitor;
 pub mod lifetime;
 pub mod lock;

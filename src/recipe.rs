@@ -1,7 +1,15 @@
 //! What cc-ci-run reads of a recipe (pure): `.env.sample`, the compose
 //! files it names, the static checks of SPEC section 3 step 4, whether the
-//! recipe declares backups, and which release is the base of the install
+//! backup/restore tier runs, and which release is the base of the install
 //! tier.
+//!
+//! Compose values are read as the engine will see them (SPEC section 3
+//! step 8): interpolated (`interpolate`) with the values docker gets. The
+//! compose files keep their raw text here; the static checks interpolate
+//! images with `.env.sample`'s values (no app exists yet), and the backup
+//! decision interpolates the `backupbot.backup` labels with the app's env
+//! file once `app new` has written it, since that file, not the raw text,
+//! is what `abra app deploy` hands to docker.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -9,6 +17,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 
 use crate::exit::{Failure, TESTS_FAILED};
+use crate::interpolate::{self, Interpolated};
 
 /// Parses an env file: `KEY=value` lines, `#` comments, optional quotes.
 pub fn parse_env(text: &str) -> BTreeMap<String, String> {
@@ -53,7 +62,17 @@ pub fn set_env(text: &str, key: &str, value: &str) -> String {
     out.join("\n") + "\n"
 }
 
-/// One service of a compose file.
+/// The values `abra app deploy` gives docker to interpolate the compose
+/// files with: the app's env file and `STACK_NAME` (abra sets it; a
+/// `STACK_NAME` in the env file is the stack name abra uses, so it wins).
+pub fn deploy_vars(env_file: &str, stack: &str) -> BTreeMap<String, String> {
+    let mut vars = parse_env(env_file);
+    vars.entry("STACK_NAME".to_string())
+        .or_insert_with(|| stack.to_string());
+    vars
+}
+
+/// One service of a compose file, as written (not interpolated).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Service {
     pub name: String,
@@ -65,18 +84,17 @@ pub struct Service {
 #[derive(Clone, Debug, Default)]
 pub struct RecipeInfo {
     pub compose_files: Vec<PathBuf>,
+    /// The services as written: later decisions interpolate them with the
+    /// values of their moment (the backup tier: the app's env file).
     pub services: Vec<Service>,
-    /// Some service carries `backupbot.backup=true`.
-    pub backups: bool,
+    /// Every service's image interpolated with `.env.sample`'s values
+    /// (checked pinned): what the prepare phase pulls.
+    pub sampled_images: Vec<String>,
 }
 
 impl RecipeInfo {
     pub fn images(&self) -> Vec<String> {
-        let mut v: Vec<String> = self
-            .services
-            .iter()
-            .filter_map(|s| s.image.clone())
-            .collect();
+        let mut v = self.sampled_images.clone();
         v.sort();
         v.dedup();
         v
@@ -157,9 +175,129 @@ pub fn image_pinned(image: &str) -> bool {
     }
 }
 
+/// A service's image interpolated with `.env.sample`'s values `sample`,
+/// checked pinned; a static check failure names the file, the service and
+/// the raw and interpolated text.
+pub fn sampled_image(
+    file: &Path,
+    service: &Service,
+    sample: &BTreeMap<String, String>,
+) -> Result<Option<String>> {
+    let Some(raw) = &service.image else {
+        return Ok(None);
+    };
+    let image = interpolate::interpolate(raw, sample)
+        .map_err(|e| {
+            check_failed(
+                file,
+                &format!("image {raw:?} of service {}: {e}", service.name),
+            )
+        })?
+        .value;
+    if !image_pinned(&image) {
+        let shown = if image == *raw {
+            format!("{raw:?}")
+        } else {
+            format!("{raw:?} ({image:?} with .env.sample's values)")
+        };
+        return Err(check_failed(
+            file,
+            &format!(
+                "image {shown} of service {} must be pinned to a version tag or digest (not latest)",
+                service.name
+            ),
+        ));
+    }
+    Ok(Some(image))
+}
+
+/// The label that asks backupbot to back a service up.
+pub const BACKUP_LABEL: &str = "backupbot.backup";
+
+/// Whether the backup/restore tier runs, and the sentence the run logs
+/// to say why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BackupTier {
+    pub run: bool,
+    pub reason: String,
+}
+
+/// `NAME=value` for each variable a value read, `NAME not set` for an
+/// unset one: where the value came from.
+fn sources(i: &Interpolated) -> String {
+    i.vars
+        .iter()
+        .map(|(k, v)| match v {
+            Some(v) => format!("{k}={v}"),
+            None => format!("{k} not set"),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The backup/restore tier's decision (pure): it runs when some service's
+/// `backupbot.backup` label, interpolated with `vars` (the values docker
+/// gets, described by `source` in the reason), is `true`, the value
+/// backupbot acts on. A label that does not interpolate (`${VAR:?msg}`
+/// with VAR missing) is a recipe failure naming the service and the label.
+pub fn backup_tier(
+    services: &[Service],
+    vars: &BTreeMap<String, String>,
+    source: &str,
+) -> Result<BackupTier> {
+    let mut on = Vec::new();
+    let mut off = Vec::new();
+    for s in services {
+        let Some(raw) = s.labels.get(BACKUP_LABEL) else {
+            continue;
+        };
+        let i = interpolate::interpolate(raw, vars).map_err(|e| {
+            Failure::with_code(
+                TESTS_FAILED,
+                format!(
+                    "failed to read label {BACKUP_LABEL}={raw} of service {} with {source}: {e}",
+                    s.name
+                ),
+            )
+        })?;
+        let mut said = format!("{BACKUP_LABEL}={raw}");
+        if i.value != *raw || !i.vars.is_empty() {
+            said += &format!(" is {:?} with {source}", i.value);
+            if !i.vars.is_empty() {
+                said += &format!(" ({})", sources(&i));
+            }
+        }
+        said += &format!(", on service {}", s.name);
+        if i.value == "true" {
+            on.push(said);
+        } else {
+            off.push(said);
+        }
+    }
+    Ok(if !on.is_empty() {
+        BackupTier {
+            run: true,
+            reason: format!("backup/restore tier: {}", on.join("; ")),
+        }
+    } else if !off.is_empty() {
+        BackupTier {
+            run: false,
+            reason: format!("backup/restore tier skipped: {}", off.join("; ")),
+        }
+    } else {
+        BackupTier {
+            run: false,
+            reason: format!(
+                "backup/restore tier skipped: no service of the recipe has a {BACKUP_LABEL} label"
+            ),
+        }
+    })
+}
+
 /// The static checks (SPEC section 3 step 4), on a recipe checkout: the
 /// `.env.sample` is present, every compose file it names parses, every
-/// image is pinned. A failure is exit 1 naming the file and the rule.
+/// image, interpolated with `.env.sample`'s values, is pinned. A failure
+/// is exit 1 naming the file and the rule.
 pub fn static_checks(checkout: &Path) -> Result<RecipeInfo> {
     let sample = checkout.join(".env.sample");
     let text = std::fs::read_to_string(&sample)
@@ -182,19 +320,8 @@ pub fn static_checks(checkout: &Path) -> Result<RecipeInfo> {
             .map_err(|_| check_failed(&path, "a compose file named in COMPOSE_FILE must exist"))?;
         let services = parse_compose(&path, &text)?;
         for s in &services {
-            match &s.image {
-                Some(img) if image_pinned(img) => {}
-                Some(img) => {
-                    return Err(check_failed(&path, &format!("image {img:?} of service {} must be pinned to a version tag or digest (not latest)", s.name)))
-                }
-                None => {}
-            }
+            info.sampled_images.extend(sampled_image(&path, s, &env)?);
         }
-        info.backups |= services.iter().any(|s| {
-            s.labels
-                .get("backupbot.backup")
-                .is_some_and(|v| v == "true")
-        });
         info.services.extend(services);
         info.compose_files.push(path);
     }

@@ -382,13 +382,15 @@ impl Run {
         } else if !self.cfg.quick {
             say!("no release before the ref under test: the install tier deployed the ref itself, upgrade tier skipped");
         }
-        if !self.cfg.quick && info.backups {
-            self.backup_restore()?;
-            if let Some(v) = self.test_tier("restore")? {
-                return Ok(v);
+        if !self.cfg.quick {
+            let tier = self.backup_tier(&info.services)?;
+            say!("{}", tier.reason);
+            if tier.run {
+                self.backup_restore()?;
+                if let Some(v) = self.test_tier("restore")? {
+                    return Ok(v);
+                }
             }
-        } else if !self.cfg.quick {
-            say!("the recipe declares no backups (backupbot.backup=true): backup/restore tier skipped");
         }
         if let Some(v) = self.no_tests_verdict() {
             return Ok(v);
@@ -789,6 +791,19 @@ impl Run {
         })?;
         say!("upgrade tier: chaos deploy of {sha} is running ({key}={label})");
         Ok(())
+    }
+
+    /// Whether the recipe declares backups as the engine sees its labels:
+    /// interpolated with the app's env file (made by `app new` from the
+    /// base release's `.env.sample`) and STACK_NAME, what `abra app deploy`
+    /// gives docker. `services` are those of the ref under test, the
+    /// compose that the last deploy used.
+    fn backup_tier(&self, services: &[recipe::Service]) -> Result<recipe::BackupTier> {
+        let path = self.abra.env_file(&self.cfg.server, &self.cfg.domain);
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("failed to read the app's env file {}", path.display()))?;
+        let vars = recipe::deploy_vars(&text, &self.cfg.stack);
+        recipe::backup_tier(services, &vars, "the app's env file")
     }
 
     fn backup_restore(&mut self) -> Result<()> {

@@ -69,6 +69,16 @@ fn green_run_deploys_base_upgrades_to_pr_head_backs_up_and_tears_down() {
         .find(|c| c["step"] == "deploy" && c["result"] == "ok")
         .unwrap();
     assert!(deploy["argv"].to_string().contains("1.1.0+1.0"), "{deploy}");
+    // The example's label is `backupbot.backup=${ENABLE_BACKUPS:-true}`, as
+    // real recipes write it, and its env file leaves ENABLE_BACKUPS unset:
+    // the raw text is not `true`, the deployed label is.
+    assert!(
+        log.contains(
+            "backup/restore tier: backupbot.backup=${ENABLE_BACKUPS:-true} is \"true\" \
+             with the app's env file (ENABLE_BACKUPS not set), on service app"
+        ),
+        "{log}"
+    );
     let rec = f.record("green");
     assert_eq!(rec["exit_code"], 0);
     assert_eq!(rec["phase"], "finished");
@@ -85,6 +95,37 @@ fn green_run_deploys_base_upgrades_to_pr_head_backs_up_and_tears_down() {
         "report kept after the tree"
     );
     assert_clean(&f, "green", PR_DOMAIN);
+}
+
+#[test]
+fn backups_off_in_the_apps_env_file_skip_the_backup_tier_and_the_log_says_why() {
+    // A recipe whose .env.sample ships ENABLE_BACKUPS=false: `app new`
+    // copies it into the app's env file, so the deployed label is false.
+    let f = Fixture::with_recipe_args(&["--sample-env", "ENABLE_BACKUPS=false"]);
+    let out = f
+        .run_cmd(&["--pr", "1"])
+        .env("CCCI_RUN_ID", "nobackup")
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(code(out.status), 0, "{log}");
+    assert_eq!(
+        steps_for(&f, PR_DOMAIN),
+        ["new", "deploy", "deploy-chaos", "undeploy", "rm"],
+        "{log}"
+    );
+    assert!(
+        log.contains(
+            "backup/restore tier skipped: backupbot.backup=${ENABLE_BACKUPS:-true} is \"false\" \
+             with the app's env file (ENABLE_BACKUPS=false), on service app"
+        ),
+        "{log}"
+    );
+    assert_eq!(
+        f.record("nobackup")["tiers"],
+        serde_json::json!(["install", "upgrade"])
+    );
+    assert_clean(&f, "nobackup", PR_DOMAIN);
 }
 
 #[test]

@@ -227,9 +227,16 @@ pub struct Fixture {
 
 impl Fixture {
     pub fn new() -> Fixture {
+        Fixture::with_recipe_args(&[])
+    }
+
+    /// A fixture whose example recipe is built with extra arguments of
+    /// `make-example-recipe.sh` (`--sample-env KEY=VALUE`).
+    pub fn with_recipe_args(args: &[&str]) -> Fixture {
         let tmp = tempdir();
         let out = Command::new("bash")
             .arg(repo().join("scripts/make-example-recipe.sh"))
+            .args(args)
             .arg(tmp.path().join("recipe"))
             .output()
             .expect("run make-example-recipe.sh");

@@ -26,10 +26,29 @@ fn assert_nothing_left(host: &SwarmHost, domain: &str, run_id: &str) {
     assert!(host.tree_gone(run_id), "run tree left");
 }
 
+/// A CI test (`CCCI_CI_TESTS/example/`) that prints the `backupbot.backup`
+/// label the engine's app service carries, after the upgrade: what docker
+/// made of `${ENABLE_BACKUPS:-true}`, to compare with the run's decision.
+fn add_label_probe(host: &SwarmHost) {
+    let dir = host.tmp.path().join("ci-tests/example");
+    std::fs::create_dir_all(&dir).unwrap();
+    let probe = script(
+        &dir,
+        "50-backup-label.sh",
+        "#!/bin/sh\n# tier: upgrade\nset -eu\n\
+         v=$(\"${CCCI_DOCKER:-docker}\" service inspect \"${CCCI_STACK}_app\" \\\n\
+           --format '{{index .Spec.Labels \"backupbot.backup\"}}')\n\
+         echo \"the engine's ${CCCI_STACK}_app carries backupbot.backup=$v\"\n",
+    );
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&probe, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
 #[test]
 fn green_run_proves_the_three_tiers_on_the_swarm_and_leaves_nothing() {
     let d = domain_for("green", 0);
     let host = SwarmHost::new(vec![d.clone()]);
+    add_label_probe(&host);
     let out = host
         .run_cmd(&d, &[])
         .env("CCCI_RUN_ID", "green")
@@ -53,12 +72,27 @@ fn green_run_proves_the_three_tiers_on_the_swarm_and_leaves_nothing() {
     );
     // The recipe's own tests checked over HTTP on 127.0.0.1: version 1.1.0
     // served after install, 2.0.0-pr after the upgrade, the marker written
-    // in the volume read back after restore.
-    for needle in ["1.1.0", "2.0.0-pr", "marker"] {
+    // in the volume read back after backup and restore.
+    for needle in [
+        "1.1.0",
+        "2.0.0-pr",
+        "the marker came back from backup and restore",
+    ] {
         assert!(
             log.contains(needle),
             "the tests' output should mention {needle}: {log}"
         );
+    }
+    // The label is `${ENABLE_BACKUPS:-true}` with ENABLE_BACKUPS unset:
+    // docker deployed `true`, and the run read it so.
+    let stack = stack_of(&d);
+    for needle in [
+        format!("the engine's {stack}_app carries backupbot.backup=true"),
+        "backup/restore tier: backupbot.backup=${ENABLE_BACKUPS:-true} is \"true\" \
+         with the app's env file (ENABLE_BACKUPS not set)"
+            .to_string(),
+    ] {
+        assert!(log.contains(&needle), "want {needle:?} in: {log}");
     }
     let upstream = host.tmp.path().join("recipe/upstream.git");
     let sha = Command::new("git")
@@ -83,6 +117,42 @@ fn green_run_proves_the_three_tiers_on_the_swarm_and_leaves_nothing() {
     );
     assert_eq!(host.record("green")["exit_code"], 0);
     assert_nothing_left(&host, &d, "green");
+}
+
+#[test]
+fn backups_off_in_the_apps_env_file_skip_the_backup_tier_on_the_swarm() {
+    // .env.sample ships ENABLE_BACKUPS=false; `app new` copies it into the
+    // app's env file, docker substitutes it into the label.
+    let d = domain_for("nobackup", 0);
+    let host =
+        SwarmHost::with_recipe_args(vec![d.clone()], &["--sample-env", "ENABLE_BACKUPS=false"]);
+    add_label_probe(&host);
+    let out = host
+        .run_cmd(&d, &[])
+        .env("CCCI_RUN_ID", "nobackup")
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(code(out.status), 0, "{log}");
+    assert_eq!(
+        steps(&host, &d),
+        ["new", "deploy", "deploy-chaos", "undeploy", "rm"],
+        "{log}"
+    );
+    let stack = stack_of(&d);
+    for needle in [
+        format!("the engine's {stack}_app carries backupbot.backup=false"),
+        "backup/restore tier skipped: backupbot.backup=${ENABLE_BACKUPS:-true} is \"false\" \
+         with the app's env file (ENABLE_BACKUPS=false), on service app"
+            .to_string(),
+    ] {
+        assert!(log.contains(&needle), "want {needle:?} in: {log}");
+    }
+    assert_eq!(
+        host.record("nobackup")["tiers"],
+        serde_json::json!(["install", "upgrade"])
+    );
+    assert_nothing_left(&host, &d, "nobackup");
 }
 
 #[test]

@@ -83,11 +83,18 @@ pub fn stack_of(domain: &str) -> String {
 
 impl SwarmHost {
     pub fn new(domains: Vec<String>) -> SwarmHost {
+        SwarmHost::with_recipe_args(domains, &[])
+    }
+
+    /// A host whose example recipe is built with extra arguments of
+    /// `make-example-recipe.sh` (`--sample-env KEY=VALUE`).
+    pub fn with_recipe_args(domains: Vec<String>, args: &[&str]) -> SwarmHost {
         require_swarm();
         build_images();
         let tmp = tempdir();
         let out = Command::new("bash")
             .arg(repo().join("scripts/make-example-recipe.sh"))
+            .args(args)
             .arg(tmp.path().join("recipe"))
             .output()
             .unwrap();

@@ -73,3 +73,143 @@ fn chaos_version_label_must_be_a_clean_prefix() {
     assert!(check_chaos_version("fedcba98", sha).is_err());
     assert!(check_chaos_version("", sha).is_err());
 }
+
+fn service(name: &str, image: Option<&str>, labels: &[(&str, &str)]) -> Service {
+    Service {
+        name: name.into(),
+        image: image.map(String::from),
+        labels: labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    }
+}
+
+fn app_env(text: &str) -> std::collections::BTreeMap<String, String> {
+    deploy_vars(text, "app_example_test")
+}
+
+const REAL_LABEL: &str = "${ENABLE_BACKUPS:-true}";
+
+#[test]
+fn backup_tier_runs_when_the_interpolated_label_is_true() {
+    let s = [service("app", None, &[("backupbot.backup", REAL_LABEL)])];
+    let t = backup_tier(&s, &app_env("TYPE=example\n"), "the app's env file").unwrap();
+    assert!(t.run, "{t:?}");
+    assert_eq!(
+        t.reason,
+        "backup/restore tier: backupbot.backup=${ENABLE_BACKUPS:-true} is \"true\" \
+         with the app's env file (ENABLE_BACKUPS not set), on service app"
+    );
+    // set but empty: `:-` takes the default too
+    let t = backup_tier(&s, &app_env("ENABLE_BACKUPS=\n"), "the app's env file").unwrap();
+    assert!(t.run, "{t:?}");
+    let t = backup_tier(&s, &app_env("ENABLE_BACKUPS=true\n"), "the app's env file").unwrap();
+    assert!(t.run, "{t:?}");
+}
+
+#[test]
+fn backup_tier_is_skipped_naming_the_label_its_text_value_and_source() {
+    let s = [service("app", None, &[("backupbot.backup", REAL_LABEL)])];
+    let t = backup_tier(&s, &app_env("ENABLE_BACKUPS=false\n"), "the app's env file").unwrap();
+    assert!(!t.run);
+    assert_eq!(
+        t.reason,
+        "backup/restore tier skipped: backupbot.backup=${ENABLE_BACKUPS:-true} is \"false\" \
+         with the app's env file (ENABLE_BACKUPS=false), on service app"
+    );
+}
+
+#[test]
+fn backup_tier_runs_when_any_service_declares_it() {
+    let s = [
+        service("app", None, &[("backupbot.backup", "false")]),
+        service("db", None, &[("backupbot.backup", "${DB_BACKUPS:-true}")]),
+        service("cache", None, &[]),
+    ];
+    let t = backup_tier(&s, &app_env(""), "the app's env file").unwrap();
+    assert!(t.run);
+    assert!(t.reason.contains("on service db"), "{}", t.reason);
+    let t = backup_tier(&s, &app_env("DB_BACKUPS=no\n"), "the app's env file").unwrap();
+    assert!(!t.run);
+    assert_eq!(
+        t.reason,
+        "backup/restore tier skipped: backupbot.backup=false, on service app; \
+         backupbot.backup=${DB_BACKUPS:-true} is \"no\" with the app's env file \
+         (DB_BACKUPS=no), on service db"
+    );
+}
+
+#[test]
+fn backup_tier_without_any_label_is_skipped_and_says_so() {
+    let s = [service("app", None, &[("backupbot.backup.path", "/data")])];
+    let t = backup_tier(&s, &app_env(""), "the app's env file").unwrap();
+    assert!(!t.run);
+    assert_eq!(
+        t.reason,
+        "backup/restore tier skipped: no service of the recipe has a backupbot.backup label"
+    );
+}
+
+#[test]
+fn a_backup_label_that_does_not_interpolate_is_a_recipe_failure() {
+    let s = [service(
+        "app",
+        None,
+        &[("backupbot.backup", "${ENABLE_BACKUPS:?say yes or no}")],
+    )];
+    let err = backup_tier(&s, &app_env(""), "the app's env file").unwrap_err();
+    assert_eq!(cc_ci_run::exit::code_for(&err), 1);
+    let msg = format!("{err:#}");
+    assert!(
+        msg.contains("service app")
+            && msg.contains("required variable ENABLE_BACKUPS is missing a value: say yes or no"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn deploy_vars_are_the_env_file_plus_stack_name() {
+    let v = deploy_vars("A=1\n", "s_t");
+    assert_eq!(v["A"], "1");
+    assert_eq!(v["STACK_NAME"], "s_t");
+    // abra uses an env file's STACK_NAME as the stack name
+    assert_eq!(deploy_vars("STACK_NAME=own\n", "s_t")["STACK_NAME"], "own");
+}
+
+#[test]
+fn images_are_checked_as_interpolated_with_the_env_sample() {
+    let f = Path::new("compose.yml");
+    let sample = parse_env("VERSION=1.2.3\nEMPTY=\n");
+    let ok = service("app", Some("nginx:${VERSION}"), &[]);
+    assert_eq!(
+        sampled_image(f, &ok, &sample).unwrap(),
+        Some("nginx:1.2.3".into())
+    );
+    let dflt = service("app", Some("nginx:${EMPTY:-1.25}"), &[]);
+    assert_eq!(
+        sampled_image(f, &dflt, &sample).unwrap(),
+        Some("nginx:1.25".into())
+    );
+    assert_eq!(
+        sampled_image(f, &service("x", None, &[]), &sample).unwrap(),
+        None
+    );
+    for (image, needle) in [
+        ("nginx:${NOPE}", "(\"nginx:\" with .env.sample's values)"),
+        ("nginx:${EMPTY:-latest}", "must be pinned"),
+        ("nginx:${VERSION", "column 7"),
+        (
+            "nginx:${NOPE:?pin it}",
+            "required variable NOPE is missing a value: pin it",
+        ),
+    ] {
+        let err = sampled_image(f, &service("app", Some(image), &[]), &sample).unwrap_err();
+        assert_eq!(cc_ci_run::exit::code_for(&err), 1, "{image}");
+        let msg = format!("{err:#}");
+        assert!(
+            msg.contains("compose.yml") && msg.contains("service app") && msg.contains(needle),
+            "{image}: {msg}"
+        );
+    }
+}
