@@ -48,6 +48,8 @@ pub enum Command {
     Unlock(UnlockArgs),
     /// Show the runs known on this host from their run records.
     Status(StatusArgs),
+    /// Print a run's log from the state directory (also after its tree is gone).
+    Logs(LogsArgs),
     /// Print a shell completion script for SHELL on stdout.
     Completions(CompletionsArgs),
     /// Print a man page (roff) on stdout, generated from these definitions.
@@ -271,6 +273,18 @@ pub struct StatusArgs {
     /// Machine-readable output on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Redraw every 2 s until interrupted.
+    #[arg(long)]
+    pub watch: bool,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct LogsArgs {
+    /// The run id (as `status` lists it).
+    pub run: String,
+    /// Follow a live run's log until it finishes; exit with its exit code.
+    #[arg(long, short = 'f')]
+    pub follow: bool,
 }
 
 #[derive(Debug, Args, Clone)]

@@ -23,7 +23,8 @@ pub fn dispatch(cli: Cli, start_ppid: Pid) -> Result<i32> {
         cli::Command::Run(args) => crate::run::wrapper(args, &cli.state_dir, start_ppid),
         cli::Command::Harness(args) => crate::run::harness(args),
         cli::Command::Janitor(args) => crate::janitor::command(args, &cli.state_dir),
-        cli::Command::Status(args) => crate::status::status(&cli.state_dir, args.json),
+        cli::Command::Status(args) => crate::status::status(&cli.state_dir, args.json, args.watch),
+        cli::Command::Logs(args) => crate::status::logs(&cli.state_dir, &args.run, args.follow),
         cli::Command::Completions(args) => completions(args),
         cli::Command::Man(args) => man(args),
     }
@@ -154,7 +155,11 @@ pub fn test(args: cli::TestArgs) -> Result<i32> {
     };
     if args.list {
         let plan = testrun::plan(&suite)?;
-        print!("{}", testrun::render_list(&plan, &suite.options));
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        out.write_all(testrun::render_list(&plan, &suite.options).as_bytes())
+            .and_then(|()| out.flush())
+            .context("failed to write the test list")?;
         for (t, why) in &plan.left_out {
             crate::say!("left out: {} ({why})", t.name);
         }

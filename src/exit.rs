@@ -31,6 +31,14 @@ pub const DEADLINE: i32 = 128 + libc::SIGALRM;
 /// Stopped by SIGTERM (also: the parent died).
 pub const SIGTERM: i32 = 128 + libc::SIGTERM;
 
+/// Whether an error comes from writing to a closed pipe.
+pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
 /// The exit code of a process killed by `signal`: the shell convention.
 pub fn for_signal(signal: i32) -> i32 {
     128 + signal

@@ -599,8 +599,18 @@ pub fn try_acquire(
             return Err(anyhow::anyhow!("lock file {} vanished", path.display())).with_context(what)
         }
     };
-    held.write_owner(owner).with_context(what)?;
+    keep_without_record(&mut held, owner);
     Ok(TryLock::Acquired(held))
+}
+
+/// Writes the owner record; a failure (a full disk) is said and the lock
+/// kept: the flock is the claim, the record only information, and a
+/// janitor that gave up a claim because it could not write a record could
+/// never reap on a full disk (SPEC section 1).
+fn keep_without_record(held: &mut Held, owner: &OwnerRecord) {
+    if let Err(e) = held.write_owner(owner) {
+        crate::say!("warning: {e:#} (the lock is held; readers see no owner record)");
+    }
 }
 
 /// The outcome of a non-blocking attempt on a path.
@@ -701,7 +711,7 @@ pub fn acquire(
         acquire_path(&path, deadline, cancel, progress_every, progress).with_context(what)?;
     match outcome {
         Acquire::Acquired(mut held) => {
-            held.write_owner(owner).with_context(what)?;
+            keep_without_record(&mut held, owner);
             Ok(Acquire::Acquired(held))
         }
         other => Ok(other),

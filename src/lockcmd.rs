@@ -295,12 +295,16 @@ pub fn locks(state_dir: &Path, args: LocksArgs) -> Result<i32> {
             swarm_locks: swarm.as_deref(),
         })
         .context("failed to encode the lock list")?;
-        println!("{json}");
+        writeln!(std::io::stdout().lock(), "{json}").context("failed to write the lock list")?;
     } else {
-        print!("{}", table(&reports));
+        let mut text = table(&reports);
         if let Some(sw) = &swarm {
-            print!("{}", swarm_table(sw));
+            text.push_str(&swarm_table(sw));
         }
+        let mut out = std::io::stdout().lock();
+        out.write_all(text.as_bytes())
+            .and_then(|()| out.flush())
+            .context("failed to write the lock list")?;
     }
     for r in swarm.iter().flatten().filter(|r| r.over_max_age) {
         say!(

@@ -20,6 +20,9 @@ fn main() {
     };
     let code = match cc_ci_run::commands::dispatch(cli, start_ppid) {
         Ok(code) => code,
+        // Output to a closed pipe (`cc-ci-run status | head`) ends quietly,
+        // as `ls` does: the reader has what it wanted.
+        Err(e) if cc_ci_run::exit::is_broken_pipe(&e) => cc_ci_run::exit::OK,
         Err(e) => {
             cc_ci_run::say!("error: {e:#}");
             cc_ci_run::exit::code_for(&e)

@@ -209,6 +209,8 @@ struct Run {
     deploys: u32,
     /// Tests the filters selected, over all tiers so far.
     tests_selected: usize,
+    /// A failed record write was already said (a full disk says it once).
+    record_warned: bool,
 }
 
 /// The verdict of the phases (before teardown).
@@ -246,6 +248,7 @@ impl Run {
             phase: "started".into(),
             started: now.clone(),
             updated: now,
+            log: Some(dir.log().display().to_string()),
             ..RunRecord::default()
         };
         let abra = Abra::new(&tools.abra, &dir.abra_dir(), &cfg.run_id);
@@ -265,6 +268,7 @@ impl Run {
             app_news: 0,
             deploys: 0,
             tests_selected: 0,
+            record_warned: false,
         }
     }
 
@@ -272,6 +276,9 @@ impl Run {
     fn execute(&mut self) -> i32 {
         self.set_phase("started");
         let verdict = self.phases();
+        // Where the verdict was decided: the phase the run was in when the
+        // phases ended (a failure, a signal, the deadline, or the last test).
+        let decided_in = self.record.phase.clone();
         // From here on signals are logged and ignored: teardown runs whole.
         self.funnel.begin_teardown();
         if let Err(e) = lifetime::disarm_deadline() {
@@ -293,7 +300,17 @@ impl Run {
             }
         }
         let teardown_ok = self.teardown_phase();
+        if let Some(l) = self.record.lock.as_mut().filter(|l| l.acquired.is_some()) {
+            l.released = Some(crate::log::timestamp(std::time::SystemTime::now()));
+        }
+        let before_teardown = code;
         code = exit::with_teardown(code, teardown_ok);
+        self.record.verdict = Some(rundir::verdict_of(code).to_string());
+        self.record.failed_phase = match code {
+            exit::OK => None,
+            _ if before_teardown == exit::OK => Some("teardown".to_string()),
+            _ => Some(decided_in),
+        };
         self.set_phase("cleanup");
         let left = crate::proc::sweep_descendants(self.cfg.grace);
         if left > 0 {
@@ -310,12 +327,34 @@ impl Run {
     }
 
     fn set_phase(&mut self, phase: &str) {
-        self.record.phase = phase.to_string();
-        self.record.updated = crate::log::timestamp(std::time::SystemTime::now());
-        if let Err(e) = self.record.save(&self.dir.record()) {
-            say!("warning: could not write the run record: {e:#}");
+        let now = crate::log::timestamp(std::time::SystemTime::now());
+        if let Some(last) = self.record.phases.last_mut() {
+            last.ended.get_or_insert_with(|| now.clone());
         }
+        if phase != "finished" {
+            self.record.phases.push(rundir::PhaseSpan {
+                name: phase.to_string(),
+                started: now.clone(),
+                ended: None,
+            });
+        }
+        self.record.phase = phase.to_string();
+        self.record.updated = now;
+        self.save_record();
         say!("phase: {phase}");
+    }
+
+    /// Writes the run record atomically; a failure (a full disk) is said
+    /// once and never changes the verdict.
+    fn save_record(&mut self) {
+        match self.record.save(&self.dir.record()) {
+            Ok(()) => self.record_warned = false,
+            Err(e) if !self.record_warned => {
+                self.record_warned = true;
+                say!("warning: could not write the run record (the verdict is kept): {e:#}");
+            }
+            Err(_) => {}
+        }
     }
 
     /// The bound of a phase's commands: the funnel's latch (signals and the
@@ -586,6 +625,14 @@ impl Run {
                 crate::units::human(waited)
             ),
         };
+        let requested = std::time::SystemTime::now();
+        self.record.lock = Some(rundir::LockTimes {
+            domain: self.cfg.domain.clone(),
+            backend: self.locks.backend().as_str().to_string(),
+            requested: crate::log::timestamp(requested),
+            ..rundir::LockTimes::default()
+        });
+        self.save_record();
         let acquired = self
             .locks
             .acquire(
@@ -597,8 +644,20 @@ impl Run {
                 &mut progress,
                 self.on_lost(),
             )
-            .map_err(infra("failed to take the app lock"))?;
-        match acquired {
+            .map_err(infra("failed to take the app lock"));
+        let now = std::time::SystemTime::now();
+        if let Some(l) = self.record.lock.as_mut() {
+            l.wait_ms = Some(
+                now.duration_since(requested)
+                    .unwrap_or_default()
+                    .as_millis() as u64,
+            );
+            if matches!(acquired, Ok(lockbackend::Acquired::Acquired(_))) {
+                l.acquired = Some(crate::log::timestamp(now));
+            }
+        }
+        self.save_record();
+        match acquired? {
             lockbackend::Acquired::Acquired(h) => {
                 say!(
                     "holding the app lock for {} ({} backend)",
@@ -862,6 +921,15 @@ impl Run {
         };
         let outcome = testrun::run_suite(&suite, Some(self.funnel.latch()))?;
         self.tests_selected += outcome.selected;
+        self.record.tests.push(rundir::TierTests {
+            tier: tier.to_string(),
+            passed: outcome.passed,
+            failed: outcome.failed,
+            skipped: outcome.skipped,
+            flaky: 0,
+            report_dir: suite.report_dir.display().to_string(),
+        });
+        self.save_record();
         if outcome.selected == 0 && outcome.exit_code == 0 {
             say!(
                 "warning: {tier} tier: no test selected (filters: {}; {} test file(s) found)",

@@ -196,6 +196,81 @@ pub struct RunRecord {
     /// Tiers whose tests ran, in order.
     #[serde(default)]
     pub tiers: Vec<String>,
+    /// The verdict once known: `passed`, `failed`, `bad-input`, `infra`,
+    /// `teardown-failed`, `self-protect`, `duplicate`, `cancelled`,
+    /// `deadline` (see [`verdict_of`]).
+    #[serde(default)]
+    pub verdict: Option<String>,
+    /// The phase in which the verdict was decided (None when passed): the
+    /// final `phase` of a finished run is `finished`, so this is where an
+    /// operator reads why it went red.
+    #[serde(default)]
+    pub failed_phase: Option<String>,
+    /// Each phase with its start and end, in order.
+    #[serde(default)]
+    pub phases: Vec<PhaseSpan>,
+    /// The app-domain lock's timings.
+    #[serde(default)]
+    pub lock: Option<LockTimes>,
+    /// Tests per tier.
+    #[serde(default)]
+    pub tests: Vec<TierTests>,
+    /// The run's log file.
+    #[serde(default)]
+    pub log: Option<String>,
+}
+
+/// One phase of a run: `name` from `started` to `ended` (None while current).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct PhaseSpan {
+    pub name: String,
+    pub started: String,
+    #[serde(default)]
+    pub ended: Option<String>,
+}
+
+/// When a run asked for, got and gave back its app-domain lock.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct LockTimes {
+    pub domain: String,
+    /// `flock` or `swarm`.
+    pub backend: String,
+    pub requested: String,
+    #[serde(default)]
+    pub acquired: Option<String>,
+    #[serde(default)]
+    pub released: Option<String>,
+    /// Milliseconds between request and acquisition (or the end of the wait).
+    #[serde(default)]
+    pub wait_ms: Option<u64>,
+}
+
+/// One tier's test counts and where its report is.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct TierTests {
+    pub tier: String,
+    pub passed: usize,
+    pub failed: usize,
+    pub skipped: usize,
+    #[serde(default)]
+    pub flaky: usize,
+    pub report_dir: String,
+}
+
+/// The verdict word of an exit code (SPEC section 3).
+pub fn verdict_of(code: i32) -> &'static str {
+    use crate::exit;
+    match code {
+        exit::OK => "passed",
+        exit::TESTS_FAILED => "failed",
+        exit::USAGE => "bad-input",
+        exit::TEARDOWN_FAILED => "teardown-failed",
+        exit::SELF_PROTECT => "self-protect",
+        exit::DUPLICATE_RUN => "duplicate",
+        exit::SIGHUP | exit::SIGINT | exit::SIGTERM => "cancelled",
+        exit::DEADLINE => "deadline",
+        _ => "infra",
+    }
 }
 
 impl RunRecord {

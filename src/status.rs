@@ -1,77 +1,311 @@
-//! `cc-ci-run status`: the runs known on this host, from their run records.
+//! `cc-ci-run status` and `cc-ci-run logs`: what an operator reads the
+//! morning after, from the state directory alone (Drone deleted the
+//! workspace and dropped a cancelled step's output).
+//!
+//! Liveness comes from each run's run lock as the kernel reports it
+//! (`/proc/locks`, confirmed through the holders' descriptors), never from
+//! a pid alone: a dead run's pid may belong to an unrelated process by now,
+//! and a zombie holds nothing. Nothing here takes a lock or writes a file.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use crate::rundir::{self, RunRecord};
+use crate::exit::{self, Failure};
+use crate::lock::{self, Kind};
+use crate::lockholder::{self, FileId, Holder};
+use crate::rundir::RunRecord;
 
 /// One line of `status --json` (a JSON array of these on stdout).
 #[derive(Debug, Serialize)]
 pub struct RunStatus {
-    /// `running`, `finished`, or `dead` (no finish recorded and its harness
-    /// is gone: the janitor tidies it).
+    /// The run directory's name (the run id).
+    pub id: String,
+    /// `running` (its run lock is held), `finished`, `dead` (no finish
+    /// recorded and its run lock is free: the janitor marks it abandoned),
+    /// or `unreadable` (its run.json does not parse: kept for an operator).
     pub state: &'static str,
-    /// `passed` (0), `failed` (any other code), or null while unfinished.
-    pub verdict: Option<&'static str>,
-    #[serde(flatten)]
-    pub record: RunRecord,
+    /// Why the record is unreadable (only for `unreadable`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub record: Option<RunRecord>,
 }
 
-fn alive(pid: i32) -> bool {
-    pid > 0 && nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
-}
-
-/// The state of one record (pure but for the liveness probe).
-pub fn state_of(r: &RunRecord) -> &'static str {
-    if r.finished.is_some() {
-        "finished"
-    } else if alive(r.pid) {
+/// The state of a record given whether its run lock is held (pure).
+pub fn state_of(r: &RunRecord, lock_held: bool) -> &'static str {
+    if lock_held && r.finished.is_none() {
         "running"
+    } else if r.finished.is_some() {
+        "finished"
     } else {
         "dead"
     }
 }
 
-pub fn status(state_dir: &Path, json: bool) -> Result<i32> {
-    let runs: Vec<RunStatus> = rundir::all_records(state_dir)
-        .into_iter()
-        .map(|(_, record)| RunStatus {
-            state: state_of(&record),
-            verdict: record
-                .exit_code
-                .map(|c| if c == 0 { "passed" } else { "failed" }),
-            record,
+/// Lists `runs/` of the state directory: each run directory's record or
+/// why it cannot be read. A missing or unreadable state directory is an
+/// error (exit 3 naming it); a state directory without `runs/` has no runs.
+pub fn scan(state_dir: &Path) -> Result<Vec<(String, Result<RunRecord, String>)>> {
+    std::fs::read_dir(state_dir).map_err(|e| {
+        Failure::infra(format!(
+            "cannot read the state directory {}: {e} (CCCI_STATE_DIR or --state-dir)",
+            state_dir.display()
+        ))
+    })?;
+    let runs = state_dir.join("runs");
+    let rd = match std::fs::read_dir(&runs) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => {
+            return Err(Failure::infra(format!(
+                "cannot read {}: {e}",
+                runs.display()
+            )))
+        }
+    };
+    let mut out = Vec::new();
+    for entry in rd.filter_map(|e| e.ok()) {
+        let Some(id) = entry.file_name().to_str().map(String::from) else {
+            continue;
+        };
+        if !entry.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        let path = entry.path().join("run.json");
+        let rec = match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice::<RunRecord>(&bytes)
+                .map_err(|e| format!("{} does not parse: {e}", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => Err(format!("{}: {e}", path.display())),
+        };
+        out.push((id, rec));
+    }
+    out.sort_by(|a, b| {
+        let key = |r: &Result<RunRecord, String>| r.as_ref().map(|r| r.started.clone()).ok();
+        key(&a.1).cmp(&key(&b.1)).then_with(|| a.0.cmp(&b.0))
+    });
+    Ok(out)
+}
+
+/// Whether each run's run lock is held now (one read of `/proc/locks`).
+fn run_locks_held(state_dir: &Path, ids: &[&str]) -> Vec<bool> {
+    let metas: Vec<Option<FileId>> = ids
+        .iter()
+        .map(|id| {
+            std::fs::symlink_metadata(lock::lock_path(state_dir, Kind::Run, id))
+                .ok()
+                .filter(|m| m.is_file())
+                .map(|m| FileId::of(&m))
         })
         .collect();
+    let files: Vec<FileId> = metas.iter().flatten().copied().collect();
+    let mut views = lockholder::inspect(&files).into_iter();
+    metas
+        .iter()
+        .map(|m| match m {
+            Some(_) => views
+                .next()
+                .is_some_and(|v| matches!(v.holder, Holder::Held { .. })),
+            None => false,
+        })
+        .collect()
+}
+
+/// The runs known on this host, oldest first.
+pub fn collect(state_dir: &Path) -> Result<Vec<RunStatus>> {
+    let scanned = scan(state_dir)?;
+    let ids: Vec<&str> = scanned.iter().map(|(id, _)| id.as_str()).collect();
+    let held = run_locks_held(state_dir, &ids);
+    Ok(scanned
+        .into_iter()
+        .zip(held)
+        .map(|((id, rec), held)| match rec {
+            Ok(r) => RunStatus {
+                id,
+                state: state_of(&r, held),
+                error: None,
+                record: Some(r),
+            },
+            Err(e) => RunStatus {
+                id,
+                state: if held { "running" } else { "unreadable" },
+                error: Some(e),
+                record: None,
+            },
+        })
+        .collect())
+}
+
+/// The table `status` prints (pure).
+pub fn table(runs: &[RunStatus]) -> String {
+    let header = [
+        "RUN",
+        "STATE",
+        "VERDICT",
+        "EXIT",
+        "FAILED PHASE",
+        "PHASE",
+        "DOMAIN",
+        "STARTED",
+        "FINISHED",
+    ];
+    let dash = |s: Option<String>| s.filter(|s| !s.is_empty()).unwrap_or_else(|| "-".into());
+    let mut rows: Vec<Vec<String>> = vec![header.iter().map(|s| s.to_string()).collect()];
+    for r in runs {
+        let rec = r.record.as_ref();
+        rows.push(vec![
+            r.id.clone(),
+            r.state.to_string(),
+            dash(rec.and_then(|x| x.verdict.clone())),
+            dash(rec.and_then(|x| x.exit_code).map(|c| c.to_string())),
+            dash(rec.and_then(|x| x.failed_phase.clone())),
+            dash(rec.map(|x| x.phase.clone())),
+            dash(rec.map(|x| x.domain.clone())),
+            dash(rec.map(|x| x.started.clone())),
+            match (rec, &r.error) {
+                (_, Some(e)) => e.clone(),
+                (Some(x), None) => dash(x.finished.clone()),
+                (None, None) => "-".into(),
+            },
+        ]);
+    }
+    let mut widths = vec![0; header.len()];
+    for row in &rows {
+        for (w, c) in widths.iter_mut().zip(row) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in &rows {
+        let mut line = String::new();
+        for (i, (c, w)) in row.iter().zip(&widths).enumerate() {
+            if i > 0 {
+                line.push_str("  ");
+            }
+            line.push_str(&format!("{c:<w$}"));
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// `cc-ci-run status [--json] [--watch]`.
+pub fn status(state_dir: &Path, json: bool, watch: bool) -> Result<i32> {
+    loop {
+        let runs = collect(state_dir)?;
+        let mut out = std::io::stdout().lock();
+        if json {
+            serde_json::to_writer_pretty(&mut out, &runs).context("failed to write status")?;
+            writeln!(out).context("failed to write status")?;
+        } else {
+            if watch {
+                // Clear the screen and home the cursor: a redraw, as watch(1).
+                write!(out, "\x1b[H\x1b[2J").context("failed to write status")?;
+            }
+            out.write_all(table(&runs).as_bytes())
+                .context("failed to write status")?;
+        }
+        out.flush().context("failed to write status")?;
+        if !watch {
+            return Ok(exit::OK);
+        }
+        drop(out);
+        std::thread::sleep(Duration::from_secs(2));
+    }
+}
+
+/// The directory of run `id`, or exit 2 naming the most recent runs.
+fn run_dir(state_dir: &Path, id: &str) -> Result<PathBuf> {
+    let dir = state_dir.join("runs").join(id);
+    if crate::config::check_run_id(id).is_ok() && dir.join("run.log").is_file() {
+        return Ok(dir);
+    }
+    let recent: Vec<String> = scan(state_dir)?
+        .into_iter()
+        .rev()
+        .take(10)
+        .map(|(id, _)| id)
+        .collect();
+    Err(Failure::usage(format!(
+        "no log of a run {id:?} in {}; most recent runs: {}",
+        state_dir.display(),
+        if recent.is_empty() {
+            "none".to_string()
+        } else {
+            recent.join(", ")
+        }
+    )))
+}
+
+/// `cc-ci-run logs RUN [--follow]`: the run's log from the state directory
+/// (kept after the run tree is gone). `--follow` streams a live run's log
+/// until the run finishes and exits with the run's exit code.
+pub fn logs(state_dir: &Path, id: &str, follow: bool) -> Result<i32> {
+    use std::io::Read;
+    let dir = run_dir(state_dir, id)?;
+    let path = dir.join("run.log");
+    let mut file =
+        std::fs::File::open(&path).with_context(|| format!("failed to open {}", path.display()))?;
     let mut out = std::io::stdout().lock();
-    if json {
-        serde_json::to_writer_pretty(&mut out, &runs).context("failed to write status")?;
-        writeln!(out)?;
-        return Ok(0);
+    let mut buf = vec![0u8; 64 * 1024];
+    // Copies what was appended since the last call (a regular file's read
+    // position stays at the old end; later appends are read from there).
+    let mut drain = |file: &mut std::fs::File, out: &mut std::io::StdoutLock| -> Result<u64> {
+        let mut copied = 0u64;
+        loop {
+            let n = file
+                .read(&mut buf)
+                .with_context(|| format!("failed to read {}", path.display()))?;
+            if n == 0 {
+                break;
+            }
+            copied += n as u64;
+            out.write_all(&buf[..n])
+                .context("failed to write the log")?;
+        }
+        out.flush().context("failed to write the log")?;
+        Ok(copied)
+    };
+    drain(&mut file, &mut out)?;
+    if !follow {
+        return Ok(exit::OK);
     }
-    writeln!(
-        out,
-        "{:<20} {:<9} {:<5} {:<18} {:<32} {:<25} FINISHED",
-        "RUN", "STATE", "EXIT", "PHASE", "DOMAIN", "STARTED"
-    )?;
-    for r in &runs {
-        writeln!(
-            out,
-            "{:<20} {:<9} {:<5} {:<18} {:<32} {:<25} {}",
-            r.record.run_id,
-            r.state,
-            r.record
-                .exit_code
-                .map(|c| c.to_string())
-                .unwrap_or_else(|| "-".into()),
-            r.record.phase,
-            r.record.domain,
-            r.record.started,
-            r.record.finished.as_deref().unwrap_or("-")
-        )?;
+    let record = dir.join("run.json");
+    let mut delay = Duration::from_millis(50);
+    let mut last_growth = Instant::now();
+    loop {
+        let rec = RunRecord::load(&record).ok();
+        let held = run_locks_held(state_dir, &[id])
+            .first()
+            .copied()
+            .unwrap_or(false);
+        let finished = rec.as_ref().and_then(|r| r.exit_code);
+        if drain(&mut file, &mut out)? > 0 {
+            last_growth = Instant::now();
+            delay = Duration::from_millis(50);
+        }
+        match finished {
+            // The record says finished: the log's last lines are written
+            // before it (and the janitor pass after it is read too).
+            Some(code) if !held => {
+                drain(&mut file, &mut out)?;
+                return Ok(code);
+            }
+            None if !held && last_growth.elapsed() > Duration::from_secs(1) => {
+                drain(&mut file, &mut out)?;
+                crate::say!(
+                    "run {id} is not running and recorded no exit code: it died (see `status`)"
+                );
+                return Ok(exit::INFRA);
+            }
+            _ => {}
+        }
+        std::thread::sleep(delay);
+        delay = (delay * 2).min(Duration::from_millis(500));
     }
-    Ok(0)
 }

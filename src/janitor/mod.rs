@@ -108,6 +108,13 @@ pub struct Summary {
     pub reaped: Vec<String>,
     /// Orphans whose teardown failed (left for the next sweep).
     pub failed: Vec<String>,
+    /// Entries that could not be handled (a planted symlink at a lock path,
+    /// an unreadable lock or tree): named in the log, skipped, the sweep
+    /// went on. `kind:name`.
+    pub bad_entries: Vec<String>,
+    /// Run directories whose run.json does not parse: kept for an
+    /// operator, never removed.
+    pub unreadable_records: Vec<String>,
     /// Orphans a --dry-run would reap.
     pub would_reap: Vec<String>,
     /// Locks held longer than CCCI_LOCK_MAX_AGE (kind:name), never stolen.
@@ -194,67 +201,13 @@ pub fn sweep(s: &Settings, stop: Option<&Latch>) -> Result<Summary> {
             say!("janitor: skipping {domain:?}: {e:#}");
             continue;
         }
-        let reaping = domain.to_string();
-        let on_lost = Box::new(move |why: &str| {
-            say!("janitor: the app lock of {reaping} was lost while reaping it: {why}");
-        });
-        match locks.try_acquire(domain, &owner, on_lost)? {
-            Attempt::Busy(busy) => {
-                let holder = busy.owner;
-                let decision = plan::decide(Probe::Held { age: busy.age }, s.max_age, s.dry_run);
-                sum.skipped_live += 1;
-                if decision == (Decision::SkipLive { flag: true }) {
-                    let who = holder
-                        .map(|h| format!("run {} pid {}", h.run_id, h.pid))
-                        .unwrap_or_default();
-                    say!("janitor: app lock {domain} held past CCCI_LOCK_MAX_AGE by {who}: flagged, not stolen");
-                    sum.flagged.push(format!("app:{domain}"));
-                }
-            }
-            Attempt::Acquired(held) => {
-                match plan::decide(Probe::Acquired, s.max_age, s.dry_run) {
-                    Decision::WouldReap => {
-                        say!("janitor (dry run): would reap orphan {domain}");
-                        sum.would_reap.push(domain.to_string());
-                        drop(held);
-                    }
-                    _ => {
-                        let stack = config::stack_name(domain);
-                        let bound = Bound::until(Instant::now() + s.teardown_timeout, s.grace);
-                        let target = App {
-                            server: &app.server,
-                            domain,
-                            stack: &stack,
-                        };
-                        // Re-check under the lock: another janitor (or a
-                        // run's pre-clean) may have reaped it since our listing.
-                        if !teardown::present(&abra, &docker, target, &bound)? {
-                            say!("janitor: {domain} is already gone (reaped by another sweep)");
-                            if let Err(e) = held.remove() {
-                                say!("janitor: could not remove the lock file of {domain}: {e:#}");
-                            }
-                            continue;
-                        }
-                        say!("janitor: {domain} has no live run: reaping it under its lock");
-                        match teardown::teardown(&abra, &docker, target, &bound) {
-                            Ok(()) => {
-                                sum.reaped.push(domain.to_string());
-                                if let Err(e) = held.remove() {
-                                    say!("janitor: could not remove the lock file of {domain}: {e:#}");
-                                }
-                            }
-                            Err(e) => {
-                                say!("janitor: reaping {domain} failed, left for the next sweep: {e:#}");
-                                sum.failed.push(domain.to_string());
-                            }
-                        }
-                    }
-                }
-            }
+        if let Err(e) = visit(s, app, locks.as_ref(), &owner, &abra, &docker, &mut sum) {
+            say!("janitor: skipping {domain}: {e:#}");
+            sum.bad_entries.push(format!("app:{domain}"));
         }
     }
     if !stopped() {
-        tidy(s, &apps, &owner, &mut sum)?;
+        tidy(s, &apps, &owner, &mut sum);
     }
     say!(
         "janitor: {} candidate(s), {} live, {} reaped, {} failed, {} flagged, {} not created by cc-ci-run{}",
@@ -271,6 +224,82 @@ pub fn sweep(s: &Settings, stop: Option<&Latch>) -> Result<Summary> {
         }
     );
     Ok(sum)
+}
+
+/// One candidate: probe its lock; a live run's app is skipped, an orphan is
+/// reaped holding the lock. An error here is one bad entry, never the end of
+/// the sweep.
+fn visit(
+    s: &Settings,
+    app: &crate::abra::AppEntry,
+    locks: &dyn crate::lockbackend::AppLocks,
+    owner: &OwnerRecord,
+    abra: &Abra,
+    docker: &Docker,
+    sum: &mut Summary,
+) -> Result<()> {
+    let domain = app.name();
+    let reaping = domain.to_string();
+    let on_lost = Box::new(move |why: &str| {
+        say!("janitor: the app lock of {reaping} was lost while reaping it: {why}");
+    });
+    match locks.try_acquire(domain, owner, on_lost)? {
+        Attempt::Busy(busy) => {
+            let holder = busy.owner;
+            let decision = plan::decide(Probe::Held { age: busy.age }, s.max_age, s.dry_run);
+            sum.skipped_live += 1;
+            if decision == (Decision::SkipLive { flag: true }) {
+                let who = holder
+                    .map(|h| format!("run {} pid {}", h.run_id, h.pid))
+                    .unwrap_or_default();
+                say!("janitor: app lock {domain} held past CCCI_LOCK_MAX_AGE by {who}: flagged, not stolen");
+                sum.flagged.push(format!("app:{domain}"));
+            }
+        }
+        Attempt::Acquired(held) => {
+            match plan::decide(Probe::Acquired, s.max_age, s.dry_run) {
+                Decision::WouldReap => {
+                    say!("janitor (dry run): would reap orphan {domain}");
+                    sum.would_reap.push(domain.to_string());
+                    drop(held);
+                }
+                _ => {
+                    let stack = config::stack_name(domain);
+                    let bound = Bound::until(Instant::now() + s.teardown_timeout, s.grace);
+                    let target = App {
+                        server: &app.server,
+                        domain,
+                        stack: &stack,
+                    };
+                    // Re-check under the lock: another janitor (or a
+                    // run's pre-clean) may have reaped it since our listing.
+                    if !teardown::present(abra, docker, target, &bound)? {
+                        say!("janitor: {domain} is already gone (reaped by another sweep)");
+                        if let Err(e) = held.remove() {
+                            say!("janitor: could not remove the lock file of {domain}: {e:#}");
+                        }
+                        return Ok(());
+                    }
+                    say!("janitor: {domain} has no live run: reaping it under its lock");
+                    match teardown::teardown(abra, docker, target, &bound) {
+                        Ok(()) => {
+                            sum.reaped.push(domain.to_string());
+                            if let Err(e) = held.remove() {
+                                say!("janitor: could not remove the lock file of {domain}: {e:#}");
+                            }
+                        }
+                        Err(e) => {
+                            say!(
+                                "janitor: reaping {domain} failed, left for the next sweep: {e:#}"
+                            );
+                            sum.failed.push(domain.to_string());
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Swarm locks whose lease ran out (past the take-over margin) and whose
@@ -311,56 +340,31 @@ fn tidy_swarm_locks(s: &Settings, apps: &[crate::abra::AppEntry], sum: &mut Summ
 }
 
 /// Free app lock files with no app, run trees and run locks of dead runs,
-/// and run records past retention; each under its lock.
-fn tidy(
-    s: &Settings,
-    apps: &[crate::abra::AppEntry],
-    owner: &OwnerRecord,
-    sum: &mut Summary,
-) -> Result<()> {
-    let lock_root = lock::lock_path(&s.state_dir, Kind::App, "x");
-    let app_dir = lock_root
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default();
+/// and run records past retention; each under its lock. A bad entry is
+/// named and skipped: the others are still tidied.
+fn tidy(s: &Settings, apps: &[crate::abra::AppEntry], owner: &OwnerRecord, sum: &mut Summary) {
+    let app_dir = lock::lock_dir(&s.state_dir, Kind::App);
     for domain in names_in(&app_dir, ".lock") {
         if lock::validate_name(Kind::App, &domain).is_err() || !s.gate.matches(&domain) {
             continue;
         }
-        let path = lock::lock_path(&s.state_dir, Kind::App, &domain);
         if apps.iter().any(|a| a.name() == domain) && !sum.reaped.contains(&domain) {
             continue;
         }
-        match lock::try_acquire(&s.state_dir, Kind::App, &domain, owner)? {
-            TryLock::Busy(_) => {
-                if file_age(&path).is_some_and(|a| a > s.max_age)
-                    && !sum.flagged.contains(&format!("app:{domain}"))
-                {
-                    sum.flagged.push(format!("app:{domain}"));
-                }
-            }
-            TryLock::Acquired(held) => {
-                // Re-check under the lock: a run may have created the app
-                // after our listing and died since.
-                let env_file = s
-                    .abra_home
-                    .join("servers")
-                    .join(&s.server)
-                    .join(format!("{domain}.env"));
-                if s.dry_run || env_file.exists() {
-                    continue;
-                }
-                held.remove()?;
-                sum.tidied_locks += 1;
-            }
+        if let Err(e) = tidy_app_lock(s, &domain, owner, sum) {
+            say!("janitor: skipping the lock file of {domain}: {e:#}");
+            sum.bad_entries.push(format!("app-lock:{domain}"));
         }
     }
     if s.locks.backend == Backend::Swarm {
-        tidy_swarm_locks(s, apps, sum)?;
+        if let Err(e) = tidy_swarm_locks(s, apps, sum) {
+            say!("janitor: tidying expired swarm locks failed: {e:#}");
+            sum.bad_entries.push("swarm-locks".to_string());
+        }
     }
     let runs_dir = s.state_dir.join("runs");
     let Ok(rd) = std::fs::read_dir(&runs_dir) else {
-        return Ok(());
+        return;
     };
     let mut ids: Vec<String> = rd
         .filter_map(|e| e.ok())
@@ -371,48 +375,106 @@ fn tidy(
         if config::check_run_id(&id).is_err() {
             continue;
         }
-        let run_owner = OwnerRecord::for_self(&owner.run_id, Kind::Run);
-        let lock_path = lock::lock_path(&s.state_dir, Kind::Run, &id);
-        let held = match lock::try_acquire(&s.state_dir, Kind::Run, &id, &run_owner)? {
-            TryLock::Busy(_) => {
-                if file_age(&lock_path).is_some_and(|a| a > s.max_age) {
-                    sum.flagged.push(format!("run:{id}"));
-                }
-                continue;
-            }
-            TryLock::Acquired(h) => h,
-        };
-        if s.dry_run {
-            continue;
+        if let Err(e) = tidy_run(s, &id, owner, sum) {
+            say!("janitor: skipping run directory {id}: {e:#}");
+            sum.bad_entries.push(format!("run:{id}"));
         }
-        let dir = RunDir::new(&s.state_dir, &id);
-        let record = RunRecord::load(&dir.record()).ok();
-        let had_tree = dir.abra_dir().exists() || dir.work().exists();
-        if had_tree {
-            dir.remove_tree()?;
-        }
-        if let Some(mut r) = record.clone().filter(|r| r.finished.is_none()) {
-            r.phase = "abandoned".into();
-            r.finished = Some(crate::log::timestamp(SystemTime::now()));
-            r.save(&dir.record())?;
-            say!("janitor: run {id} died without finishing: its record is marked abandoned");
-        }
-        if had_tree || record.as_ref().is_some_and(|r| r.finished.is_none()) {
-            sum.tidied_runs += 1;
-        }
-        let mtime = std::fs::metadata(dir.record())
-            .and_then(|m| m.modified())
-            .ok();
-        if record.is_none()
-            || mtime.is_some_and(|m| plan::past_retention(m, SystemTime::now(), s.retention))
-        {
-            rundir::remove_inside(&s.state_dir, &dir.root)?;
-            if record.is_some() {
-                sum.pruned_records += 1;
-            }
-        }
-        held.remove()?;
     }
+}
+
+/// A free app lock file whose app is gone: removed under its lock.
+fn tidy_app_lock(s: &Settings, domain: &str, owner: &OwnerRecord, sum: &mut Summary) -> Result<()> {
+    let path = lock::lock_path(&s.state_dir, Kind::App, domain);
+    match lock::try_acquire(&s.state_dir, Kind::App, domain, owner)? {
+        TryLock::Busy(_) => {
+            if file_age(&path).is_some_and(|a| a > s.max_age)
+                && !sum.flagged.contains(&format!("app:{domain}"))
+            {
+                sum.flagged.push(format!("app:{domain}"));
+            }
+        }
+        TryLock::Acquired(held) => {
+            // Re-check under the lock: a run may have created the app
+            // after our listing and died since.
+            let env_file = s
+                .abra_home
+                .join("servers")
+                .join(&s.server)
+                .join(format!("{domain}.env"));
+            if s.dry_run || env_file.exists() {
+                return Ok(());
+            }
+            held.remove()?;
+            sum.tidied_locks += 1;
+        }
+    }
+    Ok(())
+}
+
+/// A dead run's directory, under its run lock: its tree removed, an
+/// unfinished record marked abandoned, a record past retention pruned. A
+/// record that does not parse keeps its directory (log and reports
+/// included) for an operator to read: it is reported, never removed.
+fn tidy_run(s: &Settings, id: &str, owner: &OwnerRecord, sum: &mut Summary) -> Result<()> {
+    let run_owner = OwnerRecord::for_self(&owner.run_id, Kind::Run);
+    let lock_path = lock::lock_path(&s.state_dir, Kind::Run, id);
+    let held = match lock::try_acquire(&s.state_dir, Kind::Run, id, &run_owner)? {
+        TryLock::Busy(_) => {
+            if file_age(&lock_path).is_some_and(|a| a > s.max_age) {
+                sum.flagged.push(format!("run:{id}"));
+            }
+            return Ok(());
+        }
+        TryLock::Acquired(h) => h,
+    };
+    if s.dry_run {
+        return Ok(());
+    }
+    let dir = RunDir::new(&s.state_dir, id);
+    let record = match std::fs::read(dir.record()) {
+        Ok(bytes) => match serde_json::from_slice::<RunRecord>(&bytes) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                say!(
+                    "janitor: run {id}: {} does not parse ({e}): its directory is kept for an operator",
+                    dir.record().display()
+                );
+                sum.unreadable_records.push(id.to_string());
+                return Ok(());
+            }
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => {
+            return Err(e).with_context(|| format!("failed to read {}", dir.record().display()))
+        }
+    };
+    let had_tree = dir.abra_dir().exists() || dir.work().exists();
+    if had_tree {
+        dir.remove_tree()?;
+    }
+    if let Some(mut r) = record.clone().filter(|r| r.finished.is_none()) {
+        r.failed_phase = Some(std::mem::replace(&mut r.phase, "abandoned".into()));
+        r.finished = Some(crate::log::timestamp(SystemTime::now()));
+        r.save(&dir.record())?;
+        say!("janitor: run {id} died without finishing: its record is marked abandoned");
+    }
+    if had_tree || record.as_ref().is_some_and(|r| r.finished.is_none()) {
+        sum.tidied_runs += 1;
+    }
+    let mtime = std::fs::metadata(dir.record())
+        .or_else(|_| std::fs::metadata(dir.log()))
+        .and_then(|m| m.modified())
+        .ok();
+    let expired = mtime.is_some_and(|m| plan::past_retention(m, SystemTime::now(), s.retention));
+    // A directory without a record is removed only when it holds no log
+    // either (a run that died before its first record): a log is evidence.
+    if expired || (record.is_none() && !dir.log().exists()) {
+        rundir::remove_inside(&s.state_dir, &dir.root)?;
+        if record.is_some() {
+            sum.pruned_records += 1;
+        }
+    }
+    held.remove()?;
     Ok(())
 }
 
@@ -446,7 +508,9 @@ pub fn command(args: JanitorArgs, state_dir: &Path) -> Result<i32> {
     let emit = |sum: &Summary| {
         if args.json {
             if let Ok(text) = serde_json::to_string(sum) {
-                println!("{text}");
+                use std::io::Write;
+                // A closed pipe ends the report quietly (as `ls | head`).
+                let _ = writeln!(std::io::stdout().lock(), "{text}");
             }
         }
     };
@@ -456,7 +520,7 @@ pub fn command(args: JanitorArgs, state_dir: &Path) -> Result<i32> {
         if args.check && !sum.flagged.is_empty() {
             return Ok(exit::TESTS_FAILED);
         }
-        if !sum.failed.is_empty() {
+        if !sum.failed.is_empty() || !sum.bad_entries.is_empty() {
             return Ok(exit::INFRA);
         }
         return Ok(funnel.requested().unwrap_or(exit::OK));
