@@ -14,6 +14,7 @@ pub mod exit;
 pub mod external;
 pub mod gitrepo;
 pub mod janitor;
+pub mod leftovers;
 pub mod lifetime;
 pub mod lock;
 pub mod lockbackend;

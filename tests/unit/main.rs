@@ -6,6 +6,7 @@ mod config;
 mod exit;
 #[path = "../common/junit.rs"]
 mod junit;
+mod leftovers;
 mod locks;
 mod parse;
 mod proc_stat;
