@@ -117,14 +117,22 @@ pub fn teardown(abra: &Abra, docker: &Docker, app: App, bound: &Bound) -> Result
 /// The grace gives the engine's own task reaper its chance first: a task
 /// container normally goes seconds after its service (~6 s measured).
 fn finish_engine_side(docker: &Docker, stack: &str, bound: &Bound) -> Result<()> {
-    let left = leftovers::wait_gone_or_stalled(docker, stack, bound, bound.grace)
+    // At most half of what is left of the bound, so that a grace as long
+    // as the bound (the janitor's 10 s against a short teardown timeout)
+    // still leaves time to remove the rest.
+    let patience = bound.deadline.map_or(bound.grace, |d| {
+        bound
+            .grace
+            .min(d.saturating_duration_since(std::time::Instant::now()) / 2)
+    });
+    let left = leftovers::wait_gone_or_stalled(docker, stack, bound, patience)
         .with_context(|| format!("stack {stack} did not go away after undeploy"))?;
     if left.running_gone() {
         return Ok(());
     }
     say!(
         "stack {stack} has had no service for {} and the engine left {left}: removing it",
-        crate::units::human(bound.grace)
+        crate::units::human(patience)
     );
     leftovers::remove_stack_leftovers(docker, stack, "left by the engine after undeploy", bound)
         .with_context(|| format!("failed to remove what the engine left of stack {stack}"))?;

@@ -12,4 +12,5 @@ mod locks;
 mod ops;
 mod run;
 mod support;
+mod teardown;
 mod testrun;
