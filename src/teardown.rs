@@ -134,7 +134,11 @@ fn finish_engine_side(docker: &Docker, stack: &str, bound: &Bound) -> Result<()>
         "stack {stack} has had no service for {} and the engine left {left}: removing it",
         crate::units::human(patience)
     );
-    leftovers::remove_stack_leftovers(docker, stack, "left by the engine after undeploy", bound)
+    let why = format!(
+        "left by the engine after undeploy (no service for {})",
+        crate::units::human(patience)
+    );
+    leftovers::remove_stack_leftovers(docker, stack, &why, bound)
         .with_context(|| format!("failed to remove what the engine left of stack {stack}"))?;
     docker
         .wait_gone(stack, bound)

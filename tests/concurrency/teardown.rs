@@ -67,7 +67,7 @@ fn plant_bystanders(f: &Fixture) -> Vec<String> {
 
 fn removal_lines(log: &str) -> Vec<&str> {
     log.lines()
-        .filter(|l| l.contains("left by the engine after undeploy: removed"))
+        .filter(|l| l.contains("left by the engine after undeploy") && l.ends_with(": removed"))
         .collect()
 }
 
