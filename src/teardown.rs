@@ -19,7 +19,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 
 use crate::abra::Abra;
-use crate::docker::Docker;
+use crate::docker::{Docker, Leftovers};
 use crate::external::Bound;
 use crate::leftovers;
 use crate::say;
@@ -130,8 +130,14 @@ fn finish_engine_side(docker: &Docker, stack: &str, bound: &Bound) -> Result<()>
     if left.running_gone() {
         return Ok(());
     }
+    // Volumes and secrets are `app rm`'s to remove: name only what we remove.
+    let stray = Leftovers {
+        containers: left.containers,
+        networks: left.networks,
+        ..Leftovers::default()
+    };
     say!(
-        "stack {stack} has had no service for {} and the engine left {left}: removing it",
+        "stack {stack} has had no service for {} and the engine left {stray}: removing them",
         crate::units::human(patience)
     );
     let why = format!(
