@@ -203,6 +203,16 @@ impl Docker {
         Ok(external::run_ok(&mut c, &what, bound)?.stdout)
     }
 
+    /// Runs `docker ARGS` within `bound` and returns its output whatever its
+    /// exit status, for callers that tell the engine's errors apart ("no
+    /// such container", "in use"): see `leftovers`.
+    pub fn call(&self, args: &[String], bound: &Bound) -> Result<crate::proc::Output> {
+        let what = format!("docker {}", args.join(" "));
+        let mut c = Command::new(&self.bin);
+        c.args(args);
+        external::run(&mut c, &what, bound)
+    }
+
     /// The services of `stack` with their replica counts and update states.
     pub fn services(&self, stack: &str, bound: &Bound) -> Result<Vec<ServiceState>> {
         let filter = format!("label={STACK_LABEL}={stack}");

@@ -15,6 +15,7 @@ pub mod external;
 pub mod gitrepo;
 pub mod interpolate;
 pub mod janitor;
+pub mod leftovers;
 pub mod lifetime;
 pub mod lock;
 pub mod lockbackend;

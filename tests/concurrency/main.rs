@@ -12,5 +12,6 @@ mod locks;
 mod ops;
 mod run;
 mod support;
+mod teardown;
 mod testrun;
 mod verdict;

@@ -315,7 +315,7 @@ impl Fixture {
     /// services or lingering containers, volumes, secrets, env files).
     pub fn leftovers(&self) -> Vec<String> {
         let mut left = Vec::new();
-        for sub in ["volumes", "secrets", "containers"] {
+        for sub in ["volumes", "secrets", "containers", "networks"] {
             if let Ok(rd) = std::fs::read_dir(self.fake.join(sub)) {
                 left.extend(
                     rd.filter_map(|e| e.ok())

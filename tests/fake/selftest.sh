@@ -357,6 +357,41 @@ sleep 0.2
 [ "$(docker ps -a --filter "$(stack_filter t4_example_test)" --format '{{.State}}')" = exited ] &&
   pass "crash loop: an exited task container" || fail "crash loop container"
 
+echo "== undeploy leaves a network and a container (CCCI_FAKE_UNDEPLOY_LEAVES)"
+l=t5.example.test
+ls_=t5_example_test
+abra app new example -s default -D $l -S -n >/dev/null
+abra app deploy $l -n >/dev/null
+expect_rc 1 "undeploy that leaves the network fails as docker stack rm does" \
+  env CCCI_FAKE_UNDEPLOY_LEAVES=network,container@$l CCCI_FAKE_ABRA_LINGER_MS=0 abra app undeploy $l -n
+has "is in use by task" "$tmp/err" && has "failed to remove some resources from stack: $ls_" "$tmp/err" &&
+  pass "names the network in use and the stack" || fail "undeploy-leaves message"
+[ "$(count_lines docker service ls -q --filter "$(stack_filter $ls_)")" = 0 ] &&
+  pass "services gone anyway" || fail "services still there"
+lc="$(docker ps -aq --no-trunc --filter "$(stack_filter $ls_)")"
+ln="$(docker network ls -q --no-trunc --filter "$(stack_filter $ls_)")"
+[ -n "$lc" ] && [ -n "$ln" ] && pass "container and network left after the linger" || fail "nothing left"
+[ "$(docker container inspect --format '{{index .Config.Labels "com.docker.stack.namespace"}} {{.State.Status}}' "$lc")" = "$ls_ running" ] &&
+  pass "container inspect: label and state" || fail "container inspect"
+[ "$(docker network inspect --format '{{.Name}}' "$ln")" = "${ls_}_default" ] &&
+  pass "network inspect: name" || fail "network inspect"
+expect_rc 1 "container inspect of a missing id" docker container inspect nosuchcontainer
+has "No such container: nosuchcontainer" "$tmp/err" && [ "$(cat "$tmp/out")" = "[]" ] &&
+  pass "prints [] and names it" || fail "container inspect missing"
+expect_rc 1 "app rm while the left container mounts the volume" abra app rm $l -f -n
+has "volume is in use" "$tmp/err" && pass "says volume is in use" || fail "volume-in-use (left container)"
+expect_rc 1 "network rm while the container is attached" docker network rm "$ln"
+has "is in use by task" "$tmp/err" && has "exit status 1" "$tmp/err" && pass "says in use by task" || fail "network in use"
+expect_rc 0 "rm -f of the left container" docker rm -f "$lc"
+expect_rc 1 "network rm refused once more (CCCI_FAKE_DOCKER_NETWORK_IN_USE=1)" \
+  env CCCI_FAKE_DOCKER_NETWORK_IN_USE=1 docker network rm "$ln"
+expect_rc 0 "network rm" env CCCI_FAKE_DOCKER_NETWORK_IN_USE=1 docker network rm "$ln"
+expect_rc 1 "network rm of a missing network" docker network rm "$ln"
+has "network $ln not found" "$tmp/err" && pass "says not found" || fail "network not found"
+expect_rc 0 "app rm once nothing is left" abra app rm $l -f -n
+[ -z "$(docker network ls -q --filter "$(stack_filter $ls_)")" ] && [ -z "$(docker ps -aq --filter "$(stack_filter $ls_)")" ] &&
+  pass "nothing of the stack left" || fail "left after rm"
+
 echo "== git wrapper"
 check "passes through (git --version)" git --version
 [ "$(type -P git)" = "$here/git" ] && pass "wrapper is first on PATH" || fail "wrapper not first on PATH"
@@ -394,10 +429,12 @@ docker run -d --label ccci.test=run2 busybox true >/dev/null
 [ "$(count_lines docker ps -aq --filter label=ccci.test=run1)" = 2 ] && pass "ps filters by label" || fail "ps label filter"
 [ "$(count_lines docker ps -aq --filter label=ccci.test)" = 3 ] && pass "ps filters by label key" || fail "ps label key"
 expect_rc 125 "run with a name in use" docker run -d --name t-one busybox
-expect_rc 1 "rm -f with one missing id" docker rm -f "${cid:0:12}" nosuchcontainer
+# docker 20.10: with -f a missing container is named on stderr, not an error
+expect_rc 0 "rm -f with one missing id" docker rm -f "${cid:0:12}" nosuchcontainer
 has "No such container: nosuchcontainer" "$tmp/err" && ! docker ps -aq --no-trunc | grep -q "$cid" &&
   pass "rm -f removed the existing one, named the missing one" || fail "rm -f"
-expect_rc 1 "rm -f of a missing id" docker rm -f nosuchcontainer
+expect_rc 0 "rm -f of a missing id" docker rm -f nosuchcontainer
+expect_rc 1 "rm of a missing id" docker rm nosuchcontainer
 ids="$(docker ps -aq --filter label=ccci.test)"
 expect_rc 0 "rm -f by short ids" docker rm -f $ids
 [ "$(count_lines docker ps -aq --filter label=ccci.test)" = 0 ] && pass "no test container left" || fail "containers left"

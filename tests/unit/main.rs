@@ -7,6 +7,7 @@ mod exit;
 mod interpolate;
 #[path = "../common/junit.rs"]
 mod junit;
+mod leftovers;
 mod locks;
 mod parse;
 mod proc_stat;
