@@ -145,6 +145,10 @@ pub fn test(args: cli::TestArgs) -> Result<i32> {
     };
     let suite = testrun::Suite {
         paths,
+        // Standalone: tests are shown under their roots as given, and
+        // classname is the tier (or `tests`): no recipe is known.
+        shown_as: Vec::new(),
+        recipe: None,
         tier,
         run_id,
         git_ref: args.git_ref.clone().unwrap_or_default(),

@@ -311,6 +311,7 @@ impl Run {
             _ if before_teardown == exit::OK => Some("teardown".to_string()),
             _ => Some(decided_in),
         };
+        self.write_junit(code, verdict.as_ref().err());
         self.set_phase("cleanup");
         let left = crate::proc::sweep_descendants(self.cfg.grace);
         if left > 0 {
@@ -324,6 +325,19 @@ impl Run {
         self.set_phase("finished");
         say!("run {} finished: exit {code}", self.cfg.run_id);
         code
+    }
+
+    /// The run's merged junit.xml (SPEC section 6), on every path once the
+    /// verdict is known; a failed write is said and never changes it.
+    fn write_junit(&self, code: i32, error: Option<&anyhow::Error>) {
+        let dir = self.cfg.tests.report_dir.clone();
+        let dir = dir.unwrap_or_else(|| self.dir.report());
+        let error = error.map(|e| format!("{e:#}"));
+        let log = self.dir.log();
+        match testrun::junit::write_run(&dir, &self.record, code, error, &log) {
+            Ok(path) => say!("junit: {}", path.display()),
+            Err(e) => say!("warning: could not write the run's junit.xml: {e:#}"),
+        }
     }
 
     fn set_phase(&mut self, phase: &str) {
@@ -883,12 +897,18 @@ impl Run {
         let mut paths = Vec::new();
         let staged = self.dir.work().join("recipe-tests");
         if staged.is_dir() {
-            paths.push(staged);
+            paths.push(staged.clone());
         }
         let ci = self.cfg.ci_tests_dir.join(&self.cfg.recipe);
         if ci.is_dir() {
-            paths.push(ci);
+            paths.push(ci.clone());
         }
+        // Reports name tests as their authors know them, not by the staged
+        // copy that is deleted with the run tree.
+        let shown_as = vec![
+            (staged, "tests".to_string()),
+            (ci, format!("tests/{}", self.cfg.recipe)),
+        ];
         let label = format!("cc-ci.run={}", self.cfg.run_id);
         let env = vec![
             ("CCCI_APP_DOMAIN".to_string(), self.cfg.domain.clone()),
@@ -905,6 +925,8 @@ impl Run {
         ];
         let suite = testrun::Suite {
             paths,
+            shown_as,
+            recipe: Some(self.cfg.recipe.clone()),
             tier: Some(tier.to_string()),
             run_id: self.cfg.run_id.clone(),
             git_ref: self.sha.clone().unwrap_or_default(),

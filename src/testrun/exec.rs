@@ -348,7 +348,8 @@ pub fn run(suite: &Suite, plan: Plan, cancel: Option<&Latch>) -> Result<SuiteOut
             .map(|p| tail(&report_dir.join(p)))
             .unwrap_or_default(),
     };
-    let written = report::write(report_dir, &rep, &tails);
+    let classname = super::junit::classname(suite.recipe.as_deref(), r.tier);
+    let written = report::write(report_dir, &rep, &classname, &tails);
     let shown = std::path::absolute(report_dir).unwrap_or_else(|_| report_dir.clone());
     for line in report::summary_lines(&rep, &shown) {
         say!("{line}");
@@ -763,6 +764,7 @@ impl Runner<'_> {
         TestReport {
             name: t.name.clone(),
             path: t.path.display().to_string(),
+            file: t.file.clone(),
             result: Outcome::Skipped,
             reason: None,
             status: None,

@@ -7,7 +7,8 @@
 //! - `checkpoint`: progress for `--resume`, written atomically;
 //! - `protect`: host CPU and memory thresholds (`--self-protect`);
 //! - `containers`: removal of the containers tests labelled;
-//! - `report`: summary table, `report.json`, `junit.xml`.
+//! - `report`: summary table, `report.json`;
+//! - `junit`: `junit.xml` per tier and the run's merged one.
 //!
 //! This file discovers test files, validates the options into a [`Plan`]
 //! (everything that can be wrong with the input is found here, before any
@@ -16,6 +17,7 @@
 pub mod checkpoint;
 pub mod containers;
 pub mod exec;
+pub mod junit;
 pub mod meta;
 pub mod protect;
 pub mod report;
@@ -40,6 +42,14 @@ use select::{Filter, Item, LeftOut, Scheduler};
 pub struct Suite {
     /// Test files, or directories searched recursively for executable files.
     pub paths: Vec<PathBuf>,
+    /// How reports name a test under a root of `paths` (junit.xml's `file`):
+    /// `(root, shown)` shows `root/x.sh` as `shown/x.sh`. A run stages the
+    /// recipe's tests inside its tree (deleted afterwards) and shows them as
+    /// `tests`; a root not listed is shown as given.
+    pub shown_as: Vec<(PathBuf, String)>,
+    /// The recipe under test (junit.xml's classname is `<recipe>.<tier>`);
+    /// None standalone.
+    pub recipe: Option<String>,
     /// The tier (install, upgrade, restore); None: every test.
     pub tier: Option<String>,
     /// Names the checkpoint and the container label (`cc-ci.run=<run-id>`).
@@ -143,6 +153,8 @@ pub struct TestCase {
     /// The file name: what `depends-on`, the checkpoint and reports use.
     pub name: String,
     pub path: PathBuf,
+    /// The path reports show (see [`Suite::shown_as`]).
+    pub file: String,
     pub meta: Meta,
 }
 
@@ -173,7 +185,7 @@ pub fn plan(suite: &Suite) -> Result<Plan> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let workers = workers_for(&suite.options, cores)?;
     check_limits(&suite.options)?;
-    let found = discover(&suite.paths)?;
+    let found = discover(&suite.paths, &suite.shown_as)?;
     if let Some((a, b)) = select::duplicate_names(&found) {
         return Err(Failure::usage(format!(
             "two tests are named `{}` ({} and {}): depends-on, the checkpoint and the reports name tests by file name",
@@ -286,13 +298,34 @@ fn check_limits(options: &TestOptions) -> Result<()> {
 /// How much of a file the header parser reads: headers are at the top.
 const HEADER_BYTES: u64 = 64 * 1024;
 
+/// How reports show `file`, found under `root` (pure): `shown` (or the
+/// root as given) followed by the path below the root.
+pub fn shown_path(root: &Path, shown: Option<&str>, file: &Path) -> String {
+    let base = shown.map_or_else(|| root.to_path_buf(), PathBuf::from);
+    match file.strip_prefix(root) {
+        Ok(rel) if rel.as_os_str().is_empty() => base.display().to_string(),
+        Ok(rel) => base.join(rel).display().to_string(),
+        Err(_) => file.display().to_string(),
+    }
+}
+
 /// The executable files under `paths` (a file given by name must be
 /// executable; directories are searched recursively, in name order,
 /// leaving out hidden entries and non-executable files such as helpers
-/// and fixtures), each with its parsed header.
-pub fn discover(paths: &[PathBuf]) -> Result<Vec<TestCase>> {
+/// and fixtures), each with its parsed header and the path reports show
+/// (`shown_as`, see [`Suite::shown_as`]).
+pub fn discover(paths: &[PathBuf], shown_as: &[(PathBuf, String)]) -> Result<Vec<TestCase>> {
     let mut out = Vec::new();
     for root in paths {
+        let shown = shown_as
+            .iter()
+            .find(|(r, _)| r == root)
+            .map(|(_, s)| s.as_str());
+        let load_shown = |file: &Path| -> Result<TestCase> {
+            let mut case = load(file)?;
+            case.file = shown_path(root, shown, file);
+            Ok(case)
+        };
         let meta = std::fs::metadata(root)
             .map_err(|e| Failure::usage(format!("test path {}: {e}", root.display())))?;
         if meta.is_file() {
@@ -302,7 +335,7 @@ pub fn discover(paths: &[PathBuf]) -> Result<Vec<TestCase>> {
                     root.display()
                 )));
             }
-            out.push(load(root)?);
+            out.push(load_shown(root)?);
             continue;
         }
         let walk = walkdir::WalkDir::new(root)
@@ -320,7 +353,7 @@ pub fn discover(paths: &[PathBuf]) -> Result<Vec<TestCase>> {
                 .metadata()
                 .with_context(|| format!("failed to stat {}", entry.path().display()))?;
             if is_executable(&md) {
-                out.push(load(entry.path())?);
+                out.push(load_shown(entry.path())?);
             }
         }
     }
@@ -345,9 +378,15 @@ pub fn load(path: &Path) -> Result<TestCase> {
     let text = String::from_utf8_lossy(&head);
     let meta = meta::parse_header(&text)
         .map_err(|e| Failure::usage(format!("{}:{}: {}", path.display(), e.line, e.message)))?;
+    let file = path.display().to_string();
     let path = std::path::absolute(path)
         .with_context(|| format!("failed to resolve {}", path.display()))?;
-    Ok(TestCase { name, path, meta })
+    Ok(TestCase {
+        name,
+        path,
+        file,
+        meta,
+    })
 }
 
 /// What `--list` prints: the tests in the order a sequential run starts

@@ -1,8 +1,9 @@
 //! What a suite produced, for humans and machines: the summary table at the
 //! end of the log, `report.json` and `junit.xml` in the report directory.
-//! Rendering is pure ([`summary_lines`], [`junit`]); [`write`] only puts the
-//! rendered text into files (each replaced atomically, so a CI that picks up
-//! the report while a resumed attempt rewrites it never reads half of one).
+//! Rendering is pure ([`summary_lines`], and [`super::junit`] for the JUnit
+//! file); [`write`] only puts the rendered text into files (each replaced
+//! atomically, so a CI that picks up the report while a resumed attempt
+//! rewrites it never reads half of one).
 //!
 //! # `report.json`
 //!
@@ -21,7 +22,8 @@
 //! | `passed`, `failed`, `skipped` | counts; `failed` includes timed out, `skipped` includes cancelled |
 //! | `leaked_unattributed` | pids of leftover processes no test could be named for |
 //! | `tests` | one object per selected test, in planned order: |
-//! | `tests[].name`, `path` | file name (the test's name) and its path |
+//! | `tests[].name`, `path` | file name (the test's name) and its path on this host |
+//! | `tests[].file` | its path as the recipe names it (`tests/NAME`, `tests/RECIPE/NAME` from the CI repository; standalone: under the root as given), junit.xml's `file` |
 //! | `tests[].result` | `passed`, `failed`, `timed-out`, `cancelled` (stopped by fail-fast, a signal or self-protection while running), `skipped` (never started) |
 //! | `tests[].reason` | why it was skipped or cancelled, or what failed (null when passed) |
 //! | `tests[].status` | `exit N` or `killed by SIGNAL` (null if it never ran) |
@@ -40,6 +42,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use serde::Serialize;
 
+use super::junit;
 use super::meta::{Level, Tier};
 use crate::units::human;
 
@@ -78,6 +81,7 @@ impl Outcome {
 pub struct TestReport {
     pub name: String,
     pub path: String,
+    pub file: String,
     pub result: Outcome,
     pub reason: Option<String>,
     pub status: Option<String>,
@@ -224,25 +228,6 @@ pub fn summary_lines(report: &Report, dir: &Path) -> Vec<String> {
     out
 }
 
-/// Characters XML 1.0 cannot carry at all, even escaped, are replaced by
-/// U+FFFD; the five special ones are escaped.
-pub fn xml_escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '&' => out.push_str("&amp;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            '\t' | '\n' | '\r' => out.push(c),
-            c if (c as u32) < 0x20 || c == '\u{FFFE}' || c == '\u{FFFF}' => out.push('\u{FFFD}'),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 /// The captured output tails of a test, for the JUnit `system-out/err`.
 #[derive(Clone, Debug, Default)]
 pub struct Tails {
@@ -250,93 +235,17 @@ pub struct Tails {
     pub stderr: String,
 }
 
-/// JUnit XML of the report: one `testsuite` (the tier, or `tests`), one
-/// `testcase` per test. Failed and timed-out tests carry `<failure>` and
-/// the tails of their output; skipped and cancelled ones `<skipped>`.
-pub fn junit(report: &Report, tails: &dyn Fn(&TestReport) -> Tails) -> String {
-    let suite = report.tier.map(|t| t.as_str()).unwrap_or("tests");
-    let failures = report.failed;
-    let secs = |ms: u64| format!("{:.3}", ms as f64 / 1000.0);
-    let mut x = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    let _ = writeln!(
-        x,
-        "<testsuites name=\"cc-ci-run\" tests=\"{}\" failures=\"{failures}\" errors=\"0\" skipped=\"{}\" time=\"{}\">",
-        report.tests.len(),
-        report.skipped,
-        secs(report.duration_ms)
-    );
-    let _ = writeln!(
-        x,
-        "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{failures}\" errors=\"0\" skipped=\"{}\" time=\"{}\" timestamp=\"{}\">",
-        xml_escape(suite),
-        report.tests.len(),
-        report.skipped,
-        secs(report.duration_ms),
-        xml_escape(&report.started)
-    );
-    let _ = writeln!(
-        x,
-        "    <properties><property name=\"run_id\" value=\"{}\"/><property name=\"ref\" value=\"{}\"/></properties>",
-        xml_escape(&report.run_id),
-        xml_escape(&report.git_ref)
-    );
-    for t in &report.tests {
-        let _ = write!(
-            x,
-            "    <testcase name=\"{}\" classname=\"{}.{}\" file=\"{}\" time=\"{}\"",
-            xml_escape(&t.name),
-            xml_escape(&report.run_id),
-            xml_escape(suite),
-            xml_escape(&t.path),
-            secs(t.duration_ms)
-        );
-        let reason = t.reason.as_deref().unwrap_or("");
-        match t.result {
-            Outcome::Passed if !t.leaky => x.push_str("/>\n"),
-            Outcome::Passed => {
-                let _ = writeln!(
-                    x,
-                    ">\n      <system-err>leaked processes killed: {:?}</system-err>\n    </testcase>",
-                    t.leaked_pids
-                );
-            }
-            Outcome::Skipped | Outcome::Cancelled => {
-                let _ = writeln!(
-                    x,
-                    ">\n      <skipped message=\"{}\"/>\n    </testcase>",
-                    xml_escape(reason)
-                );
-            }
-            Outcome::Failed | Outcome::TimedOut => {
-                let tail = tails(t);
-                let _ = writeln!(
-                    x,
-                    ">\n      <failure type=\"{}\" message=\"{}\">{}</failure>\n      <system-out>{}</system-out>\n      <system-err>{}</system-err>\n    </testcase>",
-                    t.result.as_str(),
-                    xml_escape(reason),
-                    xml_escape(reason),
-                    xml_escape(&tail.stdout),
-                    xml_escape(&tail.stderr)
-                );
-            }
-        }
-    }
-    x.push_str("  </testsuite>\n</testsuites>\n");
-    x
-}
-
-/// Writes `report.json` and `junit.xml` into `dir`.
-pub fn write(dir: &Path, report: &Report, tails: &dyn Fn(&TestReport) -> Tails) -> Result<()> {
+/// Writes `report.json` and `junit.xml` (testcases of class `classname`,
+/// see [`super::junit`]) into `dir`.
+pub fn write(
+    dir: &Path,
+    report: &Report,
+    classname: &str,
+    tails: &dyn Fn(&TestReport) -> Tails,
+) -> Result<()> {
     let mut json = serde_json::to_vec_pretty(report).context("failed to encode report.json")?;
     json.push(b'\n');
-    replace(&dir.join("report.json"), &json)?;
-    replace(&dir.join("junit.xml"), junit(report, tails).as_bytes())
-}
-
-/// Replaces `path` with `bytes` through a temporary file and a rename.
-fn replace(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-    std::fs::write(&tmp, bytes)
-        .and_then(|()| std::fs::rename(&tmp, path))
-        .with_context(|| format!("failed to write {}", path.display()))
+    junit::replace(&dir.join("report.json"), &json)?;
+    let xml = junit::tier_xml(report, classname, tails)?;
+    junit::replace(&dir.join("junit.xml"), xml.as_bytes())
 }

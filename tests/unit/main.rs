@@ -13,6 +13,7 @@ mod parse;
 mod proc_stat;
 mod recipe;
 mod swarmlock;
+mod testrun_junit;
 mod testrun_meta;
 mod testrun_report;
 mod testrun_select;

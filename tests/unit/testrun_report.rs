@@ -1,5 +1,6 @@
-//! Checkpoint matching, self-protection decisions and report rendering
-//! (pure; the checkpoint round trip uses a temporary directory, no process).
+//! Checkpoint matching, self-protection decisions and the summary table
+//! (pure; the checkpoint round trip uses a temporary directory, no
+//! process). JUnit rendering is in `testrun_junit.rs`.
 
 use std::path::Path;
 
@@ -8,9 +9,7 @@ use cc_ci_run::testrun::meta::Tier;
 use cc_ci_run::testrun::protect::{
     cpu_percent, judge, mem_percent, parse_stat, Limits, Verdict, CPU_SUSTAIN,
 };
-use cc_ci_run::testrun::report::{
-    human_bytes, junit, summary_lines, xml_escape, Outcome, Report, Tails, TestReport,
-};
+use cc_ci_run::testrun::report::{human_bytes, summary_lines, Outcome, Report, TestReport};
 
 fn cp(run: &str, r: &str, tier: Option<&str>) -> Checkpoint {
     Checkpoint {
@@ -108,14 +107,23 @@ fn memory_past_the_limit_trips_at_once_cpu_only_when_sustained() {
     assert!(matches!(judge(Some(99.0), None, streak, l).0, Verdict::Trip(w) if w.contains("CPU")));
 }
 
-fn test(name: &str, result: Outcome, reason: Option<&str>) -> TestReport {
+/// A test's report line; a test that ran (not skipped) has an exit status.
+pub fn test(name: &str, result: Outcome, reason: Option<&str>) -> TestReport {
+    let ran = result != Outcome::Skipped;
     TestReport {
         name: name.into(),
         path: format!("/t/{name}"),
+        file: format!("tests/{name}"),
         result,
         reason: reason.map(String::from),
-        status: None,
-        exit_code: None,
+        status: ran.then(|| {
+            if result == Outcome::Passed {
+                "exit 0".into()
+            } else {
+                "exit 1".into()
+            }
+        }),
+        exit_code: ran.then_some(i32::from(result != Outcome::Passed)),
         leaky: false,
         leaked_pids: vec![],
         started: (result != Outcome::Skipped).then(|| "2026-01-01T00:00:00.000Z".into()),
@@ -134,7 +142,7 @@ fn test(name: &str, result: Outcome, reason: Option<&str>) -> TestReport {
     }
 }
 
-fn report(tests: Vec<TestReport>) -> Report {
+pub fn report(tests: Vec<TestReport>) -> Report {
     Report {
         run_id: "drone-1".into(),
         git_ref: "abc".into(),
@@ -186,44 +194,4 @@ fn human_sizes() {
     assert_eq!(human_bytes(512), "512B");
     assert_eq!(human_bytes(1536), "1.5K");
     assert_eq!(human_bytes(3 << 30), "3.0G");
-}
-
-#[test]
-fn xml_escape_removes_what_xml_cannot_carry() {
-    assert_eq!(
-        xml_escape("<a & 'b'>\"\u{1b}[0m\t"),
-        "&lt;a &amp; &apos;b&apos;&gt;&quot;\u{FFFD}[0m\t"
-    );
-}
-
-#[test]
-fn junit_is_well_formed_even_with_hostile_output() {
-    let r = report(vec![
-        test("ok", Outcome::Passed, None),
-        test("b<a>d", Outcome::Failed, Some("exit 1 & \"more\"")),
-        test("slow", Outcome::TimedOut, Some("timed out after 1s")),
-        test(
-            "never",
-            Outcome::Skipped,
-            Some("depends on `b<a>d`, which failed"),
-        ),
-    ]);
-    let xml = junit(&r, &|_t: &TestReport| Tails {
-        stdout: "]]> <tag> &amp; \u{7}bell\n".into(),
-        stderr: "\u{1b}[31mred\u{1b}[0m\n".into(),
-    });
-    let cases = crate::junit::parse_junit(&xml);
-    assert_eq!(
-        cases,
-        vec![
-            ("ok".into(), "passed".into(), String::new()),
-            ("b<a>d".into(), "failure".into(), "exit 1 & \"more\"".into()),
-            ("slow".into(), "failure".into(), "timed out after 1s".into()),
-            (
-                "never".into(),
-                "skipped".into(),
-                "depends on `b<a>d`, which failed".into()
-            ),
-        ]
-    );
 }

@@ -13,6 +13,7 @@ fn case(name: &str, header: &str) -> TestCase {
     TestCase {
         name: name.into(),
         path: PathBuf::from(format!("/t/{name}")),
+        file: format!("tests/{name}"),
         meta: parse_header(header).unwrap(),
     }
 }

@@ -1,0 +1,443 @@
+//! junit.xml that CI tools can use (SPEC section 6), written with
+//! quick-junit, the JUnit writer of cargo-nextest: it escapes what XML
+//! cannot carry, strips ANSI colour from captured output, and counts
+//! `tests`, `failures`, `errors` and `skipped` from the testcases it is
+//! given, so the counts cannot drift from what the file holds.
+//!
+//! # Layout
+//!
+//! - **Per tier**: `junit.xml` in the tier's report directory (under a run
+//!   `<report-dir>/<tier>/junit.xml`; standalone `cc-ci-run test`:
+//!   `<report-dir>/junit.xml`): one `<testsuite>` named after the tier (or
+//!   `tests` when no tier was given), one `<testcase>` per selected test.
+//! - **Per run**: `<report-dir>/junit.xml` (default
+//!   `runs/<run-id>/report/junit.xml`), written by `run` on every path once
+//!   the verdict is known: every tier's testsuite as its own file holds it,
+//!   and, when the run is red for a reason no test's testcase shows (every
+//!   verdict but failed tests: fetch, static checks, deploy, convergence,
+//!   backup, teardown, the deadline, a cancel, self-protection, a run in
+//!   which no test ran), a testsuite `run` with one testcase
+//!   `phase: <failed phase>` carrying `<error>`.
+//!
+//! # Names
+//!
+//! `classname` is what Jenkins and GitLab key a test's history on, so it
+//! never holds the run id (new every build): under a run it is
+//! `<recipe>.<tier>` (`example.install`), and `<recipe>.run` for the phase
+//! testcase; standalone (no recipe is known) it is the tier, or `tests`.
+//! `file` is the test's path as the recipe's authors know it: under a run
+//! `tests/<name>` for the recipe's own tests and `tests/<recipe>/<name>` for
+//! the CI repository's (never the staged copy inside the run tree, which is
+//! deleted after the run); standalone, the path under the root as it was
+//! given on the command line.
+//!
+//! # Failure or error
+//!
+//! - `<failure>`: the test ran and failed (non-zero exit, killed by a
+//!   signal, timed out). Its message is the reason (`exit 1`, `timed out
+//!   after 30s`); its text the exit status or signal and the last
+//!   [`STDERR_LINES`] lines of its stderr.
+//! - `<error>`: something other than the test's own verdict ended it: the
+//!   test could not start (a failed test without an exit status), it was
+//!   cancelled (terminated because the suite stopped: fail-fast, a signal,
+//!   the deadline, self-protection), or the run failed in a phase.
+//! - `<skipped>`: never started (a failed dependency, a stop before it
+//!   began, passed earlier and resumed).
+
+use std::io::Write as _;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use quick_junit::{NonSuccessKind, TestCase, TestCaseStatus, TestSuite};
+
+use super::meta::Tier;
+use super::report::{Outcome, Report, Tails, TestReport};
+use crate::rundir::RunRecord;
+
+/// How many lines of a failed test's stderr its `<failure>` text quotes
+/// (the whole 16 KiB tail is in `<system-err>`).
+pub const STDERR_LINES: usize = 20;
+/// How many lines of the run log the phase testcase's `<error>` quotes.
+pub const LOG_LINES: usize = 30;
+/// How much of the run log is read for those lines.
+const LOG_TAIL_BYTES: u64 = 64 * 1024;
+
+/// The root element's name in every file.
+const REPORT_NAME: &str = "cc-ci-run";
+
+/// The `classname` of a tier's testcases (see the module header).
+pub fn classname(recipe: Option<&str>, tier: Option<Tier>) -> String {
+    let suite = suite_name(tier);
+    match recipe.filter(|r| !r.is_empty()) {
+        Some(r) => format!("{r}.{suite}"),
+        None => suite.to_string(),
+    }
+}
+
+/// The `<testsuite>` name of a tier: the tier, or `tests` for all.
+pub fn suite_name(tier: Option<Tier>) -> &'static str {
+    tier.map(Tier::as_str).unwrap_or("tests")
+}
+
+/// The `classname` of the phase testcase of a run of `recipe`.
+pub fn run_classname(recipe: &str) -> String {
+    format!("{recipe}.run")
+}
+
+/// The last `n` lines of `text` (without a trailing empty line).
+pub fn last_lines(text: &str, n: usize) -> &str {
+    let text = text.trim_end_matches(['\n', '\r']);
+    if n == 0 {
+        return "";
+    }
+    match text.rmatch_indices('\n').nth(n - 1) {
+        Some((i, _)) => &text[i + 1..],
+        None => text,
+    }
+}
+
+/// The text of a failed test's `<failure>`: how it ended (exit status or
+/// signal, and the timeout when it timed out), then the last lines of its
+/// stderr.
+pub fn failure_text(t: &TestReport, stderr: &str) -> String {
+    let status = t.status.as_deref().unwrap_or("no exit status");
+    let mut text = match (t.result, t.reason.as_deref()) {
+        (Outcome::TimedOut, Some(why)) => format!("{why} ({status})"),
+        _ => status.to_string(),
+    };
+    let tail = last_lines(stderr, STDERR_LINES);
+    if tail.is_empty() {
+        text.push_str("\nstderr was empty");
+    } else {
+        let what = t.stderr.as_deref().unwrap_or("stderr");
+        text.push_str(&format!(
+            "\nlast {STDERR_LINES} lines of stderr ({what}):\n{tail}"
+        ));
+    }
+    text
+}
+
+fn millis(ms: u64) -> Duration {
+    Duration::from_millis(ms)
+}
+
+fn timestamp(text: &str) -> Option<chrono::DateTime<chrono::FixedOffset>> {
+    chrono::DateTime::parse_from_rfc3339(text).ok()
+}
+
+/// One test's `<testcase>` (see the module header for failure and error).
+pub fn test_case(t: &TestReport, classname: &str, tails: &Tails) -> TestCase {
+    let reason = t.reason.clone().unwrap_or_default();
+    let status = match t.result {
+        Outcome::Passed => TestCaseStatus::success(),
+        Outcome::Skipped => {
+            let mut s = TestCaseStatus::skipped();
+            s.set_message(reason);
+            s
+        }
+        // No exit status: it never ran (`could not start: ...`).
+        Outcome::Failed if t.status.is_none() => {
+            let mut s = TestCaseStatus::non_success(NonSuccessKind::Error);
+            s.set_message(reason.clone())
+                .set_type("not-started")
+                .set_description(reason);
+            s
+        }
+        Outcome::Cancelled => {
+            let mut s = TestCaseStatus::non_success(NonSuccessKind::Error);
+            let status = t.status.as_deref().unwrap_or("no exit status");
+            s.set_message(reason.clone())
+                .set_type("cancelled")
+                .set_description(format!(
+                    "{reason} ({status})\n{}",
+                    last_lines(&tails.stderr, STDERR_LINES)
+                ));
+            s
+        }
+        Outcome::Failed | Outcome::TimedOut => {
+            let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
+            s.set_message(reason)
+                .set_type(t.result.as_str())
+                .set_description(failure_text(t, &tails.stderr));
+            s
+        }
+    };
+    let ran = t.started.is_some() && t.status.is_some();
+    let mut case = TestCase::new(t.name.as_str(), status);
+    case.set_classname(classname);
+    case.extra.insert("file".into(), t.file.as_str().into());
+    if ran {
+        case.set_time(millis(t.duration_ms));
+    }
+    if let Some(ts) = t.started.as_deref().and_then(timestamp) {
+        case.set_timestamp(ts);
+    }
+    if ran && t.result != Outcome::Passed {
+        if !tails.stdout.is_empty() {
+            case.set_system_out(tails.stdout.as_str());
+        }
+        if !tails.stderr.is_empty() {
+            case.set_system_err(tails.stderr.as_str());
+        }
+    }
+    if t.leaky {
+        let note = format!("leaked processes killed: {:?}", t.leaked_pids);
+        match &case.system_err {
+            Some(err) => {
+                let joined = format!("{}\n{note}", err.as_str());
+                case.set_system_err(joined);
+            }
+            None => {
+                case.set_system_err(note);
+            }
+        }
+    }
+    case
+}
+
+/// A tier's `<testsuite>`: its tests in the report's (planned) order.
+pub fn tier_suite(
+    report: &Report,
+    classname: &str,
+    tails: &dyn Fn(&TestReport) -> Tails,
+) -> TestSuite {
+    let mut suite = TestSuite::new(suite_name(report.tier));
+    suite.set_time(millis(report.duration_ms));
+    if let Some(ts) = timestamp(&report.started) {
+        suite.set_timestamp(ts);
+    }
+    suite.add_property(("run_id", report.run_id.as_str()));
+    suite.add_property(("ref", report.git_ref.as_str()));
+    if let Some(why) = &report.stop_reason {
+        suite.add_property(("stopped", why.as_str()));
+    }
+    for t in &report.tests {
+        suite.add_test_case(test_case(t, classname, &tails(t)));
+    }
+    suite
+}
+
+/// A tier's junit.xml.
+pub fn tier_xml(
+    report: &Report,
+    classname: &str,
+    tails: &dyn Fn(&TestReport) -> Tails,
+) -> Result<String> {
+    let mut out = quick_junit::Report::new(REPORT_NAME);
+    out.set_time(millis(report.duration_ms));
+    out.add_test_suite(tier_suite(report, classname, tails));
+    out.to_string()
+        .context("failed to render the tier's junit.xml")
+}
+
+/// What the run's merged file needs besides the tiers' testsuites.
+#[derive(Clone, Debug)]
+pub struct RunOutcome<'a> {
+    /// Recipe, run id, verdict, failed phase, phases and tiers.
+    pub record: &'a RunRecord,
+    /// The run's exit code.
+    pub exit_code: i32,
+    /// The error that ended the phases, when one did (`{:#}` of it).
+    pub error: Option<String>,
+    /// The log file, as the error text names it.
+    pub log: String,
+    /// The last lines of the log.
+    pub log_tail: String,
+}
+
+/// Whether the phase testcase is needed: the run is red and no testcase
+/// of its tiers shows why (only failed tests are shown by their own
+/// testcases; a cancel also gets one, so a dashboard names the phase).
+pub fn needs_phase_case(verdict: Option<&str>, tiers: &[TestSuite]) -> bool {
+    match verdict {
+        None | Some("passed") => false,
+        Some("failed") => tiers.iter().all(|s| s.failures == 0),
+        Some(_) => true,
+    }
+}
+
+/// The line that says why the run is red: the signal, the deadline,
+/// teardown, or the error that ended the phases.
+pub fn phase_error_line(exit_code: i32, error: Option<&str>) -> String {
+    use crate::exit;
+    let signal = |name: &str| format!("the step was cancelled ({name}, exit {exit_code})");
+    match exit_code {
+        exit::SIGTERM => signal("SIGTERM"),
+        exit::SIGINT => signal("SIGINT"),
+        exit::SIGHUP => signal("SIGHUP"),
+        exit::DEADLINE => format!("the run deadline (--timeout) passed (exit {exit_code})"),
+        exit::TEARDOWN_FAILED => {
+            format!("teardown did not finish: the app is left for the janitor (exit {exit_code})")
+        }
+        exit::SELF_PROTECT => {
+            format!("self-protection stopped the tests (exit {exit_code})")
+        }
+        _ => match error.map(str::trim).filter(|e| !e.is_empty()) {
+            Some(e) => e.to_string(),
+            None => format!("no test failed; the log lines below say why (exit {exit_code})"),
+        },
+    }
+}
+
+/// The phase testcase of a red run (see the module header).
+pub fn phase_case(outcome: &RunOutcome) -> TestCase {
+    let r = outcome.record;
+    let phase = r.failed_phase.as_deref().unwrap_or("unknown");
+    let verdict = r.verdict.as_deref().unwrap_or("unknown");
+    let line = phase_error_line(outcome.exit_code, outcome.error.as_deref());
+    let message = format!("{verdict} in phase {phase}: {line}");
+    let mut status = TestCaseStatus::non_success(NonSuccessKind::Error);
+    let tail = last_lines(&outcome.log_tail, LOG_LINES);
+    status
+        .set_message(message.as_str())
+        .set_type(verdict)
+        .set_description(format!(
+            "{message}\nlast {LOG_LINES} lines of the run log ({}):\n{tail}",
+            outcome.log
+        ));
+    let mut case = TestCase::new(format!("phase: {phase}"), status);
+    case.set_classname(run_classname(&r.recipe));
+    // The phase's own span: the last time the run entered it.
+    if let Some(span) = r.phases.iter().rev().find(|p| p.name == phase) {
+        if let Some(start) = timestamp(&span.started) {
+            case.set_timestamp(start);
+            let end = span.ended.as_deref().and_then(timestamp);
+            if let Some(d) = end.and_then(|e| (e - start).to_std().ok()) {
+                case.set_time(d);
+            }
+        }
+    }
+    case
+}
+
+/// The run's merged report: `tiers` in order, then the phase testcase when
+/// [`needs_phase_case`] says so.
+pub fn run_report(outcome: &RunOutcome, tiers: Vec<TestSuite>) -> quick_junit::Report {
+    let r = outcome.record;
+    let mut out = quick_junit::Report::new(REPORT_NAME);
+    if let Some(ts) = timestamp(&r.started) {
+        out.set_timestamp(ts);
+    }
+    let phase = needs_phase_case(r.verdict.as_deref(), &tiers).then(|| phase_case(outcome));
+    out.add_test_suites(tiers);
+    if let Some(case) = phase {
+        let mut suite = TestSuite::new("run");
+        suite.add_property(("run_id", r.run_id.as_str()));
+        suite.add_property(("ref", r.sha.as_deref().unwrap_or(r.git_ref.as_str())));
+        suite.add_property(("verdict", r.verdict.as_deref().unwrap_or("unknown")));
+        if let Some(t) = case.timestamp {
+            suite.set_timestamp(t);
+        }
+        if let Some(d) = case.time {
+            suite.set_time(d);
+        }
+        suite.add_test_case(case);
+        out.add_test_suite(suite);
+    }
+    out
+}
+
+/// A tier whose junit.xml cannot be read back: an `<error>` in its place,
+/// so the merged file is never green by omission.
+fn unreadable_tier(recipe: &str, tier: &str, path: &Path, why: &anyhow::Error) -> TestSuite {
+    let mut status = TestCaseStatus::non_success(NonSuccessKind::Error);
+    status
+        .set_message(format!("the {tier} tier's junit.xml could not be read"))
+        .set_type("report")
+        .set_description(format!("{}: {why:#}", path.display()));
+    let mut case = TestCase::new(format!("report: {tier}"), status);
+    case.set_classname(format!("{recipe}.{tier}"));
+    let mut suite = TestSuite::new(tier);
+    suite.add_test_case(case);
+    suite
+}
+
+fn read_tier(path: &Path) -> Result<Vec<TestSuite>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("failed to read {}", path.display()))?;
+    let report = quick_junit::Report::deserialize_from_str(&text)
+        .with_context(|| format!("failed to parse {}", path.display()))?;
+    Ok(report.test_suites)
+}
+
+/// The last [`LOG_TAIL_BYTES`] of the run log (empty when unreadable:
+/// the error's message still says why).
+fn log_tail(path: &Path) -> String {
+    use std::io::{Read, Seek};
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return String::new();
+    };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    if len > LOG_TAIL_BYTES {
+        let _ = f.seek(std::io::SeekFrom::Start(len - LOG_TAIL_BYTES));
+    }
+    let mut buf = Vec::new();
+    let _ = f.read_to_end(&mut buf);
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+/// Writes the run's merged junit.xml into `report_dir` from the tiers'
+/// files (as the record lists them) and returns its path.
+pub fn write_run(
+    report_dir: &Path,
+    record: &RunRecord,
+    exit_code: i32,
+    error: Option<String>,
+    log: &Path,
+) -> Result<PathBuf> {
+    let mut tiers = Vec::new();
+    for t in &record.tests {
+        let path = Path::new(&t.report_dir).join("junit.xml");
+        match read_tier(&path) {
+            Ok(suites) => tiers.extend(suites),
+            Err(e) => tiers.push(unreadable_tier(&record.recipe, &t.tier, &path, &e)),
+        }
+    }
+    let outcome = RunOutcome {
+        record,
+        exit_code,
+        error,
+        log: log.display().to_string(),
+        log_tail: log_tail(log),
+    };
+    let xml = run_report(&outcome, tiers)
+        .to_string()
+        .context("failed to render the run's junit.xml")?;
+    crate::rundir::mkdirs(report_dir)?;
+    let path = report_dir.join("junit.xml");
+    replace(&path, xml.as_bytes())?;
+    Ok(path)
+}
+
+/// Replaces `path` with `bytes`: a new temporary file beside it, fsync,
+/// rename. A CI that collects the report while it is rewritten reads the
+/// old or the new file, never half of one; on any error the temporary file
+/// is removed, so a full disk leaves no `.tmp` litter in the report.
+pub fn replace(path: &Path, bytes: &[u8]) -> Result<()> {
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .context("report file has no name")?;
+    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    // A stale one can only be a dead process's with our pid: never ours.
+    let _ = std::fs::remove_file(&tmp);
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .open(&tmp)
+        .and_then(|mut f| {
+            f.write_all(bytes)?;
+            f.sync_all()
+        })
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if let Err(e) = written {
+        // Whichever step failed, the temporary file goes (a failed create
+        // leaves none, and removing nothing is harmless).
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e).with_context(|| format!("failed to write {}", path.display()));
+    }
+    Ok(())
+}
