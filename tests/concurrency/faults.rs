@@ -3,7 +3,11 @@
 //! run record when the wrapper's parent was SIGKILLed), that nothing of the
 //! app is left (or, when teardown itself was made to fail, that the run said
 //! so with exit 4 and a janitor sweep reaps it), both locks free, the run
-//! tree gone, no process of the run left. The matrix is printed as a table.
+//! tree gone, no process of the run left, and the run's merged junit.xml
+//! (SPEC section 6): read with quick-xml, and with junitparser when
+//! `CCCI_JUNIT_PYTHON` names its python, it is red for the right reason (a
+//! `phase: <phase>` error naming the verdict, or the failing test with its
+//! stderr). The matrix is printed as a table.
 
 use std::process::{Child, Stdio};
 use std::sync::Mutex;
@@ -91,6 +95,87 @@ fn expected(phase: Phase, stop: Stop) -> Option<i32> {
         (Phase::Test, Stop::Fail) => 1,
         (_, Stop::Fail) => 3,
     })
+}
+
+/// The phase the merged junit.xml names for a cell (the record's
+/// failed_phase), or None when the failing test itself is the reason.
+fn junit_phase(phase: Phase, stop: Stop) -> Option<&'static str> {
+    Some(match (phase, stop) {
+        (Phase::Test, Stop::Fail) => return None,
+        (Phase::Fetch, _) => "fetch",
+        (Phase::LockWait, _) => "lock",
+        (Phase::InstallDeploy, _) => "install",
+        (Phase::Converge, _) => "install-converge",
+        (Phase::Test, _) => "test-install",
+        (Phase::UpgradeDeploy, _) => "upgrade",
+        (Phase::Backup, _) => "backup",
+        (Phase::Teardown, _) => "teardown",
+    })
+}
+
+/// What is wrong with the run's merged junit.xml for `cell`.
+fn junit_problems(f: &Fixture, run_id: &str, cell: &Cell) -> Vec<String> {
+    let path = f.state.join("runs").join(run_id).join("report/junit.xml");
+    if !path.exists() {
+        return vec!["no merged junit.xml".into()];
+    }
+    let doc = crate::junit::check(&path);
+    let rec = f.record(run_id);
+    let mut problems = Vec::new();
+    let (failures, errors) = (doc.totals.failures, doc.totals.errors);
+    let phases: Vec<&str> = doc
+        .cases
+        .iter()
+        .filter_map(|c| c.name.strip_prefix("phase: "))
+        .collect();
+    match junit_phase(cell.phase, cell.stop) {
+        None => {
+            // The failing test is the reason, with its stderr.
+            let t = doc.case("00-deployed.sh");
+            if (failures, errors) != (1, 0) || t.kind != "failure" || !phases.is_empty() {
+                problems.push(format!(
+                    "junit {failures} failure(s) {errors} error(s), phases {phases:?}"
+                ));
+            }
+            if !t.text.contains("failing on purpose") {
+                problems.push(format!("failure text without stderr: {:?}", t.text));
+            }
+        }
+        Some(want) => {
+            // A test killed by the stop is an error too.
+            let want_errors = if cell.phase == Phase::Test { 2 } else { 1 };
+            if phases != [want] || rec["failed_phase"] != want {
+                problems.push(format!(
+                    "junit phases {phases:?}, record {}, want {want}",
+                    rec["failed_phase"]
+                ));
+            }
+            if (failures, errors) != (0, want_errors) {
+                problems.push(format!(
+                    "junit {failures} failure(s) {errors} error(s), want 0 and {want_errors}"
+                ));
+            }
+            if let Some(c) = doc
+                .cases
+                .iter()
+                .find(|c| c.name == format!("phase: {want}"))
+            {
+                let verdict = rec["verdict"].as_str().unwrap_or("?");
+                let head = format!("{verdict} in phase {want}: ");
+                if c.kind != "error"
+                    || c.classname != "example.run"
+                    || !c.message.starts_with(&head)
+                {
+                    problems.push(format!("phase testcase {c:?}"));
+                }
+                // The message, the line naming the log, then its lines.
+                if !c.text.contains("run.log") || c.text.lines().count() < 4 {
+                    problems.push(format!("phase error without the log's lines: {:?}", c.text));
+                }
+            }
+        }
+    }
+    problems
 }
 
 /// Waits until the run is paused in `phase`.
@@ -229,6 +314,7 @@ fn run_cell(cell: &Cell) -> Result<String, String> {
     if !f.tree_gone(run_id) {
         problems.push("run tree left".into());
     }
+    problems.extend(junit_problems(&f, run_id, cell));
     wait_until("no process of the run", || {
         procs_with_env("CCCI_FAKE_STATE", &f.fake).is_empty()
     });
@@ -249,7 +335,7 @@ fn run_cell(cell: &Cell) -> Result<String, String> {
     }
     if problems.is_empty() {
         Ok(format!(
-            "exit {code_seen}, {note}, locks free, tree gone, no process"
+            "exit {code_seen}, {note}, locks free, tree gone, no process, junit red for it"
         ))
     } else {
         Err(problems.join("; "))
