@@ -10,6 +10,7 @@ mod janitor;
 mod junit;
 mod locks;
 mod ops;
+mod reports;
 mod run;
 mod support;
 mod teardown;
