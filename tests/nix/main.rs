@@ -7,7 +7,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "../concurrency/support.rs"]
-#[allow(dead_code)]
 mod support;
 
 use std::path::Path;
