@@ -71,22 +71,27 @@ pub enum Command {
 #[derive(Debug, Args, Clone)]
 pub struct RunArgs {
     /// Recipe to test (a lowercase DNS label).
-    #[arg(long, env = "CCCI_RECIPE")]
+    #[arg(long, env = "CCCI_RECIPE", allow_hyphen_values = true)]
     pub recipe: Option<String>,
     /// Git ref or sha of the recipe to test (default: the recipe's default branch).
-    #[arg(long = "ref", env = "CCCI_REF")]
+    #[arg(long = "ref", env = "CCCI_REF", allow_hyphen_values = true)]
     pub git_ref: Option<String>,
     /// Pull request number: its head (`refs/pull/N/head`) is tested.
-    #[arg(long, env = "CCCI_PR")]
+    #[arg(long, env = "CCCI_PR", allow_hyphen_values = true)]
     pub pr: Option<String>,
     /// abra server name to deploy to.
     #[arg(long, env = "CCCI_SERVER", default_value = "default")]
     pub server: String,
     /// App domain (default `{recipe}-{lane}.{CCCI_DOMAIN_SUFFIX}`).
-    #[arg(long, env = "CCCI_DOMAIN")]
+    #[arg(long, env = "CCCI_DOMAIN", allow_hyphen_values = true)]
     pub domain: Option<String>,
     /// Base of the install tier: latest-release, last-green or a version tag.
-    #[arg(long, env = "CCCI_BASE", default_value = "latest-release")]
+    #[arg(
+        long,
+        env = "CCCI_BASE",
+        default_value = "latest-release",
+        allow_hyphen_values = true
+    )]
     pub base: String,
     /// One deploy of the ref under test, install-tier tests, teardown.
     #[arg(long, env = "CCCI_QUICK", value_parser = BoolishValueParser::new())]

@@ -137,9 +137,14 @@ pub fn harness(args: HarnessArgs) -> Result<i32> {
         );
     }
     let mut run = Run::new(cfg, dir, abra_home, tools, locks, funnel, args.wrapper_pid);
+    run.banner(&cli.state_dir);
     let code = run.execute();
     drop(run_lock);
     run.janitor_pass();
+    // The last lines a run prints: what an operator reads first.
+    for line in rundir::summary_lines(&run.record) {
+        say!("{line}");
+    }
     crate::log::close_file();
     Ok(code)
 }
@@ -211,6 +216,8 @@ struct Run {
     tests_selected: usize,
     /// A failed record write was already said (a full disk says it once).
     record_warned: bool,
+    /// When the current phase began (monotonic).
+    phase_started: Instant,
 }
 
 /// The verdict of the phases (before teardown).
@@ -269,7 +276,25 @@ impl Run {
             deploys: 0,
             tests_selected: 0,
             record_warned: false,
+            phase_started: Instant::now(),
         }
+    }
+
+    /// The first line of the run's log: what ran, where, with which settings.
+    fn banner(&self, state_dir: &Path) {
+        say!(
+            "cc-ci-run {} on host {}: run {} of {} ({}), state directory {}, {} lock backend, deadline {}, teardown bound {}, convergence bound {}",
+            env!("CARGO_PKG_VERSION"),
+            self.record.host,
+            self.cfg.run_id,
+            self.cfg.recipe,
+            self.record.git_ref,
+            state_dir.display(),
+            self.locks.backend().as_str(),
+            crate::units::human(self.cfg.timeout),
+            crate::units::human(self.cfg.teardown_timeout),
+            crate::units::human(self.cfg.converge_timeout),
+        );
     }
 
     /// The whole run: phases, teardown, records. Returns the exit code.
@@ -343,13 +368,18 @@ impl Run {
     fn set_phase(&mut self, phase: &str) {
         let now = crate::log::timestamp(std::time::SystemTime::now());
         if let Some(last) = self.record.phases.last_mut() {
-            last.ended.get_or_insert_with(|| now.clone());
+            if last.ended.is_none() {
+                last.ended = Some(now.clone());
+                last.duration_ms = Some(self.phase_started.elapsed().as_millis() as u64);
+            }
         }
+        self.phase_started = Instant::now();
         if phase != "finished" {
             self.record.phases.push(rundir::PhaseSpan {
                 name: phase.to_string(),
                 started: now.clone(),
                 ended: None,
+                duration_ms: None,
             });
         }
         self.record.phase = phase.to_string();

@@ -227,6 +227,76 @@ pub struct PhaseSpan {
     pub started: String,
     #[serde(default)]
     pub ended: Option<String>,
+    /// Measured on the monotonic clock (wall-clock steps do not skew it).
+    #[serde(default)]
+    pub duration_ms: Option<u64>,
+}
+
+/// The summary block a run prints last (SPEC section 3), from its record
+/// (pure): verdict and failed phase, per-phase durations, tests per tier,
+/// the lock wait, and where the log and the reports are.
+pub fn summary_lines(r: &RunRecord) -> Vec<String> {
+    use crate::units::human;
+    let ms = |v: u64| human(std::time::Duration::from_millis(v));
+    let mut out = vec![format!("── summary of run {} ──", r.run_id)];
+    let verdict = r.verdict.as_deref().unwrap_or("unknown");
+    let code = r
+        .exit_code
+        .map(|c| format!("exit {c}"))
+        .unwrap_or_else(|| "no exit code".into());
+    out.push(match &r.failed_phase {
+        Some(p) => format!("verdict: {verdict} ({code}), decided in phase {p}"),
+        None => format!("verdict: {verdict} ({code})"),
+    });
+    out.push(format!(
+        "recipe {} at {} ({}), app {}",
+        r.recipe,
+        r.sha.as_deref().unwrap_or("unresolved ref"),
+        r.git_ref,
+        r.domain
+    ));
+    let phases: Vec<String> = r
+        .phases
+        .iter()
+        .filter(|p| p.name != "started")
+        .map(|p| match p.duration_ms {
+            Some(d) => format!("{} {}", p.name, ms(d)),
+            None => p.name.clone(),
+        })
+        .collect();
+    if !phases.is_empty() {
+        out.push(format!("phases: {}", phases.join(", ")));
+    }
+    if r.tests.is_empty() {
+        out.push("tests: none ran".into());
+    }
+    for t in &r.tests {
+        out.push(format!(
+            "tests {}: {} passed, {} failed, {} skipped{} ({})",
+            t.tier,
+            t.passed,
+            t.failed,
+            t.skipped,
+            if t.flaky > 0 {
+                format!(", {} flaky", t.flaky)
+            } else {
+                String::new()
+            },
+            t.report_dir
+        ));
+    }
+    if let Some(l) = &r.lock {
+        out.push(format!(
+            "app lock {} ({}): waited {}",
+            l.domain,
+            l.backend,
+            l.wait_ms.map(ms).unwrap_or_else(|| "-".into())
+        ));
+    }
+    if let Some(log) = &r.log {
+        out.push(format!("log: {log} (also: cc-ci-run logs {})", r.run_id));
+    }
+    out
 }
 
 /// When a run asked for, got and gave back its app-domain lock.

@@ -299,14 +299,18 @@ pub fn phase_case(outcome: &RunOutcome) -> TestCase {
         ));
     let mut case = TestCase::new(format!("phase: {phase}"), status);
     case.set_classname(run_classname(&r.recipe));
-    // The phase's own span: the last time the run entered it.
+    // The phase's own span: the last time the run entered it. Its time is
+    // the monotonic duration the record keeps, else the wall-clock span; a
+    // phase still open (teardown, when it failed) has none yet.
     if let Some(span) = r.phases.iter().rev().find(|p| p.name == phase) {
-        if let Some(start) = timestamp(&span.started) {
+        let start = timestamp(&span.started);
+        if let Some(start) = start {
             case.set_timestamp(start);
-            let end = span.ended.as_deref().and_then(timestamp);
-            if let Some(d) = end.and_then(|e| (e - start).to_std().ok()) {
-                case.set_time(d);
-            }
+        }
+        let end = span.ended.as_deref().and_then(timestamp);
+        let wall = start.zip(end).and_then(|(s, e)| (e - s).to_std().ok());
+        if let Some(d) = span.duration_ms.map(millis).or(wall) {
+            case.set_time(d);
         }
     }
     case

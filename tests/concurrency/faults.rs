@@ -97,20 +97,27 @@ fn expected(phase: Phase, stop: Stop) -> Option<i32> {
     })
 }
 
+/// The record's `failed_phase` for a run stopped in `phase`.
+fn failed_phase(phase: Phase) -> &'static str {
+    match phase {
+        Phase::Fetch => "fetch",
+        Phase::LockWait => "lock",
+        Phase::InstallDeploy => "install",
+        Phase::Converge => "install-converge",
+        Phase::Test => "test-install",
+        Phase::UpgradeDeploy => "upgrade",
+        Phase::Backup => "backup",
+        Phase::Teardown => "teardown",
+    }
+}
+
 /// The phase the merged junit.xml names for a cell (the record's
 /// failed_phase), or None when the failing test itself is the reason.
 fn junit_phase(phase: Phase, stop: Stop) -> Option<&'static str> {
-    Some(match (phase, stop) {
-        (Phase::Test, Stop::Fail) => return None,
-        (Phase::Fetch, _) => "fetch",
-        (Phase::LockWait, _) => "lock",
-        (Phase::InstallDeploy, _) => "install",
-        (Phase::Converge, _) => "install-converge",
-        (Phase::Test, _) => "test-install",
-        (Phase::UpgradeDeploy, _) => "upgrade",
-        (Phase::Backup, _) => "backup",
-        (Phase::Teardown, _) => "teardown",
-    })
+    match (phase, stop) {
+        (Phase::Test, Stop::Fail) => None,
+        _ => Some(failed_phase(phase)),
+    }
 }
 
 /// What is wrong with the run's merged junit.xml for `cell`.
@@ -212,8 +219,12 @@ fn run_cell(cell: &Cell) -> Result<String, String> {
     // The deadline cell of teardown needs the run to reach teardown before
     // the deadline, even on a loaded machine: a longer deadline there, and a
     // teardown bound longer still.
+    // The later phases get a longer deadline: the run must reach the phase
+    // (where it hangs) before the deadline fires, or the cell tests another
+    // phase (the record's failed_phase catches that).
     let timeout = match (cell.stop, cell.phase) {
         (Stop::Deadline, Phase::Teardown) => "15s",
+        (Stop::Deadline, Phase::Test | Phase::UpgradeDeploy | Phase::Backup) => "20s",
         (Stop::Deadline, _) => "8s",
         _ => "120s",
     };
@@ -305,6 +316,35 @@ fn run_cell(cell: &Cell) -> Result<String, String> {
     if rec["exit_code"] != cell.expect {
         problems.push(format!("record exit {}", rec["exit_code"]));
     }
+    // Where an operator reads why: the verdict and the phase it was
+    // decided in (the final phase is always `finished`).
+    let verdict = cc_ci_run::rundir::verdict_of(cell.expect);
+    if rec["verdict"] != verdict {
+        problems.push(format!(
+            "record verdict {}, expected {verdict}",
+            rec["verdict"]
+        ));
+    }
+    let want_phase = failed_phase(cell.phase);
+    if rec["failed_phase"] != want_phase {
+        problems.push(format!(
+            "record failed_phase {}, expected {want_phase}",
+            rec["failed_phase"]
+        ));
+    }
+    // The log outlives the run tree: `logs RUN` prints it, ending with the
+    // summary block.
+    let logs = f.cmd().args(["logs", run_id]).output().unwrap();
+    let text = String::from_utf8_lossy(&logs.stdout);
+    if code(logs.status) != 0
+        || !text.contains(&format!("verdict: {verdict} (exit {})", cell.expect))
+    {
+        problems.push(format!(
+            "logs {run_id}: exit {}, no verdict line in {} bytes",
+            code(logs.status),
+            text.len()
+        ));
+    }
     if !f.lock_free("apps", DOMAIN) {
         problems.push("app lock held".into());
     }
@@ -335,7 +375,7 @@ fn run_cell(cell: &Cell) -> Result<String, String> {
     }
     if problems.is_empty() {
         Ok(format!(
-            "exit {code_seen}, {note}, locks free, tree gone, no process, junit red for it"
+            "exit {code_seen} ({verdict} in {want_phase}), {note}, locks free, tree gone, no process, log kept, junit red for it"
         ))
     } else {
         Err(problems.join("; "))

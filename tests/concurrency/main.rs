@@ -10,6 +10,7 @@ mod janitor;
 mod junit;
 mod locks;
 mod ops;
+mod records;
 mod reports;
 mod run;
 mod support;

@@ -268,10 +268,10 @@ fn bad_input_exits_2_and_touches_nothing() {
             vec![],
         ),
         (vec!["--recipe", "example", "--grace", "x"], vec![]),
-        (vec!["--recipe", "example", "--base", "-v1"], vec![]),
+        (vec!["--recipe", "example", "--base", "../x"], vec![]),
         (vec!["--recipe", "example", "--server", "a/b"], vec![]),
         (
-            vec!["--recipe", "example", "--quick", "--level", "bogus"],
+            vec!["--recipe", "example", "--level", "bogus", "--quick"],
             vec![],
         ),
         (vec!["--recipe", "example", "--test-nproc", "0"], vec![]),
@@ -289,9 +289,9 @@ fn bad_input_exits_2_and_touches_nothing() {
             ],
             vec![],
         ),
-        (vec!["--recipe", "example", "--mem-limit", "-5"], vec![]),
+        (vec!["--recipe", "example", "--mem-limit", "150"], vec![]),
         (
-            vec!["--recipe", "example", "--parallel", "--max-workers", "0"],
+            vec!["--recipe", "example", "--max-workers", "0", "--parallel"],
             vec![],
         ),
         (vec!["--recipe", "example", "--tag", "a b"], vec![]),
@@ -365,13 +365,27 @@ fn bad_input_exits_2_and_touches_nothing() {
             c.env(k, v);
         }
         let out = c.output().unwrap();
-        assert_eq!(
-            code(out.status),
-            2,
-            "{args:?} {env:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(code(out.status), 2, "{args:?} {env:?}: {err}");
+        // The message names the field: the flag, or the variable.
+        let needle = match env.last().copied() {
+            Some(("CCCI_TEST_LEVEL", _)) => "level",
+            Some(("CCCI_QUICK", _)) => "quick",
+            Some(("CCCI_PROTECTED_APPS", _)) => "CCCI_RUN_APP_RE",
+            Some(("DRONE_BUILD_NUMBER", "12")) => "DRONE_REPO",
+            Some(("CCCI_RUN_ID", _)) => "run id",
+            Some((k, _)) => k,
+            None => args
+                .iter()
+                .skip(2)
+                .find(|a| a.starts_with("--"))
+                .map(|a| a.trim_start_matches("--"))
+                .unwrap_or("recipe"),
+        };
+        assert!(
+            err.contains(needle),
+            "{args:?} {env:?}: the message does not name {needle}: {err}"
         );
-        assert!(!String::from_utf8_lossy(&out.stderr).is_empty());
     }
     let created: Vec<_> = std::fs::read_dir(&f.state).unwrap().collect();
     assert!(

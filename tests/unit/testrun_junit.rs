@@ -196,6 +196,16 @@ fn junit_is_well_formed_even_with_hostile_output() {
     assert!(!doc.case("b<a>d").text.contains('\u{1b}'));
 }
 
+/// A finished phase on 2026-01-01 from `start` to `end` (UTC times).
+fn span(name: &str, start: &str, end: &str) -> PhaseSpan {
+    PhaseSpan {
+        name: name.into(),
+        started: format!("2026-01-01T{start}Z"),
+        ended: Some(format!("2026-01-01T{end}Z")),
+        ..PhaseSpan::default()
+    }
+}
+
 fn record(verdict: &str, failed_phase: Option<&str>) -> RunRecord {
     RunRecord {
         run_id: "drone-coop-cloud-example-9".into(),
@@ -206,16 +216,8 @@ fn record(verdict: &str, failed_phase: Option<&str>) -> RunRecord {
         verdict: Some(verdict.into()),
         failed_phase: failed_phase.map(String::from),
         phases: vec![
-            PhaseSpan {
-                name: "fetch".into(),
-                started: "2026-01-01T00:00:00.000Z".into(),
-                ended: Some("2026-01-01T00:00:01.000Z".into()),
-            },
-            PhaseSpan {
-                name: "install-converge".into(),
-                started: "2026-01-01T00:00:05.000Z".into(),
-                ended: Some("2026-01-01T00:00:15.500Z".into()),
-            },
+            span("fetch", "00:00:00.000", "00:00:01.000"),
+            span("install-converge", "00:00:05.000", "00:00:15.500"),
         ],
         ..RunRecord::default()
     }
@@ -400,6 +402,15 @@ fn the_phase_case_takes_its_time_from_the_phase_span() {
     };
     let case = render::phase_case(&outcome);
     assert_eq!(case.time, Some(std::time::Duration::from_millis(10_500)));
+    // The monotonic duration wins over the wall clock when the record has it.
+    let mut rec = record("infra", Some("install-converge"));
+    rec.phases[1].duration_ms = Some(10_000);
+    let outcome = render::RunOutcome {
+        record: &rec,
+        ..outcome
+    };
+    let case = render::phase_case(&outcome);
+    assert_eq!(case.time, Some(std::time::Duration::from_millis(10_000)));
 }
 
 #[test]

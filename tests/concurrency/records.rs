@@ -1,0 +1,300 @@
+//! What an operator has the morning after: the state directory alone.
+//! `status` from run locks (never a pid alone), exit 3 for a state
+//! directory it cannot read, quiet on a closed pipe; `logs` of a run whose
+//! tree is gone; a janitor that names a bad entry and goes on, and never
+//! removes a record it cannot parse (SPEC sections 1, 3 and 5).
+
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+
+use crate::support::*;
+
+/// A run record as a run writes it (only the fields `status` needs).
+fn plant_record(state: &std::path::Path, id: &str, pid: u32, finished: bool) {
+    let dir = state.join("runs").join(id);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut rec = serde_json::json!({
+        "run_id": id, "recipe": "example", "git_ref": "main", "domain": "example-b1.ci.localhost",
+        "stack": "example-b1_ci_localhost", "pid": pid, "host": "ci1", "phase": "test-install",
+        "started": format!("2026-01-01T00:00:{:02}.000Z", id.len()),
+    });
+    if finished {
+        rec["phase"] = "finished".into();
+        rec["finished"] = "2026-01-01T00:01:00.000Z".into();
+        rec["exit_code"] = 1.into();
+        rec["verdict"] = "failed".into();
+        rec["failed_phase"] = "test-install".into();
+    }
+    std::fs::write(
+        dir.join("run.json"),
+        serde_json::to_vec_pretty(&rec).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(dir.join("run.log"), format!("log of {id}\n")).unwrap();
+}
+
+fn status_json(f: &Fixture) -> Vec<serde_json::Value> {
+    let out = f.cmd().args(["status", "--json"]).output().unwrap();
+    assert_eq!(
+        code(out.status),
+        0,
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice::<Vec<serde_json::Value>>(&out.stdout).unwrap()
+}
+
+fn state_of(runs: &[serde_json::Value], id: &str) -> String {
+    runs.iter()
+        .find(|r| r["id"] == id)
+        .map(|r| r["state"].as_str().unwrap().to_string())
+        .unwrap_or_else(|| panic!("{id} not listed: {runs:?}"))
+}
+
+#[test]
+fn status_reads_liveness_from_the_run_lock_not_from_a_pid() {
+    let f = Fixture::new();
+    // Our own pid: a live, unrelated process, as a reused pid would be.
+    plant_record(&f.state, "reused", std::process::id(), false);
+    // A live run: its run lock held (by a holder that is not the record's pid).
+    plant_record(&f.state, "live", 999_999, false);
+    let mut holder = Command::new(bin())
+        .env("CCCI_STATE_DIR", &f.state)
+        .args(["__hold-lock", "run", "live"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(holder.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line.trim(), "held");
+    plant_record(&f.state, "done", 1, true);
+    let runs = status_json(&f);
+    assert_eq!(state_of(&runs, "reused"), "dead");
+    assert_eq!(state_of(&runs, "live"), "running");
+    assert_eq!(state_of(&runs, "done"), "finished");
+    let done = runs.iter().find(|r| r["id"] == "done").unwrap();
+    assert_eq!(done["verdict"], "failed");
+    assert_eq!(done["failed_phase"], "test-install");
+    drop(holder.stdin.take());
+    holder.wait().unwrap();
+    assert_eq!(state_of(&status_json(&f), "live"), "dead");
+    // The table has the columns an operator reads first.
+    let out = f.cmd().arg("status").output().unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.lines().next().unwrap().contains("VERDICT"), "{table}");
+    assert!(
+        table.lines().next().unwrap().contains("FAILED PHASE"),
+        "{table}"
+    );
+    assert!(table.contains("test-install"), "{table}");
+}
+
+#[test]
+fn status_on_a_missing_or_unreadable_state_directory_is_exit_3_naming_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let f = Fixture::new();
+    let missing = f.tmp.path().join("no-such-state");
+    let out = f
+        .cmd()
+        .args(["status"])
+        .env("CCCI_STATE_DIR", &missing)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(code(out.status), 3, "{err}");
+    assert!(err.contains(&missing.display().to_string()), "{err}");
+    // Unreadable: mode 000, read as a user who is not root (root reads it).
+    let locked = f.tmp.path().join("locked-state");
+    std::fs::create_dir_all(&locked).unwrap();
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).unwrap();
+    // The temp dir above it must be traversable by that user.
+    std::fs::set_permissions(f.tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut c = f.cmd();
+    c.args(["status"]).env("CCCI_STATE_DIR", &locked);
+    if nix::unistd::geteuid().is_root() {
+        c.uid(65534).gid(65534);
+    }
+    let out = c.output().unwrap();
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(code(out.status), 3, "{err}");
+    assert!(
+        err.contains(&locked.display().to_string()) && err.contains("denied"),
+        "{err}"
+    );
+}
+
+#[test]
+fn printing_commands_end_quietly_on_a_closed_pipe() {
+    let f = Fixture::new();
+    // Enough records that the output outgrows the pipe's buffer, so the
+    // writer really meets the closed pipe.
+    for i in 0..400 {
+        plant_record(&f.state, &format!("r{i:04}"), 1, true);
+    }
+    for cmd in ["status --json", "status", "locks --json"] {
+        let out = Command::new("bash")
+            .current_dir(f.tmp.path())
+            .arg("-c")
+            .arg(format!(
+                "\"$0\" {cmd} | head -c 10 >/dev/null; echo \"rc=${{PIPESTATUS[0]}}\" >&2"
+            ))
+            .arg(bin())
+            .env("CCCI_STATE_DIR", &f.state)
+            .env("CCCI_ABRA_HOME", &f.abra_home)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.trim(), "rc=0", "{cmd}: {err}");
+    }
+}
+
+#[test]
+fn logs_prints_a_finished_runs_log_after_its_tree_is_gone_and_names_recent_runs() {
+    let f = Fixture::new();
+    let out = f
+        .run_cmd(&["--pr", "1", "--quick"])
+        .env("CCCI_RUN_ID", "readme")
+        .output()
+        .unwrap();
+    assert_eq!(
+        code(out.status),
+        0,
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(f.tree_gone("readme"));
+    let logs = f.cmd().args(["logs", "readme"]).output().unwrap();
+    assert_eq!(code(logs.status), 0);
+    let text = String::from_utf8_lossy(&logs.stdout);
+    // First the banner, last the summary block.
+    let first = text.lines().next().unwrap();
+    assert!(
+        first.contains("cc-ci-run ") && first.contains("lock backend"),
+        "{first}"
+    );
+    assert!(text.contains("── summary of run readme ──"), "{text}");
+    assert!(text.contains("verdict: passed (exit 0)"), "{text}");
+    let last = text.lines().last().unwrap();
+    assert!(last.contains("log: "), "the summary ends the log: {last}");
+    // The record carries phases with durations, the lock and tests per tier.
+    let rec = f.record("readme");
+    assert_eq!(rec["verdict"], "passed");
+    assert!(rec["failed_phase"].is_null());
+    assert_eq!(rec["phase"], "finished");
+    assert!(rec["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p["name"] == "test-install" && p["duration_ms"].is_u64()));
+    assert_eq!(rec["lock"]["domain"], "example-pr1.ci.localhost");
+    assert!(rec["lock"]["released"].is_string());
+    assert_eq!(rec["tests"][0]["tier"], "install");
+    // --follow of a finished run prints it and exits with its exit code.
+    let out = f
+        .cmd()
+        .args(["logs", "--follow", "readme"])
+        .output()
+        .unwrap();
+    assert_eq!(code(out.status), 0);
+    // An unknown id: exit 2, naming the runs there are.
+    let out = f.cmd().args(["logs", "nosuchrun"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(code(out.status), 2, "{err}");
+    assert!(err.contains("readme"), "{err}");
+}
+
+#[test]
+fn logs_follow_streams_a_live_run_and_exits_with_its_code() {
+    let f = Fixture::new();
+    let mut run = f
+        .run_cmd(&["--pr", "1", "--quick"])
+        .env("CCCI_RUN_ID", "followed")
+        .env("CCCI_EXAMPLE_FAIL", "install")
+        .env("CCCI_EXAMPLE_HANG", "install")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_file(&f.ready.join("test-install"));
+    let follow = f
+        .cmd()
+        .args(["logs", "--follow", "followed"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The run is still going: stop it; the follower sees it to the end.
+    send(run.id() as i32, nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(wait_exit(&mut run), 143);
+    let out = follow.wait_with_output().unwrap();
+    assert_eq!(code(out.status), 143);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("verdict: cancelled (exit 143), decided in phase test-install"),
+        "{text}"
+    );
+}
+
+#[test]
+fn the_janitor_names_a_bad_entry_and_goes_on() {
+    let f = Fixture::new();
+    let domains = [
+        "example-b701.ci.localhost",
+        "example-b702.ci.localhost",
+        "example-b703.ci.localhost",
+    ];
+    for d in domains {
+        crate::janitor::orphan(&f, d);
+    }
+    // A planted symlink at the first candidate's lock path.
+    let locks = f.state.join("locks/apps");
+    std::fs::create_dir_all(&locks).unwrap();
+    let target = f.tmp.path().join("elsewhere");
+    std::fs::write(&target, "").unwrap();
+    std::os::unix::fs::symlink(&target, locks.join(format!("{}.lock", domains[0]))).unwrap();
+    // A truncated run record of a dead run, with its log.
+    let broken = f.state.join("runs/drone-x-9");
+    std::fs::create_dir_all(&broken).unwrap();
+    std::fs::write(
+        broken.join("run.json"),
+        b"{\"run_id\": \"drone-x-9\", \"reci",
+    )
+    .unwrap();
+    std::fs::write(broken.join("run.log"), b"what happened\n").unwrap();
+
+    let out = f.cmd().args(["janitor", "--json"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        code(out.status),
+        3,
+        "a bad entry is exit 3 at the end: {err}"
+    );
+    let sum: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut reaped: Vec<String> = serde_json::from_value(sum["reaped"].clone()).unwrap();
+    reaped.sort();
+    assert_eq!(reaped, [domains[1], domains[2]], "{err}");
+    assert_eq!(
+        sum["bad_entries"],
+        serde_json::json!([format!("app:{}", domains[0])])
+    );
+    assert!(err.contains(domains[0]), "{err}");
+    assert_eq!(sum["unreadable_records"], serde_json::json!(["drone-x-9"]));
+    // The symlink's target was never written through.
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "");
+    for _ in 0..2 {
+        let _ = f.cmd().args(["janitor"]).output().unwrap();
+        assert!(broken.join("run.json").exists() && broken.join("run.log").exists());
+    }
+    let runs = status_json(&f);
+    assert_eq!(state_of(&runs, "drone-x-9"), "unreadable");
+    // The symlink removed, the last orphan is reaped.
+    std::fs::remove_file(locks.join(format!("{}.lock", domains[0]))).unwrap();
+    let out = f.cmd().args(["janitor", "--json"]).output().unwrap();
+    let sum: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(sum["reaped"], serde_json::json!([domains[0]]));
+    assert!(f.leftovers().is_empty(), "{:?}", f.leftovers());
+}
