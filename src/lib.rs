@@ -13,6 +13,7 @@ pub mod docker;
 pub mod exit;
 pub mod external;
 pub mod gitrepo;
+pub mod history;
 pub mod interpolate;
 pub mod janitor;
 pub mod leftovers;

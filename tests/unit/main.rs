@@ -4,6 +4,7 @@
 
 mod config;
 mod exit;
+mod history;
 mod interpolate;
 #[path = "../common/junit.rs"]
 mod junit;
