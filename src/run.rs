@@ -698,14 +698,20 @@ impl Run {
             deadline: Some(Instant::now() + self.cfg.converge_timeout),
             ..self.bound()
         };
-        let services = self
+        let c = self
             .docker
             .wait_converged(&self.cfg.stack, &b)
             .map_err(infra(&format!("{tier} tier: convergence failed")))?;
+        // One line with the wait and the engine's own update time, so both
+        // can be read from run.log (scripts/bench-converge.sh does).
         say!(
-            "stack {} converged: {} service(s) settled",
+            "stack {} converged in {:.2} s: {}{}",
             self.cfg.stack,
-            services.len()
+            c.waited.as_secs_f64(),
+            c.summary,
+            c.engine_update
+                .map(|d| format!(" (engine update {:.2} s)", d.as_secs_f64()))
+                .unwrap_or_default()
         );
         Ok(())
     }
