@@ -189,18 +189,21 @@ pub fn parse_tasks(text: &str) -> Result<Vec<Task>> {
         .collect())
 }
 
-/// Values the daemon fills into a service's spec when the CLI inspects it
-/// (`InsertDefaults`: swarmkit's `api/defaults`), which the task's own copy
-/// of the spec does not carry. Measured on Docker 20.10: `StopGracePeriod`
-/// 10 s, `RestartPolicy.Delay` 5 s, `Runtime` `container`, the restart
-/// condition `any`, and empty `DNSConfig`, `Resources`, `Placement`,
-/// `Privileges.NoNewPrivileges`.
-const INSERTED_DEFAULTS: &[(&str, &str)] = &[
-    ("StopGracePeriod", "10000000000"),
-    ("Delay", "5000000000"),
-    ("Runtime", "\"container\""),
-    ("Condition", "\"any\""),
-];
+/// The value the daemon fills into a service's spec at `key` when the CLI
+/// inspects it (`InsertDefaults`: swarmkit's `api/defaults`), which the
+/// task's own copy of the spec does not carry. Measured on Docker 20.10:
+/// `StopGracePeriod` 10 s, `RestartPolicy.Delay` 5 s, `Runtime`
+/// `container`, the restart condition `any`; the empty ones (`DNSConfig`,
+/// `Resources`, `Placement`, `Privileges.NoNewPrivileges`) are zero values.
+fn inserted_default(key: &str) -> Option<Value> {
+    match key {
+        "StopGracePeriod" => Some(Value::from(10_000_000_000u64)),
+        "Delay" => Some(Value::from(5_000_000_000u64)),
+        "Runtime" => Some(Value::from("container")),
+        "Condition" => Some(Value::from("any")),
+        _ => None,
+    }
+}
 
 fn is_inserted_default(key: &str, v: &Value) -> bool {
     let zero = match v {
@@ -211,9 +214,7 @@ fn is_inserted_default(key: &str, v: &Value) -> bool {
         Value::Array(a) => a.is_empty(),
         Value::Object(o) => o.is_empty(),
     };
-    zero || INSERTED_DEFAULTS
-        .iter()
-        .any(|(k, d)| *k == key && serde_json::from_str::<Value>(d).ok().as_ref() == Some(v))
+    zero || inserted_default(key).as_ref() == Some(v)
 }
 
 /// Whether a task's spec is the service's current task template: deep

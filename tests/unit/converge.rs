@@ -277,7 +277,11 @@ fn updating_with_the_new_task_running_waits_for_completed() {
     }
     let services = parse_services(&done).unwrap();
     let took = engine_update_time(&services).unwrap();
-    assert_eq!(took.as_millis(), 5735, "StartedAt → CompletedAt (milliseconds)");
+    assert_eq!(
+        took.as_millis(),
+        5735,
+        "StartedAt → CompletedAt (milliseconds)"
+    );
 }
 
 #[test]
