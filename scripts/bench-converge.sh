@@ -72,11 +72,11 @@ for ((i = 0; i < rounds; i++)); do
 			"$bin" run --recipe example --pr 1 --domain "$d" 2>"$log" || rc=$?
 		install=$(tier_wait "$log" install)
 		upgrade=$(tier_wait "$log" upgrade)
-		engine=$(grep -o 'engine update [0-9.]* s' "$log" | tail -n 1 | awk '{ print int($3 * 1000) }')
+		engine=$(grep -o 'engine update [0-9.]* s' "$log" | tail -n 1 | awk '{ print int($3 * 1000) }' || true)
 		echo "$which round $i: exit $rc, install wait ${install} ms, upgrade wait ${upgrade} ms${engine:+, engine update $engine ms}"
 		waits[$which-install]+="$install "
 		waits[$which-upgrade]+="$upgrade "
-		[ -n "$engine" ] && waits[$which-engine]+="$engine "
+		if [ -n "$engine" ]; then waits[$which-engine]+="$engine "; fi
 	done
 done
 for which in before after; do
