@@ -363,11 +363,15 @@ pub fn settle_stack(services: &[Service], tasks: &[Task]) -> Settle {
     )
 }
 
-/// The engine's time for the stack's updates (UpdateStatus StartedAt →
-/// CompletedAt), the longest of its services; None when nothing updated.
-pub fn engine_update_time(services: &[Service]) -> Option<Duration> {
+/// The engine's time for the stack's updates that started at or after
+/// `since` (the deploy that the wait follows; an older completed update
+/// is not this deploy's), UpdateStatus StartedAt → CompletedAt, the
+/// longest of the stack; None when the deploy updated nothing.
+pub fn engine_update_time(services: &[Service], since: SystemTime) -> Option<Duration> {
     services
         .iter()
-        .filter_map(|s| s.update.as_ref().and_then(Update::took))
+        .filter_map(|s| s.update.as_ref())
+        .filter(|u| u.started_at.is_some_and(|t| t >= since))
+        .filter_map(Update::took)
         .max()
 }

@@ -9,7 +9,7 @@
 
 use std::ffi::OsString;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
@@ -183,7 +183,8 @@ pub struct Converged {
     /// Each service and what it runs.
     pub summary: String,
     /// The engine's own update time (UpdateStatus StartedAt → CompletedAt,
-    /// the longest of the stack), when a deploy updated a service.
+    /// the longest of the stack) of the deploy the wait followed, when it
+    /// updated a service.
     pub engine_update: Option<Duration>,
 }
 
@@ -335,8 +336,16 @@ impl Docker {
     /// wait at once with an error naming the service, the update's message
     /// and the last task error. A query that fails (the engine prunes a
     /// task between `service ps` and `inspect`) is retried on the next
-    /// poll; three failures in a row end the wait.
-    pub fn wait_converged(&self, stack: &str, bound: &Bound) -> Result<Converged> {
+    /// poll; three failures in a row end the wait. `deployed_at` is when
+    /// the deploy that the wait follows began (None after a restore, which
+    /// deploys nothing): the engine's update time is reported for updates
+    /// since then.
+    pub fn wait_converged(
+        &self,
+        stack: &str,
+        deployed_at: Option<SystemTime>,
+        bound: &Bound,
+    ) -> Result<Converged> {
         let started = Instant::now();
         let mut delay = Duration::from_millis(50);
         let mut failures = 0;
@@ -350,7 +359,8 @@ impl Docker {
                             return Ok(Converged {
                                 waited: started.elapsed(),
                                 summary,
-                                engine_update: converge::engine_update_time(&services),
+                                engine_update: deployed_at
+                                    .and_then(|t| converge::engine_update_time(&services, t)),
                             })
                         }
                         Settle::Failed(why) => bail!("stack {stack} will not converge: {why}"),

@@ -276,12 +276,17 @@ fn updating_with_the_new_task_running_waits_for_completed() {
         other => panic!("{other:?}"),
     }
     let services = parse_services(&done).unwrap();
-    let took = engine_update_time(&services).unwrap();
+    let deployed = cc_ci_run::log::parse_timestamp("2026-12-06T02:09:23.900Z").unwrap();
+    let took = engine_update_time(&services, deployed).unwrap();
     assert_eq!(
         took.as_millis(),
         5735,
         "StartedAt → CompletedAt (milliseconds)"
     );
+    // An update that started before the deploy (seen by a restore tier's
+    // wait after the upgrade's) is not this deploy's.
+    let later = cc_ci_run::log::parse_timestamp("2026-12-06T02:09:40.000Z").unwrap();
+    assert_eq!(engine_update_time(&services, later), None);
 }
 
 #[test]
