@@ -9,6 +9,7 @@ pub mod abra;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod converge;
 pub mod docker;
 pub mod exit;
 pub mod external;

@@ -835,26 +835,35 @@ impl Run {
             .map_err(infra)?;
         self.prepare_env_file().map_err(infra)?;
         self.deploys += 1;
+        let deployed_at = std::time::SystemTime::now();
         self.abra
             .deploy(&self.cfg.domain, base.as_deref(), base.is_none(), false, &b)
             .map_err(infra)?;
-        self.converge("install")
+        self.converge("install", Some(deployed_at))
     }
 
-    fn converge(&mut self, tier: &str) -> Result<()> {
+    /// The convergence wait after a tier's deploy (`deployed_at`: when it
+    /// began; None when the tier deployed nothing).
+    fn converge(&mut self, tier: &str, deployed_at: Option<std::time::SystemTime>) -> Result<()> {
         self.set_phase(&format!("{tier}-converge"));
         let b = Bound {
             deadline: Some(Instant::now() + self.cfg.converge_timeout),
             ..self.bound()
         };
-        let services = self
+        let c = self
             .docker
-            .wait_converged(&self.cfg.stack, &b)
+            .wait_converged(&self.cfg.stack, deployed_at, &b)
             .map_err(infra(&format!("{tier} tier: convergence failed")))?;
+        // One line with the wait and the engine's own update time, so both
+        // can be read from run.log (scripts/bench-converge.sh does).
         say!(
-            "stack {} converged: {} service(s) settled",
+            "stack {} converged in {:.2} s: {}{}",
             self.cfg.stack,
-            services.len()
+            c.waited.as_secs_f64(),
+            c.summary,
+            c.engine_update
+                .map(|d| format!(" (engine update {:.2} s)", d.as_secs_f64()))
+                .unwrap_or_default()
         );
         Ok(())
     }
@@ -865,10 +874,11 @@ impl Run {
         let infra = infra("upgrade tier: deploy failed");
         repo.checkout(sha, &b).map_err(infra)?;
         self.deploys += 1;
+        let deployed_at = std::time::SystemTime::now();
         self.abra
             .deploy(&self.cfg.domain, None, true, true, &b)
             .map_err(infra)?;
-        self.converge("upgrade")?;
+        self.converge("upgrade", Some(deployed_at))?;
         let labels = self.docker.app_labels(&self.cfg.stack, &b).map_err(infra)?;
         let key = format!("coop-cloud.{}.chaos-version", self.cfg.stack);
         let label = labels.get(&key).map(String::as_str).unwrap_or("");
@@ -902,7 +912,7 @@ impl Run {
         self.abra.backup(&self.cfg.domain, &b).map_err(infra)?;
         self.set_phase("restore");
         self.abra.restore(&self.cfg.domain, &b).map_err(infra)?;
-        self.converge("restore")
+        self.converge("restore", None)
     }
 
     /// Runs the tier's tests; Some(verdict) ends the run early.

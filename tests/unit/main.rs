@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod config;
+mod converge;
 mod exit;
 mod history;
 mod interpolate;
