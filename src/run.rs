@@ -325,9 +325,6 @@ impl Run {
             }
         }
         let teardown_ok = self.teardown_phase();
-        if let Some(l) = self.record.lock.as_mut().filter(|l| l.acquired.is_some()) {
-            l.released = Some(crate::log::timestamp(std::time::SystemTime::now()));
-        }
         let before_teardown = code;
         code = exit::with_teardown(code, teardown_ok);
         self.record.verdict = Some(rundir::verdict_of(code).to_string());
@@ -1019,7 +1016,7 @@ impl Run {
                 self.cfg.domain,
                 env_file.display()
             );
-            if let Err(e) = held.release() {
+            if let Err(e) = self.release_app_lock(held) {
                 say!("warning: {e:#}");
             }
             return true;
@@ -1027,7 +1024,7 @@ impl Run {
         if let Some(why) = held.lost() {
             // Releasing the lost lock removes nothing (its object is gone or
             // another's): it only stops its renewals.
-            if let Err(e) = held.release() {
+            if let Err(e) = self.release_app_lock(held) {
                 say!("warning: {e:#}");
             }
             match self.reclaim(&why) {
@@ -1053,10 +1050,20 @@ impl Run {
                 self.cfg.domain
             );
         }
-        if let Err(e) = held.release() {
+        if let Err(e) = self.release_app_lock(held) {
             say!("warning: {e:#}");
         }
         ok
+    }
+
+    /// Releases the app lock, stamping the record's release time first: a
+    /// waiting run may acquire the instant it is released, and the record
+    /// must never show two holders at once (`history`, the timeline).
+    fn release_app_lock(&mut self, held: Box<dyn AppLock>) -> Result<()> {
+        if let Some(l) = self.record.lock.as_mut().filter(|l| l.acquired.is_some()) {
+            l.released = Some(crate::log::timestamp(std::time::SystemTime::now()));
+        }
+        held.release()
     }
 
     /// SPEC section 3 step 11: one janitor sweep; never changes the exit code.
