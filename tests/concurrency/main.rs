@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod diskfull;
 mod exec;
 mod faults;
 mod janitor;
