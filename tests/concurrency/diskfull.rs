@@ -12,6 +12,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use nix::sys::signal::Signal;
+
+use crate::janitor::orphan;
 use crate::support::*;
 
 /// A tmpfs mounted at a directory for the life of the value; unmounted on
@@ -105,6 +108,213 @@ fn temp_files(dir: &Path) -> Vec<PathBuf> {
         .filter(|e| e.file_name().to_string_lossy().contains(".tmp"))
         .map(|e| e.path().to_path_buf())
         .collect()
+}
+
+/// The lines of a run's stderr that say the disk is full.
+fn disk_full_lines(stderr: &str) -> Vec<&str> {
+    stderr
+        .lines()
+        .filter(|l| l.contains("warning: the disk is full"))
+        .collect()
+}
+
+/// What every full-disk run must show, whatever its verdict: the disk-full
+/// notice on stderr exactly once (naming the kernel's error), no failed
+/// write said twice, no temporary file anywhere under the state directory,
+/// the app torn down and every lock free.
+fn assert_full_disk_run(f: &Fixture, run_id: &str, domain: &str, stderr: &str) {
+    let full = disk_full_lines(stderr);
+    assert_eq!(
+        full.len(),
+        1,
+        "the disk-full notice must be said once: {full:#?}\n{stderr}"
+    );
+    assert!(
+        full[0].to_lowercase().contains("no space left on device"),
+        "the notice names the error: {}",
+        full[0]
+    );
+    // Each kind of file that could not be written is said once, not per
+    // line or per write.
+    let mut said: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("could not write"))
+        .map(|l| l.split_once("] ").map_or(l, |(_, m)| m))
+        .collect();
+    let n = said.len();
+    said.sort();
+    said.dedup();
+    assert_eq!(said.len(), n, "a failed write was said twice:\n{stderr}");
+    let log = f.state.join("runs").join(run_id).join("run.log");
+    assert!(
+        stderr.contains(&log.display().to_string()),
+        "stderr names the run log that could not be written:\n{stderr}"
+    );
+    let tmp = temp_files(&f.state);
+    assert!(tmp.is_empty(), "temporary files left: {tmp:?}");
+    assert!(f.leftovers().is_empty(), "{:?}", f.leftovers());
+    assert!(f.lock_free("runs", run_id), "the run lock is held");
+    assert!(f.lock_free("apps", domain), "the app lock is held");
+    assert!(
+        procs_with_env("CCCI_FAKE_STATE", &f.fake).is_empty(),
+        "a process of the run is left"
+    );
+}
+
+/// The run log after the run freed space (its tree is removed at the end):
+/// the lines it could not hold are marked as missing, and the lines after
+/// the gap are in it again, down to the last.
+fn assert_log_marks_its_gap(log: &Path, last: &str) {
+    let text = std::fs::read_to_string(log).unwrap();
+    let gap = text
+        .find("line(s) missing here")
+        .unwrap_or_else(|| panic!("the log does not mark its gap:\n{text}"));
+    assert!(
+        text[gap..].contains(last),
+        "the log does not go on after its gap:\n{text}"
+    );
+    assert!(
+        !text[gap..].contains("test filler"),
+        "the gap note is not where the lines went missing:\n{text}"
+    );
+}
+
+#[test]
+fn run_on_a_disk_full_before_it_starts_is_exit_3_and_says_so_once() {
+    let f = Fixture::new();
+    let disk = Tmpfs::mount(&f.state, "4M");
+    let domain = "example-pr31.ci.localhost";
+    disk.fill(&[]);
+    let out = f
+        .run_cmd(&["--pr", "1", "--domain", domain, "--quick"])
+        .env("CCCI_RUN_ID", "full-before")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(code(out.status), 3, "{stderr}");
+    // The line that explains exit 3 reaches stderr although the log cannot
+    // hold it.
+    assert!(
+        stderr.lines().any(|l| l.contains("error: ")),
+        "no error line explains exit 3:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("run full-before finished: exit 3"),
+        "{stderr}"
+    );
+    assert_full_disk_run(&f, "full-before", domain, &stderr);
+    drop(disk);
+}
+
+#[test]
+fn run_whose_disk_fills_during_its_passing_tests_stays_green() {
+    let f = Fixture::new();
+    let disk = Tmpfs::mount(&f.state, "16M");
+    let domain = "example-pr32.ci.localhost";
+    const RUN: &str = "full-green";
+    // A CI test of the recipe that pauses (on a named pipe) until the disk
+    // is full, then passes: everything after it (its output, the report,
+    // the checkpoint, the records, the teardown lines) meets a full disk.
+    let fifo = f.tmp.path().join("go");
+    mkfifo(&fifo);
+    let paused = f.ready.join("ci-test-paused");
+    let ci = f.tmp.path().join("ci-tests/example");
+    std::fs::create_dir_all(&ci).unwrap();
+    let test = script(
+        &ci,
+        "50-waits-for-a-full-disk.sh",
+        &format!(
+            "#!/bin/sh\n# tier: install\nset -eu\n: > '{}'\nread _ < '{}'\necho 'the disk is full now; this test passes'\n",
+            paused.display(),
+            fifo.display()
+        ),
+    );
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&test, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let err = f.tmp.path().join("run.err");
+    let mut guard = KillOnPanic::default();
+    let mut run = f
+        .run_cmd(&["--pr", "1", "--domain", domain, "--quick"])
+        .env("CCCI_RUN_ID", RUN)
+        .stderr(std::fs::File::create(&err).unwrap())
+        .spawn()
+        .unwrap();
+    guard.add(run.id() as i32);
+    wait_for_file(&paused);
+    let log = f.state.join("runs").join(RUN).join("run.log");
+    disk.fill(&[&log]);
+    release(&fifo);
+    let c = wait_exit(&mut run);
+    let stderr = std::fs::read_to_string(&err).unwrap();
+    assert_eq!(c, 0, "a full disk turned a green run red:\n{stderr}");
+    assert!(stderr.contains("2 passed, 0 failed"), "{stderr}");
+    assert!(
+        stderr.contains("run full-green finished: exit 0"),
+        "{stderr}"
+    );
+    // The teardown lines reach stderr.
+    assert!(stderr.contains("phase: teardown"), "{stderr}");
+    assert_full_disk_run(&f, RUN, domain, &stderr);
+    assert_log_marks_its_gap(&log, "run full-green finished: exit 0");
+    drop(disk);
+}
+
+#[test]
+fn run_whose_disk_fills_during_its_tests_keeps_its_red_verdict() {
+    let f = Fixture::new();
+    let disk = Tmpfs::mount(&f.state, "16M");
+    let domain = "example-pr33.ci.localhost";
+    const RUN: &str = "full-tests";
+    let err = f.tmp.path().join("run.err");
+    let mut guard = KillOnPanic::default();
+    let mut run = f
+        .run_cmd(&["--pr", "1", "--domain", domain, "--quick"])
+        .env("CCCI_RUN_ID", RUN)
+        .env("CCCI_EXAMPLE_HANG", "install")
+        .stderr(std::fs::File::create(&err).unwrap())
+        .spawn()
+        .unwrap();
+    guard.add(run.id() as i32);
+    wait_for_file(&f.ready.join("test-install"));
+    let log = f.state.join("runs").join(RUN).join("run.log");
+    disk.fill(&[&log]);
+    // The paused test (it `exec`s sleep) dies: a failed test, so the run is
+    // red, with its report and checkpoint still to be written.
+    let test = procs_with_env("CCCI_FAKE_STATE", &f.fake)
+        .into_iter()
+        .find(|p| comm(*p).as_deref() == Some(b"sleep".as_slice()))
+        .expect("the paused test's sleep");
+    send(test, Signal::SIGKILL);
+    let c = wait_exit(&mut run);
+    let stderr = std::fs::read_to_string(&err).unwrap();
+    assert_eq!(c, 1, "a full disk changed a red run's verdict:\n{stderr}");
+    assert!(
+        stderr.contains("run full-tests finished: exit 1"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("phase: teardown"), "{stderr}");
+    assert_full_disk_run(&f, RUN, domain, &stderr);
+    assert_log_marks_its_gap(&log, "run full-tests finished: exit 1");
+    drop(disk);
+}
+
+#[test]
+fn janitor_reaps_an_orphan_on_a_full_disk() {
+    let f = Fixture::new();
+    let disk = Tmpfs::mount(&f.state, "1M");
+    let domain = "example-pr34.ci.localhost";
+    orphan(&f, domain);
+    disk.fill(&[]);
+    let out = f.cmd().args(["janitor", "--json"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(code(out.status), 0, "{stderr}");
+    let sum: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(sum["reaped"], serde_json::json!([domain]), "{stderr}");
+    assert!(f.leftovers().is_empty(), "{:?}", f.leftovers());
+    assert!(f.lock_free("apps", domain));
+    let tmp = temp_files(&f.state);
+    assert!(tmp.is_empty(), "temporary files left: {tmp:?}");
+    drop(disk);
 }
 
 /// Each atomic writer on a full disk: the write fails, the old content is

@@ -12,7 +12,7 @@ use crate::support::*;
 /// Creates a deployed app on the fake swarm with the canonical ABRA_DIR,
 /// as a run that died after deploying would leave it: with the marker a run
 /// writes into the env file right after `app new`.
-fn orphan(f: &Fixture, domain: &str) {
+pub(crate) fn orphan(f: &Fixture, domain: &str) {
     foreign_app(f, domain);
     let env = f
         .abra_home
