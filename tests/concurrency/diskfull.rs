@@ -87,6 +87,24 @@ fn fill_until_enospc(file: &mut std::fs::File, chunk: &[u8]) {
     }
 }
 
+impl Tmpfs {
+    /// Takes every inode left: empty files until the kernel says ENOSPC.
+    /// (A tmpfs directory or empty file costs an inode, no block: only a
+    /// filesystem out of inodes refuses them, as a full ext4 refuses a
+    /// directory that needs a new block.)
+    fn fill_inodes(&self) {
+        let dir = self.path.join("inodes");
+        std::fs::create_dir(&dir).unwrap();
+        for i in 0.. {
+            match std::fs::File::create(dir.join(i.to_string())) {
+                Ok(_) => {}
+                Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => return,
+                Err(e) => panic!("taking the tmpfs's inodes failed otherwise: {e}"),
+            }
+        }
+    }
+}
+
 impl Drop for Tmpfs {
     fn drop(&mut self) {
         // Lazy: detaches even while a process of a failed test still has a
@@ -314,6 +332,59 @@ fn janitor_reaps_an_orphan_on_a_full_disk() {
     assert!(f.lock_free("apps", domain));
     let tmp = temp_files(&f.state);
     assert!(tmp.is_empty(), "temporary files left: {tmp:?}");
+    drop(disk);
+}
+
+/// `cc-ci-run test` whose report directory is on a disk with no block and
+/// no inode left: the tests run and decide the exit code; their output,
+/// checkpoint and reports cannot be written, which is said once.
+#[test]
+fn test_runner_on_a_full_disk_runs_the_tests_and_keeps_their_verdict() {
+    let tmp = tempdir();
+    let disk = Tmpfs::mount(&tmp.path().join("disk"), "1M,nr_inodes=64");
+    let report = disk.path.join("report");
+    std::fs::create_dir(&report).unwrap();
+    disk.fill(&[]);
+    disk.fill_inodes();
+    for (fails, want) in [(false, 0), (true, 1)] {
+        let tests = tmp.path().join(format!("tests-{fails}"));
+        std::fs::create_dir(&tests).unwrap();
+        let body = if fails {
+            "echo 'this test fails' >&2; exit 1"
+        } else {
+            "echo 'this test passes'"
+        };
+        let t = script(&tests, "10-t.sh", &format!("#!/bin/sh\n{body}\n"));
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&t, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let out = ccci()
+            .env("CCCI_DOCKER", fake_dir().join("docker"))
+            .env("CCCI_FAKE_STATE", tmp.path().join("fake"))
+            .args(["test", "--grace", "1s", "--report-dir"])
+            .arg(&report)
+            .arg(&tests)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(code(out.status), want, "{stderr}");
+        let said = if fails {
+            "[10-t.sh stderr] this test fails"
+        } else {
+            "[10-t.sh] this test passes"
+        };
+        assert!(
+            stderr.contains(said),
+            "the test's output is lost:\n{stderr}"
+        );
+        let full = disk_full_lines(&stderr);
+        assert_eq!(full.len(), 1, "{full:#?}\n{stderr}");
+        assert!(
+            stderr.contains("could not write the test output files"),
+            "{stderr}"
+        );
+    }
+    let left = temp_files(&disk.path);
+    assert!(left.is_empty(), "temporary files left: {left:?}");
     drop(disk);
 }
 
