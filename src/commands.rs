@@ -177,8 +177,10 @@ pub fn test(args: cli::TestArgs) -> Result<i32> {
             suite.report_dir.display()
         )
     })?;
-    if let Err(e) = crate::log::set_file(&suite.report_dir.join("runner.log")) {
-        crate::say!("warning: cannot write runner.log: {e}");
+    let log = suite.report_dir.join("runner.log");
+    if let Err(e) = crate::log::set_file(&log) {
+        let what = format!("the log file {}", log.display());
+        crate::log::write_failed(&what, &anyhow::Error::from(e));
     }
     let outcome = testrun::run_suite(&suite, Some(funnel.latch()));
     // Whatever happened, nothing the tests started outlives us.

@@ -131,10 +131,8 @@ pub fn harness(args: HarnessArgs) -> Result<i32> {
     dir.remove_tree()?;
     rundir::mkdirs(&dir.root)?;
     if let Err(e) = crate::log::set_file(&dir.log()) {
-        say!(
-            "warning: cannot write the run log {}: {e}",
-            dir.log().display()
-        );
+        let what = format!("the log file {}", dir.log().display());
+        crate::log::write_failed(&what, &anyhow::Error::from(e));
     }
     let mut run = Run::new(cfg, dir, abra_home, tools, locks, funnel, args.wrapper_pid);
     run.banner(&cli.state_dir);
@@ -378,7 +376,13 @@ impl Run {
             Ok(()) => self.record_warned = false,
             Err(e) if !self.record_warned => {
                 self.record_warned = true;
-                say!("warning: could not write the run record (the verdict is kept): {e:#}");
+                crate::log::write_failed(
+                    &format!(
+                        "the run record {} (the verdict is kept)",
+                        self.dir.record().display()
+                    ),
+                    &e,
+                );
             }
             Err(_) => {}
         }

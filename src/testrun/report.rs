@@ -325,18 +325,11 @@ pub fn junit(report: &Report, tails: &dyn Fn(&TestReport) -> Tails) -> String {
     x
 }
 
-/// Writes `report.json` and `junit.xml` into `dir`.
+/// Writes `report.json` and `junit.xml` into `dir`, each replaced
+/// atomically; a failed write (a full disk) leaves no temporary file.
 pub fn write(dir: &Path, report: &Report, tails: &dyn Fn(&TestReport) -> Tails) -> Result<()> {
     let mut json = serde_json::to_vec_pretty(report).context("failed to encode report.json")?;
     json.push(b'\n');
-    replace(&dir.join("report.json"), &json)?;
-    replace(&dir.join("junit.xml"), junit(report, tails).as_bytes())
-}
-
-/// Replaces `path` with `bytes` through a temporary file and a rename.
-fn replace(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-    std::fs::write(&tmp, bytes)
-        .and_then(|()| std::fs::rename(&tmp, path))
-        .with_context(|| format!("failed to write {}", path.display()))
+    crate::rundir::write_atomic(&dir.join("report.json"), &json)?;
+    crate::rundir::write_atomic(&dir.join("junit.xml"), junit(report, tails).as_bytes())
 }

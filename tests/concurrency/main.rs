@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod converge;
+mod diskfull;
 mod exec;
 mod faults;
 mod janitor;

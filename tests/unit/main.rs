@@ -11,6 +11,7 @@ mod interpolate;
 mod junit;
 mod leftovers;
 mod locks;
+mod log;
 mod parse;
 mod proc_stat;
 mod recipe;
