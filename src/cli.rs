@@ -50,6 +50,8 @@ pub enum Command {
     Status(StatusArgs),
     /// Print a run's log from the state directory (also after its tree is gone).
     Logs(LogsArgs),
+    /// Finished runs, newest first: verdicts, failed phases, lock waits, who waited for whom.
+    History(HistoryArgs),
     /// Print a shell completion script for SHELL on stdout.
     Completions(CompletionsArgs),
     /// Print a man page (roff) on stdout, generated from these definitions.
@@ -281,6 +283,26 @@ pub struct StatusArgs {
     /// Redraw every 2 s until interrupted.
     #[arg(long)]
     pub watch: bool,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct HistoryArgs {
+    /// Only runs of this app domain.
+    #[arg(long)]
+    pub domain: Option<String>,
+    /// Only runs of this recipe.
+    #[arg(long)]
+    pub recipe: Option<String>,
+    /// Only runs with this verdict (passed, failed, bad-input, infra,
+    /// teardown-failed, self-protect, duplicate, cancelled, deadline).
+    #[arg(long)]
+    pub verdict: Option<String>,
+    /// Only runs started within this long (e.g. 24h).
+    #[arg(long, value_parser = parse_duration)]
+    pub since: Option<Duration>,
+    /// Machine-readable output on stdout.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args, Clone)]

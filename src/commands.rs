@@ -24,6 +24,7 @@ pub fn dispatch(cli: Cli, start_ppid: Pid) -> Result<i32> {
         cli::Command::Harness(args) => crate::run::harness(args),
         cli::Command::Janitor(args) => crate::janitor::command(args, &cli.state_dir),
         cli::Command::Status(args) => crate::status::status(&cli.state_dir, args.json, args.watch),
+        cli::Command::History(args) => crate::history::command(&cli.state_dir, &args),
         cli::Command::Logs(args) => crate::status::logs(&cli.state_dir, &args.run, args.follow),
         cli::Command::Completions(args) => completions(args),
         cli::Command::Man(args) => man(args),
@@ -180,8 +181,10 @@ pub fn test(args: cli::TestArgs) -> Result<i32> {
             suite.report_dir.display()
         )
     })?;
-    if let Err(e) = crate::log::set_file(&suite.report_dir.join("runner.log")) {
-        crate::say!("warning: cannot write runner.log: {e}");
+    let log = suite.report_dir.join("runner.log");
+    if let Err(e) = crate::log::set_file(&log) {
+        let what = format!("the log file {}", log.display());
+        crate::log::write_failed(&what, &anyhow::Error::from(e));
     }
     let outcome = testrun::run_suite(&suite, Some(funnel.latch()));
     // Whatever happened, nothing the tests started outlives us.

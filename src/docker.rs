@@ -1,6 +1,7 @@
 //! Reading the engine where only the engine knows the truth (SPEC section
-//! 10): convergence of a stack's services and the teardown check. Parsing is
-//! pure; the calls go through `docker` (CCCI_DOCKER) with JSON output.
+//! 10): convergence of a stack's services (judged by `converge`) and the
+//! teardown check. Parsing is pure; the calls go through `docker`
+//! (CCCI_DOCKER) with JSON output.
 //!
 //! Waits poll with exponential backoff (50 ms doubling to 500 ms), bounded by
 //! the caller's deadline and interruptible by the shutdown latch: never a
@@ -8,11 +9,12 @@
 
 use std::ffi::OsString;
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 
+use crate::converge::{self, Settle};
 use crate::external::{self, Bound};
 
 /// The longest pause between two polls of a wait. Each poll is several
@@ -32,18 +34,6 @@ pub struct ServiceState {
     pub desired: u64,
     /// `UpdateStatus.State` (`updating`, `paused`, `completed`, …), if any.
     pub update_state: Option<String>,
-}
-
-impl ServiceState {
-    /// Settled: desired replicas running, or an update that is paused or
-    /// completed (SPEC section 3: paused counts as settled).
-    pub fn settled(&self) -> bool {
-        self.running >= self.desired
-            || matches!(
-                self.update_state.as_deref(),
-                Some("paused") | Some("completed")
-            )
-    }
 }
 
 #[derive(Deserialize)]
@@ -185,6 +175,19 @@ pub fn parse_names(text: &str) -> Vec<String> {
         .collect()
 }
 
+/// What a convergence wait saw when the stack settled.
+#[derive(Clone, Debug)]
+pub struct Converged {
+    /// How long cc-ci-run waited, from its first look to the settled one.
+    pub waited: Duration,
+    /// Each service and what it runs.
+    pub summary: String,
+    /// The engine's own update time (UpdateStatus StartedAt → CompletedAt,
+    /// the longest of the stack) of the deploy the wait followed, when it
+    /// updated a service.
+    pub engine_update: Option<Duration>,
+}
+
 /// The engine, through its CLI.
 #[derive(Clone, Debug)]
 pub struct Docker {
@@ -308,37 +311,87 @@ impl Docker {
         self.query(&["pull", image], bound).map(drop)
     }
 
-    /// Waits until every service of `stack` is settled.
-    pub fn wait_converged(&self, stack: &str, bound: &Bound) -> Result<Vec<ServiceState>> {
+    /// One look at `stack` for the convergence wait: its services with
+    /// their specs and update states, and every task the engine keeps of
+    /// them (running, starting, failed, shut down), each with its own copy
+    /// of the spec it runs. Four CLI calls: `service ls -q`, `service
+    /// inspect`, `service ps -q --no-trunc`, `inspect --type task`.
+    pub fn converge_state(
+        &self,
+        stack: &str,
+        bound: &Bound,
+    ) -> Result<(Vec<converge::Service>, Vec<converge::Task>)> {
+        let filter = format!("label={STACK_LABEL}={stack}");
+        let ids = parse_names(&self.query(&["service", "ls", "-q", "--filter", &filter], bound)?);
+        if ids.is_empty() {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        let mut args = vec!["service", "inspect"];
+        args.extend(ids.iter().map(String::as_str));
+        let services = converge::parse_services(&self.query(&args, bound)?)?;
+        let mut args = vec!["service", "ps", "-q", "--no-trunc"];
+        args.extend(services.iter().map(|s| s.id.as_str()));
+        let task_ids = parse_names(&self.query(&args, bound)?);
+        if task_ids.is_empty() {
+            return Ok((services, Vec::new()));
+        }
+        let mut args = vec!["inspect", "--type", "task"];
+        args.extend(task_ids.iter().map(String::as_str));
+        let tasks = converge::parse_tasks(&self.query(&args, bound)?)?;
+        Ok((services, tasks))
+    }
+
+    /// Waits until every service of `stack` runs its current spec
+    /// ([`converge::settle_stack`]); a paused or rolled-back update ends the
+    /// wait at once with an error naming the service, the update's message
+    /// and the last task error. A query that fails (the engine prunes a
+    /// task between `service ps` and `inspect`) is retried on the next
+    /// poll; three failures in a row end the wait. `deployed_at` is when
+    /// the deploy that the wait follows began (None after a restore, which
+    /// deploys nothing): the engine's update time is reported for updates
+    /// since then.
+    pub fn wait_converged(
+        &self,
+        stack: &str,
+        deployed_at: Option<SystemTime>,
+        bound: &Bound,
+    ) -> Result<Converged> {
+        let started = Instant::now();
         let mut delay = Duration::from_millis(50);
+        let mut failures = 0;
+        let mut last;
         loop {
-            let services = self.services(stack, &bound.for_query())?;
-            if !services.is_empty() && services.iter().all(ServiceState::settled) {
-                return Ok(services);
+            match self.converge_state(stack, &bound.for_query()) {
+                Ok((services, tasks)) => {
+                    failures = 0;
+                    match converge::settle_stack(&services, &tasks) {
+                        Settle::Settled(summary) => {
+                            return Ok(Converged {
+                                waited: started.elapsed(),
+                                summary,
+                                engine_update: deployed_at
+                                    .and_then(|t| converge::engine_update_time(&services, t)),
+                            })
+                        }
+                        Settle::Failed(why) => bail!("stack {stack} will not converge: {why}"),
+                        Settle::Waiting(why) => last = why,
+                    }
+                }
+                Err(e) if external::is_interrupted(&e) => return Err(e),
+                Err(e) => {
+                    failures += 1;
+                    if failures >= 3 {
+                        return Err(e.context(format!(
+                            "failed to read the convergence of stack {stack} three times in a row"
+                        )));
+                    }
+                    last = format!("query failed: {e:#}");
+                }
             }
             if bound.expired() {
-                let state: Vec<String> = services
-                    .iter()
-                    .map(|s| {
-                        format!(
-                            "{} {}/{}{}",
-                            s.name,
-                            s.running,
-                            s.desired,
-                            s.update_state
-                                .as_deref()
-                                .map(|u| format!(" ({u})"))
-                                .unwrap_or_default()
-                        )
-                    })
-                    .collect();
                 bail!(
-                    "stack {stack} did not converge in time: {}",
-                    if state.is_empty() {
-                        "no services".to_string()
-                    } else {
-                        state.join(", ")
-                    }
+                    "stack {stack} did not converge in {}: {last}",
+                    crate::units::human(started.elapsed())
                 );
             }
             if bound.sleep(delay) {

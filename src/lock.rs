@@ -609,7 +609,13 @@ pub fn try_acquire(
 /// never reap on a full disk (SPEC section 1).
 fn keep_without_record(held: &mut Held, owner: &OwnerRecord) {
     if let Err(e) = held.write_owner(owner) {
-        crate::say!("warning: {e:#} (the lock is held; readers see no owner record)");
+        crate::log::write_failed(
+            &format!(
+                "the owner record into lock file {} (the lock is held; readers see no owner record)",
+                held.path().display()
+            ),
+            &e,
+        );
     }
 }
 

@@ -5,22 +5,42 @@
 //! One global logger: the process is one wrapper, one harness or one command,
 //! and every thread (the signal funnel among them) logs through it. Writes are
 //! whole lines under a mutex, so lines of different threads never interleave.
+//!
+//! A full disk (SPEC section 1) must not cost a line on stderr, which is
+//! Drone's step output and then the only copy: every line goes to stderr
+//! first, whatever the log file does. A failed append is said on stderr once
+//! (naming the file and the error), not once per line, and when the file can
+//! be written again a note in it marks where lines are missing. Other files
+//! that cannot be written (run record, checkpoint, reports, owner records)
+//! are said through [`write_failed`], which says each file once and the full
+//! disk itself once, so an operator reads one clear line instead of a
+//! warning per phase. The bookkeeping is [`Failures`] and [`Gap`], pure and
+//! unit-tested; the logger only carries out what they decide.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::SystemTime;
 
 struct Logger {
     tag: String,
-    file: Option<File>,
+    file: Option<LogFile>,
+    failures: Failures,
+}
+
+/// The log file lines are appended to, and the lines it is missing.
+struct LogFile {
+    file: File,
+    path: PathBuf,
+    gap: Gap,
 }
 
 static LOGGER: Mutex<Logger> = Mutex::new(Logger {
     tag: String::new(),
     file: None,
+    failures: Failures::new(),
 });
 
 fn with_logger<R>(f: impl FnOnce(&mut Logger) -> R) -> R {
@@ -38,6 +58,12 @@ pub fn set_tag(tag: &str) {
     with_logger(|l| l.tag = tag.to_string());
 }
 
+/// Forgets which failed writes were said: a long-lived process (`janitor
+/// --watch`) says a full disk again when it is full again at a later tick.
+pub fn forget_write_failures() {
+    with_logger(|l| l.failures = Failures::new());
+}
+
 /// Appends every later line to `path` too (created 0644, close-on-exec).
 pub fn set_file(path: &Path) -> std::io::Result<()> {
     let file = OpenOptions::new()
@@ -46,13 +72,128 @@ pub fn set_file(path: &Path) -> std::io::Result<()> {
         .mode(0o644)
         .custom_flags(libc::O_CLOEXEC)
         .open(path)?;
-    with_logger(|l| l.file = Some(file));
+    with_logger(|l| {
+        l.file = Some(LogFile {
+            file,
+            path: path.to_path_buf(),
+            gap: Gap::default(),
+        })
+    });
     Ok(())
 }
 
 /// Stops appending to the log file (before the run tree that holds it goes).
 pub fn close_file() {
     with_logger(|l| l.file = None);
+}
+
+/// Whether an error is the disk (or the user's quota) being full: ENOSPC or
+/// EDQUOT anywhere in its chain.
+pub fn is_disk_full(err: &anyhow::Error) -> bool {
+    err.chain()
+        .filter_map(|c| c.downcast_ref::<std::io::Error>())
+        .any(io_is_disk_full)
+}
+
+fn io_is_disk_full(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
+}
+
+/// Which failed writes were said already. Pure bookkeeping: each file (by
+/// the words that name it) is said once; the first full-disk failure says
+/// that the disk is full, with the kernel's error, and later ones only name
+/// their file, so the notice is one line however many files fail.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Failures {
+    said: Vec<String>,
+    disk_full_said: bool,
+}
+
+impl Failures {
+    pub const fn new() -> Failures {
+        Failures {
+            said: Vec::new(),
+            disk_full_said: false,
+        }
+    }
+
+    /// The warning to say for a failed write of `what` (words that name the
+    /// file, e.g. `the run record /state/runs/x/run.json`), or None when it
+    /// was said already. `error` is the error's text; `disk_full` whether it
+    /// is ENOSPC/EDQUOT.
+    pub fn warning(&mut self, what: &str, error: &str, disk_full: bool) -> Option<String> {
+        if self.said.iter().any(|s| s == what) {
+            return None;
+        }
+        self.said.push(what.to_string());
+        Some(match (disk_full, self.disk_full_said) {
+            (true, false) => {
+                self.disk_full_said = true;
+                format!(
+                    "warning: the disk is full: could not write {what}: {error} (said once; stderr keeps every line)"
+                )
+            }
+            (true, true) => format!("warning: could not write {what} either (the disk is full)"),
+            (false, _) => format!("warning: could not write {what}: {error}"),
+        })
+    }
+}
+
+/// The lines a log file is missing since its last good append. Pure: the
+/// logger reports each append's outcome and writes what this returns.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Gap {
+    /// Lines that could not be appended since the last good one.
+    missed: u64,
+    /// The error of the first of them.
+    error: Option<String>,
+}
+
+impl Gap {
+    /// An append failed with `error`.
+    pub fn failed(&mut self, error: &str) {
+        self.missed += 1;
+        self.error.get_or_insert_with(|| error.to_string());
+    }
+
+    /// What to write ahead of the next line so the file says where lines
+    /// are missing (`prefix`: that line's timestamp and tag); None when
+    /// nothing is missing. It starts on a line of its own: the append that
+    /// failed may have written part of a line (a full disk takes what fits).
+    pub fn note(&self, prefix: &str, path: &Path) -> Option<String> {
+        if self.missed == 0 {
+            return None;
+        }
+        Some(format!(
+            "\n{prefix}warning: {} line(s) missing here: {} could not be written ({}); they went to stderr only\n",
+            self.missed,
+            path.display(),
+            self.error.as_deref().unwrap_or("unknown error")
+        ))
+    }
+
+    /// The note and the line are in the file.
+    pub fn closed(&mut self) {
+        *self = Gap::default();
+    }
+}
+
+/// Says a failed write of `what` on stderr (and in the log, if it can still
+/// be written), once per file, the full disk once per process (see
+/// [`Failures`]). For files whose loss never changes a verdict.
+pub fn write_failed(what: &str, err: &anyhow::Error) {
+    // `what` names the file already: on a full disk the kernel's words are
+    // all the error adds; anything else keeps its whole chain.
+    let full = is_disk_full(err);
+    let text = if full {
+        err.root_cause().to_string()
+    } else {
+        format!("{err:#}")
+    };
+    let warning = with_logger(|l| l.failures.warning(what, &text, full));
+    if let Some(w) = warning {
+        line(format_args!("{w}"));
+    }
 }
 
 /// RFC 3339 UTC timestamp with milliseconds, computed without a time crate.
@@ -152,16 +293,31 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 pub fn line(args: std::fmt::Arguments<'_>) {
     let now = timestamp(SystemTime::now());
     with_logger(|l| {
-        let text = if l.tag.is_empty() {
-            format!("{now} {args}\n")
+        let prefix = if l.tag.is_empty() {
+            format!("{now} ")
         } else {
-            format!("{now} [{}] {args}\n", l.tag)
+            format!("{now} [{}] ", l.tag)
         };
-        // Output is best effort: a closed stderr (the step's shell is gone)
-        // must not stop a teardown.
+        let text = format!("{prefix}{args}\n");
+        // Stderr first and always: it is the step's output, and the only
+        // copy when the log file cannot be written. Best effort: a closed
+        // stderr (the step's shell is gone) must not stop a teardown.
         let _ = std::io::stderr().write_all(text.as_bytes());
-        if let Some(f) = l.file.as_mut() {
-            let _ = f.write_all(text.as_bytes());
+        let Some(lf) = l.file.as_mut() else {
+            return;
+        };
+        let mut bytes = lf.gap.note(&prefix, &lf.path).unwrap_or_default();
+        bytes.push_str(&text);
+        match lf.file.write_all(bytes.as_bytes()) {
+            Ok(()) => lf.gap.closed(),
+            Err(e) => {
+                let error = e.to_string();
+                lf.gap.failed(&error);
+                let what = format!("the log file {}", lf.path.display());
+                if let Some(w) = l.failures.warning(&what, &error, io_is_disk_full(&e)) {
+                    let _ = std::io::stderr().write_all(format!("{prefix}{w}\n").as_bytes());
+                }
+            }
         }
     });
 }

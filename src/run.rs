@@ -131,10 +131,8 @@ pub fn harness(args: HarnessArgs) -> Result<i32> {
     dir.remove_tree()?;
     rundir::mkdirs(&dir.root)?;
     if let Err(e) = crate::log::set_file(&dir.log()) {
-        say!(
-            "warning: cannot write the run log {}: {e}",
-            dir.log().display()
-        );
+        let what = format!("the log file {}", dir.log().display());
+        crate::log::write_failed(&what, &anyhow::Error::from(e));
     }
     let mut run = Run::new(cfg, dir, abra_home, tools, locks, funnel, args.wrapper_pid);
     run.banner(&cli.state_dir);
@@ -325,9 +323,6 @@ impl Run {
             }
         }
         let teardown_ok = self.teardown_phase();
-        if let Some(l) = self.record.lock.as_mut().filter(|l| l.acquired.is_some()) {
-            l.released = Some(crate::log::timestamp(std::time::SystemTime::now()));
-        }
         let before_teardown = code;
         code = exit::with_teardown(code, teardown_ok);
         self.record.verdict = Some(rundir::verdict_of(code).to_string());
@@ -395,7 +390,13 @@ impl Run {
             Ok(()) => self.record_warned = false,
             Err(e) if !self.record_warned => {
                 self.record_warned = true;
-                say!("warning: could not write the run record (the verdict is kept): {e:#}");
+                crate::log::write_failed(
+                    &format!(
+                        "the run record {} (the verdict is kept)",
+                        self.dir.record().display()
+                    ),
+                    &e,
+                );
             }
             Err(_) => {}
         }
@@ -849,26 +850,35 @@ impl Run {
             .map_err(infra)?;
         self.prepare_env_file().map_err(infra)?;
         self.deploys += 1;
+        let deployed_at = std::time::SystemTime::now();
         self.abra
             .deploy(&self.cfg.domain, base.as_deref(), base.is_none(), false, &b)
             .map_err(infra)?;
-        self.converge("install")
+        self.converge("install", Some(deployed_at))
     }
 
-    fn converge(&mut self, tier: &str) -> Result<()> {
+    /// The convergence wait after a tier's deploy (`deployed_at`: when it
+    /// began; None when the tier deployed nothing).
+    fn converge(&mut self, tier: &str, deployed_at: Option<std::time::SystemTime>) -> Result<()> {
         self.set_phase(&format!("{tier}-converge"));
         let b = Bound {
             deadline: Some(Instant::now() + self.cfg.converge_timeout),
             ..self.bound()
         };
-        let services = self
+        let c = self
             .docker
-            .wait_converged(&self.cfg.stack, &b)
+            .wait_converged(&self.cfg.stack, deployed_at, &b)
             .map_err(infra(&format!("{tier} tier: convergence failed")))?;
+        // One line with the wait and the engine's own update time, so both
+        // can be read from run.log (scripts/bench-converge.sh does).
         say!(
-            "stack {} converged: {} service(s) settled",
+            "stack {} converged in {:.2} s: {}{}",
             self.cfg.stack,
-            services.len()
+            c.waited.as_secs_f64(),
+            c.summary,
+            c.engine_update
+                .map(|d| format!(" (engine update {:.2} s)", d.as_secs_f64()))
+                .unwrap_or_default()
         );
         Ok(())
     }
@@ -879,10 +889,11 @@ impl Run {
         let infra = infra("upgrade tier: deploy failed");
         repo.checkout(sha, &b).map_err(infra)?;
         self.deploys += 1;
+        let deployed_at = std::time::SystemTime::now();
         self.abra
             .deploy(&self.cfg.domain, None, true, true, &b)
             .map_err(infra)?;
-        self.converge("upgrade")?;
+        self.converge("upgrade", Some(deployed_at))?;
         let labels = self.docker.app_labels(&self.cfg.stack, &b).map_err(infra)?;
         let key = format!("coop-cloud.{}.chaos-version", self.cfg.stack);
         let label = labels.get(&key).map(String::as_str).unwrap_or("");
@@ -916,7 +927,7 @@ impl Run {
         self.abra.backup(&self.cfg.domain, &b).map_err(infra)?;
         self.set_phase("restore");
         self.abra.restore(&self.cfg.domain, &b).map_err(infra)?;
-        self.converge("restore")
+        self.converge("restore", None)
     }
 
     /// Runs the tier's tests; Some(verdict) ends the run early.
@@ -1031,7 +1042,7 @@ impl Run {
                 self.cfg.domain,
                 env_file.display()
             );
-            if let Err(e) = held.release() {
+            if let Err(e) = self.release_app_lock(held) {
                 say!("warning: {e:#}");
             }
             return true;
@@ -1039,7 +1050,7 @@ impl Run {
         if let Some(why) = held.lost() {
             // Releasing the lost lock removes nothing (its object is gone or
             // another's): it only stops its renewals.
-            if let Err(e) = held.release() {
+            if let Err(e) = self.release_app_lock(held) {
                 say!("warning: {e:#}");
             }
             match self.reclaim(&why) {
@@ -1065,10 +1076,20 @@ impl Run {
                 self.cfg.domain
             );
         }
-        if let Err(e) = held.release() {
+        if let Err(e) = self.release_app_lock(held) {
             say!("warning: {e:#}");
         }
         ok
+    }
+
+    /// Releases the app lock, stamping the record's release time first: a
+    /// waiting run may acquire the instant it is released, and the record
+    /// must never show two holders at once (`history`, the timeline).
+    fn release_app_lock(&mut self, held: Box<dyn AppLock>) -> Result<()> {
+        if let Some(l) = self.record.lock.as_mut().filter(|l| l.acquired.is_some()) {
+            l.released = Some(crate::log::timestamp(std::time::SystemTime::now()));
+        }
+        held.release()
     }
 
     /// SPEC section 3 step 11: one janitor sweep; never changes the exit code.

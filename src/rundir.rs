@@ -133,14 +133,24 @@ pub fn remove_inside(state_dir: &Path, path: &Path) -> Result<()> {
 
 /// Writes `bytes` to `path` atomically: a temporary file in the same
 /// directory, fsync, rename, fsync of the directory. Readers see the old or
-/// the new content, never a torn one.
+/// the new content, never a torn one. Every atomic file of cc-ci-run (run
+/// records, checkpoints, reports, the env file rewrite) goes through here.
+///
+/// When any step fails (a full disk fails the write or the fsync) the
+/// temporary file is removed: nothing reads it, and on a full disk it holds
+/// some of the very space that is missing (SPEC section 1: no temporary
+/// files left behind). The error names the target, not the temporary file.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().context("atomic write target has no parent")?;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let tmp = dir.join(format!(
         ".{}.{}.tmp",
         path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
         std::process::id()
     ));
+    let what = || format!("failed to write {}", path.display());
     let mut f = fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -148,16 +158,47 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         .mode(0o644)
         .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
         .open(&tmp)
-        .with_context(|| format!("failed to create {}", tmp.display()))?;
-    f.write_all(bytes)
-        .and_then(|_| f.sync_all())
-        .with_context(|| format!("failed to write {}", tmp.display()))?;
+        .with_context(|| format!("failed to create {}", tmp.display()))
+        .with_context(what)?;
+    let mut pending = PendingTemp {
+        path: tmp,
+        renamed: false,
+    };
+    f.write_all(bytes).with_context(what)?;
+    f.sync_all().with_context(what)?;
     drop(f);
-    fs::rename(&tmp, path).with_context(|| format!("failed to rename into {}", path.display()))?;
+    pending.rename_to(path).with_context(what)?;
+    // The rename is durable once the directory entry is. Best effort: the
+    // new content is in place either way, and a failure here says nothing
+    // a reader could act on.
     if let Ok(d) = fs::File::open(dir) {
         let _ = d.sync_all();
     }
     Ok(())
+}
+
+/// A temporary file of [`write_atomic`] that is removed when dropped unless
+/// it was renamed into place: every early return (and a panic) cleans up.
+struct PendingTemp {
+    path: PathBuf,
+    renamed: bool,
+}
+
+impl PendingTemp {
+    fn rename_to(&mut self, target: &Path) -> std::io::Result<()> {
+        fs::rename(&self.path, target)?;
+        self.renamed = true;
+        Ok(())
+    }
+}
+
+impl Drop for PendingTemp {
+    fn drop(&mut self) {
+        if !self.renamed {
+            // Best effort: the caller already has the error that matters.
+            let _ = fs::remove_file(&self.path);
+        }
+    }
 }
 
 /// The run record, `runs/<run-id>/run.json` (fields documented in the README).

@@ -530,6 +530,9 @@ pub fn command(args: JanitorArgs, state_dir: &Path) -> Result<i32> {
         crate::units::human(args.interval)
     );
     loop {
+        // Each tick says a full disk (and each file it could not write)
+        // once, not once for the life of the watch.
+        crate::log::forget_write_failures();
         match sweep(&s, Some(funnel.latch())) {
             Ok(sum) => emit(&sum),
             Err(e) => say!("janitor: sweep failed, trying again next tick: {e:#}"),

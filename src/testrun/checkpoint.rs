@@ -11,9 +11,6 @@
 //! ignored with a message (a new ref means new code: nothing it passed
 //! counts).
 
-use std::fs::{File, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
@@ -91,38 +88,12 @@ pub fn load(path: &Path) -> Result<Option<Checkpoint>> {
 }
 
 /// Writes `cp` to `path` atomically (temporary file, fsync, rename, fsync of
-/// the directory).
+/// the directory); a failed write (a full disk) leaves the old checkpoint
+/// and no temporary file.
 pub fn save(path: &Path, cp: &Checkpoint) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("checkpoint.json");
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let write = || -> Result<()> {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o644)
-            .custom_flags(libc::O_CLOEXEC)
-            .open(&tmp)?;
-        let mut text = serde_json::to_vec_pretty(cp)?;
-        text.push(b'\n');
-        f.write_all(&text)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        // The rename is durable only once the directory entry is.
-        File::open(dir)?.sync_all()?;
-        Ok(())
-    };
-    write().map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        e.context(format!("failed to write checkpoint {}", path.display()))
-    })
+    let mut text = serde_json::to_vec_pretty(cp).context("failed to encode the checkpoint")?;
+    text.push(b'\n');
+    crate::rundir::write_atomic(path, &text)
 }
 
 enum Msg {
@@ -162,8 +133,14 @@ impl Writer {
                         take(m);
                     }
                     if let Some(cp) = newest {
+                        // Said once per file (a full disk fails every
+                        // save after the first); the tests go on, only a
+                        // later --resume loses.
                         if let Err(e) = save(&path, &cp) {
-                            crate::say!("warning: {e:#}");
+                            crate::log::write_failed(
+                                &format!("the checkpoint {}", path.display()),
+                                &e,
+                            );
                         }
                     }
                     for ack in acks {

@@ -229,8 +229,12 @@ pub fn run(suite: &Suite, plan: Plan, cancel: Option<&Latch>) -> Result<SuiteOut
     let started_at = SystemTime::now();
     let started = Instant::now();
     let out_dir = suite.report_dir.join("output");
-    std::fs::create_dir_all(&out_dir)
-        .with_context(|| format!("failed to create report directory {}", out_dir.display()))?;
+    // The captured output describes the tests and never decides them: a
+    // directory that cannot be made (a full disk) is said, and the tests
+    // run with their output in the log only (see `create_output`).
+    if let Err(e) = std::fs::create_dir_all(&out_dir) {
+        crate::log::write_failed(&output_files(&out_dir), &anyhow::Error::from(e));
+    }
     let n = plan.tests.len();
     let plan_left_out = plan.left_out.len();
     // The order of the report: what --list showed.
@@ -355,7 +359,15 @@ pub fn run(suite: &Suite, plan: Plan, cancel: Option<&Latch>) -> Result<SuiteOut
         say!("{line}");
     }
     driven?;
-    written?;
+    // The reports describe the verdict; they never decide it. A full disk
+    // that keeps them from being written is said (once per directory), and
+    // the suite's exit code stands (SPEC section 1).
+    if let Err(e) = written {
+        crate::log::write_failed(
+            &format!("the reports in {} (the verdict is kept)", shown.display()),
+            &e,
+        );
+    }
     Ok(SuiteOutcome {
         exit_code,
         passed,
@@ -522,8 +534,8 @@ impl Runner<'_> {
         let limits = self
             .hard
             .for_test(t.meta.memory.or(suite.options.test_memory), suite);
-        let stdout_file = create_output(&self.out_dir.join(format!("{}.stdout", t.name)))?;
-        let stderr_file = create_output(&self.out_dir.join(format!("{}.stderr", t.name)))?;
+        let stdout_file = create_output(&self.out_dir, &format!("{}.stdout", t.name))?;
+        let stderr_file = create_output(&self.out_dir, &format!("{}.stderr", t.name))?;
         let (out_r, out_w) =
             nix::unistd::pipe2(OFlag::O_CLOEXEC).context("failed to create a pipe")?;
         let (err_r, err_w) =
@@ -929,9 +941,33 @@ impl Runner<'_> {
     }
 }
 
-fn create_output(path: &Path) -> Result<File> {
+/// How a failed write of the captured output is named (one name for the
+/// whole directory, so a full disk is said once, not twice per test).
+fn output_files(out_dir: &Path) -> String {
+    format!(
+        "the test output files in {} (the tests run; their output is in the log)",
+        out_dir.display()
+    )
+}
+
+/// The file a test's output is copied to. One that cannot be created (a
+/// full disk) is said once and replaced by /dev/null: the output still
+/// reaches the log line by line, and a test never fails for want of a
+/// place to copy its output to.
+fn create_output(out_dir: &Path, name: &str) -> Result<File> {
     // std opens with O_CLOEXEC: the file never reaches a test by inheritance.
-    File::create(path).with_context(|| format!("failed to create {}", path.display()))
+    let path = out_dir.join(name);
+    match File::create(&path) {
+        Ok(f) => Ok(f),
+        Err(e) => {
+            let e = anyhow::Error::from(e).context(format!("failed to create {}", path.display()));
+            crate::log::write_failed(&output_files(out_dir), &e);
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open("/dev/null")
+                .context("failed to open /dev/null for a test's output")
+        }
+    }
 }
 
 /// Copies a test's output pipe to its file and to the log, line by line.

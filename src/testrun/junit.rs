@@ -44,8 +44,6 @@
 //! - `<skipped>`: never started (a failed dependency, a stop before it
 //!   began, passed earlier and resumed).
 
-use std::io::Write as _;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -411,37 +409,7 @@ pub fn write_run(
         .context("failed to render the run's junit.xml")?;
     crate::rundir::mkdirs(report_dir)?;
     let path = report_dir.join("junit.xml");
-    replace(&path, xml.as_bytes())?;
+    // Atomic, and no temporary file is left when it fails (a full disk).
+    crate::rundir::write_atomic(&path, xml.as_bytes())?;
     Ok(path)
-}
-
-/// Replaces `path` with `bytes`: a new temporary file beside it, fsync,
-/// rename. A CI that collects the report while it is rewritten reads the
-/// old or the new file, never half of one; on any error the temporary file
-/// is removed, so a full disk leaves no `.tmp` litter in the report.
-pub fn replace(path: &Path, bytes: &[u8]) -> Result<()> {
-    let name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .context("report file has no name")?;
-    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
-    // A stale one can only be a dead process's with our pid: never ours.
-    let _ = std::fs::remove_file(&tmp);
-    let written = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o644)
-        .open(&tmp)
-        .and_then(|mut f| {
-            f.write_all(bytes)?;
-            f.sync_all()
-        })
-        .and_then(|()| std::fs::rename(&tmp, path));
-    if let Err(e) = written {
-        // Whichever step failed, the temporary file goes (a failed create
-        // leaves none, and removing nothing is harmless).
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e).with_context(|| format!("failed to write {}", path.display()));
-    }
-    Ok(())
 }

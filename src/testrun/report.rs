@@ -236,7 +236,8 @@ pub struct Tails {
 }
 
 /// Writes `report.json` and `junit.xml` (testcases of class `classname`,
-/// see [`super::junit`]) into `dir`.
+/// see [`super::junit`]) into `dir`, each replaced atomically; a failed
+/// write (a full disk) leaves no temporary file.
 pub fn write(
     dir: &Path,
     report: &Report,
@@ -245,7 +246,7 @@ pub fn write(
 ) -> Result<()> {
     let mut json = serde_json::to_vec_pretty(report).context("failed to encode report.json")?;
     json.push(b'\n');
-    junit::replace(&dir.join("report.json"), &json)?;
+    crate::rundir::write_atomic(&dir.join("report.json"), &json)?;
     let xml = junit::tier_xml(report, classname, tails)?;
-    junit::replace(&dir.join("junit.xml"), xml.as_bytes())
+    crate::rundir::write_atomic(&dir.join("junit.xml"), xml.as_bytes())
 }

@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod converge;
+mod diskfull;
 mod exec;
 mod faults;
 mod janitor;

@@ -298,3 +298,100 @@ fn the_janitor_names_a_bad_entry_and_goes_on() {
     assert_eq!(sum["reaped"], serde_json::json!([domains[0]]));
     assert!(f.leftovers().is_empty(), "{:?}", f.leftovers());
 }
+
+#[test]
+fn history_of_real_runs_names_who_waited_for_whom() {
+    let f = Fixture::new();
+    let domain = "example-pr1.ci.localhost";
+    // A holds the domain, paused in its tests; B asks for it and waits.
+    let mut a = f
+        .run_cmd(&["--pr", "1", "--quick"])
+        .env("CCCI_RUN_ID", "hist-a")
+        .env("CCCI_EXAMPLE_HANG", "install")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut guard = KillOnPanic(vec![a.id() as i32]);
+    wait_for_file(&f.ready.join("test-install"));
+    let b = f
+        .run_cmd(&["--pr", "1", "--quick"])
+        .env("CCCI_RUN_ID", "hist-b")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    guard.add(b.id() as i32);
+    wait_until("run B waiting for the app lock", || {
+        std::fs::read_to_string(f.state.join("runs/hist-b/run.json"))
+            .is_ok_and(|t| t.contains("\"phase\": \"lock\""))
+    });
+    // Cancel A; B then gets the domain and passes.
+    send(a.id() as i32, nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(wait_exit(&mut a), 143);
+    let out = b.wait_with_output().unwrap();
+    assert_eq!(code(out.status), 0);
+    // C fails its tests on another domain.
+    let out = f
+        .run_cmd(&[
+            "--pr",
+            "1",
+            "--quick",
+            "--domain",
+            "example-histc.ci.localhost",
+        ])
+        .env("CCCI_RUN_ID", "hist-c")
+        .env("CCCI_EXAMPLE_FAIL", "install")
+        .output()
+        .unwrap();
+    assert_eq!(
+        code(out.status),
+        1,
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    guard.0.clear();
+
+    let history = |extra: &[&str]| -> Vec<serde_json::Value> {
+        let out = f
+            .cmd()
+            .arg("history")
+            .arg("--json")
+            .args(extra)
+            .output()
+            .unwrap();
+        assert_eq!(
+            code(out.status),
+            0,
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let all = history(&[]);
+    let ids: Vec<&str> = all.iter().map(|e| e["run_id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["hist-c", "hist-b", "hist-a"], "newest first");
+    let by = |id: &str| all.iter().find(|e| e["run_id"] == id).unwrap().clone();
+    assert_eq!(by("hist-a")["verdict"], "cancelled");
+    assert_eq!(by("hist-a")["failed_phase"], "test-install");
+    assert_eq!(by("hist-b")["verdict"], "passed");
+    assert_eq!(by("hist-b")["waited_for"], "hist-a");
+    assert!(by("hist-b")["lock_wait_ms"].as_u64().unwrap() > 0);
+    // B got the lock no earlier than A gave it back.
+    let a_rel = by("hist-a")["lock_released"].as_str().unwrap().to_string();
+    let b_acq = by("hist-b")["lock_acquired"].as_str().unwrap().to_string();
+    assert!(b_acq >= a_rel, "B held {b_acq} before A released {a_rel}");
+    assert_eq!(by("hist-c")["verdict"], "failed");
+    let failed = history(&["--verdict", "failed"]);
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0]["run_id"], "hist-c");
+    let on_domain = history(&["--domain", domain]);
+    assert_eq!(on_domain.len(), 2);
+    let out = f
+        .cmd()
+        .args(["history", "--verdict", "green"])
+        .output()
+        .unwrap();
+    assert_eq!(code(out.status), 2);
+    let table = f.cmd().arg("history").output().unwrap();
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(text.lines().next().unwrap().contains("LOCK WAIT"), "{text}");
+}

@@ -65,6 +65,18 @@ fn plant_bystanders(f: &Fixture) -> Vec<String> {
     ids
 }
 
+/// The ownership marker a run writes into the env file after `app new`:
+/// an orphan of a dead run carries it (the janitor reaps nothing else).
+fn mark(f: &Fixture, domain: &str) {
+    let env = f
+        .abra_home
+        .join("servers/default")
+        .join(format!("{domain}.env"));
+    let text = std::fs::read_to_string(&env).unwrap();
+    let line = cc_ci_run::abra::marker::line("drone-x-1", "ci1", "2026-01-01T00:00:00.000Z");
+    std::fs::write(&env, cc_ci_run::abra::marker::with_marker(&text, &line)).unwrap();
+}
+
 fn removal_lines(log: &str) -> Vec<&str> {
     log.lines()
         .filter(|l| l.contains("left by the engine after undeploy") && l.ends_with(": removed"))
@@ -165,6 +177,7 @@ fn janitor_reaps_an_orphan_whose_undeploy_left_a_network_and_a_container_in_one_
         let out = fake_abra(&f, &args, &[]);
         assert!(out.status.success(), "{args:?}: {out:?}");
     }
+    mark(&f, domain);
     // A run's teardown undeployed it and died: the engine kept the network
     // and a container, the services are gone (so a sweep skips the undeploy).
     let out = fake_abra(
@@ -217,6 +230,7 @@ fn preclean_finishes_an_orphan_that_the_engine_left_half_removed() {
         let out = fake_abra(&f, &args, &[]);
         assert!(out.status.success(), "{args:?}: {out:?}");
     }
+    mark(&f, DOMAIN);
     let out = fake_abra(
         &f,
         &["app", "undeploy", DOMAIN, "-n"],

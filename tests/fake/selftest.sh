@@ -218,11 +218,30 @@ rm -f "$recipe/scratch"
 git -C "$recipe" checkout -q refs/pull/1/head 2>/dev/null ||
   { git -C "$recipe" fetch -q origin refs/pull/1/head && git -C "$recipe" checkout -q FETCH_HEAD; }
 pr8="$(git -C "$recipe" rev-parse HEAD | cut -c1-8)"
+[ "$(docker service inspect "${s}_app" | json '"UpdateStatus" in d[0]')" = false ] &&
+  pass "a label-only redeploy has no UpdateStatus" || fail "UpdateStatus after a label-only redeploy"
+running_images() {
+  docker service ps -q --no-trunc "${s}_app" | xargs docker inspect --type task \
+    --format '{{.Status.State}} {{.Spec.ContainerSpec.Image}}' | sed -n 's/^running //p'
+}
+[ "$(running_images)" = ccci-example:1.1.0 ] && pass "service ps + inspect --type task: one running task" ||
+  fail "task view before the upgrade: $(running_images)"
 expect_rc 0 "deploy -C of the pull request head" abra app deploy $d -C -n
-[ "$(docker service inspect --format '{{.UpdateStatus.State}}' "${s}_app")" = updating ] &&
+# The old task serves on while the update has not started (UpdateStatus
+# null) and while it is `updating`; then the new one runs and it completes.
+[ "$(running_images)" = ccci-example:1.1.0 ] &&
+  [ "$(docker service ls --filter "$(stack_filter $s)" --format '{{.Replicas}}')" = 1/1 ] &&
+  pass "right after the upgrade the old task still runs (1/1)" || fail "old task right after the upgrade"
+wait_for 10 sh -c "[ \"\$(docker service inspect --format '{{.UpdateStatus.State}}' ${s}_app)\" = updating ]" &&
   pass "UpdateStatus updating while converging" || fail "UpdateStatus during update"
 wait_for 10 sh -c "[ \"\$(docker service inspect --format '{{.UpdateStatus.State}}' ${s}_app)\" = completed ]" &&
   pass "UpdateStatus completed" || fail "UpdateStatus never completed"
+[ "$(running_images)" = ccci-example:2.0.0-pr ] && pass "then only the new task runs" ||
+  fail "task view after the upgrade: $(running_images)"
+[ "$(docker service inspect --format '{{.Spec.TaskTemplate.ContainerSpec.StopGracePeriod}}' "${s}_app")" = 10000000000 ] &&
+  [ "$(docker service ps -q --no-trunc "${s}_app" | head -1 | xargs docker inspect --type task --format '{{json .Spec.ContainerSpec.StopGracePeriod}}' 2>&1)" != 10000000000 ] &&
+  pass "service inspect fills in the daemon's defaults, the task spec has none" || fail "inserted defaults"
+expect_rc 1 "inspect --type task of a missing task" docker inspect --type task nosuchtask
 [ "$(app_field $d chaos)/$(app_field $d chaosVersion)" = "true/$pr8" ] &&
   pass "ls -S: chaos true, chaosVersion $pr8" || fail "ls -S chaos fields"
 [ "$(docker service inspect --format '{{.Spec.TaskTemplate.ContainerSpec.Image}}' "${s}_app")" = ccci-example:2.0.0-pr ] &&

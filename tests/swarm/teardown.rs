@@ -225,6 +225,14 @@ fn janitor_reaps_an_orphan_with_engine_leftovers_in_one_sweep_and_the_next_finds
             String::from_utf8_lossy(&out.stderr)
         );
     }
+    // The marker a run writes after `app new`: an orphan of a dead run.
+    let env = host
+        .abra_home
+        .join("servers/default")
+        .join(format!("{d}.env"));
+    let text = std::fs::read_to_string(&env).unwrap();
+    let line = cc_ci_run::abra::marker::line("drone-x-1", "ci1", "2026-01-01T00:00:00.000Z");
+    std::fs::write(&env, cc_ci_run::abra::marker::with_marker(&text, &line)).unwrap();
     let out = Command::new("sh")
         .arg("-c")
         .arg(format!("set -e\n{}", plant_cmds(&stack)))

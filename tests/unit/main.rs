@@ -3,12 +3,15 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod config;
+mod converge;
 mod exit;
+mod history;
 mod interpolate;
 #[path = "../common/junit.rs"]
 mod junit;
 mod leftovers;
 mod locks;
+mod log;
 mod parse;
 mod proc_stat;
 mod recipe;

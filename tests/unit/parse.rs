@@ -12,16 +12,12 @@ fn app_ls_empty_object_and_extra_fields() {
 }
 
 #[test]
-fn service_ls_replicas_and_settledness() {
+fn service_ls_replicas() {
     let text = "{\"ID\":\"a1\",\"Image\":\"x:1\",\"Mode\":\"replicated\",\"Name\":\"s_app\",\"Ports\":\"\",\"Replicas\":\"0/1\"}\n{\"ID\":\"b2\",\"Name\":\"s_db\",\"Replicas\":\"2/2 (max 1 per node)\"}\n";
-    let mut s = parse_service_ls(text).unwrap();
+    let s = parse_service_ls(text).unwrap();
     assert_eq!((s[0].running, s[0].desired), (0, 1));
-    assert!(!s[0].settled());
-    assert!(s[1].settled());
-    s[0].update_state = Some("paused".into());
-    assert!(s[0].settled(), "paused counts as settled");
-    s[0].update_state = Some("updating".into());
-    assert!(!s[0].settled());
+    assert_eq!((s[1].running, s[1].desired), (2, 2));
+    assert!(parse_service_ls("{\"ID\":\"c3\",\"Name\":\"x\",\"Replicas\":\"n/a\"}").is_err());
 }
 
 #[test]

@@ -3,7 +3,7 @@
 //! stderr tail, errors that count real errors, the run's merged file with
 //! a phase testcase when the run is red outside the tests; and the writes
 //! (a temporary directory, no process): tiers read back into the merged
-//! file, no temporary file left when a write fails.
+//! file, no temporary file left when its write fails.
 
 use std::path::Path;
 
@@ -436,7 +436,7 @@ fn the_merged_file_reads_the_tiers_back_and_marks_an_unreadable_one() {
         stderr: "failing on purpose\n".into(),
     })
     .unwrap();
-    render::replace(&install.join("junit.xml"), xml.as_bytes()).unwrap();
+    std::fs::write(install.join("junit.xml"), xml.as_bytes()).unwrap();
     let mut rec = record("failed", Some("test-install"));
     rec.tests = vec![
         TierTests {
@@ -468,22 +468,25 @@ fn the_merged_file_reads_the_tiers_back_and_marks_an_unreadable_one() {
 }
 
 #[test]
-fn a_failed_write_leaves_no_temporary_file() {
+fn a_failed_write_of_the_merged_file_leaves_no_temporary_file() {
     let dir = tempfile::tempdir().unwrap();
-    // The rename cannot replace a directory: the write fails at the end.
-    let target = dir.path().join("junit.xml");
-    std::fs::create_dir(&target).unwrap();
-    let err = render::replace(&target, b"<testsuites/>").unwrap_err();
+    // The rename cannot replace a directory: the write fails at its end.
+    std::fs::create_dir(dir.path().join("junit.xml")).unwrap();
+    let rec = record("infra", Some("fetch"));
+    let log = dir.path().join("no-such.log");
+    let err = render::write_run(dir.path(), &rec, 3, None, &log).unwrap_err();
     assert!(format!("{err:#}").contains("junit.xml"), "{err:#}");
     let names: Vec<String> = std::fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     assert_eq!(names, ["junit.xml"], "only the directory is left");
-    // And a good write leaves only the file.
-    let ok = dir.path().join("report.json");
-    render::replace(&ok, b"{}").unwrap();
-    render::replace(&ok, b"{\"a\":1}").unwrap();
-    assert_eq!(std::fs::read_to_string(&ok).unwrap(), "{\"a\":1}");
-    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
+    // Where it can be written, it is, with the phase and no log lines.
+    let ok = dir.path().join("ok");
+    let path = render::write_run(&ok, &rec, 3, None, &log).unwrap();
+    assert_eq!(
+        crate::junit::check(&path).case("phase: fetch").kind,
+        "error"
+    );
+    assert_eq!(std::fs::read_dir(&ok).unwrap().count(), 1);
 }

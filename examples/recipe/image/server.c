@@ -10,7 +10,11 @@
  *               DATA_DIR/marker: temporary file, fsync, rename
  *   HEAD        as GET, without the body
  *
- * Environment: PORT (default 8080), DATA_DIR (default /data).
+ * Environment: PORT (default 8080), DATA_DIR (default /data), and two
+ * knobs for cc-ci-run's convergence tests, set in a recipe's compose:
+ * START_DELAY_MS (sleep this long before listening: a slow start, whose
+ * task is running before it answers) and EXIT_AFTER_MS (exit 1 this long
+ * after listening: a task that starts, then crashes).
  * `server --version` prints the version and exits.
  *
  * One request per connection (Connection: close), one at a time, with
@@ -31,6 +35,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 #ifndef VERSION
@@ -41,6 +46,40 @@
 #define BODY_MAX (1024 * 1024)
 
 static const char *data_dir = "/data";
+
+/* A whole number of milliseconds from the environment, 0 when unset. */
+static long env_ms(const char *name)
+{
+	const char *v = getenv(name);
+	if (!v || !*v)
+		return 0;
+	char *end;
+	long ms = strtol(v, &end, 10);
+	if (*end != '\0' || ms < 0) {
+		fprintf(stderr, "ccci-example: %s must be whole milliseconds\n",
+			name);
+		exit(2);
+	}
+	return ms;
+}
+
+static void sleep_ms(long ms)
+{
+	struct timespec ts = {.tv_sec = ms / 1000,
+			      .tv_nsec = (ms % 1000) * 1000000L};
+	/* SIGTERM ends the process in its handler; any other interruption
+	 * sleeps the rest */
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+static void on_alarm(int sig)
+{
+	(void)sig;
+	static const char msg[] = "ccci-example: EXIT_AFTER_MS reached, exiting 1\n";
+	(void)!write(2, msg, sizeof msg - 1);
+	_exit(1);
+}
 
 static void on_signal(int sig)
 {
@@ -246,6 +285,13 @@ int main(int argc, char **argv)
 	sigaction(SIGINT, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
+	long delay = env_ms("START_DELAY_MS"), exit_after = env_ms("EXIT_AFTER_MS");
+	if (delay > 0) {
+		fprintf(stderr, "ccci-example %s: START_DELAY_MS=%ld, not listening yet\n",
+			VERSION, delay);
+		sleep_ms(delay);
+	}
+
 	int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	int one = 1;
 	setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
@@ -261,6 +307,16 @@ int main(int argc, char **argv)
 	}
 	fprintf(stderr, "ccci-example %s listening on :%d, data in %s\n",
 		VERSION, port, data_dir);
+	if (exit_after > 0) {
+		/* the accept loop blocks: a timer ends it from outside */
+		struct sigaction al;
+		memset(&al, 0, sizeof al);
+		al.sa_handler = on_alarm;
+		sigaction(SIGALRM, &al, NULL);
+		struct itimerval it = {.it_value = {.tv_sec = exit_after / 1000,
+						    .tv_usec = (exit_after % 1000) * 1000}};
+		setitimer(ITIMER_REAL, &it, NULL);
+	}
 
 	struct timeval tv = {.tv_sec = 5, .tv_usec = 0};
 	for (;;) {

@@ -1,0 +1,121 @@
+//! Convergence means the deployed version runs (SPEC section 3 step 8),
+//! against the file-backed stand-in: its redeploys are rolling updates in
+//! which the old task keeps running for a while (UpdateStatus null first,
+//! then `updating`) before the new one runs and the update completes
+//! (tests/fake/README.md). A harness that counts running replicas calls
+//! that "converged" and tests the old version; these runs must not.
+
+use crate::support::*;
+
+const PR_DOMAIN: &str = "example-pr1.ci.localhost";
+const STACK: &str = "example-pr1_ci_localhost";
+
+/// A cc-ci-run test of the example recipe (CCCI_CI_TESTS) for the upgrade
+/// tier that writes the image of every running task container of the
+/// stack to `answers`, once, without waiting for a wanted one, and fails
+/// when any is not the pull request's image.
+fn record_running_images(f: &Fixture, answers: &std::path::Path) {
+    let dir = f.tmp.path().join("ci-tests/example");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = script(
+        &dir,
+        "50-runs-the-new-task.sh",
+        &format!(
+            r#"#!/bin/sh
+# tier: upgrade
+# timeout: 30s
+set -eu
+images=$(docker ps --filter label=com.docker.stack.namespace={STACK} --format '{{{{.Image}}}}')
+printf '%s\n' "$images" >>'{answers}'
+[ -n "$images" ] || {{ echo "no running task container" >&2; exit 1; }}
+for i in $images; do
+  [ "$i" = ccci-example:2.0.0-pr ] || {{ echo "a task of $i is running, not the pull request's" >&2; exit 1; }}
+done
+"#,
+            answers = answers.display()
+        ),
+    );
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+}
+
+#[test]
+fn upgrade_tier_tests_see_the_new_task_never_the_old_one() {
+    let f = Fixture::new();
+    let answers = f.tmp.path().join("answers");
+    record_running_images(&f, &answers);
+    // The old task serves for the first 1.5 s after the chaos deploy: long
+    // enough that a replica count would let the tests in while it runs.
+    let out = f
+        .run_cmd(&["--pr", "1"])
+        .env("CCCI_RUN_ID", "conv-new")
+        .env("CCCI_FAKE_ABRA_CONVERGE_MS", "3000")
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    let seen = std::fs::read_to_string(&answers).unwrap_or_default();
+    assert_eq!(code(out.status), 0, "images seen: {seen}\n{log}");
+    assert_eq!(
+        seen.lines().collect::<Vec<_>>(),
+        ["ccci-example:2.0.0-pr"],
+        "{log}"
+    );
+    assert!(
+        log.lines()
+            .any(|l| l.contains(&format!("stack {STACK} converged in"))
+                && l.contains("(update completed)")),
+        "the wait and the completed update are logged: {log}"
+    );
+    assert!(f.leftovers().is_empty(), "{:?}", f.leftovers());
+}
+
+#[test]
+fn upgrade_whose_new_task_cannot_start_fails_the_tier_with_exit_3_and_is_torn_down() {
+    let f = Fixture::new();
+    let out = f
+        .run_cmd(&["--pr", "1"])
+        .env("CCCI_RUN_ID", "conv-paused")
+        .env("CCCI_FAKE_ABRA_CONVERGE_MS", "800")
+        .env(
+            "CCCI_FAKE_ABRA_CRASHLOOP",
+            format!("deploy-chaos@{PR_DOMAIN}"),
+        )
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(code(out.status), 3, "{log}");
+    for needle in [
+        "upgrade tier: convergence failed",
+        &format!("service {STACK}_app: update paused"),
+        "update paused due to failure or early termination of task",
+        "last task error: starting container failed",
+    ] {
+        assert!(log.contains(needle), "the error names {needle:?}: {log}");
+    }
+    assert_eq!(f.record("conv-paused")["exit_code"], 3);
+    assert!(f.leftovers().is_empty(), "{:?}", f.leftovers());
+}
+
+#[test]
+fn redeploy_that_changes_only_labels_converges_without_an_update_status() {
+    let f = Fixture::new();
+    // Base 1.1.0+1.0 and the ref main, the same compose file: the chaos
+    // redeploy changes abra's labels only, so no task is replaced and the
+    // engine reports no update at all.
+    let out = f
+        .run_cmd(&["--ref", "main", "--base", "1.1.0+1.0"])
+        .env("CCCI_RUN_ID", "conv-labels")
+        .env("CCCI_FAKE_ABRA_CONVERGE_MS", "300")
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(code(out.status), 0, "{log}");
+    let upgrade = log
+        .lines()
+        .skip_while(|l| !l.contains("phase: upgrade-converge"))
+        .find(|l| l.contains("converged in"))
+        .unwrap_or_else(|| panic!("no convergence line after the upgrade: {log}"));
+    assert!(
+        upgrade.contains("_app 1/1") && !upgrade.contains("update"),
+        "{upgrade}"
+    );
+}

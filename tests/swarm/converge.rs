@@ -1,0 +1,220 @@
+//! Convergence means the deployed version runs (SPEC section 3 step 8), on
+//! the real swarm: upgrades to pull requests of the example recipe whose
+//! new task never starts, starts slowly, or starts and crashes. Each pull
+//! request is a real commit of the test's recipe repository
+//! (`refs/pull/N/head`, made from pull request 1's head) whose compose file
+//! changes the app service.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::engine::*;
+use crate::support::*;
+
+/// Pushes a pull request `n` to the host's upstream recipe repository:
+/// pull request 1's head with `edit` applied to compose.yml and the
+/// `tests` files added. Returns its sha.
+fn push_pr(
+    host: &SwarmHost,
+    n: u32,
+    edit: impl Fn(&str) -> String,
+    tests: &[(&str, &str)],
+) -> String {
+    let upstream = host.tmp.path().join("recipe/upstream.git");
+    let work = host.tmp.path().join(format!("pr-{n}"));
+    let git = |dir: &Path, args: &[&str]| {
+        let out = Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args([
+                "-c",
+                "user.name=ccci test",
+                "-c",
+                "user.email=t@ccci.invalid",
+            ])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    git(
+        host.tmp.path(),
+        &[
+            "clone",
+            "-q",
+            upstream.to_str().unwrap(),
+            work.to_str().unwrap(),
+        ],
+    );
+    git(&work, &["fetch", "-q", "origin", "refs/pull/1/head"]);
+    git(&work, &["checkout", "-q", "FETCH_HEAD"]);
+    let compose = work.join("compose.yml");
+    let before = std::fs::read_to_string(&compose).unwrap();
+    let after = edit(&before);
+    assert_ne!(before, after, "the pull request changes the compose file");
+    std::fs::write(&compose, after).unwrap();
+    for (name, body) in tests {
+        let path = work.join("tests").join(name);
+        std::fs::write(&path, body).unwrap();
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+    }
+    git(&work, &["add", "-A"]);
+    git(&work, &["commit", "-q", "-m", &format!("pull request {n}")]);
+    git(
+        &work,
+        &["push", "-q", "origin", &format!("HEAD:refs/pull/{n}/head")],
+    );
+    git(&work, &["rev-parse", "HEAD"])
+}
+
+/// Adds lines to the app service's block right after its image line.
+fn after_image(compose: &str, lines: &str) -> String {
+    let mut out = String::new();
+    for l in compose.lines() {
+        out.push_str(l);
+        out.push('\n');
+        if l.trim_start().starts_with("image: ccci-example:") {
+            out.push_str(lines);
+        }
+    }
+    out
+}
+
+/// Adds `VAR=VALUE` to the app service's environment list.
+fn with_env(compose: &str, var: &str) -> String {
+    compose.replacen(
+        "      - DOMAIN\n",
+        &format!("      - DOMAIN\n      - {var}\n"),
+        1,
+    )
+}
+
+/// `run --recipe example --pr N --domain D`
+fn run_pr(host: &SwarmHost, domain: &str, n: u32, run_id: &str) -> (i32, String) {
+    let out = host
+        .cmd()
+        .args([
+            "run",
+            "--recipe",
+            "example",
+            "--pr",
+            &n.to_string(),
+            "--domain",
+            domain,
+        ])
+        .env("CCCI_RUN_ID", run_id)
+        .output()
+        .unwrap();
+    (
+        code(out.status),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn assert_torn_down(host: &SwarmHost, domain: &str, run_id: &str) {
+    let left = leftovers(host, domain);
+    assert!(left.is_empty(), "left on the swarm: {left:?}");
+    assert!(host.lock_free("apps", domain), "app lock held");
+    assert!(host.lock_free("runs", run_id), "run lock held");
+    assert!(host.tree_gone(run_id), "run tree left");
+}
+
+#[test]
+fn upgrade_to_a_pr_whose_new_container_never_starts_fails_with_exit_3_and_is_torn_down() {
+    let d = domain_for("conv-never", 0);
+    let host = SwarmHost::new(vec![d.clone()]);
+    push_pr(
+        &host,
+        2,
+        |c| after_image(c, "    entrypoint: [\"/nonexistent\"]\n"),
+        &[],
+    );
+    let (code, log) = run_pr(&host, &d, 2, "never");
+    assert_eq!(code, 3, "{log}");
+    let stack = stack_of(&d);
+    for needle in [
+        "upgrade tier: convergence failed".to_string(),
+        format!("service {stack}_app: update paused"),
+        "last task error: starting container failed".to_string(),
+        "/nonexistent".to_string(),
+    ] {
+        assert!(log.contains(&needle), "the error names {needle:?}: {log}");
+    }
+    assert_torn_down(&host, &d, "never");
+}
+
+#[test]
+fn upgrade_that_the_engine_pauses_fails_with_exit_3() {
+    // The new task starts, listens, and exits 1 after 300 ms: within the
+    // update's monitor period (1 s), so the engine pauses the update.
+    let d = domain_for("conv-pause", 0);
+    let host = SwarmHost::new(vec![d.clone()]);
+    push_pr(&host, 3, |c| with_env(c, "EXIT_AFTER_MS=300"), &[]);
+    let (code, log) = run_pr(&host, &d, 3, "pause");
+    assert_eq!(code, 3, "{log}");
+    assert!(
+        log.contains(&format!("service {}_app: update paused", stack_of(&d))),
+        "{log}"
+    );
+    assert!(
+        log.contains("last task error: task: non-zero exit (1)"),
+        "{log}"
+    );
+    assert_torn_down(&host, &d, "pause");
+}
+
+/// The upgrade tier's first test (`00-answers.sh` sorts before the
+/// recipe's `00-deployed.sh`, whose checks retry until the wanted version
+/// answers): five GETs of `/`, each retried only while nothing listens,
+/// every answer appended to `$CCCI_EXAMPLE_READY_DIR/answers`; any answer
+/// that is not the pull request's version fails it.
+const ANSWERS_TEST: &str = r#"#!/bin/sh
+# level: system
+# tier: upgrade
+# timeout: 60s
+set -eu
+lib="$(dirname "$0")/example_app.py"
+out="${CCCI_EXAMPLE_READY_DIR:?}/answers"
+i=0
+while [ "$i" -lt 5 ]; do
+  python3 "$lib" get / >>"$out"
+  i=$((i + 1))
+done
+cat "$out"
+if grep -v '^ccci-example 2\.0\.0-pr$' "$out" >&2; then
+  echo "an answer above is not the pull request's version" >&2
+  exit 1
+fi
+"#;
+
+#[test]
+fn upgrade_tests_of_a_slow_starting_version_see_the_new_version_never_the_old() {
+    // The new server sleeps 3 s before it listens: its task is running,
+    // and the update completes, before it answers. The old one answers
+    // until the engine stops it.
+    let d = domain_for("conv-slow", 0);
+    let host = SwarmHost::new(vec![d.clone()]);
+    push_pr(
+        &host,
+        4,
+        |c| with_env(c, "START_DELAY_MS=3000"),
+        &[("00-answers.sh", ANSWERS_TEST)],
+    );
+    let (code, log) = run_pr(&host, &d, 4, "slow");
+    let answers = std::fs::read_to_string(host.ready.join("answers")).unwrap_or_default();
+    assert_eq!(code, 0, "answers: {answers}\n{log}");
+    let got: Vec<&str> = answers.lines().collect();
+    assert_eq!(got, ["ccci-example 2.0.0-pr"; 5], "{log}");
+    assert!(
+        log.lines()
+            .any(|l| l.contains("converged in") && l.contains("(update completed)")),
+        "{log}"
+    );
+    assert_torn_down(&host, &d, "slow");
+}
