@@ -349,13 +349,13 @@ impl Run {
 
     /// The run's merged junit.xml (SPEC section 6), on every path once the
     /// verdict is known; a failed write is said and never changes it.
-    fn write_junit(&self, code: i32, error: Option<&anyhow::Error>) {
+    fn write_junit(&mut self, code: i32, error: Option<&anyhow::Error>) {
         let dir = self.cfg.tests.report_dir.clone();
         let dir = dir.unwrap_or_else(|| self.dir.report());
         let error = error.map(|e| format!("{e:#}"));
         let log = self.dir.log();
         match testrun::junit::write_run(&dir, &self.record, code, error, &log) {
-            Ok(path) => say!("junit: {}", path.display()),
+            Ok(path) => self.record.junit = Some(path.display().to_string()),
             Err(e) => say!("warning: could not write the run's junit.xml: {e:#}"),
         }
     }

@@ -259,6 +259,9 @@ pub struct RunRecord {
     /// The run's log file.
     #[serde(default)]
     pub log: Option<String>,
+    /// The run's merged junit.xml, once written.
+    #[serde(default)]
+    pub junit: Option<String>,
 }
 
 /// One phase of a run: `name` from `started` to `ended` (None while current).
@@ -332,6 +335,11 @@ pub fn summary_lines(r: &RunRecord) -> Vec<String> {
             l.domain,
             l.backend,
             l.wait_ms.map(ms).unwrap_or_else(|| "-".into())
+        ));
+    }
+    if let Some(junit) = &r.junit {
+        out.push(format!(
+            "junit: {junit} (every tier, and the failed phase of a red run)"
         ));
     }
     if let Some(log) = &r.log {
