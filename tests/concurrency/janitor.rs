@@ -13,46 +13,8 @@ use crate::support::*;
 /// as a run that died after deploying would leave it: with the marker a run
 /// writes into the env file right after `app new`.
 pub(crate) fn orphan(f: &Fixture, domain: &str) {
-    foreign_app(f, domain);
-    let env = f
-        .abra_home
-        .join("servers/default")
-        .join(format!("{domain}.env"));
-    let text = std::fs::read_to_string(&env).unwrap();
-    let line = cc_ci_run::abra::marker::line("drone-x-1", "ci1", "2026-01-01T00:00:00.000Z");
-    std::fs::write(&env, cc_ci_run::abra::marker::with_marker(&text, &line)).unwrap();
-}
-
-/// Creates a deployed app as an operator would, outside cc-ci-run: no marker.
-fn foreign_app(f: &Fixture, domain: &str) {
-    for args in [
-        vec![
-            "app",
-            "new",
-            "example",
-            "1.0.0+1.0",
-            "-s",
-            "default",
-            "-D",
-            domain,
-            "-S",
-            "-n",
-        ],
-        vec!["app", "deploy", domain, "1.0.0+1.0", "-D", "-c", "-n"],
-    ] {
-        let out = std::process::Command::new(fake_dir().join("abra"))
-            .args(&args)
-            .env("ABRA_DIR", &f.abra_home)
-            .env("CCCI_FAKE_STATE", &f.fake)
-            .env("PATH", test_path())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    deploy_outside(domain, |a| f.abra(a));
+    mark_created_by_a_run(&f.abra_home, domain);
 }
 
 fn rm_count(f: &Fixture, domain: &str) -> usize {

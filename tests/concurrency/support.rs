@@ -288,6 +288,17 @@ impl Fixture {
         c
     }
 
+    /// The stand-in abra (file backend) with the canonical ABRA_DIR.
+    pub fn abra(&self, args: &[&str]) -> std::process::Output {
+        Command::new(fake_dir().join("abra"))
+            .args(args)
+            .env("ABRA_DIR", &self.abra_home)
+            .env("CCCI_FAKE_STATE", &self.fake)
+            .env("PATH", test_path())
+            .output()
+            .unwrap()
+    }
+
     /// The stand-ins' call log, one JSON object per call event.
     pub fn calls(&self) -> Vec<serde_json::Value> {
         std::fs::read_to_string(self.fake.join("calls.log"))
@@ -497,4 +508,43 @@ pub fn spawn_as_drone_step(cmd: &Command, dir: &Path) -> std::process::Child {
         .stderr(Stdio::null())
         .spawn()
         .unwrap()
+}
+
+/// `abra app new` and `app deploy` of release `1.0.0+1.0` at `domain`, as
+/// an operator deploys an app outside cc-ci-run (no marker); `abra` runs
+/// the stand-in with the canonical ABRA_DIR.
+pub fn deploy_outside(domain: &str, abra: impl Fn(&[&str]) -> std::process::Output) {
+    let new = [
+        "app",
+        "new",
+        "example",
+        "1.0.0+1.0",
+        "-s",
+        "default",
+        "-D",
+        domain,
+        "-S",
+        "-n",
+    ];
+    let deploy = ["app", "deploy", domain, "1.0.0+1.0", "-D", "-c", "-n"];
+    for args in [&new[..], &deploy[..]] {
+        let out = abra(args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// Writes the ownership marker a run writes into the env file right after
+/// `app new`: what an orphan of a dead run carries (the janitor and a
+/// run's pre-clean tear down nothing else).
+pub fn mark_created_by_a_run(abra_home: &Path, domain: &str) {
+    let env = abra_home
+        .join("servers/default")
+        .join(format!("{domain}.env"));
+    let text = std::fs::read_to_string(&env).unwrap();
+    let line = cc_ci_run::abra::marker::line("drone-x-1", "ci1", "2026-01-01T00:00:00.000Z");
+    std::fs::write(&env, cc_ci_run::abra::marker::with_marker(&text, &line)).unwrap();
 }

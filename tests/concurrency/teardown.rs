@@ -65,18 +65,6 @@ fn plant_bystanders(f: &Fixture) -> Vec<String> {
     ids
 }
 
-/// The ownership marker a run writes into the env file after `app new`:
-/// an orphan of a dead run carries it (the janitor reaps nothing else).
-fn mark(f: &Fixture, domain: &str) {
-    let env = f
-        .abra_home
-        .join("servers/default")
-        .join(format!("{domain}.env"));
-    let text = std::fs::read_to_string(&env).unwrap();
-    let line = cc_ci_run::abra::marker::line("drone-x-1", "ci1", "2026-01-01T00:00:00.000Z");
-    std::fs::write(&env, cc_ci_run::abra::marker::with_marker(&text, &line)).unwrap();
-}
-
 fn removal_lines(log: &str) -> Vec<&str> {
     log.lines()
         .filter(|l| l.contains("left by the engine after undeploy") && l.ends_with(": removed"))
@@ -159,25 +147,8 @@ fn network_left_in_use_by_a_shutting_down_task_is_removed_after_a_backoff() {
 fn janitor_reaps_an_orphan_whose_undeploy_left_a_network_and_a_container_in_one_sweep() {
     let f = Fixture::new();
     let domain = "example-pr9.ci.localhost";
-    for args in [
-        vec![
-            "app",
-            "new",
-            "example",
-            "1.0.0+1.0",
-            "-s",
-            "default",
-            "-D",
-            domain,
-            "-S",
-            "-n",
-        ],
-        vec!["app", "deploy", domain, "1.0.0+1.0", "-D", "-c", "-n"],
-    ] {
-        let out = fake_abra(&f, &args, &[]);
-        assert!(out.status.success(), "{args:?}: {out:?}");
-    }
-    mark(&f, domain);
+    deploy_outside(domain, |a| fake_abra(&f, a, &[]));
+    mark_created_by_a_run(&f.abra_home, domain);
     // A run's teardown undeployed it and died: the engine kept the network
     // and a container, the services are gone (so a sweep skips the undeploy).
     let out = fake_abra(
@@ -189,7 +160,9 @@ fn janitor_reaps_an_orphan_whose_undeploy_left_a_network_and_a_container_in_one_
     let sweep = || {
         f.cmd()
             .args(["janitor", "--json"])
-            .env("CCCI_TEARDOWN_TIMEOUT", "10s")
+            // The janitor's grace is 10 s, at most half the bound: room
+            // for the removals after it on a loaded machine.
+            .env("CCCI_TEARDOWN_TIMEOUT", "30s")
             .output()
             .unwrap()
     };
@@ -212,25 +185,8 @@ fn janitor_reaps_an_orphan_whose_undeploy_left_a_network_and_a_container_in_one_
 #[test]
 fn preclean_finishes_an_orphan_that_the_engine_left_half_removed() {
     let f = Fixture::new();
-    for args in [
-        vec![
-            "app",
-            "new",
-            "example",
-            "1.0.0+1.0",
-            "-s",
-            "default",
-            "-D",
-            DOMAIN,
-            "-S",
-            "-n",
-        ],
-        vec!["app", "deploy", DOMAIN, "1.0.0+1.0", "-D", "-c", "-n"],
-    ] {
-        let out = fake_abra(&f, &args, &[]);
-        assert!(out.status.success(), "{args:?}: {out:?}");
-    }
-    mark(&f, DOMAIN);
+    deploy_outside(DOMAIN, |a| fake_abra(&f, a, &[]));
+    mark_created_by_a_run(&f.abra_home, DOMAIN);
     let out = fake_abra(
         &f,
         &["app", "undeploy", DOMAIN, "-n"],

@@ -164,34 +164,7 @@ fn a_run_whose_filters_select_no_test_is_red_unless_told_otherwise() {
 
 /// `abra app new` + deploy outside cc-ci-run: an operator's app, no marker.
 fn operator_app(f: &Fixture, domain: &str) {
-    for args in [
-        vec![
-            "app",
-            "new",
-            "example",
-            "1.0.0+1.0",
-            "-s",
-            "default",
-            "-D",
-            domain,
-            "-S",
-            "-n",
-        ],
-        vec!["app", "deploy", domain, "1.0.0+1.0", "-D", "-c", "-n"],
-    ] {
-        let out = Command::new(fake_dir().join("abra"))
-            .args(&args)
-            .env("ABRA_DIR", &f.abra_home)
-            .env("CCCI_FAKE_STATE", &f.fake)
-            .env("PATH", test_path())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    deploy_outside(domain, |a| f.abra(a));
 }
 
 fn env_file(f: &Fixture, domain: &str) -> std::path::PathBuf {
@@ -273,13 +246,7 @@ fn apps_not_created_by_cc_ci_run_are_reported_and_never_touched() {
     // A marked orphan beside them is reaped as before.
     let orphan = "example-b10.ci.localhost";
     operator_app(&f, orphan);
-    let text = std::fs::read_to_string(env_file(&f, orphan)).unwrap();
-    let line = cc_ci_run::abra::marker::line("drone-x-10", "ci1", "2026-01-01T00:00:00.000Z");
-    std::fs::write(
-        env_file(&f, orphan),
-        cc_ci_run::abra::marker::with_marker(&text, &line),
-    )
-    .unwrap();
+    mark_created_by_a_run(&f.abra_home, orphan);
     let out = f
         .cmd()
         .args(["janitor", "--json"])

@@ -492,28 +492,7 @@ fn janitor_reaps_an_orphan_stack_with_its_volumes_and_spares_live_and_protected_
         .unwrap();
     wait_for_file(&host.ready.join("test-install"));
     // A protected, long-lived app outside the template.
-    for args in [
-        vec![
-            "app",
-            "new",
-            "example",
-            "1.0.0+1.0",
-            "-s",
-            "default",
-            "-D",
-            &protected,
-            "-S",
-            "-n",
-        ],
-        vec!["app", "deploy", &protected, "1.0.0+1.0", "-D", "-c", "-n"],
-    ] {
-        let out = host.abra(&args);
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    deploy_outside(&protected, |a| host.abra(a));
     let orphan_volumes = leftovers(&host, &orphan)
         .into_iter()
         .filter(|l| l.starts_with("volume"))
@@ -555,32 +534,6 @@ fn janitor_reaps_an_orphan_stack_with_its_volumes_and_spares_live_and_protected_
     assert!(leftovers(&host, &live).is_empty());
 }
 
-/// `app new` + `app deploy` outside cc-ci-run (no marker): an operator's app.
-fn deploy_outside(host: &SwarmHost, domain: &str) {
-    for args in [
-        vec![
-            "app",
-            "new",
-            "example",
-            "1.0.0+1.0",
-            "-s",
-            "default",
-            "-D",
-            domain,
-            "-S",
-            "-n",
-        ],
-        vec!["app", "deploy", domain, "1.0.0+1.0", "-D", "-c", "-n"],
-    ] {
-        let out = host.abra(&args);
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-}
-
 #[test]
 fn a_loose_pattern_never_reaps_an_app_cc_ci_run_did_not_create() {
     let (foreign, orphan, runner) = (
@@ -597,16 +550,10 @@ fn a_loose_pattern_never_reaps_an_app_cc_ci_run_did_not_create() {
         r"^example-b{}[0-9]\.ci\.localhost$",
         &number[..number.len() - 1]
     );
-    deploy_outside(&host, &foreign);
+    deploy_outside(&foreign, |a| host.abra(a));
     // An orphan as a dead run leaves it: the marker in its env file.
-    deploy_outside(&host, &orphan);
-    let env = host
-        .abra_home
-        .join("servers/default")
-        .join(format!("{orphan}.env"));
-    let text = std::fs::read_to_string(&env).unwrap();
-    let line = cc_ci_run::abra::marker::line("drone-dead-1", "ci1", "2026-01-01T00:00:00.000Z");
-    std::fs::write(&env, cc_ci_run::abra::marker::with_marker(&text, &line)).unwrap();
+    deploy_outside(&orphan, |a| host.abra(a));
+    mark_created_by_a_run(&host.abra_home, &orphan);
 
     let out = host
         .cmd()

@@ -203,36 +203,8 @@ fn janitor_reaps_an_orphan_with_engine_leftovers_in_one_sweep_and_the_next_finds
     let host = SwarmHost::new(vec![d.clone()]);
     let _planted = Planted::for_stack(&stack);
     plant_bystanders(&stack);
-    for args in [
-        vec![
-            "app",
-            "new",
-            "example",
-            "1.0.0+1.0",
-            "-s",
-            "default",
-            "-D",
-            &d,
-            "-S",
-            "-n",
-        ],
-        vec!["app", "deploy", &d, "1.0.0+1.0", "-D", "-c", "-n"],
-    ] {
-        let out = host.abra(&args);
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    // The marker a run writes after `app new`: an orphan of a dead run.
-    let env = host
-        .abra_home
-        .join("servers/default")
-        .join(format!("{d}.env"));
-    let text = std::fs::read_to_string(&env).unwrap();
-    let line = cc_ci_run::abra::marker::line("drone-x-1", "ci1", "2026-01-01T00:00:00.000Z");
-    std::fs::write(&env, cc_ci_run::abra::marker::with_marker(&text, &line)).unwrap();
+    deploy_outside(&d, |a| host.abra(a));
+    mark_created_by_a_run(&host.abra_home, &d);
     let out = Command::new("sh")
         .arg("-c")
         .arg(format!("set -e\n{}", plant_cmds(&stack)))
