@@ -14,21 +14,8 @@ use serde::Serialize;
 use crate::cli::HistoryArgs;
 use crate::exit::{self, Failure};
 use crate::log::parse_timestamp;
-use crate::rundir::RunRecord;
+use crate::rundir::{RunRecord, VERDICTS};
 use crate::units::human;
-
-/// The verdicts a record can carry (SPEC section 3).
-pub const VERDICTS: [&str; 9] = [
-    "passed",
-    "failed",
-    "bad-input",
-    "infra",
-    "teardown-failed",
-    "self-protect",
-    "duplicate",
-    "cancelled",
-    "deadline",
-];
 
 /// What to list (validated).
 #[derive(Clone, Debug, Default)]
@@ -182,7 +169,7 @@ pub fn table(entries: &[Entry]) -> String {
         "LOCK WAIT",
         "WAITED FOR",
     ];
-    let dash = |s: Option<String>| s.filter(|s| !s.is_empty()).unwrap_or_else(|| "-".into());
+    use crate::table::dash;
     let dur = |ms: Option<u64>| dash(ms.map(|m| human(Duration::from_millis(m))));
     let mut rows: Vec<Vec<String>> = vec![header.iter().map(|s| s.to_string()).collect()];
     for e in entries {
@@ -198,23 +185,7 @@ pub fn table(entries: &[Entry]) -> String {
             dash(e.waited_for.clone()),
         ]);
     }
-    let mut widths = vec![0; header.len()];
-    for row in &rows {
-        for (w, c) in widths.iter_mut().zip(row) {
-            *w = (*w).max(c.chars().count());
-        }
-    }
-    let mut out = String::new();
-    for row in &rows {
-        let line: Vec<String> = row
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        out.push_str(line.join("  ").trim_end());
-        out.push('\n');
-    }
-    out
+    crate::table::render(&rows)
 }
 
 /// `cc-ci-run history`.

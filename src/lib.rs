@@ -30,6 +30,7 @@ pub mod run;
 pub mod rundir;
 pub mod status;
 pub mod swarmlock;
+pub mod table;
 pub mod teardown;
 pub mod testrun;
 pub mod units;

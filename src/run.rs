@@ -58,8 +58,7 @@ pub fn canonical_abra_home(env: &Env) -> Result<PathBuf> {
 /// `cc-ci-run run`: validate, then wrap the harness.
 pub fn wrapper(args: RunArgs, state_dir: &Path, start_ppid: Pid) -> Result<i32> {
     let env = process_env();
-    validate(&args, state_dir, &env)?;
-    let cfg = config::run_config(&args, &env, std::process::id())?;
+    let cfg = validate(&args, state_dir, &env)?;
     crate::log::set_tag(&cfg.run_id);
     let exe = std::env::current_exe().context("failed to find the cc-ci-run executable")?;
     let mut cmd = Command::new(exe);
@@ -87,9 +86,9 @@ pub fn wrapper(args: RunArgs, state_dir: &Path, start_ppid: Pid) -> Result<i32> 
 /// the lock settings and the janitor's settings (a RUN_APP_RE that cannot
 /// be used would fail the janitor pass of every run, or worse, select an
 /// operator's apps).
-pub fn validate(args: &RunArgs, state_dir: &Path, env: &Env) -> Result<()> {
+pub fn validate(args: &RunArgs, state_dir: &Path, env: &Env) -> Result<RunConfig> {
     rundir::check_state_dir(state_dir)?;
-    config::run_config(args, env, std::process::id())?;
+    let cfg = config::run_config(args, env, std::process::id())?;
     canonical_abra_home(env)?;
     LockSettings::from_env(env, &lock::hostname())?;
     if crate::janitor::enabled(env)? {
@@ -101,7 +100,7 @@ pub fn validate(args: &RunArgs, state_dir: &Path, env: &Env) -> Result<()> {
             env,
         )?;
     }
-    Ok(())
+    Ok(cfg)
 }
 
 /// The harness: guards first, then the run.

@@ -376,6 +376,20 @@ pub struct TierTests {
     pub report_dir: String,
 }
 
+/// Every verdict a record can carry (SPEC section 3), as [`verdict_of`]
+/// names them.
+pub const VERDICTS: [&str; 9] = [
+    "passed",
+    "failed",
+    "bad-input",
+    "infra",
+    "teardown-failed",
+    "self-protect",
+    "duplicate",
+    "cancelled",
+    "deadline",
+];
+
 /// The verdict word of an exit code (SPEC section 3).
 pub fn verdict_of(code: i32) -> &'static str {
     use crate::exit;

@@ -153,7 +153,7 @@ pub fn table(runs: &[RunStatus]) -> String {
         "STARTED",
         "FINISHED",
     ];
-    let dash = |s: Option<String>| s.filter(|s| !s.is_empty()).unwrap_or_else(|| "-".into());
+    use crate::table::dash;
     let mut rows: Vec<Vec<String>> = vec![header.iter().map(|s| s.to_string()).collect()];
     for r in runs {
         let rec = r.record.as_ref();
@@ -173,25 +173,7 @@ pub fn table(runs: &[RunStatus]) -> String {
             },
         ]);
     }
-    let mut widths = vec![0; header.len()];
-    for row in &rows {
-        for (w, c) in widths.iter_mut().zip(row) {
-            *w = (*w).max(c.chars().count());
-        }
-    }
-    let mut out = String::new();
-    for row in &rows {
-        let mut line = String::new();
-        for (i, (c, w)) in row.iter().zip(&widths).enumerate() {
-            if i > 0 {
-                line.push_str("  ");
-            }
-            line.push_str(&format!("{c:<w$}"));
-        }
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    out
+    crate::table::render(&rows)
 }
 
 /// `cc-ci-run status [--json] [--watch]`.

@@ -23,7 +23,6 @@ pub mod protect;
 pub mod report;
 pub mod select;
 
-use std::fmt::Write as _;
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -434,23 +433,5 @@ pub fn render_list(plan: &Plan, options: &TestOptions) -> String {
             t.path.display().to_string(),
         ]);
     }
-    let mut widths = vec![0; header.len()];
-    for r in &rows {
-        for (w, c) in widths.iter_mut().zip(r) {
-            *w = (*w).max(c.chars().count());
-        }
-    }
-    let mut out = String::new();
-    for r in &rows {
-        let mut line = String::new();
-        for (i, (c, w)) in r.iter().zip(&widths).enumerate() {
-            if i > 0 {
-                line.push_str("  ");
-            }
-            let _ = write!(line, "{c:<w$}");
-        }
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    out
+    crate::table::render(&rows)
 }
