@@ -17,58 +17,20 @@
 //! interruptible wait polls. Once teardown has begun, signals are logged and
 //! ignored: an aborted teardown leaks an app on a shared swarm.
 
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{mpsc, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use nix::fcntl::OFlag;
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::unistd::Pid;
 use signal_hook::consts::{SIGALRM, SIGCHLD, SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
-use crate::proc::{self, Isolation};
 use crate::say;
-
-/// A one-shot, pollable flag: once set, its descriptor stays readable, so
-/// any number of waiters can `poll` it alongside a child's pidfd.
-#[derive(Debug)]
-pub struct Latch {
-    read: OwnedFd,
-    write: OwnedFd,
-    set: AtomicBool,
-}
-
-impl Latch {
-    pub fn new() -> Result<Latch> {
-        let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)
-            .context("failed to create the shutdown latch pipe")?;
-        Ok(Latch {
-            read,
-            write,
-            set: AtomicBool::new(false),
-        })
-    }
-
-    /// Sets the latch; async-signal-safe in effect (one atomic, one write).
-    pub fn set(&self) {
-        if !self.set.swap(true, Ordering::SeqCst) {
-            // The byte is never read, so the read end stays readable.
-            let _ = nix::unistd::write(&self.write, b"x");
-        }
-    }
-
-    pub fn is_set(&self) -> bool {
-        self.set.load(Ordering::SeqCst)
-    }
-
-    pub fn fd(&self) -> BorrowedFd<'_> {
-        self.read.as_fd()
-    }
-}
+use crate::sys::latch::Latch;
+use crate::sys::proc::{self, Isolation};
 
 /// The harness's signal funnel: the first shutdown request and the teardown
 /// state. One per process.
@@ -424,25 +386,5 @@ fn spawn_error_code(err: &anyhow::Error) -> i32 {
         Some(std::io::ErrorKind::NotFound) => 127,
         Some(std::io::ErrorKind::PermissionDenied) => 126,
         _ => crate::exit::INFRA,
-    }
-}
-
-impl Latch {
-    /// Waits until `until` or until the latch is set; true when it was set.
-    pub fn wait_until(&self, until: Instant) -> bool {
-        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-        loop {
-            if self.is_set() {
-                return true;
-            }
-            let now = Instant::now();
-            if now >= until {
-                return false;
-            }
-            let ms = (until - now).as_millis().clamp(1, i32::MAX as u128) as i32;
-            let timeout = PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX);
-            let mut fds = [PollFd::new(self.fd(), PollFlags::POLLIN)];
-            let _ = poll(&mut fds, timeout);
-        }
     }
 }

@@ -21,8 +21,8 @@ use anyhow::Result;
 
 use crate::config::Env;
 use crate::exit::Failure;
-use crate::lifetime::Latch;
 use crate::lock::{self, Kind, OwnerRecord};
+use crate::sys::latch::Latch;
 
 /// Which authority arbitrates app-domain locks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -64,28 +64,6 @@ impl RunDir {
 }
 
 /// Creates `dir` and its parents with mode 0755.
-/// Checks the state directory before anything is written under it (SPEC
-/// section 1): the pure rule of [`crate::config::state_dir_rule`] on what
-/// `stat` (following a symlink an operator may have made) says of it.
-pub fn check_state_dir(path: &Path) -> Result<()> {
-    use std::os::unix::fs::MetadataExt;
-    let facts = match fs::metadata(path) {
-        Ok(m) => Some(crate::config::DirFacts {
-            is_dir: m.is_dir(),
-            uid: m.uid(),
-            mode: m.mode(),
-        }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => {
-            return Err(crate::exit::Failure::usage(format!(
-                "invalid state directory {:?}: cannot be read: {e}",
-                path.display().to_string()
-            )))
-        }
-    };
-    crate::config::state_dir_rule(path, facts, nix::unistd::geteuid().as_raw())
-}
-
 pub fn mkdirs(dir: &Path) -> Result<()> {
     fs::DirBuilder::new()
         .recursive(true)

@@ -50,11 +50,11 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::exit::Failure;
-use crate::external::{self, Bound};
-use crate::lifetime::Latch;
+use crate::ext::{self, Bound};
 use crate::lock::{self, Kind, OwnerRecord};
 use crate::lockbackend::{AppLock, AppLocks, Attempt, Backend, Busy, Lease, LockSettings, OnLost};
 use crate::say;
+use crate::sys::latch::Latch;
 
 /// The label every lock object carries (its value: the lock kind, `app`).
 pub const LOCK_LABEL: &str = "cc-ci.lock";
@@ -263,14 +263,14 @@ impl Swarm {
     /// anything else that fails means the engine cannot be used (exit 3).
     /// Runs `docker ARGS`, bounded; a docker that cannot be run at all
     /// means the engine cannot be used (exit 3).
-    fn output(&self, args: &[&str]) -> Result<crate::proc::Output> {
+    fn output(&self, args: &[&str]) -> Result<crate::sys::proc::Output> {
         let mut cmd = Command::new(&self.docker);
         cmd.args(args);
         let what = format!("docker {}", args[..args.len().min(2)].join(" "));
         // Never cancelled mid-call: an interrupted create could leave an
         // object we hold without knowing it. Bounded instead.
         let bound = Bound::until(Instant::now() + CALL_BOUND, Duration::from_secs(2));
-        external::run(&mut cmd, &what, &bound).map_err(|e| unreachable_engine(&e))
+        ext::run(&mut cmd, &what, &bound).map_err(|e| unreachable_engine(&e))
     }
 
     fn call(&self, args: &[&str]) -> Result<Cli> {
@@ -289,7 +289,7 @@ impl Swarm {
             "`docker {}` failed ({}): {}",
             args.join(" "),
             out.status,
-            external::tail(&out.stderr, &out.stdout)
+            ext::tail(&out.stderr, &out.stdout)
         )))
     }
 
@@ -362,7 +362,7 @@ impl Swarm {
                 return Err(unreachable_engine(&anyhow!(
                     "`docker config inspect` failed ({}): {}",
                     out.status,
-                    external::tail(&out.stderr, &out.stdout)
+                    ext::tail(&out.stderr, &out.stdout)
                 )))
             }
             Err(e) => return Err(e),
@@ -508,7 +508,7 @@ const WATCH_BACKSTOP: Duration = Duration::from_secs(2);
 /// plus the margin. If the watch cannot start or its stream ends, the
 /// waiter falls back to polling.
 struct Watch {
-    child: crate::proc::Child,
+    child: crate::sys::proc::Child,
     out: std::fs::File,
 }
 
@@ -540,7 +540,7 @@ impl Watch {
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::from(write))
             .stderr(std::process::Stdio::null());
-        let child = crate::proc::spawn(&mut cmd, crate::proc::Isolation::Group);
+        let child = crate::sys::proc::spawn(&mut cmd, crate::sys::proc::Isolation::Group);
         // The Command keeps its copy of the write end until dropped: drop it
         // now, or the stream never reports its end.
         drop(cmd);

@@ -16,18 +16,18 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use crate::abra::Abra;
 use crate::cli::JanitorArgs;
 use crate::config::{self, Env};
-use crate::docker::Docker;
 use crate::exit;
-use crate::external::{Bound, Tools};
-use crate::lifetime::Latch;
+use crate::ext::abra::Abra;
+use crate::ext::docker::Docker;
+use crate::ext::{Bound, Tools};
 use crate::lock::{self, Kind, OwnerRecord, TryLock};
 use crate::lockbackend::{file_age, Attempt, Backend, LockSettings};
 use crate::rundir::{self, RunDir, RunRecord};
 use crate::say;
 use crate::swarmlock::Swarm;
+use crate::sys::latch::Latch;
 use crate::teardown::{self, App};
 use plan::{Decision, Gate, Probe};
 
@@ -80,7 +80,7 @@ impl Settings {
         let gate = Gate::new(&pattern, &protected)?;
         Ok(Settings {
             state_dir: state_dir.to_path_buf(),
-            abra_home: crate::run::canonical_abra_home(env)?,
+            abra_home: crate::config::canonical_abra_home(env)?,
             tools: Tools::from_env(env),
             server: server.to_string(),
             gate,
@@ -144,7 +144,7 @@ fn names_in(dir: &Path, suffix: &str) -> Vec<String> {
 
 /// An app's env file as text ("" when it cannot be read: then it carries
 /// no marker, and the app is left alone).
-fn read_env_file(s: &Settings, app: &crate::abra::AppEntry) -> String {
+fn read_env_file(s: &Settings, app: &crate::ext::abra::AppEntry) -> String {
     let path = s
         .abra_home
         .join("servers")
@@ -175,7 +175,7 @@ pub fn sweep(s: &Settings, stop: Option<&Latch>) -> Result<Summary> {
         .ls(&s.server, &list_bound)
         .context("failed to list apps")?;
     let (candidates, unmarked) = plan::candidates(&apps, &s.gate, |a| {
-        crate::abra::marker::find(&read_env_file(s, a)).is_some()
+        crate::ext::abra::marker::find(&read_env_file(s, a)).is_some()
     });
     let mut sum = Summary {
         candidates: candidates.len(),
@@ -231,7 +231,7 @@ pub fn sweep(s: &Settings, stop: Option<&Latch>) -> Result<Summary> {
 /// the sweep.
 fn visit(
     s: &Settings,
-    app: &crate::abra::AppEntry,
+    app: &crate::ext::abra::AppEntry,
     locks: &dyn crate::lockbackend::AppLocks,
     owner: &OwnerRecord,
     abra: &Abra,
@@ -305,7 +305,11 @@ fn visit(
 /// Swarm locks whose lease ran out (past the take-over margin) and whose
 /// domain has no app: removed by their ID, as a take-over would. Only
 /// domains the gate matches; an object without our lease labels is left.
-fn tidy_swarm_locks(s: &Settings, apps: &[crate::abra::AppEntry], sum: &mut Summary) -> Result<()> {
+fn tidy_swarm_locks(
+    s: &Settings,
+    apps: &[crate::ext::abra::AppEntry],
+    sum: &mut Summary,
+) -> Result<()> {
     let swarm = Swarm::new(&s.locks.docker);
     let now = crate::swarmlock::now_ms();
     for obj in swarm.list()? {
@@ -342,7 +346,7 @@ fn tidy_swarm_locks(s: &Settings, apps: &[crate::abra::AppEntry], sum: &mut Summ
 /// Free app lock files with no app, run trees and run locks of dead runs,
 /// and run records past retention; each under its lock. A bad entry is
 /// named and skipped: the others are still tidied.
-fn tidy(s: &Settings, apps: &[crate::abra::AppEntry], owner: &OwnerRecord, sum: &mut Summary) {
+fn tidy(s: &Settings, apps: &[crate::ext::abra::AppEntry], owner: &OwnerRecord, sum: &mut Summary) {
     let app_dir = lock::lock_dir(&s.state_dir, Kind::App);
     for domain in names_in(&app_dir, ".lock") {
         if lock::validate_name(Kind::App, &domain).is_err() || !s.gate.matches(&domain) {
@@ -496,7 +500,7 @@ pub fn command(args: JanitorArgs, state_dir: &Path) -> Result<i32> {
         say!("CCCI_JANITOR=off: nothing to do");
         return Ok(exit::OK);
     }
-    rundir::check_state_dir(state_dir)?;
+    crate::config::check_state_dir(state_dir)?;
     let s = Settings::from_env(
         state_dir,
         &args.server,

@@ -7,8 +7,8 @@ use std::time::{Duration, SystemTime};
 use anyhow::{Context, Result};
 use regex::Regex;
 
-use crate::abra::AppEntry;
 use crate::exit::Failure;
+use crate::ext::abra::AppEntry;
 
 /// RUN_APP_RE, checked against CCCI_PROTECTED_APPS before any sweep.
 #[derive(Clone, Debug)]

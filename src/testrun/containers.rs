@@ -18,8 +18,8 @@ use anyhow::{bail, Context, Result};
 use nix::fcntl::OFlag;
 use nix::sys::signal::Signal;
 
-use crate::proc::{self, Isolation, Waited};
 use crate::say;
+use crate::sys::proc::{self, Isolation, Waited};
 
 /// The label tests put on their containers.
 pub fn label(run_id: &str) -> String {

@@ -38,7 +38,7 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{Context, Result};
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::poll::{poll, PollFd, PollFlags};
 use nix::sys::resource::{getrlimit, setrlimit, Resource};
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag};
@@ -51,9 +51,9 @@ use super::protect::{self, Sampler, Verdict};
 use super::report::{self, Outcome, Report, Tails, TestReport};
 use super::select::Scheduler;
 use super::{Plan, Suite, SuiteOutcome, TestCase};
-use crate::lifetime::Latch;
-use crate::proc::{self, Isolation, ProcInfo};
 use crate::say;
+use crate::sys::latch::{self, Latch};
+use crate::sys::proc::{self, Isolation, ProcInfo};
 use crate::units::human;
 
 /// The environment variable that marks a test's processes as this suite's.
@@ -598,7 +598,6 @@ impl Runner<'_> {
     /// Waits until a running test exits, the cancel latch is set, or the
     /// next timer is due.
     fn wait(&mut self) -> Result<()> {
-        let now = Instant::now();
         let mut next: Option<Instant> = None;
         let mut at = |t: Instant| next = Some(next.map_or(t, |n: Instant| n.min(t)));
         for r in &self.running {
@@ -611,15 +610,7 @@ impl Runner<'_> {
         if self.sampler.is_some() && self.stop.is_none() {
             at(self.next_sample);
         }
-        let timeout = match next {
-            Some(t) => {
-                let ms = t.saturating_duration_since(now).as_millis();
-                // Round up so that we do not wake just before the timer.
-                PollTimeout::try_from(ms.saturating_add(1).min(i32::MAX as u128) as i32)
-                    .unwrap_or(PollTimeout::MAX)
-            }
-            None => PollTimeout::NONE,
-        };
+        let timeout = latch::timeout_until(next);
         let mut fds: Vec<PollFd> = self
             .running
             .iter()

@@ -32,7 +32,7 @@ use anyhow::{Context, Result};
 
 use crate::cli::TestOptions;
 use crate::exit::Failure;
-use crate::lifetime::Latch;
+use crate::sys::latch::Latch;
 use meta::{Level, Meta, Tier};
 use select::{Filter, Item, LeftOut, Scheduler};
 

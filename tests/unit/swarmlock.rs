@@ -6,10 +6,10 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, SystemTime};
 
+use cc_ci_run::cmd::locks::{swarm_reports, swarm_table, SwarmLockReport};
 use cc_ci_run::exit;
 use cc_ci_run::lock::{self, Kind, OwnerRecord};
 use cc_ci_run::lockbackend::{check_host_id, Backend, LockSettings};
-use cc_ci_run::lockcmd::{swarm_reports, swarm_table, SwarmLockReport};
 use cc_ci_run::log;
 use cc_ci_run::swarmlock::{object_name, parse_inspect, LeaseInfo, LockObject, NAME_MAX};
 use regex::Regex;

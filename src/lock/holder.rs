@@ -325,7 +325,7 @@ fn listed(lines: &[LockLine], id: FileId) -> Evidence {
 /// descriptors left, so it holds nothing).
 pub fn alive(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => crate::proc::parse_stat(&s).is_some_and(|p| !p.zombie),
+        Ok(s) => crate::sys::proc::parse_stat(&s).is_some_and(|p| !p.zombie),
         Err(_) => false,
     }
 }
@@ -429,4 +429,47 @@ pub fn start_ticks(stat: &str) -> Option<u64> {
     let rest = &stat[stat.rfind(')')? + 2..];
     // `rest` starts at field 3 (state), so field 22 is the 20th token.
     rest.split(' ').nth(19)?.parse().ok()
+}
+
+/// `cc-ci-run locks [--json]`.
+/// Names the live holder of a busy lock file as `locks` finds it: the pid
+/// from the kernel (`/proc/locks`, confirmed through the holders'
+/// descriptors), with the run, host and start time of the owner record
+/// when the record is the holder's own, else the process's start time.
+/// `owner` is the record read without the lock (it may be missing: a lock
+/// taken by util-linux `flock(1)` has none, or stale: written by a dead
+/// process whose open file description another process keeps).
+pub fn describe_holder(path: &Path, owner: Option<&super::OwnerRecord>) -> String {
+    let pid = match inspect_path(path).map(|v| v.holder) {
+        Some(Holder::Held { pid: Some(pid) }) => pid,
+        _ => return super::describe_owner(owner),
+    };
+    match owner {
+        Some(o) if o.pid == pid => o.describe(),
+        _ => {
+            let since = process_started(pid)
+                .map(|t| format!(", since {}", crate::log::timestamp(t)))
+                .unwrap_or_default();
+            let record = match owner {
+                Some(o) => format!("its owner record names another process: {}", o.describe()),
+                None => "no owner record: a lock taken outside cc-ci-run, such as by flock(1)"
+                    .to_string(),
+            };
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|b| {
+                    b.split(|c| *c == 0)
+                        .filter(|a| !a.is_empty())
+                        .map(|a| String::from_utf8_lossy(a).into_owned())
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
+                .unwrap_or_default();
+            let cmd = if cmd.is_empty() {
+                String::new()
+            } else {
+                format!(" `{}`", cmd.chars().take(80).collect::<String>())
+            };
+            format!("pid {pid}{cmd}{since}; {record}")
+        }
+    }
 }

@@ -15,8 +15,8 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::exit::{self, Failure};
+use crate::lock::holder::{self, FileId, Holder};
 use crate::lock::{self, Kind};
-use crate::lockholder::{self, FileId, Holder};
 use crate::rundir::RunRecord;
 
 /// One line of `status --json` (a JSON array of these on stdout).
@@ -103,7 +103,7 @@ fn run_locks_held(state_dir: &Path, ids: &[&str]) -> Vec<bool> {
         })
         .collect();
     let files: Vec<FileId> = metas.iter().flatten().copied().collect();
-    let mut views = lockholder::inspect(&files).into_iter();
+    let mut views = holder::inspect(&files).into_iter();
     metas
         .iter()
         .map(|m| match m {

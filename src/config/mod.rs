@@ -435,3 +435,41 @@ pub fn state_dir_rule(path: &std::path::Path, facts: Option<DirFacts>, euid: u32
     }
     Ok(())
 }
+
+/// Checks the canonical abra directory: under Drone, HOME is a fresh
+/// directory, so a missing one is a configuration error (exit 2), never a
+/// silent `~/.abra`.
+pub fn canonical_abra_home(env: &Env) -> Result<PathBuf> {
+    match abra_home(env) {
+        Some((_, p)) if p.is_dir() => Ok(p),
+        Some((var, p)) => Err(Failure::usage(format!(
+            "{var}={} is not an existing directory: set CCCI_ABRA_HOME to the host's canonical abra directory",
+            p.display()
+        ))),
+        None => Err(Failure::usage(
+            "no abra directory: set CCCI_ABRA_HOME to the host's canonical abra directory (or ABRA_DIR); HOME under Drone is a fresh per-build directory",
+        )),
+    }
+}
+
+/// Checks the state directory before anything is written under it (SPEC
+/// section 1): the pure rule of [`state_dir_rule`] on what
+/// `stat` (following a symlink an operator may have made) says of it.
+pub fn check_state_dir(path: &std::path::Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let facts = match std::fs::metadata(path) {
+        Ok(m) => Some(DirFacts {
+            is_dir: m.is_dir(),
+            uid: m.uid(),
+            mode: m.mode(),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => {
+            return Err(crate::exit::Failure::usage(format!(
+                "invalid state directory {:?}: cannot be read: {e}",
+                path.display().to_string()
+            )))
+        }
+    };
+    state_dir_rule(path, facts, nix::unistd::geteuid().as_raw())
+}

@@ -9,7 +9,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result};
 
-use crate::external::{self, Bound};
+use crate::ext::{self, Bound};
 
 /// git on one repository.
 #[derive(Clone, Debug)]
@@ -45,7 +45,7 @@ impl Repo {
     /// Runs git and returns its trimmed stdout; non-zero is an error.
     pub fn git(&self, args: &[&str], bound: &Bound) -> Result<String> {
         let what = format!("git {}", args.join(" "));
-        Ok(external::run_ok(&mut self.cmd(args), &what, bound)?
+        Ok(ext::run_ok(&mut self.cmd(args), &what, bound)?
             .stdout
             .trim()
             .to_string())
@@ -54,7 +54,7 @@ impl Repo {
     /// Runs git; None when it exits non-zero (a lookup that found nothing).
     pub fn try_git(&self, args: &[&str], bound: &Bound) -> Result<Option<String>> {
         let what = format!("git {}", args.join(" "));
-        let out = external::run(&mut self.cmd(args), &what, bound)?;
+        let out = ext::run(&mut self.cmd(args), &what, bound)?;
         Ok(out.status.success().then(|| out.stdout.trim().to_string()))
     }
 
@@ -73,7 +73,7 @@ impl Repo {
             .arg(dest)
             .env("ABRA_DIR", abra_dir)
             .env("GIT_TERMINAL_PROMPT", "0");
-        external::run_ok(&mut c, "git clone --shared", bound).with_context(|| {
+        ext::run_ok(&mut c, "git clone --shared", bound).with_context(|| {
             format!("failed to clone {} into the run tree", canonical.display())
         })?;
         Ok(Repo::new(bin, dest, abra_dir))

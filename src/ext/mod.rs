@@ -6,6 +6,10 @@
 //! the latch stopped returns [`Interrupted`], which the lifecycle turns into
 //! the funnel's exit code rather than an infrastructure failure.
 
+pub mod abra;
+pub mod docker;
+pub mod git;
+
 use std::ffi::OsString;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -13,8 +17,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Result};
 
 use crate::config::Env;
-use crate::lifetime::Latch;
-use crate::proc::{self, Output, Ran};
+use crate::sys::latch::Latch;
+use crate::sys::proc::{self, Output, Ran};
 
 /// Where the external programs are (CCCI_ABRA, CCCI_DOCKER, CCCI_GIT, else PATH).
 #[derive(Clone, Debug)]

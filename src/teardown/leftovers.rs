@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 
-use crate::docker::{Docker, Leftovers, POLL_MAX, STACK_LABEL};
-use crate::external::{self, Bound};
+use crate::ext::docker::{Docker, Leftovers, POLL_MAX, STACK_LABEL};
+use crate::ext::{self, Bound};
 use crate::say;
 
 /// The two kinds of object teardown removes itself.
@@ -198,10 +198,10 @@ pub fn labelled(docker: &Docker, kind: Kind, stack: &str, bound: &Bound) -> Resu
         bail!(
             "failed to list the {}s of stack {stack}: {}",
             kind.noun(),
-            external::tail(&out.stderr, &out.stdout)
+            ext::tail(&out.stderr, &out.stdout)
         );
     }
-    Ok(crate::docker::parse_names(&out.stdout))
+    Ok(crate::ext::docker::parse_names(&out.stdout))
 }
 
 /// The object as `inspect` shows it now; None when it is gone.
@@ -216,7 +216,7 @@ pub fn inspect(docker: &Docker, kind: Kind, id: &str, bound: &Bound) -> Result<O
         bail!(
             "failed to inspect {} {id}: {}",
             kind.noun(),
-            external::tail(&out.stderr, &out.stdout)
+            ext::tail(&out.stderr, &out.stdout)
         );
     }
     let objects = parse_inspect(kind, &out.stdout)
@@ -231,7 +231,7 @@ pub fn remove(docker: &Docker, kind: Kind, id: &str, bound: &Bound) -> Result<Re
     let out = docker
         .call(&kind.remove_args(id), bound)
         .with_context(|| format!("failed to remove {} {id}", kind.noun()))?;
-    let text = external::tail(&out.stderr, "");
+    let text = ext::tail(&out.stderr, "");
     // Checked before the status: `rm -f` of a missing container exits 0
     // with "No such container" on stderr.
     if says_gone(&out.stderr) {
@@ -261,7 +261,7 @@ pub fn wait_gone_or_stalled(
     loop {
         let left = match docker.leftovers(stack, &bound.for_query()) {
             Ok(left) => left,
-            Err(e) if external::is_interrupted(&e) || bound.expired() => return Err(e),
+            Err(e) if ext::is_interrupted(&e) || bound.expired() => return Err(e),
             Err(e) => {
                 say!("warning: querying what is left of stack {stack} failed, retrying: {e:#}");
                 bound.sleep(delay);

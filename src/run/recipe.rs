@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 
 use crate::exit::{Failure, TESTS_FAILED};
-use crate::interpolate::{self, Interpolated};
+use crate::run::interpolate::{self, Interpolated};
 
 /// Parses an env file: `KEY=value` lines, `#` comments, optional quotes.
 pub fn parse_env(text: &str) -> BTreeMap<String, String> {

@@ -7,6 +7,8 @@
 //! the caller's deadline and interruptible by the shutdown latch: never a
 //! fixed sleep.
 
+pub mod converge;
+
 use std::ffi::OsString;
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
@@ -14,8 +16,8 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 
-use crate::converge::{self, Settle};
-use crate::external::{self, Bound};
+use crate::ext::{self, Bound};
+use converge::Settle;
 
 /// The longest pause between two polls of a wait. Each poll is several
 /// docker CLI calls (~0.1 s each on a loaded host), so a shorter cap buys
@@ -203,17 +205,17 @@ impl Docker {
         let what = format!("docker {}", args.join(" "));
         let mut c = Command::new(&self.bin);
         c.args(args);
-        Ok(external::run_ok(&mut c, &what, bound)?.stdout)
+        Ok(ext::run_ok(&mut c, &what, bound)?.stdout)
     }
 
     /// Runs `docker ARGS` within `bound` and returns its output whatever its
     /// exit status, for callers that tell the engine's errors apart ("no
     /// such container", "in use"): see `leftovers`.
-    pub fn call(&self, args: &[String], bound: &Bound) -> Result<crate::proc::Output> {
+    pub fn call(&self, args: &[String], bound: &Bound) -> Result<crate::sys::proc::Output> {
         let what = format!("docker {}", args.join(" "));
         let mut c = Command::new(&self.bin);
         c.args(args);
-        external::run(&mut c, &what, bound)
+        ext::run(&mut c, &what, bound)
     }
 
     /// The services of `stack` with their replica counts and update states.
@@ -301,7 +303,7 @@ impl Docker {
     pub fn ensure_image(&self, image: &str, bound: &Bound) -> Result<()> {
         let mut c = Command::new(&self.bin);
         c.args(["image", "inspect", image]);
-        if external::run(&mut c, "docker image inspect", bound)?
+        if ext::run(&mut c, "docker image inspect", bound)?
             .status
             .success()
         {
@@ -377,7 +379,7 @@ impl Docker {
                         Settle::Waiting(why) => last = why,
                     }
                 }
-                Err(e) if external::is_interrupted(&e) => return Err(e),
+                Err(e) if ext::is_interrupted(&e) => return Err(e),
                 Err(e) => {
                     failures += 1;
                     if failures >= 3 {
@@ -395,8 +397,9 @@ impl Docker {
                 );
             }
             if bound.sleep(delay) {
-                return Err(anyhow::Error::new(external::Interrupted)
-                    .context("convergence wait was stopped"));
+                return Err(
+                    anyhow::Error::new(ext::Interrupted).context("convergence wait was stopped")
+                );
             }
             delay = (delay * 2).min(POLL_MAX);
         }
@@ -411,7 +414,7 @@ impl Docker {
         loop {
             let left = match self.leftovers(stack, &bound.for_query()) {
                 Ok(left) => left,
-                Err(e) if external::is_interrupted(&e) || bound.expired() => return Err(e),
+                Err(e) if ext::is_interrupted(&e) || bound.expired() => return Err(e),
                 Err(e) => {
                     crate::say!(
                         "warning: querying what is left of stack {stack} failed, retrying: {e:#}"

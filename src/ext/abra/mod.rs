@@ -11,8 +11,8 @@ use std::process::Command;
 
 use anyhow::{Context, Result};
 
-use crate::external::{self, Bound};
-use crate::proc::Output;
+use crate::ext::{self, Bound};
+use crate::sys::proc::Output;
 pub use parse::AppEntry;
 
 /// abra with one ABRA_DIR.
@@ -47,7 +47,7 @@ impl Abra {
     fn call(&self, args: &[&str], bound: &Bound) -> Result<Output> {
         let what = format!("abra {}", args.join(" "));
         crate::say!("$ {what}");
-        external::run_ok(&mut self.cmd(args), &what, bound)
+        ext::run_ok(&mut self.cmd(args), &what, bound)
     }
 
     /// `abra app new RECIPE [VERSION] -s SERVER -D DOMAIN -S [-C] -n`

@@ -27,6 +27,8 @@
 //! shutdown latch and its progress timer, so it wakes at once when the holder
 //! lets go and returns at once when shutdown is requested.
 
+pub mod holder;
+
 use std::fs::{DirBuilder, File, OpenOptions, Permissions};
 use std::io::ErrorKind;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
@@ -38,12 +40,12 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{bail, Context, Result};
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::poll::{poll, PollFd, PollFlags};
 use serde::{Deserialize, Serialize};
 
 use crate::exit::Failure;
-use crate::lifetime::Latch;
-use crate::lockholder::FileId;
+use crate::lock::holder::FileId;
+use crate::sys::latch::{self, Latch};
 
 /// What a lock protects: an app domain on the swarm, or a run id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
@@ -771,10 +773,7 @@ pub fn acquire_path(
                 next_progress = periodic(now, progress_every);
             }
             let wake = [deadline, next_progress].into_iter().flatten().min();
-            let timeout = match wake {
-                Some(t) => poll_timeout(t.saturating_duration_since(now)),
-                None => PollTimeout::NONE,
-            };
+            let timeout = latch::timeout_until(wake);
             let (polled, hung_up) = {
                 let mut fds = vec![PollFd::new(waiter.ready.as_fd(), PollFlags::POLLIN)];
                 if let Some(c) = cancel {
@@ -827,12 +826,6 @@ fn periodic(now: Instant, every: Duration) -> Option<Instant> {
     } else {
         now.checked_add(every)
     }
-}
-
-fn poll_timeout(d: Duration) -> PollTimeout {
-    // Round up: a timeout of 0.4 ms must not become a busy loop of 0 ms polls.
-    let ms = d.as_nanos().div_ceil(1_000_000).clamp(1, i32::MAX as u128) as i32;
-    PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
 }
 
 /// What the helper thread has to say.

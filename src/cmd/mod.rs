@@ -1,5 +1,9 @@
 //! One top-level function per command; `main` maps their results to exit codes.
 
+pub mod history;
+pub mod locks;
+pub mod status;
+
 use std::process::Command;
 
 use anyhow::{Context, Result};
@@ -14,18 +18,22 @@ use crate::testrun;
 pub fn dispatch(cli: Cli, start_ppid: Pid) -> Result<i32> {
     match cli.command {
         cli::Command::Exec(args) => exec(args, start_ppid),
-        cli::Command::Locks(args) => crate::lockcmd::locks(&cli.state_dir, args),
-        cli::Command::Unlock(args) => crate::lockcmd::unlock(&cli.state_dir, args),
-        cli::Command::HoldLock(args) => crate::lockcmd::hold_lock(&cli.state_dir, args),
-        cli::Command::LockStress(args) => crate::lockcmd::lock_stress(&cli.state_dir, args),
-        cli::Command::BenchLock(args) => crate::lockcmd::bench_lock(&cli.state_dir, args),
+        cli::Command::Locks(args) => crate::cmd::locks::locks(&cli.state_dir, args),
+        cli::Command::Unlock(args) => crate::cmd::locks::unlock(&cli.state_dir, args),
+        cli::Command::HoldLock(args) => crate::cmd::locks::hold_lock(&cli.state_dir, args),
+        cli::Command::LockStress(args) => crate::cmd::locks::lock_stress(&cli.state_dir, args),
+        cli::Command::BenchLock(args) => crate::cmd::locks::bench_lock(&cli.state_dir, args),
         cli::Command::Test(args) => test(args),
         cli::Command::Run(args) => crate::run::wrapper(args, &cli.state_dir, start_ppid),
         cli::Command::Harness(args) => crate::run::harness(args),
         cli::Command::Janitor(args) => crate::janitor::command(args, &cli.state_dir),
-        cli::Command::Status(args) => crate::status::status(&cli.state_dir, args.json, args.watch),
-        cli::Command::History(args) => crate::history::command(&cli.state_dir, &args),
-        cli::Command::Logs(args) => crate::status::logs(&cli.state_dir, &args.run, args.follow),
+        cli::Command::Status(args) => {
+            crate::cmd::status::status(&cli.state_dir, args.json, args.watch)
+        }
+        cli::Command::History(args) => crate::cmd::history::command(&cli.state_dir, &args),
+        cli::Command::Logs(args) => {
+            crate::cmd::status::logs(&cli.state_dir, &args.run, args.follow)
+        }
         cli::Command::Completions(args) => completions(args),
         cli::Command::Man(args) => man(args),
     }
@@ -188,7 +196,7 @@ pub fn test(args: cli::TestArgs) -> Result<i32> {
     }
     let outcome = testrun::run_suite(&suite, Some(funnel.latch()));
     // Whatever happened, nothing the tests started outlives us.
-    let left = crate::proc::sweep_descendants(suite.grace);
+    let left = crate::sys::proc::sweep_descendants(suite.grace);
     if left > 0 {
         crate::say!("ended {left} leftover descendant process(es)");
     }

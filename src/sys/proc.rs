@@ -31,7 +31,7 @@ use nix::sys::signal::{kill, killpg, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
-use crate::lifetime::Latch;
+use crate::sys::latch::{self, Latch};
 
 /// How a child's process group is placed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -210,7 +210,7 @@ impl Child {
                     if now >= d {
                         return Ok(Waited::TimedOut);
                     }
-                    poll_timeout(d - now)
+                    latch::timeout_for(d - now)
                 }
                 None => PollTimeout::NONE,
             };
@@ -297,11 +297,6 @@ impl Child {
 
 fn timeval(t: libc::timeval) -> Duration {
     Duration::from_secs(t.tv_sec.max(0) as u64) + Duration::from_micros(t.tv_usec.max(0) as u64)
-}
-
-fn poll_timeout(d: Duration) -> PollTimeout {
-    let ms = d.as_millis().clamp(1, i32::MAX as u128) as i32;
-    PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
 }
 
 /// Signals a process group; a group that is already gone is not an error.

@@ -4,7 +4,7 @@
 //!
 //! `locks` never takes a lock: probing would make a run that tries its run
 //! lock at that moment see it busy and exit 75. It reads the kernel's view
-//! ([`crate::lockholder`]) and the owner records. `unlock` does take the
+//! ([`crate::lock::holder`]) and the owner records. `unlock` does take the
 //! lock, because only a holder may unlink a lock file (see [`crate::lock`]).
 
 use std::fs::OpenOptions;
@@ -21,9 +21,9 @@ use serde::Serialize;
 
 use crate::cli::{BenchLockArgs, HoldLockArgs, LockStressArgs, LocksArgs, UnlockArgs};
 use crate::exit::{self, Failure};
+use crate::lock::holder::{self, FileId, Holder};
 use crate::lock::{self, Acquire, Kind, OwnerRecord, TryPath};
 use crate::lockbackend::{self, Attempt, Backend, LockSettings};
-use crate::lockholder::{self, FileId, Holder};
 use crate::say;
 use crate::swarmlock::{self, Swarm};
 
@@ -230,49 +230,6 @@ pub fn swarm_table(reports: &[SwarmLockReport]) -> String {
     out
 }
 
-/// `cc-ci-run locks [--json]`.
-/// Names the live holder of a busy lock file as `locks` finds it: the pid
-/// from the kernel (`/proc/locks`, confirmed through the holders'
-/// descriptors), with the run, host and start time of the owner record
-/// when the record is the holder's own, else the process's start time.
-/// `owner` is the record read without the lock (it may be missing: a lock
-/// taken by util-linux `flock(1)` has none, or stale: written by a dead
-/// process whose open file description another process keeps).
-pub fn describe_holder(path: &Path, owner: Option<&OwnerRecord>) -> String {
-    let pid = match lockholder::inspect_path(path).map(|v| v.holder) {
-        Some(Holder::Held { pid: Some(pid) }) => pid,
-        _ => return lock::describe_owner(owner),
-    };
-    match owner {
-        Some(o) if o.pid == pid => o.describe(),
-        _ => {
-            let since = lockholder::process_started(pid)
-                .map(|t| format!(", since {}", crate::log::timestamp(t)))
-                .unwrap_or_default();
-            let record = match owner {
-                Some(o) => format!("its owner record names another process: {}", o.describe()),
-                None => "no owner record: a lock taken outside cc-ci-run, such as by flock(1)"
-                    .to_string(),
-            };
-            let cmd = std::fs::read(format!("/proc/{pid}/cmdline"))
-                .map(|b| {
-                    b.split(|c| *c == 0)
-                        .filter(|a| !a.is_empty())
-                        .map(|a| String::from_utf8_lossy(a).into_owned())
-                        .collect::<Vec<_>>()
-                        .join(" ")
-                })
-                .unwrap_or_default();
-            let cmd = if cmd.is_empty() {
-                String::new()
-            } else {
-                format!(" `{}`", cmd.chars().take(80).collect::<String>())
-            };
-            format!("pid {pid}{cmd}{since}; {record}")
-        }
-    }
-}
-
 pub fn locks(state_dir: &Path, args: LocksArgs) -> Result<i32> {
     crate::log::set_tag("locks");
     let max_age = max_age_from_env()?;
@@ -363,7 +320,7 @@ pub fn collect(state_dir: &Path, max_age: Duration) -> Result<Vec<LockReport>> {
         files.extend(found);
     }
     let ids: Vec<FileId> = files.iter().map(|f| FileId::of(&f.3)).collect();
-    let views = lockholder::inspect(&ids);
+    let views = holder::inspect(&ids);
     let now = SystemTime::now();
     let reports = files
         .into_iter()
@@ -379,7 +336,7 @@ pub fn collect(state_dir: &Path, max_age: Duration) -> Result<Vec<LockReport>> {
                 + Duration::new(meta.mtime().max(0) as u64, meta.mtime_nsec().max(0) as u32);
             let since = match (state, owner_matches) {
                 (State::Free, _) | (State::Held, true) => Some(written),
-                (State::Held, false) => holder_pid.and_then(lockholder::process_started),
+                (State::Held, false) => holder_pid.and_then(holder::process_started),
             };
             let age = since.map(|s| now.duration_since(s).unwrap_or_default());
             LockReport {
@@ -509,7 +466,7 @@ pub fn unlock(state_dir: &Path, args: UnlockArgs) -> Result<i32> {
         }
         TryPath::Acquired(held) => remove_free(held, &what),
         TryPath::Busy(record) => {
-            let holder = lockholder::inspect_path(&path).and_then(|v| match v.holder {
+            let holder = holder::inspect_path(&path).and_then(|v| match v.holder {
                 Holder::Held { pid } => pid,
                 Holder::Free => None,
             });
@@ -574,7 +531,7 @@ fn unlock_swarm(state_dir: &Path, settings: &LockSettings, args: &UnlockArgs) ->
             format!("{what}: not terminating the holder: it runs on host {} (this is {}); stop it there", lease.host, settings.host_id),
         ));
     }
-    if lockholder::process_started(lease.pid).is_none() {
+    if holder::process_started(lease.pid).is_none() {
         return Err(Failure::with_code(
             exit::TESTS_FAILED,
             format!(

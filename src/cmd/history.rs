@@ -191,7 +191,7 @@ pub fn table(entries: &[Entry]) -> String {
 /// `cc-ci-run history`.
 pub fn command(state_dir: &Path, args: &HistoryArgs) -> Result<i32> {
     let filter = Filter::new(args, SystemTime::now())?;
-    let records: Vec<RunRecord> = crate::status::scan(state_dir)?
+    let records: Vec<RunRecord> = crate::cmd::status::scan(state_dir)?
         .into_iter()
         .filter_map(|(_, r)| r.ok())
         .collect();

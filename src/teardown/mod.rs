@@ -14,14 +14,15 @@
 //! Once the stack has had no service for the grace, teardown removes what
 //! carries the stack's namespace label itself (`leftovers`), then goes on.
 
+pub mod leftovers;
+
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
-use crate::abra::Abra;
-use crate::docker::{Docker, Leftovers};
-use crate::external::Bound;
-use crate::leftovers;
+use crate::ext::abra::Abra;
+use crate::ext::docker::{Docker, Leftovers};
+use crate::ext::Bound;
 use crate::say;
 
 /// One app to tear down.

@@ -8,6 +8,9 @@
 //! the wrapper's death — teardown follows, with its own bound, and nothing
 //! interrupts it once begun.
 
+pub mod interpolate;
+pub mod recipe;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -16,17 +19,16 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 use nix::unistd::Pid;
 
-use crate::abra::{marker, Abra};
 use crate::cli::{self, Cli, HarnessArgs, RunArgs};
 use crate::config::{self, Base, Env, RunConfig};
-use crate::docker::Docker;
 use crate::exit::{self, Failure};
-use crate::external::{self, Bound, Interrupted, Tools};
-use crate::gitrepo::Repo;
+use crate::ext::abra::{marker, Abra};
+use crate::ext::docker::Docker;
+use crate::ext::git::Repo;
+use crate::ext::{self, Bound, Interrupted, Tools};
 use crate::lifetime::{self, Funnel, WrapOptions};
 use crate::lock::{self, Kind, OwnerRecord, TryLock};
 use crate::lockbackend::{self, AppLock, AppLocks, Attempt, LockSettings};
-use crate::recipe;
 use crate::rundir::{self, RunDir, RunRecord};
 use crate::say;
 use crate::teardown::{self, App};
@@ -37,22 +39,6 @@ const LOCK_PROGRESS_EVERY: Duration = Duration::from_secs(30);
 
 fn process_env() -> Env {
     std::env::vars().collect()
-}
-
-/// Checks the canonical abra directory: under Drone, HOME is a fresh
-/// directory, so a missing one is a configuration error (exit 2), never a
-/// silent `~/.abra`.
-pub fn canonical_abra_home(env: &Env) -> Result<PathBuf> {
-    match config::abra_home(env) {
-        Some((_, p)) if p.is_dir() => Ok(p),
-        Some((var, p)) => Err(Failure::usage(format!(
-            "{var}={} is not an existing directory: set CCCI_ABRA_HOME to the host's canonical abra directory",
-            p.display()
-        ))),
-        None => Err(Failure::usage(
-            "no abra directory: set CCCI_ABRA_HOME to the host's canonical abra directory (or ABRA_DIR); HOME under Drone is a fresh per-build directory",
-        )),
-    }
 }
 
 /// `cc-ci-run run`: validate, then wrap the harness.
@@ -87,9 +73,9 @@ pub fn wrapper(args: RunArgs, state_dir: &Path, start_ppid: Pid) -> Result<i32> 
 /// be used would fail the janitor pass of every run, or worse, select an
 /// operator's apps).
 pub fn validate(args: &RunArgs, state_dir: &Path, env: &Env) -> Result<RunConfig> {
-    rundir::check_state_dir(state_dir)?;
+    crate::config::check_state_dir(state_dir)?;
     let cfg = config::run_config(args, env, std::process::id())?;
-    canonical_abra_home(env)?;
+    config::canonical_abra_home(env)?;
     LockSettings::from_env(env, &lock::hostname())?;
     if crate::janitor::enabled(env)? {
         crate::janitor::Settings::from_env(
@@ -115,7 +101,7 @@ pub fn harness(args: HarnessArgs) -> Result<i32> {
     let cfg = config::run_config(&run_args, &env, args.wrapper_pid as u32)?;
     crate::log::set_tag(&cfg.run_id);
     lifetime::arm_deadline(cfg.timeout)?;
-    let abra_home = canonical_abra_home(&env)?;
+    let abra_home = config::canonical_abra_home(&env)?;
     let tools = Tools::from_env(&env);
     let locks = LockSettings::from_env(&env, &lock::hostname())?.open(&cli.state_dir);
 
@@ -179,7 +165,7 @@ fn take_run_lock(
         }
         TryLock::Busy(holder) => {
             let path = lock::lock_path(state_dir, Kind::Run, run_id);
-            let who = crate::lockcmd::describe_holder(&path, holder.as_ref());
+            let who = crate::lock::holder::describe_holder(&path, holder.as_ref());
             say!("another run with id {run_id} is active ({who}): not starting a duplicate");
             Ok(None)
         }
@@ -317,7 +303,7 @@ impl Run {
             }
         };
         if let (Err(e), Some(_)) = (&verdict, self.funnel.requested()) {
-            if !external::is_interrupted(e) {
+            if !ext::is_interrupted(e) {
                 say!("error while stopping: {e:#}");
             }
         }
@@ -332,7 +318,7 @@ impl Run {
         };
         self.write_junit(code, verdict.as_ref().err());
         self.set_phase("cleanup");
-        let left = crate::proc::sweep_descendants(self.cfg.grace);
+        let left = crate::sys::proc::sweep_descendants(self.cfg.grace);
         if left > 0 {
             say!("ended {left} leftover process(es) of the run");
         }
