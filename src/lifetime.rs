@@ -30,7 +30,8 @@ use signal_hook::iterator::Signals;
 
 use crate::say;
 use crate::sys::latch::Latch;
-use crate::sys::proc::{self, Isolation};
+use crate::sys::spawn::Isolation;
+use crate::sys::{kill, spawn};
 
 /// The harness's signal funnel: the first shutdown request and the teardown
 /// state. One per process.
@@ -141,9 +142,9 @@ pub fn install_harness_guards(expected_parent: Option<Pid>) -> Result<&'static F
         Signal::SIGALRM,
     ];
     let blocked = block(&funnel_signals)?;
-    proc::set_parent_death_signal()?;
+    spawn::set_parent_death_signal()?;
     let orphaned = expected_parent.filter(|p| nix::unistd::getppid() != *p);
-    proc::become_subreaper()?;
+    spawn::become_subreaper()?;
     let funnel = FUNNEL.get_or_init(|| Funnel {
         code: AtomicI32::new(0),
         teardown: AtomicBool::new(false),
@@ -236,9 +237,9 @@ pub fn wrap(mut cmd: Command, opts: &WrapOptions) -> Result<i32> {
         Signal::SIGCHLD,
     ];
     let blocked = block(&wrapper_signals)?;
-    proc::set_parent_death_signal()?;
+    spawn::set_parent_death_signal()?;
     let parent_gone = parent_gone_at_start(opts.start_ppid);
-    proc::become_subreaper()?;
+    spawn::become_subreaper()?;
     let (tx, rx) = mpsc::channel::<i32>();
     let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP, SIGCHLD])
         .context("failed to install the wrapper's signal handlers")?;
@@ -254,7 +255,7 @@ pub fn wrap(mut cmd: Command, opts: &WrapOptions) -> Result<i32> {
         .context("failed to start the wrapper's signal thread")?;
     unblock(&blocked)?;
 
-    let spawned = proc::spawn(&mut cmd, Isolation::Session);
+    let spawned = spawn::spawn(&mut cmd, Isolation::Session);
     let mut child = match spawned {
         Ok(c) => c,
         Err(e) => {
@@ -267,7 +268,7 @@ pub fn wrap(mut cmd: Command, opts: &WrapOptions) -> Result<i32> {
     let deadline = opts.timeout.map(|t| started + t);
     let mut deadline_fired = false;
     let mut kill_at: Option<Instant> = None;
-    let forward = |child: &proc::Child, why: &str, kill_at: &mut Option<Instant>| {
+    let forward = |child: &spawn::Child, why: &str, kill_at: &mut Option<Instant>| {
         say!("{why}: forwarding SIGTERM to process group {}", child.pid);
         child.signal_group(Signal::SIGTERM);
         if kill_at.is_none() {
@@ -328,7 +329,7 @@ pub fn wrap(mut cmd: Command, opts: &WrapOptions) -> Result<i32> {
         // a deadline the exit code (142) no longer tells.
         say!("the command ended: {status}");
     }
-    let left = proc::sweep_descendants(opts.grace);
+    let left = kill::sweep_descendants(opts.grace);
     if left > 0 {
         say!("ended {left} leftover descendant process(es)");
     }

@@ -151,7 +151,7 @@ impl LockSettings {
     /// From the process environment.
     pub fn from_process_env() -> Result<LockSettings> {
         let env: Env = std::env::vars().collect();
-        LockSettings::from_env(&env, &lock::hostname())
+        LockSettings::from_env(&env, &crate::sys::procfs::hostname())
     }
 
     /// The backend these settings choose.

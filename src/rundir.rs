@@ -410,14 +410,6 @@ pub fn all_records(state_dir: &Path) -> Vec<(PathBuf, RunRecord)> {
     out
 }
 
-/// This host's name (for owner records and run records).
-pub fn host_name() -> String {
-    nix::unistd::gethostname()
-        .ok()
-        .and_then(|h| h.into_string().ok())
-        .unwrap_or_else(|| "unknown-host".to_string())
-}
-
 /// Creates the symlink `link` → `target`, accepting an existing identical
 /// link; anything else at that place is an error that says what to remove.
 pub fn ensure_symlink(target: &Path, link: &Path) -> Result<()> {

@@ -263,7 +263,7 @@ impl Swarm {
     /// anything else that fails means the engine cannot be used (exit 3).
     /// Runs `docker ARGS`, bounded; a docker that cannot be run at all
     /// means the engine cannot be used (exit 3).
-    fn output(&self, args: &[&str]) -> Result<crate::sys::proc::Output> {
+    fn output(&self, args: &[&str]) -> Result<crate::sys::spawn::Output> {
         let mut cmd = Command::new(&self.docker);
         cmd.args(args);
         let what = format!("docker {}", args[..args.len().min(2)].join(" "));
@@ -508,7 +508,7 @@ const WATCH_BACKSTOP: Duration = Duration::from_secs(2);
 /// plus the margin. If the watch cannot start or its stream ends, the
 /// waiter falls back to polling.
 struct Watch {
-    child: crate::sys::proc::Child,
+    child: crate::sys::spawn::Child,
     out: std::fs::File,
 }
 
@@ -540,7 +540,7 @@ impl Watch {
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::from(write))
             .stderr(std::process::Stdio::null());
-        let child = crate::sys::proc::spawn(&mut cmd, crate::sys::proc::Isolation::Group);
+        let child = crate::sys::spawn::spawn(&mut cmd, crate::sys::spawn::Isolation::Group);
         // The Command keeps its copy of the write end until dropped: drop it
         // now, or the stream never reports its end.
         drop(cmd);

@@ -336,7 +336,7 @@ pub fn collect(state_dir: &Path, max_age: Duration) -> Result<Vec<LockReport>> {
                 + Duration::new(meta.mtime().max(0) as u64, meta.mtime_nsec().max(0) as u32);
             let since = match (state, owner_matches) {
                 (State::Free, _) | (State::Held, true) => Some(written),
-                (State::Held, false) => holder_pid.and_then(holder::process_started),
+                (State::Held, false) => holder_pid.and_then(crate::sys::procfs::process_started),
             };
             let age = since.map(|s| now.duration_since(s).unwrap_or_default());
             LockReport {
@@ -531,7 +531,7 @@ fn unlock_swarm(state_dir: &Path, settings: &LockSettings, args: &UnlockArgs) ->
             format!("{what}: not terminating the holder: it runs on host {} (this is {}); stop it there", lease.host, settings.host_id),
         ));
     }
-    if holder::process_started(lease.pid).is_none() {
+    if crate::sys::procfs::process_started(lease.pid).is_none() {
         return Err(Failure::with_code(
             exit::TESTS_FAILED,
             format!(
@@ -640,7 +640,7 @@ fn confirmed_holder(kernel: Option<i32>, record: Option<&OwnerRecord>, what: &st
             record.pid
         ));
     }
-    if record.host != lock::hostname() {
+    if record.host != crate::sys::procfs::hostname() {
         return refuse(format!("the owner record is from host {}", record.host));
     }
     Ok(pid)

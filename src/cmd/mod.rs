@@ -196,7 +196,7 @@ pub fn test(args: cli::TestArgs) -> Result<i32> {
     }
     let outcome = testrun::run_suite(&suite, Some(funnel.latch()));
     // Whatever happened, nothing the tests started outlives us.
-    let left = crate::sys::proc::sweep_descendants(suite.grace);
+    let left = crate::sys::kill::sweep_descendants(suite.grace);
     if left > 0 {
         crate::say!("ended {left} leftover descendant process(es)");
     }

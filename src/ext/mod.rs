@@ -18,7 +18,8 @@ use anyhow::{bail, Result};
 
 use crate::config::Env;
 use crate::sys::latch::Latch;
-use crate::sys::proc::{self, Output, Ran};
+use crate::sys::spawn;
+use crate::sys::spawn::{Output, Ran};
 
 /// Where the external programs are (CCCI_ABRA, CCCI_DOCKER, CCCI_GIT, else PATH).
 #[derive(Clone, Debug)]
@@ -122,7 +123,7 @@ pub fn is_interrupted(err: &anyhow::Error) -> bool {
 /// Runs `cmd` within `bound`; `what` names it in errors.
 pub fn run(cmd: &mut Command, what: &str, bound: &Bound) -> Result<Output> {
     let started = Instant::now();
-    match proc::run_captured(cmd, bound.cancel, bound.deadline, bound.grace)? {
+    match spawn::run_captured(cmd, bound.cancel, bound.deadline, bound.grace)? {
         Ran::Done(out) => Ok(out),
         Ran::Cancelled => {
             Err(anyhow::Error::new(Interrupted).context(format!("{what} was stopped")))

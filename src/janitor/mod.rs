@@ -89,7 +89,7 @@ impl Settings {
             dry_run,
             teardown_timeout,
             grace: Duration::from_secs(10),
-            locks: LockSettings::from_env(env, &lock::hostname())?,
+            locks: LockSettings::from_env(env, &crate::sys::procfs::hostname())?,
         })
     }
 }

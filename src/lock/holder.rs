@@ -22,7 +22,8 @@
 use std::collections::{HashMap, HashSet};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
-use std::time::{Duration, SystemTime};
+
+use crate::sys::procfs;
 
 /// A file as the kernel names it: device and inode.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -219,7 +220,7 @@ pub fn inspect(files: &[FileId]) -> Vec<KernelView> {
     let mut evidence: Vec<Evidence> = files.iter().map(|id| listed(&lines, *id)).collect();
     for (e, id) in evidence.iter_mut().zip(files) {
         if let Some(t) = e.taker {
-            e.taker_alive = alive(t);
+            e.taker_alive = procfs::alive(t);
             if e.taker_alive {
                 e.taker_holds = process_holds(t, *id);
             }
@@ -321,15 +322,6 @@ fn listed(lines: &[LockLine], id: FileId) -> Evidence {
     }
 }
 
-/// Whether a process exists and is not a zombie (a zombie has no
-/// descriptors left, so it holds nothing).
-pub fn alive(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => crate::sys::proc::parse_stat(&s).is_some_and(|p| !p.zombie),
-        Err(_) => false,
-    }
-}
-
 /// Whether one of `pid`'s descriptors on file `id` carries a flock: None
 /// when its descriptors cannot be read.
 fn process_holds(pid: i32, id: FileId) -> Option<bool> {
@@ -390,7 +382,7 @@ fn scan_holders(files: &HashSet<FileId>) -> HashMap<FileId, Vec<i32>> {
                 files.contains(&f)
             }) {
                 let pids = found.entry(id).or_default();
-                if !pids.contains(&pid) && alive(pid) {
+                if !pids.contains(&pid) && procfs::alive(pid) {
                     pids.push(pid);
                 }
             }
@@ -400,35 +392,6 @@ fn scan_holders(files: &HashSet<FileId>) -> HashMap<FileId, Vec<i32>> {
         pids.sort_unstable();
     }
     found
-}
-
-/// When a process started (from `/proc/PID/stat` and the boot time), for
-/// the age of a lock whose holder wrote no record.
-pub fn process_started(pid: i32) -> Option<SystemTime> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let ticks = start_ticks(&stat)?;
-    let boot = std::fs::read_to_string("/proc/stat").ok()?;
-    let btime: u64 = boot
-        .lines()
-        .find_map(|l| l.strip_prefix("btime "))?
-        .trim()
-        .parse()
-        .ok()?;
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if hz <= 0 {
-        return None;
-    }
-    let since_boot = Duration::from_secs_f64(ticks as f64 / hz as f64);
-    Some(SystemTime::UNIX_EPOCH + Duration::from_secs(btime) + since_boot)
-}
-
-/// Field 22 of `/proc/PID/stat` (start time in clock ticks after boot);
-/// the command name (field 2) may hold spaces and `)`.
-pub fn start_ticks(stat: &str) -> Option<u64> {
-    let rest = &stat[stat.rfind(')')? + 2..];
-    // `rest` starts at field 3 (state), so field 22 is the 20th token.
-    rest.split(' ').nth(19)?.parse().ok()
 }
 
 /// `cc-ci-run locks [--json]`.
@@ -447,7 +410,7 @@ pub fn describe_holder(path: &Path, owner: Option<&super::OwnerRecord>) -> Strin
     match owner {
         Some(o) if o.pid == pid => o.describe(),
         _ => {
-            let since = process_started(pid)
+            let since = procfs::process_started(pid)
                 .map(|t| format!(", since {}", crate::log::timestamp(t)))
                 .unwrap_or_default();
             let record = match owner {

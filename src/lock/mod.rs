@@ -107,7 +107,7 @@ impl OwnerRecord {
         OwnerRecord {
             run_id: run_id.to_string(),
             pid: std::process::id() as i32,
-            host: hostname(),
+            host: crate::sys::procfs::hostname(),
             cwd: std::env::current_dir()
                 .map(|p| p.to_string_lossy().into_owned())
                 .unwrap_or_default(),
@@ -132,14 +132,6 @@ pub fn describe_owner(owner: Option<&OwnerRecord>) -> String {
         Some(o) => o.describe(),
         None => "a holder that wrote no owner record".to_string(),
     }
-}
-
-/// This host's name, or `unknown` (a record is informational; a missing
-/// host name must not stop a run).
-pub fn hostname() -> String {
-    nix::unistd::gethostname()
-        .map(|h| h.to_string_lossy().into_owned())
-        .unwrap_or_else(|_| "unknown".to_string())
 }
 
 /// Parses an owner record as a holder wrote it. Tolerates what a reader

@@ -76,7 +76,7 @@ pub fn validate(args: &RunArgs, state_dir: &Path, env: &Env) -> Result<RunConfig
     crate::config::check_state_dir(state_dir)?;
     let cfg = config::run_config(args, env, std::process::id())?;
     config::canonical_abra_home(env)?;
-    LockSettings::from_env(env, &lock::hostname())?;
+    LockSettings::from_env(env, &crate::sys::procfs::hostname())?;
     if crate::janitor::enabled(env)? {
         crate::janitor::Settings::from_env(
             state_dir,
@@ -103,7 +103,7 @@ pub fn harness(args: HarnessArgs) -> Result<i32> {
     lifetime::arm_deadline(cfg.timeout)?;
     let abra_home = config::canonical_abra_home(&env)?;
     let tools = Tools::from_env(&env);
-    let locks = LockSettings::from_env(&env, &lock::hostname())?.open(&cli.state_dir);
+    let locks = LockSettings::from_env(&env, &crate::sys::procfs::hostname())?.open(&cli.state_dir);
 
     let owner = OwnerRecord::for_self(&cfg.run_id, Kind::Run);
     let run_lock = match take_run_lock(&cli.state_dir, &cfg.run_id, &owner, funnel)? {
@@ -234,7 +234,7 @@ impl Run {
             stack: cfg.stack.clone(),
             pid: std::process::id() as i32,
             wrapper_pid,
-            host: rundir::host_name(),
+            host: crate::sys::procfs::hostname(),
             phase: "started".into(),
             started: now.clone(),
             updated: now,
@@ -318,7 +318,7 @@ impl Run {
         };
         self.write_junit(code, verdict.as_ref().err());
         self.set_phase("cleanup");
-        let left = crate::sys::proc::sweep_descendants(self.cfg.grace);
+        let left = crate::sys::kill::sweep_descendants(self.cfg.grace);
         if left > 0 {
             say!("ended {left} leftover process(es) of the run");
         }
@@ -810,7 +810,7 @@ impl Run {
             .with_context(|| format!("failed to read {}", path.display()))?;
         let line = marker::line(
             &self.cfg.run_id,
-            &rundir::host_name(),
+            &crate::sys::procfs::hostname(),
             &crate::log::timestamp(std::time::SystemTime::now()),
         );
         let text = recipe::set_env(&text, "LETS_ENCRYPT_ENV", "");

@@ -16,10 +16,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use nix::fcntl::OFlag;
-use nix::sys::signal::Signal;
 
 use crate::say;
-use crate::sys::proc::{self, Isolation, Waited};
+use crate::sys::spawn::{Isolation, Waited};
+use crate::sys::{kill, spawn};
 
 /// The label tests put on their containers.
 pub fn label(run_id: &str) -> String {
@@ -94,7 +94,7 @@ fn call(docker: &PathBuf, args: &[String], grace: Duration) -> Result<(bool, Str
         .stdin(Stdio::null())
         .stdout(Stdio::from(out_w))
         .stderr(Stdio::from(err_w));
-    let spawned = proc::spawn(&mut cmd, Isolation::Group);
+    let spawned = spawn::spawn(&mut cmd, Isolation::Group);
     // Our copies of the write ends go with the Command, so the readers see
     // end-of-file when docker (and anything it left) is done.
     drop(cmd);
@@ -102,19 +102,12 @@ fn call(docker: &PathBuf, args: &[String], grace: Duration) -> Result<(bool, Str
     let out = std::thread::spawn(move || slurp(out_r));
     let err = std::thread::spawn(move || slurp(err_r));
     let waited = child.wait(None, Some(Instant::now() + CALL_BOUND))?;
-    if waited != Waited::Exited {
-        child.signal_group(Signal::SIGTERM);
-        if child.wait(None, Some(Instant::now() + grace))? != Waited::Exited {
-            child.signal_group(Signal::SIGKILL);
-            child.wait(None, None)?;
-        }
-    }
-    // Anything docker left in its group would hold the pipes open. The scan
-    // comes first so that a group id is only signalled while it has members
-    // (then the kernel cannot have handed it to anyone else).
-    let pgid = child.pid.as_raw();
-    if proc::scan().iter().any(|p| p.pgid == pgid && !p.zombie) {
-        proc::signal_group(child.pid, Signal::SIGKILL);
+    // Anything docker left in its group would hold the pipes open: the
+    // leader (on a timeout) and every member get the one escalation.
+    if waited == Waited::Exited {
+        kill::kill_group_members(child.pid, grace);
+    } else {
+        child.terminate(grace)?;
     }
     let out = out.join().unwrap_or_default();
     let err = err.join().unwrap_or_default();

@@ -25,7 +25,7 @@
 //! write the bytes to `output/<name>.stdout|.stderr` in the report
 //! directory and log each line with the test's name as prefix.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
@@ -40,8 +40,7 @@ use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::poll::{poll, PollFd, PollFlags};
 use nix::sys::resource::{getrlimit, setrlimit, Resource};
-use nix::sys::signal::{kill, killpg, Signal};
-use nix::sys::wait::{waitpid, WaitPidFlag};
+use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 
 use super::checkpoint::{self, Checkpoint, Resume};
@@ -53,7 +52,8 @@ use super::select::Scheduler;
 use super::{Plan, Suite, SuiteOutcome, TestCase};
 use crate::say;
 use crate::sys::latch::{self, Latch};
-use crate::sys::proc::{self, Isolation, ProcInfo};
+use crate::sys::spawn::Isolation;
+use crate::sys::{kill, procfs, spawn};
 use crate::units::human;
 
 /// The environment variable that marks a test's processes as this suite's.
@@ -187,7 +187,7 @@ impl HardLimits {
 /// A test that has been started and not yet completed.
 struct Running {
     idx: usize,
-    child: proc::Child,
+    child: spawn::Child,
     started: Instant,
     started_at: SystemTime,
     timeout: Duration,
@@ -556,11 +556,11 @@ impl Runner<'_> {
         }
         // SAFETY: the closure only calls setrlimit, a plain system call, on
         // values computed before the fork. It runs before the pre_exec that
-        // proc::spawn installs (own group, PDEATHSIG, close-on-exec).
+        // spawn::spawn installs (own group, PDEATHSIG, close-on-exec).
         unsafe {
             cmd.pre_exec(move || limits.apply());
         }
-        let spawned = proc::spawn(&mut cmd, Isolation::Group);
+        let spawned = spawn::spawn(&mut cmd, Isolation::Group);
         // Drops our copies of the pipes' write ends: the readers then see
         // end-of-file once the test and everything it started are gone.
         drop(cmd);
@@ -873,7 +873,7 @@ impl Runner<'_> {
         }
         let me = std::process::id() as i32;
         let token = self.token.as_str();
-        let found = end_processes(self.suite.grace, |procs| {
+        let found = kill::escalate(self.suite.grace, |procs| {
             let roots = procs.iter().filter(|p| {
                 p.pgid == pgid
                     || (p.ppid == me
@@ -881,7 +881,7 @@ impl Runner<'_> {
                         && !leaders.contains(&p.pid)
                         && test_of(p.pid, token).as_deref() == Some(name))
             });
-            with_descendants(procs, roots.map(|p| p.pid))
+            procfs::with_descendants(procs, roots.map(|p| p.pid))
         });
         found.into_iter().collect()
     }
@@ -893,8 +893,8 @@ impl Runner<'_> {
         let me = std::process::id() as i32;
         let token = self.token.clone();
         let mut names: HashMap<i32, String> = HashMap::new();
-        let found = end_processes(self.suite.grace, |procs| {
-            let mine: Vec<i32> = proc_descendants(procs, me)
+        let found = kill::escalate(self.suite.grace, |procs| {
+            let mine: Vec<i32> = procfs::proc_descendants(procs, me)
                 .into_iter()
                 .filter(|pid| match test_of(*pid, &token) {
                     Some(n) => {
@@ -904,7 +904,7 @@ impl Runner<'_> {
                     None => false,
                 })
                 .collect();
-            with_descendants(procs, mine.into_iter())
+            procfs::with_descendants(procs, mine.into_iter())
         });
         for pid in found {
             let idx = names
@@ -1044,69 +1044,5 @@ fn test_of(pid: i32, token: &str) -> Option<String> {
         name
     } else {
         None
-    }
-}
-
-/// The live descendants of `root` in one scan.
-fn proc_descendants(procs: &[ProcInfo], root: i32) -> Vec<i32> {
-    with_descendants(procs, std::iter::once(root))
-        .into_iter()
-        .filter(|p| *p != root)
-        .collect()
-}
-
-/// `roots` and all their descendants (zombies included: they are reaped,
-/// not signalled).
-fn with_descendants(procs: &[ProcInfo], roots: impl Iterator<Item = i32>) -> Vec<i32> {
-    let mut children: HashMap<i32, Vec<i32>> = HashMap::new();
-    for p in procs {
-        children.entry(p.ppid).or_default().push(p.pid);
-    }
-    let mut seen: BTreeSet<i32> = BTreeSet::new();
-    let mut stack: Vec<i32> = roots.collect();
-    while let Some(pid) = stack.pop() {
-        if seen.insert(pid) {
-            stack.extend(children.get(&pid).into_iter().flatten());
-        }
-    }
-    seen.into_iter().collect()
-}
-
-/// Ends the processes `pick` chooses from each fresh /proc scan: SIGTERM
-/// to each live one when first seen, SIGKILL to all once `grace` has passed,
-/// repeated until a scan finds none alive. Zombies among them that are our
-/// children are reaped by pid. Returns the live pids that were found.
-fn end_processes(grace: Duration, mut pick: impl FnMut(&[ProcInfo]) -> Vec<i32>) -> BTreeSet<i32> {
-    let me = std::process::id() as i32;
-    let deadline = Instant::now() + grace;
-    let mut found: BTreeSet<i32> = BTreeSet::new();
-    loop {
-        let procs = proc::scan();
-        let info: HashMap<i32, &ProcInfo> = procs.iter().map(|p| (p.pid, p)).collect();
-        let picked = pick(&procs);
-        let mut live = Vec::new();
-        for pid in picked {
-            let Some(p) = info.get(&pid) else { continue };
-            if p.zombie {
-                if p.ppid == me {
-                    let _ = waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG));
-                }
-            } else {
-                live.push(pid);
-            }
-        }
-        if live.is_empty() {
-            return found;
-        }
-        let after_grace = Instant::now() >= deadline;
-        for pid in live {
-            let first = found.insert(pid);
-            if after_grace {
-                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-            } else if first {
-                let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
-            }
-        }
-        std::thread::sleep(Duration::from_millis(5));
     }
 }

@@ -488,7 +488,7 @@ fn second_harness_with_the_same_run_id_exits_75_naming_the_holder() {
         "--try",
     ]);
     assert_eq!(rc, 75, "{err}");
-    let host = lock::hostname();
+    let host = cc_ci_run::sys::procfs::hostname();
     for want in [
         format!("pid {}", first.pid()),
         host,

@@ -65,9 +65,9 @@ pub fn alive(pid: i32) -> bool {
 }
 
 /// The process as /proc/PID/stat shows it, if it exists.
-pub fn stat(pid: i32) -> Option<cc_ci_run::sys::proc::ProcInfo> {
+pub fn stat(pid: i32) -> Option<cc_ci_run::sys::procfs::ProcInfo> {
     let bytes = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
-    cc_ci_run::sys::proc::parse_stat(&String::from_utf8_lossy(&bytes))
+    cc_ci_run::sys::procfs::parse_stat(&String::from_utf8_lossy(&bytes))
 }
 
 /// The command name of a process (raw bytes, without the newline).

@@ -8,10 +8,11 @@ use std::time::Duration;
 use cc_ci_run::cmd::locks::{self, LockReport, State};
 use cc_ci_run::exit;
 use cc_ci_run::lock::holder::{
-    decide, dev_major_minor, parse_fdinfo_locks, parse_lock_line, parse_proc_locks, start_ticks,
-    Evidence, FileId, Holder, Listed,
+    decide, dev_major_minor, parse_fdinfo_locks, parse_lock_line, parse_proc_locks, Evidence,
+    FileId, Holder, Listed,
 };
 use cc_ci_run::lock::{self, validate_name, Kind, OwnerRecord};
+use cc_ci_run::sys::procfs::start_ticks;
 
 fn usage_message(kind: Kind, name: &str) -> String {
     let err = validate_name(kind, name).expect_err(&format!("{name:?} must be refused"));

@@ -12,7 +12,7 @@ use std::process::Command;
 use anyhow::{Context, Result};
 
 use crate::ext::{self, Bound};
-use crate::sys::proc::Output;
+use crate::sys::spawn::Output;
 pub use parse::AppEntry;
 
 /// abra with one ABRA_DIR.

@@ -211,7 +211,7 @@ impl Docker {
     /// Runs `docker ARGS` within `bound` and returns its output whatever its
     /// exit status, for callers that tell the engine's errors apart ("no
     /// such container", "in use"): see `leftovers`.
-    pub fn call(&self, args: &[String], bound: &Bound) -> Result<crate::sys::proc::Output> {
+    pub fn call(&self, args: &[String], bound: &Bound) -> Result<crate::sys::spawn::Output> {
         let what = format!("docker {}", args.join(" "));
         let mut c = Command::new(&self.bin);
         c.args(args);

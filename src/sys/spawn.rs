@@ -1,8 +1,6 @@
-//! Spawning children in their own process group or session, waiting on them
-//! in a way a shutdown request can interrupt, killing groups with a grace
-//! period, and sweeping every remaining descendant at the end of life.
+//! Spawning children in their own process group or session and waiting on
+//! them in a way a shutdown request can interrupt.
 //!
-//! This is the only module that sends signals to processes or reaps them.
 //! The races it closes:
 //! - a child is spawned with `PR_SET_PDEATHSIG(SIGTERM)` set between fork and
 //!   exec, so it cannot outlive us even if we are SIGKILLed; the flag fires
@@ -10,15 +8,8 @@
 //!   from a thread that lives as long as the process (the main thread);
 //! - we wait on a pidfd, not on a pid, so a wait can be multiplexed with the
 //!   shutdown latch in one `poll` and a recycled pid is never signalled
-//!   through it;
-//! - a process group outlives its leader: `killpg` after the leader exited
-//!   still reaches the members, and the kernel does not hand the pgid to a
-//!   new process while any member exists;
-//! - as a child subreaper we inherit orphaned descendants (even ones that
-//!   setsid away), so "nothing left" is checked by scanning /proc for our
-//!   descendants and reaping until `ECHILD`.
+//!   through it.
 
-use std::collections::{HashMap, HashSet};
 use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::process::Command;
@@ -27,10 +18,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::signal::{kill, killpg, Signal};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
+use crate::sys::kill::{kill_group_members, signal_group};
 use crate::sys::latch::{self, Latch};
 
 /// How a child's process group is placed.
@@ -299,166 +290,6 @@ fn timeval(t: libc::timeval) -> Duration {
     Duration::from_secs(t.tv_sec.max(0) as u64) + Duration::from_micros(t.tv_usec.max(0) as u64)
 }
 
-/// Signals a process group; a group that is already gone is not an error.
-pub fn signal_group(pgid: Pid, sig: Signal) {
-    match killpg(pgid, sig) {
-        Ok(()) | Err(Errno::ESRCH) => {}
-        Err(e) => crate::say!("could not send {sig} to process group {pgid}: {e}"),
-    }
-}
-
-/// Members of process group `pgid` that are still alive: SIGTERM, a grace
-/// period, then SIGKILL. Returns the pids that were found (for leak reports).
-pub fn kill_group_members(pgid: Pid, grace: Duration) -> Vec<i32> {
-    let members: Vec<i32> = scan()
-        .into_iter()
-        .filter(|p| p.pgid == pgid.as_raw() && p.pid != pgid.as_raw() && !p.zombie)
-        .map(|p| p.pid)
-        .collect();
-    if members.is_empty() {
-        return members;
-    }
-    signal_group(pgid, Signal::SIGTERM);
-    let deadline = Instant::now() + grace;
-    // No reaping here: a waitpid(-1) could take the exit status of another
-    // child a caller is tracking. Zombies do not count as alive, and the
-    // end-of-life sweep reaps whatever was re-parented to us.
-    while Instant::now() < deadline && group_alive(pgid) {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    signal_group(pgid, Signal::SIGKILL);
-    members
-}
-
-fn group_alive(pgid: Pid) -> bool {
-    scan().iter().any(|p| p.pgid == pgid.as_raw() && !p.zombie)
-}
-
-/// One process as /proc shows it.
-#[derive(Clone, Debug)]
-pub struct ProcInfo {
-    pub pid: i32,
-    pub ppid: i32,
-    pub pgid: i32,
-    pub zombie: bool,
-}
-
-/// Parses `/proc/PID/stat`; the command name may contain spaces and `)`.
-pub fn parse_stat(text: &str) -> Option<ProcInfo> {
-    let pid: i32 = text.split(' ').next()?.parse().ok()?;
-    // `get`, not indexing: a line cut short after the name is not a panic.
-    let rest = text.get(text.rfind(')')? + 2..)?;
-    let mut fields = rest.split(' ');
-    let state = fields.next()?;
-    let ppid: i32 = fields.next()?.parse().ok()?;
-    let pgid: i32 = fields.next()?.parse().ok()?;
-    Some(ProcInfo {
-        pid,
-        ppid,
-        pgid,
-        zombie: state == "Z" || state == "X",
-    })
-}
-
-/// Every process on the host (those that vanish mid-scan are skipped).
-pub fn scan() -> Vec<ProcInfo> {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    dir.filter_map(|e| e.ok())
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        // Bytes, not a String: the command name is the first 15 bytes of
-        // the executable's file name, which may be cut inside a UTF-8
-        // character; such a process must not vanish from the scan.
-        .filter_map(|pid| std::fs::read(format!("/proc/{pid}/stat")).ok())
-        .filter_map(|s| parse_stat(&String::from_utf8_lossy(&s)))
-        .collect()
-}
-
-/// The live (non-zombie) descendants of `root`, from one /proc scan.
-pub fn descendants(root: i32) -> Vec<i32> {
-    let procs = scan();
-    let mut children: HashMap<i32, Vec<&ProcInfo>> = HashMap::new();
-    for p in &procs {
-        children.entry(p.ppid).or_default().push(p);
-    }
-    let mut out = Vec::new();
-    let mut seen = HashSet::new();
-    let mut stack = vec![root];
-    while let Some(pid) = stack.pop() {
-        for c in children.get(&pid).into_iter().flatten() {
-            if seen.insert(c.pid) {
-                if !c.zombie {
-                    out.push(c.pid);
-                }
-                stack.push(c.pid);
-            }
-        }
-    }
-    out
-}
-
-/// Reaps every child that has already exited (orphans re-parented to us as
-/// subreaper end up here). Returns the number reaped and whether we still
-/// have children.
-pub fn reap_orphans() -> (usize, bool) {
-    let mut n = 0;
-    loop {
-        match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::StillAlive) => return (n, true),
-            Ok(_) => n += 1,
-            Err(Errno::EINTR) => {}
-            Err(_) => return (n, false), // ECHILD: no children at all
-        }
-    }
-}
-
-/// End of life: every remaining descendant gets SIGTERM, `grace` to go,
-/// then SIGKILL; returns only when none is left (and all are reaped).
-/// Returns how many descendants were found on the first scan.
-pub fn sweep_descendants(grace: Duration) -> usize {
-    let me = std::process::id() as i32;
-    // Every descendant hangs off one of our children, so with no child at
-    // all (ECHILD once the exited ones are reaped) there is nothing to find,
-    // and the common case skips reading every process's /proc entry.
-    if !reap_orphans().1 {
-        return 0;
-    }
-    let first = descendants(me);
-    let found = first.len();
-    for pid in &first {
-        let _ = kill(Pid::from_raw(*pid), Signal::SIGTERM);
-    }
-    let deadline = Instant::now() + grace;
-    let mut killed = false;
-    loop {
-        let (_, have_children) = reap_orphans();
-        let left = descendants(me);
-        if left.is_empty() && !have_children {
-            return found;
-        }
-        if left.is_empty() {
-            // Only zombies or children between exit and reap remain.
-            std::thread::sleep(Duration::from_millis(2));
-            continue;
-        }
-        if Instant::now() >= deadline || killed {
-            // After the grace: SIGKILL whatever is there, including anything
-            // forked in between (repeat until the scan comes back empty).
-            for pid in &left {
-                let _ = kill(Pid::from_raw(*pid), Signal::SIGKILL);
-            }
-            killed = true;
-        } else {
-            // New descendants forked during the grace also get their SIGTERM.
-            for pid in left.iter().filter(|p| !first.contains(p)) {
-                let _ = kill(Pid::from_raw(*pid), Signal::SIGTERM);
-            }
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 /// Makes this process a child subreaper: orphaned descendants (daemons that
 /// double-fork and setsid away) are re-parented to us instead of init, so we
 /// can find and end them.
@@ -469,20 +300,6 @@ pub fn become_subreaper() -> Result<()> {
 /// Sets PR_SET_PDEATHSIG(SIGTERM) on this process.
 pub fn set_parent_death_signal() -> Result<()> {
     nix::sys::prctl::set_pdeathsig(Signal::SIGTERM).context("PR_SET_PDEATHSIG failed")
-}
-
-/// The open descriptors of a process other than 0, 1, 2 (for tests and for
-/// the leak check): reads /proc/PID/fd.
-pub fn open_fds(pid: i32) -> Vec<i32> {
-    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
-        return Vec::new();
-    };
-    let mut fds: Vec<i32> = dir
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-        .filter(|fd| *fd > 2)
-        .collect();
-    fds.sort_unstable();
-    fds
 }
 
 /// What an external command printed, and how it ended.
