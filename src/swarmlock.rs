@@ -51,7 +51,7 @@ use sha2::{Digest, Sha256};
 
 use crate::exit::Failure;
 use crate::ext::{self, Bound};
-use crate::lock::{self, Kind, OwnerRecord};
+use crate::lock::{Kind, OwnerRecord};
 use crate::lockbackend::{AppLock, AppLocks, Attempt, Backend, Busy, Lease, LockSettings, OnLost};
 use crate::say;
 use crate::sys::latch::Latch;
@@ -602,7 +602,7 @@ impl AppLocks for SwarmLocks {
     }
 
     fn try_acquire(&self, domain: &str, owner: &OwnerRecord, on_lost: OnLost) -> Result<Attempt> {
-        lock::validate_name(Kind::App, domain)?;
+        crate::config::names::validate_name(Kind::App, domain)?;
         // A take-over ends in `Again`; a few rounds settle any race.
         for _ in 0..5 {
             match self.attempt(domain, owner)? {
@@ -627,7 +627,7 @@ impl AppLocks for SwarmLocks {
         on_lost: OnLost,
     ) -> Result<crate::lockbackend::Acquired> {
         use crate::lockbackend::Acquired;
-        lock::validate_name(Kind::App, domain)?;
+        crate::config::names::validate_name(Kind::App, domain)?;
         let started = Instant::now();
         let mut reported: Option<(String, Instant)> = None;
         let mut pause = Duration::from_millis(50);

@@ -39,10 +39,10 @@ impl Filter {
             }
         }
         if let Some(d) = &args.domain {
-            crate::config::check_domain("--domain", d)?;
+            crate::config::names::check_domain("--domain", d)?;
         }
         if let Some(r) = &args.recipe {
-            crate::config::check_label("--recipe", r)?;
+            crate::config::names::check_label("--recipe", r)?;
         }
         Ok(Filter {
             domain: args.domain.clone(),

@@ -415,7 +415,7 @@ pub fn resolve_kind(
     let mut errors = Vec::new();
     let mut valid = Vec::new();
     for kind in kinds {
-        match lock::validate_name(kind, name) {
+        match crate::config::names::validate_name(kind, name) {
             Ok(()) => valid.push(kind),
             Err(e) => errors.push(format!("{e:#}")),
         }
@@ -445,7 +445,7 @@ pub fn unlock(state_dir: &Path, args: UnlockArgs) -> Result<i32> {
     let settings = LockSettings::from_process_env()?;
     if settings.backend == Backend::Swarm
         && args.kind != Some(Kind::Run)
-        && lock::validate_name(Kind::App, &args.name).is_ok()
+        && crate::config::names::validate_name(Kind::App, &args.name).is_ok()
         && (args.kind == Some(Kind::App)
             || std::fs::symlink_metadata(lock::lock_path(state_dir, Kind::Run, &args.name))
                 .is_err())
@@ -687,12 +687,12 @@ fn terminate_and_remove(path: &Path, pid: i32, what: &str, wait: Duration) -> Re
 /// `__hold-lock KIND NAME [CMD...]`: see [`HoldLockArgs`].
 pub fn hold_lock(state_dir: &Path, args: HoldLockArgs) -> Result<i32> {
     crate::log::set_tag("hold-lock");
-    lock::validate_name(args.kind, &args.name)?;
+    crate::config::names::validate_name(args.kind, &args.name)?;
     let run_id = args
         .run_id
         .clone()
         .unwrap_or_else(|| format!("manual-{}", std::process::id()));
-    lock::validate_name(Kind::Run, &run_id)?;
+    crate::config::names::validate_name(Kind::Run, &run_id)?;
     let owner = OwnerRecord::for_self(&run_id, args.kind);
     let what = format!("{} lock `{}`", args.kind.as_str(), args.name);
     // An app lock goes through the configured backend; a run lock is
@@ -808,7 +808,7 @@ fn hold(
 /// [`LockStressArgs`]. Prints `acquired A busy B absent C` on stdout.
 pub fn lock_stress(state_dir: &Path, args: LockStressArgs) -> Result<i32> {
     crate::log::set_tag("lock-stress");
-    lock::validate_name(Kind::App, &args.name)?;
+    crate::config::names::validate_name(Kind::App, &args.name)?;
     let settings = LockSettings::from_process_env()?;
     if settings.backend == Backend::Swarm {
         return lock_stress_backend(state_dir, &settings, &args);

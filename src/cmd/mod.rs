@@ -144,7 +144,7 @@ pub fn test(args: cli::TestArgs) -> Result<i32> {
         }
         None => format!("manual-{}", std::process::id()),
     };
-    crate::config::check_run_id(&run_id)?;
+    crate::config::names::check_run_id(&run_id)?;
     testrun::validate_options(&args.tests)?;
     crate::log::set_tag(&run_id);
     let paths = if args.paths.is_empty() {

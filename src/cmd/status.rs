@@ -204,7 +204,7 @@ pub fn status(state_dir: &Path, json: bool, watch: bool) -> Result<i32> {
 /// The directory of run `id`, or exit 2 naming the most recent runs.
 fn run_dir(state_dir: &Path, id: &str) -> Result<PathBuf> {
     let dir = state_dir.join("runs").join(id);
-    if crate::config::check_run_id(id).is_ok() && dir.join("run.log").is_file() {
+    if crate::config::names::check_run_id(id).is_ok() && dir.join("run.log").is_file() {
         return Ok(dir);
     }
     let recent: Vec<String> = scan(state_dir)?

@@ -11,7 +11,10 @@ use std::time::Duration;
 
 use anyhow::Result;
 
+pub mod names;
+
 use crate::cli::{RunArgs, TestOptions};
+use crate::config::names::{check_domain, check_label, check_run_id};
 use crate::exit::Failure;
 
 /// The environment as the config sees it (injected for tests).
@@ -56,56 +59,6 @@ pub struct RunConfig {
 
 fn bad(field: &str, value: &str, rule: &str) -> anyhow::Error {
     Failure::usage(format!("invalid {field} {value:?}: {rule}"))
-}
-
-/// A lowercase DNS label: `[a-z0-9]`, inner `-`, 1 to 63 characters.
-pub fn check_label(field: &str, value: &str) -> Result<()> {
-    const RULE: &str = "must be a lowercase DNS label (a-z, 0-9 and inner '-', 1 to 63 characters)";
-    let ok = !value.is_empty()
-        && value.len() <= 63
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !value.starts_with('-')
-        && !value.ends_with('-');
-    if ok {
-        Ok(())
-    } else {
-        Err(bad(field, value, RULE))
-    }
-}
-
-/// A domain: two or more lowercase DNS labels joined by dots, 253 at most.
-pub fn check_domain(field: &str, value: &str) -> Result<()> {
-    const RULE: &str = "must be a lowercase domain of two or more DNS labels (a-z, 0-9, inner '-'), 253 characters at most";
-    if value.is_empty() || value.len() > 253 || !value.contains('.') {
-        return Err(bad(field, value, RULE));
-    }
-    for label in value.split('.') {
-        if check_label(field, label).is_err() {
-            return Err(bad(field, value, RULE));
-        }
-    }
-    Ok(())
-}
-
-/// A run id: `[a-z0-9][a-z0-9-]*`, 63 characters at most.
-pub fn check_run_id(value: &str) -> Result<()> {
-    let ok = !value.is_empty()
-        && value.len() <= 63
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !value.starts_with('-');
-    if ok {
-        Ok(())
-    } else {
-        Err(bad(
-            "run id",
-            value,
-            "must match [a-z0-9][a-z0-9-]* and be 63 characters at most",
-        ))
-    }
 }
 
 /// A git ref name or a hex sha. Stricter than git: only `[A-Za-z0-9._/+-]`,

@@ -197,7 +197,7 @@ pub fn sweep(s: &Settings, stop: Option<&Latch>) -> Result<Summary> {
             break;
         }
         let domain = app.name();
-        if let Err(e) = lock::validate_name(Kind::App, domain) {
+        if let Err(e) = crate::config::names::validate_name(Kind::App, domain) {
             say!("janitor: skipping {domain:?}: {e:#}");
             continue;
         }
@@ -349,7 +349,9 @@ fn tidy_swarm_locks(
 fn tidy(s: &Settings, apps: &[crate::ext::abra::AppEntry], owner: &OwnerRecord, sum: &mut Summary) {
     let app_dir = lock::lock_dir(&s.state_dir, Kind::App);
     for domain in names_in(&app_dir, ".lock") {
-        if lock::validate_name(Kind::App, &domain).is_err() || !s.gate.matches(&domain) {
+        if crate::config::names::validate_name(Kind::App, &domain).is_err()
+            || !s.gate.matches(&domain)
+        {
             continue;
         }
         if apps.iter().any(|a| a.name() == domain) && !sum.reaped.contains(&domain) {
@@ -376,7 +378,7 @@ fn tidy(s: &Settings, apps: &[crate::ext::abra::AppEntry], owner: &OwnerRecord, 
         .collect();
     ids.sort();
     for id in ids {
-        if config::check_run_id(&id).is_err() {
+        if crate::config::names::check_run_id(&id).is_err() {
             continue;
         }
         if let Err(e) = tidy_run(s, &id, owner, sum) {

@@ -43,7 +43,7 @@ use nix::fcntl::OFlag;
 use nix::poll::{poll, PollFd, PollFlags};
 use serde::{Deserialize, Serialize};
 
-use crate::exit::Failure;
+use crate::config::names::{validate_name, Name};
 use crate::lock::holder::FileId;
 use crate::sys::latch::{self, Latch};
 
@@ -68,10 +68,7 @@ impl Kind {
 
     /// The name of a lock of this kind, as messages call it.
     pub fn field(self) -> &'static str {
-        match self {
-            Kind::App => "app domain",
-            Kind::Run => "run id",
-        }
+        Name::from(self).field()
     }
 
     pub fn as_str(self) -> &'static str {
@@ -196,113 +193,6 @@ fn read_record_bytes(file: &File) -> Option<Vec<u8>> {
 pub const RUN_ID_MAX: usize = 64;
 /// The longest app domain (a DNS name).
 pub const DOMAIN_MAX: usize = 253;
-/// The longest label of an app domain (a DNS label).
-pub const LABEL_MAX: usize = 63;
-
-/// Checks a lock name before anything is touched: an app domain is a
-/// lowercase DNS name, a run id matches `[a-z0-9][a-z0-9-]*`. The error
-/// (exit 2) names the field and the rule.
-pub fn validate_name(kind: Kind, name: &str) -> Result<()> {
-    match name_problem(kind, name) {
-        None => Ok(()),
-        Some(problem) => Err(Failure::usage(format!(
-            "{} {} {problem}: {}",
-            kind.field(),
-            shown(name),
-            rule(kind)
-        ))),
-    }
-}
-
-fn rule(kind: Kind) -> &'static str {
-    match kind {
-        Kind::App => "app domains are lowercase DNS names (labels of a-z, 0-9 and inner `-`, at most 63 characters each, joined by `.`, at most 253 in all)",
-        Kind::Run => "run ids match [a-z0-9][a-z0-9-]* (at most 64 characters)",
-    }
-}
-
-/// The name as a message shows it: quoted, escaped, cut when over-long, so
-/// a hostile name cannot write control sequences to a terminal.
-fn shown(name: &str) -> String {
-    let cut: String = name.chars().take(80).collect();
-    if cut.len() < name.len() {
-        format!("{cut:?}…")
-    } else {
-        format!("{cut:?}")
-    }
-}
-
-/// Characters a shell gives a meaning to (quoting, expansion, globbing,
-/// redirection, control); each gets its own message.
-const SHELL_META: &str = "|&;()<>*?[]{}$`'\"!#~^=%";
-
-/// What is wrong with a name, most specific first; None when it is valid.
-fn name_problem(kind: Kind, name: &str) -> Option<String> {
-    let max = match kind {
-        Kind::App => DOMAIN_MAX,
-        Kind::Run => RUN_ID_MAX,
-    };
-    if name.is_empty() {
-        return Some("is empty".into());
-    }
-    if name.len() > max {
-        return Some(format!(
-            "is {} bytes long, over the limit of {max}",
-            name.len()
-        ));
-    }
-    if name.contains(['/', '\\']) {
-        return Some("contains a path separator".into());
-    }
-    if name.contains("..") || name == "." {
-        return Some("is a path traversal (`..` or `.`)".into());
-    }
-    if name.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Some("contains whitespace or a control character".into());
-    }
-    if let Some(c) = name.chars().find(|c| SHELL_META.contains(*c)) {
-        return Some(format!("contains the shell metacharacter `{c}`"));
-    }
-    if name.chars().any(|c| c.is_uppercase()) {
-        return Some("contains uppercase letters".into());
-    }
-    if let Some(c) = name
-        .chars()
-        .find(|c| !matches!(c, 'a'..='z' | '0'..='9' | '.' | '-'))
-    {
-        return Some(format!("contains `{}`", c.escape_default()));
-    }
-    match kind {
-        Kind::Run => {
-            if name.contains('.') {
-                return Some("contains `.`".into());
-            }
-            if name.starts_with('-') {
-                return Some("starts with `-`".into());
-            }
-        }
-        Kind::App => {
-            for label in name.split('.') {
-                if label.is_empty() {
-                    return Some("has an empty label (a leading, trailing or doubled `.`)".into());
-                }
-                if label.len() > LABEL_MAX {
-                    return Some(format!(
-                        "has a label of {} characters, over the limit of {LABEL_MAX}",
-                        label.len()
-                    ));
-                }
-                if label.starts_with('-') || label.ends_with('-') {
-                    return Some(format!(
-                        "has the label `{label}` that starts or ends with `-`"
-                    ));
-                }
-            }
-        }
-    }
-    None
-}
-
 /// `<state_dir>/locks/<apps|runs>`.
 pub fn lock_dir(state_dir: &Path, kind: Kind) -> PathBuf {
     state_dir.join("locks").join(kind.dir_name())
@@ -892,5 +782,14 @@ impl Waiter {
         let mut slot = lock_slot(&self.slot);
         // Dropping a granted file (in `Got`) releases its lock.
         *slot = Slot::Abandoned;
+    }
+}
+
+impl From<Kind> for Name {
+    fn from(kind: Kind) -> Name {
+        match kind {
+            Kind::App => Name::AppDomain,
+            Kind::Run => Name::RunId,
+        }
     }
 }
