@@ -26,32 +26,7 @@ use crate::lock::{self, Acquire, Kind, OwnerRecord, TryPath};
 use crate::lockbackend::{self, Attempt, Backend, LockSettings};
 use crate::say;
 use crate::swarmlock::{self, Swarm};
-
-/// The environment variable that sets how long a lock may be held before
-/// `locks` (and the janitor) flag it.
-pub const MAX_AGE_VAR: &str = "CCCI_LOCK_MAX_AGE";
-/// Its default: longer than any run's deadline plus teardown.
-pub const MAX_AGE_DEFAULT: Duration = Duration::from_secs(2 * 3600);
-
-/// `CCCI_LOCK_MAX_AGE` from its raw value (None: unset). A bad value is exit
-/// 2 naming the variable.
-pub fn max_age(value: Option<&str>) -> Result<Duration> {
-    match value {
-        None => Ok(MAX_AGE_DEFAULT),
-        Some(v) => crate::units::parse_duration(v)
-            .map_err(|e| Failure::usage(format!("{MAX_AGE_VAR}: {e}"))),
-    }
-}
-
-fn max_age_from_env() -> Result<Duration> {
-    match std::env::var(MAX_AGE_VAR) {
-        Ok(v) => max_age(Some(&v)),
-        Err(std::env::VarError::NotPresent) => max_age(None),
-        Err(std::env::VarError::NotUnicode(_)) => Err(Failure::usage(format!(
-            "{MAX_AGE_VAR}: the value is not valid UTF-8"
-        ))),
-    }
-}
+use crate::table::{self, Align};
 
 /// Whether a lock is held, according to the kernel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -191,16 +166,9 @@ pub fn swarm_table(reports: &[SwarmLockReport]) -> String {
     if reports.is_empty() {
         return "no swarm locks\n".to_string();
     }
-    let width = reports
-        .iter()
-        .map(|r| r.domain.len())
-        .max()
-        .unwrap_or(6)
-        .max(6);
-    let mut out = format!(
-        "{:<width$}  {:<7}  {:<25}  {:>9}  HOLDER\n",
-        "DOMAIN", "STATE", "ID", "EXPIRES"
-    );
+    let mut rows = vec![["DOMAIN", "STATE", "ID", "EXPIRES", "HOLDER"]
+        .map(String::from)
+        .to_vec()];
     for r in reports {
         let expires = r.expires_in_secs.map_or("-".to_string(), |s| {
             if s >= 0 {
@@ -209,7 +177,7 @@ pub fn swarm_table(reports: &[SwarmLockReport]) -> String {
                 format!("{}s ago", -s)
             }
         });
-        let holder = match (&r.run_id, &r.host, r.pid) {
+        let mut holder = match (&r.run_id, &r.host, r.pid) {
             (Some(run), Some(host), Some(pid)) => format!(
                 "run {run} (pid {pid} on host {host}, since {}, {} renewal(s))",
                 r.started.as_deref().unwrap_or("?"),
@@ -217,22 +185,26 @@ pub fn swarm_table(reports: &[SwarmLockReport]) -> String {
             ),
             _ => "not a cc-ci-run lease (no lease labels)".to_string(),
         };
-        let mut line = format!(
-            "{:<width$}  {:<7}  {:<25}  {expires:>9}  {holder}",
-            r.domain, r.state, r.id
-        );
         if r.over_max_age {
-            line.push_str("  [held longer than CCCI_LOCK_MAX_AGE]");
+            holder.push_str("  [held longer than CCCI_LOCK_MAX_AGE]");
         }
-        out.push_str(&line);
-        out.push('\n');
+        rows.push(vec![
+            r.domain.clone(),
+            r.state.to_string(),
+            r.id.clone(),
+            expires,
+            holder,
+        ]);
     }
-    out
+    table::render_aligned(
+        &rows,
+        &[Align::Left, Align::Left, Align::Left, Align::Right],
+    )
 }
 
 pub fn locks(state_dir: &Path, args: LocksArgs) -> Result<i32> {
     crate::log::set_tag("locks");
-    let max_age = max_age_from_env()?;
+    let max_age = crate::config::lock_max_age(&crate::config::process_env())?;
     let settings = LockSettings::from_process_env()?;
     let reports = collect(state_dir, max_age)?;
     let swarm = match settings.backend {
@@ -265,7 +237,7 @@ pub fn locks(state_dir: &Path, args: LocksArgs) -> Result<i32> {
     }
     for r in swarm.iter().flatten().filter(|r| r.over_max_age) {
         say!(
-            "warning: swarm lock `{}` held for {} by run {} on host {}, longer than {MAX_AGE_VAR} ({})",
+            "warning: swarm lock `{}` held for {} by run {} on host {}, longer than CCCI_LOCK_MAX_AGE ({})",
             r.domain,
             crate::units::human(Duration::from_secs(r.age_secs.unwrap_or(0))),
             r.run_id.as_deref().unwrap_or("?"),
@@ -275,7 +247,7 @@ pub fn locks(state_dir: &Path, args: LocksArgs) -> Result<i32> {
     }
     for r in reports.iter().filter(|r| r.over_max_age) {
         say!(
-            "warning: {} lock `{}` held for {} by pid {}, longer than {MAX_AGE_VAR} ({})",
+            "warning: {} lock `{}` held for {} by pid {}, longer than CCCI_LOCK_MAX_AGE ({})",
             r.kind.as_str(),
             r.name,
             crate::units::human(Duration::from_secs(r.age_secs.unwrap_or(0))),
@@ -366,21 +338,15 @@ pub fn table(reports: &[LockReport]) -> String {
     if reports.is_empty() {
         return "no locks\n".to_string();
     }
-    let width = reports
-        .iter()
-        .map(|r| r.name.len())
-        .max()
-        .unwrap_or(4)
-        .max(4);
-    let mut out = format!(
-        "{:<4}  {:<width$}  {:<5}  {:>7}  {:>8}  OWNER\n",
-        "KIND", "NAME", "STATE", "PID", "AGE"
-    );
+    let mut rows = vec![["KIND", "NAME", "STATE", "PID", "AGE", "OWNER"]
+        .map(String::from)
+        .to_vec()];
     for r in reports {
-        let pid = r.holder_pid.map_or("-".to_string(), |p| p.to_string());
-        let age = r.age_secs.map_or("-".to_string(), |a| {
-            crate::units::human(Duration::from_secs(a))
-        });
+        let pid = table::dash(r.holder_pid.map(|p| p.to_string()));
+        let age = table::dash(
+            r.age_secs
+                .map(|a| crate::units::human(Duration::from_secs(a))),
+        );
         let mut owner = match (&r.owner, r.state, r.owner_matches) {
             (None, State::Held, _) => "no owner record".to_string(),
             (None, State::Free, _) => "-".to_string(),
@@ -395,13 +361,23 @@ pub fn table(reports: &[LockReport]) -> String {
             State::Held => "held",
             State::Free => "free",
         };
-        out.push_str(&format!(
-            "{:<4}  {:<width$}  {state:<5}  {pid:>7}  {age:>8}  {owner}\n",
-            r.kind.as_str(),
-            r.name
-        ));
+        rows.push(vec![
+            r.kind.as_str().to_string(),
+            r.name.clone(),
+            state.to_string(),
+            pid,
+            age,
+            owner,
+        ]);
     }
-    out
+    let right = [
+        Align::Left,
+        Align::Left,
+        Align::Left,
+        Align::Right,
+        Align::Right,
+    ];
+    table::render_aligned(&rows, &right)
 }
 
 /// Which lock directory a name given to `unlock` refers to, given which

@@ -26,7 +26,9 @@ pub fn dispatch(cli: Cli, start_ppid: Pid) -> Result<i32> {
         cli::Command::Test(args) => test(args),
         cli::Command::Run(args) => crate::run::wrapper(args, &cli.state_dir, start_ppid),
         cli::Command::Harness(args) => crate::run::harness(args),
-        cli::Command::Janitor(args) => crate::janitor::command(args, &cli.state_dir),
+        cli::Command::Janitor(args) => {
+            crate::janitor::command(args, &cli.state_dir, &crate::config::process_env())
+        }
         cli::Command::Status(args) => {
             crate::cmd::status::status(&cli.state_dir, args.json, args.watch)
         }
@@ -165,6 +167,7 @@ pub fn test(args: cli::TestArgs) -> Result<i32> {
         env: Vec::new(),
         grace: args.grace,
         options: args.tests.clone(),
+        host: testrun::Host::from_env(&crate::config::process_env()),
     };
     if args.list {
         let plan = testrun::plan(&suite)?;

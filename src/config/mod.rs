@@ -426,3 +426,31 @@ pub fn check_state_dir(path: &std::path::Path) -> Result<()> {
     };
     state_dir_rule(path, facts, nix::unistd::geteuid().as_raw())
 }
+
+/// The environment variable that sets how long a lock may be held before
+/// `locks` (and the janitor) flag it.
+pub const LOCK_MAX_AGE_VAR: &str = "CCCI_LOCK_MAX_AGE";
+/// Its default: longer than any run's deadline plus teardown.
+pub const LOCK_MAX_AGE_DEFAULT: Duration = Duration::from_secs(2 * 3600);
+
+/// `CCCI_LOCK_MAX_AGE` from its raw value (None: unset). A bad value is exit
+/// 2 naming the variable.
+pub fn lock_max_age_value(value: Option<&str>) -> Result<Duration> {
+    match value {
+        None => Ok(LOCK_MAX_AGE_DEFAULT),
+        Some(v) => crate::units::parse_duration(v)
+            .map_err(|e| Failure::usage(format!("{LOCK_MAX_AGE_VAR}: {e}"))),
+    }
+}
+
+/// `CCCI_LOCK_MAX_AGE` from the environment: the one reading both `locks`
+/// and the janitor use. An empty value is a mistake, not "unset".
+pub fn lock_max_age(env: &Env) -> Result<Duration> {
+    lock_max_age_value(env.get(LOCK_MAX_AGE_VAR).map(String::as_str))
+}
+
+/// The process's environment, read once at a command's entry and passed
+/// down: every rule below reads this map, so tests can hand it any value.
+pub fn process_env() -> Env {
+    std::env::vars().collect()
+}

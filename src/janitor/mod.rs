@@ -31,8 +31,6 @@ use crate::sys::latch::Latch;
 use crate::teardown::{self, App};
 use plan::{Decision, Gate, Probe};
 
-/// Default age past which a held lock is flagged.
-pub const DEFAULT_LOCK_MAX_AGE: Duration = Duration::from_secs(2 * 3600);
 /// Default retention of finished run records.
 pub const DEFAULT_RECORD_RETENTION: Duration = Duration::from_secs(14 * 24 * 3600);
 
@@ -84,7 +82,7 @@ impl Settings {
             tools: Tools::from_env(env),
             server: server.to_string(),
             gate,
-            max_age: plan::env_duration(env, "CCCI_LOCK_MAX_AGE", DEFAULT_LOCK_MAX_AGE)?,
+            max_age: crate::config::lock_max_age(env)?,
             retention: plan::env_duration(env, "CCCI_RECORD_RETENTION", DEFAULT_RECORD_RETENTION)?,
             dry_run,
             teardown_timeout,
@@ -485,20 +483,23 @@ fn tidy_run(s: &Settings, id: &str, owner: &OwnerRecord, sum: &mut Summary) -> R
 }
 
 /// SPEC section 3 step 11: one sweep after a run (CCCI_JANITOR=off: none).
-pub fn sweep_after_run(state_dir: &Path, server: &str, teardown_timeout: Duration) -> Result<()> {
-    let env: Env = std::env::vars().collect();
-    if !enabled(&env)? {
+pub fn sweep_after_run(
+    state_dir: &Path,
+    server: &str,
+    teardown_timeout: Duration,
+    env: &Env,
+) -> Result<()> {
+    if !enabled(env)? {
         return Ok(());
     }
-    let s = Settings::from_env(state_dir, server, teardown_timeout, false, &env)?;
+    let s = Settings::from_env(state_dir, server, teardown_timeout, false, env)?;
     sweep(&s, None).map(drop)
 }
 
 /// `cc-ci-run janitor`.
-pub fn command(args: JanitorArgs, state_dir: &Path) -> Result<i32> {
+pub fn command(args: JanitorArgs, state_dir: &Path, env: &Env) -> Result<i32> {
     crate::log::set_tag("janitor");
-    let env: Env = std::env::vars().collect();
-    if !enabled(&env)? {
+    if !enabled(env)? {
         say!("CCCI_JANITOR=off: nothing to do");
         return Ok(exit::OK);
     }
@@ -508,7 +509,7 @@ pub fn command(args: JanitorArgs, state_dir: &Path) -> Result<i32> {
         &args.server,
         args.teardown_timeout,
         args.dry_run,
-        &env,
+        env,
     )?;
     let funnel = crate::lifetime::install_harness_guards(None)?;
     let emit = |sum: &Summary| {

@@ -37,13 +37,9 @@ use crate::testrun;
 /// How often a run waiting for an app lock says who holds it.
 const LOCK_PROGRESS_EVERY: Duration = Duration::from_secs(30);
 
-fn process_env() -> Env {
-    std::env::vars().collect()
-}
-
 /// `cc-ci-run run`: validate, then wrap the harness.
 pub fn wrapper(args: RunArgs, state_dir: &Path, start_ppid: Pid) -> Result<i32> {
-    let env = process_env();
+    let env = config::process_env();
     let cfg = validate(&args, state_dir, &env)?;
     crate::log::set_tag(&cfg.run_id);
     let exe = std::env::current_exe().context("failed to find the cc-ci-run executable")?;
@@ -97,12 +93,11 @@ pub fn harness(args: HarnessArgs) -> Result<i32> {
     let cli::Command::Run(run_args) = cli.command else {
         bail!("the harness only runs `run`");
     };
-    let env = process_env();
+    let env = config::process_env();
     let cfg = config::run_config(&run_args, &env, args.wrapper_pid as u32)?;
     crate::log::set_tag(&cfg.run_id);
     lifetime::arm_deadline(cfg.timeout)?;
     let abra_home = config::canonical_abra_home(&env)?;
-    let tools = Tools::from_env(&env);
     let locks = LockSettings::from_env(&env, &crate::sys::procfs::hostname())?.open(&cli.state_dir);
 
     let owner = OwnerRecord::for_self(&cfg.run_id, Kind::Run);
@@ -119,11 +114,11 @@ pub fn harness(args: HarnessArgs) -> Result<i32> {
         let what = format!("the log file {}", dir.log().display());
         crate::log::write_failed(&what, &anyhow::Error::from(e));
     }
-    let mut run = Run::new(cfg, dir, abra_home, tools, locks, funnel, args.wrapper_pid);
+    let mut run = Run::new(cfg, dir, abra_home, &env, locks, funnel, args.wrapper_pid);
     run.banner(&cli.state_dir);
     let code = run.execute();
     drop(run_lock);
-    run.janitor_pass();
+    run.janitor_pass(&env);
     // The last lines a run prints: what an operator reads first.
     for line in rundir::summary_lines(&run.record) {
         say!("{line}");
@@ -201,6 +196,8 @@ struct Run {
     record_warned: bool,
     /// When the current phase began (monotonic).
     phase_started: Instant,
+    /// docker and /proc for the test runner.
+    host: testrun::Host,
 }
 
 /// The verdict of the phases (before teardown).
@@ -215,11 +212,12 @@ impl Run {
         cfg: RunConfig,
         dir: RunDir,
         abra_home: PathBuf,
-        tools: Tools,
+        env: &Env,
         locks: Box<dyn AppLocks>,
         funnel: &'static Funnel,
         wrapper_pid: i32,
     ) -> Run {
+        let tools = Tools::from_env(env);
         let now = crate::log::timestamp(std::time::SystemTime::now());
         let record = RunRecord {
             run_id: cfg.run_id.clone(),
@@ -260,6 +258,7 @@ impl Run {
             tests_selected: 0,
             record_warned: false,
             phase_started: Instant::now(),
+            host: testrun::Host::from_env(env),
         }
     }
 
@@ -966,6 +965,7 @@ impl Run {
             env,
             grace: self.cfg.grace,
             options: self.cfg.tests.clone(),
+            host: self.host.clone(),
         };
         let outcome = testrun::run_suite(&suite, Some(self.funnel.latch()))?;
         self.tests_selected += outcome.selected;
@@ -1078,7 +1078,7 @@ impl Run {
     }
 
     /// SPEC section 3 step 11: one janitor sweep; never changes the exit code.
-    fn janitor_pass(&self) {
+    fn janitor_pass(&self, env: &Env) {
         if self.funnel.requested().is_some() {
             return;
         }
@@ -1086,6 +1086,7 @@ impl Run {
             &self.dir.state_dir,
             &self.cfg.server,
             self.cfg.teardown_timeout,
+            env,
         ) {
             say!("janitor pass failed (exit code unchanged): {e:#}");
         }

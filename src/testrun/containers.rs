@@ -30,23 +30,23 @@ pub fn label(run_id: &str) -> String {
 const CALL_BOUND: Duration = Duration::from_secs(60);
 
 /// `CCCI_DOCKER`, else `docker` on PATH; None when neither is there.
-pub fn docker_program() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("CCCI_DOCKER").filter(|p| !p.is_empty()) {
+pub fn docker_program(env: &crate::config::Env) -> Option<PathBuf> {
+    if let Some(p) = env.get("CCCI_DOCKER").filter(|p| !p.is_empty()) {
         return Some(PathBuf::from(p));
     }
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
+    let path = env.get("PATH")?;
+    std::env::split_paths(path)
         .map(|d| d.join("docker"))
         .find(|p| p.is_file())
 }
 
 /// Removes every container labelled `label`; returns how many were removed.
-pub fn remove_labelled(label: &str, grace: Duration) -> Result<usize> {
-    let Some(docker) = docker_program() else {
+pub fn remove_labelled(docker: Option<&PathBuf>, label: &str, grace: Duration) -> Result<usize> {
+    let Some(docker) = docker else {
         bail!("docker not found (set CCCI_DOCKER or put docker on PATH)");
     };
     let filter = format!("label={label}");
-    let ids = list(&docker, &filter, grace)?;
+    let ids = list(docker, &filter, grace)?;
     if ids.is_empty() {
         return Ok(0);
     }
@@ -57,8 +57,8 @@ pub fn remove_labelled(label: &str, grace: Duration) -> Result<usize> {
     );
     let mut args = vec!["rm".to_string(), "-f".to_string()];
     args.extend(ids.iter().cloned());
-    let (ok, _, err) = call(&docker, &args, grace)?;
-    let left = list(&docker, &filter, grace)?;
+    let (ok, _, err) = call(docker, &args, grace)?;
+    let left = list(docker, &filter, grace)?;
     if !left.is_empty() {
         bail!(
             "{} container(s) labelled {label} are still there after `docker rm -f` ({}): {}",

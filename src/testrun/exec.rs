@@ -241,10 +241,13 @@ pub fn run(suite: &Suite, plan: Plan, cancel: Option<&Latch>) -> Result<SuiteOut
     let planned = plan.scheduler.planned_order();
     let cp_path = checkpoint::path(&suite.report_dir, plan.tier.map(|t| t.as_str()));
     let sampler = suite.options.self_protect.then(|| {
-        Sampler::from_env(protect::Limits {
-            cpu: suite.options.cpu_limit,
-            mem: suite.options.mem_limit,
-        })
+        Sampler::new(
+            &suite.host.proc_dir,
+            protect::Limits {
+                cpu: suite.options.cpu_limit,
+                mem: suite.options.mem_limit,
+            },
+        )
     });
     let mut r = Runner {
         suite,
@@ -293,7 +296,7 @@ pub fn run(suite: &Suite, plan: Plan, cancel: Option<&Latch>) -> Result<SuiteOut
         r.abort_running();
     }
     r.sweep_leftovers();
-    match containers::remove_labelled(&r.label, suite.grace) {
+    match containers::remove_labelled(suite.host.docker.as_ref(), &r.label, suite.grace) {
         Ok(0) => {}
         Ok(k) => say!("removed {k} container(s) labelled {}", r.label),
         Err(e) => say!(

@@ -63,6 +63,31 @@ pub struct Suite {
     /// SIGTERM → SIGKILL grace for a test's process group.
     pub grace: Duration,
     pub options: TestOptions,
+    /// Where the runner finds the host's docker and /proc.
+    pub host: Host,
+}
+
+/// What the runner reads of the host, from the injected environment (so a
+/// test can point it at a stand-in): docker for the end-of-suite container
+/// cleanup (`CCCI_DOCKER`, else `docker` on PATH; None: neither), and the
+/// directory self-protection reads `stat` and `meminfo` from
+/// (`CCCI_SELF_PROTECT_PROC_DIR`, else /proc).
+#[derive(Clone, Debug)]
+pub struct Host {
+    pub docker: Option<PathBuf>,
+    pub proc_dir: PathBuf,
+}
+
+impl Host {
+    pub fn from_env(env: &crate::config::Env) -> Host {
+        Host {
+            docker: containers::docker_program(env),
+            proc_dir: env
+                .get(protect::PROC_DIR_ENV)
+                .filter(|d| !d.is_empty())
+                .map_or_else(|| PathBuf::from("/proc"), PathBuf::from),
+        }
+    }
 }
 
 /// How a suite ended.

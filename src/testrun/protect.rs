@@ -145,14 +145,6 @@ impl Sampler {
         }
     }
 
-    /// /proc, or the directory named by [`PROC_DIR_ENV`].
-    pub fn from_env(limits: Limits) -> Sampler {
-        let dir = std::env::var_os(PROC_DIR_ENV)
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("/proc"));
-        Sampler::new(&dir, limits)
-    }
-
     /// Takes a reading (CPU only if [`CPU_INTERVAL`] has passed since the
     /// last one) and judges it. Unreadable files never trip: they are logged
     /// once.

@@ -304,13 +304,16 @@ fn process_start_ticks_skip_a_command_name_with_spaces_and_parens() {
 
 #[test]
 fn lock_max_age_defaults_to_2h_and_rejects_bad_values_naming_the_variable() {
-    assert_eq!(locks::max_age(None).unwrap(), Duration::from_secs(7200));
     assert_eq!(
-        locks::max_age(Some("90m")).unwrap(),
+        cc_ci_run::config::lock_max_age_value(None).unwrap(),
+        Duration::from_secs(7200)
+    );
+    assert_eq!(
+        cc_ci_run::config::lock_max_age_value(Some("90m")).unwrap(),
         Duration::from_secs(5400)
     );
     for bad in ["", "2 hours", "1.5h", "-1"] {
-        let err = locks::max_age(Some(bad)).unwrap_err();
+        let err = cc_ci_run::config::lock_max_age_value(Some(bad)).unwrap_err();
         assert_eq!(exit::code_for(&err), exit::USAGE);
         assert!(format!("{err:#}").contains("CCCI_LOCK_MAX_AGE"), "{err:#}");
     }
