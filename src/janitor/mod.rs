@@ -165,7 +165,7 @@ pub fn enabled(env: &Env) -> Result<bool> {
 /// One sweep. `stop` (the funnel's latch under --watch) is checked between
 /// apps, never during a reap: a reap that has begun finishes under its lock.
 pub fn sweep(s: &Settings, stop: Option<&Latch>) -> Result<Summary> {
-    let owner = OwnerRecord::for_self(&format!("janitor-{}", std::process::id()), Kind::App);
+    let owner = OwnerRecord::for_janitor(Kind::App);
     let abra = Abra::new(&s.tools.abra, &s.abra_home, "janitor");
     let docker = Docker::new(&s.tools.docker);
     let list_bound = Bound::until(Instant::now() + s.teardown_timeout, s.grace);
@@ -420,7 +420,10 @@ fn tidy_app_lock(s: &Settings, domain: &str, owner: &OwnerRecord, sum: &mut Summ
 /// record that does not parse keeps its directory (log and reports
 /// included) for an operator to read: it is reported, never removed.
 fn tidy_run(s: &Settings, id: &str, owner: &OwnerRecord, sum: &mut Summary) -> Result<()> {
-    let run_owner = OwnerRecord::for_self(&owner.run_id, Kind::Run);
+    let run_owner = OwnerRecord {
+        kind: Kind::Run,
+        ..owner.clone()
+    };
     let lock_path = lock::lock_path(&s.state_dir, Kind::Run, id);
     let held = match lock::try_acquire(&s.state_dir, Kind::Run, id, &run_owner)? {
         TryLock::Busy(_) => {

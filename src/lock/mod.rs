@@ -96,12 +96,42 @@ pub struct OwnerRecord {
     pub started: String,
     /// Which kind of lock this record was written into.
     pub kind: Kind,
+    /// What the holder is; written only for a janitor, so a run's record
+    /// keeps its documented form (and a record without it is a run's).
+    #[serde(default, skip_serializing_if = "Role::is_run")]
+    pub role: Role,
+}
+
+/// What kind of process holds a lock. A run waits out a janitor that holds
+/// its run lock for a moment (to tidy the run's directory) instead of
+/// taking it for a duplicate run.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    #[default]
+    Run,
+    Janitor,
+}
+
+impl Role {
+    fn is_run(&self) -> bool {
+        *self == Role::Run
+    }
 }
 
 impl OwnerRecord {
+    /// A janitor's record (`janitor-<pid>` in the run id field), stamped now.
+    pub fn for_janitor(kind: Kind) -> OwnerRecord {
+        OwnerRecord {
+            role: Role::Janitor,
+            ..OwnerRecord::for_self(&format!("janitor-{}", std::process::id()), kind)
+        }
+    }
+
     /// A record for this process, stamped now.
     pub fn for_self(run_id: &str, kind: Kind) -> OwnerRecord {
         OwnerRecord {
+            role: Role::Run,
             run_id: run_id.to_string(),
             pid: std::process::id() as i32,
             host: crate::sys::procfs::hostname(),

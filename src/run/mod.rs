@@ -27,7 +27,7 @@ use crate::ext::docker::Docker;
 use crate::ext::git::Repo;
 use crate::ext::{self, Bound, Interrupted, Tools};
 use crate::lifetime::{self, Funnel, WrapOptions};
-use crate::lock::{self, Kind, OwnerRecord, TryLock};
+use crate::lock::{self, Kind, OwnerRecord, Role, TryLock};
 use crate::lockbackend::{self, AppLock, AppLocks, Attempt, LockSettings};
 use crate::rundir::{self, RunDir, RunRecord};
 use crate::say;
@@ -138,7 +138,7 @@ fn take_run_lock(
 ) -> Result<Option<lock::Held>> {
     match lock::try_acquire(state_dir, Kind::Run, run_id, owner)? {
         TryLock::Acquired(h) => Ok(Some(h)),
-        TryLock::Busy(Some(holder)) if holder.run_id.starts_with("janitor-") => {
+        TryLock::Busy(Some(holder)) if holder.role == Role::Janitor => {
             let deadline = Instant::now() + Duration::from_secs(10);
             let mut quiet = |_: Option<&OwnerRecord>, _: Duration| {};
             match lock::acquire(

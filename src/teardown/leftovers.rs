@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 
+use crate::ext::docker::{says_gone, says_in_use};
 use crate::ext::docker::{Docker, Leftovers, POLL_MAX, STACK_LABEL};
 use crate::ext::{self, Bound};
 use crate::say;
@@ -168,24 +169,6 @@ pub enum Removal {
     Gone,
     /// Still in use: a task shutting down, or an endpoint not yet released.
     InUse(String),
-}
-
-/// Whether a docker error says the object does not exist. `docker rm -f` of
-/// a missing container prints "No such container" and exits 0; `network
-/// rm` says "network X not found" and exits 1; the swarm's own API may
-/// say "not found" in an rpc error.
-pub fn says_gone(stderr: &str) -> bool {
-    let s = stderr.to_ascii_lowercase();
-    s.contains("no such container") || s.contains("no such network") || s.contains("not found")
-}
-
-/// Whether a docker error says the object is still in use: "network X is
-/// in use by task Y" (swarm, a task still shutting down), "network X id Y
-/// has active endpoints" (local), "container is in use"/"removal of
-/// container ... is already in progress".
-pub fn says_in_use(stderr: &str) -> bool {
-    let s = stderr.to_ascii_lowercase();
-    s.contains("in use") || s.contains("active endpoints") || s.contains("already in progress")
 }
 
 /// The full IDs of the objects of `kind` carrying `STACK_LABEL=stack`.

@@ -21,6 +21,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 
 use crate::ext::abra::Abra;
+use crate::ext::abra::RmError;
 use crate::ext::docker::{Docker, Leftovers};
 use crate::ext::Bound;
 use crate::say;
@@ -76,7 +77,7 @@ pub fn teardown(abra: &Abra, docker: &Docker, app: App, bound: &Bound) -> Result
                 Ok(()) => break,
                 // The engine may report a volume in use for a moment after
                 // the last container went; retry within the bound.
-                Err(e) if format!("{e:#}").contains("in use") && !bound.expired() => {
+                Err(RmError::VolumeInUse(_)) if !bound.expired() => {
                     say!(
                         "app rm: volume still in use, retrying in {}",
                         crate::units::human(delay)
@@ -85,7 +86,8 @@ pub fn teardown(abra: &Abra, docker: &Docker, app: App, bound: &Bound) -> Result
                     delay = (delay * 2).min(Duration::from_secs(2));
                 }
                 Err(e) => {
-                    return Err(e).with_context(|| format!("failed to remove app {}", app.domain))
+                    return Err(e.into_error())
+                        .with_context(|| format!("failed to remove app {}", app.domain))
                 }
             }
         }

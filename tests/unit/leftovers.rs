@@ -2,6 +2,7 @@
 //! labels from `inspect` (the exact namespace value, never a prefix) and the
 //! engine's errors (gone, in use).
 
+use cc_ci_run::ext::docker::{says_gone, says_in_use};
 use cc_ci_run::teardown::leftovers::*;
 
 #[test]

@@ -12,7 +12,7 @@ use cc_ci_run::lock::holder::{
     decide, dev_major_minor, parse_fdinfo_locks, parse_lock_line, parse_proc_locks, Evidence,
     FileId, Holder, Listed,
 };
-use cc_ci_run::lock::{self, Kind, OwnerRecord};
+use cc_ci_run::lock::{self, Kind, OwnerRecord, Role};
 use cc_ci_run::sys::procfs::start_ticks;
 
 fn usage_message(kind: Kind, name: &str) -> String {
@@ -123,6 +123,7 @@ fn record() -> OwnerRecord {
         cwd: "/srv/ci".into(),
         started: "2024-05-01T10:00:00.000Z".into(),
         kind: Kind::App,
+        role: Role::Run,
     }
 }
 
@@ -374,4 +375,21 @@ fn the_table_flags_stale_records_and_old_locks() {
     assert!(text.contains("CCCI_LOCK_MAX_AGE"), "{text}");
     assert!(text.contains(" 77 "), "{text}");
     assert_eq!(locks::table(&[]), "no locks\n");
+}
+
+#[test]
+fn a_janitors_owner_record_says_janitor_and_a_record_without_a_role_is_a_runs() {
+    let j = OwnerRecord::for_janitor(Kind::Run);
+    assert_eq!(j.role, Role::Janitor);
+    let json = serde_json::to_string(&j).unwrap();
+    assert!(json.contains(r#""role":"janitor""#), "{json}");
+    assert_eq!(
+        lock::parse_owner(&json).map(|r| r.role),
+        Some(Role::Janitor)
+    );
+    // A run's record never names a janitor, whatever its run id says.
+    let named_like_one = OwnerRecord::for_self("janitor-1", Kind::Run);
+    assert_eq!(named_like_one.role, Role::Run);
+    let old = r#"{"run_id":"drone-7","pid":1,"host":"h","cwd":"/","started":"s","kind":"run"}"#;
+    assert_eq!(lock::parse_owner(old).map(|r| r.role), Some(Role::Run));
 }

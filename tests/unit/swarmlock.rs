@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use cc_ci_run::cmd::locks::{swarm_reports, swarm_table, SwarmLockReport};
 use cc_ci_run::exit;
-use cc_ci_run::lock::{Kind, OwnerRecord};
+use cc_ci_run::lock::{Kind, OwnerRecord, Role};
 use cc_ci_run::lockbackend::{check_host_id, Backend, LockSettings};
 use cc_ci_run::log;
 use cc_ci_run::swarmlock::{object_name, parse_inspect, LeaseInfo, LockObject, NAME_MAX};
@@ -336,6 +336,7 @@ fn lease_owner_maps_the_holder() {
             cwd: String::new(),
             started: "2026-12-01T19:50:50.565Z".into(),
             kind: Kind::App,
+            role: Role::Run,
         }
     );
 }

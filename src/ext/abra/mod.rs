@@ -100,9 +100,21 @@ impl Abra {
     }
 
     /// `abra app rm DOMAIN -f -n`: volumes, secrets and the env file.
-    pub fn rm(&self, domain: &str, bound: &Bound) -> Result<()> {
-        self.call(&["app", "rm", domain, "-f", "-n"], bound)
-            .map(drop)
+    pub fn rm(&self, domain: &str, bound: &Bound) -> Result<(), RmError> {
+        let args = ["app", "rm", domain, "-f", "-n"];
+        let what = format!("abra {}", args.join(" "));
+        crate::say!("$ {what}");
+        let out = ext::run(&mut self.cmd(&args), &what, bound).map_err(RmError::Other)?;
+        if out.status.success() {
+            return Ok(());
+        }
+        let said = ext::tail(&out.stderr, &out.stdout);
+        let e = anyhow::anyhow!("{what} failed ({}): {said}", out.status);
+        if crate::ext::docker::says_in_use(&said) {
+            Err(RmError::VolumeInUse(e))
+        } else {
+            Err(RmError::Other(e))
+        }
     }
 
     /// `abra app backup create DOMAIN -n`
@@ -130,5 +142,22 @@ impl Abra {
             .join("servers")
             .join(server)
             .join(format!("{domain}.env"))
+    }
+}
+
+/// How `abra app rm` failed, where teardown branches on it.
+#[derive(Debug)]
+pub enum RmError {
+    /// The engine still holds a volume: it lets go a moment after the last
+    /// container went, so a retry within the bound is worth it.
+    VolumeInUse(anyhow::Error),
+    Other(anyhow::Error),
+}
+
+impl RmError {
+    pub fn into_error(self) -> anyhow::Error {
+        match self {
+            RmError::VolumeInUse(e) | RmError::Other(e) => e,
+        }
     }
 }

@@ -435,3 +435,21 @@ impl Docker {
         }
     }
 }
+
+/// Whether a docker error says the object does not exist. `docker rm -f` of
+/// a missing container prints "No such container" and exits 0; `network
+/// rm` says "network X not found" and exits 1; the swarm's own API may
+/// say "not found" in an rpc error.
+pub fn says_gone(stderr: &str) -> bool {
+    let s = stderr.to_ascii_lowercase();
+    s.contains("no such container") || s.contains("no such network") || s.contains("not found")
+}
+
+/// Whether a docker error says the object is still in use: "network X is
+/// in use by task Y" (swarm, a task still shutting down), "network X id Y
+/// has active endpoints" (local), "container is in use"/"removal of
+/// container ... is already in progress".
+pub fn says_in_use(stderr: &str) -> bool {
+    let s = stderr.to_ascii_lowercase();
+    s.contains("in use") || s.contains("active endpoints") || s.contains("already in progress")
+}
