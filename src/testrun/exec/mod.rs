@@ -24,13 +24,23 @@
 //! Output: each test's stdout and stderr are pipes read by two threads that
 //! write the bytes to `output/<name>.stdout|.stderr` in the report
 //! directory and log each line with the test's name as prefix.
+//!
+//! The parts: this file is the event loop; `unit` a test's state and its
+//! limits, `leftovers` finding and ending what a test left behind, `output`
+//! the capture of its output.
+
+mod leftovers;
+mod output;
+mod unit;
+
+use leftovers::suite_token;
+pub use leftovers::{SUITE_MARK, TEST_NAME};
+use output::{create_output, output_files, spawn_reader, tail, READER_BOUND};
+use unit::{Ending, HardLimits, Running, Stop, UnitState};
 
 use std::collections::{HashMap, HashSet};
-use std::fs::File;
-use std::io::{Read, Write};
-use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime};
@@ -39,9 +49,7 @@ use anyhow::{Context, Result};
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::poll::{poll, PollFd, PollFlags};
-use nix::sys::resource::{getrlimit, setrlimit, Resource};
-use nix::sys::signal::{killpg, Signal};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 
 use super::checkpoint::{self, Checkpoint, Resume};
 use super::containers;
@@ -52,154 +60,12 @@ use super::select::Scheduler;
 use super::{Plan, Suite, SuiteOutcome, TestCase};
 use crate::say;
 use crate::sys::latch::{self, Latch};
+use crate::sys::spawn;
 use crate::sys::spawn::Isolation;
-use crate::sys::{kill, procfs, spawn};
 use crate::units::human;
 
-/// The environment variable that marks a test's processes as this suite's.
-pub const SUITE_MARK: &str = "CCCI_TEST_SUITE";
-/// The environment variable that names the test a process belongs to.
-pub const TEST_NAME: &str = "CCCI_TEST_NAME";
-
-/// How long the output readers may take to see end-of-file after a test
-/// and its leftovers are gone (only a process outside our reach can hold a
-/// pipe open longer).
-const READER_BOUND: Duration = Duration::from_secs(2);
 /// Between two self-protection readings while tests run.
 const SAMPLE_EVERY: Duration = Duration::from_secs(1);
-/// How much of each output file goes into the JUnit report of a failure.
-const TAIL_BYTES: u64 = 16 * 1024;
-
-/// Why the suite stopped early.
-#[derive(Clone, Debug)]
-enum Stop {
-    FailFast(String),
-    SelfProtect(String),
-    Signal(i32),
-}
-
-impl Stop {
-    fn kind(&self) -> &'static str {
-        match self {
-            Stop::FailFast(_) => "fail-fast",
-            Stop::SelfProtect(_) => "self-protect",
-            Stop::Signal(_) => "signal",
-        }
-    }
-
-    fn describe(&self) -> String {
-        match self {
-            Stop::FailFast(name) => format!("fail-fast after `{name}` failed"),
-            Stop::SelfProtect(why) => format!("self-protection: {why}"),
-            Stop::Signal(code) => format!("shutdown requested ({})", signal_words(*code)),
-        }
-    }
-}
-
-fn signal_words(code: i32) -> String {
-    match code {
-        crate::exit::SIGTERM => "SIGTERM, exit 143".into(),
-        crate::exit::SIGINT => "SIGINT, exit 130".into(),
-        crate::exit::SIGHUP => "SIGHUP, exit 129".into(),
-        crate::exit::DEADLINE => "run deadline, exit 142".into(),
-        c => format!("exit {c}"),
-    }
-}
-
-/// Resource limits of one test, capped at the runner's own hard limits
-/// (only root may raise a hard limit).
-#[derive(Clone, Copy, Debug, Default)]
-struct Rlimits {
-    entries: [Option<(Resource, u64, u64)>; 4],
-}
-
-impl Rlimits {
-    /// Applies the limits; runs in the child between fork and exec, so it
-    /// only makes system calls (setrlimit is async-signal-safe in effect).
-    fn apply(&self) -> std::io::Result<()> {
-        for (res, soft, hard) in self.entries.iter().flatten() {
-            setrlimit(*res, *soft, *hard).map_err(std::io::Error::from)?;
-        }
-        Ok(())
-    }
-
-    fn describe(&self) -> String {
-        let parts: Vec<String> = self
-            .entries
-            .iter()
-            .flatten()
-            .map(|(res, soft, _)| match res {
-                Resource::RLIMIT_AS => format!("address space {}", report::human_bytes(*soft)),
-                Resource::RLIMIT_CPU => format!("CPU {soft}s"),
-                Resource::RLIMIT_NOFILE => format!("open files {soft}"),
-                Resource::RLIMIT_NPROC => format!("processes {soft}"),
-                other => format!("{other:?} {soft}"),
-            })
-            .collect();
-        if parts.is_empty() {
-            "no limits".into()
-        } else {
-            parts.join(", ")
-        }
-    }
-}
-
-/// The runner's hard limits, read once.
-#[derive(Clone, Copy, Debug)]
-struct HardLimits {
-    address_space: u64,
-    cpu: u64,
-    nofile: u64,
-    nproc: u64,
-}
-
-impl HardLimits {
-    fn read() -> HardLimits {
-        let hard = |r| getrlimit(r).map_or(libc::RLIM_INFINITY, |(_, h)| h);
-        HardLimits {
-            address_space: hard(Resource::RLIMIT_AS),
-            cpu: hard(Resource::RLIMIT_CPU),
-            nofile: hard(Resource::RLIMIT_NOFILE),
-            nproc: hard(Resource::RLIMIT_NPROC),
-        }
-    }
-
-    fn for_test(&self, memory: Option<u64>, suite: &Suite) -> Rlimits {
-        let o = &suite.options;
-        let cap = |res, want: Option<u64>, extra: u64, hard: u64| {
-            want.map(|w| (res, w.min(hard), w.saturating_add(extra).min(hard)))
-        };
-        // CPU: SIGXCPU at the soft limit, SIGKILL one second later.
-        let cpu = o
-            .test_cpu
-            .map(|d| d.as_secs() + u64::from(d.subsec_nanos() > 0));
-        Rlimits {
-            entries: [
-                cap(Resource::RLIMIT_AS, memory, 0, self.address_space),
-                cap(Resource::RLIMIT_CPU, cpu, 1, self.cpu),
-                cap(Resource::RLIMIT_NOFILE, o.test_nofile, 0, self.nofile),
-                cap(Resource::RLIMIT_NPROC, o.test_nproc, 0, self.nproc),
-            ],
-        }
-    }
-}
-
-/// A test that has been started and not yet completed.
-struct Running {
-    idx: usize,
-    child: spawn::Child,
-    started: Instant,
-    started_at: SystemTime,
-    timeout: Duration,
-    deadline: Instant,
-    /// Set once SIGTERM went to the group: when SIGKILL follows.
-    kill_at: Option<Instant>,
-    killed: bool,
-    timed_out: bool,
-    cancelled: bool,
-    /// One message per output reader when it reaches end-of-file.
-    readers_done: mpsc::Receiver<()>,
-}
 
 struct Runner<'a> {
     suite: &'a Suite,
@@ -381,36 +247,6 @@ pub fn run(suite: &Suite, plan: Plan, cancel: Option<&Latch>) -> Result<SuiteOut
     })
 }
 
-/// A marker unique to this suite in this process and host.
-fn suite_token() -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_nanos();
-    format!(
-        "{}-{nanos}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-/// The last [`TAIL_BYTES`] of a file, lossily decoded.
-fn tail(path: &Path) -> String {
-    use std::io::Seek;
-    let Ok(mut f) = File::open(path) else {
-        return String::new();
-    };
-    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
-    if len > TAIL_BYTES {
-        let _ = f.seek(std::io::SeekFrom::Start(len - TAIL_BYTES));
-    }
-    let mut buf = Vec::new();
-    let _ = f.read_to_end(&mut buf);
-    String::from_utf8_lossy(&buf).into_owned()
-}
-
 impl Runner<'_> {
     fn drive(&mut self) -> Result<()> {
         loop {
@@ -441,7 +277,6 @@ impl Runner<'_> {
             }
         }
     }
-
     fn check_cancel(&mut self) {
         if self.stop.is_none() && self.cancel.is_some_and(|c| c.is_set()) {
             let code = crate::lifetime::funnel()
@@ -450,7 +285,6 @@ impl Runner<'_> {
             self.begin_stop(Stop::Signal(code));
         }
     }
-
     /// Starts ready tests up to the worker count.
     fn start_ready(&mut self) {
         while self.stop.is_none() && self.running.len() < self.workers {
@@ -478,7 +312,6 @@ impl Runner<'_> {
             }
         }
     }
-
     /// Takes a self-protection reading; true when it tripped (the suite is
     /// then stopping).
     fn protect_check(&mut self) -> bool {
@@ -497,7 +330,6 @@ impl Runner<'_> {
             }
         }
     }
-
     /// Stops scheduling and sends SIGTERM to every running test's group;
     /// SIGKILL follows after the grace.
     fn begin_stop(&mut self, stop: Stop) {
@@ -521,15 +353,16 @@ impl Runner<'_> {
             if r.child.try_reap().unwrap_or(false) {
                 continue;
             }
-            if r.kill_at.is_none() {
-                r.cancelled = true;
+            if r.state == UnitState::Running {
                 r.child.signal_group(Signal::SIGTERM);
-                r.kill_at = Some(now + self.suite.grace);
+                r.state = UnitState::Terminating {
+                    why: Ending::Stopped,
+                    kill_at: now + self.suite.grace,
+                };
             }
         }
         self.stop = Some(stop);
     }
-
     fn start(&mut self, i: usize) -> Result<Running> {
         let t = &self.tests[i];
         let suite = self.suite;
@@ -590,24 +423,18 @@ impl Runner<'_> {
             started_at: SystemTime::now(),
             timeout,
             deadline: started + timeout,
-            kill_at: None,
-            killed: false,
-            timed_out: false,
-            cancelled: false,
+            state: UnitState::Running,
             readers_done: rx,
         })
     }
-
     /// Waits until a running test exits, the cancel latch is set, or the
     /// next timer is due.
     fn wait(&mut self) -> Result<()> {
         let mut next: Option<Instant> = None;
         let mut at = |t: Instant| next = Some(next.map_or(t, |n: Instant| n.min(t)));
         for r in &self.running {
-            match r.kill_at {
-                Some(k) if !r.killed => at(k),
-                Some(_) => {}
-                None => at(r.deadline),
+            if let Some(t) = r.state.next_timer(r.deadline) {
+                at(t);
             }
         }
         if self.sampler.is_some() && self.stop.is_none() {
@@ -629,7 +456,6 @@ impl Runner<'_> {
             Err(e) => Err(e).context("poll on the running tests failed"),
         }
     }
-
     /// Reaps exited tests and escalates timeouts and stops.
     fn service(&mut self) -> Result<()> {
         let mut k = 0;
@@ -643,23 +469,25 @@ impl Runner<'_> {
             let grace = self.suite.grace;
             let name = &self.tests[self.running[k].idx].name;
             let r = &mut self.running[k];
-            match r.kill_at {
-                Some(at) if !r.killed && now >= at => {
+            match r.state {
+                UnitState::Terminating { why, kill_at } if now >= kill_at => {
                     say!(
                         "{name}: still running {} after SIGTERM: SIGKILL to its process group",
                         human(grace)
                     );
                     r.child.signal_group(Signal::SIGKILL);
-                    r.killed = true;
+                    r.state = UnitState::Killed { why };
                 }
-                None if now >= r.deadline => {
+                UnitState::Running if now >= r.deadline => {
                     say!(
                         "{name}: timed out after {}: SIGTERM to its process group",
                         human(r.timeout)
                     );
-                    r.timed_out = true;
                     r.child.signal_group(Signal::SIGTERM);
-                    r.kill_at = Some(now + grace);
+                    r.state = UnitState::Terminating {
+                        why: Ending::TimedOut,
+                        kill_at: now + grace,
+                    };
                 }
                 _ => {}
             }
@@ -667,7 +495,6 @@ impl Runner<'_> {
         }
         Ok(())
     }
-
     /// A test's leader has been reaped: end its leftovers, collect its
     /// output, record the result.
     fn complete(&mut self, r: Running) {
@@ -686,8 +513,8 @@ impl Runner<'_> {
             }
         }
         let success = status.is_some_and(|s| s.success());
-        let (result, reason) = if r.timed_out {
-            let how = if r.killed {
+        let (result, reason) = if r.state.ending() == Some(Ending::TimedOut) {
+            let how = if matches!(r.state, UnitState::Killed { .. }) {
                 ", killed after the grace"
             } else {
                 ""
@@ -696,7 +523,7 @@ impl Runner<'_> {
                 Outcome::TimedOut,
                 Some(format!("timed out after {}{how}", human(r.timeout))),
             )
-        } else if r.cancelled {
+        } else if r.state.ending() == Some(Ending::Stopped) {
             let why = self.stop.as_ref().map(Stop::describe).unwrap_or_default();
             (Outcome::Cancelled, Some(format!("terminated: {why}")))
         } else if success {
@@ -732,7 +559,6 @@ impl Runner<'_> {
         self.results[i] = Some(rep);
         self.after_finish(i, result);
     }
-
     fn after_finish(&mut self, i: usize, result: Outcome) {
         let passed = result == Outcome::Passed;
         for (d, why) in self.sched.finish(i, passed) {
@@ -748,14 +574,12 @@ impl Runner<'_> {
             self.begin_stop(Stop::FailFast(name));
         }
     }
-
     fn record_skipped(&mut self, i: usize, why: String) {
         let mut rep = self.base_report(i);
         rep.result = Outcome::Skipped;
         rep.reason = Some(why);
         self.results[i] = Some(rep);
     }
-
     fn fill_missing(&mut self, why: &str) {
         for i in 0..self.results.len() {
             if self.results[i].is_none() {
@@ -763,7 +587,6 @@ impl Runner<'_> {
             }
         }
     }
-
     fn base_report(&self, i: usize) -> TestReport {
         let t = &self.tests[i];
         let o = &self.suite.options;
@@ -792,7 +615,6 @@ impl Runner<'_> {
             memory_bytes: t.meta.memory.or(o.test_memory),
         }
     }
-
     /// `--resume`: tests the checkpoint says passed for this run id, ref and
     /// tier are not run again.
     fn resume(&mut self) {
@@ -835,14 +657,12 @@ impl Runner<'_> {
             }
         }
     }
-
     /// Queues the checkpoint for the writer thread; a failed write is logged
     /// there (the tests go on; only a later --resume loses).
     fn save_checkpoint(&mut self) {
         self.cp.updated = crate::log::timestamp(SystemTime::now());
         self.cp_writer.save(&self.cp);
     }
-
     /// After an internal error: every running test's group gets SIGKILL at
     /// once and is reaped (no grace: the runner cannot keep its promises).
     fn abort_running(&mut self) {
@@ -857,195 +677,5 @@ impl Runner<'_> {
             rep.leaked_pids = leaked;
             self.results[r.idx] = Some(rep);
         }
-    }
-
-    fn running_leaders(&self) -> HashSet<i32> {
-        self.running.iter().map(|r| r.child.pid.as_raw()).collect()
-    }
-
-    /// Ends what test `name` (leader `pgid`, already reaped) left behind;
-    /// returns their pids.
-    fn end_leftovers(&self, pgid: i32, name: &str) -> Vec<i32> {
-        let leaders = self.running_leaders();
-        // Fast path, no /proc scan: the group is empty and we have no child
-        // besides the running tests' leaders.
-        let group_empty = killpg(Pid::from_raw(pgid), None) == Err(Errno::ESRCH);
-        let strays = own_children().map(|c| c.iter().any(|p| !leaders.contains(p)));
-        if group_empty && strays == Some(false) {
-            return Vec::new();
-        }
-        let me = std::process::id() as i32;
-        let token = self.token.as_str();
-        let found = kill::escalate(self.suite.grace, |procs| {
-            let roots = procs.iter().filter(|p| {
-                p.pgid == pgid
-                    || (p.ppid == me
-                        && !p.zombie
-                        && !leaders.contains(&p.pid)
-                        && test_of(p.pid, token).as_deref() == Some(name))
-            });
-            procfs::with_descendants(procs, roots.map(|p| p.pid))
-        });
-        found.into_iter().collect()
-    }
-
-    /// End of suite: anything still alive that carries this suite's mark
-    /// (left by a test after its own check, or by a test whose check could
-    /// not see it) is ended; it is blamed on the test it names.
-    fn sweep_leftovers(&mut self) {
-        let me = std::process::id() as i32;
-        let token = self.token.clone();
-        let mut names: HashMap<i32, String> = HashMap::new();
-        let found = kill::escalate(self.suite.grace, |procs| {
-            let mine: Vec<i32> = procfs::proc_descendants(procs, me)
-                .into_iter()
-                .filter(|pid| match test_of(*pid, &token) {
-                    Some(n) => {
-                        names.insert(*pid, n);
-                        true
-                    }
-                    None => false,
-                })
-                .collect();
-            procfs::with_descendants(procs, mine.into_iter())
-        });
-        for pid in found {
-            let idx = names
-                .get(&pid)
-                .and_then(|n| self.tests.iter().position(|t| &t.name == n));
-            match idx.and_then(|i| self.results[i].as_mut()) {
-                Some(rep) => {
-                    say!(
-                        "{}: leftover process {pid} killed at the end of the suite",
-                        rep.name
-                    );
-                    rep.leaky = true;
-                    rep.leaked_pids.push(pid);
-                }
-                None => self.unattributed.push(pid),
-            }
-        }
-        if !self.unattributed.is_empty() {
-            say!(
-                "killed {} leftover process(es) of this suite: {:?}",
-                self.unattributed.len(),
-                self.unattributed
-            );
-        }
-    }
-}
-
-/// How a failed write of the captured output is named (one name for the
-/// whole directory, so a full disk is said once, not twice per test).
-fn output_files(out_dir: &Path) -> String {
-    format!(
-        "the test output files in {} (the tests run; their output is in the log)",
-        out_dir.display()
-    )
-}
-
-/// The file a test's output is copied to. One that cannot be created (a
-/// full disk) is said once and replaced by /dev/null: the output still
-/// reaches the log line by line, and a test never fails for want of a
-/// place to copy its output to.
-fn create_output(out_dir: &Path, name: &str) -> Result<File> {
-    // std opens with O_CLOEXEC: the file never reaches a test by inheritance.
-    let path = out_dir.join(name);
-    match File::create(&path) {
-        Ok(f) => Ok(f),
-        Err(e) => {
-            let e = anyhow::Error::from(e).context(format!("failed to create {}", path.display()));
-            crate::log::write_failed(&output_files(out_dir), &e);
-            std::fs::OpenOptions::new()
-                .write(true)
-                .open("/dev/null")
-                .context("failed to open /dev/null for a test's output")
-        }
-    }
-}
-
-/// Copies a test's output pipe to its file and to the log, line by line.
-fn spawn_reader(fd: OwnedFd, mut file: File, prefix: String, done: mpsc::Sender<()>) -> Result<()> {
-    std::thread::Builder::new()
-        .name("test-output".into())
-        .spawn(move || {
-            let mut pipe = File::from(fd);
-            let mut chunk = [0u8; 8192];
-            let mut pending: Vec<u8> = Vec::new();
-            let show = |bytes: &[u8]| {
-                let text = String::from_utf8_lossy(bytes);
-                say!("{prefix}{}", text.trim_end_matches(['\n', '\r']));
-            };
-            loop {
-                let n = match pipe.read(&mut chunk) {
-                    Ok(0) => break,
-                    Ok(n) => n,
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                    Err(_) => break,
-                };
-                let _ = file.write_all(&chunk[..n]);
-                pending.extend_from_slice(&chunk[..n]);
-                while let Some(pos) = pending.iter().position(|&b| b == b'\n') {
-                    let line: Vec<u8> = pending.drain(..=pos).collect();
-                    show(&line);
-                }
-                // A very long line is shown in pieces rather than held.
-                if pending.len() >= chunk.len() {
-                    show(&pending);
-                    pending.clear();
-                }
-            }
-            if !pending.is_empty() {
-                show(&pending);
-            }
-            let _ = done.send(());
-        })
-        .context("failed to start an output reader thread")?;
-    Ok(())
-}
-
-/// Our direct children, from `/proc/self/task/*/children`; None when the
-/// kernel does not provide those files. A thread that ends during the scan
-/// (an output reader) is skipped: its children, if it had any, pass to a
-/// thread that is still there.
-fn own_children() -> Option<Vec<i32>> {
-    let me = std::process::id().to_string();
-    let main = std::fs::read_to_string(format!("/proc/self/task/{me}/children")).ok()?;
-    let mut out: Vec<i32> = main
-        .split_whitespace()
-        .filter_map(|p| p.parse().ok())
-        .collect();
-    for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
-        if task.file_name().to_str() == Some(me.as_str()) {
-            continue;
-        }
-        if let Ok(text) = std::fs::read_to_string(task.path().join("children")) {
-            out.extend(
-                text.split_whitespace()
-                    .filter_map(|p| p.parse::<i32>().ok()),
-            );
-        }
-    }
-    Some(out)
-}
-
-/// The test a process belongs to, if it carries this suite's mark: read
-/// from its environment, which every process of a test inherits unless it
-/// deliberately clears it.
-fn test_of(pid: i32, token: &str) -> Option<String> {
-    let env = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
-    let mut marked = false;
-    let mut name = None;
-    for var in env.split(|&b| b == 0) {
-        if let Some(v) = var.strip_prefix(format!("{SUITE_MARK}=").as_bytes()) {
-            marked = v == token.as_bytes();
-        } else if let Some(v) = var.strip_prefix(format!("{TEST_NAME}=").as_bytes()) {
-            name = Some(String::from_utf8_lossy(v).into_owned());
-        }
-    }
-    if marked {
-        name
-    } else {
-        None
     }
 }
