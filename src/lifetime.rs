@@ -36,7 +36,7 @@ use crate::sys::{kill, spawn};
 /// The harness's signal funnel: the first shutdown request and the teardown
 /// state. One per process.
 #[derive(Debug)]
-pub struct Funnel {
+pub(crate) struct Funnel {
     code: AtomicI32,
     teardown: AtomicBool,
     latch: Latch,
@@ -47,7 +47,7 @@ static FUNNEL: OnceLock<Funnel> = OnceLock::new();
 impl Funnel {
     /// Requests shutdown with `code` unless one was already requested.
     /// Returns true when this call was the first request.
-    pub fn request(&self, code: i32, why: &str) -> bool {
+    pub(crate) fn request(&self, code: i32, why: &str) -> bool {
         if self.teardown.load(Ordering::SeqCst) {
             say!("{why}: ignored, teardown is under way and is not interrupted");
             return false;
@@ -69,7 +69,7 @@ impl Funnel {
     }
 
     /// The exit code of the first shutdown request, if any.
-    pub fn requested(&self) -> Option<i32> {
+    pub(crate) fn requested(&self) -> Option<i32> {
         match self.code.load(Ordering::SeqCst) {
             0 => None,
             c => Some(c),
@@ -77,17 +77,13 @@ impl Funnel {
     }
 
     /// The latch that interruptible waits poll; set on the first request.
-    pub fn latch(&self) -> &Latch {
+    pub(crate) fn latch(&self) -> &Latch {
         &self.latch
     }
 
     /// From now on, signals are logged and ignored.
-    pub fn begin_teardown(&self) {
+    pub(crate) fn begin_teardown(&self) {
         self.teardown.store(true, Ordering::SeqCst);
-    }
-
-    pub fn in_teardown(&self) -> bool {
-        self.teardown.load(Ordering::SeqCst)
     }
 
     fn on_signal(&self, sig: i32) {
@@ -102,7 +98,7 @@ impl Funnel {
 }
 
 /// The process's funnel, once the guards are installed.
-pub fn funnel() -> Option<&'static Funnel> {
+pub(crate) fn funnel() -> Option<&'static Funnel> {
     FUNNEL.get()
 }
 
@@ -134,7 +130,7 @@ fn unblock(set: &SigSet) -> Result<()> {
 /// The funnel's signals are blocked for the duration, so a SIGTERM that
 /// PDEATHSIG delivers between the prctl and the handler's installation stays
 /// pending and reaches the funnel instead of killing us by default action.
-pub fn install_harness_guards(expected_parent: Option<Pid>) -> Result<&'static Funnel> {
+pub(crate) fn install_harness_guards(expected_parent: Option<Pid>) -> Result<&'static Funnel> {
     let funnel_signals = [
         Signal::SIGTERM,
         Signal::SIGINT,
@@ -179,7 +175,7 @@ pub fn install_harness_guards(expected_parent: Option<Pid>) -> Result<&'static F
 
 /// Arms the run deadline: SIGALRM after `after`, which the funnel turns into
 /// a shutdown request with exit code 142.
-pub fn arm_deadline(after: Duration) -> Result<()> {
+pub(crate) fn arm_deadline(after: Duration) -> Result<()> {
     let it = libc::itimerval {
         it_interval: libc::timeval {
             tv_sec: 0,
@@ -202,7 +198,7 @@ pub fn arm_deadline(after: Duration) -> Result<()> {
 }
 
 /// Disarms the run deadline (teardown has its own bound).
-pub fn disarm_deadline() -> Result<()> {
+pub(crate) fn disarm_deadline() -> Result<()> {
     // SAFETY: a zeroed itimerval is valid and disarms the timer.
     let it: libc::itimerval = unsafe { std::mem::zeroed() };
     // SAFETY: valid pointer to a local; a null old value is allowed.
@@ -216,7 +212,7 @@ pub fn disarm_deadline() -> Result<()> {
 
 /// What the wrapper does.
 #[derive(Clone, Debug)]
-pub struct WrapOptions {
+pub(crate) struct WrapOptions {
     /// The parent pid read first thing in `main`, before any other work.
     pub start_ppid: Pid,
     /// After SIGTERM has been forwarded, how long the child's group has
@@ -229,7 +225,7 @@ pub struct WrapOptions {
 }
 
 /// Runs `cmd` as the wrapper of SPEC section 2 and returns the exit code.
-pub fn wrap(mut cmd: Command, opts: &WrapOptions) -> Result<i32> {
+pub(crate) fn wrap(mut cmd: Command, opts: &WrapOptions) -> Result<i32> {
     let wrapper_signals = [
         Signal::SIGTERM,
         Signal::SIGINT,

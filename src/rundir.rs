@@ -20,42 +20,42 @@ use serde::{Deserialize, Serialize};
 
 /// The layout of one run under the state directory.
 #[derive(Clone, Debug)]
-pub struct RunDir {
+pub(crate) struct RunDir {
     pub state_dir: PathBuf,
     pub root: PathBuf,
 }
 
 impl RunDir {
-    pub fn new(state_dir: &Path, run_id: &str) -> RunDir {
+    pub(crate) fn new(state_dir: &Path, run_id: &str) -> RunDir {
         RunDir {
             state_dir: state_dir.to_path_buf(),
             root: state_dir.join("runs").join(run_id),
         }
     }
-    pub fn record(&self) -> PathBuf {
+    pub(crate) fn record(&self) -> PathBuf {
         self.root.join("run.json")
     }
-    pub fn log(&self) -> PathBuf {
+    pub(crate) fn log(&self) -> PathBuf {
         self.root.join("run.log")
     }
-    pub fn report(&self) -> PathBuf {
+    pub(crate) fn report(&self) -> PathBuf {
         self.root.join("report")
     }
     /// The per-run ABRA_DIR.
-    pub fn abra_dir(&self) -> PathBuf {
+    pub(crate) fn abra_dir(&self) -> PathBuf {
         self.root.join("abra")
     }
     /// Scratch space of the run (tests staged from the ref under test).
-    pub fn work(&self) -> PathBuf {
+    pub(crate) fn work(&self) -> PathBuf {
         self.root.join("work")
     }
-    pub fn recipe_checkout(&self, recipe: &str) -> PathBuf {
+    pub(crate) fn recipe_checkout(&self, recipe: &str) -> PathBuf {
         self.abra_dir().join("recipes").join(recipe)
     }
 
     /// Removes the run tree (abra dir and scratch), keeping record, log and
     /// reports.
-    pub fn remove_tree(&self) -> Result<()> {
+    pub(crate) fn remove_tree(&self) -> Result<()> {
         for p in [self.abra_dir(), self.work()] {
             remove_inside(&self.state_dir, &p)?;
         }
@@ -64,7 +64,7 @@ impl RunDir {
 }
 
 /// Creates `dir` and its parents with mode 0755.
-pub fn mkdirs(dir: &Path) -> Result<()> {
+pub(crate) fn mkdirs(dir: &Path) -> Result<()> {
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o755)
@@ -74,7 +74,7 @@ pub fn mkdirs(dir: &Path) -> Result<()> {
 
 /// Recursively removes `path`, but only after proving it lies strictly
 /// inside `state_dir`. A missing path is fine.
-pub fn remove_inside(state_dir: &Path, path: &Path) -> Result<()> {
+pub(crate) fn remove_inside(state_dir: &Path, path: &Path) -> Result<()> {
     let meta = match fs::symlink_metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
@@ -257,7 +257,7 @@ pub struct PhaseSpan {
 /// The summary block a run prints last (SPEC section 3), from its record
 /// (pure): verdict and failed phase, per-phase durations, tests per tier,
 /// the lock wait, and where the log and the reports are.
-pub fn summary_lines(r: &RunRecord) -> Vec<String> {
+pub(crate) fn summary_lines(r: &RunRecord) -> Vec<String> {
     use crate::units::human;
     let ms = |v: u64| human(std::time::Duration::from_millis(v));
     let mut out = vec![format!("── summary of run {} ──", r.run_id)];
@@ -356,7 +356,7 @@ pub struct TierTests {
 
 /// Every verdict a record can carry (SPEC section 3), as [`verdict_of`]
 /// names them.
-pub const VERDICTS: [&str; 9] = [
+pub(crate) const VERDICTS: [&str; 9] = [
     "passed",
     "failed",
     "bad-input",
@@ -385,19 +385,19 @@ pub fn verdict_of(code: i32) -> &'static str {
 }
 
 impl RunRecord {
-    pub fn save(&self, path: &Path) -> Result<()> {
+    pub(crate) fn save(&self, path: &Path) -> Result<()> {
         let text = serde_json::to_vec_pretty(self).context("failed to encode the run record")?;
         write_atomic(path, &text)
     }
 
-    pub fn load(path: &Path) -> Result<RunRecord> {
+    pub(crate) fn load(path: &Path) -> Result<RunRecord> {
         let text = fs::read(path).with_context(|| format!("failed to read {}", path.display()))?;
         serde_json::from_slice(&text).with_context(|| format!("failed to parse {}", path.display()))
     }
 }
 
 /// Every run record under the state directory (unreadable ones skipped).
-pub fn all_records(state_dir: &Path) -> Vec<(PathBuf, RunRecord)> {
+pub(crate) fn all_records(state_dir: &Path) -> Vec<(PathBuf, RunRecord)> {
     let Ok(dir) = fs::read_dir(state_dir.join("runs")) else {
         return Vec::new();
     };
@@ -412,7 +412,7 @@ pub fn all_records(state_dir: &Path) -> Vec<(PathBuf, RunRecord)> {
 
 /// Creates the symlink `link` → `target`, accepting an existing identical
 /// link; anything else at that place is an error that says what to remove.
-pub fn ensure_symlink(target: &Path, link: &Path) -> Result<()> {
+pub(crate) fn ensure_symlink(target: &Path, link: &Path) -> Result<()> {
     match fs::symlink_metadata(link) {
         Ok(m) if m.file_type().is_symlink() => {
             let cur = fs::read_link(link)

@@ -7,20 +7,20 @@ use std::fmt::Write as _;
 
 /// How a column's cells are aligned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Align {
+pub(crate) enum Align {
     Left,
     /// Numbers and durations: their last digits line up.
     Right,
 }
 
 /// Renders `rows` (the header first) as left-aligned lines, one per row.
-pub fn render(rows: &[Vec<String>]) -> String {
+pub(crate) fn render(rows: &[Vec<String>]) -> String {
     render_aligned(rows, &[])
 }
 
 /// Renders `rows` (the header first), column `i` aligned by `align[i]`
 /// (left where `align` has no entry).
-pub fn render_aligned(rows: &[Vec<String>], align: &[Align]) -> String {
+pub(crate) fn render_aligned(rows: &[Vec<String>], align: &[Align]) -> String {
     let mut widths: Vec<usize> = Vec::new();
     for row in rows {
         if widths.len() < row.len() {
@@ -53,7 +53,7 @@ pub fn render_aligned(rows: &[Vec<String>], align: &[Align]) -> String {
 }
 
 /// A cell for an optional value: `-` when absent or empty.
-pub fn dash(value: Option<String>) -> String {
+pub(crate) fn dash(value: Option<String>) -> String {
     value
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "-".into())

@@ -189,7 +189,7 @@ pub fn table(entries: &[Entry]) -> String {
 }
 
 /// `cc-ci-run history`.
-pub fn command(state_dir: &Path, args: &HistoryArgs) -> Result<i32> {
+pub(crate) fn command(state_dir: &Path, args: &HistoryArgs) -> Result<i32> {
     let filter = Filter::new(args, SystemTime::now())?;
     let records: Vec<RunRecord> = crate::cmd::status::scan(state_dir)?
         .into_iter()

@@ -202,7 +202,7 @@ pub fn swarm_table(reports: &[SwarmLockReport]) -> String {
     )
 }
 
-pub fn locks(state_dir: &Path, args: LocksArgs) -> Result<i32> {
+pub(crate) fn locks(state_dir: &Path, args: LocksArgs) -> Result<i32> {
     crate::log::set_tag("locks");
     let max_age = crate::config::lock_max_age(&crate::config::process_env())?;
     let settings = LockSettings::from_process_env()?;
@@ -259,7 +259,7 @@ pub fn locks(state_dir: &Path, args: LocksArgs) -> Result<i32> {
 }
 
 /// Every lock file under the state directory, with the kernel's view of it.
-pub fn collect(state_dir: &Path, max_age: Duration) -> Result<Vec<LockReport>> {
+pub(crate) fn collect(state_dir: &Path, max_age: Duration) -> Result<Vec<LockReport>> {
     let mut files: Vec<(Kind, String, PathBuf, std::fs::Metadata)> = Vec::new();
     for kind in [Kind::App, Kind::Run] {
         let dir = lock::lock_dir(state_dir, kind);
@@ -416,7 +416,7 @@ pub fn resolve_kind(
 }
 
 /// `cc-ci-run unlock NAME [--terminate [--wait D]]`.
-pub fn unlock(state_dir: &Path, args: UnlockArgs) -> Result<i32> {
+pub(crate) fn unlock(state_dir: &Path, args: UnlockArgs) -> Result<i32> {
     crate::log::set_tag("unlock");
     let settings = LockSettings::from_process_env()?;
     if settings.backend == Backend::Swarm
@@ -661,7 +661,7 @@ fn terminate_and_remove(path: &Path, pid: i32, what: &str, wait: Duration) -> Re
 }
 
 /// `__hold-lock KIND NAME [CMD...]`: see [`HoldLockArgs`].
-pub fn hold_lock(state_dir: &Path, args: HoldLockArgs) -> Result<i32> {
+pub(crate) fn hold_lock(state_dir: &Path, args: HoldLockArgs) -> Result<i32> {
     crate::log::set_tag("hold-lock");
     crate::config::names::validate_name(args.kind, &args.name)?;
     let run_id = args
@@ -782,7 +782,7 @@ fn hold(
 
 /// `__lock-stress NAME --iterations N --oracle FILE [--unlocker]`: see
 /// [`LockStressArgs`]. Prints `acquired A busy B absent C` on stdout.
-pub fn lock_stress(state_dir: &Path, args: LockStressArgs) -> Result<i32> {
+pub(crate) fn lock_stress(state_dir: &Path, args: LockStressArgs) -> Result<i32> {
     crate::log::set_tag("lock-stress");
     crate::config::names::validate_name(Kind::App, &args.name)?;
     let settings = LockSettings::from_process_env()?;
@@ -904,7 +904,7 @@ fn lock_stress_backend(
 /// `__bench-lock N`: N rounds of try-acquire + release of one uncontended
 /// app lock (open, flock, inode re-check, owner record, truncate, close);
 /// prints the median in nanoseconds.
-pub fn bench_lock(state_dir: &Path, args: BenchLockArgs) -> Result<i32> {
+pub(crate) fn bench_lock(state_dir: &Path, args: BenchLockArgs) -> Result<i32> {
     let name = args.name.as_deref().unwrap_or("bench.lock.invalid");
     let owner = OwnerRecord::for_self("bench", Kind::App);
     let locks = LockSettings::from_process_env()?.open(state_dir);

@@ -2,7 +2,7 @@
 
 pub mod history;
 pub mod locks;
-pub mod status;
+pub(crate) mod status;
 
 use std::process::Command;
 
@@ -43,7 +43,7 @@ pub fn dispatch(cli: Cli, start_ppid: Pid) -> Result<i32> {
 
 /// `cc-ci-run exec -- CMD...`: the guarded replacement for
 /// `setsid CMD & PID=$!; trap 'kill -TERM -- -$PID' TERM EXIT; wait $PID`.
-pub fn exec(args: cli::ExecArgs, start_ppid: Pid) -> Result<i32> {
+pub(crate) fn exec(args: cli::ExecArgs, start_ppid: Pid) -> Result<i32> {
     crate::log::set_tag("exec");
     let (program, rest) = args
         .command
@@ -64,7 +64,7 @@ pub fn exec(args: cli::ExecArgs, start_ppid: Pid) -> Result<i32> {
 
 /// `cc-ci-run completions SHELL`: the completion script, generated from the
 /// clap definitions (hidden subcommands stay hidden).
-pub fn completions(args: cli::CompletionsArgs) -> Result<i32> {
+pub(crate) fn completions(args: cli::CompletionsArgs) -> Result<i32> {
     let full = Cli::command();
     // The fish and powershell generators offer hidden subcommands too, and
     // clap cannot remove one: the command is rebuilt from the visible parts.
@@ -82,7 +82,7 @@ pub fn completions(args: cli::CompletionsArgs) -> Result<i32> {
 /// `cc-ci-run man [COMMAND]`: the man page (roff) of the binary, or of one
 /// subcommand, generated from the clap definitions. The main page lists the
 /// subcommands as `cc-ci-run-COMMAND(1)`, so a package installs one page each.
-pub fn man(args: cli::ManArgs) -> Result<i32> {
+pub(crate) fn man(args: cli::ManArgs) -> Result<i32> {
     let mut cmd = Cli::command();
     // Building names the subcommands as the main page refers to them
     // (`cc-ci-run-run`) and copies the global flags into each.
@@ -124,7 +124,7 @@ fn write_stdout(bytes: &[u8], what: &str) -> Result<i32> {
 
 /// `cc-ci-run test [PATHS]`: the recipe test runner on its own, against an
 /// already deployed app (SPEC section 6).
-pub fn test(args: cli::TestArgs) -> Result<i32> {
+pub(crate) fn test(args: cli::TestArgs) -> Result<i32> {
     // First act: the funnel turns SIGTERM/SIGINT into a clean stop of the
     // suite (tests terminated with the escalation, containers removed).
     let funnel = lifetime::install_harness_guards(None)?;

@@ -21,7 +21,7 @@ use crate::rundir::RunRecord;
 
 /// One line of `status --json` (a JSON array of these on stdout).
 #[derive(Debug, Serialize)]
-pub struct RunStatus {
+pub(crate) struct RunStatus {
     /// The run directory's name (the run id).
     pub id: String,
     /// `running` (its run lock is held), `finished`, `dead` (no finish
@@ -36,7 +36,7 @@ pub struct RunStatus {
 }
 
 /// The state of a record given whether its run lock is held (pure).
-pub fn state_of(r: &RunRecord, lock_held: bool) -> &'static str {
+pub(crate) fn state_of(r: &RunRecord, lock_held: bool) -> &'static str {
     if lock_held && r.finished.is_none() {
         "running"
     } else if r.finished.is_some() {
@@ -49,7 +49,7 @@ pub fn state_of(r: &RunRecord, lock_held: bool) -> &'static str {
 /// Lists `runs/` of the state directory: each run directory's record or
 /// why it cannot be read. A missing or unreadable state directory is an
 /// error (exit 3 naming it); a state directory without `runs/` has no runs.
-pub fn scan(state_dir: &Path) -> Result<Vec<(String, Result<RunRecord, String>)>> {
+pub(crate) fn scan(state_dir: &Path) -> Result<Vec<(String, Result<RunRecord, String>)>> {
     std::fs::read_dir(state_dir).map_err(|e| {
         Failure::infra(format!(
             "cannot read the state directory {}: {e} (CCCI_STATE_DIR or --state-dir)",
@@ -116,7 +116,7 @@ fn run_locks_held(state_dir: &Path, ids: &[&str]) -> Vec<bool> {
 }
 
 /// The runs known on this host, oldest first.
-pub fn collect(state_dir: &Path) -> Result<Vec<RunStatus>> {
+pub(crate) fn collect(state_dir: &Path) -> Result<Vec<RunStatus>> {
     let scanned = scan(state_dir)?;
     let ids: Vec<&str> = scanned.iter().map(|(id, _)| id.as_str()).collect();
     let held = run_locks_held(state_dir, &ids);
@@ -141,7 +141,7 @@ pub fn collect(state_dir: &Path) -> Result<Vec<RunStatus>> {
 }
 
 /// The table `status` prints (pure).
-pub fn table(runs: &[RunStatus]) -> String {
+pub(crate) fn table(runs: &[RunStatus]) -> String {
     let header = [
         "RUN",
         "STATE",
@@ -177,7 +177,7 @@ pub fn table(runs: &[RunStatus]) -> String {
 }
 
 /// `cc-ci-run status [--json] [--watch]`.
-pub fn status(state_dir: &Path, json: bool, watch: bool) -> Result<i32> {
+pub(crate) fn status(state_dir: &Path, json: bool, watch: bool) -> Result<i32> {
     loop {
         let runs = collect(state_dir)?;
         let mut out = std::io::stdout().lock();
@@ -227,7 +227,7 @@ fn run_dir(state_dir: &Path, id: &str) -> Result<PathBuf> {
 /// `cc-ci-run logs RUN [--follow]`: the run's log from the state directory
 /// (kept after the run tree is gone). `--follow` streams a live run's log
 /// until the run finishes and exits with the run's exit code.
-pub fn logs(state_dir: &Path, id: &str, follow: bool) -> Result<i32> {
+pub(crate) fn logs(state_dir: &Path, id: &str, follow: bool) -> Result<i32> {
     use std::io::Read;
     let dir = run_dir(state_dir, id)?;
     let path = dir.join("run.log");

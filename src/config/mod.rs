@@ -21,10 +21,10 @@ use crate::exit::Failure;
 pub type Env = HashMap<String, String>;
 
 /// The domain suffix used when CCCI_DOMAIN_SUFFIX is unset.
-pub const DEFAULT_DOMAIN_SUFFIX: &str = "ci.localhost";
+pub(crate) const DEFAULT_DOMAIN_SUFFIX: &str = "ci.localhost";
 
 /// abra truncates stack names to this many characters.
-pub const STACK_NAME_MAX: usize = 45;
+pub(crate) const STACK_NAME_MAX: usize = 45;
 
 /// Which version the install tier deploys first.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -86,7 +86,7 @@ pub fn check_ref(field: &str, value: &str) -> Result<()> {
 }
 
 /// A pull request number: 1 to 999999999, digits only.
-pub fn check_pr(field: &str, value: &str) -> Result<u32> {
+pub(crate) fn check_pr(field: &str, value: &str) -> Result<u32> {
     let ok = !value.is_empty()
         && value.len() <= 9
         && value.bytes().all(|b| b.is_ascii_digit())
@@ -102,7 +102,7 @@ pub fn check_pr(field: &str, value: &str) -> Result<u32> {
 }
 
 /// A build number: digits only.
-pub fn check_build(field: &str, value: &str) -> Result<u64> {
+pub(crate) fn check_build(field: &str, value: &str) -> Result<u64> {
     let ok = !value.is_empty() && value.len() <= 18 && value.bytes().all(|b| b.is_ascii_digit());
     match value.parse::<u64>() {
         Ok(n) if ok => Ok(n),
@@ -119,7 +119,7 @@ pub fn stack_name(domain: &str) -> String {
 }
 
 /// The lane of the domain template: `pr<N>`, `b<build>` or `m<pid>`.
-pub fn lane(pr: Option<u32>, build: Option<u64>, pid: u32) -> String {
+pub(crate) fn lane(pr: Option<u32>, build: Option<u64>, pid: u32) -> String {
     match (pr, build) {
         (Some(n), _) => format!("pr{n}"),
         (None, Some(b)) => format!("b{b}"),
@@ -141,7 +141,7 @@ fn env_nonempty<'a>(env: &'a Env, key: &str) -> Option<&'a str> {
 }
 
 /// Whether an environment flag is on (`1`, `true`, `yes`, `on`).
-pub fn env_flag(env: &Env, key: &str) -> Result<bool> {
+pub(crate) fn env_flag(env: &Env, key: &str) -> Result<bool> {
     match env_nonempty(env, key) {
         None => Ok(false),
         Some(v) => match v.to_ascii_lowercase().as_str() {
@@ -263,7 +263,7 @@ pub fn run_config(args: &RunArgs, env: &Env, pid: u32) -> Result<RunConfig> {
 
 /// DRONE_REPO as Drone sets it (`owner/name`): printable, no whitespace,
 /// 255 characters at most, with at least one letter or digit.
-pub fn check_drone_repo(value: &str) -> Result<()> {
+pub(crate) fn check_drone_repo(value: &str) -> Result<()> {
     let ok = !value.is_empty()
         && value.len() <= 255
         && value.bytes().all(|b| b.is_ascii_graphic())
@@ -316,7 +316,7 @@ pub fn drone_run_id(repo: &str, build: u64) -> String {
 }
 
 /// abra server names are host names: a DNS label or a domain.
-pub fn check_server(server: &str) -> Result<()> {
+pub(crate) fn check_server(server: &str) -> Result<()> {
     if server.contains('.') {
         check_domain("server", server)
     } else {
@@ -327,7 +327,7 @@ pub fn check_server(server: &str) -> Result<()> {
 /// Which abra directory is canonical: CCCI_ABRA_HOME, else ABRA_DIR, else
 /// none. Under Drone, HOME is a fresh directory, so `~/.abra` is never a
 /// silent default: the caller checks that the directory exists.
-pub fn abra_home(env: &Env) -> Option<(&'static str, PathBuf)> {
+pub(crate) fn abra_home(env: &Env) -> Option<(&'static str, PathBuf)> {
     if let Some(p) = env_nonempty(env, "CCCI_ABRA_HOME") {
         return Some(("CCCI_ABRA_HOME", PathBuf::from(p)));
     }
@@ -392,7 +392,7 @@ pub fn state_dir_rule(path: &std::path::Path, facts: Option<DirFacts>, euid: u32
 /// Checks the canonical abra directory: under Drone, HOME is a fresh
 /// directory, so a missing one is a configuration error (exit 2), never a
 /// silent `~/.abra`.
-pub fn canonical_abra_home(env: &Env) -> Result<PathBuf> {
+pub(crate) fn canonical_abra_home(env: &Env) -> Result<PathBuf> {
     match abra_home(env) {
         Some((_, p)) if p.is_dir() => Ok(p),
         Some((var, p)) => Err(Failure::usage(format!(
@@ -408,7 +408,7 @@ pub fn canonical_abra_home(env: &Env) -> Result<PathBuf> {
 /// Checks the state directory before anything is written under it (SPEC
 /// section 1): the pure rule of [`state_dir_rule`] on what
 /// `stat` (following a symlink an operator may have made) says of it.
-pub fn check_state_dir(path: &std::path::Path) -> Result<()> {
+pub(crate) fn check_state_dir(path: &std::path::Path) -> Result<()> {
     use std::os::unix::fs::MetadataExt;
     let facts = match std::fs::metadata(path) {
         Ok(m) => Some(DirFacts {
@@ -429,9 +429,9 @@ pub fn check_state_dir(path: &std::path::Path) -> Result<()> {
 
 /// The environment variable that sets how long a lock may be held before
 /// `locks` (and the janitor) flag it.
-pub const LOCK_MAX_AGE_VAR: &str = "CCCI_LOCK_MAX_AGE";
+pub(crate) const LOCK_MAX_AGE_VAR: &str = "CCCI_LOCK_MAX_AGE";
 /// Its default: longer than any run's deadline plus teardown.
-pub const LOCK_MAX_AGE_DEFAULT: Duration = Duration::from_secs(2 * 3600);
+pub(crate) const LOCK_MAX_AGE_DEFAULT: Duration = Duration::from_secs(2 * 3600);
 
 /// `CCCI_LOCK_MAX_AGE` from its raw value (None: unset). A bad value is exit
 /// 2 naming the variable.
@@ -445,12 +445,12 @@ pub fn lock_max_age_value(value: Option<&str>) -> Result<Duration> {
 
 /// `CCCI_LOCK_MAX_AGE` from the environment: the one reading both `locks`
 /// and the janitor use. An empty value is a mistake, not "unset".
-pub fn lock_max_age(env: &Env) -> Result<Duration> {
+pub(crate) fn lock_max_age(env: &Env) -> Result<Duration> {
     lock_max_age_value(env.get(LOCK_MAX_AGE_VAR).map(String::as_str))
 }
 
 /// The process's environment, read once at a command's entry and passed
 /// down: every rule below reads this map, so tests can hand it any value.
-pub fn process_env() -> Env {
+pub(crate) fn process_env() -> Env {
     std::env::vars().collect()
 }

@@ -26,7 +26,7 @@ pub enum Name {
 
 impl Name {
     /// How a message names the field.
-    pub fn field(self) -> &'static str {
+    pub(crate) fn field(self) -> &'static str {
         match self {
             Name::AppDomain => "app domain",
             Name::RunId => "run id",
@@ -41,7 +41,7 @@ pub const RUN_ID_MAX: usize = 63;
 pub const DOMAIN_MAX: usize = 253;
 
 /// The longest label of an app domain (a DNS label).
-pub const LABEL_MAX: usize = 63;
+pub(crate) const LABEL_MAX: usize = 63;
 
 /// Checks a lock name before anything is touched: an app domain is a
 /// lowercase DNS name, a run id matches `[a-z0-9][a-z0-9-]*`. The error
@@ -149,7 +149,7 @@ fn name_problem(kind: Name, name: &str) -> Option<String> {
 }
 
 /// A lowercase DNS label: `[a-z0-9]`, inner `-`, 1 to 63 characters.
-pub fn check_label(field: &str, value: &str) -> Result<()> {
+pub(crate) fn check_label(field: &str, value: &str) -> Result<()> {
     const RULE: &str = "must be a lowercase DNS label (a-z, 0-9 and inner '-', 1 to 63 characters)";
     let ok = !value.is_empty()
         && value.len() <= LABEL_MAX

@@ -13,14 +13,14 @@ use crate::ext::{self, Bound};
 
 /// git on one repository.
 #[derive(Clone, Debug)]
-pub struct Repo {
+pub(crate) struct Repo {
     bin: OsString,
     dir: PathBuf,
     abra_dir: PathBuf,
 }
 
 impl Repo {
-    pub fn new(bin: &OsString, dir: &Path, abra_dir: &Path) -> Repo {
+    pub(crate) fn new(bin: &OsString, dir: &Path, abra_dir: &Path) -> Repo {
         Repo {
             bin: bin.clone(),
             dir: dir.to_path_buf(),
@@ -28,7 +28,7 @@ impl Repo {
         }
     }
 
-    pub fn dir(&self) -> &Path {
+    pub(crate) fn dir(&self) -> &Path {
         &self.dir
     }
 
@@ -43,7 +43,7 @@ impl Repo {
     }
 
     /// Runs git and returns its trimmed stdout; non-zero is an error.
-    pub fn git(&self, args: &[&str], bound: &Bound) -> Result<String> {
+    pub(crate) fn git(&self, args: &[&str], bound: &Bound) -> Result<String> {
         let what = format!("git {}", args.join(" "));
         Ok(ext::run_ok(&mut self.cmd(args), &what, bound)?
             .stdout
@@ -52,7 +52,7 @@ impl Repo {
     }
 
     /// Runs git; None when it exits non-zero (a lookup that found nothing).
-    pub fn try_git(&self, args: &[&str], bound: &Bound) -> Result<Option<String>> {
+    pub(crate) fn try_git(&self, args: &[&str], bound: &Bound) -> Result<Option<String>> {
         let what = format!("git {}", args.join(" "));
         let out = ext::run(&mut self.cmd(args), &what, bound)?;
         Ok(out.status.success().then(|| out.stdout.trim().to_string()))
@@ -60,7 +60,7 @@ impl Repo {
 
     /// `git clone --shared --no-checkout CANONICAL DEST`: objects are
     /// borrowed through alternates, so the cost does not grow with history.
-    pub fn clone_shared(
+    pub(crate) fn clone_shared(
         bin: &OsString,
         canonical: &Path,
         dest: &Path,
@@ -80,7 +80,7 @@ impl Repo {
     }
 
     /// The full sha `spec` names, if it names a commit.
-    pub fn resolve(&self, spec: &str, bound: &Bound) -> Result<Option<String>> {
+    pub(crate) fn resolve(&self, spec: &str, bound: &Bound) -> Result<Option<String>> {
         self.try_git(
             &[
                 "rev-parse",
@@ -94,7 +94,7 @@ impl Repo {
     }
 
     /// Tags reachable from `sha`, and tags pointing at `sha` itself.
-    pub fn tags(&self, sha: &str, bound: &Bound) -> Result<(Vec<String>, Vec<String>)> {
+    pub(crate) fn tags(&self, sha: &str, bound: &Bound) -> Result<(Vec<String>, Vec<String>)> {
         let merged = self.git(&["tag", "--merged", sha], bound)?;
         let at = self.git(&["tag", "--points-at", sha], bound)?;
         let lines = |s: String| {
@@ -106,13 +106,8 @@ impl Repo {
         Ok((lines(merged), lines(at)))
     }
 
-    pub fn checkout(&self, sha: &str, bound: &Bound) -> Result<()> {
+    pub(crate) fn checkout(&self, sha: &str, bound: &Bound) -> Result<()> {
         self.git(&["checkout", "--quiet", "--force", "--detach", sha], bound)
             .map(drop)
-    }
-
-    /// Whether the working tree has changes (what abra marks `+U`).
-    pub fn dirty(&self, bound: &Bound) -> Result<bool> {
-        Ok(!self.git(&["status", "--porcelain"], bound)?.is_empty())
     }
 }

@@ -8,7 +8,7 @@
 
 pub mod abra;
 pub mod docker;
-pub mod git;
+pub(crate) mod git;
 
 use std::ffi::OsString;
 use std::process::Command;
@@ -23,14 +23,14 @@ use crate::sys::spawn::{Output, Ran};
 
 /// Where the external programs are (CCCI_ABRA, CCCI_DOCKER, CCCI_GIT, else PATH).
 #[derive(Clone, Debug)]
-pub struct Tools {
+pub(crate) struct Tools {
     pub abra: OsString,
     pub docker: OsString,
     pub git: OsString,
 }
 
 impl Tools {
-    pub fn from_env(env: &Env) -> Tools {
+    pub(crate) fn from_env(env: &Env) -> Tools {
         let pick = |key: &str, default: &str| -> OsString {
             env.get(key)
                 .filter(|v| !v.is_empty())
@@ -48,18 +48,18 @@ impl Tools {
 /// The bound of a command: the phase's deadline and the shutdown latch (none
 /// during teardown, which signals do not interrupt).
 #[derive(Clone, Copy, Debug)]
-pub struct Bound<'a> {
+pub(crate) struct Bound<'a> {
     pub cancel: Option<&'a Latch>,
     pub deadline: Option<Instant>,
     pub grace: Duration,
 }
 
 /// The least time a single engine query inside a bounded wait is given.
-pub const QUERY_MIN: Duration = Duration::from_secs(10);
+pub(crate) const QUERY_MIN: Duration = Duration::from_secs(10);
 
 impl<'a> Bound<'a> {
     /// A bound with only a deadline: teardown's.
-    pub fn until(deadline: Instant, grace: Duration) -> Bound<'static> {
+    pub(crate) fn until(deadline: Instant, grace: Duration) -> Bound<'static> {
         Bound {
             cancel: None,
             deadline: Some(deadline),
@@ -71,7 +71,7 @@ impl<'a> Bound<'a> {
     /// of at least [`QUERY_MIN`] from now, so a poll that starts just before
     /// the wait's deadline reports the state it saw ("did not converge")
     /// instead of a query cut short.
-    pub fn for_query(&self) -> Bound<'a> {
+    pub(crate) fn for_query(&self) -> Bound<'a> {
         let floor = Instant::now() + QUERY_MIN;
         Bound {
             cancel: self.cancel,
@@ -81,13 +81,13 @@ impl<'a> Bound<'a> {
     }
 
     /// Whether the deadline has passed.
-    pub fn expired(&self) -> bool {
+    pub(crate) fn expired(&self) -> bool {
         self.deadline.is_some_and(|d| Instant::now() >= d)
     }
 
     /// Sleeps for `d` or until the latch is set or the deadline passes;
     /// true when the latch cut it short.
-    pub fn sleep(&self, d: Duration) -> bool {
+    pub(crate) fn sleep(&self, d: Duration) -> bool {
         let until = match self.deadline {
             Some(dl) => dl.min(Instant::now() + d),
             None => Instant::now() + d,
@@ -104,7 +104,7 @@ impl<'a> Bound<'a> {
 
 /// A command was stopped by the shutdown latch (a signal or the deadline).
 #[derive(Debug)]
-pub struct Interrupted;
+pub(crate) struct Interrupted;
 
 impl std::fmt::Display for Interrupted {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -115,13 +115,13 @@ impl std::fmt::Display for Interrupted {
 impl std::error::Error for Interrupted {}
 
 /// Whether an error chain says the shutdown latch interrupted the work.
-pub fn is_interrupted(err: &anyhow::Error) -> bool {
+pub(crate) fn is_interrupted(err: &anyhow::Error) -> bool {
     err.chain()
         .any(|c| c.downcast_ref::<Interrupted>().is_some())
 }
 
 /// Runs `cmd` within `bound`; `what` names it in errors.
-pub fn run(cmd: &mut Command, what: &str, bound: &Bound) -> Result<Output> {
+pub(crate) fn run(cmd: &mut Command, what: &str, bound: &Bound) -> Result<Output> {
     let started = Instant::now();
     match spawn::run_captured(cmd, bound.cancel, bound.deadline, bound.grace)? {
         Ran::Done(out) => Ok(out),
@@ -136,7 +136,7 @@ pub fn run(cmd: &mut Command, what: &str, bound: &Bound) -> Result<Output> {
 }
 
 /// Like [`run`], and a non-zero exit is an error carrying the command's stderr.
-pub fn run_ok(cmd: &mut Command, what: &str, bound: &Bound) -> Result<Output> {
+pub(crate) fn run_ok(cmd: &mut Command, what: &str, bound: &Bound) -> Result<Output> {
     let out = run(cmd, what, bound)?;
     if !out.status.success() {
         bail!(
@@ -149,7 +149,7 @@ pub fn run_ok(cmd: &mut Command, what: &str, bound: &Bound) -> Result<Output> {
 }
 
 /// The last lines of a command's output, for an error message.
-pub fn tail(stderr: &str, stdout: &str) -> String {
+pub(crate) fn tail(stderr: &str, stdout: &str) -> String {
     let text = if stderr.trim().is_empty() {
         stdout
     } else {

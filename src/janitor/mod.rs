@@ -8,7 +8,7 @@
 //! new run for that domain blocks until the reap is done, and two janitors
 //! reap each orphan exactly once. Probes never wait on a lock.
 
-pub mod plan;
+pub(crate) mod plan;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
@@ -32,11 +32,11 @@ use crate::teardown::{self, App};
 use plan::{Decision, Gate, Probe};
 
 /// Default retention of finished run records.
-pub const DEFAULT_RECORD_RETENTION: Duration = Duration::from_secs(14 * 24 * 3600);
+pub(crate) const DEFAULT_RECORD_RETENTION: Duration = Duration::from_secs(14 * 24 * 3600);
 
 /// Everything a sweep needs, validated.
 #[derive(Clone, Debug)]
-pub struct Settings {
+pub(crate) struct Settings {
     pub state_dir: PathBuf,
     pub abra_home: PathBuf,
     pub tools: Tools,
@@ -52,7 +52,7 @@ pub struct Settings {
 }
 
 impl Settings {
-    pub fn from_env(
+    pub(crate) fn from_env(
         state_dir: &Path,
         server: &str,
         teardown_timeout: Duration,
@@ -94,7 +94,7 @@ impl Settings {
 
 /// One sweep's summary (`janitor --json` prints one per sweep on stdout).
 #[derive(Clone, Debug, Default, Serialize)]
-pub struct Summary {
+pub(crate) struct Summary {
     /// Apps matching RUN_APP_RE and carrying cc-ci-run's marker.
     pub candidates: usize,
     /// Apps matching RUN_APP_RE without the marker: not created by
@@ -152,7 +152,7 @@ fn read_env_file(s: &Settings, app: &crate::ext::abra::AppEntry) -> String {
 }
 
 /// Whether the janitor runs (`CCCI_JANITOR`: `on` or unset, or `off`).
-pub fn enabled(env: &Env) -> Result<bool> {
+pub(crate) fn enabled(env: &Env) -> Result<bool> {
     match env.get("CCCI_JANITOR").map(String::as_str) {
         None | Some("") | Some("on") => Ok(true),
         Some("off") => Ok(false),
@@ -164,7 +164,7 @@ pub fn enabled(env: &Env) -> Result<bool> {
 
 /// One sweep. `stop` (the funnel's latch under --watch) is checked between
 /// apps, never during a reap: a reap that has begun finishes under its lock.
-pub fn sweep(s: &Settings, stop: Option<&Latch>) -> Result<Summary> {
+pub(crate) fn sweep(s: &Settings, stop: Option<&Latch>) -> Result<Summary> {
     let owner = OwnerRecord::for_janitor(Kind::App);
     let abra = Abra::new(&s.tools.abra, &s.abra_home, "janitor");
     let docker = Docker::new(&s.tools.docker);
@@ -486,7 +486,7 @@ fn tidy_run(s: &Settings, id: &str, owner: &OwnerRecord, sum: &mut Summary) -> R
 }
 
 /// SPEC section 3 step 11: one sweep after a run (CCCI_JANITOR=off: none).
-pub fn sweep_after_run(
+pub(crate) fn sweep_after_run(
     state_dir: &Path,
     server: &str,
     teardown_timeout: Duration,
@@ -500,7 +500,7 @@ pub fn sweep_after_run(
 }
 
 /// `cc-ci-run janitor`.
-pub fn command(args: JanitorArgs, state_dir: &Path, env: &Env) -> Result<i32> {
+pub(crate) fn command(args: JanitorArgs, state_dir: &Path, env: &Env) -> Result<i32> {
     crate::log::set_tag("janitor");
     if !enabled(env)? {
         say!("CCCI_JANITOR=off: nothing to do");

@@ -33,7 +33,7 @@ pub struct FileId {
 }
 
 impl FileId {
-    pub fn of(meta: &std::fs::Metadata) -> FileId {
+    pub(crate) fn of(meta: &std::fs::Metadata) -> FileId {
         FileId {
             dev: meta.dev(),
             ino: meta.ino(),
@@ -41,7 +41,7 @@ impl FileId {
     }
 
     /// The device as `/proc/locks` prints it: (major, minor).
-    pub fn dev_pair(self) -> (u32, u32) {
+    pub(crate) fn dev_pair(self) -> (u32, u32) {
         dev_major_minor(self.dev)
     }
 }
@@ -204,7 +204,7 @@ pub fn decide(e: &Evidence) -> Holder {
 
 /// The kernel's view of one lock file: the decision and the taker.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct KernelView {
+pub(crate) struct KernelView {
     pub holder: Holder,
     /// The pid `/proc/locks` names as the taker (may be dead).
     pub taker: Option<i32>,
@@ -213,7 +213,7 @@ pub struct KernelView {
 /// Finds the true holder of each file, reading `/proc/locks` once and
 /// scanning other processes' descriptors only for locks whose taker could
 /// not be confirmed.
-pub fn inspect(files: &[FileId]) -> Vec<KernelView> {
+pub(crate) fn inspect(files: &[FileId]) -> Vec<KernelView> {
     let lines: Vec<LockLine> = read_proc_locks()
         .map(|t| parse_proc_locks(&t))
         .unwrap_or_default();
@@ -295,7 +295,7 @@ fn read_all(path: &str) -> std::io::Result<(String, usize)> {
 }
 
 /// The kernel's view of one lock file by path (None: no such file).
-pub fn inspect_path(path: &Path) -> Option<KernelView> {
+pub(crate) fn inspect_path(path: &Path) -> Option<KernelView> {
     let meta = std::fs::symlink_metadata(path).ok()?;
     inspect(&[FileId::of(&meta)]).pop()
 }
@@ -402,7 +402,7 @@ fn scan_holders(files: &HashSet<FileId>) -> HashMap<FileId, Vec<i32>> {
 /// `owner` is the record read without the lock (it may be missing: a lock
 /// taken by util-linux `flock(1)` has none, or stale: written by a dead
 /// process whose open file description another process keeps).
-pub fn describe_holder(path: &Path, owner: Option<&super::OwnerRecord>) -> String {
+pub(crate) fn describe_holder(path: &Path, owner: Option<&super::OwnerRecord>) -> String {
     let pid = match inspect_path(path).map(|v| v.holder) {
         Some(Holder::Held { pid: Some(pid) }) => pid,
         _ => return super::describe_owner(owner),

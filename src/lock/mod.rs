@@ -59,7 +59,7 @@ pub enum Kind {
 
 impl Kind {
     /// The directory under `locks/` that holds this kind's lock files.
-    pub fn dir_name(self) -> &'static str {
+    pub(crate) fn dir_name(self) -> &'static str {
         match self {
             Kind::App => "apps",
             Kind::Run => "runs",
@@ -71,7 +71,7 @@ impl Kind {
         Name::from(self).field()
     }
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Kind::App => "app",
             Kind::Run => "run",
@@ -154,7 +154,7 @@ impl OwnerRecord {
 
 /// Describes a holder from its owner record, which may be missing (a lock
 /// taken by util-linux `flock(1)` has none).
-pub fn describe_owner(owner: Option<&OwnerRecord>) -> String {
+pub(crate) fn describe_owner(owner: Option<&OwnerRecord>) -> String {
     match owner {
         Some(o) => o.describe(),
         None => "a holder that wrote no owner record".to_string(),
@@ -219,12 +219,8 @@ fn read_record_bytes(file: &File) -> Option<Vec<u8>> {
     Some(text)
 }
 
-/// The longest run id: `drone-<build>` and `manual-<pid>` are far shorter.
-pub const RUN_ID_MAX: usize = 64;
-/// The longest app domain (a DNS name).
-pub const DOMAIN_MAX: usize = 253;
 /// `<state_dir>/locks/<apps|runs>`.
-pub fn lock_dir(state_dir: &Path, kind: Kind) -> PathBuf {
+pub(crate) fn lock_dir(state_dir: &Path, kind: Kind) -> PathBuf {
     state_dir.join("locks").join(kind.dir_name())
 }
 
@@ -424,20 +420,15 @@ impl Held {
 
     /// The owner record the file held when we acquired it: the last holder,
     /// if it did not release cleanly (it died holding the lock).
-    pub fn previous_owner(&self) -> Option<&OwnerRecord> {
+    pub(crate) fn previous_owner(&self) -> Option<&OwnerRecord> {
         self.previous.as_ref()
-    }
-
-    /// The descriptor that holds the lock (for tests and diagnostics).
-    pub fn fd(&self) -> BorrowedFd<'_> {
-        self.file.as_fd()
     }
 
     /// Replaces the owner record in the locked file: one `pwrite` at offset
     /// 0, then a truncate to its length if the file was longer, so a reader
     /// sees the new record (perhaps followed by the tail of the old one,
     /// which it ignores).
-    pub fn write_owner(&mut self, rec: &OwnerRecord) -> Result<()> {
+    pub(crate) fn write_owner(&mut self, rec: &OwnerRecord) -> Result<()> {
         let mut line = serde_json::to_vec(rec).context("failed to encode the owner record")?;
         line.push(b'\n');
         let new_len = line.len() as u64;
@@ -535,7 +526,7 @@ fn keep_without_record(held: &mut Held, owner: &OwnerRecord) {
 
 /// The outcome of a non-blocking attempt on a path.
 #[derive(Debug)]
-pub enum TryPath {
+pub(crate) enum TryPath {
     Acquired(Held),
     Busy(Option<OwnerRecord>),
     /// `Missing::Absent` and there is no file.
@@ -545,7 +536,7 @@ pub enum TryPath {
 /// A non-blocking attempt on a lock file by path. Used by `unlock` on an
 /// existing file (`create == false`: never creates the file or its
 /// directories).
-pub fn try_lock_existing(path: &Path) -> Result<TryPath> {
+pub(crate) fn try_lock_existing(path: &Path) -> Result<TryPath> {
     try_path(path, Missing::Absent)
 }
 
@@ -639,7 +630,7 @@ pub fn acquire(
 }
 
 /// [`acquire`] on a lock path, without writing an owner record.
-pub fn acquire_path(
+pub(crate) fn acquire_path(
     path: &Path,
     deadline: Option<Instant>,
     cancel: Option<&Latch>,

@@ -38,7 +38,7 @@ use crate::testrun;
 const LOCK_PROGRESS_EVERY: Duration = Duration::from_secs(30);
 
 /// `cc-ci-run run`: validate, then wrap the harness.
-pub fn wrapper(args: RunArgs, state_dir: &Path, start_ppid: Pid) -> Result<i32> {
+pub(crate) fn wrapper(args: RunArgs, state_dir: &Path, start_ppid: Pid) -> Result<i32> {
     let env = config::process_env();
     let cfg = validate(&args, state_dir, &env)?;
     crate::log::set_tag(&cfg.run_id);
@@ -68,7 +68,7 @@ pub fn wrapper(args: RunArgs, state_dir: &Path, start_ppid: Pid) -> Result<i32> 
 /// the lock settings and the janitor's settings (a RUN_APP_RE that cannot
 /// be used would fail the janitor pass of every run, or worse, select an
 /// operator's apps).
-pub fn validate(args: &RunArgs, state_dir: &Path, env: &Env) -> Result<RunConfig> {
+pub(crate) fn validate(args: &RunArgs, state_dir: &Path, env: &Env) -> Result<RunConfig> {
     crate::config::check_state_dir(state_dir)?;
     let cfg = config::run_config(args, env, std::process::id())?;
     config::canonical_abra_home(env)?;
@@ -86,7 +86,7 @@ pub fn validate(args: &RunArgs, state_dir: &Path, env: &Env) -> Result<RunConfig
 }
 
 /// The harness: guards first, then the run.
-pub fn harness(args: HarnessArgs) -> Result<i32> {
+pub(crate) fn harness(args: HarnessArgs) -> Result<i32> {
     let funnel = lifetime::install_harness_guards(Some(Pid::from_raw(args.wrapper_pid)))?;
     let cli = Cli::try_parse_from(std::iter::once("cc-ci-run".to_string()).chain(args.args))
         .context("the harness could not parse the wrapper's arguments")?;

@@ -82,7 +82,7 @@ pub struct Service {
 
 /// What the static checks learned of a recipe.
 #[derive(Clone, Debug, Default)]
-pub struct RecipeInfo {
+pub(crate) struct RecipeInfo {
     pub compose_files: Vec<PathBuf>,
     /// The services as written: later decisions interpolate them with the
     /// values of their moment (the backup tier: the app's env file).
@@ -93,7 +93,7 @@ pub struct RecipeInfo {
 }
 
 impl RecipeInfo {
-    pub fn images(&self) -> Vec<String> {
+    pub(crate) fn images(&self) -> Vec<String> {
         let mut v = self.sampled_images.clone();
         v.sort();
         v.dedup();
@@ -212,7 +212,7 @@ pub fn sampled_image(
 }
 
 /// The label that asks backupbot to back a service up.
-pub const BACKUP_LABEL: &str = "backupbot.backup";
+pub(crate) const BACKUP_LABEL: &str = "backupbot.backup";
 
 /// Whether the backup/restore tier runs, and the sentence the run logs
 /// to say why.
@@ -298,7 +298,7 @@ pub fn backup_tier(
 /// `.env.sample` is present, every compose file it names parses, every
 /// image, interpolated with `.env.sample`'s values, is pinned. A failure
 /// is exit 1 naming the file and the rule.
-pub fn static_checks(checkout: &Path) -> Result<RecipeInfo> {
+pub(crate) fn static_checks(checkout: &Path) -> Result<RecipeInfo> {
     let sample = checkout.join(".env.sample");
     let text = std::fs::read_to_string(&sample)
         .map_err(|_| check_failed(&sample, "the recipe must have a readable .env.sample"))?;
@@ -330,7 +330,7 @@ pub fn static_checks(checkout: &Path) -> Result<RecipeInfo> {
 
 /// A release tag's version: the leading `X.Y.Z` (a `v` prefix and a
 /// `+upstream` suffix allowed), as numbers for ordering.
-pub fn parse_version(tag: &str) -> Option<(u64, u64, u64)> {
+pub(crate) fn parse_version(tag: &str) -> Option<(u64, u64, u64)> {
     let t = tag.strip_prefix('v').unwrap_or(tag);
     let core = t.split(['+', '-']).next()?;
     let mut parts = core.split('.');

@@ -27,7 +27,7 @@ use nix::unistd::Pid;
 use crate::sys::procfs::{self, ProcInfo};
 
 /// Signals a process group; a group that is already gone is not an error.
-pub fn signal_group(pgid: Pid, sig: Signal) {
+pub(crate) fn signal_group(pgid: Pid, sig: Signal) {
     match killpg(pgid, sig) {
         Ok(()) | Err(Errno::ESRCH) => {}
         Err(e) => crate::say!("could not send {sig} to process group {pgid}: {e}"),
@@ -37,7 +37,7 @@ pub fn signal_group(pgid: Pid, sig: Signal) {
 /// Members of process group `pgid` other than its leader that are still
 /// alive: the [`escalate`] of SIGTERM, `grace`, SIGKILL. Returns the pids
 /// that were found (for leak reports).
-pub fn kill_group_members(pgid: Pid, grace: Duration) -> Vec<i32> {
+pub(crate) fn kill_group_members(pgid: Pid, grace: Duration) -> Vec<i32> {
     let leader = pgid.as_raw();
     escalate(grace, |procs| {
         procs
@@ -53,7 +53,7 @@ pub fn kill_group_members(pgid: Pid, grace: Duration) -> Vec<i32> {
 /// Reaps every child that has already exited (orphans re-parented to us as
 /// subreaper end up here). Returns the number reaped and whether we still
 /// have children.
-pub fn reap_orphans() -> (usize, bool) {
+pub(crate) fn reap_orphans() -> (usize, bool) {
     let mut n = 0;
     loop {
         match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
@@ -68,7 +68,7 @@ pub fn reap_orphans() -> (usize, bool) {
 /// End of life: every remaining descendant gets the [`escalate`] of
 /// SIGTERM, `grace`, SIGKILL; returns only when none is left and all are
 /// reaped. Returns how many descendants were found.
-pub fn sweep_descendants(grace: Duration) -> usize {
+pub(crate) fn sweep_descendants(grace: Duration) -> usize {
     let me = std::process::id() as i32;
     // Every descendant hangs off one of our children, so with no child at
     // all (ECHILD once the exited ones are reaped) there is nothing to find,
@@ -89,7 +89,10 @@ pub fn sweep_descendants(grace: Duration) -> usize {
 /// to each live one when first seen, SIGKILL to all once `grace` has passed,
 /// repeated until a scan finds none alive. Zombies among them that are our
 /// children are reaped by pid. Returns the live pids that were found.
-pub fn escalate(grace: Duration, mut pick: impl FnMut(&[ProcInfo]) -> Vec<i32>) -> BTreeSet<i32> {
+pub(crate) fn escalate(
+    grace: Duration,
+    mut pick: impl FnMut(&[ProcInfo]) -> Vec<i32>,
+) -> BTreeSet<i32> {
     let me = std::process::id() as i32;
     let deadline = Instant::now() + grace;
     let mut found: BTreeSet<i32> = BTreeSet::new();

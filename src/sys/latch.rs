@@ -18,7 +18,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 /// Rounded up to whole milliseconds and at least 1 ms: a timeout of 0.4 ms
 /// must neither wake just before the deadline nor become a busy loop of
 /// 0 ms polls.
-pub fn timeout_until(deadline: Option<Instant>) -> PollTimeout {
+pub(crate) fn timeout_until(deadline: Option<Instant>) -> PollTimeout {
     match deadline {
         Some(d) => timeout_for(d.saturating_duration_since(Instant::now())),
         None => PollTimeout::NONE,
@@ -26,7 +26,7 @@ pub fn timeout_until(deadline: Option<Instant>) -> PollTimeout {
 }
 
 /// The `poll` timeout for a span, rounded up as [`timeout_until`] says.
-pub fn timeout_for(d: Duration) -> PollTimeout {
+pub(crate) fn timeout_for(d: Duration) -> PollTimeout {
     let ms = d.as_nanos().div_ceil(1_000_000).clamp(1, i32::MAX as u128) as i32;
     PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
 }
@@ -59,16 +59,16 @@ impl Latch {
         }
     }
 
-    pub fn is_set(&self) -> bool {
+    pub(crate) fn is_set(&self) -> bool {
         self.set.load(Ordering::SeqCst)
     }
 
-    pub fn fd(&self) -> BorrowedFd<'_> {
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
         self.read.as_fd()
     }
 
     /// Waits until `until` or until the latch is set; true when it was set.
-    pub fn wait_until(&self, until: Instant) -> bool {
+    pub(crate) fn wait_until(&self, until: Instant) -> bool {
         loop {
             if self.is_set() {
                 return true;

@@ -5,7 +5,7 @@
 //! the wrapper's forwarding in `lifetime` and the runner's per-test timers
 //! in `testrun::exec`, which signal the groups of children they spawned here.
 
-pub mod kill;
+pub(crate) mod kill;
 pub mod latch;
 pub mod procfs;
-pub mod spawn;
+pub(crate) mod spawn;

@@ -3,7 +3,7 @@
 //! reaps. A process can vanish between any two reads, so every reader
 //! treats a missing entry as "gone", never as an error.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, SystemTime};
 
 /// One process as /proc shows it.
@@ -33,7 +33,7 @@ pub fn parse_stat(text: &str) -> Option<ProcInfo> {
 }
 
 /// Every process on the host (those that vanish mid-scan are skipped).
-pub fn scan() -> Vec<ProcInfo> {
+pub(crate) fn scan() -> Vec<ProcInfo> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -45,29 +45,6 @@ pub fn scan() -> Vec<ProcInfo> {
         .filter_map(|pid| std::fs::read(format!("/proc/{pid}/stat")).ok())
         .filter_map(|s| parse_stat(&String::from_utf8_lossy(&s)))
         .collect()
-}
-
-/// The live (non-zombie) descendants of `root`, from one /proc scan.
-pub fn descendants(root: i32) -> Vec<i32> {
-    let procs = scan();
-    let mut children: HashMap<i32, Vec<&ProcInfo>> = HashMap::new();
-    for p in &procs {
-        children.entry(p.ppid).or_default().push(p);
-    }
-    let mut out = Vec::new();
-    let mut seen = HashSet::new();
-    let mut stack = vec![root];
-    while let Some(pid) = stack.pop() {
-        for c in children.get(&pid).into_iter().flatten() {
-            if seen.insert(c.pid) {
-                if !c.zombie {
-                    out.push(c.pid);
-                }
-                stack.push(c.pid);
-            }
-        }
-    }
-    out
 }
 
 /// The open descriptors of a process other than 0, 1, 2 (for tests and for
@@ -86,7 +63,7 @@ pub fn open_fds(pid: i32) -> Vec<i32> {
 
 /// Whether a process exists and is not a zombie (a zombie has no
 /// descriptors left, so it holds nothing).
-pub fn alive(pid: i32) -> bool {
+pub(crate) fn alive(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(s) => crate::sys::procfs::parse_stat(&s).is_some_and(|p| !p.zombie),
         Err(_) => false,
@@ -95,7 +72,7 @@ pub fn alive(pid: i32) -> bool {
 
 /// When a process started (from `/proc/PID/stat` and the boot time), for
 /// the age of a lock whose holder wrote no record.
-pub fn process_started(pid: i32) -> Option<SystemTime> {
+pub(crate) fn process_started(pid: i32) -> Option<SystemTime> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let ticks = start_ticks(&stat)?;
     let boot = std::fs::read_to_string("/proc/stat").ok()?;
@@ -124,7 +101,7 @@ pub fn start_ticks(stat: &str) -> Option<u64> {
 
 /// `roots` and all their descendants (zombies included: they are reaped,
 /// not signalled).
-pub fn with_descendants(procs: &[ProcInfo], roots: impl Iterator<Item = i32>) -> Vec<i32> {
+pub(crate) fn with_descendants(procs: &[ProcInfo], roots: impl Iterator<Item = i32>) -> Vec<i32> {
     let mut children: HashMap<i32, Vec<i32>> = HashMap::new();
     for p in procs {
         children.entry(p.ppid).or_default().push(p.pid);
@@ -140,7 +117,7 @@ pub fn with_descendants(procs: &[ProcInfo], roots: impl Iterator<Item = i32>) ->
 }
 
 /// The descendants of `root` in one scan (zombies included).
-pub fn proc_descendants(procs: &[ProcInfo], root: i32) -> Vec<i32> {
+pub(crate) fn proc_descendants(procs: &[ProcInfo], root: i32) -> Vec<i32> {
     with_descendants(procs, std::iter::once(root))
         .into_iter()
         .filter(|p| *p != root)

@@ -26,7 +26,7 @@ use crate::sys::latch::{self, Latch};
 
 /// How a child's process group is placed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Isolation {
+pub(crate) enum Isolation {
     /// `setsid()`: its own session and process group, out of reach of a kill
     /// of our process group or terminal.
     Session,
@@ -36,21 +36,21 @@ pub enum Isolation {
 
 /// How a process ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Status {
+pub(crate) enum Status {
     Exited(i32),
     Signaled(i32),
 }
 
 impl Status {
     /// The shell's exit code for this status: the code, or 128+signal.
-    pub fn code(self) -> i32 {
+    pub(crate) fn code(self) -> i32 {
         match self {
             Status::Exited(c) => c,
             Status::Signaled(s) => crate::exit::for_signal(s),
         }
     }
 
-    pub fn success(self) -> bool {
+    pub(crate) fn success(self) -> bool {
         self == Status::Exited(0)
     }
 }
@@ -69,7 +69,7 @@ impl std::fmt::Display for Status {
 
 /// The kernel's accounting of a finished child (`wait4`).
 #[derive(Clone, Copy, Debug, Default)]
-pub struct Usage {
+pub(crate) struct Usage {
     /// Peak resident set size in bytes.
     pub max_rss: u64,
     /// User plus system CPU time.
@@ -78,7 +78,7 @@ pub struct Usage {
 
 /// A running child: its pid (also its process group id) and a pidfd on it.
 #[derive(Debug)]
-pub struct Child {
+pub(crate) struct Child {
     pub pid: Pid,
     pidfd: OwnedFd,
     reaped: Option<(Status, Usage)>,
@@ -86,7 +86,7 @@ pub struct Child {
 
 /// What ended a wait.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Waited {
+pub(crate) enum Waited {
     Exited,
     Cancelled,
     TimedOut,
@@ -94,7 +94,7 @@ pub enum Waited {
 
 /// Spawns `cmd` in its own process group or session with PDEATHSIG=SIGTERM.
 /// Must be called from the main thread (see the module header).
-pub fn spawn(cmd: &mut Command, isolation: Isolation) -> Result<Child> {
+pub(crate) fn spawn(cmd: &mut Command, isolation: Isolation) -> Result<Child> {
     let parent = std::process::id() as libc::pid_t;
     // SAFETY: the closure runs between fork and exec and only makes
     // async-signal-safe system calls (setsid, setpgid, sigaction, prctl,
@@ -187,7 +187,11 @@ fn pidfd_open(pid: Pid) -> std::io::Result<OwnedFd> {
 impl Child {
     /// Waits until the child exits, `cancel` is set, or `deadline` passes.
     /// On `Exited` the child is reaped and [`Child::status`] is filled.
-    pub fn wait(&mut self, cancel: Option<&Latch>, deadline: Option<Instant>) -> Result<Waited> {
+    pub(crate) fn wait(
+        &mut self,
+        cancel: Option<&Latch>,
+        deadline: Option<Instant>,
+    ) -> Result<Waited> {
         loop {
             if self.try_reap()? {
                 return Ok(Waited::Exited);
@@ -217,7 +221,7 @@ impl Child {
     }
 
     /// Reaps the child if it has exited; true when it has.
-    pub fn try_reap(&mut self) -> Result<bool> {
+    pub(crate) fn try_reap(&mut self) -> Result<bool> {
         if self.reaped.is_some() {
             return Ok(true);
         }
@@ -251,27 +255,27 @@ impl Child {
 
     /// The pidfd: readable once the child has exited, for callers that
     /// wait on several children (and a latch) in one `poll`.
-    pub fn pidfd(&self) -> std::os::fd::BorrowedFd<'_> {
+    pub(crate) fn pidfd(&self) -> std::os::fd::BorrowedFd<'_> {
         self.pidfd.as_fd()
     }
 
     /// The exit status once reaped.
-    pub fn status(&self) -> Option<Status> {
+    pub(crate) fn status(&self) -> Option<Status> {
         self.reaped.map(|(s, _)| s)
     }
 
-    pub fn usage(&self) -> Option<Usage> {
+    pub(crate) fn usage(&self) -> Option<Usage> {
         self.reaped.map(|(_, u)| u)
     }
 
     /// Signals the child's whole process group (the child is its leader).
-    pub fn signal_group(&self, sig: Signal) {
+    pub(crate) fn signal_group(&self, sig: Signal) {
         signal_group(self.pid, sig);
     }
 
     /// SIGTERM to the group, up to `grace` for the leader to exit, then
     /// SIGKILL to the group; always returns with the leader reaped.
-    pub fn terminate(&mut self, grace: Duration) -> Result<Status> {
+    pub(crate) fn terminate(&mut self, grace: Duration) -> Result<Status> {
         if !self.try_reap()? {
             self.signal_group(Signal::SIGTERM);
             if self.wait(None, Some(Instant::now() + grace))? != Waited::Exited {
@@ -293,18 +297,18 @@ fn timeval(t: libc::timeval) -> Duration {
 /// Makes this process a child subreaper: orphaned descendants (daemons that
 /// double-fork and setsid away) are re-parented to us instead of init, so we
 /// can find and end them.
-pub fn become_subreaper() -> Result<()> {
+pub(crate) fn become_subreaper() -> Result<()> {
     nix::sys::prctl::set_child_subreaper(true).context("PR_SET_CHILD_SUBREAPER failed")
 }
 
 /// Sets PR_SET_PDEATHSIG(SIGTERM) on this process.
-pub fn set_parent_death_signal() -> Result<()> {
+pub(crate) fn set_parent_death_signal() -> Result<()> {
     nix::sys::prctl::set_pdeathsig(Signal::SIGTERM).context("PR_SET_PDEATHSIG failed")
 }
 
 /// What an external command printed, and how it ended.
 #[derive(Debug)]
-pub struct Output {
+pub(crate) struct Output {
     pub status: Status,
     pub stdout: String,
     pub stderr: String,
@@ -312,7 +316,7 @@ pub struct Output {
 
 /// How a bounded, cancellable command ended.
 #[derive(Debug)]
-pub enum Ran {
+pub(crate) enum Ran {
     Done(Output),
     /// The cancel latch was set; the command's group was terminated.
     Cancelled,
@@ -324,7 +328,7 @@ pub enum Ran {
 /// unnamed temporary files (a pipe would keep its reader waiting on any
 /// daemonised grandchild that inherited it). On cancel or deadline the group
 /// gets SIGTERM, `grace`, SIGKILL.
-pub fn run_captured(
+pub(crate) fn run_captured(
     cmd: &mut Command,
     cancel: Option<&Latch>,
     deadline: Option<Instant>,

@@ -33,7 +33,7 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub fn noun(self) -> &'static str {
+    pub(crate) fn noun(self) -> &'static str {
         match self {
             Kind::Container => "container",
             Kind::Network => "network",
@@ -163,7 +163,7 @@ pub fn parse_inspect(kind: Kind, text: &str) -> Result<Vec<Object>> {
 
 /// What one removal attempt found.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Removal {
+pub(crate) enum Removal {
     Removed,
     /// It was already gone (removed by the engine meanwhile).
     Gone,
@@ -172,7 +172,12 @@ pub enum Removal {
 }
 
 /// The full IDs of the objects of `kind` carrying `STACK_LABEL=stack`.
-pub fn labelled(docker: &Docker, kind: Kind, stack: &str, bound: &Bound) -> Result<Vec<String>> {
+pub(crate) fn labelled(
+    docker: &Docker,
+    kind: Kind,
+    stack: &str,
+    bound: &Bound,
+) -> Result<Vec<String>> {
     let args = kind.list_args(&format!("{STACK_LABEL}={stack}"));
     let out = docker
         .call(&args, bound)
@@ -188,7 +193,12 @@ pub fn labelled(docker: &Docker, kind: Kind, stack: &str, bound: &Bound) -> Resu
 }
 
 /// The object as `inspect` shows it now; None when it is gone.
-pub fn inspect(docker: &Docker, kind: Kind, id: &str, bound: &Bound) -> Result<Option<Object>> {
+pub(crate) fn inspect(
+    docker: &Docker,
+    kind: Kind,
+    id: &str,
+    bound: &Bound,
+) -> Result<Option<Object>> {
     let out = docker
         .call(&kind.inspect_args(id), bound)
         .with_context(|| format!("failed to inspect {} {id}", kind.noun()))?;
@@ -210,7 +220,7 @@ pub fn inspect(docker: &Docker, kind: Kind, id: &str, bound: &Bound) -> Result<O
 }
 
 /// One removal by full ID.
-pub fn remove(docker: &Docker, kind: Kind, id: &str, bound: &Bound) -> Result<Removal> {
+pub(crate) fn remove(docker: &Docker, kind: Kind, id: &str, bound: &Bound) -> Result<Removal> {
     let out = docker
         .call(&kind.remove_args(id), bound)
         .with_context(|| format!("failed to remove {} {id}", kind.noun()))?;
@@ -233,7 +243,7 @@ pub fn remove(docker: &Docker, kind: Kind, id: &str, bound: &Bound) -> Result<Re
 /// until the stack has had no service for `patience` while containers or
 /// networks remain (the engine stopped short). Returns what is left. A
 /// failed query is retried within the bound, as in [`Docker::wait_gone`].
-pub fn wait_gone_or_stalled(
+pub(crate) fn wait_gone_or_stalled(
     docker: &Docker,
     stack: &str,
     bound: &Bound,
@@ -275,7 +285,7 @@ pub fn wait_gone_or_stalled(
 /// namespace label. A network "in use" (a task the swarm still shuts down,
 /// an endpoint not yet released) is retried with a short backoff within
 /// the bound. Returns what was removed, as log lines were written.
-pub fn remove_stack_leftovers(
+pub(crate) fn remove_stack_leftovers(
     docker: &Docker,
     stack: &str,
     why: &str,

@@ -28,14 +28,14 @@ use crate::say;
 
 /// One app to tear down.
 #[derive(Clone, Copy, Debug)]
-pub struct App<'a> {
+pub(crate) struct App<'a> {
     pub server: &'a str,
     pub domain: &'a str,
     pub stack: &'a str,
 }
 
 /// Whether anything of the app exists: its env file or anything on the engine.
-pub fn present(abra: &Abra, docker: &Docker, app: App, bound: &Bound) -> Result<bool> {
+pub(crate) fn present(abra: &Abra, docker: &Docker, app: App, bound: &Bound) -> Result<bool> {
     if abra.env_file(app.server, app.domain).exists() {
         return Ok(true);
     }
@@ -44,7 +44,7 @@ pub fn present(abra: &Abra, docker: &Docker, app: App, bound: &Bound) -> Result<
 
 /// Tears the app down completely, within `bound`; Ok only when nothing of
 /// it is left (no service, container, network, volume, secret, env file).
-pub fn teardown(abra: &Abra, docker: &Docker, app: App, bound: &Bound) -> Result<()> {
+pub(crate) fn teardown(abra: &Abra, docker: &Docker, app: App, bound: &Bound) -> Result<()> {
     let started = std::time::Instant::now();
     say!("teardown of {} (stack {})", app.domain, app.stack);
     let services = docker

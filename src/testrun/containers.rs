@@ -22,7 +22,7 @@ use crate::sys::spawn::{Isolation, Waited};
 use crate::sys::{kill, spawn};
 
 /// The label tests put on their containers.
-pub fn label(run_id: &str) -> String {
+pub(crate) fn label(run_id: &str) -> String {
     format!("cc-ci.run={run_id}")
 }
 
@@ -30,7 +30,7 @@ pub fn label(run_id: &str) -> String {
 const CALL_BOUND: Duration = Duration::from_secs(60);
 
 /// `CCCI_DOCKER`, else `docker` on PATH; None when neither is there.
-pub fn docker_program(env: &crate::config::Env) -> Option<PathBuf> {
+pub(crate) fn docker_program(env: &crate::config::Env) -> Option<PathBuf> {
     if let Some(p) = env.get("CCCI_DOCKER").filter(|p| !p.is_empty()) {
         return Some(PathBuf::from(p));
     }
@@ -41,7 +41,11 @@ pub fn docker_program(env: &crate::config::Env) -> Option<PathBuf> {
 }
 
 /// Removes every container labelled `label`; returns how many were removed.
-pub fn remove_labelled(docker: Option<&PathBuf>, label: &str, grace: Duration) -> Result<usize> {
+pub(crate) fn remove_labelled(
+    docker: Option<&PathBuf>,
+    label: &str,
+    grace: Duration,
+) -> Result<usize> {
     let Some(docker) = docker else {
         bail!("docker not found (set CCCI_DOCKER or put docker on PATH)");
     };

@@ -5,7 +5,7 @@
 //! files with comments ignored, so the line changes nothing for it.
 
 /// The start of the marker line; what follows names the run and the host.
-pub const PREFIX: &str = "# cc-ci-run: created by run ";
+pub(crate) const PREFIX: &str = "# cc-ci-run: created by run ";
 
 /// Who created an app, as its marker says.
 #[derive(Clone, Debug, PartialEq, Eq)]

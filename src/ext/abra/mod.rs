@@ -13,27 +13,23 @@ use anyhow::{Context, Result};
 
 use crate::ext::{self, Bound};
 use crate::sys::spawn::Output;
-pub use parse::AppEntry;
+pub(crate) use parse::AppEntry;
 
 /// abra with one ABRA_DIR.
 #[derive(Clone, Debug)]
-pub struct Abra {
+pub(crate) struct Abra {
     bin: OsString,
     abra_dir: PathBuf,
     run_id: String,
 }
 
 impl Abra {
-    pub fn new(bin: &OsString, abra_dir: &Path, run_id: &str) -> Abra {
+    pub(crate) fn new(bin: &OsString, abra_dir: &Path, run_id: &str) -> Abra {
         Abra {
             bin: bin.clone(),
             abra_dir: abra_dir.to_path_buf(),
             run_id: run_id.to_string(),
         }
-    }
-
-    pub fn abra_dir(&self) -> &Path {
-        &self.abra_dir
     }
 
     fn cmd(&self, args: &[&str]) -> Command {
@@ -51,7 +47,7 @@ impl Abra {
     }
 
     /// `abra app new RECIPE [VERSION] -s SERVER -D DOMAIN -S [-C] -n`
-    pub fn app_new(
+    pub(crate) fn app_new(
         &self,
         recipe: &str,
         version: Option<&str>,
@@ -73,7 +69,7 @@ impl Abra {
     /// `abra app deploy DOMAIN [VERSION] [-C] [-f] -D -c -n`: `-D` skips the
     /// DNS check (test domains do not resolve), `-c` skips abra's own short
     /// converge window; cc-ci-run waits for convergence itself.
-    pub fn deploy(
+    pub(crate) fn deploy(
         &self,
         domain: &str,
         version: Option<&str>,
@@ -94,13 +90,13 @@ impl Abra {
     }
 
     /// `abra app undeploy DOMAIN -n`; may return before the stack is gone.
-    pub fn undeploy(&self, domain: &str, bound: &Bound) -> Result<()> {
+    pub(crate) fn undeploy(&self, domain: &str, bound: &Bound) -> Result<()> {
         self.call(&["app", "undeploy", domain, "-n"], bound)
             .map(drop)
     }
 
     /// `abra app rm DOMAIN -f -n`: volumes, secrets and the env file.
-    pub fn rm(&self, domain: &str, bound: &Bound) -> Result<(), RmError> {
+    pub(crate) fn rm(&self, domain: &str, bound: &Bound) -> Result<(), RmError> {
         let args = ["app", "rm", domain, "-f", "-n"];
         let what = format!("abra {}", args.join(" "));
         crate::say!("$ {what}");
@@ -118,26 +114,26 @@ impl Abra {
     }
 
     /// `abra app backup create DOMAIN -n`
-    pub fn backup(&self, domain: &str, bound: &Bound) -> Result<()> {
+    pub(crate) fn backup(&self, domain: &str, bound: &Bound) -> Result<()> {
         self.call(&["app", "backup", "create", domain, "-n"], bound)
             .map(drop)
     }
 
     /// `abra app restore DOMAIN -n`
-    pub fn restore(&self, domain: &str, bound: &Bound) -> Result<()> {
+    pub(crate) fn restore(&self, domain: &str, bound: &Bound) -> Result<()> {
         self.call(&["app", "restore", domain, "-n"], bound)
             .map(drop)
     }
 
     /// `abra app ls -s SERVER -m`: the apps of one server (no status: `-S`
     /// would ask the server about every app).
-    pub fn ls(&self, server: &str, bound: &Bound) -> Result<Vec<AppEntry>> {
+    pub(crate) fn ls(&self, server: &str, bound: &Bound) -> Result<Vec<AppEntry>> {
         let out = self.call(&["app", "ls", "-s", server, "-m"], bound)?;
         parse::parse_app_ls(&out.stdout).context("failed to read abra's app list")
     }
 
     /// The app's env file, where abra keeps it.
-    pub fn env_file(&self, server: &str, domain: &str) -> PathBuf {
+    pub(crate) fn env_file(&self, server: &str, domain: &str) -> PathBuf {
         self.abra_dir
             .join("servers")
             .join(server)
@@ -147,7 +143,7 @@ impl Abra {
 
 /// How `abra app rm` failed, where teardown branches on it.
 #[derive(Debug)]
-pub enum RmError {
+pub(crate) enum RmError {
     /// The engine still holds a volume: it lets go a moment after the last
     /// container went, so a retry within the bound is worth it.
     VolumeInUse(anyhow::Error),
@@ -155,7 +151,7 @@ pub enum RmError {
 }
 
 impl RmError {
-    pub fn into_error(self) -> anyhow::Error {
+    pub(crate) fn into_error(self) -> anyhow::Error {
         match self {
             RmError::VolumeInUse(e) | RmError::Other(e) => e,
         }

@@ -40,7 +40,7 @@ pub struct Update {
 
 impl Update {
     /// The engine's own time for the update, once it completed.
-    pub fn took(&self) -> Option<Duration> {
+    pub(crate) fn took(&self) -> Option<Duration> {
         self.completed_at?.duration_since(self.started_at?).ok()
     }
 }
@@ -253,7 +253,7 @@ pub enum Settle {
 }
 
 /// The most recent error of the service's tasks (`Status.Err`), if any.
-pub fn last_task_error<'a>(service: &Service, tasks: &'a [Task]) -> Option<&'a Task> {
+pub(crate) fn last_task_error<'a>(service: &Service, tasks: &'a [Task]) -> Option<&'a Task> {
     tasks
         .iter()
         .filter(|t| t.service_id == service.id && !t.err.is_empty())
@@ -268,7 +268,7 @@ fn with_last_error(text: String, service: &Service, tasks: &[Task]) -> String {
 }
 
 /// Decides one service from its tasks (tasks of other services are ignored).
-pub fn settle(service: &Service, tasks: &[Task]) -> Settle {
+pub(crate) fn settle(service: &Service, tasks: &[Task]) -> Settle {
     let name = &service.name;
     if let Some(u) = &service.update {
         if u.state == "paused" || u.state.starts_with("rollback_") {

@@ -22,10 +22,10 @@ use converge::Settle;
 /// The longest pause between two polls of a wait. Each poll is several
 /// docker CLI calls (~0.1 s each on a loaded host), so a shorter cap buys
 /// little; a longer one would add up to a second to every teardown.
-pub const POLL_MAX: Duration = Duration::from_millis(500);
+pub(crate) const POLL_MAX: Duration = Duration::from_millis(500);
 
 /// The label docker stack puts on everything of a stack.
-pub const STACK_LABEL: &str = "com.docker.stack.namespace";
+pub(crate) const STACK_LABEL: &str = "com.docker.stack.namespace";
 
 /// One service's state.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -73,7 +73,7 @@ pub fn parse_service_ls(text: &str) -> Result<Vec<ServiceState>> {
 }
 
 /// `1/1`, `0/1`, `2/2 (max 1 per node)` → (running, desired).
-pub fn parse_replicas(text: &str) -> Option<(u64, u64)> {
+pub(crate) fn parse_replicas(text: &str) -> Option<(u64, u64)> {
     let first = text.split_whitespace().next()?;
     let (r, d) = first.split_once('/')?;
     Some((r.parse().ok()?, d.parse().ok()?))
@@ -169,7 +169,7 @@ impl std::fmt::Display for Leftovers {
 }
 
 /// Lines of a `-q`/`{{.Name}}` listing.
-pub fn parse_names(text: &str) -> Vec<String> {
+pub(crate) fn parse_names(text: &str) -> Vec<String> {
     text.lines()
         .map(str::trim)
         .filter(|l| !l.is_empty())
@@ -179,7 +179,7 @@ pub fn parse_names(text: &str) -> Vec<String> {
 
 /// What a convergence wait saw when the stack settled.
 #[derive(Clone, Debug)]
-pub struct Converged {
+pub(crate) struct Converged {
     /// How long cc-ci-run waited, from its first look to the settled one.
     pub waited: Duration,
     /// Each service and what it runs.
@@ -192,12 +192,12 @@ pub struct Converged {
 
 /// The engine, through its CLI.
 #[derive(Clone, Debug)]
-pub struct Docker {
+pub(crate) struct Docker {
     bin: OsString,
 }
 
 impl Docker {
-    pub fn new(bin: &OsString) -> Docker {
+    pub(crate) fn new(bin: &OsString) -> Docker {
         Docker { bin: bin.clone() }
     }
 
@@ -211,7 +211,7 @@ impl Docker {
     /// Runs `docker ARGS` within `bound` and returns its output whatever its
     /// exit status, for callers that tell the engine's errors apart ("no
     /// such container", "in use"): see `leftovers`.
-    pub fn call(&self, args: &[String], bound: &Bound) -> Result<crate::sys::spawn::Output> {
+    pub(crate) fn call(&self, args: &[String], bound: &Bound) -> Result<crate::sys::spawn::Output> {
         let what = format!("docker {}", args.join(" "));
         let mut c = Command::new(&self.bin);
         c.args(args);
@@ -219,7 +219,7 @@ impl Docker {
     }
 
     /// The services of `stack` with their replica counts and update states.
-    pub fn services(&self, stack: &str, bound: &Bound) -> Result<Vec<ServiceState>> {
+    pub(crate) fn services(&self, stack: &str, bound: &Bound) -> Result<Vec<ServiceState>> {
         let filter = format!("label={STACK_LABEL}={stack}");
         let text = self.query(
             &[
@@ -251,7 +251,7 @@ impl Docker {
     }
 
     /// The labels of the stack's `app` service.
-    pub fn app_labels(
+    pub(crate) fn app_labels(
         &self,
         stack: &str,
         bound: &Bound,
@@ -261,7 +261,7 @@ impl Docker {
     }
 
     /// Everything of `stack` still on the engine.
-    pub fn leftovers(&self, stack: &str, bound: &Bound) -> Result<Leftovers> {
+    pub(crate) fn leftovers(&self, stack: &str, bound: &Bound) -> Result<Leftovers> {
         let filter = format!("label={STACK_LABEL}={stack}");
         let q =
             |args: &[&str]| -> Result<Vec<String>> { Ok(parse_names(&self.query(args, bound)?)) };
@@ -287,20 +287,8 @@ impl Docker {
         })
     }
 
-    pub fn remove_volumes(&self, names: &[String], bound: &Bound) -> Result<()> {
-        let mut args = vec!["volume", "rm"];
-        args.extend(names.iter().map(String::as_str));
-        self.query(&args, bound).map(drop)
-    }
-
-    pub fn remove_secrets(&self, names: &[String], bound: &Bound) -> Result<()> {
-        let mut args = vec!["secret", "rm"];
-        args.extend(names.iter().map(String::as_str));
-        self.query(&args, bound).map(drop)
-    }
-
     /// Makes `image` present: inspect, else pull.
-    pub fn ensure_image(&self, image: &str, bound: &Bound) -> Result<()> {
+    pub(crate) fn ensure_image(&self, image: &str, bound: &Bound) -> Result<()> {
         let mut c = Command::new(&self.bin);
         c.args(["image", "inspect", image]);
         if ext::run(&mut c, "docker image inspect", bound)?
@@ -318,7 +306,7 @@ impl Docker {
     /// them (running, starting, failed, shut down), each with its own copy
     /// of the spec it runs. Four CLI calls: `service ls -q`, `service
     /// inspect`, `service ps -q --no-trunc`, `inspect --type task`.
-    pub fn converge_state(
+    pub(crate) fn converge_state(
         &self,
         stack: &str,
         bound: &Bound,
@@ -352,7 +340,7 @@ impl Docker {
     /// the deploy that the wait follows began (None after a restore, which
     /// deploys nothing): the engine's update time is reported for updates
     /// since then.
-    pub fn wait_converged(
+    pub(crate) fn wait_converged(
         &self,
         stack: &str,
         deployed_at: Option<SystemTime>,
@@ -409,7 +397,7 @@ impl Docker {
     /// query that fails while the engine removes the stack (a container
     /// listed and gone in one `docker ps`) is retried within the bound: one
     /// failed poll must not abort a teardown and leak the app.
-    pub fn wait_gone(&self, stack: &str, bound: &Bound) -> Result<Leftovers> {
+    pub(crate) fn wait_gone(&self, stack: &str, bound: &Bound) -> Result<Leftovers> {
         let mut delay = Duration::from_millis(50);
         loop {
             let left = match self.leftovers(stack, &bound.for_query()) {

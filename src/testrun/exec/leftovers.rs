@@ -16,10 +16,10 @@ use crate::say;
 use crate::sys::{kill, procfs};
 
 /// The environment variable that marks a test's processes as this suite's.
-pub const SUITE_MARK: &str = "CCCI_TEST_SUITE";
+pub(crate) const SUITE_MARK: &str = "CCCI_TEST_SUITE";
 
 /// The environment variable that names the test a process belongs to.
-pub const TEST_NAME: &str = "CCCI_TEST_NAME";
+pub(crate) const TEST_NAME: &str = "CCCI_TEST_NAME";
 
 /// A marker unique to this suite in this process and host.
 pub(super) fn suite_token() -> String {

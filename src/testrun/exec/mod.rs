@@ -34,7 +34,7 @@ mod output;
 mod unit;
 
 use leftovers::suite_token;
-pub use leftovers::{SUITE_MARK, TEST_NAME};
+pub(crate) use leftovers::{SUITE_MARK, TEST_NAME};
 use output::{create_output, output_files, spawn_reader, tail, READER_BOUND};
 use unit::{Ending, HardLimits, Running, Stop, UnitState};
 
@@ -91,7 +91,7 @@ struct Runner<'a> {
 }
 
 /// Runs the planned suite (see the module header) and reports.
-pub fn run(suite: &Suite, plan: Plan, cancel: Option<&Latch>) -> Result<SuiteOutcome> {
+pub(crate) fn run(suite: &Suite, plan: Plan, cancel: Option<&Latch>) -> Result<SuiteOutcome> {
     let started_at = SystemTime::now();
     let started = Instant::now();
     let out_dir = suite.report_dir.join("output");
