@@ -52,6 +52,8 @@ pub enum Command {
     Logs(LogsArgs),
     /// Finished runs, newest first: verdicts, failed phases, lock waits, who waited for whom.
     History(HistoryArgs),
+    /// Write a self-contained HTML page of recent runs: one row per app domain, one bar per run.
+    Timeline(TimelineArgs),
     /// Print a shell completion script for SHELL on stdout.
     Completions(CompletionsArgs),
     /// Print a man page (roff) on stdout, generated from these definitions.
@@ -303,6 +305,16 @@ pub struct HistoryArgs {
     /// Machine-readable output on stdout.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct TimelineArgs {
+    /// Runs that ended (or still run) within this long (default 24h).
+    #[arg(long, value_parser = parse_duration)]
+    pub since: Option<Duration>,
+    /// Write the page to FILE (atomically) instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, Args, Clone)]

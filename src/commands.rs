@@ -25,6 +25,7 @@ pub fn dispatch(cli: Cli, start_ppid: Pid) -> Result<i32> {
         cli::Command::Janitor(args) => crate::janitor::command(args, &cli.state_dir),
         cli::Command::Status(args) => crate::status::status(&cli.state_dir, args.json, args.watch),
         cli::Command::History(args) => crate::history::command(&cli.state_dir, &args),
+        cli::Command::Timeline(args) => crate::timeline::command(&cli.state_dir, &args),
         cli::Command::Logs(args) => crate::status::logs(&cli.state_dir, &args.run, args.follow),
         cli::Command::Completions(args) => completions(args),
         cli::Command::Man(args) => man(args),

@@ -188,13 +188,20 @@ pub fn table(entries: &[Entry]) -> String {
     crate::table::render(&rows)
 }
 
+/// Every readable run record of the state directory (through
+/// `status::scan`; unreadable ones are left out): what `history`, the
+/// timeline and the metrics read.
+pub fn load_records(state_dir: &Path) -> Result<Vec<RunRecord>> {
+    Ok(crate::status::scan(state_dir)?
+        .into_iter()
+        .filter_map(|(_, r)| r.ok())
+        .collect())
+}
+
 /// `cc-ci-run history`.
 pub fn command(state_dir: &Path, args: &HistoryArgs) -> Result<i32> {
     let filter = Filter::new(args, SystemTime::now())?;
-    let records: Vec<RunRecord> = crate::status::scan(state_dir)?
-        .into_iter()
-        .filter_map(|(_, r)| r.ok())
-        .collect();
+    let records = load_records(state_dir)?;
     let entries = select(&records, &filter);
     let mut out = std::io::stdout().lock();
     if args.json {

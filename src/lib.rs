@@ -33,4 +33,5 @@ pub mod swarmlock;
 pub mod table;
 pub mod teardown;
 pub mod testrun;
+pub mod timeline;
 pub mod units;

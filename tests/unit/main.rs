@@ -20,4 +20,5 @@ mod testrun_junit;
 mod testrun_meta;
 mod testrun_report;
 mod testrun_select;
+mod timeline;
 mod units;
