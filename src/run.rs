@@ -91,6 +91,7 @@ pub fn validate(args: &RunArgs, state_dir: &Path, env: &Env) -> Result<RunConfig
     let cfg = config::run_config(args, env, std::process::id())?;
     canonical_abra_home(env)?;
     LockSettings::from_env(env, &lock::hostname())?;
+    crate::metrics::check_env(env)?;
     if crate::janitor::enabled(env)? {
         crate::janitor::Settings::from_env(
             state_dir,
@@ -136,6 +137,7 @@ pub fn harness(args: HarnessArgs) -> Result<i32> {
     let mut run = Run::new(cfg, dir, abra_home, tools, locks, funnel, args.wrapper_pid);
     run.banner(&cli.state_dir);
     let code = run.execute();
+    crate::metrics::after_run(&cli.state_dir, &run.record);
     drop(run_lock);
     run.janitor_pass();
     // The last lines a run prints: what an operator reads first.

@@ -223,6 +223,7 @@ pub fn sweep(s: &Settings, stop: Option<&Latch>) -> Result<Summary> {
             String::new()
         }
     );
+    crate::metrics::after_sweep(&s.state_dir, sum.reaped.len(), sum.failed.len(), s.dry_run);
     Ok(sum)
 }
 
@@ -497,6 +498,7 @@ pub fn command(args: JanitorArgs, state_dir: &Path) -> Result<i32> {
         return Ok(exit::OK);
     }
     rundir::check_state_dir(state_dir)?;
+    crate::metrics::check_env(&env)?;
     let s = Settings::from_env(
         state_dir,
         &args.server,

@@ -11,7 +11,10 @@ mod janitor;
 #[path = "../common/junit.rs"]
 mod junit;
 mod locks;
+mod metrics;
 mod ops;
+#[path = "../common/promtext.rs"]
+mod promtext;
 mod records;
 mod reports;
 mod run;

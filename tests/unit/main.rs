@@ -12,8 +12,11 @@ mod junit;
 mod leftovers;
 mod locks;
 mod log;
+mod metrics;
 mod parse;
 mod proc_stat;
+#[path = "../common/promtext.rs"]
+mod promtext;
 mod recipe;
 mod swarmlock;
 mod testrun_junit;
