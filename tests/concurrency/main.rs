@@ -21,4 +21,7 @@ mod run;
 mod support;
 mod teardown;
 mod testrun;
+mod timeline;
+#[path = "../common/timeline_page.rs"]
+mod timeline_page;
 mod verdict;

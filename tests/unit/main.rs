@@ -24,4 +24,6 @@ mod testrun_meta;
 mod testrun_report;
 mod testrun_select;
 mod timeline;
+#[path = "../common/timeline_page.rs"]
+mod timeline_page;
 mod units;
