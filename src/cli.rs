@@ -17,7 +17,14 @@ use crate::units::{parse_duration, parse_size};
 
 /// cc-ci-run: the guarded harness of a Co-op Cloud recipe CI.
 #[derive(Debug, Parser)]
-#[command(name = "cc-ci-run", version, about, propagate_version = true)]
+#[command(
+    name = "cc-ci-run",
+    version,
+    about,
+    propagate_version = true,
+    after_help = crate::manual::after_help(),
+    after_long_help = crate::manual::after_long_help()
+)]
 pub struct Cli {
     /// Where locks, run trees, run records and logs live (outside any Drone workspace).
     #[arg(

@@ -95,10 +95,27 @@ pub fn man(args: cli::ManArgs) -> Result<i32> {
             }
         },
     };
+    let main_page = args.command.is_none();
     let mut page = Vec::new();
-    clap_mangen::Man::new(page_of)
-        .render(&mut page)
-        .context("failed to render the man page")?;
+    let man = clap_mangen::Man::new(page_of);
+    if main_page {
+        // The main page's EXIT STATUS, ENVIRONMENT and FILES come from the
+        // tables `--help` prints (crate::manual), in place of the generic
+        // EXTRA section clap_mangen would make of the same text.
+        man.render_title(&mut page)
+            .and_then(|()| man.render_name_section(&mut page))
+            .and_then(|()| man.render_synopsis_section(&mut page))
+            .and_then(|()| man.render_description_section(&mut page))
+            .and_then(|()| man.render_options_section(&mut page))
+            .and_then(|()| man.render_subcommands_section(&mut page))
+            .and_then(|()| {
+                std::io::Write::write_all(&mut page, crate::manual::man_sections().as_bytes())
+            })
+            .and_then(|()| man.render_version_section(&mut page))
+    } else {
+        man.render(&mut page)
+    }
+    .context("failed to render the man page")?;
     write_stdout(&page, "man page")
 }
 

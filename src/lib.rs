@@ -24,6 +24,7 @@ pub mod lockbackend;
 pub mod lockcmd;
 pub mod lockholder;
 pub mod log;
+pub mod manual;
 pub mod metrics;
 pub mod proc;
 pub mod recipe;

@@ -12,6 +12,7 @@ mod junit;
 mod leftovers;
 mod locks;
 mod log;
+mod manual;
 mod metrics;
 mod parse;
 mod proc_stat;
