@@ -15,6 +15,8 @@ pub mod lifetime;
 pub mod lock;
 pub mod lockbackend;
 pub mod log;
+pub mod manual;
+pub mod names;
 pub mod run;
 pub mod rundir;
 pub mod swarmlock;
@@ -22,4 +24,6 @@ pub mod sys;
 pub mod table;
 pub mod teardown;
 pub mod testrun;
+
 pub mod units;
+pub mod views;

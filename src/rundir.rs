@@ -396,20 +396,6 @@ impl RunRecord {
     }
 }
 
-/// Every run record under the state directory (unreadable ones skipped).
-pub(crate) fn all_records(state_dir: &Path) -> Vec<(PathBuf, RunRecord)> {
-    let Ok(dir) = fs::read_dir(state_dir.join("runs")) else {
-        return Vec::new();
-    };
-    let mut out: Vec<(PathBuf, RunRecord)> = dir
-        .filter_map(|e| e.ok())
-        .map(|e| e.path().join("run.json"))
-        .filter_map(|p| RunRecord::load(&p).ok().map(|r| (p, r)))
-        .collect();
-    out.sort_by(|a, b| a.1.started.cmp(&b.1.started));
-    out
-}
-
 /// Creates the symlink `link` → `target`, accepting an existing identical
 /// link; anything else at that place is an error that says what to remove.
 pub(crate) fn ensure_symlink(target: &Path, link: &Path) -> Result<()> {
@@ -439,4 +425,59 @@ pub(crate) fn ensure_symlink(target: &Path, link: &Path) -> Result<()> {
     }
     std::os::unix::fs::symlink(target, link)
         .with_context(|| format!("failed to link {} to {}", link.display(), target.display()))
+}
+
+/// Lists `runs/` of the state directory: each run directory's record or
+/// why it cannot be read. A missing or unreadable state directory is an
+/// error (exit 3 naming it); a state directory without `runs/` has no runs.
+pub fn scan(state_dir: &Path) -> Result<Vec<(String, Result<RunRecord, String>)>> {
+    std::fs::read_dir(state_dir).map_err(|e| {
+        crate::exit::Failure::infra(format!(
+            "cannot read the state directory {}: {e} (CCCI_STATE_DIR or --state-dir)",
+            state_dir.display()
+        ))
+    })?;
+    let runs = state_dir.join("runs");
+    let rd = match std::fs::read_dir(&runs) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => {
+            return Err(crate::exit::Failure::infra(format!(
+                "cannot read {}: {e}",
+                runs.display()
+            )))
+        }
+    };
+    let mut out = Vec::new();
+    for entry in rd.filter_map(|e| e.ok()) {
+        let Some(id) = entry.file_name().to_str().map(String::from) else {
+            continue;
+        };
+        if !entry.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        let path = entry.path().join("run.json");
+        let rec = match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice::<RunRecord>(&bytes)
+                .map_err(|e| format!("{} does not parse: {e}", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => Err(format!("{}: {e}", path.display())),
+        };
+        out.push((id, rec));
+    }
+    out.sort_by(|a, b| {
+        let key = |r: &Result<RunRecord, String>| r.as_ref().map(|r| r.started.clone()).ok();
+        key(&a.1).cmp(&key(&b.1)).then_with(|| a.0.cmp(&b.0))
+    });
+    Ok(out)
+}
+
+/// Every readable run record of the state directory, oldest first
+/// (unreadable ones are left out): what `history`, the timeline, the
+/// metrics and the run's own look at earlier runs read.
+pub fn load_records(state_dir: &Path) -> Result<Vec<RunRecord>> {
+    Ok(scan(state_dir)?
+        .into_iter()
+        .filter_map(|(_, r)| r.ok())
+        .collect())
 }

@@ -603,7 +603,7 @@ impl AppLocks for SwarmLocks {
     }
 
     fn try_acquire(&self, domain: &str, owner: &OwnerRecord, on_lost: OnLost) -> Result<Attempt> {
-        crate::config::names::validate_name(Kind::App, domain)?;
+        crate::names::validate_name(Kind::App, domain)?;
         // A take-over ends in `Again`; a few rounds settle any race.
         for _ in 0..5 {
             match self.attempt(domain, owner)? {
@@ -628,7 +628,7 @@ impl AppLocks for SwarmLocks {
         on_lost: OnLost,
     ) -> Result<crate::lockbackend::Acquired> {
         use crate::lockbackend::Acquired;
-        crate::config::names::validate_name(Kind::App, domain)?;
+        crate::names::validate_name(Kind::App, domain)?;
         let started = Instant::now();
         let mut reported: Option<(String, Instant)> = None;
         let mut pause = Duration::from_millis(50);

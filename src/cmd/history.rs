@@ -2,7 +2,7 @@
 //! filtered by domain, recipe, verdict and age; which run held which app
 //! domain when, and who waited behind whom, from the records' lock timings.
 //! The selection and the table are pure; only [`command`] reads the state
-//! directory (through `status::scan`, which never writes or locks).
+//! directory (through `rundir::scan`, which never writes or locks).
 
 use std::io::Write;
 use std::path::Path;
@@ -39,10 +39,10 @@ impl Filter {
             }
         }
         if let Some(d) = &args.domain {
-            crate::config::names::check_domain("--domain", d)?;
+            crate::names::check_domain("--domain", d)?;
         }
         if let Some(r) = &args.recipe {
-            crate::config::names::check_label("--recipe", r)?;
+            crate::names::check_label("--recipe", r)?;
         }
         Ok(Filter {
             domain: args.domain.clone(),
@@ -191,10 +191,7 @@ pub fn table(entries: &[Entry]) -> String {
 /// `cc-ci-run history`.
 pub(crate) fn command(state_dir: &Path, args: &HistoryArgs) -> Result<i32> {
     let filter = Filter::new(args, SystemTime::now())?;
-    let records: Vec<RunRecord> = crate::cmd::status::scan(state_dir)?
-        .into_iter()
-        .filter_map(|(_, r)| r.ok())
-        .collect();
+    let records = crate::rundir::load_records(state_dir)?;
     let entries = select(&records, &filter);
     let mut out = std::io::stdout().lock();
     if args.json {

@@ -9,8 +9,7 @@
 
 use std::fs::OpenOptions;
 use std::io::{Read, Write};
-use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -21,60 +20,13 @@ use serde::Serialize;
 
 use crate::cli::{BenchLockArgs, HoldLockArgs, LockStressArgs, LocksArgs, UnlockArgs};
 use crate::exit::{self, Failure};
-use crate::lock::holder::{self, FileId, Holder};
+use crate::lock::holder::{self, Holder};
+use crate::lock::report::{collect, LockReport, State};
 use crate::lock::{self, Acquire, Kind, OwnerRecord, TryPath};
 use crate::lockbackend::{self, Attempt, Backend, LockSettings};
 use crate::say;
 use crate::swarmlock::{self, Swarm};
 use crate::table::{self, Align};
-
-/// Whether a lock is held, according to the kernel.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum State {
-    Held,
-    Free,
-}
-
-/// What `cc-ci-run locks --json` prints on stdout: one object,
-/// `{"max_age_secs": N, "locks": [LockReport, ...]}`, app locks first, then
-/// run locks, each sorted by name. Stable fields of every lock:
-///
-/// - `name` (string): the app domain or run id.
-/// - `kind` (`"app"` | `"run"`).
-/// - `path` (string): the lock file.
-/// - `state` (`"held"` | `"free"`): the kernel's answer, not the record's.
-/// - `holder_pid` (number | null): the live process that holds the lock,
-///   from `/proc/locks` confirmed or corrected through `/proc/PID/fdinfo`.
-///   null when free, or when held by a process this user cannot see.
-/// - `taker_pid` (number | null): the pid `/proc/locks` names, the process
-///   that took the lock; it may have exited while `holder_pid` keeps the
-///   lock (a shell's `flock -x 9`). null when free.
-/// - `owner` (object | null): the owner record in the file (`run_id`,
-///   `pid`, `host`, `cwd`, `started`, `kind`). null when there is none: a
-///   `flock(1)` holder, or a lock released cleanly (which clears it). A
-///   record in a free lock was left by a holder that died.
-/// - `owner_matches` (bool): the record's pid is `holder_pid`; false on a
-///   held lock means the record is stale or missing.
-/// - `since` (string | null): RFC 3339 UTC. Held: when the lock was taken,
-///   as well as it is known (when the holder wrote its record, else when
-///   the holder process started). Free: when the file was last written.
-/// - `age_secs` (number | null): whole seconds from `since` to now.
-/// - `over_max_age` (bool): held for longer than `CCCI_LOCK_MAX_AGE`.
-#[derive(Clone, Debug, Serialize)]
-pub struct LockReport {
-    pub name: String,
-    pub kind: Kind,
-    pub path: PathBuf,
-    pub state: State,
-    pub holder_pid: Option<i32>,
-    pub taker_pid: Option<i32>,
-    pub owner: Option<OwnerRecord>,
-    pub owner_matches: bool,
-    pub since: Option<String>,
-    pub age_secs: Option<u64>,
-    pub over_max_age: bool,
-}
 
 #[derive(Debug, Serialize)]
 struct LocksJson<'a> {
@@ -258,81 +210,6 @@ pub(crate) fn locks(state_dir: &Path, args: LocksArgs) -> Result<i32> {
     Ok(exit::OK)
 }
 
-/// Every lock file under the state directory, with the kernel's view of it.
-pub(crate) fn collect(state_dir: &Path, max_age: Duration) -> Result<Vec<LockReport>> {
-    let mut files: Vec<(Kind, String, PathBuf, std::fs::Metadata)> = Vec::new();
-    for kind in [Kind::App, Kind::Run] {
-        let dir = lock::lock_dir(state_dir, kind);
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(e).with_context(|| format!("failed to list {}", dir.display())),
-        };
-        let mut found = Vec::new();
-        for entry in entries {
-            let entry = entry.with_context(|| format!("failed to list {}", dir.display()))?;
-            let file_name = entry.file_name();
-            let Some(name) = file_name.to_str().and_then(|n| n.strip_suffix(".lock")) else {
-                continue;
-            };
-            let path = entry.path();
-            let Ok(meta) = std::fs::symlink_metadata(&path) else {
-                continue; // removed while we listed
-            };
-            if !meta.is_file() {
-                say!(
-                    "warning: {} is not a regular file (a planted symlink?); it is not a lock and is ignored",
-                    path.display()
-                );
-                continue;
-            }
-            found.push((kind, name.to_string(), path, meta));
-        }
-        found.sort_by(|a, b| a.1.cmp(&b.1));
-        files.extend(found);
-    }
-    let ids: Vec<FileId> = files.iter().map(|f| FileId::of(&f.3)).collect();
-    let views = holder::inspect(&ids);
-    let now = SystemTime::now();
-    let reports = files
-        .into_iter()
-        .zip(views)
-        .map(|((kind, name, path, meta), view)| {
-            let owner = lock::read_owner(&path);
-            let (state, holder_pid) = match view.holder {
-                Holder::Free => (State::Free, None),
-                Holder::Held { pid } => (State::Held, pid),
-            };
-            let owner_matches = holder_pid.is_some() && owner.as_ref().map(|o| o.pid) == holder_pid;
-            let written = SystemTime::UNIX_EPOCH
-                + Duration::new(meta.mtime().max(0) as u64, meta.mtime_nsec().max(0) as u32);
-            let since = match (state, owner_matches) {
-                (State::Free, _) | (State::Held, true) => Some(written),
-                (State::Held, false) => holder_pid.and_then(crate::sys::procfs::process_started),
-            };
-            let age = since.map(|s| now.duration_since(s).unwrap_or_default());
-            LockReport {
-                name,
-                kind,
-                path,
-                state,
-                holder_pid,
-                taker_pid: if state == State::Held {
-                    view.taker
-                } else {
-                    None
-                },
-                owner,
-                owner_matches,
-                since: since.map(crate::log::timestamp),
-                age_secs: age.map(|a| a.as_secs()),
-                over_max_age: state == State::Held && age.is_some_and(|a| a > max_age),
-            }
-        })
-        .collect();
-    Ok(reports)
-}
-
 /// The human listing of `locks`, one line per lock (pure).
 pub fn table(reports: &[LockReport]) -> String {
     if reports.is_empty() {
@@ -391,7 +268,7 @@ pub fn resolve_kind(
     let mut errors = Vec::new();
     let mut valid = Vec::new();
     for kind in kinds {
-        match crate::config::names::validate_name(kind, name) {
+        match crate::names::validate_name(kind, name) {
             Ok(()) => valid.push(kind),
             Err(e) => errors.push(format!("{e:#}")),
         }
@@ -421,7 +298,7 @@ pub(crate) fn unlock(state_dir: &Path, args: UnlockArgs) -> Result<i32> {
     let settings = LockSettings::from_process_env()?;
     if settings.backend == Backend::Swarm
         && args.kind != Some(Kind::Run)
-        && crate::config::names::validate_name(Kind::App, &args.name).is_ok()
+        && crate::names::validate_name(Kind::App, &args.name).is_ok()
         && (args.kind == Some(Kind::App)
             || std::fs::symlink_metadata(lock::lock_path(state_dir, Kind::Run, &args.name))
                 .is_err())
@@ -663,12 +540,12 @@ fn terminate_and_remove(path: &Path, pid: i32, what: &str, wait: Duration) -> Re
 /// `__hold-lock KIND NAME [CMD...]`: see [`HoldLockArgs`].
 pub(crate) fn hold_lock(state_dir: &Path, args: HoldLockArgs) -> Result<i32> {
     crate::log::set_tag("hold-lock");
-    crate::config::names::validate_name(args.kind, &args.name)?;
+    crate::names::validate_name(args.kind, &args.name)?;
     let run_id = args
         .run_id
         .clone()
         .unwrap_or_else(|| format!("manual-{}", std::process::id()));
-    crate::config::names::validate_name(Kind::Run, &run_id)?;
+    crate::names::validate_name(Kind::Run, &run_id)?;
     let owner = OwnerRecord::for_self(&run_id, args.kind);
     let what = format!("{} lock `{}`", args.kind.as_str(), args.name);
     // An app lock goes through the configured backend; a run lock is
@@ -784,7 +661,7 @@ fn hold(
 /// [`LockStressArgs`]. Prints `acquired A busy B absent C` on stdout.
 pub(crate) fn lock_stress(state_dir: &Path, args: LockStressArgs) -> Result<i32> {
     crate::log::set_tag("lock-stress");
-    crate::config::names::validate_name(Kind::App, &args.name)?;
+    crate::names::validate_name(Kind::App, &args.name)?;
     let settings = LockSettings::from_process_env()?;
     if settings.backend == Backend::Swarm {
         return lock_stress_backend(state_dir, &settings, &args);

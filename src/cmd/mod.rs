@@ -33,6 +33,7 @@ pub fn dispatch(cli: Cli, start_ppid: Pid) -> Result<i32> {
             crate::cmd::status::status(&cli.state_dir, args.json, args.watch)
         }
         cli::Command::History(args) => crate::cmd::history::command(&cli.state_dir, &args),
+        cli::Command::Timeline(args) => crate::views::timeline::command(&cli.state_dir, &args),
         cli::Command::Logs(args) => {
             crate::cmd::status::logs(&cli.state_dir, &args.run, args.follow)
         }
@@ -104,10 +105,27 @@ pub(crate) fn man(args: cli::ManArgs) -> Result<i32> {
             }
         },
     };
+    let main_page = args.command.is_none();
     let mut page = Vec::new();
-    clap_mangen::Man::new(page_of)
-        .render(&mut page)
-        .context("failed to render the man page")?;
+    let man = clap_mangen::Man::new(page_of);
+    if main_page {
+        // The main page's EXIT STATUS, ENVIRONMENT and FILES come from the
+        // tables `--help` prints (crate::manual), in place of the generic
+        // EXTRA section clap_mangen would make of the same text.
+        man.render_title(&mut page)
+            .and_then(|()| man.render_name_section(&mut page))
+            .and_then(|()| man.render_synopsis_section(&mut page))
+            .and_then(|()| man.render_description_section(&mut page))
+            .and_then(|()| man.render_options_section(&mut page))
+            .and_then(|()| man.render_subcommands_section(&mut page))
+            .and_then(|()| {
+                std::io::Write::write_all(&mut page, crate::manual::man_sections().as_bytes())
+            })
+            .and_then(|()| man.render_version_section(&mut page))
+    } else {
+        man.render(&mut page)
+    }
+    .context("failed to render the man page")?;
     write_stdout(&page, "man page")
 }
 
@@ -146,7 +164,7 @@ pub(crate) fn test(args: cli::TestArgs) -> Result<i32> {
         }
         None => format!("manual-{}", std::process::id()),
     };
-    crate::config::names::check_run_id(&run_id)?;
+    crate::names::check_run_id(&run_id)?;
     testrun::validate_options(&args.tests)?;
     crate::log::set_tag(&run_id);
     let paths = if args.paths.is_empty() {

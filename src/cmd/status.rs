@@ -46,51 +46,6 @@ pub(crate) fn state_of(r: &RunRecord, lock_held: bool) -> &'static str {
     }
 }
 
-/// Lists `runs/` of the state directory: each run directory's record or
-/// why it cannot be read. A missing or unreadable state directory is an
-/// error (exit 3 naming it); a state directory without `runs/` has no runs.
-pub(crate) fn scan(state_dir: &Path) -> Result<Vec<(String, Result<RunRecord, String>)>> {
-    std::fs::read_dir(state_dir).map_err(|e| {
-        Failure::infra(format!(
-            "cannot read the state directory {}: {e} (CCCI_STATE_DIR or --state-dir)",
-            state_dir.display()
-        ))
-    })?;
-    let runs = state_dir.join("runs");
-    let rd = match std::fs::read_dir(&runs) {
-        Ok(rd) => rd,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => {
-            return Err(Failure::infra(format!(
-                "cannot read {}: {e}",
-                runs.display()
-            )))
-        }
-    };
-    let mut out = Vec::new();
-    for entry in rd.filter_map(|e| e.ok()) {
-        let Some(id) = entry.file_name().to_str().map(String::from) else {
-            continue;
-        };
-        if !entry.file_type().is_ok_and(|t| t.is_dir()) {
-            continue;
-        }
-        let path = entry.path().join("run.json");
-        let rec = match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice::<RunRecord>(&bytes)
-                .map_err(|e| format!("{} does not parse: {e}", path.display())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => Err(format!("{}: {e}", path.display())),
-        };
-        out.push((id, rec));
-    }
-    out.sort_by(|a, b| {
-        let key = |r: &Result<RunRecord, String>| r.as_ref().map(|r| r.started.clone()).ok();
-        key(&a.1).cmp(&key(&b.1)).then_with(|| a.0.cmp(&b.0))
-    });
-    Ok(out)
-}
-
 /// Whether each run's run lock is held now (one read of `/proc/locks`).
 fn run_locks_held(state_dir: &Path, ids: &[&str]) -> Vec<bool> {
     let metas: Vec<Option<FileId>> = ids
@@ -117,7 +72,7 @@ fn run_locks_held(state_dir: &Path, ids: &[&str]) -> Vec<bool> {
 
 /// The runs known on this host, oldest first.
 pub(crate) fn collect(state_dir: &Path) -> Result<Vec<RunStatus>> {
-    let scanned = scan(state_dir)?;
+    let scanned = crate::rundir::scan(state_dir)?;
     let ids: Vec<&str> = scanned.iter().map(|(id, _)| id.as_str()).collect();
     let held = run_locks_held(state_dir, &ids);
     Ok(scanned
@@ -204,10 +159,10 @@ pub(crate) fn status(state_dir: &Path, json: bool, watch: bool) -> Result<i32> {
 /// The directory of run `id`, or exit 2 naming the most recent runs.
 fn run_dir(state_dir: &Path, id: &str) -> Result<PathBuf> {
     let dir = state_dir.join("runs").join(id);
-    if crate::config::names::check_run_id(id).is_ok() && dir.join("run.log").is_file() {
+    if crate::names::check_run_id(id).is_ok() && dir.join("run.log").is_file() {
         return Ok(dir);
     }
-    let recent: Vec<String> = scan(state_dir)?
+    let recent: Vec<String> = crate::rundir::scan(state_dir)?
         .into_iter()
         .rev()
         .take(10)

@@ -11,11 +11,9 @@ use std::time::Duration;
 
 use anyhow::Result;
 
-pub mod names;
-
 use crate::cli::{RunArgs, TestOptions};
-use crate::config::names::{check_domain, check_label, check_run_id};
 use crate::exit::Failure;
+use crate::names::{check_domain, check_label, check_run_id};
 
 /// The environment as the config sees it (injected for tests).
 pub type Env = HashMap<String, String>;

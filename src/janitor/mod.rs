@@ -195,7 +195,7 @@ pub(crate) fn sweep(s: &Settings, stop: Option<&Latch>) -> Result<Summary> {
             break;
         }
         let domain = app.name();
-        if let Err(e) = crate::config::names::validate_name(Kind::App, domain) {
+        if let Err(e) = crate::names::validate_name(Kind::App, domain) {
             say!("janitor: skipping {domain:?}: {e:#}");
             continue;
         }
@@ -221,6 +221,7 @@ pub(crate) fn sweep(s: &Settings, stop: Option<&Latch>) -> Result<Summary> {
             String::new()
         }
     );
+    crate::views::metrics::after_sweep(&s.state_dir, sum.reaped.len(), sum.failed.len(), s.dry_run);
     Ok(sum)
 }
 
@@ -347,9 +348,7 @@ fn tidy_swarm_locks(
 fn tidy(s: &Settings, apps: &[crate::ext::abra::AppEntry], owner: &OwnerRecord, sum: &mut Summary) {
     let app_dir = lock::lock_dir(&s.state_dir, Kind::App);
     for domain in names_in(&app_dir, ".lock") {
-        if crate::config::names::validate_name(Kind::App, &domain).is_err()
-            || !s.gate.matches(&domain)
-        {
+        if crate::names::validate_name(Kind::App, &domain).is_err() || !s.gate.matches(&domain) {
             continue;
         }
         if apps.iter().any(|a| a.name() == domain) && !sum.reaped.contains(&domain) {
@@ -376,7 +375,7 @@ fn tidy(s: &Settings, apps: &[crate::ext::abra::AppEntry], owner: &OwnerRecord, 
         .collect();
     ids.sort();
     for id in ids {
-        if crate::config::names::check_run_id(&id).is_err() {
+        if crate::names::check_run_id(&id).is_err() {
             continue;
         }
         if let Err(e) = tidy_run(s, &id, owner, sum) {
@@ -507,6 +506,7 @@ pub(crate) fn command(args: JanitorArgs, state_dir: &Path, env: &Env) -> Result<
         return Ok(exit::OK);
     }
     crate::config::check_state_dir(state_dir)?;
+    crate::views::metrics::check_env(env)?;
     let s = Settings::from_env(
         state_dir,
         &args.server,

@@ -28,6 +28,7 @@
 //! lets go and returns at once when shutdown is requested.
 
 pub mod holder;
+pub mod report;
 
 use std::fs::{DirBuilder, File, OpenOptions, Permissions};
 use std::io::ErrorKind;
@@ -43,8 +44,8 @@ use nix::fcntl::OFlag;
 use nix::poll::{poll, PollFd, PollFlags};
 use serde::{Deserialize, Serialize};
 
-use crate::config::names::{validate_name, Name};
 use crate::lock::holder::FileId;
+use crate::names::{validate_name, Name};
 use crate::sys::latch::{self, Latch};
 
 /// What a lock protects: an app domain on the swarm, or a run id.

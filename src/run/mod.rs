@@ -73,6 +73,7 @@ pub(crate) fn validate(args: &RunArgs, state_dir: &Path, env: &Env) -> Result<Ru
     let cfg = config::run_config(args, env, std::process::id())?;
     config::canonical_abra_home(env)?;
     LockSettings::from_env(env, &crate::sys::procfs::hostname())?;
+    crate::views::metrics::check_env(env)?;
     if crate::janitor::enabled(env)? {
         crate::janitor::Settings::from_env(
             state_dir,
@@ -117,6 +118,7 @@ pub(crate) fn harness(args: HarnessArgs) -> Result<i32> {
     let mut run = Run::new(cfg, dir, abra_home, &env, locks, funnel, args.wrapper_pid);
     run.banner(&cli.state_dir);
     let code = run.execute();
+    crate::views::metrics::after_run(&cli.state_dir, &run.record);
     drop(run_lock);
     run.janitor_pass(&env);
     // The last lines a run prints: what an operator reads first.
@@ -614,15 +616,18 @@ impl Run {
                 Some(v.clone())
             }
             Base::LastGreen => {
-                let green = rundir::all_records(&self.dir.state_dir)
+                // A state directory that cannot be read has no green run
+                // to offer: the latest release is the base then.
+                let green = rundir::load_records(&self.dir.state_dir)
+                    .unwrap_or_default()
                     .into_iter()
                     .rev()
-                    .find(|(_, r)| {
+                    .find(|r| {
                         r.recipe == self.cfg.recipe
                             && r.exit_code == Some(0)
                             && r.tested_version.is_some()
                     })
-                    .and_then(|(_, r)| r.tested_version);
+                    .and_then(|r| r.tested_version);
                 match green {
                     Some(v) => Some(v),
                     None => {

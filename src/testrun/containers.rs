@@ -30,7 +30,7 @@ pub(crate) fn label(run_id: &str) -> String {
 const CALL_BOUND: Duration = Duration::from_secs(60);
 
 /// `CCCI_DOCKER`, else `docker` on PATH; None when neither is there.
-pub(crate) fn docker_program(env: &crate::config::Env) -> Option<PathBuf> {
+pub(crate) fn docker_program(env: &std::collections::HashMap<String, String>) -> Option<PathBuf> {
     if let Some(p) = env.get("CCCI_DOCKER").filter(|p| !p.is_empty()) {
         return Some(PathBuf::from(p));
     }

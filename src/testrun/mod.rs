@@ -79,7 +79,7 @@ pub(crate) struct Host {
 }
 
 impl Host {
-    pub(crate) fn from_env(env: &crate::config::Env) -> Host {
+    pub(crate) fn from_env(env: &std::collections::HashMap<String, String>) -> Host {
         Host {
             docker: containers::docker_program(env),
             proc_dir: env

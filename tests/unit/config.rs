@@ -82,13 +82,13 @@ fn drone_run_ids_differ_between_repositories_and_repeat_within_one() {
     for id in [&i1, &i2] {
         assert!(id.len() <= 63, "{id}");
         assert!(id.ends_with("-123456"), "{id}");
-        cc_ci_run::config::names::check_run_id(id).unwrap();
+        cc_ci_run::names::check_run_id(id).unwrap();
     }
     assert_eq!(i1, config::drone_run_id(&long1, 123456));
     // The longest build number still fits.
     let id = config::drone_run_id(&long1, 999_999_999_999_999_999);
     assert!(id.len() <= 63, "{id}");
-    cc_ci_run::config::names::check_run_id(&id).unwrap();
+    cc_ci_run::names::check_run_id(&id).unwrap();
 }
 
 #[test]
@@ -294,8 +294,8 @@ fn custom_build_commit_sha_is_not_the_recipe_ref() {
 
 #[test]
 fn one_run_id_rule_everywhere_63_characters_like_a_dns_label() {
-    use cc_ci_run::config::names::{check_run_id, validate_name, RUN_ID_MAX};
     use cc_ci_run::lock::Kind;
+    use cc_ci_run::names::{check_run_id, validate_name, RUN_ID_MAX};
     assert_eq!(RUN_ID_MAX, 63);
     let longest = "a".repeat(63);
     let over = "a".repeat(64);
@@ -314,8 +314,8 @@ fn one_run_id_rule_everywhere_63_characters_like_a_dns_label() {
 
 #[test]
 fn a_deploy_domain_needs_two_labels_a_lock_name_may_have_one() {
-    use cc_ci_run::config::names::{check_domain, validate_name};
     use cc_ci_run::lock::Kind;
+    use cc_ci_run::names::{check_domain, validate_name};
     assert_eq!(
         exit::code_for(&check_domain("domain", "localhost").unwrap_err()),
         2

@@ -5,14 +5,15 @@
 use std::path::Path;
 use std::time::Duration;
 
-use cc_ci_run::cmd::locks::{self, LockReport, State};
-use cc_ci_run::config::names::validate_name;
+use cc_ci_run::cmd::locks;
 use cc_ci_run::exit;
 use cc_ci_run::lock::holder::{
     decide, dev_major_minor, parse_fdinfo_locks, parse_lock_line, parse_proc_locks, Evidence,
     FileId, Holder, Listed,
 };
+use cc_ci_run::lock::report::{LockReport, State};
 use cc_ci_run::lock::{self, Kind, OwnerRecord, Role};
+use cc_ci_run::names::validate_name;
 use cc_ci_run::sys::procfs::start_ticks;
 
 fn usage_message(kind: Kind, name: &str) -> String {
@@ -84,10 +85,10 @@ fn bad_names_exit_2_naming_field_and_rule() {
 
 #[test]
 fn over_long_names_are_refused_and_not_echoed_in_full() {
-    let long_run = "a".repeat(cc_ci_run::config::names::RUN_ID_MAX + 1);
-    let limit = format!("over the limit of {}", cc_ci_run::config::names::RUN_ID_MAX);
+    let long_run = "a".repeat(cc_ci_run::names::RUN_ID_MAX + 1);
+    let limit = format!("over the limit of {}", cc_ci_run::names::RUN_ID_MAX);
     assert!(usage_message(Kind::Run, &long_run).contains(&limit));
-    validate_name(Kind::Run, &"a".repeat(cc_ci_run::config::names::RUN_ID_MAX)).unwrap();
+    validate_name(Kind::Run, &"a".repeat(cc_ci_run::names::RUN_ID_MAX)).unwrap();
     let long_label = format!("{}.org", "a".repeat(64));
     assert!(usage_message(Kind::App, &long_label).contains("label of 64"));
     let long_domain = vec!["a".repeat(60); 5].join(".");

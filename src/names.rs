@@ -8,7 +8,7 @@
 //! included, because an operator may lock a name by hand (`cc-ci-run lock
 //! app NAME`) and the janitor must be able to name whatever it finds. A run
 //! id is at most 63 characters, the length of a DNS label, wherever it is
-//! read: the id a Drone build gets is cut to that ([`super::drone_run_id`]),
+//! read: the id a Drone build gets is cut to that (`config::drone_run_id`),
 //! and lock files, run records and markers use the same [`check_run_id`].
 
 use anyhow::Result;
