@@ -1,7 +1,7 @@
 //! Calling external programs (`abra`, `docker`, `git`): where they are found,
 //! and one bounded, cancellable way to run them.
 //!
-//! Each call runs in its own process group (see `proc`), bounded by the
+//! Each call runs in its own process group (see `sys::spawn`), bounded by the
 //! phase's deadline and interruptible by the funnel's latch. A command that
 //! the latch stopped returns [`Interrupted`], which the lifecycle turns into
 //! the funnel's exit code rather than an infrastructure failure.

@@ -9,6 +9,7 @@
 //! interrupts it once begun.
 
 pub mod interpolate;
+pub(crate) mod phase;
 pub mod recipe;
 
 use std::path::{Path, PathBuf};
@@ -29,10 +30,12 @@ use crate::ext::{self, Bound, Interrupted, Tools};
 use crate::lifetime::{self, Funnel, WrapOptions};
 use crate::lock::{self, Kind, OwnerRecord, Role, TryLock};
 use crate::lockbackend::{self, AppLock, AppLocks, Attempt, LockSettings};
+use crate::run::phase::Phase;
 use crate::rundir::{self, RunDir, RunRecord};
 use crate::say;
 use crate::teardown::{self, App};
 use crate::testrun;
+use crate::testrun::meta::Tier;
 
 /// How often a run waiting for an app lock says who holds it.
 const LOCK_PROGRESS_EVERY: Duration = Duration::from_secs(30);
@@ -283,7 +286,7 @@ impl Run {
 
     /// The whole run: phases, teardown, records. Returns the exit code.
     fn execute(&mut self) -> i32 {
-        self.set_phase("started");
+        self.set_phase(Phase::Started);
         let verdict = self.phases();
         // Where the verdict was decided: the phase the run was in when the
         // phases ended (a failure, a signal, the deadline, or the last test).
@@ -318,7 +321,7 @@ impl Run {
             _ => Some(decided_in),
         };
         self.write_junit(code, verdict.as_ref().err());
-        self.set_phase("cleanup");
+        self.set_phase(Phase::Cleanup);
         let left = crate::sys::kill::sweep_descendants(self.cfg.grace);
         if left > 0 {
             say!("ended {left} leftover process(es) of the run");
@@ -328,7 +331,7 @@ impl Run {
         }
         self.record.finished = Some(crate::log::timestamp(std::time::SystemTime::now()));
         self.record.exit_code = Some(code);
-        self.set_phase("finished");
+        self.set_phase(Phase::Finished);
         say!("run {} finished: exit {code}", self.cfg.run_id);
         code
     }
@@ -346,7 +349,7 @@ impl Run {
         }
     }
 
-    fn set_phase(&mut self, phase: &str) {
+    fn set_phase(&mut self, phase: Phase) {
         let now = crate::log::timestamp(std::time::SystemTime::now());
         if let Some(last) = self.record.phases.last_mut() {
             if last.ended.is_none() {
@@ -355,7 +358,7 @@ impl Run {
             }
         }
         self.phase_started = Instant::now();
-        if phase != "finished" {
+        if phase != Phase::Finished {
             self.record.phases.push(rundir::PhaseSpan {
                 name: phase.to_string(),
                 started: now.clone(),
@@ -407,10 +410,10 @@ impl Run {
 
     fn phases(&mut self) -> Result<Verdict> {
         self.check_shutdown()?;
-        self.set_phase("fetch");
+        self.set_phase(Phase::Fetch);
         let repo = self.stage_recipe()?;
         self.check_shutdown()?;
-        self.set_phase("checks");
+        self.set_phase(Phase::Checks);
         let info = recipe::static_checks(repo.dir())?;
         self.stage_tests(repo.dir())?;
         let sha = self
@@ -424,7 +427,7 @@ impl Run {
         };
         self.record.base_version = base.clone();
         self.check_shutdown()?;
-        self.set_phase("prepare");
+        self.set_phase(Phase::Prepare);
         for image in info.images() {
             self.docker
                 .ensure_image(&image, &self.bound())
@@ -436,17 +439,17 @@ impl Run {
                 })?;
         }
         self.check_shutdown()?;
-        self.set_phase("lock");
+        self.set_phase(Phase::Lock);
         self.lock_app()?;
-        self.set_phase("preclean");
+        self.set_phase(Phase::Preclean);
         self.preclean()?;
         self.install(&base)?;
-        if let Some(v) = self.test_tier("install")? {
+        if let Some(v) = self.test_tier(Tier::Install)? {
             return Ok(v);
         }
         if let Some(_base) = base.as_ref() {
             self.upgrade(&repo, &sha)?;
-            if let Some(v) = self.test_tier("upgrade")? {
+            if let Some(v) = self.test_tier(Tier::Upgrade)? {
                 return Ok(v);
             }
         } else if !self.cfg.quick {
@@ -457,7 +460,7 @@ impl Run {
             say!("{}", tier.reason);
             if tier.run {
                 self.backup_restore()?;
-                if let Some(v) = self.test_tier("restore")? {
+                if let Some(v) = self.test_tier(Tier::Restore)? {
                     return Ok(v);
                 }
             }
@@ -823,7 +826,7 @@ impl Run {
     }
 
     fn install(&mut self, base: &Option<String>) -> Result<()> {
-        self.set_phase("install");
+        self.set_phase(Phase::Install);
         let b = self.bound();
         let infra = infra("install tier: deploy failed");
         self.app_news += 1;
@@ -843,13 +846,13 @@ impl Run {
         self.abra
             .deploy(&self.cfg.domain, base.as_deref(), base.is_none(), false, &b)
             .map_err(infra)?;
-        self.converge("install", Some(deployed_at))
+        self.converge(Tier::Install, Some(deployed_at))
     }
 
     /// The convergence wait after a tier's deploy (`deployed_at`: when it
     /// began; None when the tier deployed nothing).
-    fn converge(&mut self, tier: &str, deployed_at: Option<std::time::SystemTime>) -> Result<()> {
-        self.set_phase(&format!("{tier}-converge"));
+    fn converge(&mut self, tier: Tier, deployed_at: Option<std::time::SystemTime>) -> Result<()> {
+        self.set_phase(Phase::Converge(tier));
         let b = Bound {
             deadline: Some(Instant::now() + self.cfg.converge_timeout),
             ..self.bound()
@@ -873,7 +876,7 @@ impl Run {
     }
 
     fn upgrade(&mut self, repo: &Repo, sha: &str) -> Result<()> {
-        self.set_phase("upgrade");
+        self.set_phase(Phase::Upgrade);
         let b = self.bound();
         let infra = infra("upgrade tier: deploy failed");
         repo.checkout(sha, &b).map_err(infra)?;
@@ -882,7 +885,7 @@ impl Run {
         self.abra
             .deploy(&self.cfg.domain, None, true, true, &b)
             .map_err(infra)?;
-        self.converge("upgrade", Some(deployed_at))?;
+        self.converge(Tier::Upgrade, Some(deployed_at))?;
         let labels = self.docker.app_labels(&self.cfg.stack, &b).map_err(infra)?;
         let key = format!("coop-cloud.{}.chaos-version", self.cfg.stack);
         let label = labels.get(&key).map(String::as_str).unwrap_or("");
@@ -910,19 +913,19 @@ impl Run {
     }
 
     fn backup_restore(&mut self) -> Result<()> {
-        self.set_phase("backup");
+        self.set_phase(Phase::Backup);
         let b = self.bound();
         let infra = infra("backup/restore tier failed");
         self.abra.backup(&self.cfg.domain, &b).map_err(infra)?;
-        self.set_phase("restore");
+        self.set_phase(Phase::Restore);
         self.abra.restore(&self.cfg.domain, &b).map_err(infra)?;
-        self.converge("restore", None)
+        self.converge(Tier::Restore, None)
     }
 
     /// Runs the tier's tests; Some(verdict) ends the run early.
-    fn test_tier(&mut self, tier: &str) -> Result<Option<Verdict>> {
+    fn test_tier(&mut self, tier: Tier) -> Result<Option<Verdict>> {
         self.check_shutdown()?;
-        self.set_phase(&format!("test-{tier}"));
+        self.set_phase(Phase::Test(tier));
         self.record.tiers.push(tier.to_string());
         let mut paths = Vec::new();
         let staged = self.dir.work().join("recipe-tests");
@@ -966,7 +969,7 @@ impl Run {
                 .report_dir
                 .clone()
                 .unwrap_or_else(|| self.dir.report())
-                .join(tier),
+                .join(tier.as_str()),
             env,
             grace: self.cfg.grace,
             options: self.cfg.tests.clone(),
@@ -986,7 +989,7 @@ impl Run {
         if outcome.selected == 0 && outcome.exit_code == 0 {
             say!(
                 "warning: {tier} tier: no test selected (filters: {}; {} test file(s) found)",
-                testrun::describe_filters(Some(tier), &self.cfg.tests),
+                testrun::describe_filters(Some(tier.as_str()), &self.cfg.tests),
                 outcome.discovered
             );
         }
@@ -1025,7 +1028,7 @@ impl Run {
         let Some(mut held) = self.app_lock.take() else {
             return true;
         };
-        self.set_phase("teardown");
+        self.set_phase(Phase::Teardown);
         if let Some(env_file) = self.foreign_app() {
             say!(
                 "teardown: the app at {} was not created by cc-ci-run ({} has no marker): left alone",
