@@ -184,6 +184,7 @@ bench_janitor() {
 			local holder=$!
 			while [ ! -e "$dir/held" ]; do sleep 0.01; done
 			local ns
+			# shellcheck disable=SC2016 # $0 is expanded by the inner bash (the binary)
 			ns=$(median_ns 5 bash -c '"$0" janitor --json 2>/dev/null' "$BIN")
 			kill "$holder"
 			echo "$ns"
