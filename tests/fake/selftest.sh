@@ -77,7 +77,7 @@ for f in "$here/git" "$here/selftest.sh" "$repo/scripts/make-example-recipe.sh" 
   "$repo"/examples/recipe/tests/*.sh; do
   check "bash -n $(basename "$f")" bash -n "$f"
 done
-for f in "$here/abra" "$here/docker" "$repo/examples/recipe/tests/example_app.py"; do
+for f in "$here/abra" "$here/docker" "$here"/ccci_fake/*.py "$repo/examples/recipe/tests/example_app.py"; do
   check "python3 compiles $(basename "$f")" \
     python3 -c 'import sys; compile(open(sys.argv[1]).read(), sys.argv[1], "exec")' "$f"
 done
