@@ -11,7 +11,6 @@ mod janitor;
 #[path = "../common/junit.rs"]
 mod junit;
 mod locks;
-mod ops;
 mod records;
 mod reports;
 mod run;
