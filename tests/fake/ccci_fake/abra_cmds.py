@@ -47,17 +47,31 @@ import re
 import shutil
 import time
 
-from .appenv import check_domain, find_env_file, parse_env, read_env, recipe_dir, servers_dir, stack_name
+from .appenv import (
+    check_domain, find_env_file, parse_env, read_env, recipe_dir,
+    servers_dir, stack_name,
+)
 from .compose import read_compose
-from .engine import sw_backup, sw_create_secrets, sw_deploy, sw_is_deployed, sw_restore, sw_rm, sw_service_labels
+from .engine import (
+    sw_backup, sw_create_secrets, sw_deploy, sw_is_deployed, sw_restore,
+    sw_rm, sw_service_labels,
+)
 from .errors import Fail, default_signals, die, fatal
 from .flags import parse_flags
 from .knobs import run_step
 from .leftovers import containers_using_volumes, leave_behind, undeploy_leaves
 from .ports import claim_port, release_port
 from .realdocker import backend, dk
-from .recipes import checkout_version, ensure_recipe, head_sha, is_dirty, latest_tag, version_key
-from .store import PROG_NAME, _path, all_secrets, all_volumes, create_volume, delete_stack, env_ms, is_deployed, lingering, list_dir, load_stack, locked, new_id, remove_file, remove_tree, save_stack, secret_path, stack_labels, state_root, volume_data, volume_dir, write_json
+from .recipes import (
+    checkout_version, ensure_recipe, head_sha, is_dirty, latest_tag,
+    version_key,
+)
+from .store import (
+    PROG_NAME, _path, all_secrets, all_volumes, create_volume,
+    delete_stack, env_ms, is_deployed, lingering, list_dir, load_stack,
+    locked, new_id, remove_file, remove_tree, save_stack, secret_path,
+    stack_labels, state_root, volume_data, volume_dir, write_json,
+)
 from .tasks import deploy_service
 
 

@@ -38,13 +38,22 @@ import sys
 import time
 
 from .errors import Fail, default_signals, die
-from .flags import LS_SPEC, match_filters, one_format, parse_filters, parse_flags, short
+from .flags import (
+    LS_SPEC, match_filters, one_format, parse_filters, parse_flags, short,
+)
 from .knobs import run_step
 from .leftovers import container_object
 from .render import emit, iso, iso_ns, labels_str, render
-from .store import _path, _stable_hex, all_secrets, all_stacks, all_test_containers, all_volumes, env_ms, images, lingering, load_stack, locked, new_hex_id, new_id, normalize_image, read_json, remove_file, save_stack, state_root, volume_data, write_json
+from .store import (
+    _path, _stable_hex, all_secrets, all_stacks, all_test_containers,
+    all_volumes, env_ms, images, lingering, load_stack, locked, new_hex_id,
+    new_id, normalize_image, read_json, remove_file, save_stack,
+    state_root, volume_data, write_json,
+)
 from .tasks import task_state
-from .views import BUILTIN_NETWORKS, view_containers, view_networks, view_services
+from .views import (
+    BUILTIN_NETWORKS, view_containers, view_networks, view_services,
+)
 
 
 ENGINE_VERSION = "20.10.24-ccci-fake"

@@ -3,7 +3,10 @@ and networks as `docker service/ps/network` show them.
 """
 
 
-from .store import _path, _stable_hex, all_stacks, all_test_containers, is_deployed, lingering, list_dir, read_json, stack_labels
+from .store import (
+    _path, _stable_hex, all_stacks, all_test_containers, is_deployed,
+    lingering, list_dir, read_json, stack_labels,
+)
 from .tasks import service_running, task_state, task_template, update_status
 
 
