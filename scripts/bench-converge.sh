@@ -83,6 +83,7 @@ for which in before after; do
 	for k in install upgrade engine; do
 		v=${waits[$which-$k]:-}
 		[ -n "$v" ] || continue
+		# shellcheck disable=SC2086 # $v is a list of numbers, one sample a word
 		echo "median $which $k: $(printf '%s\n' $v | median) ms (of: $v)"
 	done
 done

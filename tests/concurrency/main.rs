@@ -12,7 +12,6 @@ mod janitor;
 mod junit;
 mod locks;
 mod metrics;
-mod ops;
 #[path = "../common/promtext.rs"]
 mod promtext;
 mod records;

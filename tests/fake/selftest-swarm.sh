@@ -14,6 +14,10 @@
 # volume, secret and network it makes is named after a per-run prefix and
 # removed on every path (EXIT trap), as are the images it had to build
 # (CCCI_KEEP_IMAGES=1 keeps them). Every wait is bounded.
+# shellcheck disable=SC2015 # `COND && pass ... || fail ...` throughout: pass only
+# echoes (status 0), so fail runs exactly when COND fails.
+# shellcheck disable=SC2317 # the helpers are called indirectly (the EXIT trap,
+# wait_for PREDICATE, a worker in the background), which shellcheck cannot see.
 set -uo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
@@ -55,7 +59,8 @@ cleanup() {
   for p in $(docker secret ls --format '{{.Name}}' 2>/dev/null | ours); do docker secret rm "$p" >/dev/null 2>&1; done
   for p in $(docker network ls --format '{{.Name}}' 2>/dev/null | ours); do docker network rm "$p" >/dev/null 2>&1; done
   # port claims of our env files (app rm releases them; a failed run may not)
-  local pd="${TMPDIR:-/tmp}/ccci-fake-ports-$(id -u)"
+  local pd
+  pd="${TMPDIR:-/tmp}/ccci-fake-ports-$(id -u)"
   if [ -d "$pd" ]; then
     grep -l -s "^$tmp/" "$pd"/[0-9]* 2>/dev/null | xargs -r rm -f
   fi
@@ -433,7 +438,7 @@ expect_rc 0 "rm of a never-deployed app" abra app rm "$c" -n
 
 echo "== concurrent apps"
 worker() { # one run: own ABRA_DIR like cc-ci-run's run tree, shared servers
-  local i="$1" dom="${prefix}-c$1.ccci.test" dir="$tmp/runs/$1" n p v
+  local i="$1" dom="${prefix}-c$1.ccci.test" dir="$tmp/runs/$1" p v
   v=$([ $((i % 2)) -eq 0 ] && echo 1.0.0 || echo 1.1.0)
   mkdir -p "$dir/recipes"
   ln -s "$tmp/ex/abra-home/servers" "$dir/servers"
@@ -445,7 +450,7 @@ worker() { # one run: own ABRA_DIR like cc-ci-run's run tree, shared servers
   wait_for 90 serves "$p" "$v" || return 4
   echo "$p" >"$tmp/runs/$i.port"
   abra app undeploy "$dom" -n >/dev/null || return 5
-  for n in $(seq 1 300); do # rm fails while the containers remain
+  for _ in $(seq 1 300); do # rm fails while the containers remain
     abra app rm "$dom" -n >/dev/null 2>&1 && return 0
     sleep 0.3
   done
@@ -470,7 +475,7 @@ echo "== nothing left"
 [ -z "$(docker volume ls -q | ours)" ] && pass "docker volume ls" || fail "volumes left"
 [ -z "$(docker secret ls --format '{{.Name}}' | ours)" ] && pass "docker secret ls" || fail "secrets left"
 [ -z "$(docker network ls --format '{{.Name}}' | ours)" ] && pass "docker network ls" || fail "networks left"
-[ -z "$(grep -l -s "^$tmp/" "$claims"/[0-9]* 2>/dev/null)" ] && pass "no port claim" || fail "port claims left"
+! grep -q -s "^$tmp/" "$claims"/[0-9]* 2>/dev/null && pass "no port claim" || fail "port claims left"
 
 echo
 echo "timings (this machine):"

@@ -3,6 +3,8 @@
 # builder: a full new/deploy/upgrade/backup/restore/undeploy/rm cycle, every
 # fault knob, the asynchronous linger, and a concurrent stress. Prints one
 # line per check and exits 1 if any failed. Every wait is bounded.
+# shellcheck disable=SC2015 # `COND && pass ... || fail ...` throughout: pass only
+# echoes (status 0), so fail runs exactly when COND fails.
 set -uo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
@@ -10,6 +12,7 @@ repo="$(cd "$here/../.." && pwd -P)"
 tmp="$(mktemp -d "${TMPDIR:-/tmp}/ccci-fake-selftest.XXXXXX")"
 pids=() # background processes this script started
 
+# shellcheck disable=SC2317 # called by the EXIT trap
 cleanup() {
   local p
   for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null; done
@@ -74,7 +77,7 @@ for f in "$here/git" "$here/selftest.sh" "$repo/scripts/make-example-recipe.sh" 
   "$repo"/examples/recipe/tests/*.sh; do
   check "bash -n $(basename "$f")" bash -n "$f"
 done
-for f in "$here/abra" "$here/docker" "$repo/examples/recipe/tests/example_app.py"; do
+for f in "$here/abra" "$here/docker" "$here"/ccci_fake/*.py "$repo/examples/recipe/tests/example_app.py"; do
   check "python3 compiles $(basename "$f")" \
     python3 -c 'import sys; compile(open(sys.argv[1]).read(), sys.argv[1], "exec")' "$f"
 done
@@ -250,7 +253,7 @@ expect_rc 1 "inspect --type task of a missing task" docker inspect --type task n
   pass "service id kept across redeploys" || fail "service id changed"
 
 echo "== example recipe tests"
-tenv=(env CCCI_APP_DOMAIN=$d CCCI_STACK=$s CCCI_RECIPE=example CCCI_SERVER=default)
+tenv=(env CCCI_APP_DOMAIN="$d" CCCI_STACK="$s" CCCI_RECIPE=example CCCI_SERVER=default)
 expect_rc 0 "00-deployed.sh (install)" "${tenv[@]}" CCCI_TIER=install "$recipe/tests/00-deployed.sh"
 has "no HTTP checks: the app lives in the file-backed fake swarm" "$tmp/out" &&
   pass "file backend: the example tests make no HTTP requests" || { fail "example tests' mode"; cat "$tmp/out" "$tmp/err"; }
@@ -337,7 +340,7 @@ if wait_for 10 test -e "$CCCI_FAKE_STATE/hang/deploy.$p"; then
   rc=$?
   [ $rc -eq 143 ] && pass "hanging abra dies on SIGTERM" || fail "hanging abra exit $rc"
 else fail "no hang marker for deploy"; fi
-CCCI_FAKE_ABRA_HANG=ls abra app ls -m >/dev/null 2>&1 &
+CCCI_FAKE_ABRA_HANG="ls" abra app ls -m >/dev/null 2>&1 &
 p=$!
 pids+=("$p")
 if wait_for 10 test -e "$CCCI_FAKE_STATE/hang/ls.$p"; then
@@ -455,6 +458,7 @@ has "No such container: nosuchcontainer" "$tmp/err" && ! docker ps -aq --no-trun
 expect_rc 0 "rm -f of a missing id" docker rm -f nosuchcontainer
 expect_rc 1 "rm of a missing id" docker rm nosuchcontainer
 ids="$(docker ps -aq --filter label=ccci.test)"
+# shellcheck disable=SC2086 # one argument per id
 expect_rc 0 "rm -f by short ids" docker rm -f $ids
 [ "$(count_lines docker ps -aq --filter label=ccci.test)" = 0 ] && pass "no test container left" || fail "containers left"
 expect_rc 1 "unsupported docker command" docker stack ls
@@ -465,7 +469,7 @@ echo "== concurrent cycles"
 t0=$SECONDS
 export CCCI_FAKE_ABRA_CONVERGE_MS=50 CCCI_FAKE_ABRA_LINGER_MS=200
 worker() { # one run: own ABRA_DIR like cc-ci-run's run tree, shared servers
-  local i="$1" dom="c$1.example.test" dir="$tmp/runs/$1" n
+  local i="$1" dom="c$1.example.test" dir="$tmp/runs/$1"
   mkdir -p "$dir/recipes"
   ln -s "$tmp/ex/abra-home/servers" "$dir/servers"
   git clone -q --shared "$up" "$dir/recipes/example" || return 1
@@ -474,7 +478,7 @@ worker() { # one run: own ABRA_DIR like cc-ci-run's run tree, shared servers
   abra app deploy "$dom" -n >/dev/null || return 3
   abra app deploy "$dom" -C -f -n >/dev/null || return 4
   abra app undeploy "$dom" -n >/dev/null || return 5
-  for n in $(seq 1 100); do # rm fails while the containers linger
+  for _ in $(seq 1 100); do # rm fails while the containers linger
     abra app rm "$dom" -f -n >/dev/null 2>&1 && return 0
     sleep 0.2
   done
@@ -490,6 +494,7 @@ bad=0
 for p in "${wpids[@]}"; do wait "$p" || bad=$((bad + 1)); done
 [ $bad -eq 0 ] && pass "16 concurrent new/deploy/redeploy/undeploy/rm cycles ($((SECONDS - t0))s)" ||
   fail "$bad workers failed"
+# shellcheck disable=SC2010 # the names are the ones this test made (no odd characters)
 left="$(ls "$CCCI_FAKE_STATE/stacks" | grep -c '^c[0-9]*_example_test' || true)"
 vols="$(docker volume ls -q --filter name=c | grep -c '^c[0-9]*_example_test' || true)"
 secs="$(docker secret ls --format '{{.Name}}' | grep -c '^c[0-9]*_example_test' || true)"

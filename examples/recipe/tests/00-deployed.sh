@@ -15,6 +15,7 @@
 # (when that is set) and then sleeps until killed.
 set -eu
 
+# shellcheck source=knobs.inc
 . "$(dirname "$0")/knobs.inc"
 
 : "${CCCI_APP_DOMAIN:?CCCI_APP_DOMAIN is not set}"

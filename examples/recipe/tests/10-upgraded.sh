@@ -13,6 +13,7 @@
 # Knobs as in 00-deployed.sh (CCCI_EXAMPLE_FAIL, CCCI_EXAMPLE_HANG).
 set -eu
 
+# shellcheck source=knobs.inc
 . "$(dirname "$0")/knobs.inc"
 
 : "${CCCI_APP_DOMAIN:?CCCI_APP_DOMAIN is not set}"

@@ -1,0 +1,661 @@
+"""Stand-in for Co-op Cloud's `abra`, for cc-ci-run's tests.
+
+It follows the arguments, flags, exit codes and files of the real tool
+closely enough that the harness cannot tell the difference (SPEC section
+9), against a file-backed fake swarm shared with the stand-in `docker`
+(the swarm state model is this package's, shared with it). Fault injection
+and the call log are described in tests/fake/README.md.
+
+Where each behaviour comes from (SPEC section 9 unless said otherwise;
+abra file names as known, the upstream source was not at hand to re-read):
+
+- `app new` (abra cli/app/new.go, pkg/recipe): needs servers/SERVER/, a
+  git checkout at recipes/RECIPE, no existing env file; moves the checkout
+  to VERSION or the latest release tag unless -C (refusing a dirty tree,
+  like pkg/recipe's EnsureIsClean); writes the env file from .env.sample
+  with DOMAIN and TYPE=RECIPE:VERSION; -S makes secrets named
+  STACK_SECRET_VERSION, at most 64 characters (a docker limit).
+- Stack name (pkg/config StackName): domain with `.` → `_`, cut to 45
+  characters; STACK_NAME in the env file wins.
+- `app deploy` (cli/app/deploy.go, pkg/upstream/stack): refuses an already
+  deployed app without -f or -C ("DOMAIN is already deployed"); non-chaos
+  moves the checkout to VERSION, the env file's TYPE version, or the latest
+  tag; -C deploys the working tree as it is. Labels on the `app` service:
+  coop-cloud.STACK.version, .chaos, .recipe and, on chaos deploys,
+  .chaos-version = 8 characters of HEAD plus `+U` when dirty.
+- `app undeploy` (cli/app/undeploy.go): returns once the services are
+  removed; the containers and networks linger (`docker stack rm`
+  behaviour measured in SPEC section 10).
+- `app rm` (cli/app/remove.go): needs the env file and an undeployed app;
+  fails on volume removal (`volume is in use`) while containers linger.
+- `app ls -m` (cli/app/list.go): JSON keyed by server, string fields,
+  status fields filled only with -S ("unknown" when not deployed), `{}`
+  with no apps.
+
+Two backends (tests/fake/README.md), chosen by CCCI_FAKE_BACKEND:
+`file` (the default) keeps the swarm in files under CCCI_FAKE_STATE,
+shared with the stand-in docker; `swarm` does to the real engine what the
+real abra does (SPEC section 10), through the real docker CLI: `docker
+stack deploy` / `stack rm`, real volumes and secrets, status from the
+services' labels. Argument handling, env files, git checkouts, fault
+injection and the call log are the same code in both.
+"""
+
+import json
+import os
+import re
+import shutil
+import time
+
+from .appenv import (
+    check_domain, find_env_file, parse_env, read_env, recipe_dir,
+    servers_dir, stack_name,
+)
+from .compose import read_compose
+from .engine import (
+    sw_backup, sw_create_secrets, sw_deploy, sw_is_deployed, sw_restore,
+    sw_rm, sw_service_labels,
+)
+from .errors import Fail, default_signals, die, fatal
+from .flags import parse_flags
+from .knobs import run_step
+from .leftovers import containers_using_volumes, leave_behind, undeploy_leaves
+from .ports import claim_port, release_port
+from .realdocker import backend, dk
+from .recipes import (
+    checkout_version, ensure_recipe, head_sha, is_dirty, latest_tag,
+    version_key,
+)
+from .store import (
+    PROG_NAME, _path, all_secrets, all_volumes, create_volume,
+    delete_stack, env_ms, is_deployed, lingering, list_dir, load_stack,
+    locked, new_id, remove_file, remove_tree, save_stack, secret_path,
+    stack_labels, state_root, volume_data, volume_dir, write_json,
+)
+from .tasks import deploy_service
+
+
+ABRA_VERSION = "0.10.0-ccci-fake"
+SECRET_MAX = 64
+
+PROG_NAME[0] = "abra"
+ARGV = []
+
+
+# ------------------------------------------------------------- commands --
+
+
+def flags(argv, spec):
+    """abra's flags may come in any order after the subcommand."""
+    full = {}
+    for names, key, takes in spec:
+        for n in names:
+            full[n] = (key, takes)
+    full.setdefault("-n", ("noinput", False))
+    full.setdefault("--no-input", ("noinput", False))
+    opts, args = parse_flags(argv, full)
+    return {k: (v[-1] if isinstance(v, list) else v)
+            for k, v in opts.items()}, args
+
+
+def need_noinput(opts, what):
+    if not opts.get("noinput"):
+        raise fatal("%s would prompt for input; pass -n/--no-input "
+                    "(every mutating call of the harness must)" % what)
+
+
+def app_new(argv):
+    opts, args = flags(argv, [
+        (("-s", "--server"), "server", True),
+        (("-D", "--domain"), "domain", True),
+        (("-S", "--secrets"), "secrets", False),
+        (("-C", "--chaos"), "chaos", False),
+    ])
+    if not 1 <= len(args) <= 2:
+        raise fatal("usage: abra app new RECIPE [VERSION] -s SERVER "
+                    "-D DOMAIN [-S] [-C] -n")
+    recipe = args[0]
+    version = args[1] if len(args) == 2 else None
+    domain = opts.get("domain", "")
+
+    def body():
+        need_noinput(opts, "app new")
+        if not opts.get("server"):
+            raise fatal("no server provided (-s/--server)")
+        if not domain:
+            raise fatal("no domain provided (-D/--domain)")
+        check_domain(domain)
+        server = opts["server"]
+        sdir = os.path.join(servers_dir(), server)
+        if not os.path.isdir(sdir):
+            raise fatal("server %s doesn't exist? (no %s)" % (server, sdir))
+        path = ensure_recipe(recipe)
+        env_path = os.path.join(sdir, domain + ".env")
+        if os.path.exists(env_path):
+            raise fatal("%s already exists" % env_path)
+        ver = version
+        if not opts.get("chaos"):
+            ver = version or latest_tag(path)
+            if ver:
+                checkout_version(recipe, path, ver)
+        sample = os.path.join(path, ".env.sample")
+        if not os.path.isfile(sample):
+            raise fatal("%s does not exist" % sample)
+        with open(sample, encoding="utf-8") as f:
+            sample_lines = f.read().splitlines()
+        type_value = "%s:%s" % (recipe, ver) if ver else recipe
+        swarm_backend = backend() == "swarm"
+        out, seen = [], set()
+        for line in sample_lines:
+            m = re.match(r"^(\s*)(DOMAIN|TYPE)=", line)
+            if m:
+                key = m.group(2)
+                seen.add(key)
+                line = "%s%s=%s" % (m.group(1), key,
+                                    domain if key == "DOMAIN" else type_value)
+            elif swarm_backend and re.match(r"^\s*#?\s*APP_PORT=", line):
+                # the swarm backend gives each app a host port of its own
+                # (claim_port), filled in below
+                seen.add("APP_PORT")
+                line = "APP_PORT={APP_PORT}"
+            out.append(line)
+        if "TYPE" not in seen:
+            out.insert(0, "TYPE=%s" % type_value)
+        if "DOMAIN" not in seen:
+            out.append("DOMAIN=%s" % domain)
+        text = "\n".join(out) + "\n"
+        env = parse_env(text)
+        stack = stack_name(domain, env)
+        wanted = []
+        if opts.get("secrets"):
+            for key, val in env.items():
+                m = re.fullmatch(r"SECRET_([A-Z0-9_]+)_VERSION", key)
+                if m:
+                    name = "%s_%s_%s" % (stack, m.group(1).lower(), val)
+                    if len(name) > SECRET_MAX:
+                        raise fatal(
+                            "%s is %d characters long which is more than %d "
+                            "(docker's secret name limit): choose a shorter "
+                            "domain" % (name, len(name), SECRET_MAX))
+                    wanted.append(name)
+        if swarm_backend:
+            return sw_new(domain, recipe, ver, env_path, text, stack, wanted,
+                          "APP_PORT" in seen)
+        with locked():
+            if os.path.exists(env_path):
+                raise fatal("%s already exists" % env_path)
+            for name in wanted:
+                if os.path.exists(secret_path(name)):
+                    raise fatal("secret %s already exists" % name)
+            for name in wanted:
+                write_json(secret_path(name), {
+                    "id": new_id(25), "name": name,
+                    "labels": stack_labels(stack),
+                    "created": time.time(),
+                    "data": new_id(32)})
+            tmp = env_path + ".tmp.%d" % os.getpid()
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.write(text)
+            os.replace(tmp, env_path)
+        print("%s created: %s (recipe %s, version %s)"
+              % (domain, env_path, recipe, ver or "unversioned"))
+        for name in wanted:
+            print("secret generated: %s" % name)
+        return 0
+
+    return run_step("new", domain, ["abra"] + ARGV, body)
+
+
+def sw_new(domain, recipe, ver, env_path, text, stack, secrets, want_port):
+    """`app new` against the engine: the port claim, real secrets, then
+    the env file; on failure, what was made is undone."""
+    port = None
+    with locked():
+        if os.path.exists(env_path):
+            raise fatal("%s already exists" % env_path)
+        try:
+            if want_port:
+                port = claim_port(domain, env_path)
+                text = text.replace("APP_PORT={APP_PORT}", "APP_PORT=%d" % port)
+            sw_create_secrets(secrets)
+            tmp = env_path + ".tmp.%d" % os.getpid()
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.write(text)
+            os.replace(tmp, env_path)
+        except BaseException:
+            if port is not None:
+                release_port(port, env_path)
+            raise
+    print("%s created: %s (recipe %s, version %s%s)"
+          % (domain, env_path, recipe, ver or "unversioned",
+             ", port %d" % port if port else ""))
+    for name in secrets:
+        print("secret generated: %s" % name)
+    return 0
+
+
+def load_app(domain):
+    server, env_path = find_env_file(domain)
+    if env_path is None:
+        raise fatal("app %s does not exist" % domain)
+    env = read_env(env_path)
+    return server, env_path, env
+
+
+def app_deploy(argv):
+    opts, args = flags(argv, [
+        (("-C", "--chaos"), "chaos", False),
+        (("-f", "--force"), "force", False),
+        (("-D", "--no-domain-checks"), "nodomain", False),
+        (("-c", "--no-converge-checks"), "noconverge", False),
+    ])
+    if not 1 <= len(args) <= 2:
+        raise fatal("usage: abra app deploy DOMAIN [VERSION] [-C] [-f] [-D] "
+                    "[-c] -n")
+    domain = args[0]
+    version = args[1] if len(args) == 2 else None
+    chaos = bool(opts.get("chaos"))
+
+    def body():
+        need_noinput(opts, "app deploy")
+        check_domain(domain)
+        server, _, env = load_app(domain)
+        recipe, _, type_version = env.get("TYPE", "").partition(":")
+        if not recipe:
+            raise fatal("%s: no TYPE in the env file" % domain)
+        stack = stack_name(domain, env)
+        swarm_backend = backend() == "swarm"
+        deployed = (sw_is_deployed(stack) if swarm_backend
+                    else is_deployed(load_stack(stack)))
+        if deployed and not chaos and not opts.get("force"):
+            raise fatal("%s is already deployed" % domain)
+        path = ensure_recipe(recipe)
+        labels = {"coop-cloud.%s.chaos" % stack: "true" if chaos else "false",
+                  "coop-cloud.%s.recipe" % stack: recipe}
+        if chaos:
+            deployed_version = version or type_version or ""
+            sha = head_sha(path)[:8]
+            labels["coop-cloud.%s.chaos-version" % stack] = (
+                sha + ("+U" if is_dirty(path) else ""))
+            # Fault injection for the harness's label check: a wrong or
+            # dirty (`+U`) chaos-version, as a broken deploy would leave.
+            forced = os.environ.get("CCCI_FAKE_ABRA_CHAOS_LABEL")
+            if forced:
+                labels["coop-cloud.%s.chaos-version" % stack] = forced
+        else:
+            deployed_version = version or type_version or latest_tag(path)
+            if deployed_version:
+                checkout_version(recipe, path, deployed_version)
+            else:
+                deployed_version = head_sha(path)[:8]  # a recipe with no tags
+        labels["coop-cloud.%s.version" % stack] = deployed_version
+        cenv = dict(os.environ)
+        cenv.update(env)
+        cenv["STACK_NAME"] = stack
+        # DOMAIN (every deploy of the app) or STEP@DOMAIN (only the
+        # `deploy` or `deploy-chaos` step: a pull request that breaks)
+        step = "deploy-chaos" if chaos else "deploy"
+        crashloop = any(
+            item.strip() in (domain, "%s@%s" % (step, domain))
+            for item in os.environ.get("CCCI_FAKE_ABRA_CRASHLOOP",
+                                       "").split(","))
+        if swarm_backend:
+            sw_deploy(domain, stack, path, env, cenv, labels, crashloop)
+            print("%s deployed (%s)" % (domain, ", ".join(
+                x for x in (deployed_version, "chaos" if chaos else "")
+                if x)))
+            return 0
+        services, volumes = read_compose(path, cenv)
+        now = time.time()
+        converge = env_ms("CCCI_FAKE_ABRA_CONVERGE_MS", 150) / 1000.0
+        with locked():
+            rec = load_stack(stack)
+            if rec is None:
+                rec = {"stack": stack, "lingering": [],
+                       "containers_until": 0}
+            if (is_deployed(rec) and not chaos
+                    and not opts.get("force")):
+                raise fatal("%s is already deployed" % domain)
+            old = rec.get("services", {})
+            new = {}
+            for svc, spec in services.items():
+                name = "%s_%s" % (stack, svc)
+                svc_labels = dict(spec["labels"])
+                if svc == "app":
+                    svc_labels.update(labels)
+                new[name] = deploy_service(
+                    old.get(name), stack, spec["image"], svc_labels,
+                    crashloop, now, converge)
+            rec.update({
+                "domain": domain, "server": server, "recipe": recipe,
+                "services": new, "deployed_at": now,
+                "crashloop": crashloop,
+                "chaos": chaos, "version": deployed_version,
+                "volumes": sorted(set(rec.get("volumes", []))
+                                  | {"%s_%s" % (stack, v) for v in volumes}),
+            })
+            nets = rec.setdefault("networks", {})
+            nets.setdefault("%s_default" % stack, new_id(25))
+            for vol in rec["volumes"]:
+                create_volume(vol, stack_labels(stack))
+            save_stack(rec)
+        print("%s deployed (%s)" % (domain, ", ".join(
+            x for x in (deployed_version, "chaos" if chaos else "") if x)))
+        return 0
+
+    return run_step("deploy-chaos" if chaos else "deploy", domain,
+                          ["abra"] + ARGV, body)
+
+
+def app_undeploy(argv):
+    opts, args = flags(argv, [(("-p", "--prune"), "prune", False)])
+    if len(args) != 1:
+        raise fatal("usage: abra app undeploy DOMAIN [-p] -n")
+    domain = args[0]
+
+    def body():
+        need_noinput(opts, "app undeploy")
+        check_domain(domain)
+        _, _, env = load_app(domain)
+        stack = stack_name(domain, env)
+        if backend() == "swarm":
+            if not sw_is_deployed(stack):
+                raise fatal("%s is not deployed" % domain)
+            # returns as soon as the services are removed; the containers,
+            # networks (and so the volumes' users) go later
+            p = dk(["stack", "rm", stack])
+            if p.returncode != 0:
+                raise fatal("undeploy of %s failed: %s" % (
+                    domain, (p.stderr or p.stdout).strip()))
+            print("%s undeployed" % domain)
+            return 0
+        linger = env_ms("CCCI_FAKE_ABRA_LINGER_MS", 300) / 1000.0
+        with locked():
+            rec = load_stack(stack)
+            if not is_deployed(rec):
+                raise fatal("%s is not deployed" % domain)
+            now = time.time()
+            # Like `docker stack rm`: the services go now, their containers
+            # (and so the networks and volumes they use) only later.
+            still = lingering(rec, now)
+            for name, svc in rec["services"].items():
+                still.append(dict(svc, service=name))
+            rec["lingering"] = still
+            rec["containers_until"] = now + linger
+            rec["services"] = {}
+            # CCCI_FAKE_UNDEPLOY_LEAVES: what the engine leaves for good
+            failure = leave_behind(rec, undeploy_leaves(domain),
+                                         now)
+            save_stack(rec)
+        if failure:
+            # docker stack rm fails after removing the services
+            raise fatal(failure)
+        print("%s undeployed" % domain)
+        return 0
+
+    return run_step("undeploy", domain, ["abra"] + ARGV, body)
+
+
+def app_rm(argv):
+    opts, args = flags(argv, [(("-f", "--force"), "force", False)])
+    if len(args) != 1:
+        raise fatal("usage: abra app rm DOMAIN [-f] -n")
+    domain = args[0]
+
+    def body():
+        need_noinput(opts, "app rm")
+        check_domain(domain)
+        _, env_path, env = load_app(domain)
+        stack = stack_name(domain, env)
+        if backend() == "swarm":
+            sw_rm(domain, stack, env, env_path)
+            print("file: %s removed" % env_path)
+            return 0
+        with locked():
+            rec = load_stack(stack)
+            if is_deployed(rec):
+                raise fatal("%s is still deployed. Run \"abra app undeploy "
+                            "%s\"" % (domain, domain))
+            vols = [v["name"] for v in all_volumes()
+                    if v["labels"].get("com.docker.stack.namespace") == stack]
+            busy = [c["container_id"]
+                    for c in lingering(rec, time.time())]
+            busy += [c["id"] for c in containers_using_volumes(vols)]
+            if busy and vols:
+                ids = ", ".join(busy)
+                raise fatal("removing volumes failed: Error response from "
+                            "daemon: remove %s: volume is in use - [%s]"
+                            % (vols[0], ids))
+            for v in vols:
+                remove_tree(volume_dir(v))
+                print("volume %s removed" % v)
+            for s in all_secrets():
+                if s["labels"].get("com.docker.stack.namespace") == stack:
+                    remove_file(secret_path(s["name"]))
+                    print("secret %s removed" % s["name"])
+            delete_stack(stack)
+            remove_file(env_path)
+        print("file: %s removed" % env_path)
+        return 0
+
+    return run_step("rm", domain, ["abra"] + ARGV, body)
+
+
+def app_ls(argv):
+    opts, args = flags(argv, [
+        (("-s", "--server"), "server", True),
+        (("-S", "--status"), "status", False),
+        (("-m", "--machine"), "machine", False),
+        (("-r", "--recipe"), "recipe", True),
+    ])
+    if args:
+        raise fatal("usage: abra app ls [-s SERVER] [-S] [-m]")
+
+    def body():
+        result = {}
+        live = None  # the engine's services, read once, with -S
+        if opts.get("status") and backend() == "swarm":
+            live = sw_service_labels()
+        for server in list_dir(servers_dir()):
+            sdir = os.path.join(servers_dir(), server)
+            if not os.path.isdir(sdir):
+                continue
+            if opts.get("server") and server != opts["server"]:
+                continue
+            apps = []
+            for fname in list_dir(sdir):
+                if not fname.endswith(".env"):
+                    continue
+                domain = fname[:-len(".env")]
+                try:
+                    env = read_env(os.path.join(sdir, fname))
+                except FileNotFoundError:
+                    continue  # removed while we listed
+                recipe, _, _ = env.get("TYPE", "").partition(":")
+                if opts.get("recipe") and recipe != opts["recipe"]:
+                    continue
+                app = {"server": server, "recipe": recipe,
+                       "appName": domain, "domain": domain, "status": "",
+                       "chaos": "", "chaosVersion": "", "version": "",
+                       "upgrade": ""}
+                if opts.get("status"):
+                    fill_status(app, stack_name(domain, env), live)
+                apps.append(app)
+            if not apps:
+                continue
+            versioned = [a for a in apps
+                         if a["version"] not in ("", "unknown")]
+            result[server] = {
+                "apps": apps,
+                "appCount": len(apps),
+                "versionCount": len(versioned),
+                "unversionedCount": len(apps) - len(versioned),
+                "latestCount": sum(a["upgrade"] == "latest" for a in apps),
+                "upgradeCount": sum(a["upgrade"] not in
+                                    ("", "latest", "unknown") for a in apps),
+            }
+        if opts.get("machine"):
+            print(json.dumps(result))
+        else:
+            for server, meta in result.items():
+                print("SERVER: %s (%d apps)" % (server, meta["appCount"]))
+                for a in meta["apps"]:
+                    print("  %-40s %-12s %-10s %s" % (
+                        a["domain"], a["recipe"], a["status"], a["version"]))
+        return 0
+
+    return run_step("ls", "", ["abra"] + ARGV, body, mutating=False)
+
+
+def fill_status(app, stack, live=None):
+    """Status fields from the stack's services: the fake swarm's record,
+    or with `live` (the swarm backend) the engine's service labels."""
+    app.update(status="unknown", chaos="unknown", chaosVersion="unknown",
+               version="unknown", upgrade="unknown")
+    if live is not None:
+        if stack not in live:
+            return
+        label_sets = [live[stack]]
+    else:
+        rec = load_stack(stack)
+        if not is_deployed(rec):
+            return
+        label_sets = [svc.get("labels", {})
+                      for svc in rec["services"].values()]
+    app["status"] = "deployed"
+    for labels in label_sets:
+        key = "coop-cloud.%s." % stack
+        if key + "version" in labels:
+            app["version"] = labels[key + "version"] or "unknown"
+            app["chaos"] = labels.get(key + "chaos", "unknown")
+            app["chaosVersion"] = labels.get(key + "chaos-version", "unknown")
+    path = recipe_dir(app["recipe"])
+    if os.path.isdir(path):
+        latest = latest_tag(path)
+        if latest and app["version"] == latest:
+            app["upgrade"] = "latest"
+        elif latest and app["version"] != "unknown" and \
+                version_key(app["version"]) < version_key(latest):
+            app["upgrade"] = latest
+
+
+def stack_volumes(stack):
+    return [v["name"] for v in all_volumes()
+            if v["labels"].get("com.docker.stack.namespace") == stack]
+
+
+def app_backup(argv):
+    if not argv or argv[0] != "create":
+        raise fatal("usage: abra app backup create DOMAIN -n")
+    opts, args = flags(argv[1:], [])
+    if len(args) != 1:
+        raise fatal("usage: abra app backup create DOMAIN -n")
+    domain = args[0]
+
+    def body():
+        need_noinput(opts, "app backup create")
+        check_domain(domain)
+        _, _, env = load_app(domain)
+        stack = stack_name(domain, env)
+        if backend() == "swarm":
+            sw_backup(domain, stack)
+            print("backup of %s created" % domain)
+            return 0
+        with locked():
+            if not is_deployed(load_stack(stack)):
+                raise fatal("%s is not deployed" % domain)
+            dest = _path("backups", domain)
+            tmp = dest + ".tmp.%d" % os.getpid()
+            remove_tree(tmp)
+            os.makedirs(tmp)
+            for vol in stack_volumes(stack):
+                short = vol[len(stack) + 1:]
+                shutil.copytree(volume_data(vol),
+                                os.path.join(tmp, short))
+            remove_tree(dest)
+            os.replace(tmp, dest)
+        print("backup of %s created" % domain)
+        return 0
+
+    return run_step("backup", domain, ["abra"] + ARGV, body)
+
+
+def app_restore(argv):
+    opts, args = flags(argv, [])
+    if len(args) != 1:
+        raise fatal("usage: abra app restore DOMAIN -n")
+    domain = args[0]
+
+    def body():
+        need_noinput(opts, "app restore")
+        check_domain(domain)
+        _, _, env = load_app(domain)
+        stack = stack_name(domain, env)
+        if backend() == "swarm":
+            sw_restore(domain, stack)
+            print("%s restored" % domain)
+            return 0
+        with locked():
+            if not is_deployed(load_stack(stack)):
+                raise fatal("%s is not deployed" % domain)
+            src = _path("backups", domain)
+            if not os.path.isdir(src):
+                raise fatal("no backup of %s to restore" % domain)
+            for short in list_dir(src):
+                vol = "%s_%s" % (stack, short)
+                create_volume(vol, stack_labels(stack))
+                remove_tree(volume_data(vol))
+                shutil.copytree(os.path.join(src, short),
+                                volume_data(vol))
+        print("%s restored" % domain)
+        return 0
+
+    return run_step("restore", domain, ["abra"] + ARGV, body)
+
+
+def recipe_fetch(argv):
+    opts, args = flags(argv, [])
+    if len(args) != 1:
+        raise fatal("usage: abra recipe fetch RECIPE [-n]")
+    recipe = args[0]
+
+    def body():
+        ensure_recipe(recipe)  # no network: the checkout must be there
+        print("%s fetched (offline stand-in)" % recipe)
+        return 0
+
+    return run_step("fetch", "", ["abra"] + ARGV, body, scope=recipe)
+
+
+APP_COMMANDS = {
+    "new": app_new, "n": app_new,
+    "deploy": app_deploy, "d": app_deploy,
+    "undeploy": app_undeploy, "un": app_undeploy,
+    "rm": app_rm, "remove": app_rm, "delete": app_rm,
+    "ls": app_ls, "list": app_ls,
+    "backup": app_backup, "b": app_backup,
+    "restore": app_restore,
+}
+
+
+def main(argv):
+    default_signals()
+    ARGV[:] = argv
+    if argv[:1] in (["--version"], ["-v"], ["version"]):
+        print("abra version %s (cc-ci-run test stand-in)" % ABRA_VERSION)
+        return 0
+    state_root()
+    try:
+        backend()  # an unknown backend is a usage error, before any log line
+        if len(argv) >= 2 and argv[0] in ("app", "a") \
+                and argv[1] in APP_COMMANDS:
+            return APP_COMMANDS[argv[1]](argv[2:])
+        if len(argv) >= 2 and argv[0] in ("recipe", "r") \
+                and argv[1] in ("fetch", "f"):
+            return recipe_fetch(argv[2:])
+    except Fail as e:
+        die(e.message, e.code)
+    die("FATA unknown command: abra %s (stand-in supports app new/"
+              "deploy/undeploy/rm/ls/backup create/restore, recipe fetch)"
+              % " ".join(argv[:2]), 1)
+

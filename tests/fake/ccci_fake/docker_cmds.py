@@ -1,0 +1,776 @@
+"""File-backed stand-in for `docker` (the engine's view of one swarm node).
+
+It answers the few docker queries cc-ci-run makes (SPEC section 10: the
+engine is asked about convergence and about what is left of a stack) from
+the same state directory that the stand-in `abra` writes, so both programs
+see one fake swarm. The state model is this package's, shared with
+`abra` (one model of the swarm, not two that drift apart).
+
+State, under CCCI_FAKE_STATE (see tests/fake/README.md):
+
+    .lock                 flock(2) held for every read-modify-write
+    calls.log             append-only JSON lines, one per step event
+    stacks/<stack>.json   services, networks, lingering containers
+    volumes/<name>/       meta.json (labels) and _data/ (the data)
+    secrets/<name>.json   labels, id, data
+    containers/<id>.json  containers made by `docker run` (and task
+                          containers an undeploy left behind)
+    networks/<id>.json    networks an undeploy left behind
+    images.json           image references present locally
+    backups/<domain>/     what `abra app backup create` saved
+    hang/<step>.<pid>     marker written by a step told to hang
+
+Records are replaced atomically (write a temporary file, rename), so
+readers never take the lock and never see half a record.
+
+What mirrors the real engine (20.10), on purpose, because the harness must
+cope with it: IDs in `ls` output are truncated to 12 characters and
+`inspect`/`rm` accept unique prefixes; `name=` filters are prefixes for
+services and secrets but substrings for networks and volumes; a service
+that was never updated has no UpdateStatus; `network ls` lists the
+built-in networks too; `rm` of a missing container prints an error per id
+and exits 1.
+"""
+
+import json
+import os
+import sys
+import time
+
+from .errors import Fail, default_signals, die
+from .flags import (
+    LS_SPEC, match_filters, one_format, parse_filters, parse_flags, short,
+)
+from .knobs import run_step
+from .leftovers import container_object
+from .render import emit, iso, iso_ns, labels_str, render
+from .store import (
+    _path, _stable_hex, all_secrets, all_stacks, all_test_containers,
+    all_volumes, env_ms, images, lingering, load_stack, locked, new_hex_id,
+    new_id, normalize_image, read_json, remove_file, save_stack,
+    state_root, volume_data, write_json,
+)
+from .tasks import task_state
+from .views import (
+    BUILTIN_NETWORKS, view_containers, view_networks, view_services,
+)
+
+
+ENGINE_VERSION = "20.10.24-ccci-fake"
+
+
+# -------------------------------------------------------------- commands --
+
+
+def cmd_service(argv):
+    if not argv:
+        raise Fail("docker service: subcommand required (docker stand-in)")
+    sub, rest = argv[0], argv[1:]
+    if sub in ("ls", "list"):
+        return run_step("docker-service-ls", "", ["docker"] + ARGV,
+                        lambda: service_ls(rest), mutating=False)
+    if sub == "inspect":
+        return run_step("docker-service-inspect", "", ["docker"] + ARGV,
+                        lambda: service_inspect(rest), mutating=False)
+    if sub == "ps":
+        return run_step("docker-service-ps", "", ["docker"] + ARGV,
+                        lambda: service_ps(rest), mutating=False)
+    raise Fail("docker service %s: unsupported (docker stand-in)" % sub)
+
+
+def find_service(services, want):
+    hit = [s for s in services if s["name"] == want or s["id"] == want]
+    if not hit:
+        hit = [s for s in services if s["id"].startswith(want)]
+    return hit[0] if len(hit) == 1 else None
+
+
+def task_object(s, t, now):
+    """A task as `docker inspect --type task` prints it (the fields a
+    harness reads, shaped as the engine's)."""
+    state, desired, err = task_state(t, now)
+    changed = t["created"]
+    for at in (t["run_at"], t.get("stop_at")):
+        if at is not None and at <= now:
+            changed = max(changed, at)
+    status = {"Timestamp": iso_ns(changed), "State": state,
+              "Message": state, "PortStatus": {}}
+    if err:
+        status["Err"] = err
+    if state in ("running", "failed"):
+        status["ContainerStatus"] = {"ContainerID": t["container_id"],
+                                     "PID": 0 if err else 4242,
+                                     "ExitCode": 128 if err else 0}
+    return {"ID": t["id"], "Version": {"Index": 1},
+            "CreatedAt": iso_ns(t["created"]), "UpdatedAt": iso_ns(changed),
+            "Labels": {}, "Spec": t["spec"], "ServiceID": s["id"],
+            "Slot": 1, "NodeID": "ccci0fake0node", "Status": status,
+            "DesiredState": desired}
+
+
+def service_ps(argv):
+    """`docker service ps SERVICE...`: every task the engine keeps of the
+    services (history included), newest first per service."""
+    spec = dict(LS_SPEC, **{"--no-resolve": ("noresolve", False)})
+    opts, args = parse_flags(argv, spec)
+    if not args:
+        raise Fail('"docker service ps" requires at least 1 argument.')
+    filters = parse_filters(opts.get("filter"),
+                            {"desired-state", "id", "name", "node"})
+    now = time.time()
+    services = view_services(now)
+    rows = []
+    for want in args:
+        svc = find_service(services, want)
+        if svc is None:
+            raise Fail("no such service: %s" % want)
+        for t in svc["tasks"]:
+            obj = task_object(svc, t, now)
+            ds = filters.get("desired-state")
+            if ds and obj["DesiredState"] not in ds:
+                continue
+            if filters.get("id") and not any(
+                    t["id"].startswith(i) for i in filters["id"]):
+                continue
+            rows.append({"ID": short(t["id"], opts.get("notrunc")),
+                         "Name": "%s.1" % svc["name"],
+                         "Image": t["spec"]["ContainerSpec"]["Image"],
+                         "Node": "ccci-fake", "DesiredState":
+                         obj["DesiredState"].capitalize(),
+                         "CurrentState": obj["Status"]["State"].capitalize(),
+                         "Error": obj["Status"].get("Err", ""),
+                         "Ports": ""})
+    if opts.get("quiet"):
+        emit(rows, "", "ID", quiet=True)
+        return 0
+    fmt = one_format(opts, None)
+    if fmt is None:
+        print("ID\tNAME\tIMAGE\tNODE\tDESIRED STATE\tCURRENT STATE\t"
+              "ERROR\tPORTS")
+        fmt = "{{.ID}}\t{{.Name}}\t{{.Image}}\t{{.Node}}\t" \
+              "{{.DesiredState}}\t{{.CurrentState}}\t{{.Error}}\t"
+    emit(rows, fmt)
+    return 0
+
+
+def cmd_inspect(argv):
+    """`docker inspect --type task ID...` (tasks are the only type the
+    harness asks this verb for): found ones as a JSON array, an error per
+    missing id, exit 1 when any is missing."""
+    opts, args = parse_flags(argv, {"--type": ("type", True),
+                                    "--format": ("format", True),
+                                    "-f": ("format", True)})
+    if (opts.get("type") or [""])[-1] != "task":
+        raise Fail("docker inspect without --type task: unsupported "
+                   "(docker stand-in)")
+    if not args:
+        raise Fail('"docker inspect" requires at least 1 argument.')
+    now = time.time()
+    found, missing = [], []
+    every = [(svc, t) for svc in view_services(now) for t in svc["tasks"]]
+    for want in args:
+        hit = [(svc, t) for svc, t in every if t["id"] == want]
+        if not hit:
+            hit = [(svc, t) for svc, t in every if t["id"].startswith(want)]
+        if len(hit) == 1:
+            found.append(task_object(hit[0][0], hit[0][1], now))
+        else:
+            missing.append(want)
+    fmt = one_format(opts, None)
+    if fmt is None:
+        print(json.dumps(found, indent=4))
+    else:
+        emit(found, fmt)
+    for m in missing:
+        sys.stderr.write("Error: No such task: %s\n" % m)
+    return 1 if missing else 0
+
+
+def service_ls(argv):
+    opts, args = parse_flags(argv, LS_SPEC)
+    if args:
+        raise Fail('"docker service ls" accepts no arguments.')
+    filters = parse_filters(opts.get("filter"), {"label", "name", "id"})
+    now = time.time()
+    rows = []
+    for s in view_services(now):
+        if not match_filters(s, filters, "prefix"):
+            continue
+        rows.append({"ID": short(s["id"], opts.get("notrunc")),
+                     "Name": s["name"], "Mode": "replicated",
+                     "Replicas": "%d/%d" % (s["running"], s["desired"]),
+                     "Image": s["image"], "Ports": ""})
+    if opts.get("quiet"):
+        emit(rows, "", "ID", quiet=True)
+        return 0
+    fmt = one_format(opts, None)
+    if fmt is None:
+        print("ID\tNAME\tMODE\tREPLICAS\tIMAGE\tPORTS")
+        fmt = "{{.ID}}\t{{.Name}}\t{{.Mode}}\t{{.Replicas}}\t{{.Image}}\t"
+    emit(rows, fmt)
+    return 0
+
+
+def with_inserted_defaults(spec):
+    """The task template as the CLI's `service inspect` prints it: the
+    daemon fills in swarmkit's defaults (InsertDefaults), which the task's
+    own copy of the spec lacks (measured on Docker 20.10)."""
+    t = json.loads(json.dumps(spec))
+    c = t.setdefault("ContainerSpec", {})
+    c.setdefault("StopGracePeriod", 10000000000)
+    c.setdefault("DNSConfig", {})
+    c.setdefault("Privileges", {}).setdefault("NoNewPrivileges", False)
+    t.setdefault("RestartPolicy", {}).setdefault("Delay", 5000000000)
+    t["RestartPolicy"].setdefault("Condition", "any")
+    t.setdefault("Resources", {})
+    t.setdefault("Placement", {})
+    t.setdefault("Runtime", "container")
+    return t
+
+
+def service_object(s):
+    obj = {
+        "ID": s["id"],
+        "Version": {"Index": 1},
+        "CreatedAt": iso(s["created"]),
+        "UpdatedAt": iso(s["created"]),
+        "Spec": {
+            "Name": s["name"],
+            "Labels": s["labels"],
+            "TaskTemplate": with_inserted_defaults(s["spec"]),
+            "Mode": {"Replicated": {"Replicas": s["desired"]}},
+        },
+    }
+    if s["update"] is not None:
+        state, message = s["update"]
+        times = s["update_times"]
+        obj["UpdateStatus"] = {"State": state, "Message": message,
+                               "StartedAt": iso_ns(times["shown"])}
+        if state != "updating":
+            obj["UpdateStatus"]["CompletedAt"] = iso_ns(times["done"])
+    return obj
+
+
+def service_inspect(argv):
+    opts, args = parse_flags(argv, {"--format": ("format", True),
+                                    "-f": ("format", True),
+                                    "--pretty": ("pretty", False)})
+    if not args:
+        raise Fail('"docker service inspect" requires at least 1 argument.')
+    services = view_services(time.time())
+    found, missing = [], []
+    for want in args:
+        hit = find_service(services, want)
+        if hit is not None:
+            found.append(service_object(hit))
+        else:
+            missing.append(want)
+    fmt = one_format(opts, None)
+    if fmt is None:
+        print(json.dumps(found, indent=4))
+    else:
+        emit(found, fmt)
+    if missing:
+        for m in missing:
+            sys.stderr.write("Error: no such service: %s\n" % m)
+        return 1
+    return 0
+
+
+def container_row(c, notrunc):
+    state = c["state"]
+    return {
+        "ID": short(c["id"], notrunc),
+        "Names": c["name"],
+        "Image": c["image"],
+        "Command": json.dumps(c.get("cmd", "")),
+        "CreatedAt": iso(c.get("created", 0)),
+        "Labels": labels_str(c.get("labels", {})),
+        "State": state,
+        "Status": "Up 1 second" if state == "running" else "Exited (1)",
+        "Ports": "", "Mounts": "", "Networks": "", "LocalVolumes": "0",
+        "RunningFor": "1 second ago", "Size": "0B",
+    }
+
+
+def ps_race_once(now):
+    """CCCI_FAKE_DOCKER_PS_RACE=1: the first `docker ps` that runs while an
+    undeployed stack's containers linger fails as the real engine's can when
+    a container is removed while it lists (once per state directory: the
+    marker is created with O_EXCL)."""
+    if os.environ.get("CCCI_FAKE_DOCKER_PS_RACE") != "1":
+        return
+    gone = [c for rec in all_stacks() for c in lingering(rec, now)]
+    if not gone:
+        return
+    try:
+        fd = os.open(_path("ps-race.done"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        return
+    os.close(fd)
+    raise Fail("Error response from daemon: No such container: %s" % gone[0].get("container_id", "0" * 12)[:12])
+
+
+def cmd_ps(argv):
+    spec = dict(LS_SPEC, **{"-a": ("all", False), "--all": ("all", False)})
+    opts, args = parse_flags(argv, spec)
+    if args:
+        raise Fail('"docker ps" accepts no arguments.')
+    ps_race_once(time.time())
+    filters = parse_filters(opts.get("filter"),
+                            {"label", "name", "id", "status"})
+    notrunc = opts.get("notrunc")
+    rows = []
+    for c in view_containers(time.time()):
+        if not opts.get("all") and c["state"] != "running":
+            continue
+        if filters.get("status") and c["state"] not in filters["status"]:
+            continue
+        if not match_filters(c, filters, "substring"):
+            continue
+        rows.append(container_row(c, notrunc))
+    if opts.get("quiet"):
+        emit(rows, "", "ID", quiet=True)
+        return 0
+    fmt = one_format(opts, None)
+    if fmt is None:
+        print("CONTAINER ID\tIMAGE\tCOMMAND\tCREATED\tSTATUS\tPORTS\tNAMES")
+        fmt = "{{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t" \
+              "{{.Status}}\t\t{{.Names}}"
+    emit(rows, fmt)
+    return 0
+
+
+def cmd_object_ls(kind, argv):
+    if not argv or argv[0] not in ("ls", "list"):
+        raise Fail("docker %s %s: unsupported (docker stand-in)"
+                   % (kind, " ".join(argv[:1])))
+    opts, args = parse_flags(argv[1:], LS_SPEC)
+    if args:
+        raise Fail('"docker %s ls" accepts no arguments.' % kind)
+    filters = parse_filters(opts.get("filter"), {"label", "name", "id"}
+                            if kind != "volume" else {"label", "name"})
+    notrunc = opts.get("notrunc")
+    now = time.time()
+    rows = []
+    if kind == "network":
+        for n in view_networks(now):
+            if match_filters(n, filters, "substring"):
+                rows.append({"ID": short(n["id"], notrunc), "Name": n["name"],
+                             "Driver": n["driver"], "Scope": n["scope"],
+                             "Labels": labels_str(n["labels"]),
+                             "IPv6": "false", "Internal": "false",
+                             "CreatedAt": iso(0)})
+        quiet_field = "ID"
+        default = "{{.ID}}\t{{.Name}}\t{{.Driver}}\t{{.Scope}}"
+        header = "NETWORK ID\tNAME\tDRIVER\tSCOPE"
+    elif kind == "volume":
+        for v in all_volumes():
+            obj = {"id": v["name"], "name": v["name"], "labels": v["labels"]}
+            if match_filters(obj, filters, "substring"):
+                rows.append({"Name": v["name"], "Driver": "local",
+                             "Labels": labels_str(v["labels"]),
+                             "Links": "N/A", "Scope": "local",
+                             "Mountpoint": volume_data(v["name"]),
+                             "Size": "N/A"})
+        quiet_field = "Name"
+        default = "{{.Driver}}\t{{.Name}}"
+        header = "DRIVER\tVOLUME NAME"
+    else:
+        for s in all_secrets():
+            if match_filters(s, filters, "prefix"):
+                rows.append({"ID": s["id"], "Name": s["name"], "Driver": "",
+                             "Labels": labels_str(s["labels"]),
+                             "CreatedAt": iso(s["created"]),
+                             "UpdatedAt": iso(s["created"])})
+        quiet_field = "ID"
+        default = "{{.ID}}\t{{.Name}}\t{{.Driver}}\t{{.CreatedAt}}"
+        header = "ID\tNAME\tDRIVER\tCREATED"
+    if opts.get("quiet"):
+        emit(rows, "", quiet_field, quiet=True)
+        return 0
+    fmt = one_format(opts, None)
+    if fmt is None:
+        print(header)
+        fmt = default
+    emit(rows, fmt)
+    return 0
+
+
+RUN_SPEC = {
+    "-d": ("detach", False), "--detach": ("detach", False),
+    "--rm": ("rm", False),
+    "--label": ("label", True), "-l": ("label", True),
+    "--name": ("name", True),
+}
+
+
+def cmd_run(argv):
+    opts, args = parse_flags(argv, RUN_SPEC, stop_at_positional=True)
+    if not args:
+        raise Fail('"docker run" requires at least 1 argument.')
+    if not opts.get("detach"):
+        raise Fail("docker run without -d: unsupported (docker stand-in)")
+    image, cmd = args[0], args[1:]
+    labels = {}
+    for item in opts.get("label", []):
+        k, _, v = item.partition("=")
+        labels[k] = v
+    cid = new_hex_id()
+    name = (opts.get("name") or [None])[-1]
+
+    def body():
+        nonlocal name
+        with locked():
+            existing = {c["name"] for c in view_containers(time.time())}
+            if name is None:
+                name = "ccci_fake_%s" % cid[:8]
+            elif name in existing:
+                raise Fail('docker: Error response from daemon: Conflict. The '
+                           'container name "/%s" is already in use.' % name,
+                           125)
+            write_json(_path("containers", cid + ".json"), {
+                "id": cid, "name": name, "image": image,
+                "cmd": " ".join(cmd), "labels": labels, "state": "running",
+                "created": time.time(), "autoremove": bool(opts.get("rm")),
+            })
+        print(cid)
+        return 0
+
+    return run_step("docker-run", "", ["docker"] + ARGV, body)
+
+
+def cmd_rm(argv):
+    opts, args = parse_flags(argv, {"-f": ("force", False),
+                                    "--force": ("force", False),
+                                    "-v": ("volumes", False),
+                                    "--volumes": ("volumes", False)})
+    if not args:
+        raise Fail('"docker rm" requires at least 1 argument.')
+
+    def body():
+        failed = False
+        with locked():
+            now = time.time()
+            for want in args:
+                hit = resolve_container(want, now)
+                if hit is None:
+                    sys.stderr.write("Error response from daemon: No such "
+                                     "container: %s\n" % want)
+                    # docker 20.10: with -f a missing container is printed
+                    # and is not an error (exit 0)
+                    failed = failed or not opts.get("force")
+                    continue
+                if hit["stack"] is None:
+                    if hit["state"] == "running" and not opts.get("force"):
+                        sys.stderr.write(
+                            "Error response from daemon: You cannot remove a "
+                            "running container %s. Stop the container before "
+                            "attempting removal or force remove\n" % hit["id"])
+                        failed = True
+                        continue
+                    remove_file(_path("containers", hit["id"] + ".json"))
+                else:
+                    # A lingering task container goes; a live service's task
+                    # would be rescheduled by the swarm, so it stays.
+                    rec = load_stack(hit["stack"])
+                    if rec is not None:
+                        rec["lingering"] = [c for c in rec.get("lingering", [])
+                                            if c["container_id"] != hit["id"]]
+                        save_stack(rec)
+                print(want)
+        return 1 if failed else 0
+
+    return run_step("docker-rm", "", ["docker"] + ARGV, body)
+
+
+def resolve_container(want, now):
+    cs = view_containers(now)
+    hit = [c for c in cs if c["id"] == want or c["name"] == want]
+    if not hit:
+        hit = [c for c in cs if c["id"].startswith(want)]
+    return hit[0] if len(hit) == 1 else None
+
+
+def cmd_image(argv):
+    if not argv or argv[0] != "inspect":
+        raise Fail("docker image %s: unsupported (docker stand-in)"
+                   % " ".join(argv[:1]))
+    opts, args = parse_flags(argv[1:], {"--format": ("format", True),
+                                        "-f": ("format", True)})
+    if not args:
+        raise Fail('"docker image inspect" requires at least 1 argument.')
+
+    def body():
+        have = set(images())
+        found, missing = [], []
+        for ref in args:
+            n = normalize_image(ref)
+            if n in have:
+                found.append({"Id": "sha256:" + _stable_hex(n),
+                              "RepoTags": [n], "RepoDigests": []})
+            else:
+                missing.append(ref)
+        fmt = one_format(opts, None)
+        if fmt is None:
+            print(json.dumps(found, indent=4))
+        else:
+            emit(found, fmt)
+        for m in missing:
+            sys.stderr.write("Error: No such image: %s\n" % m)
+        return 1 if missing else 0
+
+    return run_step("docker-image-inspect", "", ["docker"] + ARGV, body,
+                    mutating=False)
+
+
+def cmd_pull(argv):
+    opts, args = parse_flags(argv, {"-q": ("quiet", False),
+                                    "--quiet": ("quiet", False)})
+    if len(args) != 1:
+        raise Fail('"docker pull" requires exactly 1 argument.')
+    ref = normalize_image(args[0])
+
+    def body():
+        with locked():
+            have = read_json(_path("images.json"), [])
+            if ref not in [normalize_image(i) for i in have]:
+                have.append(ref)
+                write_json(_path("images.json"), have)
+        if not opts.get("quiet"):
+            print("%s: Pulling from library/%s" % (ref.rsplit(":", 1)[-1],
+                                                   ref.split(":")[0]))
+            print("Digest: sha256:%s" % _stable_hex(ref))
+            print("Status: Downloaded newer image for %s" % ref)
+        print("docker.io/library/%s" % ref)
+        return 0
+
+    failure = ("Error response from daemon: Get \"https://registry-1.docker"
+               ".io/v2/\": dial tcp: lookup registry-1.docker.io: no such "
+               "host (injected by CCCI_FAKE_ABRA_FAIL)")
+    return run_step("pull", "", ["docker"] + ARGV, body, scope=ref,
+                    failure=failure)
+
+
+def cmd_info(argv):
+    opts, args = parse_flags(argv, {"--format": ("format", True),
+                                    "-f": ("format", True)})
+    if args:
+        raise Fail('"docker info" accepts no arguments.')
+    info = {"ServerVersion": ENGINE_VERSION,
+            "Swarm": {"LocalNodeState": "active", "NodeID": "ccci0fake0node",
+                      "ControlAvailable": True}}
+    fmt = one_format(opts, None)
+    if fmt is None:
+        print("Server Version: %s\nSwarm: active" % ENGINE_VERSION)
+    else:
+        print(render(fmt, info))
+    return 0
+
+
+def cmd_version(argv):
+    opts, args = parse_flags(argv, {"--format": ("format", True),
+                                    "-f": ("format", True)})
+    info = {"Client": {"Version": ENGINE_VERSION},
+            "Server": {"Version": ENGINE_VERSION}}
+    fmt = one_format(opts, None)
+    if fmt is None:
+        print("Docker version %s (file-backed stand-in)" % ENGINE_VERSION)
+    else:
+        print(render(fmt, info))
+    return 0
+
+
+INSPECT_SPEC = {"--format": ("format", True), "-f": ("format", True)}
+
+
+def cmd_container_inspect(argv):
+    opts, args = parse_flags(argv, dict(INSPECT_SPEC, **{
+        "-s": ("size", False), "--size": ("size", False)}))
+    if not args:
+        raise Fail('"docker container inspect" requires at least 1 argument.')
+    now = time.time()
+    found, missing = [], []
+    for want in args:
+        hit = resolve_container(want, now)
+        if hit is None:
+            missing.append(want)
+        else:
+            found.append(container_object(hit))
+    fmt = one_format(opts, None)
+    if fmt is None:
+        print(json.dumps(found, indent=4))
+    else:
+        emit(found, fmt)
+    for m in missing:
+        sys.stderr.write("Error response from daemon: No such container: "
+                         "%s\n" % m)
+    return 1 if missing else 0
+
+
+def resolve_network(want, now):
+    ns = view_networks(now)
+    hit = [n for n in ns if n["id"] == want or n["name"] == want]
+    if not hit:
+        hit = [n for n in ns if n["id"].startswith(want)]
+    return hit[0] if len(hit) == 1 else None
+
+
+def network_users(n):
+    """Containers attached to network `n` (by id or name)."""
+    return [c for c in all_test_containers()
+            if n["id"] in c.get("networks", []) or n["name"] in c.get("networks", [])]
+
+
+def network_object(n):
+    return {
+        "Name": n["name"], "Id": n["id"], "Created": iso(n.get("created", 0)),
+        "Scope": n["scope"], "Driver": n["driver"],
+        "Labels": n.get("labels", {}),
+        "Containers": {c["id"]: {"Name": c["name"]} for c in network_users(n)},
+    }
+
+
+def cmd_network_inspect(argv):
+    opts, args = parse_flags(argv, dict(INSPECT_SPEC, **{
+        "-v": ("verbose", False), "--verbose": ("verbose", False)}))
+    if not args:
+        raise Fail('"docker network inspect" requires at least 1 argument.')
+    now = time.time()
+    found, missing = [], []
+    for want in args:
+        hit = resolve_network(want, now)
+        if hit is None:
+            missing.append(want)
+        else:
+            found.append(network_object(hit))
+    fmt = one_format(opts, None)
+    if fmt is None:
+        print(json.dumps(found, indent=4))
+    else:
+        emit(found, fmt)
+    for m in missing:
+        sys.stderr.write("Error response from daemon: network %s not found\n"
+                         % m)
+    return 1 if missing else 0
+
+
+def cmd_network_rm(argv):
+    """`docker network rm NETWORK...` (20.10): prints each removed argument;
+    a missing one is "network X not found", one with attached containers
+    "is in use by task" (a swarm task's container) or "has active
+    endpoints"; any error ends with "exit status 1" and exit 1. With
+    CCCI_FAKE_DOCKER_NETWORK_IN_USE=N the first N removals of each left
+    network fail "in use by task" (a task the swarm still shuts down)."""
+    opts, args = parse_flags(argv, {})
+    if not args:
+        raise Fail('"docker network rm" requires at least 1 argument.')
+    busy_n = env_ms("CCCI_FAKE_DOCKER_NETWORK_IN_USE", 0)
+
+    def body():
+        errors = []
+        with locked():
+            now = time.time()
+            for want in args:
+                n = resolve_network(want, now)
+                if n is None:
+                    errors.append("Error response from daemon: network %s not "
+                                  "found" % want)
+                    continue
+                path = _path("networks", n["id"] + ".json")
+                rec = read_json(path)
+                users = network_users(n)
+                task = next((c["labels"].get("com.docker.swarm.task.id")
+                             for c in users
+                             if "com.docker.swarm.task.id" in c.get("labels", {})),
+                            None)
+                if rec is None:
+                    # a built-in network, or a live (or lingering) stack's
+                    if any(n["name"] == b[0] for b in BUILTIN_NETWORKS):
+                        errors.append("Error response from daemon: %s is a "
+                                      "pre-defined network and cannot be "
+                                      "removed" % n["name"])
+                    else:
+                        errors.append("Error response from daemon: rpc error: "
+                                      "code = FailedPrecondition desc = "
+                                      "network %s is in use by task %s"
+                                      % (n["id"], "0" * 25))
+                    continue
+                if rec.get("rm_attempts", 0) < busy_n:
+                    rec["rm_attempts"] = rec.get("rm_attempts", 0) + 1
+                    write_json(path, rec)
+                    task = task or new_id(25)
+                if task:
+                    errors.append("Error response from daemon: rpc error: "
+                                  "code = FailedPrecondition desc = network "
+                                  "%s is in use by task %s" % (n["id"], task))
+                    continue
+                if users:
+                    errors.append("Error response from daemon: error while "
+                                  "removing network: network %s id %s has "
+                                  "active endpoints" % (n["name"], n["id"]))
+                    continue
+                remove_file(path)
+                print(want)
+        for e in errors:
+            sys.stderr.write(e + "\n")
+        if errors:
+            sys.stderr.write("exit status 1\n")
+            return 1
+        return 0
+
+    return run_step("docker-network-rm", "", ["docker"] + ARGV, body)
+
+
+ARGV = []
+
+
+def main(argv):
+    default_signals()
+    ARGV[:] = argv
+    state_root()  # required for every command, like a daemon socket
+    if not argv:
+        die("Usage: docker COMMAND (file-backed stand-in)", 1)
+    sub, rest = argv[0], argv[1:]
+    try:
+        if sub == "service":
+            return cmd_service(rest)
+        if sub == "ps":
+            return run_step("docker-ps", "", ["docker"] + argv,
+                            lambda: cmd_ps(rest), mutating=False)
+        if sub == "container" and rest[:1] in (["ls"], ["list"]):
+            return run_step("docker-ps", "", ["docker"] + argv,
+                            lambda: cmd_ps(rest[1:]), mutating=False)
+        if sub == "container" and rest[:1] == ["inspect"]:
+            return run_step("docker-container-inspect", "", ["docker"] + argv,
+                            lambda: cmd_container_inspect(rest[1:]),
+                            mutating=False)
+        if sub == "network" and rest[:1] == ["inspect"]:
+            return run_step("docker-network-inspect", "", ["docker"] + argv,
+                            lambda: cmd_network_inspect(rest[1:]),
+                            mutating=False)
+        if sub == "network" and rest[:1] in (["rm"], ["remove"]):
+            return cmd_network_rm(rest[1:])
+        if sub in ("network", "volume", "secret"):
+            return run_step("docker-%s-ls" % sub, "", ["docker"] + argv,
+                            lambda: cmd_object_ls(sub, rest), mutating=False)
+        if sub == "run":
+            return cmd_run(rest)
+        if sub == "rm":
+            return cmd_rm(rest)
+        if sub == "image":
+            return cmd_image(rest)
+        if sub == "inspect":
+            return run_step("docker-inspect", "", ["docker"] + argv,
+                            lambda: cmd_inspect(rest), mutating=False)
+        if sub == "pull":
+            return cmd_pull(rest)
+        if sub == "info":
+            return cmd_info(rest)
+        if sub in ("version", "--version", "-v"):
+            return cmd_version(rest)
+    except Fail as e:
+        die(e.message, e.code)
+    die("docker %s: unsupported (file-backed stand-in; see "
+        "tests/fake/README.md)" % " ".join(argv[:2]), 1)
+

@@ -1,0 +1,216 @@
+"""abra's swarm backend (CCCI_FAKE_BACKEND=swarm): the real engine through
+the real docker CLI.
+"""
+
+import json
+import os
+import re
+import sys
+
+from .compose import parse_yaml, read_compose, substitute
+from .errors import Fail, fatal
+from .ports import release_port
+from .realdocker import NAMESPACE, dk, dk_ok
+from .store import _path, list_dir, new_id, remove_file, remove_tree
+
+
+# -------------------------------------------------------- swarm backend --
+#
+# With CCCI_FAKE_BACKEND=swarm the app steps act on the real engine through
+# the real docker CLI (never the stand-in tests/fake/docker; realdocker.py).
+# CCCI_FAKE_STATE still holds the call log, hang markers, backups and the
+# temporary override compose files.
+
+
+def sw_stack_filter(stack):
+    return "label=%s=%s" % (NAMESPACE, stack)
+
+
+def sw_services(stack):
+    return dk_ok(["service", "ls", "-q", "--filter",
+                  sw_stack_filter(stack)]).stdout.split()
+
+
+def sw_is_deployed(stack):
+    return bool(sw_services(stack))
+
+
+def sw_volumes(stack):
+    return dk_ok(["volume", "ls", "-q", "--filter",
+                  sw_stack_filter(stack)]).stdout.split()
+
+
+def sw_secrets(stack, env):
+    """(id, name) of the app's secrets: STACK_NAME_VERSION for each
+    SECRET_NAME_VERSION of the env file, any version. They are found by
+    name, as abra does: they carry no stack label (see sw_create_secrets)."""
+    prefixes = ["%s_%s_" % (stack, m.group(1).lower()) for m in (
+        re.fullmatch(r"SECRET_([A-Z0-9_]+)_VERSION", k) for k in env) if m]
+    if not prefixes:
+        return []
+    out = dk_ok(["secret", "ls", "--filter", "name=" + stack + "_",
+                 "--format", "{{.ID}} {{.Name}}"]).stdout
+    found = []
+    for line in out.splitlines():
+        sid, _, name = line.strip().partition(" ")
+        if any(name.startswith(p) and len(name) > len(p) for p in prefixes):
+            found.append((sid, name))
+    return found
+
+
+def sw_service_labels():
+    """Stack name → labels of its services (the app service's win), from
+    the engine: every service that carries a stack namespace label."""
+    ids = dk_ok(["service", "ls", "-q", "--filter",
+                 "label=" + NAMESPACE]).stdout.split()
+    if not ids:
+        return {}
+    p = dk(["service", "inspect"] + ids)
+    try:
+        # a service removed since `ls` makes inspect exit 1 after printing
+        # the others
+        data = json.loads(p.stdout or "[]")
+    except ValueError:
+        raise fatal("docker service inspect: %s" % p.stderr.strip())
+    out = {}
+    for svc in data:
+        labels = (svc.get("Spec") or {}).get("Labels") or {}
+        stack = labels.get(NAMESPACE)
+        if not stack:
+            continue
+        cur = out.setdefault(stack, {})
+        if "coop-cloud.%s.version" % stack in labels or not cur:
+            cur.update(labels)
+    return out
+
+
+def sw_create_secrets(names):
+    """Real secrets, without the com.docker.stack.namespace label: `docker
+    stack rm` removes every secret that carries it, and an app's secrets
+    must outlive an undeploy (abra's do: undeploy, then deploy again)."""
+    made = []
+    try:
+        for name in names:
+            p = dk(["secret", "create", name, "-"], input=new_id(32))
+            if p.returncode != 0:
+                err = p.stderr.strip()
+                if "already exists" in err or "AlreadyExists" in err:
+                    raise fatal("secret %s already exists" % name)
+                raise fatal("creating secret %s: %s" % (name, err))
+            made.append(name)
+    except Fail:
+        for name in made:
+            dk(["secret", "rm", name])
+        raise
+
+
+def sw_deploy(domain, stack, path, env, cenv, labels, crashloop):
+    """`docker stack deploy` of the recipe's compose files plus an override
+    file with abra's labels on the `app` service, the env file's values
+    substituted by docker from its environment."""
+    files = (env.get("COMPOSE_FILE") or "compose.yml").split(":")
+    services, _ = read_compose(path, cenv)  # the same checks as the file one
+    with open(os.path.join(path, files[0]), encoding="utf-8") as f:
+        first = parse_yaml(substitute(f.read(), cenv), files[0])
+    override = {"version": str(first.get("version") or "3.8"),
+                "services": {}}
+    if "app" in services:
+        app = {"deploy": {"labels": labels}}
+        if crashloop:
+            # the task's container is created but cannot start: never a
+            # running replica, whatever the image
+            app["entrypoint"] = ["/ccci-fake-crashloop-no-such-file"]
+        override["services"]["app"] = app
+    tmpdir = _path("tmp", "deploy.%d" % os.getpid())
+    remove_tree(tmpdir)
+    os.makedirs(tmpdir)
+    try:
+        # --resolve-image never: the images are local (built, not pulled)
+        # and there is no registry to ask for a digest
+        args = ["stack", "deploy", "--resolve-image", "never"]
+        for name in files:
+            args += ["-c", name]
+        if override["services"]:
+            ofile = os.path.join(tmpdir, "abra-override.yml")
+            with open(ofile, "w", encoding="utf-8") as f:
+                json.dump(override, f, indent=1)  # JSON is YAML
+            args += ["-c", ofile]
+        args.append(stack)
+        p = dk(args, env=cenv, cwd=path)
+        if p.returncode != 0:
+            raise fatal("deploy of %s failed: %s" % (
+                domain, (p.stderr or p.stdout).strip()))
+        sys.stdout.write(p.stdout)
+    finally:
+        remove_tree(tmpdir)
+
+
+def sw_find_mount(stack, vol):
+    """A running container of the stack that mounts `vol`, and where."""
+    ids = dk_ok(["ps", "-q", "--no-trunc", "--filter", "volume=" + vol,
+                 "--filter", sw_stack_filter(stack),
+                 "--filter", "status=running"]).stdout.split()
+    for cid in ids:
+        p = dk(["inspect", "--format", "{{json .Mounts}}", cid])
+        if p.returncode != 0:
+            continue
+        for m in json.loads(p.stdout or "[]") or []:
+            if m.get("Type") == "volume" and m.get("Name") == vol:
+                return cid, m["Destination"]
+    raise fatal("no running container of %s mounts volume %s (not "
+                "converged yet?)" % (stack, vol))
+
+
+def sw_backup(domain, stack):
+    if not sw_is_deployed(stack):
+        raise fatal("%s is not deployed" % domain)
+    dest = _path("backups", domain)
+    tmp = dest + ".tmp.%d" % os.getpid()
+    remove_tree(tmp)
+    os.makedirs(tmp)
+    try:
+        for vol in sw_volumes(stack):
+            cid, where = sw_find_mount(stack, vol)
+            short = vol[len(stack) + 1:] if vol.startswith(stack + "_") \
+                else vol
+            dk_ok(["cp", "%s:%s/." % (cid, where.rstrip("/")),
+                   os.path.join(tmp, short)])
+        remove_tree(dest)
+        os.replace(tmp, dest)
+    finally:
+        remove_tree(tmp)
+
+
+def sw_restore(domain, stack):
+    if not sw_is_deployed(stack):
+        raise fatal("%s is not deployed" % domain)
+    src = _path("backups", domain)
+    if not os.path.isdir(src):
+        raise fatal("no backup of %s to restore" % domain)
+    for short in list_dir(src):
+        vol = "%s_%s" % (stack, short)
+        cid, where = sw_find_mount(stack, vol)
+        # Like a restic restore: the backup's files are written over the
+        # volume's; files the backup does not have are left alone.
+        dk_ok(["cp", os.path.join(src, short) + "/.", "%s:%s" % (cid, where)])
+
+
+def sw_rm(domain, stack, env, env_path):
+    if sw_is_deployed(stack):
+        raise fatal("%s is still deployed. Run \"abra app undeploy %s\""
+                    % (domain, domain))
+    for vol in sw_volumes(stack):
+        p = dk(["volume", "rm", vol])
+        if p.returncode != 0:
+            # docker's own words: "Error response from daemon: remove
+            # VOL: volume is in use - [ids]" while containers remain
+            raise fatal("removing volumes failed: %s" % p.stderr.strip())
+        print("volume %s removed" % vol)
+    for sid, name in sw_secrets(stack, env):
+        p = dk(["secret", "rm", sid])
+        if p.returncode != 0 and "not found" not in p.stderr.lower():
+            raise fatal("removing secret %s failed: %s"
+                        % (name, p.stderr.strip()))
+        print("secret %s removed" % name)
+    remove_file(env_path)
+    release_port(env.get("APP_PORT"), env_path)
