@@ -1,9 +1,15 @@
 //! cc-ci-run: the harness wrapper of a Co-op Cloud recipe CI.
 //!
-//! The modules follow SPEC.md: the exit-code table (`exit`), the process
-//! model and lifetime guards (`lifetime`, `proc`), the locks (`lock`, with
-//! `lockholder` for the kernel's view of who holds one), and one module per
-//! command.
+//! The folders are the parts, in the order of SPEC.md, and imports flow one
+//! way (`scripts/modgraph.py --check`): the kernel (`sys`) and the lifetime
+//! guards (`lifetime`) at the bottom; names, configuration and the exit
+//! codes (`names`, `config`, `exit`); locks (`lock`); external programs
+//! (`ext`); an app's teardown (`teardown`); the state directory (`rundir`);
+//! the run lifecycle (`run`), the janitor (`janitor`) and the test runner
+//! (`testrun`); what operators read (`views`); and the commands (`cmd`) on
+//! top. The README's "Where things are" says what each holds. The public
+//! surface is what `main.rs` and the tests use; everything else is
+//! `pub(crate)`, so rustc reports dead code.
 
 pub mod cli;
 pub mod cmd;
