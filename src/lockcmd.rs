@@ -951,9 +951,19 @@ fn lock_stress_backend(
         acquired += 1;
         waited += u64::from(was_busy);
         let host = &settings.host_id;
+        // Entering is a mutating step: only with the lease standing.
+        held.may_mutate()
+            .with_context(|| format!("round {i}: acquired, but may not enter"))?;
         oracle
             .write_all(format!("enter {host}:{pid} {i}\n").as_bytes())
             .context("failed to write to the oracle file")?;
+        if !args.hold.is_zero() {
+            std::thread::sleep(args.hold);
+        }
+        // The object must still be ours as we leave: a holder that was
+        // taken over while inside fails loudly, never exits 0.
+        held.confirm_held()
+            .with_context(|| format!("round {i}: the lock was not ours at exit"))?;
         oracle
             .write_all(format!("exit {host}:{pid} {i}\n").as_bytes())
             .context("failed to write to the oracle file")?;

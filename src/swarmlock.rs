@@ -66,6 +66,7 @@ const L_STARTED: &str = "cc-ci.lock.started";
 const L_EXPIRES: &str = "cc-ci.lock.expires";
 const L_EXPIRES_MS: &str = "cc-ci.lock.expires-ms";
 const L_LEASE_MS: &str = "cc-ci.lock.lease-ms";
+const L_MARGIN_MS: &str = "cc-ci.lock.margin-ms";
 const L_TOKEN: &str = "cc-ci.lock.token";
 const L_RENEWALS: &str = "cc-ci.lock.renewals";
 
@@ -121,6 +122,9 @@ pub struct LeaseInfo {
     /// Unix milliseconds after which the lease is expired.
     pub expires_ms: u64,
     pub lease_ms: u64,
+    /// The holder's take-over margin (0 on an object written before the
+    /// margin travelled in the labels: a taker then uses its own).
+    pub margin_ms: u64,
     pub token: String,
     pub renewals: u64,
 }
@@ -137,6 +141,7 @@ impl LeaseInfo {
         m.insert(L_EXPIRES.into(), timestamp_ms(self.expires_ms));
         m.insert(L_EXPIRES_MS.into(), self.expires_ms.to_string());
         m.insert(L_LEASE_MS.into(), self.lease_ms.to_string());
+        m.insert(L_MARGIN_MS.into(), self.margin_ms.to_string());
         m.insert(L_TOKEN.into(), self.token.clone());
         m.insert(L_RENEWALS.into(), self.renewals.to_string());
         m
@@ -157,6 +162,10 @@ impl LeaseInfo {
             started: get(L_STARTED)?,
             expires_ms: get(L_EXPIRES_MS)?.parse().ok()?,
             lease_ms: get(L_LEASE_MS)?.parse().ok()?,
+            margin_ms: match get(L_MARGIN_MS) {
+                None => 0,
+                Some(v) => v.parse().ok()?,
+            },
             token: get(L_TOKEN)?,
             renewals: get(L_RENEWALS)?.parse().ok()?,
         })
@@ -190,6 +199,29 @@ pub struct LockObject {
     pub labels: HashMap<String, String>,
     /// None for an object whose labels are not a lease (planted by hand).
     pub lease: Option<LeaseInfo>,
+    /// The manager-set `UpdatedAt` (Unix milliseconds by the engine's
+    /// clock): the create, or the last renewal that went through.
+    pub updated_ms: Option<u64>,
+}
+
+impl LockObject {
+    /// How long until another host may take this lease over, judged by
+    /// the engine's clock alone: `UpdatedAt` plus the larger lease and the
+    /// larger margin of the holder's labels and `own`, against
+    /// `engine_now_ms`. Zero: due now. None: no lease labels or no
+    /// `UpdatedAt` (never taken over).
+    pub fn takeover_in(&self, engine_now_ms: u64, own: &Lease) -> Option<Duration> {
+        let lease = self.lease.as_ref()?;
+        let updated = self.updated_ms?;
+        let len = lease.lease_ms.max(own.lease.as_millis() as u64);
+        let margin = lease.margin_ms.max(own.margin.as_millis() as u64);
+        let due = updated.saturating_add(len).saturating_add(margin);
+        Some(if engine_now_ms > due {
+            Duration::ZERO
+        } else {
+            Duration::from_millis(due - engine_now_ms + 1)
+        })
+    }
 }
 
 #[derive(Deserialize)]
@@ -214,6 +246,8 @@ struct InspectEntry {
     version: InspectVersion,
     #[serde(rename = "Spec")]
     spec: InspectSpec,
+    #[serde(rename = "UpdatedAt", default)]
+    updated_at: Option<String>,
 }
 
 /// Parses `docker config inspect` output (a JSON array; pure).
@@ -230,9 +264,63 @@ pub fn parse_inspect(text: &str) -> Result<Vec<LockObject>> {
                 name: e.spec.name,
                 version: e.version.index,
                 labels,
+                updated_ms: e
+                    .updated_at
+                    .as_deref()
+                    .and_then(crate::log::parse_timestamp)
+                    .map(unix_ms),
             }
         })
         .collect())
+}
+
+/// What a failed engine call's message says about the object it named.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// The name is taken (`AlreadyExists`): a create that lost its race.
+    Exists,
+    /// The object is not there, in any of the forms the CLI, the API and
+    /// swarmkit say so: a lost race (someone removed or took it over).
+    NotFound,
+    /// Anything else: the engine cannot be used as it should.
+    Other,
+}
+
+/// Classifies a failed engine call by its message (pure). Not-found comes
+/// in several forms: the CLI's "Error: No such config: X" and "Error
+/// response from daemon: config X not found", swarmkit's "rpc error: code
+/// = NotFound desc = could not find config X", the API's 404 status.
+pub fn classify_refusal(message: &str) -> Refusal {
+    let m = message.to_ascii_lowercase();
+    if m.contains("alreadyexists") || m.contains("already exists") {
+        return Refusal::Exists;
+    }
+    let not_found = [
+        "not found",
+        "notfound",
+        "could not find",
+        "no such config",
+        "no such object",
+        "status code 404",
+        "status 404",
+        "404 not found",
+    ];
+    if not_found.iter().any(|n| m.contains(n)) {
+        return Refusal::NotFound;
+    }
+    Refusal::Other
+}
+
+/// Whether an engine API error means the object is gone (404, or any
+/// not-found message).
+fn api_gone(e: &bollard::errors::Error) -> bool {
+    match e {
+        bollard::errors::Error::DockerResponseServerError {
+            status_code,
+            message,
+        } => *status_code == 404 || classify_refusal(message) == Refusal::NotFound,
+        _ => false,
+    }
 }
 
 /// How a docker CLI call about one object ended.
@@ -243,33 +331,92 @@ enum Cli {
     NotFound,
 }
 
-/// How long one docker CLI call may take.
+/// How long one docker CLI call may take when no lease says otherwise
+/// (`locks`, `unlock`, the janitor's tidying).
 const CALL_BOUND: Duration = Duration::from_secs(30);
+
+/// The engine's current time as an answer gave it, with the host's wall
+/// clock just before the call and just after its answer.
+#[derive(Clone, Copy, Debug)]
+pub struct EngineTime {
+    pub engine_ms: u64,
+    pub sent_ms: u64,
+    pub answered_ms: u64,
+}
+
+impl EngineTime {
+    /// How far the host's clock is off the engine's, at least (0 when the
+    /// engine's time falls between send and answer): positive when the
+    /// host is ahead.
+    pub fn skew_ms(&self) -> i64 {
+        skew_ms(self.engine_ms, self.sent_ms, self.answered_ms)
+    }
+}
+
+/// The least skew that explains the engine stamping `engine_ms` on a call
+/// the host sent at `sent_ms` and heard answered at `answered_ms`
+/// (positive: the host is ahead; pure).
+pub fn skew_ms(engine_ms: u64, sent_ms: u64, answered_ms: u64) -> i64 {
+    if engine_ms < sent_ms {
+        (sent_ms - engine_ms) as i64
+    } else if engine_ms > answered_ms {
+        -((engine_ms - answered_ms) as i64)
+    } else {
+        0
+    }
+}
+
+/// What a measured skew means for a host using `margin` (pure): None when
+/// within half the margin; a warning past it; an error (the run refuses
+/// the swarm backend) past the whole margin.
+pub fn judge_skew(skew_ms: i64, margin: Duration) -> Option<(bool, String)> {
+    let m = margin.as_millis() as i64;
+    let off = skew_ms.unsigned_abs() as i64;
+    if off * 2 <= m {
+        return None;
+    }
+    let dir = if skew_ms > 0 { "ahead of" } else { "behind" };
+    let text = format!(
+        "this host's clock is {}.{:03}s {dir} the swarm engine's (the take-over margin CCCI_LOCK_MARGIN is {}); synchronise the clocks (NTP)",
+        off / 1000,
+        off % 1000,
+        crate::units::human(margin)
+    );
+    Some((off > m, text))
+}
 
 /// Talks to the swarm's lock objects through the docker CLI.
 #[derive(Clone, Debug)]
 pub struct Swarm {
     docker: OsString,
+    bound: Duration,
 }
 
 impl Swarm {
     pub fn new(docker: &OsString) -> Swarm {
         Swarm {
             docker: docker.clone(),
+            bound: CALL_BOUND,
         }
     }
 
-    /// Runs `docker ARGS`; "already exists" and "not found" are answers,
-    /// anything else that fails means the engine cannot be used (exit 3).
-    /// Runs `docker ARGS`, bounded; a docker that cannot be run at all
-    /// means the engine cannot be used (exit 3).
+    /// The same client, each call bounded by `bound`.
+    pub fn bounded(mut self, bound: Duration) -> Swarm {
+        self.bound = bound;
+        self
+    }
+
+    /// Runs `docker ARGS`, bounded; a docker that cannot be run at all,
+    /// or that outlasts the bound, means the engine cannot be used (exit 3).
     fn output(&self, args: &[&str]) -> Result<crate::proc::Output> {
         let mut cmd = Command::new(&self.docker);
         cmd.args(args);
         let what = format!("docker {}", args[..args.len().min(2)].join(" "));
-        // Never cancelled mid-call: an interrupted create could leave an
-        // object we hold without knowing it. Bounded instead.
-        let bound = Bound::until(Instant::now() + CALL_BOUND, Duration::from_secs(2));
+        // A call that outlasts its bound is killed: a create killed after
+        // it committed leaves an object whose token says it is ours (the
+        // caller looks), and a lease measured from the send time.
+        let grace = (self.bound / 4).min(Duration::from_secs(2));
+        let bound = Bound::until(Instant::now() + self.bound, grace);
         external::run(&mut cmd, &what, &bound).map_err(|e| unreachable_engine(&e))
     }
 
@@ -278,19 +425,39 @@ impl Swarm {
         if out.status.success() {
             return Ok(Cli::Ok(out.stdout));
         }
-        let err = out.stderr.to_ascii_lowercase();
-        if err.contains("alreadyexists") || err.contains("already exists") {
-            return Ok(Cli::Exists);
+        match classify_refusal(&out.stderr) {
+            Refusal::Exists => Ok(Cli::Exists),
+            Refusal::NotFound => Ok(Cli::NotFound),
+            Refusal::Other => Err(unreachable_engine(&anyhow!(
+                "`docker {}` failed ({}): {}",
+                args.join(" "),
+                out.status,
+                external::tail(&out.stderr, &out.stdout)
+            ))),
         }
-        if err.contains("not found") || err.contains("no such config") {
-            return Ok(Cli::NotFound);
-        }
-        Err(unreachable_engine(&anyhow!(
-            "`docker {}` failed ({}): {}",
-            args.join(" "),
-            out.status,
-            external::tail(&out.stderr, &out.stdout)
-        )))
+    }
+
+    /// The engine's current time (`docker info`'s `SystemTime`).
+    pub fn engine_now(&self) -> Result<EngineTime> {
+        let sent_ms = now_ms();
+        let out = match self.call(&["info", "--format", "{{json .SystemTime}}"])? {
+            Cli::Ok(out) => out,
+            _ => return Err(unreachable_engine(&anyhow!("`docker info` gave no time"))),
+        };
+        let answered_ms = now_ms();
+        let text: String = serde_json::from_str(out.trim()).with_context(|| {
+            format!("failed to parse the engine's time from `docker info`: {out:?}")
+        })?;
+        let engine = crate::log::parse_timestamp(&text).ok_or_else(|| {
+            unreachable_engine(&anyhow!(
+                "the engine's time {text:?} is not an RFC 3339 UTC time"
+            ))
+        })?;
+        Ok(EngineTime {
+            engine_ms: unix_ms(engine),
+            sent_ms,
+            answered_ms,
+        })
     }
 
     /// Creates the lock object; None when one of that name exists.
@@ -378,6 +545,36 @@ fn unreachable_engine(e: &anyhow::Error) -> anyhow::Error {
     ))
 }
 
+/// The host's clock checked against the engine's: a warning past half the
+/// margin, an error (exit 3) past the whole margin. What `locks` says.
+pub fn check_clock(docker: &OsString, lease: &Lease) -> Result<Option<String>> {
+    let now = Swarm::new(docker).bounded(lease.call_bound()).engine_now()?;
+    match judge_skew(now.skew_ms(), lease.margin) {
+        None => Ok(None),
+        Some((true, text)) => Err(Failure::infra(format!(
+            "refusing the swarm lock backend: {text}"
+        ))),
+        Some((false, text)) => Ok(Some(format!("warning: {text}"))),
+    }
+}
+
+/// The time since boot, suspend included (CLOCK_BOOTTIME): what a holder
+/// measures its lease with, so a suspended host wakes up knowing how long
+/// it slept.
+pub fn boot_now() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec that we own.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
+    if rc != 0 {
+        // Linux has had CLOCK_BOOTTIME since 2.6.39; never reached.
+        return Duration::ZERO;
+    }
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
 /// The swarm backend.
 pub struct SwarmLocks {
     swarm: Swarm,
@@ -385,10 +582,18 @@ pub struct SwarmLocks {
     lease: Lease,
 }
 
+/// A lease we created and read back: its object, its labels, and the boot
+/// time its create was sent (the lease runs from there).
+struct Claim {
+    id: String,
+    info: LeaseInfo,
+    sent: Duration,
+}
+
 impl SwarmLocks {
     pub fn new(settings: &LockSettings) -> SwarmLocks {
         SwarmLocks {
-            swarm: Swarm::new(&settings.docker),
+            swarm: Swarm::new(&settings.docker).bounded(settings.lease.call_bound()),
             host_id: settings.host_id.clone(),
             lease: settings.lease,
         }
@@ -407,45 +612,60 @@ impl SwarmLocks {
             started: crate::log::timestamp(SystemTime::now()),
             expires_ms: now_ms() + self.lease.lease.as_millis() as u64,
             lease_ms: self.lease.lease.as_millis() as u64,
+            margin_ms: self.lease.margin.as_millis() as u64,
             token: format!("{}-{}-{nanos:x}", self.host_id, std::process::id()),
             renewals: 0,
         }
     }
 
-    /// One step of acquiring: create; on a busy name, take an expired lease
-    /// over by its ID (then the caller tries again at once).
+    /// One step of acquiring: create; on a busy name, take a lease that
+    /// the engine's clock says is dead over by its ID (then the caller
+    /// tries again at once).
     fn attempt(&self, domain: &str, owner: &OwnerRecord) -> Result<Step> {
         let name = object_name(domain);
         let info = self.lease_for(domain, owner);
         let data = serde_json::to_vec(owner).context("failed to encode the owner record")?;
+        // The lease runs from the moment the create is sent: the engine
+        // commits it later, so a holder never believes longer than the
+        // object's UpdatedAt + lease.
+        let sent = boot_now();
+        let sent_ms = now_ms();
         match self.swarm.create(&name, &info, &data) {
-            Ok(Some(id)) => return Ok(Step::Created(id, info)),
+            Ok(Some(id)) => return self.confirm(id, info, sent, sent_ms),
             Ok(None) => {}
             Err(e) => {
                 // A create whose answer was lost may still have happened:
                 // the token says whether the object there is ours.
                 if let Ok(Some(o)) = self.swarm.inspect(&name) {
                     if o.lease.as_ref().is_some_and(|l| l.token == info.token) {
-                        return Ok(Step::Created(o.id, info));
+                        return self.confirm(o.id, info, sent, sent_ms);
                     }
                 }
                 return Err(e);
             }
         }
+        // The engine's time first, the object second: a renewal that lands
+        // after this time shows in the inspect, so a lease judged dead was
+        // not renewed by an answer its holder heard in time.
+        let now = self.swarm.engine_now()?;
+        self.check_skew(&now)?;
         let Some(obj) = self.swarm.inspect(&name)? else {
-            // Released between our create and our look: try again at once.
+            // Released (or taken over) between our create and our look.
             return Ok(Step::Again);
         };
         let Some(lease) = obj.lease.clone() else {
-            return Ok(Step::Busy(Busy::default(), obj));
+            return Ok(Step::Busy(Busy::default(), obj, None));
         };
-        if lease.domain == domain && lease.expired(now_ms(), self.lease.margin) {
-            let removed = self.swarm.remove_id(&obj.id)?;
-            if removed {
+        let due = obj.takeover_in(now.engine_ms, &self.lease);
+        if lease.domain == domain && due == Some(Duration::ZERO) {
+            if self.swarm.remove_id(&obj.id)? {
                 say!(
-                    "the app lock of {domain} had an expired lease ({}, expired {}): removed lock object {} to take it over",
+                    "the app lock of {domain} had a dead lease ({}, last written {} by the engine's clock, {} before the engine's now): removed lock object {} to take it over",
                     lease.owner().describe(),
-                    timestamp_ms(lease.expires_ms),
+                    obj.updated_ms.map_or("?".into(), timestamp_ms),
+                    crate::units::human(Duration::from_millis(
+                        now.engine_ms.saturating_sub(obj.updated_ms.unwrap_or(now.engine_ms))
+                    )),
                     obj.id
                 );
             }
@@ -458,23 +678,87 @@ impl SwarmLocks {
                 age,
             },
             obj,
+            due,
         ))
     }
 
-    fn hold(&self, id: String, info: LeaseInfo, on_lost: OnLost) -> SwarmLock {
-        let lost = Arc::new(Mutex::new(None));
+    /// Warns about a host clock off the engine's by more than half the
+    /// margin; refuses (exit 3) past the whole margin.
+    fn check_skew(&self, now: &EngineTime) -> Result<()> {
+        match judge_skew(now.skew_ms(), self.lease.margin) {
+            None => Ok(()),
+            Some((true, text)) => Err(Failure::infra(format!(
+                "refusing the swarm lock backend: {text}"
+            ))),
+            Some((false, text)) => {
+                say!("warning: {text}");
+                Ok(())
+            }
+        }
+    }
+
+    /// The create answered: read the object back by its ID and count it
+    /// held only if it is still ours with more than the safety allowance of
+    /// its lease left by our boot clock. A create whose answer came too
+    /// late (a slow engine, or this process stopped right after it) is
+    /// removed by its ID, never used.
+    fn confirm(&self, id: String, info: LeaseInfo, sent: Duration, sent_ms: u64) -> Result<Step> {
+        let obj = self.swarm.inspect(&id)?;
+        let answered_ms = now_ms();
+        let Some(obj) = obj.filter(|o| o.lease.as_ref().is_some_and(|l| l.token == info.token))
+        else {
+            say!(
+                "the lock object {id} of {} we created is gone already (taken over while our create's answer was on its way): trying again",
+                info.domain
+            );
+            return Ok(Step::Again);
+        };
+        let end = sent + self.lease.lease;
+        let left = end.saturating_sub(boot_now());
+        if left <= self.lease.safety() {
+            say!(
+                "the create of the lock object {id} of {} answered with only {} of its lease left (the safety allowance is {}): removing it and trying again",
+                info.domain,
+                crate::units::human(left),
+                crate::units::human(self.lease.safety())
+            );
+            self.swarm.remove_id(&id)?;
+            return Ok(Step::Again);
+        }
+        if let Some(updated) = obj.updated_ms {
+            let skew = skew_ms(updated, sent_ms, answered_ms);
+            if let Err(e) = self.check_skew(&EngineTime {
+                engine_ms: updated,
+                sent_ms,
+                answered_ms,
+            }) {
+                let _ = self.swarm.remove_id(&id);
+                return Err(e).with_context(|| format!("measured skew {skew} ms"));
+            }
+        }
+        Ok(Step::Created(Claim { id, info, sent }))
+    }
+
+    fn hold(&self, claim: Claim, on_lost: OnLost) -> SwarmLock {
+        let state = Arc::new(Mutex::new(HoldState {
+            lost: None,
+            end: claim.sent + self.lease.lease,
+        }));
         let renewer = Renewer::start(
-            id.clone(),
-            info.clone(),
+            claim.id.clone(),
+            claim.info.clone(),
+            claim.sent,
             self.lease,
-            Arc::clone(&lost),
+            Arc::clone(&state),
             on_lost,
         );
         SwarmLock {
             swarm: self.swarm.clone(),
-            id,
-            domain: info.domain.clone(),
-            lost,
+            id: claim.id,
+            domain: claim.info.domain.clone(),
+            token: claim.info.token.clone(),
+            lease: self.lease,
+            state,
             renewer,
             done: false,
         }
@@ -487,9 +771,10 @@ fn started_age(started: &str) -> Option<Duration> {
 }
 
 enum Step {
-    Created(String, LeaseInfo),
+    Created(Claim),
     Again,
-    Busy(Busy, LockObject),
+    /// Busy; with how long until the engine's clock lets us take it over.
+    Busy(Busy, LockObject, Option<Duration>),
 }
 
 /// How long a waiter without an event watch sleeps between attempts: from
@@ -606,11 +891,11 @@ impl AppLocks for SwarmLocks {
         // A take-over ends in `Again`; a few rounds settle any race.
         for _ in 0..5 {
             match self.attempt(domain, owner)? {
-                Step::Created(id, info) => {
-                    return Ok(Attempt::Acquired(Box::new(self.hold(id, info, on_lost))))
+                Step::Created(claim) => {
+                    return Ok(Attempt::Acquired(Box::new(self.hold(claim, on_lost))))
                 }
                 Step::Again => continue,
-                Step::Busy(b, _) => return Ok(Attempt::Busy(b)),
+                Step::Busy(b, _, _) => return Ok(Attempt::Busy(b)),
             }
         }
         Ok(Attempt::Busy(Busy::default()))
@@ -641,21 +926,21 @@ impl AppLocks for SwarmLocks {
                 return Ok(Acquired::TimedOut);
             }
             let attempted = SystemTime::now();
-            let (busy, obj) = match self.attempt(domain, owner)? {
-                Step::Created(id, info) => {
-                    return Ok(Acquired::Acquired(Box::new(self.hold(id, info, on_lost))))
+            let (busy, obj, due) = match self.attempt(domain, owner)? {
+                Step::Created(claim) => {
+                    return Ok(Acquired::Acquired(Box::new(self.hold(claim, on_lost))))
                 }
                 Step::Again => continue,
-                Step::Busy(b, o) => (b, o),
+                Step::Busy(b, o, due) => (b, o, due),
             };
             // Report when first found busy, when the holder changes, and
             // every `progress_every`.
-            let due = match &reported {
+            let due_report = match &reported {
                 None => true,
                 Some((id, _)) if *id != obj.id => true,
                 Some((_, at)) => !progress_every.is_zero() && at.elapsed() >= progress_every,
             };
-            if due {
+            if due_report {
                 progress(busy.owner.as_ref(), started.elapsed());
                 reported = Some((obj.id.clone(), Instant::now()));
             }
@@ -664,12 +949,12 @@ impl AppLocks for SwarmLocks {
                 watch_failed = watch.is_none();
             }
             if let Some(w) = watch.as_mut() {
-                // A dead holder sends no event: wake when its lease can be
-                // taken over, and at the backstop whatever happens.
+                // A dead holder sends no event: wake when the engine's
+                // clock lets its lease be taken over, and at the backstop
+                // whatever happens.
                 let mut wait = WATCH_BACKSTOP;
-                if let Some(l) = obj.lease.as_ref() {
-                    let takeover = l.expires_ms + self.lease.margin.as_millis() as u64 + 50;
-                    wait = wait.min(Duration::from_millis(takeover.saturating_sub(now_ms())));
+                if let Some(d) = due {
+                    wait = wait.min(d + Duration::from_millis(20));
                 }
                 let mut until = Instant::now() + wait;
                 if let Some(d) = deadline {
@@ -702,13 +987,23 @@ impl AppLocks for SwarmLocks {
     }
 }
 
+/// What a holder and its renewal thread share: whether the lock was lost,
+/// and the boot time at which the holder's belief ends (the send time of
+/// its last create or renewal that was answered in time, plus the lease).
+struct HoldState {
+    lost: Option<Lost>,
+    end: Duration,
+}
+
 /// A held swarm lock. Dropping it stops the renewals and removes the
 /// object by ID (best effort: an object we cannot remove expires).
 pub struct SwarmLock {
     swarm: Swarm,
     id: String,
     domain: String,
-    lost: Arc<Mutex<Option<Lost>>>,
+    token: String,
+    lease: Lease,
+    state: Arc<Mutex<HoldState>>,
     renewer: Option<Renewer>,
     done: bool,
 }
@@ -721,6 +1016,10 @@ struct Lost {
     foreign: bool,
 }
 
+fn locked(state: &Mutex<HoldState>) -> std::sync::MutexGuard<'_, HoldState> {
+    state.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 impl SwarmLock {
     fn finish(&mut self) -> Result<()> {
         if self.done {
@@ -730,7 +1029,7 @@ impl SwarmLock {
         if let Some(r) = self.renewer.take() {
             r.stop();
         }
-        let lost = lost_state(&self.lost);
+        let lost = locked(&self.state).lost.clone();
         if lost.as_ref().is_some_and(|l| l.foreign) {
             say!(
                 "not removing the lock object {} of {}: someone else wrote it",
@@ -760,12 +1059,8 @@ impl SwarmLock {
     }
 }
 
-fn lost_state(lost: &Mutex<Option<Lost>>) -> Option<Lost> {
-    lost.lock().unwrap_or_else(|p| p.into_inner()).clone()
-}
-
-fn set_lost(lost: &Mutex<Option<Lost>>, why: &str, foreign: bool) {
-    *lost.lock().unwrap_or_else(|p| p.into_inner()) = Some(Lost {
+fn set_lost(state: &Mutex<HoldState>, why: &str, foreign: bool) {
+    locked(state).lost = Some(Lost {
         why: why.to_string(),
         foreign,
     });
@@ -773,7 +1068,46 @@ fn set_lost(lost: &Mutex<Option<Lost>>, why: &str, foreign: bool) {
 
 impl AppLock for SwarmLock {
     fn lost(&self) -> Option<String> {
-        lost_state(&self.lost).map(|l| l.why)
+        locked(&self.state).lost.as_ref().map(|l| l.why.clone())
+    }
+    fn may_mutate(&self) -> Result<()> {
+        let (lost, end) = {
+            let s = locked(&self.state);
+            (s.lost.clone(), s.end)
+        };
+        if let Some(l) = lost {
+            return Err(Failure::infra(format!(
+                "the app lock of {} was lost ({}): not touching the app",
+                self.domain, l.why
+            )));
+        }
+        let left = end.saturating_sub(boot_now());
+        if left <= self.lease.safety() {
+            return Err(Failure::infra(format!(
+                "the lease of the app lock of {} has {} left, under the safety allowance of {} (its renewals are failing): not touching the app",
+                self.domain,
+                crate::units::human(left),
+                crate::units::human(self.lease.safety())
+            )));
+        }
+        Ok(())
+    }
+    fn confirm_held(&self) -> Result<()> {
+        self.may_mutate()?;
+        let theirs = self.swarm.inspect(&self.id)?;
+        if theirs
+            .as_ref()
+            .and_then(|o| o.lease.as_ref())
+            .is_some_and(|l| l.token == self.token)
+        {
+            return Ok(());
+        }
+        Err(Failure::infra(format!(
+            "the lock object {} of {} is no longer ours ({}) though its lease was not known lost",
+            self.id,
+            self.domain,
+            if theirs.is_some() { "its labels changed" } else { "it is gone" }
+        )))
     }
     fn previous_owner(&self) -> Option<OwnerRecord> {
         None
@@ -804,25 +1138,28 @@ impl Renewer {
     fn start(
         id: String,
         info: LeaseInfo,
+        sent: Duration,
         lease: Lease,
-        lost: Arc<Mutex<Option<Lost>>>,
+        state: Arc<Mutex<HoldState>>,
         on_lost: OnLost,
     ) -> Option<Renewer> {
         let stop = match Latch::new() {
             Ok(l) => Arc::new(l),
             Err(e) => {
                 let why = format!("cannot start renewing the lease: {e:#}");
-                set_lost(&lost, &why, false);
+                set_lost(&state, &why, false);
                 on_lost(&why);
                 return None;
             }
         };
         let theirs = Arc::clone(&stop);
+        let shared = Arc::clone(&state);
         let thread = std::thread::Builder::new()
             .name("lease-renewer".into())
             .spawn(move || {
-                if let Err((why, foreign)) = renew_loop(&id, info, lease, &theirs) {
-                    set_lost(&lost, &why, foreign);
+                if let Err((why, foreign)) = renew_loop(&id, info, sent, lease, &theirs, &shared)
+                {
+                    set_lost(&shared, &why, foreign);
                     on_lost(&why);
                 }
             });
@@ -832,7 +1169,8 @@ impl Renewer {
                 thread: Some(t),
             }),
             Err(e) => {
-                say!("warning: cannot start the lease renewal thread: {e}");
+                let why = format!("cannot start the lease renewal thread: {e}");
+                set_lost(&state, &why, false);
                 None
             }
         }
@@ -856,49 +1194,49 @@ enum RenewError {
     Transient(String),
 }
 
+/// The instant `boot` (a boot-clock time) falls at.
+fn instant_at(boot: Duration) -> Instant {
+    Instant::now() + boot.saturating_sub(boot_now())
+}
+
 /// Renews until stopped (Ok) or until the lease is lost (Err: why, and
-/// whether someone else wrote the object).
+/// whether someone else wrote the object). Renewals are scheduled from the
+/// send time of the last one that went through (the create's, first), so a
+/// slow create or a stall eats into the schedule, never past the lease.
 fn renew_loop(
     id: &str,
     mut info: LeaseInfo,
+    mut sent: Duration,
     lease: Lease,
     stop: &Latch,
+    state: &Mutex<HoldState>,
 ) -> Result<(), (String, bool)> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| (format!("cannot start the engine API client: {e}"), false))?;
     let mut client: Option<bollard::Docker> = None;
-    let mut next = Instant::now() + lease.renew_every;
+    let mut next = sent + lease.renew_every;
     loop {
-        if stop.wait_until(next) {
+        if stop.wait_until(instant_at(next)) {
             return Ok(());
         }
-        // One renewal never outlasts our lease: an engine that hangs must
-        // not keep us believing we hold the lock past its expiry.
-        let left = Duration::from_millis(info.expires_ms.saturating_sub(now_ms()));
-        let budget = lease.renew_every.min(left).max(Duration::from_millis(1));
-        let outcome = rt.block_on(async {
-            tokio::time::timeout(budget, renew_once(&mut client, id, &mut info, lease))
-                .await
-                .unwrap_or_else(|_| {
-                    Err(RenewError::Transient(
-                        "the engine API did not answer in time".into(),
-                    ))
-                })
-        });
+        let end = sent + lease.lease;
+        let outcome = rt.block_on(renew_once(&mut client, id, &mut info, lease, end));
         match outcome {
-            Ok(()) => next = Instant::now() + lease.renew_every,
+            Ok(at) => {
+                sent = at;
+                locked(state).end = at + lease.lease;
+                next = at + lease.renew_every;
+            }
             Err(RenewError::Lost(why)) => return Err((why, false)),
             Err(RenewError::Foreign(why)) => return Err((why, true)),
             Err(RenewError::Transient(why)) => {
-                // Give up at our own expiry: other hosts wait a margin more.
-                if now_ms() + (lease.renew_every.as_millis() as u64) / 4 >= info.expires_ms {
+                // Give up at our own expiry: takers wait a margin more, by
+                // the engine's clock.
+                if boot_now() + lease.renew_bound() >= end {
                     return Err((
-                        format!(
-                            "could not renew the lease before it expired at {}: {why}",
-                            timestamp_ms(info.expires_ms)
-                        ),
+                        format!("could not renew the lease before it ran out: {why}"),
                         false,
                     ));
                 }
@@ -907,26 +1245,30 @@ fn renew_loop(
                     info.domain
                 );
                 client = None;
-                next = Instant::now() + (lease.renew_every / 4).max(Duration::from_millis(100));
+                next = boot_now() + (lease.renew_every / 4).max(Duration::from_millis(100));
             }
         }
     }
 }
 
+/// One renewal: read the object by ID, check it is still as we wrote it,
+/// then the versioned update. Ok: the boot time the update was sent (its
+/// answer came within the renewal bound, below the margin). `end` is when
+/// our belief ends: a lease that ran out is never revived.
 async fn renew_once(
     client: &mut Option<bollard::Docker>,
     id: &str,
     info: &mut LeaseInfo,
     lease: Lease,
-) -> Result<(), RenewError> {
-    use bollard::errors::Error as BErr;
-    let limit = lease.renew_every.max(Duration::from_secs(1));
+    end: Duration,
+) -> Result<Duration, RenewError> {
+    let limit = lease.renew_bound();
     let transient = |e: String| RenewError::Transient(e);
     if client.is_none() {
         let c = bollard::Docker::connect_with_defaults()
             .map_err(|e| transient(format!("cannot connect to the engine API: {e}")))?
-            .with_timeout(limit);
-        let c = tokio::time::timeout(limit, c.negotiate_version())
+            .with_timeout(lease.call_bound());
+        let c = tokio::time::timeout(lease.call_bound(), c.negotiate_version())
             .await
             .map_err(|_| transient("the engine API did not answer".into()))?
             .map_err(|e| transient(format!("cannot negotiate the engine API version: {e}")))?;
@@ -935,18 +1277,18 @@ async fn renew_once(
     let Some(c) = client.as_ref() else {
         return Err(transient("no engine API client".into()));
     };
-    let gone = |e: &BErr| {
-        matches!(
-            e,
-            BErr::DockerResponseServerError {
-                status_code: 404,
-                ..
-            }
-        )
+    let expired = |info: &LeaseInfo| {
+        RenewError::Lost(format!(
+            "the lease of {} ran out before it could be renewed (was this process stopped, or the host suspended?)",
+            info.domain
+        ))
     };
+    if boot_now() >= end {
+        return Err(expired(info));
+    }
     let obj = match tokio::time::timeout(limit, c.inspect_config(id)).await {
         Err(_) => return Err(transient("inspecting the lock object timed out".into())),
-        Ok(Err(e)) if gone(&e) => {
+        Ok(Err(e)) if api_gone(&e) => {
             // Before any renewal went through, a missing object may also
             // mean the API is another engine than the CLI's.
             let hint = if info.renewals == 0 {
@@ -985,14 +1327,11 @@ async fn renew_once(
         }
     }
     // A lease that ran out is never revived: a holder that was stopped
-    // (SIGSTOP, a paused VM) past its expiry may already have been taken
+    // (SIGSTOP, a paused VM) past its end may already have been taken
     // over, and a taker removes by ID without a version check.
-    if now_ms() >= info.expires_ms {
-        return Err(RenewError::Lost(format!(
-            "the lease of {} expired at {} before it could be renewed (was this process stopped?)",
-            info.domain,
-            timestamp_ms(info.expires_ms)
-        )));
+    let at = boot_now();
+    if at + limit >= end {
+        return Err(expired(info));
     }
     let mut next = info.clone();
     next.expires_ms = now_ms() + lease.lease.as_millis() as u64;
@@ -1001,13 +1340,15 @@ async fn renew_once(
     let opts = bollard::query_parameters::UpdateConfigOptionsBuilder::new()
         .version(version as i64)
         .build();
+    // Answered within `limit` (below the margin): applied before any
+    // taker's judgement that reads the engine's time after it.
     match tokio::time::timeout(limit, c.update_config(id, spec, opts)).await {
         Err(_) => Err(transient("updating the lock object timed out".into())),
-        Ok(Err(e)) if gone(&e) => Err(RenewError::Lost(format!(
+        Ok(Err(e)) if api_gone(&e) => Err(RenewError::Lost(format!(
             "the lock object {id} of {} is gone (deleted behind our back, or taken over)",
             info.domain
         ))),
-        Ok(Err(BErr::DockerResponseServerError { message, .. }))
+        Ok(Err(bollard::errors::Error::DockerResponseServerError { message, .. }))
             if message.contains("out of sequence") =>
         {
             Err(RenewError::Foreign(format!(
@@ -1018,7 +1359,7 @@ async fn renew_once(
         Ok(Err(e)) => Err(transient(format!("updating the lock object failed: {e}"))),
         Ok(Ok(())) => {
             *info = next;
-            Ok(())
+            Ok(at)
         }
     }
 }
