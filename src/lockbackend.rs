@@ -292,6 +292,11 @@ pub trait AppLock {
 /// The app-domain locks of one backend.
 pub trait AppLocks {
     fn backend(&self) -> Backend;
+    /// Checks a run may use this backend at all (the swarm's: this host's
+    /// clock within the take-over margin of the engine's; exit 3 past it).
+    fn preflight(&self) -> Result<()> {
+        Ok(())
+    }
     /// One attempt, no waiting (the janitor's probe).
     fn try_acquire(&self, domain: &str, owner: &OwnerRecord, on_lost: OnLost) -> Result<Attempt>;
     /// Waits for the lock until `deadline` or `cancel`; `progress` is called

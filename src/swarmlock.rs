@@ -545,17 +545,18 @@ fn unreachable_engine(e: &anyhow::Error) -> anyhow::Error {
     ))
 }
 
-/// The host's clock checked against the engine's: a warning past half the
-/// margin, an error (exit 3) past the whole margin. What `locks` says.
-pub fn check_clock(docker: &OsString, lease: &Lease) -> Result<Option<String>> {
+/// The host's clock checked against the engine's, as `locks` says it:
+/// None within half the margin, else a warning (saying runs are refused
+/// past the whole margin).
+pub fn clock_warning(docker: &OsString, lease: &Lease) -> Result<Option<String>> {
     let now = Swarm::new(docker).bounded(lease.call_bound()).engine_now()?;
-    match judge_skew(now.skew_ms(), lease.margin) {
-        None => Ok(None),
-        Some((true, text)) => Err(Failure::infra(format!(
-            "refusing the swarm lock backend: {text}"
-        ))),
-        Some((false, text)) => Ok(Some(format!("warning: {text}"))),
-    }
+    Ok(judge_skew(now.skew_ms(), lease.margin).map(|(refused, text)| {
+        if refused {
+            format!("warning: {text}; runs refuse the swarm lock backend until then")
+        } else {
+            format!("warning: {text}")
+        }
+    }))
 }
 
 /// The time since boot, suspend included (CLOCK_BOOTTIME): what a holder
@@ -621,7 +622,7 @@ impl SwarmLocks {
     /// One step of acquiring: create; on a busy name, take a lease that
     /// the engine's clock says is dead over by its ID (then the caller
     /// tries again at once).
-    fn attempt(&self, domain: &str, owner: &OwnerRecord) -> Result<Step> {
+    fn attempt(&self, domain: &str, owner: &OwnerRecord, warned: &mut bool) -> Result<Step> {
         let name = object_name(domain);
         let info = self.lease_for(domain, owner);
         let data = serde_json::to_vec(owner).context("failed to encode the owner record")?;
@@ -631,14 +632,14 @@ impl SwarmLocks {
         let sent = boot_now();
         let sent_ms = now_ms();
         match self.swarm.create(&name, &info, &data) {
-            Ok(Some(id)) => return self.confirm(id, info, sent, sent_ms),
+            Ok(Some(id)) => return self.confirm(id, info, sent, sent_ms, warned),
             Ok(None) => {}
             Err(e) => {
                 // A create whose answer was lost may still have happened:
                 // the token says whether the object there is ours.
                 if let Ok(Some(o)) = self.swarm.inspect(&name) {
                     if o.lease.as_ref().is_some_and(|l| l.token == info.token) {
-                        return self.confirm(o.id, info, sent, sent_ms);
+                        return self.confirm(o.id, info, sent, sent_ms, warned);
                     }
                 }
                 return Err(e);
@@ -648,7 +649,7 @@ impl SwarmLocks {
         // after this time shows in the inspect, so a lease judged dead was
         // not renewed by an answer its holder heard in time.
         let now = self.swarm.engine_now()?;
-        self.check_skew(&now)?;
+        self.warn_skew(&now, warned);
         let Some(obj) = self.swarm.inspect(&name)? else {
             // Released (or taken over) between our create and our look.
             return Ok(Step::Again);
@@ -682,18 +683,18 @@ impl SwarmLocks {
         ))
     }
 
-    /// Warns about a host clock off the engine's by more than half the
-    /// margin; refuses (exit 3) past the whole margin.
-    fn check_skew(&self, now: &EngineTime) -> Result<()> {
-        match judge_skew(now.skew_ms(), self.lease.margin) {
-            None => Ok(()),
-            Some((true, text)) => Err(Failure::infra(format!(
-                "refusing the swarm lock backend: {text}"
-            ))),
-            Some((false, text)) => {
-                say!("warning: {text}");
-                Ok(())
-            }
+    /// Warns (once per acquire) about a host clock off the engine's by
+    /// more than half the margin. The lock itself does not rest on the
+    /// host's clock (expiry is the engine's, a holder's lease its boot
+    /// clock's), so it warns; a run refuses past the margin
+    /// ([`AppLocks::preflight`]).
+    fn warn_skew(&self, now: &EngineTime, warned: &mut bool) {
+        if *warned {
+            return;
+        }
+        if let Some((_, text)) = judge_skew(now.skew_ms(), self.lease.margin) {
+            say!("warning: {text}");
+            *warned = true;
         }
     }
 
@@ -702,7 +703,14 @@ impl SwarmLocks {
     /// its lease left by our boot clock. A create whose answer came too
     /// late (a slow engine, or this process stopped right after it) is
     /// removed by its ID, never used.
-    fn confirm(&self, id: String, info: LeaseInfo, sent: Duration, sent_ms: u64) -> Result<Step> {
+    fn confirm(
+        &self,
+        id: String,
+        info: LeaseInfo,
+        sent: Duration,
+        sent_ms: u64,
+        warned: &mut bool,
+    ) -> Result<Step> {
         let obj = self.swarm.inspect(&id)?;
         let answered_ms = now_ms();
         let Some(obj) = obj.filter(|o| o.lease.as_ref().is_some_and(|l| l.token == info.token))
@@ -726,15 +734,14 @@ impl SwarmLocks {
             return Ok(Step::Again);
         }
         if let Some(updated) = obj.updated_ms {
-            let skew = skew_ms(updated, sent_ms, answered_ms);
-            if let Err(e) = self.check_skew(&EngineTime {
+            // The create's UpdatedAt is the engine's clock between our
+            // send and the read-back's answer: the skew, for free.
+            let now = EngineTime {
                 engine_ms: updated,
                 sent_ms,
                 answered_ms,
-            }) {
-                let _ = self.swarm.remove_id(&id);
-                return Err(e).with_context(|| format!("measured skew {skew} ms"));
-            }
+            };
+            self.warn_skew(&now, warned);
         }
         Ok(Step::Created(Claim { id, info, sent }))
     }
@@ -886,11 +893,26 @@ impl AppLocks for SwarmLocks {
         Backend::Swarm
     }
 
+    fn preflight(&self) -> Result<()> {
+        let now = self.swarm.engine_now()?;
+        match judge_skew(now.skew_ms(), self.lease.margin) {
+            None => Ok(()),
+            Some((true, text)) => Err(Failure::infra(format!(
+                "refusing to run with the swarm lock backend: {text}"
+            ))),
+            Some((false, text)) => {
+                say!("warning: {text}");
+                Ok(())
+            }
+        }
+    }
+
     fn try_acquire(&self, domain: &str, owner: &OwnerRecord, on_lost: OnLost) -> Result<Attempt> {
         lock::validate_name(Kind::App, domain)?;
+        let mut warned = false;
         // A take-over ends in `Again`; a few rounds settle any race.
         for _ in 0..5 {
-            match self.attempt(domain, owner)? {
+            match self.attempt(domain, owner, &mut warned)? {
                 Step::Created(claim) => {
                     return Ok(Attempt::Acquired(Box::new(self.hold(claim, on_lost))))
                 }
@@ -918,6 +940,7 @@ impl AppLocks for SwarmLocks {
         let mut pause = Duration::from_millis(50);
         let mut watch: Option<Watch> = None;
         let mut watch_failed = false;
+        let mut warned = false;
         loop {
             if cancel.is_some_and(Latch::is_set) {
                 return Ok(Acquired::Cancelled);
@@ -926,7 +949,7 @@ impl AppLocks for SwarmLocks {
                 return Ok(Acquired::TimedOut);
             }
             let attempted = SystemTime::now();
-            let (busy, obj, due) = match self.attempt(domain, owner)? {
+            let (busy, obj, due) = match self.attempt(domain, owner, &mut warned)? {
                 Step::Created(claim) => {
                     return Ok(Acquired::Acquired(Box::new(self.hold(claim, on_lost))))
                 }
@@ -1236,7 +1259,7 @@ fn renew_loop(
                 // the engine's clock.
                 if boot_now() + lease.renew_bound() >= end {
                     return Err((
-                        format!("could not renew the lease before it ran out: {why}"),
+                        format!("could not renew the lease before it expired: {why}"),
                         false,
                     ));
                 }
@@ -1267,7 +1290,11 @@ async fn renew_once(
     if client.is_none() {
         let c = bollard::Docker::connect_with_defaults()
             .map_err(|e| transient(format!("cannot connect to the engine API: {e}")))?
-            .with_timeout(lease.call_bound());
+            // bollard keeps whole seconds (0 would time every call out):
+            // its own bound rounded up, ours by tokio below.
+            .with_timeout(Duration::from_secs(
+                lease.call_bound().as_secs_f64().ceil().max(1.0) as u64,
+            ));
         let c = tokio::time::timeout(lease.call_bound(), c.negotiate_version())
             .await
             .map_err(|_| transient("the engine API did not answer".into()))?
