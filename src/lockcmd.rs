@@ -278,6 +278,7 @@ pub fn locks(state_dir: &Path, args: LocksArgs) -> Result<i32> {
     let max_age = max_age_from_env()?;
     let settings = LockSettings::from_process_env()?;
     let reports = collect(state_dir, max_age)?;
+    swarmlock::say_clock_skew(&settings)?;
     let swarm = match settings.backend {
         Backend::Flock => None,
         Backend::Swarm => Some(swarm_reports(
@@ -545,7 +546,7 @@ fn unlock_swarm(state_dir: &Path, settings: &LockSettings, args: &UnlockArgs) ->
             format!("{what} (ID {}) carries no lease labels: not a cc-ci-run lock; remove it by hand if it is stale", obj.id),
         ));
     };
-    if lease.expired(swarmlock::now_ms(), settings.lease.margin) {
+    if swarm.dead(&obj, &settings.lease)? {
         if swarm.remove_id(&obj.id)? {
             say!(
                 "removed expired {what}, ID {}, left by {}",

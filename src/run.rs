@@ -653,6 +653,7 @@ impl Run {
     }
 
     fn lock_app(&mut self) -> Result<()> {
+        self.locks.preflight()?;
         let owner = OwnerRecord::for_self(&self.cfg.run_id, Kind::App);
         let domain = self.cfg.domain.clone();
         let mut progress = |holder: Option<&OwnerRecord>, waited: Duration| match holder {
@@ -794,6 +795,7 @@ impl Run {
                 "an app is already deployed at {}: an orphan of a dead run, tearing it down first",
                 self.cfg.domain
             );
+            self.app_lock.as_ref().map_or(Ok(()), |l| l.may_mutate())?;
             teardown::teardown(&self.abra, &self.docker, self.app(), &b)
                 .map_err(infra("pre-clean of an orphan failed"))?;
         }
@@ -848,6 +850,7 @@ impl Run {
             )
             .map_err(infra)?;
         self.prepare_env_file().map_err(infra)?;
+        self.app_lock.as_ref().map_or(Ok(()), |l| l.may_mutate())?;
         self.deploys += 1;
         let deployed_at = std::time::SystemTime::now();
         self.abra
@@ -887,6 +890,7 @@ impl Run {
         let b = self.bound();
         let infra = infra("upgrade tier: deploy failed");
         repo.checkout(sha, &b).map_err(infra)?;
+        self.app_lock.as_ref().map_or(Ok(()), |l| l.may_mutate())?;
         self.deploys += 1;
         let deployed_at = std::time::SystemTime::now();
         self.abra
@@ -923,8 +927,10 @@ impl Run {
         self.set_phase("backup");
         let b = self.bound();
         let infra = infra("backup/restore tier failed");
+        self.app_lock.as_ref().map_or(Ok(()), |l| l.may_mutate())?;
         self.abra.backup(&self.cfg.domain, &b).map_err(infra)?;
         self.set_phase("restore");
+        self.app_lock.as_ref().map_or(Ok(()), |l| l.may_mutate())?;
         self.abra.restore(&self.cfg.domain, &b).map_err(infra)?;
         self.converge("restore", None)
     }
@@ -1056,6 +1062,11 @@ impl Run {
                 Some(h) => held = h,
                 None => return false,
             }
+        }
+        if let Err(e) = held.may_mutate() {
+            say!("{e:#}: the app is left to the next holder's pre-clean (or the janitor)");
+            let _ = self.release_app_lock(held);
+            return false;
         }
         let b = self.teardown_bound();
         let ok = match teardown::teardown(&self.abra, &self.docker, self.app(), &b) {

@@ -16,25 +16,95 @@
 //! create, inspect, list and remove go through `docker` (`CCCI_DOCKER`).
 //!
 //! The protocol, and the race each step closes:
-//! - **acquire** = `docker config create` with the holder and the lease in
-//!   labels. Two hosts racing get one success and one `AlreadyExists`.
+//! - **acquire** = `docker config create` with the holder, the lease and
+//!   the margin in labels. Two hosts racing get one success and one
+//!   `AlreadyExists`. The lease runs from the moment the create is *sent*,
+//!   measured on CLOCK_BOOTTIME ([`boot_now`], which counts a suspend).
+//!   Then the object is **read back by its ID**: acquired means it is still
+//!   there with our token and more than the safety allowance
+//!   ([`Lease::safety`], one call bound) of the lease left. A create whose
+//!   answer came too late (a slow engine, this process stopped right after
+//!   the create committed) is removed by its ID and tried again; one that
+//!   was taken over meanwhile is gone, and we wait like anyone else.
 //! - **renew** = read the object by ID, check the labels are still the ones
 //!   we wrote (our token and renewal count), then the versioned update with
 //!   the version just read: a write by anyone in between makes the update
-//!   fail, and we stop instead of overwriting it. A renewal that finds the
-//!   object gone or changed, or that cannot succeed before the lease we last
-//!   wrote runs out, marks the lock lost and tells the holder (a run stops
-//!   its work and tears down, exit 3).
+//!   fail, and we stop instead of overwriting it. Renewals are scheduled
+//!   from the send time of the last one that went through (the create's,
+//!   first); a renewal counts only when its answer came within the renewal
+//!   bound ([`Lease::renew_bound`]: at most half the margin), and extends
+//!   the holder's belief to its send time plus the lease. A lease that ran
+//!   out by the boot clock is never renewed again. A renewal that finds
+//!   the object gone or changed, or cannot succeed before the lease ends,
+//!   marks the lock lost and tells the holder (a run stops its work and
+//!   tears down, exit 3).
+//! - **mutating steps** (deploy, undeploy, app rm, backup, restore, the
+//!   janitor's reap) first ask [`AppLock::may_mutate`]: refused once the
+//!   lock is lost or has less than the safety allowance left. A teardown
+//!   that may not proceed leaves the app to the next holder's pre-clean.
 //! - **release** = remove by ID. An ID names one object forever, so a
 //!   release can never delete a lock that someone re-created in between.
-//! - **take-over**: a lease whose expiry passed more than the margin ago
-//!   (the allowance for clock skew between hosts and a renewal in flight) is
-//!   removed by its exact ID, then acquired by creating anew. Two takers
-//!   race on the create; a taker whose `rm ID` finds nothing (someone else
-//!   took over first) does not delete the newer lock, it sees it busy.
-//! - a holder whose renewals fail gives up at its own lease expiry, a
-//!   margin before any other host may take over, so two hosts whose clocks
-//!   differ by less than the margin never both believe they hold it.
+//! - **take-over**: judged by the **engine's clock only**. The taker asks
+//!   the engine's time (`docker info`'s `SystemTime`) *first*, then reads
+//!   the object; the lease is dead when that time is past the object's
+//!   manager-set `UpdatedAt` (bumped by the create and every renewal) plus
+//!   the larger lease and the larger margin of its own settings and the
+//!   holder's labels. Then it removes that exact ID and creates anew. Two
+//!   takers race on the create; a taker whose `rm ID` finds nothing, in any
+//!   of the forms "not found" comes in ([`classify_refusal`]), lost a race
+//!   and waits.
+//!
+//! **Why two hosts never both believe they hold the lock.** Let S be the
+//! real time a holder sent its last counted create or renewal; the engine
+//! applied it at U >= S, so its `UpdatedAt` reads U (the engine's clock).
+//! The holder's belief ends at S plus the lease, by its boot clock. A
+//! taker removes the object only when its engine-time reading T exceeds
+//! U' plus lease plus margin, where U' is the `UpdatedAt` it read *after*
+//! T. Every renewal the holder counted was answered within the renewal
+//! bound (under half the margin), so it was applied before S plus half the
+//! margin; if it was applied before T, the taker's read shows it (U' >= S).
+//! A renewal applied after T was sent after T minus half the margin, which
+//! is past U' plus the lease: past the end of the holder's belief as of
+//! U', and a holder never sends a renewal for a lease that ran out. Hence
+//! the holder's belief ends at S + lease <= U' + lease < T - margin,
+//! before the take-over. No host's own wall clock enters: a host whose
+//! clock is off the engine's is warned (past half the margin, on every
+//! acquire and in `locks`), and a run refuses to start past the whole
+//! margin, because its records and the janitor's ages would be wrong, not
+//! because the lock would be.
+//!
+//! **What remains assumed, and what happens past each:**
+//! - *Clock rates.* The holder's boot clock and the managers' clock advance
+//!   at the same rate within margin / lease (NTP slews by < 0.05 %). A
+//!   holder clock running slower by more shortens the taker's wait below
+//!   the holder's belief by the difference: an overlap of at most that.
+//!   A manager whose wall clock is *stepped* forward (not slewed) by more
+//!   than the margin makes every live lease look dead at once: takers
+//!   take over renewing leases, and their holders notice at their next
+//!   renewal (the object is gone), having overlapped up to one renewal
+//!   interval. The managers' clocks are the operator's to keep stepped
+//!   only at boot.
+//! - *One engine.* The CLI (`CCCI_DOCKER`) and the API (`DOCKER_HOST`)
+//!   reach managers of the same swarm; raft makes create, update and
+//!   remove linearizable. A renewal that finds its object missing on its
+//!   first try says the two may differ.
+//! - *Work already in flight.* [`AppLock::may_mutate`] is asked before
+//!   each mutating step, not during one: an `abra app deploy` that started
+//!   with the lease standing goes on after a loss until the run's lost-lease
+//!   stop ends it (the SIGTERM, then SIGKILL after the run's grace). The
+//!   safety allowance (one call bound, (lease − renew) / 2) is the time a
+//!   step may take after its check before the lease could end; a step that
+//!   takes longer while renewals also fail acts past it. Keep the grace
+//!   (`CCCI_GRACE`) below the margin.
+//! - *A paused holder between its check and its act.* A process stopped
+//!   after `may_mutate` said yes acts when it resumes, possibly past its
+//!   lease: no lock without fencing tokens at the resource can stop that.
+//!   The window is the step's own start-up, not the whole step.
+//! - *The engine's answers are bounded.* Every CLI call is bounded by the
+//!   call bound and every renewal call by the renewal bound; an engine
+//!   that applies a write after the call's timeout (the answer never came)
+//!   leaves an object whose lease is measured from its send time, so it
+//!   can only be shorter than the holder assumes, never longer.
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -460,6 +530,19 @@ impl Swarm {
         })
     }
 
+    /// Whether the lease of `obj` is dead by the engine's clock (what a
+    /// take-over needs; `unlock` and the janitor ask the same): the
+    /// engine's time first, then the object read again by its ID, so a
+    /// renewal that lands in between is seen. False when it is gone.
+    pub fn dead(&self, obj: &LockObject, own: &Lease) -> Result<bool> {
+        let now = self.engine_now()?;
+        let Some(again) = self.inspect(&obj.id)? else {
+            return Ok(false);
+        };
+        Ok(again.lease == obj.lease
+            && again.takeover_in(now.engine_ms, own) == Some(Duration::ZERO))
+    }
+
     /// Creates the lock object; None when one of that name exists.
     pub fn create(&self, name: &str, info: &LeaseInfo, data: &[u8]) -> Result<Option<String>> {
         let mut file = tempfile::NamedTempFile::new()
@@ -545,18 +628,25 @@ fn unreachable_engine(e: &anyhow::Error) -> anyhow::Error {
     ))
 }
 
-/// The host's clock checked against the engine's, as `locks` says it:
-/// None within half the margin, else a warning (saying runs are refused
+/// With the swarm backend, checks the host's clock against the engine's
+/// and says so past half the margin (what `locks` shows; a run refuses
 /// past the whole margin).
-pub fn clock_warning(docker: &OsString, lease: &Lease) -> Result<Option<String>> {
-    let now = Swarm::new(docker).bounded(lease.call_bound()).engine_now()?;
-    Ok(judge_skew(now.skew_ms(), lease.margin).map(|(refused, text)| {
-        if refused {
-            format!("warning: {text}; runs refuse the swarm lock backend until then")
-        } else {
-            format!("warning: {text}")
+pub fn say_clock_skew(settings: &LockSettings) -> Result<()> {
+    if settings.backend != Backend::Swarm {
+        return Ok(());
+    }
+    let lease = &settings.lease;
+    let now = Swarm::new(&settings.docker)
+        .bounded(lease.call_bound())
+        .engine_now()?;
+    match judge_skew(now.skew_ms(), lease.margin) {
+        Some((true, text)) => {
+            say!("warning: {text}; runs refuse the swarm lock backend until then")
         }
-    }))
+        Some((false, text)) => say!("warning: {text}"),
+        None => {}
+    }
+    Ok(())
 }
 
 /// The time since boot, suspend included (CLOCK_BOOTTIME): what a holder
@@ -655,7 +745,7 @@ impl SwarmLocks {
             return Ok(Step::Again);
         };
         let Some(lease) = obj.lease.clone() else {
-            return Ok(Step::Busy(Busy::default(), obj, None));
+            return Ok(Step::Busy(Busy::default(), Box::new(obj), None));
         };
         let due = obj.takeover_in(now.engine_ms, &self.lease);
         if lease.domain == domain && due == Some(Duration::ZERO) {
@@ -678,7 +768,7 @@ impl SwarmLocks {
                 owner: Some(lease.owner()),
                 age,
             },
-            obj,
+            Box::new(obj),
             due,
         ))
     }
@@ -781,7 +871,7 @@ enum Step {
     Created(Claim),
     Again,
     /// Busy; with how long until the engine's clock lets us take it over.
-    Busy(Busy, LockObject, Option<Duration>),
+    Busy(Busy, Box<LockObject>, Option<Duration>),
 }
 
 /// How long a waiter without an event watch sleeps between attempts: from
@@ -1129,7 +1219,11 @@ impl AppLock for SwarmLock {
             "the lock object {} of {} is no longer ours ({}) though its lease was not known lost",
             self.id,
             self.domain,
-            if theirs.is_some() { "its labels changed" } else { "it is gone" }
+            if theirs.is_some() {
+                "its labels changed"
+            } else {
+                "it is gone"
+            }
         )))
     }
     fn previous_owner(&self) -> Option<OwnerRecord> {
@@ -1180,8 +1274,7 @@ impl Renewer {
         let thread = std::thread::Builder::new()
             .name("lease-renewer".into())
             .spawn(move || {
-                if let Err((why, foreign)) = renew_loop(&id, info, sent, lease, &theirs, &shared)
-                {
+                if let Err((why, foreign)) = renew_loop(&id, info, sent, lease, &theirs, &shared) {
                     set_lost(&shared, &why, foreign);
                     on_lost(&why);
                 }
@@ -1245,7 +1338,17 @@ fn renew_loop(
             return Ok(());
         }
         let end = sent + lease.lease;
-        let outcome = rt.block_on(renew_once(&mut client, id, &mut info, lease, end));
+        // The whole renewal ends by our lease's end, whatever hangs.
+        let left = end.saturating_sub(boot_now());
+        let outcome = rt.block_on(async {
+            tokio::time::timeout(left, renew_once(&mut client, id, &mut info, lease, end))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(RenewError::Transient(
+                        "the engine API did not answer before the lease ran out".into(),
+                    ))
+                })
+        });
         match outcome {
             Ok(at) => {
                 sent = at;

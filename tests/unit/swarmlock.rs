@@ -8,10 +8,10 @@ use std::time::{Duration, SystemTime};
 
 use cc_ci_run::exit;
 use cc_ci_run::lock::{self, Kind, OwnerRecord};
+use cc_ci_run::lockbackend::Lease;
 use cc_ci_run::lockbackend::{check_host_id, Backend, LockSettings};
 use cc_ci_run::lockcmd::{swarm_reports, swarm_table, SwarmLockReport};
 use cc_ci_run::log;
-use cc_ci_run::lockbackend::Lease;
 use cc_ci_run::swarmlock::{
     classify_refusal, judge_skew, object_name, parse_inspect, skew_ms, LeaseInfo, LockObject,
     Refusal, NAME_MAX,
@@ -949,8 +949,14 @@ fn takeover_is_due_only_past_updated_at_plus_lease_plus_margin_by_the_engine_clo
     let o = object("app.ci.localhost", Some(lease()));
     let upd = NOW_MS;
     let mine = own(30, 10, 10);
-    assert_eq!(o.takeover_in(upd, &mine), Some(Duration::from_millis(40_001)));
-    assert_eq!(o.takeover_in(upd + 40_000, &mine), Some(Duration::from_millis(1)));
+    assert_eq!(
+        o.takeover_in(upd, &mine),
+        Some(Duration::from_millis(40_001))
+    );
+    assert_eq!(
+        o.takeover_in(upd + 40_000, &mine),
+        Some(Duration::from_millis(1))
+    );
     assert_eq!(o.takeover_in(upd + 40_001, &mine), Some(Duration::ZERO));
     // The labels' expiry (the holder's own clock) plays no part.
     let skewed = LeaseInfo {
@@ -958,19 +964,25 @@ fn takeover_is_due_only_past_updated_at_plus_lease_plus_margin_by_the_engine_clo
         ..lease()
     };
     let o2 = object("app.ci.localhost", Some(skewed));
-    assert_eq!(o2.takeover_in(upd + 39_000, &mine), Some(Duration::from_millis(1_001)));
+    assert_eq!(
+        o2.takeover_in(upd + 39_000, &mine),
+        Some(Duration::from_millis(1_001))
+    );
 }
 
 #[test]
 fn a_taker_uses_the_larger_lease_and_margin_of_its_own_and_the_holders() {
     let o = object("app.ci.localhost", Some(lease())); // 30 s + 10 s
-    // A taker configured short (1 s lease, 200 ms margin) still waits 40 s.
+                                                       // A taker configured short (1 s lease, 200 ms margin) still waits 40 s.
     let short = Lease {
         lease: Duration::from_secs(1),
         renew_every: Duration::from_millis(500),
         margin: Duration::from_millis(200),
     };
-    assert_eq!(o.takeover_in(NOW_MS + 40_000, &short), Some(Duration::from_millis(1)));
+    assert_eq!(
+        o.takeover_in(NOW_MS + 40_000, &short),
+        Some(Duration::from_millis(1))
+    );
     // A taker configured longer waits its own.
     assert_eq!(
         o.takeover_in(NOW_MS + 40_001, &own(60, 20, 20)),
@@ -982,7 +994,10 @@ fn a_taker_uses_the_larger_lease_and_margin_of_its_own_and_the_holders() {
         ..lease()
     };
     let o3 = object("app.ci.localhost", Some(old));
-    assert_eq!(o3.takeover_in(NOW_MS + 35_001, &own(30, 10, 5)), Some(Duration::ZERO));
+    assert_eq!(
+        o3.takeover_in(NOW_MS + 35_001, &own(30, 10, 5)),
+        Some(Duration::ZERO)
+    );
 }
 
 #[test]
@@ -993,7 +1008,10 @@ fn no_takeover_without_a_lease_or_an_updated_at() {
     o.updated_ms = None;
     assert_eq!(o.takeover_in(u64::MAX, &mine), None);
     o.updated_ms = Some(u64::MAX - 3);
-    assert_eq!(o.takeover_in(u64::MAX, &mine), Some(Duration::from_millis(1)));
+    assert_eq!(
+        o.takeover_in(u64::MAX, &mine),
+        Some(Duration::from_millis(1))
+    );
 }
 
 #[test]
@@ -1028,7 +1046,10 @@ fn skew_within_half_the_margin_is_fine_past_it_warns_past_the_margin_refuses() {
     assert!(text.contains("10.000s behind"), "{text}");
     let (refuse, text) = judge_skew(60_000, m).unwrap();
     assert!(refuse);
-    assert!(text.contains("60.000s ahead of") && text.contains("CCCI_LOCK_MARGIN"), "{text}");
+    assert!(
+        text.contains("60.000s ahead of") && text.contains("CCCI_LOCK_MARGIN"),
+        "{text}"
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -1036,7 +1057,12 @@ fn skew_within_half_the_margin_is_fine_past_it_warns_past_the_margin_refuses() {
 
 #[test]
 fn call_bounds_sit_well_below_lease_minus_renew_and_the_renewal_bound_below_the_margin() {
-    for (lease, renew, margin) in [(30_000u64, 10_000u64, 10_000u64), (10_000, 5_000, 2_000), (1_000, 500, 200), (2_000, 1_000, 500)] {
+    for (lease, renew, margin) in [
+        (30_000u64, 10_000u64, 10_000u64),
+        (10_000, 5_000, 2_000),
+        (1_000, 500, 200),
+        (2_000, 1_000, 500),
+    ] {
         let l = Lease {
             lease: Duration::from_millis(lease),
             renew_every: Duration::from_millis(renew),
