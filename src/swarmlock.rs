@@ -729,6 +729,10 @@ impl SwarmLocks {
                 // the token says whether the object there is ours.
                 if let Ok(Some(o)) = self.swarm.inspect(&name) {
                     if o.lease.as_ref().is_some_and(|l| l.token == info.token) {
+                        say!(
+                            "the create of the lock object {} of {domain} gave no answer ({e:#}), but the object there is ours: checking its lease from the create's send time",
+                            o.id
+                        );
                         return self.confirm(o.id, info, sent, sent_ms, warned);
                     }
                 }
