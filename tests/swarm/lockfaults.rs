@@ -488,7 +488,7 @@ fn a_run_that_loses_its_lease_in_the_test_tier_makes_no_mutating_abra_call_after
 /// A unix-socket proxy in front of the engine API that holds back the
 /// answer to the first `POST .../configs/create` by `delay` (the engine
 /// has committed the create; its answer is late). Returns the socket path
-/// and a flag set once the delayed answer was passed on.
+/// and a flag set once an answer is being held back.
 fn slow_create_proxy(
     dir: &Path,
     delay: Duration,
@@ -548,8 +548,8 @@ fn slow_create_proxy(
                         break;
                     }
                     if seen_down.swap(false, Ordering::SeqCst) {
-                        std::thread::sleep(delay);
                         done.store(true, Ordering::SeqCst);
+                        std::thread::sleep(delay);
                     }
                     if c_out.write_all(&buf[..n]).is_err() {
                         break;
