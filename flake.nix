@@ -1,50 +1,38 @@
-# cc-ci-run as a flake: the package, the NixOS module of the CI host, a
-# development shell, and the test suite as a check.
+# cc-ci-run as a flake: the NixOS module of the CI host, an overlay, and
+# functions that build the package, the development shell and the test
+# suite with a given nixpkgs.
 #
-#   nix build                 # ./result/bin/cc-ci-run, completions, man pages
-#   nix develop               # toolchain, cargo-nextest, python3, git, flock
-#   nix flake check           # runs the test suite in the build sandbox
+# The flake has no inputs. It builds with the nixpkgs of whoever uses it:
+# the module and the overlay with the host's own `pkgs`, so a CI host has
+# one nixpkgs, not a second one pinned here to keep in step. It also keeps
+# flake.lock complete and honest: there is nothing to fetch, so the
+# committed lock is the one `nix flake metadata` computes offline (a
+# nixpkgs input could not be locked without network access to GitHub, and
+# a lock copied from elsewhere could not be checked).
+#
+#   nixosModules.default      services.cc-ci-run (nix/module.nix)
+#   overlays.default          pkgs.cc-ci-run
+#   lib.package pkgs          the package (binary, completions, man pages)
+#   lib.devShell pkgs         toolchain, cargo-nextest, python3, git, flock
+#   lib.tests pkgs            the package with its test suite turned on
 {
   description = "cc-ci-run: the harness wrapper of a Co-op Cloud recipe CI";
 
-  # clap 4.6 needs rustc 1.85 or newer.
-  inputs.nixpkgs.url = "github:NixOS/nixpkgs/nixos-25.05";
-
   outputs =
-    { self, nixpkgs }:
-    let
-      # The harness is Linux only (prctl, /proc, flock semantics).
-      systems = [
-        "x86_64-linux"
-        "aarch64-linux"
-      ];
-      forAllSystems = f: nixpkgs.lib.genAttrs systems (system: f nixpkgs.legacyPackages.${system});
-      packageOf = pkgs: self.packages.${pkgs.stdenv.hostPlatform.system}.default;
-    in
+    { self }:
     {
-      packages = forAllSystems (pkgs: {
-        default = pkgs.callPackage ./nix/package.nix { };
-      });
+      lib = {
+        package = pkgs: pkgs.callPackage ./nix/package.nix { };
+        devShell = pkgs: pkgs.callPackage ./nix/shell.nix { cc-ci-run = self.lib.package pkgs; };
+        tests = pkgs: (self.lib.package pkgs).overrideAttrs { doCheck = true; };
+      };
 
       overlays.default = final: _prev: {
         cc-ci-run = final.callPackage ./nix/package.nix { };
       };
 
-      # The module defaults its package to this flake's.
-      nixosModules.default =
-        { pkgs, lib, ... }:
-        {
-          imports = [ ./nix/module.nix ];
-          services.cc-ci-run.package = lib.mkDefault (packageOf pkgs);
-        };
-
-      devShells = forAllSystems (pkgs: {
-        default = pkgs.callPackage ./nix/shell.nix { cc-ci-run = packageOf pkgs; };
-      });
-
-      checks = forAllSystems (pkgs: {
-        # The package with its test suite turned on (cargo nextest run).
-        tests = (packageOf pkgs).overrideAttrs { doCheck = true; };
-      });
+      # The module's package defaults to nix/package.nix built with the
+      # host's pkgs.
+      nixosModules.default = ./nix/module.nix;
     };
 }

@@ -13,6 +13,7 @@
 #     };
 #     path = [ abra pkgs.docker ];
 #   };
+#   virtualisation.docker.enable = true;   # asserted
 {
   config,
   lib,
@@ -23,6 +24,7 @@
 let
   cfg = config.services.cc-ci-run;
   inherit (lib)
+    concatStrings
     concatStringsSep
     filterAttrs
     hasPrefix
@@ -47,22 +49,34 @@ let
       CCCI_SERVER = cfg.server;
       CCCI_DOMAIN_SUFFIX = cfg.domainSuffix;
       CCCI_RUN_APP_RE = cfg.runAppRe;
-      # Spaces, not commas: the list must survive DRONE_RUNNER_ENVIRON.
       CCCI_PROTECTED_APPS =
-        if cfg.protectedApps == [ ] then null else concatStringsSep " " cfg.protectedApps;
+        if cfg.protectedApps == [ ] then null else concatStringsSep "," cfg.protectedApps;
       CCCI_TEARDOWN_TIMEOUT = cfg.teardownTimeout;
       CCCI_LOCK_MAX_AGE = cfg.lockMaxAge;
       CCCI_RECORD_RETENTION = cfg.recordRetention;
       CCCI_LOCK_BACKEND = cfg.lockBackend;
       CCCI_HOST_ID = cfg.hostId;
+      CCCI_METRICS_FILE = if metricsOn then "${cfg.metrics.textfileDirectory}/cc-ci-run.prom" else null;
+      CCCI_TIMELINE_FILE = cfg.timelineFile;
     }
     // cfg.extraSettings
   );
 
-  # The exec runner parses DRONE_RUNNER_ENVIRON as `K:V,K:V` and rejects a
-  # pair that does not split into exactly two parts at `:`.
-  runnerEnviron = concatStringsSep "," (mapAttrsToList (k: v: "${k}:${v}") settings);
-  unsafeForEnviron = filterAttrs (k: v: lib.hasInfix "," v || lib.hasInfix ":" v) settings;
+  # node_exporter's textfile collector reads the metrics file when that
+  # exporter is on (unless metrics.enable says otherwise).
+  nodeExporter = config.services.prometheus.exporters.node;
+  metricsOn = cfg.metrics.enable;
+
+  # The runner's steps get the settings from an environment file
+  # (DRONE_RUNNER_ENV_FILE, read with godotenv), not DRONE_RUNNER_ENVIRON:
+  # that one is parsed as `K:V,K:V` and cannot carry a value with `,` or
+  # `:` (a URL, a list). In the file each value is single-quoted, which
+  # godotenv takes literally (no escapes, no `$` expansion); a value with a
+  # `'` or a newline cannot be written so and is refused by an assertion.
+  runnerEnvFile = pkgs.writeText "cc-ci-run-runner.env" (
+    concatStrings (mapAttrsToList (k: v: "${k}='${v}'\n") settings)
+  );
+  unquotable = filterAttrs (k: v: lib.hasInfix "'" v || lib.hasInfix "\n" v) settings;
 
   # What a step finds on PATH (the exec runner passes its own PATH to the
   # steps' `/bin/sh`, and the steps call `cc-ci-run` by name), and the
@@ -189,6 +203,39 @@ in
       description = "CCCI_RECORD_RETENTION: finished run records older than this are pruned.";
     };
 
+    metrics = {
+      enable = mkOption {
+        type = types.bool;
+        default = nodeExporter.enable;
+        defaultText = literalExpression "config.services.prometheus.exporters.node.enable";
+        description = ''
+          Write CCCI_METRICS_FILE (Prometheus text format, rewritten after
+          every run and janitor sweep) into textfileDirectory, and point
+          node_exporter's textfile collector at that directory.
+        '';
+      };
+      textfileDirectory = mkOption {
+        type = types.path;
+        default = "/var/lib/cc-ci-run-metrics";
+        description = ''
+          The textfile collector's directory (created, owned by the user,
+          readable by node_exporter). If node_exporter already has a
+          --collector.textfile.directory, set this to it.
+        '';
+      };
+    };
+
+    timelineFile = mkOption {
+      type = types.nullOr types.str;
+      default = null;
+      example = "/var/www/ci/timeline.html";
+      description = ''
+        CCCI_TIMELINE_FILE: the HTML timeline page every run rewrites (an
+        absolute path in an existing directory the user may write), for a
+        static web server to serve.
+      '';
+    };
+
     extraSettings = mkOption {
       type = types.attrsOf types.str;
       default = { };
@@ -279,14 +326,18 @@ in
   config = mkIf cfg.enable {
     assertions = [
       {
+        assertion = config.virtualisation.docker.enable;
+        message = "services.cc-ci-run needs Docker: set virtualisation.docker.enable = true (and initialise the swarm: docker swarm init).";
+      }
+      {
         assertion = lib.all (hasPrefix "CCCI_") (builtins.attrNames cfg.extraSettings);
         message = "services.cc-ci-run.extraSettings: every name must start with CCCI_.";
       }
       {
-        assertion = !cfg.runner.enable || unsafeForEnviron == { };
+        assertion = unquotable == { };
         message =
-          "services.cc-ci-run: DRONE_RUNNER_ENVIRON cannot carry a value with `,` or `:`: "
-          + concatStringsSep ", " (builtins.attrNames unsafeForEnviron);
+          "services.cc-ci-run: a setting's value cannot hold a single quote or a newline (the runner's environment file quotes them): "
+          + concatStringsSep ", " (builtins.attrNames unquotable);
       }
     ];
 
@@ -302,6 +353,10 @@ in
     # runs/ and the rest inside it.
     systemd.tmpfiles.rules = [
       "d ${cfg.stateDir} ${cfg.stateDirMode} ${cfg.user} ${cfg.group} -"
+    ] ++ lib.optional metricsOn "d ${cfg.metrics.textfileDirectory} 0755 ${cfg.user} ${cfg.group} -";
+
+    services.prometheus.exporters.node.extraFlags = mkIf (metricsOn && nodeExporter.enable) [
+      "--collector.textfile.directory=${cfg.metrics.textfileDirectory}"
     ];
 
     # Operators' commands (`cc-ci-run status`, `locks`, `unlock`) see the
@@ -321,6 +376,9 @@ in
         Group = cfg.group;
         Restart = "on-failure";
         RestartSec = "30s";
+        # Exit 2 is a configuration error (a bad setting): restarting cannot
+        # fix it, so the unit stays failed and says so.
+        RestartPreventExitStatus = "2";
         # A stop is SIGTERM: `--watch` finishes a reap it has begun and
         # exits 0; a SIGTERM that lands before its handlers are installed
         # ends it by the signal; a SIGTERM during a single sweep is 143.
@@ -348,7 +406,7 @@ in
         DRONE_RUNNER_CAPACITY = toString cfg.runner.capacity;
         # Every step gets the CCCI_* settings (a build's parameters come
         # after these and can override them: keep API tokens to the bridge).
-        DRONE_RUNNER_ENVIRON = runnerEnviron;
+        DRONE_RUNNER_ENV_FILE = runnerEnvFile;
         # The runner's own web page (default admin/admin on :3000) is off.
         DRONE_UI_DISABLE = "true";
       } // cfg.runner.extraEnvironment;

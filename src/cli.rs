@@ -17,7 +17,14 @@ use crate::units::{parse_duration, parse_size};
 
 /// cc-ci-run: the guarded harness of a Co-op Cloud recipe CI.
 #[derive(Debug, Parser)]
-#[command(name = "cc-ci-run", version, about, propagate_version = true)]
+#[command(
+    name = "cc-ci-run",
+    version,
+    about,
+    propagate_version = true,
+    after_help = crate::manual::after_help(),
+    after_long_help = crate::manual::after_long_help()
+)]
 pub struct Cli {
     /// Where locks, run trees, run records and logs live (outside any Drone workspace).
     #[arg(
@@ -52,6 +59,8 @@ pub enum Command {
     Logs(LogsArgs),
     /// Finished runs, newest first: verdicts, failed phases, lock waits, who waited for whom.
     History(HistoryArgs),
+    /// Write a self-contained HTML page of recent runs: one row per app domain, one bar per run.
+    Timeline(TimelineArgs),
     /// Print a shell completion script for SHELL on stdout.
     Completions(CompletionsArgs),
     /// Print a man page (roff) on stdout, generated from these definitions.
@@ -303,6 +312,16 @@ pub struct HistoryArgs {
     /// Machine-readable output on stdout.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct TimelineArgs {
+    /// Runs that ended (or still run) within this long (default 24h).
+    #[arg(long, value_parser = parse_duration)]
+    pub since: Option<Duration>,
+    /// Write the page to FILE (atomically) instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, Args, Clone)]

@@ -5,32 +5,25 @@
 //! `lockholder` for the kernel's view of who holds one), and one module per
 //! command.
 
-pub mod abra;
 pub mod cli;
-pub mod commands;
+pub mod cmd;
 pub mod config;
-pub mod converge;
-pub mod docker;
 pub mod exit;
-pub mod external;
-pub mod gitrepo;
-pub mod history;
-pub mod interpolate;
+pub mod ext;
 pub mod janitor;
-pub mod leftovers;
 pub mod lifetime;
 pub mod lock;
 pub mod lockbackend;
-pub mod lockcmd;
-pub mod lockholder;
 pub mod log;
-pub mod proc;
-pub mod recipe;
+pub mod manual;
+pub mod names;
 pub mod run;
 pub mod rundir;
-pub mod status;
 pub mod swarmlock;
+pub mod sys;
 pub mod table;
 pub mod teardown;
 pub mod testrun;
+
 pub mod units;
+pub mod views;

@@ -17,63 +17,26 @@
 //! interruptible wait polls. Once teardown has begun, signals are logged and
 //! ignored: an aborted teardown leaks an app on a shared swarm.
 
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{mpsc, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use nix::fcntl::OFlag;
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::unistd::Pid;
 use signal_hook::consts::{SIGALRM, SIGCHLD, SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
-use crate::proc::{self, Isolation};
 use crate::say;
-
-/// A one-shot, pollable flag: once set, its descriptor stays readable, so
-/// any number of waiters can `poll` it alongside a child's pidfd.
-#[derive(Debug)]
-pub struct Latch {
-    read: OwnedFd,
-    write: OwnedFd,
-    set: AtomicBool,
-}
-
-impl Latch {
-    pub fn new() -> Result<Latch> {
-        let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)
-            .context("failed to create the shutdown latch pipe")?;
-        Ok(Latch {
-            read,
-            write,
-            set: AtomicBool::new(false),
-        })
-    }
-
-    /// Sets the latch; async-signal-safe in effect (one atomic, one write).
-    pub fn set(&self) {
-        if !self.set.swap(true, Ordering::SeqCst) {
-            // The byte is never read, so the read end stays readable.
-            let _ = nix::unistd::write(&self.write, b"x");
-        }
-    }
-
-    pub fn is_set(&self) -> bool {
-        self.set.load(Ordering::SeqCst)
-    }
-
-    pub fn fd(&self) -> BorrowedFd<'_> {
-        self.read.as_fd()
-    }
-}
+use crate::sys::latch::Latch;
+use crate::sys::spawn::Isolation;
+use crate::sys::{kill, spawn};
 
 /// The harness's signal funnel: the first shutdown request and the teardown
 /// state. One per process.
 #[derive(Debug)]
-pub struct Funnel {
+pub(crate) struct Funnel {
     code: AtomicI32,
     teardown: AtomicBool,
     latch: Latch,
@@ -84,7 +47,7 @@ static FUNNEL: OnceLock<Funnel> = OnceLock::new();
 impl Funnel {
     /// Requests shutdown with `code` unless one was already requested.
     /// Returns true when this call was the first request.
-    pub fn request(&self, code: i32, why: &str) -> bool {
+    pub(crate) fn request(&self, code: i32, why: &str) -> bool {
         if self.teardown.load(Ordering::SeqCst) {
             say!("{why}: ignored, teardown is under way and is not interrupted");
             return false;
@@ -106,7 +69,7 @@ impl Funnel {
     }
 
     /// The exit code of the first shutdown request, if any.
-    pub fn requested(&self) -> Option<i32> {
+    pub(crate) fn requested(&self) -> Option<i32> {
         match self.code.load(Ordering::SeqCst) {
             0 => None,
             c => Some(c),
@@ -114,17 +77,13 @@ impl Funnel {
     }
 
     /// The latch that interruptible waits poll; set on the first request.
-    pub fn latch(&self) -> &Latch {
+    pub(crate) fn latch(&self) -> &Latch {
         &self.latch
     }
 
     /// From now on, signals are logged and ignored.
-    pub fn begin_teardown(&self) {
+    pub(crate) fn begin_teardown(&self) {
         self.teardown.store(true, Ordering::SeqCst);
-    }
-
-    pub fn in_teardown(&self) -> bool {
-        self.teardown.load(Ordering::SeqCst)
     }
 
     fn on_signal(&self, sig: i32) {
@@ -139,7 +98,7 @@ impl Funnel {
 }
 
 /// The process's funnel, once the guards are installed.
-pub fn funnel() -> Option<&'static Funnel> {
+pub(crate) fn funnel() -> Option<&'static Funnel> {
     FUNNEL.get()
 }
 
@@ -171,7 +130,7 @@ fn unblock(set: &SigSet) -> Result<()> {
 /// The funnel's signals are blocked for the duration, so a SIGTERM that
 /// PDEATHSIG delivers between the prctl and the handler's installation stays
 /// pending and reaches the funnel instead of killing us by default action.
-pub fn install_harness_guards(expected_parent: Option<Pid>) -> Result<&'static Funnel> {
+pub(crate) fn install_harness_guards(expected_parent: Option<Pid>) -> Result<&'static Funnel> {
     let funnel_signals = [
         Signal::SIGTERM,
         Signal::SIGINT,
@@ -179,9 +138,9 @@ pub fn install_harness_guards(expected_parent: Option<Pid>) -> Result<&'static F
         Signal::SIGALRM,
     ];
     let blocked = block(&funnel_signals)?;
-    proc::set_parent_death_signal()?;
+    spawn::set_parent_death_signal()?;
     let orphaned = expected_parent.filter(|p| nix::unistd::getppid() != *p);
-    proc::become_subreaper()?;
+    spawn::become_subreaper()?;
     let funnel = FUNNEL.get_or_init(|| Funnel {
         code: AtomicI32::new(0),
         teardown: AtomicBool::new(false),
@@ -216,7 +175,7 @@ pub fn install_harness_guards(expected_parent: Option<Pid>) -> Result<&'static F
 
 /// Arms the run deadline: SIGALRM after `after`, which the funnel turns into
 /// a shutdown request with exit code 142.
-pub fn arm_deadline(after: Duration) -> Result<()> {
+pub(crate) fn arm_deadline(after: Duration) -> Result<()> {
     let it = libc::itimerval {
         it_interval: libc::timeval {
             tv_sec: 0,
@@ -239,7 +198,7 @@ pub fn arm_deadline(after: Duration) -> Result<()> {
 }
 
 /// Disarms the run deadline (teardown has its own bound).
-pub fn disarm_deadline() -> Result<()> {
+pub(crate) fn disarm_deadline() -> Result<()> {
     // SAFETY: a zeroed itimerval is valid and disarms the timer.
     let it: libc::itimerval = unsafe { std::mem::zeroed() };
     // SAFETY: valid pointer to a local; a null old value is allowed.
@@ -253,7 +212,7 @@ pub fn disarm_deadline() -> Result<()> {
 
 /// What the wrapper does.
 #[derive(Clone, Debug)]
-pub struct WrapOptions {
+pub(crate) struct WrapOptions {
     /// The parent pid read first thing in `main`, before any other work.
     pub start_ppid: Pid,
     /// After SIGTERM has been forwarded, how long the child's group has
@@ -266,7 +225,7 @@ pub struct WrapOptions {
 }
 
 /// Runs `cmd` as the wrapper of SPEC section 2 and returns the exit code.
-pub fn wrap(mut cmd: Command, opts: &WrapOptions) -> Result<i32> {
+pub(crate) fn wrap(mut cmd: Command, opts: &WrapOptions) -> Result<i32> {
     let wrapper_signals = [
         Signal::SIGTERM,
         Signal::SIGINT,
@@ -274,9 +233,9 @@ pub fn wrap(mut cmd: Command, opts: &WrapOptions) -> Result<i32> {
         Signal::SIGCHLD,
     ];
     let blocked = block(&wrapper_signals)?;
-    proc::set_parent_death_signal()?;
+    spawn::set_parent_death_signal()?;
     let parent_gone = parent_gone_at_start(opts.start_ppid);
-    proc::become_subreaper()?;
+    spawn::become_subreaper()?;
     let (tx, rx) = mpsc::channel::<i32>();
     let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP, SIGCHLD])
         .context("failed to install the wrapper's signal handlers")?;
@@ -292,7 +251,7 @@ pub fn wrap(mut cmd: Command, opts: &WrapOptions) -> Result<i32> {
         .context("failed to start the wrapper's signal thread")?;
     unblock(&blocked)?;
 
-    let spawned = proc::spawn(&mut cmd, Isolation::Session);
+    let spawned = spawn::spawn(&mut cmd, Isolation::Session);
     let mut child = match spawned {
         Ok(c) => c,
         Err(e) => {
@@ -305,7 +264,7 @@ pub fn wrap(mut cmd: Command, opts: &WrapOptions) -> Result<i32> {
     let deadline = opts.timeout.map(|t| started + t);
     let mut deadline_fired = false;
     let mut kill_at: Option<Instant> = None;
-    let forward = |child: &proc::Child, why: &str, kill_at: &mut Option<Instant>| {
+    let forward = |child: &spawn::Child, why: &str, kill_at: &mut Option<Instant>| {
         say!("{why}: forwarding SIGTERM to process group {}", child.pid);
         child.signal_group(Signal::SIGTERM);
         if kill_at.is_none() {
@@ -366,7 +325,7 @@ pub fn wrap(mut cmd: Command, opts: &WrapOptions) -> Result<i32> {
         // a deadline the exit code (142) no longer tells.
         say!("the command ended: {status}");
     }
-    let left = proc::sweep_descendants(opts.grace);
+    let left = kill::sweep_descendants(opts.grace);
     if left > 0 {
         say!("ended {left} leftover descendant process(es)");
     }
@@ -424,25 +383,5 @@ fn spawn_error_code(err: &anyhow::Error) -> i32 {
         Some(std::io::ErrorKind::NotFound) => 127,
         Some(std::io::ErrorKind::PermissionDenied) => 126,
         _ => crate::exit::INFRA,
-    }
-}
-
-impl Latch {
-    /// Waits until `until` or until the latch is set; true when it was set.
-    pub fn wait_until(&self, until: Instant) -> bool {
-        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-        loop {
-            if self.is_set() {
-                return true;
-            }
-            let now = Instant::now();
-            if now >= until {
-                return false;
-            }
-            let ms = (until - now).as_millis().clamp(1, i32::MAX as u128) as i32;
-            let timeout = PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX);
-            let mut fds = [PollFd::new(self.fd(), PollFlags::POLLIN)];
-            let _ = poll(&mut fds, timeout);
-        }
     }
 }

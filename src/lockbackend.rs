@@ -21,8 +21,8 @@ use anyhow::Result;
 
 use crate::config::Env;
 use crate::exit::Failure;
-use crate::lifetime::Latch;
 use crate::lock::{self, Kind, OwnerRecord};
+use crate::sys::latch::Latch;
 
 /// Which authority arbitrates app-domain locks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -178,7 +178,7 @@ impl LockSettings {
     /// From the process environment.
     pub fn from_process_env() -> Result<LockSettings> {
         let env: Env = std::env::vars().collect();
-        LockSettings::from_env(&env, &lock::hostname())
+        LockSettings::from_env(&env, &crate::sys::procfs::hostname())
     }
 
     /// The backend these settings choose.

@@ -54,18 +54,18 @@ fn with_logger<R>(f: impl FnOnce(&mut Logger) -> R) -> R {
 }
 
 /// Sets the tag printed on every line (the run id, or the command's name).
-pub fn set_tag(tag: &str) {
+pub(crate) fn set_tag(tag: &str) {
     with_logger(|l| l.tag = tag.to_string());
 }
 
 /// Forgets which failed writes were said: a long-lived process (`janitor
 /// --watch`) says a full disk again when it is full again at a later tick.
-pub fn forget_write_failures() {
+pub(crate) fn forget_write_failures() {
     with_logger(|l| l.failures = Failures::new());
 }
 
 /// Appends every later line to `path` too (created 0644, close-on-exec).
-pub fn set_file(path: &Path) -> std::io::Result<()> {
+pub(crate) fn set_file(path: &Path) -> std::io::Result<()> {
     let file = OpenOptions::new()
         .create(true)
         .append(true)
@@ -83,7 +83,7 @@ pub fn set_file(path: &Path) -> std::io::Result<()> {
 }
 
 /// Stops appending to the log file (before the run tree that holds it goes).
-pub fn close_file() {
+pub(crate) fn close_file() {
     with_logger(|l| l.file = None);
 }
 
@@ -181,7 +181,7 @@ impl Gap {
 /// Says a failed write of `what` on stderr (and in the log, if it can still
 /// be written), once per file, the full disk once per process (see
 /// [`Failures`]). For files whose loss never changes a verdict.
-pub fn write_failed(what: &str, err: &anyhow::Error) {
+pub(crate) fn write_failed(what: &str, err: &anyhow::Error) {
     // `what` names the file already: on a full disk the kernel's words are
     // all the error adds; anything else keeps its whole chain.
     let full = is_disk_full(err);

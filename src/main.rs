@@ -18,7 +18,7 @@ fn main() {
             std::process::exit(code);
         }
     };
-    let code = match cc_ci_run::commands::dispatch(cli, start_ppid) {
+    let code = match cc_ci_run::cmd::dispatch(cli, start_ppid) {
         Ok(code) => code,
         // Output to a closed pipe (`cc-ci-run status | head`) ends quietly,
         // as `ls` does: the reader has what it wanted.

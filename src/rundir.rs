@@ -20,42 +20,42 @@ use serde::{Deserialize, Serialize};
 
 /// The layout of one run under the state directory.
 #[derive(Clone, Debug)]
-pub struct RunDir {
+pub(crate) struct RunDir {
     pub state_dir: PathBuf,
     pub root: PathBuf,
 }
 
 impl RunDir {
-    pub fn new(state_dir: &Path, run_id: &str) -> RunDir {
+    pub(crate) fn new(state_dir: &Path, run_id: &str) -> RunDir {
         RunDir {
             state_dir: state_dir.to_path_buf(),
             root: state_dir.join("runs").join(run_id),
         }
     }
-    pub fn record(&self) -> PathBuf {
+    pub(crate) fn record(&self) -> PathBuf {
         self.root.join("run.json")
     }
-    pub fn log(&self) -> PathBuf {
+    pub(crate) fn log(&self) -> PathBuf {
         self.root.join("run.log")
     }
-    pub fn report(&self) -> PathBuf {
+    pub(crate) fn report(&self) -> PathBuf {
         self.root.join("report")
     }
     /// The per-run ABRA_DIR.
-    pub fn abra_dir(&self) -> PathBuf {
+    pub(crate) fn abra_dir(&self) -> PathBuf {
         self.root.join("abra")
     }
     /// Scratch space of the run (tests staged from the ref under test).
-    pub fn work(&self) -> PathBuf {
+    pub(crate) fn work(&self) -> PathBuf {
         self.root.join("work")
     }
-    pub fn recipe_checkout(&self, recipe: &str) -> PathBuf {
+    pub(crate) fn recipe_checkout(&self, recipe: &str) -> PathBuf {
         self.abra_dir().join("recipes").join(recipe)
     }
 
     /// Removes the run tree (abra dir and scratch), keeping record, log and
     /// reports.
-    pub fn remove_tree(&self) -> Result<()> {
+    pub(crate) fn remove_tree(&self) -> Result<()> {
         for p in [self.abra_dir(), self.work()] {
             remove_inside(&self.state_dir, &p)?;
         }
@@ -64,29 +64,7 @@ impl RunDir {
 }
 
 /// Creates `dir` and its parents with mode 0755.
-/// Checks the state directory before anything is written under it (SPEC
-/// section 1): the pure rule of [`crate::config::state_dir_rule`] on what
-/// `stat` (following a symlink an operator may have made) says of it.
-pub fn check_state_dir(path: &Path) -> Result<()> {
-    use std::os::unix::fs::MetadataExt;
-    let facts = match fs::metadata(path) {
-        Ok(m) => Some(crate::config::DirFacts {
-            is_dir: m.is_dir(),
-            uid: m.uid(),
-            mode: m.mode(),
-        }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => {
-            return Err(crate::exit::Failure::usage(format!(
-                "invalid state directory {:?}: cannot be read: {e}",
-                path.display().to_string()
-            )))
-        }
-    };
-    crate::config::state_dir_rule(path, facts, nix::unistd::geteuid().as_raw())
-}
-
-pub fn mkdirs(dir: &Path) -> Result<()> {
+pub(crate) fn mkdirs(dir: &Path) -> Result<()> {
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o755)
@@ -96,7 +74,7 @@ pub fn mkdirs(dir: &Path) -> Result<()> {
 
 /// Recursively removes `path`, but only after proving it lies strictly
 /// inside `state_dir`. A missing path is fine.
-pub fn remove_inside(state_dir: &Path, path: &Path) -> Result<()> {
+pub(crate) fn remove_inside(state_dir: &Path, path: &Path) -> Result<()> {
     let meta = match fs::symlink_metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
@@ -279,7 +257,7 @@ pub struct PhaseSpan {
 /// The summary block a run prints last (SPEC section 3), from its record
 /// (pure): verdict and failed phase, per-phase durations, tests per tier,
 /// the lock wait, and where the log and the reports are.
-pub fn summary_lines(r: &RunRecord) -> Vec<String> {
+pub(crate) fn summary_lines(r: &RunRecord) -> Vec<String> {
     use crate::units::human;
     let ms = |v: u64| human(std::time::Duration::from_millis(v));
     let mut out = vec![format!("── summary of run {} ──", r.run_id)];
@@ -378,7 +356,7 @@ pub struct TierTests {
 
 /// Every verdict a record can carry (SPEC section 3), as [`verdict_of`]
 /// names them.
-pub const VERDICTS: [&str; 9] = [
+pub(crate) const VERDICTS: [&str; 9] = [
     "passed",
     "failed",
     "bad-input",
@@ -407,42 +385,20 @@ pub fn verdict_of(code: i32) -> &'static str {
 }
 
 impl RunRecord {
-    pub fn save(&self, path: &Path) -> Result<()> {
+    pub(crate) fn save(&self, path: &Path) -> Result<()> {
         let text = serde_json::to_vec_pretty(self).context("failed to encode the run record")?;
         write_atomic(path, &text)
     }
 
-    pub fn load(path: &Path) -> Result<RunRecord> {
+    pub(crate) fn load(path: &Path) -> Result<RunRecord> {
         let text = fs::read(path).with_context(|| format!("failed to read {}", path.display()))?;
         serde_json::from_slice(&text).with_context(|| format!("failed to parse {}", path.display()))
     }
 }
 
-/// Every run record under the state directory (unreadable ones skipped).
-pub fn all_records(state_dir: &Path) -> Vec<(PathBuf, RunRecord)> {
-    let Ok(dir) = fs::read_dir(state_dir.join("runs")) else {
-        return Vec::new();
-    };
-    let mut out: Vec<(PathBuf, RunRecord)> = dir
-        .filter_map(|e| e.ok())
-        .map(|e| e.path().join("run.json"))
-        .filter_map(|p| RunRecord::load(&p).ok().map(|r| (p, r)))
-        .collect();
-    out.sort_by(|a, b| a.1.started.cmp(&b.1.started));
-    out
-}
-
-/// This host's name (for owner records and run records).
-pub fn host_name() -> String {
-    nix::unistd::gethostname()
-        .ok()
-        .and_then(|h| h.into_string().ok())
-        .unwrap_or_else(|| "unknown-host".to_string())
-}
-
 /// Creates the symlink `link` → `target`, accepting an existing identical
 /// link; anything else at that place is an error that says what to remove.
-pub fn ensure_symlink(target: &Path, link: &Path) -> Result<()> {
+pub(crate) fn ensure_symlink(target: &Path, link: &Path) -> Result<()> {
     match fs::symlink_metadata(link) {
         Ok(m) if m.file_type().is_symlink() => {
             let cur = fs::read_link(link)
@@ -469,4 +425,59 @@ pub fn ensure_symlink(target: &Path, link: &Path) -> Result<()> {
     }
     std::os::unix::fs::symlink(target, link)
         .with_context(|| format!("failed to link {} to {}", link.display(), target.display()))
+}
+
+/// Lists `runs/` of the state directory: each run directory's record or
+/// why it cannot be read. A missing or unreadable state directory is an
+/// error (exit 3 naming it); a state directory without `runs/` has no runs.
+pub fn scan(state_dir: &Path) -> Result<Vec<(String, Result<RunRecord, String>)>> {
+    std::fs::read_dir(state_dir).map_err(|e| {
+        crate::exit::Failure::infra(format!(
+            "cannot read the state directory {}: {e} (CCCI_STATE_DIR or --state-dir)",
+            state_dir.display()
+        ))
+    })?;
+    let runs = state_dir.join("runs");
+    let rd = match std::fs::read_dir(&runs) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => {
+            return Err(crate::exit::Failure::infra(format!(
+                "cannot read {}: {e}",
+                runs.display()
+            )))
+        }
+    };
+    let mut out = Vec::new();
+    for entry in rd.filter_map(|e| e.ok()) {
+        let Some(id) = entry.file_name().to_str().map(String::from) else {
+            continue;
+        };
+        if !entry.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        let path = entry.path().join("run.json");
+        let rec = match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice::<RunRecord>(&bytes)
+                .map_err(|e| format!("{} does not parse: {e}", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => Err(format!("{}: {e}", path.display())),
+        };
+        out.push((id, rec));
+    }
+    out.sort_by(|a, b| {
+        let key = |r: &Result<RunRecord, String>| r.as_ref().map(|r| r.started.clone()).ok();
+        key(&a.1).cmp(&key(&b.1)).then_with(|| a.0.cmp(&b.0))
+    });
+    Ok(out)
+}
+
+/// Every readable run record of the state directory, oldest first
+/// (unreadable ones are left out): what `history`, the timeline, the
+/// metrics and the run's own look at earlier runs read.
+pub fn load_records(state_dir: &Path) -> Result<Vec<RunRecord>> {
+    Ok(scan(state_dir)?
+        .into_iter()
+        .filter_map(|(_, r)| r.ok())
+        .collect())
 }

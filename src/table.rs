@@ -1,11 +1,26 @@
 //! The one column layout of the human listings (`status`, `history`,
-//! `test --list`): left-aligned columns two spaces apart, each as wide as
-//! its widest cell, no trailing blanks. Pure.
+//! `locks`, `test --list`): columns two spaces apart, each as wide as its
+//! widest cell, left-aligned unless a column is a number (right-aligned),
+//! no trailing blanks. Pure.
 
 use std::fmt::Write as _;
 
-/// Renders `rows` (the header first) as aligned lines, one per row.
-pub fn render(rows: &[Vec<String>]) -> String {
+/// How a column's cells are aligned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Align {
+    Left,
+    /// Numbers and durations: their last digits line up.
+    Right,
+}
+
+/// Renders `rows` (the header first) as left-aligned lines, one per row.
+pub(crate) fn render(rows: &[Vec<String>]) -> String {
+    render_aligned(rows, &[])
+}
+
+/// Renders `rows` (the header first), column `i` aligned by `align[i]`
+/// (left where `align` has no entry).
+pub(crate) fn render_aligned(rows: &[Vec<String>], align: &[Align]) -> String {
     let mut widths: Vec<usize> = Vec::new();
     for row in rows {
         if widths.len() < row.len() {
@@ -22,7 +37,14 @@ pub fn render(rows: &[Vec<String>]) -> String {
             if i > 0 {
                 line.push_str("  ");
             }
-            let _ = write!(line, "{c:<w$}");
+            match align.get(i) {
+                Some(Align::Right) => {
+                    let _ = write!(line, "{c:>w$}");
+                }
+                _ => {
+                    let _ = write!(line, "{c:<w$}");
+                }
+            }
         }
         out.push_str(line.trim_end());
         out.push('\n');
@@ -31,7 +53,7 @@ pub fn render(rows: &[Vec<String>]) -> String {
 }
 
 /// A cell for an optional value: `-` when absent or empty.
-pub fn dash(value: Option<String>) -> String {
+pub(crate) fn dash(value: Option<String>) -> String {
     value
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "-".into())

@@ -8,7 +8,7 @@
 //! new run for that domain blocks until the reap is done, and two janitors
 //! reap each orphan exactly once. Probes never wait on a lock.
 
-pub mod plan;
+pub(crate) mod plan;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
@@ -16,29 +16,27 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use crate::abra::Abra;
 use crate::cli::JanitorArgs;
 use crate::config::{self, Env};
-use crate::docker::Docker;
 use crate::exit;
-use crate::external::{Bound, Tools};
-use crate::lifetime::Latch;
+use crate::ext::abra::Abra;
+use crate::ext::docker::Docker;
+use crate::ext::{Bound, Tools};
 use crate::lock::{self, Kind, OwnerRecord, TryLock};
 use crate::lockbackend::{file_age, Attempt, Backend, LockSettings};
 use crate::rundir::{self, RunDir, RunRecord};
 use crate::say;
 use crate::swarmlock::Swarm;
+use crate::sys::latch::Latch;
 use crate::teardown::{self, App};
 use plan::{Decision, Gate, Probe};
 
-/// Default age past which a held lock is flagged.
-pub const DEFAULT_LOCK_MAX_AGE: Duration = Duration::from_secs(2 * 3600);
 /// Default retention of finished run records.
-pub const DEFAULT_RECORD_RETENTION: Duration = Duration::from_secs(14 * 24 * 3600);
+pub(crate) const DEFAULT_RECORD_RETENTION: Duration = Duration::from_secs(14 * 24 * 3600);
 
 /// Everything a sweep needs, validated.
 #[derive(Clone, Debug)]
-pub struct Settings {
+pub(crate) struct Settings {
     pub state_dir: PathBuf,
     pub abra_home: PathBuf,
     pub tools: Tools,
@@ -54,7 +52,7 @@ pub struct Settings {
 }
 
 impl Settings {
-    pub fn from_env(
+    pub(crate) fn from_env(
         state_dir: &Path,
         server: &str,
         teardown_timeout: Duration,
@@ -80,23 +78,23 @@ impl Settings {
         let gate = Gate::new(&pattern, &protected)?;
         Ok(Settings {
             state_dir: state_dir.to_path_buf(),
-            abra_home: crate::run::canonical_abra_home(env)?,
+            abra_home: crate::config::canonical_abra_home(env)?,
             tools: Tools::from_env(env),
             server: server.to_string(),
             gate,
-            max_age: plan::env_duration(env, "CCCI_LOCK_MAX_AGE", DEFAULT_LOCK_MAX_AGE)?,
+            max_age: crate::config::lock_max_age(env)?,
             retention: plan::env_duration(env, "CCCI_RECORD_RETENTION", DEFAULT_RECORD_RETENTION)?,
             dry_run,
             teardown_timeout,
             grace: Duration::from_secs(10),
-            locks: LockSettings::from_env(env, &lock::hostname())?,
+            locks: LockSettings::from_env(env, &crate::sys::procfs::hostname())?,
         })
     }
 }
 
 /// One sweep's summary (`janitor --json` prints one per sweep on stdout).
 #[derive(Clone, Debug, Default, Serialize)]
-pub struct Summary {
+pub(crate) struct Summary {
     /// Apps matching RUN_APP_RE and carrying cc-ci-run's marker.
     pub candidates: usize,
     /// Apps matching RUN_APP_RE without the marker: not created by
@@ -144,7 +142,7 @@ fn names_in(dir: &Path, suffix: &str) -> Vec<String> {
 
 /// An app's env file as text ("" when it cannot be read: then it carries
 /// no marker, and the app is left alone).
-fn read_env_file(s: &Settings, app: &crate::abra::AppEntry) -> String {
+fn read_env_file(s: &Settings, app: &crate::ext::abra::AppEntry) -> String {
     let path = s
         .abra_home
         .join("servers")
@@ -154,7 +152,7 @@ fn read_env_file(s: &Settings, app: &crate::abra::AppEntry) -> String {
 }
 
 /// Whether the janitor runs (`CCCI_JANITOR`: `on` or unset, or `off`).
-pub fn enabled(env: &Env) -> Result<bool> {
+pub(crate) fn enabled(env: &Env) -> Result<bool> {
     match env.get("CCCI_JANITOR").map(String::as_str) {
         None | Some("") | Some("on") => Ok(true),
         Some("off") => Ok(false),
@@ -166,8 +164,8 @@ pub fn enabled(env: &Env) -> Result<bool> {
 
 /// One sweep. `stop` (the funnel's latch under --watch) is checked between
 /// apps, never during a reap: a reap that has begun finishes under its lock.
-pub fn sweep(s: &Settings, stop: Option<&Latch>) -> Result<Summary> {
-    let owner = OwnerRecord::for_self(&format!("janitor-{}", std::process::id()), Kind::App);
+pub(crate) fn sweep(s: &Settings, stop: Option<&Latch>) -> Result<Summary> {
+    let owner = OwnerRecord::for_janitor(Kind::App);
     let abra = Abra::new(&s.tools.abra, &s.abra_home, "janitor");
     let docker = Docker::new(&s.tools.docker);
     let list_bound = Bound::until(Instant::now() + s.teardown_timeout, s.grace);
@@ -175,7 +173,7 @@ pub fn sweep(s: &Settings, stop: Option<&Latch>) -> Result<Summary> {
         .ls(&s.server, &list_bound)
         .context("failed to list apps")?;
     let (candidates, unmarked) = plan::candidates(&apps, &s.gate, |a| {
-        crate::abra::marker::find(&read_env_file(s, a)).is_some()
+        crate::ext::abra::marker::find(&read_env_file(s, a)).is_some()
     });
     let mut sum = Summary {
         candidates: candidates.len(),
@@ -197,7 +195,7 @@ pub fn sweep(s: &Settings, stop: Option<&Latch>) -> Result<Summary> {
             break;
         }
         let domain = app.name();
-        if let Err(e) = lock::validate_name(Kind::App, domain) {
+        if let Err(e) = crate::names::validate_name(Kind::App, domain) {
             say!("janitor: skipping {domain:?}: {e:#}");
             continue;
         }
@@ -223,6 +221,7 @@ pub fn sweep(s: &Settings, stop: Option<&Latch>) -> Result<Summary> {
             String::new()
         }
     );
+    crate::views::metrics::after_sweep(&s.state_dir, sum.reaped.len(), sum.failed.len(), s.dry_run);
     Ok(sum)
 }
 
@@ -231,7 +230,7 @@ pub fn sweep(s: &Settings, stop: Option<&Latch>) -> Result<Summary> {
 /// the sweep.
 fn visit(
     s: &Settings,
-    app: &crate::abra::AppEntry,
+    app: &crate::ext::abra::AppEntry,
     locks: &dyn crate::lockbackend::AppLocks,
     owner: &OwnerRecord,
     abra: &Abra,
@@ -306,7 +305,11 @@ fn visit(
 /// Swarm locks whose lease ran out (past the take-over margin) and whose
 /// domain has no app: removed by their ID, as a take-over would. Only
 /// domains the gate matches; an object without our lease labels is left.
-fn tidy_swarm_locks(s: &Settings, apps: &[crate::abra::AppEntry], sum: &mut Summary) -> Result<()> {
+fn tidy_swarm_locks(
+    s: &Settings,
+    apps: &[crate::ext::abra::AppEntry],
+    sum: &mut Summary,
+) -> Result<()> {
     let swarm = Swarm::new(&s.locks.docker);
     for obj in swarm.list()? {
         let Some(lease) = obj.lease.as_ref() else {
@@ -342,10 +345,10 @@ fn tidy_swarm_locks(s: &Settings, apps: &[crate::abra::AppEntry], sum: &mut Summ
 /// Free app lock files with no app, run trees and run locks of dead runs,
 /// and run records past retention; each under its lock. A bad entry is
 /// named and skipped: the others are still tidied.
-fn tidy(s: &Settings, apps: &[crate::abra::AppEntry], owner: &OwnerRecord, sum: &mut Summary) {
+fn tidy(s: &Settings, apps: &[crate::ext::abra::AppEntry], owner: &OwnerRecord, sum: &mut Summary) {
     let app_dir = lock::lock_dir(&s.state_dir, Kind::App);
     for domain in names_in(&app_dir, ".lock") {
-        if lock::validate_name(Kind::App, &domain).is_err() || !s.gate.matches(&domain) {
+        if crate::names::validate_name(Kind::App, &domain).is_err() || !s.gate.matches(&domain) {
             continue;
         }
         if apps.iter().any(|a| a.name() == domain) && !sum.reaped.contains(&domain) {
@@ -372,7 +375,7 @@ fn tidy(s: &Settings, apps: &[crate::abra::AppEntry], owner: &OwnerRecord, sum: 
         .collect();
     ids.sort();
     for id in ids {
-        if config::check_run_id(&id).is_err() {
+        if crate::names::check_run_id(&id).is_err() {
             continue;
         }
         if let Err(e) = tidy_run(s, &id, owner, sum) {
@@ -416,7 +419,10 @@ fn tidy_app_lock(s: &Settings, domain: &str, owner: &OwnerRecord, sum: &mut Summ
 /// record that does not parse keeps its directory (log and reports
 /// included) for an operator to read: it is reported, never removed.
 fn tidy_run(s: &Settings, id: &str, owner: &OwnerRecord, sum: &mut Summary) -> Result<()> {
-    let run_owner = OwnerRecord::for_self(&owner.run_id, Kind::Run);
+    let run_owner = OwnerRecord {
+        kind: Kind::Run,
+        ..owner.clone()
+    };
     let lock_path = lock::lock_path(&s.state_dir, Kind::Run, id);
     let held = match lock::try_acquire(&s.state_dir, Kind::Run, id, &run_owner)? {
         TryLock::Busy(_) => {
@@ -479,30 +485,34 @@ fn tidy_run(s: &Settings, id: &str, owner: &OwnerRecord, sum: &mut Summary) -> R
 }
 
 /// SPEC section 3 step 11: one sweep after a run (CCCI_JANITOR=off: none).
-pub fn sweep_after_run(state_dir: &Path, server: &str, teardown_timeout: Duration) -> Result<()> {
-    let env: Env = std::env::vars().collect();
-    if !enabled(&env)? {
+pub(crate) fn sweep_after_run(
+    state_dir: &Path,
+    server: &str,
+    teardown_timeout: Duration,
+    env: &Env,
+) -> Result<()> {
+    if !enabled(env)? {
         return Ok(());
     }
-    let s = Settings::from_env(state_dir, server, teardown_timeout, false, &env)?;
+    let s = Settings::from_env(state_dir, server, teardown_timeout, false, env)?;
     sweep(&s, None).map(drop)
 }
 
 /// `cc-ci-run janitor`.
-pub fn command(args: JanitorArgs, state_dir: &Path) -> Result<i32> {
+pub(crate) fn command(args: JanitorArgs, state_dir: &Path, env: &Env) -> Result<i32> {
     crate::log::set_tag("janitor");
-    let env: Env = std::env::vars().collect();
-    if !enabled(&env)? {
+    if !enabled(env)? {
         say!("CCCI_JANITOR=off: nothing to do");
         return Ok(exit::OK);
     }
-    rundir::check_state_dir(state_dir)?;
+    crate::config::check_state_dir(state_dir)?;
+    crate::views::metrics::check_env(env)?;
     let s = Settings::from_env(
         state_dir,
         &args.server,
         args.teardown_timeout,
         args.dry_run,
-        &env,
+        env,
     )?;
     let funnel = crate::lifetime::install_harness_guards(None)?;
     let emit = |sum: &Summary| {

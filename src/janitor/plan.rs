@@ -7,19 +7,19 @@ use std::time::{Duration, SystemTime};
 use anyhow::{Context, Result};
 use regex::Regex;
 
-use crate::abra::AppEntry;
 use crate::exit::Failure;
+use crate::ext::abra::AppEntry;
 
 /// RUN_APP_RE, checked against CCCI_PROTECTED_APPS before any sweep.
 #[derive(Clone, Debug)]
-pub struct Gate {
+pub(crate) struct Gate {
     pub re: Regex,
 }
 
 impl Gate {
     /// Compiles `pattern` and refuses it when it matches any protected app
     /// (exit 2): a gate that could select a long-lived app is never used.
-    pub fn new(pattern: &str, protected: &[String]) -> Result<Gate> {
+    pub(crate) fn new(pattern: &str, protected: &[String]) -> Result<Gate> {
         let re = Regex::new(pattern).map_err(|e| {
             Failure::usage(format!(
                 "invalid CCCI_RUN_APP_RE {pattern:?}: it does not compile: {e}"
@@ -40,7 +40,7 @@ impl Gate {
         Ok(Gate { re })
     }
 
-    pub fn matches(&self, domain: &str) -> bool {
+    pub(crate) fn matches(&self, domain: &str) -> bool {
         self.re.is_match(domain)
     }
 }
@@ -48,7 +48,7 @@ impl Gate {
 /// Whether every match of `pattern` must start at the start of the text
 /// and end at its end (`^...$`, `\A...\z`; not multi-line `(?m)^`), read
 /// from the parsed pattern, so `^a|b$` is not anchored.
-pub fn anchored(pattern: &str) -> bool {
+pub(crate) fn anchored(pattern: &str) -> bool {
     use regex_syntax::hir::Look;
     let Ok(hir) = regex_syntax::Parser::new().parse(pattern) else {
         return false;
@@ -58,7 +58,7 @@ pub fn anchored(pattern: &str) -> bool {
 }
 
 /// Splits `CCCI_PROTECTED_APPS` (commas or whitespace).
-pub fn parse_protected(text: &str) -> Vec<String> {
+pub(crate) fn parse_protected(text: &str) -> Vec<String> {
     text.split(|c: char| c == ',' || c.is_whitespace())
         .filter(|s| !s.is_empty())
         .map(String::from)
@@ -68,7 +68,7 @@ pub fn parse_protected(text: &str) -> Vec<String> {
 /// The apps whose domain matches the gate (each once). Nothing else is
 /// looked at further, so no lock file is ever created for a warm or
 /// canonical app.
-pub fn matching<'a>(apps: &'a [AppEntry], gate: &Gate) -> Vec<&'a AppEntry> {
+pub(crate) fn matching<'a>(apps: &'a [AppEntry], gate: &Gate) -> Vec<&'a AppEntry> {
     let mut seen = std::collections::HashSet::new();
     apps.iter()
         .filter(|a| gate.matches(a.name()))
@@ -79,7 +79,7 @@ pub fn matching<'a>(apps: &'a [AppEntry], gate: &Gate) -> Vec<&'a AppEntry> {
 /// The candidates (SPEC section 5): apps matching the gate *and* carrying
 /// the marker `run` writes at `app new` (`marked` says which do). The
 /// second list holds the matching apps without it: reported, never probed.
-pub fn candidates<'a>(
+pub(crate) fn candidates<'a>(
     apps: &'a [AppEntry],
     gate: &Gate,
     marked: impl Fn(&AppEntry) -> bool,
@@ -89,7 +89,7 @@ pub fn candidates<'a>(
 
 /// What a lock probe found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Probe {
+pub(crate) enum Probe {
     /// A live run holds the lock; `age` since it was taken.
     Held { age: Option<Duration> },
     /// We acquired it: the owner is dead.
@@ -98,7 +98,7 @@ pub enum Probe {
 
 /// What the janitor does with a candidate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Decision {
+pub(crate) enum Decision {
     /// A live run owns it: hands off. `flag` when held past the max age.
     SkipLive { flag: bool },
     /// Orphan: tear down while holding the lock.
@@ -107,7 +107,7 @@ pub enum Decision {
     WouldReap,
 }
 
-pub fn decide(probe: Probe, max_age: Duration, dry_run: bool) -> Decision {
+pub(crate) fn decide(probe: Probe, max_age: Duration, dry_run: bool) -> Decision {
     match probe {
         Probe::Held { age } => Decision::SkipLive {
             flag: age.is_some_and(|a| a > max_age),
@@ -118,12 +118,16 @@ pub fn decide(probe: Probe, max_age: Duration, dry_run: bool) -> Decision {
 }
 
 /// Whether a finished record written at `mtime` is past retention at `now`.
-pub fn past_retention(mtime: SystemTime, now: SystemTime, retention: Duration) -> bool {
+pub(crate) fn past_retention(mtime: SystemTime, now: SystemTime, retention: Duration) -> bool {
     now.duration_since(mtime).is_ok_and(|age| age > retention)
 }
 
 /// Parses a duration setting from the environment, naming it on error.
-pub fn env_duration(env: &crate::config::Env, key: &str, default: Duration) -> Result<Duration> {
+pub(crate) fn env_duration(
+    env: &crate::config::Env,
+    key: &str,
+    default: Duration,
+) -> Result<Duration> {
     match env.get(key).filter(|v| !v.is_empty()) {
         None => Ok(default),
         Some(v) => crate::units::parse_duration(v)

@@ -11,7 +11,7 @@ use anyhow::{anyhow, Context, Result};
 
 use super::lease::{now_ms, parse_inspect, unix_ms, LeaseInfo, LockObject, LOCK_LABEL};
 use crate::exit::Failure;
-use crate::external::{self, Bound};
+use crate::ext::{self, Bound};
 use crate::lockbackend::{Backend, Lease, LockSettings};
 use crate::say;
 
@@ -149,7 +149,7 @@ impl Swarm {
 
     /// Runs `docker ARGS`, bounded; a docker that cannot be run at all,
     /// or that outlasts the bound, means the engine cannot be used (exit 3).
-    fn output(&self, args: &[&str]) -> Result<crate::proc::Output> {
+    fn output(&self, args: &[&str]) -> Result<crate::sys::spawn::Output> {
         let mut cmd = Command::new(&self.docker);
         cmd.args(args);
         let what = format!("docker {}", args[..args.len().min(2)].join(" "));
@@ -158,7 +158,7 @@ impl Swarm {
         // caller looks), and a lease measured from the send time.
         let grace = (self.bound / 4).min(Duration::from_secs(2));
         let bound = Bound::until(Instant::now() + self.bound, grace);
-        external::run(&mut cmd, &what, &bound).map_err(|e| unreachable_engine(&e))
+        ext::run(&mut cmd, &what, &bound).map_err(|e| unreachable_engine(&e))
     }
 
     fn call(&self, args: &[&str]) -> Result<Cli> {
@@ -173,7 +173,7 @@ impl Swarm {
                 "`docker {}` failed ({}): {}",
                 args.join(" "),
                 out.status,
-                external::tail(&out.stderr, &out.stdout)
+                ext::tail(&out.stderr, &out.stdout)
             ))),
         }
     }
@@ -283,7 +283,7 @@ impl Swarm {
                 return Err(unreachable_engine(&anyhow!(
                     "`docker config inspect` failed ({}): {}",
                     out.status,
-                    external::tail(&out.stderr, &out.stdout)
+                    ext::tail(&out.stderr, &out.stdout)
                 )))
             }
             Err(e) => return Err(e),

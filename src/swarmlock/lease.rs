@@ -135,6 +135,7 @@ impl LeaseInfo {
     /// The holder as an owner record (what waiting messages and the janitor show).
     pub fn owner(&self) -> OwnerRecord {
         OwnerRecord {
+            role: crate::lock::Role::Run,
             run_id: self.run_id.clone(),
             pid: self.pid,
             host: self.host.clone(),

@@ -11,10 +11,10 @@ use super::lease::{now_ms, object_name, timestamp_ms, LeaseInfo, LockObject};
 use super::renew::Renewer;
 use super::watch::{Watch, Woke};
 use crate::exit::Failure;
-use crate::lifetime::Latch;
-use crate::lock::{self, Kind, OwnerRecord};
+use crate::lock::{Kind, OwnerRecord};
 use crate::lockbackend::{AppLock, AppLocks, Attempt, Backend, Busy, Lease, LockSettings, OnLost};
 use crate::say;
+use crate::sys::latch::Latch;
 
 /// The swarm backend.
 pub struct SwarmLocks {
@@ -255,7 +255,7 @@ impl AppLocks for SwarmLocks {
     }
 
     fn try_acquire(&self, domain: &str, owner: &OwnerRecord, on_lost: OnLost) -> Result<Attempt> {
-        lock::validate_name(Kind::App, domain)?;
+        crate::names::validate_name(Kind::App, domain)?;
         let mut warned = false;
         // A take-over ends in `Again`; a few rounds settle any race.
         for _ in 0..5 {
@@ -281,7 +281,7 @@ impl AppLocks for SwarmLocks {
         on_lost: OnLost,
     ) -> Result<crate::lockbackend::Acquired> {
         use crate::lockbackend::Acquired;
-        lock::validate_name(Kind::App, domain)?;
+        crate::names::validate_name(Kind::App, domain)?;
         let started = Instant::now();
         let mut reported: Option<(String, Instant)> = None;
         let mut pause = Duration::from_millis(50);

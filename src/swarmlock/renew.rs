@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 use super::client::{api_gone, boot_now};
 use super::lease::{now_ms, LeaseInfo};
 use super::protocol::{locked, set_lost, HoldState};
-use crate::lifetime::Latch;
 use crate::lockbackend::{Lease, OnLost};
 use crate::say;
+use crate::sys::latch::Latch;
 
 /// The renewal thread of one held lock.
 pub(super) struct Renewer {

@@ -5,7 +5,7 @@ use std::os::fd::{AsFd, AsRawFd};
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::lifetime::Latch;
+use crate::sys::latch::Latch;
 
 /// Wakes a waiter when its lock object changes: `docker events` for the
 /// object's name, so a release is seen in milliseconds without a docker
@@ -16,7 +16,7 @@ use crate::lifetime::Latch;
 /// plus the margin. If the watch cannot start or its stream ends, the
 /// waiter falls back to polling.
 pub(super) struct Watch {
-    child: crate::proc::Child,
+    child: crate::sys::spawn::Child,
     out: std::fs::File,
 }
 
@@ -48,7 +48,7 @@ impl Watch {
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::from(write))
             .stderr(std::process::Stdio::null());
-        let child = crate::proc::spawn(&mut cmd, crate::proc::Isolation::Group);
+        let child = crate::sys::spawn::spawn(&mut cmd, crate::sys::spawn::Isolation::Group);
         // The Command keeps its copy of the write end until dropped: drop it
         // now, or the stream never reports its end.
         drop(cmd);

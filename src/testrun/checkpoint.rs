@@ -110,13 +110,13 @@ enum Msg {
 /// (SIGKILL) in the few milliseconds before a write lands costs at most a
 /// rerun of the tests that had just passed; the file on disk is always one
 /// whole checkpoint.
-pub struct Writer {
+pub(crate) struct Writer {
     tx: Option<mpsc::Sender<Msg>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Writer {
-    pub fn start(path: PathBuf) -> Result<Writer> {
+    pub(crate) fn start(path: PathBuf) -> Result<Writer> {
         let (tx, rx) = mpsc::channel::<Msg>();
         let thread = std::thread::Builder::new()
             .name("checkpoint".into())
@@ -156,14 +156,14 @@ impl Writer {
     }
 
     /// Queues `cp` to be written.
-    pub fn save(&self, cp: &Checkpoint) {
+    pub(crate) fn save(&self, cp: &Checkpoint) {
         if let Some(tx) = &self.tx {
             let _ = tx.send(Msg::Save(cp.clone()));
         }
     }
 
     /// Waits until every checkpoint queued so far is written.
-    pub fn flush(&self) {
+    pub(crate) fn flush(&self) {
         if let Some(tx) = &self.tx {
             let (ack, done) = mpsc::channel();
             if tx.send(Msg::Flush(ack)).is_ok() {

@@ -16,13 +16,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use nix::fcntl::OFlag;
-use nix::sys::signal::Signal;
 
-use crate::proc::{self, Isolation, Waited};
 use crate::say;
+use crate::sys::spawn::{Isolation, Waited};
+use crate::sys::{kill, spawn};
 
 /// The label tests put on their containers.
-pub fn label(run_id: &str) -> String {
+pub(crate) fn label(run_id: &str) -> String {
     format!("cc-ci.run={run_id}")
 }
 
@@ -30,23 +30,27 @@ pub fn label(run_id: &str) -> String {
 const CALL_BOUND: Duration = Duration::from_secs(60);
 
 /// `CCCI_DOCKER`, else `docker` on PATH; None when neither is there.
-pub fn docker_program() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("CCCI_DOCKER").filter(|p| !p.is_empty()) {
+pub(crate) fn docker_program(env: &std::collections::HashMap<String, String>) -> Option<PathBuf> {
+    if let Some(p) = env.get("CCCI_DOCKER").filter(|p| !p.is_empty()) {
         return Some(PathBuf::from(p));
     }
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
+    let path = env.get("PATH")?;
+    std::env::split_paths(path)
         .map(|d| d.join("docker"))
         .find(|p| p.is_file())
 }
 
 /// Removes every container labelled `label`; returns how many were removed.
-pub fn remove_labelled(label: &str, grace: Duration) -> Result<usize> {
-    let Some(docker) = docker_program() else {
+pub(crate) fn remove_labelled(
+    docker: Option<&PathBuf>,
+    label: &str,
+    grace: Duration,
+) -> Result<usize> {
+    let Some(docker) = docker else {
         bail!("docker not found (set CCCI_DOCKER or put docker on PATH)");
     };
     let filter = format!("label={label}");
-    let ids = list(&docker, &filter, grace)?;
+    let ids = list(docker, &filter, grace)?;
     if ids.is_empty() {
         return Ok(0);
     }
@@ -57,8 +61,8 @@ pub fn remove_labelled(label: &str, grace: Duration) -> Result<usize> {
     );
     let mut args = vec!["rm".to_string(), "-f".to_string()];
     args.extend(ids.iter().cloned());
-    let (ok, _, err) = call(&docker, &args, grace)?;
-    let left = list(&docker, &filter, grace)?;
+    let (ok, _, err) = call(docker, &args, grace)?;
+    let left = list(docker, &filter, grace)?;
     if !left.is_empty() {
         bail!(
             "{} container(s) labelled {label} are still there after `docker rm -f` ({}): {}",
@@ -94,7 +98,7 @@ fn call(docker: &PathBuf, args: &[String], grace: Duration) -> Result<(bool, Str
         .stdin(Stdio::null())
         .stdout(Stdio::from(out_w))
         .stderr(Stdio::from(err_w));
-    let spawned = proc::spawn(&mut cmd, Isolation::Group);
+    let spawned = spawn::spawn(&mut cmd, Isolation::Group);
     // Our copies of the write ends go with the Command, so the readers see
     // end-of-file when docker (and anything it left) is done.
     drop(cmd);
@@ -102,19 +106,12 @@ fn call(docker: &PathBuf, args: &[String], grace: Duration) -> Result<(bool, Str
     let out = std::thread::spawn(move || slurp(out_r));
     let err = std::thread::spawn(move || slurp(err_r));
     let waited = child.wait(None, Some(Instant::now() + CALL_BOUND))?;
-    if waited != Waited::Exited {
-        child.signal_group(Signal::SIGTERM);
-        if child.wait(None, Some(Instant::now() + grace))? != Waited::Exited {
-            child.signal_group(Signal::SIGKILL);
-            child.wait(None, None)?;
-        }
-    }
-    // Anything docker left in its group would hold the pipes open. The scan
-    // comes first so that a group id is only signalled while it has members
-    // (then the kernel cannot have handed it to anyone else).
-    let pgid = child.pid.as_raw();
-    if proc::scan().iter().any(|p| p.pgid == pgid && !p.zombie) {
-        proc::signal_group(child.pid, Signal::SIGKILL);
+    // Anything docker left in its group would hold the pipes open: the
+    // leader (on a timeout) and every member get the one escalation.
+    if waited == Waited::Exited {
+        kill::kill_group_members(child.pid, grace);
+    } else {
+        child.terminate(grace)?;
     }
     let out = out.join().unwrap_or_default();
     let err = err.join().unwrap_or_default();

@@ -75,7 +75,7 @@ pub fn classname(recipe: Option<&str>, tier: Option<Tier>) -> String {
 }
 
 /// The `<testsuite>` name of a tier: the tier, or `tests` for all.
-pub fn suite_name(tier: Option<Tier>) -> &'static str {
+pub(crate) fn suite_name(tier: Option<Tier>) -> &'static str {
     tier.map(Tier::as_str).unwrap_or("tests")
 }
 
@@ -99,7 +99,7 @@ pub fn last_lines(text: &str, n: usize) -> &str {
 /// The text of a failed test's `<failure>`: how it ended (exit status or
 /// signal, and the timeout when it timed out), then the last lines of its
 /// stderr.
-pub fn failure_text(t: &TestReport, stderr: &str) -> String {
+pub(crate) fn failure_text(t: &TestReport, stderr: &str) -> String {
     let status = t.status.as_deref().unwrap_or("no exit status");
     let mut text = match (t.result, t.reason.as_deref()) {
         (Outcome::TimedOut, Some(why)) => format!("{why} ({status})"),
@@ -258,7 +258,7 @@ pub fn needs_phase_case(verdict: Option<&str>, tiers: &[TestSuite]) -> bool {
 
 /// The line that says why the run is red: the signal, the deadline,
 /// teardown, or the error that ended the phases.
-pub fn phase_error_line(exit_code: i32, error: Option<&str>) -> String {
+pub(crate) fn phase_error_line(exit_code: i32, error: Option<&str>) -> String {
     use crate::exit;
     let signal = |name: &str| format!("the step was cancelled ({name}, exit {exit_code})");
     match exit_code {

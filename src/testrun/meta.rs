@@ -22,7 +22,7 @@ use serde::Serialize;
 use crate::units::{parse_duration, parse_size};
 
 /// The keys a header may set.
-pub const KEYS: [&str; 7] = [
+pub(crate) const KEYS: [&str; 7] = [
     "level",
     "tier",
     "tags",
@@ -42,9 +42,9 @@ pub enum Level {
 }
 
 impl Level {
-    pub const ALL: [Level; 3] = [Level::Unit, Level::Integration, Level::System];
+    pub(crate) const ALL: [Level; 3] = [Level::Unit, Level::Integration, Level::System];
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Level::Unit => "unit",
             Level::Integration => "integration",
@@ -52,7 +52,7 @@ impl Level {
         }
     }
 
-    pub fn parse(text: &str) -> Option<Level> {
+    pub(crate) fn parse(text: &str) -> Option<Level> {
         Level::ALL.into_iter().find(|l| l.as_str() == text)
     }
 }
@@ -75,7 +75,7 @@ pub enum Tier {
 impl Tier {
     pub const ALL: [Tier; 3] = [Tier::Install, Tier::Upgrade, Tier::Restore];
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Tier::Install => "install",
             Tier::Upgrade => "upgrade",
@@ -83,7 +83,7 @@ impl Tier {
         }
     }
 
-    pub fn parse(text: &str) -> Option<Tier> {
+    pub(crate) fn parse(text: &str) -> Option<Tier> {
         Tier::ALL.into_iter().find(|t| t.as_str() == text)
     }
 }
@@ -116,7 +116,7 @@ impl Meta {
         self.tiers.is_empty() || self.tiers.contains(&tier)
     }
 
-    pub fn has_tag(&self, tag: &str) -> bool {
+    pub(crate) fn has_tag(&self, tag: &str) -> bool {
         self.tags.iter().any(|t| t == tag)
     }
 }

@@ -15,8 +15,8 @@
 //! test starts: exit 2), and prints `--list`.
 
 pub mod checkpoint;
-pub mod containers;
-pub mod exec;
+pub(crate) mod containers;
+pub(crate) mod exec;
 pub mod junit;
 pub mod meta;
 pub mod protect;
@@ -32,13 +32,13 @@ use anyhow::{Context, Result};
 
 use crate::cli::TestOptions;
 use crate::exit::Failure;
-use crate::lifetime::Latch;
+use crate::sys::latch::Latch;
 use meta::{Level, Meta, Tier};
 use select::{Filter, Item, LeftOut, Scheduler};
 
 /// One suite: the tests under `paths` for one tier of one run.
 #[derive(Clone, Debug)]
-pub struct Suite {
+pub(crate) struct Suite {
     /// Test files, or directories searched recursively for executable files.
     pub paths: Vec<PathBuf>,
     /// How reports name a test under a root of `paths` (junit.xml's `file`):
@@ -63,11 +63,36 @@ pub struct Suite {
     /// SIGTERM → SIGKILL grace for a test's process group.
     pub grace: Duration,
     pub options: TestOptions,
+    /// Where the runner finds the host's docker and /proc.
+    pub host: Host,
+}
+
+/// What the runner reads of the host, from the injected environment (so a
+/// test can point it at a stand-in): docker for the end-of-suite container
+/// cleanup (`CCCI_DOCKER`, else `docker` on PATH; None: neither), and the
+/// directory self-protection reads `stat` and `meminfo` from
+/// (`CCCI_SELF_PROTECT_PROC_DIR`, else /proc).
+#[derive(Clone, Debug)]
+pub(crate) struct Host {
+    pub docker: Option<PathBuf>,
+    pub proc_dir: PathBuf,
+}
+
+impl Host {
+    pub(crate) fn from_env(env: &std::collections::HashMap<String, String>) -> Host {
+        Host {
+            docker: containers::docker_program(env),
+            proc_dir: env
+                .get(protect::PROC_DIR_ENV)
+                .filter(|d| !d.is_empty())
+                .map_or_else(|| PathBuf::from("/proc"), PathBuf::from),
+        }
+    }
 }
 
 /// How a suite ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SuiteOutcome {
+pub(crate) struct SuiteOutcome {
     /// 0 all passed, 1 a test failed, 42 self-protection, 130/143 (or the
     /// funnel's code) when stopped by a signal.
     pub exit_code: i32,
@@ -84,7 +109,7 @@ pub struct SuiteOutcome {
 /// Every test option that can be wrong, checked without discovering or
 /// running anything (pure): `run` calls it before its first external
 /// command, `test` before its first test.
-pub fn validate_options(options: &TestOptions) -> Result<()> {
+pub(crate) fn validate_options(options: &TestOptions) -> Result<()> {
     filter_for(None, options)?;
     workers_for(options, 1)?;
     check_limits(options)?;
@@ -105,7 +130,7 @@ pub fn validate_options(options: &TestOptions) -> Result<()> {
 
 /// The filters of a suite in words, for the message that says why nothing
 /// ran: `tier install, --tag typo` (or `no filter`).
-pub fn describe_filters(tier: Option<&str>, options: &TestOptions) -> String {
+pub(crate) fn describe_filters(tier: Option<&str>, options: &TestOptions) -> String {
     let mut parts = Vec::new();
     if let Some(t) = tier.filter(|t| !t.is_empty()) {
         parts.push(format!("tier {t}"));
@@ -134,7 +159,10 @@ pub fn describe_filters(tier: Option<&str>, options: &TestOptions) -> String {
 
 /// What an empty selection means under `--no-tests` (pure): Some(exit
 /// code) with whether to warn, or None when tests ran.
-pub fn no_tests_outcome(policy: crate::cli::NoTests, tests_ran: usize) -> Option<(i32, bool)> {
+pub(crate) fn no_tests_outcome(
+    policy: crate::cli::NoTests,
+    tests_ran: usize,
+) -> Option<(i32, bool)> {
     use crate::cli::NoTests;
     if tests_ran > 0 {
         return None;
@@ -161,14 +189,14 @@ pub struct TestCase {
 /// `cancel` is set. Must be called from a thread that lives as long as the
 /// process (the main thread): the tests' PDEATHSIG fires when the thread
 /// that spawned them ends.
-pub fn run_suite(suite: &Suite, cancel: Option<&Latch>) -> Result<SuiteOutcome> {
+pub(crate) fn run_suite(suite: &Suite, cancel: Option<&Latch>) -> Result<SuiteOutcome> {
     let plan = plan(suite)?;
     exec::run(suite, plan, cancel)
 }
 
 /// A validated suite: the selected tests and how to run them.
 #[derive(Debug)]
-pub struct Plan {
+pub(crate) struct Plan {
     pub tier: Option<Tier>,
     /// Selected tests; scheduler indices are positions in this list.
     pub tests: Vec<TestCase>,
@@ -179,7 +207,7 @@ pub struct Plan {
 }
 
 /// Discovers, parses, filters and orders; every input error is exit 2.
-pub fn plan(suite: &Suite) -> Result<Plan> {
+pub(crate) fn plan(suite: &Suite) -> Result<Plan> {
     let filter = filter_for(suite.tier.as_deref(), &suite.options)?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let workers = workers_for(&suite.options, cores)?;
@@ -313,7 +341,7 @@ pub fn shown_path(root: &Path, shown: Option<&str>, file: &Path) -> String {
 /// leaving out hidden entries and non-executable files such as helpers
 /// and fixtures), each with its parsed header and the path reports show
 /// (`shown_as`, see [`Suite::shown_as`]).
-pub fn discover(paths: &[PathBuf], shown_as: &[(PathBuf, String)]) -> Result<Vec<TestCase>> {
+pub(crate) fn discover(paths: &[PathBuf], shown_as: &[(PathBuf, String)]) -> Result<Vec<TestCase>> {
     let mut out = Vec::new();
     for root in paths {
         let shown = shown_as
@@ -365,7 +393,7 @@ fn is_executable(md: &std::fs::Metadata) -> bool {
 
 /// Reads one test file's header; a malformed one is exit 2 naming the file
 /// and the line.
-pub fn load(path: &Path) -> Result<TestCase> {
+pub(crate) fn load(path: &Path) -> Result<TestCase> {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -390,7 +418,7 @@ pub fn load(path: &Path) -> Result<TestCase> {
 
 /// What `--list` prints: the tests in the order a sequential run starts
 /// them, one per line, with their metadata.
-pub fn render_list(plan: &Plan, options: &TestOptions) -> String {
+pub(crate) fn render_list(plan: &Plan, options: &TestOptions) -> String {
     let header = [
         "TEST",
         "LEVEL",

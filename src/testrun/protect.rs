@@ -17,11 +17,11 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// Where the fixture `stat` and `meminfo` come from instead of /proc.
-pub const PROC_DIR_ENV: &str = "CCCI_SELF_PROTECT_PROC_DIR";
+pub(crate) const PROC_DIR_ENV: &str = "CCCI_SELF_PROTECT_PROC_DIR";
 /// Readings of CPU past the limit in a row that trip.
 pub const CPU_SUSTAIN: u32 = 3;
 /// Least time between two CPU readings.
-pub const CPU_INTERVAL: Duration = Duration::from_secs(1);
+pub(crate) const CPU_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Aggregate CPU time counters (jiffies) from the `cpu` line of /proc/stat.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -125,7 +125,7 @@ pub fn judge(cpu: Option<f64>, mem: Option<f64>, streak: u32, limits: Limits) ->
 
 /// Reads the host's numbers and keeps the state between readings.
 #[derive(Debug)]
-pub struct Sampler {
+pub(crate) struct Sampler {
     dir: PathBuf,
     limits: Limits,
     prev: Option<(Instant, CpuTimes)>,
@@ -135,7 +135,7 @@ pub struct Sampler {
 
 impl Sampler {
     /// `dir` is where `stat` and `meminfo` are (normally /proc).
-    pub fn new(dir: &Path, limits: Limits) -> Sampler {
+    pub(crate) fn new(dir: &Path, limits: Limits) -> Sampler {
         Sampler {
             dir: dir.to_path_buf(),
             limits,
@@ -145,18 +145,10 @@ impl Sampler {
         }
     }
 
-    /// /proc, or the directory named by [`PROC_DIR_ENV`].
-    pub fn from_env(limits: Limits) -> Sampler {
-        let dir = std::env::var_os(PROC_DIR_ENV)
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("/proc"));
-        Sampler::new(&dir, limits)
-    }
-
     /// Takes a reading (CPU only if [`CPU_INTERVAL`] has passed since the
     /// last one) and judges it. Unreadable files never trip: they are logged
     /// once.
-    pub fn check(&mut self) -> Verdict {
+    pub(crate) fn check(&mut self) -> Verdict {
         let now = Instant::now();
         let mem = match std::fs::read_to_string(self.dir.join("meminfo")) {
             Ok(t) => mem_percent(&t),

@@ -60,7 +60,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Outcome::Passed => "passed",
             Outcome::Failed => "failed",
@@ -71,7 +71,7 @@ impl Outcome {
     }
 
     /// Counts against the verdict.
-    pub fn is_failure(self) -> bool {
+    pub(crate) fn is_failure(self) -> bool {
         matches!(self, Outcome::Failed | Outcome::TimedOut)
     }
 }
@@ -125,7 +125,7 @@ pub struct Report {
 }
 
 /// Counts (passed, failed, skipped) as the verdict sees them.
-pub fn counts(tests: &[TestReport]) -> (usize, usize, usize) {
+pub(crate) fn counts(tests: &[TestReport]) -> (usize, usize, usize) {
     let passed = tests.iter().filter(|t| t.result == Outcome::Passed).count();
     let failed = tests.iter().filter(|t| t.result.is_failure()).count();
     (passed, failed, tests.len() - passed - failed)

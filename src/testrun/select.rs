@@ -84,7 +84,7 @@ pub fn select(tests: &[TestCase], filter: &Filter) -> Selection {
 
 /// Two discovered tests with the same name: `depends-on`, the checkpoint
 /// and the reports name tests by file name, so names must be unique.
-pub fn duplicate_names(tests: &[TestCase]) -> Option<(&TestCase, &TestCase)> {
+pub(crate) fn duplicate_names(tests: &[TestCase]) -> Option<(&TestCase, &TestCase)> {
     let mut seen: HashMap<&str, &TestCase> = HashMap::new();
     for t in tests {
         if let Some(first) = seen.insert(t.name.as_str(), t) {
@@ -96,7 +96,7 @@ pub fn duplicate_names(tests: &[TestCase]) -> Option<(&TestCase, &TestCase)> {
 
 /// Dependencies that name no discovered test at all (likely typos; they
 /// order nothing): (test, missing dependency).
-pub fn unknown_dependencies(tests: &[TestCase]) -> Vec<(String, String)> {
+pub(crate) fn unknown_dependencies(tests: &[TestCase]) -> Vec<(String, String)> {
     let names: std::collections::HashSet<&str> = tests.iter().map(|t| t.name.as_str()).collect();
     let mut out = Vec::new();
     for t in tests {
@@ -142,7 +142,7 @@ pub struct Item {
 }
 
 impl Item {
-    pub fn of(t: &TestCase) -> Item {
+    pub(crate) fn of(t: &TestCase) -> Item {
         Item {
             name: t.name.clone(),
             priority: t.meta.priority,
@@ -157,7 +157,6 @@ impl Item {
 pub struct Scheduler {
     names: Vec<String>,
     priority: Vec<i64>,
-    deps: Vec<Vec<usize>>,
     dependents: Vec<Vec<usize>>,
     /// Dependencies of each test that have not passed yet.
     waiting: Vec<usize>,
@@ -204,7 +203,6 @@ impl Scheduler {
         Ok(Scheduler {
             names,
             priority,
-            deps,
             dependents,
             waiting,
             state: vec![State::Pending; n],
@@ -212,7 +210,7 @@ impl Scheduler {
         })
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.names.len()
     }
 
@@ -226,11 +224,6 @@ impl Scheduler {
 
     pub fn state(&self, i: usize) -> State {
         self.state[i]
-    }
-
-    /// The in-selection dependencies of test `i`.
-    pub fn deps(&self, i: usize) -> &[usize] {
-        &self.deps[i]
     }
 
     /// The next test to start (marked running), or None when no pending

@@ -489,11 +489,11 @@ exec cc-ci-run exec --grace 1h -- sh -c 'echo $$ > child.pid; exec sleep 1000' 2
         Some(&b"cc-ci-run"[..])
     );
     assert!(
-        cc_ci_run::proc::open_fds(wrapper_pid).contains(&7),
+        cc_ci_run::sys::procfs::open_fds(wrapper_pid).contains(&7),
         "premise: the wrapper holds the extra descriptor"
     );
     assert_eq!(
-        cc_ci_run::proc::open_fds(child),
+        cc_ci_run::sys::procfs::open_fds(child),
         Vec::<i32>::new(),
         "descriptors above 2 reached the command"
     );

@@ -12,9 +12,9 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use cc_ci_run::lifetime::Latch;
+use cc_ci_run::lock::holder::{parse_proc_locks, read_proc_locks};
 use cc_ci_run::lock::{self, Acquire, Kind, OwnerRecord, TryLock};
-use cc_ci_run::lockholder::{parse_proc_locks, read_proc_locks};
+use cc_ci_run::sys::latch::Latch;
 use serde_json::Value;
 
 use crate::support::{alive, ccci, code, tempdir, wait_until, BOUND};
@@ -488,7 +488,7 @@ fn second_harness_with_the_same_run_id_exits_75_naming_the_holder() {
         "--try",
     ]);
     assert_eq!(rc, 75, "{err}");
-    let host = lock::hostname();
+    let host = cc_ci_run::sys::procfs::hostname();
     for want in [
         format!("pid {}", first.pid()),
         host,

@@ -11,11 +11,17 @@ mod janitor;
 #[path = "../common/junit.rs"]
 mod junit;
 mod locks;
+mod metrics;
 mod ops;
+#[path = "../common/promtext.rs"]
+mod promtext;
 mod records;
 mod reports;
 mod run;
 mod support;
 mod teardown;
 mod testrun;
+mod timeline;
+#[path = "../common/timeline_page.rs"]
+mod timeline_page;
 mod verdict;

@@ -647,3 +647,88 @@ fn man_prints_the_main_page_and_each_command_page() {
     let out = ccci().args(["man", "__harness"]).output().unwrap();
     assert_eq!(code(out.status), 2, "no page for a hidden command");
 }
+
+/// Whether Drone's trigger glob `pattern` matches `git_ref` (as its
+/// matcher does: `*` within one path segment, `**` across segments).
+fn drone_glob(pattern: &str, git_ref: &str) -> bool {
+    let mut re = String::from("^");
+    let mut chars = pattern.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '*' if chars.peek() == Some(&'*') => {
+                chars.next();
+                re.push_str(".*");
+            }
+            '*' => re.push_str("[^/]*"),
+            '?' => re.push_str("[^/]"),
+            c => re.push_str(&regex::escape(&c.to_string())),
+        }
+    }
+    re.push('$');
+    regex::Regex::new(&re).unwrap().is_match(git_ref)
+}
+
+/// Whether a pipeline's trigger lets a build of `event` on `git_ref`
+/// through: every condition must hold (Drone ANDs them).
+fn triggers(p: &Value, event: &str, git_ref: &str) -> bool {
+    let t = &p["trigger"];
+    let events = strings(&t["event"]);
+    if !events.is_empty() && !events.iter().any(|e| e == event) {
+        return false;
+    }
+    let include = match &t["ref"] {
+        Value::Sequence(_) => strings(&t["ref"]),
+        v => strings(&v["include"]),
+    };
+    let exclude = strings(&t["ref"]["exclude"]);
+    (include.is_empty() || include.iter().any(|g| drone_glob(g, git_ref)))
+        && !exclude.iter().any(|g| drone_glob(g, git_ref))
+}
+
+#[test]
+fn recipe_push_builds_the_default_branch_and_tags_only() {
+    let docs = documents(&drone_yml()).unwrap();
+    let push = pipeline(&docs, "recipe-push").unwrap();
+    let pr = pipeline(&docs, "recipe-pull-request").unwrap();
+    for (event, git_ref) in [
+        ("push", "refs/heads/main"),
+        ("push", "refs/heads/master"),
+        ("tag", "refs/tags/1.2.0+3.4.5"),
+        ("tag", "refs/tags/release/2"),
+    ] {
+        assert!(
+            triggers(push, event, git_ref),
+            "recipe-push skips {event} {git_ref}"
+        );
+    }
+    // A pull request's branch pushed to the same repository: tested once,
+    // by recipe-pull-request, not also as a push.
+    for git_ref in [
+        "refs/heads/fix-the-thing",
+        "refs/heads/renovate/x",
+        "refs/heads/mainline",
+    ] {
+        assert!(
+            !triggers(push, "push", git_ref),
+            "recipe-push builds {git_ref}"
+        );
+    }
+    assert!(triggers(pr, "pull_request", "refs/pull/7/head"));
+    assert!(!triggers(pr, "push", "refs/heads/fix-the-thing"));
+}
+
+#[test]
+fn the_trigger_model_is_not_vacuous() {
+    // Without the ref condition, recipe-push would take every branch: the
+    // check above would fail on the old pipeline.
+    let old = drone_yml().replace(
+        "  ref:\n    include:\n      - refs/heads/main\n      - refs/heads/master\n      - refs/tags/**\n",
+        "",
+    );
+    assert_ne!(old, drone_yml(), "the ref condition is not where expected");
+    let docs = documents(&old).unwrap();
+    let push = pipeline(&docs, "recipe-push").unwrap();
+    assert!(triggers(push, "push", "refs/heads/fix-the-thing"));
+    assert!(drone_glob("refs/tags/*", "refs/tags/1.0"));
+    assert!(!drone_glob("refs/tags/*", "refs/tags/a/b"));
+}

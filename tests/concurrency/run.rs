@@ -718,6 +718,10 @@ fn a_docker_query_that_fails_once_while_the_stack_goes_does_not_abort_teardown()
         .run_cmd(&["--pr", "1", "--quick"])
         .env("CCCI_RUN_ID", "psrace")
         .env("CCCI_FAKE_DOCKER_PS_RACE", "1")
+        // Containers linger 3 s after the undeploy, so the teardown's first
+        // `docker ps` meets them even on a loaded machine (at the default
+        // 300 ms a slow first poll could miss the window).
+        .env("CCCI_FAKE_ABRA_LINGER_MS", "3000")
         .output()
         .unwrap();
     let log = String::from_utf8_lossy(&out.stderr);

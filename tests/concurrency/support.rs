@@ -65,9 +65,9 @@ pub fn alive(pid: i32) -> bool {
 }
 
 /// The process as /proc/PID/stat shows it, if it exists.
-pub fn stat(pid: i32) -> Option<cc_ci_run::proc::ProcInfo> {
+pub fn stat(pid: i32) -> Option<cc_ci_run::sys::procfs::ProcInfo> {
     let bytes = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
-    cc_ci_run::proc::parse_stat(&String::from_utf8_lossy(&bytes))
+    cc_ci_run::sys::procfs::parse_stat(&String::from_utf8_lossy(&bytes))
 }
 
 /// The command name of a process (raw bytes, without the newline).
@@ -545,6 +545,10 @@ pub fn mark_created_by_a_run(abra_home: &Path, domain: &str) {
         .join("servers/default")
         .join(format!("{domain}.env"));
     let text = std::fs::read_to_string(&env).unwrap();
-    let line = cc_ci_run::abra::marker::line("drone-x-1", "ci1", "2026-01-01T00:00:00.000Z");
-    std::fs::write(&env, cc_ci_run::abra::marker::with_marker(&text, &line)).unwrap();
+    let line = cc_ci_run::ext::abra::marker::line("drone-x-1", "ci1", "2026-01-01T00:00:00.000Z");
+    std::fs::write(
+        &env,
+        cc_ci_run::ext::abra::marker::with_marker(&text, &line),
+    )
+    .unwrap();
 }

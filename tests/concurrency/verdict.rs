@@ -273,7 +273,8 @@ fn a_run_marks_the_app_it_creates() {
     let mut guard = KillOnPanic(vec![run.id() as i32]);
     wait_for_file(&f.ready.join("test-install"));
     let text = std::fs::read_to_string(env_file(&f, "example-pr1.ci.localhost")).unwrap();
-    let marker = cc_ci_run::abra::marker::find(&text).expect("the env file carries the marker");
+    let marker =
+        cc_ci_run::ext::abra::marker::find(&text).expect("the env file carries the marker");
     assert_eq!(marker.run_id, "marks");
     send(run.id() as i32, nix::sys::signal::Signal::SIGTERM);
     assert_eq!(wait_exit(&mut run), 143);

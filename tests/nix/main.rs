@@ -89,3 +89,188 @@ fn nix_check_fails_on_a_broken_copy() {
     let empty = tempdir();
     assert_eq!(check_nix(Some(empty.path())).0, 1, "no .nix file at all");
 }
+
+/// The README's host configuration (the ```` ```nix ci-host ```` block).
+fn readme_host() -> String {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let start = readme
+        .find("```nix ci-host\n")
+        .expect("the README shows a `nix ci-host` block");
+    let body = &readme[start + "```nix ci-host\n".len()..];
+    body[..body.find("\n```").unwrap()].to_string()
+}
+
+/// `nix-instantiate --eval` of nix/module.nix through
+/// tests/nix/eval-module.nix for the host module `host` (Nix text):
+/// Ok(the JSON it prints) or Err(its error output).
+fn eval_module(host: &str) -> Result<serde_json::Value, String> {
+    let tmp = tempdir();
+    let file = tmp.path().join("ci-host.nix");
+    std::fs::write(&file, host).unwrap();
+    let out = Command::new("nix-instantiate")
+        .args(["--eval", "--strict", "--json"])
+        .arg(repo().join("tests/nix/eval-module.nix"))
+        .arg("--arg")
+        .arg("host")
+        .arg(format!("import {}", file.display()))
+        .env("NIX_STATE_DIR", tmp.path().join("nix-state"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("run nix-instantiate (Debian: apt-get install -y nix-bin)");
+    if out.status.success() {
+        Ok(serde_json::from_slice(&out.stdout).unwrap())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// `KEY='VALUE'` lines of the runner's environment file, read as godotenv
+/// reads single-quoted values (literally).
+fn env_file(text: &str) -> std::collections::BTreeMap<String, String> {
+    text.lines()
+        .map(|l| {
+            let (k, v) = l.split_once('=').unwrap();
+            let v = v.strip_prefix('\'').unwrap().strip_suffix('\'').unwrap();
+            assert!(!v.contains('\''), "{l}");
+            (k.to_string(), v.to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn the_module_evaluates_with_the_readme_example() {
+    let host = readme_host();
+    let v = eval_module(&host).unwrap_or_else(|e| panic!("{e}\n{host}"));
+    assert_eq!(v["enabled"], true);
+    assert_eq!(v["failedAssertions"], serde_json::json!([]), "{v:#}");
+    for opt in [
+        "abraHome",
+        "runner",
+        "janitor",
+        "metrics",
+        "timelineFile",
+        "protectedApps",
+    ] {
+        assert!(
+            v["options"].as_array().unwrap().iter().any(|o| o == opt),
+            "{opt}"
+        );
+    }
+    // A configuration error (exit 2) is not restarted.
+    assert_eq!(
+        v["janitor"]["serviceConfig"]["RestartPreventExitStatus"],
+        "2"
+    );
+    // The runner hands every setting to the steps through its environment
+    // file, with values holding `,` and `:` intact, and nothing through
+    // DRONE_RUNNER_ENVIRON (which splits at both).
+    let runner = &v["runnerEnvironment"];
+    assert!(runner.get("DRONE_RUNNER_ENVIRON").is_none(), "{runner:#}");
+    assert!(runner["DRONE_RUNNER_ENV_FILE"]
+        .as_str()
+        .unwrap()
+        .starts_with("/nix/store/"));
+    let file = env_file(v["runnerEnvFile"].as_str().unwrap());
+    let janitor_env: std::collections::BTreeMap<String, String> =
+        serde_json::from_value(v["janitor"]["environment"].clone()).unwrap();
+    assert_eq!(file, janitor_env, "steps and janitor see the same settings");
+    assert!(
+        file.values().any(|x| x.contains(',')) && file.values().any(|x| x.contains(':')),
+        "the README example should carry a value with `,` and one with `:`: {file:?}"
+    );
+    // node_exporter is on in the example: the metrics file goes to its
+    // textfile collector's directory.
+    let metrics = file["CCCI_METRICS_FILE"].clone();
+    let dir = metrics.rsplit_once('/').unwrap().0;
+    assert!(metrics.ends_with(".prom"));
+    assert_eq!(
+        v["nodeExporterFlags"],
+        serde_json::json!([format!("--collector.textfile.directory={dir}")])
+    );
+    assert!(v["tmpfiles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r.as_str().unwrap().contains(dir)));
+}
+
+#[test]
+fn the_module_asserts_docker_and_refuses_unquotable_values() {
+    let host = readme_host();
+    let no_docker = host.replace("virtualisation.docker.enable = true;", "");
+    assert_ne!(no_docker, host);
+    let v = eval_module(&no_docker).unwrap();
+    let failed = v["failedAssertions"].to_string();
+    assert!(failed.contains("virtualisation.docker.enable"), "{failed}");
+
+    let quote = host.replace(
+        "enable = true;\n    abraHome",
+        "enable = true;\n    extraSettings.CCCI_DOMAIN = \"it's\";\n    abraHome",
+    );
+    assert_ne!(quote, host);
+    let v = eval_module(&quote).unwrap();
+    assert!(
+        v["failedAssertions"].to_string().contains("CCCI_DOMAIN"),
+        "{v:#}"
+    );
+}
+
+#[test]
+fn the_module_checks_option_types_and_wires_metrics_only_with_node_exporter() {
+    let host = readme_host();
+    let bad = host.replace("capacity = 4;", "capacity = 0;");
+    assert_ne!(bad, host);
+    let e = eval_module(&bad).unwrap_err();
+    assert!(e.contains("runner.capacity: not a positive integer"), "{e}");
+    let typo = host.replace("abraHome =", "abraHom =");
+    assert!(eval_module(&typo)
+        .unwrap_err()
+        .contains("abraHom: no such option"));
+
+    let no_node = host.replace("services.prometheus.exporters.node.enable = true;", "");
+    assert_ne!(no_node, host);
+    let v = eval_module(&no_node).unwrap();
+    assert!(v["janitor"]["environment"]
+        .get("CCCI_METRICS_FILE")
+        .is_none());
+    assert_eq!(v["nodeExporterFlags"], serde_json::Value::Null);
+}
+
+#[test]
+fn flake_lock_is_what_nix_computes_offline() {
+    let tmp = tempdir();
+    for f in ["flake.nix", "flake.lock"] {
+        std::fs::copy(repo().join(f), tmp.path().join(f)).unwrap();
+    }
+    std::fs::create_dir(tmp.path().join("nix")).unwrap();
+    for f in ["module.nix", "package.nix", "shell.nix"] {
+        std::fs::copy(repo().join("nix").join(f), tmp.path().join("nix").join(f)).unwrap();
+    }
+    let out = Command::new("nix")
+        .args([
+            "--extra-experimental-features",
+            "nix-command flakes",
+            "--option",
+            "build-users-group",
+            "",
+            "flake",
+            "metadata",
+            "--json",
+        ])
+        .arg(format!("path:{}", tmp.path().display()))
+        .stdin(Stdio::null())
+        .output()
+        .expect("run nix");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let committed: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(repo().join("flake.lock")).unwrap()).unwrap();
+    assert_eq!(
+        meta["locks"], committed,
+        "flake.lock differs from what nix computes"
+    );
+}

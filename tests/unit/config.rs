@@ -82,13 +82,13 @@ fn drone_run_ids_differ_between_repositories_and_repeat_within_one() {
     for id in [&i1, &i2] {
         assert!(id.len() <= 63, "{id}");
         assert!(id.ends_with("-123456"), "{id}");
-        config::check_run_id(id).unwrap();
+        cc_ci_run::names::check_run_id(id).unwrap();
     }
     assert_eq!(i1, config::drone_run_id(&long1, 123456));
     // The longest build number still fits.
     let id = config::drone_run_id(&long1, 999_999_999_999_999_999);
     assert!(id.len() <= 63, "{id}");
-    config::check_run_id(&id).unwrap();
+    cc_ci_run::names::check_run_id(&id).unwrap();
 }
 
 #[test]
@@ -290,4 +290,37 @@ fn custom_build_commit_sha_is_not_the_recipe_ref() {
         c.git_ref, None,
         "a !testme build without CCCI_REF tests the default branch"
     );
+}
+
+#[test]
+fn one_run_id_rule_everywhere_63_characters_like_a_dns_label() {
+    use cc_ci_run::lock::Kind;
+    use cc_ci_run::names::{check_run_id, validate_name, RUN_ID_MAX};
+    assert_eq!(RUN_ID_MAX, 63);
+    let longest = "a".repeat(63);
+    let over = "a".repeat(64);
+    check_run_id(&longest).unwrap();
+    validate_name(Kind::Run, &longest).unwrap();
+    assert_eq!(exit::code_for(&check_run_id(&over).unwrap_err()), 2);
+    assert_eq!(
+        exit::code_for(&validate_name(Kind::Run, &over).unwrap_err()),
+        2
+    );
+    // The id a Drone build gets is never longer than what the rule accepts.
+    let id = config::drone_run_id(&format!("org/{}", "r".repeat(200)), u64::MAX);
+    assert!(id.len() <= RUN_ID_MAX, "{id}");
+    check_run_id(&id).unwrap();
+}
+
+#[test]
+fn a_deploy_domain_needs_two_labels_a_lock_name_may_have_one() {
+    use cc_ci_run::lock::Kind;
+    use cc_ci_run::names::{check_domain, validate_name};
+    assert_eq!(
+        exit::code_for(&check_domain("domain", "localhost").unwrap_err()),
+        2
+    );
+    check_domain("domain", "app.example.org").unwrap();
+    validate_name(Kind::App, "localhost").unwrap();
+    validate_name(Kind::App, "app.example.org").unwrap();
 }

@@ -4,7 +4,7 @@
 //! task's own spec, without them), as captured on the real swarm during a
 //! rolling update of the example recipe.
 
-use cc_ci_run::converge::*;
+use cc_ci_run::ext::docker::converge::*;
 use serde_json::{json, Value};
 
 const SID: &str = "p8mp7a41wbrlkj74lnsc8g7xh";

@@ -1,7 +1,7 @@
 use std::time::SystemTime;
 
 use cc_ci_run::cli::{Cli, Command, HistoryArgs};
-use cc_ci_run::history::{select, table, Filter};
+use cc_ci_run::cmd::history::{select, table, Filter};
 use cc_ci_run::log::parse_timestamp;
 use cc_ci_run::rundir::{LockTimes, RunRecord};
 use clap::Parser;

@@ -1,6 +1,6 @@
 use std::collections::BTreeMap;
 
-use cc_ci_run::interpolate::{interpolate, Error};
+use cc_ci_run::run::interpolate::{interpolate, Error};
 
 fn vars(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs

@@ -2,7 +2,8 @@
 //! labels from `inspect` (the exact namespace value, never a prefix) and the
 //! engine's errors (gone, in use).
 
-use cc_ci_run::leftovers::*;
+use cc_ci_run::ext::docker::{says_gone, says_in_use};
+use cc_ci_run::teardown::leftovers::*;
 
 #[test]
 fn container_inspect_gives_labels_state_and_a_name_without_slash() {

@@ -5,13 +5,16 @@
 use std::path::Path;
 use std::time::Duration;
 
+use cc_ci_run::cmd::locks;
 use cc_ci_run::exit;
-use cc_ci_run::lock::{self, validate_name, Kind, OwnerRecord};
-use cc_ci_run::lockcmd::{self, LockReport, State};
-use cc_ci_run::lockholder::{
-    decide, dev_major_minor, parse_fdinfo_locks, parse_lock_line, parse_proc_locks, start_ticks,
-    Evidence, FileId, Holder, Listed,
+use cc_ci_run::lock::holder::{
+    decide, dev_major_minor, parse_fdinfo_locks, parse_lock_line, parse_proc_locks, Evidence,
+    FileId, Holder, Listed,
 };
+use cc_ci_run::lock::report::{LockReport, State};
+use cc_ci_run::lock::{self, Kind, OwnerRecord, Role};
+use cc_ci_run::names::validate_name;
+use cc_ci_run::sys::procfs::start_ticks;
 
 fn usage_message(kind: Kind, name: &str) -> String {
     let err = validate_name(kind, name).expect_err(&format!("{name:?} must be refused"));
@@ -82,9 +85,10 @@ fn bad_names_exit_2_naming_field_and_rule() {
 
 #[test]
 fn over_long_names_are_refused_and_not_echoed_in_full() {
-    let long_run = "a".repeat(lock::RUN_ID_MAX + 1);
-    assert!(usage_message(Kind::Run, &long_run).contains("over the limit of 64"));
-    validate_name(Kind::Run, &"a".repeat(lock::RUN_ID_MAX)).unwrap();
+    let long_run = "a".repeat(cc_ci_run::names::RUN_ID_MAX + 1);
+    let limit = format!("over the limit of {}", cc_ci_run::names::RUN_ID_MAX);
+    assert!(usage_message(Kind::Run, &long_run).contains(&limit));
+    validate_name(Kind::Run, &"a".repeat(cc_ci_run::names::RUN_ID_MAX)).unwrap();
     let long_label = format!("{}.org", "a".repeat(64));
     assert!(usage_message(Kind::App, &long_label).contains("label of 64"));
     let long_domain = vec!["a".repeat(60); 5].join(".");
@@ -120,6 +124,7 @@ fn record() -> OwnerRecord {
         cwd: "/srv/ci".into(),
         started: "2024-05-01T10:00:00.000Z".into(),
         kind: Kind::App,
+        role: Role::Run,
     }
 }
 
@@ -301,13 +306,16 @@ fn process_start_ticks_skip_a_command_name_with_spaces_and_parens() {
 
 #[test]
 fn lock_max_age_defaults_to_2h_and_rejects_bad_values_naming_the_variable() {
-    assert_eq!(lockcmd::max_age(None).unwrap(), Duration::from_secs(7200));
     assert_eq!(
-        lockcmd::max_age(Some("90m")).unwrap(),
+        cc_ci_run::config::lock_max_age_value(None).unwrap(),
+        Duration::from_secs(7200)
+    );
+    assert_eq!(
+        cc_ci_run::config::lock_max_age_value(Some("90m")).unwrap(),
         Duration::from_secs(5400)
     );
     for bad in ["", "2 hours", "1.5h", "-1"] {
-        let err = lockcmd::max_age(Some(bad)).unwrap_err();
+        let err = cc_ci_run::config::lock_max_age_value(Some(bad)).unwrap_err();
         assert_eq!(exit::code_for(&err), exit::USAGE);
         assert!(format!("{err:#}").contains("CCCI_LOCK_MAX_AGE"), "{err:#}");
     }
@@ -317,33 +325,33 @@ fn lock_max_age_defaults_to_2h_and_rejects_bad_values_naming_the_variable() {
 fn unlock_name_resolves_to_the_one_existing_lock() {
     let only = |k: Kind| move |x: Kind| x == k;
     assert_eq!(
-        lockcmd::resolve_kind("a.example.org", None, only(Kind::App)).unwrap(),
+        locks::resolve_kind("a.example.org", None, only(Kind::App)).unwrap(),
         Kind::App
     );
     assert_eq!(
-        lockcmd::resolve_kind("drone-7", None, only(Kind::Run)).unwrap(),
+        locks::resolve_kind("drone-7", None, only(Kind::Run)).unwrap(),
         Kind::Run
     );
     // A dotted name is never a run id, even if asked.
-    let err = lockcmd::resolve_kind("a.example.org", Some(Kind::Run), |_| true).unwrap_err();
+    let err = locks::resolve_kind("a.example.org", Some(Kind::Run), |_| true).unwrap_err();
     assert_eq!(exit::code_for(&err), exit::USAGE);
     // Both exist: ambiguous, say how to choose.
-    let err = lockcmd::resolve_kind("drone-7", None, |_| true).unwrap_err();
+    let err = locks::resolve_kind("drone-7", None, |_| true).unwrap_err();
     assert_eq!(exit::code_for(&err), exit::USAGE);
     assert!(format!("{err:#}").contains("--kind"));
     assert_eq!(
-        lockcmd::resolve_kind("drone-7", Some(Kind::App), |_| true).unwrap(),
+        locks::resolve_kind("drone-7", Some(Kind::App), |_| true).unwrap(),
         Kind::App
     );
     // Neither exists: nothing to remove, exit 1.
-    let err = lockcmd::resolve_kind("drone-7", None, |_| false).unwrap_err();
+    let err = locks::resolve_kind("drone-7", None, |_| false).unwrap_err();
     assert_eq!(exit::code_for(&err), exit::TESTS_FAILED);
 }
 
 #[test]
 fn unlock_name_invalid_for_both_kinds_is_usage() {
     for bad in ["", "../x", "a b", "A", "x;rm", &"a".repeat(300)] {
-        let err = lockcmd::resolve_kind(bad, None, |_| panic!("nothing is looked up")).unwrap_err();
+        let err = locks::resolve_kind(bad, None, |_| panic!("nothing is looked up")).unwrap_err();
         assert_eq!(exit::code_for(&err), exit::USAGE, "{bad:?}");
     }
 }
@@ -363,9 +371,26 @@ fn the_table_flags_stale_records_and_old_locks() {
         age_secs: Some(3 * 3600),
         over_max_age: true,
     };
-    let text = lockcmd::table(&[held]);
+    let text = locks::table(&[held]);
     assert!(text.contains("stale record"), "{text}");
     assert!(text.contains("CCCI_LOCK_MAX_AGE"), "{text}");
     assert!(text.contains(" 77 "), "{text}");
-    assert_eq!(lockcmd::table(&[]), "no locks\n");
+    assert_eq!(locks::table(&[]), "no locks\n");
+}
+
+#[test]
+fn a_janitors_owner_record_says_janitor_and_a_record_without_a_role_is_a_runs() {
+    let j = OwnerRecord::for_janitor(Kind::Run);
+    assert_eq!(j.role, Role::Janitor);
+    let json = serde_json::to_string(&j).unwrap();
+    assert!(json.contains(r#""role":"janitor""#), "{json}");
+    assert_eq!(
+        lock::parse_owner(&json).map(|r| r.role),
+        Some(Role::Janitor)
+    );
+    // A run's record never names a janitor, whatever its run id says.
+    let named_like_one = OwnerRecord::for_self("janitor-1", Kind::Run);
+    assert_eq!(named_like_one.role, Role::Run);
+    let old = r#"{"run_id":"drone-7","pid":1,"host":"h","cwd":"/","started":"s","kind":"run"}"#;
+    assert_eq!(lock::parse_owner(old).map(|r| r.role), Some(Role::Run));
 }

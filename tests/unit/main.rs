@@ -12,12 +12,19 @@ mod junit;
 mod leftovers;
 mod locks;
 mod log;
+mod manual;
+mod metrics;
 mod parse;
 mod proc_stat;
+#[path = "../common/promtext.rs"]
+mod promtext;
 mod recipe;
 mod swarmlock;
 mod testrun_junit;
 mod testrun_meta;
 mod testrun_report;
 mod testrun_select;
+mod timeline;
+#[path = "../common/timeline_page.rs"]
+mod timeline_page;
 mod units;

@@ -1,5 +1,5 @@
-use cc_ci_run::abra::parse::parse_app_ls;
-use cc_ci_run::docker::*;
+use cc_ci_run::ext::abra::parse::parse_app_ls;
+use cc_ci_run::ext::docker::*;
 
 #[test]
 fn app_ls_empty_object_and_extra_fields() {

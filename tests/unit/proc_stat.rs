@@ -3,7 +3,7 @@
 //! from the *last* `)`. A wrong split here makes the leak sweep miss a
 //! descendant or kill a stranger.
 
-use cc_ci_run::proc::parse_stat;
+use cc_ci_run::sys::procfs::parse_stat;
 
 /// The fields after the command name of a real line (`cat /proc/self/stat`),
 /// from the state on; `{state}` is substituted per fixture.

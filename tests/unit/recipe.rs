@@ -1,4 +1,4 @@
-use cc_ci_run::recipe::*;
+use cc_ci_run::run::recipe::*;
 use std::path::Path;
 
 #[test]

@@ -6,11 +6,11 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, SystemTime};
 
+use cc_ci_run::cmd::locks::{swarm_reports, swarm_table, SwarmLockReport};
 use cc_ci_run::exit;
-use cc_ci_run::lock::{self, Kind, OwnerRecord};
+use cc_ci_run::lock::{Kind, OwnerRecord, Role};
 use cc_ci_run::lockbackend::Lease;
 use cc_ci_run::lockbackend::{check_host_id, Backend, LockSettings};
-use cc_ci_run::lockcmd::{swarm_reports, swarm_table, SwarmLockReport};
 use cc_ci_run::log;
 use cc_ci_run::swarmlock::{
     classify_refusal, judge_skew, object_name, parse_inspect, skew_ms, LeaseInfo, LockObject,
@@ -67,7 +67,7 @@ fn all_domains() -> Vec<String> {
     patterns.push("a1-b2.c3--d4.0".to_string());
     let mut domains = Vec::new();
     for p in &patterns {
-        for len in 1..=lock::DOMAIN_MAX {
+        for len in 1..=cc_ci_run::names::DOMAIN_MAX {
             domains.push(domain_of(p, len));
         }
     }
@@ -83,10 +83,14 @@ fn test_domains_are_valid_app_domains() {
     let domains = all_domains();
     assert!(domains.len() > 5_000, "{}", domains.len());
     for d in &domains {
-        lock::validate_name(Kind::App, d).unwrap_or_else(|e| panic!("{d:?}: {e:#}"));
+        cc_ci_run::names::validate_name(Kind::App, d).unwrap_or_else(|e| panic!("{d:?}: {e:#}"));
     }
     let lens: HashSet<usize> = domains.iter().map(String::len).collect();
-    assert_eq!(lens.len(), lock::DOMAIN_MAX, "every length 1..=253");
+    assert_eq!(
+        lens.len(),
+        cc_ci_run::names::DOMAIN_MAX,
+        "every length 1..=253"
+    );
 }
 
 #[test]
@@ -158,7 +162,7 @@ fn cut_on_a_dot_or_dash_is_trimmed() {
         format!("{}--b.{tail}", "a".repeat(34)),
     ] {
         assert!(d.len() > 54, "{d}");
-        lock::validate_name(Kind::App, &d).unwrap();
+        cc_ci_run::names::validate_name(Kind::App, &d).unwrap();
         let name = object_name(&d);
         let head = name
             .strip_prefix("ccci-lockh.")
@@ -336,6 +340,7 @@ fn lease_owner_maps_the_holder() {
             cwd: String::new(),
             started: "2026-12-01T19:50:50.565Z".into(),
             kind: Kind::App,
+            role: Role::Run,
         }
     );
 }

@@ -1,0 +1,206 @@
+//! `cc-ci-run history`: finished runs from their records, newest first,
+//! filtered by domain, recipe, verdict and age; which run held which app
+//! domain when, and who waited behind whom, from the records' lock timings.
+//! The selection and the table are pure; only [`command`] reads the state
+//! directory (through `rundir::scan`, which never writes or locks).
+
+use std::io::Write;
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+use crate::cli::HistoryArgs;
+use crate::exit::{self, Failure};
+use crate::log::parse_timestamp;
+use crate::rundir::{RunRecord, VERDICTS};
+use crate::units::human;
+
+/// What to list (validated).
+#[derive(Clone, Debug, Default)]
+pub struct Filter {
+    pub domain: Option<String>,
+    pub recipe: Option<String>,
+    pub verdict: Option<String>,
+    /// Only runs started at or after this time.
+    pub since: Option<SystemTime>,
+}
+
+impl Filter {
+    /// Validates the flags (exit 2 naming the field); `now` anchors `--since`.
+    pub fn new(args: &HistoryArgs, now: SystemTime) -> Result<Filter> {
+        if let Some(v) = &args.verdict {
+            if !VERDICTS.contains(&v.as_str()) {
+                return Err(Failure::usage(format!(
+                    "invalid --verdict {v:?}: must be one of {}",
+                    VERDICTS.join(", ")
+                )));
+            }
+        }
+        if let Some(d) = &args.domain {
+            crate::names::check_domain("--domain", d)?;
+        }
+        if let Some(r) = &args.recipe {
+            crate::names::check_label("--recipe", r)?;
+        }
+        Ok(Filter {
+            domain: args.domain.clone(),
+            recipe: args.recipe.clone(),
+            verdict: args.verdict.clone(),
+            since: args
+                .since
+                .map(|d| now.checked_sub(d).unwrap_or(SystemTime::UNIX_EPOCH)),
+        })
+    }
+
+    fn keeps(&self, r: &RunRecord) -> bool {
+        r.finished.is_some()
+            && self.domain.as_ref().is_none_or(|d| *d == r.domain)
+            && self.recipe.as_ref().is_none_or(|x| *x == r.recipe)
+            && self
+                .verdict
+                .as_ref()
+                .is_none_or(|v| r.verdict.as_deref() == Some(v.as_str()))
+            && self
+                .since
+                .is_none_or(|s| parse_timestamp(&r.started).is_some_and(|started| started >= s))
+    }
+}
+
+/// One line of `history --json` (an array of these on stdout).
+#[derive(Clone, Debug, Serialize)]
+pub struct Entry {
+    pub run_id: String,
+    pub recipe: String,
+    pub domain: String,
+    pub verdict: Option<String>,
+    pub failed_phase: Option<String>,
+    pub exit_code: Option<i32>,
+    pub started: String,
+    pub finished: Option<String>,
+    pub duration_ms: Option<u64>,
+    /// From the lock timings: asked for, got, gave back, and the wait.
+    pub lock_requested: Option<String>,
+    pub lock_acquired: Option<String>,
+    pub lock_released: Option<String>,
+    pub lock_wait_ms: Option<u64>,
+    /// The run that held this domain's lock when this one asked for it
+    /// (whom it waited behind), if any of the records says so.
+    pub waited_for: Option<String>,
+}
+
+fn ms_between(a: &str, b: &str) -> Option<u64> {
+    let (a, b) = (parse_timestamp(a)?, parse_timestamp(b)?);
+    Some(b.duration_since(a).unwrap_or_default().as_millis() as u64)
+}
+
+/// The entries of `records` that `filter` keeps, newest first (pure).
+/// `waited_for` is looked up among all records, filtered or not.
+pub fn select(records: &[RunRecord], filter: &Filter) -> Vec<Entry> {
+    // (domain, acquired, released, run) of every run that held a lock.
+    let holds: Vec<(&str, SystemTime, SystemTime, &str)> = records
+        .iter()
+        .filter_map(|r| {
+            let l = r.lock.as_ref()?;
+            let acquired = parse_timestamp(l.acquired.as_deref()?)?;
+            let released = l
+                .released
+                .as_deref()
+                .and_then(parse_timestamp)
+                .unwrap_or(SystemTime::now());
+            Some((l.domain.as_str(), acquired, released, r.run_id.as_str()))
+        })
+        .collect();
+    let mut out: Vec<Entry> = records
+        .iter()
+        .filter(|r| filter.keeps(r))
+        .map(|r| {
+            let lock = r.lock.as_ref();
+            let requested = lock.and_then(|l| parse_timestamp(&l.requested));
+            let waited_for = match (lock, requested) {
+                (Some(l), Some(req)) if l.wait_ms.unwrap_or(0) > 0 => holds
+                    .iter()
+                    .find(|(d, a, rel, id)| {
+                        *d == l.domain && *id != r.run_id && *a <= req && req < *rel
+                    })
+                    .map(|h| h.3.to_string()),
+                _ => None,
+            };
+            Entry {
+                run_id: r.run_id.clone(),
+                recipe: r.recipe.clone(),
+                domain: r.domain.clone(),
+                verdict: r.verdict.clone(),
+                failed_phase: r.failed_phase.clone(),
+                exit_code: r.exit_code,
+                started: r.started.clone(),
+                finished: r.finished.clone(),
+                duration_ms: r
+                    .finished
+                    .as_deref()
+                    .and_then(|f| ms_between(&r.started, f)),
+                lock_requested: lock.map(|l| l.requested.clone()),
+                lock_acquired: lock.and_then(|l| l.acquired.clone()),
+                lock_released: lock.and_then(|l| l.released.clone()),
+                lock_wait_ms: lock.and_then(|l| l.wait_ms),
+                waited_for,
+            }
+        })
+        .collect();
+    out.sort_by(|a, b| {
+        b.started
+            .cmp(&a.started)
+            .then_with(|| b.run_id.cmp(&a.run_id))
+    });
+    out
+}
+
+/// The table `history` prints (pure).
+pub fn table(entries: &[Entry]) -> String {
+    let header = [
+        "RUN",
+        "RECIPE",
+        "DOMAIN",
+        "VERDICT",
+        "FAILED PHASE",
+        "STARTED",
+        "DURATION",
+        "LOCK WAIT",
+        "WAITED FOR",
+    ];
+    use crate::table::dash;
+    let dur = |ms: Option<u64>| dash(ms.map(|m| human(Duration::from_millis(m))));
+    let mut rows: Vec<Vec<String>> = vec![header.iter().map(|s| s.to_string()).collect()];
+    for e in entries {
+        rows.push(vec![
+            e.run_id.clone(),
+            e.recipe.clone(),
+            e.domain.clone(),
+            dash(e.verdict.clone()),
+            dash(e.failed_phase.clone()),
+            e.started.clone(),
+            dur(e.duration_ms),
+            dur(e.lock_wait_ms),
+            dash(e.waited_for.clone()),
+        ]);
+    }
+    crate::table::render(&rows)
+}
+
+/// `cc-ci-run history`.
+pub(crate) fn command(state_dir: &Path, args: &HistoryArgs) -> Result<i32> {
+    let filter = Filter::new(args, SystemTime::now())?;
+    let records = crate::rundir::load_records(state_dir)?;
+    let entries = select(&records, &filter);
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        serde_json::to_writer_pretty(&mut out, &entries).context("failed to write the history")?;
+        writeln!(out).context("failed to write the history")?;
+    } else {
+        out.write_all(table(&entries).as_bytes())
+            .context("failed to write the history")?;
+    }
+    out.flush().context("failed to write the history")?;
+    Ok(exit::OK)
+}

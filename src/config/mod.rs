@@ -1,0 +1,454 @@
+//! Raw arguments plus an injected environment → a validated run config.
+//!
+//! Pure: no filesystem, no processes. Every input is checked here before
+//! anything is touched (SPEC section 3), and each error names the field and
+//! the rule, so a bad `!testme` parameter ends with exit 2 and nothing
+//! created under the state directory or on the server.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Result;
+
+use crate::cli::{RunArgs, TestOptions};
+use crate::exit::Failure;
+use crate::names::{check_domain, check_label, check_run_id};
+
+/// The environment as the config sees it (injected for tests).
+pub type Env = HashMap<String, String>;
+
+/// The domain suffix used when CCCI_DOMAIN_SUFFIX is unset.
+pub(crate) const DEFAULT_DOMAIN_SUFFIX: &str = "ci.localhost";
+
+/// abra truncates stack names to this many characters.
+pub(crate) const STACK_NAME_MAX: usize = 45;
+
+/// Which version the install tier deploys first.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Base {
+    LatestRelease,
+    LastGreen,
+    Version(String),
+}
+
+/// A validated `run`.
+#[derive(Clone, Debug)]
+pub struct RunConfig {
+    pub run_id: String,
+    pub recipe: String,
+    /// The ref under test; None means the recipe's default branch.
+    pub git_ref: Option<String>,
+    pub pr: Option<u32>,
+    pub server: String,
+    pub domain: String,
+    pub stack: String,
+    pub base: Base,
+    pub quick: bool,
+    pub timeout: Duration,
+    pub teardown_timeout: Duration,
+    pub converge_timeout: Duration,
+    pub grace: Duration,
+    pub skip_fetch: bool,
+    /// The CI repository's own tests for recipes (`<dir>/<recipe>/`).
+    pub ci_tests_dir: PathBuf,
+    pub tests: TestOptions,
+}
+
+fn bad(field: &str, value: &str, rule: &str) -> anyhow::Error {
+    Failure::usage(format!("invalid {field} {value:?}: {rule}"))
+}
+
+/// A git ref name or a hex sha. Stricter than git: only `[A-Za-z0-9._/+-]`,
+/// no `..`, no `//`, no leading `-`, `/` or `.`, no trailing `/`, `.` or
+/// `.lock`, 200 characters at most; so a ref can never be read as an option
+/// or a path outside the repository.
+pub fn check_ref(field: &str, value: &str) -> Result<()> {
+    const RULE: &str = "must be a git ref (A-Z, a-z, 0-9, '.', '_', '/', '+', '-'; no '..', '//', leading '-', '/' or '.', trailing '/', '.' or '.lock') or a hex sha, 200 characters at most";
+    let ok = !value.is_empty()
+        && value.len() <= 200
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._/+-".contains(&b))
+        && !value.contains("..")
+        && !value.contains("//")
+        && !value.contains("/.")
+        && !value.starts_with(['-', '/', '.'])
+        && !value.ends_with(['/', '.'])
+        && !value.ends_with(".lock");
+    if ok {
+        Ok(())
+    } else {
+        Err(bad(field, value, RULE))
+    }
+}
+
+/// A pull request number: 1 to 999999999, digits only.
+pub(crate) fn check_pr(field: &str, value: &str) -> Result<u32> {
+    let ok = !value.is_empty()
+        && value.len() <= 9
+        && value.bytes().all(|b| b.is_ascii_digit())
+        && !value.starts_with('0');
+    match value.parse::<u32>() {
+        Ok(n) if ok => Ok(n),
+        _ => Err(bad(
+            field,
+            value,
+            "must be a pull request number (digits, 1 or more, no leading zero)",
+        )),
+    }
+}
+
+/// A build number: digits only.
+pub(crate) fn check_build(field: &str, value: &str) -> Result<u64> {
+    let ok = !value.is_empty() && value.len() <= 18 && value.bytes().all(|b| b.is_ascii_digit());
+    match value.parse::<u64>() {
+        Ok(n) if ok => Ok(n),
+        _ => Err(bad(field, value, "must be a build number (digits only)")),
+    }
+}
+
+/// The stack name abra derives from a domain: dots become underscores, and
+/// the result is cut to 45 characters (abra's `StackName`).
+pub fn stack_name(domain: &str) -> String {
+    let mut s = domain.replace('.', "_");
+    s.truncate(STACK_NAME_MAX);
+    s
+}
+
+/// The lane of the domain template: `pr<N>`, `b<build>` or `m<pid>`.
+pub(crate) fn lane(pr: Option<u32>, build: Option<u64>, pid: u32) -> String {
+    match (pr, build) {
+        (Some(n), _) => format!("pr{n}"),
+        (None, Some(b)) => format!("b{b}"),
+        (None, None) => format!("m{pid}"),
+    }
+}
+
+/// The default RUN_APP_RE: exactly the names the domain template produces
+/// for `suffix`, and nothing else.
+pub fn default_run_app_re(suffix: &str) -> String {
+    format!(
+        "^[a-z0-9]([a-z0-9-]*[a-z0-9])?-(pr[1-9][0-9]*|b[0-9]+|m[0-9]+)\\.{}$",
+        regex::escape(suffix)
+    )
+}
+
+fn env_nonempty<'a>(env: &'a Env, key: &str) -> Option<&'a str> {
+    env.get(key).map(String::as_str).filter(|v| !v.is_empty())
+}
+
+/// Whether an environment flag is on (`1`, `true`, `yes`, `on`).
+pub(crate) fn env_flag(env: &Env, key: &str) -> Result<bool> {
+    match env_nonempty(env, key) {
+        None => Ok(false),
+        Some(v) => match v.to_ascii_lowercase().as_str() {
+            "1" | "true" | "yes" | "on" => Ok(true),
+            "0" | "false" | "no" | "off" => Ok(false),
+            _ => Err(bad(key, v, "must be 1/true/yes/on or 0/false/no/off")),
+        },
+    }
+}
+
+/// Validates `run`'s arguments. `pid` is the wrapper's pid (for manual run
+/// ids and lanes), the same number in the wrapper and in the harness.
+pub fn run_config(args: &RunArgs, env: &Env, pid: u32) -> Result<RunConfig> {
+    let recipe = args
+        .recipe
+        .as_deref()
+        .ok_or_else(|| Failure::usage("missing recipe: pass --recipe NAME or set CCCI_RECIPE"))?;
+    check_label("recipe", recipe)?;
+
+    let build = match env_nonempty(env, "DRONE_BUILD_NUMBER") {
+        Some(b) => Some(check_build("DRONE_BUILD_NUMBER", b)?),
+        None => None,
+    };
+    let pr = match (args.pr.as_deref(), env_nonempty(env, "DRONE_PULL_REQUEST")) {
+        (Some(p), _) => Some(check_pr("pr", p)?),
+        (None, Some(p)) => Some(check_pr("DRONE_PULL_REQUEST", p)?),
+        (None, None) => None,
+    };
+    // DRONE_COMMIT_SHA names the recipe's commit only when the build runs
+    // in the recipe's own repository (push, pull request); a `custom` build
+    // (the `!testme` bridge, the API) carries the CI repository's commit.
+    let drone_sha = env_nonempty(env, "DRONE_COMMIT_SHA")
+        .filter(|_| env_nonempty(env, "DRONE_BUILD_EVENT") != Some("custom"));
+    let git_ref = match (args.git_ref.as_deref(), drone_sha) {
+        (Some(r), _) => {
+            check_ref("ref", r)?;
+            Some(r.to_string())
+        }
+        // A pull request's head is fetched by number.
+        (None, Some(sha)) if pr.is_none() => {
+            check_ref("DRONE_COMMIT_SHA", sha)?;
+            Some(sha.to_string())
+        }
+        _ => None,
+    };
+
+    let run_id = match (env_nonempty(env, "CCCI_RUN_ID"), build) {
+        (Some(id), _) => id.to_string(),
+        (None, Some(b)) => {
+            let repo = env_nonempty(env, "DRONE_REPO").ok_or_else(|| {
+                Failure::usage(
+                    "DRONE_BUILD_NUMBER is set but DRONE_REPO is not: Drone numbers builds per repository, so a run id needs both (or set CCCI_RUN_ID)",
+                )
+            })?;
+            check_drone_repo(repo)?;
+            drone_run_id(repo, b)
+        }
+        (None, None) => format!("manual-{pid}"),
+    };
+    check_run_id(&run_id)?;
+
+    check_server(&args.server)?;
+    let suffix = env_nonempty(env, "CCCI_DOMAIN_SUFFIX").unwrap_or(DEFAULT_DOMAIN_SUFFIX);
+    check_domain("CCCI_DOMAIN_SUFFIX", suffix)?;
+    let domain = match args.domain.as_deref() {
+        Some(d) => {
+            check_domain("domain", d)?;
+            d.to_string()
+        }
+        None => {
+            let d = format!("{recipe}-{}.{suffix}", lane(pr, build, pid));
+            check_domain("domain (from the template)", &d)?;
+            d
+        }
+    };
+    let base = match args.base.as_str() {
+        "latest-release" => Base::LatestRelease,
+        "last-green" => Base::LastGreen,
+        v => {
+            check_ref("base", v)?;
+            Base::Version(v.to_string())
+        }
+    };
+    let skip_fetch = env_flag(env, "CCCI_SKIP_FETCH")?;
+    let ci_tests_dir = PathBuf::from(env_nonempty(env, "CCCI_CI_TESTS").unwrap_or("tests"));
+    for (field, d) in [
+        ("timeout", args.timeout),
+        ("teardown-timeout", args.teardown_timeout),
+        ("converge-timeout", args.converge_timeout),
+    ] {
+        if d.is_zero() {
+            return Err(bad(
+                field,
+                "0",
+                "must be longer than 0 (a zero bound would stop the run before it starts)",
+            ));
+        }
+    }
+    crate::testrun::validate_options(&args.tests)?;
+    Ok(RunConfig {
+        stack: stack_name(&domain),
+        run_id,
+        recipe: recipe.to_string(),
+        git_ref,
+        pr,
+        server: args.server.clone(),
+        domain,
+        base,
+        quick: args.quick,
+        timeout: args.timeout,
+        teardown_timeout: args.teardown_timeout,
+        converge_timeout: args.converge_timeout,
+        grace: args.grace,
+        skip_fetch,
+        ci_tests_dir,
+        tests: args.tests.clone(),
+    })
+}
+
+/// DRONE_REPO as Drone sets it (`owner/name`): printable, no whitespace,
+/// 255 characters at most, with at least one letter or digit.
+pub(crate) fn check_drone_repo(value: &str) -> Result<()> {
+    let ok = !value.is_empty()
+        && value.len() <= 255
+        && value.bytes().all(|b| b.is_ascii_graphic())
+        && value.bytes().any(|b| b.is_ascii_alphanumeric());
+    if ok {
+        Ok(())
+    } else {
+        Err(bad(
+            "DRONE_REPO",
+            value,
+            "must be the repository as Drone names it (owner/name: printable ASCII, no whitespace, 255 characters at most)",
+        ))
+    }
+}
+
+/// The run id of a Drone build (SPEC section 3.1): `drone-<repo>-<build>`,
+/// `<repo>` being DRONE_REPO lowercased with every run of characters
+/// outside `a-z0-9` turned into one `-`. Drone numbers builds per
+/// repository, so the repository is part of the id. An id that would pass
+/// 63 characters keeps a cut repository part followed by `-` and 8 hex
+/// digits of the SHA-256 of the whole DRONE_REPO: two repositories never
+/// share an id, and the same repository and build always give the same one.
+pub fn drone_run_id(repo: &str, build: u64) -> String {
+    let mut slug = String::with_capacity(repo.len());
+    for c in repo.chars() {
+        let c = c.to_ascii_lowercase();
+        if c.is_ascii_lowercase() || c.is_ascii_digit() {
+            slug.push(c);
+        } else if !slug.ends_with('-') {
+            slug.push('-');
+        }
+    }
+    let slug = slug.trim_matches('-');
+    let id = format!("drone-{slug}-{build}");
+    if id.len() <= 63 {
+        return id;
+    }
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(repo.as_bytes());
+    let hash: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
+    // "drone-" + cut + "-" + hash + "-" + build fits 63.
+    let room =
+        63usize.saturating_sub("drone-".len() + 1 + hash.len() + 1 + build.to_string().len());
+    let cut = slug[..room.min(slug.len())].trim_end_matches('-');
+    if cut.is_empty() {
+        format!("drone-{hash}-{build}")
+    } else {
+        format!("drone-{cut}-{hash}-{build}")
+    }
+}
+
+/// abra server names are host names: a DNS label or a domain.
+pub(crate) fn check_server(server: &str) -> Result<()> {
+    if server.contains('.') {
+        check_domain("server", server)
+    } else {
+        check_label("server", server)
+    }
+}
+
+/// Which abra directory is canonical: CCCI_ABRA_HOME, else ABRA_DIR, else
+/// none. Under Drone, HOME is a fresh directory, so `~/.abra` is never a
+/// silent default: the caller checks that the directory exists.
+pub(crate) fn abra_home(env: &Env) -> Option<(&'static str, PathBuf)> {
+    if let Some(p) = env_nonempty(env, "CCCI_ABRA_HOME") {
+        return Some(("CCCI_ABRA_HOME", PathBuf::from(p)));
+    }
+    env_nonempty(env, "ABRA_DIR").map(|p| ("ABRA_DIR", PathBuf::from(p)))
+}
+
+/// What `stat` says of an existing state directory (for [`state_dir_rule`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DirFacts {
+    pub is_dir: bool,
+    pub uid: u32,
+    pub mode: u32,
+}
+
+/// The state directory rule of SPEC section 1 (pure): an absolute path; if
+/// it exists, a directory owned by the running user (`euid`) or root and not
+/// writable by group or others, since whoever can write there can plant
+/// locks and run records. A directory that does not exist yet is created by
+/// the run with mode 0755.
+pub fn state_dir_rule(path: &std::path::Path, facts: Option<DirFacts>, euid: u32) -> Result<()> {
+    let shown = path.display().to_string();
+    if !path.is_absolute() {
+        return Err(bad(
+            "state directory (CCCI_STATE_DIR or --state-dir)",
+            &shown,
+            "must be an absolute path (a relative one lands in the Drone workspace, which Drone deletes, and concurrent builds would lock in different directories)",
+        ));
+    }
+    let Some(f) = facts else {
+        return Ok(());
+    };
+    if !f.is_dir {
+        return Err(bad(
+            "state directory (CCCI_STATE_DIR or --state-dir)",
+            &shown,
+            "must be a directory",
+        ));
+    }
+    if f.uid != euid && f.uid != 0 {
+        return Err(bad(
+            "state directory (CCCI_STATE_DIR or --state-dir)",
+            &shown,
+            &format!(
+                "must be owned by the running user (uid {euid}) or root, not uid {}: chown it, or use another directory",
+                f.uid
+            ),
+        ));
+    }
+    if f.mode & 0o022 != 0 {
+        return Err(bad(
+            "state directory (CCCI_STATE_DIR or --state-dir)",
+            &shown,
+            &format!(
+                "must not be writable by group or others (mode {:04o}): chmod go-w it",
+                f.mode & 0o7777
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks the canonical abra directory: under Drone, HOME is a fresh
+/// directory, so a missing one is a configuration error (exit 2), never a
+/// silent `~/.abra`.
+pub(crate) fn canonical_abra_home(env: &Env) -> Result<PathBuf> {
+    match abra_home(env) {
+        Some((_, p)) if p.is_dir() => Ok(p),
+        Some((var, p)) => Err(Failure::usage(format!(
+            "{var}={} is not an existing directory: set CCCI_ABRA_HOME to the host's canonical abra directory",
+            p.display()
+        ))),
+        None => Err(Failure::usage(
+            "no abra directory: set CCCI_ABRA_HOME to the host's canonical abra directory (or ABRA_DIR); HOME under Drone is a fresh per-build directory",
+        )),
+    }
+}
+
+/// Checks the state directory before anything is written under it (SPEC
+/// section 1): the pure rule of [`state_dir_rule`] on what
+/// `stat` (following a symlink an operator may have made) says of it.
+pub(crate) fn check_state_dir(path: &std::path::Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let facts = match std::fs::metadata(path) {
+        Ok(m) => Some(DirFacts {
+            is_dir: m.is_dir(),
+            uid: m.uid(),
+            mode: m.mode(),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => {
+            return Err(crate::exit::Failure::usage(format!(
+                "invalid state directory {:?}: cannot be read: {e}",
+                path.display().to_string()
+            )))
+        }
+    };
+    state_dir_rule(path, facts, nix::unistd::geteuid().as_raw())
+}
+
+/// The environment variable that sets how long a lock may be held before
+/// `locks` (and the janitor) flag it.
+pub(crate) const LOCK_MAX_AGE_VAR: &str = "CCCI_LOCK_MAX_AGE";
+/// Its default: longer than any run's deadline plus teardown.
+pub(crate) const LOCK_MAX_AGE_DEFAULT: Duration = Duration::from_secs(2 * 3600);
+
+/// `CCCI_LOCK_MAX_AGE` from its raw value (None: unset). A bad value is exit
+/// 2 naming the variable.
+pub fn lock_max_age_value(value: Option<&str>) -> Result<Duration> {
+    match value {
+        None => Ok(LOCK_MAX_AGE_DEFAULT),
+        Some(v) => crate::units::parse_duration(v)
+            .map_err(|e| Failure::usage(format!("{LOCK_MAX_AGE_VAR}: {e}"))),
+    }
+}
+
+/// `CCCI_LOCK_MAX_AGE` from the environment: the one reading both `locks`
+/// and the janitor use. An empty value is a mistake, not "unset".
+pub(crate) fn lock_max_age(env: &Env) -> Result<Duration> {
+    lock_max_age_value(env.get(LOCK_MAX_AGE_VAR).map(String::as_str))
+}
+
+/// The process's environment, read once at a command's entry and passed
+/// down: every rule below reads this map, so tests can hand it any value.
+pub(crate) fn process_env() -> Env {
+    std::env::vars().collect()
+}

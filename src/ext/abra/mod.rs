@@ -1,0 +1,159 @@
+//! Calling abra (SPEC section 9). Every mutating call passes `-n` (no
+//! prompts); every call gets ABRA_DIR explicitly, so no call can fall back
+//! to the canonical directory by accident.
+
+pub mod marker;
+pub mod parse;
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result};
+
+use crate::ext::{self, Bound};
+use crate::sys::spawn::Output;
+pub(crate) use parse::AppEntry;
+
+/// abra with one ABRA_DIR.
+#[derive(Clone, Debug)]
+pub(crate) struct Abra {
+    bin: OsString,
+    abra_dir: PathBuf,
+    run_id: String,
+}
+
+impl Abra {
+    pub(crate) fn new(bin: &OsString, abra_dir: &Path, run_id: &str) -> Abra {
+        Abra {
+            bin: bin.clone(),
+            abra_dir: abra_dir.to_path_buf(),
+            run_id: run_id.to_string(),
+        }
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(&self.bin);
+        c.args(args)
+            .env("ABRA_DIR", &self.abra_dir)
+            .env("CCCI_RUN_ID", &self.run_id);
+        c
+    }
+
+    fn call(&self, args: &[&str], bound: &Bound) -> Result<Output> {
+        let what = format!("abra {}", args.join(" "));
+        crate::say!("$ {what}");
+        ext::run_ok(&mut self.cmd(args), &what, bound)
+    }
+
+    /// `abra app new RECIPE [VERSION] -s SERVER -D DOMAIN -S [-C] -n`
+    pub(crate) fn app_new(
+        &self,
+        recipe: &str,
+        version: Option<&str>,
+        server: &str,
+        domain: &str,
+        chaos: bool,
+        bound: &Bound,
+    ) -> Result<()> {
+        let mut args = vec!["app", "new", recipe];
+        args.extend(version);
+        args.extend(["-s", server, "-D", domain, "-S"]);
+        if chaos {
+            args.push("-C");
+        }
+        args.push("-n");
+        self.call(&args, bound).map(drop)
+    }
+
+    /// `abra app deploy DOMAIN [VERSION] [-C] [-f] -D -c -n`: `-D` skips the
+    /// DNS check (test domains do not resolve), `-c` skips abra's own short
+    /// converge window; cc-ci-run waits for convergence itself.
+    pub(crate) fn deploy(
+        &self,
+        domain: &str,
+        version: Option<&str>,
+        chaos: bool,
+        force: bool,
+        bound: &Bound,
+    ) -> Result<()> {
+        let mut args = vec!["app", "deploy", domain];
+        args.extend(version);
+        if chaos {
+            args.push("-C");
+        }
+        if force {
+            args.push("-f");
+        }
+        args.extend(["-D", "-c", "-n"]);
+        self.call(&args, bound).map(drop)
+    }
+
+    /// `abra app undeploy DOMAIN -n`; may return before the stack is gone.
+    pub(crate) fn undeploy(&self, domain: &str, bound: &Bound) -> Result<()> {
+        self.call(&["app", "undeploy", domain, "-n"], bound)
+            .map(drop)
+    }
+
+    /// `abra app rm DOMAIN -f -n`: volumes, secrets and the env file.
+    pub(crate) fn rm(&self, domain: &str, bound: &Bound) -> Result<(), RmError> {
+        let args = ["app", "rm", domain, "-f", "-n"];
+        let what = format!("abra {}", args.join(" "));
+        crate::say!("$ {what}");
+        let out = ext::run(&mut self.cmd(&args), &what, bound).map_err(RmError::Other)?;
+        if out.status.success() {
+            return Ok(());
+        }
+        let said = ext::tail(&out.stderr, &out.stdout);
+        let e = anyhow::anyhow!("{what} failed ({}): {said}", out.status);
+        if crate::ext::docker::says_in_use(&said) {
+            Err(RmError::VolumeInUse(e))
+        } else {
+            Err(RmError::Other(e))
+        }
+    }
+
+    /// `abra app backup create DOMAIN -n`
+    pub(crate) fn backup(&self, domain: &str, bound: &Bound) -> Result<()> {
+        self.call(&["app", "backup", "create", domain, "-n"], bound)
+            .map(drop)
+    }
+
+    /// `abra app restore DOMAIN -n`
+    pub(crate) fn restore(&self, domain: &str, bound: &Bound) -> Result<()> {
+        self.call(&["app", "restore", domain, "-n"], bound)
+            .map(drop)
+    }
+
+    /// `abra app ls -s SERVER -m`: the apps of one server (no status: `-S`
+    /// would ask the server about every app).
+    pub(crate) fn ls(&self, server: &str, bound: &Bound) -> Result<Vec<AppEntry>> {
+        let out = self.call(&["app", "ls", "-s", server, "-m"], bound)?;
+        parse::parse_app_ls(&out.stdout).context("failed to read abra's app list")
+    }
+
+    /// The app's env file, where abra keeps it.
+    pub(crate) fn env_file(&self, server: &str, domain: &str) -> PathBuf {
+        self.abra_dir
+            .join("servers")
+            .join(server)
+            .join(format!("{domain}.env"))
+    }
+}
+
+/// How `abra app rm` failed, where teardown branches on it.
+#[derive(Debug)]
+pub(crate) enum RmError {
+    /// The engine still holds a volume: it lets go a moment after the last
+    /// container went, so a retry within the bound is worth it.
+    VolumeInUse(anyhow::Error),
+    Other(anyhow::Error),
+}
+
+impl RmError {
+    pub(crate) fn into_error(self) -> anyhow::Error {
+        match self {
+            RmError::VolumeInUse(e) | RmError::Other(e) => e,
+        }
+    }
+}

@@ -1,0 +1,377 @@
+//! Whether a deployed stack runs what was deployed (SPEC section 3 step 8):
+//! the pure decision of the convergence wait, from what the engine says of
+//! the stack's services and their tasks. `docker::Docker::wait_converged`
+//! asks the engine; everything here is parsing and judging, so the unit
+//! tests feed it the engine's JSON and spawn nothing.
+//!
+//! A replica count is not enough: during a rolling update the task of the
+//! previous spec is running and counts, and right after `docker stack
+//! deploy` returns swarmkit has reset the service's UpdateStatus to null
+//! before its updater starts. So a service is settled only when every task
+//! in state `running` is of the service's current spec (swarmkit's own
+//! test, `orchestrator.IsTaskDirty`: the task's spec equals the service's
+//! task template), their number is the desired count, and an update, if
+//! one is reported, has `completed`. A `paused` or `rollback_*` update ends
+//! the wait at once as a failed deploy.
+
+use std::time::{Duration, SystemTime};
+
+use anyhow::{Context, Result};
+use serde::Deserialize;
+use serde_json::Value;
+
+/// How many replicas a service wants.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Replicated(u64),
+    /// One task per eligible node (or a job): the engine decides the
+    /// count, so the tasks it wants running are the measure.
+    Other,
+}
+
+/// A service's update as the engine reports it (`UpdateStatus`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Update {
+    pub state: String,
+    pub message: String,
+    pub started_at: Option<SystemTime>,
+    pub completed_at: Option<SystemTime>,
+}
+
+impl Update {
+    /// The engine's own time for the update, once it completed.
+    pub(crate) fn took(&self) -> Option<Duration> {
+        self.completed_at?.duration_since(self.started_at?).ok()
+    }
+}
+
+/// One service of `docker service inspect`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Service {
+    pub id: String,
+    pub name: String,
+    /// `Spec.TaskTemplate`: what a task of the current spec runs.
+    pub template: Value,
+    pub mode: Mode,
+    pub update: Option<Update>,
+}
+
+/// One task of `docker inspect --type task`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Task {
+    pub id: String,
+    pub service_id: String,
+    pub spec: Value,
+    /// `Status.State`: `new`, `pending`, …, `running`, `failed`, `shutdown`, …
+    pub state: String,
+    pub desired_state: String,
+    /// `Status.Err`: why the task failed, when it did.
+    pub err: String,
+    /// `Status.Timestamp`: when the task last changed state.
+    pub at: Option<SystemTime>,
+}
+
+#[derive(Deserialize)]
+struct RawService {
+    #[serde(rename = "ID")]
+    id: String,
+    #[serde(rename = "Spec")]
+    spec: RawServiceSpec,
+    #[serde(rename = "UpdateStatus", default)]
+    update_status: Option<RawUpdate>,
+}
+
+#[derive(Deserialize)]
+struct RawServiceSpec {
+    #[serde(rename = "Name", default)]
+    name: String,
+    #[serde(rename = "TaskTemplate", default)]
+    task_template: Value,
+    #[serde(rename = "Mode", default)]
+    mode: Value,
+}
+
+#[derive(Deserialize)]
+struct RawUpdate {
+    #[serde(rename = "State", default)]
+    state: String,
+    #[serde(rename = "Message", default)]
+    message: String,
+    #[serde(rename = "StartedAt", default)]
+    started_at: Option<String>,
+    #[serde(rename = "CompletedAt", default)]
+    completed_at: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RawTask {
+    #[serde(rename = "ID")]
+    id: String,
+    #[serde(rename = "ServiceID", default)]
+    service_id: String,
+    #[serde(rename = "Spec", default)]
+    spec: Value,
+    #[serde(rename = "Status", default)]
+    status: RawTaskStatus,
+    #[serde(rename = "DesiredState", default)]
+    desired_state: String,
+}
+
+#[derive(Deserialize, Default)]
+struct RawTaskStatus {
+    #[serde(rename = "State", default)]
+    state: String,
+    #[serde(rename = "Err", default)]
+    err: String,
+    #[serde(rename = "Timestamp", default)]
+    timestamp: Option<String>,
+}
+
+/// Parses `docker service inspect ID...` (a JSON array).
+pub fn parse_services(text: &str) -> Result<Vec<Service>> {
+    let raw: Vec<RawService> =
+        serde_json::from_str(text.trim()).context("unexpected docker service inspect output")?;
+    Ok(raw
+        .into_iter()
+        .map(|r| {
+            let mode = match r.spec.mode.pointer("/Replicated/Replicas") {
+                Some(n) => Mode::Replicated(n.as_u64().unwrap_or(0)),
+                // `Replicated: {}` means one replica (the API's default).
+                None if r.spec.mode.get("Replicated").is_some() => Mode::Replicated(1),
+                None => Mode::Other,
+            };
+            Service {
+                id: r.id,
+                name: r.spec.name,
+                template: r.spec.task_template,
+                mode,
+                // The engine drops UpdateStatus after a redeploy that
+                // replaced no task; an empty state is the same as none.
+                update: r
+                    .update_status
+                    .filter(|u| !u.state.is_empty())
+                    .map(|u| Update {
+                        state: u.state,
+                        message: u.message,
+                        started_at: u
+                            .started_at
+                            .as_deref()
+                            .and_then(crate::log::parse_timestamp),
+                        completed_at: u
+                            .completed_at
+                            .as_deref()
+                            .and_then(crate::log::parse_timestamp),
+                    }),
+            }
+        })
+        .collect())
+}
+
+/// Parses `docker inspect --type task ID...` (a JSON array).
+pub fn parse_tasks(text: &str) -> Result<Vec<Task>> {
+    let raw: Vec<RawTask> = serde_json::from_str(text.trim())
+        .context("unexpected docker inspect --type task output")?;
+    Ok(raw
+        .into_iter()
+        .map(|r| Task {
+            id: r.id,
+            service_id: r.service_id,
+            spec: r.spec,
+            state: r.status.state,
+            desired_state: r.desired_state,
+            err: r.status.err,
+            at: r
+                .status
+                .timestamp
+                .as_deref()
+                .and_then(crate::log::parse_timestamp),
+        })
+        .collect())
+}
+
+/// The value the daemon fills into a service's spec at `key` when the CLI
+/// inspects it (`InsertDefaults`: swarmkit's `api/defaults`), which the
+/// task's own copy of the spec does not carry. Measured on Docker 20.10:
+/// `StopGracePeriod` 10 s, `RestartPolicy.Delay` 5 s, `Runtime`
+/// `container`, the restart condition `any`; the empty ones (`DNSConfig`,
+/// `Resources`, `Placement`, `Privileges.NoNewPrivileges`) are zero values.
+fn inserted_default(key: &str) -> Option<Value> {
+    match key {
+        "StopGracePeriod" => Some(Value::from(10_000_000_000u64)),
+        "Delay" => Some(Value::from(5_000_000_000u64)),
+        "Runtime" => Some(Value::from("container")),
+        "Condition" => Some(Value::from("any")),
+        _ => None,
+    }
+}
+
+fn is_inserted_default(key: &str, v: &Value) -> bool {
+    let zero = match v {
+        Value::Null => true,
+        Value::Bool(b) => !b,
+        Value::Number(n) => n.as_f64() == Some(0.0),
+        Value::String(s) => s.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        Value::Object(o) => o.is_empty(),
+    };
+    zero || inserted_default(key).as_ref() == Some(v)
+}
+
+/// Whether a task's spec is the service's current task template: deep
+/// equality of the two JSON values (swarmkit's `IsTaskDirty`), except that
+/// a field only one side has is equal when its value is a zero value or a
+/// default the daemon inserts into the inspected service and not into the
+/// task. (So a redeploy that only sets such a field to its default is not
+/// seen as a change: the engine replaces the task anyway, and the wait
+/// then rests on the update's state.)
+pub fn same_spec(task_spec: &Value, template: &Value) -> bool {
+    match (task_spec, template) {
+        (Value::Object(a), Value::Object(b)) => {
+            a.iter().all(|(k, va)| match b.get(k) {
+                Some(vb) => same_spec(va, vb),
+                None => is_inserted_default(k, va),
+            }) && b
+                .iter()
+                .all(|(k, vb)| a.contains_key(k) || is_inserted_default(k, vb))
+        }
+        (Value::Array(a), Value::Array(b)) => {
+            a.len() == b.len() && a.iter().zip(b).all(|(x, y)| same_spec(x, y))
+        }
+        (a, b) => a == b,
+    }
+}
+
+/// The verdict on one service, or on a whole stack.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Settle {
+    /// Runs its current spec: what, for the log.
+    Settled(String),
+    /// Not yet: why, for the log and the timeout's message.
+    Waiting(String),
+    /// Will not settle without help: a paused or rolled-back update.
+    Failed(String),
+}
+
+/// The most recent error of the service's tasks (`Status.Err`), if any.
+pub(crate) fn last_task_error<'a>(service: &Service, tasks: &'a [Task]) -> Option<&'a Task> {
+    tasks
+        .iter()
+        .filter(|t| t.service_id == service.id && !t.err.is_empty())
+        .max_by_key(|t| t.at)
+}
+
+fn with_last_error(text: String, service: &Service, tasks: &[Task]) -> String {
+    match last_task_error(service, tasks) {
+        Some(t) => format!("{text}; last task error: {} (task {})", t.err, t.id),
+        None => text,
+    }
+}
+
+/// Decides one service from its tasks (tasks of other services are ignored).
+pub(crate) fn settle(service: &Service, tasks: &[Task]) -> Settle {
+    let name = &service.name;
+    if let Some(u) = &service.update {
+        if u.state == "paused" || u.state.starts_with("rollback_") {
+            let msg = if u.message.is_empty() {
+                "no message".to_string()
+            } else {
+                u.message.clone()
+            };
+            return Settle::Failed(with_last_error(
+                format!("service {name}: update {}: {msg}", u.state),
+                service,
+                tasks,
+            ));
+        }
+    }
+    let mine: Vec<&Task> = tasks
+        .iter()
+        .filter(|t| t.service_id == service.id)
+        .collect();
+    let running: Vec<&&Task> = mine.iter().filter(|t| t.state == "running").collect();
+    let stale = running
+        .iter()
+        .filter(|t| !same_spec(&t.spec, &service.template))
+        .count();
+    let current = running.len() - stale;
+    let desired = match service.mode {
+        Mode::Replicated(n) => n,
+        Mode::Other => mine
+            .iter()
+            .filter(|t| t.desired_state == "running" && same_spec(&t.spec, &service.template))
+            .count()
+            .max(1) as u64,
+    };
+    let update = service.update.as_ref().map(|u| u.state.as_str());
+    if stale > 0 {
+        return Settle::Waiting(format!(
+            "{name}: {stale} task(s) of a previous spec still running, {current}/{desired} of the current spec{}",
+            update.map(|u| format!(" (update {u})")).unwrap_or_default()
+        ));
+    }
+    if current as u64 != desired {
+        return Settle::Waiting(with_last_error(
+            format!(
+                "{name}: {current}/{desired} running the current spec{}",
+                update.map(|u| format!(" (update {u})")).unwrap_or_default()
+            ),
+            service,
+            tasks,
+        ));
+    }
+    match update {
+        None => Settle::Settled(format!("{name} {current}/{desired}")),
+        Some("completed") => {
+            Settle::Settled(format!("{name} {current}/{desired} (update completed)"))
+        }
+        Some(other) => Settle::Waiting(format!(
+            "{name}: {current}/{desired} running the current spec, update {other}"
+        )),
+    }
+}
+
+/// Decides a stack: failed when any service failed, settled when all are
+/// (and there is at least one), else waiting with every service's reason.
+pub fn settle_stack(services: &[Service], tasks: &[Task]) -> Settle {
+    if services.is_empty() {
+        return Settle::Waiting("no services".to_string());
+    }
+    let verdicts: Vec<Settle> = services.iter().map(|s| settle(s, tasks)).collect();
+    let pick = |want: fn(&Settle) -> Option<&String>| -> Vec<String> {
+        verdicts.iter().filter_map(want).cloned().collect()
+    };
+    let failed = pick(|v| match v {
+        Settle::Failed(s) => Some(s),
+        _ => None,
+    });
+    if !failed.is_empty() {
+        return Settle::Failed(failed.join("; "));
+    }
+    let waiting = pick(|v| match v {
+        Settle::Waiting(s) => Some(s),
+        _ => None,
+    });
+    if !waiting.is_empty() {
+        return Settle::Waiting(waiting.join("; "));
+    }
+    Settle::Settled(
+        pick(|v| match v {
+            Settle::Settled(s) => Some(s),
+            _ => None,
+        })
+        .join(", "),
+    )
+}
+
+/// The engine's time for the stack's updates that started at or after
+/// `since` (the deploy that the wait follows; an older completed update
+/// is not this deploy's), UpdateStatus StartedAt → CompletedAt, the
+/// longest of the stack; None when the deploy updated nothing.
+pub fn engine_update_time(services: &[Service], since: SystemTime) -> Option<Duration> {
+    services
+        .iter()
+        .filter_map(|s| s.update.as_ref())
+        .filter(|u| u.started_at.is_some_and(|t| t >= since))
+        .filter_map(Update::took)
+        .max()
+}

@@ -1,0 +1,443 @@
+//! Reading the engine where only the engine knows the truth (SPEC section
+//! 10): convergence of a stack's services (judged by `converge`) and the
+//! teardown check. Parsing is pure; the calls go through `docker`
+//! (CCCI_DOCKER) with JSON output.
+//!
+//! Waits poll with exponential backoff (50 ms doubling to 500 ms), bounded by
+//! the caller's deadline and interruptible by the shutdown latch: never a
+//! fixed sleep.
+
+pub mod converge;
+
+use std::ffi::OsString;
+use std::process::Command;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+
+use crate::ext::{self, Bound};
+use converge::Settle;
+
+/// The longest pause between two polls of a wait. Each poll is several
+/// docker CLI calls (~0.1 s each on a loaded host), so a shorter cap buys
+/// little; a longer one would add up to a second to every teardown.
+pub(crate) const POLL_MAX: Duration = Duration::from_millis(500);
+
+/// The label docker stack puts on everything of a stack.
+pub(crate) const STACK_LABEL: &str = "com.docker.stack.namespace";
+
+/// One service's state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceState {
+    pub id: String,
+    pub name: String,
+    pub running: u64,
+    pub desired: u64,
+    /// `UpdateStatus.State` (`updating`, `paused`, `completed`, …), if any.
+    pub update_state: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct LsLine {
+    #[serde(rename = "ID")]
+    id: String,
+    #[serde(rename = "Name")]
+    name: String,
+    #[serde(rename = "Replicas", default)]
+    replicas: String,
+}
+
+/// Parses `docker service ls --format '{{json .}}'`: one object per line,
+/// `Replicas` as `running/desired` (global services may add text after).
+pub fn parse_service_ls(text: &str) -> Result<Vec<ServiceState>> {
+    let mut out = Vec::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let l: LsLine = serde_json::from_str(line)
+            .with_context(|| format!("unexpected docker service ls line: {line}"))?;
+        let (running, desired) = parse_replicas(&l.replicas).with_context(|| {
+            format!(
+                "unexpected replica count {:?} of service {}",
+                l.replicas, l.name
+            )
+        })?;
+        out.push(ServiceState {
+            id: l.id,
+            name: l.name,
+            running,
+            desired,
+            update_state: None,
+        });
+    }
+    Ok(out)
+}
+
+/// `1/1`, `0/1`, `2/2 (max 1 per node)` → (running, desired).
+pub(crate) fn parse_replicas(text: &str) -> Option<(u64, u64)> {
+    let first = text.split_whitespace().next()?;
+    let (r, d) = first.split_once('/')?;
+    Some((r.parse().ok()?, d.parse().ok()?))
+}
+
+#[derive(Deserialize)]
+struct Inspect {
+    #[serde(rename = "ID")]
+    id: String,
+    #[serde(rename = "UpdateStatus", default)]
+    update_status: Option<UpdateStatus>,
+    #[serde(rename = "Spec", default)]
+    spec: Option<Spec>,
+}
+
+#[derive(Deserialize)]
+struct UpdateStatus {
+    #[serde(rename = "State", default)]
+    state: String,
+}
+
+#[derive(Deserialize, Default)]
+struct Spec {
+    #[serde(rename = "Labels", default)]
+    labels: std::collections::HashMap<String, String>,
+}
+
+/// Parses `docker service inspect` (a JSON array): id → update state.
+pub fn parse_update_states(text: &str) -> Result<Vec<(String, Option<String>)>> {
+    let v: Vec<Inspect> =
+        serde_json::from_str(text.trim()).context("unexpected docker service inspect output")?;
+    Ok(v.into_iter()
+        .map(|i| {
+            (
+                i.id,
+                i.update_status.map(|u| u.state).filter(|s| !s.is_empty()),
+            )
+        })
+        .collect())
+}
+
+/// Parses the labels of the first service of `docker service inspect`.
+pub fn parse_labels(text: &str) -> Result<std::collections::HashMap<String, String>> {
+    let v: Vec<Inspect> =
+        serde_json::from_str(text.trim()).context("unexpected docker service inspect output")?;
+    Ok(v.into_iter()
+        .next()
+        .and_then(|i| i.spec)
+        .unwrap_or_default()
+        .labels)
+}
+
+/// What is left of a stack on the engine.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Leftovers {
+    pub services: Vec<String>,
+    pub containers: Vec<String>,
+    pub networks: Vec<String>,
+    pub volumes: Vec<String>,
+    pub secrets: Vec<String>,
+}
+
+impl Leftovers {
+    /// Nothing that keeps `app rm` from working: no service, container or network.
+    pub fn running_gone(&self) -> bool {
+        self.services.is_empty() && self.containers.is_empty() && self.networks.is_empty()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.running_gone() && self.volumes.is_empty() && self.secrets.is_empty()
+    }
+}
+
+impl std::fmt::Display for Leftovers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let parts: Vec<String> = [
+            ("services", &self.services),
+            ("containers", &self.containers),
+            ("networks", &self.networks),
+            ("volumes", &self.volumes),
+            ("secrets", &self.secrets),
+        ]
+        .iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(k, v)| format!("{k}: {}", v.join(", ")))
+        .collect();
+        if parts.is_empty() {
+            f.write_str("nothing")
+        } else {
+            f.write_str(&parts.join("; "))
+        }
+    }
+}
+
+/// Lines of a `-q`/`{{.Name}}` listing.
+pub(crate) fn parse_names(text: &str) -> Vec<String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+/// What a convergence wait saw when the stack settled.
+#[derive(Clone, Debug)]
+pub(crate) struct Converged {
+    /// How long cc-ci-run waited, from its first look to the settled one.
+    pub waited: Duration,
+    /// Each service and what it runs.
+    pub summary: String,
+    /// The engine's own update time (UpdateStatus StartedAt → CompletedAt,
+    /// the longest of the stack) of the deploy the wait followed, when it
+    /// updated a service.
+    pub engine_update: Option<Duration>,
+}
+
+/// The engine, through its CLI.
+#[derive(Clone, Debug)]
+pub(crate) struct Docker {
+    bin: OsString,
+}
+
+impl Docker {
+    pub(crate) fn new(bin: &OsString) -> Docker {
+        Docker { bin: bin.clone() }
+    }
+
+    fn query(&self, args: &[&str], bound: &Bound) -> Result<String> {
+        let what = format!("docker {}", args.join(" "));
+        let mut c = Command::new(&self.bin);
+        c.args(args);
+        Ok(ext::run_ok(&mut c, &what, bound)?.stdout)
+    }
+
+    /// Runs `docker ARGS` within `bound` and returns its output whatever its
+    /// exit status, for callers that tell the engine's errors apart ("no
+    /// such container", "in use"): see `leftovers`.
+    pub(crate) fn call(&self, args: &[String], bound: &Bound) -> Result<crate::sys::spawn::Output> {
+        let what = format!("docker {}", args.join(" "));
+        let mut c = Command::new(&self.bin);
+        c.args(args);
+        ext::run(&mut c, &what, bound)
+    }
+
+    /// The services of `stack` with their replica counts and update states.
+    pub(crate) fn services(&self, stack: &str, bound: &Bound) -> Result<Vec<ServiceState>> {
+        let filter = format!("label={STACK_LABEL}={stack}");
+        let text = self.query(
+            &[
+                "service",
+                "ls",
+                "--filter",
+                &filter,
+                "--format",
+                "{{json .}}",
+            ],
+            bound,
+        )?;
+        let mut services = parse_service_ls(&text)?;
+        if services.is_empty() {
+            return Ok(services);
+        }
+        let mut args = vec!["service", "inspect"];
+        args.extend(services.iter().map(|s| s.id.as_str()));
+        // A service removed between the two calls makes inspect fail; the
+        // next poll sees the new truth, so treat it as "no update state".
+        if let Ok(text) = self.query(&args, bound) {
+            for (id, state) in parse_update_states(&text)? {
+                if let Some(s) = services.iter_mut().find(|s| s.id == id) {
+                    s.update_state = state;
+                }
+            }
+        }
+        Ok(services)
+    }
+
+    /// The labels of the stack's `app` service.
+    pub(crate) fn app_labels(
+        &self,
+        stack: &str,
+        bound: &Bound,
+    ) -> Result<std::collections::HashMap<String, String>> {
+        let name = format!("{stack}_app");
+        parse_labels(&self.query(&["service", "inspect", &name], bound)?)
+    }
+
+    /// Everything of `stack` still on the engine.
+    pub(crate) fn leftovers(&self, stack: &str, bound: &Bound) -> Result<Leftovers> {
+        let filter = format!("label={STACK_LABEL}={stack}");
+        let q =
+            |args: &[&str]| -> Result<Vec<String>> { Ok(parse_names(&self.query(args, bound)?)) };
+        let prefix = format!("{stack}_");
+        Ok(Leftovers {
+            services: q(&["service", "ls", "-q", "--filter", &filter])?,
+            containers: q(&["ps", "-a", "-q", "--filter", &filter])?,
+            networks: q(&["network", "ls", "-q", "--filter", &filter])?,
+            volumes: q(&["volume", "ls", "-q", "--filter", &filter])?,
+            // abra's secrets are named `${STACK}_${SECRET}_${VERSION}`; a name
+            // filter is a substring match, so keep the prefix matches only.
+            secrets: q(&[
+                "secret",
+                "ls",
+                "--filter",
+                &format!("name={prefix}"),
+                "--format",
+                "{{.Name}}",
+            ])?
+            .into_iter()
+            .filter(|s| s.starts_with(&prefix))
+            .collect(),
+        })
+    }
+
+    /// Makes `image` present: inspect, else pull.
+    pub(crate) fn ensure_image(&self, image: &str, bound: &Bound) -> Result<()> {
+        let mut c = Command::new(&self.bin);
+        c.args(["image", "inspect", image]);
+        if ext::run(&mut c, "docker image inspect", bound)?
+            .status
+            .success()
+        {
+            return Ok(());
+        }
+        crate::say!("pulling {image}");
+        self.query(&["pull", image], bound).map(drop)
+    }
+
+    /// One look at `stack` for the convergence wait: its services with
+    /// their specs and update states, and every task the engine keeps of
+    /// them (running, starting, failed, shut down), each with its own copy
+    /// of the spec it runs. Four CLI calls: `service ls -q`, `service
+    /// inspect`, `service ps -q --no-trunc`, `inspect --type task`.
+    pub(crate) fn converge_state(
+        &self,
+        stack: &str,
+        bound: &Bound,
+    ) -> Result<(Vec<converge::Service>, Vec<converge::Task>)> {
+        let filter = format!("label={STACK_LABEL}={stack}");
+        let ids = parse_names(&self.query(&["service", "ls", "-q", "--filter", &filter], bound)?);
+        if ids.is_empty() {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        let mut args = vec!["service", "inspect"];
+        args.extend(ids.iter().map(String::as_str));
+        let services = converge::parse_services(&self.query(&args, bound)?)?;
+        let mut args = vec!["service", "ps", "-q", "--no-trunc"];
+        args.extend(services.iter().map(|s| s.id.as_str()));
+        let task_ids = parse_names(&self.query(&args, bound)?);
+        if task_ids.is_empty() {
+            return Ok((services, Vec::new()));
+        }
+        let mut args = vec!["inspect", "--type", "task"];
+        args.extend(task_ids.iter().map(String::as_str));
+        let tasks = converge::parse_tasks(&self.query(&args, bound)?)?;
+        Ok((services, tasks))
+    }
+
+    /// Waits until every service of `stack` runs its current spec
+    /// ([`converge::settle_stack`]); a paused or rolled-back update ends the
+    /// wait at once with an error naming the service, the update's message
+    /// and the last task error. A query that fails (the engine prunes a
+    /// task between `service ps` and `inspect`) is retried on the next
+    /// poll; three failures in a row end the wait. `deployed_at` is when
+    /// the deploy that the wait follows began (None after a restore, which
+    /// deploys nothing): the engine's update time is reported for updates
+    /// since then.
+    pub(crate) fn wait_converged(
+        &self,
+        stack: &str,
+        deployed_at: Option<SystemTime>,
+        bound: &Bound,
+    ) -> Result<Converged> {
+        let started = Instant::now();
+        let mut delay = Duration::from_millis(50);
+        let mut failures = 0;
+        let mut last;
+        loop {
+            match self.converge_state(stack, &bound.for_query()) {
+                Ok((services, tasks)) => {
+                    failures = 0;
+                    match converge::settle_stack(&services, &tasks) {
+                        Settle::Settled(summary) => {
+                            return Ok(Converged {
+                                waited: started.elapsed(),
+                                summary,
+                                engine_update: deployed_at
+                                    .and_then(|t| converge::engine_update_time(&services, t)),
+                            })
+                        }
+                        Settle::Failed(why) => bail!("stack {stack} will not converge: {why}"),
+                        Settle::Waiting(why) => last = why,
+                    }
+                }
+                Err(e) if ext::is_interrupted(&e) => return Err(e),
+                Err(e) => {
+                    failures += 1;
+                    if failures >= 3 {
+                        return Err(e.context(format!(
+                            "failed to read the convergence of stack {stack} three times in a row"
+                        )));
+                    }
+                    last = format!("query failed: {e:#}");
+                }
+            }
+            if bound.expired() {
+                bail!(
+                    "stack {stack} did not converge in {}: {last}",
+                    crate::units::human(started.elapsed())
+                );
+            }
+            if bound.sleep(delay) {
+                return Err(
+                    anyhow::Error::new(ext::Interrupted).context("convergence wait was stopped")
+                );
+            }
+            delay = (delay * 2).min(POLL_MAX);
+        }
+    }
+
+    /// Waits until no service, container or network of `stack` is left. A
+    /// query that fails while the engine removes the stack (a container
+    /// listed and gone in one `docker ps`) is retried within the bound: one
+    /// failed poll must not abort a teardown and leak the app.
+    pub(crate) fn wait_gone(&self, stack: &str, bound: &Bound) -> Result<Leftovers> {
+        let mut delay = Duration::from_millis(50);
+        loop {
+            let left = match self.leftovers(stack, &bound.for_query()) {
+                Ok(left) => left,
+                Err(e) if ext::is_interrupted(&e) || bound.expired() => return Err(e),
+                Err(e) => {
+                    crate::say!(
+                        "warning: querying what is left of stack {stack} failed, retrying: {e:#}"
+                    );
+                    bound.sleep(delay);
+                    delay = (delay * 2).min(POLL_MAX);
+                    continue;
+                }
+            };
+            if left.running_gone() {
+                return Ok(left);
+            }
+            if bound.expired() {
+                bail!("stack {stack} is still there: {left}");
+            }
+            bound.sleep(delay);
+            delay = (delay * 2).min(POLL_MAX);
+        }
+    }
+}
+
+/// Whether a docker error says the object does not exist. `docker rm -f` of
+/// a missing container prints "No such container" and exits 0; `network
+/// rm` says "network X not found" and exits 1; the swarm's own API may
+/// say "not found" in an rpc error.
+pub fn says_gone(stderr: &str) -> bool {
+    let s = stderr.to_ascii_lowercase();
+    s.contains("no such container") || s.contains("no such network") || s.contains("not found")
+}
+
+/// Whether a docker error says the object is still in use: "network X is
+/// in use by task Y" (swarm, a task still shutting down), "network X id Y
+/// has active endpoints" (local), "container is in use"/"removal of
+/// container ... is already in progress".
+pub fn says_in_use(stderr: &str) -> bool {
+    let s = stderr.to_ascii_lowercase();
+    s.contains("in use") || s.contains("active endpoints") || s.contains("already in progress")
+}

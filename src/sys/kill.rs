@@ -1,0 +1,128 @@
+//! Ending processes: signalling a group, the one TERM → grace → KILL
+//! escalation ([`escalate`]) every caller uses, and the end-of-life sweep.
+//!
+//! The races it closes:
+//! - a process group outlives its leader: `killpg` after the leader exited
+//!   still reaches the members, and the kernel does not hand the pgid to a
+//!   new process while any member exists;
+//! - a process forked during the grace is found by the next /proc scan and
+//!   gets its SIGTERM too; after the grace everything found is SIGKILLed,
+//!   repeated until a scan finds nothing alive;
+//! - only our own zombies are reaped, by pid: a `waitpid(-1)` could take
+//!   the exit status of a child another part of the program is tracking
+//!   (except at end of life, when nothing else is);
+//! - as a child subreaper we inherit orphaned descendants (even ones that
+//!   setsid away), so "nothing left" is checked by scanning /proc for our
+//!   descendants and reaping until `ECHILD`.
+
+use std::collections::BTreeSet;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::sys::signal::{kill, killpg, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+use crate::sys::procfs::{self, ProcInfo};
+
+/// Signals a process group; a group that is already gone is not an error.
+pub(crate) fn signal_group(pgid: Pid, sig: Signal) {
+    match killpg(pgid, sig) {
+        Ok(()) | Err(Errno::ESRCH) => {}
+        Err(e) => crate::say!("could not send {sig} to process group {pgid}: {e}"),
+    }
+}
+
+/// Members of process group `pgid` other than its leader that are still
+/// alive: the [`escalate`] of SIGTERM, `grace`, SIGKILL. Returns the pids
+/// that were found (for leak reports).
+pub(crate) fn kill_group_members(pgid: Pid, grace: Duration) -> Vec<i32> {
+    let leader = pgid.as_raw();
+    escalate(grace, |procs| {
+        procs
+            .iter()
+            .filter(|p| p.pgid == leader && p.pid != leader)
+            .map(|p| p.pid)
+            .collect()
+    })
+    .into_iter()
+    .collect()
+}
+
+/// Reaps every child that has already exited (orphans re-parented to us as
+/// subreaper end up here). Returns the number reaped and whether we still
+/// have children.
+pub(crate) fn reap_orphans() -> (usize, bool) {
+    let mut n = 0;
+    loop {
+        match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) => return (n, true),
+            Ok(_) => n += 1,
+            Err(Errno::EINTR) => {}
+            Err(_) => return (n, false), // ECHILD: no children at all
+        }
+    }
+}
+
+/// End of life: every remaining descendant gets the [`escalate`] of
+/// SIGTERM, `grace`, SIGKILL; returns only when none is left and all are
+/// reaped. Returns how many descendants were found.
+pub(crate) fn sweep_descendants(grace: Duration) -> usize {
+    let me = std::process::id() as i32;
+    // Every descendant hangs off one of our children, so with no child at
+    // all (ECHILD once the exited ones are reaped) there is nothing to find,
+    // and the common case skips reading every process's /proc entry.
+    if !reap_orphans().1 {
+        return 0;
+    }
+    let found = escalate(grace, |procs| procfs::proc_descendants(procs, me)).len();
+    // Nothing is alive any more: what is left are zombies of children
+    // between their exit and our reap.
+    while reap_orphans().1 {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    found
+}
+
+/// Ends the processes `pick` chooses from each fresh /proc scan: SIGTERM
+/// to each live one when first seen, SIGKILL to all once `grace` has passed,
+/// repeated until a scan finds none alive. Zombies among them that are our
+/// children are reaped by pid. Returns the live pids that were found.
+pub(crate) fn escalate(
+    grace: Duration,
+    mut pick: impl FnMut(&[ProcInfo]) -> Vec<i32>,
+) -> BTreeSet<i32> {
+    let me = std::process::id() as i32;
+    let deadline = Instant::now() + grace;
+    let mut found: BTreeSet<i32> = BTreeSet::new();
+    loop {
+        let procs = procfs::scan();
+        let info: HashMap<i32, &ProcInfo> = procs.iter().map(|p| (p.pid, p)).collect();
+        let picked = pick(&procs);
+        let mut live = Vec::new();
+        for pid in picked {
+            let Some(p) = info.get(&pid) else { continue };
+            if p.zombie {
+                if p.ppid == me {
+                    let _ = waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG));
+                }
+            } else {
+                live.push(pid);
+            }
+        }
+        if live.is_empty() {
+            return found;
+        }
+        let after_grace = Instant::now() >= deadline;
+        for pid in live {
+            let first = found.insert(pid);
+            if after_grace {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            } else if first {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}

@@ -1,0 +1,133 @@
+//! Reading /proc: the process table, one process's state, start time and
+//! descendants, and the host's name. Read-only: nothing here signals or
+//! reaps. A process can vanish between any two reads, so every reader
+//! treats a missing entry as "gone", never as an error.
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::{Duration, SystemTime};
+
+/// One process as /proc shows it.
+#[derive(Clone, Debug)]
+pub struct ProcInfo {
+    pub pid: i32,
+    pub ppid: i32,
+    pub pgid: i32,
+    pub zombie: bool,
+}
+
+/// Parses `/proc/PID/stat`; the command name may contain spaces and `)`.
+pub fn parse_stat(text: &str) -> Option<ProcInfo> {
+    let pid: i32 = text.split(' ').next()?.parse().ok()?;
+    // `get`, not indexing: a line cut short after the name is not a panic.
+    let rest = text.get(text.rfind(')')? + 2..)?;
+    let mut fields = rest.split(' ');
+    let state = fields.next()?;
+    let ppid: i32 = fields.next()?.parse().ok()?;
+    let pgid: i32 = fields.next()?.parse().ok()?;
+    Some(ProcInfo {
+        pid,
+        ppid,
+        pgid,
+        zombie: state == "Z" || state == "X",
+    })
+}
+
+/// Every process on the host (those that vanish mid-scan are skipped).
+pub(crate) fn scan() -> Vec<ProcInfo> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        // Bytes, not a String: the command name is the first 15 bytes of
+        // the executable's file name, which may be cut inside a UTF-8
+        // character; such a process must not vanish from the scan.
+        .filter_map(|pid| std::fs::read(format!("/proc/{pid}/stat")).ok())
+        .filter_map(|s| parse_stat(&String::from_utf8_lossy(&s)))
+        .collect()
+}
+
+/// The open descriptors of a process other than 0, 1, 2 (for tests and for
+/// the leak check): reads /proc/PID/fd.
+pub fn open_fds(pid: i32) -> Vec<i32> {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return Vec::new();
+    };
+    let mut fds: Vec<i32> = dir
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|fd| *fd > 2)
+        .collect();
+    fds.sort_unstable();
+    fds
+}
+
+/// Whether a process exists and is not a zombie (a zombie has no
+/// descriptors left, so it holds nothing).
+pub(crate) fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => crate::sys::procfs::parse_stat(&s).is_some_and(|p| !p.zombie),
+        Err(_) => false,
+    }
+}
+
+/// When a process started (from `/proc/PID/stat` and the boot time), for
+/// the age of a lock whose holder wrote no record.
+pub(crate) fn process_started(pid: i32) -> Option<SystemTime> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let ticks = start_ticks(&stat)?;
+    let boot = std::fs::read_to_string("/proc/stat").ok()?;
+    let btime: u64 = boot
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if hz <= 0 {
+        return None;
+    }
+    let since_boot = Duration::from_secs_f64(ticks as f64 / hz as f64);
+    Some(SystemTime::UNIX_EPOCH + Duration::from_secs(btime) + since_boot)
+}
+
+/// Field 22 of `/proc/PID/stat` (start time in clock ticks after boot);
+/// the command name (field 2) may hold spaces and `)`.
+pub fn start_ticks(stat: &str) -> Option<u64> {
+    let rest = &stat[stat.rfind(')')? + 2..];
+    // `rest` starts at field 3 (state), so field 22 is the 20th token.
+    rest.split(' ').nth(19)?.parse().ok()
+}
+
+/// `roots` and all their descendants (zombies included: they are reaped,
+/// not signalled).
+pub(crate) fn with_descendants(procs: &[ProcInfo], roots: impl Iterator<Item = i32>) -> Vec<i32> {
+    let mut children: HashMap<i32, Vec<i32>> = HashMap::new();
+    for p in procs {
+        children.entry(p.ppid).or_default().push(p.pid);
+    }
+    let mut seen: BTreeSet<i32> = BTreeSet::new();
+    let mut stack: Vec<i32> = roots.collect();
+    while let Some(pid) = stack.pop() {
+        if seen.insert(pid) {
+            stack.extend(children.get(&pid).into_iter().flatten());
+        }
+    }
+    seen.into_iter().collect()
+}
+
+/// The descendants of `root` in one scan (zombies included).
+pub(crate) fn proc_descendants(procs: &[ProcInfo], root: i32) -> Vec<i32> {
+    with_descendants(procs, std::iter::once(root))
+        .into_iter()
+        .filter(|p| *p != root)
+        .collect()
+}
+
+/// This host's name, or `unknown-host` (a record is informational; a missing
+/// host name must not stop a run).
+pub fn hostname() -> String {
+    nix::unistd::gethostname()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| "unknown-host".to_string())
+}

@@ -1,0 +1,681 @@
+//! Running a planned suite: the only part of the test runner that starts,
+//! signals and reaps processes. It runs on the caller's thread (the main
+//! thread: a test's PDEATHSIG fires when the thread that spawned it ends)
+//! as one event loop: start ready tests up to the worker count, then `poll`
+//! the running tests' pidfds, the cancel latch and the next timer (a
+//! timeout, the end of a grace period, a self-protection reading).
+//!
+//! Each test is a small state machine: running → (timeout, or a stop of the
+//! suite: SIGTERM to its process group) terminating → (grace expired:
+//! SIGKILL to the group) killed → exited. After the test's leader has
+//! exited, whatever it left behind is found and ended (TERM, grace, KILL)
+//! and the test is marked leaky:
+//! - members of its process group (background jobs);
+//! - processes that left the group (`setsid`, double fork) and were
+//!   re-parented to us, because the runner is a child subreaper. They are
+//!   recognised by the `CCCI_TEST_SUITE`/`CCCI_TEST_NAME` pair the runner
+//!   puts in each test's environment, read from `/proc/PID/environ`, so a
+//!   leftover of one test is never blamed on another that runs beside it;
+//! - and their descendants.
+//!
+//! Only pids we identified are reaped (`waitpid(pid)`), never `waitpid(-1)`:
+//! that would steal the exit status and rusage of a test running beside it.
+//!
+//! Output: each test's stdout and stderr are pipes read by two threads that
+//! write the bytes to `output/<name>.stdout|.stderr` in the report
+//! directory and log each line with the test's name as prefix.
+//!
+//! The parts: this file is the event loop; `unit` a test's state and its
+//! limits, `leftovers` finding and ending what a test left behind, `output`
+//! the capture of its output.
+
+mod leftovers;
+mod output;
+mod unit;
+
+use leftovers::suite_token;
+pub(crate) use leftovers::{SUITE_MARK, TEST_NAME};
+use output::{create_output, output_files, spawn_reader, tail, READER_BOUND};
+use unit::{Ending, HardLimits, Running, Stop, UnitState};
+
+use std::collections::{HashMap, HashSet};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{Context, Result};
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::poll::{poll, PollFd, PollFlags};
+use nix::sys::signal::Signal;
+
+use super::checkpoint::{self, Checkpoint, Resume};
+use super::containers;
+use super::meta::Tier;
+use super::protect::{self, Sampler, Verdict};
+use super::report::{self, Outcome, Report, Tails, TestReport};
+use super::select::Scheduler;
+use super::{Plan, Suite, SuiteOutcome, TestCase};
+use crate::say;
+use crate::sys::latch::{self, Latch};
+use crate::sys::spawn;
+use crate::sys::spawn::Isolation;
+use crate::units::human;
+
+/// Between two self-protection readings while tests run.
+const SAMPLE_EVERY: Duration = Duration::from_secs(1);
+
+struct Runner<'a> {
+    suite: &'a Suite,
+    tier: Option<Tier>,
+    tests: Vec<TestCase>,
+    sched: Scheduler,
+    workers: usize,
+    cancel: Option<&'a Latch>,
+    results: Vec<Option<TestReport>>,
+    running: Vec<Running>,
+    stop: Option<Stop>,
+    token: String,
+    label: String,
+    out_dir: PathBuf,
+    cp_path: PathBuf,
+    cp: Checkpoint,
+    cp_writer: checkpoint::Writer,
+    sampler: Option<Sampler>,
+    next_sample: Instant,
+    hard: HardLimits,
+    max_running: usize,
+    unattributed: Vec<i32>,
+}
+
+/// Runs the planned suite (see the module header) and reports.
+pub(crate) fn run(suite: &Suite, plan: Plan, cancel: Option<&Latch>) -> Result<SuiteOutcome> {
+    let started_at = SystemTime::now();
+    let started = Instant::now();
+    let out_dir = suite.report_dir.join("output");
+    // The captured output describes the tests and never decides them: a
+    // directory that cannot be made (a full disk) is said, and the tests
+    // run with their output in the log only (see `create_output`).
+    if let Err(e) = std::fs::create_dir_all(&out_dir) {
+        crate::log::write_failed(&output_files(&out_dir), &anyhow::Error::from(e));
+    }
+    let n = plan.tests.len();
+    let plan_left_out = plan.left_out.len();
+    // The order of the report: what --list showed.
+    let planned = plan.scheduler.planned_order();
+    let cp_path = checkpoint::path(&suite.report_dir, plan.tier.map(|t| t.as_str()));
+    let sampler = suite.options.self_protect.then(|| {
+        Sampler::new(
+            &suite.host.proc_dir,
+            protect::Limits {
+                cpu: suite.options.cpu_limit,
+                mem: suite.options.mem_limit,
+            },
+        )
+    });
+    let mut r = Runner {
+        suite,
+        tier: plan.tier,
+        tests: plan.tests,
+        sched: plan.scheduler,
+        workers: plan.workers,
+        cancel,
+        results: vec![None; n],
+        running: Vec::new(),
+        stop: None,
+        token: suite_token(),
+        label: containers::label(&suite.run_id),
+        out_dir,
+        cp_writer: checkpoint::Writer::start(cp_path.clone())?,
+        cp_path,
+        cp: Checkpoint {
+            run_id: suite.run_id.clone(),
+            git_ref: suite.git_ref.clone(),
+            tier: plan.tier.map(|t| t.as_str().to_string()),
+            passed: Vec::new(),
+            updated: String::new(),
+        },
+        sampler,
+        next_sample: Instant::now(),
+        hard: HardLimits::read(),
+        max_running: 0,
+        unattributed: Vec::new(),
+    };
+    let tier_words = r.tier.map(|t| format!(" for tier {t}")).unwrap_or_default();
+    if n == 0 {
+        say!("no test selected{tier_words}");
+    } else {
+        say!(
+            "running {n} test(s){tier_words} ({} left out by the filters), {} at a time",
+            plan.left_out.len(),
+            r.workers
+        );
+    }
+    r.resume();
+    r.save_checkpoint();
+
+    let driven = r.drive();
+    if let Err(e) = &driven {
+        say!("test runner error: {e:#}; ending the running tests");
+        r.abort_running();
+    }
+    r.sweep_leftovers();
+    match containers::remove_labelled(suite.host.docker.as_ref(), &r.label, suite.grace) {
+        Ok(0) => {}
+        Ok(k) => say!("removed {k} container(s) labelled {}", r.label),
+        Err(e) => say!(
+            "container cleanup for label {} failed (not fatal): {e:#}",
+            r.label
+        ),
+    }
+    r.fill_missing("not run: the test runner failed");
+    r.cp_writer.flush();
+
+    let tests: Vec<TestReport> = r.results.iter().flatten().cloned().collect();
+    let (passed, failed, skipped) = report::counts(&tests);
+    let exit_code = match &r.stop {
+        Some(Stop::Signal(code)) => *code,
+        Some(Stop::SelfProtect(_)) => crate::exit::SELF_PROTECT,
+        _ if failed > 0 => crate::exit::TESTS_FAILED,
+        _ => crate::exit::OK,
+    };
+    let mut by_index: HashMap<usize, TestReport> = r
+        .results
+        .iter()
+        .enumerate()
+        .filter_map(|(i, t)| t.clone().map(|t| (i, t)))
+        .collect();
+    let mut ordered: Vec<TestReport> = planned.iter().filter_map(|i| by_index.remove(i)).collect();
+    let mut rest: Vec<(usize, TestReport)> = by_index.into_iter().collect();
+    rest.sort_by_key(|(i, _)| *i);
+    ordered.extend(rest.into_iter().map(|(_, t)| t));
+    let rep = Report {
+        run_id: suite.run_id.clone(),
+        git_ref: suite.git_ref.clone(),
+        tier: r.tier,
+        started: crate::log::timestamp(started_at),
+        finished: crate::log::timestamp(SystemTime::now()),
+        duration_ms: started.elapsed().as_millis() as u64,
+        exit_code,
+        stopped: r.stop.as_ref().map(Stop::kind),
+        stop_reason: r.stop.as_ref().map(Stop::describe),
+        workers: r.max_running,
+        passed,
+        failed,
+        skipped,
+        leaked_unattributed: r.unattributed.clone(),
+        tests: ordered,
+    };
+    let report_dir = &suite.report_dir;
+    let tails = |t: &TestReport| Tails {
+        stdout: t
+            .stdout
+            .as_deref()
+            .map(|p| tail(&report_dir.join(p)))
+            .unwrap_or_default(),
+        stderr: t
+            .stderr
+            .as_deref()
+            .map(|p| tail(&report_dir.join(p)))
+            .unwrap_or_default(),
+    };
+    let classname = super::junit::classname(suite.recipe.as_deref(), r.tier);
+    let written = report::write(report_dir, &rep, &classname, &tails);
+    let shown = std::path::absolute(report_dir).unwrap_or_else(|_| report_dir.clone());
+    for line in report::summary_lines(&rep, &shown) {
+        say!("{line}");
+    }
+    driven?;
+    // The reports describe the verdict; they never decide it. A full disk
+    // that keeps them from being written is said (once per directory), and
+    // the suite's exit code stands (SPEC section 1).
+    if let Err(e) = written {
+        crate::log::write_failed(
+            &format!("the reports in {} (the verdict is kept)", shown.display()),
+            &e,
+        );
+    }
+    Ok(SuiteOutcome {
+        exit_code,
+        passed,
+        failed,
+        skipped,
+        selected: n,
+        discovered: n + plan_left_out,
+    })
+}
+
+impl Runner<'_> {
+    fn drive(&mut self) -> Result<()> {
+        loop {
+            self.check_cancel();
+            self.start_ready();
+            if let Some(stop) = self.stop.clone() {
+                let why = format!("not started: {}", stop.describe());
+                for i in self.sched.skip_pending() {
+                    self.record_skipped(i, why.clone());
+                }
+            }
+            if self.running.is_empty() {
+                if !self.sched.is_done() {
+                    // Cannot happen after the cycle check; never spin on it.
+                    for i in self.sched.skip_pending() {
+                        self.record_skipped(
+                            i,
+                            "not started: its dependencies never became ready".into(),
+                        );
+                    }
+                }
+                return Ok(());
+            }
+            self.wait()?;
+            self.service()?;
+            if self.stop.is_none() && self.sampler.is_some() && Instant::now() >= self.next_sample {
+                self.protect_check();
+            }
+        }
+    }
+    fn check_cancel(&mut self) {
+        if self.stop.is_none() && self.cancel.is_some_and(|c| c.is_set()) {
+            let code = crate::lifetime::funnel()
+                .and_then(|f| f.requested())
+                .unwrap_or(crate::exit::SIGTERM);
+            self.begin_stop(Stop::Signal(code));
+        }
+    }
+    /// Starts ready tests up to the worker count.
+    fn start_ready(&mut self) {
+        while self.stop.is_none() && self.running.len() < self.workers {
+            if self.sampler.is_some() && self.protect_check() {
+                break;
+            }
+            let Some(i) = self.sched.next_ready() else {
+                break;
+            };
+            match self.start(i) {
+                Ok(run) => {
+                    self.running.push(run);
+                    self.max_running = self.max_running.max(self.running.len());
+                }
+                Err(e) => {
+                    let name = self.tests[i].name.clone();
+                    say!("{name}: could not start: {e:#}");
+                    let mut rep = self.base_report(i);
+                    rep.result = Outcome::Failed;
+                    rep.reason = Some(format!("could not start: {e:#}"));
+                    rep.started = Some(crate::log::timestamp(SystemTime::now()));
+                    self.results[i] = Some(rep);
+                    self.after_finish(i, Outcome::Failed);
+                }
+            }
+        }
+    }
+    /// Takes a self-protection reading; true when it tripped (the suite is
+    /// then stopping).
+    fn protect_check(&mut self) -> bool {
+        let Some(sampler) = self.sampler.as_mut() else {
+            return false;
+        };
+        self.next_sample = Instant::now() + SAMPLE_EVERY;
+        match sampler.check() {
+            Verdict::Fine => false,
+            Verdict::Trip(why) => {
+                say!("self-protection: {why}: checkpointing and stopping the suite");
+                self.save_checkpoint();
+                self.cp_writer.flush();
+                self.begin_stop(Stop::SelfProtect(why));
+                true
+            }
+        }
+    }
+    /// Stops scheduling and sends SIGTERM to every running test's group;
+    /// SIGKILL follows after the grace.
+    fn begin_stop(&mut self, stop: Stop) {
+        if self.stop.is_some() {
+            return;
+        }
+        let now = Instant::now();
+        let words = stop.describe();
+        if !self.running.is_empty() {
+            say!(
+                "{words}: terminating {} running test(s) (SIGTERM, then SIGKILL after {})",
+                self.running.len(),
+                human(self.suite.grace)
+            );
+        } else {
+            say!("{words}: no more tests are started");
+        }
+        for r in &mut self.running {
+            // A test that has already exited ran to its end: it is judged
+            // on its own status, not cancelled.
+            if r.child.try_reap().unwrap_or(false) {
+                continue;
+            }
+            if r.state == UnitState::Running {
+                r.child.signal_group(Signal::SIGTERM);
+                r.state = UnitState::Terminating {
+                    why: Ending::Stopped,
+                    kill_at: now + self.suite.grace,
+                };
+            }
+        }
+        self.stop = Some(stop);
+    }
+    fn start(&mut self, i: usize) -> Result<Running> {
+        let t = &self.tests[i];
+        let suite = self.suite;
+        let timeout = t.meta.timeout.unwrap_or(suite.options.test_timeout);
+        let limits = self
+            .hard
+            .for_test(t.meta.memory.or(suite.options.test_memory), suite);
+        let stdout_file = create_output(&self.out_dir, &format!("{}.stdout", t.name))?;
+        let stderr_file = create_output(&self.out_dir, &format!("{}.stderr", t.name))?;
+        let (out_r, out_w) =
+            nix::unistd::pipe2(OFlag::O_CLOEXEC).context("failed to create a pipe")?;
+        let (err_r, err_w) =
+            nix::unistd::pipe2(OFlag::O_CLOEXEC).context("failed to create a pipe")?;
+        let mut cmd = Command::new(&t.path);
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::from(out_w))
+            .stderr(Stdio::from(err_w))
+            .env("CCCI_RUN_ID", &suite.run_id)
+            .env("CCCI_CONTAINER_LABEL", &self.label)
+            .env(TEST_NAME, &t.name)
+            .env(SUITE_MARK, &self.token);
+        if let Some(tier) = self.tier {
+            cmd.env("CCCI_TIER", tier.as_str());
+        }
+        for (k, v) in &suite.env {
+            cmd.env(k, v);
+        }
+        // SAFETY: the closure only calls setrlimit, a plain system call, on
+        // values computed before the fork. It runs before the pre_exec that
+        // spawn::spawn installs (own group, PDEATHSIG, close-on-exec).
+        unsafe {
+            cmd.pre_exec(move || limits.apply());
+        }
+        let spawned = spawn::spawn(&mut cmd, Isolation::Group);
+        // Drops our copies of the pipes' write ends: the readers then see
+        // end-of-file once the test and everything it started are gone.
+        drop(cmd);
+        let child = spawned?;
+        let started = Instant::now();
+        let (tx, rx) = mpsc::channel();
+        spawn_reader(out_r, stdout_file, format!("[{}] ", t.name), tx.clone())?;
+        spawn_reader(err_r, stderr_file, format!("[{} stderr] ", t.name), tx)?;
+        if suite.options.verbose {
+            say!(
+                "{}: started, pid {}, timeout {}, {}",
+                t.name,
+                child.pid,
+                human(timeout),
+                limits.describe()
+            );
+        } else {
+            say!("{}: started", t.name);
+        }
+        Ok(Running {
+            idx: i,
+            child,
+            started,
+            started_at: SystemTime::now(),
+            timeout,
+            deadline: started + timeout,
+            state: UnitState::Running,
+            readers_done: rx,
+        })
+    }
+    /// Waits until a running test exits, the cancel latch is set, or the
+    /// next timer is due.
+    fn wait(&mut self) -> Result<()> {
+        let mut next: Option<Instant> = None;
+        let mut at = |t: Instant| next = Some(next.map_or(t, |n: Instant| n.min(t)));
+        for r in &self.running {
+            if let Some(t) = r.state.next_timer(r.deadline) {
+                at(t);
+            }
+        }
+        if self.sampler.is_some() && self.stop.is_none() {
+            at(self.next_sample);
+        }
+        let timeout = latch::timeout_until(next);
+        let mut fds: Vec<PollFd> = self
+            .running
+            .iter()
+            .map(|r| PollFd::new(r.child.pidfd(), PollFlags::POLLIN))
+            .collect();
+        if self.stop.is_none() {
+            if let Some(c) = self.cancel {
+                fds.push(PollFd::new(c.fd(), PollFlags::POLLIN));
+            }
+        }
+        match poll(&mut fds, timeout) {
+            Ok(_) | Err(Errno::EINTR) => Ok(()),
+            Err(e) => Err(e).context("poll on the running tests failed"),
+        }
+    }
+    /// Reaps exited tests and escalates timeouts and stops.
+    fn service(&mut self) -> Result<()> {
+        let mut k = 0;
+        while k < self.running.len() {
+            if self.running[k].child.try_reap()? {
+                let r = self.running.remove(k);
+                self.complete(r);
+                continue;
+            }
+            let now = Instant::now();
+            let grace = self.suite.grace;
+            let name = &self.tests[self.running[k].idx].name;
+            let r = &mut self.running[k];
+            match r.state {
+                UnitState::Terminating { why, kill_at } if now >= kill_at => {
+                    say!(
+                        "{name}: still running {} after SIGTERM: SIGKILL to its process group",
+                        human(grace)
+                    );
+                    r.child.signal_group(Signal::SIGKILL);
+                    r.state = UnitState::Killed { why };
+                }
+                UnitState::Running if now >= r.deadline => {
+                    say!(
+                        "{name}: timed out after {}: SIGTERM to its process group",
+                        human(r.timeout)
+                    );
+                    r.child.signal_group(Signal::SIGTERM);
+                    r.state = UnitState::Terminating {
+                        why: Ending::TimedOut,
+                        kill_at: now + grace,
+                    };
+                }
+                _ => {}
+            }
+            k += 1;
+        }
+        Ok(())
+    }
+    /// A test's leader has been reaped: end its leftovers, collect its
+    /// output, record the result.
+    fn complete(&mut self, r: Running) {
+        let i = r.idx;
+        let name = self.tests[i].name.clone();
+        let duration = r.started.elapsed();
+        let status = r.child.status();
+        let usage = r.child.usage().unwrap_or_default();
+        let leaked = self.end_leftovers(r.child.pid.as_raw(), &name);
+        let deadline = Instant::now() + READER_BOUND;
+        for _ in 0..2 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if r.readers_done.recv_timeout(left).is_err() {
+                say!("{name}: its output is still held open by a process outside the runner's reach; not waiting for it");
+                break;
+            }
+        }
+        let success = status.is_some_and(|s| s.success());
+        let (result, reason) = if r.state.ending() == Some(Ending::TimedOut) {
+            let how = if matches!(r.state, UnitState::Killed { .. }) {
+                ", killed after the grace"
+            } else {
+                ""
+            };
+            (
+                Outcome::TimedOut,
+                Some(format!("timed out after {}{how}", human(r.timeout))),
+            )
+        } else if r.state.ending() == Some(Ending::Stopped) {
+            let why = self.stop.as_ref().map(Stop::describe).unwrap_or_default();
+            (Outcome::Cancelled, Some(format!("terminated: {why}")))
+        } else if success {
+            (Outcome::Passed, None)
+        } else {
+            let st = status.map_or("no status".to_string(), |s| s.to_string());
+            (Outcome::Failed, Some(st))
+        };
+        let mut rep = self.base_report(i);
+        rep.result = result;
+        rep.reason = reason;
+        rep.status = status.map(|s| s.to_string());
+        rep.exit_code = status.map(|s| s.code());
+        rep.leaky = !leaked.is_empty();
+        rep.leaked_pids = leaked.clone();
+        rep.started = Some(crate::log::timestamp(r.started_at));
+        rep.duration_ms = duration.as_millis() as u64;
+        rep.peak_rss_bytes = Some(usage.max_rss);
+        rep.cpu_ms = Some(usage.cpu.as_millis() as u64);
+        rep.stdout = Some(format!("output/{name}.stdout"));
+        rep.stderr = Some(format!("output/{name}.stderr"));
+        let mut line = format!("{name}: {} in {}", result.as_str(), human(duration));
+        if let Some(why) = &rep.reason {
+            line.push_str(&format!(" ({why})"));
+        }
+        if !leaked.is_empty() {
+            line.push_str(&format!(
+                "; leaky: killed {} leftover process(es) {leaked:?}",
+                leaked.len()
+            ));
+        }
+        say!("{line}");
+        self.results[i] = Some(rep);
+        self.after_finish(i, result);
+    }
+    fn after_finish(&mut self, i: usize, result: Outcome) {
+        let passed = result == Outcome::Passed;
+        for (d, why) in self.sched.finish(i, passed) {
+            say!("{}: skipped: {why}", self.tests[d].name);
+            self.record_skipped(d, why);
+        }
+        if passed {
+            self.cp.passed.push(self.tests[i].name.clone());
+            self.save_checkpoint();
+        }
+        if result.is_failure() && self.suite.options.fail_fast {
+            let name = self.tests[i].name.clone();
+            self.begin_stop(Stop::FailFast(name));
+        }
+    }
+    fn record_skipped(&mut self, i: usize, why: String) {
+        let mut rep = self.base_report(i);
+        rep.result = Outcome::Skipped;
+        rep.reason = Some(why);
+        self.results[i] = Some(rep);
+    }
+    fn fill_missing(&mut self, why: &str) {
+        for i in 0..self.results.len() {
+            if self.results[i].is_none() {
+                self.record_skipped(i, why.to_string());
+            }
+        }
+    }
+    fn base_report(&self, i: usize) -> TestReport {
+        let t = &self.tests[i];
+        let o = &self.suite.options;
+        TestReport {
+            name: t.name.clone(),
+            path: t.path.display().to_string(),
+            file: t.file.clone(),
+            result: Outcome::Skipped,
+            reason: None,
+            status: None,
+            exit_code: None,
+            leaky: false,
+            leaked_pids: Vec::new(),
+            started: None,
+            duration_ms: 0,
+            peak_rss_bytes: None,
+            cpu_ms: None,
+            stdout: None,
+            stderr: None,
+            level: t.meta.level,
+            tiers: t.meta.tiers.clone(),
+            tags: t.meta.tags.clone(),
+            priority: t.meta.priority,
+            depends_on: t.meta.depends_on.clone(),
+            timeout_ms: t.meta.timeout.unwrap_or(o.test_timeout).as_millis() as u64,
+            memory_bytes: t.meta.memory.or(o.test_memory),
+        }
+    }
+    /// `--resume`: tests the checkpoint says passed for this run id, ref and
+    /// tier are not run again.
+    fn resume(&mut self) {
+        if !self.suite.options.resume {
+            return;
+        }
+        let path = self.cp_path.display().to_string();
+        let cp = match checkpoint::load(&self.cp_path) {
+            Ok(Some(cp)) => cp,
+            Ok(None) => {
+                say!("--resume: no checkpoint at {path}: running every test");
+                return;
+            }
+            Err(e) => {
+                say!("--resume: {e:#}: ignored, running every test");
+                return;
+            }
+        };
+        let tier = self.tier.map(|t| t.as_str());
+        match checkpoint::decide(&cp, &self.suite.run_id, &self.suite.git_ref, tier) {
+            Resume::Ignore(why) => say!("--resume: checkpoint {path} ignored: {why}"),
+            Resume::Use(passed) => {
+                let done: HashSet<&str> = passed.iter().map(String::as_str).collect();
+                let mut k = 0;
+                for i in 0..self.tests.len() {
+                    if done.contains(self.tests[i].name.as_str()) {
+                        self.sched.passed_earlier(i);
+                        self.record_skipped(
+                            i,
+                            "passed earlier in this run (resumed from the checkpoint)".into(),
+                        );
+                        k += 1;
+                    }
+                }
+                say!(
+                    "--resume: {k} test(s) already passed in run {}; running the rest",
+                    cp.run_id
+                );
+                self.cp.passed = passed;
+            }
+        }
+    }
+    /// Queues the checkpoint for the writer thread; a failed write is logged
+    /// there (the tests go on; only a later --resume loses).
+    fn save_checkpoint(&mut self) {
+        self.cp.updated = crate::log::timestamp(SystemTime::now());
+        self.cp_writer.save(&self.cp);
+    }
+    /// After an internal error: every running test's group gets SIGKILL at
+    /// once and is reaped (no grace: the runner cannot keep its promises).
+    fn abort_running(&mut self) {
+        for mut r in std::mem::take(&mut self.running) {
+            r.child.signal_group(Signal::SIGKILL);
+            let _ = r.child.wait(None, Some(Instant::now() + READER_BOUND));
+            let name = self.tests[r.idx].name.clone();
+            let leaked = self.end_leftovers(r.child.pid.as_raw(), &name);
+            let mut rep = self.base_report(r.idx);
+            rep.result = Outcome::Cancelled;
+            rep.reason = Some("terminated: the test runner failed".into());
+            rep.leaked_pids = leaked;
+            self.results[r.idx] = Some(rep);
+        }
+    }
+}

@@ -1,0 +1,643 @@
+//! `cc-ci-run timeline`: one self-contained HTML page (inline SVG and CSS,
+//! no script, no font or style fetched from anywhere) of the host's recent
+//! runs: one row per app domain, one bar per run from its lock request to
+//! its release, the wait hatched, the held part split by phase, coloured by
+//! verdict with the Okabe-Ito palette (safe for the common colour
+//! blindnesses) and the verdict also written out, in the bar, in its hover
+//! title and in the table under the chart.
+//!
+//! [`render`] is pure (records, now, time zone → the page); only
+//! [`command`] and [`refresh`] read the state directory and write a file
+//! (atomically, so a static web server never serves a torn page).
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use anyhow::{Context, Result};
+
+use crate::config::Env;
+use crate::exit::{self, Failure};
+use crate::log::parse_timestamp;
+use crate::rundir::RunRecord;
+use crate::units::human;
+
+/// How far back the page looks without `--since` (and on refresh).
+pub const DEFAULT_SINCE: Duration = Duration::from_secs(24 * 3600);
+
+/// The variable that names the page a run refreshes when it finishes.
+pub const FILE_VAR: &str = "CCCI_TIMELINE_FILE";
+
+/// The local time zone the axis is written in: its name and its offset
+/// from UTC at the time the page is drawn (one offset for the whole page;
+/// a page spanning a daylight-saving change is off by that hour on one side).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Zone {
+    pub name: String,
+    pub offset_secs: i32,
+}
+
+impl Zone {
+    pub fn utc() -> Zone {
+        Zone {
+            name: "UTC".into(),
+            offset_secs: 0,
+        }
+    }
+
+    /// The process's local zone (TZ, else /etc/localtime) at `at`, from the
+    /// C library's `localtime_r`: chrono is built without its clock and
+    /// time zone database here, and libc already reads the system's.
+    pub fn local(at: SystemTime) -> Zone {
+        let secs = at
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs() as libc::time_t;
+        // SAFETY: an all-zero `tm` is a valid value (integers and a null
+        // pointer); localtime_r writes into it and returns null on failure.
+        let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+        // SAFETY: both pointers are valid for the call; localtime_r is the
+        // thread-safe variant.
+        let ok = unsafe { !libc::localtime_r(&secs, &mut tm).is_null() };
+        if !ok {
+            return Zone::utc();
+        }
+        let name = if tm.tm_zone.is_null() {
+            String::new()
+        } else {
+            // SAFETY: tm_zone points at a NUL-terminated string owned by the
+            // C library that lives as long as the zone data (the process).
+            unsafe { std::ffi::CStr::from_ptr(tm.tm_zone) }
+                .to_string_lossy()
+                .into_owned()
+        };
+        Zone {
+            name,
+            offset_secs: tm.tm_gmtoff as i32,
+        }
+    }
+
+    /// `CET (UTC+01:00)`.
+    pub fn label(&self) -> String {
+        let sign = if self.offset_secs < 0 { '-' } else { '+' };
+        let a = self.offset_secs.unsigned_abs();
+        let off = format!("UTC{sign}{:02}:{:02}", a / 3600, (a / 60) % 60);
+        if self.name.is_empty() || self.name == off {
+            off
+        } else {
+            format!("{} ({off})", self.name)
+        }
+    }
+
+    fn format(&self, t: SystemTime, pattern: &str) -> String {
+        let secs = t
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        let off = chrono::FixedOffset::east_opt(self.offset_secs)
+            .or_else(|| chrono::FixedOffset::east_opt(0));
+        match (chrono::DateTime::from_timestamp(secs, 0), off) {
+            (Some(dt), Some(off)) => dt.with_timezone(&off).format(pattern).to_string(),
+            _ => String::from("?"),
+        }
+    }
+}
+
+/// The verdicts in legend order, with their colour (Okabe & Ito's palette;
+/// grey for what has no verdict) and whether text on that colour is white.
+const PALETTE: [(&str, &str, bool); 11] = [
+    ("passed", "#009E73", true),
+    ("failed", "#D55E00", true),
+    ("infra", "#E69F00", false),
+    ("teardown-failed", "#CC79A7", false),
+    ("cancelled", "#56B4E9", false),
+    ("deadline", "#0072B2", true),
+    ("self-protect", "#F0E442", false),
+    ("bad-input", "#000000", true),
+    ("duplicate", "#999999", false),
+    ("running", "#FFFFFF", false),
+    ("unknown", "#DDDDDD", false),
+];
+
+fn colour(verdict: &str) -> (&'static str, bool) {
+    PALETTE
+        .iter()
+        .find(|p| p.0 == verdict)
+        .map(|p| (p.1, p.2))
+        .unwrap_or(("#DDDDDD", false))
+}
+
+/// Escapes text for an XML/HTML text node or a quoted attribute.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            // Control characters are not allowed in XML 1.0 text.
+            c if (c as u32) < 0x20 && c != '\n' && c != '\t' => out.push('\u{FFFD}'),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// One run as the page draws it (times resolved).
+#[derive(Clone, Debug)]
+struct Bar<'a> {
+    record: &'a RunRecord,
+    verdict: &'a str,
+    /// Lock request (or the run's start when it never asked for a lock).
+    start: SystemTime,
+    /// Lock acquired (None: never got it).
+    acquired: Option<SystemTime>,
+    /// Lock released, else the run's end, else now (still running).
+    end: SystemTime,
+}
+
+fn bar_of(r: &RunRecord, now: SystemTime) -> Option<Bar<'_>> {
+    let started = parse_timestamp(&r.started)?;
+    let finished = r.finished.as_deref().and_then(parse_timestamp);
+    let lock = r.lock.as_ref();
+    let start = lock
+        .and_then(|l| parse_timestamp(&l.requested))
+        .unwrap_or(started);
+    let acquired = match lock {
+        Some(l) => l.acquired.as_deref().and_then(parse_timestamp),
+        // No lock asked for (bad input, a duplicate): nothing was waited on.
+        None => Some(start),
+    };
+    let end = lock
+        .and_then(|l| l.released.as_deref())
+        .and_then(parse_timestamp)
+        .or(finished)
+        .unwrap_or(now)
+        .max(start);
+    let verdict = match (&r.verdict, r.finished.is_some()) {
+        (Some(v), _) => v.as_str(),
+        (None, false) => "running",
+        (None, true) => "unknown",
+    };
+    Some(Bar {
+        record: r,
+        verdict,
+        start,
+        acquired: acquired.map(|a| a.clamp(start, end)),
+        end,
+    })
+}
+
+/// Whether the run shows in a page of the last `since` before `now`: it
+/// ended (or is still running) inside the window.
+pub fn in_window(r: &RunRecord, now: SystemTime, since: Duration) -> bool {
+    let from = now.checked_sub(since).unwrap_or(SystemTime::UNIX_EPOCH);
+    bar_of(r, now).is_some_and(|b| b.end >= from)
+}
+
+/// A tick step for the axis: the smallest of these giving at most ~10 ticks.
+fn tick_step(span: Duration) -> Duration {
+    const STEPS: [u64; 16] = [
+        1,
+        5,
+        10,
+        30,
+        60,
+        5 * 60,
+        10 * 60,
+        15 * 60,
+        30 * 60,
+        3600,
+        2 * 3600,
+        3 * 3600,
+        6 * 3600,
+        12 * 3600,
+        86_400,
+        7 * 86_400,
+    ];
+    let s = span.as_secs().max(1);
+    let step = STEPS
+        .iter()
+        .copied()
+        .find(|st| s / st <= 10)
+        .unwrap_or(30 * 86_400);
+    Duration::from_secs(step)
+}
+
+const WIDTH: f64 = 1280.0;
+const LABEL_W: f64 = 250.0;
+const RIGHT_PAD: f64 = 20.0;
+const ROW_H: f64 = 26.0;
+const BAR_H: f64 = 16.0;
+const AXIS_H: f64 = 34.0;
+
+fn ms(a: SystemTime, b: SystemTime) -> u64 {
+    b.duration_since(a).unwrap_or_default().as_millis() as u64
+}
+
+fn dur(ms: u64) -> String {
+    human(Duration::from_millis(ms))
+}
+
+/// The hover text of a run: id, recipe, ref, verdict, failed phase, and
+/// the durations (wait, hold, each phase).
+fn title_of(b: &Bar<'_>) -> String {
+    let r = b.record;
+    let mut t = format!(
+        "run {}\nrecipe {} at {}\nverdict {}",
+        r.run_id, r.recipe, r.git_ref, b.verdict
+    );
+    if let Some(code) = r.exit_code {
+        let _ = write!(t, " (exit {code})");
+    }
+    if let Some(p) = &r.failed_phase {
+        let _ = write!(t, "\nfailed phase {p}");
+    }
+    let _ = write!(t, "\napp {}", r.domain);
+    match b.acquired {
+        Some(a) if r.lock.is_some() => {
+            let _ = write!(
+                t,
+                "\nwaited {} for the lock, held it {}",
+                dur(ms(b.start, a)),
+                dur(ms(a, b.end))
+            );
+        }
+        Some(_) => t.push_str("\ntook no app lock"),
+        None => {
+            let _ = write!(
+                t,
+                "\nwaited {} and never got the lock",
+                dur(ms(b.start, b.end))
+            );
+        }
+    }
+    let phases: Vec<String> = r
+        .phases
+        .iter()
+        .filter(|p| p.name != "started")
+        .filter_map(|p| Some(format!("{} {}", p.name, dur(p.duration_ms?))))
+        .collect();
+    if !phases.is_empty() {
+        let _ = write!(t, "\nphases: {}", phases.join(", "));
+    }
+    t
+}
+
+/// The page (pure): `records` (any order; those outside the window are
+/// left out), drawn at `now`, the axis in `zone`, the window `since`.
+pub fn render(records: &[RunRecord], now: SystemTime, zone: &Zone, since: Duration) -> String {
+    let from = now.checked_sub(since).unwrap_or(SystemTime::UNIX_EPOCH);
+    let mut bars: Vec<Bar<'_>> = records
+        .iter()
+        .filter_map(|r| bar_of(r, now))
+        .filter(|b| b.end >= from)
+        .collect();
+    bars.sort_by(|a, b| {
+        a.start
+            .cmp(&b.start)
+            .then_with(|| a.record.run_id.cmp(&b.record.run_id))
+    });
+    let mut domains: Vec<&str> = bars.iter().map(|b| b.record.domain.as_str()).collect();
+    domains.sort_unstable();
+    domains.dedup();
+
+    // The time range: every bar, a little room either side.
+    let t0 = bars.iter().map(|b| b.start).min().unwrap_or(from);
+    let t1 = bars.iter().map(|b| b.end).max().unwrap_or(now).max(t0);
+    let span = t1
+        .duration_since(t0)
+        .unwrap_or_default()
+        .max(Duration::from_secs(60));
+    let pad = span / 50;
+    let (t0, t1) = (t0 - pad, t0 + span + pad);
+    let plot_w = WIDTH - LABEL_W - RIGHT_PAD;
+    let total = t1.duration_since(t0).unwrap_or_default().as_secs_f64();
+    let x = |t: SystemTime| -> f64 {
+        let d = t.duration_since(t0).unwrap_or_default().as_secs_f64();
+        LABEL_W + plot_w * (d / total).clamp(0.0, 1.0)
+    };
+    let rows_h = ROW_H * domains.len().max(1) as f64;
+    let height = AXIS_H * 2.0 + rows_h;
+
+    let mut svg = String::new();
+    let _ = write!(
+        svg,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" viewBox="0 0 {WIDTH} {height}" role="img" aria-label="runs per app domain over time">"#
+    );
+    // The wait: diagonal hatching, whatever the verdict.
+    svg.push_str(
+        r##"<defs><pattern id="wait" width="6" height="6" patternUnits="userSpaceOnUse" patternTransform="rotate(45)"><rect width="6" height="6" fill="#f2f2f2"/><line x1="0" y1="0" x2="0" y2="6" stroke="#777777" stroke-width="2"/></pattern></defs>"##,
+    );
+
+    // Rows, their labels and the grid.
+    for (i, d) in domains.iter().enumerate() {
+        let y = AXIS_H + ROW_H * i as f64;
+        let _ = write!(
+            svg,
+            r#"<rect class="row{}" x="0" y="{y}" width="{WIDTH}" height="{ROW_H}"/>"#,
+            if i % 2 == 0 { " even" } else { "" }
+        );
+        let shown: String = if d.chars().count() > 34 {
+            let head: String = d.chars().take(33).collect();
+            format!("{head}…")
+        } else {
+            d.to_string()
+        };
+        let _ = write!(
+            svg,
+            r#"<text class="domain" x="8" y="{:.1}"><title>{}</title>{}</text>"#,
+            y + ROW_H / 2.0 + 4.0,
+            escape(d),
+            escape(&shown)
+        );
+    }
+    let step = tick_step(t1.duration_since(t0).unwrap_or_default());
+    let show_date =
+        step >= Duration::from_secs(86_400) || zone.format(t0, "%F") != zone.format(t1, "%F");
+    // First tick: the first multiple of the step in local time after t0.
+    let t0_secs = t0
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs() as i64;
+    let st = step.as_secs() as i64;
+    let local = t0_secs + i64::from(zone.offset_secs);
+    let first = (local.div_euclid(st) + 1) * st - i64::from(zone.offset_secs);
+    let mut tick = SystemTime::UNIX_EPOCH + Duration::from_secs(first.max(0) as u64);
+    while tick < t1 {
+        let tx = x(tick);
+        let label = if show_date {
+            zone.format(tick, "%m-%d %H:%M")
+        } else if step < Duration::from_secs(60) {
+            zone.format(tick, "%H:%M:%S")
+        } else {
+            zone.format(tick, "%H:%M")
+        };
+        let _ = write!(
+            svg,
+            r#"<line class="grid" x1="{tx:.1}" y1="{}" x2="{tx:.1}" y2="{}"/><text class="tick" x="{tx:.1}" y="{}">{label}</text><text class="tick" x="{tx:.1}" y="{}">{label}</text>"#,
+            AXIS_H - 4.0,
+            AXIS_H + rows_h + 4.0,
+            AXIS_H - 10.0,
+            AXIS_H + rows_h + 20.0,
+        );
+        tick += step;
+    }
+    let _ = write!(
+        svg,
+        r#"<text class="zone" x="8" y="{}">time: {}</text>"#,
+        AXIS_H - 10.0,
+        escape(&zone.label())
+    );
+    if (from..=t1).contains(&now) && now > t0 {
+        let nx = x(now);
+        let _ = write!(
+            svg,
+            r#"<line class="now" x1="{nx:.1}" y1="{}" x2="{nx:.1}" y2="{}"><title>now</title></line>"#,
+            AXIS_H,
+            AXIS_H + rows_h
+        );
+    }
+
+    // One group per run.
+    for b in &bars {
+        let row = domains
+            .binary_search(&b.record.domain.as_str())
+            .unwrap_or(0);
+        let y = AXIS_H + ROW_H * row as f64 + (ROW_H - BAR_H) / 2.0;
+        let (fill, light_text) = colour(b.verdict);
+        let (xs, xe) = (x(b.start), x(b.end));
+        let _ = write!(
+            svg,
+            r#"<g class="run" data-run="{}" data-verdict="{}"><title>{}</title>"#,
+            escape(&b.record.run_id),
+            escape(b.verdict),
+            escape(&title_of(b))
+        );
+        let held_from = b.acquired.unwrap_or(b.end);
+        let xa = x(held_from);
+        if b.acquired != Some(b.start) {
+            let _ = write!(
+                svg,
+                r#"<rect class="wait" x="{xs:.1}" y="{y:.1}" width="{:.1}" height="{BAR_H}"/>"#,
+                (xa - xs).max(1.0)
+            );
+        }
+        if b.acquired.is_some() {
+            let _ = write!(
+                svg,
+                r#"<rect class="held" x="{xa:.1}" y="{y:.1}" width="{:.1}" height="{BAR_H}" fill="{fill}"/>"#,
+                (xe - xa).max(1.5)
+            );
+            // Phases inside the held part, alternately shaded so each
+            // boundary shows; the failed phase outlined.
+            let mut odd = false;
+            for p in &b.record.phases {
+                let (Some(ps), pe) = (
+                    parse_timestamp(&p.started),
+                    p.ended.as_deref().and_then(parse_timestamp),
+                ) else {
+                    continue;
+                };
+                let ps = ps.clamp(held_from, b.end);
+                let pe = pe.unwrap_or(b.end).clamp(held_from, b.end);
+                if pe <= ps || p.name == "started" || p.name == "finished" {
+                    continue;
+                }
+                let failed = b.record.failed_phase.as_deref() == Some(p.name.as_str());
+                let class = match (odd, failed) {
+                    (_, true) => "phase failed",
+                    (true, false) => "phase odd",
+                    (false, false) => "phase",
+                };
+                odd = !odd;
+                let (px, pw) = (x(ps), x(pe) - x(ps));
+                let _ = write!(
+                    svg,
+                    r#"<rect class="{class}" x="{px:.1}" y="{y:.1}" width="{pw:.1}" height="{BAR_H}"><title>{}: {} ({})</title></rect>"#,
+                    escape(&b.record.run_id),
+                    escape(&p.name),
+                    dur(ms(ps, pe))
+                );
+            }
+        }
+        // The verdict in text where the bar has room: the word, else its
+        // first letter (the legend says which).
+        let held_w = xe - xa;
+        let word = if held_w >= 7.0 * b.verdict.len() as f64 + 6.0 {
+            Some(b.verdict.to_string())
+        } else if held_w >= 10.0 {
+            b.verdict
+                .chars()
+                .next()
+                .map(|c| c.to_uppercase().to_string())
+        } else {
+            None
+        };
+        if let Some(w) = word {
+            let _ = write!(
+                svg,
+                r#"<text class="verdict{}" x="{:.1}" y="{:.1}">{}</text>"#,
+                if light_text { " light" } else { "" },
+                xa + 3.0,
+                y + BAR_H - 4.0,
+                escape(&w)
+            );
+        }
+        svg.push_str("</g>");
+    }
+    svg.push_str("</svg>");
+
+    // The legend: every verdict's colour, its letter and its word; the wait.
+    let mut legend = String::from(r#"<ul class="legend">"#);
+    legend.push_str(
+        r#"<li><svg xmlns="http://www.w3.org/2000/svg" width="28" height="14"><rect class="wait" width="28" height="14"/></svg> waiting for the app lock</li>"#,
+    );
+    for (v, c, _) in PALETTE {
+        let _ = write!(
+            legend,
+            r##"<li><svg xmlns="http://www.w3.org/2000/svg" width="28" height="14"><rect width="28" height="14" fill="{c}" stroke="#333333"/></svg> {} = {v}</li>"##,
+            v.chars()
+                .next()
+                .map(|c| c.to_uppercase().to_string())
+                .unwrap_or_default()
+        );
+    }
+    legend.push_str(
+        r#"<li>phases alternate in shade inside a bar; the phase a red run failed in is outlined</li></ul>"#,
+    );
+
+    // The same runs as a table, newest first: the verdict in words for
+    // every run, whatever the width of its bar.
+    let mut table = String::from(
+        "<table><thead><tr><th>run</th><th>recipe</th><th>ref</th><th>app domain</th><th>verdict</th><th>failed phase</th><th>lock requested</th><th>wait</th><th>held</th></tr></thead><tbody>",
+    );
+    for b in bars.iter().rev() {
+        let r = b.record;
+        let wait = match b.acquired {
+            Some(a) => dur(ms(b.start, a)),
+            None => format!("{} (never got it)", dur(ms(b.start, b.end))),
+        };
+        let held = b.acquired.map(|a| dur(ms(a, b.end))).unwrap_or_default();
+        let _ = write!(
+            table,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"v\"><span class=\"swatch\" style=\"background:{}\"></span>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            escape(&r.run_id),
+            escape(&r.recipe),
+            escape(&r.git_ref),
+            escape(&r.domain),
+            colour(b.verdict).0,
+            escape(b.verdict),
+            escape(r.failed_phase.as_deref().unwrap_or("")),
+            escape(&zone.format(b.start, "%F %T")),
+            wait,
+            held
+        );
+    }
+    table.push_str("</tbody></table>");
+
+    let generated = zone.format(now, "%F %T");
+    format!(
+        r#"<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"/><meta name="viewport" content="width=device-width"/>
+<title>cc-ci-run timeline</title>
+<style>{CSS}</style></head>
+<body><h1>cc-ci-run: runs per app domain</h1>
+<p class="meta">{} run(s) over {} app domain(s), the last {}, drawn {generated} ({}). A bar runs from the lock request to its release; hover a bar for the run.</p>
+{legend}
+<div class="chart">{svg}</div>
+{table}
+</body></html>
+"#,
+        bars.len(),
+        domains.len(),
+        human(since),
+        escape(&zone.label()),
+    )
+}
+
+const CSS: &str = "body{font:14px/1.4 system-ui,sans-serif;margin:16px;color:#222;background:#fff}\
+h1{font-size:18px;margin:0 0 4px}.meta{margin:0 0 8px;color:#444}\
+.legend{list-style:none;padding:0;margin:0 0 8px;display:flex;flex-wrap:wrap;gap:4px 16px}\
+.legend li{display:flex;align-items:center;gap:4px}.chart{overflow-x:auto}\
+svg text{font:12px system-ui,sans-serif}.row{fill:#ffffff}.row.even{fill:#f6f6f6}\
+.domain{fill:#222}.tick{fill:#555;text-anchor:middle;font-size:11px}.zone{fill:#555;font-size:11px}\
+.grid{stroke:#d0d0d0;stroke-width:1}.now{stroke:#000;stroke-width:1.5;stroke-dasharray:4 3}\
+.wait{fill:url(#wait);stroke:#777;stroke-width:.5}.held{stroke:#222;stroke-width:.6}\
+.phase{fill:#ffffff;fill-opacity:0}.phase.odd{fill:#ffffff;fill-opacity:.28}\
+.phase.failed{fill:none;stroke:#000;stroke-width:1.6}\
+.run:hover .held{stroke-width:2}.verdict{fill:#000;font-size:10px;pointer-events:none}.verdict.light{fill:#fff}\
+table{border-collapse:collapse;margin-top:12px;font-size:12px}th,td{border-bottom:1px solid #ddd;padding:2px 8px;text-align:left}\
+.swatch{display:inline-block;width:10px;height:10px;border:1px solid #333;margin-right:4px}";
+
+/// Where `--out` or CCCI_TIMELINE_FILE may write: a path whose directory
+/// exists and that is not itself a directory, absolute for the variable (a
+/// run's working directory is Drone's throwaway workspace); exit 2
+/// otherwise, naming `what`.
+pub fn check_out(what: &str, path: &Path, absolute: bool) -> Result<()> {
+    let bad = |rule: &str| {
+        Err(Failure::usage(format!(
+            "invalid {what} {:?}: {rule}",
+            path.display().to_string()
+        )))
+    };
+    if absolute && !path.is_absolute() {
+        return bad("must be an absolute path");
+    }
+    if path.is_dir() {
+        return bad("is a directory; name the HTML file to write");
+    }
+    match path.parent() {
+        Some(dir) if dir.as_os_str().is_empty() || dir.is_dir() => Ok(()),
+        _ => bad("its directory does not exist"),
+    }
+}
+
+/// The page a run refreshes, from CCCI_TIMELINE_FILE (None: unset or
+/// empty); a bad value is exit 2 naming the variable.
+pub fn file_from_env(env: &Env) -> Result<Option<PathBuf>> {
+    match env.get(FILE_VAR).filter(|v| !v.is_empty()) {
+        None => Ok(None),
+        Some(v) => {
+            let p = PathBuf::from(v);
+            check_out(FILE_VAR, &p, true)?;
+            Ok(Some(p))
+        }
+    }
+}
+
+fn page(state_dir: &Path, since: Duration) -> Result<String> {
+    let records = crate::rundir::load_records(state_dir)?;
+    let now = SystemTime::now();
+    Ok(render(&records, now, &Zone::local(now), since))
+}
+
+/// Rewrites the page named by CCCI_TIMELINE_FILE, if any (after a run).
+pub fn refresh(state_dir: &Path, env: &Env) -> Result<()> {
+    if let Some(out) = file_from_env(env)? {
+        let html = page(state_dir, DEFAULT_SINCE)?;
+        crate::rundir::write_atomic(&out, html.as_bytes())?;
+    }
+    Ok(())
+}
+
+/// `cc-ci-run timeline`.
+pub fn command(state_dir: &Path, args: &crate::cli::TimelineArgs) -> Result<i32> {
+    if let Some(out) = &args.out {
+        check_out("--out", out, false)?;
+    }
+    let html = page(state_dir, args.since.unwrap_or(DEFAULT_SINCE))?;
+    match &args.out {
+        Some(out) => crate::rundir::write_atomic(out, html.as_bytes())?,
+        None => {
+            use std::io::Write;
+            let mut o = std::io::stdout().lock();
+            o.write_all(html.as_bytes())
+                .and_then(|()| o.flush())
+                .context("failed to write the timeline to stdout")?;
+        }
+    }
+    Ok(exit::OK)
+}

@@ -1,0 +1,233 @@
+//! The timeline page, parsed back as XML: bars per run, the wait segment,
+//! hover titles, escaping, time order, and nothing fetched or scripted.
+
+use std::time::{Duration, SystemTime};
+
+use cc_ci_run::log::parse_timestamp;
+use cc_ci_run::rundir::{LockTimes, PhaseSpan, RunRecord};
+use cc_ci_run::views::timeline::{render, Zone};
+
+use crate::timeline_page::parse;
+
+fn t(s: u32) -> String {
+    format!("2026-12-01T10:{:02}:{:02}.000Z", s / 60, s % 60)
+}
+
+/// A finished run: lock asked at `req`, got at `acq`, given back at `rel`
+/// (seconds after 10:00 UTC); two phases inside the hold.
+fn run(
+    id: &str,
+    recipe: &str,
+    domain: &str,
+    verdict: &str,
+    req: u32,
+    acq: u32,
+    rel: u32,
+) -> RunRecord {
+    let mid = (acq + rel) / 2;
+    RunRecord {
+        run_id: id.into(),
+        recipe: recipe.into(),
+        git_ref: "main".into(),
+        domain: domain.into(),
+        started: t(req.saturating_sub(1)),
+        finished: Some(t(rel + 1)),
+        exit_code: Some(if verdict == "passed" { 0 } else { 1 }),
+        verdict: Some(verdict.into()),
+        failed_phase: (verdict != "passed").then(|| "test-install".to_string()),
+        phases: vec![
+            PhaseSpan {
+                name: "deploy".into(),
+                started: t(acq),
+                ended: Some(t(mid)),
+                duration_ms: Some(u64::from(mid - acq) * 1000),
+            },
+            PhaseSpan {
+                name: "test-install".into(),
+                started: t(mid),
+                ended: Some(t(rel)),
+                duration_ms: Some(u64::from(rel - mid) * 1000),
+            },
+        ],
+        lock: Some(LockTimes {
+            domain: domain.into(),
+            backend: "flock".into(),
+            requested: t(req),
+            acquired: Some(t(acq)),
+            released: Some(t(rel)),
+            wait_ms: Some(u64::from(acq - req) * 1000),
+        }),
+        ..RunRecord::default()
+    }
+}
+
+fn now() -> SystemTime {
+    parse_timestamp("2026-12-01T11:00:00.000Z").unwrap()
+}
+
+fn zone() -> Zone {
+    Zone {
+        name: "CET".into(),
+        offset_secs: 3600,
+    }
+}
+
+#[test]
+fn one_bar_per_run_in_time_order_with_the_wait_before_the_hold() {
+    // b waits behind a on the same domain; c on another domain, no wait.
+    let records = vec![
+        run("b-2", "gitea", "gitea.ci.localhost", "failed", 30, 100, 160),
+        run("a-1", "gitea", "gitea.ci.localhost", "passed", 10, 10, 100),
+        run("c-1", "wiki", "wiki.ci.localhost", "passed", 40, 40, 90),
+    ];
+    let html = render(&records, now(), &zone(), Duration::from_secs(24 * 3600));
+    let p = parse(&html);
+    assert_eq!(p.runs, ["a-1", "b-2", "c-1"], "one group per run, by start");
+    assert!(
+        p.first_x.windows(2).all(|w| w[0] <= w[1]),
+        "{:?}",
+        p.first_x
+    );
+    assert_eq!(p.has_wait, [false, true, false]);
+    // b's held part starts where a's bar ends (a's release), after its wait.
+    let a_end = p.held_x[0].unwrap();
+    let b_wait_end = p.wait_x_end[1].unwrap();
+    let b_held = p.held_x[1].unwrap();
+    assert!(
+        (b_wait_end - b_held).abs() < 0.2,
+        "{b_wait_end} vs {b_held}"
+    );
+    assert!(b_held > a_end);
+    assert!(p.first_x[1] < b_held, "b's bar starts at its request");
+}
+
+#[test]
+fn titles_name_run_recipe_ref_verdict_failed_phase_and_durations() {
+    let records = vec![run(
+        "b-2",
+        "gitea",
+        "gitea.ci.localhost",
+        "failed",
+        30,
+        100,
+        160,
+    )];
+    let p = parse(&render(
+        &records,
+        now(),
+        &zone(),
+        Duration::from_secs(86_400),
+    ));
+    let title = &p.titles[0];
+    for part in [
+        "run b-2",
+        "recipe gitea at main",
+        "verdict failed",
+        "failed phase test-install",
+        "waited 1m10s",
+        "held it 1m00s",
+        "deploy 30.0s",
+    ] {
+        assert!(title.contains(part), "{part:?} missing from {title:?}");
+    }
+    // The verdict is also written out, not only coloured.
+    assert!(p.texts.iter().any(|t| t == "failed"));
+}
+
+#[test]
+fn recipe_and_ref_are_escaped() {
+    let mut r = run("x-1", "a<b&c\"d", "x.ci.localhost", "passed", 10, 10, 50);
+    r.git_ref = "refs/<pull>&\"1\"".into();
+    let html = render(&[r], now(), &zone(), Duration::from_secs(86_400));
+    assert!(!html.contains("a<b"), "raw < in the page");
+    let p = parse(&html);
+    assert!(
+        p.titles[0].contains("recipe a<b&c\"d at refs/<pull>&\"1\""),
+        "{:?}",
+        p.titles[0]
+    );
+    assert!(p.texts.iter().any(|t| t == "a<b&c\"d") || p.texts.join("").contains("a<b&c\"d"));
+}
+
+#[test]
+fn no_script_and_no_url_but_the_svg_namespace() {
+    let records = vec![run("a-1", "gitea", "g.ci.localhost", "passed", 10, 10, 100)];
+    let html = render(&records, now(), &zone(), Duration::from_secs(86_400));
+    assert!(!html.to_lowercase().contains("<script"));
+    assert!(!html.contains("@import") && !html.contains("url(http"));
+    let rest = html.replace("http://www.w3.org/2000/svg", "");
+    assert!(
+        !rest.contains("http:") && !rest.contains("https:"),
+        "a URL in the page"
+    );
+    assert!(!rest.contains("//"), "a protocol-relative URL in the page");
+}
+
+#[test]
+fn the_axis_names_the_time_zone_and_ticks_in_local_time() {
+    let records = vec![run("a-1", "gitea", "g.ci.localhost", "passed", 0, 0, 600)];
+    let p = parse(&render(
+        &records,
+        now(),
+        &zone(),
+        Duration::from_secs(86_400),
+    ));
+    assert!(p.texts.iter().any(|t| t.contains("CET (UTC+01:00)")));
+    // 10:00 UTC is 11:00 CET: a tick at 11:05 (5 min step) exists.
+    assert!(p.texts.iter().any(|t| t == "11:05"), "{:?}", p.texts);
+}
+
+#[test]
+fn runs_outside_the_window_are_left_out_and_a_running_one_reaches_now() {
+    let old = run("old-1", "gitea", "g.ci.localhost", "passed", 0, 0, 60);
+    let mut live = run("live-1", "gitea", "g.ci.localhost", "passed", 100, 100, 200);
+    live.finished = None;
+    live.verdict = None;
+    live.lock.as_mut().unwrap().released = None;
+    let p = parse(&render(
+        &[old, live],
+        now(),
+        &zone(),
+        Duration::from_secs(30 * 60),
+    ));
+    assert_eq!(p.runs, ["live-1"]);
+    assert!(p.titles[0].contains("verdict running"));
+}
+
+#[test]
+fn a_run_that_never_got_the_lock_is_all_wait() {
+    let mut r = run("w-1", "gitea", "g.ci.localhost", "deadline", 10, 10, 100);
+    let l = r.lock.as_mut().unwrap();
+    l.acquired = None;
+    l.released = None;
+    r.phases.clear();
+    let p = parse(&render(&[r], now(), &zone(), Duration::from_secs(86_400)));
+    assert_eq!(p.has_wait, [true]);
+    assert_eq!(p.held_x, [None]);
+    assert!(p.titles[0].contains("never got the lock"));
+}
+
+#[test]
+fn two_hundred_runs_over_twenty_domains_fit_1280_px() {
+    let mut records = Vec::new();
+    for i in 0..200u32 {
+        let d = format!("recipe{:02}-lane.ci.localhost", i % 20);
+        let base = (i / 20) * 300;
+        records.push(run(
+            &format!("r-{i}"),
+            "r",
+            &d,
+            "passed",
+            base,
+            base + i % 3,
+            base + 200,
+        ));
+    }
+    let html = render(&records, now(), &zone(), Duration::from_secs(86_400));
+    let p = parse(&html);
+    assert_eq!(p.runs.len(), 200);
+    assert!(html.contains(r#"width="1280""#));
+    for x in &p.first_x {
+        assert!((0.0..=1280.0).contains(x));
+    }
+}
