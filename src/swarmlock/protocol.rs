@@ -228,6 +228,9 @@ enum Step {
     Busy(Busy, Box<LockObject>, Option<Duration>),
 }
 
+/// How many engine calls in a row may fail while waiting before the
+/// waiter gives up (exit 3).
+const WAIT_FAILURES: u32 = 4;
 /// How long a waiter without an event watch sleeps between attempts: from
 /// 50 ms doubling to this.
 const POLL_MAX: Duration = Duration::from_millis(250);
@@ -288,6 +291,7 @@ impl AppLocks for SwarmLocks {
         let mut watch: Option<Watch> = None;
         let mut watch_failed = false;
         let mut warned = false;
+        let mut failures = 0u32;
         loop {
             if cancel.is_some_and(Latch::is_set) {
                 return Ok(Acquired::Cancelled);
@@ -296,7 +300,29 @@ impl AppLocks for SwarmLocks {
                 return Ok(Acquired::TimedOut);
             }
             let attempted = SystemTime::now();
-            let (busy, obj, due) = match self.attempt(domain, owner, &mut warned)? {
+            let step = match self.attempt(domain, owner, &mut warned) {
+                Ok(step) => {
+                    failures = 0;
+                    step
+                }
+                // A waiter outlives a few failed calls (an engine slow
+                // past the call bound under load): none of them changed
+                // what it holds, which is nothing. Then it gives up.
+                Err(e) if failures + 1 < WAIT_FAILURES => {
+                    failures += 1;
+                    say!("warning: {e:#}; trying again ({failures} of {WAIT_FAILURES})");
+                    let until = Instant::now() + self.lease.call_bound().min(POLL_MAX * 4);
+                    if cancel.is_some_and(|c| c.wait_until(until)) {
+                        return Ok(Acquired::Cancelled);
+                    }
+                    if cancel.is_none() {
+                        std::thread::sleep(until.saturating_duration_since(Instant::now()));
+                    }
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let (busy, obj, due) = match step {
                 Step::Created(claim) => {
                     return Ok(Acquired::Acquired(Box::new(self.hold(claim, on_lost))))
                 }
