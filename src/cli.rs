@@ -407,6 +407,9 @@ pub struct LockStressArgs {
     /// instead of as a run (wait, hold, release or remove).
     #[arg(long)]
     pub unlocker: bool,
+    /// How long to stay inside each round (swarm backend).
+    #[arg(long, default_value = "0s", value_parser = parse_duration)]
+    pub hold: Duration,
 }
 
 /// `__bench-lock N`: prints the median ns of try-acquire + release.

@@ -53,10 +53,37 @@ pub struct Lease {
     pub margin: Duration,
 }
 
+impl Lease {
+    /// How long one engine call of the lock may take: half of what is
+    /// left of a lease when its renewal falls due, so a hung call is given
+    /// up while the lease still stands.
+    pub fn call_bound(&self) -> Duration {
+        (self.lease.saturating_sub(self.renew_every) / 2).max(Duration::from_millis(1))
+    }
+
+    /// How long one renewal call (inspect, update) may take: at most the
+    /// call bound and half the margin, so a renewal a holder heard answered
+    /// was applied before any taker could judge the lease dead.
+    pub fn renew_bound(&self) -> Duration {
+        self.call_bound()
+            .min(self.margin / 2)
+            .max(Duration::from_millis(1))
+    }
+
+    /// The lease a holder must have left to count as holding (after its
+    /// create, and before each mutating step): one call bound.
+    pub fn safety(&self) -> Duration {
+        self.call_bound()
+    }
+}
+
 /// The default lease: a crashed holder blocks its domain for at most
 /// lease + margin (40 s); a live one renews three times per lease, so two
 /// renewals may fail in a row before it gives up.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
+
+/// The shortest take-over margin: renewals are bounded by half of it.
+pub const MARGIN_MIN: Duration = Duration::from_millis(200);
 
 /// Validated lock settings (from `CCCI_LOCK_BACKEND`, `CCCI_HOST_ID`,
 /// `CCCI_LOCK_LEASE`, `CCCI_LOCK_RENEW`, `CCCI_LOCK_MARGIN`, `CCCI_DOCKER`).
@@ -185,11 +212,11 @@ pub fn check_lease(l: &Lease) -> Result<()> {
             "renewals are more than 0 and at most half the lease (CCCI_LOCK_LEASE) apart",
         ));
     }
-    if l.margin.is_zero() {
+    if l.margin < MARGIN_MIN {
         return Err(bad(
             "CCCI_LOCK_MARGIN",
             &shown(l.margin),
-            "the take-over margin is more than 0",
+            "the take-over margin is at least 200ms (a renewal must be answered within half of it)",
         ));
     }
     Ok(())
@@ -243,6 +270,16 @@ pub type OnLost = Box<dyn Fn(&str) + Send + 'static>;
 pub trait AppLock {
     /// Why the lock was lost, once it has been (never, for flock).
     fn lost(&self) -> Option<String>;
+    /// Fails (exit 3) when a mutating step (deploy, undeploy, app rm,
+    /// backup, restore, reap) must not start: the lock was lost, or its
+    /// lease has less than the safety allowance left. Always Ok for flock.
+    fn may_mutate(&self) -> Result<()>;
+    /// [`AppLock::may_mutate`], and the authority confirms the lock is
+    /// still ours (the swarm object read back by its ID). For checks, not
+    /// for every step: it costs an engine call.
+    fn confirm_held(&self) -> Result<()> {
+        self.may_mutate()
+    }
     /// The holder before us, if it died holding the lock.
     fn previous_owner(&self) -> Option<OwnerRecord>;
     /// Releases the lock and says whether that went cleanly.
@@ -255,6 +292,11 @@ pub trait AppLock {
 /// The app-domain locks of one backend.
 pub trait AppLocks {
     fn backend(&self) -> Backend;
+    /// Checks a run may use this backend at all (the swarm's: this host's
+    /// clock within the take-over margin of the engine's; exit 3 past it).
+    fn preflight(&self) -> Result<()> {
+        Ok(())
+    }
     /// One attempt, no waiting (the janitor's probe).
     fn try_acquire(&self, domain: &str, owner: &OwnerRecord, on_lost: OnLost) -> Result<Attempt>;
     /// Waits for the lock until `deadline` or `cancel`; `progress` is called
@@ -287,6 +329,9 @@ impl AppLock for FlockLock {
     fn lost(&self) -> Option<String> {
         // The kernel never takes a flock away from a live holder.
         None
+    }
+    fn may_mutate(&self) -> Result<()> {
+        Ok(())
     }
     fn previous_owner(&self) -> Option<OwnerRecord> {
         self.0.previous_owner().cloned()

@@ -159,6 +159,7 @@ pub(crate) fn locks(state_dir: &Path, args: LocksArgs) -> Result<i32> {
     let max_age = crate::config::lock_max_age(&crate::config::process_env())?;
     let settings = LockSettings::from_process_env()?;
     let reports = collect(state_dir, max_age)?;
+    swarmlock::say_clock_skew(&settings)?;
     let swarm = match settings.backend {
         Backend::Flock => None,
         Backend::Swarm => Some(swarm_reports(
@@ -355,7 +356,7 @@ fn unlock_swarm(state_dir: &Path, settings: &LockSettings, args: &UnlockArgs) ->
             format!("{what} (ID {}) carries no lease labels: not a cc-ci-run lock; remove it by hand if it is stale", obj.id),
         ));
     };
-    if lease.expired(swarmlock::now_ms(), settings.lease.margin) {
+    if swarm.dead(&obj, &settings.lease)? {
         if swarm.remove_id(&obj.id)? {
             say!(
                 "removed expired {what}, ID {}, left by {}",
@@ -761,9 +762,19 @@ fn lock_stress_backend(
         acquired += 1;
         waited += u64::from(was_busy);
         let host = &settings.host_id;
+        // Entering is a mutating step: only with the lease standing.
+        held.may_mutate()
+            .with_context(|| format!("round {i}: acquired, but may not enter"))?;
         oracle
             .write_all(format!("enter {host}:{pid} {i}\n").as_bytes())
             .context("failed to write to the oracle file")?;
+        if !args.hold.is_zero() {
+            std::thread::sleep(args.hold);
+        }
+        // The object must still be ours as we leave: a holder that was
+        // taken over while inside fails loudly, never exits 0.
+        held.confirm_held()
+            .with_context(|| format!("round {i}: the lock was not ours at exit"))?;
         oracle
             .write_all(format!("exit {host}:{pid} {i}\n").as_bytes())
             .context("failed to write to the oracle file")?;

@@ -280,6 +280,7 @@ fn visit(
                         return Ok(());
                     }
                     say!("janitor: {domain} has no live run: reaping it under its lock");
+                    held.may_mutate()?;
                     match teardown::teardown(abra, docker, target, &bound) {
                         Ok(()) => {
                             sum.reaped.push(domain.to_string());
@@ -310,14 +311,13 @@ fn tidy_swarm_locks(
     sum: &mut Summary,
 ) -> Result<()> {
     let swarm = Swarm::new(&s.locks.docker);
-    let now = crate::swarmlock::now_ms();
     for obj in swarm.list()? {
         let Some(lease) = obj.lease.as_ref() else {
             continue;
         };
         if !s.gate.matches(&lease.domain)
             || apps.iter().any(|a| a.name() == lease.domain)
-            || !lease.expired(now, s.locks.lease.margin)
+            || !swarm.dead(&obj, &s.locks.lease)?
         {
             continue;
         }

@@ -646,6 +646,7 @@ impl Run {
     }
 
     fn lock_app(&mut self) -> Result<()> {
+        self.locks.preflight()?;
         let owner = OwnerRecord::for_self(&self.cfg.run_id, Kind::App);
         let domain = self.cfg.domain.clone();
         let mut progress = |holder: Option<&OwnerRecord>, waited: Duration| match holder {
@@ -787,6 +788,7 @@ impl Run {
                 "an app is already deployed at {}: an orphan of a dead run, tearing it down first",
                 self.cfg.domain
             );
+            self.app_lock.as_ref().map_or(Ok(()), |l| l.may_mutate())?;
             teardown::teardown(&self.abra, &self.docker, self.app(), &b)
                 .map_err(infra("pre-clean of an orphan failed"))?;
         }
@@ -841,6 +843,7 @@ impl Run {
             )
             .map_err(infra)?;
         self.prepare_env_file().map_err(infra)?;
+        self.app_lock.as_ref().map_or(Ok(()), |l| l.may_mutate())?;
         self.deploys += 1;
         let deployed_at = std::time::SystemTime::now();
         self.abra
@@ -880,6 +883,7 @@ impl Run {
         let b = self.bound();
         let infra = infra("upgrade tier: deploy failed");
         repo.checkout(sha, &b).map_err(infra)?;
+        self.app_lock.as_ref().map_or(Ok(()), |l| l.may_mutate())?;
         self.deploys += 1;
         let deployed_at = std::time::SystemTime::now();
         self.abra
@@ -916,8 +920,10 @@ impl Run {
         self.set_phase(Phase::Backup);
         let b = self.bound();
         let infra = infra("backup/restore tier failed");
+        self.app_lock.as_ref().map_or(Ok(()), |l| l.may_mutate())?;
         self.abra.backup(&self.cfg.domain, &b).map_err(infra)?;
         self.set_phase(Phase::Restore);
+        self.app_lock.as_ref().map_or(Ok(()), |l| l.may_mutate())?;
         self.abra.restore(&self.cfg.domain, &b).map_err(infra)?;
         self.converge(Tier::Restore, None)
     }
@@ -1050,6 +1056,11 @@ impl Run {
                 Some(h) => held = h,
                 None => return false,
             }
+        }
+        if let Err(e) = held.may_mutate() {
+            say!("{e:#}: the app is left to the next holder's pre-clean (or the janitor)");
+            let _ = self.release_app_lock(held);
+            return false;
         }
         let b = self.teardown_bound();
         let ok = match teardown::teardown(&self.abra, &self.docker, self.app(), &b) {

@@ -20,12 +20,12 @@ use crate::engine::*;
 use crate::support::*;
 
 /// The lock object name of a domain (as the binary derives it).
-fn object(domain: &str) -> String {
+pub(crate) fn object(domain: &str) -> String {
     cc_ci_run::swarmlock::object_name(domain)
 }
 
 /// `docker config inspect NAME-or-ID` → (id, labels), None when absent.
-fn inspect(name: &str) -> Option<(String, serde_json::Value)> {
+pub(crate) fn inspect(name: &str) -> Option<(String, serde_json::Value)> {
     let out = Command::new("docker")
         .args(["config", "inspect", name])
         .stderr(Stdio::null())
@@ -42,19 +42,19 @@ fn inspect(name: &str) -> Option<(String, serde_json::Value)> {
     ))
 }
 
-fn label_u64(labels: &serde_json::Value, key: &str) -> u64 {
+pub(crate) fn label_u64(labels: &serde_json::Value, key: &str) -> u64 {
     labels[key].as_str().unwrap().parse().unwrap()
 }
 
 /// A CCCI_RUN_APP_RE that matches exactly these domains: a janitor in one
 /// test never tidies the swarm locks of another test running beside it.
-fn gate_of(domains: &[&str]) -> String {
+pub(crate) fn gate_of(domains: &[&str]) -> String {
     let alts: Vec<String> = domains.iter().map(|d| d.replace('.', "\\.")).collect();
     format!("^(?:{})$", alts.join("|"))
 }
 
 /// The real docker CLI's path (stand-ins wrap it).
-fn real_docker() -> String {
+pub(crate) fn real_docker() -> String {
     let out = Command::new("sh")
         .args(["-c", "command -v docker"])
         .output()
@@ -65,7 +65,7 @@ fn real_docker() -> String {
 /// Starts a `run --quick` of the example recipe on `host` with these lock
 /// settings as runner host `host_id`, and returns once it is paused in its
 /// install-tier tests (it holds the app lock then).
-fn paused_run(
+pub(crate) fn paused_run(
     host: &SwarmHost,
     domain: &str,
     run_id: &str,
@@ -89,7 +89,7 @@ fn paused_run(
 }
 
 /// An executable script in `dir`.
-fn executable(dir: &Path, name: &str, body: &str) -> PathBuf {
+pub(crate) fn executable(dir: &Path, name: &str, body: &str) -> PathBuf {
     use std::os::unix::fs::PermissionsExt;
     let path = script(dir, name, body);
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -97,7 +97,7 @@ fn executable(dir: &Path, name: &str, body: &str) -> PathBuf {
 }
 
 /// Removes the lock objects of these domains when dropped (every path).
-struct Objects(Vec<String>);
+pub(crate) struct Objects(pub(crate) Vec<String>);
 
 impl Drop for Objects {
     fn drop(&mut self) {
@@ -112,14 +112,14 @@ impl Drop for Objects {
 }
 
 /// A runner "host": its own state directory and host id, the swarm backend.
-struct Host {
+pub(crate) struct Host {
     _tmp: tempfile::TempDir,
-    state: PathBuf,
-    env: Vec<(String, String)>,
+    pub(crate) state: PathBuf,
+    pub(crate) env: Vec<(String, String)>,
 }
 
 impl Host {
-    fn new(id: &str, backend: &str, lease: (&str, &str, &str)) -> Host {
+    pub(crate) fn new(id: &str, backend: &str, lease: (&str, &str, &str)) -> Host {
         let tmp = tempdir();
         let state = tmp.path().join("state");
         Host {
@@ -137,11 +137,11 @@ impl Host {
 
     /// Short enough to wait out in a test, long enough that renewals on a
     /// loaded 2-core machine (runs deploying beside it) never let it lapse.
-    fn swarm(id: &str) -> Host {
+    pub(crate) fn swarm(id: &str) -> Host {
         Host::new(id, "swarm", ("5s", "1s", "1s"))
     }
 
-    fn cmd(&self) -> Command {
+    pub(crate) fn cmd(&self) -> Command {
         let mut c = Command::new(bin());
         c.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -152,13 +152,13 @@ impl Host {
 
     /// `__hold-lock app DOMAIN`, its stderr to `err`; returns once it
     /// printed `held` (or panics after the bound).
-    fn hold(&self, domain: &str, err: &Path) -> Holder {
+    pub(crate) fn hold(&self, domain: &str, err: &Path) -> Holder {
         let h = self.start_hold(domain, err, &[]);
         h.wait_held();
         h
     }
 
-    fn start_hold(&self, domain: &str, err: &Path, extra: &[&str]) -> Holder {
+    pub(crate) fn start_hold(&self, domain: &str, err: &Path, extra: &[&str]) -> Holder {
         let mut child = self
             .cmd()
             .args(["__hold-lock", "app", domain, "--progress", "500ms"])
@@ -182,17 +182,17 @@ impl Host {
 }
 
 /// A `__hold-lock` process.
-struct Holder {
-    child: Child,
-    lines: mpsc::Receiver<(String, SystemTime)>,
+pub(crate) struct Holder {
+    pub(crate) child: Child,
+    pub(crate) lines: mpsc::Receiver<(String, SystemTime)>,
 }
 
 /// The bound on a wait for a lease to expire and be taken over.
-const LEASE_BOUND: Duration = Duration::from_secs(60);
+pub(crate) const LEASE_BOUND: Duration = Duration::from_secs(60);
 
 impl Holder {
     /// Waits for `held`; returns when it was printed.
-    fn wait_held(&self) -> SystemTime {
+    pub(crate) fn wait_held(&self) -> SystemTime {
         match self.lines.recv_timeout(LEASE_BOUND) {
             Ok((l, at)) if l == "held" => at,
             other => panic!("expected `held`, got {other:?}"),
@@ -200,17 +200,17 @@ impl Holder {
     }
 
     /// Whether it printed `held` within `d` (false: still waiting).
-    fn held_within(&self, d: Duration) -> bool {
+    pub(crate) fn held_within(&self, d: Duration) -> bool {
         matches!(self.lines.recv_timeout(d), Ok((l, _)) if l == "held")
     }
 
     /// Closes stdin (the holder releases) and waits for its exit code.
-    fn release(mut self) -> i32 {
+    pub(crate) fn release(mut self) -> i32 {
         drop(self.child.stdin.take());
         code(self.child.wait().unwrap())
     }
 
-    fn sigkill(mut self) {
+    pub(crate) fn sigkill(mut self) {
         kill(Pid::from_raw(self.child.id() as i32), Signal::SIGKILL).unwrap();
         self.child.wait().unwrap();
     }
@@ -431,7 +431,7 @@ fn take_over_never_deletes_a_lock_that_a_third_host_recreated_in_between() {
     assert_eq!(hb.release(), 0);
 }
 
-fn wait_until_long(what: &str, mut cond: impl FnMut() -> bool) {
+pub(crate) fn wait_until_long(what: &str, mut cond: impl FnMut() -> bool) {
     let start = Instant::now();
     while !cond() {
         assert!(

@@ -11,5 +11,6 @@ mod support;
 mod converge;
 mod e2e;
 mod engine;
+mod lockfaults;
 mod locks;
 mod teardown;

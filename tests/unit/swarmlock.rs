@@ -9,9 +9,13 @@ use std::time::{Duration, SystemTime};
 use cc_ci_run::cmd::locks::{swarm_reports, swarm_table, SwarmLockReport};
 use cc_ci_run::exit;
 use cc_ci_run::lock::{Kind, OwnerRecord, Role};
+use cc_ci_run::lockbackend::Lease;
 use cc_ci_run::lockbackend::{check_host_id, Backend, LockSettings};
 use cc_ci_run::log;
-use cc_ci_run::swarmlock::{object_name, parse_inspect, LeaseInfo, LockObject, NAME_MAX};
+use cc_ci_run::swarmlock::{
+    classify_refusal, judge_skew, object_name, parse_inspect, skew_ms, LeaseInfo, LockObject,
+    Refusal, NAME_MAX,
+};
 use regex::Regex;
 
 // ---------------------------------------------------------------------------
@@ -235,6 +239,7 @@ fn lease() -> LeaseInfo {
         started: "2026-12-01T19:50:50.565Z".into(),
         expires_ms: 1_796_154_680_565,
         lease_ms: 30_000,
+        margin_ms: 10_000,
         token: "runner-2-4242-18f3a".into(),
         renewals: 3,
     }
@@ -564,8 +569,8 @@ fn renewal_over_half_the_lease_is_refused() {
 }
 
 #[test]
-fn zero_margin_is_refused() {
-    for v in ["0", "0ms", "0s"] {
+fn zero_or_tiny_margin_is_refused() {
+    for v in ["0", "0ms", "0s", "1ms", "199ms"] {
         refused(&[("CCCI_LOCK_MARGIN", v)], "CCCI_LOCK_MARGIN");
     }
 }
@@ -708,6 +713,7 @@ fn object(name: &str, lease: Option<LeaseInfo>) -> LockObject {
         version: 5,
         labels: lease.as_ref().map(LeaseInfo::labels).unwrap_or_default(),
         lease,
+        updated_ms: Some(NOW_MS),
     }
 }
 
@@ -878,4 +884,199 @@ fn labels_without_the_app_kind_are_not_a_lease() {
     assert_eq!(LeaseInfo::from_labels(&labels), None);
     labels.remove("cc-ci.lock");
     assert_eq!(LeaseInfo::from_labels(&labels), None);
+}
+
+#[test]
+fn lease_without_a_margin_label_reads_as_margin_zero() {
+    let mut labels = lease().labels();
+    assert_eq!(labels["cc-ci.lock.margin-ms"], "10000");
+    labels.remove("cc-ci.lock.margin-ms");
+    let read = LeaseInfo::from_labels(&labels).unwrap();
+    assert_eq!(read.margin_ms, 0);
+    labels.insert("cc-ci.lock.margin-ms".into(), "soon".into());
+    assert_eq!(LeaseInfo::from_labels(&labels), None);
+}
+
+// ---------------------------------------------------------------------------
+// Not-found in every form is a lost race; already-exists is busy.
+
+#[test]
+fn every_not_found_form_the_engine_uses_is_a_lost_race() {
+    let forms = [
+        // docker CLI, config inspect / rm by ID of a removed object
+        "Error: No such config: 4x1b0e5gqkq7tnxnc3ou2i7z2",
+        "Error response from daemon: config 4x1b0e5gqkq7tnxnc3ou2i7z2 not found",
+        // swarmkit through the daemon (the race issue 19 saw)
+        "Error response from daemon: rpc error: code = NotFound desc = could not find config 4x1b0e5gqkq7tnxnc3ou2i7z2",
+        "rpc error: code = NotFound desc = config x not found",
+        // the API's status, as bollard and curl show it
+        "Docker responded with status code 404: config x not found",
+        "HTTP/1.1 404 Not Found",
+        "Error: no such object: x",
+    ];
+    for f in forms {
+        assert_eq!(classify_refusal(f), Refusal::NotFound, "{f}");
+    }
+}
+
+#[test]
+fn already_exists_forms_are_busy_and_other_failures_are_errors() {
+    for f in [
+        "Error response from daemon: rpc error: code = AlreadyExists desc = config ccci-lock.a name conflicts with an existing object",
+        "config ccci-lock.a already exists",
+    ] {
+        assert_eq!(classify_refusal(f), Refusal::Exists, "{f}");
+    }
+    for f in [
+        "Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?",
+        "Error response from daemon: This node is not a swarm manager.",
+        "Error response from daemon: rpc error: code = Unavailable desc = all SubConns are in TransientFailure",
+        "",
+    ] {
+        assert_eq!(classify_refusal(f), Refusal::Other, "{f}");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Take-over by the engine's clock; lease and margin from the labels.
+
+fn own(lease_s: u64, renew_s: u64, margin_s: u64) -> Lease {
+    Lease {
+        lease: Duration::from_secs(lease_s),
+        renew_every: Duration::from_secs(renew_s),
+        margin: Duration::from_secs(margin_s),
+    }
+}
+
+#[test]
+fn takeover_is_due_only_past_updated_at_plus_lease_plus_margin_by_the_engine_clock() {
+    // lease 30 s and margin 10 s in the labels and our own settings
+    let o = object("app.ci.localhost", Some(lease()));
+    let upd = NOW_MS;
+    let mine = own(30, 10, 10);
+    assert_eq!(
+        o.takeover_in(upd, &mine),
+        Some(Duration::from_millis(40_001))
+    );
+    assert_eq!(
+        o.takeover_in(upd + 40_000, &mine),
+        Some(Duration::from_millis(1))
+    );
+    assert_eq!(o.takeover_in(upd + 40_001, &mine), Some(Duration::ZERO));
+    // The labels' expiry (the holder's own clock) plays no part.
+    let skewed = LeaseInfo {
+        expires_ms: 0,
+        ..lease()
+    };
+    let o2 = object("app.ci.localhost", Some(skewed));
+    assert_eq!(
+        o2.takeover_in(upd + 39_000, &mine),
+        Some(Duration::from_millis(1_001))
+    );
+}
+
+#[test]
+fn a_taker_uses_the_larger_lease_and_margin_of_its_own_and_the_holders() {
+    let o = object("app.ci.localhost", Some(lease())); // 30 s + 10 s
+                                                       // A taker configured short (1 s lease, 200 ms margin) still waits 40 s.
+    let short = Lease {
+        lease: Duration::from_secs(1),
+        renew_every: Duration::from_millis(500),
+        margin: Duration::from_millis(200),
+    };
+    assert_eq!(
+        o.takeover_in(NOW_MS + 40_000, &short),
+        Some(Duration::from_millis(1))
+    );
+    // A taker configured longer waits its own.
+    assert_eq!(
+        o.takeover_in(NOW_MS + 40_001, &own(60, 20, 20)),
+        Some(Duration::from_millis(40_000))
+    );
+    // A holder's object from before the margin label: the taker's margin.
+    let old = LeaseInfo {
+        margin_ms: 0,
+        ..lease()
+    };
+    let o3 = object("app.ci.localhost", Some(old));
+    assert_eq!(
+        o3.takeover_in(NOW_MS + 35_001, &own(30, 10, 5)),
+        Some(Duration::ZERO)
+    );
+}
+
+#[test]
+fn no_takeover_without_a_lease_or_an_updated_at() {
+    let mine = own(30, 10, 10);
+    assert_eq!(object("a.b", None).takeover_in(u64::MAX, &mine), None);
+    let mut o = object("a.b", Some(lease()));
+    o.updated_ms = None;
+    assert_eq!(o.takeover_in(u64::MAX, &mine), None);
+    o.updated_ms = Some(u64::MAX - 3);
+    assert_eq!(
+        o.takeover_in(u64::MAX, &mine),
+        Some(Duration::from_millis(1))
+    );
+}
+
+#[test]
+fn inspect_output_gives_the_engine_updated_at() {
+    let text = r#"[{"ID":"izajjok33w43fwkcd94x45lc6","Version":{"Index":173},"CreatedAt":"2026-12-06T04:48:35.963516275Z","UpdatedAt":"2026-12-06T04:48:36.5Z","Spec":{"Name":"x-probe","Labels":{},"Data":"Cg=="}}]"#;
+    let o = parse_inspect(text).unwrap().remove(0);
+    let want = log::parse_timestamp("2026-12-06T04:48:36.500Z").unwrap();
+    assert_eq!(o.updated_ms, Some(cc_ci_run::swarmlock::unix_ms(want)));
+}
+
+// ---------------------------------------------------------------------------
+// Clock skew against the engine
+
+#[test]
+fn skew_is_the_least_offset_that_explains_the_engine_stamp() {
+    assert_eq!(skew_ms(1_000, 900, 1_100), 0, "within the round trip");
+    assert_eq!(skew_ms(1_000, 61_000, 61_050), 60_000, "host 60 s ahead");
+    assert_eq!(skew_ms(61_050, 1_000, 1_050), -60_000, "host 60 s behind");
+}
+
+#[test]
+fn skew_within_half_the_margin_is_fine_past_it_warns_past_the_margin_refuses() {
+    let m = Duration::from_secs(10);
+    assert_eq!(judge_skew(0, m), None);
+    assert_eq!(judge_skew(5_000, m), None);
+    assert_eq!(judge_skew(-5_000, m), None);
+    let (refuse, text) = judge_skew(5_001, m).unwrap();
+    assert!(!refuse);
+    assert!(text.contains("5.001s ahead of"), "{text}");
+    let (refuse, text) = judge_skew(-10_000, m).unwrap();
+    assert!(!refuse);
+    assert!(text.contains("10.000s behind"), "{text}");
+    let (refuse, text) = judge_skew(60_000, m).unwrap();
+    assert!(refuse);
+    assert!(
+        text.contains("60.000s ahead of") && text.contains("CCCI_LOCK_MARGIN"),
+        "{text}"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Bounds derived from the lease
+
+#[test]
+fn call_bounds_sit_well_below_lease_minus_renew_and_the_renewal_bound_below_the_margin() {
+    for (lease, renew, margin) in [
+        (30_000u64, 10_000u64, 10_000u64),
+        (10_000, 5_000, 2_000),
+        (1_000, 500, 200),
+        (2_000, 1_000, 500),
+    ] {
+        let l = Lease {
+            lease: Duration::from_millis(lease),
+            renew_every: Duration::from_millis(renew),
+            margin: Duration::from_millis(margin),
+        };
+        let gap = Duration::from_millis(lease - renew);
+        assert!(l.call_bound() * 2 <= gap, "{l:?}");
+        assert!(l.renew_bound() <= l.call_bound(), "{l:?}");
+        assert!(l.renew_bound() * 2 <= l.margin, "{l:?}");
+        assert_eq!(l.safety(), l.call_bound());
+    }
 }
