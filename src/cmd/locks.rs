@@ -20,12 +20,12 @@ use serde::Serialize;
 
 use crate::cli::{BenchLockArgs, HoldLockArgs, LockStressArgs, LocksArgs, UnlockArgs};
 use crate::exit::{self, Failure};
+use crate::lock::backend::{self, Attempt, Backend, LockSettings};
 use crate::lock::holder::{self, Holder};
 use crate::lock::report::{collect, LockReport, State};
+use crate::lock::swarm::{self, Swarm};
 use crate::lock::{self, Acquire, Kind, OwnerRecord, TryPath};
-use crate::lockbackend::{self, Attempt, Backend, LockSettings};
 use crate::say;
-use crate::swarmlock::{self, Swarm};
 use crate::table::{self, Align};
 
 #[derive(Debug, Serialize)]
@@ -75,12 +75,12 @@ pub struct SwarmLockReport {
 
 /// The swarm's lock objects as `locks` reports them (pure but for `now`).
 pub fn swarm_reports(
-    objects: &[swarmlock::LockObject],
+    objects: &[swarm::LockObject],
     margin: Duration,
     max_age: Duration,
     now: SystemTime,
 ) -> Vec<SwarmLockReport> {
-    let now_ms = swarmlock::unix_ms(now);
+    let now_ms = swarm::unix_ms(now);
     objects
         .iter()
         .map(|o| {
@@ -103,7 +103,7 @@ pub fn swarm_reports(
                 run_id: l.map(|l| l.run_id.clone()),
                 pid: l.map(|l| l.pid),
                 started: l.map(|l| l.started.clone()),
-                expires: l.map(|l| swarmlock::timestamp_ms(l.expires_ms)),
+                expires: l.map(|l| swarm::timestamp_ms(l.expires_ms)),
                 expires_in_secs: l.map(|l| (l.expires_ms as i64 - now_ms as i64).div_euclid(1000)),
                 renewals: l.map(|l| l.renewals),
                 age_secs: age.map(|a| a.as_secs()),
@@ -157,9 +157,9 @@ pub fn swarm_table(reports: &[SwarmLockReport]) -> String {
 pub(crate) fn locks(state_dir: &Path, args: LocksArgs) -> Result<i32> {
     crate::log::set_tag("locks");
     let max_age = crate::config::lock_max_age(&crate::config::process_env())?;
-    let settings = LockSettings::from_process_env()?;
+    let settings = crate::config::locks::settings_from_process()?;
     let reports = collect(state_dir, max_age)?;
-    swarmlock::say_clock_skew(&settings)?;
+    swarm::say_clock_skew(&settings)?;
     let swarm = match settings.backend {
         Backend::Flock => None,
         Backend::Swarm => Some(swarm_reports(
@@ -296,7 +296,7 @@ pub fn resolve_kind(
 /// `cc-ci-run unlock NAME [--terminate [--wait D]]`.
 pub(crate) fn unlock(state_dir: &Path, args: UnlockArgs) -> Result<i32> {
     crate::log::set_tag("unlock");
-    let settings = LockSettings::from_process_env()?;
+    let settings = crate::config::locks::settings_from_process()?;
     if settings.backend == Backend::Swarm
         && args.kind != Some(Kind::Run)
         && crate::names::validate_name(Kind::App, &args.name).is_ok()
@@ -342,7 +342,7 @@ pub(crate) fn unlock(state_dir: &Path, args: UnlockArgs) -> Result<i32> {
 /// this host, its run is asked to stop and its release waited for).
 fn unlock_swarm(state_dir: &Path, settings: &LockSettings, args: &UnlockArgs) -> Result<i32> {
     let swarm = Swarm::new(&settings.docker);
-    let name = swarmlock::object_name(&args.name);
+    let name = swarm::object_name(&args.name);
     let what = format!("swarm lock `{}` (object {name})", args.name);
     let Some(obj) = swarm.inspect(&name)? else {
         return Err(Failure::with_code(
@@ -371,7 +371,7 @@ fn unlock_swarm(state_dir: &Path, settings: &LockSettings, args: &UnlockArgs) ->
     let holder = format!(
         "{} (lease expires {})",
         lease.owner().describe(),
-        swarmlock::timestamp_ms(lease.expires_ms)
+        swarm::timestamp_ms(lease.expires_ms)
     );
     if !args.terminate {
         return Err(Failure::with_code(
@@ -551,9 +551,9 @@ pub(crate) fn hold_lock(state_dir: &Path, args: HoldLockArgs) -> Result<i32> {
     let what = format!("{} lock `{}`", args.kind.as_str(), args.name);
     // An app lock goes through the configured backend; a run lock is
     // always a flock.
-    let locks: Box<dyn lockbackend::AppLocks> = match args.kind {
-        Kind::App => LockSettings::from_process_env()?.open(state_dir),
-        Kind::Run => Box::new(lockbackend::FlockLocks {
+    let locks: Box<dyn backend::AppLocks> = match args.kind {
+        Kind::App => crate::config::locks::settings_from_process()?.open(state_dir),
+        Kind::Run => Box::new(backend::FlockLocks {
             state_dir: state_dir.to_path_buf(),
             kind: Kind::Run,
         }),
@@ -593,13 +593,13 @@ fn hold_until_stdin_closes(child: Option<&mut std::process::Child>) {
 /// Takes the lock as a run does (or tries once), prints `held`, holds it
 /// until stdin closes.
 fn hold(
-    locks: &dyn lockbackend::AppLocks,
+    locks: &dyn backend::AppLocks,
     args: &HoldLockArgs,
     owner: &OwnerRecord,
     what: &str,
 ) -> Result<i32> {
     let shown = what.to_string();
-    let on_lost = move || -> lockbackend::OnLost {
+    let on_lost = move || -> backend::OnLost {
         let shown = shown.clone();
         Box::new(move |why: &str| say!("lost {shown}: {why}"))
     };
@@ -634,7 +634,7 @@ fn hold(
             &mut progress,
             on_lost(),
         )? {
-            lockbackend::Acquired::Acquired(h) => h,
+            backend::Acquired::Acquired(h) => h,
             _ => {
                 return Err(Failure::with_code(
                     exit::TESTS_FAILED,
@@ -663,7 +663,7 @@ fn hold(
 pub(crate) fn lock_stress(state_dir: &Path, args: LockStressArgs) -> Result<i32> {
     crate::log::set_tag("lock-stress");
     crate::names::validate_name(Kind::App, &args.name)?;
-    let settings = LockSettings::from_process_env()?;
+    let settings = crate::config::locks::settings_from_process()?;
     if settings.backend == Backend::Swarm {
         return lock_stress_backend(state_dir, &settings, &args);
     }
@@ -756,7 +756,7 @@ fn lock_stress_backend(
             &mut |_, _| was_busy = true,
             Box::new(|why: &str| say!("lost the lock: {why}")),
         )? {
-            lockbackend::Acquired::Acquired(h) => h,
+            backend::Acquired::Acquired(h) => h,
             _ => continue,
         };
         acquired += 1;
@@ -795,7 +795,7 @@ fn lock_stress_backend(
 pub(crate) fn bench_lock(state_dir: &Path, args: BenchLockArgs) -> Result<i32> {
     let name = args.name.as_deref().unwrap_or("bench.lock.invalid");
     let owner = OwnerRecord::for_self("bench", Kind::App);
-    let locks = LockSettings::from_process_env()?.open(state_dir);
+    let locks = crate::config::locks::settings_from_process()?.open(state_dir);
     let mut samples = Vec::with_capacity(args.iterations.max(1));
     for _ in 0..args.iterations.max(1) {
         let t = Instant::now();

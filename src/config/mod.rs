@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use anyhow::Result;
 
+pub mod locks;
+
 use crate::cli::{RunArgs, TestOptions};
 use crate::exit::Failure;
 use crate::names::{check_domain, check_label, check_run_id};
@@ -451,4 +453,20 @@ pub(crate) fn lock_max_age(env: &Env) -> Result<Duration> {
 /// down: every rule below reads this map, so tests can hand it any value.
 pub(crate) fn process_env() -> Env {
     std::env::vars().collect()
+}
+
+/// Where the external programs are: `CCCI_ABRA`, `CCCI_DOCKER` and
+/// `CCCI_GIT`, else `abra`, `docker` and `git` found on PATH when started.
+pub(crate) fn tools(env: &Env) -> crate::ext::Tools {
+    let pick = |key: &str, default: &str| -> std::ffi::OsString {
+        env.get(key)
+            .filter(|v| !v.is_empty())
+            .map(std::ffi::OsString::from)
+            .unwrap_or_else(|| std::ffi::OsString::from(default))
+    };
+    crate::ext::Tools {
+        abra: pick("CCCI_ABRA", "abra"),
+        docker: pick("CCCI_DOCKER", "docker"),
+        git: pick("CCCI_GIT", "git"),
+    }
 }

@@ -16,33 +16,17 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 
-use crate::config::Env;
 use crate::sys::latch::Latch;
 use crate::sys::spawn;
 use crate::sys::spawn::{Output, Ran};
 
-/// Where the external programs are (CCCI_ABRA, CCCI_DOCKER, CCCI_GIT, else PATH).
+/// Where the external programs are (CCCI_ABRA, CCCI_DOCKER, CCCI_GIT, else
+/// PATH; read by `config::tools`).
 #[derive(Clone, Debug)]
 pub(crate) struct Tools {
     pub abra: OsString,
     pub docker: OsString,
     pub git: OsString,
-}
-
-impl Tools {
-    pub(crate) fn from_env(env: &Env) -> Tools {
-        let pick = |key: &str, default: &str| -> OsString {
-            env.get(key)
-                .filter(|v| !v.is_empty())
-                .map(OsString::from)
-                .unwrap_or_else(|| OsString::from(default))
-        };
-        Tools {
-            abra: pick("CCCI_ABRA", "abra"),
-            docker: pick("CCCI_DOCKER", "docker"),
-            git: pick("CCCI_GIT", "git"),
-        }
-    }
 }
 
 /// The bound of a command: the phase's deadline and the shutdown latch (none

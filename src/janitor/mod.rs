@@ -22,11 +22,11 @@ use crate::exit;
 use crate::ext::abra::Abra;
 use crate::ext::docker::Docker;
 use crate::ext::{Bound, Tools};
+use crate::lock::backend::{file_age, Attempt, Backend, LockSettings};
+use crate::lock::swarm::Swarm;
 use crate::lock::{self, Kind, OwnerRecord, TryLock};
-use crate::lockbackend::{file_age, Attempt, Backend, LockSettings};
 use crate::rundir::{self, RunDir, RunRecord};
 use crate::say;
-use crate::swarmlock::Swarm;
 use crate::sys::latch::Latch;
 use crate::teardown::{self, App};
 use plan::{Decision, Gate, Probe};
@@ -79,7 +79,7 @@ impl Settings {
         Ok(Settings {
             state_dir: state_dir.to_path_buf(),
             abra_home: crate::config::canonical_abra_home(env)?,
-            tools: Tools::from_env(env),
+            tools: crate::config::tools(env),
             server: server.to_string(),
             gate,
             max_age: crate::config::lock_max_age(env)?,
@@ -87,7 +87,7 @@ impl Settings {
             dry_run,
             teardown_timeout,
             grace: Duration::from_secs(10),
-            locks: LockSettings::from_env(env, &crate::sys::procfs::hostname())?,
+            locks: crate::config::locks::settings(env, &crate::sys::procfs::hostname())?,
         })
     }
 }
@@ -231,7 +231,7 @@ pub(crate) fn sweep(s: &Settings, stop: Option<&Latch>) -> Result<Summary> {
 fn visit(
     s: &Settings,
     app: &crate::ext::abra::AppEntry,
-    locks: &dyn crate::lockbackend::AppLocks,
+    locks: &dyn crate::lock::backend::AppLocks,
     owner: &OwnerRecord,
     abra: &Abra,
     docker: &Docker,

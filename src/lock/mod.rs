@@ -27,8 +27,10 @@
 //! shutdown latch and its progress timer, so it wakes at once when the holder
 //! lets go and returns at once when shutdown is requested.
 
+pub mod backend;
 pub mod holder;
 pub mod report;
+pub mod swarm;
 
 use std::fs::{DirBuilder, File, OpenOptions, Permissions};
 use std::io::ErrorKind;

@@ -28,8 +28,8 @@ use crate::ext::docker::Docker;
 use crate::ext::git::Repo;
 use crate::ext::{self, Bound, Interrupted, Tools};
 use crate::lifetime::{self, Funnel, WrapOptions};
+use crate::lock::backend::{self, AppLock, AppLocks, Attempt};
 use crate::lock::{self, Kind, OwnerRecord, Role, TryLock};
-use crate::lockbackend::{self, AppLock, AppLocks, Attempt, LockSettings};
 use crate::run::phase::Phase;
 use crate::rundir::{self, RunDir, RunRecord};
 use crate::say;
@@ -75,7 +75,7 @@ pub(crate) fn validate(args: &RunArgs, state_dir: &Path, env: &Env) -> Result<Ru
     crate::config::check_state_dir(state_dir)?;
     let cfg = config::run_config(args, env, std::process::id())?;
     config::canonical_abra_home(env)?;
-    LockSettings::from_env(env, &crate::sys::procfs::hostname())?;
+    crate::config::locks::settings(env, &crate::sys::procfs::hostname())?;
     crate::views::metrics::check_env(env)?;
     if crate::janitor::enabled(env)? {
         crate::janitor::Settings::from_env(
@@ -102,7 +102,8 @@ pub(crate) fn harness(args: HarnessArgs) -> Result<i32> {
     crate::log::set_tag(&cfg.run_id);
     lifetime::arm_deadline(cfg.timeout)?;
     let abra_home = config::canonical_abra_home(&env)?;
-    let locks = LockSettings::from_env(&env, &crate::sys::procfs::hostname())?.open(&cli.state_dir);
+    let locks =
+        crate::config::locks::settings(&env, &crate::sys::procfs::hostname())?.open(&cli.state_dir);
 
     let owner = OwnerRecord::for_self(&cfg.run_id, Kind::Run);
     let run_lock = match take_run_lock(&cli.state_dir, &cfg.run_id, &owner, funnel)? {
@@ -222,7 +223,7 @@ impl Run {
         funnel: &'static Funnel,
         wrapper_pid: i32,
     ) -> Run {
-        let tools = Tools::from_env(env);
+        let tools = crate::config::tools(env);
         let now = crate::log::timestamp(std::time::SystemTime::now());
         let record = RunRecord {
             run_id: cfg.run_id.clone(),
@@ -690,13 +691,13 @@ impl Run {
                     .unwrap_or_default()
                     .as_millis() as u64,
             );
-            if matches!(acquired, Ok(lockbackend::Acquired::Acquired(_))) {
+            if matches!(acquired, Ok(backend::Acquired::Acquired(_))) {
                 l.acquired = Some(crate::log::timestamp(now));
             }
         }
         self.save_record();
         match acquired? {
-            lockbackend::Acquired::Acquired(h) => {
+            backend::Acquired::Acquired(h) => {
                 say!(
                     "holding the app lock for {} ({} backend)",
                     self.cfg.domain,
@@ -705,14 +706,14 @@ impl Run {
                 self.app_lock = Some(h);
                 Ok(())
             }
-            lockbackend::Acquired::Cancelled | lockbackend::Acquired::TimedOut => {
+            backend::Acquired::Cancelled | backend::Acquired::TimedOut => {
                 Err(anyhow::Error::new(Interrupted).context("waiting for the app lock was stopped"))
             }
         }
     }
 
     /// What a lost lease does: stop the run's work and tear down, exit 3.
-    fn on_lost(&self) -> lockbackend::OnLost {
+    fn on_lost(&self) -> backend::OnLost {
         let funnel = self.funnel;
         let domain = self.cfg.domain.clone();
         Box::new(move |why: &str| {
@@ -733,7 +734,7 @@ impl Run {
             self.cfg.domain
         );
         let owner = OwnerRecord::for_self(&self.cfg.run_id, Kind::App);
-        let quiet: lockbackend::OnLost = Box::new(|why: &str| {
+        let quiet: backend::OnLost = Box::new(|why: &str| {
             say!("the re-claimed app lock was lost too: {why}");
         });
         match self.locks.try_acquire(&self.cfg.domain, &owner, quiet) {

@@ -210,7 +210,7 @@ enum Backend {
 
 /// The swarm lock object of a domain, if there is one.
 fn swarm_lock_left(domain: &str) -> bool {
-    let name = cc_ci_run::swarmlock::object_name(domain);
+    let name = cc_ci_run::lock::swarm::object_name(domain);
     !docker(&["config", "ls", "-q", "--filter", &format!("name={name}")]).is_empty()
 }
 
@@ -327,7 +327,7 @@ fn run_cell(cell: Cell, i: u32, backend: Backend) -> Result<String, String> {
     if swarm_lock_left(&d) {
         problems.push("a swarm lock object is left".into());
         let _ = Command::new("docker")
-            .args(["config", "rm", &cc_ci_run::swarmlock::object_name(&d)])
+            .args(["config", "rm", &cc_ci_run::lock::swarm::object_name(&d)])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use cc_ci_run::swarmlock::{object_name, unix_ms, LeaseInfo};
+use cc_ci_run::lock::swarm::{object_name, unix_ms, LeaseInfo};
 
 use crate::engine::*;
 use crate::locks::*;

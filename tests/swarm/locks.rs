@@ -14,14 +14,14 @@ use std::time::{Duration, Instant, SystemTime};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use cc_ci_run::swarmlock::{now_ms, unix_ms};
+use cc_ci_run::lock::swarm::{now_ms, unix_ms};
 
 use crate::engine::*;
 use crate::support::*;
 
 /// The lock object name of a domain (as the binary derives it).
 pub(crate) fn object(domain: &str) -> String {
-    cc_ci_run::swarmlock::object_name(domain)
+    cc_ci_run::lock::swarm::object_name(domain)
 }
 
 /// `docker config inspect NAME-or-ID` → (id, labels), None when absent.

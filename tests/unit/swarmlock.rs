@@ -7,15 +7,16 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, SystemTime};
 
 use cc_ci_run::cmd::locks::{swarm_reports, swarm_table, SwarmLockReport};
+use cc_ci_run::config::locks::check_host_id;
 use cc_ci_run::exit;
-use cc_ci_run::lock::{Kind, OwnerRecord, Role};
-use cc_ci_run::lockbackend::Lease;
-use cc_ci_run::lockbackend::{check_host_id, Backend, LockSettings};
-use cc_ci_run::log;
-use cc_ci_run::swarmlock::{
+use cc_ci_run::lock::backend::Lease;
+use cc_ci_run::lock::backend::{Backend, LockSettings};
+use cc_ci_run::lock::swarm::{
     classify_refusal, judge_skew, object_name, parse_inspect, skew_ms, LeaseInfo, LockObject,
     Refusal, NAME_MAX,
 };
+use cc_ci_run::lock::{Kind, OwnerRecord, Role};
+use cc_ci_run::log;
 use regex::Regex;
 
 // ---------------------------------------------------------------------------
@@ -438,13 +439,13 @@ fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
 }
 
 fn settings(pairs: &[(&str, &str)]) -> LockSettings {
-    LockSettings::from_env(&env(pairs), "runner-1")
+    cc_ci_run::config::locks::settings(&env(pairs), "runner-1")
         .unwrap_or_else(|e| panic!("{pairs:?} must be accepted: {e:#}"))
 }
 
 /// Asserts `pairs` is refused with exit 2 and a message naming `var`.
 fn refused(pairs: &[(&str, &str)], var: &str) -> String {
-    let err = LockSettings::from_env(&env(pairs), "runner-1")
+    let err = cc_ci_run::config::locks::settings(&env(pairs), "runner-1")
         .expect_err(&format!("{pairs:?} must be refused"));
     let msg = format!("{err:#}");
     assert_eq!(exit::code_for(&err), exit::USAGE, "{pairs:?}: {msg}");
@@ -596,7 +597,7 @@ fn odd_hostname_is_cleaned_into_a_valid_host_id() {
         ("héllo", "h-llo"),
     ];
     for (hostname, want) in cases {
-        let s = LockSettings::from_env(&env(&[]), hostname).unwrap();
+        let s = cc_ci_run::config::locks::settings(&env(&[]), hostname).unwrap();
         assert_eq!(s.host_id, want, "{hostname:?}");
     }
     for hostname in [
@@ -606,14 +607,15 @@ fn odd_hostname_is_cleaned_into_a_valid_host_id() {
         ".".repeat(63),
         "ü".repeat(70),
     ] {
-        let s = LockSettings::from_env(&env(&[]), &hostname).unwrap();
+        let s = cc_ci_run::config::locks::settings(&env(&[]), &hostname).unwrap();
         check_host_id(&s.host_id).unwrap_or_else(|e| panic!("{hostname:?}: {e:#}"));
     }
 }
 
 #[test]
 fn explicit_host_id_wins_over_hostname() {
-    let s = LockSettings::from_env(&env(&[("CCCI_HOST_ID", "rack-7")]), "my host!").unwrap();
+    let s = cc_ci_run::config::locks::settings(&env(&[("CCCI_HOST_ID", "rack-7")]), "my host!")
+        .unwrap();
     assert_eq!(s.host_id, "rack-7");
 }
 
@@ -1024,7 +1026,7 @@ fn inspect_output_gives_the_engine_updated_at() {
     let text = r#"[{"ID":"izajjok33w43fwkcd94x45lc6","Version":{"Index":173},"CreatedAt":"2026-12-06T04:48:35.963516275Z","UpdatedAt":"2026-12-06T04:48:36.5Z","Spec":{"Name":"x-probe","Labels":{},"Data":"Cg=="}}]"#;
     let o = parse_inspect(text).unwrap().remove(0);
     let want = log::parse_timestamp("2026-12-06T04:48:36.500Z").unwrap();
-    assert_eq!(o.updated_ms, Some(cc_ci_run::swarmlock::unix_ms(want)));
+    assert_eq!(o.updated_ms, Some(cc_ci_run::lock::swarm::unix_ms(want)));
 }
 
 // ---------------------------------------------------------------------------

@@ -8,8 +8,8 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::lock::backend::Lease;
 use crate::lock::{Kind, OwnerRecord};
-use crate::lockbackend::Lease;
 
 /// The label every lock object carries (its value: the lock kind, `app`).
 pub const LOCK_LABEL: &str = "cc-ci.lock";

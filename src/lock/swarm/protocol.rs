@@ -11,8 +11,10 @@ use super::lease::{now_ms, object_name, timestamp_ms, LeaseInfo, LockObject};
 use super::renew::Renewer;
 use super::watch::{Watch, Woke};
 use crate::exit::Failure;
+use crate::lock::backend::{
+    AppLock, AppLocks, Attempt, Backend, Busy, Lease, LockSettings, OnLost,
+};
 use crate::lock::{Kind, OwnerRecord};
-use crate::lockbackend::{AppLock, AppLocks, Attempt, Backend, Busy, Lease, LockSettings, OnLost};
 use crate::say;
 use crate::sys::latch::Latch;
 
@@ -282,8 +284,8 @@ impl AppLocks for SwarmLocks {
         progress_every: Duration,
         progress: &mut dyn FnMut(Option<&OwnerRecord>, Duration),
         on_lost: OnLost,
-    ) -> Result<crate::lockbackend::Acquired> {
-        use crate::lockbackend::Acquired;
+    ) -> Result<crate::lock::backend::Acquired> {
+        use crate::lock::backend::Acquired;
         crate::names::validate_name(Kind::App, domain)?;
         let started = Instant::now();
         let mut reported: Option<(String, Instant)> = None;

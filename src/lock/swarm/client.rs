@@ -12,7 +12,7 @@ use anyhow::{anyhow, Context, Result};
 use super::lease::{now_ms, parse_inspect, unix_ms, LeaseInfo, LockObject, LOCK_LABEL};
 use crate::exit::Failure;
 use crate::ext::{self, Bound};
-use crate::lockbackend::{Backend, Lease, LockSettings};
+use crate::lock::backend::{Backend, Lease, LockSettings};
 use crate::say;
 
 /// What a failed engine call's message says about the object it named.

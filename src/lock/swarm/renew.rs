@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use super::client::{api_gone, boot_now};
 use super::lease::{now_ms, LeaseInfo};
 use super::protocol::{locked, set_lost, HoldState};
-use crate::lockbackend::{Lease, OnLost};
+use crate::lock::backend::{Lease, OnLost};
 use crate::say;
 use crate::sys::latch::Latch;
 

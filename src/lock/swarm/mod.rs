@@ -22,7 +22,7 @@
 //!   measured on CLOCK_BOOTTIME ([`boot_now`], which counts a suspend).
 //!   Then the object is **read back by its ID**: acquired means it is still
 //!   there with our token and more than the safety allowance
-//!   ([`Lease::safety`](crate::lockbackend::Lease::safety), one call bound) of the lease left. A create whose
+//!   ([`Lease::safety`](crate::lock::backend::Lease::safety), one call bound) of the lease left. A create whose
 //!   answer came too late (a slow engine, this process stopped right after
 //!   the create committed) is removed by its ID and tried again; one that
 //!   was taken over meanwhile is gone, and we wait like anyone else.
@@ -32,14 +32,14 @@
 //!   fail, and we stop instead of overwriting it. Renewals are scheduled
 //!   from the send time of the last one that went through (the create's,
 //!   first); a renewal counts only when its answer came within the renewal
-//!   bound ([`Lease::renew_bound`](crate::lockbackend::Lease::renew_bound): at most half the margin), and extends
+//!   bound ([`Lease::renew_bound`](crate::lock::backend::Lease::renew_bound): at most half the margin), and extends
 //!   the holder's belief to its send time plus the lease. A lease that ran
 //!   out by the boot clock is never renewed again. A renewal that finds
 //!   the object gone or changed, or cannot succeed before the lease ends,
 //!   marks the lock lost and tells the holder (a run stops its work and
 //!   tears down, exit 3).
 //! - **mutating steps** (deploy, undeploy, app rm, backup, restore, the
-//!   janitor's reap) first ask [`AppLock::may_mutate`](crate::lockbackend::AppLock::may_mutate): refused once the
+//!   janitor's reap) first ask [`AppLock::may_mutate`](crate::lock::backend::AppLock::may_mutate): refused once the
 //!   lock is lost or has less than the safety allowance left. A teardown
 //!   that may not proceed leaves the app to the next holder's pre-clean.
 //! - **release** = remove by ID. An ID names one object forever, so a
@@ -88,7 +88,7 @@
 //!   reach managers of the same swarm; raft makes create, update and
 //!   remove linearizable. A renewal that finds its object missing on its
 //!   first try says the two may differ.
-//! - *Work already in flight.* [`AppLock::may_mutate`](crate::lockbackend::AppLock::may_mutate) is asked before
+//! - *Work already in flight.* [`AppLock::may_mutate`](crate::lock::backend::AppLock::may_mutate) is asked before
 //!   each mutating step, not during one: an `abra app deploy` that started
 //!   with the lease standing goes on after a loss until the run's lost-lease
 //!   stop ends it (the SIGTERM, then SIGKILL after the run's grace). The
