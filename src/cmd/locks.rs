@@ -24,7 +24,7 @@ use crate::lock::backend::{self, Attempt, Backend, LockSettings};
 use crate::lock::holder::{self, Holder};
 use crate::lock::report::{collect, LockReport, State};
 use crate::lock::swarm::{self, Swarm};
-use crate::lock::{self, Acquire, Kind, OwnerRecord, TryPath};
+use crate::lock::{self, Acquire, Kind, OwnerRecord, TryLock};
 use crate::say;
 use crate::table::{self, Align};
 
@@ -314,12 +314,12 @@ pub(crate) fn unlock(state_dir: &Path, args: UnlockArgs) -> Result<i32> {
     let path = lock::lock_path(state_dir, kind, &args.name);
     let what = format!("{} lock `{}`", kind.as_str(), args.name);
     match lock::try_lock_existing(&path).with_context(|| format!("failed to lock {what}"))? {
-        TryPath::Absent => {
+        None => {
             say!("{what} is already gone");
             Ok(exit::OK)
         }
-        TryPath::Acquired(held) => remove_free(held, &what),
-        TryPath::Busy(record) => {
+        Some(TryLock::Acquired(held)) => remove_free(held, &what),
+        Some(TryLock::Busy(record)) => {
             let holder = holder::inspect_path(&path).and_then(|v| match v.holder {
                 Holder::Held { pid } => pid,
                 Holder::Free => None,
@@ -625,15 +625,13 @@ fn hold(
                 lock::describe_owner(holder)
             );
         };
-        match locks.acquire(
-            &args.name,
-            owner,
+        let wait = lock::Wait {
             deadline,
-            None,
-            args.progress,
-            &mut progress,
-            on_lost(),
-        )? {
+            cancel: None,
+            progress_every: args.progress,
+            progress: &mut progress,
+        };
+        match locks.acquire(&args.name, owner, wait, on_lost())? {
             backend::Acquired::Acquired(h) => h,
             _ => {
                 return Err(Failure::with_code(
@@ -679,27 +677,24 @@ pub(crate) fn lock_stress(state_dir: &Path, args: LockStressArgs) -> Result<i32>
     for i in 0..args.iterations {
         let held = if args.unlocker {
             match lock::try_lock_existing(&path)? {
-                TryPath::Acquired(h) => Some(h),
-                TryPath::Busy(_) => {
+                Some(TryLock::Acquired(h)) => Some(h),
+                Some(TryLock::Busy(_)) => {
                     busy += 1;
                     None
                 }
-                TryPath::Absent => {
+                None => {
                     absent += 1;
                     None
                 }
             }
         } else {
-            match lock::acquire(
-                state_dir,
-                Kind::App,
-                &args.name,
-                &owner,
-                None,
-                None,
-                Duration::ZERO,
-                &mut |_, _| {},
-            )? {
+            let wait = lock::Wait {
+                deadline: None,
+                cancel: None,
+                progress_every: Duration::ZERO,
+                progress: &mut |_, _| {},
+            };
+            match lock::acquire(state_dir, Kind::App, &args.name, &owner, wait)? {
                 Acquire::Acquired(h) => Some(h),
                 Acquire::TimedOut | Acquire::Cancelled => None,
             }
@@ -747,15 +742,14 @@ fn lock_stress_backend(
     let (mut acquired, mut waited) = (0u64, 0u64);
     for i in 0..args.iterations {
         let mut was_busy = false;
-        let held = match locks.acquire(
-            &args.name,
-            &owner,
-            None,
-            None,
-            Duration::ZERO,
-            &mut |_, _| was_busy = true,
-            Box::new(|why: &str| say!("lost the lock: {why}")),
-        )? {
+        let wait = lock::Wait {
+            deadline: None,
+            cancel: None,
+            progress_every: Duration::ZERO,
+            progress: &mut |_, _| was_busy = true,
+        };
+        let on_lost = Box::new(|why: &str| say!("lost the lock: {why}"));
+        let held = match locks.acquire(&args.name, &owner, wait, on_lost)? {
             backend::Acquired::Acquired(h) => h,
             _ => continue,
         };

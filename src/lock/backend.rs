@@ -16,12 +16,12 @@
 //! hold the swarm backend exists to close.
 
 use std::ffi::OsString;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Result;
 
+use crate::lock::Wait;
 use crate::lock::{self, Kind, OwnerRecord};
-use crate::sys::latch::Latch;
 
 /// Which authority arbitrates app-domain locks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -118,18 +118,11 @@ pub struct Busy {
     pub age: Option<Duration>,
 }
 
-/// The outcome of a non-blocking attempt.
-pub enum Attempt {
-    Acquired(Box<dyn AppLock>),
-    Busy(Busy),
-}
+/// A non-blocking attempt on an app-domain lock.
+pub type Attempt = lock::Attempt<Box<dyn AppLock>, Busy>;
 
-/// The outcome of a blocking acquisition.
-pub enum Acquired {
-    Acquired(Box<dyn AppLock>),
-    TimedOut,
-    Cancelled,
-}
+/// A blocking acquisition of an app-domain lock.
+pub type Acquired = lock::Acquired<Box<dyn AppLock>>;
 
 /// Called when a held lock is lost behind its holder's back (a swarm lease
 /// that could not be renewed, or whose object was deleted or changed).
@@ -176,10 +169,7 @@ pub trait AppLocks {
         &self,
         domain: &str,
         owner: &OwnerRecord,
-        deadline: Option<Instant>,
-        cancel: Option<&Latch>,
-        progress_every: Duration,
-        progress: &mut dyn FnMut(Option<&OwnerRecord>, Duration),
+        wait: Wait<'_>,
         on_lost: OnLost,
     ) -> Result<Acquired>;
 }
@@ -242,23 +232,11 @@ impl AppLocks for FlockLocks {
         &self,
         domain: &str,
         owner: &OwnerRecord,
-        deadline: Option<Instant>,
-        cancel: Option<&Latch>,
-        progress_every: Duration,
-        progress: &mut dyn FnMut(Option<&OwnerRecord>, Duration),
+        wait: Wait<'_>,
         _: OnLost,
     ) -> Result<Acquired> {
         Ok(
-            match lock::acquire(
-                &self.state_dir,
-                self.kind,
-                domain,
-                owner,
-                deadline,
-                cancel,
-                progress_every,
-                progress,
-            )? {
+            match lock::acquire(&self.state_dir, self.kind, domain, owner, wait)? {
                 lock::Acquire::Acquired(h) => Acquired::Acquired(Box::new(FlockLock(h))),
                 lock::Acquire::TimedOut => Acquired::TimedOut,
                 lock::Acquire::Cancelled => Acquired::Cancelled,

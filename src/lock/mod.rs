@@ -475,13 +475,29 @@ impl Drop for Held {
     }
 }
 
-/// The outcome of a non-blocking attempt.
+/// A non-blocking attempt on a lock, for every backend: the lock, or what
+/// is known of whoever holds it.
 #[derive(Debug)]
-pub enum TryLock {
-    Acquired(Held),
-    /// Someone holds it; their owner record, if they wrote one.
-    Busy(Option<OwnerRecord>),
+pub enum Attempt<H, B> {
+    Acquired(H),
+    Busy(B),
 }
+
+/// A blocking acquisition, for every backend: the lock, or why the wait
+/// ended without it.
+#[derive(Debug)]
+pub enum Acquired<H> {
+    Acquired(H),
+    /// The deadline passed first.
+    TimedOut,
+    /// The cancel latch was set first (shutdown requested).
+    Cancelled,
+}
+
+/// A flock attempt: the lock, or the holder's owner record if it wrote one.
+pub type TryLock = Attempt<Held, Option<OwnerRecord>>;
+/// A blocking flock acquisition.
+pub type Acquire = Acquired<Held>;
 
 /// How many times an acquisition starts over because the path was replaced
 /// under us before giving up (each time, someone else made progress).
@@ -500,10 +516,10 @@ pub fn try_acquire(
     let path = lock_path(state_dir, kind, name);
     let what = || format!("failed to lock {} `{name}`", kind.field());
     let mut held = match try_path(&path, Missing::Create).with_context(what)? {
-        TryPath::Acquired(held) => held,
-        TryPath::Busy(rec) => return Ok(TryLock::Busy(rec)),
+        Some(TryLock::Acquired(held)) => held,
+        Some(TryLock::Busy(rec)) => return Ok(TryLock::Busy(rec)),
         // Missing::Create creates the file; it cannot be absent.
-        TryPath::Absent => {
+        None => {
             return Err(anyhow::anyhow!("lock file {} vanished", path.display())).with_context(what)
         }
     };
@@ -527,27 +543,19 @@ fn keep_without_record(held: &mut Held, owner: &OwnerRecord) {
     }
 }
 
-/// The outcome of a non-blocking attempt on a path.
-#[derive(Debug)]
-pub(crate) enum TryPath {
-    Acquired(Held),
-    Busy(Option<OwnerRecord>),
-    /// `Missing::Absent` and there is no file.
-    Absent,
-}
-
 /// A non-blocking attempt on a lock file by path. Used by `unlock` on an
 /// existing file (`create == false`: never creates the file or its
 /// directories).
-pub(crate) fn try_lock_existing(path: &Path) -> Result<TryPath> {
+/// None: there is no such file.
+pub(crate) fn try_lock_existing(path: &Path) -> Result<Option<TryLock>> {
     try_path(path, Missing::Absent)
 }
 
-fn try_path(path: &Path, missing: Missing) -> Result<TryPath> {
+fn try_path(path: &Path, missing: Missing) -> Result<Option<TryLock>> {
     for _ in 0..MAX_REPLACED {
         let (file, id) = match open_lock_file(path, missing) {
             Ok(Some(f)) => f,
-            Ok(None) => return Ok(TryPath::Absent),
+            Ok(None) => return Ok(None),
             Err(e) if missing == Missing::Create && is_not_found(&e) => {
                 create_lock_dirs_for(path)?;
                 continue;
@@ -555,10 +563,14 @@ fn try_path(path: &Path, missing: Missing) -> Result<TryPath> {
             Err(e) => return Err(e),
         };
         if !try_flock(&file, path)? {
-            return Ok(TryPath::Busy(read_owner_from(&file)));
+            return Ok(Some(TryLock::Busy(read_owner_from(&file))));
         }
         if still_named(id, path)? {
-            return Ok(TryPath::Acquired(Held::new(file, id, path.to_path_buf())));
+            return Ok(Some(TryLock::Acquired(Held::new(
+                file,
+                id,
+                path.to_path_buf(),
+            ))));
         }
     }
     bail!(
@@ -588,14 +600,16 @@ fn create_lock_dirs_for(path: &Path) -> Result<()> {
     create_lock_dirs(state_dir, kind)
 }
 
-/// The outcome of a blocking acquisition.
-#[derive(Debug)]
-pub enum Acquire {
-    Acquired(Held),
-    /// The deadline passed first.
-    TimedOut,
-    /// The cancel latch was set first (shutdown requested).
-    Cancelled,
+/// How a blocking acquisition waits, the same for every backend: until
+/// `deadline` (None: as long as it takes) or until `cancel` is set, calling
+/// `progress` with the holder's owner record and the time waited so far
+/// once when the lock is first found busy, then every `progress_every`
+/// (zero: only once).
+pub struct Wait<'a> {
+    pub deadline: Option<Instant>,
+    pub cancel: Option<&'a Latch>,
+    pub progress_every: Duration,
+    pub progress: &'a mut dyn FnMut(Option<&OwnerRecord>, Duration),
 }
 
 /// Takes the lock, waiting for the holder as long as needed, until
@@ -607,17 +621,19 @@ pub enum Acquire {
 /// After `TimedOut` or `Cancelled`, a helper thread may stay parked in
 /// `flock` until the holder lets go; it then releases at once and ends.
 /// It holds one descriptor (close-on-exec) meanwhile.
-#[allow(clippy::too_many_arguments)]
 pub fn acquire(
     state_dir: &Path,
     kind: Kind,
     name: &str,
     owner: &OwnerRecord,
-    deadline: Option<Instant>,
-    cancel: Option<&Latch>,
-    progress_every: Duration,
-    progress: &mut dyn FnMut(Option<&OwnerRecord>, Duration),
+    wait: Wait<'_>,
 ) -> Result<Acquire> {
+    let Wait {
+        deadline,
+        cancel,
+        progress_every,
+        progress,
+    } = wait;
     validate_name(kind, name)?;
     let path = lock_path(state_dir, kind, name);
     let what = || format!("failed to lock {} `{name}`", kind.field());

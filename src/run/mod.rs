@@ -147,16 +147,13 @@ fn take_run_lock(
         TryLock::Busy(Some(holder)) if holder.role == Role::Janitor => {
             let deadline = Instant::now() + Duration::from_secs(10);
             let mut quiet = |_: Option<&OwnerRecord>, _: Duration| {};
-            match lock::acquire(
-                state_dir,
-                Kind::Run,
-                run_id,
-                owner,
-                Some(deadline),
-                Some(funnel.latch()),
-                Duration::ZERO,
-                &mut quiet,
-            )? {
+            let wait = lock::Wait {
+                deadline: Some(deadline),
+                cancel: Some(funnel.latch()),
+                progress_every: Duration::ZERO,
+                progress: &mut quiet,
+            };
+            match lock::acquire(state_dir, Kind::Run, run_id, owner, wait)? {
                 lock::Acquire::Acquired(h) => Ok(Some(h)),
                 _ => {
                     say!("the run lock of {run_id} is held by a janitor that did not let go: not starting");
@@ -677,10 +674,12 @@ impl Run {
             .acquire(
                 &self.cfg.domain,
                 &owner,
-                None,
-                Some(self.funnel.latch()),
-                LOCK_PROGRESS_EVERY,
-                &mut progress,
+                lock::Wait {
+                    deadline: None,
+                    cancel: Some(self.funnel.latch()),
+                    progress_every: LOCK_PROGRESS_EVERY,
+                    progress: &mut progress,
+                },
                 self.on_lost(),
             )
             .map_err(infra("failed to take the app lock"));

@@ -692,12 +692,14 @@ fn acquire_returns_cancelled_at_once_when_the_latch_is_set() {
                 Kind::App,
                 "j.example.org",
                 &owner(),
-                None,
-                Some(&latch),
-                Duration::from_secs(3600),
-                &mut |o, _| {
-                    seen.push(o.cloned());
-                    let _ = tx.send(());
+                lock::Wait {
+                    deadline: None,
+                    cancel: Some(&latch),
+                    progress_every: Duration::from_secs(3600),
+                    progress: &mut |o, _| {
+                        seen.push(o.cloned());
+                        let _ = tx.send(());
+                    },
                 },
             );
             (r.map(|a| matches!(a, Acquire::Cancelled)), seen)
@@ -731,10 +733,12 @@ fn acquire_times_out_at_its_deadline_and_then_leaves_the_lock_free() {
         Kind::App,
         name,
         &owner(),
-        Some(deadline),
-        None,
-        Duration::ZERO,
-        &mut |_, _| {},
+        lock::Wait {
+            deadline: Some(deadline),
+            cancel: None,
+            progress_every: Duration::ZERO,
+            progress: &mut |_, _| {},
+        },
     )
     .unwrap();
     assert!(matches!(r, Acquire::TimedOut));
@@ -767,10 +771,12 @@ fn acquire_wakes_when_the_holder_releases_and_writes_its_record() {
                 Kind::App,
                 name,
                 &me,
-                None,
-                None,
-                Duration::from_secs(3600),
-                &mut |_, _| {},
+                lock::Wait {
+                    deadline: None,
+                    cancel: None,
+                    progress_every: Duration::from_secs(3600),
+                    progress: &mut |_, _| {},
+                },
             )
             .unwrap();
             match r {

@@ -279,12 +279,15 @@ impl AppLocks for SwarmLocks {
         &self,
         domain: &str,
         owner: &OwnerRecord,
-        deadline: Option<Instant>,
-        cancel: Option<&Latch>,
-        progress_every: Duration,
-        progress: &mut dyn FnMut(Option<&OwnerRecord>, Duration),
+        wait: crate::lock::Wait<'_>,
         on_lost: OnLost,
     ) -> Result<crate::lock::backend::Acquired> {
+        let crate::lock::Wait {
+            deadline,
+            cancel,
+            progress_every,
+            progress,
+        } = wait;
         use crate::lock::backend::Acquired;
         crate::names::validate_name(Kind::App, domain)?;
         let started = Instant::now();
