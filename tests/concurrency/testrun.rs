@@ -366,7 +366,10 @@ fn fail_fast_terminates_running_tests_in_parallel() {
     f.test(
         "long",
         "# priority: 9",
-        "echo $$ > \"$DIR/long.pid\"\nsleep 300",
+        // Written whole, then renamed: `bad` waits for the file to exist,
+        // and fail-fast could stop `long` between the shell creating the
+        // file and writing the pid into it.
+        "echo $$ > \"$DIR/long.tmp\"\nmv \"$DIR/long.tmp\" \"$DIR/long.pid\"\nsleep 300",
     );
     f.test(
         "bad",
