@@ -1,8 +1,10 @@
 //! One top-level function per command; `main` maps their results to exit codes.
 
+pub(crate) mod diag;
 pub mod history;
 pub mod locks;
 pub(crate) mod status;
+pub mod unlock;
 
 use std::process::Command;
 
@@ -19,10 +21,10 @@ pub fn dispatch(cli: Cli, start_ppid: Pid) -> Result<i32> {
     match cli.command {
         cli::Command::Exec(args) => exec(args, start_ppid),
         cli::Command::Locks(args) => crate::cmd::locks::locks(&cli.state_dir, args),
-        cli::Command::Unlock(args) => crate::cmd::locks::unlock(&cli.state_dir, args),
-        cli::Command::HoldLock(args) => crate::cmd::locks::hold_lock(&cli.state_dir, args),
-        cli::Command::LockStress(args) => crate::cmd::locks::lock_stress(&cli.state_dir, args),
-        cli::Command::BenchLock(args) => crate::cmd::locks::bench_lock(&cli.state_dir, args),
+        cli::Command::Unlock(args) => crate::cmd::unlock::unlock(&cli.state_dir, args),
+        cli::Command::HoldLock(args) => crate::cmd::diag::hold_lock(&cli.state_dir, args),
+        cli::Command::LockStress(args) => crate::cmd::diag::lock_stress(&cli.state_dir, args),
+        cli::Command::BenchLock(args) => crate::cmd::diag::bench_lock(&cli.state_dir, args),
         cli::Command::Test(args) => test(args),
         cli::Command::Run(args) => crate::run::wrapper(args, &cli.state_dir, start_ppid),
         cli::Command::Harness(args) => crate::run::harness(args),

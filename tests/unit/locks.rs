@@ -325,33 +325,36 @@ fn lock_max_age_defaults_to_2h_and_rejects_bad_values_naming_the_variable() {
 fn unlock_name_resolves_to_the_one_existing_lock() {
     let only = |k: Kind| move |x: Kind| x == k;
     assert_eq!(
-        locks::resolve_kind("a.example.org", None, only(Kind::App)).unwrap(),
+        cc_ci_run::cmd::unlock::resolve_kind("a.example.org", None, only(Kind::App)).unwrap(),
         Kind::App
     );
     assert_eq!(
-        locks::resolve_kind("drone-7", None, only(Kind::Run)).unwrap(),
+        cc_ci_run::cmd::unlock::resolve_kind("drone-7", None, only(Kind::Run)).unwrap(),
         Kind::Run
     );
     // A dotted name is never a run id, even if asked.
-    let err = locks::resolve_kind("a.example.org", Some(Kind::Run), |_| true).unwrap_err();
+    let err = cc_ci_run::cmd::unlock::resolve_kind("a.example.org", Some(Kind::Run), |_| true)
+        .unwrap_err();
     assert_eq!(exit::code_for(&err), exit::USAGE);
     // Both exist: ambiguous, say how to choose.
-    let err = locks::resolve_kind("drone-7", None, |_| true).unwrap_err();
+    let err = cc_ci_run::cmd::unlock::resolve_kind("drone-7", None, |_| true).unwrap_err();
     assert_eq!(exit::code_for(&err), exit::USAGE);
     assert!(format!("{err:#}").contains("--kind"));
     assert_eq!(
-        locks::resolve_kind("drone-7", Some(Kind::App), |_| true).unwrap(),
+        cc_ci_run::cmd::unlock::resolve_kind("drone-7", Some(Kind::App), |_| true).unwrap(),
         Kind::App
     );
     // Neither exists: nothing to remove, exit 1.
-    let err = locks::resolve_kind("drone-7", None, |_| false).unwrap_err();
+    let err = cc_ci_run::cmd::unlock::resolve_kind("drone-7", None, |_| false).unwrap_err();
     assert_eq!(exit::code_for(&err), exit::TESTS_FAILED);
 }
 
 #[test]
 fn unlock_name_invalid_for_both_kinds_is_usage() {
     for bad in ["", "../x", "a b", "A", "x;rm", &"a".repeat(300)] {
-        let err = locks::resolve_kind(bad, None, |_| panic!("nothing is looked up")).unwrap_err();
+        let err =
+            cc_ci_run::cmd::unlock::resolve_kind(bad, None, |_| panic!("nothing is looked up"))
+                .unwrap_err();
         assert_eq!(exit::code_for(&err), exit::USAGE, "{bad:?}");
     }
 }
