@@ -41,7 +41,9 @@ impl Renewer {
         let thread = std::thread::Builder::new()
             .name("lease-renewer".into())
             .spawn(move || {
-                if let Err((why, foreign)) = renew_loop(&id, info, sent, lease, &theirs, &shared) {
+                if let Err(ended) = renew_loop(&id, info, sent, lease, &theirs, &shared) {
+                    let foreign = matches!(ended, Ended::Foreign(_));
+                    let (Ended::Lost(why) | Ended::Foreign(why)) = ended;
                     set_lost(&shared, &why, foreign);
                     on_lost(&why);
                 }
@@ -77,6 +79,14 @@ enum RenewError {
     Transient(String),
 }
 
+/// Why holding ended before anyone asked it to stop.
+enum Ended {
+    /// The lease is gone or ran out.
+    Lost(String),
+    /// Someone else wrote the object: it is theirs now, left alone.
+    Foreign(String),
+}
+
 /// The instant `boot` (a boot-clock time) falls at.
 fn instant_at(boot: Duration) -> Instant {
     Instant::now() + boot.saturating_sub(boot_now())
@@ -93,11 +103,11 @@ fn renew_loop(
     lease: Lease,
     stop: &Latch,
     state: &Mutex<HoldState>,
-) -> Result<(), (String, bool)> {
+) -> Result<(), Ended> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| (format!("cannot start the engine API client: {e}"), false))?;
+        .map_err(|e| Ended::Lost(format!("cannot start the engine API client: {e}")))?;
     let mut client: Option<bollard::Docker> = None;
     let mut next = sent + lease.renew_every;
     loop {
@@ -122,16 +132,15 @@ fn renew_loop(
                 locked(state).end = at + lease.lease;
                 next = at + lease.renew_every;
             }
-            Err(RenewError::Lost(why)) => return Err((why, false)),
-            Err(RenewError::Foreign(why)) => return Err((why, true)),
+            Err(RenewError::Lost(why)) => return Err(Ended::Lost(why)),
+            Err(RenewError::Foreign(why)) => return Err(Ended::Foreign(why)),
             Err(RenewError::Transient(why)) => {
                 // Give up at our own expiry: takers wait a margin more, by
                 // the engine's clock.
                 if boot_now() + lease.renew_bound() >= end {
-                    return Err((
-                        format!("could not renew the lease before it expired: {why}"),
-                        false,
-                    ));
+                    return Err(Ended::Lost(format!(
+                        "could not renew the lease before it expired: {why}"
+                    )));
                 }
                 say!(
                     "warning: renewing the lease of {} failed, retrying: {why}",
