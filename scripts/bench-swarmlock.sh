@@ -28,8 +28,8 @@ echo "uncontended acquire+release: median $((ns / 1000000)) ms over $n"
 
 # Waits for a line in a file (the `held` of a __hold-lock), up to 60 s.
 wait_line() {
-    local f=$1 i
-    for i in $(seq 1 6000); do
+    local f=$1
+    for _ in $(seq 1 6000); do
         grep -q '^held' "$f" 2>/dev/null && return 0
         sleep 0.01
     done
@@ -38,7 +38,7 @@ wait_line() {
 }
 
 handover=()
-for r in $(seq 1 "$rounds"); do
+for _ in $(seq 1 "$rounds"); do
     rm -f "$work"/a.out "$work"/b.out
     mkfifo "$work/a.in"
     CCCI_HOST_ID=bench-a "$bin" --state-dir "$work/a" __hold-lock app "$domain" <"$work/a.in" >"$work/a.out" 2>>"$work/log" &
@@ -48,7 +48,7 @@ for r in $(seq 1 "$rounds"); do
     CCCI_HOST_ID=bench-b "$bin" --state-dir "$work/b" __hold-lock app "$domain" </dev/null >"$work/b.out" 2>>"$work/log" 7>&- &
     bpid=$!
     # B is waiting once it has said so.
-    for i in $(seq 1 3000); do grep -q 'waiting for' "$work/log" && break; sleep 0.01; done
+    for _ in $(seq 1 3000); do grep -q 'waiting for' "$work/log" && break; sleep 0.01; done
     : >"$work/log"
     t0=$(ms)
     exec 7>&-
