@@ -162,6 +162,13 @@ pub struct TestOptions {
     /// Stop scheduling after the first failure and terminate running tests.
     #[arg(long, env = "CCCI_FAIL_FAST", value_parser = BoolishValueParser::new())]
     pub fail_fast: bool,
+    /// Rerun a failed test up to N times (a test header's `retries` wins);
+    /// one that fails and then passes is flaky: reported, still green.
+    #[arg(long, env = "CCCI_RETRIES", default_value_t = 0, value_parser = parse_retries)]
+    pub retries: u32,
+    /// A flaky test (failed, then passed on a rerun) fails the run.
+    #[arg(long, env = "CCCI_FLAKY_FAILS", value_parser = BoolishValueParser::new())]
+    pub flaky_fails: bool,
     /// Log each test's pid, timeout and resource limits as it starts (test
     /// output is always streamed live, prefixed with the test's name).
     #[arg(long, env = "CCCI_VERBOSE", value_parser = BoolishValueParser::new())]
@@ -420,4 +427,18 @@ pub struct BenchLockArgs {
     /// The app domain to lock (default `bench.lock.invalid`).
     #[arg(long)]
     pub name: Option<String>,
+}
+
+/// `--retries`: a whole number up to [`crate::testrun::MAX_RETRIES`].
+fn parse_retries(text: &str) -> Result<u32, String> {
+    let n: u32 = text
+        .parse()
+        .map_err(|_| format!("`{text}` is not a whole number from 0"))?;
+    if n > crate::testrun::MAX_RETRIES {
+        return Err(format!(
+            "{n} is more than {} (a test that fails that often is broken, not flaky)",
+            crate::testrun::MAX_RETRIES
+        ));
+    }
+    Ok(n)
 }

@@ -163,6 +163,12 @@ pub const ENVIRONMENT: &[EnvVar] = &[
     v("CCCI_TEST_PARALLEL", "off", "--parallel"),
     v("CCCI_MAX_WORKERS", "cores-1", "--max-workers"),
     v("CCCI_FAIL_FAST", "off", "--fail-fast"),
+    v(
+        "CCCI_RETRIES",
+        "0",
+        "--retries (a test header's retries wins)",
+    ),
+    v("CCCI_FLAKY_FAILS", "off", "--flaky-fails"),
     v("CCCI_VERBOSE", "off", "--verbose"),
     v("CCCI_RESUME", "off", "--resume"),
     v("CCCI_REPORT_DIR", "-", "--report-dir"),

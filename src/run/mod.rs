@@ -988,7 +988,7 @@ impl Run {
             passed: outcome.passed,
             failed: outcome.failed,
             skipped: outcome.skipped,
-            flaky: 0,
+            flaky: outcome.flaky,
             report_dir: suite.report_dir.display().to_string(),
         });
         self.save_record();

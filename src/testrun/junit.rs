@@ -43,15 +43,27 @@
 //!   the deadline, self-protection), or the run failed in a phase.
 //! - `<skipped>`: never started (a failed dependency, a stop before it
 //!   began, passed earlier and resumed).
+//!
+//! # Reruns
+//!
+//! A test rerun after failing (`--retries`, the header's `retries`) keeps
+//! its earlier attempts as children of its testcase, as nextest and Maven
+//! Surefire write them: under a passed (flaky) testcase as
+//! `<flakyFailure>`, under a failed one as `<rerunFailure>` (`...Error` for
+//! an attempt that could not start), each with its time, timestamp,
+//! message, type, a `<stackTrace>` holding what [`failure_text`] says of
+//! it, and the tail of its output. With `--flaky-fails` a flaky test is a
+//! `<failure type="flaky">` whose earlier attempts stay `<flakyFailure>`:
+//! the test did pass, and the run is red because it was asked to be.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use quick_junit::{NonSuccessKind, TestCase, TestCaseStatus, TestSuite};
+use quick_junit::{FlakyOrRerun, NonSuccessKind, TestCase, TestCaseStatus, TestRerun, TestSuite};
 
 use super::meta::Tier;
-use super::report::{Outcome, Report, Tails, TestReport};
+use super::report::{Attempt, Outcome, Report, Tails, TestReport};
 use crate::rundir::RunRecord;
 
 /// How many lines of a failed test's stderr its `<failure>` text quotes
@@ -100,9 +112,14 @@ pub fn last_lines(text: &str, n: usize) -> &str {
 /// signal, and the timeout when it timed out), then the last lines of its
 /// stderr.
 pub(crate) fn failure_text(t: &TestReport, stderr: &str) -> String {
+    attempt_text(&Attempt::of(t), stderr)
+}
+
+fn attempt_text(t: &Attempt, stderr: &str) -> String {
     let status = t.status.as_deref().unwrap_or("no exit status");
     let mut text = match (t.result, t.reason.as_deref()) {
         (Outcome::TimedOut, Some(why)) => format!("{why} ({status})"),
+        (_, Some(why)) if t.status.is_none() => why.to_string(),
         _ => status.to_string(),
     };
     let tail = last_lines(stderr, STDERR_LINES);
@@ -125,11 +142,53 @@ fn timestamp(text: &str) -> Option<chrono::DateTime<chrono::FixedOffset>> {
     chrono::DateTime::parse_from_rfc3339(text).ok()
 }
 
+/// An earlier attempt as a `<flakyFailure>`/`<rerunFailure>` (see the
+/// module header).
+fn rerun(a: &Attempt, tails: &Tails) -> TestRerun {
+    let kind = if a.status.is_none() {
+        NonSuccessKind::Error
+    } else {
+        NonSuccessKind::Failure
+    };
+    let mut r = TestRerun::new(kind);
+    r.set_message(a.reason.clone().unwrap_or_default())
+        .set_type(a.result.as_str())
+        .set_stack_trace(attempt_text(a, &tails.stderr))
+        .set_time(millis(a.duration_ms));
+    if let Some(ts) = a.started.as_deref().and_then(timestamp) {
+        r.set_timestamp(ts);
+    }
+    if !tails.stdout.is_empty() {
+        r.set_system_out(tails.stdout.as_str());
+    }
+    if !tails.stderr.is_empty() {
+        r.set_system_err(tails.stderr.as_str());
+    }
+    if !a.leaked_pids.is_empty() {
+        let note = format!("leaked processes killed: {:?}", a.leaked_pids);
+        let err = match &r.system_err {
+            Some(err) => format!("{}\n{note}", err.as_str()),
+            None => note,
+        };
+        r.set_system_err(err);
+    }
+    r
+}
+
 /// One test's `<testcase>` (see the module header for failure and error).
 pub fn test_case(t: &TestReport, classname: &str, tails: &Tails) -> TestCase {
     let reason = t.reason.clone().unwrap_or_default();
-    let status = match t.result {
+    let mut status = match t.result {
         Outcome::Passed => TestCaseStatus::success(),
+        // Passed on a rerun, red because of --flaky-fails.
+        Outcome::Failed if t.flaky => {
+            let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
+            s.set_message(reason.clone())
+                .set_type("flaky")
+                .set_description(reason);
+            s.set_rerun_kind(FlakyOrRerun::Flaky);
+            s
+        }
         Outcome::Skipped => {
             let mut s = TestCaseStatus::skipped();
             s.set_message(reason);
@@ -162,6 +221,13 @@ pub fn test_case(t: &TestReport, classname: &str, tails: &Tails) -> TestCase {
             s
         }
     };
+    let none = Tails::default();
+    status.add_reruns(
+        t.failed_attempts
+            .iter()
+            .enumerate()
+            .map(|(k, a)| rerun(a, tails.attempts.get(k).unwrap_or(&none))),
+    );
     let ran = t.started.is_some() && t.status.is_some();
     let mut case = TestCase::new(t.name.as_str(), status);
     case.set_classname(classname);

@@ -22,7 +22,7 @@ use serde::Serialize;
 use crate::units::{parse_duration, parse_size};
 
 /// The keys a header may set.
-pub(crate) const KEYS: [&str; 7] = [
+pub(crate) const KEYS: [&str; 8] = [
     "level",
     "tier",
     "tags",
@@ -30,7 +30,13 @@ pub(crate) const KEYS: [&str; 7] = [
     "memory",
     "priority",
     "depends-on",
+    "retries",
 ];
+
+/// The most reruns a test may ask for (header or `--retries`): a test
+/// that fails a hundred times is broken, not flaky, and a typo (`1000`)
+/// would otherwise hold a CI slot for hours.
+pub const MAX_RETRIES: u32 = 100;
 
 /// How wide a test reaches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
@@ -108,6 +114,8 @@ pub struct Meta {
     pub priority: i64,
     /// Test names (file names without directory).
     pub depends_on: Vec<String>,
+    /// Reruns after a failure; unset: `--retries`.
+    pub retries: Option<u32>,
 }
 
 impl Meta {
@@ -259,6 +267,15 @@ fn set(meta: &mut Meta, key: &str, value: &str) -> Result<(), String> {
                     meta.depends_on.push(item.to_string());
                 }
             }
+        }
+        "retries" => {
+            let n: u32 = value
+                .parse()
+                .map_err(|_| format!("retries `{value}` is not a whole number from 0"))?;
+            if n > MAX_RETRIES {
+                return Err(format!("retries {n} is more than {MAX_RETRIES}"));
+            }
+            meta.retries = Some(n);
         }
         other => return Err(format!("unknown header key `{other}`")),
     }

@@ -33,6 +33,7 @@ use anyhow::{Context, Result};
 use crate::cli::TestOptions;
 use crate::exit::Failure;
 use crate::sys::latch::Latch;
+pub use meta::MAX_RETRIES;
 use meta::{Level, Meta, Tier};
 use select::{Filter, Item, LeftOut, Scheduler};
 
@@ -98,6 +99,9 @@ pub(crate) struct SuiteOutcome {
     pub exit_code: i32,
     pub passed: usize,
     pub failed: usize,
+    /// Tests that failed and then passed on a rerun (counted in `passed`,
+    /// or in `failed` with `--flaky-fails`).
+    pub flaky: usize,
     /// Skipped, cancelled, and passed earlier (resume).
     pub skipped: usize,
     /// Tests the filters selected (0: nothing was tested).
@@ -427,6 +431,7 @@ pub(crate) fn render_list(plan: &Plan, options: &TestOptions) -> String {
         "PRIORITY",
         "TIMEOUT",
         "MEMORY",
+        "RETRIES",
         "DEPENDS-ON",
         "PATH",
     ];
@@ -457,6 +462,7 @@ pub(crate) fn render_list(plan: &Plan, options: &TestOptions) -> String {
                     .map(report::human_bytes)
                     .unwrap_or_default(),
             ),
+            m.retries.unwrap_or(options.retries).to_string(),
             dash(m.depends_on.join(",")),
             t.path.display().to_string(),
         ]);

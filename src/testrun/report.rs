@@ -20,6 +20,7 @@
 //! | `stop_reason` | null, or the stop in words (the threshold, the signal) |
 //! | `workers` | how many tests ran at once at most |
 //! | `passed`, `failed`, `skipped` | counts; `failed` includes timed out, `skipped` includes cancelled |
+//! | `flaky` | tests that failed, then passed on a rerun (in `passed`, or in `failed` with `--flaky-fails`) |
 //! | `leaked_unattributed` | pids of leftover processes no test could be named for |
 //! | `tests` | one object per selected test, in planned order: |
 //! | `tests[].name`, `path` | file name (the test's name) and its path on this host |
@@ -34,7 +35,14 @@
 //! | `tests[].duration_ms` | wall time from start to exit |
 //! | `tests[].peak_rss_bytes`, `cpu_ms` | from wait4: peak RSS of the test or any process it waited for, user+system CPU |
 //! | `tests[].stdout`, `stderr` | captured output, relative to the report directory |
-//! | `tests[].level`, `tiers`, `tags`, `priority`, `depends_on`, `timeout_ms`, `memory_bytes` | the metadata in force |
+//! | `tests[].level`, `tiers`, `tags`, `priority`, `depends_on`, `timeout_ms`, `memory_bytes`, `retries` | the metadata in force |
+//! | `tests[].attempts` | how many times it ran (0 if it never started; 1 + reruns) |
+//! | `tests[].flaky` | it failed, then passed on a rerun |
+//! | `tests[].failed_attempts` | the attempts before the last that failed, oldest first: `result`, `reason`, `status`, `exit_code`, `started`, `duration_ms`, `leaked_pids`, `stdout`, `stderr` (each attempt's output is kept as `output/NAME.attempt-K.stdout`) |
+//!
+//! A test's own fields (`result`, `status`, `duration_ms`, `stdout`, ...)
+//! describe its last attempt; `leaky` and `leaked_pids` cover every
+//! attempt, since a leak is worth knowing whichever attempt made it.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -76,6 +84,37 @@ impl Outcome {
     }
 }
 
+/// An attempt of a test that failed and was run again (SPEC section 6).
+#[derive(Clone, Debug, Serialize)]
+pub struct Attempt {
+    pub result: Outcome,
+    pub reason: Option<String>,
+    pub status: Option<String>,
+    pub exit_code: Option<i32>,
+    pub started: Option<String>,
+    pub duration_ms: u64,
+    pub leaked_pids: Vec<i32>,
+    pub stdout: Option<String>,
+    pub stderr: Option<String>,
+}
+
+impl Attempt {
+    /// The attempt part of a test's report (its last attempt so far).
+    pub fn of(t: &TestReport) -> Attempt {
+        Attempt {
+            result: t.result,
+            reason: t.reason.clone(),
+            status: t.status.clone(),
+            exit_code: t.exit_code,
+            started: t.started.clone(),
+            duration_ms: t.duration_ms,
+            leaked_pids: t.leaked_pids.clone(),
+            stdout: t.stdout.clone(),
+            stderr: t.stderr.clone(),
+        }
+    }
+}
+
 /// One test's line in `report.json`.
 #[derive(Clone, Debug, Serialize)]
 pub struct TestReport {
@@ -101,6 +140,11 @@ pub struct TestReport {
     pub depends_on: Vec<String>,
     pub timeout_ms: u64,
     pub memory_bytes: Option<u64>,
+    /// Reruns allowed after a failure.
+    pub retries: u32,
+    pub attempts: u32,
+    pub flaky: bool,
+    pub failed_attempts: Vec<Attempt>,
 }
 
 /// The whole suite, as `report.json` holds it.
@@ -120,6 +164,7 @@ pub struct Report {
     pub passed: usize,
     pub failed: usize,
     pub skipped: usize,
+    pub flaky: usize,
     pub leaked_unattributed: Vec<i32>,
     pub tests: Vec<TestReport>,
 }
@@ -156,6 +201,9 @@ pub fn summary_lines(report: &Report, dir: &Path) -> Vec<String> {
     for t in &report.tests {
         let ran = t.started.is_some();
         let mut result = t.result.as_str().to_string();
+        if t.flaky {
+            let _ = write!(result, ", flaky ({} attempts)", t.attempts);
+        }
         if t.leaky {
             result.push_str(", leaky");
         }
@@ -212,6 +260,9 @@ pub fn summary_lines(report: &Report, dir: &Path) -> Vec<String> {
         "{} passed, {} failed, {} skipped",
         report.passed, report.failed, report.skipped
     );
+    if report.flaky > 0 {
+        let _ = write!(verdict, ", {} flaky", report.flaky);
+    }
     if let Some(why) = &report.stop_reason {
         let _ = write!(verdict, "; stopped early: {why}");
     }
@@ -233,6 +284,8 @@ pub fn summary_lines(report: &Report, dir: &Path) -> Vec<String> {
 pub struct Tails {
     pub stdout: String,
     pub stderr: String,
+    /// Those of each failed attempt before the last, oldest first.
+    pub attempts: Vec<Tails>,
 }
 
 /// Writes `report.json` and `junit.xml` (testcases of class `classname`,

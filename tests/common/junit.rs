@@ -4,8 +4,8 @@
 //! - [`read`]: a strict reader built on quick-xml. It fails on anything
 //!   that is not well-formed XML (mismatched tags, unknown entities, raw
 //!   control characters), returns every testcase with its classname,
-//!   `file`, kind (`passed`, `failure`, `error`, `skipped`), message and
-//!   text, and asserts that the counts of the root and of every testsuite
+//!   `file`, kind (`passed`, `failure`, `error`, `skipped`), message,
+//!   text and reruns (`<flakyFailure>`, `<rerunFailure>`, ...), and asserts that the counts of the root and of every testsuite
 //!   are the counts of the testcases they hold (a constant `errors="0"`
 //!   fails here).
 //! - [`junitparser`]: the same facts as a real CI consumer reads them:
@@ -36,6 +36,17 @@ pub struct Case {
     #[serde(rename = "type")]
     pub ty: String,
     pub text: String,
+    /// Earlier attempts, in file order.
+    pub reruns: Vec<Rerun>,
+}
+
+/// One `<flakyFailure>`, `<flakyError>`, `<rerunFailure>` or `<rerunError>`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+pub struct Rerun {
+    pub tag: String,
+    pub message: String,
+    #[serde(rename = "type")]
+    pub ty: String,
 }
 
 /// Counts as the root element states them.
@@ -149,7 +160,16 @@ pub fn read(xml: &str) -> Doc {
                         message: String::new(),
                         ty: String::new(),
                         text: String::new(),
+                        reruns: Vec::new(),
                     }),
+                    tag @ (b"flakyFailure" | b"flakyError" | b"rerunFailure" | b"rerunError") => {
+                        let last = cases.last_mut().expect("a rerun inside a testcase");
+                        last.reruns.push(Rerun {
+                            tag: String::from_utf8_lossy(tag).into_owned(),
+                            message: get(&a, "message"),
+                            ty: get(&a, "type"),
+                        });
+                    }
                     kind @ (b"failure" | b"error" | b"skipped") => {
                         let last = cases.last_mut().expect("a result inside a testcase");
                         assert_eq!(last.kind, "passed", "two results in {}", last.name);

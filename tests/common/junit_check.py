@@ -2,13 +2,15 @@
 what it found as JSON for tests/common/junit.rs to compare with its own
 quick-xml reading: the root's counts, and per testcase its suite, name,
 classname, file, kind (passed, failure, error, skipped), message, type and
-text. Exits non-zero when junitparser cannot read the file.
+text, and its reruns (`<flakyFailure>`, `<rerunFailure>`, ... as
+junitparser's xunit2 reader sees them: tag, message, type). Exits non-zero
+when junitparser cannot read the file.
 """
 
 import json
 import sys
 
-from junitparser import Error, Failure, JUnitXml, Skipped, TestSuite
+from junitparser import Error, Failure, JUnitXml, Skipped, TestSuite, xunit2
 
 
 def kind(result):
@@ -31,6 +33,10 @@ def main(path):
             if len(results) > 1:
                 raise SystemExit("%s: two results in %s" % (path, case.name))
             r = results[0] if results else None
+            reruns = [
+                {"tag": i._tag, "message": i.message or "", "type": i.type or ""}
+                for i in xunit2.TestCase.fromelem(case._elem).interim_result
+            ]
             cases.append(
                 {
                     "suite": suite.name or "",
@@ -41,6 +47,7 @@ def main(path):
                     "message": (r.message or "") if r is not None else "",
                     "type": (r.type or "") if r is not None else "",
                     "text": (r.text or "") if r is not None else "",
+                    "reruns": reruns,
                 }
             )
     totals = {

@@ -440,6 +440,7 @@ fn atomic_writes_on_a_full_disk_fail_and_leave_no_temporary_file() {
         passed: 0,
         failed: 0,
         skipped: 0,
+        flaky: 0,
         leaked_unattributed: Vec::new(),
         tests: Vec::new(),
     };

@@ -190,3 +190,42 @@ fn standalone_test_names_the_class_after_the_tier_and_the_file_as_given() {
         assert_eq!(doc.case("ok.sh").kind, "passed");
     }
 }
+
+#[test]
+fn a_run_with_a_flaky_test_is_green_and_its_record_and_merged_junit_say_so() {
+    let f = Fixture::new();
+    // A CI-repository test of the recipe that fails on its first attempt.
+    let ci = f.tmp.path().join("ci-tests/example");
+    std::fs::create_dir_all(&ci).unwrap();
+    let count = f.tmp.path().join("flaky.count");
+    let test = ci.join("50-flaky.sh");
+    std::fs::write(
+        &test,
+        format!(
+            "#!/bin/sh\nn=$(( $(cat '{c}' 2>/dev/null || echo 0) + 1 )); echo $n > '{c}'\n\
+             [ $n -ge 2 ] || {{ echo 'flaked' >&2; exit 1; }}\n",
+            c = count.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&test, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = build(&f, "9", &["--retries", "1"]).output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    eprintln!("{log}");
+    assert_eq!(code(out.status), 0, "flaky is green without --flaky-fails");
+    assert_eq!(std::fs::read_to_string(&count).unwrap().trim(), "2");
+    let rec = f.record("drone-coop-cloud-example-9");
+    assert_eq!(rec["tests"][0]["flaky"], 1, "{rec}");
+    assert!(
+        log.contains(", 1 flaky ("),
+        "the run's summary names it: {log}"
+    );
+    let merged = crate::junit::check(
+        &f.state
+            .join("runs/drone-coop-cloud-example-9/report/junit.xml"),
+    );
+    let case = merged.case("50-flaky.sh");
+    assert_eq!(case.kind, "passed");
+    assert_eq!(case.reruns.len(), 1);
+    assert_eq!(case.reruns[0].tag, "flakyFailure");
+}

@@ -799,3 +799,281 @@ fn an_absent_or_failing_docker_is_logged_and_never_changes_the_verdict() {
         );
     }
 }
+
+/// A test body that counts its attempts in `$DIR/NAME.count` and fails
+/// (exit 1, with a line on stderr) on the attempts before `pass_on`
+/// (0: never passes). Each attempt prints its number on stdout.
+fn attempts_body(pass_on: u32) -> String {
+    format!(
+        "n=$(( $(cat \"$DIR/$CCCI_TEST_NAME.count\" 2>/dev/null || echo 0) + 1 ))\n\
+         echo $n > \"$DIR/$CCCI_TEST_NAME.count\"\n\
+         echo \"attempt $n\"\n\
+         if [ {pass_on} -eq 0 ] || [ $n -lt {pass_on} ]; then echo \"failing on attempt $n\" >&2; exit 1; fi"
+    )
+}
+
+fn count_of(f: &Fixture, name: &str) -> u32 {
+    std::fs::read_to_string(f.file(&format!("{name}.count")))
+        .unwrap_or_default()
+        .trim()
+        .parse()
+        .unwrap_or(0)
+}
+
+/// (tag, type) of each rerun element of a testcase.
+fn reruns(doc: &crate::junit::Doc, name: &str) -> Vec<(String, String)> {
+    doc.case(name)
+        .reruns
+        .iter()
+        .map(|r| (r.tag.clone(), r.ty.clone()))
+        .collect()
+}
+
+#[test]
+fn a_test_that_fails_once_then_passes_with_retries_is_flaky_and_the_run_green() {
+    let f = Fixture::new();
+    f.test("flaky", "", &attempts_body(2));
+    f.test("steady", "", "true");
+    let out = f.run(&["--retries", "2"]);
+    assert_eq!(code(out.status), 0, "a flaky test keeps the run green");
+    assert_eq!(count_of(&f, "flaky"), 2, "one rerun, then it passed");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        log.contains("flaky: attempt 1 of 3 failed; running it again"),
+        "{log}"
+    );
+    assert!(
+        log.contains("2 passed, 0 failed, 0 skipped, 1 flaky"),
+        "{log}"
+    );
+    assert!(log.contains("passed, flaky (2 attempts)"), "{log}");
+
+    let rep = f.report_json();
+    assert_eq!(
+        (rep["passed"].as_u64(), rep["flaky"].as_u64()),
+        (Some(2), Some(1))
+    );
+    let r = f.results();
+    assert_eq!(result(&r, "flaky"), "passed");
+    assert_eq!(
+        (
+            r["flaky"]["flaky"].as_bool(),
+            r["flaky"]["attempts"].as_u64()
+        ),
+        (Some(true), Some(2))
+    );
+    assert_eq!(
+        (
+            r["steady"]["flaky"].as_bool(),
+            r["steady"]["attempts"].as_u64()
+        ),
+        (Some(false), Some(1))
+    );
+    let earlier = r["flaky"]["failed_attempts"].as_array().unwrap();
+    assert_eq!(earlier.len(), 1);
+    assert_eq!(earlier[0]["result"], "failed");
+    assert_eq!(earlier[0]["status"], "exit 1");
+    // Each attempt's output is kept apart.
+    let first = earlier[0]["stdout"].as_str().unwrap();
+    assert_eq!(first, "output/flaky.attempt-1.stdout");
+    let read = |rel: &str| std::fs::read_to_string(f.report().join(rel)).unwrap();
+    assert_eq!(read(first), "attempt 1\n");
+    assert_eq!(
+        read("output/flaky.attempt-1.stderr"),
+        "failing on attempt 1\n"
+    );
+    assert_eq!(read(r["flaky"]["stdout"].as_str().unwrap()), "attempt 2\n");
+
+    let doc = crate::junit::check(&f.report().join("junit.xml"));
+    assert_eq!(doc.case("flaky").kind, "passed");
+    assert_eq!(
+        reruns(&doc, "flaky"),
+        [("flakyFailure".into(), "failed".into())]
+    );
+    assert!(doc.case("steady").reruns.is_empty());
+    assert_eq!((doc.totals.failures, doc.totals.errors), (0, 0));
+    let xml = std::fs::read_to_string(f.report().join("junit.xml")).unwrap();
+    assert!(
+        xml.contains("failing on attempt 1"),
+        "the failed attempt's stderr is in the file: {xml}"
+    );
+}
+
+#[test]
+fn flaky_fails_makes_a_flaky_test_fail_the_run() {
+    let f = Fixture::new();
+    f.test("flaky", "", &attempts_body(2));
+    let out = f.run(&["--retries", "2", "--flaky-fails"]);
+    assert_eq!(code(out.status), 1);
+    assert_eq!(count_of(&f, "flaky"), 2, "the rerun still ran and passed");
+    let rep = f.report_json();
+    assert_eq!(
+        (rep["failed"].as_u64(), rep["flaky"].as_u64()),
+        (Some(1), Some(1))
+    );
+    let r = f.results();
+    assert_eq!(result(&r, "flaky"), "failed");
+    assert!(
+        reason(&r, "flaky").contains("--flaky-fails"),
+        "{}",
+        reason(&r, "flaky")
+    );
+    let doc = crate::junit::check(&f.report().join("junit.xml"));
+    assert_eq!(
+        (
+            doc.case("flaky").kind.as_str(),
+            doc.case("flaky").ty.as_str()
+        ),
+        ("failure", "flaky")
+    );
+    assert_eq!(
+        reruns(&doc, "flaky"),
+        [("flakyFailure".into(), "failed".into())]
+    );
+}
+
+#[test]
+fn a_test_that_always_fails_is_rerun_exactly_n_times_and_the_header_wins() {
+    let f = Fixture::new();
+    f.test("broken", "", &attempts_body(0));
+    // The header's count wins over --retries, both ways.
+    f.test("once-more", "# retries: 1", &attempts_body(0));
+    f.test("never-again", "# retries: 0", &attempts_body(0));
+    let out = f.run(&["--retries", "3"]);
+    assert_eq!(code(out.status), 1);
+    assert_eq!(count_of(&f, "broken"), 4, "1 run + 3 reruns");
+    assert_eq!(count_of(&f, "once-more"), 2);
+    assert_eq!(count_of(&f, "never-again"), 1);
+    let rep = f.report_json();
+    assert_eq!(
+        (rep["failed"].as_u64(), rep["flaky"].as_u64()),
+        (Some(3), Some(0))
+    );
+    let r = f.results();
+    assert_eq!(r["broken"]["attempts"].as_u64(), Some(4));
+    assert_eq!(r["broken"]["failed_attempts"].as_array().unwrap().len(), 3);
+    assert_eq!(r["broken"]["retries"].as_u64(), Some(3));
+    assert_eq!(r["once-more"]["retries"].as_u64(), Some(1));
+    let doc = crate::junit::check(&f.report().join("junit.xml"));
+    assert_eq!(doc.case("broken").kind, "failure");
+    assert_eq!(
+        reruns(&doc, "broken"),
+        vec![("rerunFailure".to_string(), "failed".to_string()); 3]
+    );
+    assert_eq!(reruns(&doc, "once-more").len(), 1);
+    assert!(doc.case("never-again").reruns.is_empty());
+}
+
+#[test]
+fn a_timed_out_leaky_attempt_is_retried_and_its_leak_reported_with_the_rerun_s() {
+    let f = Fixture::new();
+    // Every attempt leaves a setsid daemon behind; the first then hangs
+    // past its timeout, the second passes.
+    f.test(
+        "hangs-once",
+        "# timeout: 1s",
+        "n=$(( $(cat \"$DIR/n\" 2>/dev/null || echo 0) + 1 )); echo $n > \"$DIR/n\"\n\
+         setsid -f bash -c \"echo \\$\\$ > '$DIR/d$n.tmp'; mv '$DIR/d$n.tmp' '$DIR/daemon$n.pid'; exec sleep 300\"\n\
+         while [ ! -f \"$DIR/daemon$n.pid\" ]; do sleep 0.01; done\n\
+         if [ $n -eq 1 ]; then exec sleep 300; fi",
+    );
+    let out = f.run(&["--retries", "1"]);
+    assert_eq!(code(out.status), 0);
+    let (d1, d2) = (
+        read_pid(&f.file("daemon1.pid")),
+        read_pid(&f.file("daemon2.pid")),
+    );
+    assert!(
+        !alive(d1) && !alive(d2),
+        "both attempts' leftovers were ended"
+    );
+    let r = f.results();
+    let t = &r["hangs-once"];
+    assert_eq!(
+        (t["result"].as_str(), t["flaky"].as_bool()),
+        (Some("passed"), Some(true))
+    );
+    let first = &t["failed_attempts"][0];
+    assert_eq!(first["result"], "timed-out");
+    let pids = |v: &Value| -> Vec<i64> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p.as_i64().unwrap())
+            .collect()
+    };
+    assert!(pids(&first["leaked_pids"]).contains(&(d1 as i64)));
+    let all = pids(&t["leaked_pids"]);
+    assert!(
+        all.contains(&(d1 as i64)) && all.contains(&(d2 as i64)),
+        "{all:?}"
+    );
+    assert_eq!(t["leaky"], true);
+    let doc = crate::junit::check(&f.report().join("junit.xml"));
+    assert_eq!(
+        reruns(&doc, "hangs-once"),
+        [("flakyFailure".into(), "timed-out".into())]
+    );
+}
+
+#[test]
+fn bad_retries_are_exit_2_naming_the_field() {
+    let f = Fixture::new();
+    f.test("a", "", "touch \"$DIR/ran\"");
+    for bad in ["-1", "x", "101"] {
+        let out = f.run(&[&format!("--retries={bad}")]);
+        assert_eq!(code(out.status), 2, "--retries {bad}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("--retries"), "{err}");
+    }
+    f.test("b", "# retries: many", "true");
+    let out = f.run(&[]);
+    assert_eq!(code(out.status), 2);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("retries `many`") && err.contains("tests/b:2:"),
+        "{err}"
+    );
+    assert!(!f.file("ran").exists(), "nothing ran");
+}
+
+#[test]
+fn a_stop_during_a_rerun_cancels_it_and_no_further_attempt_starts() {
+    let f = Fixture::new();
+    // Attempt 1 fails; attempt 2 announces itself (whole, by a rename)
+    // and holds until the runner is stopped.
+    f.test(
+        "flaky",
+        "",
+        "n=$(( $(cat \"$DIR/n\" 2>/dev/null || echo 0) + 1 )); echo $n > \"$DIR/n\"\n\
+         [ $n -ge 2 ] || exit 1\n\
+         echo $$ > \"$DIR/h.tmp\"; mv \"$DIR/h.tmp\" \"$DIR/hold.pid\"\nexec sleep 300",
+    );
+    let runner = f.spawn(&["--retries", "5"]);
+    let hold = read_pid(&f.file("hold.pid"));
+    support::send(runner.id() as i32, nix::sys::signal::Signal::SIGTERM);
+    let (rc, _) = stderr_of(runner);
+    assert_eq!(rc, 143);
+    assert!(!alive(hold));
+    assert_eq!(f.lines("n"), ["2"], "no third attempt after the stop");
+    let r = f.results();
+    assert_eq!(result(&r, "flaky"), "cancelled");
+    assert_eq!(r["flaky"]["attempts"].as_u64(), Some(2));
+    assert_eq!(r["flaky"]["failed_attempts"][0]["status"], "exit 1");
+    assert_eq!(r["flaky"]["flaky"], false);
+}
+
+#[test]
+fn fail_fast_waits_for_the_last_attempt() {
+    let f = Fixture::new();
+    f.test("a", "# priority: 2", &attempts_body(2));
+    f.test("b", "# priority: 1", "touch \"$DIR/b-ran\"");
+    let out = f.run(&["--fail-fast", "--retries", "1"]);
+    assert_eq!(
+        code(out.status),
+        0,
+        "a failed attempt that is rerun stops nothing"
+    );
+    assert!(f.file("b-ran").exists());
+    assert_eq!(f.report_json()["stopped"], Value::Null);
+}

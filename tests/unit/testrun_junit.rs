@@ -10,7 +10,7 @@ use std::path::Path;
 use cc_ci_run::rundir::{PhaseSpan, RunRecord, TierTests};
 use cc_ci_run::testrun::junit as render;
 use cc_ci_run::testrun::meta::Tier;
-use cc_ci_run::testrun::report::{Outcome, Report, Tails, TestReport};
+use cc_ci_run::testrun::report::{Attempt, Outcome, Report, Tails, TestReport};
 use cc_ci_run::testrun::shown_path;
 
 use crate::junit::{read, Doc};
@@ -93,6 +93,7 @@ fn failure_text_holds_the_exit_status_and_the_last_stderr_lines() {
     let doc = render_tier(&r, "example.install", &|_| Tails {
         stdout: "out\n".into(),
         stderr: stderr_25(),
+        attempts: vec![],
     });
     let c = doc.case("bad");
     assert_eq!((c.kind.as_str(), c.message.as_str()), ("failure", "exit 1"));
@@ -111,6 +112,7 @@ fn a_timed_out_test_says_so_and_a_signal_is_named() {
     let doc = render_tier(&report(vec![t, k]), "x.install", &|_| Tails {
         stdout: String::new(),
         stderr: "waiting for http\n".into(),
+        attempts: vec![],
     });
     let slow = doc.case("slow");
     assert_eq!(slow.kind, "failure");
@@ -178,6 +180,7 @@ fn junit_is_well_formed_even_with_hostile_output() {
     let doc = render_tier(&r, "e.install", &|_t: &TestReport| Tails {
         stdout: "]]> <tag> &amp; \u{7}bell\n".into(),
         stderr: "\u{1b}[31mred\u{1b}[0m <x/> & \u{fffe}\n".into(),
+        attempts: vec![],
     });
     assert_eq!(
         doc.cases
@@ -434,6 +437,7 @@ fn the_merged_file_reads_the_tiers_back_and_marks_an_unreadable_one() {
     let xml = render::tier_xml(&r, "example.install", &|_| Tails {
         stdout: String::new(),
         stderr: "failing on purpose\n".into(),
+        attempts: vec![],
     })
     .unwrap();
     std::fs::write(install.join("junit.xml"), xml.as_bytes()).unwrap();
@@ -489,4 +493,74 @@ fn a_failed_write_of_the_merged_file_leaves_no_temporary_file() {
         "error"
     );
     assert_eq!(std::fs::read_dir(&ok).unwrap().count(), 1);
+}
+
+/// A failed attempt of `t`, with its output kept under `attempt-K`.
+fn failed_attempt(t: &TestReport, k: u32, status: Option<&str>) -> Attempt {
+    let mut a = Attempt::of(t);
+    a.result = Outcome::Failed;
+    a.status = status.map(String::from);
+    a.reason = Some(status.map_or("could not start: no such file".into(), String::from));
+    a.stderr = Some(format!("output/{}.attempt-{k}.stderr", t.name));
+    a
+}
+
+#[test]
+fn earlier_attempts_are_flaky_under_a_pass_and_reruns_under_a_failure() {
+    let mut flaky = test("flaky", Outcome::Passed, None);
+    flaky.flaky = true;
+    flaky.attempts = 2;
+    flaky.failed_attempts = vec![failed_attempt(&flaky, 1, Some("exit 3"))];
+    let mut broken = test("broken", Outcome::Failed, Some("exit 1"));
+    broken.attempts = 3;
+    // The first attempt could not start: an error, not a failure.
+    broken.failed_attempts = vec![
+        failed_attempt(&broken, 1, None),
+        failed_attempt(&broken, 2, Some("exit 1")),
+    ];
+    let mut r = report(vec![flaky, broken]);
+    r.flaky = 1;
+    let tails = |t: &TestReport| Tails {
+        stdout: String::new(),
+        stderr: format!("{} last attempt\n", t.name),
+        attempts: (1..=t.failed_attempts.len())
+            .map(|k| Tails {
+                stdout: String::new(),
+                stderr: format!("{} attempt {k} said why\n", t.name),
+                attempts: vec![],
+            })
+            .collect(),
+    };
+    let xml = render::tier_xml(&r, "example.install", &tails).unwrap();
+    let doc = read(&xml);
+    let tags = |name: &str| -> Vec<(String, String)> {
+        doc.case(name)
+            .reruns
+            .iter()
+            .map(|x| (x.tag.clone(), x.message.clone()))
+            .collect()
+    };
+    assert_eq!(doc.case("flaky").kind, "passed");
+    assert_eq!(tags("flaky"), [("flakyFailure".into(), "exit 3".into())]);
+    assert_eq!(doc.case("broken").kind, "failure");
+    assert_eq!(
+        tags("broken"),
+        [
+            ("rerunError".into(), "could not start: no such file".into()),
+            ("rerunFailure".into(), "exit 1".into())
+        ]
+    );
+    // Each attempt carries its own stderr, not the last attempt's.
+    for k in 1..=2 {
+        assert!(
+            xml.contains(&format!("broken attempt {k} said why")),
+            "{xml}"
+        );
+    }
+    assert!(xml.contains("flaky attempt 1 said why"), "{xml}");
+    // The flaky pass counts as a pass; the reruns count nothing.
+    assert_eq!(
+        (doc.totals.tests, doc.totals.failures, doc.totals.errors),
+        (2, 1, 0)
+    );
 }

@@ -12,7 +12,7 @@ fn err_line(text: &str) -> (usize, String) {
 
 #[test]
 fn spec_example_header_parses_every_key() {
-    let text = "#!/bin/sh\n# level: integration\n# tier: install, upgrade\n# tags: http, slow\n# timeout: 2m\n# memory: 512M\n# priority: -3\n# depends-on: setup, login\necho hi\n";
+    let text = "#!/bin/sh\n# level: integration\n# tier: install, upgrade\n# tags: http, slow\n# timeout: 2m\n# memory: 512M\n# priority: -3\n# depends-on: setup, login\n# retries: 2\necho hi\n";
     let m = parse_header(text).unwrap();
     assert_eq!(
         m,
@@ -24,6 +24,7 @@ fn spec_example_header_parses_every_key() {
             memory: Some(512 << 20),
             priority: -3,
             depends_on: vec!["setup".into(), "login".into()],
+            retries: Some(2),
         }
     );
     assert!(m.runs_in(Tier::Install) && !m.runs_in(Tier::Restore));
@@ -117,4 +118,16 @@ fn urls_and_windows_paths_are_not_keys() {
     );
     // `word:` directly followed by text is not a key either.
     assert_eq!(parse_header("# note:this\n").unwrap(), Meta::default());
+}
+
+#[test]
+fn retries_is_a_whole_number_up_to_the_bound() {
+    let m = parse_header("#!/bin/sh\n# retries: 0\n").unwrap();
+    assert_eq!(m.retries, Some(0), "0 is set, not the default");
+    assert_eq!(parse_header("#!/bin/sh\n").unwrap().retries, None);
+    let (line, msg) = err_line("#!/bin/sh\n# retries: -1\n");
+    assert_eq!(line, 2);
+    assert!(msg.contains("retries `-1` is not a whole number"), "{msg}");
+    let (_, msg) = err_line("# retries: 101\n");
+    assert!(msg.contains("more than 100"), "{msg}");
 }

@@ -139,6 +139,10 @@ pub fn test(name: &str, result: Outcome, reason: Option<&str>) -> TestReport {
         depends_on: vec![],
         timeout_ms: 600_000,
         memory_bytes: None,
+        retries: 0,
+        attempts: u32::from(ran),
+        flaky: false,
+        failed_attempts: vec![],
     }
 }
 
@@ -157,6 +161,7 @@ pub fn report(tests: Vec<TestReport>) -> Report {
         passed: 1,
         failed: 2,
         skipped: 1,
+        flaky: 0,
         leaked_unattributed: vec![],
         tests,
     }

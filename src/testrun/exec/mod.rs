@@ -25,6 +25,14 @@
 //! write the bytes to `output/<name>.stdout|.stderr` in the report
 //! directory and log each line with the test's name as prefix.
 //!
+//! Retries: a test whose attempt failed (failed, timed out, could not
+//! start) while the suite is not stopping, and that has reruns left (its
+//! header's `retries`, else `--retries`), is queued to run again before any
+//! new test starts; the scheduler still sees it running, so its dependents
+//! wait for its last attempt and fail-fast reacts to that attempt only.
+//! Each failed attempt's output is kept as `NAME.attempt-K.stdout|.stderr`.
+//! A stop drains the queue: a queued test ends with the failure it had.
+//!
 //! The parts: this file is the event loop; `unit` a test's state and its
 //! limits, `leftovers` finding and ending what a test left behind, `output`
 //! the capture of its output.
@@ -38,7 +46,7 @@ pub(crate) use leftovers::{SUITE_MARK, TEST_NAME};
 use output::{create_output, output_files, spawn_reader, tail, READER_BOUND};
 use unit::{Ending, HardLimits, Running, Stop, UnitState};
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -55,7 +63,7 @@ use super::checkpoint::{self, Checkpoint, Resume};
 use super::containers;
 use super::meta::Tier;
 use super::protect::{self, Sampler, Verdict};
-use super::report::{self, Outcome, Report, Tails, TestReport};
+use super::report::{self, Attempt, Outcome, Report, Tails, TestReport};
 use super::select::Scheduler;
 use super::{Plan, Suite, SuiteOutcome, TestCase};
 use crate::say;
@@ -88,6 +96,12 @@ struct Runner<'a> {
     hard: HardLimits,
     max_running: usize,
     unattributed: Vec<i32>,
+    /// Tests whose failed attempt is to be run again, in the order they
+    /// failed; `failed_last` holds that attempt's report until it does.
+    retry: VecDeque<usize>,
+    failed_last: HashMap<usize, TestReport>,
+    /// Each test's earlier failed attempts, oldest first.
+    earlier: Vec<Vec<Attempt>>,
 }
 
 /// Runs the planned suite (see the module header) and reports.
@@ -142,6 +156,9 @@ pub(crate) fn run(suite: &Suite, plan: Plan, cancel: Option<&Latch>) -> Result<S
         hard: HardLimits::read(),
         max_running: 0,
         unattributed: Vec::new(),
+        retry: VecDeque::new(),
+        failed_last: HashMap::new(),
+        earlier: vec![Vec::new(); n],
     };
     let tier_words = r.tier.map(|t| format!(" for tier {t}")).unwrap_or_default();
     if n == 0 {
@@ -175,6 +192,7 @@ pub(crate) fn run(suite: &Suite, plan: Plan, cancel: Option<&Latch>) -> Result<S
 
     let tests: Vec<TestReport> = r.results.iter().flatten().cloned().collect();
     let (passed, failed, skipped) = report::counts(&tests);
+    let flaky = tests.iter().filter(|t| t.flaky).count();
     let exit_code = match &r.stop {
         Some(Stop::Signal(code)) => *code,
         Some(Stop::SelfProtect(_)) => crate::exit::SELF_PROTECT,
@@ -205,21 +223,28 @@ pub(crate) fn run(suite: &Suite, plan: Plan, cancel: Option<&Latch>) -> Result<S
         passed,
         failed,
         skipped,
+        flaky,
         leaked_unattributed: r.unattributed.clone(),
         tests: ordered,
     };
     let report_dir = &suite.report_dir;
+    let tail_of = |p: &Option<String>| {
+        p.as_deref()
+            .map(|p| tail(&report_dir.join(p)))
+            .unwrap_or_default()
+    };
     let tails = |t: &TestReport| Tails {
-        stdout: t
-            .stdout
-            .as_deref()
-            .map(|p| tail(&report_dir.join(p)))
-            .unwrap_or_default(),
-        stderr: t
-            .stderr
-            .as_deref()
-            .map(|p| tail(&report_dir.join(p)))
-            .unwrap_or_default(),
+        stdout: tail_of(&t.stdout),
+        stderr: tail_of(&t.stderr),
+        attempts: t
+            .failed_attempts
+            .iter()
+            .map(|a| Tails {
+                stdout: tail_of(&a.stdout),
+                stderr: tail_of(&a.stderr),
+                attempts: Vec::new(),
+            })
+            .collect(),
     };
     let classname = super::junit::classname(suite.recipe.as_deref(), r.tier);
     let written = report::write(report_dir, &rep, &classname, &tails);
@@ -241,6 +266,7 @@ pub(crate) fn run(suite: &Suite, plan: Plan, cancel: Option<&Latch>) -> Result<S
         exit_code,
         passed,
         failed,
+        flaky,
         skipped,
         selected: n,
         discovered: n + plan_left_out,
@@ -291,8 +317,17 @@ impl Runner<'_> {
             if self.sampler.is_some() && self.protect_check() {
                 break;
             }
-            let Some(i) = self.sched.next_ready() else {
-                break;
+            let i = match self.retry.pop_front() {
+                Some(i) => {
+                    if let Some(failed) = self.failed_last.remove(&i) {
+                        self.earlier[i].push(Attempt::of(&failed));
+                    }
+                    i
+                }
+                None => match self.sched.next_ready() {
+                    Some(i) => i,
+                    None => break,
+                },
             };
             match self.start(i) {
                 Ok(run) => {
@@ -306,8 +341,7 @@ impl Runner<'_> {
                     rep.result = Outcome::Failed;
                     rep.reason = Some(format!("could not start: {e:#}"));
                     rep.started = Some(crate::log::timestamp(SystemTime::now()));
-                    self.results[i] = Some(rep);
-                    self.after_finish(i, Outcome::Failed);
+                    self.attempt_done(i, rep);
                 }
             }
         }
@@ -362,6 +396,12 @@ impl Runner<'_> {
             }
         }
         self.stop = Some(stop);
+        // A queued rerun is not started: the test ends with its failure.
+        while let Some(i) = self.retry.pop_front() {
+            if let Some(failed) = self.failed_last.remove(&i) {
+                self.finish_test(i, failed);
+            }
+        }
     }
     fn start(&mut self, i: usize) -> Result<Running> {
         let t = &self.tests[i];
@@ -556,8 +596,79 @@ impl Runner<'_> {
             ));
         }
         say!("{line}");
+        self.attempt_done(i, rep);
+    }
+    /// An attempt of test `i` ended as `rep` says: queue a rerun when it
+    /// failed, the suite is not stopping and reruns are left; otherwise the
+    /// test is finished (see the module header).
+    fn attempt_done(&mut self, i: usize, mut rep: TestReport) {
+        let tried = self.earlier[i].len() as u32 + 1;
+        rep.attempts = tried;
+        if rep.result.is_failure() && self.stop.is_none() && tried <= rep.retries {
+            self.keep_attempt_output(&mut rep, tried);
+            say!(
+                "{}: attempt {tried} of {} failed; running it again",
+                rep.name,
+                rep.retries + 1
+            );
+            self.failed_last.insert(i, rep);
+            self.retry.push_back(i);
+            return;
+        }
+        self.finish_test(i, rep);
+    }
+    /// Test `i` is finished with its last attempt `rep`: the earlier
+    /// attempts join its report, a pass after failures is flaky.
+    fn finish_test(&mut self, i: usize, mut rep: TestReport) {
+        let earlier = std::mem::take(&mut self.earlier[i]);
+        let mut leaked: Vec<i32> = earlier
+            .iter()
+            .flat_map(|a| a.leaked_pids.iter().copied())
+            .collect();
+        leaked.append(&mut rep.leaked_pids);
+        rep.leaky = !leaked.is_empty();
+        rep.leaked_pids = leaked;
+        if rep.result == Outcome::Passed && !earlier.is_empty() {
+            rep.flaky = true;
+            let mut why = format!(
+                "flaky: failed {} time(s), passed on attempt {}",
+                earlier.len(),
+                rep.attempts
+            );
+            if self.suite.options.flaky_fails {
+                why.push_str("; --flaky-fails makes that a failure");
+                rep.result = Outcome::Failed;
+            }
+            say!("{}: {why}", rep.name);
+            rep.reason = Some(why);
+        }
+        rep.failed_attempts = earlier;
+        let result = rep.result;
         self.results[i] = Some(rep);
         self.after_finish(i, result);
+    }
+    /// Renames a failed attempt's output files to `NAME.attempt-K.*`, so
+    /// the rerun's files do not overwrite them.
+    fn keep_attempt_output(&self, rep: &mut TestReport, k: u32) {
+        for (file, ext) in [(&mut rep.stdout, "stdout"), (&mut rep.stderr, "stderr")] {
+            let Some(rel) = file.as_ref() else { continue };
+            let kept = format!("output/{}.attempt-{k}.{ext}", rep.name);
+            let dir = &self.suite.report_dir;
+            match std::fs::rename(dir.join(rel), dir.join(&kept)) {
+                Ok(()) => *file = Some(kept),
+                Err(e) => {
+                    // Not there (a full disk sent it to /dev/null) or not
+                    // movable: the rerun overwrites it, so name none.
+                    if e.kind() != std::io::ErrorKind::NotFound {
+                        say!(
+                            "{}: could not keep the output of attempt {k}: {e}",
+                            rep.name
+                        );
+                    }
+                    *file = None;
+                }
+            }
+        }
     }
     fn after_finish(&mut self, i: usize, result: Outcome) {
         let passed = result == Outcome::Passed;
@@ -613,6 +724,10 @@ impl Runner<'_> {
             depends_on: t.meta.depends_on.clone(),
             timeout_ms: t.meta.timeout.unwrap_or(o.test_timeout).as_millis() as u64,
             memory_bytes: t.meta.memory.or(o.test_memory),
+            retries: t.meta.retries.unwrap_or(o.retries),
+            attempts: 0,
+            flaky: false,
+            failed_attempts: Vec::new(),
         }
     }
     /// `--resume`: tests the checkpoint says passed for this run id, ref and
