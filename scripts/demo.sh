@@ -3,13 +3,13 @@
 # default, a manual run of the bundled example recipe's pull request 1
 # against the stand-in abra and docker (no server, no network).
 #
-# Everything lands under ${CCCI_DEMO_DIR:-target/demo}: the example recipe's
+# Everything lands under ${CCCI_DEV_DEMO_DIR:-target/demo}: the example recipe's
 # repositories, the canonical abra home, the state directory (run record,
 # log, reports) and the fake swarm. Extra arguments go to `cc-ci-run run`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --quiet
-demo="${CCCI_DEMO_DIR:-$PWD/target/demo}"
+demo="${CCCI_DEV_DEMO_DIR:-$PWD/target/demo}"
 rm -rf "$demo"
 mkdir -p "$demo/state" "$demo/fake"
 abra_home=$(bash scripts/make-example-recipe.sh "$demo/recipe" | tail -n 1)

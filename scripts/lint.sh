@@ -3,12 +3,12 @@
 # compiled (and checked by pyflakes when the linting python has it), the
 # tests of scripts/modgraph.py and the module graph of src/, then formatting
 # and clippy with every warning denied. Needs shellcheck (Debian package
-# `shellcheck`; .ci/run installs it). CCCI_LINT_PYTHON names the python to
+# `shellcheck`; .ci/run installs it). CCCI_DEV_LINT_PYTHON names the python to
 # use (.ci/run's venv, which has pyflakes); python3 otherwise.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-py="${CCCI_LINT_PYTHON:-python3}"
+py="${CCCI_DEV_LINT_PYTHON:-python3}"
 
 # Every tracked or new (not ignored) file that is shell or Python, by its
 # extension or its #! line. Symlinks are linted at their target.

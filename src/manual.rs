@@ -44,6 +44,12 @@ pub const EXIT_STATUS: &[(i32, &str)] = &[
     ),
 ];
 
+/// Prefixes of variables left to the stand-ins, the example recipe and the
+/// project's own test tooling (tests/fake, scripts/make-example-recipe.sh,
+/// .ci/run): cc-ci-run never reads them, and its check of the environment
+/// does not report them.
+pub const RESERVED_PREFIXES: [&str; 3] = ["CCCI_FAKE_", "CCCI_EXAMPLE_", "CCCI_DEV_"];
+
 /// One variable: its name, its default (or `-`) and what it does.
 pub struct EnvVar {
     pub name: &'static str,

@@ -18,6 +18,21 @@ use crate::testrun;
 
 /// Runs the parsed command line; returns the process exit code.
 pub fn dispatch(cli: Cli, start_ppid: Pid) -> Result<i32> {
+    // The commands an operator or a pipeline calls check the environment
+    // for misspelt variables first (the harness was checked by its
+    // wrapper; the diagnostics and generators read none).
+    use cli::Command as C;
+    if !matches!(
+        cli.command,
+        C::Harness(_)
+            | C::HoldLock(_)
+            | C::LockStress(_)
+            | C::BenchLock(_)
+            | C::Completions(_)
+            | C::Man(_)
+    ) {
+        crate::config::check_variables(&crate::config::process_env())?;
+    }
     match cli.command {
         cli::Command::Exec(args) => exec(args, start_ppid),
         cli::Command::Locks(args) => crate::cmd::locks::locks(&cli.state_dir, args),

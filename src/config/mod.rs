@@ -470,3 +470,71 @@ pub(crate) fn tools(env: &Env) -> crate::ext::Tools {
         git: pick("CCCI_GIT", "git"),
     }
 }
+
+/// How close (edits) an unknown `CCCI_*` name must be to a known one to be
+/// taken for a typo of it.
+const TYPO_EDITS: usize = 2;
+
+/// The `CCCI_*` variables of `env` that cc-ci-run does not read: a typo
+/// of a known one (`CCCI_TEST_TIMOUT`) is exit 2 naming both, before
+/// anything is touched, since the run would otherwise go on with the
+/// default its operator meant to change; any other is a warning line
+/// (another tool's variable, or one a newer version reads).
+pub(crate) fn check_variables(env: &Env) -> Result<()> {
+    let known: Vec<&str> = crate::manual::ENVIRONMENT
+        .iter()
+        .map(|v| v.name)
+        .filter(|n| n.starts_with("CCCI_"))
+        .collect();
+    let mut unknown: Vec<&str> = env
+        .keys()
+        .map(String::as_str)
+        .filter(|k| k.starts_with("CCCI_") && !known.contains(k))
+        .filter(|k| {
+            !crate::manual::RESERVED_PREFIXES
+                .iter()
+                .any(|p| k.starts_with(p))
+        })
+        .collect();
+    unknown.sort_unstable();
+    let mut typos = Vec::new();
+    for name in unknown {
+        let closest = known
+            .iter()
+            .map(|k| (edits(name, k), *k))
+            .min()
+            .filter(|(d, _)| *d <= TYPO_EDITS);
+        match closest {
+            Some((_, k)) => typos.push(format!("{name} (did you mean {k}?)")),
+            None => crate::say!(
+                "warning: {name} is set but cc-ci-run does not read it (`cc-ci-run --help` lists the variables it reads)"
+            ),
+        }
+    }
+    if typos.is_empty() {
+        return Ok(());
+    }
+    Err(Failure::usage(format!(
+        "unknown variable{} in the environment: {}; cc-ci-run reads only the variables `cc-ci-run --help` lists",
+        if typos.len() > 1 { "s" } else { "" },
+        typos.join(", ")
+    )))
+}
+
+/// The Levenshtein distance between two ASCII names.
+fn edits(a: &str, b: &str) -> usize {
+    let b = b.as_bytes();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.bytes().enumerate() {
+        let mut diag = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let next = (diag + usize::from(ca != *cb))
+                .min(row[j] + 1)
+                .min(row[j + 1] + 1);
+            diag = row[j + 1];
+            row[j + 1] = next;
+        }
+    }
+    row[b.len()]
+}

@@ -9,10 +9,10 @@
 //!   are the counts of the testcases they hold (a constant `errors="0"`
 //!   fails here).
 //! - [`junitparser`]: the same facts as a real CI consumer reads them:
-//!   junitparser (PyPI) run by the python that `CCCI_JUNIT_PYTHON` names
+//!   junitparser (PyPI) run by the python that `CCCI_DEV_JUNIT_PYTHON` names
 //!   (`.ci/run` installs it into a virtual environment).
 //! - [`check`]: [`read`] always, and [`junitparser`] too when
-//!   `CCCI_JUNIT_PYTHON` is set, asserting that both read the same file
+//!   `CCCI_DEV_JUNIT_PYTHON` is set, asserting that both read the same file
 //!   the same way. Without that variable (the README's test command on a
 //!   machine without the venv) the quick-xml reading still asserts
 //!   everything.
@@ -228,10 +228,10 @@ pub fn read(xml: &str) -> Doc {
     }
 }
 
-/// The file as junitparser reads it, when `CCCI_JUNIT_PYTHON` names a
+/// The file as junitparser reads it, when `CCCI_DEV_JUNIT_PYTHON` names a
 /// python with junitparser installed; None without that variable.
 pub fn junitparser(path: &Path) -> Option<Doc> {
-    let python = std::env::var_os("CCCI_JUNIT_PYTHON").filter(|p| !p.is_empty())?;
+    let python = std::env::var_os("CCCI_DEV_JUNIT_PYTHON").filter(|p| !p.is_empty())?;
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/common/junit_check.py");
     let out = std::process::Command::new(&python)
         .arg(&script)

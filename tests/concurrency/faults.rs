@@ -5,7 +5,7 @@
 //! so with exit 4 and a janitor sweep reaps it), both locks free, the run
 //! tree gone, no process of the run left, and the run's merged junit.xml
 //! (SPEC section 6): read with quick-xml, and with junitparser when
-//! `CCCI_JUNIT_PYTHON` names its python, it is red for the right reason (a
+//! `CCCI_DEV_JUNIT_PYTHON` names its python, it is red for the right reason (a
 //! `phase: <phase>` error naming the verdict, or the failing test with its
 //! stderr). The matrix is printed as a table.
 

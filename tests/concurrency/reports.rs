@@ -3,7 +3,7 @@
 //! that quotes the test's stderr, the per-tier and merged files under a
 //! run (also with `--report-dir`), a run red in its static checks, and
 //! `cc-ci-run test` standalone. Every file is read with quick-xml, and with
-//! junitparser too when `CCCI_JUNIT_PYTHON` names its python (`.ci/run`).
+//! junitparser too when `CCCI_DEV_JUNIT_PYTHON` names its python (`.ci/run`).
 
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Stdio};

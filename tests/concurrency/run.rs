@@ -357,6 +357,17 @@ fn bad_input_exits_2_and_touches_nothing() {
             vec!["--recipe", "example"],
             vec![("CCCI_STATE_DIR", "state")],
         ),
+        // A misspelt variable would leave the default its operator meant
+        // to change: refused, naming it and what it is close to.
+        (
+            vec!["--recipe", "example"],
+            vec![("CCCI_TEST_TIMOUT", "30m")],
+        ),
+        (vec!["--recipe", "example"], vec![("CCCI_RETRIE", "2")]),
+        (
+            vec!["--recipe", "example"],
+            vec![("CCCI_LOCK_BACKEN", "swarm")],
+        ),
     ];
     for (args, env) in cases {
         let mut c = f.cmd();
@@ -374,6 +385,8 @@ fn bad_input_exits_2_and_touches_nothing() {
             Some(("CCCI_PROTECTED_APPS", _)) => "CCCI_RUN_APP_RE",
             Some(("DRONE_BUILD_NUMBER", "12")) => "DRONE_REPO",
             Some(("CCCI_RUN_ID", _)) => "run id",
+            Some(("CCCI_TEST_TIMOUT", _)) => "CCCI_TEST_TIMOUT (did you mean CCCI_TEST_TIMEOUT?)",
+            Some(("CCCI_RETRIE", _)) => "CCCI_RETRIE (did you mean CCCI_RETRIES?)",
             Some((k, _)) => k,
             None => args
                 .iter()
@@ -393,6 +406,27 @@ fn bad_input_exits_2_and_touches_nothing() {
         "bad input created {created:?} under the state dir"
     );
     assert!(f.calls().is_empty(), "bad input reached the stand-ins");
+}
+
+#[test]
+fn a_ccci_variable_no_version_reads_is_a_warning_and_the_run_goes_on() {
+    let f = Fixture::new();
+    let out = f
+        .run_cmd(&["--quick"])
+        .env("CCCI_SITE_NOTE", "set by another tool")
+        .env("CCCI_FAKE_SOMETHING", "the stand-ins' own")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(code(out.status), 0, "{err}");
+    assert!(
+        err.contains("warning: CCCI_SITE_NOTE is set but cc-ci-run does not read it"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("CCCI_FAKE_SOMETHING"),
+        "reserved for the stand-ins: {err}"
+    );
 }
 
 #[test]

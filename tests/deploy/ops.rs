@@ -580,7 +580,7 @@ fn readme_runnable_blocks_work_as_written() {
             .arg("-c")
             .arg(&script)
             .current_dir(repo())
-            .env("CCCI_DEMO_DIR", tmp.path().join("demo"))
+            .env("CCCI_DEV_DEMO_DIR", tmp.path().join("demo"))
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&log).unwrap())
             .stderr(Stdio::from(

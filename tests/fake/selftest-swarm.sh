@@ -13,7 +13,7 @@
 # gcc with static glibc (libc6-dev), python3. Every stack, container,
 # volume, secret and network it makes is named after a per-run prefix and
 # removed on every path (EXIT trap), as are the images it had to build
-# (CCCI_KEEP_IMAGES=1 keeps them). Every wait is bounded.
+# (CCCI_DEV_KEEP_IMAGES=1 keeps them). Every wait is bounded.
 # shellcheck disable=SC2015 # `COND && pass ... || fail ...` throughout: pass only
 # echoes (status 0), so fail runs exactly when COND fails.
 # shellcheck disable=SC2317 # the helpers are called indirectly (the EXIT trap,
@@ -29,7 +29,7 @@ pids=()       # background processes this script started
 built_images=()
 
 for v in $(env | sed -n 's/^\(CCCI_[A-Z_]*\)=.*/\1/p'); do
-  [ "$v" = CCCI_KEEP_IMAGES ] || unset "$v"
+  [ "$v" = CCCI_DEV_KEEP_IMAGES ] || unset "$v"
 done
 export PATH="$fake_swarm:$PATH"
 export CCCI_FAKE_STATE="$tmp/state"
@@ -64,7 +64,7 @@ cleanup() {
   if [ -d "$pd" ]; then
     grep -l -s "^$tmp/" "$pd"/[0-9]* 2>/dev/null | xargs -r rm -f
   fi
-  if [ "${CCCI_KEEP_IMAGES:-}" != 1 ]; then
+  if [ "${CCCI_DEV_KEEP_IMAGES:-}" != 1 ]; then
     for p in "${built_images[@]}"; do docker image rm "$p" >/dev/null 2>&1; done
   fi
   rm -rf "$tmp"
