@@ -16,14 +16,20 @@ fn samples(path: &Path) -> Vec<(String, f64)> {
     check(&text).unwrap_or_else(|e| panic!("{e}\n{text}"))
 }
 
-/// `promtool check metrics` where Debian's prometheus package is installed
-/// (not required by `.ci/run`; the strict checker above always runs).
+/// `promtool check metrics` where Debian's prometheus package is installed;
+/// `.ci/run` installs it and sets `CCCI_DEV_REQUIRE_PROMTOOL`, so there a
+/// missing promtool fails instead of passing unchecked. The strict checker
+/// above always runs.
 fn promtool_accepts(path: &Path) {
     let Ok(out) = std::process::Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(std::fs::File::open(path).unwrap())
         .output()
     else {
+        assert!(
+            std::env::var_os("CCCI_DEV_REQUIRE_PROMTOOL").is_none(),
+            "promtool is required (CCCI_DEV_REQUIRE_PROMTOOL) but does not run"
+        );
         return;
     };
     assert!(

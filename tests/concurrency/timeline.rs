@@ -5,8 +5,69 @@
 //! its held part after the first run's release; CCCI_TIMELINE_FILE is
 //! refreshed by every run.
 
+use std::path::Path;
+
 use crate::support::*;
 use crate::timeline_page::parse;
+
+/// The verdict colours the page draws bars in (src/views/timeline.rs).
+const PASSED: [u8; 3] = [0x00, 0x9E, 0x73];
+const FAILED: [u8; 3] = [0xD5, 0x5E, 0x00];
+const CANCELLED: [u8; 3] = [0x56, 0xB4, 0xE9];
+
+/// Takes a screenshot of `page` in headless Chromium (Debian's
+/// `chromium`, which `.ci/run` installs and asks for by setting
+/// `CCCI_DEV_TIMELINE_SCREENSHOT` to the PNG to write) in a 1280 px wide
+/// window, keeps the page beside it, and decodes the PNG: as wide as the
+/// window, and each verdict's bar drawn in its colour.
+fn screenshot(page: &Path, png: &Path) {
+    std::fs::create_dir_all(png.parent().unwrap()).unwrap();
+    std::fs::copy(page, png.with_extension("html")).unwrap();
+    let profile = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            "--window-size=1280,720",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(format!("--screenshot={}", png.display()))
+        .arg(format!("file://{}", page.display()))
+        .output()
+        .expect("chromium (Debian's chromium package) runs");
+    assert!(
+        out.status.success() && png.is_file(),
+        "chromium: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(png).unwrap()));
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    assert_eq!(info.width, 1280, "the window's width");
+    let step = info.color_type.samples();
+    assert!(step >= 3, "an RGB screenshot: {:?}", info.color_type);
+    let pixels: Vec<[u8; 3]> = buf[..info.buffer_size()]
+        .chunks_exact(step)
+        .map(|p| [p[0], p[1], p[2]])
+        .collect();
+    for (verdict, colour) in [
+        ("passed", PASSED),
+        ("failed", FAILED),
+        ("cancelled", CANCELLED),
+    ] {
+        let n = pixels.iter().filter(|p| **p == colour).count();
+        // A bar is at least a few pixels high and wide; the legend's
+        // swatch alone is 28x14.
+        assert!(
+            n > 28 * 14,
+            "{verdict}'s colour covers {n} px of {}",
+            png.display()
+        );
+    }
+}
 
 #[test]
 fn timeline_of_real_runs_shows_the_wait_behind_the_holder() {
@@ -89,6 +150,9 @@ fn timeline_of_real_runs_shows_the_wait_behind_the_holder() {
                 && p.titles[2].contains("failed phase test-install")
         );
         assert!(!html.contains("<script"));
+    }
+    if let Some(png) = std::env::var_os("CCCI_DEV_TIMELINE_SCREENSHOT") {
+        screenshot(&out, std::path::Path::new(&png));
     }
     // A bad page setting is exit 2 naming the variable.
     let bad = f
