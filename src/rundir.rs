@@ -356,7 +356,7 @@ pub struct TierTests {
 
 /// Every verdict a record can carry (SPEC section 3), as [`verdict_of`]
 /// names them.
-pub(crate) const VERDICTS: [&str; 9] = [
+pub const VERDICTS: [&str; 9] = [
     "passed",
     "failed",
     "bad-input",

@@ -189,3 +189,37 @@ pub fn check(text: &str) -> Result<Vec<(String, f64)>, String> {
 pub fn get(samples: &[(String, f64)], key: &str) -> Option<f64> {
     samples.iter().find(|(k, _)| k == key).map(|s| s.1)
 }
+
+/// `promtool check metrics` on `text`, where Debian's prometheus package
+/// is installed; `.ci/run` installs it and sets `CCCI_DEV_REQUIRE_PROMTOOL`,
+/// so there a missing promtool fails instead of passing unchecked. The
+/// strict [`check`] runs everywhere.
+pub fn promtool_accepts(text: &str) {
+    use std::io::Write;
+    let spawned = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn();
+    let Ok(mut child) = spawned else {
+        assert!(
+            std::env::var_os("CCCI_DEV_REQUIRE_PROMTOOL").is_none(),
+            "promtool is required (CCCI_DEV_REQUIRE_PROMTOOL) but does not run"
+        );
+        return;
+    };
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool: {}{}\n{text}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -16,30 +16,6 @@ fn samples(path: &Path) -> Vec<(String, f64)> {
     check(&text).unwrap_or_else(|e| panic!("{e}\n{text}"))
 }
 
-/// `promtool check metrics` where Debian's prometheus package is installed;
-/// `.ci/run` installs it and sets `CCCI_DEV_REQUIRE_PROMTOOL`, so there a
-/// missing promtool fails instead of passing unchecked. The strict checker
-/// above always runs.
-fn promtool_accepts(path: &Path) {
-    let Ok(out) = std::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::fs::File::open(path).unwrap())
-        .output()
-    else {
-        assert!(
-            std::env::var_os("CCCI_DEV_REQUIRE_PROMTOOL").is_none(),
-            "promtool is required (CCCI_DEV_REQUIRE_PROMTOOL) but does not run"
-        );
-        return;
-    };
-    assert!(
-        out.status.success(),
-        "promtool: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// Every counter in `after` is at least what it was in `before`.
 fn only_grew(before: &[(String, f64)], after: &[(String, f64)]) {
     for (k, v) in before {
@@ -69,7 +45,7 @@ fn runs_of_two_verdicts_and_a_sweep_write_a_file_that_parses_and_only_grows() {
         String::from_utf8_lossy(&ok.stderr)
     );
     let first = samples(&prom);
-    promtool_accepts(&prom);
+    crate::promtext::promtool_accepts(&std::fs::read_to_string(&prom).unwrap());
     let passed = r#"ccci_runs_total{recipe="example",verdict="passed"}"#;
     assert_eq!(get(&first, passed), Some(1.0));
     // The run's own janitor pass swept once after it.
@@ -90,7 +66,7 @@ fn runs_of_two_verdicts_and_a_sweep_write_a_file_that_parses_and_only_grows() {
         String::from_utf8_lossy(&red.stderr)
     );
     let second = samples(&prom);
-    promtool_accepts(&prom);
+    crate::promtext::promtool_accepts(&std::fs::read_to_string(&prom).unwrap());
     only_grew(&first, &second);
     assert_eq!(get(&second, passed), Some(1.0));
     assert_eq!(

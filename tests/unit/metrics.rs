@@ -7,7 +7,7 @@ use cc_ci_run::config::Env;
 use cc_ci_run::rundir::{LockTimes, RunRecord};
 use cc_ci_run::views::metrics::{file_from_env, render, HeldLocks, Tally};
 
-use crate::promtext::{check, get};
+use crate::promtext::{check, get, promtool_accepts};
 
 fn rec(id: &str, recipe: &str, verdict: &str, finished: &str, wait_ms: u64) -> RunRecord {
     RunRecord {
@@ -180,4 +180,23 @@ fn metrics_file_must_be_an_absolute_prom_file_in_an_existing_directory() {
         );
         assert_eq!(cc_ci_run::exit::code_for(&e), 2);
     }
+}
+
+#[test]
+fn runs_of_every_verdict_render_a_file_promtool_accepts() {
+    let verdicts = cc_ci_run::rundir::VERDICTS;
+    let records: Vec<RunRecord> = verdicts
+        .iter()
+        .enumerate()
+        .map(|(i, v)| rec(&format!("r{i}"), "gitea", v, "2026-12-01T10:01:00.000Z", 10))
+        .collect();
+    let mut t = Tally::seed(&records);
+    t.add_sweep(3, 1, SystemTime::now());
+    let text = render(&t, HeldLocks::default());
+    let s = check(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    for v in verdicts {
+        let key = format!(r#"ccci_runs_total{{recipe="gitea",verdict="{v}"}}"#);
+        assert_eq!(get(&s, &key), Some(1.0), "{key}");
+    }
+    promtool_accepts(&text);
 }
