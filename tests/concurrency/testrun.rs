@@ -781,7 +781,11 @@ fn cpu_limit_ends_a_busy_test_with_sigxcpu() {
     let r = f.results();
     assert_eq!(result(&r, "spin"), "failed");
     assert_eq!(r["spin"]["status"], "killed by SIGXCPU");
-    assert!(r["spin"]["cpu_ms"].as_u64().unwrap() >= 900);
+    let cpu = r["spin"]["cpu_ms"].as_u64().unwrap();
+    assert!(
+        cpu >= 900,
+        "SIGXCPU after {cpu} ms of CPU by wait4's account"
+    );
     assert_eq!(result(&r, "idle"), "passed");
 }
 
