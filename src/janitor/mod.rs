@@ -49,6 +49,8 @@ pub(crate) struct Settings {
     pub grace: Duration,
     /// The app-domain lock backend the probes go through.
     pub locks: LockSettings,
+    /// The metrics file a sweep rewrites (CCCI_METRICS_FILE).
+    pub outputs: crate::views::Outputs,
 }
 
 impl Settings {
@@ -88,6 +90,7 @@ impl Settings {
             teardown_timeout,
             grace: Duration::from_secs(10),
             locks: crate::config::locks::settings(env, &crate::sys::procfs::hostname())?,
+            outputs: crate::views::Outputs::from_env(env)?,
         })
     }
 }
@@ -221,7 +224,13 @@ pub(crate) fn sweep(s: &Settings, stop: Option<&Latch>) -> Result<Summary> {
             String::new()
         }
     );
-    crate::views::metrics::after_sweep(&s.state_dir, sum.reaped.len(), sum.failed.len(), s.dry_run);
+    crate::views::metrics::after_sweep(
+        &s.state_dir,
+        &s.outputs,
+        sum.reaped.len(),
+        sum.failed.len(),
+        s.dry_run,
+    );
     Ok(sum)
 }
 
@@ -506,7 +515,6 @@ pub(crate) fn command(args: JanitorArgs, state_dir: &Path, env: &Env) -> Result<
         return Ok(exit::OK);
     }
     crate::config::check_state_dir(state_dir)?;
-    crate::views::metrics::check_env(env)?;
     let s = Settings::from_env(
         state_dir,
         &args.server,

@@ -76,7 +76,7 @@ pub(crate) fn validate(args: &RunArgs, state_dir: &Path, env: &Env) -> Result<Ru
     let cfg = config::run_config(args, env, std::process::id())?;
     config::canonical_abra_home(env)?;
     crate::config::locks::settings(env, &crate::sys::procfs::hostname())?;
-    crate::views::metrics::check_env(env)?;
+    crate::views::Outputs::from_env(env)?;
     if crate::janitor::enabled(env)? {
         crate::janitor::Settings::from_env(
             state_dir,
@@ -102,6 +102,7 @@ pub(crate) fn harness(args: HarnessArgs) -> Result<i32> {
     crate::log::set_tag(&cfg.run_id);
     lifetime::arm_deadline(cfg.timeout)?;
     let abra_home = config::canonical_abra_home(&env)?;
+    let outputs = crate::views::Outputs::from_env(&env)?;
     let locks =
         crate::config::locks::settings(&env, &crate::sys::procfs::hostname())?.open(&cli.state_dir);
 
@@ -122,7 +123,7 @@ pub(crate) fn harness(args: HarnessArgs) -> Result<i32> {
     let mut run = Run::new(cfg, dir, abra_home, &env, locks, funnel, args.wrapper_pid);
     run.banner(&cli.state_dir);
     let code = run.execute();
-    crate::views::metrics::after_run(&cli.state_dir, &run.record);
+    crate::views::metrics::after_run(&cli.state_dir, &run.record, &outputs);
     drop(run_lock);
     run.janitor_pass(&env);
     // The last lines a run prints: what an operator reads first.

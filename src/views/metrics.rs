@@ -31,6 +31,7 @@ use crate::exit::Failure;
 use crate::log::parse_timestamp;
 use crate::rundir::RunRecord;
 use crate::say;
+use crate::views::Outputs;
 
 /// The variable naming the metrics file.
 pub const FILE_VAR: &str = "CCCI_METRICS_FILE";
@@ -58,14 +59,6 @@ pub fn file_from_env(env: &Env) -> Result<Option<PathBuf>> {
         Some(d) if d.is_dir() => Ok(Some(path)),
         _ => bad("its directory does not exist"),
     }
-}
-
-/// Checks both output settings (metrics and timeline) before a run or a
-/// janitor touches anything: exit 2 naming the variable.
-pub fn check_env(env: &Env) -> Result<()> {
-    file_from_env(env)?;
-    crate::views::timeline::file_from_env(env)?;
-    Ok(())
 }
 
 /// What a recipe's last run left.
@@ -373,45 +366,44 @@ fn update(state_dir: &Path, out: &Path, step: impl FnOnce(&mut Tally, bool)) -> 
 }
 
 /// After a run (its record final): counts it, rewrites the metrics file,
-/// and refreshes the timeline page (CCCI_TIMELINE_FILE). Failures are said
-/// and never change the run's exit code.
-pub fn after_run(state_dir: &Path, record: &RunRecord) {
-    let env: Env = std::env::vars().collect();
-    match file_from_env(&env) {
-        Ok(Some(out)) => {
-            // A tally seeded from the records just now already counts this
-            // run (its record was final before this call): not twice.
-            if let Err(e) = update(state_dir, &out, |t, seeded| {
-                if !seeded {
-                    t.add_run(record);
-                }
-            }) {
-                say!("warning: could not write the metrics file: {e:#}");
+/// and refreshes the timeline page, where `outputs` name them. Failures
+/// are said and never change the run's exit code.
+pub(crate) fn after_run(state_dir: &Path, record: &RunRecord, outputs: &Outputs) {
+    if let Some(out) = &outputs.metrics {
+        // A tally seeded from the records just now already counts this
+        // run (its record was final before this call): not twice.
+        if let Err(e) = update(state_dir, out, |t, seeded| {
+            if !seeded {
+                t.add_run(record);
             }
+        }) {
+            say!("warning: could not write the metrics file: {e:#}");
         }
-        Ok(None) => {}
-        Err(e) => say!("warning: metrics not written: {e:#}"),
     }
-    if let Err(e) = crate::views::timeline::refresh(state_dir, &env) {
-        say!("warning: could not refresh the timeline page: {e:#}");
+    if let Some(out) = &outputs.timeline {
+        if let Err(e) = crate::views::timeline::refresh(state_dir, out) {
+            say!("warning: could not refresh the timeline page: {e:#}");
+        }
     }
 }
 
 /// After a janitor sweep (not a dry run): counts its reaps and failures and
-/// rewrites the metrics file. Failures are said, never raised.
-pub fn after_sweep(state_dir: &Path, reaped: usize, failed: usize, dry_run: bool) {
+/// rewrites the metrics file, where `outputs` name it. Failures are said,
+/// never raised.
+pub(crate) fn after_sweep(
+    state_dir: &Path,
+    outputs: &Outputs,
+    reaped: usize,
+    failed: usize,
+    dry_run: bool,
+) {
     if dry_run {
         return;
     }
-    let env: Env = std::env::vars().collect();
-    match file_from_env(&env) {
-        Ok(Some(out)) => {
-            let now = SystemTime::now();
-            if let Err(e) = update(state_dir, &out, |t, _| t.add_sweep(reaped, failed, now)) {
-                say!("warning: could not write the metrics file: {e:#}");
-            }
+    if let Some(out) = &outputs.metrics {
+        let now = SystemTime::now();
+        if let Err(e) = update(state_dir, out, |t, _| t.add_sweep(reaped, failed, now)) {
+            say!("warning: could not write the metrics file: {e:#}");
         }
-        Ok(None) => {}
-        Err(e) => say!("warning: metrics not written: {e:#}"),
     }
 }

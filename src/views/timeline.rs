@@ -614,13 +614,10 @@ fn page(state_dir: &Path, since: Duration) -> Result<String> {
     Ok(render(&records, now, &Zone::local(now), since))
 }
 
-/// Rewrites the page named by CCCI_TIMELINE_FILE, if any (after a run).
-pub fn refresh(state_dir: &Path, env: &Env) -> Result<()> {
-    if let Some(out) = file_from_env(env)? {
-        let html = page(state_dir, DEFAULT_SINCE)?;
-        crate::rundir::write_atomic(&out, html.as_bytes())?;
-    }
-    Ok(())
+/// Rewrites the page CCCI_TIMELINE_FILE named, `out` (after a run).
+pub(crate) fn refresh(state_dir: &Path, out: &Path) -> Result<()> {
+    let html = page(state_dir, DEFAULT_SINCE)?;
+    crate::rundir::write_atomic(out, html.as_bytes())
 }
 
 /// `cc-ci-run timeline`.
