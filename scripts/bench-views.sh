@@ -42,3 +42,4 @@ for bin in "${bins[@]}"; do
 	t=$(median_ms env CCCI_STATE_DIR="$state" "$bin" timeline --out "$work/t.html")
 	echo "$bin: history --json $h ms ($(awk -v a="$h" -v b="$base" 'BEGIN{printf "%.1f", a/(b?b:1)}')x reading), timeline $t ms ($(awk -v a="$t" -v b="$base" 'BEGIN{printf "%.1f", a/(b?b:1)}')x reading, $(wc -c <"$work/t.html") bytes)"
 done
+cargo run --release --quiet --example bench_metrics -- 1000 20
