@@ -45,8 +45,14 @@ cleanup() {
 	for s in $(docker stack ls --format '{{.Name}}' | grep "^$prefix" || true); do
 		docker stack rm "$s" >/dev/null 2>&1 || true
 	done
-	for s in $(docker secret ls --format '{{.Name}}' | grep "^$prefix" || true); do
-		docker secret rm "$s" >/dev/null 2>&1 || true
+	local c n
+	c=$(docker ps -aq --filter "name=^$prefix")
+	# shellcheck disable=SC2086 # one id a word
+	[ -z "$c" ] || docker rm -f $c >/dev/null 2>&1 || true
+	for n in network volume secret; do
+		for s in $(docker "$n" ls --format '{{.Name}}' | grep "^$prefix" || true); do
+			docker "$n" rm "$s" >/dev/null 2>&1 || true
+		done
 	done
 	rm -rf "$work"
 }
@@ -78,8 +84,16 @@ floor_round() {
 	until grep -q "\"start\".*\"name\":\"${stack}_app\\." "$work/events"; do sleep 0.05; done
 	echo "$t0" >"$work/floor-deploy-$stack"
 	now_ms >"$work/floor-rm-$stack"
-	docker stack rm "$stack" >/dev/null
-	until gone "$stack"; do sleep 0.1; done
+	# stack rm fails when a network is still in use by a task going away,
+	# and never retries it (moby/moby#31068): then it is removed here, once
+	# the containers are gone, as cc-ci-run's teardown does.
+	docker stack rm "$stack" >/dev/null 2>&1 || true
+	until gone "$stack"; do
+		if [ -z "$(docker ps -aq --filter "label=com.docker.stack.namespace=$stack")" ]; then
+			docker network rm "${stack}_default" >/dev/null 2>&1 || true
+		fi
+		sleep 0.1
+	done
 	# The volume goes once the container is gone (the engine never removes it).
 	until docker volume rm "${stack}_data" >/dev/null 2>&1; do sleep 0.1; done
 	docker secret rm "${stack}_api_key_v1" >/dev/null
