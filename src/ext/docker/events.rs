@@ -113,9 +113,10 @@ struct RawActor {
 
 /// What one line of `docker events --format '{{json .}}'` says about
 /// `stack`: a container carries the stack's namespace label among its
-/// attributes; a service or network of the stack is named `STACK_…`. A
-/// line that does not parse counts as a reshape: a needless look is cheap,
-/// a missed one costs the backstop.
+/// attributes; a service or network of the stack is named `STACK_…` (so
+/// stack `s_2`'s `s_2_app` also counts for stack `s`). Erring that way,
+/// and counting a line that does not parse as a reshape, costs a needless
+/// look; erring the other way would cost the backstop's delay.
 pub fn relevance(line: &str, stack: &str) -> Relevance {
     let Ok(e) = serde_json::from_str::<RawEvent>(line) else {
         return Relevance::Reshaped;
