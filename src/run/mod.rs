@@ -414,6 +414,11 @@ impl Run {
         self.check_shutdown()?;
         self.set_phase(Phase::Checks);
         let info = recipe::static_checks(repo.dir())?;
+        // Whether the images are here is asked now, beside the tests'
+        // staging and the base version's lookup, and read in the prepare
+        // phase; the pulls, if any, stay there, outside the lock.
+        let images = info.images();
+        let image_check = self.docker.start_image_check(&images);
         self.stage_tests(repo.dir())?;
         let sha = self
             .sha
@@ -427,9 +432,10 @@ impl Run {
         self.record.base_version = base.clone();
         self.check_shutdown()?;
         self.set_phase(Phase::Prepare);
-        for image in info.images() {
+        let present = image_check.is_some_and(|c| c.all_present(&self.bound()));
+        for image in images.iter().filter(|_| !present) {
             self.docker
-                .ensure_image(&image, &self.bound())
+                .ensure_image(image, &self.bound())
                 .map_err(|e| {
                     e.context(Failure::of(
                         exit::INFRA,

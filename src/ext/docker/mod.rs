@@ -201,6 +201,29 @@ pub(crate) struct Converged {
     pub engine_update: Option<Duration>,
 }
 
+/// An image presence check running beside other work (issue 18 item 3):
+/// the run starts it as soon as the recipe's images are known and reads
+/// it in the prepare phase. Dropping it stops and reaps the check.
+pub(crate) struct ImageCheck(crate::sys::spawn::Child);
+
+impl ImageCheck {
+    /// Whether every image was present; false also when the check failed,
+    /// was interrupted or overran the bound (the caller then checks and
+    /// pulls image by image, which reports what went wrong).
+    pub(crate) fn all_present(mut self, bound: &Bound) -> bool {
+        matches!(
+            self.0.wait(bound.cancel, bound.deadline),
+            Ok(crate::sys::spawn::Waited::Exited)
+        ) && self.0.status().is_some_and(|s| s.success())
+    }
+}
+
+impl Drop for ImageCheck {
+    fn drop(&mut self) {
+        let _ = self.0.terminate(Duration::from_millis(200));
+    }
+}
+
 /// The engine, through its CLI.
 #[derive(Clone, Debug)]
 pub(crate) struct Docker {
@@ -336,6 +359,25 @@ impl Docker {
             .filter(|s| s.starts_with(&prefix))
             .collect(),
         })
+    }
+
+    /// Starts asking the engine whether all of `images` are present, in the
+    /// background: one `docker image inspect` of them all, which fails when
+    /// any is missing. None when it cannot start (the caller then checks
+    /// each image itself).
+    pub(crate) fn start_image_check(&self, images: &[String]) -> Option<ImageCheck> {
+        if images.is_empty() {
+            return None;
+        }
+        let mut c = Command::new(&self.bin);
+        c.args(["image", "inspect", "--format", "{{.Id}}"])
+            .args(images)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        crate::sys::spawn::spawn(&mut c, crate::sys::spawn::Isolation::Group)
+            .ok()
+            .map(ImageCheck)
     }
 
     /// Makes `image` present: inspect, else pull.
