@@ -54,7 +54,7 @@ const FOLLOW_WINDOW: Duration = Duration::from_millis(400);
 /// (a remote engine). Replaying a second more costs a look, not a miss.
 const REPLAY_MARGIN: Duration = Duration::from_secs(1);
 
-/// How long the stream's CLI gets for SIGTERM before SIGKILL.
+/// How long the stream's CLI gets to go once signalled.
 const STOP_GRACE: Duration = Duration::from_millis(200);
 
 /// A live `docker events` stream of one stack's services, containers and
@@ -155,7 +155,7 @@ impl Events {
         nix::fcntl::fcntl(read.as_raw_fd(), nix::fcntl::FcntlArg::F_SETFL(flags)).ok()?;
         let mut cmd = Command::new(docker);
         // Several `type` filters are one OR; the stack is picked out here
-        // (`concerns`), because the engine's `label` filter would drop the
+        // (`relevance`), because the engine's `label` filter would drop the
         // service and network events, which carry no labels.
         cmd.args(["events", "--format", "{{json .}}", "--since"])
             .arg(since_arg(since))
@@ -258,7 +258,24 @@ impl Events {
 
 impl Drop for Events {
     fn drop(&mut self) {
-        let _ = self.child.terminate(STOP_GRACE);
+        // SIGKILL to the whole group at once: the stream holds nothing a
+        // TERM would let it release, and a group kill reaches every member
+        // (a wrapper's shell and its CLI alike) without the process-table
+        // sweep of `terminate`, which would sit between a wait's end and
+        // the run's next step. `terminate` only when the leader did not go.
+        if self.child.try_reap().unwrap_or(false) {
+            // The stream ended by itself: its group is swept by the table,
+            // never signalled by a pid that is no longer ours.
+            let _ = self.child.terminate(STOP_GRACE);
+            return;
+        }
+        self.child.signal_group(nix::sys::signal::Signal::SIGKILL);
+        if !matches!(
+            self.child.wait(None, Some(Instant::now() + STOP_GRACE)),
+            Ok(spawn::Waited::Exited)
+        ) {
+            let _ = self.child.terminate(STOP_GRACE);
+        }
     }
 }
 
