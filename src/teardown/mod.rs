@@ -55,7 +55,7 @@ pub(crate) fn teardown(abra: &Abra, docker: &Docker, app: App, bound: &Bound) ->
         docker.subscribe(app.stack, std::time::SystemTime::now()),
     );
     let services = docker
-        .services(app.stack, bound)
+        .service_ids(app.stack, bound)
         .context("failed to list the stack's services")?;
     if !services.is_empty() {
         if let Err(e) = abra.undeploy(app.domain, bound) {
@@ -63,7 +63,7 @@ pub(crate) fn teardown(abra: &Abra, docker: &Docker, app: App, bound: &Bound) ->
             // network still in use and exits non-zero: what matters is
             // whether a service is left, and the network is removed below.
             let left = docker
-                .services(app.stack, &bound.for_query())
+                .service_ids(app.stack, &bound.for_query())
                 .context("failed to list the stack's services after a failed undeploy")?;
             if !left.is_empty() {
                 return Err(e).with_context(|| format!("failed to undeploy {}", app.domain));

@@ -252,36 +252,14 @@ impl Docker {
         ext::run(&mut c, &what, bound)
     }
 
-    /// The services of `stack` with their replica counts and update states.
-    pub(crate) fn services(&self, stack: &str, bound: &Bound) -> Result<Vec<ServiceState>> {
+    /// The IDs of `stack`'s services: one `service ls -q`, all teardown
+    /// needs to know whether there is something to undeploy.
+    pub(crate) fn service_ids(&self, stack: &str, bound: &Bound) -> Result<Vec<String>> {
         let filter = format!("label={STACK_LABEL}={stack}");
-        let text = self.query(
-            &[
-                "service",
-                "ls",
-                "--filter",
-                &filter,
-                "--format",
-                "{{json .}}",
-            ],
+        Ok(parse_names(&self.query(
+            &["service", "ls", "-q", "--filter", &filter],
             bound,
-        )?;
-        let mut services = parse_service_ls(&text)?;
-        if services.is_empty() {
-            return Ok(services);
-        }
-        let mut args = vec!["service", "inspect"];
-        args.extend(services.iter().map(|s| s.id.as_str()));
-        // A service removed between the two calls makes inspect fail; the
-        // next poll sees the new truth, so treat it as "no update state".
-        if let Ok(text) = self.query(&args, bound) {
-            for (id, state) in parse_update_states(&text)? {
-                if let Some(s) = services.iter_mut().find(|s| s.id == id) {
-                    s.update_state = state;
-                }
-            }
-        }
-        Ok(services)
+        )?))
     }
 
     /// The labels of the stack's `app` service.
