@@ -6,7 +6,8 @@
 #  - teardown, from `stack rm` to nothing of the stack left: cc-ci-run's
 #    backoff wait (read from its log) against a 1 s poll.
 # Needs an active swarm and the example images (scripts/build-example-images.sh).
-# Usage: scripts/bench-swarm.sh [ROUNDS]   (default 3; rounds alternate)
+# Usage: scripts/bench-swarm.sh [ROUNDS [BIN]]   (default 3 rounds, rounds
+#        alternate; BIN: another cc-ci-run binary than this tree's release build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-3}
@@ -14,9 +15,13 @@ rounds=${1:-3}
 	echo "bench-swarm: needs an active swarm" >&2
 	exit 2
 }
-cargo build --release --quiet
+if [ -n "${2:-}" ]; then
+	bin=$(realpath "$2")
+else
+	cargo build --release --quiet
+	bin=$PWD/target/release/cc-ci-run
+fi
 bash scripts/build-example-images.sh >/dev/null
-bin=$PWD/target/release/cc-ci-run
 work=$(mktemp -d "${TMPDIR:-/tmp}/ccci-bench-swarm.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 export PATH="$PWD/tests/fake-swarm:/usr/local/bin:/usr/bin:/bin:$PATH" CCCI_FAKE_BACKEND=swarm

@@ -277,6 +277,9 @@ main() {
 	all | swarm)
 		if [ "$(docker info --format '{{.Swarm.LocalNodeState}}' 2>/dev/null)" = active ]; then
 			bash scripts/bench-swarm.sh 3 2>/dev/null
+			# The engine's floor; CCCI_BENCH_BEFORE names an older binary
+			# to measure side by side with this build.
+			bash scripts/bench-floor.sh 3 ${CCCI_BENCH_BEFORE:+"$CCCI_BENCH_BEFORE"} "$BIN" 2>/dev/null | grep -v ' round '
 		else
 			echo "swarm benchmarks skipped: no active swarm"
 		fi

@@ -24,6 +24,7 @@ use crate::cli::{self, Cli, HarnessArgs, RunArgs};
 use crate::config::{self, Base, Env, RunConfig};
 use crate::exit::{self, Failure};
 use crate::ext::abra::{marker, Abra};
+use crate::ext::docker::events::Events;
 use crate::ext::docker::Docker;
 use crate::ext::git::Repo;
 use crate::ext::{self, Bound, Interrupted, Tools};
@@ -414,6 +415,11 @@ impl Run {
         self.check_shutdown()?;
         self.set_phase(Phase::Checks);
         let info = recipe::static_checks(repo.dir())?;
+        // Whether the images are here is asked now, beside the tests'
+        // staging and the base version's lookup, and read in the prepare
+        // phase; the pulls, if any, stay there, outside the lock.
+        let images = info.images();
+        let image_check = self.docker.start_image_check(&images);
         self.stage_tests(repo.dir())?;
         let sha = self
             .sha
@@ -427,9 +433,10 @@ impl Run {
         self.record.base_version = base.clone();
         self.check_shutdown()?;
         self.set_phase(Phase::Prepare);
-        for image in info.images() {
+        let present = image_check.is_some_and(|c| c.all_present(&self.bound()));
+        for image in images.iter().filter(|_| !present) {
             self.docker
-                .ensure_image(&image, &self.bound())
+                .ensure_image(image, &self.bound())
                 .map_err(|e| {
                     e.context(Failure::of(
                         exit::INFRA,
@@ -847,15 +854,22 @@ impl Run {
         self.app_lock.as_ref().map_or(Ok(()), |l| l.may_mutate())?;
         self.deploys += 1;
         let deployed_at = std::time::SystemTime::now();
+        // Subscribed before the deploy, so that the wait hears all it does.
+        let events = self.docker.subscribe(&self.cfg.stack, deployed_at);
         self.abra
             .deploy(&self.cfg.domain, base.as_deref(), base.is_none(), false, &b)
             .map_err(infra)?;
-        self.converge(Tier::Install, Some(deployed_at))
+        self.converge(Tier::Install, Some(deployed_at), events)
     }
 
     /// The convergence wait after a tier's deploy (`deployed_at`: when it
     /// began; None when the tier deployed nothing).
-    fn converge(&mut self, tier: Tier, deployed_at: Option<std::time::SystemTime>) -> Result<()> {
+    fn converge(
+        &mut self,
+        tier: Tier,
+        deployed_at: Option<std::time::SystemTime>,
+        events: Option<Events>,
+    ) -> Result<()> {
         self.set_phase(Phase::Converge(tier));
         let b = Bound {
             deadline: Some(Instant::now() + self.cfg.converge_timeout),
@@ -863,7 +877,7 @@ impl Run {
         };
         let c = self
             .docker
-            .wait_converged(&self.cfg.stack, deployed_at, &b)
+            .wait_converged(&self.cfg.stack, deployed_at, events, &b)
             .map_err(infra(&format!("{tier} tier: convergence failed")))?;
         // One line with the wait and the engine's own update time, so both
         // can be read from run.log (scripts/bench-converge.sh does).
@@ -887,10 +901,11 @@ impl Run {
         self.app_lock.as_ref().map_or(Ok(()), |l| l.may_mutate())?;
         self.deploys += 1;
         let deployed_at = std::time::SystemTime::now();
+        let events = self.docker.subscribe(&self.cfg.stack, deployed_at);
         self.abra
             .deploy(&self.cfg.domain, None, true, true, &b)
             .map_err(infra)?;
-        self.converge(Tier::Upgrade, Some(deployed_at))?;
+        self.converge(Tier::Upgrade, Some(deployed_at), events)?;
         let labels = self.docker.app_labels(&self.cfg.stack, &b).map_err(infra)?;
         let key = format!("coop-cloud.{}.chaos-version", self.cfg.stack);
         let label = labels.get(&key).map(String::as_str).unwrap_or("");
@@ -926,7 +941,7 @@ impl Run {
         self.set_phase(Phase::Restore);
         self.app_lock.as_ref().map_or(Ok(()), |l| l.may_mutate())?;
         self.abra.restore(&self.cfg.domain, &b).map_err(infra)?;
-        self.converge(Tier::Restore, None)
+        self.converge(Tier::Restore, None, None)
     }
 
     /// Runs the tier's tests; Some(verdict) ends the run early.

@@ -20,8 +20,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 
+use crate::ext::docker::events::Pacer;
 use crate::ext::docker::{says_gone, says_in_use};
-use crate::ext::docker::{Docker, Leftovers, POLL_MAX, STACK_LABEL};
+use crate::ext::docker::{Docker, Leftovers, SeenGone, STACK_LABEL};
 use crate::ext::{self, Bound};
 use crate::say;
 
@@ -241,24 +242,26 @@ pub(crate) fn remove(docker: &Docker, kind: Kind, id: &str, bound: &Bound) -> Re
 
 /// Waits until no service, container or network of `stack` is left, or
 /// until the stack has had no service for `patience` while containers or
-/// networks remain (the engine stopped short). Returns what is left. A
-/// failed query is retried within the bound, as in [`Docker::wait_gone`].
+/// networks remain (the engine stopped short). Returns what is left of
+/// those three. A failed query is retried within the bound, as in
+/// [`Docker::wait_gone`]. Looks again on each event of the stack that
+/// `pacer` reports, and when the patience runs out.
 pub(crate) fn wait_gone_or_stalled(
     docker: &Docker,
     stack: &str,
     bound: &Bound,
     patience: Duration,
+    pacer: &mut Pacer,
 ) -> Result<Leftovers> {
-    let mut delay = Duration::from_millis(50);
     let mut no_service_since: Option<Instant> = None;
+    let mut seen = SeenGone::default();
     loop {
-        let left = match docker.leftovers(stack, &bound.for_query()) {
+        let left = match docker.running_leftovers(stack, &bound.for_query(), &mut seen, pacer) {
             Ok(left) => left,
             Err(e) if ext::is_interrupted(&e) || bound.expired() => return Err(e),
             Err(e) => {
                 say!("warning: querying what is left of stack {stack} failed, retrying: {e:#}");
-                bound.sleep(delay);
-                delay = (delay * 2).min(POLL_MAX);
+                pacer.pause(bound, None);
                 continue;
             }
         };
@@ -276,8 +279,7 @@ pub(crate) fn wait_gone_or_stalled(
         if bound.expired() {
             bail!("stack {stack} is still there: {left}");
         }
-        bound.sleep(delay);
-        delay = (delay * 2).min(POLL_MAX);
+        pacer.pause(bound, no_service_since.map(|t| t + patience));
     }
 }
 

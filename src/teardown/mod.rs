@@ -22,6 +22,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::ext::abra::Abra;
 use crate::ext::abra::RmError;
+use crate::ext::docker::events::Pacer;
 use crate::ext::docker::{Docker, Leftovers};
 use crate::ext::Bound;
 use crate::say;
@@ -47,8 +48,14 @@ pub(crate) fn present(abra: &Abra, docker: &Docker, app: App, bound: &Bound) -> 
 pub(crate) fn teardown(abra: &Abra, docker: &Docker, app: App, bound: &Bound) -> Result<()> {
     let started = std::time::Instant::now();
     say!("teardown of {} (stack {})", app.domain, app.stack);
+    // Subscribed before the undeploy, so the wait below hears every removal
+    // the undeploy starts (the stream is stopped when the pacer is dropped).
+    let mut pacer = Pacer::new(
+        app.stack,
+        docker.subscribe(app.stack, std::time::SystemTime::now()),
+    );
     let services = docker
-        .services(app.stack, bound)
+        .service_ids(app.stack, bound)
         .context("failed to list the stack's services")?;
     if !services.is_empty() {
         if let Err(e) = abra.undeploy(app.domain, bound) {
@@ -56,7 +63,7 @@ pub(crate) fn teardown(abra: &Abra, docker: &Docker, app: App, bound: &Bound) ->
             // network still in use and exits non-zero: what matters is
             // whether a service is left, and the network is removed below.
             let left = docker
-                .services(app.stack, &bound.for_query())
+                .service_ids(app.stack, &bound.for_query())
                 .context("failed to list the stack's services after a failed undeploy")?;
             if !left.is_empty() {
                 return Err(e).with_context(|| format!("failed to undeploy {}", app.domain));
@@ -68,7 +75,8 @@ pub(crate) fn teardown(abra: &Abra, docker: &Docker, app: App, bound: &Bound) ->
             );
         }
     }
-    finish_engine_side(docker, app.stack, bound)?;
+    finish_engine_side(docker, app.stack, bound, &mut pacer)?;
+    drop(pacer);
     let env_file = abra.env_file(app.server, app.domain);
     if env_file.exists() {
         let mut delay = Duration::from_millis(100);
@@ -119,7 +127,12 @@ pub(crate) fn teardown(abra: &Abra, docker: &Docker, app: App, bound: &Bound) ->
 /// the rest itself and waits until the engine confirms that nothing is left.
 /// The grace gives the engine's own task reaper its chance first: a task
 /// container normally goes seconds after its service (~6 s measured).
-fn finish_engine_side(docker: &Docker, stack: &str, bound: &Bound) -> Result<()> {
+fn finish_engine_side(
+    docker: &Docker,
+    stack: &str,
+    bound: &Bound,
+    pacer: &mut Pacer,
+) -> Result<()> {
     // At most half of what is left of the bound, so that a grace as long
     // as the bound (the janitor's 10 s against a short teardown timeout)
     // still leaves time to remove the rest.
@@ -128,7 +141,7 @@ fn finish_engine_side(docker: &Docker, stack: &str, bound: &Bound) -> Result<()>
             .grace
             .min(d.saturating_duration_since(std::time::Instant::now()) / 2)
     });
-    let left = leftovers::wait_gone_or_stalled(docker, stack, bound, patience)
+    let left = leftovers::wait_gone_or_stalled(docker, stack, bound, patience, pacer)
         .with_context(|| format!("stack {stack} did not go away after undeploy"))?;
     if left.running_gone() {
         return Ok(());
@@ -150,7 +163,7 @@ fn finish_engine_side(docker: &Docker, stack: &str, bound: &Bound) -> Result<()>
     leftovers::remove_stack_leftovers(docker, stack, &why, bound)
         .with_context(|| format!("failed to remove what the engine left of stack {stack}"))?;
     docker
-        .wait_gone(stack, bound)
+        .wait_gone(stack, bound, pacer)
         .with_context(|| format!("stack {stack} did not go away after removing its leftovers"))?;
     Ok(())
 }

@@ -14,3 +14,4 @@ mod engine;
 mod lockfaults;
 mod locks;
 mod teardown;
+mod waits;

@@ -4,6 +4,7 @@
 
 mod config;
 mod converge;
+mod docker_events;
 mod exit;
 mod history;
 mod interpolate;

@@ -3,11 +3,14 @@
 //! teardown check. Parsing is pure; the calls go through `docker`
 //! (CCCI_DOCKER) with JSON output.
 //!
-//! Waits poll with exponential backoff (50 ms doubling to 500 ms), bounded by
-//! the caller's deadline and interruptible by the shutdown latch: never a
-//! fixed sleep.
+//! Waits look again on each event of the stack (`events`: `docker events`
+//! subscribed before the action they follow), with a slow backstop poll;
+//! without a stream they poll with exponential backoff (50 ms doubling to
+//! 500 ms). Bounded by the caller's deadline and interruptible by the
+//! shutdown latch: never a fixed sleep.
 
 pub mod converge;
+pub mod events;
 
 use std::ffi::OsString;
 use std::process::Command;
@@ -18,6 +21,7 @@ use serde::Deserialize;
 
 use crate::ext::{self, Bound};
 use converge::Settle;
+use events::{Events, Pacer};
 
 /// The longest pause between two polls of a wait. Each poll is several
 /// docker CLI calls (~0.1 s each on a loaded host), so a shorter cap buys
@@ -177,6 +181,13 @@ pub(crate) fn parse_names(text: &str) -> Vec<String> {
         .collect()
 }
 
+/// The kinds of a stack's objects a teardown wait has seen gone.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct SeenGone {
+    services: bool,
+    networks: bool,
+}
+
 /// What a convergence wait saw when the stack settled.
 #[derive(Clone, Debug)]
 pub(crate) struct Converged {
@@ -188,6 +199,29 @@ pub(crate) struct Converged {
     /// the longest of the stack) of the deploy the wait followed, when it
     /// updated a service.
     pub engine_update: Option<Duration>,
+}
+
+/// An image presence check running beside other work (issue 18 item 3):
+/// the run starts it as soon as the recipe's images are known and reads
+/// it in the prepare phase. Dropping it stops and reaps the check.
+pub(crate) struct ImageCheck(crate::sys::spawn::Child);
+
+impl ImageCheck {
+    /// Whether every image was present; false also when the check failed,
+    /// was interrupted or overran the bound (the caller then checks and
+    /// pulls image by image, which reports what went wrong).
+    pub(crate) fn all_present(mut self, bound: &Bound) -> bool {
+        matches!(
+            self.0.wait(bound.cancel, bound.deadline),
+            Ok(crate::sys::spawn::Waited::Exited)
+        ) && self.0.status().is_some_and(|s| s.success())
+    }
+}
+
+impl Drop for ImageCheck {
+    fn drop(&mut self) {
+        let _ = self.0.terminate(Duration::from_millis(200));
+    }
 }
 
 /// The engine, through its CLI.
@@ -218,36 +252,14 @@ impl Docker {
         ext::run(&mut c, &what, bound)
     }
 
-    /// The services of `stack` with their replica counts and update states.
-    pub(crate) fn services(&self, stack: &str, bound: &Bound) -> Result<Vec<ServiceState>> {
+    /// The IDs of `stack`'s services: one `service ls -q`, all teardown
+    /// needs to know whether there is something to undeploy.
+    pub(crate) fn service_ids(&self, stack: &str, bound: &Bound) -> Result<Vec<String>> {
         let filter = format!("label={STACK_LABEL}={stack}");
-        let text = self.query(
-            &[
-                "service",
-                "ls",
-                "--filter",
-                &filter,
-                "--format",
-                "{{json .}}",
-            ],
+        Ok(parse_names(&self.query(
+            &["service", "ls", "-q", "--filter", &filter],
             bound,
-        )?;
-        let mut services = parse_service_ls(&text)?;
-        if services.is_empty() {
-            return Ok(services);
-        }
-        let mut args = vec!["service", "inspect"];
-        args.extend(services.iter().map(|s| s.id.as_str()));
-        // A service removed between the two calls makes inspect fail; the
-        // next poll sees the new truth, so treat it as "no update state".
-        if let Ok(text) = self.query(&args, bound) {
-            for (id, state) in parse_update_states(&text)? {
-                if let Some(s) = services.iter_mut().find(|s| s.id == id) {
-                    s.update_state = state;
-                }
-            }
-        }
-        Ok(services)
+        )?))
     }
 
     /// The labels of the stack's `app` service.
@@ -258,6 +270,46 @@ impl Docker {
     ) -> Result<std::collections::HashMap<String, String>> {
         let name = format!("{stack}_app");
         parse_labels(&self.query(&["service", "inspect", &name], bound)?)
+    }
+
+    /// Subscribes to the events of `stack`, replayed from `since`: taken
+    /// before the action a wait follows, so that nothing is missed.
+    pub(crate) fn subscribe(&self, stack: &str, since: SystemTime) -> Option<Events> {
+        Events::subscribe(&self.bin, stack, since)
+    }
+
+    /// What keeps `app rm` from working: the services, containers and
+    /// networks of `stack` (volumes and secrets are not asked for). A kind
+    /// that `seen` holds gone is not asked again while `pacer` says the
+    /// stack kept its shape (nothing of it created since): the engine
+    /// removes services and networks early and containers last, so the
+    /// look that ends a teardown wait is one `docker ps`.
+    pub(crate) fn running_leftovers(
+        &self,
+        stack: &str,
+        bound: &Bound,
+        seen: &mut SeenGone,
+        pacer: &mut Pacer,
+    ) -> Result<Leftovers> {
+        if !pacer.still_shaped() {
+            *seen = SeenGone::default();
+        }
+        let filter = format!("label={STACK_LABEL}={stack}");
+        let q = |gone: bool, args: &[&str]| -> Result<Vec<String>> {
+            if gone {
+                return Ok(Vec::new());
+            }
+            Ok(parse_names(&self.query(args, bound)?))
+        };
+        let left = Leftovers {
+            services: q(seen.services, &["service", "ls", "-q", "--filter", &filter])?,
+            containers: q(false, &["ps", "-a", "-q", "--filter", &filter])?,
+            networks: q(seen.networks, &["network", "ls", "-q", "--filter", &filter])?,
+            ..Leftovers::default()
+        };
+        seen.services = left.services.is_empty();
+        seen.networks = left.networks.is_empty();
+        Ok(left)
     }
 
     /// Everything of `stack` still on the engine.
@@ -287,6 +339,25 @@ impl Docker {
         })
     }
 
+    /// Starts asking the engine whether all of `images` are present, in the
+    /// background: one `docker image inspect` of them all, which fails when
+    /// any is missing. None when it cannot start (the caller then checks
+    /// each image itself).
+    pub(crate) fn start_image_check(&self, images: &[String]) -> Option<ImageCheck> {
+        if images.is_empty() {
+            return None;
+        }
+        let mut c = Command::new(&self.bin);
+        c.args(["image", "inspect", "--format", "{{.Id}}"])
+            .args(images)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        crate::sys::spawn::spawn(&mut c, crate::sys::spawn::Isolation::Group)
+            .ok()
+            .map(ImageCheck)
+    }
+
     /// Makes `image` present: inspect, else pull.
     pub(crate) fn ensure_image(&self, image: &str, bound: &Bound) -> Result<()> {
         let mut c = Command::new(&self.bin);
@@ -305,17 +376,32 @@ impl Docker {
     /// their specs and update states, and every task the engine keeps of
     /// them (running, starting, failed, shut down), each with its own copy
     /// of the spec it runs. Four CLI calls: `service ls -q`, `service
-    /// inspect`, `service ps -q --no-trunc`, `inspect --type task`.
+    /// inspect`, `service ps -q --no-trunc`, `inspect --type task`; three
+    /// when `ids` holds the services of an earlier look and `pacer` says
+    /// no service was created or removed since.
     pub(crate) fn converge_state(
         &self,
         stack: &str,
         bound: &Bound,
+        ids: &mut Option<Vec<String>>,
+        pacer: &mut Pacer,
     ) -> Result<(Vec<converge::Service>, Vec<converge::Task>)> {
-        let filter = format!("label={STACK_LABEL}={stack}");
-        let ids = parse_names(&self.query(&["service", "ls", "-q", "--filter", &filter], bound)?);
-        if ids.is_empty() {
-            return Ok((Vec::new(), Vec::new()));
+        if !pacer.still_shaped() {
+            *ids = None;
         }
+        let ids = match ids {
+            Some(ids) => ids,
+            None => {
+                let filter = format!("label={STACK_LABEL}={stack}");
+                let found =
+                    parse_names(&self.query(&["service", "ls", "-q", "--filter", &filter], bound)?);
+                // No service yet is nothing to remember.
+                if found.is_empty() {
+                    return Ok((Vec::new(), Vec::new()));
+                }
+                ids.insert(found)
+            }
+        };
         let mut args = vec!["service", "inspect"];
         args.extend(ids.iter().map(String::as_str));
         let services = converge::parse_services(&self.query(&args, bound)?)?;
@@ -339,19 +425,29 @@ impl Docker {
     /// poll; three failures in a row end the wait. `deployed_at` is when
     /// the deploy that the wait follows began (None after a restore, which
     /// deploys nothing): the engine's update time is reported for updates
-    /// since then.
+    /// since then. `events`: the stack's events, subscribed before the
+    /// deploy (None: subscribed here, replayed from `deployed_at`).
     pub(crate) fn wait_converged(
         &self,
         stack: &str,
         deployed_at: Option<SystemTime>,
+        events: Option<Events>,
         bound: &Bound,
     ) -> Result<Converged> {
         let started = Instant::now();
-        let mut delay = Duration::from_millis(50);
+        let mut pacer = match events {
+            Some(e) => Pacer::new(stack, Some(e)),
+            None => Pacer::subscribe(
+                &self.bin,
+                stack,
+                deployed_at.unwrap_or_else(SystemTime::now),
+            ),
+        };
         let mut failures = 0;
         let mut last;
+        let mut ids = None;
         loop {
-            match self.converge_state(stack, &bound.for_query()) {
+            match self.converge_state(stack, &bound.for_query(), &mut ids, &mut pacer) {
                 Ok((services, tasks)) => {
                     failures = 0;
                     match converge::settle_stack(&services, &tasks) {
@@ -369,6 +465,9 @@ impl Docker {
                 }
                 Err(e) if ext::is_interrupted(&e) => return Err(e),
                 Err(e) => {
+                    // A service removed since the ids were read fails the
+                    // inspect: read them again.
+                    ids = None;
                     failures += 1;
                     if failures >= 3 {
                         return Err(e.context(format!(
@@ -384,42 +483,40 @@ impl Docker {
                     crate::units::human(started.elapsed())
                 );
             }
-            if bound.sleep(delay) {
+            if pacer.pause(bound, None) {
                 return Err(
                     anyhow::Error::new(ext::Interrupted).context("convergence wait was stopped")
                 );
             }
-            delay = (delay * 2).min(POLL_MAX);
         }
     }
 
     /// Waits until no service, container or network of `stack` is left. A
     /// query that fails while the engine removes the stack (a container
     /// listed and gone in one `docker ps`) is retried within the bound: one
-    /// failed poll must not abort a teardown and leak the app.
-    pub(crate) fn wait_gone(&self, stack: &str, bound: &Bound) -> Result<Leftovers> {
-        let mut delay = Duration::from_millis(50);
+    /// failed poll must not abort a teardown and leak the app. Looks again
+    /// on each event of the stack that `pacer` reports.
+    pub(crate) fn wait_gone(&self, stack: &str, bound: &Bound, pacer: &mut Pacer) -> Result<()> {
+        let mut seen = SeenGone::default();
         loop {
-            let left = match self.leftovers(stack, &bound.for_query()) {
+            let left = match self.running_leftovers(stack, &bound.for_query(), &mut seen, pacer) {
                 Ok(left) => left,
                 Err(e) if ext::is_interrupted(&e) || bound.expired() => return Err(e),
                 Err(e) => {
                     crate::say!(
                         "warning: querying what is left of stack {stack} failed, retrying: {e:#}"
                     );
-                    bound.sleep(delay);
-                    delay = (delay * 2).min(POLL_MAX);
+                    pacer.pause(bound, None);
                     continue;
                 }
             };
             if left.running_gone() {
-                return Ok(left);
+                return Ok(());
             }
             if bound.expired() {
                 bail!("stack {stack} is still there: {left}");
             }
-            bound.sleep(delay);
-            delay = (delay * 2).min(POLL_MAX);
+            pacer.pause(bound, None);
         }
     }
 }

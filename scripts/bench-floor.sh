@@ -1,0 +1,257 @@
+#!/usr/bin/env bash
+# The engine's own floor for the example recipe's stack on the real swarm
+# (SPEC section 8, issue 18), and how close cc-ci-run and a shell script of
+# the same abra calls come to it. One `docker events` stream records the
+# engine's own timestamps for the whole bench; per round, alternating:
+#  - floor: `docker stack deploy` of the example compose with plain docker
+#    commands; convergence is `service create` → the task's container
+#    `start`; removal is `stack rm` → the stack's last container `destroy`
+#    or network `destroy` (whichever is later);
+#  - each cc-ci-run binary given (`run --quick` of pull request 1), and the
+#    gaps between the engine's event and the line of its log that notices
+#    it: the last container `start` before the `converged` line, and the
+#    stack's last container/network `destroy` before the `$ abra app rm`
+#    line (what a run does right after its teardown wait ends);
+#  - the shell script of bench-swarm.sh (abra's habits: 1 s sleeps).
+# Prints per-round lines, then medians side by side as ratios: each run
+# against the floor plus the tests' own run time (`phase: test-install` to
+# `phase: teardown` of that run's log), and against the shell script.
+#
+# Needs an active swarm and the example images (scripts/build-example-images.sh).
+# Usage: scripts/bench-floor.sh [ROUNDS [BIN...]]   (default 3 rounds, the
+#        release build of this tree; name several binaries to compare them)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rounds=${1:-3}
+shift || true
+[ "$(docker info --format '{{.Swarm.LocalNodeState}}')" = active ] || {
+	echo "bench-floor: needs an active swarm" >&2
+	exit 2
+}
+bins=()
+if [ $# -eq 0 ]; then
+	cargo build --release --quiet
+	bins=("$PWD/target/release/cc-ci-run")
+else
+	for b in "$@"; do bins+=("$(realpath "$b")"); done
+fi
+bash scripts/build-example-images.sh >/dev/null
+work=$(mktemp -d "${TMPDIR:-/tmp}/ccci-bench-floor.XXXXXX")
+prefix="bfl$$"
+events_pid=""
+# Only what this bench made (its stacks are named after its pid) is removed.
+cleanup() {
+	[ -z "$events_pid" ] || kill "$events_pid" 2>/dev/null || true
+	for s in $(docker stack ls --format '{{.Name}}' | grep "^$prefix" || true); do
+		docker stack rm "$s" >/dev/null 2>&1 || true
+	done
+	local c n
+	c=$(docker ps -aq --filter "name=^$prefix")
+	# shellcheck disable=SC2086 # one id a word
+	[ -z "$c" ] || docker rm -f $c >/dev/null 2>&1 || true
+	for n in network volume secret; do
+		for s in $(docker "$n" ls --format '{{.Name}}' | grep "^$prefix" || true); do
+			docker "$n" rm "$s" >/dev/null 2>&1 || true
+		done
+	done
+	rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+export PATH="$PWD/tests/fake-swarm:/usr/local/bin:/usr/bin:/bin:$PATH" CCCI_FAKE_BACKEND=swarm
+abra_home=$(bash scripts/make-example-recipe.sh "$work/recipe" | tail -n 1)
+
+now_ms() { local t=$EPOCHREALTIME; echo $((${t/./} / 1000)); }
+median() { grep -v NA | sort -n | awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)]; else print "NA" }'; }
+
+docker events --format '{{json .}}' --since "$(date +%s)" >"$work/events" &
+events_pid=$!
+sleep 0.3
+
+# gone STACK: true when nothing of the stack runs any more.
+gone() {
+	[ -z "$(docker service ls -q --filter "label=com.docker.stack.namespace=$1")$(docker ps -aq --filter "label=com.docker.stack.namespace=$1")$(docker network ls -q --filter "label=com.docker.stack.namespace=$1")" ]
+}
+
+# The floor: the example stack with plain docker, timed by the engine.
+floor_round() {
+	local stack=$1 port=$2 t0
+	export STACK_NAME=$stack SECRET_API_KEY_VERSION=v1 APP_PORT=$port DOMAIN=$stack.localhost LETS_ENCRYPT_ENV=
+	printf 'bench' | docker secret create "${stack}_api_key_v1" - >/dev/null
+	t0=$(now_ms)
+	docker stack deploy --resolve-image never -c examples/recipe/compose.yml "$stack" >/dev/null 2>&1
+	until grep -q "\"start\".*\"name\":\"${stack}_app\\." "$work/events"; do sleep 0.05; done
+	echo "$t0" >"$work/floor-deploy-$stack"
+	now_ms >"$work/floor-rm-$stack"
+	# stack rm fails when a network is still in use by a task going away,
+	# and never retries it (moby/moby#31068): then it is removed here, once
+	# the containers are gone, as cc-ci-run's teardown does.
+	docker stack rm "$stack" >/dev/null 2>&1 || true
+	until gone "$stack"; do
+		if [ -z "$(docker ps -aq --filter "label=com.docker.stack.namespace=$stack")" ]; then
+			docker network rm "${stack}_default" >/dev/null 2>&1 || true
+		fi
+		sleep 0.1
+	done
+	# The volume goes once the container is gone (the engine never removes it).
+	until docker volume rm "${stack}_data" >/dev/null 2>&1; do sleep 0.1; done
+	docker secret rm "${stack}_api_key_v1" >/dev/null
+}
+
+ccci_round() {
+	local bin=$1 d=$2 tag=$3
+	CCCI_STATE_DIR="$work/state-$tag" CCCI_ABRA_HOME="$abra_home" CCCI_FAKE_STATE="$work/fake-$tag" \
+		CCCI_CI_TESTS="$work/none" CCCI_RUN_ID="bfl-$tag" CCCI_JANITOR=off \
+		"$bin" run --recipe example --pr 1 --quick --domain "$d" 2>"$work/log-$tag" || {
+		tail -n 20 "$work/log-$tag" >&2
+		exit 1
+	}
+}
+
+shell_round() {
+	local d=$1 stack=${1//./_} tag=$2
+	export ABRA_DIR="$work/sh-abra-$tag" CCCI_FAKE_STATE="$work/sh-fake-$tag"
+	mkdir -p "$ABRA_DIR/recipes" "$CCCI_FAKE_STATE"
+	ln -s "$abra_home/servers" "$ABRA_DIR/servers"
+	git clone -q "$abra_home/recipes/example" "$ABRA_DIR/recipes/example"
+	git -C "$ABRA_DIR/recipes/example" fetch -q "$work/recipe/upstream.git" refs/pull/1/head
+	git -C "$ABRA_DIR/recipes/example" checkout -q --detach FETCH_HEAD
+	abra app new example -s default -D "$d" -S -C -n >/dev/null
+	abra app deploy "$d" -C -D -c -n >/dev/null
+	until [ "$(docker service ls --filter "label=com.docker.stack.namespace=$stack" --format '{{.Replicas}}')" = 1/1 ]; do sleep 1; done
+	for t in "$work/recipe/abra-home/recipes/example/tests"/*.sh; do
+		[ -x "$t" ] || continue
+		CCCI_APP_DOMAIN=$d CCCI_STACK=$stack CCCI_TIER=install CCCI_SERVER=default "$t" >/dev/null 2>&1 || true
+	done
+	abra app undeploy "$d" -n >/dev/null
+	while [ -n "$(docker ps -aq --filter "label=com.docker.stack.namespace=$stack")" ]; do sleep 1; done
+	abra app rm "$d" -f -n >/dev/null
+	unset ABRA_DIR
+}
+
+mkdir -p "$work/none"
+: >"$work/rounds"
+for ((i = 0; i < rounds; i++)); do
+	s="${prefix}f$i"
+	floor_round "$s" $((28100 + i))
+	echo "floor $i $s" >>"$work/rounds"
+	for ((b = 0; b < ${#bins[@]}; b++)); do
+		d="${prefix}b${b}r$i.ci.localhost"
+		t0=$(now_ms)
+		ccci_round "${bins[$b]}" "$d" "b$b-$i"
+		echo "ccci $i ${d//./_} $((  $(now_ms) - t0 )) $b" >>"$work/rounds"
+	done
+	d="${prefix}s$i.ci.localhost"
+	t0=$(now_ms)
+	shell_round "$d" "$i"
+	echo "shell $i ${d//./_} $(($(now_ms) - t0))" >>"$work/rounds"
+done
+sleep 0.5
+kill "$events_pid" 2>/dev/null || true
+wait "$events_pid" 2>/dev/null || true
+events_pid=""
+
+python3 - "$work" "${bins[@]}" <<'PY'
+import datetime, json, statistics, sys
+
+work, bins = sys.argv[1], sys.argv[2:]
+events = [json.loads(l) for l in open(work + "/events") if l.strip()]
+
+
+def of_stack(e, stack):
+    a = e.get("Actor", {}).get("Attributes", {}) or {}
+    if a.get("com.docker.stack.namespace") == stack:
+        return True
+    return (a.get("name") or "").startswith(stack + "_")
+
+
+def ev(stack, typ, action):
+    return [e["timeNano"] / 1e9 for e in events
+            if e.get("Type") == typ and e.get("Action") == action and of_stack(e, stack)]
+
+
+def log_ts(line):
+    ts = line.split(" ", 1)[0]
+    return datetime.datetime.strptime(ts, "%Y-%m-%dT%H:%M:%S.%fZ").replace(
+        tzinfo=datetime.timezone.utc).timestamp()
+
+
+def first_line(path, needle):
+    for line in open(path, encoding="utf-8", errors="replace"):
+        if needle in line:
+            return log_ts(line)
+    return None
+
+
+def ms(x):
+    return None if x is None else round(x * 1000)
+
+
+def med(v):
+    v = [x for x in v if x is not None]
+    return statistics.median(v) if v else None
+
+
+rows = [l.split() for l in open(work + "/rounds")]
+floor_conv, floor_rm, floor_total = [], [], []
+runs = {i: {"wall": [], "conv": [], "td": [], "tests": [], "engine": []} for i in range(len(bins))}
+shell = []
+for r in rows:
+    kind, rnd, stack = r[0], r[1], r[2]
+    if kind == "floor":
+        create = min(ev(stack, "service", "create"), default=None)
+        start = max(ev(stack, "container", "start"), default=None)
+        rm_at = int(open("%s/floor-rm-%s" % (work, stack)).read()) / 1000
+        last = max(ev(stack, "container", "destroy") + ev(stack, "network", "destroy"), default=None)
+        c = start - create if create and start else None
+        t = last - rm_at if last else None
+        floor_conv.append(c)
+        floor_rm.append(t)
+        floor_total.append(c + t if c is not None and t is not None else None)
+        print("floor round %s: converge %s ms (service create -> container start), removal %s ms (stack rm -> last destroy)"
+              % (rnd, ms(c), ms(t)))
+    elif kind == "ccci":
+        b = int(r[4])
+        log = "%s/log-b%d-%s" % (work, b, rnd)
+        wall = int(r[3]) / 1000
+        conv_line = first_line(log, " converged")
+        rm_line = first_line(log, "$ abra app rm")
+        start = max([t for t in ev(stack, "container", "start") if conv_line and t <= conv_line], default=None)
+        create = min(ev(stack, "service", "create"), default=None)
+        last = max([t for t in ev(stack, "container", "destroy") + ev(stack, "network", "destroy")
+                    if rm_line and t <= rm_line], default=None)
+        removal_start = min(ev(stack, "service", "remove"), default=None)
+        tests = None
+        t0, t1 = first_line(log, "phase: test-install"), first_line(log, "phase: teardown")
+        if t0 and t1:
+            tests = t1 - t0
+        conv_gap = conv_line - start if conv_line and start else None
+        td_gap = rm_line - last if rm_line and last else None
+        engine = (start - create if start and create else 0) + (last - removal_start if last and removal_start else 0)
+        d = runs[b]
+        d["wall"].append(wall)
+        d["conv"].append(conv_gap)
+        d["td"].append(td_gap)
+        d["tests"].append(tests)
+        d["engine"].append(engine)
+        print("cc-ci-run #%d round %s: wall %d ms, tests %s ms, engine converge+removal in this run %s ms, "
+              "convergence noticed %s ms after the last container start, teardown noticed %s ms after the last destroy"
+              % (b, rnd, ms(wall), ms(tests), ms(engine), ms(conv_gap), ms(td_gap)))
+    elif kind == "shell":
+        shell.append(int(r[3]) / 1000)
+        print("shell round %s: wall %d ms" % (rnd, int(r[3])))
+
+fc, fr, ft, sh = med(floor_conv), med(floor_rm), med(floor_total), med(shell)
+n = len(floor_total)
+print("engine floor (median of %d): converge %d ms, removal %d ms, total %d ms" % (n, ms(fc), ms(fr), ms(ft)))
+print("shell script of the same abra calls (median of %d): %.2f s" % (len(shell), sh))
+for b, path in enumerate(bins):
+    d = runs[b]
+    w, t = med(d["wall"]), med(d["tests"])
+    floor_plus = ft + t
+    print("cc-ci-run #%d %s: --quick %.2f s (ratio %.3f of the shell script, %.3f of the floor %.2f s + tests %.2f s); "
+          "convergence noticed %s ms, teardown noticed %s ms after the engine's last event (medians; every: %s / %s)"
+          % (b, path, w, w / sh, w / floor_plus, ft, t, ms(med(d["conv"])), ms(med(d["td"])),
+             [ms(x) for x in d["conv"]], [ms(x) for x in d["td"]]))
+PY
