@@ -12,9 +12,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-cargo build --release --quiet --bin cc-ci-run --example bench_checkpoint
-BIN="$PWD/target/release/cc-ci-run"
-CKPT="$PWD/target/release/examples/bench_checkpoint"
+# CCCI_BENCH_BIN and CCCI_BENCH_CKPT: another build to measure (see bench.sh).
+if [ -z "${CCCI_BENCH_BIN:-}" ]; then
+    cargo build --release --quiet --bin cc-ci-run --example bench_checkpoint
+fi
+BIN="${CCCI_BENCH_BIN:-$PWD/target/release/cc-ci-run}"
+CKPT="${CCCI_BENCH_CKPT:-$PWD/target/release/examples/bench_checkpoint}"
 WORK="$PWD/target/bench-testrun"
 rm -rf "$WORK"
 mkdir -p "$WORK"

@@ -2,10 +2,11 @@
 //! after every test so that `--resume` after a crash (an OOM kill, a SIGKILL
 //! of the runner, a self-protection stop) runs only what had not passed.
 //!
-//! The file is replaced atomically: write a temporary file in the same
-//! directory, fsync it, rename it over the old one, fsync the directory. A
-//! reader (the next attempt) therefore sees the previous checkpoint or the
-//! new one, never half of one, even if the host loses power in between.
+//! The file is replaced atomically: one `write` of a temporary file in the
+//! same directory, `fdatasync`, `rename` over the old one (see [`save`] for
+//! why no directory fsync follows each rename). A reader (the next attempt)
+//! therefore sees the previous checkpoint or the new one, never half of
+//! one, even if the host loses power in between.
 //!
 //! A checkpoint belongs to one run id, ref and tier; a different one is
 //! ignored with a message (a new ref means new code: nothing it passed
@@ -87,13 +88,73 @@ pub fn load(path: &Path) -> Result<Option<Checkpoint>> {
     Ok(Some(cp))
 }
 
-/// Writes `cp` to `path` atomically (temporary file, fsync, rename, fsync of
-/// the directory); a failed write (a full disk) leaves the old checkpoint
-/// and no temporary file.
+/// Writes `cp` to `path` atomically: one `write` of a temporary file,
+/// `fdatasync`, `rename`; a failed write (a full disk) leaves the old
+/// checkpoint and no temporary file.
+///
+/// No fsync of the directory follows the rename, on purpose: it would be a
+/// second journal commit per test, for recency only. Atomicity does not
+/// depend on it: the new file's data is on disk before the rename is
+/// issued, so after a crash the name holds the old checkpoint or the new
+/// one, whole. Recency is ordered by the journal: the rename is metadata in
+/// the running transaction, and the journal commits transactions in order,
+/// so the next checkpoint's `fdatasync` (which must commit its own new
+/// inode) makes every earlier rename durable with it. What a crash can lose
+/// is the newest rename alone: a rerun of the tests that had just passed,
+/// which a SIGKILL of the runner costs anyway (see [`Writer`]). The last
+/// checkpoint of a suite has no successor: [`Writer::flush`] fsyncs the
+/// directory once.
 pub fn save(path: &Path, cp: &Checkpoint) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     let mut text = serde_json::to_vec_pretty(cp).context("failed to encode the checkpoint")?;
     text.push(b'\n');
-    crate::rundir::write_atomic(path, &text)
+    let what = || format!("failed to write checkpoint {}", path.display());
+    let tmp = temp_path(path);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o644)
+        .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
+        .open(&tmp)
+        .with_context(|| format!("failed to create {}", tmp.display()))
+        .with_context(what)?;
+    let written = f
+        .write_all(&text)
+        .and_then(|()| f.sync_data())
+        .and_then(|()| {
+            drop(f);
+            std::fs::rename(&tmp, path)
+        });
+    if let Err(e) = written {
+        // Best effort: the caller already has the error that matters.
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e).with_context(what);
+    }
+    Ok(())
+}
+
+/// The temporary name [`save`] writes before the rename: in the same
+/// directory (a rename never crosses file systems), hidden, one per process.
+fn temp_path(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("checkpoint");
+    path.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
+}
+
+/// Makes the last rename of [`save`] durable (see there): best effort, a
+/// failure leaves a checkpoint that is whole, only possibly one older.
+fn sync_dir(path: &Path) {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
 }
 
 enum Msg {
@@ -121,6 +182,8 @@ impl Writer {
         let thread = std::thread::Builder::new()
             .name("checkpoint".into())
             .spawn(move || {
+                // A save whose rename no directory fsync has followed yet.
+                let mut written_since_sync = false;
                 while let Ok(first) = rx.recv() {
                     let mut newest = None;
                     let mut acks = Vec::new();
@@ -132,6 +195,8 @@ impl Writer {
                     while let Ok(m) = rx.try_recv() {
                         take(m);
                     }
+                    let newest_written = newest.is_some() || written_since_sync;
+                    written_since_sync = newest_written && acks.is_empty();
                     if let Some(cp) = newest {
                         // Said once per file (a full disk fails every
                         // save after the first); the tests go on, only a
@@ -143,9 +208,15 @@ impl Writer {
                             );
                         }
                     }
+                    if !acks.is_empty() && newest_written {
+                        sync_dir(&path);
+                    }
                     for ack in acks {
                         let _ = ack.send(());
                     }
+                }
+                if written_since_sync {
+                    sync_dir(&path);
                 }
             })
             .context("failed to start the checkpoint writer")?;
@@ -162,7 +233,8 @@ impl Writer {
         }
     }
 
-    /// Waits until every checkpoint queued so far is written.
+    /// Waits until every checkpoint queued so far is written and its
+    /// rename durable (one directory fsync).
     pub(crate) fn flush(&self) {
         if let Some(tx) = &self.tx {
             let (ack, done) = mpsc::channel();
