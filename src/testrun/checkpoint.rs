@@ -14,6 +14,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
@@ -157,6 +158,9 @@ fn sync_dir(path: &Path) {
     }
 }
 
+/// The least time between two checkpoint writes (see [`Writer`]).
+const WRITE_GAP: Duration = Duration::from_millis(50);
+
 enum Msg {
     Save(Checkpoint),
     Flush(mpsc::Sender<()>),
@@ -165,12 +169,14 @@ enum Msg {
 /// Writes checkpoints on a thread of its own, so that the fsyncs (a few
 /// milliseconds each on a loaded CI disk, many times the cost of starting a
 /// test) are off the path from one test to the next. Saves are written in
-/// order; when several queue up behind a slow disk only the newest is
-/// written (it holds everything the older ones did). [`Writer::flush`]
-/// returns once everything sent before it is on disk. Losing the runner
-/// (SIGKILL) in the few milliseconds before a write lands costs at most a
-/// rerun of the tests that had just passed; the file on disk is always one
-/// whole checkpoint.
+/// order; when several queue up, only the newest is written (it holds
+/// everything the older ones did), and writes are at least [`WRITE_GAP`]
+/// apart: a suite of quick tests would otherwise write (and allocate a new
+/// inode for) a checkpoint per test, slowing the disk for the tests' own
+/// output files. [`Writer::flush`] returns once everything sent before it
+/// is on disk. Losing the runner (SIGKILL) before a write lands costs at
+/// most a rerun of the tests that passed in the last [`WRITE_GAP`] and a
+/// write; the file on disk is always one whole checkpoint.
 pub(crate) struct Writer {
     tx: Option<mpsc::Sender<Msg>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -184,16 +190,34 @@ impl Writer {
             .spawn(move || {
                 // A save whose rename no directory fsync has followed yet.
                 let mut written_since_sync = false;
+                let mut last_write: Option<Instant> = None;
                 while let Ok(first) = rx.recv() {
                     let mut newest = None;
                     let mut acks = Vec::new();
-                    let mut take = |m: Msg| match m {
-                        Msg::Save(cp) => newest = Some(cp),
+                    let take = |m: Msg, newest: &mut Option<Checkpoint>, acks: &mut Vec<_>| match m
+                    {
+                        Msg::Save(cp) => *newest = Some(cp),
                         Msg::Flush(ack) => acks.push(ack),
                     };
-                    take(first);
+                    take(first, &mut newest, &mut acks);
                     while let Ok(m) = rx.try_recv() {
-                        take(m);
+                        take(m, &mut newest, &mut acks);
+                    }
+                    // Batching: a save that comes within WRITE_GAP of the
+                    // last write waits out the gap and takes every save
+                    // sent meanwhile; a flush (or the end) ends the wait.
+                    if let Some(last) = last_write.filter(|_| acks.is_empty()) {
+                        let until = last + WRITE_GAP;
+                        while acks.is_empty() {
+                            let now = Instant::now();
+                            if now >= until {
+                                break;
+                            }
+                            match rx.recv_timeout(until - now) {
+                                Ok(m) => take(m, &mut newest, &mut acks),
+                                Err(_) => break,
+                            }
+                        }
                     }
                     let newest_written = newest.is_some() || written_since_sync;
                     written_since_sync = newest_written && acks.is_empty();
@@ -201,6 +225,7 @@ impl Writer {
                         // Said once per file (a full disk fails every
                         // save after the first); the tests go on, only a
                         // later --resume loses.
+                        last_write = Some(Instant::now());
                         if let Err(e) = save(&path, &cp) {
                             crate::log::write_failed(
                                 &format!("the checkpoint {}", path.display()),
