@@ -5,7 +5,8 @@
 #   start and end (an empty suite), against the earlier runner's 500 us;
 # - parallel efficiency with 1, 2 and 4 workers on sleep tests
 #   (ideal time / measured time);
-# - checkpoint write time (write, fsync, rename, fsync of the directory).
+# - checkpoint write time (one write, fdatasync, rename; see checkpoint::save
+#   for why no directory fsync follows each).
 # Work files go under target/ (a real disk, so fsync costs what it costs).
 # Knobs: BENCH_TRIVIAL (default 300 tests), BENCH_SLEEP_TESTS (8),
 # BENCH_SLEEP (0.5 s), BENCH_ROUNDS (3, the median is kept).
