@@ -186,7 +186,7 @@ exit 5
 "#,
     );
     let mut guard = KillOnPanic::default();
-    let mut wrapper = spawn(exec_in(d, &["--grace", "30s", "--", "sh", "child.sh"]));
+    let mut wrapper = spawn(exec_in(d, &["--grace", "1s", "--", "sh", "child.sh"]));
     let wrapper_pid = guard.add(wrapper.id() as i32);
     // Both daemons are recorded before any check can fail and skip one.
     let daemons: Vec<(&str, i32, i32)> = ["plain.ids", "stubborn.ids"]
@@ -240,7 +240,7 @@ exit 5
         ),
     );
     let mut guard = KillOnPanic::default();
-    let mut wrapper = spawn(exec_in(d, &["--grace", "30s", "--", "sh", "child.sh"]));
+    let mut wrapper = spawn(exec_in(d, &["--grace", "1s", "--", "sh", "child.sh"]));
     guard.add(wrapper.id() as i32);
     let daemon = guard.add(support::read_pid(&d.join("daemon.pid")));
     support::wait_until("the daemon to run under its cut name", || {
