@@ -103,8 +103,11 @@ pub fn load(path: &Path) -> Result<Option<Checkpoint>> {
 /// inode) makes every earlier rename durable with it. What a crash can lose
 /// is the newest rename alone: a rerun of the tests that had just passed,
 /// which a SIGKILL of the runner costs anyway (see [`Writer`]). The last
-/// checkpoint of a suite has no successor: [`Writer::flush`] fsyncs the
-/// directory once.
+/// checkpoint of a suite has no successor of its own, but the reports the
+/// runner writes next into the same directory are fsynced
+/// (`rundir::write_atomic`), and that commit carries the rename; a
+/// directory fsync at the flush would only put a second commit on the path
+/// from a cancel to the teardown.
 pub fn save(path: &Path, cp: &Checkpoint) -> Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
@@ -146,18 +149,6 @@ fn temp_path(path: &Path) -> PathBuf {
     path.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
 }
 
-/// Makes the last rename of [`save`] durable (see there): best effort, a
-/// failure leaves a checkpoint that is whole, only possibly one older.
-fn sync_dir(path: &Path) {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-}
-
 /// The least time between two checkpoint writes (see [`Writer`]).
 const WRITE_GAP: Duration = Duration::from_millis(50);
 
@@ -188,8 +179,6 @@ impl Writer {
         let thread = std::thread::Builder::new()
             .name("checkpoint".into())
             .spawn(move || {
-                // A save whose rename no directory fsync has followed yet.
-                let mut written_since_sync = false;
                 let mut last_write: Option<Instant> = None;
                 while let Ok(first) = rx.recv() {
                     let mut newest = None;
@@ -219,8 +208,6 @@ impl Writer {
                             }
                         }
                     }
-                    let newest_written = newest.is_some() || written_since_sync;
-                    written_since_sync = newest_written && acks.is_empty();
                     if let Some(cp) = newest {
                         // Said once per file (a full disk fails every
                         // save after the first); the tests go on, only a
@@ -233,15 +220,9 @@ impl Writer {
                             );
                         }
                     }
-                    if !acks.is_empty() && newest_written {
-                        sync_dir(&path);
-                    }
                     for ack in acks {
                         let _ = ack.send(());
                     }
-                }
-                if written_since_sync {
-                    sync_dir(&path);
                 }
             })
             .context("failed to start the checkpoint writer")?;
@@ -258,8 +239,8 @@ impl Writer {
         }
     }
 
-    /// Waits until every checkpoint queued so far is written and its
-    /// rename durable (one directory fsync).
+    /// Waits until every checkpoint queued so far is written (durable with
+    /// the next journal commit: see [`save`]).
     pub(crate) fn flush(&self) {
         if let Some(tx) = &self.tx {
             let (ack, done) = mpsc::channel();
