@@ -1,5 +1,5 @@
 //! Checkpoint write cost for scripts/bench-testrun.sh: N atomic writes
-//! (temporary file, fsync, rename, fsync of the directory) of a checkpoint
+//! (one write of a temporary file, fdatasync, rename) of a checkpoint
 //! that grows by one test name each time, as during a suite. Prints the mean
 //! and the median in microseconds.
 

@@ -17,15 +17,17 @@
 //! interruptible wait polls. Once teardown has begun, signals are logged and
 //! ignored: an aborted teardown leaks an app on a shared swarm.
 
+use std::os::fd::AsFd;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
-use std::sync::{mpsc, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use nix::poll::{poll, PollFd, PollFlags};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::unistd::Pid;
-use signal_hook::consts::{SIGALRM, SIGCHLD, SIGHUP, SIGINT, SIGTERM};
+use signal_hook::consts::{SIGALRM, SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use crate::say;
@@ -57,8 +59,10 @@ impl Funnel {
             .compare_exchange(0, code, Ordering::SeqCst, Ordering::SeqCst)
         {
             Ok(_) => {
-                say!("{why}: stopping the current phase and tearing down (exit {code})");
+                // The latch first: every waiter wakes now, not after a log
+                // line has reached a slow stderr pipe and the log file.
                 self.latch.set();
+                say!("{why}: stopping the current phase and tearing down (exit {code})");
                 true
             }
             Err(first) => {
@@ -225,31 +229,52 @@ pub(crate) struct WrapOptions {
 }
 
 /// Runs `cmd` as the wrapper of SPEC section 2 and returns the exit code.
+///
+/// The wrapper's signals are taken from a signalfd, polled together with
+/// the child's pidfd, on the one thread: no handler, no signal thread, no
+/// channel. They stay blocked for the wrapper's whole life (a signal sent
+/// at any point, even before the child exists, waits in the signalfd), and
+/// the child gets the mask the wrapper started with back before exec.
 pub(crate) fn wrap(mut cmd: Command, opts: &WrapOptions) -> Result<i32> {
-    let wrapper_signals = [
-        Signal::SIGTERM,
-        Signal::SIGINT,
-        Signal::SIGHUP,
-        Signal::SIGCHLD,
-    ];
-    let blocked = block(&wrapper_signals)?;
+    use nix::sys::signalfd::{SfdFlags, SignalFd};
+    use std::os::unix::process::CommandExt;
+    let mut wrapper_signals = SigSet::empty();
+    for s in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+        wrapper_signals.add(s);
+    }
+    let mut started_mask = SigSet::empty();
+    // Blocked before PDEATHSIG is set: its SIGTERM, if the parent dies at
+    // once, waits in the signalfd instead of ending us by default action.
+    nix::sys::signal::pthread_sigmask(
+        SigmaskHow::SIG_BLOCK,
+        Some(&wrapper_signals),
+        Some(&mut started_mask),
+    )
+    .context("failed to block the wrapper's signals")?;
     spawn::set_parent_death_signal()?;
     let parent_gone = parent_gone_at_start(opts.start_ppid);
     spawn::become_subreaper()?;
-    let (tx, rx) = mpsc::channel::<i32>();
-    let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP, SIGCHLD])
-        .context("failed to install the wrapper's signal handlers")?;
-    std::thread::Builder::new()
-        .name("wrapper-signals".into())
-        .spawn(move || {
-            for sig in signals.forever() {
-                if tx.send(sig).is_err() {
-                    return;
-                }
+    let signals = SignalFd::with_flags(
+        &wrapper_signals,
+        SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK,
+    )
+    .context("failed to open the wrapper's signalfd")?;
+    // SAFETY: the closure only calls pthread_sigmask (a system call) on a
+    // mask copied before the fork. It runs before the pre_exec of
+    // spawn::spawn: a signal that arrives after it meets the default
+    // action there, as it would after exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            match libc::pthread_sigmask(
+                libc::SIG_SETMASK,
+                started_mask.as_ref(),
+                std::ptr::null_mut(),
+            ) {
+                0 => Ok(()),
+                e => Err(std::io::Error::from_raw_os_error(e)),
             }
-        })
-        .context("failed to start the wrapper's signal thread")?;
-    unblock(&blocked)?;
+        });
+    }
 
     let spawned = spawn::spawn(&mut cmd, Isolation::Session);
     let mut child = match spawned {
@@ -302,21 +327,19 @@ pub(crate) fn wrap(mut cmd: Command, opts: &WrapOptions) -> Result<i32> {
             .into_iter()
             .flatten()
             .min();
-        let got = match next {
-            Some(t) => rx.recv_timeout(t.saturating_duration_since(now)),
-            None => rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected),
-        };
-        match got {
-            Ok(SIGCHLD) | Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Ok(sig) => forward(
-                &child,
-                &format!("received {}", signal_name(sig)),
-                &mut kill_at,
-            ),
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                // The signal thread is gone; fall back to polling the pidfd.
-                child.wait(None, Some(Instant::now() + Duration::from_millis(50)))?;
-            }
+        let mut fds = [
+            PollFd::new(child.pidfd(), PollFlags::POLLIN),
+            PollFd::new(signals.as_fd(), PollFlags::POLLIN),
+        ];
+        match poll(&mut fds, crate::sys::latch::timeout_until(next)) {
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e).context("poll on the child and the signalfd failed"),
+        }
+        // Every signal that came is forwarded, each time (SPEC 2: a second
+        // signal is forwarded again, never lost).
+        while let Ok(Some(info)) = signals.read_signal() {
+            let name = signal_name(info.ssi_signo as i32);
+            forward(&child, &format!("received {name}"), &mut kill_at);
         }
     }
     let status = child.status().context("child status missing after reap")?;

@@ -356,11 +356,15 @@ fn tidy_swarm_locks(
 /// named and skipped: the others are still tidied.
 fn tidy(s: &Settings, apps: &[crate::ext::abra::AppEntry], owner: &OwnerRecord, sum: &mut Summary) {
     let app_dir = lock::lock_dir(&s.state_dir, Kind::App);
+    // Sets, not scans of the lists: with one lock file per app, a lookup
+    // in the app list per lock file made the tidy quadratic in the apps.
+    let listed: std::collections::HashSet<&str> = apps.iter().map(|a| a.name()).collect();
+    let reaped: std::collections::HashSet<String> = sum.reaped.iter().cloned().collect();
     for domain in names_in(&app_dir, ".lock") {
         if crate::names::validate_name(Kind::App, &domain).is_err() || !s.gate.matches(&domain) {
             continue;
         }
-        if apps.iter().any(|a| a.name() == domain) && !sum.reaped.contains(&domain) {
+        if listed.contains(domain.as_str()) && !reaped.contains(&domain) {
             continue;
         }
         if let Err(e) = tidy_app_lock(s, &domain, owner, sum) {

@@ -37,14 +37,43 @@ pub(crate) fn scan() -> Vec<ProcInfo> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
+    // One buffer for the whole scan and one `read` per file: a stat line is
+    // well under a page, and `fs::read` would stat the file (size 0 in
+    // /proc) and grow its buffer over five reads. Every escalation and
+    // end-of-run sweep pays this once per process on the host.
+    let mut buf = [0u8; 4096];
+    let mut path = String::with_capacity(32);
     dir.filter_map(|e| e.ok())
         .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        // Bytes, not a String: the command name is the first 15 bytes of
-        // the executable's file name, which may be cut inside a UTF-8
-        // character; such a process must not vanish from the scan.
-        .filter_map(|pid| std::fs::read(format!("/proc/{pid}/stat")).ok())
-        .filter_map(|s| parse_stat(&String::from_utf8_lossy(&s)))
+        .filter_map(|pid| {
+            use std::fmt::Write;
+            path.clear();
+            let _ = write!(path, "/proc/{pid}/stat");
+            let n = read_small(&path, &mut buf)?;
+            // Bytes, not a String: the command name is the first 15 bytes
+            // of the executable's file name, which may be cut inside a
+            // UTF-8 character; such a process must not vanish from the scan.
+            parse_stat(&String::from_utf8_lossy(&buf[..n]))
+        })
         .collect()
+}
+
+/// Reads a /proc file that fits in `buf` with one `read` (the kernel
+/// renders such a file whole on the first read); None when it is gone.
+fn read_small(path: &str, buf: &mut [u8]) -> Option<usize> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).ok()?;
+    let n = f.read(buf).ok()?;
+    if n < buf.len() {
+        return Some(n);
+    }
+    // Longer than the buffer (a command name cannot make it so; kept for
+    // safety): the whole file, read the ordinary way.
+    let mut rest = buf.to_vec();
+    f.read_to_end(&mut rest).ok()?;
+    let keep = rest.len().min(buf.len());
+    buf[..keep].copy_from_slice(&rest[..keep]);
+    Some(keep)
 }
 
 /// The open descriptors of a process other than 0, 1, 2 (for tests and for

@@ -2,10 +2,11 @@
 //! after every test so that `--resume` after a crash (an OOM kill, a SIGKILL
 //! of the runner, a self-protection stop) runs only what had not passed.
 //!
-//! The file is replaced atomically: write a temporary file in the same
-//! directory, fsync it, rename it over the old one, fsync the directory. A
-//! reader (the next attempt) therefore sees the previous checkpoint or the
-//! new one, never half of one, even if the host loses power in between.
+//! The file is replaced atomically: one `write` of a temporary file in the
+//! same directory, `fdatasync`, `rename` over the old one (see [`save`] for
+//! why no directory fsync follows each rename). A reader (the next attempt)
+//! therefore sees the previous checkpoint or the new one, never half of
+//! one, even if the host loses power in between.
 //!
 //! A checkpoint belongs to one run id, ref and tier; a different one is
 //! ignored with a message (a new ref means new code: nothing it passed
@@ -13,6 +14,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
@@ -87,14 +89,68 @@ pub fn load(path: &Path) -> Result<Option<Checkpoint>> {
     Ok(Some(cp))
 }
 
-/// Writes `cp` to `path` atomically (temporary file, fsync, rename, fsync of
-/// the directory); a failed write (a full disk) leaves the old checkpoint
-/// and no temporary file.
+/// Writes `cp` to `path` atomically: one `write` of a temporary file,
+/// `fdatasync`, `rename`; a failed write (a full disk) leaves the old
+/// checkpoint and no temporary file.
+///
+/// No fsync of the directory follows the rename, on purpose: it would be a
+/// second journal commit per test, for recency only. Atomicity does not
+/// depend on it: the new file's data is on disk before the rename is
+/// issued, so after a crash the name holds the old checkpoint or the new
+/// one, whole. Recency is ordered by the journal: the rename is metadata in
+/// the running transaction, and the journal commits transactions in order,
+/// so the next checkpoint's `fdatasync` (which must commit its own new
+/// inode) makes every earlier rename durable with it. What a crash can lose
+/// is the newest rename alone: a rerun of the tests that had just passed,
+/// which a SIGKILL of the runner costs anyway (see [`Writer`]). The last
+/// checkpoint of a suite has no successor of its own, but the reports the
+/// runner writes next into the same directory are fsynced
+/// (`rundir::write_atomic`), and that commit carries the rename; a
+/// directory fsync at the flush would only put a second commit on the path
+/// from a cancel to the teardown.
 pub fn save(path: &Path, cp: &Checkpoint) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     let mut text = serde_json::to_vec_pretty(cp).context("failed to encode the checkpoint")?;
     text.push(b'\n');
-    crate::rundir::write_atomic(path, &text)
+    let what = || format!("failed to write checkpoint {}", path.display());
+    let tmp = temp_path(path);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o644)
+        .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
+        .open(&tmp)
+        .with_context(|| format!("failed to create {}", tmp.display()))
+        .with_context(what)?;
+    let written = f
+        .write_all(&text)
+        .and_then(|()| f.sync_data())
+        .and_then(|()| {
+            drop(f);
+            std::fs::rename(&tmp, path)
+        });
+    if let Err(e) = written {
+        // Best effort: the caller already has the error that matters.
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e).with_context(what);
+    }
+    Ok(())
 }
+
+/// The temporary name [`save`] writes before the rename: in the same
+/// directory (a rename never crosses file systems), hidden, one per process.
+fn temp_path(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("checkpoint");
+    path.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
+}
+
+/// The least time between two checkpoint writes (see [`Writer`]).
+const WRITE_GAP: Duration = Duration::from_millis(50);
 
 enum Msg {
     Save(Checkpoint),
@@ -104,12 +160,14 @@ enum Msg {
 /// Writes checkpoints on a thread of its own, so that the fsyncs (a few
 /// milliseconds each on a loaded CI disk, many times the cost of starting a
 /// test) are off the path from one test to the next. Saves are written in
-/// order; when several queue up behind a slow disk only the newest is
-/// written (it holds everything the older ones did). [`Writer::flush`]
-/// returns once everything sent before it is on disk. Losing the runner
-/// (SIGKILL) in the few milliseconds before a write lands costs at most a
-/// rerun of the tests that had just passed; the file on disk is always one
-/// whole checkpoint.
+/// order; when several queue up, only the newest is written (it holds
+/// everything the older ones did), and writes are at least [`WRITE_GAP`]
+/// apart: a suite of quick tests would otherwise write (and allocate a new
+/// inode for) a checkpoint per test, slowing the disk for the tests' own
+/// output files. [`Writer::flush`] returns once everything sent before it
+/// is on disk. Losing the runner (SIGKILL) before a write lands costs at
+/// most a rerun of the tests that passed in the last [`WRITE_GAP`] and a
+/// write; the file on disk is always one whole checkpoint.
 pub(crate) struct Writer {
     tx: Option<mpsc::Sender<Msg>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -121,21 +179,40 @@ impl Writer {
         let thread = std::thread::Builder::new()
             .name("checkpoint".into())
             .spawn(move || {
+                let mut last_write: Option<Instant> = None;
                 while let Ok(first) = rx.recv() {
                     let mut newest = None;
                     let mut acks = Vec::new();
-                    let mut take = |m: Msg| match m {
-                        Msg::Save(cp) => newest = Some(cp),
+                    let take = |m: Msg, newest: &mut Option<Checkpoint>, acks: &mut Vec<_>| match m
+                    {
+                        Msg::Save(cp) => *newest = Some(cp),
                         Msg::Flush(ack) => acks.push(ack),
                     };
-                    take(first);
+                    take(first, &mut newest, &mut acks);
                     while let Ok(m) = rx.try_recv() {
-                        take(m);
+                        take(m, &mut newest, &mut acks);
+                    }
+                    // Batching: a save that comes within WRITE_GAP of the
+                    // last write waits out the gap and takes every save
+                    // sent meanwhile; a flush (or the end) ends the wait.
+                    if let Some(last) = last_write.filter(|_| acks.is_empty()) {
+                        let until = last + WRITE_GAP;
+                        while acks.is_empty() {
+                            let now = Instant::now();
+                            if now >= until {
+                                break;
+                            }
+                            match rx.recv_timeout(until - now) {
+                                Ok(m) => take(m, &mut newest, &mut acks),
+                                Err(_) => break,
+                            }
+                        }
                     }
                     if let Some(cp) = newest {
                         // Said once per file (a full disk fails every
                         // save after the first); the tests go on, only a
                         // later --resume loses.
+                        last_write = Some(Instant::now());
                         if let Err(e) = save(&path, &cp) {
                             crate::log::write_failed(
                                 &format!("the checkpoint {}", path.display()),
@@ -162,7 +239,8 @@ impl Writer {
         }
     }
 
-    /// Waits until every checkpoint queued so far is written.
+    /// Waits until every checkpoint queued so far is written (durable with
+    /// the next journal commit: see [`save`]).
     pub(crate) fn flush(&self) {
         if let Some(tx) = &self.tx {
             let (ack, done) = mpsc::channel();

@@ -1081,3 +1081,52 @@ fn fail_fast_waits_for_the_last_attempt() {
     assert!(f.file("b-ran").exists());
     assert_eq!(f.report_json()["stopped"], Value::Null);
 }
+
+/// The runner's threads while `pid` runs (from /proc, so a thread that has
+/// just ended is not counted).
+fn threads(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+#[test]
+fn output_of_parallel_tests_goes_through_one_pump_not_threads_per_test() {
+    // Four tests run at once, each printing a line on both streams and then
+    // holding until `go` exists. While all four hold, the runner's thread
+    // count is measured: the suite's threads (main, signal funnel,
+    // checkpoint writer, output pump) and nothing per test; reader threads
+    // per test would add two for each running test.
+    let f = Fixture::new();
+    for i in 0..4 {
+        f.test(
+            &format!("p{i}"),
+            "",
+            &format!(
+                "echo out-{i}; echo err-{i} >&2; touch \"$DIR/ready-{i}\"\n\
+                 while [ ! -e \"$DIR/go\" ]; do sleep 0.01; done; echo after-{i}"
+            ),
+        );
+    }
+    let runner = f.spawn(&["--parallel", "--max-workers", "4"]);
+    for i in 0..4 {
+        support::wait_for_file(&f.file(&format!("ready-{i}")));
+    }
+    let during = threads(runner.id());
+    std::fs::write(f.file("go"), "").unwrap();
+    let (rc, err) = stderr_of(runner);
+    assert_eq!(rc, 0, "{err}");
+    assert!(
+        during <= 4,
+        "{during} runner threads with four tests running: one output pump for the suite, none per test"
+    );
+    // Every stream still reaches its own file, whole, and the log.
+    for i in 0..4 {
+        let out = std::fs::read_to_string(f.report().join(format!("output/p{i}.stdout"))).unwrap();
+        let errs = std::fs::read_to_string(f.report().join(format!("output/p{i}.stderr"))).unwrap();
+        assert_eq!(out, format!("out-{i}\nafter-{i}\n"));
+        assert_eq!(errs, format!("err-{i}\n"));
+        assert!(err.contains(&format!("[p{i}] out-{i}")), "{err}");
+        assert!(err.contains(&format!("[p{i} stderr] err-{i}")), "{err}");
+    }
+}

@@ -21,9 +21,10 @@
 //! Only pids we identified are reaped (`waitpid(pid)`), never `waitpid(-1)`:
 //! that would steal the exit status and rusage of a test running beside it.
 //!
-//! Output: each test's stdout and stderr are pipes read by two threads that
-//! write the bytes to `output/<name>.stdout|.stderr` in the report
-//! directory and log each line with the test's name as prefix.
+//! Output: each test's stdout and stderr are pipes read by the suite's one
+//! output pump thread, which writes the bytes to
+//! `output/<name>.stdout|.stderr` in the report directory and logs each
+//! line with the test's name as prefix.
 //!
 //! Retries: a test whose attempt failed (failed, timed out, could not
 //! start) while the suite is not stopping, and that has reruns left (its
@@ -43,7 +44,7 @@ mod unit;
 
 use leftovers::suite_token;
 pub(crate) use leftovers::{SUITE_MARK, TEST_NAME};
-use output::{create_output, output_files, spawn_reader, tail, READER_BOUND};
+use output::{output_files, tail, Pump, READER_BOUND};
 use unit::{Ending, HardLimits, Running, Stop, UnitState};
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -94,6 +95,8 @@ struct Runner<'a> {
     sampler: Option<Sampler>,
     next_sample: Instant,
     hard: HardLimits,
+    /// Copies every test's output (one thread for the suite).
+    output: Pump,
     max_running: usize,
     unattributed: Vec<i32>,
     /// Tests whose failed attempt is to be run again, in the order they
@@ -154,6 +157,7 @@ pub(crate) fn run(suite: &Suite, plan: Plan, cancel: Option<&Latch>) -> Result<S
         sampler,
         next_sample: Instant::now(),
         hard: HardLimits::read(),
+        output: Pump::start()?,
         max_running: 0,
         unattributed: Vec::new(),
         retry: VecDeque::new(),
@@ -410,8 +414,6 @@ impl Runner<'_> {
         let limits = self
             .hard
             .for_test(t.meta.memory.or(suite.options.test_memory), suite);
-        let stdout_file = create_output(&self.out_dir, &format!("{}.stdout", t.name))?;
-        let stderr_file = create_output(&self.out_dir, &format!("{}.stderr", t.name))?;
         let (out_r, out_w) =
             nix::unistd::pipe2(OFlag::O_CLOEXEC).context("failed to create a pipe")?;
         let (err_r, err_w) =
@@ -443,8 +445,22 @@ impl Runner<'_> {
         let child = spawned?;
         let started = Instant::now();
         let (tx, rx) = mpsc::channel();
-        spawn_reader(out_r, stdout_file, format!("[{}] ", t.name), tx.clone())?;
-        spawn_reader(err_r, stderr_file, format!("[{} stderr] ", t.name), tx)?;
+        let out = &self.out_dir;
+        let pump = &self.output;
+        pump.watch(
+            out_r,
+            out,
+            format!("{}.stdout", t.name),
+            format!("[{}] ", t.name),
+            tx.clone(),
+        )?;
+        pump.watch(
+            err_r,
+            out,
+            format!("{}.stderr", t.name),
+            format!("[{} stderr] ", t.name),
+            tx,
+        )?;
         if suite.options.verbose {
             say!(
                 "{}: started, pid {}, timeout {}, {}",
