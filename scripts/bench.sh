@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Benchmarks of SPEC section 8. Usage: scripts/bench.sh [all|exec|lock|tree|cancel|janitor|testrun|swarm|swarmlock]
+# Benchmarks of SPEC section 8. Usage: scripts/bench.sh [all|exec|lock|tree|cancel|janitor|testrun|views|swarm|swarmlock]
 # Each figure is one line,
 #   name: value (ratio ...)
 # measured side by side with its baseline in the same run. Each area is a
@@ -279,6 +279,9 @@ main() {
 	case "$only" in all | cancel) bench_cancel ;; esac
 	case "$only" in all | janitor) bench_janitor ;; esac
 	case "$only" in all | testrun) bash scripts/bench-testrun.sh ;; esac
+	# The operator's views over 10,000 records (CCCI_BENCH_BEFORE: an
+	# older binary beside this build).
+	case "$only" in all | views) bash scripts/bench-views.sh 10000 ${CCCI_BENCH_BEFORE:+"$CCCI_BENCH_BEFORE"} "$BIN" ;; esac
 	# On a real swarm only (SPEC section 10).
 	case "$only" in
 	all | swarm)
