@@ -109,26 +109,8 @@ ccci_round() {
 	}
 }
 
-shell_round() {
-	local d=$1 stack=${1//./_} tag=$2
-	export ABRA_DIR="$work/sh-abra-$tag" CCCI_FAKE_STATE="$work/sh-fake-$tag"
-	mkdir -p "$ABRA_DIR/recipes" "$CCCI_FAKE_STATE"
-	ln -s "$abra_home/servers" "$ABRA_DIR/servers"
-	git clone -q "$abra_home/recipes/example" "$ABRA_DIR/recipes/example"
-	git -C "$ABRA_DIR/recipes/example" fetch -q "$work/recipe/upstream.git" refs/pull/1/head
-	git -C "$ABRA_DIR/recipes/example" checkout -q --detach FETCH_HEAD
-	abra app new example -s default -D "$d" -S -C -n >/dev/null
-	abra app deploy "$d" -C -D -c -n >/dev/null
-	until [ "$(docker service ls --filter "label=com.docker.stack.namespace=$stack" --format '{{.Replicas}}')" = 1/1 ]; do sleep 1; done
-	for t in "$work/recipe/abra-home/recipes/example/tests"/*.sh; do
-		[ -x "$t" ] || continue
-		CCCI_APP_DOMAIN=$d CCCI_STACK=$stack CCCI_TIER=install CCCI_SERVER=default "$t" >/dev/null 2>&1 || true
-	done
-	abra app undeploy "$d" -n >/dev/null
-	while [ -n "$(docker ps -aq --filter "label=com.docker.stack.namespace=$stack")" ]; do sleep 1; done
-	abra app rm "$d" -f -n >/dev/null
-	unset ABRA_DIR
-}
+# shellcheck source=scripts/bench-shell-baseline.sh
+. scripts/bench-shell-baseline.sh
 
 mkdir -p "$work/none"
 : >"$work/rounds"
@@ -144,7 +126,7 @@ for ((i = 0; i < rounds; i++)); do
 	done
 	d="${prefix}s$i.ci.localhost"
 	t0=$(now_ms)
-	shell_round "$d" "$i"
+	shell_run "$d" "$i"
 	echo "shell $i ${d//./_} $(($(now_ms) - t0))" >>"$work/rounds"
 done
 sleep 0.5

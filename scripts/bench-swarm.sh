@@ -31,25 +31,8 @@ now_ms() { local t=$EPOCHREALTIME; echo $((${t/./} / 1000)); }
 median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
 # The baseline: what a shell step with abra's habits does for a quick run.
-shell_run() {
-	local d=$1 stack=${1//./_}
-	export ABRA_DIR="$work/sh-abra-$2" CCCI_FAKE_STATE="$work/sh-fake-$2"
-	mkdir -p "$ABRA_DIR/recipes" "$CCCI_FAKE_STATE"
-	ln -s "$abra_home/servers" "$ABRA_DIR/servers"
-	git clone -q "$abra_home/recipes/example" "$ABRA_DIR/recipes/example"
-	git -C "$ABRA_DIR/recipes/example" fetch -q "$work/recipe/upstream.git" refs/pull/1/head
-	git -C "$ABRA_DIR/recipes/example" checkout -q --detach FETCH_HEAD
-	abra app new example -s default -D "$d" -S -C -n >/dev/null
-	abra app deploy "$d" -C -D -c -n >/dev/null
-	until [ "$(docker service ls --filter "label=com.docker.stack.namespace=$stack" --format '{{.Replicas}}')" = 1/1 ]; do sleep 1; done
-	for t in "$work/recipe/abra-home/recipes/example/tests"/*.sh; do
-		[ -x "$t" ] || continue
-		CCCI_APP_DOMAIN=$d CCCI_STACK=$stack CCCI_TIER=install CCCI_SERVER=default "$t" >/dev/null 2>&1 || true
-	done
-	abra app undeploy "$d" -n >/dev/null
-	while [ -n "$(docker ps -aq --filter "label=com.docker.stack.namespace=$stack")" ]; do sleep 1; done
-	abra app rm "$d" -f -n >/dev/null
-}
+# shellcheck source=scripts/bench-shell-baseline.sh
+. scripts/bench-shell-baseline.sh
 
 ccci_run() {
 	local d=$1

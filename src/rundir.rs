@@ -109,16 +109,39 @@ pub(crate) fn remove_inside(state_dir: &Path, path: &Path) -> Result<()> {
     .with_context(|| format!("failed to remove {}", resolved.display()))
 }
 
-/// Writes `bytes` to `path` atomically: a temporary file in the same
-/// directory, fsync, rename, fsync of the directory. Readers see the old or
-/// the new content, never a torn one. Every atomic file of cc-ci-run (run
-/// records, checkpoints, reports, the env file rewrite) goes through here.
+/// How durable a replacement by [`replace`] is once it returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// The new file's data is on disk (fdatasync) before the rename: after
+    /// a crash the name holds the old content or the new, whole, and the
+    /// rename itself is durable with the file system's next journal commit
+    /// (see `testrun::checkpoint::save` for when that is enough).
+    Data,
+    /// Also the directory fsynced after the rename: the new content
+    /// survives a crash.
+    Full,
+}
+
+/// Writes `bytes` to `path` atomically and durably: a temporary file in
+/// the same directory, fsync, rename, fsync of the directory (see
+/// [`replace`]).
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    replace(path, bytes, Durability::Full)
+}
+
+/// Replaces `path` by `bytes` atomically: one write of a temporary file in
+/// the same directory, then fsync ([`Durability::Full`]: of the whole file
+/// and, after the rename, of the directory; [`Durability::Data`]: of its
+/// data alone), then rename. Readers see the old or the new content, never
+/// a torn one. Every atomic file of cc-ci-run (run records, checkpoints,
+/// reports, the env file rewrite, metrics, the timeline page) goes through
+/// here.
 ///
 /// When any step fails (a full disk fails the write or the fsync) the
 /// temporary file is removed: nothing reads it, and on a full disk it holds
 /// some of the very space that is missing (SPEC section 1: no temporary
 /// files left behind). The error names the target, not the temporary file.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+pub fn replace(path: &Path, bytes: &[u8], durability: Durability) -> Result<()> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -143,19 +166,25 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         renamed: false,
     };
     f.write_all(bytes).with_context(what)?;
-    f.sync_all().with_context(what)?;
+    match durability {
+        Durability::Data => f.sync_data(),
+        Durability::Full => f.sync_all(),
+    }
+    .with_context(what)?;
     drop(f);
     pending.rename_to(path).with_context(what)?;
     // The rename is durable once the directory entry is. Best effort: the
     // new content is in place either way, and a failure here says nothing
     // a reader could act on.
-    if let Ok(d) = fs::File::open(dir) {
-        let _ = d.sync_all();
+    if durability == Durability::Full {
+        if let Ok(d) = fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
     }
     Ok(())
 }
 
-/// A temporary file of [`write_atomic`] that is removed when dropped unless
+/// A temporary file of [`replace`] that is removed when dropped unless
 /// it was renamed into place: every early return (and a panic) cleans up.
 struct PendingTemp {
     path: PathBuf,

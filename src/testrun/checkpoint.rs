@@ -109,44 +109,9 @@ pub fn load(path: &Path) -> Result<Option<Checkpoint>> {
 /// directory fsync at the flush would only put a second commit on the path
 /// from a cancel to the teardown.
 pub fn save(path: &Path, cp: &Checkpoint) -> Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
     let mut text = serde_json::to_vec_pretty(cp).context("failed to encode the checkpoint")?;
     text.push(b'\n');
-    let what = || format!("failed to write checkpoint {}", path.display());
-    let tmp = temp_path(path);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o644)
-        .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
-        .open(&tmp)
-        .with_context(|| format!("failed to create {}", tmp.display()))
-        .with_context(what)?;
-    let written = f
-        .write_all(&text)
-        .and_then(|()| f.sync_data())
-        .and_then(|()| {
-            drop(f);
-            std::fs::rename(&tmp, path)
-        });
-    if let Err(e) = written {
-        // Best effort: the caller already has the error that matters.
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e).with_context(what);
-    }
-    Ok(())
-}
-
-/// The temporary name [`save`] writes before the rename: in the same
-/// directory (a rename never crosses file systems), hidden, one per process.
-fn temp_path(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("checkpoint");
-    path.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
+    crate::rundir::replace(path, &text, crate::rundir::Durability::Data)
 }
 
 /// The least time between two checkpoint writes (see [`Writer`]).
