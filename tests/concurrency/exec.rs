@@ -565,6 +565,7 @@ fn the_wrapper_waits_on_one_thread_and_the_command_starts_unblocked() {
         // shell then only runs builtins, and ends at the second TERM.
         r#"sleep 1000 &
 trap 'echo TERM >> terms; [ "$(wc -l < terms)" -ge 2 ] && exit 0' TERM
+echo $$ > child.pid
 echo $PPID > wrapper.pid
 while :; do wait; done
 "#,
@@ -573,6 +574,9 @@ while :; do wait; done
     let mut wrapper = spawn(exec_in(d, &["--grace", "30s", "--", "sh", "child.sh"]));
     let pid = guard.add(wrapper.id() as i32);
     assert_eq!(support::read_pid(&d.join("wrapper.pid")), pid);
+    // The command leads its own session, out of the wrapper's group: a
+    // failing assertion must end it too (it outlives one TERM by design).
+    guard.add(support::read_pid(&d.join("child.pid")));
     let tasks = std::fs::read_dir(format!("/proc/{pid}/task"))
         .expect("read the wrapper's tasks")
         .count();
