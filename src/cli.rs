@@ -429,15 +429,19 @@ pub struct BenchLockArgs {
     pub name: Option<String>,
 }
 
-/// `--retries`: a whole number up to [`crate::testrun::MAX_RETRIES`].
+/// The most reruns a test may ask for (`--retries` or its header's
+/// `retries`): a test that fails a hundred times is broken, not flaky, and
+/// a typo (`1000`) would otherwise hold a CI slot for hours.
+pub const MAX_RETRIES: u32 = 100;
+
+/// `--retries`: a whole number up to [`MAX_RETRIES`].
 fn parse_retries(text: &str) -> Result<u32, String> {
     let n: u32 = text
         .parse()
         .map_err(|_| format!("`{text}` is not a whole number from 0"))?;
-    if n > crate::testrun::MAX_RETRIES {
+    if n > MAX_RETRIES {
         return Err(format!(
-            "{n} is more than {} (a test that fails that often is broken, not flaky)",
-            crate::testrun::MAX_RETRIES
+            "{n} is more than {MAX_RETRIES} (a test that fails that often is broken, not flaky)"
         ));
     }
     Ok(n)

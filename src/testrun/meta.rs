@@ -33,10 +33,9 @@ pub(crate) const KEYS: [&str; 8] = [
     "retries",
 ];
 
-/// The most reruns a test may ask for (header or `--retries`): a test
-/// that fails a hundred times is broken, not flaky, and a typo (`1000`)
-/// would otherwise hold a CI slot for hours.
-pub const MAX_RETRIES: u32 = 100;
+/// The most reruns a test may ask for (header or `--retries`; the rule
+/// lives with the option, which the runner's modules build on).
+pub use crate::cli::MAX_RETRIES;
 
 /// How wide a test reaches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]

@@ -33,7 +33,6 @@ use anyhow::{Context, Result};
 use crate::cli::TestOptions;
 use crate::exit::Failure;
 use crate::sys::latch::Latch;
-pub use meta::MAX_RETRIES;
 use meta::{Level, Meta, Tier};
 use select::{Filter, Item, LeftOut, Scheduler};
 
