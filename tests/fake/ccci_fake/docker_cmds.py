@@ -587,24 +587,32 @@ INSPECT_SPEC = {"--format": ("format", True), "-f": ("format", True)}
 def cmd_container_inspect(argv):
     opts, args = parse_flags(argv, dict(INSPECT_SPEC, **{
         "-s": ("size", False), "--size": ("size", False)}))
+    return inspect_each(
+        "container", opts, args, resolve_container, container_object,
+        "Error response from daemon: No such container: %s\n")
+
+
+def inspect_each(kind, opts, args, resolve, to_object, missing_msg):
+    """`docker KIND inspect`: each argument resolved and printed (JSON, or
+    `--format` per object); a missing one is `missing_msg` on stderr and
+    exit 1, after the found ones are printed, as the real CLI does."""
     if not args:
-        raise Fail('"docker container inspect" requires at least 1 argument.')
+        raise Fail('"docker %s inspect" requires at least 1 argument.' % kind)
     now = time.time()
     found, missing = [], []
     for want in args:
-        hit = resolve_container(want, now)
+        hit = resolve(want, now)
         if hit is None:
             missing.append(want)
         else:
-            found.append(container_object(hit))
+            found.append(to_object(hit))
     fmt = one_format(opts, None)
     if fmt is None:
         print(json.dumps(found, indent=4))
     else:
         emit(found, fmt)
     for m in missing:
-        sys.stderr.write("Error response from daemon: No such container: "
-                         "%s\n" % m)
+        sys.stderr.write(missing_msg % m)
     return 1 if missing else 0
 
 
@@ -634,25 +642,9 @@ def network_object(n):
 def cmd_network_inspect(argv):
     opts, args = parse_flags(argv, dict(INSPECT_SPEC, **{
         "-v": ("verbose", False), "--verbose": ("verbose", False)}))
-    if not args:
-        raise Fail('"docker network inspect" requires at least 1 argument.')
-    now = time.time()
-    found, missing = [], []
-    for want in args:
-        hit = resolve_network(want, now)
-        if hit is None:
-            missing.append(want)
-        else:
-            found.append(network_object(hit))
-    fmt = one_format(opts, None)
-    if fmt is None:
-        print(json.dumps(found, indent=4))
-    else:
-        emit(found, fmt)
-    for m in missing:
-        sys.stderr.write("Error response from daemon: network %s not found\n"
-                         % m)
-    return 1 if missing else 0
+    return inspect_each(
+        "network", opts, args, resolve_network, network_object,
+        "Error response from daemon: network %s not found\n")
 
 
 def cmd_network_rm(argv):
