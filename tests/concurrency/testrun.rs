@@ -782,8 +782,13 @@ fn cpu_limit_ends_a_busy_test_with_sigxcpu() {
     assert_eq!(result(&r, "spin"), "failed");
     assert_eq!(r["spin"]["status"], "killed by SIGXCPU");
     let cpu = r["spin"]["cpu_ms"].as_u64().unwrap();
+    // The kernel sends SIGXCPU on its own clock (the scheduler's exact
+    // runtime, checked at a tick); wait4's utime+stime is sampled and
+    // scaled, and on a loaded or virtualised host it has come out below
+    // 900 ms for a 1 s limit. What matters here is that the CPU was spent
+    // and accounted, not the last tenth of it (an idle test reads ~0).
     assert!(
-        cpu >= 900,
+        cpu >= 500,
         "SIGXCPU after {cpu} ms of CPU by wait4's account"
     );
     assert_eq!(result(&r, "idle"), "passed");

@@ -106,6 +106,43 @@ wait_for() { # wait_for SECONDS COMMAND...: until the command succeeds
     sleep 0.05
   done
 }
+# abra app undeploy DOMAIN, which is `docker stack rm`: the real engine can
+# fail it half-way, the services gone and a network still "in use by task"
+# left for good (moby/moby#31068; SPEC 4 step 10). That failure is the
+# engine's, not the stand-in's: it counts as done, and network_left says so
+# until remove_stack_networks has taken what it left. Any other failure is
+# returned, its words on stderr.
+network_left=
+undeploy_engine() {
+  local err
+  err="$(abra app undeploy "$1" -n 2>&1 >/dev/null)" && return 0
+  case "$err" in
+  *"in use by task"*)
+    network_left=1
+    echo "      (the engine left a network in use: moby/moby#31068)"
+    return 0
+    ;;
+  esac
+  echo "$err" >&2
+  return 1
+}
+# The networks of stack $1 that `docker stack rm` left (only those carrying
+# its namespace label), once none of its containers remains; bounded retry
+# on "in use", as cc-ci-run's teardown (SPEC 4, step 10).
+remove_stack_networks() {
+  local st="$1" n
+  for _ in $(seq 1 100); do
+    [ -z "$(docker ps -aq --filter "label=com.docker.stack.namespace=$st")" ] || {
+      sleep 0.2
+      continue
+    }
+    n="$(docker network ls -q --filter "label=com.docker.stack.namespace=$st")"
+    [ -z "$n" ] && return 0
+    # shellcheck disable=SC2086 # one id a word
+    docker network rm $n >/dev/null 2>&1 || sleep 0.2
+  done
+  return 1
+}
 now_ms() { date +%s%3N; }
 timings=()
 timing() { timings+=("$(printf '%-44s %6d ms' "$1" "$2")"); }
@@ -395,7 +432,7 @@ echo "== undeploy: volume is in use, then rm"
 expect_rc 1 "rm while deployed" abra app rm "$d" -n
 has "still deployed" "$tmp/err" && [ -e "$env_file" ] && pass "says still deployed, keeps the app" || fail "still deployed"
 t0=$(now_ms)
-expect_rc 0 "undeploy" abra app undeploy "$d" -n
+expect_rc 0 "undeploy" undeploy_engine "$d"
 t1=$(now_ms)
 timing "abra app undeploy (returns)" $((t1 - t0))
 [ "$(count docker service ls -q --filter "$(ns "$s")")" = 0 ] && pass "services gone at once" || fail "services left"
@@ -413,7 +450,12 @@ if wait_for 90 containers_gone "$s"; then
   timing "stack rm → containers gone" $(($(now_ms) - t0))
   pass "containers gone"
 else fail "containers never went"; fi
-wait_for 30 sh -c "[ -z \"\$(docker network ls -q --filter $(ns "$s"))\" ]" && pass "network gone" || fail "network left"
+if wait_for 30 sh -c "[ -z \"\$(docker network ls -q --filter $(ns "$s"))\" ]"; then
+  pass "network gone"
+elif [ -n "$network_left" ] && remove_stack_networks "$s"; then
+  pass "network gone (removed what stack rm left)"
+else fail "network left"; fi
+network_left=
 expect_rc 0 "rm" abra app rm "$d" -n
 [ ! -e "$env_file" ] && [ -z "$(docker volume ls -q --filter "$(ns "$s")")" ] &&
   [ -z "$(docker secret ls -q --filter "name=${s}_")" ] && [ ! -e "$claims/$port" ] &&
@@ -429,8 +471,9 @@ cport="$(port_of "$c")"
 expect_rc 0 "deploy with CCCI_FAKE_ABRA_CRASHLOOP" env CCCI_FAKE_ABRA_CRASHLOOP="$c" abra app deploy "$c" -n
 sleep 3
 [ "$(replicas "$cs")" = 0/1 ] && pass "never a running replica (3 s)" || fail "crash loop replicas $(replicas "$cs")"
-expect_rc 0 "undeploy the crash loop" abra app undeploy "$c" -n
+expect_rc 0 "undeploy the crash loop" undeploy_engine "$c"
 wait_for 90 containers_gone "$cs" && pass "its containers went" || fail "crash loop containers left"
+remove_stack_networks "$cs" && pass "its network went" || fail "crash loop network left"
 expect_rc 0 "rm" abra app rm "$c" -n
 expect_rc 0 "app new of the same domain" abra app new example -s default -D "$c" -S -n
 [ "$(port_of "$c")" = "$cport" ] && pass "same domain, same port ($cport)" || fail "port $(port_of "$c") != $cport"
@@ -449,9 +492,11 @@ worker() { # one run: own ABRA_DIR like cc-ci-run's run tree, shared servers
   abra app deploy "$dom" "$v+1.0" -n >/dev/null || return 3
   wait_for 90 serves "$p" "$v" || return 4
   echo "$p" >"$tmp/runs/$i.port"
-  abra app undeploy "$dom" -n >/dev/null || return 5
+  undeploy_engine "$dom" || return 5
   for _ in $(seq 1 300); do # rm fails while the containers remain
-    abra app rm "$dom" -n >/dev/null 2>&1 && return 0
+    if abra app rm "$dom" -n >/dev/null 2>&1; then
+      remove_stack_networks "${dom//./_}" && return 0
+    fi
     sleep 0.3
   done
   return 6
