@@ -22,6 +22,9 @@ const DOMAIN: &str = "example-pr1.ci.localhost";
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Phase {
     Fetch,
+    /// The prepare phase's image pull (a registry that hangs or refuses),
+    /// before the app lock is asked for.
+    Pull,
     LockWait,
     InstallDeploy,
     Converge,
@@ -68,6 +71,7 @@ fn pause_env(phase: Phase, stop: Stop) -> Vec<(&'static str, String)> {
             };
             vec![(key, "fetch".into())]
         }
+        Phase::Pull => hang_or_fail("pull"),
         Phase::LockWait => vec![],
         Phase::InstallDeploy => hang_or_fail("deploy"),
         Phase::Converge => vec![("CCCI_FAKE_ABRA_CRASHLOOP", DOMAIN.into())],
@@ -101,6 +105,7 @@ fn expected(phase: Phase, stop: Stop) -> Option<i32> {
 fn failed_phase(phase: Phase) -> &'static str {
     match phase {
         Phase::Fetch => "fetch",
+        Phase::Pull => "prepare",
         Phase::LockWait => "lock",
         Phase::InstallDeploy => "install",
         Phase::Converge => "install-converge",
@@ -194,6 +199,9 @@ fn wait_paused(f: &Fixture, phase: Phase, run_id: &str) {
     match phase {
         Phase::Fetch => {
             f.wait_hang("git-fetch");
+        }
+        Phase::Pull => {
+            f.wait_hang("pull");
         }
         Phase::LockWait => wait_until("run waiting for the app lock", || phase_is("lock")),
         Phase::InstallDeploy => {
@@ -345,6 +353,21 @@ fn run_cell(cell: &Cell) -> Result<String, String> {
             text.len()
         ));
     }
+    if matches!(cell.phase, Phase::Fetch | Phase::Pull) {
+        // Stopped before the app lock (SPEC 3): nothing was asked of the
+        // server, not even a pre-clean.
+        let mutating: Vec<String> = f
+            .calls()
+            .iter()
+            .filter(|c| c["prog"] == "abra" && c["result"] == "start")
+            .map(|c| c["step"].as_str().unwrap_or("?").to_string())
+            .collect();
+        if !mutating.is_empty() {
+            problems.push(format!(
+                "abra changed the server before the lock: {mutating:?}"
+            ));
+        }
+    }
     if !f.lock_free("apps", DOMAIN) {
         problems.push("app lock held".into());
     }
@@ -386,6 +409,7 @@ fn run_cell(cell: &Cell) -> Result<String, String> {
 fn fault_matrix() {
     let phases = [
         Phase::Fetch,
+        Phase::Pull,
         Phase::LockWait,
         Phase::InstallDeploy,
         Phase::Converge,
