@@ -10,7 +10,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let (digits, unit) = split_number(t);
     if digits.is_empty() || digits.len() > 12 {
         return Err(format!(
-            "`{text}` is not a duration: write whole numbers with ms, s, m or h (e.g. 500ms, 10s, 5m, 1h) or plain seconds"
+            "`{text}` is not a duration: write whole numbers with ms, s, m, h or d (e.g. 500ms, 10s, 5m, 1h, 7d) or plain seconds"
         ));
     }
     let n: u64 = digits
@@ -21,9 +21,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "" | "s" => Duration::from_secs(n),
         "m" => Duration::from_secs(n * 60),
         "h" => Duration::from_secs(n * 3600),
+        // Days, for the look-back of `history --since` and `timeline`.
+        "d" => Duration::from_secs(n * 86_400),
         _ => {
             return Err(format!(
-                "`{text}` is not a duration: unit `{unit}` is not one of ms, s, m, h"
+                "`{text}` is not a duration: unit `{unit}` is not one of ms, s, m, h, d"
             ))
         }
     };

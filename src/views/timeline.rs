@@ -28,59 +28,29 @@ pub const DEFAULT_SINCE: Duration = Duration::from_secs(24 * 3600);
 /// The variable that names the page a run refreshes when it finishes.
 pub const FILE_VAR: &str = "CCCI_TIMELINE_FILE";
 
-/// The local time zone the axis is written in: its name and its offset
-/// from UTC at the time the page is drawn (one offset for the whole page;
-/// a page spanning a daylight-saving change is off by that hour on one side).
+/// The local time zone the axis is written in: the offset from UTC, and
+/// its name, in force at each instant of the window. A window that spans a
+/// daylight-saving change has a span on each side of it, so every tick and
+/// every start time is written in the offset of its own moment.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Zone {
-    pub name: String,
-    pub offset_secs: i32,
+    /// From when (Unix seconds) each offset holds, in time order; the
+    /// first holds from the beginning of time.
+    spans: Vec<(i64, Offset)>,
 }
 
-impl Zone {
-    pub fn utc() -> Zone {
-        Zone {
-            name: "UTC".into(),
-            offset_secs: 0,
-        }
-    }
+/// One offset of a zone: `CET`, +3600 s.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Offset {
+    name: String,
+    secs: i32,
+}
 
-    /// The process's local zone (TZ, else /etc/localtime) at `at`, from the
-    /// C library's `localtime_r`: chrono is built without its clock and
-    /// time zone database here, and libc already reads the system's.
-    pub fn local(at: SystemTime) -> Zone {
-        let secs = at
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs() as libc::time_t;
-        // SAFETY: an all-zero `tm` is a valid value (integers and a null
-        // pointer); localtime_r writes into it and returns null on failure.
-        let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-        // SAFETY: both pointers are valid for the call; localtime_r is the
-        // thread-safe variant.
-        let ok = unsafe { !libc::localtime_r(&secs, &mut tm).is_null() };
-        if !ok {
-            return Zone::utc();
-        }
-        let name = if tm.tm_zone.is_null() {
-            String::new()
-        } else {
-            // SAFETY: tm_zone points at a NUL-terminated string owned by the
-            // C library that lives as long as the zone data (the process).
-            unsafe { std::ffi::CStr::from_ptr(tm.tm_zone) }
-                .to_string_lossy()
-                .into_owned()
-        };
-        Zone {
-            name,
-            offset_secs: tm.tm_gmtoff as i32,
-        }
-    }
-
+impl Offset {
     /// `CET (UTC+01:00)`.
-    pub fn label(&self) -> String {
-        let sign = if self.offset_secs < 0 { '-' } else { '+' };
-        let a = self.offset_secs.unsigned_abs();
+    fn label(&self) -> String {
+        let sign = if self.secs < 0 { '-' } else { '+' };
+        let a = self.secs.unsigned_abs();
         let off = format!("UTC{sign}{:02}:{:02}", a / 3600, (a / 60) % 60);
         if self.name.is_empty() || self.name == off {
             off
@@ -88,19 +58,171 @@ impl Zone {
             format!("{} ({off})", self.name)
         }
     }
+}
 
-    fn format(&self, t: SystemTime, pattern: &str) -> String {
-        let secs = t
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0);
-        let off = chrono::FixedOffset::east_opt(self.offset_secs)
-            .or_else(|| chrono::FixedOffset::east_opt(0));
-        match (chrono::DateTime::from_timestamp(secs, 0), off) {
-            (Some(dt), Some(off)) => dt.with_timezone(&off).format(pattern).to_string(),
-            _ => String::from("?"),
+/// How far apart `Zone::local` looks for a change of offset. No zone
+/// changes its offset twice within this; each change found is then located
+/// to the second.
+const ZONE_PROBE: i64 = 15 * 60;
+
+impl Zone {
+    pub fn utc() -> Zone {
+        Zone::fixed("UTC", 0)
+    }
+
+    /// One offset for all time.
+    pub fn fixed(name: &str, offset_secs: i32) -> Zone {
+        Zone {
+            spans: vec![(
+                i64::MIN,
+                Offset {
+                    name: name.into(),
+                    secs: offset_secs,
+                },
+            )],
         }
     }
+
+    /// This zone until `at`, then `name` at `offset_secs` (a daylight-saving
+    /// change). Changes are added in time order.
+    pub fn then(mut self, at: SystemTime, name: &str, offset_secs: i32) -> Zone {
+        self.spans.push((
+            unix_secs(at),
+            Offset {
+                name: name.into(),
+                secs: offset_secs,
+            },
+        ));
+        self
+    }
+
+    /// The process's local zone (TZ, else /etc/localtime) from `from` to
+    /// `to`, from the C library's `localtime_r`: chrono is built without
+    /// its clock and time zone database here, and libc already reads the
+    /// system's. Looked at every [`ZONE_PROBE`]; each change of offset or
+    /// name is then found to the second by bisection.
+    pub fn local(from: SystemTime, to: SystemTime) -> Zone {
+        let (from, to) = (unix_secs(from), unix_secs(to));
+        let Some(first) = local_offset(from) else {
+            return Zone::utc();
+        };
+        let mut zone = Zone {
+            spans: vec![(i64::MIN, first)],
+        };
+        let mut t = from;
+        while t < to {
+            let next = (t + ZONE_PROBE).min(to);
+            let here = &zone.spans[zone.spans.len() - 1].1;
+            match local_offset(next) {
+                Some(o) if o != *here => {
+                    // The change lies in (t, next]: the first second that
+                    // reads the new offset.
+                    let (mut lo, mut hi) = (t, next);
+                    while hi - lo > 1 {
+                        let mid = lo + (hi - lo) / 2;
+                        if local_offset(mid).as_ref() == Some(here) {
+                            lo = mid;
+                        } else {
+                            hi = mid;
+                        }
+                    }
+                    zone.spans.push((hi, o));
+                }
+                _ => {}
+            }
+            t = next;
+        }
+        zone
+    }
+
+    /// The offset in force at `t` (Unix seconds).
+    fn at(&self, t: i64) -> &Offset {
+        let i = self.spans.partition_point(|(from, _)| *from <= t);
+        &self.spans[i.saturating_sub(1)].1
+    }
+
+    /// The stretches of `[a, b)` with one offset each: (start, end, offset
+    /// seconds).
+    fn segments(&self, a: i64, b: i64) -> Vec<(i64, i64, i64)> {
+        let mut out = Vec::new();
+        let mut start = a;
+        let mut off = self.at(a).secs;
+        for (from, o) in self.spans.iter().filter(|(from, _)| *from > a && *from < b) {
+            out.push((start, *from, i64::from(off)));
+            start = *from;
+            off = o.secs;
+        }
+        out.push((start, b, i64::from(off)));
+        out
+    }
+
+    /// `CET (UTC+01:00)`, or, when the offset changes between `a` and `b`,
+    /// each offset with the local time it starts at:
+    /// `CEST (UTC+02:00), CET (UTC+01:00) from 10-25 02:00`.
+    pub fn label_between(&self, a: SystemTime, b: SystemTime) -> String {
+        let (a, b) = (unix_secs(a), unix_secs(b));
+        let mut text = self.at(a).label();
+        for (from, o) in self
+            .spans
+            .iter()
+            .filter(|(from, _)| *from > a && *from <= b)
+        {
+            let _ = write!(
+                text,
+                ", {} from {}",
+                o.label(),
+                format_at(*from, o.secs, "%m-%d %H:%M")
+            );
+        }
+        text
+    }
+
+    /// `t` in the offset of its own moment.
+    fn format(&self, t: SystemTime, pattern: &str) -> String {
+        let secs = unix_secs(t);
+        format_at(secs, self.at(secs).secs, pattern)
+    }
+}
+
+fn unix_secs(t: SystemTime) -> i64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn format_at(secs: i64, offset_secs: i32, pattern: &str) -> String {
+    let off =
+        chrono::FixedOffset::east_opt(offset_secs).or_else(|| chrono::FixedOffset::east_opt(0));
+    match (chrono::DateTime::from_timestamp(secs, 0), off) {
+        (Some(dt), Some(off)) => dt.with_timezone(&off).format(pattern).to_string(),
+        _ => String::from("?"),
+    }
+}
+
+/// The local offset and its name at `secs`, from `localtime_r`.
+fn local_offset(secs: i64) -> Option<Offset> {
+    let secs = secs as libc::time_t;
+    // SAFETY: an all-zero `tm` is a valid value (integers and a null
+    // pointer); localtime_r writes into it and returns null on failure.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    // SAFETY: both pointers are valid for the call; localtime_r is the
+    // thread-safe variant.
+    if unsafe { libc::localtime_r(&secs, &mut tm).is_null() } {
+        return None;
+    }
+    let name = if tm.tm_zone.is_null() {
+        String::new()
+    } else {
+        // SAFETY: tm_zone points at a NUL-terminated string owned by the
+        // C library that lives as long as the zone data (the process).
+        unsafe { std::ffi::CStr::from_ptr(tm.tm_zone) }
+            .to_string_lossy()
+            .into_owned()
+    };
+    Some(Offset {
+        name,
+        secs: tm.tm_gmtoff as i32,
+    })
 }
 
 /// The verdicts in legend order, with their colour (Okabe & Ito's palette;
@@ -357,16 +479,23 @@ pub fn render(records: &[RunRecord], now: SystemTime, zone: &Zone, since: Durati
     let step = tick_step(t1.duration_since(t0).unwrap_or_default());
     let show_date =
         step >= Duration::from_secs(86_400) || zone.format(t0, "%F") != zone.format(t1, "%F");
-    // First tick: the first multiple of the step in local time after t0.
-    let t0_secs = t0
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs() as i64;
+    // Ticks: the multiples of the step in local time after t0, stretch by
+    // stretch of one offset (a daylight-saving change moves local midnight,
+    // or the hour, in UTC; the repeated hour of autumn gets its two ticks).
+    let (t0_secs, t1_secs) = (unix_secs(t0), unix_secs(t1));
     let st = step.as_secs() as i64;
-    let local = t0_secs + i64::from(zone.offset_secs);
-    let first = (local.div_euclid(st) + 1) * st - i64::from(zone.offset_secs);
-    let mut tick = SystemTime::UNIX_EPOCH + Duration::from_secs(first.max(0) as u64);
-    while tick < t1 {
+    let mut ticks = Vec::new();
+    for (a, b, off) in zone.segments(t0_secs, t1_secs) {
+        let mut t = (a + off + st - 1).div_euclid(st) * st - off;
+        while t < b {
+            if t > t0_secs {
+                ticks.push(t);
+            }
+            t += st;
+        }
+    }
+    for tick in ticks {
+        let tick = SystemTime::UNIX_EPOCH + Duration::from_secs(tick.max(0) as u64);
         let tx = x(tick);
         let label = if show_date {
             zone.format(tick, "%m-%d %H:%M")
@@ -383,13 +512,12 @@ pub fn render(records: &[RunRecord], now: SystemTime, zone: &Zone, since: Durati
             AXIS_H - 10.0,
             AXIS_H + rows_h + 20.0,
         );
-        tick += step;
     }
     let _ = write!(
         svg,
         r#"<text class="zone" x="8" y="{}">time: {}</text>"#,
         AXIS_H - 10.0,
-        escape(&zone.label())
+        escape(&zone.label_between(t0, t1))
     );
     if (from..=t1).contains(&now) && now > t0 {
         let nx = x(now);
@@ -554,7 +682,7 @@ pub fn render(records: &[RunRecord], now: SystemTime, zone: &Zone, since: Durati
         bars.len(),
         domains.len(),
         human(since),
-        escape(&zone.label()),
+        escape(&zone.label_between(from.min(t0), now.max(t1))),
     )
 }
 
@@ -611,7 +739,19 @@ pub fn file_from_env(env: &Env) -> Result<Option<PathBuf>> {
 fn page(state_dir: &Path, since: Duration) -> Result<String> {
     let records = crate::rundir::load_records(state_dir)?;
     let now = SystemTime::now();
-    Ok(render(&records, now, &Zone::local(now), since))
+    // The zone over what the page can show: the window and a day before
+    // it (a run that began earlier and ended inside), but no earlier than
+    // the first run (a `--since` of years looks only where there are runs).
+    let earliest = records
+        .iter()
+        .filter_map(|r| parse_timestamp(&r.started))
+        .min()
+        .unwrap_or(now);
+    let window = now
+        .checked_sub(since + Duration::from_secs(86_400))
+        .unwrap_or(SystemTime::UNIX_EPOCH);
+    let from = earliest.max(window).min(now);
+    Ok(render(&records, now, &Zone::local(from, now), since))
 }
 
 /// Rewrites the page CCCI_TIMELINE_FILE named, `out` (after a run).

@@ -163,3 +163,88 @@ fn timeline_of_real_runs_shows_the_wait_behind_the_holder() {
     assert_eq!(code(bad.status), 2);
     assert!(String::from_utf8_lossy(&bad.stderr).contains("CCCI_TIMELINE_FILE"));
 }
+
+/// A record of a finished run on `domain` that held its lock from `start`
+/// to `end`, as `run` writes it.
+fn write_record(state: &Path, id: &str, domain: &str, start: &str, end: &str) {
+    let rec = cc_ci_run::rundir::RunRecord {
+        run_id: id.into(),
+        recipe: "example".into(),
+        git_ref: "main".into(),
+        domain: domain.into(),
+        started: start.into(),
+        finished: Some(end.into()),
+        exit_code: Some(0),
+        verdict: Some("passed".into()),
+        lock: Some(cc_ci_run::rundir::LockTimes {
+            domain: domain.into(),
+            backend: "flock".into(),
+            requested: start.into(),
+            acquired: Some(start.into()),
+            released: Some(end.into()),
+            wait_ms: Some(0),
+        }),
+        ..Default::default()
+    };
+    let dir = state.join("runs").join(id);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("run.json"), serde_json::to_vec(&rec).unwrap()).unwrap();
+}
+
+#[test]
+fn a_page_over_a_daylight_saving_change_writes_each_time_in_its_own_offset() {
+    // The process's zone from TZ, a POSIX rule (no zoneinfo files needed):
+    // CET, with CEST from the last Sunday of March to that of October. One
+    // run in July, one in December, and a window that holds both.
+    let tmp = tempdir();
+    let state = tmp.path().join("state");
+    write_record(
+        &state,
+        "summer-1",
+        "example-a.ci.localhost",
+        "2026-07-01T12:00:00.000Z",
+        "2026-07-01T12:10:00.000Z",
+    );
+    write_record(
+        &state,
+        "winter-1",
+        "example-a.ci.localhost",
+        "2026-12-01T12:00:00.000Z",
+        "2026-12-01T12:10:00.000Z",
+    );
+    let since_july = std::time::SystemTime::now()
+        .duration_since(cc_ci_run::log::parse_timestamp("2026-06-30T00:00:00.000Z").unwrap())
+        .unwrap()
+        .as_secs()
+        / 86_400
+        + 1;
+    let out = tmp.path().join("t.html");
+    let w = ccci()
+        .env("TZ", "CET-1CEST,M3.5.0,M10.5.0/3")
+        .arg("--state-dir")
+        .arg(&state)
+        .args(["timeline", "--since", &format!("{since_july}d"), "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_eq!(code(w.status), 0, "{}", String::from_utf8_lossy(&w.stderr));
+    let p = parse(&std::fs::read_to_string(&out).unwrap());
+    assert_eq!(p.runs, ["summer-1", "winter-1"]);
+    // 12:00 UTC is 14:00 in July (CEST) and 13:00 in December (CET).
+    for want in ["2026-07-01 14:00:00", "2026-12-01 13:00:00"] {
+        assert!(
+            p.texts.iter().any(|t| t == want),
+            "{want} not in {:?}",
+            p.texts
+        );
+    }
+    let zone_line = p
+        .texts
+        .iter()
+        .find(|t| t.starts_with("time: "))
+        .expect("the axis names its zone");
+    assert_eq!(
+        zone_line,
+        "time: CEST (UTC+02:00), CET (UTC+01:00) from 10-25 02:00"
+    );
+}

@@ -66,10 +66,7 @@ fn now() -> SystemTime {
 }
 
 fn zone() -> Zone {
-    Zone {
-        name: "CET".into(),
-        offset_secs: 3600,
-    }
+    Zone::fixed("CET", 3600)
 }
 
 #[test]
@@ -175,6 +172,116 @@ fn the_axis_names_the_time_zone_and_ticks_in_local_time() {
     assert!(p.texts.iter().any(|t| t.contains("CET (UTC+01:00)")));
     // 10:00 UTC is 11:00 CET: a tick at 11:05 (5 min step) exists.
     assert!(p.texts.iter().any(|t| t == "11:05"), "{:?}", p.texts);
+}
+
+/// The ticks of the page's top axis: (x, label), in document order.
+fn ticks(html: &str) -> Vec<(f64, String)> {
+    let re = regex::Regex::new(r#"<text class="tick" x="([0-9.]+)" y="([0-9.]+)">([^<]*)</text>"#)
+        .unwrap();
+    let mut out: Vec<(f64, f64, String)> = re
+        .captures_iter(html)
+        .map(|c| {
+            (
+                c[1].parse().unwrap(),
+                c[2].parse().unwrap(),
+                c[3].to_string(),
+            )
+        })
+        .collect();
+    // Each tick is written above and below the rows: keep the top one.
+    let top = out.iter().map(|t| t.1).fold(f64::INFINITY, f64::min);
+    out.retain(|t| t.1 == top);
+    out.into_iter().map(|(x, _, l)| (x, l)).collect()
+}
+
+#[test]
+fn a_daylight_saving_change_inside_the_window_moves_the_axis_with_it() {
+    // Europe's autumn change: 2026-10-25 01:00 UTC, 03:00 CEST becomes
+    // 02:00 CET. Two runs of six hours around it, drawn the next day.
+    let at = |s: &str| parse_timestamp(s).unwrap();
+    let zone = Zone::fixed("CEST", 7200).then(at("2026-10-25T01:00:00.000Z"), "CET", 3600);
+    let mut before = run("before-1", "gitea", "g.ci.localhost", "passed", 0, 0, 60);
+    let mut after = run("after-1", "gitea", "g.ci.localhost", "passed", 0, 0, 60);
+    for (r, start, end) in [
+        (
+            &mut before,
+            "2026-10-24T22:30:00.000Z",
+            "2026-10-24T23:30:00.000Z",
+        ),
+        (
+            &mut after,
+            "2026-10-25T02:30:00.000Z",
+            "2026-10-25T04:00:00.000Z",
+        ),
+    ] {
+        r.started = start.into();
+        r.finished = Some(end.into());
+        r.phases.clear();
+        let l = r.lock.as_mut().unwrap();
+        l.requested = start.into();
+        l.acquired = Some(start.into());
+        l.released = Some(end.into());
+        l.wait_ms = Some(0);
+    }
+    let html = render(
+        &[before, after],
+        at("2026-10-25T12:00:00.000Z"),
+        &zone,
+        Duration::from_secs(86_400),
+    );
+    let p = parse(&html);
+    // Each start in the offset of its own moment.
+    assert!(
+        p.texts.iter().any(|t| t == "2026-10-25 00:30:00"),
+        "{:?}",
+        p.texts
+    );
+    assert!(
+        p.texts.iter().any(|t| t == "2026-10-25 03:30:00"),
+        "{:?}",
+        p.texts
+    );
+    // The axis names both offsets and when the second begins.
+    assert!(
+        p.texts
+            .iter()
+            .any(|t| t == "time: CEST (UTC+02:00), CET (UTC+01:00) from 10-25 02:00"),
+        "{:?}",
+        p.texts
+    );
+    // Hourly ticks on local hours (all on the 25th, so no date): 01:00 and
+    // 02:00 CEST, then 02:00 CET
+    // again (the repeated hour) and on; one hour apart in UTC throughout.
+    let ticks = ticks(&html);
+    let labels: Vec<&str> = ticks.iter().map(|(_, l)| l.as_str()).collect();
+    let i = labels
+        .iter()
+        .position(|l| *l == "01:00")
+        .unwrap_or_else(|| panic!("{labels:?}"));
+    assert_eq!(
+        labels[i..i + 4],
+        ["01:00", "02:00", "02:00", "03:00"],
+        "{labels:?}"
+    );
+    let gaps: Vec<f64> = ticks.windows(2).map(|w| w[1].0 - w[0].0).collect();
+    assert!(
+        gaps.iter().all(|g| (g - gaps[0]).abs() < 0.5),
+        "ticks not evenly spaced in UTC: {ticks:?}"
+    );
+}
+
+#[test]
+fn a_fixed_zone_has_one_label_and_no_change() {
+    let zone = Zone::fixed("CET", 3600);
+    let t = parse_timestamp("2026-12-01T10:00:00.000Z").unwrap();
+    assert_eq!(
+        zone.label_between(t, t + Duration::from_secs(86_400)),
+        "CET (UTC+01:00)"
+    );
+    assert_eq!(
+        Zone::utc().label_between(t, t + Duration::from_secs(60)),
+        "UTC (UTC+00:00)"
+    );
 }
 
 #[test]

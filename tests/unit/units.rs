@@ -7,6 +7,10 @@ fn durations_in_every_documented_unit() {
     assert_eq!(parse_duration("10s").unwrap(), Duration::from_secs(10));
     assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
     assert_eq!(parse_duration("1h").unwrap(), Duration::from_secs(3600));
+    assert_eq!(
+        parse_duration("7d").unwrap(),
+        Duration::from_secs(7 * 86_400)
+    );
     assert_eq!(parse_duration("42").unwrap(), Duration::from_secs(42));
 }
 
@@ -17,7 +21,8 @@ fn durations_reject_everything_else() {
         "1.5s",
         "-1s",
         "10 s",
-        "5d",
+        "5w",
+        "1y",
         "ms",
         "1e3",
         "99999999999999s",
