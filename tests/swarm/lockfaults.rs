@@ -305,13 +305,18 @@ fn skewed(host: &Host, offset: &str) -> Command {
     c
 }
 
+/// Debian's libfaketime, under the machine's multiarch directory
+/// (x86_64-linux-gnu, aarch64-linux-gnu, ...).
 fn faketime_lib() -> String {
-    let p = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
-    assert!(
-        Path::new(p).exists(),
-        "libfaketime is missing: apt-get install faketime"
-    );
-    p.to_string()
+    std::fs::read_dir("/usr/lib")
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path().join("faketime/libfaketime.so.1"))
+        .find(|p| p.exists())
+        .unwrap_or_else(|| panic!("libfaketime is missing: apt-get install faketime"))
+        .display()
+        .to_string()
 }
 
 /// The engine's `UpdatedAt` of an object, Unix ms.
