@@ -290,7 +290,7 @@ fn visit(
                     }
                     say!("janitor: {domain} has no live run: reaping it under its lock");
                     held.may_mutate()?;
-                    match teardown::teardown(abra, docker, target, &bound) {
+                    match teardown::teardown(abra, docker, target, &bound, &*held) {
                         Ok(()) => {
                             sum.reaped.push(domain.to_string());
                             if let Err(e) = held.remove() {

@@ -796,8 +796,12 @@ impl Run {
                 "an app is already deployed at {}: an orphan of a dead run, tearing it down first",
                 self.cfg.domain
             );
-            self.app_lock.as_ref().map_or(Ok(()), |l| l.may_mutate())?;
-            teardown::teardown(&self.abra, &self.docker, self.app(), &b)
+            let lock = self
+                .app_lock
+                .as_deref()
+                .context("pre-clean without the app lock")?;
+            lock.may_mutate()?;
+            teardown::teardown(&self.abra, &self.docker, self.app(), &b, lock)
                 .map_err(infra("pre-clean of an orphan failed"))?;
         }
         Ok(())
@@ -1079,7 +1083,7 @@ impl Run {
             return false;
         }
         let b = self.teardown_bound();
-        let ok = match teardown::teardown(&self.abra, &self.docker, self.app(), &b) {
+        let ok = match teardown::teardown(&self.abra, &self.docker, self.app(), &b, &*held) {
             Ok(()) => true,
             Err(e) => {
                 say!("teardown failed: {e:#}");

@@ -13,6 +13,12 @@
 //! retries (moby/moby#31068), and may leave a container that no task owns.
 //! Once the stack has had no service for the grace, teardown removes what
 //! carries the stack's namespace label itself (`leftovers`), then goes on.
+//!
+//! It runs under the app lock, and a swarm lock can be lost half-way (a
+//! holder paused past its lease, SPEC 11): the undeploy's wait for the
+//! engine takes seconds. So the lock is asked again, from the authority,
+//! before each later mutating step (the leftovers' removal, `app rm`); a
+//! lost lock stops the teardown there and the app is the next holder's.
 
 pub mod leftovers;
 
@@ -25,6 +31,7 @@ use crate::ext::abra::RmError;
 use crate::ext::docker::events::Pacer;
 use crate::ext::docker::{Docker, Leftovers};
 use crate::ext::Bound;
+use crate::lock::backend::AppLock;
 use crate::say;
 
 /// One app to tear down.
@@ -43,9 +50,16 @@ pub(crate) fn present(abra: &Abra, docker: &Docker, app: App, bound: &Bound) -> 
     Ok(!docker.leftovers(app.stack, bound)?.is_empty())
 }
 
-/// Tears the app down completely, within `bound`; Ok only when nothing of
-/// it is left (no service, container, network, volume, secret, env file).
-pub(crate) fn teardown(abra: &Abra, docker: &Docker, app: App, bound: &Bound) -> Result<()> {
+/// Tears the app down completely, within `bound`, under `lock` (the
+/// caller checked it before calling); Ok only when nothing of it is left
+/// (no service, container, network, volume, secret, env file).
+pub(crate) fn teardown(
+    abra: &Abra,
+    docker: &Docker,
+    app: App,
+    bound: &Bound,
+    lock: &dyn AppLock,
+) -> Result<()> {
     let started = std::time::Instant::now();
     say!("teardown of {} (stack {})", app.domain, app.stack);
     // Subscribed before the undeploy, so the wait below hears every removal
@@ -75,10 +89,11 @@ pub(crate) fn teardown(abra: &Abra, docker: &Docker, app: App, bound: &Bound) ->
             );
         }
     }
-    finish_engine_side(docker, app.stack, bound, &mut pacer)?;
+    finish_engine_side(docker, app.stack, bound, &mut pacer, lock)?;
     drop(pacer);
     let env_file = abra.env_file(app.server, app.domain);
     if env_file.exists() {
+        still_ours(lock, app.domain, "app rm")?;
         let mut delay = Duration::from_millis(100);
         loop {
             match abra.rm(app.domain, bound) {
@@ -92,6 +107,9 @@ pub(crate) fn teardown(abra: &Abra, docker: &Docker, app: App, bound: &Bound) ->
                     );
                     bound.sleep(delay);
                     delay = (delay * 2).min(Duration::from_secs(2));
+                    lock.may_mutate().with_context(|| {
+                        format!("teardown of {} stopped before retrying app rm", app.domain)
+                    })?;
                 }
                 Err(e) => {
                     return Err(e.into_error())
@@ -132,6 +150,7 @@ fn finish_engine_side(
     stack: &str,
     bound: &Bound,
     pacer: &mut Pacer,
+    lock: &dyn AppLock,
 ) -> Result<()> {
     // At most half of what is left of the bound, so that a grace as long
     // as the bound (the janitor's 10 s against a short teardown timeout)
@@ -160,10 +179,22 @@ fn finish_engine_side(
         "left by the engine after undeploy (no service for {})",
         crate::units::human(patience)
     );
+    still_ours(lock, stack, "removing the stack's leftovers")?;
     leftovers::remove_stack_leftovers(docker, stack, &why, bound)
         .with_context(|| format!("failed to remove what the engine left of stack {stack}"))?;
     docker
         .wait_gone(stack, bound, pacer)
         .with_context(|| format!("stack {stack} did not go away after removing its leftovers"))?;
     Ok(())
+}
+
+/// Asks the lock's authority whether the app is still ours before `step`
+/// (for a swarm lock, one read of its object; nothing for flock). A lock
+/// lost since the teardown began stops it: the app is the next holder's
+/// (its pre-clean, or the janitor) and touching it could destroy that
+/// holder's fresh deploy.
+fn still_ours(lock: &dyn AppLock, what: &str, step: &str) -> Result<()> {
+    lock.confirm_held().with_context(|| {
+        format!("teardown of {what} stopped before {step}: the app lock is no longer ours")
+    })
 }

@@ -490,6 +490,103 @@ fn a_run_that_loses_its_lease_in_the_test_tier_makes_no_mutating_abra_call_after
     // SwarmHost's, when dropped.
 }
 
+#[test]
+fn a_lease_lost_during_teardown_stops_it_before_app_rm() {
+    // The run is cancelled in its tests and tears down. Its `app undeploy`
+    // (the stand-in abra, through a shim) returns only once the lease has
+    // been taken away (the object removed by ID) and host b holds the lock:
+    // the engine is still removing the stack's containers, and the run is
+    // about to wait for them and `app rm`. From the loss on it may not rm
+    // the app or remove anything of the stack: the app is b's.
+    let d = domain_for("swarm-lost-in-teardown", 0);
+    let host = SwarmHost::new(vec![d.clone()]);
+    let _objects = Objects(vec![d.clone()]);
+    let shim_dir = host.tmp.path().join("shim");
+    std::fs::create_dir_all(&shim_dir).unwrap();
+    let shim = executable(
+        &shim_dir,
+        "abra",
+        &format!(
+            "#!/bin/sh\n\
+             # abra, except that `app undeploy` returns only once the test took the lease\n\
+             {real} \"$@\"; rc=$?\n\
+             if [ \"$1 $2\" = \"app undeploy\" ]; then\n\
+             \x20 : >\"{dir}/undeployed\"\n\
+             \x20 while [ ! -e \"{dir}/lost\" ]; do sleep 0.05; done\n\
+             fi\n\
+             exit $rc\n",
+            real = repo().join("tests/fake-swarm/abra").display(),
+            dir = shim_dir.display()
+        ),
+    );
+    let err = host.tmp.path().join("run.err");
+    let lease = [
+        ("CCCI_LOCK_LEASE", "4s"),
+        ("CCCI_LOCK_RENEW", "1s"),
+        ("CCCI_LOCK_MARGIN", "1s"),
+    ];
+    let stderr = Stdio::from(std::fs::File::create(&err).unwrap());
+    let mut run = host
+        .run_cmd(&d, &["--quick"])
+        .env("CCCI_ABRA", &shim)
+        .env("CCCI_LOCK_BACKEND", "swarm")
+        .envs(lease.iter().copied())
+        .env("CCCI_HOST_ID", "host-a")
+        .env("CCCI_RUN_ID", "lost-td")
+        .env("CCCI_EXAMPLE_HANG", "install")
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .unwrap();
+    wait_for_file(&host.ready.join("test-install"));
+    kill(Pid::from_raw(run.id() as i32), Signal::SIGTERM).unwrap();
+    wait_for_file(&shim_dir.join("undeployed"));
+    let (id, _) = inspect(&object_name(&d)).expect("the run's lock object");
+    let lost_ns = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    assert!(Command::new("docker")
+        .args(["config", "rm", &id])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap()
+        .success());
+    let b = Host::new("host-b", "swarm", ("4s", "1s", "1s"));
+    let hb = b.hold(&d, &host.tmp.path().join("b.err"));
+    std::fs::write(shim_dir.join("lost"), "").unwrap();
+    let status = run.wait().unwrap();
+    let log = std::fs::read_to_string(&err).unwrap();
+    // Cancelled in its tests (143), whatever its teardown then found.
+    assert_eq!(code(status), 143, "{log}");
+    assert!(
+        log.contains("stopped before") && log.contains("no longer ours"),
+        "{log}"
+    );
+    let after: Vec<_> = host
+        .calls()
+        .into_iter()
+        .filter(|c| {
+            c["prog"] == "abra"
+                && ["rm", "undeploy", "deploy", "new"].contains(&c["step"].as_str().unwrap_or(""))
+                && c["ts"].as_u64().unwrap() >= lost_ns
+        })
+        .collect();
+    assert!(
+        after.is_empty(),
+        "mutating abra calls after the lease was lost: {after:?}\n{log}"
+    );
+    assert!(
+        host.abra_home
+            .join("servers/default")
+            .join(format!("{d}.env"))
+            .exists(),
+        "the app's env file is b's to remove\n{log}"
+    );
+    assert_eq!(hb.release(), 0);
+    // What the run left is removed when the SwarmHost is dropped.
+}
+
 /// A unix-socket proxy in front of the engine API that holds back the
 /// answer to the first `POST .../configs/create` by `delay` (the engine
 /// has committed the create; its answer is late). Returns the socket path
