@@ -420,6 +420,25 @@ fn a_host_60s_behind_never_takes_over_a_live_lease_and_says_so() {
     skewed_host_never_takes_over_a_live_lease_and_takes_over_a_dead_one_in_time("-60s", "behind");
 }
 
+/// Takes the lock of `d` from the run holding it, as a take-over does (its
+/// object removed by ID), and has a second host hold it. Returns when the
+/// loss began (Unix ns, before the removal) and b's holder.
+fn take_the_lease_for_host_b(host: &SwarmHost, d: &str) -> (u64, Holder) {
+    let (id, _) = inspect(&object_name(d)).expect("the run's lock object");
+    let lost_ns = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    assert!(Command::new("docker")
+        .args(["config", "rm", &id])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap()
+        .success());
+    let b = Host::new("host-b", "swarm", ("4s", "1s", "1s"));
+    (lost_ns, b.hold(d, &host.tmp.path().join("b.err")))
+}
+
 #[test]
 fn a_run_that_loses_its_lease_in_the_test_tier_makes_no_mutating_abra_call_after_the_loss() {
     // Host a's run holds the lock, paused in its install-tier tests; its
@@ -438,19 +457,7 @@ fn a_run_that_loses_its_lease_in_the_test_tier_makes_no_mutating_abra_call_after
     ];
     let stderr = Stdio::from(std::fs::File::create(&err).unwrap());
     let mut run = paused_run(&host, &d, "lost", "host-a", &lease, stderr);
-    let (id, _) = inspect(&object_name(&d)).expect("the run's lock object");
-    let lost_ns = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64;
-    assert!(Command::new("docker")
-        .args(["config", "rm", &id])
-        .stdout(Stdio::null())
-        .status()
-        .unwrap()
-        .success());
-    let b = Host::new("host-b", "swarm", ("4s", "1s", "1s"));
-    let hb = b.hold(&d, &host.tmp.path().join("b.err"));
+    let (lost_ns, hb) = take_the_lease_for_host_b(&host, &d);
     let status = run.wait().unwrap();
     let log = std::fs::read_to_string(&err).unwrap();
     assert_eq!(code(status), 3, "{log}");
@@ -541,19 +548,7 @@ fn a_lease_lost_during_teardown_stops_it_before_app_rm() {
     wait_for_file(&host.ready.join("test-install"));
     kill(Pid::from_raw(run.id() as i32), Signal::SIGTERM).unwrap();
     wait_for_file(&shim_dir.join("undeployed"));
-    let (id, _) = inspect(&object_name(&d)).expect("the run's lock object");
-    let lost_ns = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64;
-    assert!(Command::new("docker")
-        .args(["config", "rm", &id])
-        .stdout(Stdio::null())
-        .status()
-        .unwrap()
-        .success());
-    let b = Host::new("host-b", "swarm", ("4s", "1s", "1s"));
-    let hb = b.hold(&d, &host.tmp.path().join("b.err"));
+    let (lost_ns, hb) = take_the_lease_for_host_b(&host, &d);
     std::fs::write(shim_dir.join("lost"), "").unwrap();
     let status = run.wait().unwrap();
     let log = std::fs::read_to_string(&err).unwrap();
