@@ -17,7 +17,9 @@
 //!   caught by a slow backstop poll.
 //!
 //! The stream is a child of ours in its own process group (`sys::spawn`):
-//! dropping the [`Events`] terminates and reaps it on every path.
+//! dropping the [`Stream`] kills and reaps it on every path. [`Stream`] is
+//! the plumbing any `docker events` subscription shares (the swarm lock's
+//! waiter watches its lock object with one too); [`Events`] is a stack's.
 
 use std::ffi::OsString;
 use std::io::Read;
@@ -57,14 +59,20 @@ const REPLAY_MARGIN: Duration = Duration::from_secs(1);
 /// How long the stream's CLI gets to go once signalled.
 const STOP_GRACE: Duration = Duration::from_millis(200);
 
+/// A running `docker events` CLI and the non-blocking read end of its
+/// output, split into lines.
+pub(crate) struct Stream {
+    child: Child,
+    out: std::fs::File,
+    /// The part of a line read so far.
+    partial: Vec<u8>,
+}
+
 /// A live `docker events` stream of one stack's services, containers and
 /// networks.
 pub(crate) struct Events {
-    child: Child,
-    out: std::fs::File,
+    stream: Stream,
     stack: String,
-    /// The part of a line read so far.
-    partial: Vec<u8>,
     /// An event of the stack created an object, or removed a service,
     /// since [`Events::take_reshaped`] was last asked.
     reshaped: bool,
@@ -73,9 +81,9 @@ pub(crate) struct Events {
 /// What ended a wait on the stream.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Woke {
-    /// An event of the stack: look now.
+    /// An event that matters: look now.
     Event,
-    /// The time ran out with no event of the stack.
+    /// The time ran out with no event that matters.
     Timeout,
     Cancelled,
     /// The stream ended: poll instead.
@@ -145,23 +153,16 @@ pub fn since_arg(at: SystemTime) -> String {
     format!("{}.{:09}", t.as_secs(), t.subsec_nanos())
 }
 
-impl Events {
-    /// Subscribes to the events of `stack`, replayed from `since`. None
-    /// when the stream cannot start (the wait then polls).
-    pub(crate) fn subscribe(docker: &OsString, stack: &str, since: SystemTime) -> Option<Events> {
+impl Stream {
+    /// Starts `docker ARGS` (an `events` subscription) with its output on
+    /// a pipe we read without blocking. None when it cannot start.
+    pub(crate) fn start(docker: &OsString, args: &[String]) -> Option<Stream> {
         let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ok()?;
         let flags = nix::fcntl::fcntl(read.as_raw_fd(), nix::fcntl::FcntlArg::F_GETFL).ok()?;
         let flags = nix::fcntl::OFlag::from_bits_truncate(flags) | nix::fcntl::OFlag::O_NONBLOCK;
         nix::fcntl::fcntl(read.as_raw_fd(), nix::fcntl::FcntlArg::F_SETFL(flags)).ok()?;
         let mut cmd = Command::new(docker);
-        // Several `type` filters are one OR; the stack is picked out here
-        // (`relevance`), because the engine's `label` filter would drop the
-        // service and network events, which carry no labels.
-        cmd.args(["events", "--format", "{{json .}}", "--since"])
-            .arg(since_arg(since))
-            .args(["--filter", "type=service"])
-            .args(["--filter", "type=container"])
-            .args(["--filter", "type=network"])
+        cmd.args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::from(write))
             .stderr(Stdio::null());
@@ -169,24 +170,27 @@ impl Events {
         // The Command holds a copy of the write end until dropped: without
         // this the stream's end would never show as end-of-file.
         drop(cmd);
-        Some(Events {
+        Some(Stream {
             child: child.ok()?,
             out: std::fs::File::from(read),
-            stack: stack.to_string(),
             partial: Vec::new(),
-            // What a wait knows before its first look is nothing.
-            reshaped: true,
         })
     }
 
-    /// Waits for an event of the stack until `until`.
-    pub(crate) fn wait(&mut self, cancel: Option<&Latch>, until: Instant) -> Woke {
+    /// Waits until a line that `matters` says counts, `until`, the latch,
+    /// or the stream's end. Every line that came is shown to `matters`.
+    pub(crate) fn wait(
+        &mut self,
+        cancel: Option<&Latch>,
+        until: Instant,
+        mut matters: impl FnMut(&str) -> bool,
+    ) -> Woke {
         use nix::poll::{poll, PollFd, PollFlags};
         loop {
             if cancel.is_some_and(Latch::is_set) {
                 return Woke::Cancelled;
             }
-            match self.drain() {
+            match self.drain(&mut matters) {
                 Some(true) => return Woke::Event,
                 Some(false) => {}
                 None => return Woke::Closed,
@@ -206,9 +210,9 @@ impl Events {
         }
     }
 
-    /// Reads what the stream has written: Some(whether a whole line of the
-    /// stack came), None at its end.
-    fn drain(&mut self) -> Option<bool> {
+    /// Reads what the stream has written: Some(whether a whole line that
+    /// matters came), None at its end (once what came before it is read).
+    fn drain(&mut self, matters: &mut impl FnMut(&str) -> bool) -> Option<bool> {
         let mut buf = [0u8; 8192];
         let mut relevant = false;
         loop {
@@ -219,16 +223,8 @@ impl Events {
                     while let Some(end) = self.partial.iter().position(|&b| b == b'\n') {
                         let line: Vec<u8> = self.partial.drain(..=end).collect();
                         let line = String::from_utf8_lossy(&line);
-                        if line.trim().is_empty() {
-                            continue;
-                        }
-                        match relevance(line.trim(), &self.stack) {
-                            Relevance::Other => {}
-                            Relevance::Changed => relevant = true,
-                            Relevance::Reshaped => {
-                                relevant = true;
-                                self.reshaped = true;
-                            }
+                        if !line.trim().is_empty() && matters(line.trim()) {
+                            relevant = true;
                         }
                     }
                 }
@@ -239,13 +235,8 @@ impl Events {
         }
     }
 
-    /// Whether the stack was reshaped since the last call (true at first).
-    fn take_reshaped(&mut self) -> bool {
-        std::mem::replace(&mut self.reshaped, false)
-    }
-
     /// How the stream ended, once it has: for the log.
-    fn ended(&mut self) -> String {
+    pub(crate) fn ended(&mut self) -> String {
         match self.child.wait(None, Some(Instant::now() + STOP_GRACE)) {
             Ok(spawn::Waited::Exited) => self
                 .child
@@ -256,7 +247,7 @@ impl Events {
     }
 }
 
-impl Drop for Events {
+impl Drop for Stream {
     fn drop(&mut self) {
         // SIGKILL to the whole group at once: the stream holds nothing a
         // TERM would let it release, and a group kill reaches every member
@@ -276,6 +267,60 @@ impl Drop for Events {
         ) {
             let _ = self.child.terminate(STOP_GRACE);
         }
+    }
+}
+
+impl Events {
+    /// Subscribes to the events of `stack`, replayed from `since`. None
+    /// when the stream cannot start (the wait then polls).
+    pub(crate) fn subscribe(docker: &OsString, stack: &str, since: SystemTime) -> Option<Events> {
+        // Several `type` filters are one OR; the stack is picked out here
+        // (`relevance`), because the engine's `label` filter would drop the
+        // service and network events, which carry no labels.
+        let args = [
+            "events",
+            "--format",
+            "{{json .}}",
+            "--since",
+            &since_arg(since),
+            "--filter",
+            "type=service",
+            "--filter",
+            "type=container",
+            "--filter",
+            "type=network",
+        ]
+        .map(String::from);
+        Some(Events {
+            stream: Stream::start(docker, &args)?,
+            stack: stack.to_string(),
+            // What a wait knows before its first look is nothing.
+            reshaped: true,
+        })
+    }
+
+    /// Waits for an event of the stack until `until`.
+    pub(crate) fn wait(&mut self, cancel: Option<&Latch>, until: Instant) -> Woke {
+        let (stack, reshaped) = (&self.stack, &mut self.reshaped);
+        self.stream
+            .wait(cancel, until, |line| match relevance(line, stack) {
+                Relevance::Other => false,
+                Relevance::Changed => true,
+                Relevance::Reshaped => {
+                    *reshaped = true;
+                    true
+                }
+            })
+    }
+
+    /// Whether the stack was reshaped since the last call (true at first).
+    fn take_reshaped(&mut self) -> bool {
+        std::mem::replace(&mut self.reshaped, false)
+    }
+
+    /// How the stream ended, once it has: for the log.
+    fn ended(&mut self) -> String {
+        self.stream.ended()
     }
 }
 
