@@ -364,10 +364,12 @@ fn watch_stopped_by_sigterm_mid_reap_finishes_the_reap_under_its_lock() {
 fn watch_survives_failing_ticks_and_stops_cleanly() {
     let f = Fixture::new();
     let log = f.tmp.path().join("janitor.log");
+    // Every tick's listing fails: the server's env-file directory is gone
+    // (what the janitor lists; abra's own listing fails on it too).
+    std::fs::remove_dir(f.abra_home.join("servers/default")).unwrap();
     let mut jan = f
         .cmd()
         .args(["janitor", "--watch", "--interval", "50ms"])
-        .env("CCCI_FAKE_ABRA_FAIL", "ls")
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
