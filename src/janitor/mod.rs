@@ -8,7 +8,7 @@
 //! new run for that domain blocks until the reap is done, and two janitors
 //! reap each orphan exactly once. Probes never wait on a lock.
 
-pub(crate) mod plan;
+pub mod plan;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};

@@ -11,14 +11,14 @@ use crate::exit::Failure;
 
 /// RUN_APP_RE, checked against CCCI_PROTECTED_APPS before any sweep.
 #[derive(Clone, Debug)]
-pub(crate) struct Gate {
+pub struct Gate {
     pub re: Regex,
 }
 
 impl Gate {
     /// Compiles `pattern` and refuses it when it matches any protected app
     /// (exit 2): a gate that could select a long-lived app is never used.
-    pub(crate) fn new(pattern: &str, protected: &[String]) -> Result<Gate> {
+    pub fn new(pattern: &str, protected: &[String]) -> Result<Gate> {
         let re = Regex::new(pattern).map_err(|e| {
             Failure::usage(format!(
                 "invalid CCCI_RUN_APP_RE {pattern:?}: it does not compile: {e}"
@@ -39,7 +39,7 @@ impl Gate {
         Ok(Gate { re })
     }
 
-    pub(crate) fn matches(&self, domain: &str) -> bool {
+    pub fn matches(&self, domain: &str) -> bool {
         self.re.is_match(domain)
     }
 }
@@ -67,7 +67,7 @@ pub(crate) fn parse_protected(text: &str) -> Vec<String> {
 /// The apps whose domain matches the gate (each once). Nothing else is
 /// looked at further, so no lock file is ever created for a warm or
 /// canonical app.
-pub(crate) fn matching<'a>(apps: &'a [String], gate: &Gate) -> Vec<&'a str> {
+pub fn matching<'a>(apps: &'a [String], gate: &Gate) -> Vec<&'a str> {
     let mut seen = std::collections::HashSet::new();
     apps.iter()
         .map(String::as_str)
@@ -78,7 +78,7 @@ pub(crate) fn matching<'a>(apps: &'a [String], gate: &Gate) -> Vec<&'a str> {
 
 /// What an app's env file says of its creator.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Mark {
+pub enum Mark {
     /// It carries the marker `run` writes at `app new`.
     Marked,
     /// It does not: not created by cc-ci-run.
@@ -90,7 +90,7 @@ pub(crate) enum Mark {
 
 /// The matching apps, split by what their env files say.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub(crate) struct Candidates<'a> {
+pub struct Candidates<'a> {
     /// Matching and marked: probed, reaped when orphaned.
     pub marked: Vec<&'a str>,
     /// Matching without the marker: reported, never probed.
@@ -102,7 +102,7 @@ pub(crate) struct Candidates<'a> {
 /// The candidates (SPEC section 5): apps matching the gate *and* carrying
 /// the marker `run` writes at `app new` (`mark` reads it, only for
 /// matching apps). The others that match are reported, never probed.
-pub(crate) fn candidates<'a>(
+pub fn candidates<'a>(
     apps: &'a [String],
     gate: &Gate,
     mut mark: impl FnMut(&str) -> Mark,

@@ -522,6 +522,10 @@ pub fn try_acquire(
 /// lock's age), read from the fstat of the open.
 pub type Mtime = Option<std::time::SystemTime>;
 
+/// A flock attempt that also dates a busy lock: the holder's owner record
+/// and the lock file's [`Mtime`].
+pub type DatedTryLock = Attempt<Held, (Option<OwnerRecord>, Mtime)>;
+
 /// [`try_acquire`], with a busy lock's file mtime taken from the fstat its
 /// open makes anyway: the janitor's probe ages a held lock without a
 /// second stat of the path per candidate.
@@ -530,7 +534,7 @@ pub fn try_acquire_dated(
     kind: Kind,
     name: &str,
     owner: &OwnerRecord,
-) -> Result<Attempt<Held, (Option<OwnerRecord>, Mtime)>> {
+) -> Result<DatedTryLock> {
     validate_name(kind, name)?;
     let path = lock_path(state_dir, kind, name);
     let what = || format!("failed to lock {} `{name}`", kind.field());
@@ -577,10 +581,7 @@ fn try_path(path: &Path, missing: Missing) -> Result<Option<TryLock>> {
     }))
 }
 
-fn try_path_dated(
-    path: &Path,
-    missing: Missing,
-) -> Result<Option<Attempt<Held, (Option<OwnerRecord>, Mtime)>>> {
+fn try_path_dated(path: &Path, missing: Missing) -> Result<Option<DatedTryLock>> {
     for _ in 0..MAX_REPLACED {
         let (file, id, mtime) = match open_lock_file(path, missing) {
             Ok(Some(f)) => f,
