@@ -211,9 +211,14 @@ pub(crate) fn sweep(s: &Settings, stop: Option<&Latch>) -> Result<Summary> {
         dry_run: s.dry_run,
         ..Summary::default()
     };
-    for (name, why) in &listed.odd {
-        say!("janitor: skipping {} in {}: {why}", name, dir.display());
-        sum.bad_entries.push(format!("env:{name}"));
+    // An odd entry of an app the gate does not match is none of the
+    // janitor's business (as that app would never be probed).
+    for (domain, why) in listed.odd.iter().filter(|(d, _)| s.gate.matches(d)) {
+        say!(
+            "janitor: skipping {}: {why}",
+            dir.join(format!("{domain}.env")).display()
+        );
+        sum.bad_entries.push(format!("env:{domain}.env"));
     }
     for app in found.unmarked {
         say!(

@@ -503,6 +503,15 @@ fn an_unreadable_env_file_is_named_and_skipped_and_the_sweep_goes_on() {
         .join("servers/default")
         .join(format!("{bad}.env"));
     std::fs::set_permissions(&env, std::fs::Permissions::from_mode(0o000)).unwrap();
+    // Symbolic links that lead nowhere: one the gate matches (an odd entry,
+    // named), one of an app it does not (none of the janitor's business).
+    let dangling = f
+        .abra_home
+        .join("servers/default/example-b8.ci.localhost.env");
+    let foreign = f.abra_home.join("servers/default/warm.example.org.env");
+    for link in [&dangling, &foreign] {
+        std::os::unix::fs::symlink(f.tmp.path().join("nowhere"), link).unwrap();
+    }
     let mut c = f.cmd();
     c.args(["janitor", "--json"]);
     if nix::unistd::geteuid().is_root() {
@@ -536,8 +545,11 @@ fn an_unreadable_env_file_is_named_and_skipped_and_the_sweep_goes_on() {
     );
     assert_eq!(
         sum["bad_entries"],
-        serde_json::json!([format!("env:{bad}.env")])
+        serde_json::json!(["env:example-b8.ci.localhost.env", format!("env:{bad}.env")]),
+        "{err}"
     );
+    assert!(err.contains(&dangling.display().to_string()), "{err}");
+    assert!(!err.contains("warm.example.org"), "{err}");
     assert_eq!(
         sum["unmarked"],
         serde_json::json!([]),
@@ -556,6 +568,9 @@ fn an_unreadable_env_file_is_named_and_skipped_and_the_sweep_goes_on() {
         "an app whose marker could not be read was probed"
     );
     std::fs::set_permissions(&env, std::fs::Permissions::from_mode(0o644)).unwrap();
+    for link in [&dangling, &foreign] {
+        std::fs::remove_file(link).unwrap();
+    }
     let out = f.cmd().args(["janitor", "--json"]).output().unwrap();
     assert_eq!(code(out.status), 0);
     let sum: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();

@@ -145,9 +145,10 @@ pub(crate) fn server_dir(abra_dir: &Path, server: &str) -> PathBuf {
 pub(crate) struct ServerApps {
     /// The apps' domains, sorted.
     pub domains: Vec<String>,
-    /// Entries abra would take for apps that cannot be handled (name, why):
-    /// a name that is not UTF-8, a symbolic link that leads nowhere, a
-    /// FIFO or other special file (reading it could hang).
+    /// Entries abra would take for apps that cannot be handled (domain,
+    /// why): a name that is not UTF-8 (the domain lossily), a symbolic
+    /// link that leads nowhere, a FIFO or other special file (reading it
+    /// could hang).
     pub odd: Vec<(String, String)>,
 }
 
@@ -172,11 +173,13 @@ pub(crate) fn list_server_apps(abra_dir: &Path, server: &str) -> Result<ServerAp
         let raw = entry.file_name();
         let Some(name) = raw.to_str() else {
             let bytes = raw.as_bytes();
-            if bytes.ends_with(b".env") && !bytes.starts_with(b".") {
-                out.odd.push((
-                    raw.to_string_lossy().into_owned(),
-                    "its name is not UTF-8".to_string(),
-                ));
+            if let Some(stem) = bytes.strip_suffix(b".env") {
+                if !stem.is_empty() && !stem.starts_with(b".") {
+                    out.odd.push((
+                        String::from_utf8_lossy(stem).into_owned(),
+                        "its name is not UTF-8".to_string(),
+                    ));
+                }
             }
             continue;
         };
@@ -192,8 +195,8 @@ pub(crate) fn list_server_apps(abra_dir: &Path, server: &str) -> Result<ServerAp
             Ok(t) if t.is_file() => out.domains.push(domain.to_string()),
             Ok(_) => out
                 .odd
-                .push((name.to_string(), "not a regular file".to_string())),
-            Err(e) => out.odd.push((name.to_string(), format!("{e}"))),
+                .push((domain.to_string(), "not a regular file".to_string())),
+            Err(e) => out.odd.push((domain.to_string(), format!("{e}"))),
         }
     }
     out.domains.sort();
