@@ -8,7 +8,7 @@
 //! new run for that domain blocks until the reap is done, and two janitors
 //! reap each orphan exactly once. Probes never wait on a lock.
 
-pub(crate) mod plan;
+pub mod plan;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
@@ -29,7 +29,7 @@ use crate::rundir::{self, RunDir, RunRecord};
 use crate::say;
 use crate::sys::latch::Latch;
 use crate::teardown::{self, App};
-use plan::{Decision, Gate, Probe};
+use plan::{Decision, Gate, Mark, Probe};
 
 /// Default retention of finished run records.
 pub(crate) const DEFAULT_RECORD_RETENTION: Duration = Duration::from_secs(14 * 24 * 3600);
@@ -143,15 +143,40 @@ fn names_in(dir: &Path, suffix: &str) -> Vec<String> {
     v
 }
 
-/// An app's env file as text ("" when it cannot be read: then it carries
-/// no marker, and the app is left alone).
-fn read_env_file(s: &Settings, app: &crate::ext::abra::AppEntry) -> String {
-    let path = s
-        .abra_home
-        .join("servers")
-        .join(&app.server)
-        .join(format!("{}.env", app.name()));
-    std::fs::read_to_string(path).unwrap_or_default()
+/// Whether an app's env file carries cc-ci-run's marker. One open, the
+/// reads and a close: no stat for a size hint (env files are small), and
+/// O_NONBLOCK so that a FIFO swapped in after the listing cannot hang the
+/// sweep. Bytes that are not UTF-8 do not hide a marker line.
+fn mark_of(dir: &Path, domain: &str) -> Mark {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = dir.join(format!("{domain}.env"));
+    let read = || -> std::io::Result<Vec<u8>> {
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&path)?;
+        let mut text = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            match file.read(&mut chunk) {
+                Ok(0) => return Ok(text),
+                Ok(n) => text.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    };
+    match read() {
+        Ok(bytes) => {
+            if crate::ext::abra::marker::find(&String::from_utf8_lossy(&bytes)).is_some() {
+                Mark::Marked
+            } else {
+                Mark::Unmarked
+            }
+        }
+        Err(e) => Mark::Unreadable(format!("failed to read {}: {e}", path.display())),
+    }
 }
 
 /// Whether the janitor runs (`CCCI_JANITOR`: `on` or unset, or `off`).
@@ -171,44 +196,58 @@ pub(crate) fn sweep(s: &Settings, stop: Option<&Latch>) -> Result<Summary> {
     let owner = OwnerRecord::for_janitor(Kind::App);
     let abra = Abra::new(&s.tools.abra, &s.abra_home, "janitor");
     let docker = Docker::new(&s.tools.docker);
-    let list_bound = Bound::until(Instant::now() + s.teardown_timeout, s.grace);
-    let apps = abra
-        .ls(&s.server, &list_bound)
+    // The server's env-file directory, read here rather than through
+    // `abra app ls`: the domains are all the sweep takes from a listing
+    // (the server is the one swept; the recipe is not used), and the
+    // marker check reads each matching env file anyway. A process start
+    // of abra was most of a sweep's cost (SPEC section 8).
+    let listed = crate::ext::abra::list_server_apps(&s.abra_home, &s.server)
         .context("failed to list apps")?;
-    let (candidates, unmarked) = plan::candidates(&apps, &s.gate, |a| {
-        crate::ext::abra::marker::find(&read_env_file(s, a)).is_some()
-    });
+    let apps = &listed.domains;
+    let dir = crate::ext::abra::server_dir(&s.abra_home, &s.server);
+    let found = plan::candidates(apps, &s.gate, |domain| mark_of(&dir, domain));
     let mut sum = Summary {
-        candidates: candidates.len(),
+        candidates: found.marked.len(),
         dry_run: s.dry_run,
         ..Summary::default()
     };
-    for app in unmarked {
+    // An odd entry of an app the gate does not match is none of the
+    // janitor's business (as that app would never be probed).
+    for (domain, why) in listed.odd.iter().filter(|(d, _)| s.gate.matches(d)) {
         say!(
-            "janitor: {} matches CCCI_RUN_APP_RE but was not created by cc-ci-run (no marker in its env file): left alone",
-            app.name()
+            "janitor: skipping {}: {why}",
+            dir.join(format!("{domain}.env")).display()
         );
-        sum.unmarked.push(app.name().to_string());
+        sum.bad_entries.push(format!("env:{domain}.env"));
+    }
+    for app in found.unmarked {
+        say!(
+            "janitor: {app} matches CCCI_RUN_APP_RE but was not created by cc-ci-run (no marker in its env file): left alone"
+        );
+        sum.unmarked.push(app.to_string());
+    }
+    for (app, why) in found.unreadable {
+        say!("janitor: skipping {app}: its env file cannot be read, so its marker cannot be checked: {why}");
+        sum.bad_entries.push(format!("env:{app}.env"));
     }
     let stopped = || stop.is_some_and(Latch::is_set);
     let locks = s.locks.open(&s.state_dir);
-    for app in candidates {
+    for domain in found.marked {
         if stopped() {
             say!("janitor: stop requested, not starting another reap");
             break;
         }
-        let domain = app.name();
         if let Err(e) = crate::names::validate_name(Kind::App, domain) {
             say!("janitor: skipping {domain:?}: {e:#}");
             continue;
         }
-        if let Err(e) = visit(s, app, locks.as_ref(), &owner, &abra, &docker, &mut sum) {
+        if let Err(e) = visit(s, domain, locks.as_ref(), &owner, &abra, &docker, &mut sum) {
             say!("janitor: skipping {domain}: {e:#}");
             sum.bad_entries.push(format!("app:{domain}"));
         }
     }
     if !stopped() {
-        tidy(s, &apps, &owner, &mut sum);
+        tidy(s, apps, &owner, &mut sum);
     }
     say!(
         "janitor: {} candidate(s), {} live, {} reaped, {} failed, {} flagged, {} not created by cc-ci-run{}",
@@ -239,14 +278,13 @@ pub(crate) fn sweep(s: &Settings, stop: Option<&Latch>) -> Result<Summary> {
 /// the sweep.
 fn visit(
     s: &Settings,
-    app: &crate::ext::abra::AppEntry,
+    domain: &str,
     locks: &dyn crate::lock::backend::AppLocks,
     owner: &OwnerRecord,
     abra: &Abra,
     docker: &Docker,
     sum: &mut Summary,
 ) -> Result<()> {
-    let domain = app.name();
     let reaping = domain.to_string();
     let on_lost = Box::new(move |why: &str| {
         say!("janitor: the app lock of {reaping} was lost while reaping it: {why}");
@@ -275,7 +313,7 @@ fn visit(
                     let stack = config::stack_name(domain);
                     let bound = Bound::until(Instant::now() + s.teardown_timeout, s.grace);
                     let target = App {
-                        server: &app.server,
+                        server: &s.server,
                         domain,
                         stack: &stack,
                     };
@@ -316,7 +354,7 @@ fn visit(
 /// domains the gate matches; an object without our lease labels is left.
 fn tidy_swarm_locks(
     s: &Settings,
-    apps: &[crate::ext::abra::AppEntry],
+    listed: &std::collections::HashSet<&str>,
     sum: &mut Summary,
 ) -> Result<()> {
     let swarm = Swarm::new(&s.locks.docker);
@@ -325,7 +363,7 @@ fn tidy_swarm_locks(
             continue;
         };
         if !s.gate.matches(&lease.domain)
-            || apps.iter().any(|a| a.name() == lease.domain)
+            || listed.contains(lease.domain.as_str())
             || !swarm.dead(&obj, &s.locks.lease)?
         {
             continue;
@@ -354,11 +392,11 @@ fn tidy_swarm_locks(
 /// Free app lock files with no app, run trees and run locks of dead runs,
 /// and run records past retention; each under its lock. A bad entry is
 /// named and skipped: the others are still tidied.
-fn tidy(s: &Settings, apps: &[crate::ext::abra::AppEntry], owner: &OwnerRecord, sum: &mut Summary) {
+fn tidy(s: &Settings, apps: &[String], owner: &OwnerRecord, sum: &mut Summary) {
     let app_dir = lock::lock_dir(&s.state_dir, Kind::App);
     // Sets, not scans of the lists: with one lock file per app, a lookup
     // in the app list per lock file made the tidy quadratic in the apps.
-    let listed: std::collections::HashSet<&str> = apps.iter().map(|a| a.name()).collect();
+    let listed: std::collections::HashSet<&str> = apps.iter().map(String::as_str).collect();
     let reaped: std::collections::HashSet<String> = sum.reaped.iter().cloned().collect();
     for domain in names_in(&app_dir, ".lock") {
         if crate::names::validate_name(Kind::App, &domain).is_err() || !s.gate.matches(&domain) {
@@ -373,7 +411,7 @@ fn tidy(s: &Settings, apps: &[crate::ext::abra::AppEntry], owner: &OwnerRecord, 
         }
     }
     if s.locks.backend == Backend::Swarm {
-        if let Err(e) = tidy_swarm_locks(s, apps, sum) {
+        if let Err(e) = tidy_swarm_locks(s, &listed, sum) {
             say!("janitor: tidying expired swarm locks failed: {e:#}");
             sum.bad_entries.push("swarm-locks".to_string());
         }
@@ -412,11 +450,8 @@ fn tidy_app_lock(s: &Settings, domain: &str, owner: &OwnerRecord, sum: &mut Summ
         TryLock::Acquired(held) => {
             // Re-check under the lock: a run may have created the app
             // after our listing and died since.
-            let env_file = s
-                .abra_home
-                .join("servers")
-                .join(&s.server)
-                .join(format!("{domain}.env"));
+            let env_file =
+                crate::ext::abra::server_dir(&s.abra_home, &s.server).join(format!("{domain}.env"));
             if s.dry_run || env_file.exists() {
                 return Ok(());
             }

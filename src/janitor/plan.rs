@@ -8,18 +8,17 @@ use anyhow::{Context, Result};
 use regex::Regex;
 
 use crate::exit::Failure;
-use crate::ext::abra::AppEntry;
 
 /// RUN_APP_RE, checked against CCCI_PROTECTED_APPS before any sweep.
 #[derive(Clone, Debug)]
-pub(crate) struct Gate {
+pub struct Gate {
     pub re: Regex,
 }
 
 impl Gate {
     /// Compiles `pattern` and refuses it when it matches any protected app
     /// (exit 2): a gate that could select a long-lived app is never used.
-    pub(crate) fn new(pattern: &str, protected: &[String]) -> Result<Gate> {
+    pub fn new(pattern: &str, protected: &[String]) -> Result<Gate> {
         let re = Regex::new(pattern).map_err(|e| {
             Failure::usage(format!(
                 "invalid CCCI_RUN_APP_RE {pattern:?}: it does not compile: {e}"
@@ -40,7 +39,7 @@ impl Gate {
         Ok(Gate { re })
     }
 
-    pub(crate) fn matches(&self, domain: &str) -> bool {
+    pub fn matches(&self, domain: &str) -> bool {
         self.re.is_match(domain)
     }
 }
@@ -68,23 +67,55 @@ pub(crate) fn parse_protected(text: &str) -> Vec<String> {
 /// The apps whose domain matches the gate (each once). Nothing else is
 /// looked at further, so no lock file is ever created for a warm or
 /// canonical app.
-pub(crate) fn matching<'a>(apps: &'a [AppEntry], gate: &Gate) -> Vec<&'a AppEntry> {
+pub fn matching<'a>(apps: &'a [String], gate: &Gate) -> Vec<&'a str> {
     let mut seen = std::collections::HashSet::new();
     apps.iter()
-        .filter(|a| gate.matches(a.name()))
-        .filter(|a| seen.insert(a.name().to_string()))
+        .map(String::as_str)
+        .filter(|a| gate.matches(a))
+        .filter(|a| seen.insert(*a))
         .collect()
 }
 
+/// What an app's env file says of its creator.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Mark {
+    /// It carries the marker `run` writes at `app new`.
+    Marked,
+    /// It does not: not created by cc-ci-run.
+    Unmarked,
+    /// It could not be read (why): a bad entry, neither probed nor
+    /// reported as unmarked.
+    Unreadable(String),
+}
+
+/// The matching apps, split by what their env files say.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Candidates<'a> {
+    /// Matching and marked: probed, reaped when orphaned.
+    pub marked: Vec<&'a str>,
+    /// Matching without the marker: reported, never probed.
+    pub unmarked: Vec<&'a str>,
+    /// Matching, env file unreadable (domain, why): named, skipped.
+    pub unreadable: Vec<(&'a str, String)>,
+}
+
 /// The candidates (SPEC section 5): apps matching the gate *and* carrying
-/// the marker `run` writes at `app new` (`marked` says which do). The
-/// second list holds the matching apps without it: reported, never probed.
-pub(crate) fn candidates<'a>(
-    apps: &'a [AppEntry],
+/// the marker `run` writes at `app new` (`mark` reads it, only for
+/// matching apps). The others that match are reported, never probed.
+pub fn candidates<'a>(
+    apps: &'a [String],
     gate: &Gate,
-    marked: impl Fn(&AppEntry) -> bool,
-) -> (Vec<&'a AppEntry>, Vec<&'a AppEntry>) {
-    matching(apps, gate).into_iter().partition(|a| marked(a))
+    mut mark: impl FnMut(&str) -> Mark,
+) -> Candidates<'a> {
+    let mut out = Candidates::default();
+    for app in matching(apps, gate) {
+        match mark(app) {
+            Mark::Marked => out.marked.push(app),
+            Mark::Unmarked => out.unmarked.push(app),
+            Mark::Unreadable(why) => out.unreadable.push((app, why)),
+        }
+    }
+    out
 }
 
 /// What a lock probe found.

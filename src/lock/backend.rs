@@ -217,12 +217,13 @@ impl AppLocks for FlockLocks {
     }
 
     fn try_acquire(&self, domain: &str, owner: &OwnerRecord, _: OnLost) -> Result<Attempt> {
+        // The age from the open's own fstat: no second stat per probe.
         Ok(
-            match lock::try_acquire(&self.state_dir, self.kind, domain, owner)? {
-                lock::TryLock::Acquired(h) => Attempt::Acquired(Box::new(FlockLock(h))),
-                lock::TryLock::Busy(owner) => Attempt::Busy(Busy {
+            match lock::try_acquire_dated(&self.state_dir, self.kind, domain, owner)? {
+                lock::Attempt::Acquired(h) => Attempt::Acquired(Box::new(FlockLock(h))),
+                lock::Attempt::Busy((owner, mtime)) => Attempt::Busy(Busy {
                     owner,
-                    age: file_age(&lock::lock_path(&self.state_dir, self.kind, domain)),
+                    age: mtime.and_then(|m| std::time::SystemTime::now().duration_since(m).ok()),
                 }),
             },
         )

@@ -275,7 +275,7 @@ enum Missing {
 /// (whatever the umask); a symlink or anything but a regular file at the
 /// path is refused. `Ok(None)`: the file does not exist and `missing` is
 /// [`Missing::Absent`].
-fn open_lock_file(path: &Path, missing: Missing) -> Result<Option<(File, FileId)>> {
+fn open_lock_file(path: &Path, missing: Missing) -> Result<Option<(File, FileId, Mtime)>> {
     let open = |create: bool| {
         let mut o = OpenOptions::new();
         o.read(true).write(true);
@@ -294,7 +294,7 @@ fn open_lock_file(path: &Path, missing: Missing) -> Result<Option<(File, FileId)
         if !meta.is_file() {
             return Err(refused(path, "a special file or directory"));
         }
-        Ok(Some((file, FileId::of(&meta))))
+        Ok(Some((file, FileId::of(&meta), meta.modified().ok())))
     };
     // The file usually exists: open it first, create it only when missing.
     for _ in 0..100 {
@@ -512,19 +512,42 @@ pub fn try_acquire(
     name: &str,
     owner: &OwnerRecord,
 ) -> Result<TryLock> {
+    Ok(match try_acquire_dated(state_dir, kind, name, owner)? {
+        Attempt::Acquired(held) => Attempt::Acquired(held),
+        Attempt::Busy((rec, _)) => Attempt::Busy(rec),
+    })
+}
+
+/// A lock file's modification time (when its holder wrote its record: the
+/// lock's age), read from the fstat of the open.
+pub type Mtime = Option<std::time::SystemTime>;
+
+/// A flock attempt that also dates a busy lock: the holder's owner record
+/// and the lock file's [`Mtime`].
+pub type DatedTryLock = Attempt<Held, (Option<OwnerRecord>, Mtime)>;
+
+/// [`try_acquire`], with a busy lock's file mtime taken from the fstat its
+/// open makes anyway: the janitor's probe ages a held lock without a
+/// second stat of the path per candidate.
+pub fn try_acquire_dated(
+    state_dir: &Path,
+    kind: Kind,
+    name: &str,
+    owner: &OwnerRecord,
+) -> Result<DatedTryLock> {
     validate_name(kind, name)?;
     let path = lock_path(state_dir, kind, name);
     let what = || format!("failed to lock {} `{name}`", kind.field());
-    let mut held = match try_path(&path, Missing::Create).with_context(what)? {
-        Some(TryLock::Acquired(held)) => held,
-        Some(TryLock::Busy(rec)) => return Ok(TryLock::Busy(rec)),
+    let mut held = match try_path_dated(&path, Missing::Create).with_context(what)? {
+        Some(Attempt::Acquired(held)) => held,
+        Some(Attempt::Busy(busy)) => return Ok(Attempt::Busy(busy)),
         // Missing::Create creates the file; it cannot be absent.
         None => {
             return Err(anyhow::anyhow!("lock file {} vanished", path.display())).with_context(what)
         }
     };
     keep_without_record(&mut held, owner);
-    Ok(TryLock::Acquired(held))
+    Ok(Attempt::Acquired(held))
 }
 
 /// Writes the owner record; a failure (a full disk) is said and the lock
@@ -552,8 +575,15 @@ pub(crate) fn try_lock_existing(path: &Path) -> Result<Option<TryLock>> {
 }
 
 fn try_path(path: &Path, missing: Missing) -> Result<Option<TryLock>> {
+    Ok(try_path_dated(path, missing)?.map(|a| match a {
+        Attempt::Acquired(held) => Attempt::Acquired(held),
+        Attempt::Busy((rec, _)) => Attempt::Busy(rec),
+    }))
+}
+
+fn try_path_dated(path: &Path, missing: Missing) -> Result<Option<DatedTryLock>> {
     for _ in 0..MAX_REPLACED {
-        let (file, id) = match open_lock_file(path, missing) {
+        let (file, id, mtime) = match open_lock_file(path, missing) {
             Ok(Some(f)) => f,
             Ok(None) => return Ok(None),
             Err(e) if missing == Missing::Create && is_not_found(&e) => {
@@ -563,10 +593,10 @@ fn try_path(path: &Path, missing: Missing) -> Result<Option<TryLock>> {
             Err(e) => return Err(e),
         };
         if !try_flock(&file, path)? {
-            return Ok(Some(TryLock::Busy(read_owner_from(&file))));
+            return Ok(Some(Attempt::Busy((read_owner_from(&file), mtime))));
         }
         if still_named(id, path)? {
-            return Ok(Some(TryLock::Acquired(Held::new(
+            return Ok(Some(Attempt::Acquired(Held::new(
                 file,
                 id,
                 path.to_path_buf(),
@@ -663,7 +693,7 @@ pub(crate) fn acquire_path(
         if cancel.is_some_and(Latch::is_set) {
             return Ok(Acquire::Cancelled);
         }
-        let (file, id) = match open_lock_file(path, Missing::Create) {
+        let (file, id, _) = match open_lock_file(path, Missing::Create) {
             Ok(Some(f)) => f,
             Ok(None) => continue,
             Err(e) if is_not_found(&e) => {

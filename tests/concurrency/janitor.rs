@@ -364,10 +364,12 @@ fn watch_stopped_by_sigterm_mid_reap_finishes_the_reap_under_its_lock() {
 fn watch_survives_failing_ticks_and_stops_cleanly() {
     let f = Fixture::new();
     let log = f.tmp.path().join("janitor.log");
+    // Every tick's listing fails: the server's env-file directory is gone
+    // (what the janitor lists; abra's own listing fails on it too).
+    std::fs::remove_dir(f.abra_home.join("servers/default")).unwrap();
     let mut jan = f
         .cmd()
         .args(["janitor", "--watch", "--interval", "50ms"])
-        .env("CCCI_FAKE_ABRA_FAIL", "ls")
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
@@ -384,4 +386,194 @@ fn watch_survives_failing_ticks_and_stops_cleanly() {
     assert!(std::fs::read_to_string(&log)
         .unwrap()
         .contains("stopped cleanly"));
+}
+
+/// The marker line of a run, as env-file text (for files planted by hand).
+fn marked_env(domain: &str) -> String {
+    let line = cc_ci_run::ext::abra::marker::line("drone-x-2", "ci1", "2026-01-01T00:00:00.000Z");
+    format!("{line}\nTYPE=example:1.0.0+1.0\nDOMAIN={domain}\n")
+}
+
+/// The domains the stand-in's `abra app ls -s default -m` lists.
+fn abra_lists(f: &Fixture) -> Vec<String> {
+    let out = f.abra(&["app", "ls", "-s", "default", "-m"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let apps =
+        cc_ci_run::ext::abra::parse::parse_app_ls(&String::from_utf8_lossy(&out.stdout)).unwrap();
+    let mut v: Vec<String> = apps.iter().map(|a| a.name().to_string()).collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn the_janitor_takes_for_apps_exactly_the_env_files_abra_lists() {
+    let f = Fixture::new();
+    let orphaned = "example-b1.ci.localhost";
+    let operators = "example-b7.ci.localhost";
+    orphan(&f, orphaned);
+    deploy_outside(operators, |a| f.abra(a));
+    let default = f.abra_home.join("servers/default");
+    let other = f.abra_home.join("servers/other");
+    std::fs::create_dir_all(&other).unwrap();
+    // Each carries the marker and a name the gate below matches: listed
+    // as an app, each would be probed (and an orphan reaped).
+    let planted = [
+        default.join("example-b2.ci.localhost"), // no .env suffix
+        default.join("example-b3.ci.localhost.env.bak"), // not *.env
+        default.join(".example-b4.ci.localhost.env"), // a dotfile
+        other.join("example-b6.ci.localhost.env"), // another server's app
+    ];
+    for p in &planted {
+        std::fs::write(p, marked_env("example-b9.ci.localhost")).unwrap();
+    }
+    // A subdirectory named like an app's env file, with a marked file in it.
+    let subdir = default.join("example-b5.ci.localhost.env");
+    std::fs::create_dir(&subdir).unwrap();
+    std::fs::write(subdir.join("x.env"), marked_env("x")).unwrap();
+    // A gate that also matches the dotfile's name, so that only the
+    // listing keeps it out.
+    let gate = r"^\.?example-b[0-9]+\.ci\.localhost$";
+
+    // The stand-in abra lists the two apps and nothing planted.
+    assert_eq!(abra_lists(&f), [orphaned, operators]);
+    // So does the janitor (a dry run: nothing is touched).
+    let sweep = |dry: bool| {
+        let mut c = f.cmd();
+        c.args(["janitor", "--json"]).env("CCCI_RUN_APP_RE", gate);
+        if dry {
+            c.arg("--dry-run");
+        }
+        let out = c.output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(code(out.status), 0, "{err}");
+        let sum: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        (sum, err)
+    };
+    let (sum, err) = sweep(true);
+    assert_eq!(sum["candidates"], 1, "{sum} {err}");
+    assert_eq!(sum["would_reap"], serde_json::json!([orphaned]), "{err}");
+    assert_eq!(sum["unmarked"], serde_json::json!([operators]), "{err}");
+    assert_eq!(sum["bad_entries"], serde_json::json!([]), "{err}");
+    for n in ["b2", "b3", "b4", "b5", "b6"] {
+        assert!(
+            !err.contains(&format!("example-{n}.")),
+            "{n} was looked at: {err}"
+        );
+    }
+    // The real sweep reaps the orphan and touches nothing else.
+    let (sum, err) = sweep(false);
+    assert_eq!(sum["reaped"], serde_json::json!([orphaned]), "{err}");
+    assert_eq!(sum["unmarked"], serde_json::json!([operators]), "{err}");
+    assert_eq!(sum["bad_entries"], serde_json::json!([]), "{err}");
+    for p in planted.iter().chain([&subdir.join("x.env")]) {
+        assert!(p.exists(), "{} was removed", p.display());
+    }
+    assert!(deployed(&f, operators));
+    let locks: Vec<String> = std::fs::read_dir(f.state.join("locks/apps"))
+        .map(|r| {
+            r.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(locks.is_empty(), "lock files were created: {locks:?}");
+    assert_eq!(abra_lists(&f), [operators]);
+}
+
+#[test]
+fn an_unreadable_env_file_is_named_and_skipped_and_the_sweep_goes_on() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let f = Fixture::new();
+    let domains = [
+        "example-b1.ci.localhost",
+        "example-b2.ci.localhost",
+        "example-b3.ci.localhost",
+    ];
+    for d in domains {
+        orphan(&f, d);
+    }
+    let bad = domains[1];
+    let env = f
+        .abra_home
+        .join("servers/default")
+        .join(format!("{bad}.env"));
+    std::fs::set_permissions(&env, std::fs::Permissions::from_mode(0o000)).unwrap();
+    // Symbolic links that lead nowhere: one the gate matches (an odd entry,
+    // named), one of an app it does not (none of the janitor's business).
+    let dangling = f
+        .abra_home
+        .join("servers/default/example-b8.ci.localhost.env");
+    let foreign = f.abra_home.join("servers/default/warm.example.org.env");
+    for link in [&dangling, &foreign] {
+        std::os::unix::fs::symlink(f.tmp.path().join("nowhere"), link).unwrap();
+    }
+    let mut c = f.cmd();
+    c.args(["janitor", "--json"]);
+    if nix::unistd::geteuid().is_root() {
+        // Root reads a mode-000 file through CAP_DAC_OVERRIDE and
+        // CAP_DAC_READ_SEARCH: the sweep (and every abra it starts) runs
+        // without them, still as root, so the state stays writable.
+        unsafe {
+            c.pre_exec(|| {
+                for cap in [1, 2] {
+                    if libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                Ok(())
+            });
+        }
+    }
+    let out = c.output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        code(out.status),
+        3,
+        "a bad entry is reported in the exit code: {err}"
+    );
+    let sum: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("no summary, the sweep did not go on ({e}): {err}"));
+    assert_eq!(
+        sum["reaped"],
+        serde_json::json!([domains[0], domains[2]]),
+        "the sweep went on past the bad entry: {err}"
+    );
+    assert_eq!(
+        sum["bad_entries"],
+        serde_json::json!(["env:example-b8.ci.localhost.env", format!("env:{bad}.env")]),
+        "{err}"
+    );
+    assert!(err.contains(&dangling.display().to_string()), "{err}");
+    assert!(!err.contains("warm.example.org"), "{err}");
+    assert_eq!(
+        sum["unmarked"],
+        serde_json::json!([]),
+        "unreadable is not unmarked"
+    );
+    assert!(err.contains(&env.display().to_string()), "{err}");
+    assert!(
+        deployed(&f, bad),
+        "an app whose marker could not be read was touched"
+    );
+    assert!(
+        !f.state
+            .join("locks/apps")
+            .join(format!("{bad}.lock"))
+            .exists(),
+        "an app whose marker could not be read was probed"
+    );
+    std::fs::set_permissions(&env, std::fs::Permissions::from_mode(0o644)).unwrap();
+    for link in [&dangling, &foreign] {
+        std::fs::remove_file(link).unwrap();
+    }
+    let out = f.cmd().args(["janitor", "--json"]).output().unwrap();
+    assert_eq!(code(out.status), 0);
+    let sum: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(sum["reaped"], serde_json::json!([bad]));
+    assert!(f.leftovers().is_empty(), "{:?}", f.leftovers());
 }

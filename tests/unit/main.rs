@@ -8,6 +8,7 @@ mod docker_events;
 mod exit;
 mod history;
 mod interpolate;
+mod janitor_plan;
 #[path = "../common/junit.rs"]
 mod junit;
 mod leftovers;

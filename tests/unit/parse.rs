@@ -1,4 +1,4 @@
-use cc_ci_run::ext::abra::parse::parse_app_ls;
+use cc_ci_run::ext::abra::parse::{app_of_env_file, parse_app_ls};
 use cc_ci_run::ext::docker::*;
 
 #[test]
@@ -9,6 +9,25 @@ fn app_ls_empty_object_and_extra_fields() {
     assert_eq!(apps.len(), 1);
     assert_eq!(apps[0].name(), "example-pr1.ci.localhost");
     assert!(parse_app_ls("not json").is_err());
+}
+
+#[test]
+fn env_file_names_abra_takes_for_apps() {
+    assert_eq!(
+        app_of_env_file("example-pr1.ci.localhost.env"),
+        Some("example-pr1.ci.localhost")
+    );
+    for not_an_app in [
+        ".env",
+        ".example-pr1.ci.localhost.env",
+        ".example-pr1.ci.localhost.env.swp",
+        "example-pr1.ci.localhost",
+        "example-pr1.ci.localhost.env.bak",
+        "README.md",
+        "",
+    ] {
+        assert_eq!(app_of_env_file(not_an_app), None, "{not_an_app:?}");
+    }
 }
 
 #[test]

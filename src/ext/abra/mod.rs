@@ -13,7 +13,6 @@ use anyhow::{Context, Result};
 
 use crate::ext::{self, Bound};
 use crate::sys::spawn::Output;
-pub(crate) use parse::AppEntry;
 
 /// abra with one ABRA_DIR.
 #[derive(Clone, Debug)]
@@ -125,20 +124,83 @@ impl Abra {
             .map(drop)
     }
 
-    /// `abra app ls -s SERVER -m`: the apps of one server (no status: `-S`
-    /// would ask the server about every app).
-    pub(crate) fn ls(&self, server: &str, bound: &Bound) -> Result<Vec<AppEntry>> {
-        let out = self.call(&["app", "ls", "-s", server, "-m"], bound)?;
-        parse::parse_app_ls(&out.stdout).context("failed to read abra's app list")
+    /// The directory abra keeps one server's env files in.
+    pub(crate) fn server_dir(&self, server: &str) -> PathBuf {
+        server_dir(&self.abra_dir, server)
     }
 
     /// The app's env file, where abra keeps it.
     pub(crate) fn env_file(&self, server: &str, domain: &str) -> PathBuf {
-        self.abra_dir
-            .join("servers")
-            .join(server)
-            .join(format!("{domain}.env"))
+        self.server_dir(server).join(format!("{domain}.env"))
     }
+}
+
+/// `$ABRA_DIR/servers/SERVER` (SPEC section 9).
+pub(crate) fn server_dir(abra_dir: &Path, server: &str) -> PathBuf {
+    abra_dir.join("servers").join(server)
+}
+
+/// One server's apps, read from abra's own files.
+#[derive(Debug, Default)]
+pub(crate) struct ServerApps {
+    /// The apps' domains, sorted.
+    pub domains: Vec<String>,
+    /// Entries abra would take for apps that cannot be handled (domain,
+    /// why): a name that is not UTF-8 (the domain lossily), a symbolic
+    /// link that leads nowhere, a FIFO or other special file (reading it
+    /// could hang).
+    pub odd: Vec<(String, String)>,
+}
+
+/// The apps of one server as `abra app ls -s SERVER` lists them, from one
+/// readdir of `$ABRA_DIR/servers/SERVER/` instead of a process: abra keeps
+/// each app as the file `DOMAIN.env` there and lists exactly those, so
+/// this is its listing, without its start-up. What abra lists, and so
+/// this: entries named `*.env` that are not dotfiles (see
+/// [`parse::app_of_env_file`]) and not directories, a symbolic link
+/// followed to what it names (abra follows them). Subdirectories, other
+/// files and dotfiles are not apps and are passed over silently. The file
+/// type comes from the directory entry itself (no stat per entry, except
+/// for a symbolic link). A missing or unreadable directory is an error,
+/// as abra's listing fails on it.
+pub(crate) fn list_server_apps(abra_dir: &Path, server: &str) -> Result<ServerApps> {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = server_dir(abra_dir, server);
+    let failed = || format!("failed to read abra's server directory {}", dir.display());
+    let mut out = ServerApps::default();
+    for entry in std::fs::read_dir(&dir).with_context(failed)? {
+        let entry = entry.with_context(failed)?;
+        let raw = entry.file_name();
+        let Some(name) = raw.to_str() else {
+            let bytes = raw.as_bytes();
+            if let Some(stem) = bytes.strip_suffix(b".env") {
+                if !stem.is_empty() && !stem.starts_with(b".") {
+                    out.odd.push((
+                        String::from_utf8_lossy(stem).into_owned(),
+                        "its name is not UTF-8".to_string(),
+                    ));
+                }
+            }
+            continue;
+        };
+        let Some(domain) = parse::app_of_env_file(name) else {
+            continue;
+        };
+        let kind = match entry.file_type() {
+            Ok(t) if t.is_symlink() => std::fs::metadata(entry.path()).map(|m| m.file_type()),
+            other => other,
+        };
+        match kind {
+            Ok(t) if t.is_dir() => continue,
+            Ok(t) if t.is_file() => out.domains.push(domain.to_string()),
+            Ok(_) => out
+                .odd
+                .push((domain.to_string(), "not a regular file".to_string())),
+            Err(e) => out.odd.push((domain.to_string(), format!("{e}"))),
+        }
+    }
+    out.domains.sort();
+    Ok(out)
 }
 
 /// How `abra app rm` failed, where teardown branches on it.

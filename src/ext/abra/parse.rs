@@ -57,3 +57,15 @@ pub fn parse_app_ls(text: &str) -> Result<Vec<AppEntry>> {
     }
     Ok(out)
 }
+
+/// The app a file of `$ABRA_DIR/servers/SERVER/` stands for, by its name,
+/// as abra lists apps: `DOMAIN.env` is the app DOMAIN. Other names (no
+/// `.env` suffix, a dotfile such as an editor's `.x.env.swp` or a bare
+/// `.env`) are not apps. Whether the entry is a file is the caller's to
+/// check (abra skips directories).
+pub fn app_of_env_file(name: &str) -> Option<&str> {
+    if name.starts_with('.') {
+        return None;
+    }
+    name.strip_suffix(".env").filter(|d| !d.is_empty())
+}

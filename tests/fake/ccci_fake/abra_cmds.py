@@ -464,7 +464,11 @@ def app_ls(argv):
                 continue
             apps = []
             for fname in list_dir(sdir):
-                if not fname.endswith(".env"):
+                # abra's apps: DOMAIN.env files, not dotfiles, not
+                # directories (a symlink is followed); as cc-ci-run's
+                # janitor lists them (ext/abra list_server_apps).
+                if (not fname.endswith(".env") or fname.startswith(".")
+                        or os.path.isdir(os.path.join(sdir, fname))):
                     continue
                 domain = fname[:-len(".env")]
                 try:
