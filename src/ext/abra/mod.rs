@@ -158,8 +158,8 @@ pub(crate) struct ServerApps {
 /// this is its listing, without its start-up. What abra lists, and so
 /// this: entries named `*.env` that are not dotfiles (see
 /// [`parse::app_of_env_file`]) and not directories, a symbolic link
-/// followed to what it names (abra follows them). Subdirectories, other
-/// files and dotfiles are not apps and are passed over silently. The file
+/// followed to what it names. Subdirectories, other files and dotfiles
+/// are not apps and are passed over silently. The file
 /// type comes from the directory entry itself (no stat per entry, except
 /// for a symbolic link). A missing or unreadable directory is an error,
 /// as abra's listing fails on it.
