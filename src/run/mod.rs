@@ -203,6 +203,9 @@ struct Run {
     phase_started: Instant,
     /// docker and /proc for the test runner.
     host: testrun::Host,
+    /// The label of the containers a suite stopped by a signal left to the
+    /// teardown (SPEC section 6: removed on every path).
+    containers_left: Option<String>,
 }
 
 /// The verdict of the phases (before teardown).
@@ -264,6 +267,7 @@ impl Run {
             record_warned: false,
             phase_started: Instant::now(),
             host: testrun::Host::from_env(env),
+            containers_left: None,
         }
     }
 
@@ -972,7 +976,7 @@ impl Run {
             ("CCCI_RECIPE".to_string(), self.cfg.recipe.clone()),
             ("CCCI_SERVER".to_string(), self.cfg.server.clone()),
             ("CCCI_RUN_ID".to_string(), self.cfg.run_id.clone()),
-            ("CCCI_CONTAINER_LABEL".to_string(), label),
+            ("CCCI_CONTAINER_LABEL".to_string(), label.clone()),
             (
                 "ABRA_DIR".to_string(),
                 self.dir.abra_dir().display().to_string(),
@@ -996,8 +1000,14 @@ impl Run {
             grace: self.cfg.grace,
             options: self.cfg.tests.clone(),
             host: self.host.clone(),
+            // On a cancel the teardown starts without waiting for docker:
+            // it removes the containers beside the app (teardown_phase).
+            leave_containers_on_signal: true,
         };
         let outcome = testrun::run_suite(&suite, Some(self.funnel.latch()))?;
+        if outcome.containers_left {
+            self.containers_left = Some(label);
+        }
         self.tests_selected += outcome.selected;
         self.record.tests.push(rundir::TierTests {
             tier: tier.to_string(),
@@ -1045,22 +1055,51 @@ impl Run {
     }
 
     /// Teardown if this run holds the app lock; true when it is clean (or
-    /// there was nothing of ours to tear down). Releases the app lock.
+    /// there was nothing of ours to tear down). The containers a stopped
+    /// suite left are removed beside it, on a thread of their own, and
+    /// waited for before the app lock is released.
     fn teardown_phase(&mut self) -> bool {
-        let Some(mut held) = self.app_lock.take() else {
+        let Some(held) = self.app_lock.take() else {
+            // No app lock, no test ran: nothing can be left; if it were,
+            // it is removed all the same.
+            if let Some(label) = self.containers_left.take() {
+                self.remove_containers(label).finish();
+            }
             return true;
         };
         self.set_phase(Phase::Teardown);
+        let containers = self
+            .containers_left
+            .take()
+            .map(|label| self.remove_containers(label));
+        let (ok, held) = self.tear_down_app(held);
+        if let Some(c) = containers {
+            c.finish();
+        }
+        if let Some(held) = held {
+            if let Err(e) = self.release_app_lock(held) {
+                say!("warning: {e:#}");
+            }
+        }
+        ok
+    }
+
+    /// Starts the removal of the containers labelled `label` (SPEC 6).
+    fn remove_containers(&self, label: String) -> testrun::containers::Removal {
+        testrun::containers::Removal::start(self.host.docker.clone(), label, self.cfg.grace)
+    }
+
+    /// The app's teardown under `held`: true when clean, and the lock the
+    /// caller is to release (None when a lost lock could not be claimed
+    /// again, or was released here to leave the app to its next holder).
+    fn tear_down_app(&mut self, mut held: Box<dyn AppLock>) -> (bool, Option<Box<dyn AppLock>>) {
         if let Some(env_file) = self.foreign_app() {
             say!(
                 "teardown: the app at {} was not created by cc-ci-run ({} has no marker): left alone",
                 self.cfg.domain,
                 env_file.display()
             );
-            if let Err(e) = self.release_app_lock(held) {
-                say!("warning: {e:#}");
-            }
-            return true;
+            return (true, Some(held));
         }
         if let Some(why) = held.lost() {
             // Releasing the lost lock removes nothing (its object is gone or
@@ -1070,13 +1109,12 @@ impl Run {
             }
             match self.reclaim(&why) {
                 Some(h) => held = h,
-                None => return false,
+                None => return (false, None),
             }
         }
         if let Err(e) = held.may_mutate() {
             say!("{e:#}: the app is left to the next holder's pre-clean (or the janitor)");
-            let _ = self.release_app_lock(held);
-            return false;
+            return (false, Some(held));
         }
         let b = self.teardown_bound();
         let ok = match teardown::teardown(&self.abra, &self.docker, self.app(), &b) {
@@ -1096,10 +1134,7 @@ impl Run {
                 self.cfg.domain
             );
         }
-        if let Err(e) = self.release_app_lock(held) {
-            say!("warning: {e:#}");
-        }
-        ok
+        (ok, Some(held))
     }
 
     /// Releases the app lock, stamping the record's release time first: a
