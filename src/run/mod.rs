@@ -36,6 +36,7 @@ use crate::rundir::{self, RunDir, RunRecord};
 use crate::say;
 use crate::teardown::{self, App};
 use crate::testrun;
+use crate::testrun::containers::Removal;
 use crate::testrun::meta::Tier;
 
 /// How often a run waiting for an app lock says who holds it.
@@ -1017,7 +1018,12 @@ impl Run {
             flaky: outcome.flaky,
             report_dir: suite.report_dir.display().to_string(),
         });
-        self.save_record();
+        // A suite stopped by a signal is followed at once by the teardown
+        // phase, whose record write carries these counts: writing (and
+        // fsyncing) the record here too would only delay the teardown.
+        if outcome.exit_code < 128 {
+            self.save_record();
+        }
         if outcome.selected == 0 && outcome.exit_code == 0 {
             say!(
                 "warning: {tier} tier: no test selected (filters: {}; {} test file(s) found)",
@@ -1056,25 +1062,34 @@ impl Run {
 
     /// Teardown if this run holds the app lock; true when it is clean (or
     /// there was nothing of ours to tear down). The containers a stopped
-    /// suite left are removed beside it, on a thread of their own, and
-    /// waited for before the app lock is released.
+    /// suite left (SPEC section 6) are removed on a thread of their own
+    /// once the app's undeploy has been issued, beside the wait for the
+    /// engine (or, when the teardown ends before that, right after it),
+    /// and waited for before the app lock is released.
     fn teardown_phase(&mut self) -> bool {
+        let docker = self.host.docker.clone();
+        let grace = self.cfg.grace;
+        let mut label = self.containers_left.take();
         let Some(held) = self.app_lock.take() else {
             // No app lock, no test ran: nothing can be left; if it were,
             // it is removed all the same.
-            if let Some(label) = self.containers_left.take() {
-                self.remove_containers(label).finish();
+            if let Some(l) = label {
+                Removal::start(docker, l, grace).finish();
             }
             return true;
         };
         self.set_phase(Phase::Teardown);
-        let containers = self
-            .containers_left
-            .take()
-            .map(|label| self.remove_containers(label));
-        let (ok, held) = self.tear_down_app(held);
-        if let Some(c) = containers {
-            c.finish();
+        let mut removal: Option<Removal> = None;
+        let (ok, held) = self.tear_down_app(held, || {
+            removal = label
+                .take()
+                .map(|l| Removal::start(docker.clone(), l, grace));
+        });
+        if let Some(l) = label {
+            removal = Some(Removal::start(docker, l, grace));
+        }
+        if let Some(r) = removal {
+            r.finish();
         }
         if let Some(held) = held {
             if let Err(e) = self.release_app_lock(held) {
@@ -1084,15 +1099,15 @@ impl Run {
         ok
     }
 
-    /// Starts the removal of the containers labelled `label` (SPEC 6).
-    fn remove_containers(&self, label: String) -> testrun::containers::Removal {
-        testrun::containers::Removal::start(self.host.docker.clone(), label, self.cfg.grace)
-    }
-
-    /// The app's teardown under `held`: true when clean, and the lock the
+    /// The app's teardown under `held` (`beside` as in
+    /// [`teardown::teardown_beside`]): true when clean, and the lock the
     /// caller is to release (None when a lost lock could not be claimed
-    /// again, or was released here to leave the app to its next holder).
-    fn tear_down_app(&mut self, mut held: Box<dyn AppLock>) -> (bool, Option<Box<dyn AppLock>>) {
+    /// again).
+    fn tear_down_app(
+        &mut self,
+        mut held: Box<dyn AppLock>,
+        beside: impl FnOnce(),
+    ) -> (bool, Option<Box<dyn AppLock>>) {
         if let Some(env_file) = self.foreign_app() {
             say!(
                 "teardown: the app at {} was not created by cc-ci-run ({} has no marker): left alone",
@@ -1117,7 +1132,7 @@ impl Run {
             return (false, Some(held));
         }
         let b = self.teardown_bound();
-        let ok = match teardown::teardown(&self.abra, &self.docker, self.app(), &b) {
+        let ok = match teardown::teardown_beside(&self.abra, &self.docker, self.app(), &b, beside) {
             Ok(()) => true,
             Err(e) => {
                 say!("teardown failed: {e:#}");

@@ -46,6 +46,20 @@ pub(crate) fn present(abra: &Abra, docker: &Docker, app: App, bound: &Bound) -> 
 /// Tears the app down completely, within `bound`; Ok only when nothing of
 /// it is left (no service, container, network, volume, secret, env file).
 pub(crate) fn teardown(abra: &Abra, docker: &Docker, app: App, bound: &Bound) -> Result<()> {
+    teardown_beside(abra, docker, app, bound, || {})
+}
+
+/// [`teardown`], calling `beside` once the undeploy has been issued (or
+/// there was nothing to undeploy), before the wait for the engine: what the
+/// caller starts there runs while the stack goes, and never ahead of the
+/// undeploy. Not called when the undeploy failed with services left.
+pub(crate) fn teardown_beside(
+    abra: &Abra,
+    docker: &Docker,
+    app: App,
+    bound: &Bound,
+    beside: impl FnOnce(),
+) -> Result<()> {
     let started = std::time::Instant::now();
     say!("teardown of {} (stack {})", app.domain, app.stack);
     // Subscribed before the undeploy, so the wait below hears every removal
@@ -75,6 +89,7 @@ pub(crate) fn teardown(abra: &Abra, docker: &Docker, app: App, bound: &Bound) ->
             );
         }
     }
+    beside();
     finish_engine_side(docker, app.stack, bound, &mut pacer)?;
     drop(pacer);
     let env_file = abra.env_file(app.server, app.domain);

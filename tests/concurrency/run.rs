@@ -588,8 +588,9 @@ fn a_signal_during_teardown_does_not_abort_it() {
 /// starts one and hangs; the run is stopped (the Drone step's `sh`
 /// SIGKILLed, or SIGINT to the harness); afterwards the container is gone,
 /// the exit code is the signal's, the teardown ran once, and the container
-/// removal came after the teardown's start (issue #18: the runner no longer
-/// makes the teardown wait for its `docker ps`), before the locks' release.
+/// removal came after the teardown's start and its undeploy (issue #18: the
+/// runner no longer makes the teardown wait for its `docker ps`), within
+/// the teardown phase (before the app lock's release).
 #[test]
 fn a_cancelled_runs_test_containers_are_removed_with_its_teardown_and_the_exit_code_stays() {
     for (stop, want) in [("kill-sh", 143), ("sigint", 130)] {
@@ -673,8 +674,8 @@ fn a_cancelled_runs_test_containers_are_removed_with_its_teardown_and_the_exit_c
             "removing 1 container(s) labelled cc-ci.run={run_id}"
         ));
         assert!(
-            at("phase: teardown") < removing,
-            "{stop}: the teardown starts before the containers are removed:\n{log}"
+            at("phase: teardown") < at("$ abra app undeploy") && at("$ abra app undeploy") < removing,
+            "{stop}: the teardown starts, and issues the undeploy, before the containers are removed:\n{log}"
         );
         assert!(
             removing < at("phase: cleanup"),
