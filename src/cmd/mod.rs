@@ -203,6 +203,8 @@ pub(crate) fn test(args: cli::TestArgs) -> Result<i32> {
         grace: args.grace,
         options: args.tests.clone(),
         host: testrun::Host::from_env(&crate::config::process_env()),
+        // Nothing follows a standalone suite: it removes them itself.
+        leave_containers_on_signal: false,
     };
     if args.list {
         let plan = testrun::plan(&suite)?;

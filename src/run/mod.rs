@@ -36,6 +36,7 @@ use crate::rundir::{self, RunDir, RunRecord};
 use crate::say;
 use crate::teardown::{self, App};
 use crate::testrun;
+use crate::testrun::containers::Removal;
 use crate::testrun::meta::Tier;
 
 /// How often a run waiting for an app lock says who holds it.
@@ -203,6 +204,9 @@ struct Run {
     phase_started: Instant,
     /// docker and /proc for the test runner.
     host: testrun::Host,
+    /// The label of the containers a suite stopped by a signal left to the
+    /// teardown (SPEC section 6: removed on every path).
+    containers_left: Option<String>,
 }
 
 /// The verdict of the phases (before teardown).
@@ -264,6 +268,7 @@ impl Run {
             record_warned: false,
             phase_started: Instant::now(),
             host: testrun::Host::from_env(env),
+            containers_left: None,
         }
     }
 
@@ -976,7 +981,7 @@ impl Run {
             ("CCCI_RECIPE".to_string(), self.cfg.recipe.clone()),
             ("CCCI_SERVER".to_string(), self.cfg.server.clone()),
             ("CCCI_RUN_ID".to_string(), self.cfg.run_id.clone()),
-            ("CCCI_CONTAINER_LABEL".to_string(), label),
+            ("CCCI_CONTAINER_LABEL".to_string(), label.clone()),
             (
                 "ABRA_DIR".to_string(),
                 self.dir.abra_dir().display().to_string(),
@@ -1000,8 +1005,14 @@ impl Run {
             grace: self.cfg.grace,
             options: self.cfg.tests.clone(),
             host: self.host.clone(),
+            // On a cancel the teardown starts without waiting for docker:
+            // it removes the containers beside the app (teardown_phase).
+            leave_containers_on_signal: true,
         };
         let outcome = testrun::run_suite(&suite, Some(self.funnel.latch()))?;
+        if outcome.containers_left {
+            self.containers_left = Some(label);
+        }
         self.tests_selected += outcome.selected;
         self.record.tests.push(rundir::TierTests {
             tier: tier.to_string(),
@@ -1011,7 +1022,12 @@ impl Run {
             flaky: outcome.flaky,
             report_dir: suite.report_dir.display().to_string(),
         });
-        self.save_record();
+        // A suite stopped by a signal is followed at once by the teardown
+        // phase, whose record write carries these counts: writing (and
+        // fsyncing) the record here too would only delay the teardown.
+        if outcome.exit_code < 128 {
+            self.save_record();
+        }
         if outcome.selected == 0 && outcome.exit_code == 0 {
             say!(
                 "warning: {tier} tier: no test selected (filters: {}; {} test file(s) found)",
@@ -1049,22 +1065,60 @@ impl Run {
     }
 
     /// Teardown if this run holds the app lock; true when it is clean (or
-    /// there was nothing of ours to tear down). Releases the app lock.
+    /// there was nothing of ours to tear down). The containers a stopped
+    /// suite left (SPEC section 6) are removed on a thread of their own
+    /// once the app's undeploy has been issued, beside the wait for the
+    /// engine (or, when the teardown ends before that, right after it),
+    /// and waited for before the app lock is released.
     fn teardown_phase(&mut self) -> bool {
-        let Some(mut held) = self.app_lock.take() else {
+        let docker = self.host.docker.clone();
+        let grace = self.cfg.grace;
+        let mut label = self.containers_left.take();
+        let Some(held) = self.app_lock.take() else {
+            // No app lock, no test ran: nothing can be left; if it were,
+            // it is removed all the same.
+            if let Some(l) = label {
+                Removal::start(docker, l, grace).finish();
+            }
             return true;
         };
         self.set_phase(Phase::Teardown);
+        let mut removal: Option<Removal> = None;
+        let (ok, held) = self.tear_down_app(held, || {
+            removal = label
+                .take()
+                .map(|l| Removal::start(docker.clone(), l, grace));
+        });
+        if let Some(l) = label {
+            removal = Some(Removal::start(docker, l, grace));
+        }
+        if let Some(r) = removal {
+            r.finish();
+        }
+        if let Some(held) = held {
+            if let Err(e) = self.release_app_lock(held) {
+                say!("warning: {e:#}");
+            }
+        }
+        ok
+    }
+
+    /// The app's teardown under `held` (`beside` as in
+    /// [`teardown::teardown_beside`]): true when clean, and the lock the
+    /// caller is to release (None when a lost lock could not be claimed
+    /// again).
+    fn tear_down_app(
+        &mut self,
+        mut held: Box<dyn AppLock>,
+        beside: impl FnOnce(),
+    ) -> (bool, Option<Box<dyn AppLock>>) {
         if let Some(env_file) = self.foreign_app() {
             say!(
                 "teardown: the app at {} was not created by cc-ci-run ({} has no marker): left alone",
                 self.cfg.domain,
                 env_file.display()
             );
-            if let Err(e) = self.release_app_lock(held) {
-                say!("warning: {e:#}");
-            }
-            return true;
+            return (true, Some(held));
         }
         if let Some(why) = held.lost() {
             // Releasing the lost lock removes nothing (its object is gone or
@@ -1074,16 +1128,22 @@ impl Run {
             }
             match self.reclaim(&why) {
                 Some(h) => held = h,
-                None => return false,
+                None => return (false, None),
             }
         }
         if let Err(e) = held.may_mutate() {
             say!("{e:#}: the app is left to the next holder's pre-clean (or the janitor)");
-            let _ = self.release_app_lock(held);
-            return false;
+            return (false, Some(held));
         }
         let b = self.teardown_bound();
-        let ok = match teardown::teardown(&self.abra, &self.docker, self.app(), &b, &*held) {
+        let ok = match teardown::teardown_beside(
+            &self.abra,
+            &self.docker,
+            self.app(),
+            &b,
+            &*held,
+            beside,
+        ) {
             Ok(()) => true,
             Err(e) => {
                 say!("teardown failed: {e:#}");
@@ -1100,10 +1160,7 @@ impl Run {
                 self.cfg.domain
             );
         }
-        if let Err(e) = self.release_app_lock(held) {
-            say!("warning: {e:#}");
-        }
-        ok
+        (ok, Some(held))
     }
 
     /// Releases the app lock, stamping the record's release time first: a

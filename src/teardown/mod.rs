@@ -60,6 +60,21 @@ pub(crate) fn teardown(
     bound: &Bound,
     lock: &dyn AppLock,
 ) -> Result<()> {
+    teardown_beside(abra, docker, app, bound, lock, || {})
+}
+
+/// [`teardown`], calling `beside` once the undeploy has been issued (or
+/// there was nothing to undeploy), before the wait for the engine: what the
+/// caller starts there runs while the stack goes, and never ahead of the
+/// undeploy. Not called when the undeploy failed with services left.
+pub(crate) fn teardown_beside(
+    abra: &Abra,
+    docker: &Docker,
+    app: App,
+    bound: &Bound,
+    lock: &dyn AppLock,
+    beside: impl FnOnce(),
+) -> Result<()> {
     let started = std::time::Instant::now();
     say!("teardown of {} (stack {})", app.domain, app.stack);
     // Subscribed before the undeploy, so the wait below hears every removal
@@ -89,6 +104,7 @@ pub(crate) fn teardown(
             );
         }
     }
+    beside();
     finish_engine_side(docker, app.stack, bound, &mut pacer, lock)?;
     drop(pacer);
     let env_file = abra.env_file(app.server, app.domain);

@@ -7,6 +7,11 @@
 //! that is absent, fails or hangs (each call is bounded) is logged and never
 //! fails the suite: the verdict is the tests', and the janitor finds what a
 //! dead engine kept.
+//!
+//! A suite stopped by a signal under `run` leaves the removal to the run's
+//! teardown (see [`Removal`]): the `docker ps` is a process start (with
+//! the stand-in, a Python start), and on a cancel every millisecond before
+//! the teardown starts is a millisecond the app stays on the swarm.
 
 use std::io::Read;
 use std::os::fd::OwnedFd;
@@ -38,6 +43,69 @@ pub(crate) fn docker_program(env: &std::collections::HashMap<String, String>) ->
     std::env::split_paths(path)
         .map(|d| d.join("docker"))
         .find(|p| p.is_file())
+}
+
+/// Says how a removal went; a failure is never fatal (see the header).
+pub(crate) fn say_removed(label: &str, removed: &Result<usize>) {
+    match removed {
+        Ok(0) => {}
+        Ok(k) => say!("removed {k} container(s) labelled {label}"),
+        Err(e) => say!("container cleanup for label {label} failed (not fatal): {e:#}"),
+    }
+}
+
+/// A removal of the containers labelled `label` on a thread of its own, so
+/// that the run's teardown of the app goes on beside it. [`Removal::finish`]
+/// waits for it; the run calls it before it releases the app lock, so the
+/// order of SPEC section 3 (teardown, then the lock) holds for the
+/// containers too.
+///
+/// The docker calls are spawned by that thread with PDEATHSIG, which fires
+/// when the spawning *thread* ends: harmless here, because the thread waits
+/// for each call (or ends it, at its bound) before it returns.
+pub(crate) struct Removal {
+    label: String,
+    thread: Option<std::thread::JoinHandle<Result<usize>>>,
+}
+
+impl Removal {
+    /// Starts the removal; if no thread can be started, removes them here.
+    pub(crate) fn start(docker: Option<PathBuf>, label: String, grace: Duration) -> Removal {
+        let (d, l) = (docker.clone(), label.clone());
+        let started = std::thread::Builder::new()
+            .name("container-removal".into())
+            .spawn(move || remove_labelled(d.as_ref(), &l, grace));
+        let thread = match started {
+            Ok(t) => Some(t),
+            Err(e) => {
+                say!("could not start a thread for the container cleanup ({e}): removing them now");
+                say_removed(&label, &remove_labelled(docker.as_ref(), &label, grace));
+                None
+            }
+        };
+        Removal { label, thread }
+    }
+
+    /// Waits for the removal and says how it went.
+    pub(crate) fn finish(mut self) {
+        self.join();
+    }
+
+    fn join(&mut self) {
+        if let Some(t) = self.thread.take() {
+            let removed = t
+                .join()
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("the container cleanup thread panicked")));
+            say_removed(&self.label, &removed);
+        }
+    }
+}
+
+impl Drop for Removal {
+    /// A removal is never abandoned: an early return still waits for it.
+    fn drop(&mut self) {
+        self.join();
+    }
 }
 
 /// Removes every container labelled `label`; returns how many were removed.

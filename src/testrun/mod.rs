@@ -65,6 +65,13 @@ pub(crate) struct Suite {
     pub options: TestOptions,
     /// Where the runner finds the host's docker and /proc.
     pub host: Host,
+    /// A stop by a signal (a cancel, the run deadline, the wrapper's death)
+    /// leaves the labelled containers to the caller, which must remove
+    /// them ([`containers::Removal`]) when [`SuiteOutcome::containers_left`]
+    /// says so. `run` sets it: its teardown starts at once and removes them
+    /// beside the app's undeploy. `test` alone does not (nothing after it
+    /// would).
+    pub leave_containers_on_signal: bool,
 }
 
 /// What the runner reads of the host, from the injected environment (so a
@@ -107,6 +114,9 @@ pub(crate) struct SuiteOutcome {
     pub selected: usize,
     /// Test files discovered before the filters.
     pub discovered: usize,
+    /// The labelled containers are the caller's to remove (see
+    /// [`Suite::leave_containers_on_signal`]).
+    pub containers_left: bool,
 }
 
 /// Every test option that can be wrong, checked without discovering or

@@ -1,6 +1,7 @@
 //! The `run` lifecycle end to end: the real binary, real git, the stand-in
 //! abra and docker, the bundled example recipe.
 
+use std::os::unix::fs::PermissionsExt;
 use std::process::Stdio;
 
 use nix::sys::signal::{kill, Signal};
@@ -580,6 +581,107 @@ fn a_signal_during_teardown_does_not_abort_it() {
     assert_eq!(f.record("td")["exit_code"], 4);
     assert!(f.lock_free("apps", PR_DOMAIN));
     assert!(f.tree_gone("td"));
+}
+
+/// The labelled containers of a cancelled run's tests (SPEC section 6,
+/// "removed on every path") go with its teardown: a CI test of the recipe
+/// starts one and hangs; the run is stopped (the Drone step's `sh`
+/// SIGKILLed, or SIGINT to the harness); afterwards the container is gone,
+/// the exit code is the signal's, the teardown ran once, and the container
+/// removal came after the teardown's start and its undeploy (issue #18: the
+/// runner no longer makes the teardown wait for its `docker ps`), within
+/// the teardown phase (before the app lock's release).
+#[test]
+fn a_cancelled_runs_test_containers_are_removed_with_its_teardown_and_the_exit_code_stays() {
+    for (stop, want) in [("kill-sh", 143), ("sigint", 130)] {
+        let f = Fixture::new();
+        let ci = f.tmp.path().join("ci-tests/example");
+        std::fs::create_dir_all(&ci).unwrap();
+        let started = f.ready.join("container-started");
+        let test = script(
+            &ci,
+            "05-container.sh",
+            &format!(
+                "#!/bin/sh\n# tier: install\n# priority: 100\n\
+                 docker run -d --label \"$CCCI_CONTAINER_LABEL\" img sleep 300 > /dev/null || exit 9\n\
+                 touch '{}'\nexec sleep 300\n",
+                started.display()
+            ),
+        );
+        std::fs::set_permissions(&test, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let run_id = format!("ctr-{stop}");
+        let mut c = f.run_cmd(&["--pr", "1", "--quick"]);
+        c.env("CCCI_RUN_ID", &run_id)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let labelled = || {
+            let out = std::process::Command::new(fake_dir().join("docker"))
+                .env("CCCI_FAKE_STATE", &f.fake)
+                .args(["ps", "-aq", "--filter"])
+                .arg(format!("label=cc-ci.run={run_id}"))
+                .output()
+                .unwrap();
+            assert!(out.status.success());
+            String::from_utf8_lossy(&out.stdout)
+                .split_whitespace()
+                .count()
+        };
+        let code_seen = if stop == "kill-sh" {
+            let mut sh = spawn_as_drone_step(&c, f.tmp.path());
+            wait_for_file(&started);
+            assert_eq!(labelled(), 1, "the test's container runs");
+            kill(Pid::from_raw(sh.id() as i32), Signal::SIGKILL).unwrap();
+            sh.wait().unwrap();
+            wait_until("the run record's exit code", || {
+                std::fs::read_to_string(f.state.join("runs").join(&run_id).join("run.json"))
+                    .is_ok_and(|t| t.contains("\"finished\": \""))
+            });
+            wait_until("no process of the run", || {
+                procs_with_env("CCCI_FAKE_STATE", &f.fake).is_empty()
+            });
+            f.record(&run_id)["exit_code"].as_i64().unwrap_or(-1) as i32
+        } else {
+            let mut run = c.spawn().unwrap();
+            wait_for_file(&started);
+            assert_eq!(labelled(), 1, "the test's container runs");
+            let harness = f.record(&run_id)["pid"].as_i64().unwrap() as i32;
+            kill(Pid::from_raw(harness), Signal::SIGINT).unwrap();
+            code(run.wait().unwrap())
+        };
+        assert_eq!(code_seen, want, "{stop}: exit code");
+        assert_eq!(f.record(&run_id)["exit_code"], want, "{stop}: record");
+        assert_eq!(f.record(&run_id)["verdict"], "cancelled", "{stop}");
+        assert_eq!(labelled(), 0, "{stop}: the test's container is removed");
+        assert_clean(&f, &run_id, PR_DOMAIN);
+        let log =
+            std::fs::read_to_string(f.state.join("runs").join(&run_id).join("run.log")).unwrap();
+        let at = |needle: &str| {
+            log.find(needle)
+                .unwrap_or_else(|| panic!("{stop}: no `{needle}` in the log:\n{log}"))
+        };
+        assert_eq!(
+            log.matches(&format!("teardown of {PR_DOMAIN} (stack"))
+                .count(),
+            1,
+            "{stop}: one teardown"
+        );
+        let undeploys = steps_for(&f, PR_DOMAIN)
+            .iter()
+            .filter(|s| *s == "undeploy")
+            .count();
+        assert_eq!(undeploys, 1, "{stop}: one undeploy");
+        let removing = at(&format!(
+            "removing 1 container(s) labelled cc-ci.run={run_id}"
+        ));
+        assert!(
+            at("phase: teardown") < at("$ abra app undeploy") && at("$ abra app undeploy") < removing,
+            "{stop}: the teardown starts, and issues the undeploy, before the containers are removed:\n{log}"
+        );
+        assert!(
+            removing < at("phase: cleanup"),
+            "{stop}: the containers are removed within the teardown phase:\n{log}"
+        );
+    }
 }
 
 /// Per-domain hold intervals from the stand-ins' call log: for each

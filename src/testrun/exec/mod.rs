@@ -183,13 +183,21 @@ pub(crate) fn run(suite: &Suite, plan: Plan, cancel: Option<&Latch>) -> Result<S
         r.abort_running();
     }
     r.sweep_leftovers();
-    match containers::remove_labelled(suite.host.docker.as_ref(), &r.label, suite.grace) {
-        Ok(0) => {}
-        Ok(k) => say!("removed {k} container(s) labelled {}", r.label),
-        Err(e) => say!(
-            "container cleanup for label {} failed (not fatal): {e:#}",
+    // Stopped by a signal under `run`: the run's teardown removes the
+    // labelled containers beside the app's (see `Suite`), and the suite
+    // says so in its outcome. On any other end, here and now.
+    let containers_left = suite.leave_containers_on_signal
+        && driven.is_ok()
+        && matches!(r.stop, Some(Stop::Signal(_)));
+    if containers_left {
+        say!(
+            "containers labelled {} are removed with the teardown",
             r.label
-        ),
+        );
+    } else {
+        let removed =
+            containers::remove_labelled(suite.host.docker.as_ref(), &r.label, suite.grace);
+        containers::say_removed(&r.label, &removed);
     }
     r.fill_missing("not run: the test runner failed");
     r.cp_writer.flush();
@@ -274,6 +282,7 @@ pub(crate) fn run(suite: &Suite, plan: Plan, cancel: Option<&Latch>) -> Result<S
         skipped,
         selected: n,
         discovered: n + plan_left_out,
+        containers_left,
     })
 }
 
