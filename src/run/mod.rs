@@ -1074,11 +1074,13 @@ impl Run {
         let docker = self.host.docker.clone();
         let grace = self.cfg.grace;
         let mut label = self.containers_left.take();
+        // The removal's docker calls end with the teardown's bound.
+        let until = Instant::now() + self.cfg.teardown_timeout;
         let Some(held) = self.app_lock.take() else {
             // No app lock, no test ran: nothing can be left; if it were,
             // it is removed all the same.
             if let Some(l) = label {
-                Removal::start(docker, l, grace).finish();
+                Removal::start(docker, l, grace, until).finish();
             }
             return true;
         };
@@ -1087,10 +1089,10 @@ impl Run {
         let (ok, held) = self.tear_down_app(held, || {
             removal = label
                 .take()
-                .map(|l| Removal::start(docker.clone(), l, grace));
+                .map(|l| Removal::start(docker.clone(), l, grace, until));
         });
         if let Some(l) = label {
-            removal = Some(Removal::start(docker, l, grace));
+            removal = Some(Removal::start(docker, l, grace, until));
         }
         if let Some(r) = removal {
             r.finish();

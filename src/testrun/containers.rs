@@ -69,17 +69,29 @@ pub(crate) struct Removal {
 }
 
 impl Removal {
-    /// Starts the removal; if no thread can be started, removes them here.
-    pub(crate) fn start(docker: Option<PathBuf>, label: String, grace: Duration) -> Removal {
+    /// Starts the removal, each docker call bounded by `until` (the
+    /// teardown's deadline, so a hung engine cannot hold the run past the
+    /// wrapper's allowance; at least `grace` from now); if no thread can be
+    /// started, removes them here.
+    pub(crate) fn start(
+        docker: Option<PathBuf>,
+        label: String,
+        grace: Duration,
+        until: Instant,
+    ) -> Removal {
+        let until = until.max(Instant::now() + grace);
         let (d, l) = (docker.clone(), label.clone());
         let started = std::thread::Builder::new()
             .name("container-removal".into())
-            .spawn(move || remove_labelled(d.as_ref(), &l, grace));
+            .spawn(move || remove_labelled(d.as_ref(), &l, grace, Some(until)));
         let thread = match started {
             Ok(t) => Some(t),
             Err(e) => {
                 say!("could not start a thread for the container cleanup ({e}): removing them now");
-                say_removed(&label, &remove_labelled(docker.as_ref(), &label, grace));
+                say_removed(
+                    &label,
+                    &remove_labelled(docker.as_ref(), &label, grace, Some(until)),
+                );
                 None
             }
         };
@@ -109,16 +121,18 @@ impl Drop for Removal {
 }
 
 /// Removes every container labelled `label`; returns how many were removed.
+/// Each docker call is bounded by [`CALL_BOUND`], and by `until` if given.
 pub(crate) fn remove_labelled(
     docker: Option<&PathBuf>,
     label: &str,
     grace: Duration,
+    until: Option<Instant>,
 ) -> Result<usize> {
     let Some(docker) = docker else {
         bail!("docker not found (set CCCI_DOCKER or put docker on PATH)");
     };
     let filter = format!("label={label}");
-    let ids = list(docker, &filter, grace)?;
+    let ids = list(docker, &filter, grace, until)?;
     if ids.is_empty() {
         return Ok(0);
     }
@@ -129,8 +143,8 @@ pub(crate) fn remove_labelled(
     );
     let mut args = vec!["rm".to_string(), "-f".to_string()];
     args.extend(ids.iter().cloned());
-    let (ok, _, err) = call(docker, &args, grace)?;
-    let left = list(docker, &filter, grace)?;
+    let (ok, _, err) = call(docker, &args, grace, until)?;
+    let left = list(docker, &filter, grace, until)?;
     if !left.is_empty() {
         bail!(
             "{} container(s) labelled {label} are still there after `docker rm -f` ({}): {}",
@@ -145,9 +159,14 @@ pub(crate) fn remove_labelled(
     Ok(ids.len())
 }
 
-fn list(docker: &PathBuf, filter: &str, grace: Duration) -> Result<Vec<String>> {
+fn list(
+    docker: &PathBuf,
+    filter: &str,
+    grace: Duration,
+    until: Option<Instant>,
+) -> Result<Vec<String>> {
     let args = ["ps", "-aq", "--filter", filter].map(String::from);
-    let (ok, out, err) = call(docker, &args, grace)?;
+    let (ok, out, err) = call(docker, &args, grace, until)?;
     if !ok {
         bail!("docker ps -aq --filter {filter} failed: {}", err.trim());
     }
@@ -157,8 +176,16 @@ fn list(docker: &PathBuf, filter: &str, grace: Duration) -> Result<Vec<String>> 
         .collect::<Vec<_>>())
 }
 
-/// Runs docker with captured output, bounded by [`CALL_BOUND`]: (success, stdout, stderr).
-fn call(docker: &PathBuf, args: &[String], grace: Duration) -> Result<(bool, String, String)> {
+/// Runs docker with captured output, bounded by [`CALL_BOUND`] and `until`:
+/// (success, stdout, stderr).
+fn call(
+    docker: &PathBuf,
+    args: &[String],
+    grace: Duration,
+    until: Option<Instant>,
+) -> Result<(bool, String, String)> {
+    let started = Instant::now();
+    let deadline = until.map_or(started + CALL_BOUND, |u| u.min(started + CALL_BOUND));
     let (out_r, out_w) = pipe()?;
     let (err_r, err_w) = pipe()?;
     let mut cmd = Command::new(docker);
@@ -173,7 +200,7 @@ fn call(docker: &PathBuf, args: &[String], grace: Duration) -> Result<(bool, Str
     let mut child = spawned.with_context(|| format!("failed to run {}", docker.display()))?;
     let out = std::thread::spawn(move || slurp(out_r));
     let err = std::thread::spawn(move || slurp(err_r));
-    let waited = child.wait(None, Some(Instant::now() + CALL_BOUND))?;
+    let waited = child.wait(None, Some(deadline))?;
     // Anything docker left in its group would hold the pipes open: the
     // leader (on a timeout) and every member get the one escalation.
     if waited == Waited::Exited {
@@ -188,7 +215,7 @@ fn call(docker: &PathBuf, args: &[String], grace: Duration) -> Result<(bool, Str
             "`{} {}` did not finish within {}",
             docker.display(),
             args.join(" "),
-            crate::units::human(CALL_BOUND)
+            crate::units::human(deadline.saturating_duration_since(started))
         );
     }
     let ok = child.status().is_some_and(|s| s.success());

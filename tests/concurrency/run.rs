@@ -684,6 +684,66 @@ fn a_cancelled_runs_test_containers_are_removed_with_its_teardown_and_the_exit_c
     }
 }
 
+/// After a cancel the teardown removes the tests' containers, and a docker
+/// that hangs there is bounded by the teardown's bound, not by the test
+/// runner's own 60 s per call: the run ends within its teardown timeout
+/// (the wrapper's allowance is counted from it), says the cleanup did not
+/// finish, and still tears the app down.
+#[test]
+fn a_hung_container_cleanup_after_a_cancel_ends_with_the_teardown_bound() {
+    let f = Fixture::new();
+    let ci = f.tmp.path().join("ci-tests/example");
+    std::fs::create_dir_all(&ci).unwrap();
+    let started = f.ready.join("container-started");
+    let test = script(
+        &ci,
+        "05-container.sh",
+        &format!(
+            "#!/bin/sh\n# tier: install\n# priority: 100\n\
+             docker run -d --label \"$CCCI_CONTAINER_LABEL\" img sleep 300 > /dev/null || exit 9\n\
+             touch '{}'\nexec sleep 300\n",
+            started.display()
+        ),
+    );
+    std::fs::set_permissions(&test, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let run_id = "ctr-hang";
+    let mut run = f
+        .run_cmd(&["--pr", "1", "--quick", "--teardown-timeout", "5s"])
+        .env("CCCI_RUN_ID", run_id)
+        // Only the listing of this run's test containers hangs.
+        .env(
+            "CCCI_FAKE_ABRA_HANG",
+            format!("docker-ps@cc-ci.run={run_id}"),
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_file(&started);
+    let t0 = std::time::Instant::now();
+    kill(Pid::from_raw(run.id() as i32), Signal::SIGTERM).unwrap();
+    assert_eq!(code(run.wait().unwrap()), 143);
+    let took = t0.elapsed();
+    let log = std::fs::read_to_string(f.state.join("runs").join(run_id).join("run.log")).unwrap();
+    // The runner's own bound is 60 s a call: far beyond 5 s and the grace.
+    assert!(
+        took < std::time::Duration::from_secs(40),
+        "the run took {took:?} after the cancel:\n{log}"
+    );
+    assert!(
+        log.contains("container cleanup for label cc-ci.run=ctr-hang failed (not fatal)")
+            && log.contains("did not finish within"),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!("teardown of {PR_DOMAIN} complete")),
+        "the app is torn down all the same:\n{log}"
+    );
+    wait_until("no process of the run", || {
+        procs_with_env("CCCI_FAKE_STATE", &f.fake).is_empty()
+    });
+}
+
 /// Per-domain hold intervals from the stand-ins' call log: for each
 /// (domain, run id), the first and last timestamp of that run's calls.
 fn hold_intervals(f: &Fixture) -> std::collections::BTreeMap<(String, String), (u64, u64)> {

@@ -196,7 +196,7 @@ pub(crate) fn run(suite: &Suite, plan: Plan, cancel: Option<&Latch>) -> Result<S
         );
     } else {
         let removed =
-            containers::remove_labelled(suite.host.docker.as_ref(), &r.label, suite.grace);
+            containers::remove_labelled(suite.host.docker.as_ref(), &r.label, suite.grace, None);
         containers::say_removed(&r.label, &removed);
     }
     r.fill_missing("not run: the test runner failed");

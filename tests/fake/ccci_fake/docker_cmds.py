@@ -524,6 +524,23 @@ def cmd_image(argv):
                     mutating=False)
 
 
+def label_filters(args):
+    """The `label=` filters of a `docker ps`, without `label=`, joined by
+    commas: what a `docker-ps@SCOPE` knob is matched against (so a test
+    can hang the listing of one label, `docker-ps@cc-ci.run=RUN`, and not
+    the teardown's listing of the stack)."""
+    out = []
+    for i, a in enumerate(args):
+        v = None
+        if a == "--filter" and i + 1 < len(args):
+            v = args[i + 1]
+        elif a.startswith("--filter="):
+            v = a[len("--filter="):]
+        if v and v.startswith("label="):
+            out.append(v[len("label="):])
+    return ",".join(out)
+
+
 def cmd_pull(argv):
     opts, args = parse_flags(argv, {"-q": ("quiet", False),
                                     "--quiet": ("quiet", False)})
@@ -729,10 +746,12 @@ def main(argv):
             return cmd_service(rest)
         if sub == "ps":
             return run_step("docker-ps", "", ["docker"] + argv,
-                            lambda: cmd_ps(rest), mutating=False)
+                            lambda: cmd_ps(rest), mutating=False,
+                            scope=label_filters(rest))
         if sub == "container" and rest[:1] in (["ls"], ["list"]):
             return run_step("docker-ps", "", ["docker"] + argv,
-                            lambda: cmd_ps(rest[1:]), mutating=False)
+                            lambda: cmd_ps(rest[1:]), mutating=False,
+                            scope=label_filters(rest[1:]))
         if sub == "container" and rest[:1] == ["inspect"]:
             return run_step("docker-container-inspect", "", ["docker"] + argv,
                             lambda: cmd_container_inspect(rest[1:]),
