@@ -48,7 +48,8 @@ fn orphan_of_a_sigkilled_run_is_reaped() {
     kill(Pid::from_raw(harness), Signal::SIGKILL).unwrap();
     kill(Pid::from_raw(run.id() as i32), Signal::SIGKILL).unwrap();
     run.wait().unwrap();
-    wait_until("harness gone", || !alive(harness));
+    // Every thread of it: its flock goes with the last one.
+    wait_until("harness gone", || exited_whole(harness));
     // The hung test was in the harness's session; PDEATHSIG ends it.
     wait_until("no process of the dead run", || {
         procs_with_env("CCCI_FAKE_STATE", &f.fake).is_empty()
@@ -63,7 +64,12 @@ fn orphan_of_a_sigkilled_run_is_reaped() {
         String::from_utf8_lossy(&out.stderr)
     );
     let sum: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(sum["reaped"], serde_json::json!([domain]));
+    assert_eq!(
+        sum["reaped"],
+        serde_json::json!([domain]),
+        "{sum}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(f.leftovers().is_empty(), "{:?}", f.leftovers());
     assert!(f.tree_gone("dead"), "the dead run's tree is tidied");
     assert_eq!(f.record("dead")["phase"], "abandoned");

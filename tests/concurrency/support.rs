@@ -64,6 +64,24 @@ pub fn alive(pid: i32) -> bool {
     stat(pid).is_some_and(|p| !p.zombie)
 }
 
+/// Whether every thread of a process has exited, so that what it held (its
+/// files, and with them its flocks) is released. A SIGKILLed process's
+/// leader turns zombie at once, while another of its threads may still be
+/// finishing a system call the kill cannot interrupt (an fdatasync on a
+/// busy disk): until that thread is gone the lock is still held, and
+/// [`alive`] alone would already say false.
+pub fn exited_whole(pid: i32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return true;
+    };
+    tasks.filter_map(|t| t.ok()).all(|t| {
+        std::fs::read(t.path().join("stat"))
+            .ok()
+            .and_then(|b| cc_ci_run::sys::procfs::parse_stat(&String::from_utf8_lossy(&b)))
+            .is_none_or(|p| p.zombie)
+    })
+}
+
 /// The process as /proc/PID/stat shows it, if it exists.
 pub fn stat(pid: i32) -> Option<cc_ci_run::sys::procfs::ProcInfo> {
     let bytes = std::fs::read(format!("/proc/{pid}/stat")).ok()?;

@@ -481,7 +481,7 @@ fn janitor_reaps_an_orphan_stack_with_its_volumes_and_spares_live_and_protected_
     kill(Pid::from_raw(harness), Signal::SIGKILL).unwrap();
     kill(Pid::from_raw(dead.id() as i32), Signal::SIGKILL).unwrap();
     dead.wait().unwrap();
-    wait_until("the dead run's processes gone", || !alive(harness));
+    wait_until("the dead run's processes gone", || exited_whole(harness));
     // A live run paused in its tests.
     let mut running = host
         .run_cmd(&live, &["--quick"])

@@ -755,7 +755,8 @@ fn a_janitor_on_another_host_spares_a_live_runs_app_under_the_swarm_lock_and_rea
     kill(Pid::from_raw(harness), Signal::SIGKILL).unwrap();
     kill(Pid::from_raw(run.id() as i32), Signal::SIGKILL).unwrap();
     run.wait().unwrap();
-    wait_until("the dead run's harness gone", || !alive(harness));
+    // Every thread of it: a renewer still finishing a call could renew.
+    wait_until("the dead run's harness gone", || exited_whole(harness));
     for pid in procs_with_env("CCCI_FAKE_STATE", &host.fake) {
         let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
     }
