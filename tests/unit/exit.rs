@@ -47,7 +47,7 @@ fn a_failure_decides_the_code() {
 
 #[test]
 fn context_above_a_failure_keeps_its_code() {
-    let err = Err::<(), _>(Failure::usage("`5d` is not a duration"))
+    let err = Err::<(), _>(Failure::usage("`5w` is not a duration"))
         .context("failed to read --timeout")
         .context("failed to validate the run config")
         .expect_err("is an error");
@@ -71,7 +71,7 @@ fn clap_errors_are_usage_errors() {
     use clap::Parser;
     for argv in [
         &["cc-ci-run", "exec"][..],
-        &["cc-ci-run", "exec", "--grace", "5d", "--", "true"][..],
+        &["cc-ci-run", "exec", "--grace", "5w", "--", "true"][..],
         &["cc-ci-run", "no-such-command"][..],
     ] {
         let e = cc_ci_run::cli::Cli::try_parse_from(argv).expect_err("rejected");
