@@ -583,6 +583,27 @@ fn a_signal_during_teardown_does_not_abort_it() {
     assert!(f.tree_gone("td"));
 }
 
+/// A CI test of the recipe (install tier) that starts a container with the
+/// run's label and then hangs; returns the file it touches once the
+/// container runs.
+fn container_then_hang(f: &Fixture) -> std::path::PathBuf {
+    let ci = f.tmp.path().join("ci-tests/example");
+    std::fs::create_dir_all(&ci).unwrap();
+    let started = f.ready.join("container-started");
+    let test = script(
+        &ci,
+        "05-container.sh",
+        &format!(
+            "#!/bin/sh\n# tier: install\n# priority: 100\n\
+             docker run -d --label \"$CCCI_CONTAINER_LABEL\" img sleep 300 > /dev/null || exit 9\n\
+             touch '{}'\nexec sleep 300\n",
+            started.display()
+        ),
+    );
+    std::fs::set_permissions(&test, std::fs::Permissions::from_mode(0o755)).unwrap();
+    started
+}
+
 /// The labelled containers of a cancelled run's tests (SPEC section 6,
 /// "removed on every path") go with its teardown: a CI test of the recipe
 /// starts one and hangs; the run is stopped (the Drone step's `sh`
@@ -595,20 +616,7 @@ fn a_signal_during_teardown_does_not_abort_it() {
 fn a_cancelled_runs_test_containers_are_removed_with_its_teardown_and_the_exit_code_stays() {
     for (stop, want) in [("kill-sh", 143), ("sigint", 130)] {
         let f = Fixture::new();
-        let ci = f.tmp.path().join("ci-tests/example");
-        std::fs::create_dir_all(&ci).unwrap();
-        let started = f.ready.join("container-started");
-        let test = script(
-            &ci,
-            "05-container.sh",
-            &format!(
-                "#!/bin/sh\n# tier: install\n# priority: 100\n\
-                 docker run -d --label \"$CCCI_CONTAINER_LABEL\" img sleep 300 > /dev/null || exit 9\n\
-                 touch '{}'\nexec sleep 300\n",
-                started.display()
-            ),
-        );
-        std::fs::set_permissions(&test, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let started = container_then_hang(&f);
         let run_id = format!("ctr-{stop}");
         let mut c = f.run_cmd(&["--pr", "1", "--quick"]);
         c.env("CCCI_RUN_ID", &run_id)
@@ -692,20 +700,7 @@ fn a_cancelled_runs_test_containers_are_removed_with_its_teardown_and_the_exit_c
 #[test]
 fn a_hung_container_cleanup_after_a_cancel_ends_with_the_teardown_bound() {
     let f = Fixture::new();
-    let ci = f.tmp.path().join("ci-tests/example");
-    std::fs::create_dir_all(&ci).unwrap();
-    let started = f.ready.join("container-started");
-    let test = script(
-        &ci,
-        "05-container.sh",
-        &format!(
-            "#!/bin/sh\n# tier: install\n# priority: 100\n\
-             docker run -d --label \"$CCCI_CONTAINER_LABEL\" img sleep 300 > /dev/null || exit 9\n\
-             touch '{}'\nexec sleep 300\n",
-            started.display()
-        ),
-    );
-    std::fs::set_permissions(&test, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let started = container_then_hang(&f);
     let run_id = "ctr-hang";
     let mut run = f
         .run_cmd(&["--pr", "1", "--quick", "--teardown-timeout", "5s"])
