@@ -415,18 +415,32 @@ impl Fixture {
 
 /// The pids of every process whose environment holds `CCCI_FAKE_STATE=value`
 /// (what a run started: harness, abra, tests), for "nothing left" checks.
+/// A process whose leader is a zombie while another of its threads still
+/// runs (see [`exited_whole`]) counts: its environment is read through
+/// that thread.
 pub fn procs_with_env(key: &str, value: &Path) -> Vec<i32> {
     let needle = format!("{key}={}", value.display());
     let me = std::process::id() as i32;
+    let has = |path: String| {
+        std::fs::read(path)
+            .map(|b| b.split(|c| *c == 0).any(|kv| kv == needle.as_bytes()))
+            .unwrap_or(false)
+    };
     std::fs::read_dir("/proc")
         .into_iter()
         .flatten()
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|p| *p != me && alive(*p))
+        .filter(|p| *p != me)
         .filter(|p| {
-            std::fs::read(format!("/proc/{p}/environ"))
-                .map(|b| b.split(|c| *c == 0).any(|kv| kv == needle.as_bytes()))
-                .unwrap_or(false)
+            if alive(*p) {
+                return has(format!("/proc/{p}/environ"));
+            }
+            // A zombie leader: any thread still running shares its memory.
+            std::fs::read_dir(format!("/proc/{p}/task"))
+                .into_iter()
+                .flatten()
+                .filter_map(|t| t.ok())
+                .any(|t| has(t.path().join("environ").display().to_string()))
         })
         .collect()
 }
