@@ -140,6 +140,14 @@ fn stack_objects(kind: &[&str], stack: &str) -> Vec<String> {
     docker(&args)
 }
 
+/// Nothing of `d`'s stack is left on the swarm, and every stream the
+/// wrapper started is gone.
+fn assert_nothing_left(host: &SwarmHost, d: &str, w: &Wrapper, log: &str) {
+    let left = leftovers(host, d);
+    assert!(left.is_empty(), "left on the swarm: {left:?}\n{log}");
+    w.assert_all_gone();
+}
+
 #[test]
 fn teardown_whose_event_stream_is_killed_mid_wait_polls_instead_and_leaves_nothing() {
     let d = domain_for("waits-killed", 0);
@@ -206,10 +214,8 @@ fn teardown_whose_event_stream_is_killed_mid_wait_polls_instead_and_leaves_nothi
         late < Duration::from_secs(2),
         "the polling teardown noticed the stack gone {late:?} after the test did: {log}"
     );
-    let left = leftovers(&host, &d);
-    assert!(left.is_empty(), "left on the swarm: {left:?}\n{log}");
     assert!(host.lock_free("apps", &d) && host.lock_free("runs", "waits-killed"));
-    w.assert_all_gone();
+    assert_nothing_left(&host, &d, &w, &log);
 }
 
 #[test]
@@ -255,9 +261,7 @@ fn teardown_wait_hears_the_events_that_came_before_its_stream_was_live() {
         !log.contains(&format!("docker events of stack {stack} ended")),
         "{log}"
     );
-    let left = leftovers(&host, &d);
-    assert!(left.is_empty(), "left on the swarm: {left:?}\n{log}");
-    w.assert_all_gone();
+    assert_nothing_left(&host, &d, &w, &log);
 }
 
 #[test]
@@ -289,7 +293,5 @@ fn waits_on_an_engine_that_answers_slowly_keep_their_streams_and_leave_nothing()
         !log.contains(&format!("docker events of stack {stack} ended")),
         "{log}"
     );
-    let left = leftovers(&host, &d);
-    assert!(left.is_empty(), "left on the swarm: {left:?}\n{log}");
-    w.assert_all_gone();
+    assert_nothing_left(&host, &d, &w, &log);
 }
