@@ -58,6 +58,7 @@ let
       CCCI_HOST_ID = cfg.hostId;
       CCCI_METRICS_FILE = if metricsOn then "${cfg.metrics.textfileDirectory}/cc-ci-run.prom" else null;
       CCCI_TIMELINE_FILE = cfg.timelineFile;
+      DOCKER_CONFIG = cfg.dockerConfig;
     }
     // cfg.extraSettings
   );
@@ -68,7 +69,8 @@ let
   metricsOn = cfg.metrics.enable;
 
   # The runner's steps get the settings from an environment file
-  # (DRONE_RUNNER_ENV_FILE, read with godotenv), not DRONE_RUNNER_ENVIRON:
+  # (DRONE_RUNNER_ENVFILE, read with godotenv: drone-runner-exec's
+  # daemon/config.go), not DRONE_RUNNER_ENVIRON:
   # that one is parsed as `K:V,K:V` and cannot carry a value with `,` or
   # `:` (a URL, a list). In the file each value is single-quoted, which
   # godotenv takes literally (no escapes, no `$` expansion); a value with a
@@ -236,6 +238,19 @@ in
       '';
     };
 
+    dockerConfig = mkOption {
+      type = types.nullOr (types.strMatching "/.*");
+      default = null;
+      example = "/var/lib/cc-ci-run/docker";
+      description = ''
+        DOCKER_CONFIG for runs and janitor: a directory outside the Nix
+        store holding the registry credentials (`config.json`, as
+        `docker login` writes it) the image pulls use. Under Drone every
+        build has a fresh HOME, so without it every pull is anonymous
+        (and rate-limited). Keep it readable by the user only.
+      '';
+    };
+
     extraSettings = mkOption {
       type = types.attrsOf types.str;
       default = { };
@@ -315,10 +330,52 @@ in
         type = types.path;
         description = "A file with DRONE_RPC_SECRET=... (kept out of the Nix store).";
       };
+      limitRepos = mkOption {
+        type = types.listOf (types.strMatching "[^,[:space:]]+");
+        default = [ ];
+        example = [
+          "recipes/*"
+          "recipes/cc-ci"
+        ];
+        description = ''
+          DRONE_LIMIT_REPOS: the repositories (`owner/name`, globs allowed)
+          whose exec pipelines this runner accepts: the host's first line of
+          defence. Without it, any repository on the Drone server with an
+          exec pipeline runs its commands on this host, next to the Docker
+          socket; so it is required (an assertion) when the runner is on.
+          List the enrolled recipe repositories and the CI repository.
+        '';
+      };
+      limitEvents = mkOption {
+        type = types.listOf (
+          types.enum [
+            "push"
+            "pull_request"
+            "tag"
+            "promote"
+            "rollback"
+            "cron"
+            "custom"
+          ]
+        );
+        default = [ ];
+        example = [
+          "push"
+          "pull_request"
+          "tag"
+          "custom"
+        ];
+        description = "DRONE_LIMIT_EVENTS: the build events this runner accepts (empty: all).";
+      };
+      limitTrusted = mkOption {
+        type = types.bool;
+        default = false;
+        description = "DRONE_LIMIT_TRUSTED: accept only builds of repositories marked Trusted in Drone.";
+      };
       extraEnvironment = mkOption {
         type = types.attrsOf types.str;
         default = { };
-        description = "Further DRONE_* settings of the runner (DRONE_LIMIT_REPOS, DRONE_RUNNER_LABELS, ...).";
+        description = "Further DRONE_* settings of the runner (DRONE_RUNNER_LABELS, ...).";
       };
     };
   };
@@ -328,6 +385,14 @@ in
       {
         assertion = config.virtualisation.docker.enable;
         message = "services.cc-ci-run needs Docker: set virtualisation.docker.enable = true (and initialise the swarm: docker swarm init).";
+      }
+      {
+        assertion = !cfg.runner.enable || cfg.runner.limitRepos != [ ];
+        message = "services.cc-ci-run.runner.limitRepos is empty: every repository on the Drone server with an exec pipeline would run on this host, next to the Docker socket. List the enrolled repositories (DRONE_LIMIT_REPOS).";
+      }
+      {
+        assertion = cfg.dockerConfig == null || !hasPrefix builtins.storeDir cfg.dockerConfig;
+        message = "services.cc-ci-run.dockerConfig: registry credentials must stay out of the world-readable Nix store; name a directory such as /var/lib/cc-ci-run/docker.";
       }
       {
         assertion = lib.all (hasPrefix "CCCI_") (builtins.attrNames cfg.extraSettings);
@@ -404,12 +469,22 @@ in
         DRONE_RPC_HOST = cfg.runner.rpcHost;
         DRONE_RUNNER_NAME = cfg.runner.name;
         DRONE_RUNNER_CAPACITY = toString cfg.runner.capacity;
-        # Every step gets the CCCI_* settings (a build's parameters come
-        # after these and can override them: keep API tokens to the bridge).
-        DRONE_RUNNER_ENV_FILE = runnerEnvFile;
+        # Every step gets the settings from this file: drone-runner-exec
+        # hands a step only its own PATH and USER besides this file and
+        # DRONE_RUNNER_ENVIRON (engine/compiler/vars.go), so the unit's
+        # environment never reaches a step.
+        DRONE_RUNNER_ENVFILE = runnerEnvFile;
         # The runner's own web page (default admin/admin on :3000) is off.
         DRONE_UI_DISABLE = "true";
-      } // cfg.runner.extraEnvironment;
+      }
+      // lib.optionalAttrs (cfg.runner.limitRepos != [ ]) {
+        DRONE_LIMIT_REPOS = concatStringsSep "," cfg.runner.limitRepos;
+      }
+      // lib.optionalAttrs (cfg.runner.limitEvents != [ ]) {
+        DRONE_LIMIT_EVENTS = concatStringsSep "," cfg.runner.limitEvents;
+      }
+      // lib.optionalAttrs cfg.runner.limitTrusted { DRONE_LIMIT_TRUSTED = "true"; }
+      // cfg.runner.extraEnvironment;
       serviceConfig = {
         ExecStart = "${lib.getExe' cfg.runner.package "drone-runner-exec"} daemon";
         EnvironmentFile = cfg.runner.environmentFile;

@@ -12,7 +12,7 @@
 # config, or an attribute set); its services.cc-ci-run is the user's
 # setting, the rest (virtualisation, services.prometheus, networking) is
 # the rest of the host's configuration.
-{ host }:
+{ host, module ? ../../nix/module.nix }:
 let
   b = builtins;
 
@@ -47,6 +47,7 @@ let
     escapeRegex = s: b.replaceStrings [ "\\" "[" "]" "(" ")" "{" "}" "." "*" "+" "?" "^" "$" "|" ] [ "\\\\" "\\[" "\\]" "\\(" "\\)" "\\{" "\\}" "\\." "\\*" "\\+" "\\?" "\\^" "\\$" "\\|" ] s;
     optional = cond: x: if cond then [ x ] else [ ];
     optionalString = cond: s: if cond then s else "";
+    optionalAttrs = cond: set: if cond then set else { };
     literalExpression = text: { _type = "literalExpression"; inherit text; };
     getExe = p: "${p}/bin/${p.meta.mainProgram}";
     getExe' = p: name: "${p}/bin/${name}";
@@ -121,11 +122,13 @@ let
     };
   };
 
-  module = import ../../nix/module.nix { inherit config lib pkgs; };
-  cfg = resolve "services.cc-ci-run" module.options.services.cc-ci-run given;
-  out = realize module.config;
+  moduleValue = import module { inherit config lib pkgs; };
+  cfg = resolve "services.cc-ci-run" moduleValue.options.services.cc-ci-run given;
+  out = realize moduleValue.config;
   services = out.systemd.services;
-  envFile = services.drone-runner-exec.environment.DRONE_RUNNER_ENV_FILE or null;
+  # The runner's environment file: the one store file its environment names.
+  envFiles = if out == null || services.drone-runner-exec == null then [ ] else b.filter (v: b.isAttrs v && v ? text) (b.attrValues services.drone-runner-exec.environment);
+  envFile = if envFiles == [ ] then null else b.head envFiles;
 in
 {
   # Forcing every option's value type-checks the host's settings and every default.

@@ -104,6 +104,11 @@ fn readme_host() -> String {
 /// tests/nix/eval-module.nix for the host module `host` (Nix text):
 /// Ok(the JSON it prints) or Err(its error output).
 fn eval_module(host: &str) -> Result<serde_json::Value, String> {
+    eval_module_file(host, &repo().join("nix/module.nix"))
+}
+
+/// As [`eval_module`], for the module at `module` (a changed copy).
+fn eval_module_file(host: &str, module: &Path) -> Result<serde_json::Value, String> {
     let tmp = tempdir();
     let file = tmp.path().join("ci-host.nix");
     std::fs::write(&file, host).unwrap();
@@ -113,6 +118,9 @@ fn eval_module(host: &str) -> Result<serde_json::Value, String> {
         .arg("--arg")
         .arg("host")
         .arg(format!("import {}", file.display()))
+        .arg("--arg")
+        .arg("module")
+        .arg(module)
         .env("NIX_STATE_DIR", tmp.path().join("nix-state"))
         .stdin(Stdio::null())
         .output()
@@ -166,10 +174,12 @@ fn the_module_evaluates_with_the_readme_example() {
     // DRONE_RUNNER_ENVIRON (which splits at both).
     let runner = &v["runnerEnvironment"];
     assert!(runner.get("DRONE_RUNNER_ENVIRON").is_none(), "{runner:#}");
-    assert!(runner["DRONE_RUNNER_ENV_FILE"]
+    assert!(runner["DRONE_RUNNER_ENVFILE"]
         .as_str()
         .unwrap()
         .starts_with("/nix/store/"));
+    assert_eq!(unread_runner_variables(&v), Vec::<String>::new());
+    assert_eq!(runner["DRONE_LIMIT_REPOS"], "recipes/*,recipes-ci/cc-ci");
     let file = env_file(v["runnerEnvFile"].as_str().unwrap());
     let janitor_env: std::collections::BTreeMap<String, String> =
         serde_json::from_value(v["janitor"]["environment"].clone()).unwrap();
@@ -192,6 +202,169 @@ fn the_module_evaluates_with_the_readme_example() {
         .unwrap()
         .iter()
         .any(|r| r.as_str().unwrap().contains(dir)));
+}
+
+/// The variables drone-runner-exec reads from its own environment, each
+/// with where its source reads it (drone-runners/drone-runner-exec,
+/// `daemon/config.go`, struct `Config`: `envconfig:"NAME"` tags, read by
+/// `envconfig.Process("", &config)` in `FromEnviron`). A name the module
+/// sets that is not here is one the runner never reads: a misspelt name
+/// (`DRONE_RUNNER_ENV_FILE`, the Docker runner's spelling) would leave
+/// every step without its settings.
+const RUNNER_READS: &[(&str, &str)] = &[
+    ("DRONE_DEBUG", "daemon/config.go: Config.Debug"),
+    ("DRONE_TRACE", "daemon/config.go: Config.Trace"),
+    ("DRONE_LOG_FILE", "daemon/config.go: Config.Logger.File"),
+    ("DRONE_RPC_PROTO", "daemon/config.go: Config.Client.Proto"),
+    ("DRONE_RPC_HOST", "daemon/config.go: Config.Client.Host"),
+    ("DRONE_RPC_SECRET", "daemon/config.go: Config.Client.Secret"),
+    (
+        "DRONE_RPC_SKIP_VERIFY",
+        "daemon/config.go: Config.Client.SkipVerify",
+    ),
+    ("DRONE_PLATFORM_OS", "daemon/config.go: Config.Platform.OS"),
+    (
+        "DRONE_PLATFORM_ARCH",
+        "daemon/config.go: Config.Platform.Arch",
+    ),
+    (
+        "DRONE_UI_DISABLE",
+        "daemon/config.go: Config.Dashboard.Disabled",
+    ),
+    (
+        "DRONE_UI_USERNAME",
+        "daemon/config.go: Config.Dashboard.Username",
+    ),
+    (
+        "DRONE_UI_PASSWORD",
+        "daemon/config.go: Config.Dashboard.Password",
+    ),
+    ("DRONE_HTTP_BIND", "daemon/config.go: Config.Server.Port"),
+    ("DRONE_RUNNER_NAME", "daemon/config.go: Config.Runner.Name"),
+    (
+        "DRONE_RUNNER_CAPACITY",
+        "daemon/config.go: Config.Runner.Capacity",
+    ),
+    (
+        "DRONE_RUNNER_MAX_PROCS",
+        "daemon/config.go: Config.Runner.Procs",
+    ),
+    (
+        "DRONE_RUNNER_LABELS",
+        "daemon/config.go: Config.Runner.Labels",
+    ),
+    (
+        "DRONE_RUNNER_ENVIRON",
+        "daemon/config.go: Config.Runner.Environ",
+    ),
+    // godotenv.Read(config.Runner.EnvFile) in FromEnviron; its values join
+    // Runner.Environ, which engine/compiler/compiler.go gives every step.
+    (
+        "DRONE_RUNNER_ENVFILE",
+        "daemon/config.go: Config.Runner.EnvFile",
+    ),
+    ("DRONE_RUNNER_PATH", "daemon/config.go: Config.Runner.Path"),
+    // match.Func(Limit.Repos, Limit.Events, Limit.Trusted) in daemon/daemon.go.
+    ("DRONE_LIMIT_REPOS", "daemon/config.go: Config.Limit.Repos"),
+    (
+        "DRONE_LIMIT_EVENTS",
+        "daemon/config.go: Config.Limit.Events",
+    ),
+    (
+        "DRONE_LIMIT_TRUSTED",
+        "daemon/config.go: Config.Limit.Trusted",
+    ),
+    (
+        "DRONE_SECRET_PLUGIN_ENDPOINT",
+        "daemon/config.go: Config.Secret.Endpoint",
+    ),
+    (
+        "DRONE_SECRET_PLUGIN_TOKEN",
+        "daemon/config.go: Config.Secret.Token",
+    ),
+];
+
+/// The runner unit's variables (the module's evaluation `v`) that
+/// drone-runner-exec does not read, and a missing environment file.
+fn unread_runner_variables(v: &serde_json::Value) -> Vec<String> {
+    let runner = v["runnerEnvironment"]
+        .as_object()
+        .expect("the runner is on");
+    let mut unread: Vec<String> = runner
+        .keys()
+        .filter(|k| !RUNNER_READS.iter().any(|(name, _)| name == k))
+        .cloned()
+        .collect();
+    if !runner.contains_key("DRONE_RUNNER_ENVFILE") {
+        unread.push("(no DRONE_RUNNER_ENVFILE: steps get no settings)".into());
+    }
+    unread
+}
+
+#[test]
+fn every_runner_variable_the_module_sets_is_one_the_runner_reads() {
+    let host = readme_host();
+    let v = eval_module(&host).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(unread_runner_variables(&v), Vec::<String>::new());
+    // The environment file carries every setting a step needs.
+    let file = env_file(v["runnerEnvFile"].as_str().unwrap());
+    assert!(file.contains_key("CCCI_ABRA_HOME"), "{file:?}");
+
+    // The module as it was (the Docker runner's spelling of the file's
+    // variable) and a misspelt limit both fail the check, naming the name.
+    let text = std::fs::read_to_string(repo().join("nix/module.nix")).unwrap();
+    for (from, to) in [
+        ("DRONE_RUNNER_ENVFILE =", "DRONE_RUNNER_ENV_FILE ="),
+        ("DRONE_LIMIT_REPOS =", "DRONE_LIMIT_REPO ="),
+    ] {
+        let tmp = tempdir();
+        let changed = text.replacen(from, to, 1);
+        assert_ne!(changed, text, "{from}");
+        let module = tmp.path().join("module.nix");
+        std::fs::write(&module, changed).unwrap();
+        let v = eval_module_file(&host, &module).unwrap_or_else(|e| panic!("{e}"));
+        let unread = unread_runner_variables(&v);
+        let name = to.trim_end_matches(" =");
+        assert!(unread.iter().any(|u| u == name), "{to}: {unread:?}");
+    }
+}
+
+#[test]
+fn the_module_requires_a_repository_limit_and_keeps_registry_credentials_out_of_the_store() {
+    let host = readme_host();
+    let unlimited = host.replace("limitRepos = [ \"recipes/*\" \"recipes-ci/cc-ci\" ];", "");
+    assert_ne!(unlimited, host);
+    let v = eval_module(&unlimited).unwrap();
+    let failed = v["failedAssertions"].to_string();
+    assert!(failed.contains("runner.limitRepos"), "{failed}");
+    assert!(v["runnerEnvironment"].get("DRONE_LIMIT_REPOS").is_none());
+
+    let with = |line: &str| {
+        let h = host.replace(
+            "    enable = true;\n    abraHome",
+            &format!("    enable = true;\n    {line}\n    abraHome"),
+        );
+        assert_ne!(h, host);
+        eval_module(&h).unwrap()
+    };
+    let v = with("dockerConfig = \"/var/lib/cc-ci-run/docker\";");
+    assert_eq!(v["failedAssertions"], serde_json::json!([]), "{v:#}");
+    let file = env_file(v["runnerEnvFile"].as_str().unwrap());
+    assert_eq!(file["DOCKER_CONFIG"], "/var/lib/cc-ci-run/docker");
+    assert_eq!(
+        v["janitor"]["environment"]["DOCKER_CONFIG"],
+        "/var/lib/cc-ci-run/docker"
+    );
+    let v = with("dockerConfig = \"/nix/store/x-docker\";");
+    assert!(
+        v["failedAssertions"].to_string().contains("dockerConfig"),
+        "{v:#}"
+    );
+    let v = with("runner.limitEvents = [ \"pull_request\" \"custom\" ];");
+    assert_eq!(
+        v["runnerEnvironment"]["DRONE_LIMIT_EVENTS"],
+        "pull_request,custom"
+    );
 }
 
 #[test]
