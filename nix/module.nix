@@ -75,9 +75,8 @@ let
   # `:` (a URL, a list). In the file each value is single-quoted, which
   # godotenv takes literally (no escapes, no `$` expansion); a value with a
   # `'` or a newline cannot be written so and is refused by an assertion.
-  runnerEnvFile = pkgs.writeText "cc-ci-run-runner.env" (
-    concatStrings (mapAttrsToList (k: v: "${k}='${v}'\n") settings)
-  );
+  settingsText = concatStrings (mapAttrsToList (k: v: "${k}='${v}'\n") settings);
+  runnerEnvFile = pkgs.writeText "cc-ci-run-runner.env" settingsText;
   unquotable = filterAttrs (k: v: lib.hasInfix "'" v || lib.hasInfix "\n" v) settings;
 
   # What a step finds on PATH (the exec runner passes its own PATH to the
@@ -423,6 +422,13 @@ in
     services.prometheus.exporters.node.extraFlags = mkIf (metricsOn && nodeExporter.enable) [
       "--collector.textfile.directory=${cfg.metrics.textfileDirectory}"
     ];
+
+    # The host-owned settings (README "Host-owned settings"): cc-ci-run
+    # reads this file itself, at a path no build parameter can move, and
+    # refuses (exit 2) a step environment that changes one of them. The
+    # steps' environment file repeats the same values, which is no change.
+    # Root-owned and read-only (a link into the store): no secret goes here.
+    environment.etc."cc-ci-run/host.env".text = settingsText;
 
     # Operators' commands (`cc-ci-run status`, `locks`, `unlock`) see the
     # same settings as the services.

@@ -35,6 +35,12 @@ pub struct Cli {
     )]
     pub state_dir: PathBuf,
 
+    /// The host's settings file (default /etc/cc-ci-run/host.env, when it
+    /// exists): the host-owned settings no environment may change. No
+    /// variable sets this, so a build's parameters cannot move it.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub host_settings: Option<PathBuf>,
+
     #[command(subcommand)]
     pub command: Command,
 }

@@ -16,6 +16,7 @@ pub mod cmd;
 pub mod config;
 pub mod exit;
 pub mod ext;
+pub mod host;
 pub mod janitor;
 pub mod lifetime;
 pub mod lock;

@@ -50,6 +50,38 @@ pub const EXIT_STATUS: &[(i32, &str)] = &[
 /// does not report them.
 pub const RESERVED_PREFIXES: [&str; 3] = ["CCCI_FAKE_", "CCCI_EXAMPLE_", "CCCI_DEV_"];
 
+/// What a build may set in its environment whatever the host file says:
+/// which recipe and revision, the pull request, the quick lane, the base
+/// of the upgrade tier and the test selection. Every other variable
+/// `--help` lists (the timeouts, the limits, the programs, the state, the
+/// engine) is host-owned.
+pub const BUILD_SETTABLE: &[&str] = &[
+    "CCCI_RECIPE",
+    "CCCI_REF",
+    "CCCI_PR",
+    "CCCI_QUICK",
+    "CCCI_BASE",
+    "CCCI_TIER",
+    "CCCI_TEST_LEVEL",
+    "CCCI_TEST_TAGS",
+    "CCCI_TEST_SLOW",
+    "CCCI_TEST_PARALLEL",
+    "CCCI_MAX_WORKERS",
+    "CCCI_FAIL_FAST",
+    "CCCI_RETRIES",
+    "CCCI_FLAKY_FAILS",
+    "CCCI_VERBOSE",
+];
+
+/// Variables of other programs that decide where a run's work goes: the
+/// engine docker talks to and the credentials it pulls with. Host-owned
+/// like the `CCCI_*` ones.
+pub const HOST_OWNED_OTHERS: &[&str] = &["DOCKER_HOST", "DOCKER_CONTEXT", "DOCKER_CONFIG"];
+
+/// The default column of the variables cc-ci-run sets for the tests it
+/// runs (and does not read).
+pub const SET_FOR_TESTS: &str = "(set)";
+
 /// One variable: its name, its default (or `-`) and what it does.
 pub struct EnvVar {
     pub name: &'static str,
@@ -201,17 +233,25 @@ pub const ENVIRONMENT: &[EnvVar] = &[
     ),
     v("DRONE_PULL_REQUEST", "-", "default of --pr"),
     v("DRONE_COMMIT_SHA", "-", "default of --ref"),
-    v("CCCI_APP_DOMAIN", "(set)", "for tests: the app under test"),
-    v("CCCI_STACK", "(set)", "for tests: its stack name"),
+    v(
+        "CCCI_APP_DOMAIN",
+        SET_FOR_TESTS,
+        "for tests: the app under test",
+    ),
+    v("CCCI_STACK", SET_FOR_TESTS, "for tests: its stack name"),
     v(
         "CCCI_CONTAINER_LABEL",
-        "(set)",
+        SET_FOR_TESTS,
         "for tests: label for containers they start",
     ),
-    v("CCCI_TEST_NAME", "(set)", "for tests: the test's name"),
+    v(
+        "CCCI_TEST_NAME",
+        SET_FOR_TESTS,
+        "for tests: the test's name",
+    ),
     v(
         "CCCI_TEST_SUITE",
-        "(set)",
+        SET_FOR_TESTS,
         "for tests: marks the suite's processes",
     ),
 ];
@@ -238,6 +278,10 @@ pub const FILES: &[(&str, &str)] = &[
     (
         "STATE/runs/RUN/abra/, work/",
         "the run tree (ABRA_DIR, scratch), removed when the run ends",
+    ),
+    (
+        "/etc/cc-ci-run/host.env",
+        "the host's settings (--host-settings): host-owned settings no environment may change",
     ),
     (
         "STATE/metrics.json, metrics.lock",
@@ -267,6 +311,12 @@ pub fn after_long_help() -> String {
     for e in ENVIRONMENT {
         let _ = writeln!(s, "  {} [{}]\n      {}", e.name, e.default, e.what);
     }
+    s.push_str(
+        "\nWith a host settings file, a build's environment may set only these; \
+         every other variable above is the host's (a different value is exit 2):\n  ",
+    );
+    s.push_str(&BUILD_SETTABLE.join(" "));
+    s.push_str("\n  (and DOCKER_HOST, DOCKER_CONTEXT, DOCKER_CONFIG are the host's too)\n");
     s.push_str("\nFiles (STATE is the state directory):\n");
     for (path, what) in FILES {
         let _ = writeln!(s, "  {path}\n      {what}");

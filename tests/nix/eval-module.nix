@@ -144,6 +144,7 @@ in
   janitor = if out == null then null else services.cc-ci-run-janitor;
   runnerEnvironment = if out == null || services.drone-runner-exec == null then null else services.drone-runner-exec.environment;
   runnerEnvFile = if envFile == null then null else envFile.text;
+  hostFile = if out == null then null else out.environment.etc."cc-ci-run/host.env".text;
   tmpfiles = if out == null then [ ] else out.systemd.tmpfiles.rules;
   nodeExporterFlags = if out == null then null else out.services.prometheus.exporters.node.extraFlags;
 }

@@ -184,6 +184,25 @@ fn the_module_evaluates_with_the_readme_example() {
     let janitor_env: std::collections::BTreeMap<String, String> =
         serde_json::from_value(v["janitor"]["environment"].clone()).unwrap();
     assert_eq!(file, janitor_env, "steps and janitor see the same settings");
+    // cc-ci-run's host settings file (/etc/cc-ci-run/host.env) holds the
+    // same values: the steps' copies are then no change of a host-owned one.
+    assert_eq!(env_file(v["hostFile"].as_str().unwrap()), file);
+    // ... and the binary reads that file as the module writes it: every
+    // name one it knows, every value quoted as it reads them (a bad file
+    // would be exit 2 naming it; the state directory, /var/lib/cc-ci-run,
+    // is missing on a test machine: 3).
+    let tmp = tempdir();
+    let host_env = tmp.path().join("host.env");
+    std::fs::write(&host_env, v["hostFile"].as_str().unwrap()).unwrap();
+    let out = support::ccci()
+        .arg("--host-settings")
+        .arg(&host_env)
+        .arg("status")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(code(out.status), 2, "{err}");
+    assert!(!err.contains("host settings"), "{err}");
     assert!(
         file.values().any(|x| x.contains(',')) && file.values().any(|x| x.contains(':')),
         "the README example should carry a value with `,` and one with `:`: {file:?}"

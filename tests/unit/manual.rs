@@ -103,3 +103,84 @@ fn help_and_man_page_carry_the_same_tables() {
     }
     assert!(long.contains("STATE/runs/RUN/run.json") && man.contains("STATE/runs/RUN/run.json"));
 }
+
+#[test]
+fn the_build_settable_list_names_only_variables_cc_ci_run_reads() {
+    use cc_ci_run::manual::{BUILD_SETTABLE, ENVIRONMENT};
+    for name in BUILD_SETTABLE {
+        assert!(
+            ENVIRONMENT.iter().any(|v| v.name == *name),
+            "{name} is build-settable but not in the environment table"
+        );
+    }
+}
+
+#[test]
+fn host_owned_settings_are_the_ones_that_decide_what_runs_and_where() {
+    use cc_ci_run::host::host_owned;
+    for name in [
+        "CCCI_STATE_DIR",
+        "CCCI_ABRA",
+        "CCCI_DOCKER",
+        "CCCI_GIT",
+        "CCCI_ABRA_HOME",
+        "CCCI_RUN_APP_RE",
+        "CCCI_LOCK_BACKEND",
+        "CCCI_DOMAIN",
+        "CCCI_TIMEOUT",
+        "CCCI_TEST_MEMORY",
+        "CCCI_SKIP_FETCH",
+        "DOCKER_HOST",
+        "DOCKER_CONFIG",
+    ] {
+        assert!(host_owned(name), "{name}");
+    }
+    // A build's own choices, the variables cc-ci-run sets for its tests,
+    // and names it does not read are not.
+    for name in [
+        "CCCI_QUICK",
+        "CCCI_REF",
+        "CCCI_PR",
+        "CCCI_TEST_TAGS",
+        "CCCI_APP_DOMAIN",
+        "CCCI_TEST_NAME",
+        "CCCI_FAKE_STATE",
+        "HOME",
+    ] {
+        assert!(!host_owned(name), "{name}");
+    }
+}
+
+#[test]
+fn the_host_file_reads_as_the_module_writes_it() {
+    use cc_ci_run::host::{conflicts, parse};
+    let file = std::path::Path::new("/etc/cc-ci-run/host.env");
+    let s = parse(
+        "# comment\n\nCCCI_RUN_APP_RE='^a,b:c$'\nCCCI_SERVER=default\n",
+        file,
+    )
+    .unwrap();
+    assert_eq!(s["CCCI_RUN_APP_RE"], "^a,b:c$");
+    assert_eq!(s["CCCI_SERVER"], "default");
+    for (bad, says) in [
+        ("CCCI_SERVER", "host.env:1: not NAME='VALUE'"),
+        ("CCCI_SERVER=\"x\"", "unquoted value"),
+        ("CCCI_SERVER='x", "a quoted value"),
+        ("HOME='/root'", "HOME is not a setting"),
+    ] {
+        let e = format!("{:#}", parse(bad, file).unwrap_err());
+        assert!(e.contains(says), "{bad}: {e}");
+    }
+    let env: std::collections::BTreeMap<String, String> = [
+        ("CCCI_SERVER", "default"),
+        ("CCCI_ABRA", "/tmp/evil"),
+        ("CCCI_QUICK", "1"),
+        ("PATH", "/bin"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let bad = conflicts(&s, &env);
+    assert_eq!(bad.len(), 1, "{bad:?}");
+    assert!(bad[0].starts_with("CCCI_ABRA=/tmp/evil"), "{bad:?}");
+}
