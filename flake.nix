@@ -10,7 +10,7 @@
 # nixpkgs input could not be locked without network access to GitHub, and
 # a lock copied from elsewhere could not be checked).
 #
-#   nixosModules.default      services.cc-ci-run (nix/module.nix)
+#   nixosModules.default      services.cc-ci-run (nix/module.nix, with the overlay)
 #   overlays.default          pkgs.cc-ci-run
 #   lib.package pkgs          the package (binary, completions, man pages)
 #   lib.devShell pkgs         toolchain, cargo-nextest, python3, git, flock
@@ -31,8 +31,11 @@
         cc-ci-run = final.callPackage ./nix/package.nix { };
       };
 
-      # The module's package defaults to nix/package.nix built with the
-      # host's pkgs.
-      nixosModules.default = ./nix/module.nix;
+      # The module's package defaults to pkgs.cc-ci-run: nix/package.nix
+      # built with the host's pkgs, through the overlay.
+      nixosModules.default = {
+        imports = [ ./nix/module.nix ];
+        nixpkgs.overlays = [ self.overlays.default ];
+      };
     };
 }

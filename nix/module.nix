@@ -5,15 +5,19 @@
 #   services.cc-ci-run = {
 #     enable = true;
 #     abraHome = "/var/lib/cc-ci-run/abra";
+#     abraPackage = abra;
 #     runner = {
 #       enable = true;
 #       rpcHost = "drone.example.org";
 #       environmentFile = "/run/secrets/drone-runner"; # DRONE_RPC_SECRET=...
+#       limitRepos = [ "recipes/*" ];
 #       capacity = 4;
 #     };
-#     path = [ abra pkgs.docker ];
 #   };
 #   virtualisation.docker.enable = true;   # asserted
+#
+# The README's "Operator quick start (NixOS)" shows a whole host; tests/nix
+# evaluates that example and this module's assertions.
 {
   config,
   lib,
@@ -33,35 +37,94 @@ let
     mkEnableOption
     mkIf
     mkOption
+    mkPackageOption
+    optional
     types
     ;
 
-  # What cc-ci-run accepts as a duration (`500ms`, `10s`, `5m`, `1h`, whole seconds).
-  duration = types.strMatching "[0-9]+(ms|s|m|h)?";
+  # What cc-ci-run accepts as a duration (`500ms`, `10s`, `5m`, `1h`, `7d`,
+  # whole seconds: src/units.rs), and the same in whole seconds.
+  duration = types.strMatching "[0-9]+(ms|s|m|h|d)?";
+  seconds =
+    d:
+    let
+      m = builtins.match "([0-9]+)(ms|s|m|h|d)?" d;
+      n = lib.toIntBase10 (builtins.head m);
+      unit = builtins.elemAt m 1;
+    in
+    if unit == "ms" then
+      n / 1000
+    else if unit == "m" then
+      n * 60
+    else if unit == "h" then
+      n * 3600
+    else if unit == "d" then
+      n * 86400
+    else
+      n;
+
+  # An absolute path kept as a string: a `types.path` option given a Nix
+  # path literal (`./secret`) copies the file into the world-readable store.
+  absolutePath = types.strMatching "/.*";
 
   # Every CCCI_* setting, exactly as the runs (through the runner) and the
   # janitor see it: both must agree on the state directory, the abra home,
   # the app domains and what the janitor may reap.
-  settings = filterAttrs (_: v: v != null) (
-    {
-      CCCI_STATE_DIR = cfg.stateDir;
-      CCCI_ABRA_HOME = cfg.abraHome;
-      CCCI_SERVER = cfg.server;
-      CCCI_DOMAIN_SUFFIX = cfg.domainSuffix;
-      CCCI_RUN_APP_RE = cfg.runAppRe;
-      CCCI_PROTECTED_APPS =
-        if cfg.protectedApps == [ ] then null else concatStringsSep "," cfg.protectedApps;
-      CCCI_TEARDOWN_TIMEOUT = cfg.teardownTimeout;
-      CCCI_LOCK_MAX_AGE = cfg.lockMaxAge;
-      CCCI_RECORD_RETENTION = cfg.recordRetention;
-      CCCI_LOCK_BACKEND = cfg.lockBackend;
-      CCCI_HOST_ID = cfg.hostId;
-      CCCI_METRICS_FILE = if metricsOn then "${cfg.metrics.textfileDirectory}/cc-ci-run.prom" else null;
-      CCCI_TIMELINE_FILE = cfg.timelineFile;
-      DOCKER_CONFIG = cfg.dockerConfig;
-    }
-    // cfg.extraSettings
-  );
+  typedSettings = {
+    CCCI_STATE_DIR = cfg.stateDir;
+    CCCI_ABRA_HOME = cfg.abraHome;
+    # The programs by their store paths: what runs is the host's choice.
+    CCCI_ABRA = lib.getExe' cfg.abraPackage "abra";
+    CCCI_DOCKER = lib.getExe' cfg.dockerPackage "docker";
+    CCCI_SERVER = cfg.server;
+    CCCI_DOMAIN_SUFFIX = cfg.domainSuffix;
+    CCCI_RUN_APP_RE = cfg.runAppRe;
+    CCCI_PROTECTED_APPS =
+      if cfg.protectedApps == [ ] then null else concatStringsSep "," cfg.protectedApps;
+    CCCI_TEARDOWN_TIMEOUT = cfg.teardownTimeout;
+    CCCI_LOCK_MAX_AGE = cfg.lockMaxAge;
+    CCCI_RECORD_RETENTION = cfg.recordRetention;
+    CCCI_LOCK_BACKEND = cfg.lockBackend;
+    CCCI_HOST_ID = cfg.hostId;
+    CCCI_METRICS_FILE = if metricsOn then "${cfg.metrics.textfileDirectory}/cc-ci-run.prom" else null;
+    CCCI_TIMELINE_FILE = cfg.timelineFile;
+    DOCKER_CONFIG = cfg.dockerConfig;
+  };
+  settings = filterAttrs (_: v: v != null) (typedSettings // cfg.extraSettings);
+  # extraSettings naming what a typed option sets would override it unseen.
+  shadowed = builtins.filter (n: typedSettings ? ${n}) (builtins.attrNames cfg.extraSettings);
+
+  # Where the units may write (ProtectSystem=strict makes the rest
+  # read-only): the state, the abra home (abra writes app env files under
+  # servers/), the metrics and timeline outputs, the registry credentials.
+  writable =
+    [
+      cfg.stateDir
+      cfg.abraHome
+    ]
+    ++ optional metricsOn cfg.metrics.textfileDirectory
+    ++ optional (cfg.timelineFile != null) (dirOf cfg.timelineFile)
+    ++ optional (cfg.dockerConfig != null) "-${cfg.dockerConfig}";
+
+  # The hardening a reviewer asks of every service; what cc-ci-run needs
+  # stays: the Docker socket (connecting is not writing), /proc, its own
+  # process groups and rlimits. sudo and setuid helpers do not work in a step.
+  hardening = {
+    NoNewPrivileges = true;
+    PrivateTmp = true;
+    ProtectSystem = "strict";
+    ProtectHome = "read-only";
+    ReadWritePaths = writable;
+    ProtectKernelTunables = true;
+    ProtectKernelModules = true;
+    ProtectControlGroups = true;
+    RestrictSUIDSGID = true;
+    LockPersonality = true;
+  };
+
+  # The unit's dependencies on the engine: without Docker no run can work,
+  # and a restart of Docker restarts them.
+  onDocker = [ "docker.service" ];
 
   # node_exporter's textfile collector reads the metrics file when that
   # exporter is on (unless metrics.enable says otherwise).
@@ -84,6 +147,8 @@ let
   # janitor's PATH: both call abra, docker and git.
   stepPath = [
     cfg.package
+    cfg.abraPackage
+    cfg.dockerPackage
     pkgs.bash
     pkgs.coreutils
     pkgs.git
@@ -94,23 +159,39 @@ in
   options.services.cc-ci-run = {
     enable = mkEnableOption "the cc-ci-run CI host (state directory and settings)";
 
-    package = mkOption {
+    # pkgs.cc-ci-run: the flake's nixosModules.default adds its overlay.
+    package = mkPackageOption pkgs "cc-ci-run" { };
+
+    abraPackage = mkOption {
       type = types.package;
-      default = pkgs.callPackage ./package.nix { };
-      defaultText = literalExpression "pkgs.callPackage ./package.nix { }";
-      description = "The cc-ci-run package.";
+      example = literalExpression "pkgs.callPackage ./abra.nix { }";
+      description = ''
+        abra, Co-op Cloud's command line (its bin/abra): CCCI_ABRA and the
+        PATH of steps and janitor. Required: runs deploy with it.
+      '';
+    };
+
+    dockerPackage = mkOption {
+      type = types.package;
+      default = config.virtualisation.docker.package;
+      defaultText = literalExpression "config.virtualisation.docker.package";
+      description = "The docker client (its bin/docker): CCCI_DOCKER and the PATH of steps and janitor.";
     };
 
     user = mkOption {
       type = types.str;
       default = "cc-ci-run";
-      description = "User of the runner's steps and of the janitor; owns the state directory.";
+      description = ''
+        User of the runner's steps and of the janitor; owns the state
+        directory and the abra home. The module creates `cc-ci-run`; a
+        user named otherwise is the host's to define (in the docker group).
+      '';
     };
 
     group = mkOption {
       type = types.str;
       default = "cc-ci-run";
-      description = "Group of the state directory.";
+      description = "Group of the state directory (created when it is `cc-ci-run`).";
     };
 
     extraGroups = mkOption {
@@ -120,7 +201,7 @@ in
     };
 
     stateDir = mkOption {
-      type = types.path;
+      type = absolutePath;
       default = "/var/lib/cc-ci-run";
       description = "CCCI_STATE_DIR: locks, run trees, run records, logs (never inside a Drone workspace).";
     };
@@ -132,12 +213,13 @@ in
     };
 
     abraHome = mkOption {
-      type = types.path;
+      type = absolutePath;
       example = "/var/lib/cc-ci-run/abra";
       description = ''
         CCCI_ABRA_HOME: the host's canonical abra directory (servers/,
-        catalogue/, recipes/). Required: under Drone, HOME is a fresh
-        directory per build, so runs cannot find `~/.abra`.
+        catalogue/, recipes/), created owned by the user (git refuses a
+        repository another user owns). Required: under Drone, HOME is a
+        fresh directory per build, so runs cannot find `~/.abra`.
       '';
     };
 
@@ -216,7 +298,7 @@ in
         '';
       };
       textfileDirectory = mkOption {
-        type = types.path;
+        type = absolutePath;
         default = "/var/lib/cc-ci-run-metrics";
         description = ''
           The textfile collector's directory (created, owned by the user,
@@ -227,7 +309,7 @@ in
     };
 
     timelineFile = mkOption {
-      type = types.nullOr types.str;
+      type = types.nullOr absolutePath;
       default = null;
       example = "/var/www/ci/timeline.html";
       description = ''
@@ -238,7 +320,7 @@ in
     };
 
     dockerConfig = mkOption {
-      type = types.nullOr (types.strMatching "/.*");
+      type = types.nullOr absolutePath;
       default = null;
       example = "/var/lib/cc-ci-run/docker";
       description = ''
@@ -256,16 +338,20 @@ in
       example = {
         CCCI_CONVERGE_TIMEOUT = "10m";
       };
-      description = "Further CCCI_* settings (see the README's Settings table), for runs and janitor alike.";
+      description = ''
+        Further CCCI_* settings (the README's Settings table), for runs and
+        janitor alike. A name a typed option sets is refused (an assertion):
+        set that option instead.
+      '';
     };
 
     path = mkOption {
       type = types.listOf types.package;
       default = [ ];
-      example = literalExpression "[ abra pkgs.docker ]";
+      example = literalExpression "[ pkgs.jq ]";
       description = ''
-        The external programs runs and janitor call, on their PATH besides
-        cc-ci-run, bash, coreutils, git and util-linux: abra and docker.
+        Further programs on the PATH of steps and janitor, besides
+        cc-ci-run, abra, docker, bash, coreutils, git and util-linux.
       '';
     };
 
@@ -281,23 +367,21 @@ in
         description = "Time between sweeps.";
       };
       stopTimeout = mkOption {
-        type = types.str;
-        default = "6min";
+        type = duration;
+        default = "6m";
         description = ''
           TimeoutStopSec of the janitor: a stop lets a reap that has begun
-          finish under its lock, so this must exceed teardownTimeout.
+          finish under its lock, so this must exceed teardownTimeout (an
+          assertion).
         '';
       };
     };
 
     runner = {
       enable = mkEnableOption "the Drone exec runner whose steps call cc-ci-run";
-      package = mkOption {
-        type = types.package;
-        default = pkgs.drone-runner-exec;
-        defaultText = literalExpression "pkgs.drone-runner-exec";
-        description = "The Drone exec runner.";
-      };
+      # Under the Polyform licence: nixpkgs needs allowUnfree (or an
+      # allowUnfreePredicate naming it).
+      package = mkPackageOption pkgs "drone-runner-exec" { };
       capacity = mkOption {
         type = types.ints.positive;
         default = 2;
@@ -326,8 +410,13 @@ in
         description = "DRONE_RPC_HOST: the Drone server.";
       };
       environmentFile = mkOption {
-        type = types.path;
-        description = "A file with DRONE_RPC_SECRET=... (kept out of the Nix store).";
+        type = absolutePath;
+        example = "/run/secrets/drone-runner";
+        description = ''
+          A file with DRONE_RPC_SECRET=..., read by systemd; an absolute
+          path as a string, outside the Nix store (an assertion), so the
+          secret never lands in the world-readable store.
+        '';
       };
       limitRepos = mkOption {
         type = types.listOf (types.strMatching "[^,[:space:]]+");
@@ -394,6 +483,18 @@ in
         message = "services.cc-ci-run.dockerConfig: registry credentials must stay out of the world-readable Nix store; name a directory such as /var/lib/cc-ci-run/docker.";
       }
       {
+        assertion = !cfg.runner.enable || !hasPrefix builtins.storeDir cfg.runner.environmentFile;
+        message = "services.cc-ci-run.runner.environmentFile is in the Nix store, which every user can read: it holds DRONE_RPC_SECRET. Name a file outside it (/run/secrets/..., /var/lib/...).";
+      }
+      {
+        assertion = seconds cfg.janitor.stopTimeout > seconds cfg.teardownTimeout;
+        message = "services.cc-ci-run.janitor.stopTimeout (${cfg.janitor.stopTimeout}) must exceed teardownTimeout (${cfg.teardownTimeout}): a stop lets a reap already begun finish its teardown.";
+      }
+      {
+        assertion = shadowed == [ ];
+        message = "services.cc-ci-run.extraSettings sets what a typed option sets: ${concatStringsSep ", " shadowed}; set the option instead.";
+      }
+      {
         assertion = lib.all (hasPrefix "CCCI_") (builtins.attrNames cfg.extraSettings);
         message = "services.cc-ci-run.extraSettings: every name must start with CCCI_.";
       }
@@ -405,19 +506,26 @@ in
       }
     ];
 
-    users.users.${cfg.user} = {
-      isSystemUser = true;
-      group = cfg.group;
-      extraGroups = cfg.extraGroups;
-      home = cfg.stateDir;
+    # Only the default user and group are the module's: one the host names
+    # is the host's to define (nixpkgs modules never redefine a user).
+    users.users = mkIf (cfg.user == "cc-ci-run") {
+      cc-ci-run = {
+        isSystemUser = true;
+        group = cfg.group;
+        extraGroups = cfg.extraGroups;
+        home = cfg.stateDir;
+      };
     };
-    users.groups.${cfg.group} = { };
+    users.groups = mkIf (cfg.group == "cc-ci-run") { cc-ci-run = { }; };
 
     # The state directory outlives every build; the runs create locks/,
-    # runs/ and the rest inside it.
+    # runs/ and the rest inside it. The abra home belongs to the user too:
+    # runs clone its recipes, and git refuses a repository another user
+    # owns ("dubious ownership") under a build's fresh HOME.
     systemd.tmpfiles.rules = [
       "d ${cfg.stateDir} ${cfg.stateDirMode} ${cfg.user} ${cfg.group} -"
-    ] ++ lib.optional metricsOn "d ${cfg.metrics.textfileDirectory} 0755 ${cfg.user} ${cfg.group} -";
+      "d ${cfg.abraHome} 0750 ${cfg.user} ${cfg.group} -"
+    ] ++ optional metricsOn "d ${cfg.metrics.textfileDirectory} 0755 ${cfg.user} ${cfg.group} -";
 
     services.prometheus.exporters.node.extraFlags = mkIf (metricsOn && nodeExporter.enable) [
       "--collector.textfile.directory=${cfg.metrics.textfileDirectory}"
@@ -438,7 +546,8 @@ in
     systemd.services.cc-ci-run-janitor = mkIf cfg.janitor.enable {
       description = "cc-ci-run janitor: reaps apps of dead CI runs";
       wantedBy = [ "multi-user.target" ];
-      after = [ "docker.service" ];
+      requires = onDocker;
+      after = onDocker;
       environment = settings;
       path = stepPath;
       serviceConfig = {
@@ -457,17 +566,15 @@ in
         # SIGTERM to the janitor alone: the abra children of a reap in
         # progress must finish under the app lock, not die with it.
         KillMode = "mixed";
-        TimeoutStopSec = cfg.janitor.stopTimeout;
-      };
+        TimeoutStopSec = "${toString (seconds cfg.janitor.stopTimeout)}s";
+      } // hardening;
     };
 
     systemd.services.drone-runner-exec = mkIf cfg.runner.enable {
       description = "Drone exec runner for cc-ci-run pipelines";
       wantedBy = [ "multi-user.target" ];
-      after = [
-        "network-online.target"
-        "docker.service"
-      ];
+      requires = onDocker;
+      after = [ "network-online.target" ] ++ onDocker;
       wants = [ "network-online.target" ];
       path = stepPath;
       environment = {
@@ -504,7 +611,11 @@ in
         # harness is killed mid-teardown by the unit's stop (the default
         # would SIGKILL the whole cgroup after TimeoutStopSec).
         KillMode = "process";
-      };
+      } // hardening;
     };
   };
+
+  # No nixpkgs maintainer handle yet: whoever proposes the module to
+  # nixpkgs adds theirs.
+  meta.maintainers = [ ];
 }

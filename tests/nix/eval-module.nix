@@ -24,13 +24,16 @@ let
   };
 
   pkgs = {
-    callPackage = _fn: _args: package "cc-ci-run";
+    # A package named after its file (`./abra.nix` is abra).
+    callPackage = fn: _args: package (b.replaceStrings [ ".nix" ] [ "" ] (b.baseNameOf (toString fn)));
     writeText = name: text: package name // { inherit text; };
     bash = package "bash";
     coreutils = package "coreutils";
     git = package "git";
     util-linux = package "util-linux";
     docker = package "docker";
+    # As the flake's overlay (nixosModules.default) provides it.
+    cc-ci-run = package "cc-ci-run";
     drone-runner-exec = package "drone-runner-exec";
   };
 
@@ -54,6 +57,8 @@ let
     mkDefault = x: x;
     mkIf = condition: content: { _type = "if"; inherit condition content; };
     mkOption = attrs: attrs // { _type = "option"; };
+    mkPackageOption = pkgs: name: _args: mkOption { type = types.package; default = pkgs.${name}; defaultText = literalExpression "pkgs.${name}"; description = "The ${name} package to use."; };
+    toIntBase10 = s: b.fromJSON (b.head (b.match "0*([0-9]+)" s));
     mkEnableOption = what: mkOption { type = types.bool; default = false; description = "Whether to enable ${what}."; };
     types = {
       str = type "str" b.isString;
@@ -86,7 +91,10 @@ let
           p = "${path}.${name}";
         in
         if isOption opt then
-          if given ? ${name} then
+          # What a nixpkgs reviewer asks of every option.
+          if !(opt ? type) then throw "${p}: declares no type"
+          else if !(opt ? description) || opt.description == "" then throw "${p}: has no description"
+          else if given ? ${name} then
             (if opt.type.check given.${name} then given.${name} else throw "${p}: not a ${opt.type.name}")
           else if opt ? default then
             (if opt.type.check opt.default then opt.default else throw "${p}: its default is not a ${opt.type.name}")
@@ -111,7 +119,7 @@ let
   rest = b.removeAttrs hostModule [ "imports" ];
   defaults = {
     networking.hostName = "ci1";
-    virtualisation.docker.enable = false;
+    virtualisation.docker = { enable = false; package = pkgs.docker; };
     services.prometheus.exporters.node = { enable = false; extraFlags = [ ]; };
   };
   merge = a: c: a // b.mapAttrs (n: v: if b.isAttrs v && b.isAttrs (a.${n} or null) && !(v ? outPath) then merge a.${n} v else v) c;
@@ -142,9 +150,12 @@ in
   failedAssertions = if out == null then [ ] else b.map (a: a.message) (b.filter (a: !a.assertion) out.assertions);
   systemEnvironment = if out == null then { } else out.environment.variables;
   janitor = if out == null then null else services.cc-ci-run-janitor;
+  runnerUnit = if out == null then null else services.drone-runner-exec;
   runnerEnvironment = if out == null || services.drone-runner-exec == null then null else services.drone-runner-exec.environment;
   runnerEnvFile = if envFile == null then null else envFile.text;
   hostFile = if out == null then null else out.environment.etc."cc-ci-run/host.env".text;
+  meta = moduleValue.meta or null;
+  users = if out == null then null else { users = out.users.users; groups = out.users.groups; };
   tmpfiles = if out == null then [ ] else out.systemd.tmpfiles.rules;
   nodeExporterFlags = if out == null then null else out.services.prometheus.exporters.node.extraFlags;
 }

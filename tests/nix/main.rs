@@ -358,14 +358,7 @@ fn the_module_requires_a_repository_limit_and_keeps_registry_credentials_out_of_
     assert!(failed.contains("runner.limitRepos"), "{failed}");
     assert!(v["runnerEnvironment"].get("DRONE_LIMIT_REPOS").is_none());
 
-    let with = |line: &str| {
-        let h = host.replace(
-            "    enable = true;\n    abraHome",
-            &format!("    enable = true;\n    {line}\n    abraHome"),
-        );
-        assert_ne!(h, host);
-        eval_module(&h).unwrap()
-    };
+    let with = |line: &str| eval_module(&readme_host_with(line)).unwrap();
     let v = with("dockerConfig = \"/var/lib/cc-ci-run/docker\";");
     assert_eq!(v["failedAssertions"], serde_json::json!([]), "{v:#}");
     let file = env_file(v["runnerEnvFile"].as_str().unwrap());
@@ -383,6 +376,134 @@ fn the_module_requires_a_repository_limit_and_keeps_registry_credentials_out_of_
     assert_eq!(
         v["runnerEnvironment"]["DRONE_LIMIT_EVENTS"],
         "pull_request,custom"
+    );
+}
+
+/// The README's host with `line` added to its services.cc-ci-run.
+fn readme_host_with(line: &str) -> String {
+    let host = readme_host();
+    let h = host.replace(
+        "    enable = true;\n    abraHome",
+        &format!("    enable = true;\n    {line}\n    abraHome"),
+    );
+    assert_ne!(h, host);
+    h
+}
+
+fn failed_assertions(v: &serde_json::Value) -> String {
+    v["failedAssertions"].to_string()
+}
+
+#[test]
+fn the_module_passes_a_nixpkgs_review() {
+    let v = eval_module(&readme_host()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(v["failedAssertions"], serde_json::json!([]), "{v:#}");
+    // Both units need the engine, and are hardened; each may write only
+    // the state, the abra home and the metrics directory.
+    for unit in ["janitor", "runner"] {
+        let unit = if unit == "runner" {
+            v["runnerUnit"].clone()
+        } else {
+            v["janitor"].clone()
+        };
+        assert_eq!(unit["requires"], serde_json::json!(["docker.service"]));
+        assert!(unit["after"].to_string().contains("docker.service"));
+        let sc = &unit["serviceConfig"];
+        assert_eq!(sc["NoNewPrivileges"], true, "{sc:#}");
+        assert_eq!(sc["PrivateTmp"], true);
+        assert_eq!(sc["ProtectSystem"], "strict");
+        assert_eq!(
+            sc["ReadWritePaths"],
+            serde_json::json!([
+                "/var/lib/cc-ci-run",
+                "/var/lib/cc-ci-run/abra",
+                "/var/lib/cc-ci-run-metrics"
+            ])
+        );
+    }
+    assert_eq!(v["janitor"]["serviceConfig"]["TimeoutStopSec"], "360s");
+    // abra and docker: on the PATH and named by their store paths.
+    let env = &v["janitor"]["environment"];
+    assert!(env["CCCI_ABRA"]
+        .as_str()
+        .unwrap()
+        .ends_with("-abra/bin/abra"));
+    assert!(env["CCCI_DOCKER"]
+        .as_str()
+        .unwrap()
+        .ends_with("-docker/bin/docker"));
+    let path = v["janitor"]["path"].to_string();
+    assert!(path.contains("-abra") && path.contains("-docker"), "{path}");
+    // The module's own user, with the abra home it owns.
+    assert!(v["users"]["users"]["cc-ci-run"].is_object(), "{v:#}");
+    assert!(v["tmpfiles"]
+        .to_string()
+        .contains("d /var/lib/cc-ci-run/abra 0750 cc-ci-run cc-ci-run"));
+    assert_eq!(v["meta"]["maintainers"], serde_json::json!([]));
+
+    // A user the host names is the host's: the module defines none.
+    let v = eval_module(&readme_host_with("user = \"ci\";")).unwrap();
+    assert_eq!(v["users"]["users"], serde_json::Value::Null, "{v:#}");
+    assert!(v["users"]["groups"]["cc-ci-run"].is_object());
+
+    // Secrets never go to the store: a path literal is not a path string,
+    // and a store path is refused by an assertion.
+    let e = eval_module(&readme_host().replace(
+        "environmentFile = \"/run/secrets/drone-runner\";",
+        "environmentFile = ./drone-runner;",
+    ))
+    .unwrap_err();
+    assert!(
+        e.contains("runner.environmentFile: not a strMatching"),
+        "{e}"
+    );
+    let v = eval_module(&readme_host().replace(
+        "environmentFile = \"/run/secrets/drone-runner\";",
+        "environmentFile = \"/nix/store/0000-secret\";",
+    ))
+    .unwrap();
+    assert!(failed_assertions(&v).contains("runner.environmentFile is in the Nix store"));
+
+    // The janitor's stop must outlast a teardown; days are durations.
+    let v = eval_module(&readme_host_with("janitor.stopTimeout = \"5m\";")).unwrap();
+    assert!(failed_assertions(&v).contains("stopTimeout (5m) must exceed teardownTimeout (5m)"));
+    let v = eval_module(&readme_host_with("recordRetention = \"14d\";")).unwrap();
+    assert_eq!(v["failedAssertions"], serde_json::json!([]), "{v:#}");
+
+    // extraSettings cannot shadow a typed option.
+    let v = eval_module(&readme_host_with(
+        "extraSettings.CCCI_STATE_DIR = \"/tmp/x\";",
+    ))
+    .unwrap();
+    assert!(
+        failed_assertions(&v)
+            .contains("extraSettings sets what a typed option sets: CCCI_STATE_DIR"),
+        "{v:#}"
+    );
+}
+
+#[test]
+fn the_stub_refuses_an_option_without_a_description_or_a_required_value() {
+    let text = std::fs::read_to_string(repo().join("nix/module.nix")).unwrap();
+    let tmp = tempdir();
+    let module = tmp.path().join("module.nix");
+    let changed = text.replacen(
+        "description = \"DRONE_LIMIT_EVENTS: the build events this runner accepts (empty: all).\";",
+        "",
+        1,
+    );
+    assert_ne!(changed, text);
+    std::fs::write(&module, changed).unwrap();
+    let e = eval_module_file(&readme_host(), &module).unwrap_err();
+    assert!(e.contains("runner.limitEvents: has no description"), "{e}");
+
+    let host = readme_host();
+    let no_abra = host.replace("abraPackage = abra;", "");
+    assert_ne!(no_abra, host);
+    let e = eval_module(&no_abra).unwrap_err();
+    assert!(
+        e.contains("abraPackage: has no default and is not set"),
+        "{e}"
     );
 }
 
