@@ -232,7 +232,9 @@ impl Run {
             run_id: cfg.run_id.clone(),
             recipe: cfg.recipe.clone(),
             git_ref: match (&cfg.git_ref, cfg.pr) {
-                (_, Some(n)) => format!("refs/pull/{n}/head"),
+                // The build's commit of a pull request (`--pr N --ref SHA`).
+                (Some(r), Some(_)) => r.clone(),
+                (None, Some(n)) => format!("refs/pull/{n}/head"),
                 (Some(r), None) => r.clone(),
                 (None, None) => "default branch".to_string(),
             },
@@ -543,8 +545,18 @@ impl Run {
                 .with_context(|| format!("failed to fetch the recipe from {upstream}"))
                 .map_err(fetch_fail)?;
         }
+        // `--pr N --ref SHA` (Drone's pull-request step): the build's own
+        // commit, which Drone reports on, not whatever the pull request's
+        // head is by now. A commit the head no longer reaches (a force-push
+        // since) is asked for by itself, as far as the server allows.
+        if let (Some(_), Some(r)) = (self.cfg.pr, &self.cfg.git_ref) {
+            if repo.resolve(r, &b)?.is_none() && !self.cfg.skip_fetch {
+                let _ = repo.try_git(&["fetch", "--quiet", "--", upstream.as_str(), r], &b)?;
+            }
+        }
         let candidates: Vec<String> = match (self.cfg.pr, &self.cfg.git_ref) {
-            (Some(_), _) => vec!["refs/ccci/pr".into()],
+            (Some(_), Some(r)) => vec![r.clone()],
+            (Some(_), None) => vec!["refs/ccci/pr".into()],
             (None, Some(r)) => vec![
                 format!("refs/remotes/upstream/{r}"),
                 format!("refs/tags/{r}"),

@@ -927,3 +927,35 @@ fn a_docker_query_that_fails_once_while_the_stack_goes_does_not_abort_teardown()
     );
     assert!(f.leftovers().is_empty(), "{:?}", f.leftovers());
 }
+
+#[test]
+fn pull_request_with_ref_tests_the_builds_commit_not_the_heads() {
+    // Drone's pull-request step passes the build's commit: a push to the
+    // pull request after the build started must not change what is tested.
+    let f = Fixture::new();
+    let upstream = f.tmp.path().join("recipe/upstream.git");
+    let rev = |spec: &str| {
+        let out = std::process::Command::new("git")
+            .arg("-C")
+            .arg(&upstream)
+            .args(["rev-parse", spec])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{spec}");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let head = rev("refs/pull/1/head");
+    let older = rev("refs/pull/1/head~1");
+    assert_ne!(head, older);
+    let out = f
+        .run_cmd(&["--pr", "1", "--ref", &older, "--quick"])
+        .env("CCCI_RUN_ID", "prref")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(code(out.status), 0, "{err}");
+    let record = f.record("prref");
+    assert_eq!(record["sha"], older.as_str(), "{record:#}");
+    assert_eq!(record["pr"], 1);
+    assert_clean(&f, "prref", PR_DOMAIN);
+}

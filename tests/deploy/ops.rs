@@ -32,14 +32,39 @@ const RECIPE_PIPELINES: [(&str, &str); 3] = [
 
 /// The project's own CI pipeline and what its steps must run.
 const OWN_PIPELINE: &str = "cc-ci-run";
-const OWN_STEPS: [(&str, &str); 3] = [
+const OWN_STEPS: [(&str, &str); 5] = [
     ("lint", "scripts/lint.sh"),
     ("unit", "cargo nextest run --profile ci --test unit"),
     (
         "concurrency",
         "cargo nextest run --profile ci --test concurrency",
     ),
+    ("deploy", "cargo nextest run --profile ci --test deploy"),
+    (
+        "nix",
+        "cargo nextest run --profile ci --features nix-tests --test nix",
+    ),
 ];
+
+/// Test targets that need a Docker engine (a one-node swarm), which the
+/// project's own Docker pipeline does not have: `.ci/run` runs them.
+const ENGINE_TARGETS: [&str; 1] = ["swarm"];
+
+/// The `name` of every `[[test]]` table of Cargo.toml.
+fn test_targets() -> Vec<String> {
+    let text = std::fs::read_to_string(repo().join("Cargo.toml")).unwrap();
+    let mut names = Vec::new();
+    let mut in_test = false;
+    for line in text.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_test = line == "[[test]]";
+        } else if let Some(v) = line.strip_prefix("name = ").filter(|_| in_test) {
+            names.push(v.trim_matches('"').to_string());
+        }
+    }
+    assert!(names.len() >= 5, "Cargo.toml's test targets: {names:?}");
+    names
+}
 
 fn drone_yml() -> String {
     std::fs::read_to_string(repo().join(".drone.yml")).expect("read .drone.yml")
@@ -188,6 +213,61 @@ fn check_drone(text: &str) -> Vec<String> {
                     Some(_) => {}
                 }
             }
+            let all: Vec<String> = steps.iter().flat_map(|(_, c)| c.clone()).collect();
+            for target in test_targets() {
+                if ENGINE_TARGETS.contains(&target.as_str()) {
+                    continue;
+                }
+                if !all.iter().any(|c| c.contains(&format!("--test {target}"))) {
+                    problems.push(format!(
+                        "{OWN_PIPELINE}: the test target `{target}` (no engine needed) is not run"
+                    ));
+                }
+            }
+        }
+    }
+
+    // The pull-request step tests the build's commit, which Drone reports
+    // on; custom builds run only in the CI repository.
+    if let Some(p) = pipeline(&docs, "recipe-pull-request") {
+        let commands: Vec<String> = step_commands(p).into_iter().flat_map(|(_, c)| c).collect();
+        if !commands
+            .iter()
+            .any(|c| c.contains("cc-ci-run run") && c.contains("--ref \"$DRONE_COMMIT_SHA\""))
+        {
+            problems.push(
+                "recipe-pull-request: `--ref \"$DRONE_COMMIT_SHA\"`: test the build's commit, not the pull request's head at fetch time".into(),
+            );
+        }
+    }
+    if let Some(p) = pipeline(&docs, "recipe-testme") {
+        let include = strings(&p["trigger"]["repo"]["include"]);
+        if include.is_empty() || include.iter().any(|r| r.starts_with('*')) {
+            problems.push(
+                "recipe-testme: `trigger.repo.include` names the CI repository (custom builds of any other repository are not `!testme`)".into(),
+            );
+        }
+    }
+    for (name, _) in RECIPE_PIPELINES {
+        let Some(p) = pipeline(&docs, name) else {
+            continue;
+        };
+        for (step, _) in step_commands(p) {
+            let Some(s) = p["steps"]
+                .as_sequence()
+                .and_then(|v| v.iter().find(|s| s["name"].as_str() == Some(step.as_str())))
+            else {
+                continue;
+            };
+            if let Some(env) = s["environment"].as_mapping() {
+                for k in env.keys().filter_map(Value::as_str) {
+                    if cc_ci_run::host::host_owned(k) {
+                        problems.push(format!(
+                            "{name}: step `{step}` sets the host-owned {k} in its environment (exit 2 on a host with its settings file): pass a flag"
+                        ));
+                    }
+                }
+            }
         }
     }
 
@@ -253,7 +333,35 @@ fn drone_check_rejects_each_broken_rule() {
     let pr = "cc-ci-run run --recipe \"$DRONE_REPO_NAME\" --pr \"$DRONE_PULL_REQUEST\"";
     assert!(text.contains(pr), "the pull-request step changed: {pr}");
     // (what is broken, the copy, what the check must say)
-    let cases: [(&str, String, &str); 9] = [
+    let cases: [(&str, String, &str); 14] = [
+        (
+            "pull request without the build's commit",
+            text.replace(" --ref \"$DRONE_COMMIT_SHA\" --timeout 45m", " --timeout 45m"),
+            "recipe-pull-request: `--ref \"$DRONE_COMMIT_SHA\"`",
+        ),
+        (
+            "custom builds of any repository",
+            text.replace("  repo:\n    include:\n      - toolshed/recipe-ci\n", ""),
+            "recipe-testme: `trigger.repo.include`",
+        ),
+        (
+            "no deploy step",
+            text.replace("--test deploy", "--test depl0y"),
+            "the test target `deploy` (no engine needed) is not run",
+        ),
+        (
+            "no nix step",
+            text.replace("--features nix-tests --test nix", "--features nix-tests"),
+            "the test target `nix` (no engine needed) is not run",
+        ),
+        (
+            "a host-owned setting in a step",
+            text.replace(
+                "  - name: recipe-ci\n    commands:\n      # CCCI_RECIPE",
+                "  - name: recipe-ci\n    environment:\n      CCCI_STATE_DIR: /tmp/x\n    commands:\n      # CCCI_RECIPE",
+            ),
+            "sets the host-owned CCCI_STATE_DIR",
+        ),
         (
             "exec",
             text.replace(pr, &format!("exec {pr}")),

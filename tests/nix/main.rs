@@ -179,7 +179,10 @@ fn the_module_evaluates_with_the_readme_example() {
         .unwrap()
         .starts_with("/nix/store/"));
     assert_eq!(unread_runner_variables(&v), Vec::<String>::new());
-    assert_eq!(runner["DRONE_LIMIT_REPOS"], "recipes/*,recipes-ci/cc-ci");
+    assert_eq!(
+        runner["DRONE_LIMIT_REPOS"],
+        "coop-cloud/*,toolshed/recipe-ci"
+    );
     let file = env_file(v["runnerEnvFile"].as_str().unwrap());
     let janitor_env: std::collections::BTreeMap<String, String> =
         serde_json::from_value(v["janitor"]["environment"].clone()).unwrap();
@@ -351,7 +354,10 @@ fn every_runner_variable_the_module_sets_is_one_the_runner_reads() {
 #[test]
 fn the_module_requires_a_repository_limit_and_keeps_registry_credentials_out_of_the_store() {
     let host = readme_host();
-    let unlimited = host.replace("limitRepos = [ \"recipes/*\" \"recipes-ci/cc-ci\" ];", "");
+    let unlimited = host.replace(
+        "limitRepos = [ \"coop-cloud/*\" \"toolshed/recipe-ci\" ];",
+        "",
+    );
     assert_ne!(unlimited, host);
     let v = eval_module(&unlimited).unwrap();
     let failed = v["failedAssertions"].to_string();
