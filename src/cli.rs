@@ -1,6 +1,9 @@
-//! The raw command line: clap structs only. Every flag can also be set from
-//! a `CCCI_*` environment variable. Validation beyond the shape of a value
-//! happens in `config` (pure, unit-tested).
+//! The raw command line: clap structs only. The flags of `run` and `test`
+//! (and the state directory) can also be set from a `CCCI_*` environment
+//! variable (`--help` shows `[env: ...]`); the view commands' flags, `exec`,
+//! `unlock`, the janitor's switches, `test --list` and `--host-settings`
+//! have none. Validation beyond the shape of a value happens in `config`
+//! (pure, unit-tested).
 //!
 //! Switches read from the environment accept what `CCCI_SKIP_FETCH` does
 //! (`1/true/yes/on`, `0/false/no/off`): a `!testme --quick` bridge sends

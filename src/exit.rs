@@ -20,6 +20,10 @@ pub const INFRA: i32 = 3;
 pub const TEARDOWN_FAILED: i32 = 4;
 /// The test runner's self-protection stopped the run (resource threshold).
 pub const SELF_PROTECT: i32 = 42;
+/// `exec` only: CMD exists but could not be executed (the shell's code).
+pub const NOT_EXECUTABLE: i32 = 126;
+/// `exec` only: CMD was not found (the shell's code).
+pub const NOT_FOUND: i32 = 127;
 /// Another run with the same run id is active (duplicate prevented).
 pub const DUPLICATE_RUN: i32 = 75;
 /// Stopped by SIGHUP.

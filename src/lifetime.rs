@@ -403,8 +403,8 @@ fn spawn_error_code(err: &anyhow::Error) -> i32 {
         .find_map(|c| c.downcast_ref::<std::io::Error>())
         .map(|e| e.kind());
     match kind {
-        Some(std::io::ErrorKind::NotFound) => 127,
-        Some(std::io::ErrorKind::PermissionDenied) => 126,
+        Some(std::io::ErrorKind::NotFound) => crate::exit::NOT_FOUND,
+        Some(std::io::ErrorKind::PermissionDenied) => crate::exit::NOT_EXECUTABLE,
         _ => crate::exit::INFRA,
     }
 }

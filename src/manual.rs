@@ -29,6 +29,14 @@ pub const EXIT_STATUS: &[(i32, &str)] = &[
         "the test runner's self-protection stopped the run",
     ),
     (
+        exit::NOT_EXECUTABLE,
+        "exec only: CMD could not be executed (the shell's code)",
+    ),
+    (
+        exit::NOT_FOUND,
+        "exec only: CMD was not found (the shell's code)",
+    ),
+    (
         exit::DUPLICATE_RUN,
         "another run with the same run id is active",
     ),

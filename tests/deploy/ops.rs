@@ -662,7 +662,10 @@ const RECURSIVE: &str = "cargo nextest run";
 
 #[test]
 fn readme_runnable_blocks_work_as_written() {
-    let blocks = fenced_blocks(&readme(), "sh runnable");
+    let mut blocks = fenced_blocks(&readme(), "sh runnable");
+    // The Set-up block first, wherever it stands: it builds the release
+    // binary the other blocks call.
+    blocks.sort_by_key(|b| !b.contains("scripts/demo.sh"));
     assert!(
         blocks.iter().any(|b| b.contains("scripts/demo.sh")),
         "the Set-up block is not marked `sh runnable`: {blocks:#?}"
@@ -839,4 +842,257 @@ fn the_trigger_model_is_not_vacuous() {
     assert!(triggers(push, "push", "refs/heads/fix-the-thing"));
     assert!(drone_glob("refs/tags/*", "refs/tags/1.0"));
     assert!(!drone_glob("refs/tags/*", "refs/tags/a/b"));
+}
+
+/// Every `--help` text of the binary: the top level (with the exit codes,
+/// the environment and the files) and each subcommand's, hidden ones too.
+fn all_help() -> String {
+    use clap::CommandFactory;
+    let mut text = String::new();
+    let mut args: Vec<Vec<String>> = vec![vec![]];
+    for sub in cc_ci_run::cli::Cli::command().get_subcommands() {
+        args.push(vec![sub.get_name().to_string()]);
+    }
+    for a in args {
+        let out = Command::new(bin())
+            .args(&a)
+            .arg("--help")
+            .env_clear()
+            .output()
+            .unwrap();
+        assert_eq!(code(out.status), 0, "{a:?} --help");
+        text.push_str(&String::from_utf8_lossy(&out.stdout));
+    }
+    text
+}
+
+/// Flags of other programs the README shows (docker, abra, nix, cargo,
+/// node_exporter, git, sudo): not cc-ci-run's, so not in its `--help`.
+const OTHER_TOOLS_FLAGS: &[&str] = &[
+    "--advertise-addr", // docker swarm init
+    "--format",         // docker info / stack ls
+    "--local",          // abra server add
+    "--chaos",          // abra app deploy
+    "--collector",      // node_exporter --collector.textfile.directory
+    "--impure",         // nix build
+    "--expr",           // nix build
+    "--locked",         // cargo install
+    "--path",           // cargo install
+    "--profile",        // cargo nextest
+    "--features",       // cargo nextest
+    "--test",           // cargo nextest
+    "--no-capture",     // cargo nextest
+    "--check",          // scripts/modgraph.py
+    "--shared",         // git clone
+    "--sample-env",     // scripts/make-example-recipe.sh
+];
+
+/// `DRONE_*` names the README uses that are Drone's, not cc-ci-run's: the
+/// exec runner's own settings (drone-runner-exec daemon/config.go) and the
+/// step variables Drone sets (runner-go environ: DRONE_REPO_NAME).
+const DRONE_NAMES: &[&str] = &[
+    "DRONE_RUNNER_ENVFILE",
+    "DRONE_RUNNER_ENVIRON",
+    "DRONE_RUNNER_CAPACITY",
+    "DRONE_RUNNER_NAME",
+    "DRONE_RUNNER_LABELS",
+    "DRONE_RPC_HOST",
+    "DRONE_RPC_PROTO",
+    "DRONE_RPC_SECRET",
+    "DRONE_LIMIT_REPOS",
+    "DRONE_LIMIT_EVENTS",
+    "DRONE_LIMIT_TRUSTED",
+    "DRONE_REPO_NAME",
+];
+
+/// Flags, variables and exit codes of `readme` that `--help` does not
+/// know, and variables and exit codes of `--help` the README lacks.
+fn check_readme_against_help(readme: &str, help: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    let flag = regex::Regex::new(r"(?:^|[\s`(\[|])(--[a-z][a-z0-9-]*)").unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    for c in flag.captures_iter(readme) {
+        let f = c[1].to_string();
+        let known = help.contains(&format!("{f} "))
+            || help.contains(&format!("{f}\n"))
+            || help.contains(&format!("{f}="))
+            || help.contains(&format!("{f},"))
+            || help.contains(&format!("{f}]"));
+        if !known && !OTHER_TOOLS_FLAGS.contains(&f.as_str()) && seen.insert(f.clone()) {
+            problems.push(format!("flag {f} is not in any --help"));
+        }
+    }
+    let var = regex::Regex::new(r"\b((?:CCCI|DRONE)_[A-Z0-9_]*[A-Z0-9])\b").unwrap();
+    for c in var.captures_iter(readme) {
+        let v = &c[1];
+        let ours = help.contains(v);
+        let reserved = cc_ci_run::manual::RESERVED_PREFIXES
+            .iter()
+            .any(|p| v.starts_with(p));
+        // The README's examples of misspelt names (Settings).
+        let typo = ["CCCI_TEST_TIMOUT", "CCCI_RETRIE"].contains(&v);
+        if !ours && !reserved && !typo && !DRONE_NAMES.contains(&v) && seen.insert(v.to_string()) {
+            problems.push(format!("variable {v} is not in --help"));
+        }
+    }
+    for e in cc_ci_run::manual::ENVIRONMENT {
+        if !readme.contains(e.name) {
+            problems.push(format!("--help's variable {} is not in the README", e.name));
+        }
+    }
+    // The Exit codes table: its first column against --help's codes.
+    let table = readme
+        .split("\n## Exit codes\n")
+        .nth(1)
+        .map(|t| t.split("\n## ").next().unwrap_or(""))
+        .unwrap_or("");
+    let mut codes = std::collections::BTreeSet::new();
+    for row in table.lines().filter(|l| l.starts_with("| ")) {
+        let first = row.split('|').nth(1).unwrap_or("").trim();
+        for n in first.split(", ").filter_map(|n| n.parse::<i32>().ok()) {
+            codes.insert(n);
+        }
+    }
+    for (code, _) in cc_ci_run::manual::EXIT_STATUS {
+        if !codes.contains(code) {
+            problems.push(format!(
+                "exit code {code} of --help is not in the README's table"
+            ));
+        }
+        if !help.contains(&format!("{code:>3}  ")) {
+            problems.push(format!("exit code {code} is not in --help"));
+        }
+    }
+    for c in codes {
+        if !cc_ci_run::manual::EXIT_STATUS.iter().any(|(k, _)| *k == c) {
+            problems.push(format!("exit code {c} of the README is not in --help"));
+        }
+    }
+    problems
+}
+
+#[test]
+fn readme_flags_variables_and_exit_codes_are_the_ones_help_lists() {
+    let help = all_help();
+    let problems = check_readme_against_help(&readme(), &help);
+    assert!(problems.is_empty(), "{problems:#?}");
+    // A flag, a variable or an exit code --help does not know is caught.
+    let broken = readme()
+        .replace("`--quick`", "`--quik`")
+        .replace("`CCCI_QUICK`", "`CCCI_QUIK`")
+        .replace("| 75 |", "| 76 |");
+    let problems = check_readme_against_help(&broken, &help);
+    for says in [
+        "flag --quik is not in any --help",
+        "variable CCCI_QUIK is not in --help",
+        "exit code 76 of the README is not in --help",
+        "exit code 75 of --help is not in the README's table",
+    ] {
+        assert!(problems.iter().any(|p| p == says), "{says}: {problems:#?}");
+    }
+}
+
+/// GitHub's anchor of a heading: lowercase, only letters, digits, `-`, `_`
+/// and spaces kept, spaces turned into `-`.
+fn anchor(heading: &str) -> String {
+    heading
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter(|c| c.is_alphanumeric() || *c == '-' || *c == '_' || *c == ' ')
+        .map(|c| if c == ' ' { '-' } else { c })
+        .collect()
+}
+
+fn anchors(markdown: &str) -> Vec<String> {
+    markdown
+        .lines()
+        .filter_map(|l| l.strip_prefix('#'))
+        .map(|l| anchor(l.trim_start_matches('#')))
+        .collect()
+}
+
+/// Links of the Markdown file at `file` (text `text`) that leave the
+/// repository, or point at a file or anchor that does not exist.
+fn check_links(file: &std::path::Path, text: &str) -> Vec<String> {
+    let root = repo().canonicalize().unwrap();
+    let link = regex::Regex::new(r"\]\(([^)\s]+)\)").unwrap();
+    let mut problems = Vec::new();
+    let name = file
+        .strip_prefix(&root)
+        .unwrap_or(file)
+        .display()
+        .to_string();
+    if text.contains("../shared") || text.contains("SPEC.md") {
+        problems.push(format!(
+            "{name}: names a file outside the repository (SPEC.md)"
+        ));
+    }
+    for c in link.captures_iter(text) {
+        let target = &c[1];
+        if target.contains("://") || target.starts_with("mailto:") {
+            problems.push(format!("{name}: {target} leaves the repository"));
+            continue;
+        }
+        let (path, frag) = target.split_once('#').unwrap_or((target, ""));
+        let (dest, dest_text) = if path.is_empty() {
+            (file.to_path_buf(), text.to_string())
+        } else {
+            let p = file.parent().unwrap().join(path);
+            match p.canonicalize() {
+                Ok(p) if p.starts_with(&root) => {
+                    let t = std::fs::read_to_string(&p).unwrap_or_default();
+                    (p, t)
+                }
+                Ok(_) => {
+                    problems.push(format!("{name}: {target} leaves the repository"));
+                    continue;
+                }
+                Err(_) => {
+                    problems.push(format!("{name}: {target} does not exist"));
+                    continue;
+                }
+            }
+        };
+        if !frag.is_empty() && !anchors(&dest_text).iter().any(|a| a == frag) {
+            problems.push(format!(
+                "{name}: {target}: no heading #{frag} in {}",
+                dest.display()
+            ));
+        }
+    }
+    problems
+}
+
+#[test]
+fn no_readme_or_docs_link_leaves_the_repository() {
+    let mut files = vec![repo().join("README.md")];
+    for e in std::fs::read_dir(repo().join("docs")).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "md") {
+            files.push(p);
+        }
+    }
+    let mut problems = Vec::new();
+    for f in &files {
+        let f = f.canonicalize().unwrap();
+        problems.extend(check_links(&f, &std::fs::read_to_string(&f).unwrap()));
+    }
+    assert!(problems.is_empty(), "{problems:#?}");
+    // Each kind of bad link is caught.
+    let readme = repo().join("README.md").canonicalize().unwrap();
+    for (bad, says) in [
+        ("[spec](../shared/SPEC.md)", "outside the repository"),
+        ("[web](https://example.org/)", "leaves the repository"),
+        ("[up](../../etc/passwd)", "leaves the repository"),
+        ("[gone](docs/nothing.md)", "does not exist"),
+        ("[anchor](#no-such-heading)", "no heading #no-such-heading"),
+    ] {
+        let p = check_links(&readme, &format!("{}\n{bad}\n", readme_text()));
+        assert!(p.iter().any(|x| x.contains(says)), "{bad}: {p:#?}");
+    }
+}
+
+fn readme_text() -> String {
+    readme()
 }

@@ -365,7 +365,9 @@ fn the_module_requires_a_repository_limit_and_keeps_registry_credentials_out_of_
     assert!(v["runnerEnvironment"].get("DRONE_LIMIT_REPOS").is_none());
 
     let with = |line: &str| eval_module(&readme_host_with(line)).unwrap();
-    let v = with("dockerConfig = \"/var/lib/cc-ci-run/docker\";");
+    // The README's example sets dockerConfig: DOCKER_CONFIG reaches steps
+    // and janitor; a store path is refused.
+    let v = eval_module(&host).unwrap();
     assert_eq!(v["failedAssertions"], serde_json::json!([]), "{v:#}");
     let file = env_file(v["runnerEnvFile"].as_str().unwrap());
     assert_eq!(file["DOCKER_CONFIG"], "/var/lib/cc-ci-run/docker");
@@ -373,7 +375,12 @@ fn the_module_requires_a_repository_limit_and_keeps_registry_credentials_out_of_
         v["janitor"]["environment"]["DOCKER_CONFIG"],
         "/var/lib/cc-ci-run/docker"
     );
-    let v = with("dockerConfig = \"/nix/store/x-docker\";");
+    let store = host.replace(
+        "dockerConfig = \"/var/lib/cc-ci-run/docker\";",
+        "dockerConfig = \"/nix/store/x-docker\";",
+    );
+    assert_ne!(store, host);
+    let v = eval_module(&store).unwrap();
     assert!(
         v["failedAssertions"].to_string().contains("dockerConfig"),
         "{v:#}"
@@ -423,7 +430,9 @@ fn the_module_passes_a_nixpkgs_review() {
             serde_json::json!([
                 "/var/lib/cc-ci-run",
                 "/var/lib/cc-ci-run/abra",
-                "/var/lib/cc-ci-run-metrics"
+                "/var/lib/cc-ci-run-metrics",
+                // Optional (`-`): systemd skips it until it exists.
+                "-/var/lib/cc-ci-run/docker"
             ])
         );
     }
