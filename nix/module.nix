@@ -104,7 +104,7 @@ let
     ]
     ++ optional metricsOn cfg.metrics.textfileDirectory
     ++ optional (cfg.timelineFile != null) (dirOf cfg.timelineFile)
-    ++ optional (cfg.dockerConfig != null) "-${cfg.dockerConfig}";
+    ++ optional (cfg.dockerConfig != null) cfg.dockerConfig;
 
   # The hardening a reviewer asks of every service; what cc-ci-run needs
   # stays: the Docker socket (connecting is not writing), /proc, its own
@@ -525,7 +525,10 @@ in
     systemd.tmpfiles.rules = [
       "d ${cfg.stateDir} ${cfg.stateDirMode} ${cfg.user} ${cfg.group} -"
       "d ${cfg.abraHome} 0750 ${cfg.user} ${cfg.group} -"
-    ] ++ optional metricsOn "d ${cfg.metrics.textfileDirectory} 0755 ${cfg.user} ${cfg.group} -";
+    ]
+    ++ optional metricsOn "d ${cfg.metrics.textfileDirectory} 0755 ${cfg.user} ${cfg.group} -"
+    # Registry credentials: the user's alone.
+    ++ optional (cfg.dockerConfig != null) "d ${cfg.dockerConfig} 0700 ${cfg.user} ${cfg.group} -";
 
     services.prometheus.exporters.node.extraFlags = mkIf (metricsOn && nodeExporter.enable) [
       "--collector.textfile.directory=${cfg.metrics.textfileDirectory}"

@@ -431,8 +431,7 @@ fn the_module_passes_a_nixpkgs_review() {
                 "/var/lib/cc-ci-run",
                 "/var/lib/cc-ci-run/abra",
                 "/var/lib/cc-ci-run-metrics",
-                // Optional (`-`): systemd skips it until it exists.
-                "-/var/lib/cc-ci-run/docker"
+                "/var/lib/cc-ci-run/docker"
             ])
         );
     }
@@ -454,6 +453,9 @@ fn the_module_passes_a_nixpkgs_review() {
     assert!(v["tmpfiles"]
         .to_string()
         .contains("d /var/lib/cc-ci-run/abra 0750 cc-ci-run cc-ci-run"));
+    assert!(v["tmpfiles"]
+        .to_string()
+        .contains("d /var/lib/cc-ci-run/docker 0700 cc-ci-run cc-ci-run"));
     assert_eq!(v["meta"]["maintainers"], serde_json::json!([]));
 
     // A user the host names is the host's: the module defines none.
