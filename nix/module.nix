@@ -544,7 +544,10 @@ in
     # Operators' commands (`cc-ci-run status`, `locks`, `unlock`) see the
     # same settings as the services.
     environment.systemPackages = [ cfg.package ];
-    environment.variables = settings;
+    # Not DOCKER_CONFIG: every user's docker would read the runner's
+    # credentials directory (0700) and warn. cc-ci-run takes it from the
+    # host settings file instead.
+    environment.variables = builtins.removeAttrs settings [ "DOCKER_CONFIG" ];
 
     systemd.services.cc-ci-run-janitor = mkIf cfg.janitor.enable {
       description = "cc-ci-run janitor: reaps apps of dead CI runs";

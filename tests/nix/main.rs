@@ -375,6 +375,12 @@ fn the_module_requires_a_repository_limit_and_keeps_registry_credentials_out_of_
         v["janitor"]["environment"]["DOCKER_CONFIG"],
         "/var/lib/cc-ci-run/docker"
     );
+    // Not every login shell's: other users' docker would read it.
+    assert!(v["systemEnvironment"].get("DOCKER_CONFIG").is_none());
+    assert_eq!(
+        env_file(v["hostFile"].as_str().unwrap())["DOCKER_CONFIG"],
+        "/var/lib/cc-ci-run/docker"
+    );
     let store = host.replace(
         "dockerConfig = \"/var/lib/cc-ci-run/docker\";",
         "dockerConfig = \"/nix/store/x-docker\";",
