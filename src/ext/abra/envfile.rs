@@ -1,7 +1,7 @@
 //! Env files (`.env.sample`, an app's env file) read as abra reads them
 //! (pure; SPEC section 3a). abra reads them with a godotenv parser
 //! (github.com/joho/godotenv, `parser.go`, v1.5), and so does this, rule
-//! for rule; the table `tests/envfile_cases.json` cites the rule each case
+//! for rule; the table `tests/data/envfile_cases.json` cites the rule each case
 //! follows and runs against this reader and the stand-in abra's.
 //!
 //! The rules (godotenv `parser.go`):

@@ -51,7 +51,7 @@ def parse_env(text):
 # The env-file reader is godotenv's (github.com/joho/godotenv, parser.go,
 # v1.5), as abra uses it, rule for rule; cc-ci-run's reader
 # (src/ext/abra/envfile.rs) follows the same rules and both run the table
-# tests/envfile_cases.json, which cites the rule of each case.
+# tests/data/envfile_cases.json, which cites the rule of each case.
 
 def _is_space(c):
     # godotenv's isSpace: blanks that are not line breaks
@@ -192,17 +192,18 @@ def check_domain(domain):
 
 
 def main(argv):
-    """`python3 -m ccci_fake.appenv FILE`: the file as this reader reads
-    it, as JSON (the env-file table's test runs it)."""
+    """`python3 -m ccci_fake.appenv FILE...`: each file as this reader
+    reads it, one JSON line per file (the env-file table's test runs it)."""
     import json
-    with open(argv[1], encoding="utf-8") as f:
-        text = f.read()
-    try:
-        env, mods = parse_env_file(text)
-    except EnvError as e:
-        print(json.dumps({"error": str(e)}))
-        return 0
-    print(json.dumps({"vars": env, "modifiers": mods}, sort_keys=True))
+    for path in argv[1:]:
+        with open(path, encoding="utf-8", newline="") as f:
+            text = f.read()
+        try:
+            env, mods = parse_env_file(text)
+            out = {"vars": env, "modifiers": mods}
+        except EnvError as e:
+            out = {"error": str(e)}
+        print(json.dumps(out, sort_keys=True))
     return 0
 
 
