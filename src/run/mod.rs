@@ -899,16 +899,28 @@ impl Run {
         let env_file = self.abra.env_file(&self.cfg.server, &self.cfg.domain);
         let (env, vars) = recipe::values_for(repo.dir(), &env_file, &self.cfg.stack)?;
         let compose = recipe::read_compose(repo.dir(), &env_file, &env, &vars)?;
-        let (bound, source) = match (self.cfg.converge_timeout, recipe::timeout_label(&compose, &self.cfg.stack)) {
+        let (bound, source) = match (
+            self.cfg.converge_timeout,
+            recipe::timeout_label(&compose, &self.cfg.stack),
+        ) {
             (Some(d), _) => (d, "--converge-timeout/CCCI_CONVERGE_TIMEOUT".to_string()),
             (None, Some(Ok((d, label)))) => (d, format!("the recipe's label {label}")),
             (None, Some(Err(why))) => {
                 say!("warning: the recipe's timeout label is not used: {why}");
-                (config::DEFAULT_CONVERGE_TIMEOUT, "the default (the recipe's timeout label is not a number)".to_string())
+                (
+                    config::DEFAULT_CONVERGE_TIMEOUT,
+                    "the default (the recipe's timeout label is not a number)".to_string(),
+                )
             }
-            (None, None) => (config::DEFAULT_CONVERGE_TIMEOUT, "the default (the recipe sets no timeout label)".to_string()),
+            (None, None) => (
+                config::DEFAULT_CONVERGE_TIMEOUT,
+                "the default (the recipe sets no timeout label)".to_string(),
+            ),
         };
-        say!("convergence bound {} from {source}", crate::units::human(bound));
+        say!(
+            "convergence bound {} from {source}",
+            crate::units::human(bound)
+        );
         self.record.converge_bound = Some(rundir::ConvergeBound {
             seconds: bound.as_secs(),
             source,
@@ -1000,7 +1012,9 @@ impl Run {
             .record
             .converge_bound
             .as_ref()
-            .map_or(config::DEFAULT_CONVERGE_TIMEOUT, |c| Duration::from_secs(c.seconds));
+            .map_or(config::DEFAULT_CONVERGE_TIMEOUT, |c| {
+                Duration::from_secs(c.seconds)
+            });
         self.converge(Tier::Restore, None, None, bound)
     }
 

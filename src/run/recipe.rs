@@ -215,7 +215,11 @@ fn interpolate_tree(
         serde_norway::Value::Mapping(m) => {
             for (k, item) in m.iter_mut() {
                 let key = scalar(k);
-                let path = if at.is_empty() { key } else { format!("{at}.{key}") };
+                let path = if at.is_empty() {
+                    key
+                } else {
+                    format!("{at}.{key}")
+                };
                 interpolate_tree(item, vars, &path)?;
             }
         }
@@ -345,7 +349,10 @@ pub fn pinned_image(files: &[PathBuf], service: &Service) -> Result<Option<Strin
         } else {
             format!("{raw:?} ({image:?} with .env.sample's values)")
         };
-        let file = files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>();
+        let file = files
+            .iter()
+            .map(|f| f.display().to_string())
+            .collect::<Vec<_>>();
         return Err(Failure::with_code(
             TESTS_FAILED,
             format!(
@@ -428,8 +435,18 @@ pub fn timeout_label(
                 .parse::<u64>()
                 .ok()
                 .filter(|n| *n > 0)
-                .map(|n| (std::time::Duration::from_secs(n), format!("{key}={v} on service {}", s.name)))
-                .ok_or_else(|| format!("{key}={v:?} on service {} is not a whole number of seconds", s.name)),
+                .map(|n| {
+                    (
+                        std::time::Duration::from_secs(n),
+                        format!("{key}={v} on service {}", s.name),
+                    )
+                })
+                .ok_or_else(|| {
+                    format!(
+                        "{key}={v:?} on service {} is not a whole number of seconds",
+                        s.name
+                    )
+                }),
         )
     })
 }
@@ -461,7 +478,10 @@ pub fn values_for(
 pub(crate) fn static_checks(checkout: &Path, stack: &str) -> Result<RecipeInfo> {
     let sample = checkout.join(".env.sample");
     if !sample.is_file() {
-        return Err(check_failed(&sample, "the recipe must have a readable .env.sample"));
+        return Err(check_failed(
+            &sample,
+            "the recipe must have a readable .env.sample",
+        ));
     }
     let (env, vars) = values_for(checkout, &sample, stack)?;
     let compose = read_compose(checkout, &sample, &env, &vars)?;

@@ -42,7 +42,10 @@ fn env_files_read_as_godotenv_reads_them() {
                     .map(|m| serde_json::from_value(m.clone()).unwrap())
                     .unwrap_or_default();
                 if case.get("modifiers").is_some() && f.modifiers != want_mods {
-                    failed.push(format!("{name}: modifiers {:?}, want {want_mods:?}", f.modifiers));
+                    failed.push(format!(
+                        "{name}: modifiers {:?}, want {want_mods:?}",
+                        f.modifiers
+                    ));
                 }
             }
             _ => failed.push(format!("{name}: got {got:?}, want {case}")),
@@ -53,8 +56,9 @@ fn env_files_read_as_godotenv_reads_them() {
 
 #[test]
 fn modifiers_are_read_per_key() {
-    let f = envfile::parse("SECRET_A_VERSION=v1 # length=32\nSECRET_B_VERSION=v1 # generate=false\n")
-        .unwrap();
+    let f =
+        envfile::parse("SECRET_A_VERSION=v1 # length=32\nSECRET_B_VERSION=v1 # generate=false\n")
+            .unwrap();
     assert_eq!(f.modifier("SECRET_A_VERSION", "length"), Some("32"));
     assert_eq!(f.modifier("SECRET_B_VERSION", "generate"), Some("false"));
     assert_eq!(f.modifier("SECRET_A_VERSION", "generate"), None);

@@ -18,7 +18,10 @@ fn an_unreadable_env_file_is_a_static_check_failure_naming_file_and_line() {
     let err = read_env(Path::new(".env.sample"), "A=1\nB=\"open\n").unwrap_err();
     assert_eq!(cc_ci_run::exit::code_for(&err), 1);
     let msg = format!("{err:#}");
-    assert!(msg.contains(".env.sample") && msg.contains("line 2") && msg.contains("unterminated"), "{msg}");
+    assert!(
+        msg.contains(".env.sample") && msg.contains("line 2") && msg.contains("unterminated"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -61,7 +64,12 @@ fn deploy_labels_are_service_labels_and_labels_are_container_labels() {
 #[test]
 fn merge_keys_are_applied_then_values_interpolated() {
     let text = "x-backup: &backup\n  backupbot.backup: ${ENABLE_BACKUPS:-false}\n  backupbot.backup.path: /data\nservices:\n  app:\n    image: nginx:1.25.3\n    deploy:\n      labels:\n        <<: *backup\n        traefik.enable: \"true\"\n";
-    let s = parse_compose(Path::new("compose.yml"), text, &vars("ENABLE_BACKUPS=\"true\"  # on\n")).unwrap();
+    let s = parse_compose(
+        Path::new("compose.yml"),
+        text,
+        &vars("ENABLE_BACKUPS=\"true\"  # on\n"),
+    )
+    .unwrap();
     assert_eq!(s[0].labels["backupbot.backup"], "true", "{s:?}");
     assert_eq!(s[0].labels["backupbot.backup.path"], "/data");
     assert!(!s[0].labels.contains_key("<<"));
@@ -80,7 +88,12 @@ fn a_required_variable_missing_names_the_variable_the_file_and_the_place() {
         "{msg}"
     );
     // `?` (no colon) accepts an empty value
-    assert!(parse_compose(Path::new("c.yml"), &text.replace(":?", "?"), &vars("ADMIN_EMAIL=\n")).is_ok());
+    assert!(parse_compose(
+        Path::new("c.yml"),
+        &text.replace(":?", "?"),
+        &vars("ADMIN_EMAIL=\n")
+    )
+    .is_ok());
 }
 
 #[test]
@@ -103,7 +116,10 @@ fn compose_files_come_from_the_env_files_compose_file_and_merge_by_service() {
     assert_eq!(c.services[0].labels["backupbot.backup"], "true");
     let (bound, said) = timeout_label(&c, "s_t").unwrap().unwrap();
     assert_eq!(bound, std::time::Duration::from_secs(900));
-    assert!(said.contains("coop-cloud.s_t.timeout=900 on service app"), "{said}");
+    assert!(
+        said.contains("coop-cloud.s_t.timeout=900 on service app"),
+        "{said}"
+    );
     assert!(timeout_label(&c, "other").is_none());
 }
 
@@ -147,7 +163,11 @@ fn chaos_version_label_must_be_a_clean_prefix() {
 }
 
 fn deployed(name: &str, labels: &[(&str, &str)], container: &[(&str, &str)]) -> ServiceLabels {
-    let m = |l: &[(&str, &str)]| l.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let m = |l: &[(&str, &str)]| {
+        l.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
     ServiceLabels {
         name: name.into(),
         labels: m(labels),
@@ -163,14 +183,20 @@ fn backup_tier_runs_when_a_deployed_service_carries_backupbot_backup_true() {
     ];
     let t = backup_tier(&s);
     assert!(t.run, "{t:?}");
-    assert_eq!(t.reason, "backup/restore tier: backupbot.backup=true on deployed service s_db");
+    assert_eq!(
+        t.reason,
+        "backup/restore tier: backupbot.backup=true on deployed service s_db"
+    );
 }
 
 #[test]
 fn backup_tier_is_skipped_naming_the_deployed_value() {
     let t = backup_tier(&[deployed("s_app", &[("backupbot.backup", "false")], &[])]);
     assert!(!t.run);
-    assert_eq!(t.reason, "backup/restore tier skipped: backupbot.backup=false on deployed service s_app");
+    assert_eq!(
+        t.reason,
+        "backup/restore tier skipped: backupbot.backup=false on deployed service s_app"
+    );
     // a quoted value the reader failed to unquote would be `"true"`: not enabled
     assert!(!backup_tier(&[deployed("s_app", &[("backupbot.backup", "\"true\"")], &[])]).run);
 }
@@ -191,12 +217,18 @@ fn a_container_label_does_not_run_the_backup_tier_and_the_reason_says_so() {
 fn deploy_vars_are_the_env_file_abra_sh_and_stack_name() {
     let sh = abra_sh_exports("export A=sh\nexport C_VERSION=v2\n");
     let v = deploy_vars(&parse_env("A=1\nB=2\n"), &sh, "s_t");
-    assert_eq!(v["A"], "sh", "abra merges abra.sh's exports over the env file");
+    assert_eq!(
+        v["A"], "sh",
+        "abra merges abra.sh's exports over the env file"
+    );
     assert_eq!(v["B"], "2");
     assert_eq!(v["C_VERSION"], "v2");
     assert_eq!(v["STACK_NAME"], "s_t");
     // abra uses an env file's STACK_NAME as the stack name
-    assert_eq!(deploy_vars(&parse_env("STACK_NAME=own\n"), &BTreeMap::new(), "s_t")["STACK_NAME"], "own");
+    assert_eq!(
+        deploy_vars(&parse_env("STACK_NAME=own\n"), &BTreeMap::new(), "s_t")["STACK_NAME"],
+        "own"
+    );
 }
 
 #[test]
@@ -206,8 +238,14 @@ fn images_are_checked_pinned_as_interpolated() {
         let text = format!("services:\n  app:\n    image: \"{image}\"\n");
         parse_compose(&f[0], &text, &vars(env)).map(|s| s[0].clone())
     };
-    assert_eq!(pinned_image(&f, &parse("nginx:${VERSION}", "VERSION=1.2.3").unwrap()).unwrap(), Some("nginx:1.2.3".into()));
-    assert_eq!(pinned_image(&f, &parse("nginx:${EMPTY:-1.25}", "EMPTY=").unwrap()).unwrap(), Some("nginx:1.25".into()));
+    assert_eq!(
+        pinned_image(&f, &parse("nginx:${VERSION}", "VERSION=1.2.3").unwrap()).unwrap(),
+        Some("nginx:1.2.3".into())
+    );
+    assert_eq!(
+        pinned_image(&f, &parse("nginx:${EMPTY:-1.25}", "EMPTY=").unwrap()).unwrap(),
+        Some("nginx:1.25".into())
+    );
     for (image, needle) in [
         ("nginx:${NOPE}", "(\"nginx:\" with .env.sample's values)"),
         ("nginx:${EMPTY:-latest}", "must be pinned"),
@@ -215,15 +253,26 @@ fn images_are_checked_pinned_as_interpolated() {
         let err = pinned_image(&f, &parse(image, "").unwrap()).unwrap_err();
         assert_eq!(cc_ci_run::exit::code_for(&err), 1, "{image}");
         let msg = format!("{err:#}");
-        assert!(msg.contains("compose.yml") && msg.contains("service app") && msg.contains(needle), "{image}: {msg}");
+        assert!(
+            msg.contains("compose.yml") && msg.contains("service app") && msg.contains(needle),
+            "{image}: {msg}"
+        );
     }
     for (image, needle) in [
         ("nginx:${VERSION", "column 7"),
-        ("nginx:${NOPE:?pin it}", "required variable NOPE is missing a value: pin it"),
+        (
+            "nginx:${NOPE:?pin it}",
+            "required variable NOPE is missing a value: pin it",
+        ),
     ] {
         let err = parse(image, "").unwrap_err();
         assert_eq!(cc_ci_run::exit::code_for(&err), 1, "{image}");
         let msg = format!("{err:#}");
-        assert!(msg.contains("compose.yml") && msg.contains("services.app.image") && msg.contains(needle), "{image}: {msg}");
+        assert!(
+            msg.contains("compose.yml")
+                && msg.contains("services.app.image")
+                && msg.contains(needle),
+            "{image}: {msg}"
+        );
     }
 }

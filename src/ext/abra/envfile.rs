@@ -84,7 +84,13 @@ pub fn parse(text: &str) -> Result<EnvFile, Error> {
     let chars: Vec<char> = src.chars().collect();
     let mut out = EnvFile::default();
     let mut pos = 0;
-    let line_of = |p: usize| chars[..p.min(chars.len())].iter().filter(|c| **c == '\n').count() + 1;
+    let line_of = |p: usize| {
+        chars[..p.min(chars.len())]
+            .iter()
+            .filter(|c| **c == '\n')
+            .count()
+            + 1
+    };
     loop {
         // getStatementStart: skip blanks (line breaks too) and comment lines.
         while pos < chars.len() && chars[pos].is_whitespace() {
