@@ -92,7 +92,9 @@ for kv in ${sample_env[@]+"${sample_env[@]}"}; do
 done
 forms="$(cd "$(dirname "${BASH_SOURCE[0]}")/../tests/forms" && pwd -P)"
 if [ -n "$form" ] && ! [[ "$form" =~ ^[a-z][a-z-]*$ && -f "$forms/$form.sh" ]]; then
-  echo "make-example-recipe: --form takes one of: $(cd "$forms" && ls -- *.sh | sed 's/\.sh$//' | tr '\n' ' ')" >&2
+  names=()
+  for f in "$forms"/*.sh; do names+=("$(basename "$f" .sh)"); done
+  echo "make-example-recipe: --form takes one of: ${names[*]}" >&2
   exit 2
 fi
 if [ "$blob_mb" -gt 0 ] && [ "$history" -eq 0 ]; then
