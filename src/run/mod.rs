@@ -474,7 +474,12 @@ impl Run {
                 return Ok(v);
             }
         } else if !self.cfg.quick {
-            say!("no release before the ref under test: the install tier deployed the ref itself, upgrade tier skipped");
+            let reason = "no release before the ref under test: the install tier deployed the ref itself, upgrade tier skipped";
+            say!("{reason}");
+            self.record.tiers_skipped.push(rundir::SkippedTier {
+                tier: "upgrade".into(),
+                reason: reason.into(),
+            });
         }
         if !self.cfg.quick {
             let tier = self.backup_tier()?;
