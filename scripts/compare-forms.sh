@@ -57,8 +57,8 @@ for form in "${forms[@]}"; do
     end=$(date +%s.%N)
     rec="$dir/state/runs/f$n/run.json"
     tiers=$(python3 -c 'import json,sys; print(",".join(json.load(open(sys.argv[1])).get("tiers", [])) or "-")' "$rec" 2>/dev/null || echo "-")
-    decision=$(grep -o 'backup/restore tier[^(]*' "$dir/out.log" | head -n 1 | sed 's/|/\\|/g; s/ *$//')
-    [ -n "$decision" ] || decision="(not reached: $(grep -m1 -o 'error: .*' "$dir/out.log" | cut -c1-110 | sed 's/|/\\|/g'))"
+    decision=$({ grep -o 'backup/restore tier[^(]*' "$dir/out.log" || true; } | head -n 1 | sed 's/|/\\|/g; s/ *$//')
+    [ -n "$decision" ] || decision="(not reached: $({ grep -m1 -o 'error: .*' "$dir/out.log" || true; } | sed 's|/[^ ]*/recipes/example/||' | cut -c1-160 | sed 's/|/\\|/g'))"
     printf '| %s | %s | %s | %s | %s | %.1f s |\n' "$form" "$which" "$code" "$tiers" "$decision" "$(echo "$end - $start" | bc)"
     # nothing of the run may stay on the shared engine
     docker stack rm "$stack" >/dev/null 2>&1 || true
