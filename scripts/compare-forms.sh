@@ -33,7 +33,7 @@ if ! docker network inspect proxy >/dev/null 2>&1; then
   made_proxy=1
 fi
 
-printf '| form | binary | exit | tiers run | backup tier | time |\n|---|---|---|---|---|---|\n'
+printf '| form | binary | exit | tiers run | backup tier | convergence bound | time |\n|---|---|---|---|---|---|---|\n'
 n=0
 for form in "${forms[@]}"; do
   for which in old new; do
@@ -59,7 +59,10 @@ for form in "${forms[@]}"; do
     tiers=$(python3 -c 'import json,sys; print(",".join(json.load(open(sys.argv[1])).get("tiers", [])) or "-")' "$rec" 2>/dev/null || echo "-")
     decision=$({ grep -o 'backup/restore tier[^(]*' "$dir/out.log" || true; } | head -n 1 | sed 's/|/\\|/g; s/ *$//')
     [ -n "$decision" ] || decision="(not reached: $({ grep -m1 -o 'error: .*' "$dir/out.log" || true; } | sed 's|/[^ ]*/recipes/example/||' | cut -c1-160 | sed 's/|/\\|/g'))"
-    printf '| %s | %s | %s | %s | %s | %.1f s |\n' "$form" "$which" "$code" "$tiers" "$decision" "$(echo "$end - $start" | bc)"
+    # the bound the run applied: its record's, else its banner's
+    bound=$(python3 -c 'import json,sys; b=json.load(open(sys.argv[1])).get("converge_bound"); print("%d s from %s" % (b["seconds"], b["source"]) if b else "")' "$rec" 2>/dev/null || true)
+    [ -n "$bound" ] || bound=$({ grep -m1 -o 'convergence bound [0-9][^ ,]*' "$dir/out.log" || true; } | sed 's/convergence bound //')
+    printf '| %s | %s | %s | %s | %s | %s | %.1f s |\n' "$form" "$which" "$code" "$tiers" "$decision" "${bound:--}" "$(echo "$end - $start" | bc)"
     # nothing of the run may stay on the shared engine
     docker stack rm "$stack" >/dev/null 2>&1 || true
     for kind in volume secret; do
