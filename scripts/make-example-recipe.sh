@@ -23,6 +23,9 @@
 #                 recipe that ships that default: `abra app new` copies it
 #                 into the app's env file (ENABLE_BACKUPS=false: a recipe
 #                 whose apps are not backed up unless the operator says so)
+#   --form NAME   every release and the pull request in the recipe form NAME
+#                 (tests/forms/NAME.sh rewrites the recipe's files: a form
+#                 public recipes take, tests/forms/README.md)
 set -euo pipefail
 
 usage() {
@@ -35,6 +38,7 @@ history=0
 blob_mb=0
 dest=""
 sample_env=()
+form=""
 while [ $# -gt 0 ]; do
   case "$1" in
   --force) force=1 ;;
@@ -44,6 +48,11 @@ while [ $# -gt 0 ]; do
     shift
     ;;
   --sample-env=*) sample_env+=("${1#*=}") ;;
+  --form)
+    [ $# -ge 2 ] || usage
+    form="$2"
+    shift
+    ;;
   --history)
     [ $# -ge 2 ] || usage
     history="$2"
@@ -81,6 +90,13 @@ for kv in ${sample_env[@]+"${sample_env[@]}"}; do
     exit 2
   fi
 done
+forms="$(cd "$(dirname "${BASH_SOURCE[0]}")/../tests/forms" && pwd -P)"
+if [ -n "$form" ] && ! [[ "$form" =~ ^[a-z][a-z-]*$ && -f "$forms/$form.sh" ]]; then
+  names=()
+  for f in "$forms"/*.sh; do names+=("$(basename "$f" .sh)"); done
+  echo "make-example-recipe: --form takes one of: ${names[*]}" >&2
+  exit 2
+fi
 if [ "$blob_mb" -gt 0 ] && [ "$history" -eq 0 ]; then
   echo "make-example-recipe: --blob-mb needs --history N with N >= 1" >&2
   exit 2
@@ -173,6 +189,9 @@ fi
 # Release 1.0.0+1.0: exactly the files of examples/recipe. The index starts
 # empty, so history.txt and blobs/ of the history commits are dropped here.
 cp -R "$src/." "$work/"
+if [ -n "$form" ]; then
+  bash "$forms/$form.sh" "$work"
+fi
 if [ ${#sample_env[@]} -gt 0 ]; then
   {
     echo

@@ -122,9 +122,11 @@ pub struct RunArgs {
     /// Bound of the teardown, independent of the run deadline.
     #[arg(long, env = "CCCI_TEARDOWN_TIMEOUT", default_value = "5m", value_parser = parse_duration)]
     pub teardown_timeout: Duration,
-    /// Bound of each convergence wait after a deploy.
-    #[arg(long, env = "CCCI_CONVERGE_TIMEOUT", default_value = "5m", value_parser = parse_duration)]
-    pub converge_timeout: Duration,
+    /// Bound of each convergence wait after a deploy [default: the
+    /// recipe's timeout label coop-cloud.${STACK_NAME}.timeout, else 5m].
+    /// Given, it wins over the label.
+    #[arg(long, env = "CCCI_CONVERGE_TIMEOUT", value_parser = parse_duration)]
+    pub converge_timeout: Option<Duration>,
     /// Grace between SIGTERM and SIGKILL for leftover processes.
     #[arg(long, env = "CCCI_GRACE", default_value = "10s", value_parser = parse_duration)]
     pub grace: Duration,

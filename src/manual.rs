@@ -146,7 +146,11 @@ pub const ENVIRONMENT: &[EnvVar] = &[
         "5m",
         "teardown bound (run, janitor)",
     ),
-    v("CCCI_CONVERGE_TIMEOUT", "5m", "each convergence wait"),
+    v(
+        "CCCI_CONVERGE_TIMEOUT",
+        "the recipe's timeout label, else 5m",
+        "each convergence wait; given, it wins over the label",
+    ),
     v("CCCI_GRACE", "10s", "SIGTERM to SIGKILL grace"),
     v(
         "CCCI_SKIP_FETCH",

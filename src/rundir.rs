@@ -269,6 +269,27 @@ pub struct RunRecord {
     /// The run's merged junit.xml, once written.
     #[serde(default)]
     pub junit: Option<String>,
+    /// Tiers that did not run, each with why (the backup/restore tier of a
+    /// recipe whose deployed services carry no enabled backup label).
+    #[serde(default)]
+    pub tiers_skipped: Vec<SkippedTier>,
+    /// The convergence bound of the last deploy and where it came from.
+    #[serde(default)]
+    pub converge_bound: Option<ConvergeBound>,
+}
+
+/// A tier that did not run, and why.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SkippedTier {
+    pub tier: String,
+    pub reason: String,
+}
+
+/// A convergence bound and where it came from (SPEC section 3a).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ConvergeBound {
+    pub seconds: u64,
+    pub source: String,
 }
 
 /// One phase of a run: `name` from `started` to `ended` (None while current).
@@ -334,6 +355,16 @@ pub(crate) fn summary_lines(r: &RunRecord) -> Vec<String> {
                 String::new()
             },
             t.report_dir
+        ));
+    }
+    for t in &r.tiers_skipped {
+        out.push(format!("tier {} not run: {}", t.tier, t.reason));
+    }
+    if let Some(c) = &r.converge_bound {
+        out.push(format!(
+            "convergence bound {} from {}",
+            human(std::time::Duration::from_secs(c.seconds)),
+            c.source
         ));
     }
     if let Some(l) = &r.lock {

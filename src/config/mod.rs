@@ -34,6 +34,10 @@ pub enum Base {
     Version(String),
 }
 
+/// The convergence bound of a recipe that sets no timeout label, when the
+/// operator gave none.
+pub const DEFAULT_CONVERGE_TIMEOUT: Duration = Duration::from_secs(300);
+
 /// A validated `run`.
 #[derive(Clone, Debug)]
 pub struct RunConfig {
@@ -49,7 +53,10 @@ pub struct RunConfig {
     pub quick: bool,
     pub timeout: Duration,
     pub teardown_timeout: Duration,
-    pub converge_timeout: Duration,
+    /// The convergence bound the operator gave (`--converge-timeout`,
+    /// `CCCI_CONVERGE_TIMEOUT`); None: the recipe's timeout label, else
+    /// [`DEFAULT_CONVERGE_TIMEOUT`] (SPEC section 3a).
+    pub converge_timeout: Option<Duration>,
     pub grace: Duration,
     pub skip_fetch: bool,
     /// The CI repository's own tests for recipes (`<dir>/<recipe>/`).
@@ -230,7 +237,10 @@ pub fn run_config(args: &RunArgs, env: &Env, pid: u32) -> Result<RunConfig> {
     for (field, d) in [
         ("timeout", args.timeout),
         ("teardown-timeout", args.teardown_timeout),
-        ("converge-timeout", args.converge_timeout),
+        (
+            "converge-timeout",
+            args.converge_timeout.unwrap_or(DEFAULT_CONVERGE_TIMEOUT),
+        ),
     ] {
         if d.is_zero() {
             return Err(bad(

@@ -287,7 +287,17 @@ impl Run {
             self.locks.backend().as_str(),
             crate::units::human(self.cfg.timeout),
             crate::units::human(self.cfg.teardown_timeout),
-            crate::units::human(self.cfg.converge_timeout),
+            match self.cfg.converge_timeout {
+                Some(d) => format!(
+                    "{} (given by --converge-timeout/CCCI_CONVERGE_TIMEOUT; it wins over the recipe's timeout label)",
+                    crate::units::human(d)
+                ),
+                None => format!(
+                    "the recipe's timeout label coop-cloud.{}.timeout, else {} (the default)",
+                    self.cfg.stack,
+                    crate::units::human(config::DEFAULT_CONVERGE_TIMEOUT)
+                ),
+            },
         );
     }
 
@@ -421,7 +431,7 @@ impl Run {
         let repo = self.stage_recipe()?;
         self.check_shutdown()?;
         self.set_phase(Phase::Checks);
-        let info = recipe::static_checks(repo.dir())?;
+        let info = recipe::static_checks(repo.dir(), &self.cfg.stack)?;
         // Whether the images are here is asked now, beside the tests'
         // staging and the base version's lookup, and read in the prepare
         // phase; the pulls, if any, stay there, outside the lock.
@@ -456,7 +466,7 @@ impl Run {
         self.lock_app()?;
         self.set_phase(Phase::Preclean);
         self.preclean()?;
-        self.install(&base)?;
+        self.install(&repo, &base)?;
         if let Some(v) = self.test_tier(Tier::Install)? {
             return Ok(v);
         }
@@ -466,11 +476,23 @@ impl Run {
                 return Ok(v);
             }
         } else if !self.cfg.quick {
-            say!("no release before the ref under test: the install tier deployed the ref itself, upgrade tier skipped");
+            let reason = "no release before the ref under test: the install tier deployed the ref itself, upgrade tier skipped";
+            say!("{reason}");
+            self.record.tiers_skipped.push(rundir::SkippedTier {
+                tier: "upgrade".into(),
+                reason: reason.into(),
+            });
         }
         if !self.cfg.quick {
-            let tier = self.backup_tier(&info.services)?;
+            let tier = self.backup_tier()?;
             say!("{}", tier.reason);
+            if !tier.run {
+                self.record.tiers_skipped.push(rundir::SkippedTier {
+                    tier: "backup".into(),
+                    reason: tier.reason.clone(),
+                });
+                self.save_record();
+            }
             if tier.run {
                 self.backup_restore()?;
                 if let Some(v) = self.test_tier(Tier::Restore)? {
@@ -856,7 +878,7 @@ impl Run {
             .with_context(|| format!("failed to mark {} as created by this run", path.display()))
     }
 
-    fn install(&mut self, base: &Option<String>) -> Result<()> {
+    fn install(&mut self, repo: &Repo, base: &Option<String>) -> Result<()> {
         self.set_phase(Phase::Install);
         let b = self.bound();
         let infra = infra("install tier: deploy failed");
@@ -872,6 +894,7 @@ impl Run {
             )
             .map_err(infra)?;
         self.prepare_env_file().map_err(infra)?;
+        let bound = self.read_for_deploy(repo)?;
         self.app_lock.as_ref().map_or(Ok(()), |l| l.may_mutate())?;
         self.deploys += 1;
         let deployed_at = std::time::SystemTime::now();
@@ -880,7 +903,46 @@ impl Run {
         self.abra
             .deploy(&self.cfg.domain, base.as_deref(), base.is_none(), false, &b)
             .map_err(infra)?;
-        self.converge(Tier::Install, Some(deployed_at), events)
+        self.converge(Tier::Install, Some(deployed_at), events, bound)
+    }
+
+    /// Before a deploy: the compose files it will use (the `COMPOSE_FILE`
+    /// of the app's env file, at the checkout as it now is) read as docker
+    /// reads them with the values abra gives it, so that a `${VAR:?msg}`
+    /// with VAR missing fails here (exit 1, naming the variable and the
+    /// file) and not in the deploy; and the convergence bound that applies
+    /// to that deploy (SPEC section 3a), said and recorded.
+    fn read_for_deploy(&mut self, repo: &Repo) -> Result<Duration> {
+        let env_file = self.abra.env_file(&self.cfg.server, &self.cfg.domain);
+        let (env, vars) = recipe::values_for(repo.dir(), &env_file, &self.cfg.stack)?;
+        let compose = recipe::read_compose(repo.dir(), &env_file, &env, &vars)?;
+        let (bound, source) = match (
+            self.cfg.converge_timeout,
+            recipe::timeout_label(&compose, &self.cfg.stack),
+        ) {
+            (Some(d), _) => (d, "--converge-timeout/CCCI_CONVERGE_TIMEOUT".to_string()),
+            (None, Some(Ok((d, label)))) => (d, format!("the recipe's label {label}")),
+            (None, Some(Err(why))) => {
+                say!("warning: the recipe's timeout label is not used: {why}");
+                (
+                    config::DEFAULT_CONVERGE_TIMEOUT,
+                    "the default (the recipe's timeout label is not a number)".to_string(),
+                )
+            }
+            (None, None) => (
+                config::DEFAULT_CONVERGE_TIMEOUT,
+                "the default (the recipe sets no timeout label)".to_string(),
+            ),
+        };
+        say!(
+            "convergence bound {} from {source}",
+            crate::units::human(bound)
+        );
+        self.record.converge_bound = Some(rundir::ConvergeBound {
+            seconds: bound.as_secs(),
+            source,
+        });
+        Ok(bound)
     }
 
     /// The convergence wait after a tier's deploy (`deployed_at`: when it
@@ -890,10 +952,11 @@ impl Run {
         tier: Tier,
         deployed_at: Option<std::time::SystemTime>,
         events: Option<Events>,
+        bound: Duration,
     ) -> Result<()> {
         self.set_phase(Phase::Converge(tier));
         let b = Bound {
-            deadline: Some(Instant::now() + self.cfg.converge_timeout),
+            deadline: Some(Instant::now() + bound),
             ..self.bound()
         };
         let c = self
@@ -919,6 +982,7 @@ impl Run {
         let b = self.bound();
         let infra = infra("upgrade tier: deploy failed");
         repo.checkout(sha, &b).map_err(infra)?;
+        let bound = self.read_for_deploy(repo)?;
         self.app_lock.as_ref().map_or(Ok(()), |l| l.may_mutate())?;
         self.deploys += 1;
         let deployed_at = std::time::SystemTime::now();
@@ -926,7 +990,7 @@ impl Run {
         self.abra
             .deploy(&self.cfg.domain, None, true, true, &b)
             .map_err(infra)?;
-        self.converge(Tier::Upgrade, Some(deployed_at), events)?;
+        self.converge(Tier::Upgrade, Some(deployed_at), events, bound)?;
         let labels = self.docker.app_labels(&self.cfg.stack, &b).map_err(infra)?;
         let key = format!("coop-cloud.{}.chaos-version", self.cfg.stack);
         let label = labels.get(&key).map(String::as_str).unwrap_or("");
@@ -940,17 +1004,16 @@ impl Run {
         Ok(())
     }
 
-    /// Whether the recipe declares backups as the engine sees its labels:
-    /// interpolated with the app's env file (made by `app new` from the
-    /// base release's `.env.sample`) and STACK_NAME, what `abra app deploy`
-    /// gives docker. `services` are those of the ref under test, the
-    /// compose that the last deploy used.
-    fn backup_tier(&self, services: &[recipe::Service]) -> Result<recipe::BackupTier> {
-        let path = self.abra.env_file(&self.cfg.server, &self.cfg.domain);
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("failed to read the app's env file {}", path.display()))?;
-        let vars = recipe::deploy_vars(&text, &self.cfg.stack);
-        recipe::backup_tier(services, &vars, "the app's env file")
+    /// Whether the backup/restore tier runs, decided from what is
+    /// deployed (SPEC section 3 step 8): the labels the engine holds on the
+    /// stack's services once the last deploy converged, which are the
+    /// recipe's `deploy.labels` as docker interpolated them.
+    fn backup_tier(&self) -> Result<recipe::BackupTier> {
+        let services = self
+            .docker
+            .stack_labels(&self.cfg.stack, &self.bound())
+            .map_err(infra("failed to read the deployed services' labels"))?;
+        Ok(recipe::backup_tier(&services))
     }
 
     fn backup_restore(&mut self) -> Result<()> {
@@ -962,7 +1025,14 @@ impl Run {
         self.set_phase(Phase::Restore);
         self.app_lock.as_ref().map_or(Ok(()), |l| l.may_mutate())?;
         self.abra.restore(&self.cfg.domain, &b).map_err(infra)?;
-        self.converge(Tier::Restore, None, None)
+        let bound = self
+            .record
+            .converge_bound
+            .as_ref()
+            .map_or(config::DEFAULT_CONVERGE_TIMEOUT, |c| {
+                Duration::from_secs(c.seconds)
+            });
+        self.converge(Tier::Restore, None, None, bound)
     }
 
     /// Runs the tier's tests; Some(verdict) ends the run early.

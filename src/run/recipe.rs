@@ -3,13 +3,16 @@
 //! backup/restore tier runs, and which release is the base of the install
 //! tier.
 //!
-//! Compose values are read as the engine will see them (SPEC section 3
-//! step 8): interpolated (`interpolate`) with the values docker gets. The
-//! compose files keep their raw text here; the static checks interpolate
-//! images with `.env.sample`'s values (no app exists yet), and the backup
-//! decision interpolates the `backupbot.backup` labels with the app's env
-//! file once `app new` has written it, since that file, not the raw text,
-//! is what `abra app deploy` hands to docker.
+//! Everything is read as SPEC section 3a says, as abra and docker read
+//! it: env files by abra's godotenv reader ([`envfile`]); the compose
+//! files of the `COMPOSE_FILE` of the env file a deploy uses, with YAML
+//! merge keys applied and every value interpolated (`interpolate`) with
+//! the values docker gets (that env file, the recipe's `abra.sh`
+//! exports, STACK_NAME). The static checks read them with `.env.sample`
+//! (no app exists yet); each deploy reads them again with the app's env
+//! file, before it deploys. Whether the backup/restore tier runs is
+//! decided from the labels the engine holds once the app is deployed
+//! ([`backup_tier`]), not from these files.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -17,45 +20,79 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 
 use crate::exit::{Failure, TESTS_FAILED};
-use crate::run::interpolate::{self, Interpolated};
+use crate::ext::abra::envfile::{self, EnvFile};
+use crate::ext::docker::labels::ServiceLabels;
+use crate::run::interpolate;
 
-/// Parses an env file: `KEY=value` lines, `#` comments, optional quotes.
+/// Reads env-file text as abra does ([`envfile`]); `file` names it in
+/// the error, a static check failure (exit 1) naming the file and line.
+pub fn read_env(file: &Path, text: &str) -> Result<EnvFile> {
+    envfile::parse(text).map_err(|e| {
+        check_failed(
+            file,
+            &format!("env file does not read as abra reads it (godotenv): {e}"),
+        )
+    })
+}
+
+/// The values of env-file text, as abra reads them (an unreadable file
+/// reads as the values before the bad line: callers that must refuse it
+/// use [`read_env`]).
 pub fn parse_env(text: &str) -> BTreeMap<String, String> {
+    envfile::parse(text).map(|e| e.vars).unwrap_or_default()
+}
+
+/// The exports of a recipe's `abra.sh`, which abra merges into the values
+/// it deploys with (config and secret versions live there). abra reads
+/// the lines `export NAME=VALUE` (a `#` line is not one); whether it
+/// strips quotes around VALUE is not known, so a value quoted with
+/// matching quotes is taken without them, and an unquoted one (what
+/// public recipes write: `export APP_ENTRYPOINT_VERSION=v1`) is the same
+/// either way.
+pub fn abra_sh_exports(text: &str) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     for line in text.lines() {
         let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
+        let Some(def) = line.strip_prefix("export ") else {
+            continue;
+        };
+        let Some((k, v)) = def.trim_start().split_once('=') else {
+            continue;
+        };
+        if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             continue;
         }
-        let line = line.strip_prefix("export ").unwrap_or(line);
-        if let Some((k, v)) = line.split_once('=') {
-            let v = v.trim();
-            let v = v
-                .strip_prefix('"')
-                .and_then(|v| v.strip_suffix('"'))
-                .or_else(|| v.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')))
-                .unwrap_or_else(|| v.split(" #").next().unwrap_or(v).trim());
-            out.insert(k.trim().to_string(), v.to_string());
-        }
+        let v = v.trim();
+        let v = ['"', '\'']
+            .iter()
+            .find_map(|q| v.strip_prefix(*q).and_then(|v| v.strip_suffix(*q)))
+            .unwrap_or(v);
+        out.insert(k.to_string(), v.to_string());
     }
     out
 }
 
-/// Sets `key=value` in env-file text, replacing an existing line or appending.
+/// Sets `key=value` in env-file text: the first definition is replaced and
+/// later ones dropped (the last definition wins for abra, so a later one
+/// would undo the change), or the line is appended.
 pub fn set_env(text: &str, key: &str, value: &str) -> String {
     let mut found = false;
-    let mut out: Vec<String> = text
-        .lines()
-        .map(|l| {
-            let t = l.trim_start();
-            if !found && t.split_once('=').is_some_and(|(k, _)| k.trim() == key) {
+    let defines = |l: &str| {
+        let t = l.trim_start();
+        let t = t.strip_prefix("export ").unwrap_or(t);
+        t.split_once('=').is_some_and(|(k, _)| k.trim() == key)
+    };
+    let mut out: Vec<String> = Vec::new();
+    for l in text.lines() {
+        if defines(l) {
+            if !found {
                 found = true;
-                format!("{key}={value}")
-            } else {
-                l.to_string()
+                out.push(format!("{key}={value}"));
             }
-        })
-        .collect();
+        } else {
+            out.push(l.to_string());
+        }
+    }
     if !found {
         out.push(format!("{key}={value}"));
     }
@@ -63,32 +100,50 @@ pub fn set_env(text: &str, key: &str, value: &str) -> String {
 }
 
 /// The values `abra app deploy` gives docker to interpolate the compose
-/// files with: the app's env file and `STACK_NAME` (abra sets it; a
-/// `STACK_NAME` in the env file is the stack name abra uses, so it wins).
-pub fn deploy_vars(env_file: &str, stack: &str) -> BTreeMap<String, String> {
-    let mut vars = parse_env(env_file);
+/// files with: the app's env file, the recipe's `abra.sh` exports merged
+/// over them (abra merges them into the app's values), and `STACK_NAME`
+/// (abra sets it; a `STACK_NAME` in the env file is the stack name abra
+/// uses, so it wins).
+pub fn deploy_vars(
+    env: &BTreeMap<String, String>,
+    abra_sh: &BTreeMap<String, String>,
+    stack: &str,
+) -> BTreeMap<String, String> {
+    let mut vars = env.clone();
+    vars.extend(abra_sh.iter().map(|(k, v)| (k.clone(), v.clone())));
     vars.entry("STACK_NAME".to_string())
         .or_insert_with(|| stack.to_string());
     vars
 }
 
-/// One service of a compose file, as written (not interpolated).
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One service of the compose files, interpolated as docker deploys it.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct Service {
     pub name: String,
+    /// The image as written, and as interpolated.
+    pub raw_image: Option<String>,
     pub image: Option<String>,
+    /// Service labels: `deploy.labels` (what backupbot and abra read).
     pub labels: BTreeMap<String, String>,
+    /// The service's own `labels:`: labels of its containers.
+    pub container_labels: BTreeMap<String, String>,
+}
+
+/// The compose files a deploy uses, read as docker's loader reads them.
+#[derive(Clone, Debug, Default)]
+pub struct Compose {
+    pub files: Vec<PathBuf>,
+    /// One per service name, the files merged in order (a later file's
+    /// image replaces, its labels add to and replace by key).
+    pub services: Vec<Service>,
 }
 
 /// What the static checks learned of a recipe.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct RecipeInfo {
-    pub compose_files: Vec<PathBuf>,
-    /// The services as written: later decisions interpolate them with the
-    /// values of their moment (the backup tier: the app's env file).
-    pub services: Vec<Service>,
-    /// Every service's image interpolated with `.env.sample`'s values
-    /// (checked pinned): what the prepare phase pulls.
+    pub compose: Compose,
+    /// Every service's image interpolated with `.env.sample`'s values and
+    /// `abra.sh`'s exports (checked pinned): what the prepare phase pulls.
     pub sampled_images: Vec<String>,
 }
 
@@ -108,6 +163,15 @@ fn check_failed(file: &Path, rule: &str) -> anyhow::Error {
     )
 }
 
+fn scalar(v: &serde_norway::Value) -> String {
+    match v {
+        serde_norway::Value::String(s) => s.clone(),
+        serde_norway::Value::Bool(b) => b.to_string(),
+        serde_norway::Value::Number(n) => n.to_string(),
+        _ => String::new(),
+    }
+}
+
 /// Labels as compose writes them: a list of `k=v` or a map.
 fn labels_of(v: Option<&serde_norway::Value>) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
@@ -122,14 +186,7 @@ fn labels_of(v: Option<&serde_norway::Value>) -> BTreeMap<String, String> {
         }
         Some(serde_norway::Value::Mapping(m)) => {
             for (k, val) in m {
-                let key = k.as_str().unwrap_or_default().to_string();
-                let value = match val {
-                    serde_norway::Value::String(s) => s.clone(),
-                    serde_norway::Value::Bool(b) => b.to_string(),
-                    serde_norway::Value::Number(n) => n.to_string(),
-                    _ => String::new(),
-                };
-                out.insert(key, value);
+                out.insert(scalar(k), scalar(val));
             }
         }
         _ => {}
@@ -137,24 +194,128 @@ fn labels_of(v: Option<&serde_norway::Value>) -> BTreeMap<String, String> {
     out
 }
 
-/// Parses one compose file's services (pure).
-pub fn parse_compose(file: &Path, text: &str) -> Result<Vec<Service>> {
-    let doc: serde_norway::Value = serde_norway::from_str(text)
+/// Interpolates every string value of `v` (keys stay as written, as
+/// docker's loader leaves them); `at` is the path shown in an error.
+fn interpolate_tree(
+    v: &mut serde_norway::Value,
+    vars: &BTreeMap<String, String>,
+    at: &str,
+) -> std::result::Result<(), String> {
+    match v {
+        serde_norway::Value::String(s) => {
+            *s = interpolate::interpolate(s, vars)
+                .map_err(|e| format!("{at}: {e}"))?
+                .value;
+        }
+        serde_norway::Value::Sequence(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                interpolate_tree(item, vars, &format!("{at}[{i}]"))?;
+            }
+        }
+        serde_norway::Value::Mapping(m) => {
+            for (k, item) in m.iter_mut() {
+                let key = scalar(k);
+                let path = if at.is_empty() {
+                    key
+                } else {
+                    format!("{at}.{key}")
+                };
+                interpolate_tree(item, vars, &path)?;
+            }
+        }
+        serde_norway::Value::Tagged(t) => interpolate_tree(&mut t.value, vars, at)?,
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Parses one compose file's services as docker's loader does (pure):
+/// YAML anchors and merge keys (`<<: *x`) applied, then every value
+/// interpolated with `vars`; a `${VAR:?msg}` whose VAR is missing, or a
+/// malformed `$`, is a static check failure naming the file, the place
+/// and the variable.
+pub fn parse_compose(
+    file: &Path,
+    text: &str,
+    vars: &BTreeMap<String, String>,
+) -> Result<Vec<Service>> {
+    let mut doc: serde_norway::Value = serde_norway::from_str(text)
         .map_err(|e| check_failed(file, &format!("compose file does not parse: {e}")))?;
+    // serde_norway keeps `<<` as a key unless asked (docker's YAML reader
+    // merges it).
+    doc.apply_merge()
+        .map_err(|e| check_failed(file, &format!("compose file's merge key: {e}")))?;
+    let raw = doc.clone();
+    interpolate_tree(&mut doc, vars, "").map_err(|e| check_failed(file, &e))?;
     let services = doc
         .get("services")
         .and_then(|s| s.as_mapping())
         .ok_or_else(|| check_failed(file, "compose file has no `services` mapping"))?;
     let mut out = Vec::new();
     for (name, svc) in services {
-        let name = name.as_str().unwrap_or_default().to_string();
-        let mut labels = labels_of(svc.get("labels"));
-        labels.extend(labels_of(svc.get("deploy").and_then(|d| d.get("labels"))));
+        let name = scalar(name);
         out.push(Service {
+            raw_image: raw
+                .get("services")
+                .and_then(|s| s.get(name.as_str()))
+                .and_then(|s| s.get("image"))
+                .and_then(|i| i.as_str())
+                .map(String::from),
             image: svc.get("image").and_then(|i| i.as_str()).map(String::from),
+            labels: labels_of(svc.get("deploy").and_then(|d| d.get("labels"))),
+            container_labels: labels_of(svc.get("labels")),
             name,
-            labels,
         });
+    }
+    Ok(out)
+}
+
+/// The compose files of `COMPOSE_FILE` in `env` (the values of the env
+/// file `env_file`, the one the deploy uses), read from `checkout` with
+/// `vars` (what docker gets: [`deploy_vars`]).
+pub fn read_compose(
+    checkout: &Path,
+    env_file: &Path,
+    env: &BTreeMap<String, String>,
+    vars: &BTreeMap<String, String>,
+) -> Result<Compose> {
+    let files = env
+        .get("COMPOSE_FILE")
+        .filter(|f| !f.is_empty())
+        .cloned()
+        .unwrap_or_else(|| "compose.yml".to_string());
+    let mut out = Compose::default();
+    for f in files.split(':').filter(|f| !f.is_empty()) {
+        if f.contains("..") || f.starts_with('/') {
+            return Err(check_failed(
+                env_file,
+                &format!("COMPOSE_FILE entry {f:?} must be a relative path inside the recipe"),
+            ));
+        }
+        let path = checkout.join(f);
+        let text = std::fs::read_to_string(&path).map_err(|_| {
+            check_failed(
+                &path,
+                &format!(
+                    "a compose file named in COMPOSE_FILE ({files:?}, from {}) must exist",
+                    env_file.display()
+                ),
+            )
+        })?;
+        for s in parse_compose(&path, &text, vars)? {
+            match out.services.iter_mut().find(|o| o.name == s.name) {
+                Some(o) => {
+                    if s.image.is_some() {
+                        o.image = s.image;
+                        o.raw_image = s.raw_image;
+                    }
+                    o.labels.extend(s.labels);
+                    o.container_labels.extend(s.container_labels);
+                }
+                None => out.services.push(s),
+            }
+        }
+        out.files.push(path);
     }
     Ok(out)
 }
@@ -175,40 +336,33 @@ pub fn image_pinned(image: &str) -> bool {
     }
 }
 
-/// A service's image interpolated with `.env.sample`'s values `sample`,
-/// checked pinned; a static check failure names the file, the service and
-/// the raw and interpolated text.
-pub fn sampled_image(
-    file: &Path,
-    service: &Service,
-    sample: &BTreeMap<String, String>,
-) -> Result<Option<String>> {
-    let Some(raw) = &service.image else {
+/// A service's interpolated image, checked pinned; a static check failure
+/// names the file, the service and the raw and interpolated text.
+pub fn pinned_image(files: &[PathBuf], service: &Service) -> Result<Option<String>> {
+    let Some(image) = &service.image else {
         return Ok(None);
     };
-    let image = interpolate::interpolate(raw, sample)
-        .map_err(|e| {
-            check_failed(
-                file,
-                &format!("image {raw:?} of service {}: {e}", service.name),
-            )
-        })?
-        .value;
-    if !image_pinned(&image) {
-        let shown = if image == *raw {
+    if !image_pinned(image) {
+        let raw = service.raw_image.clone().unwrap_or_default();
+        let shown = if *image == raw {
             format!("{raw:?}")
         } else {
             format!("{raw:?} ({image:?} with .env.sample's values)")
         };
-        return Err(check_failed(
-            file,
-            &format!(
-                "image {shown} of service {} must be pinned to a version tag or digest (not latest)",
+        let file = files
+            .iter()
+            .map(|f| f.display().to_string())
+            .collect::<Vec<_>>();
+        return Err(Failure::with_code(
+            TESTS_FAILED,
+            format!(
+                "static check failed: {}: image {shown} of service {} must be pinned to a version tag or digest (not latest)",
+                file.join(", "),
                 service.name
             ),
         ));
     }
-    Ok(Some(image))
+    Ok(Some(image.clone()))
 }
 
 /// The label that asks backupbot to back a service up.
@@ -222,109 +376,120 @@ pub struct BackupTier {
     pub reason: String,
 }
 
-/// `NAME=value` for each variable a value read, `NAME not set` for an
-/// unset one: where the value came from.
-fn sources(i: &Interpolated) -> String {
-    i.vars
-        .iter()
-        .map(|(k, v)| match v {
-            Some(v) => format!("{k}={v}"),
-            None => format!("{k} not set"),
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// The backup/restore tier's decision (pure): it runs when some service's
-/// `backupbot.backup` label, interpolated with `vars` (the values docker
-/// gets, described by `source` in the reason), is `true`, the value
-/// backupbot acts on. A label that does not interpolate (`${VAR:?msg}`
-/// with VAR missing) is a recipe failure naming the service and the label.
-pub fn backup_tier(
-    services: &[Service],
-    vars: &BTreeMap<String, String>,
-    source: &str,
-) -> Result<BackupTier> {
+/// The backup/restore tier's decision (pure), from the services the
+/// engine runs: it runs when one carries the service label
+/// `backupbot.backup=true` (what backupbot acts on; the engine holds it
+/// interpolated). A container label of that name is not read by
+/// backupbot: the reason says so.
+pub fn backup_tier(services: &[ServiceLabels]) -> BackupTier {
     let mut on = Vec::new();
     let mut off = Vec::new();
+    let mut container = Vec::new();
     for s in services {
-        let Some(raw) = s.labels.get(BACKUP_LABEL) else {
-            continue;
-        };
-        let i = interpolate::interpolate(raw, vars).map_err(|e| {
-            Failure::with_code(
-                TESTS_FAILED,
-                format!(
-                    "failed to read label {BACKUP_LABEL}={raw} of service {} with {source}: {e}",
-                    s.name
-                ),
-            )
-        })?;
-        let mut said = format!("{BACKUP_LABEL}={raw}");
-        if i.value != *raw || !i.vars.is_empty() {
-            said += &format!(" is {:?} with {source}", i.value);
-            if !i.vars.is_empty() {
-                said += &format!(" ({})", sources(&i));
+        if let Some(v) = s.labels.get(BACKUP_LABEL) {
+            let said = format!("{BACKUP_LABEL}={v} on deployed service {}", s.name);
+            if v == "true" {
+                on.push(said);
+            } else {
+                off.push(said);
             }
-        }
-        said += &format!(", on service {}", s.name);
-        if i.value == "true" {
-            on.push(said);
-        } else {
-            off.push(said);
+        } else if let Some(v) = s.container_labels.get(BACKUP_LABEL) {
+            container.push(format!(
+                "service {} has {BACKUP_LABEL}={v} as a container label (`labels:`), which backupbot does not read (it reads deploy.labels)",
+                s.name
+            ));
         }
     }
-    Ok(if !on.is_empty() {
-        BackupTier {
+    if !on.is_empty() {
+        return BackupTier {
             run: true,
             reason: format!("backup/restore tier: {}", on.join("; ")),
-        }
-    } else if !off.is_empty() {
-        BackupTier {
-            run: false,
-            reason: format!("backup/restore tier skipped: {}", off.join("; ")),
-        }
+        };
+    }
+    let mut why = if off.is_empty() {
+        format!("no deployed service carries a {BACKUP_LABEL} deploy label")
     } else {
-        BackupTier {
-            run: false,
-            reason: format!(
-                "backup/restore tier skipped: no service of the recipe has a {BACKUP_LABEL} label"
-            ),
-        }
+        off.join("; ")
+    };
+    if !container.is_empty() {
+        why += &format!(" ({})", container.join("; "));
+    }
+    BackupTier {
+        run: false,
+        reason: format!("backup/restore tier skipped: {why}"),
+    }
+}
+
+/// The recipe's timeout label `coop-cloud.${STACK_NAME}.timeout` (abra's
+/// own deploy wait, in seconds) on any service of `compose`: its value
+/// and the service, or Err with the text when it is not a number.
+pub fn timeout_label(
+    compose: &Compose,
+    stack: &str,
+) -> Option<std::result::Result<(std::time::Duration, String), String>> {
+    let key = format!("coop-cloud.{stack}.timeout");
+    compose.services.iter().find_map(|s| {
+        let v = s.labels.get(&key)?;
+        Some(
+            v.trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|n| *n > 0)
+                .map(|n| {
+                    (
+                        std::time::Duration::from_secs(n),
+                        format!("{key}={v} on service {}", s.name),
+                    )
+                })
+                .ok_or_else(|| {
+                    format!(
+                        "{key}={v:?} on service {} is not a whole number of seconds",
+                        s.name
+                    )
+                }),
+        )
     })
 }
 
+/// The values a deploy of `checkout` with the env file `env_file` hands
+/// docker: the env file read as abra reads it, `abra.sh`'s exports, and
+/// STACK_NAME; with the env file's values alone (for COMPOSE_FILE).
+pub fn values_for(
+    checkout: &Path,
+    env_file: &Path,
+    stack: &str,
+) -> Result<(BTreeMap<String, String>, BTreeMap<String, String>)> {
+    let text = std::fs::read_to_string(env_file)
+        .map_err(|_| check_failed(env_file, "the env file must be readable"))?;
+    let env = read_env(env_file, &text)?.vars;
+    let abra_sh = match std::fs::read_to_string(checkout.join("abra.sh")) {
+        Ok(t) => abra_sh_exports(&t),
+        Err(_) => BTreeMap::new(),
+    };
+    let vars = deploy_vars(&env, &abra_sh, stack);
+    Ok((env, vars))
+}
+
 /// The static checks (SPEC section 3 step 4), on a recipe checkout: the
-/// `.env.sample` is present, every compose file it names parses, every
-/// image, interpolated with `.env.sample`'s values, is pinned. A failure
-/// is exit 1 naming the file and the rule.
-pub(crate) fn static_checks(checkout: &Path) -> Result<RecipeInfo> {
+/// `.env.sample` is present and reads as abra reads it, every compose
+/// file it names parses and interpolates (with `.env.sample`'s values,
+/// `abra.sh`'s exports and STACK_NAME: no app exists yet), every image
+/// is pinned. A failure is exit 1 naming the file and the rule.
+pub(crate) fn static_checks(checkout: &Path, stack: &str) -> Result<RecipeInfo> {
     let sample = checkout.join(".env.sample");
-    let text = std::fs::read_to_string(&sample)
-        .map_err(|_| check_failed(&sample, "the recipe must have a readable .env.sample"))?;
-    let env = parse_env(&text);
-    let files = env
-        .get("COMPOSE_FILE")
-        .cloned()
-        .unwrap_or_else(|| "compose.yml".to_string());
-    let mut info = RecipeInfo::default();
-    for f in files.split(':').filter(|f| !f.is_empty()) {
-        if f.contains("..") || f.starts_with('/') {
-            return Err(check_failed(
-                &sample,
-                &format!("COMPOSE_FILE entry {f:?} must be a relative path inside the recipe"),
-            ));
-        }
-        let path = checkout.join(f);
-        let text = std::fs::read_to_string(&path)
-            .map_err(|_| check_failed(&path, "a compose file named in COMPOSE_FILE must exist"))?;
-        let services = parse_compose(&path, &text)?;
-        for s in &services {
-            info.sampled_images.extend(sampled_image(&path, s, &env)?);
-        }
-        info.services.extend(services);
-        info.compose_files.push(path);
+    if !sample.is_file() {
+        return Err(check_failed(
+            &sample,
+            "the recipe must have a readable .env.sample",
+        ));
     }
+    let (env, vars) = values_for(checkout, &sample, stack)?;
+    let compose = read_compose(checkout, &sample, &env, &vars)?;
+    let mut info = RecipeInfo::default();
+    for s in &compose.services {
+        info.sampled_images.extend(pinned_image(&compose.files, s)?);
+    }
+    info.compose = compose;
     Ok(info)
 }
 

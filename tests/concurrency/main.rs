@@ -7,6 +7,7 @@ mod converge;
 mod diskfull;
 mod exec;
 mod faults;
+mod forms;
 mod host;
 mod janitor;
 #[path = "../common/junit.rs"]

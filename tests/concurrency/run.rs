@@ -72,11 +72,10 @@ fn green_run_deploys_base_upgrades_to_pr_head_backs_up_and_tears_down() {
     assert!(deploy["argv"].to_string().contains("1.1.0+1.0"), "{deploy}");
     // The example's label is `backupbot.backup=${ENABLE_BACKUPS:-true}`, as
     // real recipes write it, and its env file leaves ENABLE_BACKUPS unset:
-    // the raw text is not `true`, the deployed label is.
+    // the raw text is not `true`, the label the engine holds is.
     assert!(
         log.contains(
-            "backup/restore tier: backupbot.backup=${ENABLE_BACKUPS:-true} is \"true\" \
-             with the app's env file (ENABLE_BACKUPS not set), on service app"
+            "backup/restore tier: backupbot.backup=true on deployed service example-pr1_ci_localhost_app"
         ),
         "{log}"
     );
@@ -117,14 +116,23 @@ fn backups_off_in_the_apps_env_file_skip_the_backup_tier_and_the_log_says_why() 
     );
     assert!(
         log.contains(
-            "backup/restore tier skipped: backupbot.backup=${ENABLE_BACKUPS:-true} is \"false\" \
-             with the app's env file (ENABLE_BACKUPS=false), on service app"
+            "backup/restore tier skipped: backupbot.backup=false on deployed service example-pr1_ci_localhost_app"
         ),
         "{log}"
     );
-    assert_eq!(
-        f.record("nobackup")["tiers"],
-        serde_json::json!(["install", "upgrade"])
+    let rec = f.record("nobackup");
+    assert_eq!(rec["tiers"], serde_json::json!(["install", "upgrade"]));
+    assert_eq!(rec["tiers_skipped"][0]["tier"], "backup");
+    assert!(
+        rec["tiers_skipped"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("backupbot.backup=false on deployed service"),
+        "{rec}"
+    );
+    assert!(
+        log.contains("tier backup not run: backup/restore tier skipped"),
+        "{log}"
     );
     assert_clean(&f, "nobackup", PR_DOMAIN);
 }

@@ -2,6 +2,7 @@
 //! prompts); every call gets ABRA_DIR explicitly, so no call can fall back
 //! to the canonical directory by accident.
 
+pub mod envfile;
 pub mod marker;
 pub mod parse;
 

@@ -11,6 +11,7 @@
 
 pub mod converge;
 pub mod events;
+pub mod labels;
 
 use std::ffi::OsString;
 use std::process::Command;
