@@ -885,6 +885,7 @@ const OTHER_TOOLS_FLAGS: &[&str] = &[
     "--check",          // scripts/modgraph.py
     "--shared",         // git clone
     "--sample-env",     // scripts/make-example-recipe.sh
+    "--form",           // scripts/make-example-recipe.sh
 ];
 
 /// `DRONE_*` names the README uses that are Drone's, not cc-ci-run's: the
