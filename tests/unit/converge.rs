@@ -410,3 +410,169 @@ fn unexpected_engine_output_is_an_error() {
     assert!(parse_tasks("{\"ID\": 1}").is_err());
     assert!(parse_services("[]").unwrap().is_empty());
 }
+
+/// Captured on the real one-node swarm (Docker 20.10.24, CLI 28.2.2): one
+/// `docker stack deploy` of a service per form, then `docker service
+/// inspect` of each (the CLI's view: defaults inserted) and `docker
+/// inspect --type task` of its running task. Only the grace-period form
+/// sets a restart policy (`condition: on-failure`), as only some public
+/// recipes do.
+const CAPTURED: &[(&str, &str, &str)] = &[
+    (
+        "no restart policy",
+        include_str!("data/converge/no_restart_policy.service.json"),
+        include_str!("data/converge/no_restart_policy.task.json"),
+    ),
+    (
+        "a grace period",
+        include_str!("data/converge/grace_period.service.json"),
+        include_str!("data/converge/grace_period.task.json"),
+    ),
+    (
+        "resources",
+        include_str!("data/converge/resources.service.json"),
+        include_str!("data/converge/resources.task.json"),
+    ),
+    (
+        "placement",
+        include_str!("data/converge/placement.service.json"),
+        include_str!("data/converge/placement.task.json"),
+    ),
+    (
+        "a healthcheck",
+        include_str!("data/converge/healthcheck.service.json"),
+        include_str!("data/converge/healthcheck.task.json"),
+    ),
+    (
+        "configs and secrets",
+        include_str!("data/converge/configs_secrets.service.json"),
+        include_str!("data/converge/configs_secrets.task.json"),
+    ),
+    (
+        "network aliases",
+        include_str!("data/converge/network_aliases.service.json"),
+        include_str!("data/converge/network_aliases.task.json"),
+    ),
+];
+
+fn captured(form: &str) -> (Service, Task) {
+    let (_, svc, task) = CAPTURED.iter().find(|(f, _, _)| *f == form).unwrap();
+    let mut s = parse_services(svc).unwrap();
+    let mut t = parse_tasks(task).unwrap();
+    assert_eq!((s.len(), t.len()), (1, 1), "{form}");
+    (s.remove(0), t.remove(0))
+}
+
+#[test]
+fn each_captured_form_settles_on_its_running_task() {
+    for (form, _, _) in CAPTURED {
+        let (svc, task) = captured(form);
+        assert_eq!(task.state, "running", "{form}");
+        assert!(same_spec(&task.spec, &svc.template), "{form}");
+        let verdict = settle_stack(&[svc], &[task]);
+        assert!(matches!(verdict, Settle::Settled(_)), "{form}: {verdict:?}");
+    }
+}
+
+#[test]
+fn a_task_with_no_restart_policy_is_shown_as_the_engine_fills_it_in() {
+    // The service's template (CLI) has the whole default policy; the task
+    // has none. Interpolated, the task shows exactly that object.
+    let (svc, task) = captured("no restart policy");
+    assert!(task.spec.get("RestartPolicy").is_none());
+    let shown = as_service_shows(&task.spec);
+    assert_eq!(shown["RestartPolicy"], svc.template["RestartPolicy"]);
+    assert_eq!(
+        shown["RestartPolicy"],
+        json!({"Condition": "any", "Delay": 5_000_000_000u64, "MaxAttempts": 0})
+    );
+    assert_eq!(
+        shown["ContainerSpec"]["StopGracePeriod"],
+        json!(10_000_000_000u64)
+    );
+    assert_eq!(shown["Runtime"], json!("container"));
+    // A set policy keeps its condition and only gains the default delay.
+    let (svc, task) = captured("a grace period");
+    let shown = as_service_shows(&task.spec);
+    assert_eq!(shown["RestartPolicy"], svc.template["RestartPolicy"]);
+    assert_eq!(shown["RestartPolicy"]["Condition"], json!("on-failure"));
+    // The compose file's own grace period is never replaced by the default.
+    assert_eq!(
+        shown["ContainerSpec"]["StopGracePeriod"],
+        task.spec["ContainerSpec"]["StopGracePeriod"]
+    );
+    assert_ne!(
+        shown["ContainerSpec"]["StopGracePeriod"],
+        json!(10_000_000_000u64)
+    );
+}
+
+#[test]
+fn a_captured_task_is_stale_once_its_service_changes_what_the_defaults_fill() {
+    // A redeploy that gives the service a restart policy, a grace period,
+    // other limits, constraints, a healthcheck, a new secret version or
+    // another alias is a new spec: the running task is of the previous one.
+    let changes: &[(&str, &str, Value)] = &[
+        (
+            "no restart policy",
+            "/RestartPolicy/Condition",
+            json!("on-failure"),
+        ),
+        (
+            "no restart policy",
+            "/RestartPolicy/Delay",
+            json!(1_000_000_000u64),
+        ),
+        (
+            "no restart policy",
+            "/ContainerSpec/StopGracePeriod",
+            json!(30_000_000_000u64),
+        ),
+        (
+            "a grace period",
+            "/ContainerSpec/StopGracePeriod",
+            json!(10_000_000_000u64),
+        ),
+        ("a grace period", "/RestartPolicy/Condition", json!("any")),
+        (
+            "resources",
+            "/Resources/Limits/MemoryBytes",
+            json!(134_217_728u64),
+        ),
+        (
+            "placement",
+            "/Placement/Constraints/0",
+            json!("node.role == worker"),
+        ),
+        (
+            "a healthcheck",
+            "/ContainerSpec/Healthcheck/Retries",
+            json!(5),
+        ),
+        (
+            "configs and secrets",
+            "/ContainerSpec/Secrets/0/SecretName",
+            json!("ccvgcap_sec_v2"),
+        ),
+        (
+            "network aliases",
+            "/Networks/0/Aliases/0",
+            json!("other-alias"),
+        ),
+    ];
+    for (form, pointer, value) in changes {
+        let (mut svc, task) = captured(form);
+        let slot = svc
+            .template
+            .pointer_mut(pointer)
+            .unwrap_or_else(|| panic!("{form}: no {pointer} in the template"));
+        assert_ne!(slot, value, "{form} {pointer}: a change");
+        *slot = value.clone();
+        assert!(!same_spec(&task.spec, &svc.template), "{form} {pointer}");
+        let verdict = settle_stack(&[svc], &[task]);
+        assert!(
+            matches!(&verdict, Settle::Waiting(w) if w.contains("previous spec")),
+            "{form} {pointer}: {verdict:?}"
+        );
+    }
+}
