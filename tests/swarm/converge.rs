@@ -218,3 +218,209 @@ fn upgrade_tests_of_a_slow_starting_version_see_the_new_version_never_the_old() 
     );
     assert_torn_down(&host, &d, "slow");
 }
+
+/// One service per form public recipes' compose files take that the
+/// engine's inspected template shows with defaults its tasks lack: a
+/// restart policy left unset (with a grace period), a grace period left
+/// unset (with a restart policy), resources, placement, a healthcheck
+/// with a start period, a config, a secret, a network alias. Every one
+/// runs the pull request's image; only the config's file is borrowed
+/// from the recipe (its README).
+const FORM_SERVICES: &str = r#"  norestart:
+    image: ccci-example:2.0.0-pr
+    stop_grace_period: 20s
+  nograce:
+    image: ccci-example:2.0.0-pr
+    deploy:
+      restart_policy:
+        condition: on-failure
+  resources:
+    image: ccci-example:2.0.0-pr
+    deploy:
+      resources:
+        limits:
+          cpus: "0.25"
+          memory: 32M
+        reservations:
+          memory: 8M
+  placement:
+    image: ccci-example:2.0.0-pr
+    deploy:
+      placement:
+        constraints:
+          - node.role == manager
+        max_replicas_per_node: 1
+  healthcheck:
+    image: ccci-example:2.0.0-pr
+    healthcheck:
+      test: ["CMD", "/server", "--version"]
+      interval: 1s
+      timeout: 2s
+      retries: 3
+      start_period: 10s
+  configs:
+    image: ccci-example:2.0.0-pr
+    configs:
+      - source: form_conf
+        target: /form.conf
+  secrets:
+    image: ccci-example:2.0.0-pr
+    secrets:
+      - api_key
+  aliases:
+    image: ccci-example:2.0.0-pr
+    networks:
+      backend:
+        aliases:
+          - db-alias
+
+configs:
+  form_conf:
+    file: ./README.md
+    name: ${STACK_NAME}_form_conf_v1
+
+networks:
+  backend:
+
+"#;
+
+/// The forms' services added to the compose file, before its top-level
+/// `secrets:`.
+fn with_form_services(compose: &str) -> String {
+    assert!(compose.contains("\nsecrets:\n"), "{compose}");
+    compose.replacen("\nsecrets:\n", &format!("\n{FORM_SERVICES}secrets:\n"), 1)
+}
+
+/// A cc-ci-run test (install tier) that saves the engine's own clock for
+/// the stack: `docker inspect --type task` of every task to `tasks.json`,
+/// and the stack's container events so far (`start`, `health_status`) to
+/// `events.jsonl`, in `$CCCI_EXAMPLE_READY_DIR`.
+fn save_engine_clock(host: &SwarmHost, stack: &str) {
+    let dir = host.tmp.path().join("ci-tests/example");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = script(
+        &dir,
+        "50-engine-clock.sh",
+        &format!(
+            r#"#!/bin/sh
+# tier: install
+# timeout: 60s
+set -eu
+out="${{CCCI_EXAMPLE_READY_DIR:?}}"
+services=$(docker service ls -q --filter label=com.docker.stack.namespace={stack})
+docker inspect --type task $(docker service ps -q --no-trunc $services) >"$out/tasks.json"
+now=$(date +%s)
+docker events --since $((now - 600)) --until "$now" --filter type=container \
+  --filter label=com.docker.stack.namespace={stack} --format '{{{{json .}}}}' >"$out/events.jsonl"
+"#
+        ),
+    );
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+}
+
+fn nanos(t: std::time::SystemTime) -> i128 {
+    t.duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as i128
+}
+
+#[test]
+fn services_of_every_form_converge_once_their_tasks_run() {
+    // A quick run (one deploy of the pull request, its install tier) of a
+    // stack whose services take each form. Compared leaf by leaf with the
+    // CLI's template, the services with no restart policy never "run the
+    // current spec" and the wait runs to its bound (60 s, exit 3).
+    let d = domain_for("conv-forms", 0);
+    let host = SwarmHost::new(vec![d.clone()]);
+    let stack = stack_of(&d);
+    push_pr(&host, 5, with_form_services, &[]);
+    save_engine_clock(&host, &stack);
+    let out = host
+        .cmd()
+        .args([
+            "run", "--recipe", "example", "--pr", "5", "--domain", &d, "--quick",
+        ])
+        .env("CCCI_RUN_ID", "forms")
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(code(out.status), 0, "{log}");
+    let line = log
+        .lines()
+        .find(|l| l.contains(&format!("stack {stack} converged in")))
+        .unwrap_or_else(|| panic!("no convergence line: {log}"));
+    let converged_at = cc_ci_run::log::parse_timestamp(line.split(' ').next().unwrap())
+        .unwrap_or_else(|| panic!("no timestamp: {line}"));
+    let forms = [
+        "app",
+        "norestart",
+        "nograce",
+        "resources",
+        "placement",
+        "healthcheck",
+        "configs",
+        "secrets",
+        "aliases",
+    ];
+    for f in forms {
+        assert!(line.contains(&format!("{stack}_{f} 1/1")), "{f}: {line}");
+    }
+
+    // The engine's clock: when each service's task started running, by
+    // its container's events (`health_status: healthy` for the one with
+    // a healthcheck: swarm reports its task running only then), and by
+    // the task's own `Status.Timestamp` (when the manager recorded it).
+    let ready = &host.ready;
+    let events = std::fs::read_to_string(ready.join("events.jsonl")).unwrap();
+    let tasks: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(ready.join("tasks.json")).unwrap()).unwrap();
+    let mut figures = Vec::new();
+    for f in forms {
+        let service = format!("{stack}_{f}");
+        let want = if f == "healthcheck" {
+            "health_status: healthy"
+        } else {
+            "start"
+        };
+        let mine: Vec<serde_json::Value> = events
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter(|e| e["Actor"]["Attributes"]["com.docker.swarm.service.name"] == *service)
+            .collect();
+        let running_event = mine
+            .iter()
+            .filter(|e| e["Action"] == want)
+            .map(|e| e["timeNano"].as_i64().unwrap() as i128)
+            .max()
+            .unwrap_or_else(|| panic!("{service}: no {want} event: {events}"));
+        // Its running task: the one whose container those events are of.
+        let task_running = tasks
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["Status"]["State"] == "running")
+            .filter(|t| {
+                let cid = &t["Status"]["ContainerStatus"]["ContainerID"];
+                mine.iter().any(|e| e["Actor"]["ID"] == *cid)
+            })
+            .filter_map(|t| cc_ci_run::log::parse_timestamp(t["Status"]["Timestamp"].as_str()?))
+            .max()
+            .unwrap_or_else(|| panic!("{service}: no running task: {tasks}"));
+        let converged = nanos(converged_at);
+        // Correctness: the wait ended after this service's task ran, never
+        // before (the log's clock and the engine's are this host's).
+        assert!(
+            converged >= running_event,
+            "{service}: converged {} ms before its task ran",
+            (running_event - converged) / 1_000_000
+        );
+        figures.push(format!(
+            "{f}: {} ms after its {want} event, {} ms after the task's running timestamp",
+            (converged - running_event) / 1_000_000,
+            (converged - nanos(task_running)) / 1_000_000
+        ));
+    }
+    eprintln!(
+        "convergence timing (the log's 'converged' line vs the engine):\n  {}",
+        figures.join("\n  ")
+    );
+    assert_torn_down(&host, &d, "forms");
+}
