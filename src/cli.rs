@@ -116,6 +116,10 @@ pub struct RunArgs {
     /// Bound of each convergence wait after a deploy.
     #[arg(long, env = "CCCI_CONVERGE_TIMEOUT", default_value = "5m", value_parser = parse_duration)]
     pub converge_timeout: Duration,
+    /// After a paused update, how long the current spec's tasks must run
+    /// before the service counts as settled (a start-up hiccup).
+    #[arg(long, env = "CCCI_STABLE_FOR", default_value = "10s", value_parser = parse_duration)]
+    pub stable_for: Duration,
     /// Grace between SIGTERM and SIGKILL for leftover processes.
     #[arg(long, env = "CCCI_GRACE", default_value = "10s", value_parser = parse_duration)]
     pub grace: Duration,

@@ -107,6 +107,11 @@ pub const ENVIRONMENT: &[EnvVar] = &[
         "teardown bound (run, janitor)",
     ),
     v("CCCI_CONVERGE_TIMEOUT", "5m", "each convergence wait"),
+    v(
+        "CCCI_STABLE_FOR",
+        "10s",
+        "after a paused update, how long the new tasks must run",
+    ),
     v("CCCI_GRACE", "10s", "SIGTERM to SIGKILL grace"),
     v(
         "CCCI_SKIP_FETCH",

@@ -269,6 +269,10 @@ pub struct RunRecord {
     /// The run's merged junit.xml, once written.
     #[serde(default)]
     pub junit: Option<String>,
+    /// What went wrong without turning the run red, one line each (a
+    /// paused update whose new tasks then ran for the stability window).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// One phase of a run: `name` from `started` to `ended` (None while current).

@@ -50,6 +50,8 @@ pub struct RunConfig {
     pub timeout: Duration,
     pub teardown_timeout: Duration,
     pub converge_timeout: Duration,
+    /// After a paused update, how long the current spec must run.
+    pub stable_for: Duration,
     pub grace: Duration,
     pub skip_fetch: bool,
     /// The CI repository's own tests for recipes (`<dir>/<recipe>/`).
@@ -231,6 +233,7 @@ pub fn run_config(args: &RunArgs, env: &Env, pid: u32) -> Result<RunConfig> {
         ("timeout", args.timeout),
         ("teardown-timeout", args.teardown_timeout),
         ("converge-timeout", args.converge_timeout),
+        ("stable-for", args.stable_for),
     ] {
         if d.is_zero() {
             return Err(bad(
@@ -254,6 +257,7 @@ pub fn run_config(args: &RunArgs, env: &Env, pid: u32) -> Result<RunConfig> {
         timeout: args.timeout,
         teardown_timeout: args.teardown_timeout,
         converge_timeout: args.converge_timeout,
+        stable_for: args.stable_for,
         grace: args.grace,
         skip_fetch,
         ci_tests_dir,

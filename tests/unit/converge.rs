@@ -96,6 +96,13 @@ fn tasks_json(tasks: &[T]) -> String {
             if let Some(e) = t.err {
                 status["Err"] = json!(e);
             }
+            if t.state == "failed" || t.state == "complete" {
+                status["ContainerStatus"] = json!({
+                    "ContainerID": "c0ffee",
+                    "PID": 0,
+                    "ExitCode": if t.state == "failed" { 1 } else { 0 }
+                });
+            }
             json!({
                 "ID": t.id,
                 "Version": {"Index": 21},
@@ -321,10 +328,158 @@ fn paused_update_fails_at_once_naming_service_message_and_last_task_error() {
         why.contains("last task error: task: non-zero exit (1) (task litl"),
         "the newest error: {why}"
     );
-    // Paused fails even while a task of the new spec happens to run (a
-    // task that starts, then exits within the monitor period).
-    let running = tasks_json(&[new("running", None, "2026-12-06T02:09:40.000000000Z")]);
-    assert!(matches!(decide(&svc, &running), Settle::Failed(_)));
+}
+
+/// Decides at `now` with exits counted from `since` and a 10 s window.
+fn decide_at(service: &str, tasks: &str, since: Option<&str>, now: &str) -> Settle {
+    let s = parse_services(service).unwrap();
+    let t = parse_tasks(tasks).unwrap();
+    let at = |x: &str| cc_ci_run::log::parse_timestamp(x).unwrap();
+    let clock = Clock {
+        since: since.map(at),
+        now: at(now),
+        stable_for: std::time::Duration::from_secs(10),
+    };
+    settle_stack_at(&s, &t, &clock)
+}
+
+fn exit_at(id: &'static str, at: &'static str) -> T<'static> {
+    T {
+        id,
+        ..new("failed", Some("task: non-zero exit (1)"), at)
+    }
+}
+
+#[test]
+fn a_paused_update_whose_current_spec_then_runs_for_the_window_is_settled_with_a_warning() {
+    // The app exits once on its first start (its database was not up),
+    // the update pauses, the engine restarts the task and it runs.
+    let svc = service_json(
+        template("ccci-example:2.0.0-pr", None),
+        1,
+        Some(update(
+            "paused",
+            "update paused due to failure or early termination of task fot2x",
+        )),
+    );
+    let tasks = tasks_json(&[
+        exit_at(
+            "fot2x000000000000000000000",
+            "2026-12-06T02:09:30.000000000Z",
+        ),
+        new("running", None, "2026-12-06T02:09:36.000000000Z"),
+        old("shutdown", "shutdown"),
+    ]);
+    let since = Some("2026-12-06T02:09:23.000000000Z");
+    // Up 4 s of the 10 s window: not yet.
+    let w = decide_at(&svc, &tasks, since, "2026-12-06T02:09:40.000000000Z");
+    assert!(
+        waiting(&w).contains("up 4.0 s of the 10.0 s stability window"),
+        "{w:?}"
+    );
+    // Up 10 s: settled, with the warning naming the service and the pause.
+    match decide_at(&svc, &tasks, since, "2026-12-06T02:09:46.000000000Z") {
+        Settle::Recovered(summary, warning) => {
+            assert!(summary.contains("cx_app 1/1 (update paused"), "{summary}");
+            assert!(
+                warning.starts_with("service cx_app: update paused: update paused due to failure"),
+                "{warning}"
+            );
+            assert!(warning.contains("ran for 10.0 s"), "{warning}");
+        }
+        other => panic!("expected recovered, got {other:?}"),
+    }
+    // Between the exit and the restart (the restart delay), a task of the
+    // current spec is on its way: wait, do not fail.
+    let restarting = tasks_json(&[
+        exit_at(
+            "fot2x000000000000000000000",
+            "2026-12-06T02:09:30.000000000Z",
+        ),
+        T {
+            id: "rdy00000000000000000000000",
+            ..new("ready", None, "2026-12-06T02:09:30.100000000Z")
+        },
+    ]);
+    let w = decide_at(&svc, &restarting, since, "2026-12-06T02:09:31.000000000Z");
+    assert!(waiting(&w).contains("being restarted"), "{w:?}");
+    assert!(
+        waiting(&w).contains("last task error: task: non-zero exit (1)"),
+        "{w:?}"
+    );
+}
+
+#[test]
+fn three_exits_of_the_current_spec_are_a_crash_loop_at_once_install_tier_included() {
+    // A first deploy (no update status): the engine restarts the task
+    // after each exit; three exits since the deploy end the wait.
+    let svc = service_json(template("ccci-example:2.0.0-pr", None), 1, None);
+    let since = Some("2026-12-06T02:09:23.000000000Z");
+    let now = "2026-12-06T02:09:50.000000000Z";
+    let two = tasks_json(&[
+        exit_at(
+            "ex1a0000000000000000000000",
+            "2026-12-06T02:09:30.000000000Z",
+        ),
+        exit_at(
+            "ex2a0000000000000000000000",
+            "2026-12-06T02:09:36.000000000Z",
+        ),
+        new("starting", None, "2026-12-06T02:09:41.000000000Z"),
+    ]);
+    assert!(waiting(&decide_at(&svc, &two, since, now)).contains("0/1"));
+    let three = tasks_json(&[
+        exit_at(
+            "ex1a0000000000000000000000",
+            "2026-12-06T02:09:30.000000000Z",
+        ),
+        exit_at(
+            "ex2a0000000000000000000000",
+            "2026-12-06T02:09:36.000000000Z",
+        ),
+        exit_at(
+            "ex3a0000000000000000000000",
+            "2026-12-06T02:09:42.000000000Z",
+        ),
+        new("starting", None, "2026-12-06T02:09:47.000000000Z"),
+    ]);
+    let f = decide_at(&svc, &three, since, now);
+    let why = failed(&f);
+    assert!(
+        why.starts_with("service cx_app: crash loop: the current spec's tasks exited 3 times (last: exit code 1, task ex3a"),
+        "{why}"
+    );
+    assert!(
+        why.contains("last task error: task: non-zero exit (1)"),
+        "{why}"
+    );
+    // Exits before the deploy the wait follows do not count.
+    let later = Some("2026-12-06T02:09:33.000000000Z");
+    assert!(matches!(
+        decide_at(&svc, &three, later, now),
+        Settle::Waiting(_)
+    ));
+    // Nor do exits of a previous spec.
+    let mut stale = three.replace("ccci-example:2.0.0-pr", "ccci-example:1.1.0");
+    stale = stale.replace("\"starting\"", "\"shutdown\"");
+    assert!(matches!(
+        decide_at(&svc, &stale, since, now),
+        Settle::Waiting(_)
+    ));
+    // With a paused update, the message keeps the update's.
+    let paused = service_json(
+        template("ccci-example:2.0.0-pr", None),
+        1,
+        Some(update(
+            "paused",
+            "update paused due to failure or early termination of task ex1a",
+        )),
+    );
+    let why = failed(&decide_at(&paused, &three, since, now)).to_string();
+    assert!(
+        why.starts_with("service cx_app: update paused: update paused due to failure or early termination of task ex1a; crash loop: "),
+        "{why}"
+    );
 }
 
 #[test]

@@ -88,6 +88,8 @@ pub struct Task {
     pub err: String,
     /// `Status.Timestamp`: when the task last changed state.
     pub at: Option<SystemTime>,
+    /// `Status.ContainerStatus.ExitCode`, once its container exited.
+    pub exit_code: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -144,6 +146,14 @@ struct RawTaskStatus {
     err: String,
     #[serde(rename = "Timestamp", default)]
     timestamp: Option<String>,
+    #[serde(rename = "ContainerStatus", default)]
+    container: Option<RawContainerStatus>,
+}
+
+#[derive(Deserialize, Default)]
+struct RawContainerStatus {
+    #[serde(rename = "ExitCode", default)]
+    exit_code: Option<i64>,
 }
 
 /// Parses `docker service inspect ID...` (a JSON array).
@@ -199,6 +209,7 @@ pub fn parse_tasks(text: &str) -> Result<Vec<Task>> {
             state: r.status.state,
             desired_state: r.desired_state,
             err: r.status.err,
+            exit_code: r.status.container.and_then(|c| c.exit_code),
             at: r
                 .status
                 .timestamp
@@ -339,10 +350,60 @@ pub fn same_spec(task_spec: &Value, template: &Value) -> bool {
 pub enum Settle {
     /// Runs its current spec: what, for the log.
     Settled(String),
+    /// Runs its current spec after its update paused (a start-up hiccup):
+    /// what, for the log, and the warning for the log and the record.
+    Recovered(String, String),
     /// Not yet: why, for the log and the timeout's message.
     Waiting(String),
-    /// Will not settle without help: a paused or rolled-back update.
+    /// Will not settle without help: a crash loop, a rolled-back update, or
+    /// a paused one whose current spec does not run.
     Failed(String),
+}
+
+/// Exits of the current spec's tasks during one wait that make a crash
+/// loop (SPEC section 3 step 8): the wait ends at once, not at its bound.
+pub const CRASH_LOOP_EXITS: usize = 3;
+
+/// The stability window's default (`--stable-for`).
+pub const DEFAULT_STABLE_FOR: Duration = Duration::from_secs(10);
+
+/// What a decision needs besides the engine's answer.
+#[derive(Clone, Copy, Debug)]
+pub struct Clock {
+    /// Exits count from here: the deploy the wait follows (None: every
+    /// exit the engine still keeps).
+    pub since: Option<SystemTime>,
+    /// The time of the look.
+    pub now: SystemTime,
+    /// How long the current spec's tasks must have run after a paused
+    /// update for the service to count as settled.
+    pub stable_for: Duration,
+}
+
+impl Clock {
+    /// A look now, every kept exit counted, the default window.
+    pub fn now() -> Clock {
+        Clock {
+            since: None,
+            now: SystemTime::now(),
+            stable_for: DEFAULT_STABLE_FOR,
+        }
+    }
+}
+
+/// A task state the engine never leaves (swarmkit's `TaskState` from
+/// `COMPLETE` on).
+fn terminal(state: &str) -> bool {
+    matches!(
+        state,
+        "complete" | "failed" | "rejected" | "shutdown" | "remove" | "orphaned"
+    )
+}
+
+/// A task whose container exited (or could not start) on its own: not one
+/// the orchestrator shut down.
+fn exited(state: &str) -> bool {
+    matches!(state, "complete" | "failed" | "rejected")
 }
 
 /// The most recent error of the service's tasks (`Status.Err`), if any.
@@ -360,42 +421,126 @@ fn with_last_error(text: String, service: &Service, tasks: &[Task]) -> String {
     }
 }
 
-/// Decides one service from its tasks (tasks of other services are ignored).
-pub(crate) fn settle(service: &Service, tasks: &[Task]) -> Settle {
+fn secs(d: Duration) -> String {
+    format!("{:.1} s", d.as_secs_f64())
+}
+
+/// Decides one service from its tasks at `clock` (tasks of other
+/// services are ignored).
+pub(crate) fn settle_at(service: &Service, tasks: &[Task], clock: &Clock) -> Settle {
     let name = &service.name;
-    if let Some(u) = &service.update {
-        if u.state == "paused" || u.state.starts_with("rollback_") {
-            let msg = if u.message.is_empty() {
-                "no message".to_string()
-            } else {
-                u.message.clone()
-            };
-            return Settle::Failed(with_last_error(
-                format!("service {name}: update {}: {msg}", u.state),
-                service,
-                tasks,
-            ));
-        }
-    }
     let mine: Vec<&Task> = tasks
         .iter()
         .filter(|t| t.service_id == service.id)
         .collect();
-    let running: Vec<&&Task> = mine.iter().filter(|t| t.state == "running").collect();
-    let stale = running
+    let is_current = |t: &Task| same_spec(&t.spec, &service.template);
+    let update = service.update.as_ref();
+    let update_text = |u: &Update| {
+        let msg = if u.message.is_empty() {
+            "no message"
+        } else {
+            u.message.as_str()
+        };
+        format!("update {}: {msg}", u.state)
+    };
+    // A crash loop: the current spec's tasks exited three times since the
+    // deploy. The engine keeps restarting them (paused update or not), so
+    // nothing but the bound would end the wait.
+    let mut exits: Vec<&&Task> = mine
         .iter()
-        .filter(|t| !same_spec(&t.spec, &service.template))
-        .count();
+        .filter(|t| exited(&t.state) && is_current(t))
+        .filter(|t| match (clock.since, t.at) {
+            (Some(since), Some(at)) => at >= since,
+            (Some(_), None) => false,
+            (None, _) => true,
+        })
+        .collect();
+    if exits.len() >= CRASH_LOOP_EXITS {
+        exits.sort_by_key(|t| t.at);
+        let last = exits[exits.len() - 1];
+        let code = match last.exit_code {
+            Some(c) if last.state != "rejected" => format!("exit code {c}"),
+            _ => "no exit code (it did not start)".to_string(),
+        };
+        let paused = update
+            .filter(|u| u.state == "paused")
+            .map(|u| format!("{}; ", update_text(u)))
+            .unwrap_or_default();
+        return Settle::Failed(with_last_error(
+            format!(
+                "service {name}: {paused}crash loop: the current spec's tasks exited {} times (last: {code}, task {})",
+                exits.len(),
+                last.id
+            ),
+            service,
+            tasks,
+        ));
+    }
+    if let Some(u) = update.filter(|u| u.state.starts_with("rollback_")) {
+        return Settle::Failed(with_last_error(
+            format!("service {name}: {}", update_text(u)),
+            service,
+            tasks,
+        ));
+    }
+    let running: Vec<&&Task> = mine.iter().filter(|t| t.state == "running").collect();
+    let stale = running.iter().filter(|t| !is_current(t)).count();
     let current = running.len() - stale;
     let desired = match service.mode {
         Mode::Replicated(n) => n,
         Mode::Other => mine
             .iter()
-            .filter(|t| t.desired_state == "running" && same_spec(&t.spec, &service.template))
+            .filter(|t| t.desired_state == "running" && is_current(t))
             .count()
             .max(1) as u64,
     };
-    let update = service.update.as_ref().map(|u| u.state.as_str());
+    if let Some(u) = update.filter(|u| u.state == "paused") {
+        // Judged by what runs (SPEC section 3 step 8): the updater stopped,
+        // but the orchestrator still restarts the current spec's tasks.
+        if stale == 0 && current as u64 == desired {
+            let up_since = running.iter().filter_map(|t| t.at).max();
+            let up = up_since
+                .and_then(|t| clock.now.duration_since(t).ok())
+                .unwrap_or_default();
+            if up >= clock.stable_for {
+                return Settle::Recovered(
+                    format!(
+                        "{name} {current}/{desired} (update paused, then stable for {})",
+                        secs(clock.stable_for)
+                    ),
+                    format!(
+                        "service {name}: {}; the current spec then ran for {} (the stability window): taken as a start-up hiccup",
+                        update_text(u),
+                        secs(up)
+                    ),
+                );
+            }
+            return Settle::Waiting(format!(
+                "{name}: {current}/{desired} running the current spec after a paused update, up {} of the {} stability window",
+                secs(up),
+                secs(clock.stable_for)
+            ));
+        }
+        let coming = mine
+            .iter()
+            .any(|t| is_current(t) && t.state != "running" && !terminal(&t.state));
+        if stale == 0 && coming {
+            return Settle::Waiting(with_last_error(
+                format!(
+                    "{name}: {current}/{desired} running the current spec, {}; a task of it is being restarted",
+                    update_text(u)
+                ),
+                service,
+                tasks,
+            ));
+        }
+        return Settle::Failed(with_last_error(
+            format!("service {name}: {}", update_text(u)),
+            service,
+            tasks,
+        ));
+    }
+    let update = update.map(|u| u.state.as_str());
     if stale > 0 {
         return Settle::Waiting(format!(
             "{name}: {stale} task(s) of a previous spec still running, {current}/{desired} of the current spec{}",
@@ -424,12 +569,23 @@ pub(crate) fn settle(service: &Service, tasks: &[Task]) -> Settle {
 }
 
 /// Decides a stack: failed when any service failed, settled when all are
-/// (and there is at least one), else waiting with every service's reason.
+/// (and there is at least one), else waiting with every service's reason;
+/// every exit kept counted, the default window.
 pub fn settle_stack(services: &[Service], tasks: &[Task]) -> Settle {
+    settle_stack_at(services, tasks, &Clock::now())
+}
+
+/// Decides a stack at `clock`: failed when any service failed, waiting
+/// (every service's reason) while any waits, else settled, or recovered
+/// when a service settled only after its paused update.
+pub fn settle_stack_at(services: &[Service], tasks: &[Task], clock: &Clock) -> Settle {
     if services.is_empty() {
         return Settle::Waiting("no services".to_string());
     }
-    let verdicts: Vec<Settle> = services.iter().map(|s| settle(s, tasks)).collect();
+    let verdicts: Vec<Settle> = services
+        .iter()
+        .map(|s| settle_at(s, tasks, clock))
+        .collect();
     let pick = |want: fn(&Settle) -> Option<&String>| -> Vec<String> {
         verdicts.iter().filter_map(want).cloned().collect()
     };
@@ -447,13 +603,20 @@ pub fn settle_stack(services: &[Service], tasks: &[Task]) -> Settle {
     if !waiting.is_empty() {
         return Settle::Waiting(waiting.join("; "));
     }
-    Settle::Settled(
-        pick(|v| match v {
-            Settle::Settled(s) => Some(s),
-            _ => None,
-        })
-        .join(", "),
-    )
+    let summary = pick(|v| match v {
+        Settle::Settled(s) | Settle::Recovered(s, _) => Some(s),
+        _ => None,
+    })
+    .join(", ");
+    let warnings = pick(|v| match v {
+        Settle::Recovered(_, w) => Some(w),
+        _ => None,
+    });
+    if warnings.is_empty() {
+        Settle::Settled(summary)
+    } else {
+        Settle::Recovered(summary, warnings.join("; "))
+    }
 }
 
 /// The engine's time for the stack's updates that started at or after
