@@ -424,3 +424,193 @@ fn services_of_every_form_converge_once_their_tasks_run() {
     );
     assert_torn_down(&host, &d, "forms");
 }
+
+/// An image of this test's own, `ccci-example:2.0.0-pr-once-PID`: the
+/// example server plus `once` (tests/swarm/images/once.c) as its entry
+/// point, both static, FROM scratch: it exits 1 on its first start and
+/// runs from the second on. Removed on drop.
+struct OnceImage(String);
+
+impl OnceImage {
+    fn build(tmp: &Path) -> OnceImage {
+        let tag = format!("ccci-example:2.0.0-pr-once-{}", std::process::id());
+        let ctx = tmp.join("once-image");
+        std::fs::create_dir_all(&ctx).unwrap();
+        let cc = |out: &str, src: &Path, extra: &[&str]| {
+            let st = Command::new("gcc")
+                .args(["-static", "-O2", "-Wall", "-Wextra", "-o"])
+                .arg(ctx.join(out))
+                .args(extra)
+                .arg(src)
+                .status()
+                .unwrap();
+            assert!(st.success(), "gcc {out}");
+        };
+        // The server answers with its image's tag, as the example's do
+        // (the recipe's 00-deployed.sh checks that).
+        let version = tag.rsplit(':').next().unwrap();
+        cc(
+            "server",
+            &repo().join("examples/recipe/image/server.c"),
+            &[&format!("-DVERSION=\"{version}\"")],
+        );
+        cc("once", &repo().join("tests/swarm/images/once.c"), &[]);
+        std::fs::write(
+            ctx.join("Dockerfile"),
+            "FROM scratch\nCOPY server /server\nCOPY once /once\nENTRYPOINT [\"/once\"]\n",
+        )
+        .unwrap();
+        let out = Command::new("docker")
+            .args(["build", "-q", "-t", &tag])
+            .arg(&ctx)
+            .env("DOCKER_BUILDKIT", "0")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "docker build: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        OnceImage(tag)
+    }
+}
+
+impl Drop for OnceImage {
+    fn drop(&mut self) {
+        let _ = Command::new("docker")
+            .args(["image", "rm", &self.0])
+            .output();
+    }
+}
+
+#[test]
+fn upgrade_whose_app_exits_once_then_runs_is_green_with_a_warning() {
+    // The new task exits 1 at once (within the update's 1 s monitor): the
+    // engine pauses the update, restarts the task 5 s later, and from then
+    // on it runs. Judged by what runs: green after the stability window,
+    // with the pause in the log and the record.
+    let d = domain_for("conv-once", 0);
+    let host = SwarmHost::new(vec![d.clone()]);
+    let image = OnceImage::build(host.tmp.path());
+    // The pull request's own test of its image (pull request 1's wants
+    // the 2.0.0-pr tag).
+    let image_test = format!(
+        "#!/bin/sh\n# tier: upgrade\n# timeout: 30s\nset -eu\nlib=\"$(dirname \"$0\")/example_app.py\"\npython3 \"$lib\" serves {}\n",
+        image.0.rsplit(':').next().unwrap()
+    );
+    push_pr(
+        &host,
+        6,
+        |c| {
+            c.replace(
+                "image: ccci-example:2.0.0-pr",
+                &format!("image: {}", image.0),
+            )
+        },
+        &[("30-pr-image.sh", &image_test)],
+    );
+    let out = host
+        .cmd()
+        .args(["run", "--recipe", "example", "--pr", "6", "--domain", &d])
+        .env("CCCI_RUN_ID", "once")
+        .env("CCCI_STABLE_FOR", "5s")
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(code(out.status), 0, "{log}");
+    let stack = stack_of(&d);
+    assert!(
+        log.contains(&format!(
+            "warning: upgrade tier: service {stack}_app: update paused"
+        )),
+        "{log}"
+    );
+    assert!(log.contains("(the stability window)"), "{log}");
+    let record = host.record("once");
+    let warnings = record["warnings"].as_array().cloned().unwrap_or_default();
+    assert_eq!(warnings.len(), 1, "{record}");
+    assert!(
+        warnings[0]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("upgrade tier: service {stack}_app: update paused")),
+        "{record}"
+    );
+    assert_torn_down(&host, &d, "once");
+}
+
+#[test]
+fn install_tier_crash_loop_fails_with_exit_3_after_three_exits_not_at_the_bound() {
+    // A quick run deploys the pull request in the install tier, whose app
+    // cannot start (its entry point does not exist); the engine retries
+    // it every 5 s (restart policy on-failure). No update status: only the
+    // exits say it loops.
+    let d = domain_for("conv-loop", 0);
+    let host = SwarmHost::new(vec![d.clone()]);
+    let stack = stack_of(&d);
+    push_pr(
+        &host,
+        7,
+        |c| after_image(c, "    entrypoint: [\"/nonexistent\"]\n"),
+        &[],
+    );
+    // The engine's clock for the first attempt: the container events
+    // (a container that cannot start sends `create`, never `die`).
+    let dies = host.tmp.path().join("dies.jsonl");
+    let mut events = Command::new("docker")
+        .args([
+            "events",
+            "--filter",
+            "type=container",
+            "--filter",
+            &format!("label=com.docker.stack.namespace={stack}"),
+            "--format",
+            "{{json .}}",
+        ])
+        .stdout(std::fs::File::create(&dies).unwrap())
+        .spawn()
+        .unwrap();
+    let out = host
+        .cmd()
+        .args([
+            "run", "--recipe", "example", "--pr", "7", "--domain", &d, "--quick",
+        ])
+        .env("CCCI_RUN_ID", "loop")
+        .output()
+        .unwrap();
+    let _ = events.kill();
+    let _ = events.wait();
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(code(out.status), 3, "{log}");
+    let line = log
+        .lines()
+        .find(|l| l.contains("install tier: convergence failed"))
+        .unwrap_or_else(|| panic!("{log}"));
+    for needle in [
+        format!("service {stack}_app: crash loop: the current spec's tasks exited 3 times (last: exit code"),
+        "last task error: starting container failed".to_string(),
+        "/nonexistent".to_string(),
+    ] {
+        assert!(line.contains(&needle), "{needle:?}: {line}");
+    }
+    let verdict = cc_ci_run::log::parse_timestamp(line.split(' ').next().unwrap())
+        .unwrap_or_else(|| panic!("no timestamp: {line}"));
+    let first_die = std::fs::read_to_string(&dies)
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| {
+            e["Action"] == "create"
+                && e["Actor"]["Attributes"]["com.docker.swarm.service.name"]
+                    == *format!("{stack}_app")
+        })
+        .filter_map(|e| e["timeNano"].as_i64())
+        .min()
+        .unwrap_or_else(|| panic!("no die event of the app"));
+    let took = (nanos(verdict) - first_die as i128) / 1_000_000;
+    eprintln!("crash loop: first attempt (its container's create event; it fails at once) to verdict {took} ms");
+    // Correctness, not speed: the verdict came after the first exit and
+    // well inside the 60 s bound.
+    assert!(took > 0 && took < 50_000, "{took} ms");
+    assert_torn_down(&host, &d, "loop");
+}

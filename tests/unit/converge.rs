@@ -389,6 +389,14 @@ fn a_paused_update_whose_current_spec_then_runs_for_the_window_is_settled_with_a
         }
         other => panic!("expected recovered, got {other:?}"),
     }
+    // A later wait (the restore tier's, which deploys nothing) still sees
+    // the paused state the engine keeps: settled, but no second warning.
+    let later = Some("2026-12-06T02:09:50.000000000Z");
+    let v = decide_at(&svc, &tasks, later, "2026-12-06T02:10:00.000000000Z");
+    assert!(
+        matches!(&v, Settle::Settled(s) if s.contains("(update paused")),
+        "{v:?}"
+    );
     // Between the exit and the restart (the restart delay), a task of the
     // current spec is on its way: wait, do not fail.
     let restarting = tasks_json(&[

@@ -503,11 +503,22 @@ pub(crate) fn settle_at(service: &Service, tasks: &[Task], clock: &Clock) -> Set
                 .and_then(|t| clock.now.duration_since(t).ok())
                 .unwrap_or_default();
             if up >= clock.stable_for {
+                let summary = format!(
+                    "{name} {current}/{desired} (update paused, then stable for {})",
+                    secs(clock.stable_for)
+                );
+                // An update paused before this wait's deploy (the engine
+                // keeps the state after the service recovered) was
+                // reported by the wait that saw it.
+                let ours = match (clock.since, u.started_at) {
+                    (Some(since), Some(started)) => started >= since,
+                    _ => true,
+                };
+                if !ours {
+                    return Settle::Settled(summary);
+                }
                 return Settle::Recovered(
-                    format!(
-                        "{name} {current}/{desired} (update paused, then stable for {})",
-                        secs(clock.stable_for)
-                    ),
+                    summary,
                     format!(
                         "service {name}: {}; the current spec then ran for {} (the stability window): taken as a start-up hiccup",
                         update_text(u),
