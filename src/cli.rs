@@ -127,6 +127,10 @@ pub struct RunArgs {
     /// Given, it wins over the label.
     #[arg(long, env = "CCCI_CONVERGE_TIMEOUT", value_parser = parse_duration)]
     pub converge_timeout: Option<Duration>,
+    /// After a paused update, how long the current spec's tasks must run
+    /// before the service counts as settled (a start-up hiccup).
+    #[arg(long, env = "CCCI_STABLE_FOR", default_value = "10s", value_parser = parse_duration)]
+    pub stable_for: Duration,
     /// Grace between SIGTERM and SIGKILL for leftover processes.
     #[arg(long, env = "CCCI_GRACE", default_value = "10s", value_parser = parse_duration)]
     pub grace: Duration,

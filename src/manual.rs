@@ -151,6 +151,11 @@ pub const ENVIRONMENT: &[EnvVar] = &[
         "the recipe's timeout label, else 5m",
         "each convergence wait; given, it wins over the label",
     ),
+    v(
+        "CCCI_STABLE_FOR",
+        "10s",
+        "after a paused update, how long the new tasks must run",
+    ),
     v("CCCI_GRACE", "10s", "SIGTERM to SIGKILL grace"),
     v(
         "CCCI_SKIP_FETCH",

@@ -276,6 +276,10 @@ pub struct RunRecord {
     /// The convergence bound of the last deploy and where it came from.
     #[serde(default)]
     pub converge_bound: Option<ConvergeBound>,
+    /// What went wrong without turning the run red, one line each (a
+    /// paused update whose new tasks then ran for the stability window).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// A tier that did not run, and why.

@@ -57,6 +57,8 @@ pub struct RunConfig {
     /// `CCCI_CONVERGE_TIMEOUT`); None: the recipe's timeout label, else
     /// [`DEFAULT_CONVERGE_TIMEOUT`] (SPEC section 3a).
     pub converge_timeout: Option<Duration>,
+    /// After a paused update, how long the current spec must run.
+    pub stable_for: Duration,
     pub grace: Duration,
     pub skip_fetch: bool,
     /// The CI repository's own tests for recipes (`<dir>/<recipe>/`).
@@ -241,6 +243,7 @@ pub fn run_config(args: &RunArgs, env: &Env, pid: u32) -> Result<RunConfig> {
             "converge-timeout",
             args.converge_timeout.unwrap_or(DEFAULT_CONVERGE_TIMEOUT),
         ),
+        ("stable-for", args.stable_for),
     ] {
         if d.is_zero() {
             return Err(bad(
@@ -264,6 +267,7 @@ pub fn run_config(args: &RunArgs, env: &Env, pid: u32) -> Result<RunConfig> {
         timeout: args.timeout,
         teardown_timeout: args.teardown_timeout,
         converge_timeout: args.converge_timeout,
+        stable_for: args.stable_for,
         grace: args.grace,
         skip_fetch,
         ci_tests_dir,

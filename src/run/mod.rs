@@ -961,8 +961,18 @@ impl Run {
         };
         let c = self
             .docker
-            .wait_converged(&self.cfg.stack, deployed_at, events, &b)
+            .wait_converged(
+                &self.cfg.stack,
+                deployed_at,
+                events,
+                self.cfg.stable_for,
+                &b,
+            )
             .map_err(infra(&format!("{tier} tier: convergence failed")))?;
+        if let Some(w) = &c.warning {
+            say!("warning: {tier} tier: {w}");
+            self.record.warnings.push(format!("{tier} tier: {w}"));
+        }
         // One line with the wait and the engine's own update time, so both
         // can be read from run.log (scripts/bench-converge.sh does).
         say!(

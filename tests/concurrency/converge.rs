@@ -119,3 +119,89 @@ fn redeploy_that_changes_only_labels_converges_without_an_update_status() {
         "{upgrade}"
     );
 }
+
+/// A cc-ci-run test of the example recipe for the install and upgrade
+/// tiers that saves what the engine (the stand-in) says of the stack's app
+/// service: `docker service inspect` to `$dir/TIER.service.json` and
+/// `docker inspect --type task` of its tasks to `$dir/TIER.tasks.json`.
+fn save_engine_views(f: &Fixture, dir: &std::path::Path) {
+    let tests = f.tmp.path().join("ci-tests/example");
+    std::fs::create_dir_all(&tests).unwrap();
+    let path = script(
+        &tests,
+        "50-engine-views.sh",
+        &format!(
+            r#"#!/bin/sh
+# tier: install, upgrade
+# timeout: 30s
+set -eu
+docker service inspect {STACK}_app >'{dir}/'"$CCCI_TIER"'.service.json'
+docker inspect --type task $(docker service ps -q --no-trunc {STACK}_app) >'{dir}/'"$CCCI_TIER"'.tasks.json'
+"#,
+            dir = dir.display()
+        ),
+    );
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+}
+
+#[test]
+fn a_service_with_no_restart_policy_converges_on_install_and_upgrade() {
+    // The stand-in deploys the app as a compose service with no restart
+    // policy: its tasks carry no RestartPolicy while `service inspect`
+    // shows the engine's whole default one. Compared leaf by leaf, no task
+    // is ever "of the current spec" and each wait runs to its bound (10 s
+    // here, exit 3).
+    let f = Fixture::new();
+    let views = f.tmp.path().join("views");
+    std::fs::create_dir_all(&views).unwrap();
+    save_engine_views(&f, &views);
+    let out = f
+        .run_cmd(&["--pr", "1"])
+        .env("CCCI_RUN_ID", "conv-norestart")
+        .env("CCCI_FAKE_ABRA_CONVERGE_MS", "300")
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(code(out.status), 0, "{log}");
+    let waits: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains(&format!("stack {STACK} converged in")))
+        .collect();
+    // install, upgrade (and restore, when it redeploys): each settled
+    assert!(waits.len() >= 2, "{log}");
+    assert!(waits[0].ends_with("_app 1/1"), "install: {}", waits[0]);
+    assert!(
+        waits[1].contains("(update completed)"),
+        "upgrade: {}",
+        waits[1]
+    );
+    assert!(!log.contains("did not converge"), "{log}");
+    // The form is the one that matters: what the tests saw on the stack.
+    for tier in ["install", "upgrade"] {
+        let read = |what: &str| -> serde_json::Value {
+            let p = views.join(format!("{tier}.{what}.json"));
+            let text = std::fs::read_to_string(&p)
+                .unwrap_or_else(|e| panic!("{}: {e}\n{log}", p.display()));
+            serde_json::from_str(&text).unwrap()
+        };
+        let service = read("service");
+        let tasks = read("tasks");
+        assert_eq!(
+            service[0]["Spec"]["TaskTemplate"]["RestartPolicy"],
+            serde_json::json!({"Condition": "any", "Delay": 5_000_000_000u64, "MaxAttempts": 0}),
+            "{tier}: the CLI shows the default policy"
+        );
+        let running: Vec<&serde_json::Value> = tasks
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["Status"]["State"] == "running")
+            .collect();
+        assert_eq!(running.len(), 1, "{tier}: {tasks}");
+        assert!(
+            running[0]["Spec"].get("RestartPolicy").is_none(),
+            "{tier}: the task carries none: {}",
+            running[0]["Spec"]
+        );
+    }
+}

@@ -218,3 +218,399 @@ fn upgrade_tests_of_a_slow_starting_version_see_the_new_version_never_the_old() 
     );
     assert_torn_down(&host, &d, "slow");
 }
+
+/// One service per form public recipes' compose files take that the
+/// engine's inspected template shows with defaults its tasks lack: a
+/// restart policy left unset (with a grace period), a grace period left
+/// unset (with a restart policy), resources, placement, a healthcheck
+/// with a start period, a config, a secret, a network alias. Every one
+/// runs the pull request's image; only the config's file is borrowed
+/// from the recipe (its README).
+const FORM_SERVICES: &str = r#"  norestart:
+    image: ccci-example:2.0.0-pr
+    stop_grace_period: 20s
+  nograce:
+    image: ccci-example:2.0.0-pr
+    deploy:
+      restart_policy:
+        condition: on-failure
+  resources:
+    image: ccci-example:2.0.0-pr
+    deploy:
+      resources:
+        limits:
+          cpus: "0.25"
+          memory: 32M
+        reservations:
+          memory: 8M
+  placement:
+    image: ccci-example:2.0.0-pr
+    deploy:
+      placement:
+        constraints:
+          - node.role == manager
+        max_replicas_per_node: 1
+  healthcheck:
+    image: ccci-example:2.0.0-pr
+    healthcheck:
+      test: ["CMD", "/server", "--version"]
+      interval: 1s
+      timeout: 2s
+      retries: 3
+      start_period: 10s
+  configs:
+    image: ccci-example:2.0.0-pr
+    configs:
+      - source: form_conf
+        target: /form.conf
+  secrets:
+    image: ccci-example:2.0.0-pr
+    secrets:
+      - api_key
+  aliases:
+    image: ccci-example:2.0.0-pr
+    networks:
+      backend:
+        aliases:
+          - db-alias
+
+configs:
+  form_conf:
+    file: ./README.md
+    name: ${STACK_NAME}_form_conf_v1
+
+networks:
+  backend:
+
+"#;
+
+/// The forms' services added to the compose file, before its top-level
+/// `secrets:`.
+fn with_form_services(compose: &str) -> String {
+    assert!(compose.contains("\nsecrets:\n"), "{compose}");
+    compose.replacen("\nsecrets:\n", &format!("\n{FORM_SERVICES}secrets:\n"), 1)
+}
+
+/// A cc-ci-run test (install tier) that saves the engine's own clock for
+/// the stack: `docker inspect --type task` of every task to `tasks.json`,
+/// and the stack's container events so far (`start`, `health_status`) to
+/// `events.jsonl`, in `$CCCI_EXAMPLE_READY_DIR`.
+fn save_engine_clock(host: &SwarmHost, stack: &str) {
+    let dir = host.tmp.path().join("ci-tests/example");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = script(
+        &dir,
+        "50-engine-clock.sh",
+        &format!(
+            r#"#!/bin/sh
+# tier: install
+# timeout: 60s
+set -eu
+out="${{CCCI_EXAMPLE_READY_DIR:?}}"
+services=$(docker service ls -q --filter label=com.docker.stack.namespace={stack})
+docker inspect --type task $(docker service ps -q --no-trunc $services) >"$out/tasks.json"
+now=$(date +%s)
+docker events --since $((now - 600)) --until "$now" --filter type=container \
+  --filter label=com.docker.stack.namespace={stack} --format '{{{{json .}}}}' >"$out/events.jsonl"
+"#
+        ),
+    );
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+}
+
+fn nanos(t: std::time::SystemTime) -> i128 {
+    t.duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as i128
+}
+
+#[test]
+fn services_of_every_form_converge_once_their_tasks_run() {
+    // A quick run (one deploy of the pull request, its install tier) of a
+    // stack whose services take each form. Compared leaf by leaf with the
+    // CLI's template, the services with no restart policy never "run the
+    // current spec" and the wait runs to its bound (60 s, exit 3).
+    let d = domain_for("conv-forms", 0);
+    let host = SwarmHost::new(vec![d.clone()]);
+    let stack = stack_of(&d);
+    push_pr(&host, 5, with_form_services, &[]);
+    save_engine_clock(&host, &stack);
+    let out = host
+        .cmd()
+        .args([
+            "run", "--recipe", "example", "--pr", "5", "--domain", &d, "--quick",
+        ])
+        .env("CCCI_RUN_ID", "forms")
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(code(out.status), 0, "{log}");
+    let line = log
+        .lines()
+        .find(|l| l.contains(&format!("stack {stack} converged in")))
+        .unwrap_or_else(|| panic!("no convergence line: {log}"));
+    let converged_at = cc_ci_run::log::parse_timestamp(line.split(' ').next().unwrap())
+        .unwrap_or_else(|| panic!("no timestamp: {line}"));
+    let forms = [
+        "app",
+        "norestart",
+        "nograce",
+        "resources",
+        "placement",
+        "healthcheck",
+        "configs",
+        "secrets",
+        "aliases",
+    ];
+    for f in forms {
+        assert!(line.contains(&format!("{stack}_{f} 1/1")), "{f}: {line}");
+    }
+
+    // The engine's clock: when each service's task started running, by
+    // its container's events (`health_status: healthy` for the one with
+    // a healthcheck: swarm reports its task running only then), and by
+    // the task's own `Status.Timestamp` (when the manager recorded it).
+    let ready = &host.ready;
+    let events = std::fs::read_to_string(ready.join("events.jsonl")).unwrap();
+    let tasks: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(ready.join("tasks.json")).unwrap()).unwrap();
+    let mut figures = Vec::new();
+    for f in forms {
+        let service = format!("{stack}_{f}");
+        let want = if f == "healthcheck" {
+            "health_status: healthy"
+        } else {
+            "start"
+        };
+        let mine: Vec<serde_json::Value> = events
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter(|e| e["Actor"]["Attributes"]["com.docker.swarm.service.name"] == *service)
+            .collect();
+        let running_event = mine
+            .iter()
+            .filter(|e| e["Action"] == want)
+            .map(|e| e["timeNano"].as_i64().unwrap() as i128)
+            .max()
+            .unwrap_or_else(|| panic!("{service}: no {want} event: {events}"));
+        // Its running task: the one whose container those events are of.
+        let task_running = tasks
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["Status"]["State"] == "running")
+            .filter(|t| {
+                let cid = &t["Status"]["ContainerStatus"]["ContainerID"];
+                mine.iter().any(|e| e["Actor"]["ID"] == *cid)
+            })
+            .filter_map(|t| cc_ci_run::log::parse_timestamp(t["Status"]["Timestamp"].as_str()?))
+            .max()
+            .unwrap_or_else(|| panic!("{service}: no running task: {tasks}"));
+        let converged = nanos(converged_at);
+        // Correctness: the wait ended after this service's task ran, never
+        // before (the log's clock and the engine's are this host's).
+        assert!(
+            converged >= running_event,
+            "{service}: converged {} ms before its task ran",
+            (running_event - converged) / 1_000_000
+        );
+        figures.push(format!(
+            "{f}: {} ms after its {want} event, {} ms after the task's running timestamp",
+            (converged - running_event) / 1_000_000,
+            (converged - nanos(task_running)) / 1_000_000
+        ));
+    }
+    eprintln!(
+        "convergence timing (the log's 'converged' line vs the engine):\n  {}",
+        figures.join("\n  ")
+    );
+    assert_torn_down(&host, &d, "forms");
+}
+
+/// An image of this test's own, `ccci-example:2.0.0-pr-once-PID`: the
+/// example server plus `once` (tests/swarm/images/once.c) as its entry
+/// point, both static, FROM scratch: it exits 1 on its first start and
+/// runs from the second on. Removed on drop.
+struct OnceImage(String);
+
+impl OnceImage {
+    fn build(tmp: &Path) -> OnceImage {
+        let tag = format!("ccci-example:2.0.0-pr-once-{}", std::process::id());
+        let ctx = tmp.join("once-image");
+        std::fs::create_dir_all(&ctx).unwrap();
+        let cc = |out: &str, src: &Path, extra: &[&str]| {
+            let st = Command::new("gcc")
+                .args(["-static", "-O2", "-Wall", "-Wextra", "-o"])
+                .arg(ctx.join(out))
+                .args(extra)
+                .arg(src)
+                .status()
+                .unwrap();
+            assert!(st.success(), "gcc {out}");
+        };
+        // The server answers with its image's tag, as the example's do
+        // (the recipe's 00-deployed.sh checks that).
+        let version = tag.rsplit(':').next().unwrap();
+        cc(
+            "server",
+            &repo().join("examples/recipe/image/server.c"),
+            &[&format!("-DVERSION=\"{version}\"")],
+        );
+        cc("once", &repo().join("tests/swarm/images/once.c"), &[]);
+        std::fs::write(
+            ctx.join("Dockerfile"),
+            "FROM scratch\nCOPY server /server\nCOPY once /once\nENTRYPOINT [\"/once\"]\n",
+        )
+        .unwrap();
+        let out = Command::new("docker")
+            .args(["build", "-q", "-t", &tag])
+            .arg(&ctx)
+            .env("DOCKER_BUILDKIT", "0")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "docker build: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        OnceImage(tag)
+    }
+}
+
+impl Drop for OnceImage {
+    fn drop(&mut self) {
+        let _ = Command::new("docker")
+            .args(["image", "rm", &self.0])
+            .output();
+    }
+}
+
+#[test]
+fn upgrade_whose_app_exits_once_then_runs_is_green_with_a_warning() {
+    // The new task exits 1 at once (within the update's 1 s monitor): the
+    // engine pauses the update, restarts the task 5 s later, and from then
+    // on it runs. Judged by what runs: green after the stability window,
+    // with the pause in the log and the record.
+    let d = domain_for("conv-once", 0);
+    let host = SwarmHost::new(vec![d.clone()]);
+    let image = OnceImage::build(host.tmp.path());
+    // The pull request's own test of its image (pull request 1's wants
+    // the 2.0.0-pr tag).
+    let image_test = format!(
+        "#!/bin/sh\n# tier: upgrade\n# timeout: 30s\nset -eu\nlib=\"$(dirname \"$0\")/example_app.py\"\npython3 \"$lib\" serves {}\n",
+        image.0.rsplit(':').next().unwrap()
+    );
+    push_pr(
+        &host,
+        6,
+        |c| {
+            c.replace(
+                "image: ccci-example:2.0.0-pr",
+                &format!("image: {}", image.0),
+            )
+        },
+        &[("30-pr-image.sh", &image_test)],
+    );
+    let out = host
+        .cmd()
+        .args(["run", "--recipe", "example", "--pr", "6", "--domain", &d])
+        .env("CCCI_RUN_ID", "once")
+        .env("CCCI_STABLE_FOR", "5s")
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(code(out.status), 0, "{log}");
+    let stack = stack_of(&d);
+    assert!(
+        log.contains(&format!(
+            "warning: upgrade tier: service {stack}_app: update paused"
+        )),
+        "{log}"
+    );
+    assert!(log.contains("(the stability window)"), "{log}");
+    let record = host.record("once");
+    let warnings = record["warnings"].as_array().cloned().unwrap_or_default();
+    assert_eq!(warnings.len(), 1, "{record}");
+    assert!(
+        warnings[0]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("upgrade tier: service {stack}_app: update paused")),
+        "{record}"
+    );
+    assert_torn_down(&host, &d, "once");
+}
+
+#[test]
+fn install_tier_crash_loop_fails_with_exit_3_after_three_exits_not_at_the_bound() {
+    // A quick run deploys the pull request in the install tier, whose app
+    // cannot start (its entry point does not exist); the engine retries
+    // it every 5 s (restart policy on-failure). No update status: only the
+    // exits say it loops.
+    let d = domain_for("conv-loop", 0);
+    let host = SwarmHost::new(vec![d.clone()]);
+    let stack = stack_of(&d);
+    push_pr(
+        &host,
+        7,
+        |c| after_image(c, "    entrypoint: [\"/nonexistent\"]\n"),
+        &[],
+    );
+    // The engine's clock for the first attempt: the container events
+    // (a container that cannot start sends `create`, never `die`).
+    let dies = host.tmp.path().join("dies.jsonl");
+    let mut events = Command::new("docker")
+        .args([
+            "events",
+            "--filter",
+            "type=container",
+            "--filter",
+            &format!("label=com.docker.stack.namespace={stack}"),
+            "--format",
+            "{{json .}}",
+        ])
+        .stdout(std::fs::File::create(&dies).unwrap())
+        .spawn()
+        .unwrap();
+    let out = host
+        .cmd()
+        .args([
+            "run", "--recipe", "example", "--pr", "7", "--domain", &d, "--quick",
+        ])
+        .env("CCCI_RUN_ID", "loop")
+        .output()
+        .unwrap();
+    let _ = events.kill();
+    let _ = events.wait();
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(code(out.status), 3, "{log}");
+    let line = log
+        .lines()
+        .find(|l| l.contains("install tier: convergence failed"))
+        .unwrap_or_else(|| panic!("{log}"));
+    for needle in [
+        format!("service {stack}_app: crash loop: the current spec's tasks exited 3 times (last: exit code"),
+        "last task error: starting container failed".to_string(),
+        "/nonexistent".to_string(),
+    ] {
+        assert!(line.contains(&needle), "{needle:?}: {line}");
+    }
+    let verdict = cc_ci_run::log::parse_timestamp(line.split(' ').next().unwrap())
+        .unwrap_or_else(|| panic!("no timestamp: {line}"));
+    let first_die = std::fs::read_to_string(&dies)
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| {
+            e["Action"] == "create"
+                && e["Actor"]["Attributes"]["com.docker.swarm.service.name"]
+                    == *format!("{stack}_app")
+        })
+        .filter_map(|e| e["timeNano"].as_i64())
+        .min()
+        .unwrap_or_else(|| panic!("no die event of the app"));
+    let took = (nanos(verdict) - first_die as i128) / 1_000_000;
+    eprintln!("crash loop: first attempt (its container's create event; it fails at once) to verdict {took} ms");
+    // Correctness, not speed: the verdict came after the first exit and
+    // well inside the 60 s bound.
+    assert!(took > 0 && took < 50_000, "{took} ms");
+    assert_torn_down(&host, &d, "loop");
+}

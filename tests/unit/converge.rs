@@ -96,6 +96,13 @@ fn tasks_json(tasks: &[T]) -> String {
             if let Some(e) = t.err {
                 status["Err"] = json!(e);
             }
+            if t.state == "failed" || t.state == "complete" {
+                status["ContainerStatus"] = json!({
+                    "ContainerID": "c0ffee",
+                    "PID": 0,
+                    "ExitCode": if t.state == "failed" { 1 } else { 0 }
+                });
+            }
             json!({
                 "ID": t.id,
                 "Version": {"Index": 21},
@@ -321,10 +328,166 @@ fn paused_update_fails_at_once_naming_service_message_and_last_task_error() {
         why.contains("last task error: task: non-zero exit (1) (task litl"),
         "the newest error: {why}"
     );
-    // Paused fails even while a task of the new spec happens to run (a
-    // task that starts, then exits within the monitor period).
-    let running = tasks_json(&[new("running", None, "2026-12-06T02:09:40.000000000Z")]);
-    assert!(matches!(decide(&svc, &running), Settle::Failed(_)));
+}
+
+/// Decides at `now` with exits counted from `since` and a 10 s window.
+fn decide_at(service: &str, tasks: &str, since: Option<&str>, now: &str) -> Settle {
+    let s = parse_services(service).unwrap();
+    let t = parse_tasks(tasks).unwrap();
+    let at = |x: &str| cc_ci_run::log::parse_timestamp(x).unwrap();
+    let clock = Clock {
+        since: since.map(at),
+        now: at(now),
+        stable_for: std::time::Duration::from_secs(10),
+    };
+    settle_stack_at(&s, &t, &clock)
+}
+
+fn exit_at(id: &'static str, at: &'static str) -> T<'static> {
+    T {
+        id,
+        ..new("failed", Some("task: non-zero exit (1)"), at)
+    }
+}
+
+#[test]
+fn a_paused_update_whose_current_spec_then_runs_for_the_window_is_settled_with_a_warning() {
+    // The app exits once on its first start (its database was not up),
+    // the update pauses, the engine restarts the task and it runs.
+    let svc = service_json(
+        template("ccci-example:2.0.0-pr", None),
+        1,
+        Some(update(
+            "paused",
+            "update paused due to failure or early termination of task fot2x",
+        )),
+    );
+    let tasks = tasks_json(&[
+        exit_at(
+            "fot2x000000000000000000000",
+            "2026-12-06T02:09:30.000000000Z",
+        ),
+        new("running", None, "2026-12-06T02:09:36.000000000Z"),
+        old("shutdown", "shutdown"),
+    ]);
+    let since = Some("2026-12-06T02:09:23.000000000Z");
+    // Up 4 s of the 10 s window: not yet.
+    let w = decide_at(&svc, &tasks, since, "2026-12-06T02:09:40.000000000Z");
+    assert!(
+        waiting(&w).contains("up 4.0 s of the 10.0 s stability window"),
+        "{w:?}"
+    );
+    // Up 10 s: settled, with the warning naming the service and the pause.
+    match decide_at(&svc, &tasks, since, "2026-12-06T02:09:46.000000000Z") {
+        Settle::Recovered(summary, warning) => {
+            assert!(summary.contains("cx_app 1/1 (update paused"), "{summary}");
+            assert!(
+                warning.starts_with("service cx_app: update paused: update paused due to failure"),
+                "{warning}"
+            );
+            assert!(warning.contains("ran for 10.0 s"), "{warning}");
+        }
+        other => panic!("expected recovered, got {other:?}"),
+    }
+    // A later wait (the restore tier's, which deploys nothing) still sees
+    // the paused state the engine keeps: settled, but no second warning.
+    let later = Some("2026-12-06T02:09:50.000000000Z");
+    let v = decide_at(&svc, &tasks, later, "2026-12-06T02:10:00.000000000Z");
+    assert!(
+        matches!(&v, Settle::Settled(s) if s.contains("(update paused")),
+        "{v:?}"
+    );
+    // Between the exit and the restart (the restart delay), a task of the
+    // current spec is on its way: wait, do not fail.
+    let restarting = tasks_json(&[
+        exit_at(
+            "fot2x000000000000000000000",
+            "2026-12-06T02:09:30.000000000Z",
+        ),
+        T {
+            id: "rdy00000000000000000000000",
+            ..new("ready", None, "2026-12-06T02:09:30.100000000Z")
+        },
+    ]);
+    let w = decide_at(&svc, &restarting, since, "2026-12-06T02:09:31.000000000Z");
+    assert!(waiting(&w).contains("being restarted"), "{w:?}");
+    assert!(
+        waiting(&w).contains("last task error: task: non-zero exit (1)"),
+        "{w:?}"
+    );
+}
+
+#[test]
+fn three_exits_of_the_current_spec_are_a_crash_loop_at_once_install_tier_included() {
+    // A first deploy (no update status): the engine restarts the task
+    // after each exit; three exits since the deploy end the wait.
+    let svc = service_json(template("ccci-example:2.0.0-pr", None), 1, None);
+    let since = Some("2026-12-06T02:09:23.000000000Z");
+    let now = "2026-12-06T02:09:50.000000000Z";
+    let two = tasks_json(&[
+        exit_at(
+            "ex1a0000000000000000000000",
+            "2026-12-06T02:09:30.000000000Z",
+        ),
+        exit_at(
+            "ex2a0000000000000000000000",
+            "2026-12-06T02:09:36.000000000Z",
+        ),
+        new("starting", None, "2026-12-06T02:09:41.000000000Z"),
+    ]);
+    assert!(waiting(&decide_at(&svc, &two, since, now)).contains("0/1"));
+    let three = tasks_json(&[
+        exit_at(
+            "ex1a0000000000000000000000",
+            "2026-12-06T02:09:30.000000000Z",
+        ),
+        exit_at(
+            "ex2a0000000000000000000000",
+            "2026-12-06T02:09:36.000000000Z",
+        ),
+        exit_at(
+            "ex3a0000000000000000000000",
+            "2026-12-06T02:09:42.000000000Z",
+        ),
+        new("starting", None, "2026-12-06T02:09:47.000000000Z"),
+    ]);
+    let f = decide_at(&svc, &three, since, now);
+    let why = failed(&f);
+    assert!(
+        why.starts_with("service cx_app: crash loop: the current spec's tasks exited 3 times (last: exit code 1, task ex3a"),
+        "{why}"
+    );
+    assert!(
+        why.contains("last task error: task: non-zero exit (1)"),
+        "{why}"
+    );
+    // Exits before the deploy the wait follows do not count.
+    let later = Some("2026-12-06T02:09:33.000000000Z");
+    assert!(matches!(
+        decide_at(&svc, &three, later, now),
+        Settle::Waiting(_)
+    ));
+    // Nor do exits of a previous spec.
+    let mut stale = three.replace("ccci-example:2.0.0-pr", "ccci-example:1.1.0");
+    stale = stale.replace("\"starting\"", "\"shutdown\"");
+    assert!(matches!(
+        decide_at(&svc, &stale, since, now),
+        Settle::Waiting(_)
+    ));
+    // With a paused update, the message keeps the update's.
+    let paused = service_json(
+        template("ccci-example:2.0.0-pr", None),
+        1,
+        Some(update(
+            "paused",
+            "update paused due to failure or early termination of task ex1a",
+        )),
+    );
+    let why = failed(&decide_at(&paused, &three, since, now)).to_string();
+    assert!(
+        why.starts_with("service cx_app: update paused: update paused due to failure or early termination of task ex1a; crash loop: "),
+        "{why}"
+    );
 }
 
 #[test]
@@ -409,4 +572,170 @@ fn unexpected_engine_output_is_an_error() {
     assert!(parse_services("not json").is_err());
     assert!(parse_tasks("{\"ID\": 1}").is_err());
     assert!(parse_services("[]").unwrap().is_empty());
+}
+
+/// Captured on the real one-node swarm (Docker 20.10.24, CLI 28.2.2): one
+/// `docker stack deploy` of a service per form, then `docker service
+/// inspect` of each (the CLI's view: defaults inserted) and `docker
+/// inspect --type task` of its running task. Only the grace-period form
+/// sets a restart policy (`condition: on-failure`), as only some public
+/// recipes do.
+const CAPTURED: &[(&str, &str, &str)] = &[
+    (
+        "no restart policy",
+        include_str!("data/converge/no_restart_policy.service.json"),
+        include_str!("data/converge/no_restart_policy.task.json"),
+    ),
+    (
+        "a grace period",
+        include_str!("data/converge/grace_period.service.json"),
+        include_str!("data/converge/grace_period.task.json"),
+    ),
+    (
+        "resources",
+        include_str!("data/converge/resources.service.json"),
+        include_str!("data/converge/resources.task.json"),
+    ),
+    (
+        "placement",
+        include_str!("data/converge/placement.service.json"),
+        include_str!("data/converge/placement.task.json"),
+    ),
+    (
+        "a healthcheck",
+        include_str!("data/converge/healthcheck.service.json"),
+        include_str!("data/converge/healthcheck.task.json"),
+    ),
+    (
+        "configs and secrets",
+        include_str!("data/converge/configs_secrets.service.json"),
+        include_str!("data/converge/configs_secrets.task.json"),
+    ),
+    (
+        "network aliases",
+        include_str!("data/converge/network_aliases.service.json"),
+        include_str!("data/converge/network_aliases.task.json"),
+    ),
+];
+
+fn captured(form: &str) -> (Service, Task) {
+    let (_, svc, task) = CAPTURED.iter().find(|(f, _, _)| *f == form).unwrap();
+    let mut s = parse_services(svc).unwrap();
+    let mut t = parse_tasks(task).unwrap();
+    assert_eq!((s.len(), t.len()), (1, 1), "{form}");
+    (s.remove(0), t.remove(0))
+}
+
+#[test]
+fn each_captured_form_settles_on_its_running_task() {
+    for (form, _, _) in CAPTURED {
+        let (svc, task) = captured(form);
+        assert_eq!(task.state, "running", "{form}");
+        assert!(same_spec(&task.spec, &svc.template), "{form}");
+        let verdict = settle_stack(&[svc], &[task]);
+        assert!(matches!(verdict, Settle::Settled(_)), "{form}: {verdict:?}");
+    }
+}
+
+#[test]
+fn a_task_with_no_restart_policy_is_shown_as_the_engine_fills_it_in() {
+    // The service's template (CLI) has the whole default policy; the task
+    // has none. Interpolated, the task shows exactly that object.
+    let (svc, task) = captured("no restart policy");
+    assert!(task.spec.get("RestartPolicy").is_none());
+    let shown = as_service_shows(&task.spec);
+    assert_eq!(shown["RestartPolicy"], svc.template["RestartPolicy"]);
+    assert_eq!(
+        shown["RestartPolicy"],
+        json!({"Condition": "any", "Delay": 5_000_000_000u64, "MaxAttempts": 0})
+    );
+    assert_eq!(
+        shown["ContainerSpec"]["StopGracePeriod"],
+        json!(10_000_000_000u64)
+    );
+    assert_eq!(shown["Runtime"], json!("container"));
+    // A set policy keeps its condition and only gains the default delay.
+    let (svc, task) = captured("a grace period");
+    let shown = as_service_shows(&task.spec);
+    assert_eq!(shown["RestartPolicy"], svc.template["RestartPolicy"]);
+    assert_eq!(shown["RestartPolicy"]["Condition"], json!("on-failure"));
+    // The compose file's own grace period is never replaced by the default.
+    assert_eq!(
+        shown["ContainerSpec"]["StopGracePeriod"],
+        task.spec["ContainerSpec"]["StopGracePeriod"]
+    );
+    assert_ne!(
+        shown["ContainerSpec"]["StopGracePeriod"],
+        json!(10_000_000_000u64)
+    );
+}
+
+#[test]
+fn a_captured_task_is_stale_once_its_service_changes_what_the_defaults_fill() {
+    // A redeploy that gives the service a restart policy, a grace period,
+    // other limits, constraints, a healthcheck, a new secret version or
+    // another alias is a new spec: the running task is of the previous one.
+    let changes: &[(&str, &str, Value)] = &[
+        (
+            "no restart policy",
+            "/RestartPolicy/Condition",
+            json!("on-failure"),
+        ),
+        (
+            "no restart policy",
+            "/RestartPolicy/Delay",
+            json!(1_000_000_000u64),
+        ),
+        (
+            "no restart policy",
+            "/ContainerSpec/StopGracePeriod",
+            json!(30_000_000_000u64),
+        ),
+        (
+            "a grace period",
+            "/ContainerSpec/StopGracePeriod",
+            json!(10_000_000_000u64),
+        ),
+        ("a grace period", "/RestartPolicy/Condition", json!("any")),
+        (
+            "resources",
+            "/Resources/Limits/MemoryBytes",
+            json!(134_217_728u64),
+        ),
+        (
+            "placement",
+            "/Placement/Constraints/0",
+            json!("node.role == worker"),
+        ),
+        (
+            "a healthcheck",
+            "/ContainerSpec/Healthcheck/Retries",
+            json!(5),
+        ),
+        (
+            "configs and secrets",
+            "/ContainerSpec/Secrets/0/SecretName",
+            json!("ccvgcap_sec_v2"),
+        ),
+        (
+            "network aliases",
+            "/Networks/0/Aliases/0",
+            json!("other-alias"),
+        ),
+    ];
+    for (form, pointer, value) in changes {
+        let (mut svc, task) = captured(form);
+        let slot = svc
+            .template
+            .pointer_mut(pointer)
+            .unwrap_or_else(|| panic!("{form}: no {pointer} in the template"));
+        assert_ne!(slot, value, "{form} {pointer}: a change");
+        *slot = value.clone();
+        assert!(!same_spec(&task.spec, &svc.template), "{form} {pointer}");
+        let verdict = settle_stack(&[svc], &[task]);
+        assert!(
+            matches!(&verdict, Settle::Waiting(w) if w.contains("previous spec")),
+            "{form} {pointer}: {verdict:?}"
+        );
+    }
 }

@@ -200,6 +200,9 @@ pub(crate) struct Converged {
     /// the longest of the stack) of the deploy the wait followed, when it
     /// updated a service.
     pub engine_update: Option<Duration>,
+    /// Why the stack counts as settled although an update paused (the
+    /// current spec ran for the stability window), for the log and record.
+    pub warning: Option<String>,
 }
 
 /// An image presence check running beside other work (issue 18 item 3):
@@ -433,9 +436,13 @@ impl Docker {
         stack: &str,
         deployed_at: Option<SystemTime>,
         events: Option<Events>,
+        stable_for: Duration,
         bound: &Bound,
     ) -> Result<Converged> {
         let started = Instant::now();
+        // Exits of the current spec count from the deploy (or, when the
+        // tier deployed nothing, from the wait's start).
+        let since = deployed_at.unwrap_or_else(SystemTime::now);
         let mut pacer = match events {
             Some(e) => Pacer::new(stack, Some(e)),
             None => Pacer::subscribe(
@@ -445,23 +452,35 @@ impl Docker {
             ),
         };
         let mut failures = 0;
-        let mut last;
+        // Why the stack is not settled yet, for the bound's message.
+        let mut last = String::new();
         let mut ids = None;
         loop {
             match self.converge_state(stack, &bound.for_query(), &mut ids, &mut pacer) {
                 Ok((services, tasks)) => {
                     failures = 0;
-                    match converge::settle_stack(&services, &tasks) {
-                        Settle::Settled(summary) => {
-                            return Ok(Converged {
-                                waited: started.elapsed(),
-                                summary,
-                                engine_update: deployed_at
-                                    .and_then(|t| converge::engine_update_time(&services, t)),
-                            })
-                        }
+                    let clock = converge::Clock {
+                        since: Some(since),
+                        now: SystemTime::now(),
+                        stable_for,
+                    };
+                    let settled = match converge::settle_stack_at(&services, &tasks, &clock) {
+                        Settle::Settled(summary) => Some((summary, None)),
+                        Settle::Recovered(summary, warning) => Some((summary, Some(warning))),
                         Settle::Failed(why) => bail!("stack {stack} will not converge: {why}"),
-                        Settle::Waiting(why) => last = why,
+                        Settle::Waiting(why) => {
+                            last = why;
+                            None
+                        }
+                    };
+                    if let Some((summary, warning)) = settled {
+                        return Ok(Converged {
+                            waited: started.elapsed(),
+                            summary,
+                            engine_update: deployed_at
+                                .and_then(|t| converge::engine_update_time(&services, t)),
+                            warning,
+                        });
                     }
                 }
                 Err(e) if ext::is_interrupted(&e) => return Err(e),

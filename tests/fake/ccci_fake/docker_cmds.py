@@ -212,18 +212,34 @@ def service_ls(argv):
 
 
 def with_inserted_defaults(spec):
-    """The task template as the CLI's `service inspect` prints it: the
-    daemon fills in swarmkit's defaults (InsertDefaults), which the task's
-    own copy of the spec lacks (measured on Docker 20.10)."""
+    """The task template as the CLI's `service inspect` prints it. The CLI
+    always asks with insertDefaults=true (docker/cli
+    cli/command/service/inspect.go), so the daemon applies swarmkit's
+    InterpolateService (moby/swarmkit api/defaults/service.go): a
+    container's StopGracePeriod 10 s and DNSConfig {} when unset,
+    Resources {} and Placement {} when unset, a whole RestartPolicy
+    (condition any, delay 5 s; moby's converter always prints MaxAttempts)
+    when the service has none, else its Delay 5 s when unset. moby's
+    service converter adds Runtime "container" (daemon/cluster/convert/
+    service.go); the CLI's own API types print Privileges.NoNewPrivileges
+    false (measured: Docker 20.10.24, CLI 28.2.2). The task's own copy of
+    the spec has none of these (`docker inspect --type task`)."""
     t = json.loads(json.dumps(spec))
     c = t.setdefault("ContainerSpec", {})
-    c.setdefault("StopGracePeriod", 10000000000)
-    c.setdefault("DNSConfig", {})
+    if c.get("StopGracePeriod") is None:
+        c["StopGracePeriod"] = 10000000000
+    if c.get("DNSConfig") is None:
+        c["DNSConfig"] = {}
     c.setdefault("Privileges", {}).setdefault("NoNewPrivileges", False)
-    t.setdefault("RestartPolicy", {}).setdefault("Delay", 5000000000)
-    t["RestartPolicy"].setdefault("Condition", "any")
-    t.setdefault("Resources", {})
-    t.setdefault("Placement", {})
+    if t.get("Resources") is None:
+        t["Resources"] = {}
+    if t.get("RestartPolicy") is None:
+        t["RestartPolicy"] = {"Condition": "any", "Delay": 5000000000,
+                              "MaxAttempts": 0}
+    elif t["RestartPolicy"].get("Delay") is None:
+        t["RestartPolicy"]["Delay"] = 5000000000
+    if t.get("Placement") is None:
+        t["Placement"] = {}
     t.setdefault("Runtime", "container")
     return t
 
