@@ -298,6 +298,12 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 
 /// Writes one line. Use the [`say!`](crate::say) macro.
 pub fn line(args: std::fmt::Arguments<'_>) {
+    line_counted(args);
+}
+
+/// Writes one line like [`line`] and returns its length as written (the
+/// timestamp and tag included): what a bounded writer counts.
+pub fn line_counted(args: std::fmt::Arguments<'_>) -> u64 {
     let now = timestamp(SystemTime::now());
     with_logger(|l| {
         let prefix = if l.tag.is_empty() {
@@ -306,12 +312,13 @@ pub fn line(args: std::fmt::Arguments<'_>) {
             format!("{now} [{}] ", l.tag)
         };
         let text = format!("{prefix}{args}\n");
+        let written = text.len() as u64;
         // Stderr first and always: it is the step's output, and the only
         // copy when the log file cannot be written. Best effort: a closed
         // stderr (the step's shell is gone) must not stop a teardown.
         let _ = std::io::stderr().write_all(text.as_bytes());
         let Some(lf) = l.file.as_mut() else {
-            return;
+            return written;
         };
         let mut bytes = lf.gap.note(&prefix, &lf.path).unwrap_or_default();
         bytes.push_str(&text);
@@ -326,7 +333,16 @@ pub fn line(args: std::fmt::Arguments<'_>) {
                 }
             }
         }
-    });
+        written
+    })
+}
+
+/// What [`line`] adds to a message of `len` bytes: the timestamp, the tag
+/// and the newline (the timestamp has a fixed width).
+pub fn line_len(len: usize) -> u64 {
+    let tag = with_logger(|l| l.tag.len());
+    let stamp = "2000-01-01T00:00:00.000Z ".len();
+    (stamp + if tag == 0 { 0 } else { tag + 3 } + len + 1) as u64
 }
 
 /// The smallest `--log-limit`: room for a head and a tail of some lines.

@@ -139,6 +139,8 @@ struct Stream {
     /// The output offset up to which lines were shown (`pending` starts
     /// there).
     shown: u64,
+    /// Bytes its shown lines took on stderr (timestamps and tags included).
+    logged: u64,
     /// The shown lines reached half the limit: the rest waits for the end.
     held: bool,
     /// The start of a line not yet ended by a newline.
@@ -147,9 +149,14 @@ struct Stream {
 }
 
 impl Stream {
-    fn show(&self, bytes: &[u8]) {
+    /// Logs one line of the test's; returns the bytes that took on stderr.
+    fn show(&mut self, bytes: &[u8]) {
         let text = String::from_utf8_lossy(bytes);
-        say!("{}{}", self.prefix, text.trim_end_matches(['\n', '\r']));
+        self.logged += crate::log::line_counted(format_args!(
+            "{}{}",
+            self.prefix,
+            text.trim_end_matches(['\n', '\r'])
+        ));
     }
 
     /// The stream's name in words (`stdout`, `stderr`).
@@ -157,27 +164,35 @@ impl Stream {
         self.file_name.rsplit('.').next().unwrap_or("output")
     }
 
+    /// Half the limit: what the test's lines may take on stderr (and in the
+    /// log) before they are held, and what its last lines may take after.
+    fn half(&self) -> u64 {
+        self.cap.limit() / 2
+    }
+
     /// Shows the complete lines of `bytes` (after what is pending); with
-    /// `budget`, stops once the shown bytes reach it and holds the rest.
-    fn lines(&mut self, bytes: &[u8], budget: Option<u64>) {
+    /// `held_at`, holds the rest once the logged bytes reach it.
+    fn lines(&mut self, bytes: &[u8], held_at: Option<u64>) {
         self.pending.extend_from_slice(bytes);
         let mut from = 0;
         while let Some(pos) = self.pending[from..].iter().position(|&b| b == b'\n') {
-            self.show(&self.pending[from..=from + pos]);
+            let line = self.pending[from..=from + pos].to_vec();
+            self.show(&line);
             from += pos + 1;
             self.shown += pos as u64 + 1;
-            if budget.is_some_and(|b| self.shown >= b) {
+            if held_at.is_some_and(|h| self.logged >= h) {
                 self.hold();
                 return;
             }
         }
         self.pending.drain(..from);
-        if self.pending.len() >= LINE_PIECE {
-            self.show(&self.pending);
-            self.shown += self.pending.len() as u64;
-            self.pending.clear();
-            if budget.is_some_and(|b| self.shown >= b) {
+        while self.pending.len() >= LINE_PIECE {
+            let piece: Vec<u8> = self.pending.drain(..LINE_PIECE).collect();
+            self.show(&piece);
+            self.shown += piece.len() as u64;
+            if held_at.is_some_and(|h| self.logged >= h) {
                 self.hold();
+                return;
             }
         }
     }
@@ -186,10 +201,9 @@ impl Stream {
         self.held = true;
         self.pending = Vec::new();
         say!(
-            "{}... over half of --test-output-limit {}: its further lines are not shown until it ends, then its last {} (everything kept is in {})",
+            "{}... over half of --test-output-limit {}: its further lines are not shown until it ends, then its last ones (everything kept is in {})",
             self.prefix,
             human_bytes(self.cap.limit()),
-            human_bytes(self.cap.limit() - self.cap.limit() / 2),
             self.path.display()
         );
     }
@@ -212,8 +226,8 @@ impl Stream {
             }
         }
         if !self.held {
-            let budget = self.cap.limit() / 2;
-            self.lines(bytes, Some(budget));
+            let half = self.half();
+            self.lines(bytes, Some(half));
         }
         true
     }
@@ -229,32 +243,71 @@ impl Stream {
                 .and_then(|()| f.write_all(b));
         }
         if self.held {
-            let from = self.shown.max(self.cap.tail_start());
+            let (a, b) = self.cap.tail_from(self.shown.max(self.cap.tail_start()));
+            let rest = [a, b].concat();
+            let keep = last_lines_within(&rest, self.half(), |len| {
+                crate::log::line_len(self.prefix.len() + len)
+            });
+            let from = self.cap.total() - keep.len() as u64;
             let skipped = from - self.shown;
-            let (a, b) = self.cap.tail_from(from);
-            let rest = (a.len() + b.len()) as u64;
             if skipped > 0 {
                 say!(
-                    "{}... {skipped} bytes not shown here (the test wrote {} bytes in all); its last {rest} bytes follow",
+                    "{}... {skipped} bytes not shown here (the test wrote {} bytes in all); its last {} bytes follow",
                     self.prefix,
-                    self.cap.total()
+                    self.cap.total(),
+                    keep.len()
                 );
             }
-            // Shown as lines without a budget: it is the tail, at most half
-            // the limit. Copied out first: `lines` needs `self`.
-            let (a, b) = (a.to_vec(), b.to_vec());
             self.pending.clear();
-            self.lines(&a, None);
-            self.lines(&b, None);
+            self.lines(keep, None);
         }
         if !self.pending.is_empty() {
-            self.show(&self.pending);
+            let rest = std::mem::take(&mut self.pending);
+            self.show(&rest);
         }
         let _ = self.done.send(StreamEnd {
             file_name: std::mem::take(&mut self.file_name),
             bytes: self.cap.total(),
         });
     }
+}
+
+/// The longest suffix of `bytes` made of whole lines (a line's first piece
+/// may be cut at [`LINE_PIECE`] as the log shows it) whose log lines take
+/// at most `budget` bytes, `cost(len)` being what a shown piece of `len`
+/// bytes takes. A suffix of the last line alone when even that does not fit.
+fn last_lines_within(bytes: &[u8], budget: u64, cost: impl Fn(usize) -> u64) -> &[u8] {
+    let mut spent = 0u64;
+    let mut start = bytes.len();
+    // Walk back over line ends: each line [s, e) costs its pieces.
+    let body = bytes.strip_suffix(b"\n").unwrap_or(bytes);
+    let mut end = body.len();
+    loop {
+        let s = body[..end]
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |p| p + 1);
+        let len = end - s;
+        let pieces = len.div_ceil(LINE_PIECE).max(1);
+        let c = (0..pieces)
+            .map(|k| cost((len - k * LINE_PIECE).min(LINE_PIECE)))
+            .sum::<u64>();
+        if spent + c > budget {
+            if start == bytes.len() {
+                // Not even the last line fits: its last pieces that do.
+                let fit = usize::try_from(budget / cost(LINE_PIECE).max(1)).unwrap_or(0);
+                start = bytes.len() - (fit * LINE_PIECE).min(len);
+            }
+            break;
+        }
+        spent += c;
+        start = s;
+        if s == 0 {
+            break;
+        }
+        end = s - 1;
+    }
+    &bytes[start..]
 }
 
 /// The suite's output pump (see the module header). Dropping it lets the
@@ -370,6 +423,7 @@ fn run_pump(rx: &mpsc::Receiver<Watch>, wake: &OwnedFd) {
                         prefix: w.prefix,
                         cap: HeadTail::new(w.limit),
                         shown: 0,
+                        logged: 0,
                         held: false,
                         pending: Vec::new(),
                         done: w.done,
