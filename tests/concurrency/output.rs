@@ -322,3 +322,61 @@ fn an_output_limit_out_of_range_is_bad_input_naming_it() {
         );
     }
 }
+
+#[test]
+fn a_run_keeps_its_log_and_reports_within_the_limits() {
+    let f = support::Fixture::new();
+    // A CI test of the example recipe that floods both streams, then passes.
+    let dir = f.tmp.path().join("ci-tests/example");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = support::script(
+        &dir,
+        "90-floods.sh",
+        "#!/bin/sh\n# tier: install\nseq -f 'flood %07g' 1 200000\nseq -f 'noise %07g' 1 200000 >&2\necho 'last words'\n",
+    );
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = f
+        .run_cmd(&["--pr", "1", "--quick"])
+        .env("CCCI_RUN_ID", "flood")
+        .env("CCCI_TEST_OUTPUT_LIMIT", "64K")
+        .env("CCCI_LOG_LIMIT", "64K")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(code(out.status), 0, "{}", last_lines(&stderr, 30));
+    let run = f.state.join("runs/flood");
+    let log = std::fs::read_to_string(run.join("run.log")).unwrap();
+    assert!(
+        log.len() <= 64 * 1024 + 1024,
+        "run.log is {} bytes",
+        log.len()
+    );
+    assert!(log.contains("bytes of this log dropped here"), "{log}");
+    // Its last lines are the summary's, as on stderr.
+    let last = stderr.lines().last().unwrap();
+    assert!(log.ends_with(&format!("{last}\n")), "{last}");
+    let output = run.join("report/install/output");
+    for stream in ["stdout", "stderr"] {
+        let file = std::fs::read(output.join(format!("90-floods.sh.{stream}"))).unwrap();
+        assert!(
+            (file.len() as u64) <= LIMIT + LINE_ROOM,
+            "{stream}: {}",
+            file.len()
+        );
+    }
+    let kept = std::fs::read_to_string(output.join("90-floods.sh.stdout")).unwrap();
+    assert!(kept.ends_with("flood 0200000\nlast words\n"));
+    // What the run left in the state directory: the log, two captured
+    // files, the reports and the record.
+    let grown = dir_size(&f.state);
+    assert!(grown < 64 * 1024 + 2 * LIMIT + 256 * 1024, "{grown} bytes");
+    // The step's log: the test's lines within the limit per stream.
+    for tag in ["[90-floods.sh] ", "[90-floods.sh stderr] "] {
+        let shown: u64 = stderr
+            .lines()
+            .filter(|l| l.contains(tag))
+            .map(|l| l.len() as u64 + 1)
+            .sum();
+        assert!(shown <= LIMIT + 1024, "{shown} bytes of {tag} lines");
+    }
+}
