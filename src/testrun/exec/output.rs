@@ -149,14 +149,9 @@ struct Stream {
 }
 
 impl Stream {
-    /// Logs one line of the test's; returns the bytes that took on stderr.
+    /// Logs one line (or piece) of the test's, counting what it took.
     fn show(&mut self, bytes: &[u8]) {
-        let text = String::from_utf8_lossy(bytes);
-        self.logged += crate::log::line_counted(format_args!(
-            "{}{}",
-            self.prefix,
-            text.trim_end_matches(['\n', '\r'])
-        ));
+        self.logged += show(&self.prefix, bytes);
     }
 
     /// The stream's name in words (`stdout`, `stderr`).
@@ -176,8 +171,7 @@ impl Stream {
         self.pending.extend_from_slice(bytes);
         let mut from = 0;
         while let Some(pos) = self.pending[from..].iter().position(|&b| b == b'\n') {
-            let line = self.pending[from..=from + pos].to_vec();
-            self.show(&line);
+            self.logged += show(&self.prefix, &self.pending[from..=from + pos]);
             from += pos + 1;
             self.shown += pos as u64 + 1;
             if held_at.is_some_and(|h| self.logged >= h) {
@@ -270,6 +264,16 @@ impl Stream {
             bytes: self.cap.total(),
         });
     }
+}
+
+/// Logs one line (or piece) of a test's output with its `prefix`; returns
+/// the bytes that took on stderr.
+fn show(prefix: &str, bytes: &[u8]) -> u64 {
+    let text = String::from_utf8_lossy(bytes);
+    crate::log::line_counted(format_args!(
+        "{prefix}{}",
+        text.trim_end_matches(['\n', '\r'])
+    ))
 }
 
 /// The longest suffix of `bytes` made of whole lines (a line's first piece
