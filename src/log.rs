@@ -436,7 +436,8 @@ impl LogCap {
         self.size
     }
 
-    /// The file's length was found to be `size` (after a failed write).
+    /// The file's length is `size` (read before each append: a failed
+    /// write may have left part of a line, another process may append).
     pub fn resync(&mut self, size: u64) {
         self.size = size.max(self.tail_start);
     }
@@ -451,11 +452,13 @@ impl LogCap {
     }
 }
 
-/// A log file kept by [`LogCap`]'s rule. Only this process writes it, so
-/// it is written at offsets it tracks (not O_APPEND, under which Linux's
-/// `pwrite` appends and the in-place drop could not be written).
+/// A log file kept by [`LogCap`]'s rule. Lines are appended through an
+/// O_APPEND descriptor (they land at the file's true end, whoever else
+/// appended); the in-place drop writes through a second one without
+/// O_APPEND, since under O_APPEND Linux's `pwrite` appends too.
 pub struct CappedFile {
     file: File,
+    edit: File,
     cap: LogCap,
 }
 
@@ -465,14 +468,19 @@ impl CappedFile {
     pub fn open(path: &Path, limit: u64) -> std::io::Result<CappedFile> {
         let file = OpenOptions::new()
             .create(true)
+            .append(true)
+            .mode(0o644)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(path)?;
+        let edit = OpenOptions::new()
             .read(true)
             .write(true)
-            .mode(0o644)
             .custom_flags(libc::O_CLOEXEC)
             .open(path)?;
         let size = file.metadata()?.len();
         Ok(CappedFile {
             file,
+            edit,
             cap: LogCap::new(limit, size),
         })
     }
@@ -481,23 +489,14 @@ impl CappedFile {
     /// newest lines when the file would pass its limit; `prefix` starts the
     /// dropped-bytes line (the timestamp and tag of the line that caused it).
     pub fn append(&mut self, bytes: &[u8], prefix: &str) -> std::io::Result<()> {
+        // The true length: a write that failed may have left part of a line.
+        self.cap.resync(self.file.metadata()?.len());
         if let Some(from) = self.cap.before(bytes.len() as u64) {
             self.drop_before(from, prefix)?;
         }
-        let at = self.cap.size();
-        match self.file.write_all_at(bytes, at) {
-            Ok(()) => {
-                self.cap.appended(bytes.len() as u64);
-                Ok(())
-            }
-            Err(e) => {
-                // Part of it may be there (a full disk takes what fits).
-                if let Ok(m) = self.file.metadata() {
-                    self.cap.resync(m.len());
-                }
-                Err(e)
-            }
-        }
+        self.file.write_all(bytes)?;
+        self.cap.appended(bytes.len() as u64);
+        Ok(())
     }
 
     /// Drops the tail's bytes before the first line that starts at or
@@ -509,27 +508,27 @@ impl CappedFile {
         };
         let size = self.cap.size();
         let mut buf = vec![0u8; 64 * 1024];
-        let n = self.file.read_at(&mut buf, from)?;
+        let n = self.edit.read_at(&mut buf, from)?;
         let keep_from = match buf[..n].iter().position(|&b| b == b'\n') {
             Some(p) if from + (p as u64) + 1 < size => from + p as u64 + 1,
             _ => from,
         };
         let line = self.cap.line(prefix, self.cap.dropped_with(keep_from));
-        self.file.write_all_at(line.as_bytes(), head_end)?;
+        self.edit.write_all_at(line.as_bytes(), head_end)?;
         // Forwards: the kept part only ever moves down (LogCap checks it).
         let mut src = keep_from;
         let mut dst = head_end + line.len() as u64;
         while src < size {
             let want = usize::try_from(size - src).map_or(buf.len(), |w| w.min(buf.len()));
-            let got = self.file.read_at(&mut buf[..want], src)?;
+            let got = self.edit.read_at(&mut buf[..want], src)?;
             if got == 0 {
                 break;
             }
-            self.file.write_all_at(&buf[..got], dst)?;
+            self.edit.write_all_at(&buf[..got], dst)?;
             src += got as u64;
             dst += got as u64;
         }
-        self.file.set_len(dst)?;
+        self.edit.set_len(dst)?;
         self.cap.dropped(keep_from, line.len() as u64);
         Ok(())
     }
