@@ -7,6 +7,11 @@
 #   (ideal time / measured time);
 # - checkpoint write time (one write, fdatasync, rename; see checkpoint::save
 #   for why no directory fsync follows each).
+# - output drain: MB/s the runner drains from a test that floods stdout
+#   (BENCH_FLOOD_MB, default 100, lines of 100 bytes) and from tests whose
+#   output stays under --test-output-limit (every line logged), against
+#   the pipeline alone into /dev/null; CCCI_BENCH_BEFORE names an older
+#   binary measured side by side (ratio new/old of the MB/s).
 # Work files go under target/ (a real disk, so fsync costs what it costs).
 # Knobs: BENCH_TRIVIAL (default 300 tests), BENCH_SLEEP_TESTS (8),
 # BENCH_SLEEP (0.5 s), BENCH_ROUNDS (3, the median is kept).
@@ -87,4 +92,35 @@ for w in 1 2 4; do
         printf "parallel efficiency, %d worker(s): %d x %ss tests in %.2fs, ideal %.2fs: %.1f%%\n",
             w, n, nap, ns / 1e9, ideal, 100 * ideal / (ns / 1e9)
     }'
+done
+
+# --- output drain ----------------------------------------------------------------
+FLOOD_MB=${BENCH_FLOOD_MB:-100}
+make_tests "$WORK/flood" 1 "head -c $((FLOOD_MB * 1000000)) /dev/zero | tr '\\0' x | fold -w 99"
+# Normal output: 60 tests of 3,000 lines of 100 bytes (300 KB each: with
+# timestamps and tags, under half the 1 MiB default as logged), every line
+# shown on stderr and in the log.
+make_tests "$WORK/normal" 60 "head -c 300000 /dev/zero | tr '\\0' x | fold -w 99"
+floor_ns=$(for _ in $(seq "$ROUNDS"); do time_ns sh "$WORK/flood/t1"; done | median)
+quiet() { "$@" 2>/dev/null; }
+drain() { # BIN DIR MB -> MB/s
+    local bin=$1 dir=$2 mb=$3 ns
+    ns=$(for _ in $(seq "$ROUNDS"); do time_ns quiet env CCCI_DOCKER=/bin/true "$bin" test --report-dir "$dir/report" "$dir/t"; done | median)
+    awk -v ns="$ns" -v mb="$mb" 'BEGIN { printf "%.1f", mb / (ns / 1e9) }'
+}
+for kind in flood normal; do
+    rm -rf "$WORK/drain"
+    mkdir -p "$WORK/drain"
+    cp -r "$WORK/$kind" "$WORK/drain/t"
+    if [ "$kind" = flood ]; then mb=$FLOOD_MB; else mb=18; fi
+    new=$(drain "$BIN" "$WORK/drain" "$mb")
+    line="output drain, $kind ($mb MB): $new MB/s"
+    if [ -n "${CCCI_BENCH_BEFORE:-}" ]; then
+        old=$(drain "$CCCI_BENCH_BEFORE" "$WORK/drain" "$mb")
+        line="$line, the older binary $old MB/s (ratio $(awk -v a="$new" -v b="$old" 'BEGIN { printf "%.2f", a / b }') new/old)"
+    fi
+    if [ "$kind" = flood ]; then
+        line="$line; the pipeline alone into /dev/null: $(awk -v ns="$floor_ns" -v mb="$mb" 'BEGIN { printf "%.1f", mb / (ns / 1e9) }') MB/s"
+    fi
+    echo "$line"
 done

@@ -200,6 +200,15 @@ pub struct TestOptions {
     /// Default per-test address-space limit (a header's `memory` wins).
     #[arg(long, env = "CCCI_TEST_MEMORY", value_parser = parse_size)]
     pub test_memory: Option<u64>,
+    /// What each test stream (stdout, stderr) may leave in its captured
+    /// file, on stderr and in the log: past it, the first and last halves
+    /// are kept with a line saying how many bytes were dropped.
+    #[arg(long, env = "CCCI_TEST_OUTPUT_LIMIT", default_value = "1M", value_parser = parse_size)]
+    pub test_output_limit: u64,
+    /// What the log file may hold: `run.log` of a run, `runner.log` of
+    /// `test`. Past it, its first half and its newest lines are kept.
+    #[arg(long, env = "CCCI_LOG_LIMIT", default_value = "16M", value_parser = parse_size)]
+    pub log_limit: u64,
     /// Per-test CPU seconds limit (RLIMIT_CPU).
     #[arg(long, env = "CCCI_TEST_CPU", value_parser = parse_duration)]
     pub test_cpu: Option<Duration>,

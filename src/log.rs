@@ -16,10 +16,21 @@
 //! disk itself once, so an operator reads one clear line instead of a
 //! warning per phase. The bookkeeping is [`Failures`] and [`Gap`], pure and
 //! unit-tested; the logger only carries out what they decide.
+//!
+//! The log file is bounded (`--log-limit`, SPEC section 1): it keeps its
+//! first half of the limit and, past that, its last lines, with one line
+//! between them saying how many bytes were dropped. A log is read while it
+//! is written (`logs --follow`), so the tail cannot wait for the end in
+//! memory: when the part after the head would pass the other half, the
+//! oldest half of that part is dropped in place (its newest lines are
+//! copied down to just after the head and the file is cut), so the file
+//! holds the head and between a quarter and a half of the limit of the
+//! newest lines. Each byte is copied at most once more than it is written.
+//! [`LogCap`] decides (pure); [`CappedFile`] carries it out.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::SystemTime;
@@ -32,7 +43,7 @@ struct Logger {
 
 /// The log file lines are appended to, and the lines it is missing.
 struct LogFile {
-    file: File,
+    file: CappedFile,
     path: PathBuf,
     gap: Gap,
 }
@@ -64,14 +75,10 @@ pub(crate) fn forget_write_failures() {
     with_logger(|l| l.failures = Failures::new());
 }
 
-/// Appends every later line to `path` too (created 0644, close-on-exec).
-pub(crate) fn set_file(path: &Path) -> std::io::Result<()> {
-    let file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o644)
-        .custom_flags(libc::O_CLOEXEC)
-        .open(path)?;
+/// Appends every later line to `path` too (created 0644, close-on-exec),
+/// keeping it within `limit` bytes (see the module header).
+pub(crate) fn set_file(path: &Path, limit: u64) -> std::io::Result<()> {
+    let file = CappedFile::open(path, limit)?;
     with_logger(|l| {
         l.file = Some(LogFile {
             file,
@@ -291,6 +298,12 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 
 /// Writes one line. Use the [`say!`](crate::say) macro.
 pub fn line(args: std::fmt::Arguments<'_>) {
+    line_counted(args);
+}
+
+/// Writes one line like [`line`] and returns its length as written (the
+/// timestamp and tag included): what a bounded writer counts.
+pub fn line_counted(args: std::fmt::Arguments<'_>) -> u64 {
     let now = timestamp(SystemTime::now());
     with_logger(|l| {
         let prefix = if l.tag.is_empty() {
@@ -299,16 +312,17 @@ pub fn line(args: std::fmt::Arguments<'_>) {
             format!("{now} [{}] ", l.tag)
         };
         let text = format!("{prefix}{args}\n");
+        let written = text.len() as u64;
         // Stderr first and always: it is the step's output, and the only
         // copy when the log file cannot be written. Best effort: a closed
         // stderr (the step's shell is gone) must not stop a teardown.
         let _ = std::io::stderr().write_all(text.as_bytes());
         let Some(lf) = l.file.as_mut() else {
-            return;
+            return written;
         };
         let mut bytes = lf.gap.note(&prefix, &lf.path).unwrap_or_default();
         bytes.push_str(&text);
-        match lf.file.write_all(bytes.as_bytes()) {
+        match lf.file.append(bytes.as_bytes(), &prefix) {
             Ok(()) => lf.gap.closed(),
             Err(e) => {
                 let error = e.to_string();
@@ -319,7 +333,205 @@ pub fn line(args: std::fmt::Arguments<'_>) {
                 }
             }
         }
-    });
+        written
+    })
+}
+
+/// What [`line`] adds to a message of `len` bytes: the timestamp, the tag
+/// and the newline (the timestamp has a fixed width).
+pub fn line_len(len: usize) -> u64 {
+    let tag = with_logger(|l| l.tag.len());
+    let stamp = "2000-01-01T00:00:00.000Z ".len();
+    (stamp + if tag == 0 { 0 } else { tag + 3 } + len + 1) as u64
+}
+
+/// The smallest `--log-limit`: room for a head and a tail of some lines.
+pub const MIN_LOG_LIMIT: u64 = 64 << 10;
+
+/// The head-and-tail rule of a log file (see the module header), as
+/// offsets in the file. Pure: [`CappedFile`] asks it before each append
+/// and reports what it did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogCap {
+    limit: u64,
+    /// The file's length.
+    size: u64,
+    /// Where the head ends (a line boundary), once it is full.
+    head_end: Option<u64>,
+    /// Where the newest lines start: after the head and the dropped-bytes
+    /// line.
+    tail_start: u64,
+    /// Bytes dropped so far.
+    dropped: u64,
+}
+
+impl LogCap {
+    /// The rule for a file of `size` bytes already (a log appended to
+    /// again keeps what it has as its head).
+    pub fn new(limit: u64, size: u64) -> LogCap {
+        let head_end = (size >= limit / 2).then_some(size);
+        LogCap {
+            limit,
+            size,
+            head_end,
+            tail_start: size,
+            dropped: 0,
+        }
+    }
+
+    fn tail_budget(&self) -> u64 {
+        self.limit - self.limit / 2
+    }
+
+    /// Before an append of `len` bytes: None to append as is, or
+    /// Some(offset) to drop the tail's bytes before `offset` first (the
+    /// caller moves it to the next line start, then calls [`Self::dropped`]).
+    pub fn before(&mut self, len: u64) -> Option<u64> {
+        let head_end = match self.head_end {
+            Some(h) => h,
+            None if self.size + len <= self.limit / 2 => return None,
+            None => {
+                self.head_end = Some(self.size);
+                self.tail_start = self.size;
+                self.size
+            }
+        };
+        // Room for the dropped-bytes line (a timestamp, a tag and a sentence).
+        const LINE_ROOM: u64 = 512;
+        let budget = self.tail_budget();
+        if self.size - self.tail_start + len + LINE_ROOM <= budget {
+            return None;
+        }
+        let keep_from = self.size.saturating_sub(budget / 2).max(self.tail_start);
+        // Nothing to gain, or the kept part would overlap where it goes.
+        (keep_from > self.tail_start && keep_from > head_end + LINE_ROOM).then_some(keep_from)
+    }
+
+    /// Where the dropped-bytes line goes (the head's end).
+    pub fn head_end(&self) -> Option<u64> {
+        self.head_end
+    }
+
+    /// The total dropped once the tail's bytes before `keep_from` go.
+    pub fn dropped_with(&self, keep_from: u64) -> u64 {
+        self.dropped + keep_from.saturating_sub(self.tail_start)
+    }
+
+    /// The tail's bytes before `keep_from` were dropped and a line of
+    /// `line_len` bytes put after the head.
+    pub fn dropped(&mut self, keep_from: u64, line_len: u64) {
+        self.dropped = self.dropped_with(keep_from);
+        let head_end = self.head_end.unwrap_or(self.tail_start);
+        self.tail_start = head_end + line_len;
+        self.size = self.tail_start + (self.size - keep_from);
+    }
+
+    /// `len` bytes were appended (`len` is what reached the file).
+    pub fn appended(&mut self, len: u64) {
+        self.size += len;
+    }
+
+    /// The file's length as the rule sees it.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The file's length is `size` (read before each append: a failed
+    /// write may have left part of a line, another process may append).
+    pub fn resync(&mut self, size: u64) {
+        self.size = size.max(self.tail_start);
+    }
+
+    /// The line between the head and the tail.
+    pub fn line(&self, prefix: &str, dropped: u64) -> String {
+        format!(
+            "{prefix}... {dropped} bytes of this log dropped here: --log-limit {} keeps its first {} and its newest lines (stderr had every line)\n",
+            crate::units::human_bytes(self.limit),
+            crate::units::human_bytes(self.limit / 2)
+        )
+    }
+}
+
+/// A log file kept by [`LogCap`]'s rule. Lines are appended through an
+/// O_APPEND descriptor (they land at the file's true end, whoever else
+/// appended); the in-place drop writes through a second one without
+/// O_APPEND, since under O_APPEND Linux's `pwrite` appends too.
+pub struct CappedFile {
+    file: File,
+    edit: File,
+    cap: LogCap,
+}
+
+impl CappedFile {
+    /// Opens (creates 0644, close-on-exec) `path` for appending within
+    /// `limit` bytes.
+    pub fn open(path: &Path, limit: u64) -> std::io::Result<CappedFile> {
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o644)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(path)?;
+        let edit = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(path)?;
+        let size = file.metadata()?.len();
+        Ok(CappedFile {
+            file,
+            edit,
+            cap: LogCap::new(limit, size),
+        })
+    }
+
+    /// Appends `bytes` (whole lines), first dropping the oldest of the
+    /// newest lines when the file would pass its limit; `prefix` starts the
+    /// dropped-bytes line (the timestamp and tag of the line that caused it).
+    pub fn append(&mut self, bytes: &[u8], prefix: &str) -> std::io::Result<()> {
+        // The true length: a write that failed may have left part of a line.
+        self.cap.resync(self.file.metadata()?.len());
+        if let Some(from) = self.cap.before(bytes.len() as u64) {
+            self.drop_before(from, prefix)?;
+        }
+        self.file.write_all(bytes)?;
+        self.cap.appended(bytes.len() as u64);
+        Ok(())
+    }
+
+    /// Drops the tail's bytes before the first line that starts at or
+    /// after `from`: writes the dropped-bytes line after the head, copies
+    /// the kept lines down after it, and cuts the file.
+    fn drop_before(&mut self, from: u64, prefix: &str) -> std::io::Result<()> {
+        let Some(head_end) = self.cap.head_end() else {
+            return Ok(());
+        };
+        let size = self.cap.size();
+        let mut buf = vec![0u8; 64 * 1024];
+        let n = self.edit.read_at(&mut buf, from)?;
+        let keep_from = match buf[..n].iter().position(|&b| b == b'\n') {
+            Some(p) if from + (p as u64) + 1 < size => from + p as u64 + 1,
+            _ => from,
+        };
+        let line = self.cap.line(prefix, self.cap.dropped_with(keep_from));
+        self.edit.write_all_at(line.as_bytes(), head_end)?;
+        // Forwards: the kept part only ever moves down (LogCap checks it).
+        let mut src = keep_from;
+        let mut dst = head_end + line.len() as u64;
+        while src < size {
+            let want = usize::try_from(size - src).map_or(buf.len(), |w| w.min(buf.len()));
+            let got = self.edit.read_at(&mut buf[..want], src)?;
+            if got == 0 {
+                break;
+            }
+            self.edit.write_all_at(&buf[..got], dst)?;
+            src += got as u64;
+            dst += got as u64;
+        }
+        self.edit.set_len(dst)?;
+        self.cap.dropped(keep_from, line.len() as u64);
+        Ok(())
+    }
 }
 
 /// Logs one human line: timestamp, run id, message.

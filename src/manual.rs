@@ -232,6 +232,16 @@ pub const ENVIRONMENT: &[EnvVar] = &[
     v("CCCI_TEST_CPU", "-", "--test-cpu"),
     v("CCCI_TEST_NOFILE", "-", "--test-nofile"),
     v("CCCI_TEST_NPROC", "-", "--test-nproc"),
+    v(
+        "CCCI_TEST_OUTPUT_LIMIT",
+        "1M",
+        "--test-output-limit (per test stream: its captured file, its lines on stderr and in the log)",
+    ),
+    v(
+        "CCCI_LOG_LIMIT",
+        "16M",
+        "--log-limit (run.log, or runner.log of test)",
+    ),
     v("CCCI_SELF_PROTECT", "off", "--self-protect"),
     v(
         "CCCI_SELF_PROTECT_PROC_DIR",

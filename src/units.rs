@@ -64,6 +64,25 @@ fn split_number(t: &str) -> (&str, &str) {
     t.split_at(end)
 }
 
+/// Formats a size the way humans read it: `512B`, `1.0K`, `16.0M` (powers
+/// of 1024, as sizes are written).
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["K", "M", "G", "T"];
+    if n < 1024 {
+        return format!("{n}B");
+    }
+    let mut v = n as f64 / 1024.0;
+    let mut unit = UNITS[0];
+    for u in &UNITS[1..] {
+        if v < 1024.0 {
+            break;
+        }
+        v /= 1024.0;
+        unit = u;
+    }
+    format!("{v:.1}{unit}")
+}
+
 /// Formats a duration the way humans read it in logs: `850ms`, `12.3s`, `4m05s`.
 pub fn human(d: Duration) -> String {
     let ms = d.as_millis();

@@ -230,7 +230,7 @@ pub(crate) fn test(args: cli::TestArgs) -> Result<i32> {
         )
     })?;
     let log = suite.report_dir.join("runner.log");
-    if let Err(e) = crate::log::set_file(&log) {
+    if let Err(e) = crate::log::set_file(&log, suite.options.log_limit) {
         let what = format!("the log file {}", log.display());
         crate::log::write_failed(&what, &anyhow::Error::from(e));
     }

@@ -193,7 +193,19 @@ pub(crate) fn logs(state_dir: &Path, id: &str, follow: bool) -> Result<i32> {
     // Copies what was appended since the last call (a regular file's read
     // position stays at the old end; later appends are read from there).
     let mut drain = |file: &mut std::fs::File, out: &mut std::io::StdoutLock| -> Result<u64> {
+        use std::io::Seek;
         let mut copied = 0u64;
+        // Shorter than what was read: the run dropped old lines to keep
+        // within --log-limit (they are gone); go on from its new end.
+        let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+        if file.stream_position().is_ok_and(|at| at > len) {
+            file.seek(std::io::SeekFrom::Start(len))
+                .with_context(|| format!("failed to read {}", path.display()))?;
+            out.write_all(
+                b"... (the run dropped older lines of its log here to keep within --log-limit)\n",
+            )
+            .context("failed to write the log")?;
+        }
         loop {
             let n = file
                 .read(&mut buf)

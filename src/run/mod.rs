@@ -118,7 +118,7 @@ pub(crate) fn harness(args: HarnessArgs) -> Result<i32> {
     // hold it now) is removed before reuse.
     dir.remove_tree()?;
     rundir::mkdirs(&dir.root)?;
-    if let Err(e) = crate::log::set_file(&dir.log()) {
+    if let Err(e) = crate::log::set_file(&dir.log(), cfg.tests.log_limit) {
         let what = format!("the log file {}", dir.log().display());
         crate::log::write_failed(&what, &anyhow::Error::from(e));
     }

@@ -4,6 +4,7 @@
 //! - `meta`: a test file's header (pure);
 //! - `select`: filters, dependency order and the ready queue (pure);
 //! - `exec`: running the tests (processes, limits, timeouts, leaks);
+//! - `cap`: the head-and-tail rule of a test's output (pure);
 //! - `checkpoint`: progress for `--resume`, written atomically;
 //! - `protect`: host CPU and memory thresholds (`--self-protect`);
 //! - `containers`: removal of the containers tests labelled;
@@ -14,6 +15,7 @@
 //! (everything that can be wrong with the input is found here, before any
 //! test starts: exit 2), and prints `--list`.
 
+pub mod cap;
 pub mod checkpoint;
 pub(crate) mod containers;
 pub(crate) mod exec;
@@ -325,6 +327,21 @@ fn check_limits(options: &TestOptions) -> Result<()> {
         if v == Some(0) {
             return Err(Failure::usage(format!("{flag} must be more than 0")));
         }
+    }
+    if !(cap::MIN_LIMIT..=cap::MAX_LIMIT).contains(&options.test_output_limit) {
+        return Err(Failure::usage(format!(
+            "--test-output-limit {} is out of range: it must be from {} to {} (half of it per stream is held in memory while a test runs)",
+            options.test_output_limit,
+            report::human_bytes(cap::MIN_LIMIT),
+            report::human_bytes(cap::MAX_LIMIT)
+        )));
+    }
+    if options.log_limit < crate::log::MIN_LOG_LIMIT {
+        return Err(Failure::usage(format!(
+            "--log-limit {} is too small: it must be at least {}",
+            options.log_limit,
+            report::human_bytes(crate::log::MIN_LOG_LIMIT)
+        )));
     }
     if options.test_timeout.is_zero() {
         return Err(Failure::usage("--test-timeout must be longer than 0"));

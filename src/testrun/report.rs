@@ -35,10 +35,11 @@
 //! | `tests[].duration_ms` | wall time from start to exit |
 //! | `tests[].peak_rss_bytes`, `cpu_ms` | from wait4: peak RSS of the test or any process it waited for, user+system CPU |
 //! | `tests[].stdout`, `stderr` | captured output, relative to the report directory |
+//! | `tests[].stdout_bytes`, `stderr_bytes` | bytes the test wrote to each (null if it never ran); past `--test-output-limit` the captured file keeps its first and last halves of the limit and a line saying how many bytes were dropped |
 //! | `tests[].level`, `tiers`, `tags`, `priority`, `depends_on`, `timeout_ms`, `memory_bytes`, `retries` | the metadata in force |
 //! | `tests[].attempts` | how many times it ran (0 if it never started; 1 + reruns) |
 //! | `tests[].flaky` | it failed, then passed on a rerun |
-//! | `tests[].failed_attempts` | the attempts before the last that failed, oldest first: `result`, `reason`, `status`, `exit_code`, `started`, `duration_ms`, `leaked_pids`, `stdout`, `stderr` (each attempt's output is kept as `output/NAME.attempt-K.stdout`) |
+//! | `tests[].failed_attempts` | the attempts before the last that failed, oldest first: `result`, `reason`, `status`, `exit_code`, `started`, `duration_ms`, `leaked_pids`, `stdout`, `stderr`, `stdout_bytes`, `stderr_bytes` (each attempt's output is kept as `output/NAME.attempt-K.stdout`) |
 //!
 //! A test's own fields (`result`, `status`, `duration_ms`, `stdout`, ...)
 //! describe its last attempt; `leaky` and `leaked_pids` cover every
@@ -96,6 +97,8 @@ pub struct Attempt {
     pub leaked_pids: Vec<i32>,
     pub stdout: Option<String>,
     pub stderr: Option<String>,
+    pub stdout_bytes: Option<u64>,
+    pub stderr_bytes: Option<u64>,
 }
 
 impl Attempt {
@@ -111,6 +114,8 @@ impl Attempt {
             leaked_pids: t.leaked_pids.clone(),
             stdout: t.stdout.clone(),
             stderr: t.stderr.clone(),
+            stdout_bytes: t.stdout_bytes,
+            stderr_bytes: t.stderr_bytes,
         }
     }
 }
@@ -133,6 +138,10 @@ pub struct TestReport {
     pub cpu_ms: Option<u64>,
     pub stdout: Option<String>,
     pub stderr: Option<String>,
+    /// Bytes the test wrote to each stream (the captured file keeps at
+    /// most `--test-output-limit` of them, head and tail).
+    pub stdout_bytes: Option<u64>,
+    pub stderr_bytes: Option<u64>,
     pub level: Option<Level>,
     pub tiers: Vec<Tier>,
     pub tags: Vec<String>,
@@ -178,20 +187,7 @@ pub(crate) fn counts(tests: &[TestReport]) -> (usize, usize, usize) {
 
 /// `12.3M`-style sizes for the summary.
 pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 4] = ["K", "M", "G", "T"];
-    if n < 1024 {
-        return format!("{n}B");
-    }
-    let mut v = n as f64 / 1024.0;
-    let mut unit = UNITS[0];
-    for u in &UNITS[1..] {
-        if v < 1024.0 {
-            break;
-        }
-        v /= 1024.0;
-        unit = u;
-    }
-    format!("{v:.1}{unit}")
+    crate::units::human_bytes(n)
 }
 
 /// The summary table, one string per line; the last line names `dir`.

@@ -14,6 +14,7 @@ mod janitor;
 mod junit;
 mod locks;
 mod metrics;
+mod output;
 #[path = "../common/promtext.rs"]
 mod promtext;
 mod records;

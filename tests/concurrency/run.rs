@@ -288,6 +288,21 @@ fn bad_input_exits_2_and_touches_nothing() {
         (vec!["--recipe", "example", "--test-memory", "lots"], vec![]),
         (vec!["--recipe", "example", "--test-timeout", "0"], vec![]),
         (vec!["--recipe", "example", "--test-cpu", "0"], vec![]),
+        // What a pull request's output may leave (SPEC section 1).
+        (
+            vec!["--recipe", "example", "--test-output-limit", "1"],
+            vec![],
+        ),
+        (
+            vec!["--recipe", "example", "--test-output-limit", "2T"],
+            vec![],
+        ),
+        (
+            vec!["--recipe", "example"],
+            vec![("CCCI_TEST_OUTPUT_LIMIT", "1MB")],
+        ),
+        (vec!["--recipe", "example", "--log-limit", "1K"], vec![]),
+        (vec!["--recipe", "example"], vec![("CCCI_LOG_LIMIT", "big")]),
         (
             vec![
                 "--recipe",
@@ -391,6 +406,8 @@ fn bad_input_exits_2_and_touches_nothing() {
         let needle = match env.last().copied() {
             Some(("CCCI_TEST_LEVEL", _)) => "level",
             Some(("CCCI_QUICK", _)) => "quick",
+            Some(("CCCI_TEST_OUTPUT_LIMIT", _)) => "test-output-limit",
+            Some(("CCCI_LOG_LIMIT", _)) => "log-limit",
             Some(("CCCI_PROTECTED_APPS", _)) => "CCCI_RUN_APP_RE",
             Some(("DRONE_BUILD_NUMBER", "12")) => "DRONE_REPO",
             Some(("CCCI_RUN_ID", _)) => "run id",

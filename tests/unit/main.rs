@@ -17,6 +17,7 @@ mod locks;
 mod log;
 mod manual;
 mod metrics;
+mod output_cap;
 mod parse;
 mod proc_stat;
 #[path = "../common/promtext.rs"]

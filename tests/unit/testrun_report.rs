@@ -132,6 +132,8 @@ pub fn test(name: &str, result: Outcome, reason: Option<&str>) -> TestReport {
         cpu_ms: Some(20),
         stdout: Some(format!("output/{name}.stdout")),
         stderr: Some(format!("output/{name}.stderr")),
+        stdout_bytes: ran.then_some(4),
+        stderr_bytes: ran.then_some(4),
         level: None,
         tiers: vec![],
         tags: vec![],

@@ -44,7 +44,7 @@ mod unit;
 
 use leftovers::suite_token;
 pub(crate) use leftovers::{SUITE_MARK, TEST_NAME};
-use output::{output_files, tail, Pump, READER_BOUND};
+use output::{output_files, tail, Pump, StreamEnd, READER_BOUND};
 use unit::{Ending, HardLimits, Running, Stop, UnitState};
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -240,20 +240,20 @@ pub(crate) fn run(suite: &Suite, plan: Plan, cancel: Option<&Latch>) -> Result<S
         tests: ordered,
     };
     let report_dir = &suite.report_dir;
-    let tail_of = |p: &Option<String>| {
+    let tail_of = |p: &Option<String>, written: Option<u64>| {
         p.as_deref()
-            .map(|p| tail(&report_dir.join(p)))
+            .map(|p| tail(&report_dir.join(p), p, written))
             .unwrap_or_default()
     };
     let tails = |t: &TestReport| Tails {
-        stdout: tail_of(&t.stdout),
-        stderr: tail_of(&t.stderr),
+        stdout: tail_of(&t.stdout, t.stdout_bytes),
+        stderr: tail_of(&t.stderr, t.stderr_bytes),
         attempts: t
             .failed_attempts
             .iter()
             .map(|a| Tails {
-                stdout: tail_of(&a.stdout),
-                stderr: tail_of(&a.stderr),
+                stdout: tail_of(&a.stdout, a.stdout_bytes),
+                stderr: tail_of(&a.stderr, a.stderr_bytes),
                 attempts: Vec::new(),
             })
             .collect(),
@@ -461,6 +461,7 @@ impl Runner<'_> {
             out,
             format!("{}.stdout", t.name),
             format!("[{}] ", t.name),
+            suite.options.test_output_limit,
             tx.clone(),
         )?;
         pump.watch(
@@ -468,6 +469,7 @@ impl Runner<'_> {
             out,
             format!("{}.stderr", t.name),
             format!("[{} stderr] ", t.name),
+            suite.options.test_output_limit,
             tx,
         )?;
         if suite.options.verbose {
@@ -570,13 +572,22 @@ impl Runner<'_> {
         let usage = r.child.usage().unwrap_or_default();
         let leaked = self.end_leftovers(r.child.pid.as_raw(), &name);
         let deadline = Instant::now() + READER_BOUND;
+        let mut ends: Vec<StreamEnd> = Vec::with_capacity(2);
         for _ in 0..2 {
             let left = deadline.saturating_duration_since(Instant::now());
-            if r.readers_done.recv_timeout(left).is_err() {
-                say!("{name}: its output is still held open by a process outside the runner's reach; not waiting for it");
-                break;
+            match r.readers_done.recv_timeout(left) {
+                Ok(end) => ends.push(end),
+                Err(_) => {
+                    say!("{name}: its output is still held open by a process outside the runner's reach; not waiting for it");
+                    break;
+                }
             }
         }
+        let written = |ext: &str| {
+            ends.iter()
+                .find(|e| e.file_name.ends_with(ext))
+                .map(|e| e.bytes)
+        };
         let success = status.is_some_and(|s| s.success());
         let (result, reason) = if r.state.ending() == Some(Ending::TimedOut) {
             let how = if matches!(r.state, UnitState::Killed { .. }) {
@@ -610,6 +621,8 @@ impl Runner<'_> {
         rep.cpu_ms = Some(usage.cpu.as_millis() as u64);
         rep.stdout = Some(format!("output/{name}.stdout"));
         rep.stderr = Some(format!("output/{name}.stderr"));
+        rep.stdout_bytes = written(".stdout");
+        rep.stderr_bytes = written(".stderr");
         let mut line = format!("{name}: {} in {}", result.as_str(), human(duration));
         if let Some(why) = &rep.reason {
             line.push_str(&format!(" ({why})"));
@@ -742,6 +755,8 @@ impl Runner<'_> {
             cpu_ms: None,
             stdout: None,
             stderr: None,
+            stdout_bytes: None,
+            stderr_bytes: None,
             level: t.meta.level,
             tiers: t.meta.tiers.clone(),
             tags: t.meta.tags.clone(),

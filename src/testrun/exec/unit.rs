@@ -134,8 +134,8 @@ pub(super) struct Running {
     pub(super) timeout: Duration,
     pub(super) deadline: Instant,
     pub(super) state: UnitState,
-    /// One message per output reader when it reaches end-of-file.
-    pub(super) readers_done: mpsc::Receiver<()>,
+    /// One message per output stream when it reaches end-of-file.
+    pub(super) readers_done: mpsc::Receiver<super::output::StreamEnd>,
 }
 
 /// Why a test's process group got SIGTERM.
