@@ -5,6 +5,8 @@
 # line per check and exits 1 if any failed. Every wait is bounded.
 # shellcheck disable=SC2015 # `COND && pass ... || fail ...` throughout: pass only
 # echoes (status 0), so fail runs exactly when COND fails.
+# shellcheck disable=SC2016 # '${VAR...}' in single quotes is compose text,
+# for the stand-in abra to expand, not the shell.
 set -uo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
@@ -149,7 +151,6 @@ expect_rc 1 "app new again (env file exists)" abra app new example -s default -D
 git clone -q "$up" "$ABRA_DIR/recipes/longsecret"
 echo "SECRET_A_RATHER_LONG_SECRET_NAME_VERSION=v1" >>"$ABRA_DIR/recipes/longsecret/.env.sample"
 # abra generates the compose files' secrets (the env file gives versions)
-# shellcheck disable=SC2016 # ${...} is compose text, for abra to expand
 sed -i 's/^secrets:$/secrets:\n  a_rather_long_secret_name:\n    external: true\n    name: ${STACK_NAME}_a_rather_long_secret_name_${SECRET_A_RATHER_LONG_SECRET_NAME_VERSION}/' \
   "$ABRA_DIR/recipes/longsecret/compose.yml"
 long="a-very-long-domain-label-for-secrets.example.test"

@@ -13,14 +13,20 @@ abra file names as known, the upstream source was not at hand to re-read):
   git checkout at recipes/RECIPE, no existing env file; moves the checkout
   to VERSION or the latest release tag unless -C (refusing a dirty tree,
   like pkg/recipe's EnsureIsClean); writes the env file from .env.sample
-  with DOMAIN and TYPE=RECIPE:VERSION; -S makes secrets named
-  STACK_SECRET_VERSION, at most 64 characters (a docker limit).
+  with DOMAIN and TYPE=RECIPE:VERSION; -S generates the compose files'
+  secrets under their compose names (STACK_SECRET_VERSION, at most 64
+  characters, a docker limit), honouring `# generate=false` and
+  `# length=N`, and prints their values (secrets.py).
 - Stack name (pkg/config StackName): domain with `.` → `_`, cut to 45
   characters; STACK_NAME in the env file wins.
 - `app deploy` (cli/app/deploy.go, pkg/upstream/stack): refuses an already
   deployed app without -f or -C ("DOMAIN is already deployed"); non-chaos
   moves the checkout to VERSION, the env file's TYPE version, or the latest
-  tag; -C deploys the working tree as it is. Labels on the `app` service:
+  tag (-i: not the env file's); -C deploys the working tree as it is.
+  Before anything is deployed: the compose files read as docker's loader
+  reads them (a missing `${VAR:?msg}` refused), with the recipe's abra.sh
+  exports merged over the env file, and every external secret present
+  (else "secret not generated: ID"). Labels on the `app` service:
   coop-cloud.STACK.version, .chaos, .recipe and, on chaos deploys,
   .chaos-version = 8 characters of HEAD plus `+U` when dirty.
 - `app undeploy` (cli/app/undeploy.go): returns once the services are
