@@ -538,10 +538,17 @@ services:
   app:
     image: ccci-example:1.1.0
     labels: {<<: *backup, container.only: "yes"}
+    environment:
+      - DATA_DIR=/cfg
+    ports:
+      - target: 8080
+        published: ${APP_PORT:-8080}
+        protocol: tcp
+        mode: host
     secrets: [db_password, smtp_password]
     configs:
       - source: forms_conf
-        target: /forms.conf
+        target: /cfg/marker
     deploy:
       labels:
         <<: [*traefik, *owned]
@@ -565,6 +572,7 @@ DOMAIN=forms.example.com
 SECRET_DB_PASSWORD_VERSION=v1  # length=48
 SECRET_SMTP_PASSWORD_VERSION=v1 # generate=false
 SECRET_UNUSED_VERSION=v1
+APP_PORT=8080
 EOF
 printf 'export NGINX_CONF_VERSION=v2\nexport FORMS_CONF_VERSION=v3\n' >"$fr/abra.sh"
 echo 'service {{ .Service.Name }}' >"$fr/forms.conf.tmpl"
@@ -593,13 +601,11 @@ assert "backupbot.backup" not in svc, svc
 PY
 [ "$(docker config ls --format '{{.Name}}' --filter "name=${fs}_")" = "${fs}_forms_conf_v3" ] &&
   pass "the golang config is named with abra.sh's version" || fail "config $(docker config ls --format '{{.Name}}' --filter "name=${fs}_")"
-renders() {
-  local id
-  id="$(docker ps -q --filter "label=com.docker.swarm.service.name=${fs}_app" | head -1)"
-  [ -n "$id" ] && docker cp "$id:/forms.conf" "$tmp/forms.conf" 2>/dev/null &&
-    [ "$(cat "$tmp/forms.conf")" = "service ${fs}_app" ]
-}
-wait_for 90 renders && pass "its task runs with the config rendered by the engine" || fail "config not rendered"
+# the example server answers GET /data with DATA_DIR/marker: the config
+# file as the engine rendered it into the task (docker cp cannot see it)
+renders() { [ "$(http GET "$(port_of "$fd")" /data)" = "service ${fs}_app" ]; }
+wait_for 90 renders && pass "its task runs with the config rendered by the engine" ||
+  fail "config not rendered: $(http GET "$(port_of "$fd")" /data)"
 expect_rc 0 "undeploy" undeploy_engine "$fd"
 sed -i 's/^    image: ccci-example:1.1.0$/    image: ccci-example:${EXAMPLE_TAG:?set EXAMPLE_TAG in the env file}/' "$fr/compose.yml"
 expect_rc 1 'deploy refuses ${EXAMPLE_TAG:?msg}' abra app deploy "$fd" -C -n
