@@ -655,7 +655,6 @@ abra app new example -s default -D $g -n >/dev/null
 expect_rc 1 "deploy of an app whose secrets were never generated" abra app deploy $g -n
 has "secret not generated: api_key" "$tmp/err" && pass "says which secret" || fail "not generated message"
 # -i: the env file's TYPE version is ignored, the latest release deploys
-sed -i 's/^TYPE=.*/TYPE=example:1.0.0+1.0/' "$ABRA_DIR/servers/default/$g.env"
 abra app rm $g -f -n >/dev/null
 abra app new example 1.0.0+1.0 -s default -D $g -S -n >/dev/null
 expect_rc 0 "deploy -i -o" abra app deploy $g -i -o -n
