@@ -184,8 +184,7 @@ def app_new(argv):
             # name them; `# generate=false` ones are left to the operator
             cenv = compose_env(path, env, stack)
             docs = load_compose(path, cenv)
-            for sec in app_secrets(top_level(docs, "secrets"), cenv, text,
-                                   stack):
+            for sec in app_secrets(top_level(docs, "secrets"), text, stack):
                 if sec["generate"]:
                     wanted.append((sec["id"], sec["name"],
                                    generate(sec["length"])))
@@ -328,8 +327,7 @@ def app_deploy(argv):
         docs = load_compose(path, cenv)
         with open(env_path, encoding="utf-8") as f:
             env_text = f.read()
-        for sec in app_secrets(top_level(docs, "secrets"), cenv, env_text,
-                               stack):
+        for sec in app_secrets(top_level(docs, "secrets"), env_text, stack):
             if sec["external"] and not secret_exists(sec["name"],
                                                      swarm_backend):
                 raise missing(sec)

@@ -66,7 +66,7 @@ def modifiers(env_text):
     return out
 
 
-def app_secrets(compose_secrets, env, env_text, stack):
+def app_secrets(compose_secrets, env_text, stack):
     """The app's secrets as abra reads them: [{id, name, version, length,
     generate, external}] from the compose files' top-level `secrets:`
     (already interpolated) and the env file's modifiers."""
