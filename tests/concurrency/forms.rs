@@ -125,6 +125,20 @@ fn a_quoted_value_with_a_comment_enables_the_backup_tier() {
 }
 
 #[test]
+fn a_backup_label_reached_through_a_merge_key_enables_the_backup_tier() {
+    let (f, code, log, rec) = run_form("merge-key", &[]);
+    assert_eq!(code, 0, "{log}");
+    assert_eq!(steps(&f), ALL_TIERS, "{log}");
+    assert!(
+        log.contains(&format!(
+            "backup/restore tier: backupbot.backup=true on deployed service {STACK}_app"
+        )),
+        "{log}"
+    );
+    assert_eq!(rec["tiers_skipped"], serde_json::json!([]));
+}
+
+#[test]
 fn a_container_label_alone_skips_the_backup_tier_green() {
     let (f, code, log, rec) = run_form("container-label", &[]);
     assert_eq!(code, 0, "{log}");

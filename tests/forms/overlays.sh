@@ -34,9 +34,9 @@ services:
       timeout: 3s
       retries: 3
       start_period: 20s
+    # No restart policy and no stop grace period, as public recipes' db
+    # services mostly have: the engine's service view shows its defaults.
     deploy:
-      restart_policy:
-        condition: on-failure
       labels:
         backupbot.backup: "${ENABLE_BACKUPS:-true}"
         backupbot.backup.path: "/data"

@@ -58,6 +58,20 @@ fn a_quoted_value_with_a_comment_runs_the_backup_tier_on_the_swarm() {
 }
 
 #[test]
+fn a_backup_label_reached_through_a_merge_key_runs_the_backup_tier_on_the_swarm() {
+    let (host, d, code, log) = run_form("merge-key", &[]);
+    assert_eq!(code, 0, "{log}");
+    assert_eq!(tiers(&host, "merge-key"), serde_json::json!(ALL), "{log}");
+    assert!(
+        log.contains(&format!(
+            "backupbot.backup=true on deployed service {}_app",
+            stack_of(&d)
+        )),
+        "{log}"
+    );
+}
+
+#[test]
 fn a_container_label_alone_skips_the_backup_tier_on_the_swarm_and_says_so() {
     let (host, d, code, log) = run_form("container-label", &[]);
     assert_eq!(code, 0, "{log}");
