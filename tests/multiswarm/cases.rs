@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use cc_ci_run::lock::swarm::now_ms;
+use cc_ci_run::lock::swarm::{now_ms, object_name};
 
 use crate::cluster::{output_within, wait_long, Cluster, Manager};
 use crate::support::*;
@@ -199,12 +199,19 @@ fn watching(pid: u32) -> bool {
         })
 }
 
-/// The engine's `UpdatedAt` of the lease a taker removed, from its line
-/// `... last written <time> by the engine's clock ...`.
-fn last_written(taker_err: &str) -> Option<u64> {
-    let line = taker_err.lines().find(|l| l.contains("last written "))?;
-    let ts = line.split("last written ").nth(1)?.split_whitespace().next()?;
-    cc_ci_run::lock::swarm::unix_ms(cc_ci_run::log::parse_timestamp(ts)?).into()
+/// When a taker removed the lease object `id`, and the engine's
+/// `UpdatedAt` of it then (Unix ms), from its line `... last written <time>
+/// by the engine's clock ... removed lock object <id> to take it over`.
+fn takeover(taker_err: &str, id: &str) -> Option<(u64, u64)> {
+    let line = taker_err
+        .lines()
+        .find(|l| l.contains(&format!("removed lock object {id} ")))?;
+    let at = |ts: &str| {
+        cc_ci_run::log::parse_timestamp(ts).map(cc_ci_run::lock::swarm::unix_ms)
+    };
+    let removed = at(line.split_whitespace().next()?)?;
+    let written = at(line.split("last written ").nth(1)?.split_whitespace().next()?)?;
+    Some((removed, written))
 }
 
 #[derive(Clone, Copy)]
@@ -244,6 +251,9 @@ fn fault_rep(
     wait_long("host a inside", || {
         std::fs::read_to_string(&o).is_ok_and(|t| t.contains("enter host-a"))
     });
+    let id_a = cl.managers[a]
+        .try_docker(&["config", "inspect", &object_name(&d), "--format", "{{.ID}}"])
+        .expect("host a's lock object");
     let hb = hosts[1].stress(&d, &o, 1, "0s", &errs[1]);
     let hc = hosts[2].stress(&d, &o, 1, "0s", &errs[2]);
     let (pb, pc) = (hb.id(), hc.id());
@@ -278,14 +288,20 @@ fn fault_rep(
         .find(|e| e.enter && e.host != "host-a")
         .expect("another host entered");
     assert!(next.ms >= noticed.ms, "{events:?}");
-    let taker_err = if next.host == "host-b" { &err_b } else { &err_c };
-    let written = last_written(taker_err)
-        .unwrap_or_else(|| panic!("the taker did not take host a's lease over: {taker_err}"));
+    // Whoever removed host a's object took its lease over: only once the
+    // engine's clock was past its last write + lease + margin.
+    let (removed, written) = [&err_b, &err_c]
+        .iter()
+        .find_map(|t| takeover(t, &id_a))
+        .unwrap_or_else(|| {
+            panic!(
+                "nobody took host a's lease ({id_a}) over:\n{err_a}\n{err_b}\n{err_c}\n{}",
+                std::fs::read_to_string(&o).unwrap_or_default()
+            )
+        });
     assert!(
-        next.ms > written + LEASE_MS + MARGIN_MS,
-        "{} entered at {}, before host a's last write {written} + lease + margin",
-        next.host,
-        next.ms
+        removed > written + LEASE_MS + MARGIN_MS,
+        "host a's lease was removed at {removed}, before its last write {written} + lease + margin"
     );
     assert!(
         noticed.ms <= written + LEASE_MS,

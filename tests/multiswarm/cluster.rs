@@ -159,7 +159,7 @@ impl Manager {
     fn stop(&mut self) {
         if let Some(mut d) = self.daemon.take() {
             let _ = kill(Pid::from_raw(d.id() as i32), Signal::SIGTERM);
-            let until = Instant::now() + Duration::from_secs(20);
+            let until = Instant::now() + Duration::from_secs(10);
             while Instant::now() < until {
                 if let Ok(Some(_)) = d.try_wait() {
                     break;
@@ -402,6 +402,12 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
+        // All three told at once: each shuts down in seconds, not in turn.
+        for m in &self.managers {
+            if let Some(d) = m.daemon.as_ref() {
+                let _ = kill(Pid::from_raw(d.id() as i32), Signal::SIGTERM);
+            }
+        }
         for m in &mut self.managers {
             m.stop();
         }
