@@ -436,13 +436,14 @@ fn lagging_follower(cl: &mut Cluster, table: &mut Table) {
         )
         .unwrap();
         assert_eq!(line.trim(), "held");
+        let held_ms = now_ms();
         let (code_c, err) = try_hold(&c, &d);
         assert_eq!(code_c, 75, "{err}");
         assert!(err.contains("host-a"), "{err}");
         let fault_ms = now_ms();
         cl.cut(f);
         // Host a leaves; host b takes the lock and leaves, several times.
-        let held_ms = now_ms();
+        let released_ms = now_ms();
         drop(ha.stdin.take());
         assert_eq!(code(ha.wait().unwrap()), 0, "host a released");
         let hb = b.stress(&d, &o, 3, "0s", &tmp.path().join("b.err"));
@@ -453,7 +454,10 @@ fn lagging_follower(cl: &mut Cluster, table: &mut Table) {
             "{}",
             std::fs::read_to_string(tmp.path().join("b.err")).unwrap_or_default()
         );
-        // Cut off, host c's manager answers nothing about the lock.
+        // Cut off, host c's manager cannot answer about the lock: its
+        // try fails (exit 3). Its create may still land once the manager is
+        // back (the engine forwards it when it reaches the leader): a lease
+        // of host c's that nobody holds, the current state, not a stale one.
         let (code_cut, err) = try_hold(&c, &d);
         assert!(
             code_cut == 3,
@@ -461,16 +465,33 @@ fn lagging_follower(cl: &mut Cluster, table: &mut Table) {
         );
         cl.heal(f);
         let healed = Instant::now();
-        // Back: its first answer is the current state: free.
-        let mut answered = None;
-        wait_long("host c's manager answering again", || {
-            let (code_c, err) = try_hold(&c, &d);
-            assert_ne!(code_c, 75, "a stale `held` through the lagging manager: {err}");
-            if code_c == 0 {
-                answered = Some(healed.elapsed());
-            }
-            code_c == 0
-        });
+        // Back: host c waits for the lock. Its reads name the current
+        // holder, if any: never host a or host b, whose objects are gone.
+        let c_err = tmp.path().join("c.err");
+        let mut hc = c
+            .cmd()
+            .args(["__hold-lock", "app", &d, "--wait", "60s", "--progress", "100ms"])
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&c_err).unwrap())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(hc.stdout.take().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        let answered = healed.elapsed();
+        let waited = std::fs::read_to_string(&c_err).unwrap_or_default();
+        assert_eq!(line.trim(), "held", "{waited}");
+        assert_eq!(code(hc.wait().unwrap()), 0, "{waited}");
+        for l in waited.lines().filter(|l| l.contains("held by")) {
+            assert!(
+                !l.contains("host host-a") && !l.contains("host host-b"),
+                "a stale `held` through the lagging manager: {l}\n{waited}"
+            );
+        }
+        let ghost = waited.contains("host host-c");
         let (_, overlaps) = oracle(&o);
         assert_eq!(overlaps, 0);
         let back = now_ms();
@@ -478,12 +499,17 @@ fn lagging_follower(cl: &mut Cluster, table: &mut Table) {
             case: "lagging-follower",
             rep,
             held: held_ms as i64 - fault_ms as i64,
-            noticed: 0,
+            noticed: released_ms as i64 - fault_ms as i64,
             acquired: back as i64 - fault_ms as i64,
             overlaps,
             note: format!(
-                "manager {f} cut while a released and b held 3 times; c's first answer after the heal: free, {:.2} s",
-                answered.unwrap().as_secs_f64()
+                "manager {f} cut; noticed: a released; b held 3 times; acquired: c held, {:.2} s after the heal{}",
+                answered.as_secs_f64(),
+                if ghost {
+                    " (after its own create sent while cut off landed and expired)"
+                } else {
+                    ""
+                }
             ),
         });
         cl.wait_healthy();
@@ -552,6 +578,9 @@ fn run_manager_dies(cl: &mut Cluster, table: &mut Table) {
             .spawn()
             .unwrap();
         wait_for_file(&f_.ready.join("test-install"));
+        let id_run = cl.managers[f]
+            .try_docker(&["config", "inspect", &object_name(&d), "--format", "{{.ID}}"])
+            .expect("the run's lock object");
         let b = Host::on("host-b", &cl.managers[l]);
         let o = f_.tmp.path().join("oracle");
         let hb = b.stress(&d, &o, 1, "0s", &f_.tmp.path().join("b.err"));
@@ -564,11 +593,21 @@ fn run_manager_dies(cl: &mut Cluster, table: &mut Table) {
         cl.managers[f].restart();
         let log = std::fs::read_to_string(&err).unwrap();
         assert_eq!(code(status), 3, "{log}");
-        assert_eq!(
-            code(out.status),
-            0,
-            "{}",
-            std::fs::read_to_string(f_.tmp.path().join("b.err")).unwrap_or_default()
+        let b_err = std::fs::read_to_string(f_.tmp.path().join("b.err")).unwrap_or_default();
+        assert_eq!(code(out.status), 0, "{b_err}");
+        let (removed, written) = takeover(&b_err, &id_run)
+            .unwrap_or_else(|| panic!("host b did not take the run's lease over: {b_err}"));
+        assert!(
+            removed > written + LEASE_MS + MARGIN_MS,
+            "the run's lease was removed at {removed}, before its last write {written} + lease + margin"
+        );
+        let held_line = log
+            .lines()
+            .find(|l| l.contains("holding the app lock"))
+            .unwrap_or_else(|| panic!("{log}"));
+        let held_ms = cc_ci_run::lock::swarm::unix_ms(
+            cc_ci_run::log::parse_timestamp(held_line.split_whitespace().next().unwrap())
+                .unwrap(),
         );
         let lost_line = log
             .lines()
@@ -586,10 +625,21 @@ fn run_manager_dies(cl: &mut Cluster, table: &mut Table) {
         assert_eq!(overlaps, 0);
         let b_in = events.iter().find(|e| e.enter).unwrap().ms;
         assert!(b_in > lost_ms, "host b entered before the run knew it lost the lock");
-        let mutating = ["new", "deploy", "undeploy", "rm", "backup", "restore"];
+        let mutating = [
+            "new",
+            "deploy",
+            "deploy-chaos",
+            "undeploy",
+            "rm",
+            "backup",
+            "restore",
+        ];
         let calls = f_.calls();
         assert!(
-            calls.iter().any(|c| c["step"] == "deploy"),
+            calls
+                .iter()
+                .any(|c| c["step"].as_str().unwrap_or("").starts_with("deploy")
+                    && c["ts"].as_u64().unwrap() / 1_000_000 < fault_ms),
             "the run deployed: {calls:?}"
         );
         let after: Vec<_> = calls
@@ -607,11 +657,11 @@ fn run_manager_dies(cl: &mut Cluster, table: &mut Table) {
         table.0.push(Row {
             case: "run-manager-dies",
             rep,
-            held: 0,
+            held: held_ms as i64 - fault_ms as i64,
             noticed: lost_ms as i64 - fault_ms as i64,
             acquired: b_in as i64 - fault_ms as i64,
             overlaps,
-            note: format!("the run's manager {f} killed in its tests; exit 3, no mutating call after the loss"),
+            note: format!("the run's manager {f} killed in its tests; exit 3, no mutating call after the loss; last write {:+.2} s", (written as i64 - fault_ms as i64) as f64 / 1000.0),
         });
         cl.wait_healthy();
     }
