@@ -129,7 +129,14 @@ impl Host {
     /// `__lock-stress DOMAIN --iterations N --hold HOLD`, stderr to `err`.
     pub fn stress(&self, d: &str, oracle: &Path, n: u32, hold: &str, err: &Path) -> Child {
         self.cmd()
-            .args(["__lock-stress", d, "--iterations", &n.to_string(), "--hold", hold])
+            .args([
+                "__lock-stress",
+                d,
+                "--iterations",
+                &n.to_string(),
+                "--hold",
+                hold,
+            ])
             .arg("--oracle")
             .arg(oracle)
             .stdout(Stdio::piped())
@@ -181,7 +188,10 @@ pub fn oracle(path: &Path) -> (Vec<Event>, usize) {
 /// Waits for a host's process: its exit code and stderr.
 fn finish(c: Child, err: &Path) -> (i32, String) {
     let out = c.wait_with_output().unwrap();
-    (code(out.status), std::fs::read_to_string(err).unwrap_or_default())
+    (
+        code(out.status),
+        std::fs::read_to_string(err).unwrap_or_default(),
+    )
 }
 
 /// Whether `pid` has a child running `docker events` (a waiter watching
@@ -206,11 +216,13 @@ fn takeover(taker_err: &str, id: &str) -> Option<(u64, u64)> {
     let line = taker_err
         .lines()
         .find(|l| l.contains(&format!("removed lock object {id} ")))?;
-    let at = |ts: &str| {
-        cc_ci_run::log::parse_timestamp(ts).map(cc_ci_run::lock::swarm::unix_ms)
-    };
+    let at = |ts: &str| cc_ci_run::log::parse_timestamp(ts).map(cc_ci_run::lock::swarm::unix_ms);
     let removed = at(line.split_whitespace().next()?)?;
-    let written = at(line.split("last written ").nth(1)?.split_whitespace().next()?)?;
+    let written = at(line
+        .split("last written ")
+        .nth(1)?
+        .split_whitespace()
+        .next()?)?;
     Some((removed, written))
 }
 
@@ -246,7 +258,9 @@ fn fault_rep(
         Host::on("host-b", &cl.managers[b]),
         Host::on("host-c", &cl.managers[c]),
     ];
-    let errs: Vec<PathBuf> = (0..3).map(|i| tmp.path().join(format!("{i}.err"))).collect();
+    let errs: Vec<PathBuf> = (0..3)
+        .map(|i| tmp.path().join(format!("{i}.err")))
+        .collect();
     let ha = hosts[0].stress(&d, &o, 1, "120s", &errs[0]);
     wait_long("host a inside", || {
         std::fs::read_to_string(&o).is_ok_and(|t| t.contains("enter host-a"))
@@ -282,7 +296,10 @@ fn fault_rep(
         .find(|e| !e.enter && e.host == "host-a")
         .expect("host a left");
     assert!(noticed.lost, "host a left without noticing the loss");
-    let held = events.iter().find(|e| e.enter && e.host == "host-a").unwrap();
+    let held = events
+        .iter()
+        .find(|e| e.enter && e.host == "host-a")
+        .unwrap();
     let next = events
         .iter()
         .find(|e| e.enter && e.host != "host-a")
@@ -334,7 +351,9 @@ fn contention(cl: &mut Cluster, table: &mut Table) {
     let o = tmp.path().join("oracle");
     let ids = ["host-a", "host-b", "host-c"];
     let hosts: Vec<Host> = (0..3).map(|i| Host::on(ids[i], &cl.managers[i])).collect();
-    let errs: Vec<PathBuf> = (0..3).map(|i| tmp.path().join(format!("{i}.err"))).collect();
+    let errs: Vec<PathBuf> = (0..3)
+        .map(|i| tmp.path().join(format!("{i}.err")))
+        .collect();
     let start = now_ms();
     let children: Vec<Child> = (0..3)
         .map(|i| hosts[i].stress(d, &o, 10, "50ms", &errs[i]))
@@ -402,7 +421,10 @@ fn try_hold(h: &Host, d: &str) -> (i32, String) {
     let mut c = h.cmd();
     c.args(["__hold-lock", "--try", "app", d]);
     let out = output_within(c, Duration::from_secs(30)).expect("__hold-lock --try ended");
-    (code(out.status), String::from_utf8_lossy(&out.stderr).to_string())
+    (
+        code(out.status),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
 }
 
 fn lagging_follower(cl: &mut Cluster, table: &mut Table) {
@@ -470,7 +492,15 @@ fn lagging_follower(cl: &mut Cluster, table: &mut Table) {
         let c_err = tmp.path().join("c.err");
         let mut hc = c
             .cmd()
-            .args(["__hold-lock", "app", &d, "--wait", "60s", "--progress", "100ms"])
+            .args([
+                "__hold-lock",
+                "app",
+                &d,
+                "--wait",
+                "60s",
+                "--progress",
+                "100ms",
+            ])
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&c_err).unwrap())
             .spawn()
@@ -553,8 +583,7 @@ fn run_manager_dies(cl: &mut Cluster, table: &mut Table) {
     // again through its dead manager, leaves the app alone and exits 3.
     // Host b (through the leader) takes over only after the engine's
     // expiry; from the loss on the run makes no mutating abra call.
-    let reps = reps().min(3);
-    for rep in 0..reps {
+    for rep in 0..reps() {
         let l = cl.leader();
         let f = (l + 1 + rep % 2) % 3;
         let f_ = Fixture::new();
@@ -606,25 +635,23 @@ fn run_manager_dies(cl: &mut Cluster, table: &mut Table) {
             .find(|l| l.contains("holding the app lock"))
             .unwrap_or_else(|| panic!("{log}"));
         let held_ms = cc_ci_run::lock::swarm::unix_ms(
-            cc_ci_run::log::parse_timestamp(held_line.split_whitespace().next().unwrap())
-                .unwrap(),
+            cc_ci_run::log::parse_timestamp(held_line.split_whitespace().next().unwrap()).unwrap(),
         );
         let lost_line = log
             .lines()
             .find(|l| l.contains("lost the app lock"))
             .unwrap_or_else(|| panic!("no word of the lost lock: {log}"));
         let lost_ms = cc_ci_run::lock::swarm::unix_ms(
-            cc_ci_run::log::parse_timestamp(lost_line.split_whitespace().next().unwrap())
-                .unwrap(),
+            cc_ci_run::log::parse_timestamp(lost_line.split_whitespace().next().unwrap()).unwrap(),
         );
-        assert!(
-            log.contains("could not claim the app lock again"),
-            "{log}"
-        );
+        assert!(log.contains("could not claim the app lock again"), "{log}");
         let (events, overlaps) = oracle(&o);
         assert_eq!(overlaps, 0);
         let b_in = events.iter().find(|e| e.enter).unwrap().ms;
-        assert!(b_in > lost_ms, "host b entered before the run knew it lost the lock");
+        assert!(
+            b_in > lost_ms,
+            "host b entered before the run knew it lost the lock"
+        );
         let mutating = [
             "new",
             "deploy",

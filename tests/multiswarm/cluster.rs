@@ -104,6 +104,8 @@ impl Manager {
             .stderr(log);
         // The engine dies with this test process (SIGTERM: it cleans up
         // what it can); the sweep of the next run removes the rest.
+        // SAFETY: the closure runs between fork and exec and only calls
+        // prctl, which is async-signal-safe.
         unsafe {
             use std::os::unix::process::CommandExt;
             c.pre_exec(|| {
@@ -116,7 +118,10 @@ impl Manager {
         self.daemon = Some(c.spawn().expect("start dockerd through nsenter"));
         let start = Instant::now();
         loop {
-            if self.try_docker(&["version", "--format", "{{.Server.Version}}"]).is_some() {
+            if self
+                .try_docker(&["version", "--format", "{{.Server.Version}}"])
+                .is_some()
+            {
                 break;
             }
             if let Some(d) = self.daemon.as_mut() {
@@ -238,7 +243,15 @@ impl Cluster {
             ]);
             ip(&["-n", &sw, "link", "set", &port, "master", "br0", "up"]);
             let addr = format!("10.213.0.1{i}");
-            ip(&["-n", &ns, "addr", "add", &format!("{addr}/24"), "dev", "eth0"]);
+            ip(&[
+                "-n",
+                &ns,
+                "addr",
+                "add",
+                &format!("{addr}/24"),
+                "dev",
+                "eth0",
+            ]);
             ip(&["-n", &ns, "link", "set", "eth0", "up"]);
             ip(&["-n", &ns, "link", "set", "lo", "up"]);
             let dir = root.join(format!("m{i}"));
@@ -330,7 +343,9 @@ impl Cluster {
             if leaders.len() < 2 || leaders.iter().any(|l| l != first) {
                 return false;
             }
-            found = ids.iter().position(|id| id.as_deref() == Some(first.as_str()));
+            found = ids
+                .iter()
+                .position(|id| id.as_deref() == Some(first.as_str()));
             found.is_some()
         });
         found.unwrap()
@@ -362,8 +377,8 @@ impl Cluster {
                 std::fs::write(&data, "probe").unwrap();
                 let mut c = m.docker();
                 c.args(["config", "create", &probe]).arg(&data);
-                let ok = output_within(c, Duration::from_secs(10))
-                    .is_some_and(|o| o.status.success());
+                let ok =
+                    output_within(c, Duration::from_secs(10)).is_some_and(|o| o.status.success());
                 let _ = m.try_docker(&["config", "rm", &probe]);
                 ok
             })
@@ -391,7 +406,14 @@ impl Cluster {
 
     /// Cuts manager `i` off the bridge: nothing reaches it or leaves it.
     pub fn cut(&self, i: usize) {
-        ip(&["-n", &self.netns[0], "link", "set", &format!("p{i}"), "down"]);
+        ip(&[
+            "-n",
+            &self.netns[0],
+            "link",
+            "set",
+            &format!("p{i}"),
+            "down",
+        ]);
     }
 
     /// Joins manager `i` to the bridge again.

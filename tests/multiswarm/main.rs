@@ -31,14 +31,23 @@ use std::time::Instant;
 
 #[test]
 fn the_swarm_lock_never_has_two_holders_across_three_real_managers() {
-    let started = Instant::now();
-    let mut cluster = cluster::Cluster::form();
-    let formed = started.elapsed();
-    eprintln!("three-manager swarm formed in {formed:.1?}");
     let only: Option<Vec<String>> = std::env::var("CCCI_DEV_MULTISWARM_CASES")
         .ok()
         .filter(|v| !v.is_empty())
         .map(|v| v.split(',').map(|s| s.trim().to_string()).collect());
+    if let Some(o) = &only {
+        for name in o {
+            assert!(
+                cases::ALL.iter().any(|(n, _)| n == name),
+                "CCCI_DEV_MULTISWARM_CASES names no case `{name}`; the cases: {:?}",
+                cases::ALL.iter().map(|(n, _)| *n).collect::<Vec<_>>()
+            );
+        }
+    }
+    let started = Instant::now();
+    let mut cluster = cluster::Cluster::form();
+    let formed = started.elapsed();
+    eprintln!("three-manager swarm formed in {formed:.1?}");
     let mut table = cases::Table::default();
     let mut failed = Vec::new();
     for (name, case) in cases::ALL {
