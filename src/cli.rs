@@ -438,7 +438,9 @@ pub struct LockStressArgs {
     /// instead of as a run (wait, hold, release or remove).
     #[arg(long)]
     pub unlocker: bool,
-    /// How long to stay inside each round (swarm backend).
+    /// How long to stay inside each round (swarm backend). The holder asks
+    /// every 20 ms whether it may still mutate, as a run does before each
+    /// step; once refused it writes `exit ... lost` and exits 3.
     #[arg(long, default_value = "0s", value_parser = parse_duration)]
     pub hold: Duration,
 }

@@ -230,19 +230,23 @@ fn lock_stress_backend(
         // Entering is a mutating step: only with the lease standing.
         held.may_mutate()
             .with_context(|| format!("round {i}: acquired, but may not enter"))?;
-        oracle
-            .write_all(format!("enter {host}:{pid} {i}\n").as_bytes())
-            .context("failed to write to the oracle file")?;
-        if !args.hold.is_zero() {
-            std::thread::sleep(args.hold);
+        write_line(&mut oracle, &format!("enter {host}:{pid} {i}"))?;
+        // Inside, the holder acts as a run does: every step first asks
+        // whether it may still mutate. Once refused (the lease lost or
+        // nearly spent) it leaves at once, saying so in the oracle.
+        let until = Instant::now() + args.hold;
+        while Instant::now() < until {
+            std::thread::sleep(HOLD_STEP.min(until.saturating_duration_since(Instant::now())));
+            if let Err(e) = held.may_mutate() {
+                write_line(&mut oracle, &format!("exit {host}:{pid} {i} lost"))?;
+                return Err(e.context(format!("round {i}: left the lock while inside")));
+            }
         }
         // The object must still be ours as we leave: a holder that was
         // taken over while inside fails loudly, never exits 0.
         held.confirm_held()
             .with_context(|| format!("round {i}: the lock was not ours at exit"))?;
-        oracle
-            .write_all(format!("exit {host}:{pid} {i}\n").as_bytes())
-            .context("failed to write to the oracle file")?;
+        write_line(&mut oracle, &format!("exit {host}:{pid} {i}"))?;
         if let Some(why) = held.lost() {
             return Err(Failure::infra(format!(
                 "round {i}: the lock was lost while held: {why}"
@@ -252,6 +256,20 @@ fn lock_stress_backend(
     }
     println!("acquired {acquired} waited {waited}");
     Ok(exit::OK)
+}
+
+/// How often a `__lock-stress` holder inside asks whether it may still
+/// mutate (a run asks before each step; its steps are seconds apart).
+const HOLD_STEP: Duration = Duration::from_millis(20);
+
+/// One oracle line of the swarm backend, with the wall-clock Unix
+/// milliseconds it was written at as its last field (the tests' timing
+/// tables; the order of the lines is the kernel's O_APPEND order).
+fn write_line(oracle: &mut std::fs::File, line: &str) -> Result<()> {
+    let ms = crate::lock::swarm::now_ms();
+    oracle
+        .write_all(format!("{line} @{ms}\n").as_bytes())
+        .context("failed to write to the oracle file")
 }
 
 /// `__bench-lock N`: N rounds of try-acquire + release of one uncontended

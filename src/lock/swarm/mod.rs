@@ -104,7 +104,17 @@
 //!   call bound and every renewal call by the renewal bound; an engine
 //!   that applies a write after the call's timeout (the answer never came)
 //!   leaves an object whose lease is measured from its send time, so it
-//!   can only be shorter than the holder assumes, never longer.
+//!   can only be shorter than the holder assumes, never longer. A manager
+//!   cut off from the leader forwards a call whose caller gave up once it
+//!   is back (Docker gives it 20 s, `swarmRequestTimeout`): a create
+//!   applied after its acquire moved on carries a token nobody holds, so
+//!   nobody believes in it; it delays the domain by lease + margin from
+//!   its `UpdatedAt`, never admits a second holder.
+//! - *Leader elections.* Without a leader the managers answer nothing
+//!   about configs (swarmkit elects after 10 to 20 s). A holder whose
+//!   renewals cannot land loses the lock at its lease's end; a waiter keeps
+//!   trying through a minute of failing calls before it gives up.
+//!   `tests/multiswarm` shows both on three real managers.
 
 mod client;
 mod lease;

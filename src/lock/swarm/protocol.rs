@@ -231,8 +231,14 @@ enum Step {
 }
 
 /// How many engine calls in a row may fail while waiting before the
-/// waiter gives up (exit 3).
+/// waiter gives up (exit 3), and for how long at least: a swarm whose
+/// leader died or was cut off answers nothing about configs (the calls
+/// hang past their bound, or say the swarm has no leader) until the
+/// others elect a new one, after one raft election timeout (swarmkit: 10
+/// ticks of 1 s, randomised up to twice that). A waiter holds nothing, so
+/// it waits through three of them.
 const WAIT_FAILURES: u32 = 4;
+const WAIT_FAILURE_SPAN: Duration = Duration::from_secs(60);
 /// How long a waiter without an event watch sleeps between attempts: from
 /// 50 ms doubling to this.
 const POLL_MAX: Duration = Duration::from_millis(250);
@@ -297,6 +303,7 @@ impl AppLocks for SwarmLocks {
         let mut watch_failed = false;
         let mut warned = false;
         let mut failures = 0u32;
+        let mut failing_since: Option<Instant> = None;
         loop {
             if cancel.is_some_and(Latch::is_set) {
                 return Ok(Acquired::Cancelled);
@@ -308,14 +315,25 @@ impl AppLocks for SwarmLocks {
             let step = match self.attempt(domain, owner, &mut warned) {
                 Ok(step) => {
                     failures = 0;
+                    failing_since = None;
                     step
                 }
-                // A waiter outlives a few failed calls (an engine slow
-                // past the call bound under load): none of them changed
-                // what it holds, which is nothing. Then it gives up.
-                Err(e) if failures + 1 < WAIT_FAILURES => {
+                // A waiter outlives failed calls (an engine slow past the
+                // call bound under load, a swarm electing a new leader):
+                // none of them changed what it holds, which is nothing.
+                // It gives up after WAIT_FAILURES in a row spanning
+                // WAIT_FAILURE_SPAN.
+                Err(e)
+                    if failures + 1 < WAIT_FAILURES
+                        || failing_since.is_some_and(|t| t.elapsed() < WAIT_FAILURE_SPAN) =>
+                {
                     failures += 1;
-                    say!("warning: {e:#}; trying again ({failures} of {WAIT_FAILURES})");
+                    let since = *failing_since.get_or_insert_with(Instant::now);
+                    say!(
+                        "warning: {e:#}; trying again (failing for {}, giving up after {} of failures)",
+                        crate::units::human(since.elapsed()),
+                        crate::units::human(WAIT_FAILURE_SPAN)
+                    );
                     let until = Instant::now() + self.lease.call_bound().min(POLL_MAX * 4);
                     if cancel.is_some_and(|c| c.wait_until(until)) {
                         return Ok(Acquired::Cancelled);
