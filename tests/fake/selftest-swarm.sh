@@ -18,6 +18,8 @@
 # echoes (status 0), so fail runs exactly when COND fails.
 # shellcheck disable=SC2317 # the helpers are called indirectly (the EXIT trap,
 # wait_for PREDICATE, a worker in the background), which shellcheck cannot see.
+# shellcheck disable=SC2016 # '${VAR...}' in single quotes is compose text,
+# for the stand-in abra to expand, not the shell.
 set -uo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
@@ -57,6 +59,7 @@ cleanup() {
   done
   for p in $(docker volume ls -q 2>/dev/null | ours); do docker volume rm -f "$p" >/dev/null 2>&1; done
   for p in $(docker secret ls --format '{{.Name}}' 2>/dev/null | ours); do docker secret rm "$p" >/dev/null 2>&1; done
+  for p in $(docker config ls --format '{{.Name}}' 2>/dev/null | ours); do docker config rm "$p" >/dev/null 2>&1; done
   for p in $(docker network ls --format '{{.Name}}' 2>/dev/null | ours); do docker network rm "$p" >/dev/null 2>&1; done
   # port claims of our env files (app rm releases them; a failed run may not)
   local pd
@@ -514,11 +517,114 @@ timing "4 concurrent new/deploy/HTTP/undeploy/rm" $(($(now_ms) - t0))
 [ $bad -eq 0 ] && pass "4 concurrent cycles, each served its version on its own port" || fail "$bad workers failed"
 [ "$(cat "$tmp"/runs/*.port 2>/dev/null | sort -u | wc -l)" = 4 ] && pass "4 distinct ports" || fail "ports collided"
 
+echo "== recipes as abra reads them (anchors, merge keys, abra.sh, required variables, secrets)"
+# A recipe of the shapes public recipes have (written here): labels through
+# anchors and merge keys, a template_driver: golang config versioned in
+# abra.sh, versioned secrets with modifiers, then a required variable.
+fd="${prefix}-f.ccci.test"
+fs="${prefix}-f_ccci_test"
+fr="$ABRA_DIR/recipes/forms"
+mkdir -p "$fr"
+cat >"$fr/compose.yml" <<'EOF'
+version: "3.8"
+x-backup: &backup
+  backupbot.backup: "${ENABLE_BACKUPS:-true}"
+  backupbot.backup.path: /data
+x-traefik: &traefik
+  traefik.enable: "true"
+  nginx.conf-version: ${NGINX_CONF_VERSION}
+x-owned: &owned {owner: forms, traefik.enable: "false"}
+services:
+  app:
+    image: ccci-example:1.1.0
+    labels: {<<: *backup, container.only: "yes"}
+    environment:
+      - DATA_DIR=/cfg
+    ports:
+      - target: 8080
+        published: ${APP_PORT:-8080}
+        protocol: tcp
+        mode: host
+    secrets: [db_password, smtp_password]
+    configs:
+      - source: forms_conf
+        target: /cfg/marker
+    deploy:
+      labels:
+        <<: [*traefik, *owned]
+        owner: app
+secrets:
+  db_password:
+    external: true
+    name: ${STACK_NAME}_db_password_${SECRET_DB_PASSWORD_VERSION}
+  smtp_password:
+    external: true
+    name: ${STACK_NAME}_smtp_password_${SECRET_SMTP_PASSWORD_VERSION}
+configs:
+  forms_conf:
+    name: ${STACK_NAME}_forms_conf_${FORMS_CONF_VERSION}
+    file: forms.conf.tmpl
+    template_driver: golang
+EOF
+cat >"$fr/.env.sample" <<'EOF'
+TYPE=forms
+DOMAIN=forms.example.com
+SECRET_DB_PASSWORD_VERSION=v1  # length=48
+SECRET_SMTP_PASSWORD_VERSION=v1 # generate=false
+SECRET_UNUSED_VERSION=v1
+APP_PORT=8080
+EOF
+printf 'export NGINX_CONF_VERSION=v2\nexport FORMS_CONF_VERSION=v3\n' >"$fr/abra.sh"
+echo 'service {{ .Service.Name }}' >"$fr/forms.conf.tmpl"
+git -C "$fr" init -q && git -C "$fr" add -A &&
+  git -C "$fr" -c user.email=t@t -c user.name=t commit -qm forms
+expect_rc 0 "app new -S of a recipe with versioned secrets" abra app new forms -s default -D "$fd" -S -C -n
+has "│ db_password *│ [A-Za-z0-9]\{48\} *│" "$tmp/out" && has "│ NAME *│ VALUE *│" "$tmp/out" &&
+  pass "prints the generated secret in a NAME/VALUE table (# length=48)" || fail "secrets table"
+[ "$(docker secret ls --format '{{.Name}}' --filter "name=${fs}_")" = "${fs}_db_password_v1" ] &&
+  pass "docker secret create of the compose files' secret, not # generate=false" ||
+  fail "secrets: $(docker secret ls --format '{{.Name}}' --filter "name=${fs}_")"
+expect_rc 1 "deploy without the # generate=false secret" abra app deploy "$fd" -C -n
+has "secret not inserted (#generate=false): smtp_password" "$tmp/err" && [ "$(count replicas "$fs")" = 0 ] &&
+  pass "refused as abra refuses it, nothing deployed" || fail "missing secret"
+printf 'by hand' | docker secret create "${fs}_smtp_password_v1" - >/dev/null
+expect_rc 0 "deploy -C -o once every secret exists" abra app deploy "$fd" -C -o -n
+docker service inspect "${fs}_app" >"$tmp/inspect" 2>&1
+python3 - "$tmp/inspect" <<'PY' && pass "merge keys applied: deploy labels and container labels" || fail "merged labels"
+import json, sys
+spec = json.load(open(sys.argv[1]))[0]["Spec"]
+svc, ctr = spec["Labels"], spec["TaskTemplate"]["ContainerSpec"]["Labels"]
+assert svc["traefik.enable"] == "true" and svc["owner"] == "app", svc
+assert svc["nginx.conf-version"] == "v2", svc   # abra.sh export
+assert ctr["backupbot.backup"] == "true" and ctr["container.only"] == "yes", ctr
+assert "backupbot.backup" not in svc, svc
+PY
+[ "$(docker config ls --format '{{.Name}}' --filter "name=${fs}_")" = "${fs}_forms_conf_v3" ] &&
+  pass "the golang config is named with abra.sh's version" || fail "config $(docker config ls --format '{{.Name}}' --filter "name=${fs}_")"
+# the example server answers GET /data with DATA_DIR/marker: the config
+# file as the engine rendered it into the task (docker cp cannot see it)
+renders() { [ "$(http GET "$(port_of "$fd")" /data)" = "service ${fs}_app" ]; }
+wait_for 90 renders && pass "its task runs with the config rendered by the engine" ||
+  fail "config not rendered: $(http GET "$(port_of "$fd")" /data)"
+expect_rc 0 "undeploy" undeploy_engine "$fd"
+sed -i 's/^    image: ccci-example:1.1.0$/    image: ccci-example:${EXAMPLE_TAG:?set EXAMPLE_TAG in the env file}/' "$fr/compose.yml"
+expect_rc 1 'deploy refuses ${EXAMPLE_TAG:?msg}' abra app deploy "$fd" -C -n
+has "required variable EXAMPLE_TAG is missing a value: set EXAMPLE_TAG in the env file" "$tmp/err" &&
+  [ "$(count docker service ls -q --filter "$(ns "$fs")")" = 0 ] && pass "names the variable, nothing deployed" ||
+  fail ":? refusal"
+wait_for 90 containers_gone "$fs" && pass "its containers went" || fail "forms containers left"
+remove_stack_networks "$fs" || fail "forms network left"
+network_left=
+expect_rc 0 "rm (secrets, the hand-made one too)" abra app rm "$fd" -n
+[ -z "$(docker secret ls -q --filter "name=${fs}_")" ] && [ -z "$(docker config ls -q --filter "name=${fs}_")" ] &&
+  pass "no secret or config of it left" || fail "forms left secrets or configs"
+
 echo "== nothing left"
 [ -z "$(docker stack ls --format '{{.Name}}' | ours)" ] && pass "docker stack ls" || fail "stacks left"
 [ -z "$(docker ps -a --format '{{.Label "com.docker.stack.namespace"}}' | ours)" ] && pass "docker ps -a" || fail "containers left"
 [ -z "$(docker volume ls -q | ours)" ] && pass "docker volume ls" || fail "volumes left"
 [ -z "$(docker secret ls --format '{{.Name}}' | ours)" ] && pass "docker secret ls" || fail "secrets left"
+[ -z "$(docker config ls --format '{{.Name}}' | ours)" ] && pass "docker config ls" || fail "configs left"
 [ -z "$(docker network ls --format '{{.Name}}' | ours)" ] && pass "docker network ls" || fail "networks left"
 ! grep -q -s "^$tmp/" "$claims"/[0-9]* 2>/dev/null && pass "no port claim" || fail "port claims left"
 

@@ -5,6 +5,8 @@
 # line per check and exits 1 if any failed. Every wait is bounded.
 # shellcheck disable=SC2015 # `COND && pass ... || fail ...` throughout: pass only
 # echoes (status 0), so fail runs exactly when COND fails.
+# shellcheck disable=SC2016 # '${VAR...}' in single quotes is compose text,
+# for the stand-in abra to expand, not the shell.
 set -uo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
@@ -148,6 +150,9 @@ expect_rc 1 "app new again (env file exists)" abra app new example -s default -D
 # _a_rather_long_secret_name_v1 is over docker's 64.
 git clone -q "$up" "$ABRA_DIR/recipes/longsecret"
 echo "SECRET_A_RATHER_LONG_SECRET_NAME_VERSION=v1" >>"$ABRA_DIR/recipes/longsecret/.env.sample"
+# abra generates the compose files' secrets (the env file gives versions)
+sed -i 's/^secrets:$/secrets:\n  a_rather_long_secret_name:\n    external: true\n    name: ${STACK_NAME}_a_rather_long_secret_name_${SECRET_A_RATHER_LONG_SECRET_NAME_VERSION}/' \
+  "$ABRA_DIR/recipes/longsecret/compose.yml"
 long="a-very-long-domain-label-for-secrets.example.test"
 expect_rc 1 "app new with a secret name over 64 characters" \
   abra app new longsecret -s default -D "$long" -S -C -n
@@ -510,6 +515,153 @@ done
 won=0
 for p in "${rpids[@]}"; do wait "$p" && won=$((won + 1)); done
 [ $won -eq 1 ] && pass "one of 8 concurrent runs with one name wins" || fail "$won runs won the name"
+
+echo "== recipes as abra reads them (anchors, merge keys, abra.sh, required variables, secrets)"
+# A recipe of the shapes public Co-op Cloud recipes have, written here:
+# labels through YAML anchors and merge keys, a config versioned in abra.sh
+# with template_driver: golang, versioned secrets with modifiers, a required
+# variable. Deployed with -C (its working tree) like a recipe under test.
+fr="$ABRA_DIR/recipes/forms"
+mkdir -p "$fr"
+cat >"$fr/compose.yml" <<'EOF'
+version: "3.8"
+x-backup: &backup
+  backupbot.backup: "${ENABLE_BACKUPS:-true}"
+  backupbot.backup.path: /data
+x-traefik: &traefik
+  traefik.enable: "true"
+  nginx.conf-version: ${NGINX_CONF_VERSION}
+x-owned: &owned {owner: forms, traefik.enable: "false"}
+services:
+  app:
+    image: nginx:1.27
+    environment: &env
+      - DOMAIN
+    secrets: [db_password, smtp_password]
+    configs:
+      - source: nginx_conf
+        target: /etc/nginx/nginx.conf
+    deploy:
+      labels:
+        <<: [*traefik, *owned]
+        owner: app
+  db:
+    image: postgres:16
+    environment: *env
+    deploy:
+      labels: {<<: *backup, backupbot.backup.pre-hook: "pg_dump"}
+secrets:
+  db_password:
+    external: true
+    name: ${STACK_NAME}_db_password_${SECRET_DB_PASSWORD_VERSION}
+  smtp_password:
+    external: true
+    name: ${STACK_NAME}_smtp_password_${SECRET_SMTP_PASSWORD_VERSION}
+configs:
+  nginx_conf:
+    name: ${STACK_NAME}_nginx_conf_${NGINX_CONF_VERSION}
+    file: nginx.conf.tmpl
+    template_driver: golang
+volumes:
+  data:
+EOF
+cat >"$fr/.env.sample" <<'EOF'
+TYPE=forms
+DOMAIN=forms.example.com
+## the compose files' secrets: versions, and abra's modifiers after them
+SECRET_DB_PASSWORD_VERSION=v1  # length=48
+SECRET_SMTP_PASSWORD_VERSION=v1 # generate=false
+## a version line of a secret no compose file declares: abra ignores it
+SECRET_UNUSED_VERSION=v1
+EOF
+cat >"$fr/abra.sh" <<'EOF'
+# config versions, as recipes keep them
+export NGINX_CONF_VERSION=v2
+
+run_cron () {
+  export NOT_A_VERSION=1
+}
+EOF
+echo 'server_name {{ env "DOMAIN" }};' >"$fr/nginx.conf.tmpl"
+git -C "$fr" init -q && git -C "$fr" add -A &&
+  git -C "$fr" -c user.email=t@t -c user.name=t commit -qm forms
+f=f1.example.test
+fs=f1_example_test
+expect_rc 0 "app new -S of a recipe with versioned secrets" abra app new forms -s default -D $f -S -C -n
+python3 - "$tmp/out" <<'PY' && pass "app new -S prints a NAME/VALUE table of the generated secrets" || fail "secrets table"
+import re, sys
+rows = [re.findall(r"│ *(\S+) *", l) for l in open(sys.argv[1], encoding="utf-8") if l.startswith("│")]
+assert rows[0] == ["NAME", "VALUE"], rows
+assert [r[0] for r in rows[1:]] == ["db_password"], rows
+assert re.fullmatch(r"[A-Za-z0-9]{48}", rows[1][1]), rows
+PY
+has "not shown again" "$tmp/err" && pass "warns that the values are not shown again" || fail "no warning"
+value="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["data"])' \
+  "$CCCI_FAKE_STATE/secrets/${fs}_db_password_v1.json" 2>/dev/null)"
+grep -q "│ db_password *│ $value *│" "$tmp/out" && [ ${#value} = 48 ] &&
+  pass "the secret holds the printed value (# length=48 honoured)" || fail "secret value '$value'"
+[ "$(docker secret ls --format '{{.Name}}' --filter "name=${fs}_" | sort | tr '\n' ' ')" = "${fs}_db_password_v1 " ] &&
+  pass "only the compose files' secrets, not # generate=false, not an undeclared version" ||
+  fail "secrets made: $(docker secret ls --format '{{.Name}}' --filter "name=${fs}_")"
+expect_rc 1 "deploy without the # generate=false secret" abra app deploy $f -C -n
+has "secret not inserted (#generate=false): smtp_password" "$tmp/err" &&
+  [ ! -e "$CCCI_FAKE_STATE/stacks/$fs.json" ] &&
+  pass "refused as abra refuses it, nothing deployed" || fail "missing secret"
+# the operator inserts it by hand (abra app secret insert): a record in the
+# fake swarm's store
+python3 - "$CCCI_FAKE_STATE/secrets/${fs}_smtp_password_v1.json" "${fs}_smtp_password_v1" <<'PY'
+import json, sys
+json.dump({"id": "x" * 25, "name": sys.argv[2], "labels": {}, "created": 0, "data": "by hand"},
+          open(sys.argv[1], "w"))
+PY
+expect_rc 0 "deploy (-C, -o) once every secret exists" abra app deploy $f -C -o -n
+docker service inspect "${fs}_app" "${fs}_db" >"$tmp/inspect" 2>&1
+python3 - "$tmp/inspect" "$fs" <<'PY' && pass "merge keys: <<: *x, <<: [*a, *b], {<<: *x, ...}" || fail "merged labels"
+import json, sys
+app, db = (d["Spec"]["Labels"] for d in json.load(open(sys.argv[1])))
+s = sys.argv[2]
+assert app["traefik.enable"] == "true", app      # the first of the list wins
+assert app["owner"] == "app", app                # the mapping's own key wins
+assert db["backupbot.backup"] == "true" and db["backupbot.backup.path"] == "/data", db
+assert db["backupbot.backup.pre-hook"] == "pg_dump", db
+PY
+python3 - "$tmp/inspect" "$fs" "$CCCI_FAKE_STATE/stacks/$fs.json" <<'PY' && pass "abra.sh exports: the golang config's version v2" || fail "abra.sh export"
+import json, sys
+app = json.load(open(sys.argv[1]))[0]["Spec"]["Labels"]
+s = sys.argv[2]
+assert app["nginx.conf-version"] == "v2", app
+assert json.load(open(sys.argv[3]))["configs"] == {"nginx_conf": s + "_nginx_conf_v2"}
+PY
+abra app undeploy $f -n >/dev/null
+# ${VAR:?msg} and ${VAR?msg}: docker's loader refuses the file, abra exits 1
+# before anything is deployed
+sed -i 's/^    image: nginx:1.27$/    image: nginx:${NGINX_TAG:?set NGINX_TAG in the env file}/' "$fr/compose.yml"
+wait_for 10 sh -c "[ -z \"\$(docker ps -aq --filter $(stack_filter $fs))\" ]" || fail "$fs lingers"
+expect_rc 1 'deploy refuses ${NGINX_TAG:?msg} unset' abra app deploy $f -C -n
+has "required variable NGINX_TAG is missing a value: set NGINX_TAG in the env file" "$tmp/err" &&
+  [ "$(count_lines docker service ls -q --filter "$(stack_filter $fs)")" = 0 ] && pass "names the variable, nothing deployed" || fail ":? message"
+echo "NGINX_TAG=" >>"$ABRA_DIR/servers/default/$f.env"
+expect_rc 1 'deploy refuses ${NGINX_TAG:?msg} empty' abra app deploy $f -C -n
+sed -i 's/NGINX_TAG:?/NGINX_TAG?/' "$fr/compose.yml"
+expect_rc 0 'deploy takes ${NGINX_TAG?msg} set but empty' abra app deploy $f -C -f -n
+sed -i '/^NGINX_TAG=$/d' "$ABRA_DIR/servers/default/$f.env"
+expect_rc 1 'deploy -f refuses ${NGINX_TAG?msg} unset' abra app deploy $f -C -f -n
+has "required variable NGINX_TAG" "$tmp/err" && pass "names the variable" || fail "? message"
+abra app undeploy $f -n >/dev/null
+wait_for 10 abra app rm $f -f -n || fail "rm $f"
+# app new without -S: no secret, and abra refuses the deploy
+g=f2.example.test
+abra app new example -s default -D $g -n >/dev/null
+expect_rc 1 "deploy of an app whose secrets were never generated" abra app deploy $g -n
+has "secret not generated: api_key" "$tmp/err" && pass "says which secret" || fail "not generated message"
+# -i: the env file's TYPE version is ignored, the latest release deploys
+abra app rm $g -f -n >/dev/null
+abra app new example 1.0.0+1.0 -s default -D $g -S -n >/dev/null
+expect_rc 0 "deploy -i -o" abra app deploy $g -i -o -n
+[ "$(docker service inspect --format '{{index .Spec.Labels "coop-cloud.f2_example_test.version"}}' f2_example_test_app)" = 1.1.0+1.0 ] &&
+  pass "-i deploys the latest release, not the env file's" || fail "-i version"
+abra app undeploy $g -n >/dev/null
+wait_for 10 abra app rm $g -f -n || fail "rm $g"
 
 echo "== call log"
 python3 - "$CCCI_FAKE_STATE/calls.log" <<'PY' && pass "calls.log: valid lines, starts paired, one rm ok per app" || fail "calls.log"

@@ -12,7 +12,10 @@ fake swarm. Imports flow one way, from the commands down to the store:
     realdocker   the backend choice, the real docker CLI on PATH
     appenv       ABRA_DIR, servers, app env files, stack names
     recipes      recipe checkouts (git, tags, versions)
-    compose      compose files: ${VAR} interpolation, the YAML subset
+    secrets      abra.sh exports, the compose files' secrets and the env
+                 file's modifiers, app new -S's values and table
+    compose      compose files: the YAML subset (anchors, merge keys),
+                 docker's interpolation (${VAR:?msg} refused)
     leftovers    what an undeploy leaves behind (CCCI_FAKE_UNDEPLOY_LEAVES)
     views        services, task containers, networks as docker shows them
     render       docker's --format templates and tables

@@ -13,14 +13,20 @@ abra file names as known, the upstream source was not at hand to re-read):
   git checkout at recipes/RECIPE, no existing env file; moves the checkout
   to VERSION or the latest release tag unless -C (refusing a dirty tree,
   like pkg/recipe's EnsureIsClean); writes the env file from .env.sample
-  with DOMAIN and TYPE=RECIPE:VERSION; -S makes secrets named
-  STACK_SECRET_VERSION, at most 64 characters (a docker limit).
+  with DOMAIN and TYPE=RECIPE:VERSION; -S generates the compose files'
+  secrets under their compose names (STACK_SECRET_VERSION, at most 64
+  characters, a docker limit), honouring `# generate=false` and
+  `# length=N`, and prints their values (secrets.py).
 - Stack name (pkg/config StackName): domain with `.` → `_`, cut to 45
   characters; STACK_NAME in the env file wins.
 - `app deploy` (cli/app/deploy.go, pkg/upstream/stack): refuses an already
   deployed app without -f or -C ("DOMAIN is already deployed"); non-chaos
   moves the checkout to VERSION, the env file's TYPE version, or the latest
-  tag; -C deploys the working tree as it is. Labels on the `app` service:
+  tag (-i: not the env file's); -C deploys the working tree as it is.
+  Before anything is deployed: the compose files read as docker's loader
+  reads them (a missing `${VAR:?msg}` refused), with the recipe's abra.sh
+  exports merged over the env file, and every external secret present
+  (else "secret not generated: ID"). Labels on the `app` service:
   coop-cloud.STACK.version, .chaos, .recipe and, on chaos deploys,
   .chaos-version = 8 characters of HEAD plus `+U` when dirty.
 - `app undeploy` (cli/app/undeploy.go): returns once the services are
@@ -51,7 +57,7 @@ from .appenv import (
     check_domain, find_env_file, parse_env, read_env, recipe_dir,
     servers_dir, stack_name,
 )
-from .compose import read_compose
+from .compose import load_compose, read_compose, top_level
 from .engine import (
     sw_backup, sw_create_secrets, sw_deploy, sw_is_deployed, sw_restore,
     sw_rm, sw_service_labels,
@@ -61,7 +67,10 @@ from .flags import parse_flags
 from .knobs import run_step
 from .leftovers import containers_using_volumes, leave_behind, undeploy_leaves
 from .ports import claim_port, release_port
-from .realdocker import backend, dk
+from .realdocker import backend, dk, dk_ok
+from .secrets import (
+    app_secrets, generate, missing, print_table, read_abra_sh,
+)
 from .recipes import (
     checkout_version, ensure_recipe, head_sha, is_dirty, latest_tag,
     version_key,
@@ -76,7 +85,6 @@ from .tasks import deploy_service
 
 
 ABRA_VERSION = "0.10.0-ccci-fake"
-SECRET_MAX = 64
 
 PROG_NAME[0] = "abra"
 ARGV = []
@@ -93,6 +101,10 @@ def flags(argv, spec):
             full[n] = (key, takes)
     full.setdefault("-n", ("noinput", False))
     full.setdefault("--no-input", ("noinput", False))
+    # abra's -o/--offline (use the local recipe checkout, never the
+    # network): the stand-in is always offline, so it only accepts it
+    full.setdefault("-o", ("offline", False))
+    full.setdefault("--offline", ("offline", False))
     opts, args = parse_flags(argv, full)
     return {k: (v[-1] if isinstance(v, list) else v)
             for k, v in opts.items()}, args
@@ -166,41 +178,38 @@ def app_new(argv):
         text = "\n".join(out) + "\n"
         env = parse_env(text)
         stack = stack_name(domain, env)
-        wanted = []
+        wanted = []  # (secret id, docker name, value)
         if opts.get("secrets"):
-            for key, val in env.items():
-                m = re.fullmatch(r"SECRET_([A-Z0-9_]+)_VERSION", key)
-                if m:
-                    name = "%s_%s_%s" % (stack, m.group(1).lower(), val)
-                    if len(name) > SECRET_MAX:
-                        raise fatal(
-                            "%s is %d characters long which is more than %d "
-                            "(docker's secret name limit): choose a shorter "
-                            "domain" % (name, len(name), SECRET_MAX))
-                    wanted.append(name)
+            # the compose files' `secrets:`, named as the deploy will
+            # name them; `# generate=false` ones are left to the operator
+            cenv = compose_env(path, env, stack)
+            docs = load_compose(path, cenv)
+            for sec in app_secrets(top_level(docs, "secrets"), text, stack):
+                if sec["generate"]:
+                    wanted.append((sec["id"], sec["name"],
+                                   generate(sec["length"])))
         if swarm_backend:
             return sw_new(domain, recipe, ver, env_path, text, stack, wanted,
                           "APP_PORT" in seen)
         with locked():
             if os.path.exists(env_path):
                 raise fatal("%s already exists" % env_path)
-            for name in wanted:
+            for _, name, _ in wanted:
                 if os.path.exists(secret_path(name)):
                     raise fatal("secret %s already exists" % name)
-            for name in wanted:
+            for _, name, value in wanted:
                 write_json(secret_path(name), {
                     "id": new_id(25), "name": name,
                     "labels": stack_labels(stack),
                     "created": time.time(),
-                    "data": new_id(32)})
+                    "data": value})
             tmp = env_path + ".tmp.%d" % os.getpid()
             with open(tmp, "w", encoding="utf-8") as f:
                 f.write(text)
             os.replace(tmp, env_path)
         print("%s created: %s (recipe %s, version %s)"
               % (domain, env_path, recipe, ver or "unversioned"))
-        for name in wanted:
-            print("secret generated: %s" % name)
+        print_table([(sid, value) for sid, _, value in wanted])
         return 0
 
     return run_step("new", domain, ["abra"] + ARGV, body)
@@ -217,7 +226,7 @@ def sw_new(domain, recipe, ver, env_path, text, stack, secrets, want_port):
             if want_port:
                 port = claim_port(domain, env_path)
                 text = text.replace("APP_PORT={APP_PORT}", "APP_PORT=%d" % port)
-            sw_create_secrets(secrets)
+            sw_create_secrets([(name, value) for _, name, value in secrets])
             tmp = env_path + ".tmp.%d" % os.getpid()
             with open(tmp, "w", encoding="utf-8") as f:
                 f.write(text)
@@ -229,9 +238,28 @@ def sw_new(domain, recipe, ver, env_path, text, stack, secrets, want_port):
     print("%s created: %s (recipe %s, version %s%s)"
           % (domain, env_path, recipe, ver or "unversioned",
              ", port %d" % port if port else ""))
-    for name in secrets:
-        print("secret generated: %s" % name)
+    print_table([(sid, value) for sid, _, value in secrets])
     return 0
+
+
+def compose_env(path, env, stack):
+    """The environment abra reads the compose files with: the process's,
+    the app's env file, the recipe's abra.sh exports over it (abra merges
+    them after the env file: config and secret versions live there), and
+    STACK_NAME."""
+    cenv = dict(os.environ)
+    cenv.update(env)
+    cenv.update(read_abra_sh(os.path.join(path, "abra.sh")))
+    cenv["STACK_NAME"] = stack
+    return cenv
+
+
+def secret_exists(name, swarm_backend):
+    """Whether a secret of this exact name is on the (fake) swarm."""
+    if swarm_backend:
+        return name in dk_ok(["secret", "ls", "--filter", "name=" + name,
+                              "--format", "{{.Name}}"]).stdout.split()
+    return os.path.exists(secret_path(name))
 
 
 def load_app(domain):
@@ -248,10 +276,11 @@ def app_deploy(argv):
         (("-f", "--force"), "force", False),
         (("-D", "--no-domain-checks"), "nodomain", False),
         (("-c", "--no-converge-checks"), "noconverge", False),
+        (("-i", "--ignore-env-version"), "ignoreenv", False),
     ])
     if not 1 <= len(args) <= 2:
         raise fatal("usage: abra app deploy DOMAIN [VERSION] [-C] [-f] [-D] "
-                    "[-c] -n")
+                    "[-c] [-i] [-o] -n")
     domain = args[0]
     version = args[1] if len(args) == 2 else None
     chaos = bool(opts.get("chaos"))
@@ -259,10 +288,13 @@ def app_deploy(argv):
     def body():
         need_noinput(opts, "app deploy")
         check_domain(domain)
-        server, _, env = load_app(domain)
+        server, env_path, env = load_app(domain)
         recipe, _, type_version = env.get("TYPE", "").partition(":")
         if not recipe:
             raise fatal("%s: no TYPE in the env file" % domain)
+        if opts.get("ignoreenv"):
+            # -i: the env file's TYPE version is not the one to deploy
+            type_version = ""
         stack = stack_name(domain, env)
         swarm_backend = backend() == "swarm"
         deployed = (sw_is_deployed(stack) if swarm_backend
@@ -289,9 +321,16 @@ def app_deploy(argv):
             else:
                 deployed_version = head_sha(path)[:8]  # a recipe with no tags
         labels["coop-cloud.%s.version" % stack] = deployed_version
-        cenv = dict(os.environ)
-        cenv.update(env)
-        cenv["STACK_NAME"] = stack
+        cenv = compose_env(path, env, stack)
+        # read as docker's loader reads them, before anything is deployed:
+        # a `${VAR:?msg}` without VAR is refused here
+        docs = load_compose(path, cenv)
+        with open(env_path, encoding="utf-8") as f:
+            env_text = f.read()
+        for sec in app_secrets(top_level(docs, "secrets"), env_text, stack):
+            if sec["external"] and not secret_exists(sec["name"],
+                                                     swarm_backend):
+                raise missing(sec)
         # DOMAIN (every deploy of the app) or STEP@DOMAIN (only the
         # `deploy` or `deploy-chaos` step: a pull request that breaks)
         step = "deploy-chaos" if chaos else "deploy"
@@ -300,12 +339,20 @@ def app_deploy(argv):
             for item in os.environ.get("CCCI_FAKE_ABRA_CRASHLOOP",
                                        "").split(","))
         if swarm_backend:
-            sw_deploy(domain, stack, path, env, cenv, labels, crashloop)
+            sw_deploy(domain, stack, path, env, cenv, labels, crashloop,
+                      docs)
             print("%s deployed (%s)" % (domain, ", ".join(
                 x for x in (deployed_version, "chaos" if chaos else "")
                 if x)))
             return 0
-        services, volumes = read_compose(path, cenv)
+        services, volumes = read_compose(path, cenv, docs)
+        configs = {}
+        for cid, conf in top_level(docs, "configs").items():
+            # docker reads a config's file at deploy: a missing one fails
+            src = os.path.join(path, str(conf.get("file") or ""))
+            if conf.get("file") and not os.path.isfile(src):
+                raise fatal("open %s: no such file or directory" % src)
+            configs[cid] = conf.get("name") or "%s_%s" % (stack, cid)
         now = time.time()
         converge = env_ms("CCCI_FAKE_ABRA_CONVERGE_MS", 150) / 1000.0
         with locked():
@@ -331,6 +378,7 @@ def app_deploy(argv):
                 "services": new, "deployed_at": now,
                 "crashloop": crashloop,
                 "chaos": chaos, "version": deployed_version,
+                "configs": configs,
                 "volumes": sorted(set(rec.get("volumes", []))
                                   | {"%s_%s" % (stack, v) for v in volumes}),
             })

@@ -7,11 +7,11 @@ import os
 import re
 import sys
 
-from .compose import parse_yaml, read_compose, substitute
+from .compose import compose_files, read_compose
 from .errors import Fail, fatal
 from .ports import release_port
 from .realdocker import NAMESPACE, dk, dk_ok
-from .store import _path, list_dir, new_id, remove_file, remove_tree
+from .store import _path, list_dir, remove_file, remove_tree
 
 
 # -------------------------------------------------------- swarm backend --
@@ -84,14 +84,15 @@ def sw_service_labels():
     return out
 
 
-def sw_create_secrets(names):
-    """Real secrets, without the com.docker.stack.namespace label: `docker
-    stack rm` removes every secret that carries it, and an app's secrets
-    must outlive an undeploy (abra's do: undeploy, then deploy again)."""
+def sw_create_secrets(secrets):
+    """Real secrets ([(name, value)]), without the com.docker.stack.namespace
+    label: `docker stack rm` removes every secret that carries it, and an
+    app's secrets must outlive an undeploy (abra's do: undeploy, then
+    deploy again)."""
     made = []
     try:
-        for name in names:
-            p = dk(["secret", "create", name, "-"], input=new_id(32))
+        for name, value in secrets:
+            p = dk(["secret", "create", name, "-"], input=value)
             if p.returncode != 0:
                 err = p.stderr.strip()
                 if "already exists" in err or "AlreadyExists" in err:
@@ -104,14 +105,13 @@ def sw_create_secrets(names):
         raise
 
 
-def sw_deploy(domain, stack, path, env, cenv, labels, crashloop):
+def sw_deploy(domain, stack, path, env, cenv, labels, crashloop, docs):
     """`docker stack deploy` of the recipe's compose files plus an override
     file with abra's labels on the `app` service, the env file's values
     substituted by docker from its environment."""
-    files = (env.get("COMPOSE_FILE") or "compose.yml").split(":")
-    services, _ = read_compose(path, cenv)  # the same checks as the file one
-    with open(os.path.join(path, files[0]), encoding="utf-8") as f:
-        first = parse_yaml(substitute(f.read(), cenv), files[0])
+    files = compose_files(env)
+    services, _ = read_compose(path, cenv, docs)  # the file backend's checks
+    first = docs[0][1]
     override = {"version": str(first.get("version") or "3.8"),
                 "services": {}}
     if "app" in services:
