@@ -61,6 +61,8 @@ pub enum Command {
     History(HistoryArgs),
     /// Write a self-contained HTML page of recent runs: one row per app domain, one bar per run.
     Timeline(TimelineArgs),
+    /// Print a recipe's effective settings (ccci.toml) and where each value came from.
+    Settings(SettingsArgs),
     /// Print a shell completion script for SHELL on stdout.
     Completions(CompletionsArgs),
     /// Print a man page (roff) on stdout, generated from these definitions.
@@ -340,6 +342,13 @@ pub struct LogsArgs {
     /// Follow a live run's log until it finishes; exit with its exit code.
     #[arg(long, short = 'f')]
     pub follow: bool,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct SettingsArgs {
+    /// The recipe: `$CCCI_CI_TESTS/RECIPE/ccci.toml` over the recipe's own
+    /// `tests/ccci.toml` in its canonical checkout (`$ABRA_DIR/recipes/RECIPE`).
+    pub recipe: String,
 }
 
 #[derive(Debug, Args, Clone)]

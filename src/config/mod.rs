@@ -159,6 +159,11 @@ pub(crate) fn env_flag(env: &Env, key: &str) -> Result<bool> {
     }
 }
 
+/// The CI repository's tests of recipes (`CCCI_CI_TESTS`, default `tests`).
+pub fn ci_tests_dir(env: &Env) -> PathBuf {
+    PathBuf::from(env_nonempty(env, "CCCI_CI_TESTS").unwrap_or("tests"))
+}
+
 /// Validates `run`'s arguments. `pid` is the wrapper's pid (for manual run
 /// ids and lanes), the same number in the wrapper and in the harness.
 pub fn run_config(args: &RunArgs, env: &Env, pid: u32) -> Result<RunConfig> {
@@ -233,7 +238,7 @@ pub fn run_config(args: &RunArgs, env: &Env, pid: u32) -> Result<RunConfig> {
         }
     };
     let skip_fetch = env_flag(env, "CCCI_SKIP_FETCH")?;
-    let ci_tests_dir = PathBuf::from(env_nonempty(env, "CCCI_CI_TESTS").unwrap_or("tests"));
+    let ci_tests_dir = ci_tests_dir(env);
     for (field, d) in [
         ("timeout", args.timeout),
         ("teardown-timeout", args.teardown_timeout),
