@@ -98,14 +98,10 @@ pub struct RunArgs {
     /// App domain (default `{recipe}-{lane}.{CCCI_DOMAIN_SUFFIX}`).
     #[arg(long, env = "CCCI_DOMAIN", allow_hyphen_values = true)]
     pub domain: Option<String>,
-    /// Base of the install tier: latest-release, last-green or a version tag.
-    #[arg(
-        long,
-        env = "CCCI_BASE",
-        default_value = "latest-release",
-        allow_hyphen_values = true
-    )]
-    pub base: String,
+    /// Base of the install tier: latest-release, last-green or a version tag
+    /// [default: the recipe's ccci.toml `base`, else latest-release].
+    #[arg(long, env = "CCCI_BASE", allow_hyphen_values = true)]
+    pub base: Option<String>,
     /// One deploy of the ref under test, install-tier tests, teardown.
     #[arg(long, env = "CCCI_QUICK", value_parser = BoolishValueParser::new())]
     pub quick: bool,
@@ -116,8 +112,8 @@ pub struct RunArgs {
     #[arg(long, env = "CCCI_TEARDOWN_TIMEOUT", default_value = "5m", value_parser = parse_duration)]
     pub teardown_timeout: Duration,
     /// Bound of each convergence wait after a deploy [default: the
-    /// recipe's timeout label coop-cloud.${STACK_NAME}.timeout, else 5m].
-    /// Given, it wins over the label.
+    /// recipe's ccci.toml `converge_timeout`, else its timeout label
+    /// coop-cloud.${STACK_NAME}.timeout, else 5m]. Given, it wins over both.
     #[arg(long, env = "CCCI_CONVERGE_TIMEOUT", value_parser = parse_duration)]
     pub converge_timeout: Option<Duration>,
     /// Grace between SIGTERM and SIGKILL for leftover processes.

@@ -49,7 +49,9 @@ pub struct RunConfig {
     pub server: String,
     pub domain: String,
     pub stack: String,
-    pub base: Base,
+    /// The base the operator gave (`--base`, `CCCI_BASE`); None: the
+    /// recipe's ccci.toml `base`, else the latest release.
+    pub base: Option<Base>,
     pub quick: bool,
     pub timeout: Duration,
     pub teardown_timeout: Duration,
@@ -229,12 +231,13 @@ pub fn run_config(args: &RunArgs, env: &Env, pid: u32) -> Result<RunConfig> {
             d
         }
     };
-    let base = match args.base.as_str() {
-        "latest-release" => Base::LatestRelease,
-        "last-green" => Base::LastGreen,
-        v => {
+    let base = match args.base.as_deref() {
+        None => None,
+        Some("latest-release") => Some(Base::LatestRelease),
+        Some("last-green") => Some(Base::LastGreen),
+        Some(v) => {
             check_ref("base", v)?;
-            Base::Version(v.to_string())
+            Some(Base::Version(v.to_string()))
         }
     };
     let skip_fetch = env_flag(env, "CCCI_SKIP_FETCH")?;

@@ -1,5 +1,5 @@
 use cc_ci_run::cli::{Cli, Command};
-use cc_ci_run::config::{self, Base, Env};
+use cc_ci_run::config::{self, Env};
 use cc_ci_run::exit;
 use clap::Parser;
 
@@ -29,7 +29,10 @@ fn manual_run_gets_manual_id_and_m_lane() {
     assert_eq!(c.run_id, "manual-4242");
     assert_eq!(c.domain, "example-m4242.ci.localhost");
     assert_eq!(c.stack, "example-m4242_ci_localhost");
-    assert_eq!(c.base, Base::LatestRelease);
+    assert_eq!(
+        c.base, None,
+        "no --base: the settings or the latest release decide"
+    );
 }
 
 #[test]
