@@ -93,7 +93,11 @@ pub const ENVIRONMENT: &[EnvVar] = &[
         "ci.localhost",
         "suffix of the app domain template",
     ),
-    v("CCCI_BASE", "latest-release", "run --base"),
+    v(
+        "CCCI_BASE",
+        "ccci.toml base, else latest-release",
+        "run --base",
+    ),
     v("CCCI_QUICK", "off", "run --quick"),
     v(
         "CCCI_RUN_ID",
@@ -108,8 +112,8 @@ pub const ENVIRONMENT: &[EnvVar] = &[
     ),
     v(
         "CCCI_CONVERGE_TIMEOUT",
-        "the recipe's timeout label, else 5m",
-        "each convergence wait; given, it wins over the label",
+        "ccci.toml converge_timeout, else the recipe's timeout label, else 5m",
+        "each convergence wait; given, it wins over both",
     ),
     v("CCCI_GRACE", "10s", "SIGTERM to SIGKILL grace"),
     v(
@@ -120,7 +124,7 @@ pub const ENVIRONMENT: &[EnvVar] = &[
     v(
         "CCCI_CI_TESTS",
         "tests",
-        "the CI repository's per-recipe tests directory",
+        "the CI repository's per-recipe tests directory (and RECIPE/ccci.toml)",
     ),
     v("CCCI_ABRA", "abra", "the abra program"),
     v("CCCI_DOCKER", "docker", "the docker program"),
