@@ -209,7 +209,32 @@ pub const ENVIRONMENT: &[EnvVar] = &[
     ),
     v("DRONE_PULL_REQUEST", "-", "default of --pr"),
     v("DRONE_COMMIT_SHA", "-", "default of --ref"),
+    v(
+        "CCCI_APP_URL_TEMPLATE",
+        "https://{domain}/",
+        "the app's base URL the tests get; {domain} is replaced",
+    ),
     v("CCCI_APP_DOMAIN", "(set)", "for tests: the app under test"),
+    v(
+        "CCCI_APP_URL",
+        "(set)",
+        "for tests: the app's base URL (CCCI_APP_URL_TEMPLATE)",
+    ),
+    v(
+        "CCCI_BASE_VERSION",
+        "(set)",
+        "for tests: the release the install tier deployed (empty: none)",
+    ),
+    v(
+        "CCCI_TESTED_SHA",
+        "(set)",
+        "for tests: the commit under test",
+    ),
+    v(
+        "CCCI_ARTIFACTS",
+        "(set)",
+        "for tests: a directory whose files are kept with the reports",
+    ),
     v("CCCI_STACK", "(set)", "for tests: its stack name"),
     v(
         "CCCI_CONTAINER_LABEL",
@@ -242,6 +267,10 @@ pub const FILES: &[(&str, &str)] = &[
     (
         "STATE/runs/RUN/report/",
         "report.json and junit.xml per tier, and the merged junit.xml",
+    ),
+    (
+        "STATE/runs/RUN/report/artifacts/TIER/",
+        "files the tier's tests left in CCCI_ARTIFACTS",
     ),
     (
         "STATE/runs/RUN/abra/, work/",

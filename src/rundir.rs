@@ -276,6 +276,10 @@ pub struct RunRecord {
     /// The convergence bound of the last deploy and where it came from.
     #[serde(default)]
     pub converge_bound: Option<ConvergeBound>,
+    /// The files tests left in `CCCI_ARTIFACTS`, kept under the report
+    /// directory: their paths.
+    #[serde(default)]
+    pub artifacts: Vec<String>,
 }
 
 /// A tier that did not run, and why.
@@ -359,6 +363,9 @@ pub(crate) fn summary_lines(r: &RunRecord) -> Vec<String> {
     }
     for t in &r.tiers_skipped {
         out.push(format!("tier {} not run: {}", t.tier, t.reason));
+    }
+    if !r.artifacts.is_empty() {
+        out.push(format!("artifacts: {}", r.artifacts.join(", ")));
     }
     if let Some(c) = &r.converge_bound {
         out.push(format!(

@@ -1229,7 +1229,30 @@ impl Run {
             (ci, format!("tests/{}", self.cfg.recipe)),
         ];
         let label = format!("cc-ci.run={}", self.cfg.run_id);
+        let reports = self
+            .cfg
+            .tests
+            .report_dir
+            .clone()
+            .unwrap_or_else(|| self.dir.report());
+        // Kept with the reports (they outlive the run tree); one directory
+        // per tier, beside the tiers' report directories.
+        let artifacts = reports.join("artifacts").join(tier.as_str());
+        rundir::mkdirs(&artifacts)?;
         let env = vec![
+            ("CCCI_APP_URL".to_string(), self.cfg.app_url.clone()),
+            (
+                "CCCI_BASE_VERSION".to_string(),
+                self.record.base_version.clone().unwrap_or_default(),
+            ),
+            (
+                "CCCI_TESTED_SHA".to_string(),
+                self.sha.clone().unwrap_or_default(),
+            ),
+            (
+                "CCCI_ARTIFACTS".to_string(),
+                artifacts.display().to_string(),
+            ),
             ("CCCI_APP_DOMAIN".to_string(), self.cfg.domain.clone()),
             ("CCCI_STACK".to_string(), self.cfg.stack.clone()),
             ("CCCI_TIER".to_string(), tier.to_string()),
@@ -1264,7 +1287,9 @@ impl Run {
             // it removes the containers beside the app (teardown_phase).
             leave_containers_on_signal: true,
         };
-        let outcome = testrun::run_suite(&suite, Some(self.funnel.latch()))?;
+        let outcome = testrun::run_suite(&suite, Some(self.funnel.latch()));
+        self.keep_artifacts(&artifacts);
+        let outcome = outcome?;
         if outcome.containers_left {
             self.containers_left = Some(label);
         }
@@ -1299,6 +1324,32 @@ impl Run {
                 Ok(Some(Verdict::TestsFailed))
             }
         }
+    }
+
+    /// Lists the files the tier's tests left in `dir` (their
+    /// `CCCI_ARTIFACTS`) in the record; an empty directory is removed.
+    fn keep_artifacts(&mut self, dir: &Path) {
+        let mut found = Vec::new();
+        for entry in walkdir::WalkDir::new(dir)
+            .follow_links(false)
+            .sort_by_file_name()
+        {
+            match entry {
+                Ok(e) if e.file_type().is_file() => found.push(e.path().display().to_string()),
+                Ok(_) => {}
+                Err(e) => say!(
+                    "warning: could not list the artifacts in {}: {e}",
+                    dir.display()
+                ),
+            }
+        }
+        if found.is_empty() {
+            // Only an empty directory goes (remove_dir refuses anything else).
+            let _ = std::fs::remove_dir(dir);
+            return;
+        }
+        say!("{} artifact(s) kept in {}", found.len(), dir.display());
+        self.record.artifacts.extend(found);
     }
 
     /// No tests, no green (SPEC section 6): a run in which no tier selected

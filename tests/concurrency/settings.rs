@@ -311,3 +311,83 @@ fn settings_command_prints_each_value_and_its_source() {
     assert_eq!(code(out.status), 2);
     assert!(String::from_utf8_lossy(&out.stderr).contains("did you mean \"floor\""));
 }
+
+#[test]
+fn tests_get_the_app_url_versions_and_an_artifacts_directory_kept_with_the_reports() {
+    let f = Fixture::new();
+    let dir = ci_dir(&f);
+    let answers = f.tmp.path().join("answers");
+    let path = script(
+        &dir,
+        "60-env.sh",
+        &format!(
+            r#"#!/bin/sh
+# tier: install, upgrade
+# timeout: 30s
+set -eu
+printf '%s url=%s base=%s sha=%s\n' "$CCCI_TIER" "$CCCI_APP_URL" "$CCCI_BASE_VERSION" "$CCCI_TESTED_SHA" >>'{answers}'
+[ -d "$CCCI_ARTIFACTS" ]
+[ "$CCCI_TIER" = upgrade ] && echo "a screenshot" >"$CCCI_ARTIFACTS/shot.txt"
+exit 0
+"#,
+            answers = answers.display()
+        ),
+    );
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = f
+        .run_cmd(&["--pr", "1"])
+        .env("CCCI_RUN_ID", "testenv")
+        .env("CCCI_APP_URL_TEMPLATE", "http://127.0.0.1:9/{domain}/")
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(code(out.status), 0, "{log}");
+    let rec = f.record("testenv");
+    let sha = rec["sha"].as_str().unwrap();
+    assert_eq!(sha.len(), 40, "{rec}");
+    let seen = std::fs::read_to_string(&answers).unwrap();
+    assert_eq!(
+        seen,
+        format!(
+            "install url=http://127.0.0.1:9/{PR_DOMAIN}/ base=1.1.0+1.0 sha={sha}\n\
+             upgrade url=http://127.0.0.1:9/{PR_DOMAIN}/ base=1.1.0+1.0 sha={sha}\n"
+        ),
+        "{log}"
+    );
+    // The upgrade tier's file is kept after the run tree is gone, listed
+    // in the record and the summary; the install tier's empty directory
+    // is not left behind.
+    let kept = f
+        .state
+        .join("runs/testenv/report/artifacts/upgrade/shot.txt");
+    assert_eq!(std::fs::read_to_string(&kept).unwrap(), "a screenshot\n");
+    assert!(!f
+        .state
+        .join("runs/testenv/report/artifacts/install")
+        .exists());
+    assert_eq!(
+        rec["artifacts"],
+        serde_json::json!([kept.display().to_string()])
+    );
+    let summary = log.rsplit("phase: finished").next().unwrap_or("");
+    assert!(
+        summary.contains(&format!("artifacts: {}", kept.display())),
+        "{summary}"
+    );
+}
+
+#[test]
+fn a_bad_app_url_template_exits_2_before_anything() {
+    let f = Fixture::new();
+    let out = f
+        .run_cmd(&["--pr", "1"])
+        .env("CCCI_RUN_ID", "badurl")
+        .env("CCCI_APP_URL_TEMPLATE", "https://{domian}/")
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(code(out.status), 2, "{log}");
+    assert!(log.contains("CCCI_APP_URL_TEMPLATE"), "{log}");
+    assert!(f.calls().is_empty(), "{:?}", f.calls());
+    assert!(!f.state.join("runs/badurl").exists());
+}

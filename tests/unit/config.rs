@@ -327,3 +327,37 @@ fn a_deploy_domain_needs_two_labels_a_lock_name_may_have_one() {
     validate_name(Kind::App, "localhost").unwrap();
     validate_name(Kind::App, "app.example.org").unwrap();
 }
+
+#[test]
+fn app_url_comes_from_the_template_and_a_bad_template_is_exit_2() {
+    let mut env = Env::new();
+    assert_eq!(
+        config::app_url(&env, "example-pr1.ci.localhost").unwrap(),
+        "https://example-pr1.ci.localhost/"
+    );
+    env.insert(
+        "CCCI_APP_URL_TEMPLATE".into(),
+        "http://127.0.0.1:8443/{domain}/".into(),
+    );
+    assert_eq!(
+        config::app_url(&env, "a.ci.localhost").unwrap(),
+        "http://127.0.0.1:8443/a.ci.localhost/"
+    );
+    for bad in [
+        "https://{domian}/",
+        "ftp://{domain}/",
+        "https://{domain} /",
+        "https://",
+        "{domain}",
+        "https:///{domain}",
+        "https://{domain}/\"x\"",
+    ] {
+        env.insert("CCCI_APP_URL_TEMPLATE".into(), bad.into());
+        let e = config::app_url(&env, "a.ci.localhost").expect_err(bad);
+        assert_eq!(cc_ci_run::exit::code_for(&e), 2, "{bad}");
+        assert!(
+            format!("{e:#}").contains("CCCI_APP_URL_TEMPLATE"),
+            "{bad}: {e:#}"
+        );
+    }
+}
