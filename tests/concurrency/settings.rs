@@ -374,6 +374,25 @@ exit 0
         summary.contains(&format!("artifacts: {}", kept.display())),
         "{summary}"
     );
+    // Attached in the merged JUnit report, on the upgrade tier's suite.
+    let junit = std::fs::read_to_string(f.state.join("runs/testenv/report/junit.xml")).unwrap();
+    let upgrade = junit
+        .split("<testsuite ")
+        .find(|s| s.starts_with("name=\"upgrade\""))
+        .unwrap_or_else(|| panic!("no upgrade suite in {junit}"));
+    assert!(
+        upgrade.contains(&format!("[[ATTACHMENT|{}]]", kept.display())),
+        "{junit}"
+    );
+    assert!(
+        upgrade.contains(&format!("name=\"artifact\" value=\"{}\"", kept.display())),
+        "{junit}"
+    );
+    let install = junit
+        .split("<testsuite ")
+        .find(|s| s.starts_with("name=\"install\""))
+        .unwrap_or_else(|| panic!("no install suite in {junit}"));
+    assert!(!install.contains("ATTACHMENT"), "{junit}");
 }
 
 #[test]
