@@ -70,6 +70,8 @@ pub enum Command {
     History(HistoryArgs),
     /// Write a self-contained HTML page of recent runs: one row per app domain, one bar per run.
     Timeline(TimelineArgs),
+    /// Print a recipe's effective settings (ccci.toml) and where each value came from.
+    Settings(SettingsArgs),
     /// Print a shell completion script for SHELL on stdout.
     Completions(CompletionsArgs),
     /// Print a man page (roff) on stdout, generated from these definitions.
@@ -105,14 +107,10 @@ pub struct RunArgs {
     /// App domain (default `{recipe}-{lane}.{CCCI_DOMAIN_SUFFIX}`).
     #[arg(long, env = "CCCI_DOMAIN", allow_hyphen_values = true)]
     pub domain: Option<String>,
-    /// Base of the install tier: latest-release, last-green or a version tag.
-    #[arg(
-        long,
-        env = "CCCI_BASE",
-        default_value = "latest-release",
-        allow_hyphen_values = true
-    )]
-    pub base: String,
+    /// Base of the install tier: latest-release, last-green or a version tag
+    /// [default: the recipe's ccci.toml `base`, else latest-release].
+    #[arg(long, env = "CCCI_BASE", allow_hyphen_values = true)]
+    pub base: Option<String>,
     /// One deploy of the ref under test, install-tier tests, teardown.
     #[arg(long, env = "CCCI_QUICK", value_parser = BoolishValueParser::new())]
     pub quick: bool,
@@ -123,8 +121,8 @@ pub struct RunArgs {
     #[arg(long, env = "CCCI_TEARDOWN_TIMEOUT", default_value = "5m", value_parser = parse_duration)]
     pub teardown_timeout: Duration,
     /// Bound of each convergence wait after a deploy [default: the
-    /// recipe's timeout label coop-cloud.${STACK_NAME}.timeout, else 5m].
-    /// Given, it wins over the label.
+    /// recipe's ccci.toml `converge_timeout`, else its timeout label
+    /// coop-cloud.${STACK_NAME}.timeout, else 5m]. Given, it wins over both.
     #[arg(long, env = "CCCI_CONVERGE_TIMEOUT", value_parser = parse_duration)]
     pub converge_timeout: Option<Duration>,
     /// After a paused update, how long the current spec's tasks must run
@@ -362,6 +360,13 @@ pub struct LogsArgs {
     /// Follow a live run's log until it finishes; exit with its exit code.
     #[arg(long, short = 'f')]
     pub follow: bool,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct SettingsArgs {
+    /// The recipe: `$CCCI_CI_TESTS/RECIPE/ccci.toml` over the recipe's own
+    /// `tests/ccci.toml` in its canonical checkout (`$ABRA_DIR/recipes/RECIPE`).
+    pub recipe: String,
 }
 
 #[derive(Debug, Args, Clone)]

@@ -25,6 +25,7 @@ pub mod manual;
 pub mod names;
 pub mod run;
 pub mod rundir;
+pub mod settings;
 pub mod sys;
 pub mod table;
 pub mod teardown;

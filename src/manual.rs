@@ -133,7 +133,11 @@ pub const ENVIRONMENT: &[EnvVar] = &[
         "ci.localhost",
         "suffix of the app domain template",
     ),
-    v("CCCI_BASE", "latest-release", "run --base"),
+    v(
+        "CCCI_BASE",
+        "ccci.toml base, else latest-release",
+        "run --base",
+    ),
     v("CCCI_QUICK", "off", "run --quick"),
     v(
         "CCCI_RUN_ID",
@@ -148,8 +152,8 @@ pub const ENVIRONMENT: &[EnvVar] = &[
     ),
     v(
         "CCCI_CONVERGE_TIMEOUT",
-        "the recipe's timeout label, else 5m",
-        "each convergence wait; given, it wins over the label",
+        "ccci.toml converge_timeout, else the recipe's timeout label, else 5m",
+        "each convergence wait; given, it wins over both",
     ),
     v(
         "CCCI_STABLE_FOR",
@@ -165,7 +169,7 @@ pub const ENVIRONMENT: &[EnvVar] = &[
     v(
         "CCCI_CI_TESTS",
         "tests",
-        "the CI repository's per-recipe tests directory",
+        "the CI repository's per-recipe tests directory (and RECIPE/ccci.toml)",
     ),
     v("CCCI_ABRA", "abra", "the abra program"),
     v("CCCI_DOCKER", "docker", "the docker program"),
@@ -261,9 +265,30 @@ pub const ENVIRONMENT: &[EnvVar] = &[
     v("DRONE_PULL_REQUEST", "-", "default of --pr"),
     v("DRONE_COMMIT_SHA", "-", "default of --ref"),
     v(
-        "CCCI_APP_DOMAIN",
+        "CCCI_APP_URL_TEMPLATE",
+        "https://{domain}/",
+        "the app's base URL the tests get; {domain} is replaced",
+    ),
+    v("CCCI_APP_DOMAIN", SET_FOR_TESTS, "for tests: the app under test"),
+    v(
+        "CCCI_APP_URL",
         SET_FOR_TESTS,
-        "for tests: the app under test",
+        "for tests: the app's base URL (CCCI_APP_URL_TEMPLATE)",
+    ),
+    v(
+        "CCCI_BASE_VERSION",
+        SET_FOR_TESTS,
+        "for tests: the release the install tier deployed (empty: none)",
+    ),
+    v(
+        "CCCI_TESTED_SHA",
+        SET_FOR_TESTS,
+        "for tests: the commit under test",
+    ),
+    v(
+        "CCCI_ARTIFACTS",
+        SET_FOR_TESTS,
+        "for tests: a directory whose files are kept with the reports",
     ),
     v("CCCI_STACK", SET_FOR_TESTS, "for tests: its stack name"),
     v(
@@ -301,6 +326,10 @@ pub const FILES: &[(&str, &str)] = &[
     (
         "STATE/runs/RUN/report/",
         "report.json and junit.xml per tier, and the merged junit.xml",
+    ),
+    (
+        "STATE/runs/RUN/report/artifacts/TIER/",
+        "files the tier's tests left in CCCI_ARTIFACTS",
     ),
     (
         "STATE/runs/RUN/abra/, work/",

@@ -280,6 +280,10 @@ pub struct RunRecord {
     /// paused update whose new tasks then ran for the stability window).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// The files tests left in `CCCI_ARTIFACTS`, kept under the report
+    /// directory: their paths.
+    #[serde(default)]
+    pub artifacts: Vec<String>,
 }
 
 /// A tier that did not run, and why.
@@ -363,6 +367,9 @@ pub(crate) fn summary_lines(r: &RunRecord) -> Vec<String> {
     }
     for t in &r.tiers_skipped {
         out.push(format!("tier {} not run: {}", t.tier, t.reason));
+    }
+    if !r.artifacts.is_empty() {
+        out.push(format!("artifacts: {}", r.artifacts.join(", ")));
     }
     if let Some(c) = &r.converge_bound {
         out.push(format!(

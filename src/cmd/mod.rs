@@ -54,9 +54,34 @@ pub fn dispatch(cli: Cli, start_ppid: Pid) -> Result<i32> {
         cli::Command::Logs(args) => {
             crate::cmd::status::logs(&cli.state_dir, &args.run, args.follow)
         }
+        cli::Command::Settings(args) => settings(&args),
         cli::Command::Completions(args) => completions(args),
         cli::Command::Man(args) => man(args),
     }
+}
+
+/// `cc-ci-run settings RECIPE`: the effective settings, one key a line
+/// with its source; a bad file exits 2 as `run` would.
+fn settings(args: &cli::SettingsArgs) -> Result<i32> {
+    crate::names::check_label("recipe", &args.recipe)?;
+    let env = crate::config::process_env();
+    let ci_tests = crate::config::ci_tests_dir(&env);
+    let own = crate::config::canonical_abra_home(&env)?
+        .join("recipes")
+        .join(&args.recipe)
+        .join("tests")
+        .join(crate::settings::FILE);
+    let s = crate::settings::effective(&ci_tests, &args.recipe, Some(&own))?;
+    println!(
+        "# settings of {}: {} over {}",
+        args.recipe,
+        crate::settings::ci_file(&ci_tests, &args.recipe).display(),
+        own.display()
+    );
+    for line in s.lines() {
+        println!("{line}");
+    }
+    Ok(crate::exit::OK)
 }
 
 /// `cc-ci-run exec -- CMD...`: the guarded replacement for

@@ -49,7 +49,9 @@ pub struct RunConfig {
     pub server: String,
     pub domain: String,
     pub stack: String,
-    pub base: Base,
+    /// The base the operator gave (`--base`, `CCCI_BASE`); None: the
+    /// recipe's ccci.toml `base`, else the latest release.
+    pub base: Option<Base>,
     pub quick: bool,
     pub timeout: Duration,
     pub teardown_timeout: Duration,
@@ -63,6 +65,9 @@ pub struct RunConfig {
     pub skip_fetch: bool,
     /// The CI repository's own tests for recipes (`<dir>/<recipe>/`).
     pub ci_tests_dir: PathBuf,
+    /// The app's base URL the tests get (`CCCI_APP_URL`), from
+    /// `CCCI_APP_URL_TEMPLATE`.
+    pub app_url: String,
     pub tests: TestOptions,
 }
 
@@ -161,6 +166,38 @@ pub(crate) fn env_flag(env: &Env, key: &str) -> Result<bool> {
     }
 }
 
+/// The default of `CCCI_APP_URL_TEMPLATE`.
+pub const DEFAULT_APP_URL_TEMPLATE: &str = "https://{domain}/";
+
+/// The app's base URL from `CCCI_APP_URL_TEMPLATE` (default
+/// [`DEFAULT_APP_URL_TEMPLATE`]): `{domain}` is replaced by the app's
+/// domain. The template is an `http://` or `https://` URL of printable
+/// ASCII without spaces, quotes or backslashes, and `{domain}` is the only
+/// placeholder (so a typo such as `{domian}` is an error, not a URL).
+pub fn app_url(env: &Env, domain: &str) -> Result<String> {
+    const RULE: &str = "must be an http:// or https:// URL (printable ASCII, no spaces, quotes or backslashes) whose only placeholder is {domain}";
+    let template = env_nonempty(env, "CCCI_APP_URL_TEMPLATE").unwrap_or(DEFAULT_APP_URL_TEMPLATE);
+    let rest = template.replace("{domain}", "");
+    let ok = (template.starts_with("http://") || template.starts_with("https://"))
+        && template.len() <= 2000
+        && template
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && !b"\"'\\`".contains(&b))
+        && !rest.contains(['{', '}'])
+        && template
+            .split_once("://")
+            .is_some_and(|(_, host)| !host.is_empty() && !host.starts_with('/'));
+    if !ok {
+        return Err(bad("CCCI_APP_URL_TEMPLATE", template, RULE));
+    }
+    Ok(template.replace("{domain}", domain))
+}
+
+/// The CI repository's tests of recipes (`CCCI_CI_TESTS`, default `tests`).
+pub fn ci_tests_dir(env: &Env) -> PathBuf {
+    PathBuf::from(env_nonempty(env, "CCCI_CI_TESTS").unwrap_or("tests"))
+}
+
 /// Validates `run`'s arguments. `pid` is the wrapper's pid (for manual run
 /// ids and lanes), the same number in the wrapper and in the harness.
 pub fn run_config(args: &RunArgs, env: &Env, pid: u32) -> Result<RunConfig> {
@@ -226,16 +263,17 @@ pub fn run_config(args: &RunArgs, env: &Env, pid: u32) -> Result<RunConfig> {
             d
         }
     };
-    let base = match args.base.as_str() {
-        "latest-release" => Base::LatestRelease,
-        "last-green" => Base::LastGreen,
-        v => {
+    let base = match args.base.as_deref() {
+        None => None,
+        Some("latest-release") => Some(Base::LatestRelease),
+        Some("last-green") => Some(Base::LastGreen),
+        Some(v) => {
             check_ref("base", v)?;
-            Base::Version(v.to_string())
+            Some(Base::Version(v.to_string()))
         }
     };
     let skip_fetch = env_flag(env, "CCCI_SKIP_FETCH")?;
-    let ci_tests_dir = PathBuf::from(env_nonempty(env, "CCCI_CI_TESTS").unwrap_or("tests"));
+    let ci_tests_dir = ci_tests_dir(env);
     for (field, d) in [
         ("timeout", args.timeout),
         ("teardown-timeout", args.teardown_timeout),
@@ -254,7 +292,9 @@ pub fn run_config(args: &RunArgs, env: &Env, pid: u32) -> Result<RunConfig> {
         }
     }
     crate::testrun::validate_options(&args.tests)?;
+    let app_url = app_url(env, &domain)?;
     Ok(RunConfig {
+        app_url,
         stack: stack_name(&domain),
         run_id,
         recipe: recipe.to_string(),

@@ -34,6 +34,7 @@ use crate::lock::{self, Kind, OwnerRecord, Role, TryLock};
 use crate::run::phase::Phase;
 use crate::rundir::{self, RunDir, RunRecord};
 use crate::say;
+use crate::settings::Settings;
 use crate::teardown::{self, App};
 use crate::testrun;
 use crate::testrun::containers::Removal;
@@ -76,6 +77,10 @@ pub(crate) fn wrapper(args: RunArgs, state_dir: &Path, start_ppid: Pid) -> Resul
 pub(crate) fn validate(args: &RunArgs, state_dir: &Path, env: &Env) -> Result<RunConfig> {
     crate::config::check_state_dir(state_dir)?;
     let cfg = config::run_config(args, env, std::process::id())?;
+    // The CI repository's settings of the recipe are read now; the
+    // recipe's own are at the tested ref, read once it is fetched (before
+    // any abra call).
+    crate::settings::load(&crate::settings::ci_file(&cfg.ci_tests_dir, &cfg.recipe))?;
     config::canonical_abra_home(env)?;
     crate::config::locks::settings(env, &crate::sys::procfs::hostname())?;
     crate::views::Outputs::from_env(env)?;
@@ -180,6 +185,67 @@ fn infra(what: &str) -> impl Fn(anyhow::Error) -> anyhow::Error + Copy + '_ {
     move |e| e.context(Failure::of(exit::INFRA, what))
 }
 
+/// The prefix of an overlay's copy in the run's checkout.
+const OVERLAY_PREFIX: &str = "ccci-overlay-";
+
+/// `text` (an env file) with `vars` set, each single-quoted (abra's
+/// godotenv reader takes a single-quoted value literally; the settings
+/// refuse a value with a quote or a line break).
+fn with_vars(text: &str, vars: &crate::settings::Vars) -> String {
+    vars.iter().fold(text.to_string(), |t, (k, v)| {
+        recipe::set_env(&t, k, &format!("'{v}'"))
+    })
+}
+
+/// Copies the settings' overlays into the run's own checkout (abra joins
+/// every `COMPOSE_FILE` entry to the recipe's directory, so a file outside
+/// it cannot be named) as `ccci-overlay-<name>`, and lists that pattern in
+/// the checkout's `.git/info/exclude`: the tree stays clean for git's
+/// status, which is how abra decides the chaos-version's `+U`. The copies
+/// are untracked, so moving the checkout to the ref under test keeps them.
+/// Returns the `COMPOSE_FILE` entries.
+fn stage_overlays(checkout: &Path, overlays: &[PathBuf]) -> Result<Vec<String>> {
+    let exclude = checkout.join(".git").join("info").join("exclude");
+    let pattern = format!("/{OVERLAY_PREFIX}*");
+    let old = match std::fs::read_to_string(&exclude) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => {
+            return Err(
+                anyhow::Error::new(e).context(format!("failed to read {}", exclude.display()))
+            )
+        }
+    };
+    if !old.lines().any(|l| l == pattern) {
+        if let Some(dir) = exclude.parent() {
+            rundir::mkdirs(dir)?;
+        }
+        let mut text = old;
+        if !text.is_empty() && !text.ends_with('\n') {
+            text.push('\n');
+        }
+        text.push_str(&pattern);
+        text.push('\n');
+        rundir::write_atomic(&exclude, text.as_bytes())
+            .with_context(|| format!("failed to write {}", exclude.display()))?;
+    }
+    let mut names = Vec::new();
+    for src in overlays {
+        let base = src
+            .file_name()
+            .with_context(|| format!("overlay {} has no file name", src.display()))?;
+        let name = format!("{OVERLAY_PREFIX}{}", base.to_string_lossy());
+        std::fs::copy(src, checkout.join(&name)).with_context(|| {
+            format!(
+                "failed to copy overlay {} into the run's checkout",
+                src.display()
+            )
+        })?;
+        names.push(name);
+    }
+    Ok(names)
+}
+
 /// One run's state between phases.
 struct Run {
     cfg: RunConfig,
@@ -207,6 +273,8 @@ struct Run {
     /// The label of the containers a suite stopped by a signal left to the
     /// teardown (SPEC section 6: removed on every path).
     containers_left: Option<String>,
+    /// The recipe's ccci.toml settings (SPEC section 3b), once read.
+    settings: Settings,
 }
 
 /// The verdict of the phases (before teardown).
@@ -271,6 +339,7 @@ impl Run {
             phase_started: Instant::now(),
             host: testrun::Host::from_env(env),
             containers_left: None,
+            settings: Settings::default(),
         }
     }
 
@@ -293,7 +362,7 @@ impl Run {
                     crate::units::human(d)
                 ),
                 None => format!(
-                    "the recipe's timeout label coop-cloud.{}.timeout, else {} (the default)",
+                    "the recipe's ccci.toml converge_timeout, else its timeout label coop-cloud.{}.timeout, else {} (the default)",
                     self.cfg.stack,
                     crate::units::human(config::DEFAULT_CONVERGE_TIMEOUT)
                 ),
@@ -429,6 +498,10 @@ impl Run {
         self.check_shutdown()?;
         self.set_phase(Phase::Fetch);
         let repo = self.stage_recipe()?;
+        // The tests and settings of the ref under test, before the static
+        // checks: a bad ccci.toml is exit 2 whatever else is wrong.
+        self.stage_tests(repo.dir())?;
+        self.read_settings()?;
         self.check_shutdown()?;
         self.set_phase(Phase::Checks);
         let info = recipe::static_checks(repo.dir(), &self.cfg.stack)?;
@@ -437,12 +510,12 @@ impl Run {
         // phase; the pulls, if any, stay there, outside the lock.
         let images = info.images();
         let image_check = self.docker.start_image_check(&images);
-        self.stage_tests(repo.dir())?;
         let sha = self
             .sha
             .clone()
             .context("the ref under test was not resolved")?;
-        let base = if self.cfg.quick {
+        let upgrade_na = self.settings.not_applicable("upgrade").map(str::to_string);
+        let base = if self.cfg.quick || upgrade_na.is_some() {
             None
         } else {
             self.base_version(&repo, &sha)?
@@ -476,15 +549,30 @@ impl Run {
                 return Ok(v);
             }
         } else if !self.cfg.quick {
-            let reason = "no release before the ref under test: the install tier deployed the ref itself, upgrade tier skipped";
+            let reason = match &upgrade_na {
+                Some(why) => format!(
+                    "upgrade tier not applicable ({}): {why}; the install tier deployed the ref itself",
+                    self.settings_origin(|s| s.not_applicable.as_ref().map(|v| &v.from))
+                ),
+                None => "no release before the ref under test: the install tier deployed the ref itself, upgrade tier skipped".to_string(),
+            };
             say!("{reason}");
             self.record.tiers_skipped.push(rundir::SkippedTier {
                 tier: "upgrade".into(),
-                reason: reason.into(),
+                reason,
             });
         }
         if !self.cfg.quick {
-            let tier = self.backup_tier()?;
+            let tier = match self.settings.not_applicable("backup") {
+                Some(why) => recipe::BackupTier {
+                    run: false,
+                    reason: format!(
+                        "backup/restore tier not applicable ({}): {why}",
+                        self.settings_origin(|s| s.not_applicable.as_ref().map(|v| &v.from))
+                    ),
+                },
+                None => self.backup_tier()?,
+            };
             say!("{}", tier.reason);
             if !tier.run {
                 self.record.tiers_skipped.push(rundir::SkippedTier {
@@ -646,10 +734,62 @@ impl Run {
         Ok(())
     }
 
+    /// The recipe's settings (SPEC section 3b): the CI repository's
+    /// ccci.toml over the one in the tested ref's `tests/` (its staged
+    /// copy), every key validated; a bad file is exit 2 before any abra
+    /// call.
+    fn read_settings(&mut self) -> Result<()> {
+        let own = self
+            .dir
+            .work()
+            .join("recipe-tests")
+            .join(crate::settings::FILE);
+        let staged = own.display().to_string();
+        self.settings =
+            crate::settings::effective(&self.cfg.ci_tests_dir, &self.cfg.recipe, Some(&own))
+                .map_err(|e| {
+                    // The staged copy is deleted with the run tree: name
+                    // the file as the recipe's author knows it.
+                    let msg =
+                        format!("{e:#}").replace(&staged, "tests/ccci.toml (at the tested ref)");
+                    Failure::usage(msg)
+                })?;
+        for line in self.settings.lines() {
+            if !line.ends_with("# from default") {
+                say!("setting {}", line.replace(&staged, "tests/ccci.toml"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Where a setting came from, as the run says it.
+    fn settings_origin<'a>(
+        &'a self,
+        pick: impl Fn(&'a Settings) -> Option<&'a crate::settings::Origin>,
+    ) -> String {
+        let own = self.dir.work().join("recipe-tests");
+        match pick(&self.settings) {
+            Some(o) if o.file.starts_with(&own) => format!("tests/ccci.toml:{}", o.line),
+            Some(o) => o.to_string(),
+            None => "ccci.toml".to_string(),
+        }
+    }
+
     fn base_version(&self, repo: &Repo, sha: &str) -> Result<Option<String>> {
         let (merged, at) = repo.tags(sha, &self.bound())?;
         let latest = || recipe::latest_release_before(&merged, &at);
-        Ok(match &self.cfg.base {
+        let base = match (&self.cfg.base, &self.settings.base) {
+            (Some(b), _) => b.clone(),
+            (None, Some(s)) => {
+                say!(
+                    "base from {}",
+                    self.settings_origin(|s| s.base.as_ref().map(|v| &v.from))
+                );
+                s.value.clone()
+            }
+            (None, None) => Base::LatestRelease,
+        };
+        Ok(match &base {
             Base::LatestRelease => latest(),
             Base::Version(v) => {
                 if !merged.contains(v)
@@ -862,9 +1002,10 @@ impl Run {
     }
 
     /// Right after `app new`, in one atomic write: the ownership marker the
-    /// janitor requires before it may reap the app (SPEC section 5), and
-    /// no certificates for test apps.
-    fn prepare_env_file(&self) -> Result<()> {
+    /// janitor requires before it may reap the app (SPEC section 5), no
+    /// certificates for test apps, the settings' `env` and `overlays`
+    /// (SPEC section 3b; the overlays copied into the checkout first).
+    fn prepare_env_file(&self, repo: &Repo) -> Result<()> {
         let path = self.abra.env_file(&self.cfg.server, &self.cfg.domain);
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("failed to read {}", path.display()))?;
@@ -873,7 +1014,24 @@ impl Run {
             &crate::sys::procfs::hostname(),
             &crate::log::timestamp(std::time::SystemTime::now()),
         );
-        let text = recipe::set_env(&text, "LETS_ENCRYPT_ENV", "");
+        let mut text = recipe::set_env(&text, "LETS_ENCRYPT_ENV", "");
+        if let Some(env) = &self.settings.env {
+            text = with_vars(&text, &env.value);
+        }
+        if let Some(overlays) = &self.settings.overlays {
+            let names = stage_overlays(repo.dir(), &overlays.value)?;
+            let current = recipe::parse_env(&text)
+                .get("COMPOSE_FILE")
+                .filter(|v| !v.is_empty())
+                .cloned()
+                .unwrap_or_else(|| "compose.yml".to_string());
+            let list = std::iter::once(current)
+                .chain(names)
+                .collect::<Vec<_>>()
+                .join(":");
+            say!("COMPOSE_FILE={list} (overlays from ccci.toml)");
+            text = recipe::set_env(&text, "COMPOSE_FILE", &format!("'{list}'"));
+        }
         rundir::write_atomic(&path, marker::with_marker(&text, &line).as_bytes())
             .with_context(|| format!("failed to mark {} as created by this run", path.display()))
     }
@@ -893,7 +1051,7 @@ impl Run {
                 &b,
             )
             .map_err(infra)?;
-        self.prepare_env_file().map_err(infra)?;
+        self.prepare_env_file(repo).map_err(infra)?;
         let bound = self.read_for_deploy(repo)?;
         self.app_lock.as_ref().map_or(Ok(()), |l| l.may_mutate())?;
         self.deploys += 1;
@@ -916,20 +1074,33 @@ impl Run {
         let env_file = self.abra.env_file(&self.cfg.server, &self.cfg.domain);
         let (env, vars) = recipe::values_for(repo.dir(), &env_file, &self.cfg.stack)?;
         let compose = recipe::read_compose(repo.dir(), &env_file, &env, &vars)?;
+        // The operator's explicit bound, then the recipe's ccci.toml (the
+        // CI's own knowledge of this recipe), then its timeout label.
+        let setting = self.settings.converge_timeout.as_ref().map(|s| {
+            (
+                s.value,
+                format!(
+                    "converge_timeout in {}",
+                    self.settings_origin(|s| s.converge_timeout.as_ref().map(|v| &v.from))
+                ),
+            )
+        });
         let (bound, source) = match (
             self.cfg.converge_timeout,
+            setting,
             recipe::timeout_label(&compose, &self.cfg.stack),
         ) {
-            (Some(d), _) => (d, "--converge-timeout/CCCI_CONVERGE_TIMEOUT".to_string()),
-            (None, Some(Ok((d, label)))) => (d, format!("the recipe's label {label}")),
-            (None, Some(Err(why))) => {
+            (Some(d), _, _) => (d, "--converge-timeout/CCCI_CONVERGE_TIMEOUT".to_string()),
+            (None, Some(set), _) => set,
+            (None, None, Some(Ok((d, label)))) => (d, format!("the recipe's label {label}")),
+            (None, None, Some(Err(why))) => {
                 say!("warning: the recipe's timeout label is not used: {why}");
                 (
                     config::DEFAULT_CONVERGE_TIMEOUT,
                     "the default (the recipe's timeout label is not a number)".to_string(),
                 )
             }
-            (None, None) => (
+            (None, None, None) => (
                 config::DEFAULT_CONVERGE_TIMEOUT,
                 "the default (the recipe sets no timeout label)".to_string(),
             ),
@@ -992,6 +1163,20 @@ impl Run {
         let b = self.bound();
         let infra = infra("upgrade tier: deploy failed");
         repo.checkout(sha, &b).map_err(infra)?;
+        if let Some(vars) = &self.settings.upgrade_env {
+            let path = self.abra.env_file(&self.cfg.server, &self.cfg.domain);
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("failed to read {}", path.display()))
+                .map_err(infra)?;
+            rundir::write_atomic(&path, with_vars(&text, &vars.value).as_bytes())
+                .with_context(|| format!("failed to write upgrade_env into {}", path.display()))
+                .map_err(infra)?;
+            let names: Vec<&str> = vars.value.iter().map(|(k, _)| k.as_str()).collect();
+            say!(
+                "upgrade_env written into the app's env file: {}",
+                names.join(", ")
+            );
+        }
         let bound = self.read_for_deploy(repo)?;
         self.app_lock.as_ref().map_or(Ok(()), |l| l.may_mutate())?;
         self.deploys += 1;
@@ -1066,7 +1251,30 @@ impl Run {
             (ci, format!("tests/{}", self.cfg.recipe)),
         ];
         let label = format!("cc-ci.run={}", self.cfg.run_id);
+        let reports = self
+            .cfg
+            .tests
+            .report_dir
+            .clone()
+            .unwrap_or_else(|| self.dir.report());
+        // Kept with the reports (they outlive the run tree); one directory
+        // per tier, beside the tiers' report directories.
+        let artifacts = reports.join("artifacts").join(tier.as_str());
+        rundir::mkdirs(&artifacts)?;
         let env = vec![
+            ("CCCI_APP_URL".to_string(), self.cfg.app_url.clone()),
+            (
+                "CCCI_BASE_VERSION".to_string(),
+                self.record.base_version.clone().unwrap_or_default(),
+            ),
+            (
+                "CCCI_TESTED_SHA".to_string(),
+                self.sha.clone().unwrap_or_default(),
+            ),
+            (
+                "CCCI_ARTIFACTS".to_string(),
+                artifacts.display().to_string(),
+            ),
             ("CCCI_APP_DOMAIN".to_string(), self.cfg.domain.clone()),
             ("CCCI_STACK".to_string(), self.cfg.stack.clone()),
             ("CCCI_TIER".to_string(), tier.to_string()),
@@ -1101,7 +1309,9 @@ impl Run {
             // it removes the containers beside the app (teardown_phase).
             leave_containers_on_signal: true,
         };
-        let outcome = testrun::run_suite(&suite, Some(self.funnel.latch()))?;
+        let outcome = testrun::run_suite(&suite, Some(self.funnel.latch()));
+        self.keep_artifacts(&artifacts);
+        let outcome = outcome?;
         if outcome.containers_left {
             self.containers_left = Some(label);
         }
@@ -1136,6 +1346,32 @@ impl Run {
                 Ok(Some(Verdict::TestsFailed))
             }
         }
+    }
+
+    /// Lists the files the tier's tests left in `dir` (their
+    /// `CCCI_ARTIFACTS`) in the record; an empty directory is removed.
+    fn keep_artifacts(&mut self, dir: &Path) {
+        let mut found = Vec::new();
+        for entry in walkdir::WalkDir::new(dir)
+            .follow_links(false)
+            .sort_by_file_name()
+        {
+            match entry {
+                Ok(e) if e.file_type().is_file() => found.push(e.path().display().to_string()),
+                Ok(_) => {}
+                Err(e) => say!(
+                    "warning: could not list the artifacts in {}: {e}",
+                    dir.display()
+                ),
+            }
+        }
+        if found.is_empty() {
+            // Only an empty directory goes (remove_dir refuses anything else).
+            let _ = std::fs::remove_dir(dir);
+            return;
+        }
+        say!("{} artifact(s) kept in {}", found.len(), dir.display());
+        self.record.artifacts.extend(found);
     }
 
     /// No tests, no green (SPEC section 6): a run in which no tier selected

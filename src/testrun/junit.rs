@@ -389,6 +389,8 @@ pub fn run_report(outcome: &RunOutcome, tiers: Vec<TestSuite>) -> quick_junit::R
         out.set_timestamp(ts);
     }
     let phase = needs_phase_case(r.verdict.as_deref(), &tiers).then(|| phase_case(outcome));
+    let mut tiers = tiers;
+    attach_artifacts(&mut tiers, &r.artifacts);
     out.add_test_suites(tiers);
     if let Some(case) = phase {
         let mut suite = TestSuite::new("run");
@@ -405,6 +407,26 @@ pub fn run_report(outcome: &RunOutcome, tiers: Vec<TestSuite>) -> quick_junit::R
         out.add_test_suite(suite);
     }
     out
+}
+
+/// The files a tier's tests left in `CCCI_ARTIFACTS` (kept under
+/// `report/artifacts/<tier>/`), on that tier's suite: one `artifact`
+/// property each, and the `[[ATTACHMENT|path]]` lines of its system-out
+/// that Jenkins' JUnit attachments plugin reads.
+fn attach_artifacts(suites: &mut [TestSuite], artifacts: &[String]) {
+    for suite in suites.iter_mut() {
+        let dir = format!("/artifacts/{}/", suite.name.as_str());
+        let mine: Vec<&String> = artifacts.iter().filter(|a| a.contains(&dir)).collect();
+        if mine.is_empty() || suite.system_out.is_some() {
+            continue;
+        }
+        let mut lines = String::new();
+        for a in &mine {
+            suite.add_property(("artifact", a.as_str()));
+            lines.push_str(&format!("[[ATTACHMENT|{a}]]\n"));
+        }
+        suite.set_system_out(lines);
+    }
 }
 
 /// A tier whose junit.xml cannot be read back: an `<error>` in its place,

@@ -176,7 +176,9 @@ fn the_timeout_label_is_the_convergence_bound_unless_one_is_given() {
         assert_eq!(code(out.status), 0, "{log}");
         assert!(log.contains(&format!(" from {label}")), "{log}");
         assert!(
-            log.contains("convergence bound the recipe's timeout label"),
+            log.contains(
+                "convergence bound the recipe's ccci.toml converge_timeout, else its timeout label"
+            ),
             "{log}"
         );
         let rec = f.record("label");

@@ -20,6 +20,7 @@ mod promtext;
 mod records;
 mod reports;
 mod run;
+mod settings;
 mod support;
 mod teardown;
 mod testrun;

@@ -1,5 +1,5 @@
 use cc_ci_run::cli::{Cli, Command};
-use cc_ci_run::config::{self, Base, Env};
+use cc_ci_run::config::{self, Env};
 use cc_ci_run::exit;
 use clap::Parser;
 
@@ -29,7 +29,10 @@ fn manual_run_gets_manual_id_and_m_lane() {
     assert_eq!(c.run_id, "manual-4242");
     assert_eq!(c.domain, "example-m4242.ci.localhost");
     assert_eq!(c.stack, "example-m4242_ci_localhost");
-    assert_eq!(c.base, Base::LatestRelease);
+    assert_eq!(
+        c.base, None,
+        "no --base: the settings or the latest release decide"
+    );
 }
 
 #[test]
@@ -323,4 +326,38 @@ fn a_deploy_domain_needs_two_labels_a_lock_name_may_have_one() {
     check_domain("domain", "app.example.org").unwrap();
     validate_name(Kind::App, "localhost").unwrap();
     validate_name(Kind::App, "app.example.org").unwrap();
+}
+
+#[test]
+fn app_url_comes_from_the_template_and_a_bad_template_is_exit_2() {
+    let mut env = Env::new();
+    assert_eq!(
+        config::app_url(&env, "example-pr1.ci.localhost").unwrap(),
+        "https://example-pr1.ci.localhost/"
+    );
+    env.insert(
+        "CCCI_APP_URL_TEMPLATE".into(),
+        "http://127.0.0.1:8443/{domain}/".into(),
+    );
+    assert_eq!(
+        config::app_url(&env, "a.ci.localhost").unwrap(),
+        "http://127.0.0.1:8443/a.ci.localhost/"
+    );
+    for bad in [
+        "https://{domian}/",
+        "ftp://{domain}/",
+        "https://{domain} /",
+        "https://",
+        "{domain}",
+        "https:///{domain}",
+        "https://{domain}/\"x\"",
+    ] {
+        env.insert("CCCI_APP_URL_TEMPLATE".into(), bad.into());
+        let e = config::app_url(&env, "a.ci.localhost").expect_err(bad);
+        assert_eq!(cc_ci_run::exit::code_for(&e), 2, "{bad}");
+        assert!(
+            format!("{e:#}").contains("CCCI_APP_URL_TEMPLATE"),
+            "{bad}: {e:#}"
+        );
+    }
 }

@@ -23,6 +23,7 @@ mod proc_stat;
 #[path = "../common/promtext.rs"]
 mod promtext;
 mod recipe;
+mod settings;
 mod swarmlock;
 mod testrun_junit;
 mod testrun_meta;
