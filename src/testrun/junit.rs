@@ -422,6 +422,30 @@ fn unreadable_tier(recipe: &str, tier: &str, path: &Path, why: &anyhow::Error) -
     suite
 }
 
+/// A tier's watch (SPEC section 3 step 8): a testcase `watch:SERVICE` per
+/// service watched, with a `<failure>` when its tasks exited.
+pub fn watch_suite(recipe: &str, t: &crate::rundir::TierTests) -> TestSuite {
+    let mut suite = TestSuite::new(format!("watch-{}", t.tier));
+    for w in &t.watch {
+        let status = if w.restarts == 0 {
+            TestCaseStatus::success()
+        } else {
+            let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
+            s.set_message(format!(
+                "{} exited {} time(s) while the {} tier was watched",
+                w.service, w.restarts, t.tier
+            ))
+            .set_type("watch")
+            .set_description(w.exits.join("\n"));
+            s
+        };
+        let mut case = TestCase::new(format!("watch:{}", w.service), status);
+        case.set_classname(format!("{recipe}.{}", t.tier));
+        suite.add_test_case(case);
+    }
+    suite
+}
+
 fn read_tier(path: &Path) -> Result<Vec<TestSuite>> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("failed to read {}", path.display()))?;
@@ -461,6 +485,9 @@ pub fn write_run(
         match read_tier(&path) {
             Ok(suites) => tiers.extend(suites),
             Err(e) => tiers.push(unreadable_tier(&record.recipe, &t.tier, &path, &e)),
+        }
+        if !t.watch.is_empty() {
+            tiers.push(watch_suite(&record.recipe, t));
         }
     }
     let outcome = RunOutcome {
