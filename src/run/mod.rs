@@ -1135,9 +1135,21 @@ impl Run {
         // What the watch saw from the tier's convergence to now.
         let (exits, services) = match self.watch.as_ref() {
             Some(w) => {
-                let (exits, blind) = w.take();
-                if let Some(why) = blind {
-                    say!("warning: {tier} tier: the watch went blind ({why}): exits after that are not seen");
+                let (mut exits, gap) = w.take();
+                if gap {
+                    // The stream did not cover the whole tier: the engine's
+                    // own record of its tasks does.
+                    match self.docker.task_exits(
+                        &self.cfg.stack,
+                        w.since(),
+                        w.judged(),
+                        &self.bound().for_query(),
+                    ) {
+                        Ok(found) => exits = w.merge(exits, found),
+                        Err(e) => say!(
+                            "warning: {tier} tier: the watch could not ask the engine for its tasks: {e:#}"
+                        ),
+                    }
                 }
                 (exits, w.services().to_vec())
             }

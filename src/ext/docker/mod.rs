@@ -305,6 +305,35 @@ impl Docker {
         )
     }
 
+    /// The watch's look at the engine, for a stream with a gap: the exits
+    /// of `stack`'s tasks (each task that ended by itself: complete,
+    /// failed, rejected) since `since`, the tasks in `judged` left out.
+    pub(crate) fn task_exits(
+        &self,
+        stack: &str,
+        since: SystemTime,
+        judged: &std::collections::HashSet<String>,
+        bound: &Bound,
+    ) -> Result<Vec<watch::Exit>> {
+        let mut pacer = Pacer::new(stack, None);
+        let (services, tasks) = self.converge_state(stack, bound, &mut None, &mut pacer)?;
+        Ok(tasks
+            .into_iter()
+            .filter(|t| converge::exited(&t.state) && !judged.contains(&t.id))
+            .filter(|t| t.at.is_some_and(|at| at >= since))
+            .map(|t| watch::Exit {
+                service: services
+                    .iter()
+                    .find(|s| s.id == t.service_id)
+                    .map_or_else(|| t.service_id.clone(), |s| s.name.clone()),
+                container: t.id.clone(),
+                task: t.id,
+                exit_code: t.exit_code,
+                at: t.at,
+            })
+            .collect())
+    }
+
     /// What keeps `app rm` from working: the services, containers and
     /// networks of `stack` (volumes and secrets are not asked for). A kind
     /// that `seen` holds gone is not asked again while `pacer` says the

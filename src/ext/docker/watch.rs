@@ -35,8 +35,7 @@ use super::STACK_LABEL;
 pub struct Exit {
     pub service: String,
     pub task: String,
-    /// The container's id: one container dies once (a replayed stream
-    /// repeats lines).
+    /// The container's id (the task's, when the engine was asked).
     pub container: String,
     pub exit_code: Option<i64>,
     /// The engine's time of the event.
@@ -107,9 +106,12 @@ pub fn exit_of(line: &str, stack: &str) -> Option<Exit> {
 #[derive(Default)]
 struct Seen {
     exits: Vec<Exit>,
-    containers: HashSet<String>,
-    /// Why the watch went blind, once it did.
-    blind: Option<String>,
+    /// The tasks whose exit was counted: a task has one container, which
+    /// ends once (a replayed stream, or the look at the engine, repeats it).
+    counted: HashSet<String>,
+    /// The stream was not alive the whole time (it ended, or the watch
+    /// had to subscribe anew): what it says is not all there was.
+    gap: bool,
 }
 
 /// A running watch of one stack. Dropping it stops its thread and the
@@ -120,10 +122,17 @@ pub(crate) struct Watch {
     thread: Option<JoinHandle<()>>,
     /// The stack's services, by name, when the watch began.
     services: Vec<String>,
+    /// When the watch began, and the tasks it ignores: for the look at
+    /// the engine that stands in for a stream with a gap.
+    since: SystemTime,
+    judged: HashSet<String>,
 }
 
-/// How long a closed stream waits before it is subscribed again.
+/// How long a closed stream waits before it is subscribed again, at first
+/// (doubling to [`RESUBSCRIBE_MAX`]: a `docker` without `events` is not
+/// started in a loop).
 const RESUBSCRIBE: Duration = Duration::from_millis(500);
+const RESUBSCRIBE_MAX: Duration = Duration::from_secs(8);
 
 impl Watch {
     /// Watches `stack` on `events` (the convergence wait's stream; None:
@@ -135,26 +144,54 @@ impl Watch {
         judged: HashSet<String>,
         services: Vec<String>,
     ) -> anyhow::Result<Watch> {
+        let since = SystemTime::now();
         let stop = Arc::new(Latch::new()?);
-        let seen = Arc::new(Mutex::new(Seen::default()));
-        let (t_stop, t_seen) = (stop.clone(), seen.clone());
+        let seen = Arc::new(Mutex::new(Seen {
+            gap: events.is_none(),
+            ..Seen::default()
+        }));
+        let (t_stop, t_seen, t_judged) = (stop.clone(), seen.clone(), judged.clone());
         let (docker, stack) = (docker.clone(), stack.to_string());
         let thread = std::thread::Builder::new()
             .name("watch".into())
-            .spawn(move || follow(&docker, &stack, events, &judged, &t_stop, &t_seen))?;
+            .spawn(move || follow(&docker, &stack, events, &t_judged, &t_stop, &t_seen))?;
         Ok(Watch {
             stop,
             seen,
             thread: Some(thread),
             services,
+            since,
+            judged,
         })
     }
 
-    /// The exits seen since the last call, and why the watch went blind
-    /// if it did.
-    pub(crate) fn take(&self) -> (Vec<Exit>, Option<String>) {
+    /// The exits seen since the last call, and whether the stream had a
+    /// gap (then the caller asks the engine: [`Watch::since`]).
+    pub(crate) fn take(&self) -> (Vec<Exit>, bool) {
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        (std::mem::take(&mut seen.exits), seen.blind.take())
+        (std::mem::take(&mut seen.exits), seen.gap)
+    }
+
+    /// When the watch began.
+    pub(crate) fn since(&self) -> SystemTime {
+        self.since
+    }
+
+    /// The tasks the convergence judged.
+    pub(crate) fn judged(&self) -> &HashSet<String> {
+        &self.judged
+    }
+
+    /// Keeps the exits of `found` (a look at the engine) that the stream
+    /// did not report, by task; each task counts once per watch.
+    pub(crate) fn merge(&self, mut exits: Vec<Exit>, found: Vec<Exit>) -> Vec<Exit> {
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        for x in found {
+            if seen.counted.insert(x.task.clone()) {
+                exits.push(x);
+            }
+        }
+        exits
     }
 
     pub(crate) fn services(&self) -> &[String] {
@@ -182,21 +219,15 @@ fn follow(
     seen: &Mutex<Seen>,
 ) {
     let mut closed_at = SystemTime::now();
-    let mut failures = 0;
+    let mut pause = RESUBSCRIBE;
     loop {
         if stop.is_set() {
             return;
         }
         let Some(ev) = events.as_mut() else {
             events = Events::subscribe(docker, stack, closed_at);
-            if events.is_none() {
-                failures += 1;
-                if failures >= 3 {
-                    let mut s = seen.lock().unwrap_or_else(|p| p.into_inner());
-                    s.blind = Some("docker events could not be started".into());
-                    return;
-                }
-                stop.wait_until(Instant::now() + RESUBSCRIBE);
+            if events.is_none() && stop.wait_until(Instant::now() + pause) {
+                return;
             }
             continue;
         };
@@ -206,7 +237,7 @@ fn follow(
             |line| {
                 if let Some(x) = exit_of(line, stack).filter(|x| !judged.contains(&x.task)) {
                     let mut s = seen.lock().unwrap_or_else(|p| p.into_inner());
-                    if s.containers.insert(x.container.clone()) {
+                    if s.counted.insert(x.task.clone()) {
                         crate::say!("watch: service {} exited: {}", x.service, x.describe());
                         s.exits.push(x);
                     }
@@ -217,13 +248,22 @@ fn follow(
         match woke {
             Woke::Cancelled => return,
             Woke::Closed => {
-                crate::say!(
-                    "watch: docker events of stack {stack} {}: subscribing again",
-                    ev.stream_mut().ended()
-                );
+                let how = ev.stream_mut().ended();
+                let first = {
+                    let mut s = seen.lock().unwrap_or_else(|p| p.into_inner());
+                    !std::mem::replace(&mut s.gap, true)
+                };
+                if first {
+                    crate::say!(
+                        "watch: docker events of stack {stack} {how}: subscribing again; the engine's tasks are asked at the end of the tier"
+                    );
+                }
                 closed_at = SystemTime::now();
                 events = None;
-                failures = 0;
+                if stop.wait_until(Instant::now() + pause) {
+                    return;
+                }
+                pause = (pause * 2).min(RESUBSCRIBE_MAX);
             }
             Woke::Event | Woke::Timeout => {}
         }
