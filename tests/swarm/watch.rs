@@ -133,6 +133,7 @@ fn version_that_dies_during_the_upgrade_tier_tests_is_red() {
     let image = OwnImage::build(host.tmp.path(), "dies");
     push_dying_pr(&host, 8, &image);
     let (code, log) = run(&host, &d, 8, "wdies-u", &[]);
+    assert_red_by_the_watch(&host, &d, "wdies-u", "upgrade", code, &log);
     // The base release keeps running through the same tests: its tier is
     // green, with no restart.
     let record = host.record("wdies-u");
@@ -146,7 +147,6 @@ fn version_that_dies_during_the_upgrade_tier_tests_is_red() {
             .all(|w| w["restarts"] == 0),
         "{record}"
     );
-    assert_red_by_the_watch(&host, &d, "wdies-u", "upgrade", code, &log);
     assert_torn_down(&host, &d, "wdies-u");
 }
 
