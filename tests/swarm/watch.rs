@@ -163,6 +163,19 @@ fn good_version_whose_tests_take_20_s_is_green_with_no_restart() {
     let (code, log) = run(&host, &d, 9, "wgood", &[]);
     assert_eq!(code, 0, "{log}");
     let record = host.record("wgood");
+    // The watch's cost on a good run: each tier's test phase (20 s of
+    // tests), for a comparison with a binary without the watch.
+    let spans: Vec<String> = record["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["name"].as_str().unwrap().starts_with("test-"))
+        .map(|p| format!("{} {} ms", p["name"], p["duration_ms"]))
+        .collect();
+    eprintln!(
+        "watch cost, test phases of a good run: {}",
+        spans.join(", ")
+    );
     let tiers = record["tests"].as_array().unwrap();
     assert!(tiers.len() >= 2, "{record}");
     for t in tiers {
