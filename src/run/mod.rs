@@ -1132,8 +1132,10 @@ impl Run {
             self.containers_left = Some(label);
         }
         self.tests_selected += outcome.selected;
-        // What the watch saw from the tier's convergence to now.
-        let (exits, services) = match self.watch.as_ref() {
+        // What the watch saw from the tier's convergence to now (a suite
+        // stopped by a signal goes straight to the teardown: no look).
+        let watching = self.watch.as_ref().filter(|_| outcome.exit_code < 128);
+        let (exits, services) = match watching {
             Some(w) => {
                 let (mut exits, gap) = w.take();
                 if gap {

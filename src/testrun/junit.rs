@@ -423,8 +423,10 @@ fn unreadable_tier(recipe: &str, tier: &str, path: &Path, why: &anyhow::Error) -
 }
 
 /// A tier's watch (SPEC section 3 step 8): a testcase `watch:SERVICE` per
-/// service watched, with a `<failure>` when its tasks exited.
-pub fn watch_suite(recipe: &str, t: &crate::rundir::TierTests) -> TestSuite {
+/// service watched (the recipe's name of it, without the stack's: the
+/// same testcase in every build), with a `<failure>` when its tasks
+/// exited.
+pub fn watch_suite(recipe: &str, stack: &str, t: &crate::rundir::TierTests) -> TestSuite {
     let mut suite = TestSuite::new(format!("watch-{}", t.tier));
     for w in &t.watch {
         let status = if w.restarts == 0 {
@@ -439,7 +441,12 @@ pub fn watch_suite(recipe: &str, t: &crate::rundir::TierTests) -> TestSuite {
             .set_description(w.exits.join("\n"));
             s
         };
-        let mut case = TestCase::new(format!("watch:{}", w.service), status);
+        let short = w
+            .service
+            .strip_prefix(stack)
+            .and_then(|r| r.strip_prefix('_'))
+            .unwrap_or(&w.service);
+        let mut case = TestCase::new(format!("watch:{short}"), status);
         case.set_classname(format!("{recipe}.{}", t.tier));
         suite.add_test_case(case);
     }
@@ -487,7 +494,7 @@ pub fn write_run(
             Err(e) => tiers.push(unreadable_tier(&record.recipe, &t.tier, &path, &e)),
         }
         if !t.watch.is_empty() {
-            tiers.push(watch_suite(&record.recipe, t));
+            tiers.push(watch_suite(&record.recipe, &record.stack, t));
         }
     }
     let outcome = RunOutcome {
