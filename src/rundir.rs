@@ -364,6 +364,18 @@ pub(crate) fn summary_lines(r: &RunRecord) -> Vec<String> {
             },
             t.report_dir
         ));
+        if !t.watch.is_empty() {
+            let each: Vec<String> = t
+                .watch
+                .iter()
+                .map(|w| format!("{} {}", w.service, w.restarts))
+                .collect();
+            out.push(format!(
+                "restarts while watched, {}: {}",
+                t.tier,
+                each.join(", ")
+            ));
+        }
     }
     for t in &r.tiers_skipped {
         out.push(format!("tier {} not run: {}", t.tier, t.reason));
@@ -423,6 +435,21 @@ pub struct TierTests {
     #[serde(default)]
     pub flaky: usize,
     pub report_dir: String,
+    /// The stack's services as watched from the tier's convergence to the
+    /// end of its tests (SPEC section 3 step 8): how often each restarted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub watch: Vec<Watched>,
+}
+
+/// One service watched through a tier's tests.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Watched {
+    pub service: String,
+    /// Exits of its tasks while watched (each one the engine restarts).
+    pub restarts: usize,
+    /// Each exit: exit code, time, task.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exits: Vec<String>,
 }
 
 /// Every verdict a record can carry (SPEC section 3), as [`verdict_of`]

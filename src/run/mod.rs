@@ -25,6 +25,7 @@ use crate::config::{self, Base, Env, RunConfig};
 use crate::exit::{self, Failure};
 use crate::ext::abra::{marker, Abra};
 use crate::ext::docker::events::Events;
+use crate::ext::docker::watch::{self, Watch};
 use crate::ext::docker::Docker;
 use crate::ext::git::Repo;
 use crate::ext::{self, Bound, Interrupted, Tools};
@@ -275,6 +276,10 @@ struct Run {
     containers_left: Option<String>,
     /// The recipe's ccci.toml settings (SPEC section 3b), once read.
     settings: Settings,
+    /// The watch through a tier's tests (SPEC section 3 step 8): from the
+    /// tier's convergence to the end of its tests, and from the last
+    /// deploy tier's convergence through the backup tier's steps.
+    watch: Option<Watch>,
 }
 
 /// The verdict of the phases (before teardown).
@@ -340,6 +345,7 @@ impl Run {
             host: testrun::Host::from_env(env),
             containers_left: None,
             settings: Settings::default(),
+            watch: None,
         }
     }
 
@@ -374,6 +380,9 @@ impl Run {
     fn execute(&mut self) -> i32 {
         self.set_phase(Phase::Started);
         let verdict = self.phases();
+        // The watch ends with the last tier's tests (or whatever ended the
+        // phases): the teardown's own exits are not the version's.
+        self.watch = None;
         // Where the verdict was decided: the phase the run was in when the
         // phases ended (a failure, a signal, the deadline, or the last test).
         let decided_in = self.record.phase.clone();
@@ -575,6 +584,7 @@ impl Run {
             };
             say!("{}", tier.reason);
             if !tier.run {
+                self.watch = None;
                 self.record.tiers_skipped.push(rundir::SkippedTier {
                     tier: "backup".into(),
                     reason: tier.reason.clone(),
@@ -1130,7 +1140,7 @@ impl Run {
             deadline: Some(Instant::now() + bound),
             ..self.bound()
         };
-        let c = self
+        let mut c = self
             .docker
             .wait_converged(
                 &self.cfg.stack,
@@ -1140,6 +1150,19 @@ impl Run {
                 &b,
             )
             .map_err(infra(&format!("{tier} tier: convergence failed")))?;
+        if tier == Tier::Restore && self.watch.is_some() {
+            // The watch begun at the last deploy tier's convergence spans
+            // the backup tier's steps and this wait: the restore deploys
+            // nothing, so an exit here is the version's.
+        } else {
+            self.watch = None;
+            match self.docker.watch(&self.cfg.stack, &mut c) {
+                Ok(w) => self.watch = Some(w),
+                Err(e) => {
+                    say!("warning: {tier} tier: the watch through its tests could not start: {e:#}")
+                }
+            }
+        }
         if let Some(w) = &c.warning {
             say!("warning: {tier} tier: {w}");
             self.record.warnings.push(format!("{tier} tier: {w}"));
@@ -1180,6 +1203,9 @@ impl Run {
         let bound = self.read_for_deploy(repo)?;
         self.app_lock.as_ref().map_or(Ok(()), |l| l.may_mutate())?;
         self.deploys += 1;
+        // The install tier's watch ended with its tests: the upgrade
+        // replaces its tasks on purpose.
+        self.watch = None;
         let deployed_at = std::time::SystemTime::now();
         let events = self.docker.subscribe(&self.cfg.stack, deployed_at);
         self.abra
@@ -1316,6 +1342,43 @@ impl Run {
             self.containers_left = Some(label);
         }
         self.tests_selected += outcome.selected;
+        // What the watch saw from the tier's convergence to now (a suite
+        // stopped by a signal goes straight to the teardown: no look).
+        let watching = self.watch.as_ref().filter(|_| outcome.exit_code < 128);
+        let (exits, services) = match watching {
+            Some(w) => {
+                let (mut exits, gap) = w.take();
+                if gap {
+                    // The stream did not cover the whole tier: the engine's
+                    // own record of its tasks does.
+                    match self.docker.task_exits(
+                        &self.cfg.stack,
+                        w.since(),
+                        w.judged(),
+                        &self.bound().for_query(),
+                    ) {
+                        Ok(found) => exits = w.merge(exits, found),
+                        Err(e) => say!(
+                            "warning: {tier} tier: the watch could not ask the engine for its tasks: {e:#}"
+                        ),
+                    }
+                }
+                (exits, w.services().to_vec())
+            }
+            None => (Vec::new(), Vec::new()),
+        };
+        let watched = watch::restarts(&services, &exits)
+            .into_iter()
+            .map(|(service, restarts)| rundir::Watched {
+                exits: exits
+                    .iter()
+                    .filter(|x| x.service == service)
+                    .map(watch::Exit::describe)
+                    .collect(),
+                service,
+                restarts,
+            })
+            .collect();
         self.record.tests.push(rundir::TierTests {
             tier: tier.to_string(),
             passed: outcome.passed,
@@ -1323,6 +1386,7 @@ impl Run {
             skipped: outcome.skipped,
             flaky: outcome.flaky,
             report_dir: suite.report_dir.display().to_string(),
+            watch: watched,
         });
         // A suite stopped by a signal is followed at once by the teardown
         // phase, whose record write carries these counts: writing (and
@@ -1337,11 +1401,24 @@ impl Run {
                 outcome.discovered
             );
         }
+        let watch_red = watch::reason(&exits).map(|why| {
+            format!("{tier} tier: the version under test exited while watched (from its convergence to the end of its tests): {why}")
+        });
+        if tier == Tier::Restore {
+            self.watch = None;
+        }
         match outcome.exit_code {
-            0 => Ok(None),
+            0 => match watch_red {
+                // Red even though its tests passed (SPEC section 3 step 8).
+                Some(why) => Err(Failure::with_code(exit::TESTS_FAILED, why)),
+                None => Ok(None),
+            },
             exit::SELF_PROTECT => Ok(Some(Verdict::SelfProtect)),
             c if c >= 128 => Err(anyhow::Error::new(Interrupted).context("tests were stopped")),
             _ => {
+                if let Some(why) = &watch_red {
+                    say!("{why}");
+                }
                 say!("{tier} tier: {} test(s) failed", outcome.failed);
                 Ok(Some(Verdict::TestsFailed))
             }

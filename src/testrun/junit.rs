@@ -444,6 +444,37 @@ fn unreadable_tier(recipe: &str, tier: &str, path: &Path, why: &anyhow::Error) -
     suite
 }
 
+/// A tier's watch (SPEC section 3 step 8): a testcase `watch:SERVICE` per
+/// service watched (the recipe's name of it, without the stack's: the
+/// same testcase in every build), with a `<failure>` when its tasks
+/// exited.
+pub fn watch_suite(recipe: &str, stack: &str, t: &crate::rundir::TierTests) -> TestSuite {
+    let mut suite = TestSuite::new(format!("watch-{}", t.tier));
+    for w in &t.watch {
+        let status = if w.restarts == 0 {
+            TestCaseStatus::success()
+        } else {
+            let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
+            s.set_message(format!(
+                "{} exited {} time(s) while the {} tier was watched",
+                w.service, w.restarts, t.tier
+            ))
+            .set_type("watch")
+            .set_description(w.exits.join("\n"));
+            s
+        };
+        let short = w
+            .service
+            .strip_prefix(stack)
+            .and_then(|r| r.strip_prefix('_'))
+            .unwrap_or(&w.service);
+        let mut case = TestCase::new(format!("watch:{short}"), status);
+        case.set_classname(format!("{recipe}.{}", t.tier));
+        suite.add_test_case(case);
+    }
+    suite
+}
+
 fn read_tier(path: &Path) -> Result<Vec<TestSuite>> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("failed to read {}", path.display()))?;
@@ -483,6 +514,9 @@ pub fn write_run(
         match read_tier(&path) {
             Ok(suites) => tiers.extend(suites),
             Err(e) => tiers.push(unreadable_tier(&record.recipe, &t.tier, &path, &e)),
+        }
+        if !t.watch.is_empty() {
+            tiers.push(watch_suite(&record.recipe, &record.stack, t));
         }
     }
     let outcome = RunOutcome {

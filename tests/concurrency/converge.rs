@@ -205,3 +205,90 @@ fn a_service_with_no_restart_policy_converges_on_install_and_upgrade() {
         );
     }
 }
+
+/// A cc-ci-run test of the example recipe for `tiers` that passes after
+/// touching `file` (the stand-in's CCCI_FAKE_ABRA_DIE_ON: the app's task
+/// exits 1 then) and seeing the app's task fail, so that the exit falls
+/// between the tier's convergence and the end of its tests.
+fn kill_the_app_during_tests(f: &Fixture, tiers: &str, file: &std::path::Path) {
+    let dir = f.tmp.path().join("ci-tests/example");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = script(
+        &dir,
+        "50-app-dies.sh",
+        &format!(
+            r#"#!/bin/sh
+# tier: {tiers}
+# timeout: 30s
+set -eu
+touch '{file}'
+docker inspect --type task $(docker service ps -q --no-trunc {STACK}_app) | grep -q '"ExitCode": 1'
+"#,
+            file = file.display()
+        ),
+    );
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+}
+
+#[test]
+fn app_that_exits_during_the_install_tier_tests_is_red_though_they_pass() {
+    let f = Fixture::new();
+    let die = f.tmp.path().join("die-now");
+    kill_the_app_during_tests(&f, "install", &die);
+    let out = f
+        .run_cmd(&["--pr", "1", "--quick"])
+        .env("CCCI_RUN_ID", "watch-dies")
+        .env("CCCI_FAKE_ABRA_DIE_ON", die.display().to_string())
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(code(out.status), 1, "{log}");
+    let line = log
+        .lines()
+        .find(|l| l.contains("install tier: the version under test exited while watched"))
+        .unwrap_or_else(|| panic!("{log}"));
+    for needle in [
+        format!("service {STACK}_app exited 1 time(s)"),
+        "restarts: 1".to_string(),
+        "exit code 1 at 20".to_string(),
+    ] {
+        assert!(line.contains(&needle), "{needle:?}: {line}");
+    }
+    let record = f.record("watch-dies");
+    assert_eq!(record["failed_phase"], "test-install", "{record}");
+    let tier = &record["tests"][0];
+    assert_eq!(tier["failed"], 0, "its tests passed: {record}");
+    assert!(tier["passed"].as_u64().unwrap() >= 1, "{record}");
+    assert_eq!(tier["watch"][0]["service"], format!("{STACK}_app"));
+    assert_eq!(tier["watch"][0]["restarts"], 1, "{record}");
+    let junit = std::fs::read_to_string(record["junit"].as_str().unwrap()).unwrap();
+    assert!(
+        junit.contains("name=\"watch:app\"")
+            && junit.contains("exited 1 time(s) while the install tier was watched"),
+        "{junit}"
+    );
+    assert!(f.leftovers().is_empty(), "{:?}", f.leftovers());
+}
+
+#[test]
+fn app_that_never_exits_is_green_with_no_restart_recorded() {
+    let f = Fixture::new();
+    // The knob is armed but its file never appears: the same run, green.
+    let die = f.tmp.path().join("never");
+    let out = f
+        .run_cmd(&["--pr", "1", "--quick"])
+        .env("CCCI_RUN_ID", "watch-good")
+        .env("CCCI_FAKE_ABRA_DIE_ON", die.display().to_string())
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(code(out.status), 0, "{log}");
+    let record = f.record("watch-good");
+    let watch = record["tests"][0]["watch"].as_array().cloned().unwrap();
+    assert!(!watch.is_empty(), "{record}");
+    assert!(watch.iter().all(|w| w["restarts"] == 0), "{record}");
+    assert!(
+        log.contains(&format!("restarts while watched, install: {STACK}_app 0")),
+        "{log}"
+    );
+}

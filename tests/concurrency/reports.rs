@@ -90,8 +90,21 @@ fn a_green_run_merges_every_tiers_testcases() {
         from_tiers.extend(doc.cases);
     }
     assert!(rec["tests"].as_array().unwrap().len() >= 2, "{rec}");
-    assert_eq!(merged.cases, from_tiers);
-    assert_eq!(merged.totals.tests, from_tiers.len());
+    // Besides the tiers' own: each tier's watch of the app, passed.
+    let (watch, tests): (Vec<_>, Vec<_>) = merged
+        .cases
+        .iter()
+        .cloned()
+        .partition(|c| c.suite.starts_with("watch-"));
+    assert_eq!(tests, from_tiers);
+    let tiers = rec["tests"].as_array().unwrap();
+    assert_eq!(watch.len(), tiers.len(), "{watch:?}");
+    for (w, t) in watch.iter().zip(tiers) {
+        assert_eq!(w.name, "watch:app");
+        assert_eq!(w.suite, format!("watch-{}", t["tier"].as_str().unwrap()));
+        assert_eq!(w.kind, "passed");
+    }
+    assert_eq!(merged.totals.tests, from_tiers.len() + watch.len());
     assert_eq!((merged.totals.failures, merged.totals.errors), (0, 0));
 }
 

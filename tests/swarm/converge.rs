@@ -14,7 +14,7 @@ use crate::support::*;
 /// Pushes a pull request `n` to the host's upstream recipe repository:
 /// pull request 1's head with `edit` applied to compose.yml and the
 /// `tests` files added. Returns its sha.
-fn push_pr(
+pub(crate) fn push_pr(
     host: &SwarmHost,
     n: u32,
     edit: impl Fn(&str) -> String,
@@ -74,7 +74,7 @@ fn push_pr(
 }
 
 /// Adds lines to the app service's block right after its image line.
-fn after_image(compose: &str, lines: &str) -> String {
+pub(crate) fn after_image(compose: &str, lines: &str) -> String {
     let mut out = String::new();
     for l in compose.lines() {
         out.push_str(l);
@@ -87,7 +87,7 @@ fn after_image(compose: &str, lines: &str) -> String {
 }
 
 /// Adds `VAR=VALUE` to the app service's environment list.
-fn with_env(compose: &str, var: &str) -> String {
+pub(crate) fn with_env(compose: &str, var: &str) -> String {
     compose.replacen(
         "      - DOMAIN\n",
         &format!("      - DOMAIN\n      - {var}\n"),
@@ -96,7 +96,7 @@ fn with_env(compose: &str, var: &str) -> String {
 }
 
 /// `run --recipe example --pr N --domain D`
-fn run_pr(host: &SwarmHost, domain: &str, n: u32, run_id: &str) -> (i32, String) {
+pub(crate) fn run_pr(host: &SwarmHost, domain: &str, n: u32, run_id: &str) -> (i32, String) {
     let out = host
         .cmd()
         .args([
@@ -117,7 +117,7 @@ fn run_pr(host: &SwarmHost, domain: &str, n: u32, run_id: &str) -> (i32, String)
     )
 }
 
-fn assert_torn_down(host: &SwarmHost, domain: &str, run_id: &str) {
+pub(crate) fn assert_torn_down(host: &SwarmHost, domain: &str, run_id: &str) {
     let left = leftovers(host, domain);
     assert!(left.is_empty(), "left on the swarm: {left:?}");
     assert!(host.lock_free("apps", domain), "app lock held");
@@ -425,16 +425,17 @@ fn services_of_every_form_converge_once_their_tasks_run() {
     assert_torn_down(&host, &d, "forms");
 }
 
-/// An image of this test's own, `ccci-example:2.0.0-pr-once-PID`: the
-/// example server plus `once` (tests/swarm/images/once.c) as its entry
-/// point, both static, FROM scratch: it exits 1 on its first start and
-/// runs from the second on. Removed on drop.
-struct OnceImage(String);
+/// An image of a test's own, `ccci-example:2.0.0-pr-KIND-PID`: the
+/// example server plus `KIND` (tests/swarm/images/KIND.c) as its entry
+/// point, both static, FROM scratch (`once`: exits 1 on its first start
+/// and runs from the second on; `dies`: serves, then exits 3 some seconds
+/// after each start). Removed on drop.
+pub(crate) struct OwnImage(pub(crate) String);
 
-impl OnceImage {
-    fn build(tmp: &Path) -> OnceImage {
-        let tag = format!("ccci-example:2.0.0-pr-once-{}", std::process::id());
-        let ctx = tmp.join("once-image");
+impl OwnImage {
+    pub(crate) fn build(tmp: &Path, kind: &str) -> OwnImage {
+        let tag = format!("ccci-example:2.0.0-pr-{kind}-{}", std::process::id());
+        let ctx = tmp.join(format!("{kind}-image"));
         std::fs::create_dir_all(&ctx).unwrap();
         let cc = |out: &str, src: &Path, extra: &[&str]| {
             let st = Command::new("gcc")
@@ -454,10 +455,14 @@ impl OnceImage {
             &repo().join("examples/recipe/image/server.c"),
             &[&format!("-DVERSION=\"{version}\"")],
         );
-        cc("once", &repo().join("tests/swarm/images/once.c"), &[]);
+        cc(
+            kind,
+            &repo().join(format!("tests/swarm/images/{kind}.c")),
+            &[],
+        );
         std::fs::write(
             ctx.join("Dockerfile"),
-            "FROM scratch\nCOPY server /server\nCOPY once /once\nENTRYPOINT [\"/once\"]\n",
+            format!("FROM scratch\nCOPY server /server\nCOPY {kind} /{kind}\nENTRYPOINT [\"/{kind}\"]\n"),
         )
         .unwrap();
         let out = Command::new("docker")
@@ -471,11 +476,11 @@ impl OnceImage {
             "docker build: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        OnceImage(tag)
+        OwnImage(tag)
     }
 }
 
-impl Drop for OnceImage {
+impl Drop for OwnImage {
     fn drop(&mut self) {
         let _ = Command::new("docker")
             .args(["image", "rm", &self.0])
@@ -491,7 +496,7 @@ fn upgrade_whose_app_exits_once_then_runs_is_green_with_a_warning() {
     // with the pause in the log and the record.
     let d = domain_for("conv-once", 0);
     let host = SwarmHost::new(vec![d.clone()]);
-    let image = OnceImage::build(host.tmp.path());
+    let image = OwnImage::build(host.tmp.path(), "once");
     // The pull request's own test of its image (pull request 1's wants
     // the 2.0.0-pr tag).
     let image_test = format!(

@@ -16,3 +16,4 @@ mod lockfaults;
 mod locks;
 mod teardown;
 mod waits;
+mod watch;

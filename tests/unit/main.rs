@@ -5,6 +5,7 @@
 mod config;
 mod converge;
 mod docker_events;
+mod docker_watch;
 mod envfile;
 mod exit;
 mod history;

@@ -402,7 +402,7 @@ fn terminal(state: &str) -> bool {
 
 /// A task whose container exited (or could not start) on its own: not one
 /// the orchestrator shut down.
-fn exited(state: &str) -> bool {
+pub(crate) fn exited(state: &str) -> bool {
     matches!(state, "complete" | "failed" | "rejected")
 }
 

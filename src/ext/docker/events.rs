@@ -322,6 +322,17 @@ impl Events {
     fn ended(&mut self) -> String {
         self.stream.ended()
     }
+
+    /// The stream itself, for a reader of every line (the watch).
+    pub(crate) fn stream_mut(&mut self) -> &mut Stream {
+        &mut self.stream
+    }
+}
+
+impl std::fmt::Debug for Events {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "docker events of stack {}", self.stack)
+    }
 }
 
 /// The pace of a wait's looks at the engine: at once after an event of
@@ -345,6 +356,12 @@ impl Pacer {
             stack: stack.to_string(),
             last_event: None,
         }
+    }
+
+    /// The stream, if it is still alive: what comes next on it is what
+    /// came after the last pause.
+    pub(crate) fn into_events(self) -> Option<Events> {
+        self.events
     }
 
     /// Subscribes to `stack`'s events, replayed from `since`.

@@ -12,6 +12,7 @@
 pub mod converge;
 pub mod events;
 pub mod labels;
+pub mod watch;
 
 use std::ffi::OsString;
 use std::process::Command;
@@ -190,7 +191,7 @@ pub(crate) struct SeenGone {
 }
 
 /// What a convergence wait saw when the stack settled.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub(crate) struct Converged {
     /// How long cc-ci-run waited, from its first look to the settled one.
     pub waited: Duration,
@@ -203,6 +204,15 @@ pub(crate) struct Converged {
     /// Why the stack counts as settled although an update paused (the
     /// current spec ran for the stability window), for the log and record.
     pub warning: Option<String>,
+    /// The stream the wait read, still open, for the watch through the
+    /// tests (None when it had ended).
+    pub events: Option<Events>,
+    /// The tasks whose end the wait already judged: of a previous spec,
+    /// or ended before the stack settled. Their containers' late `die`
+    /// events are not the watch's.
+    pub judged: std::collections::HashSet<String>,
+    /// The stack's services, by name.
+    pub services: Vec<String>,
 }
 
 /// An image presence check running beside other work (issue 18 item 3):
@@ -280,6 +290,48 @@ impl Docker {
     /// before the action a wait follows, so that nothing is missed.
     pub(crate) fn subscribe(&self, stack: &str, since: SystemTime) -> Option<Events> {
         Events::subscribe(&self.bin, stack, since)
+    }
+
+    /// Starts the watch through a tier's tests (SPEC section 3 step 8) on
+    /// what the convergence wait `c` left: its stream, still open, and the
+    /// tasks it judged.
+    pub(crate) fn watch(&self, stack: &str, c: &mut Converged) -> Result<watch::Watch> {
+        watch::Watch::start(
+            &self.bin,
+            stack,
+            c.events.take(),
+            std::mem::take(&mut c.judged),
+            c.services.clone(),
+        )
+    }
+
+    /// The watch's look at the engine, for a stream with a gap: the exits
+    /// of `stack`'s tasks (each task that ended by itself: complete,
+    /// failed, rejected) since `since`, the tasks in `judged` left out.
+    pub(crate) fn task_exits(
+        &self,
+        stack: &str,
+        since: SystemTime,
+        judged: &std::collections::HashSet<String>,
+        bound: &Bound,
+    ) -> Result<Vec<watch::Exit>> {
+        let mut pacer = Pacer::new(stack, None);
+        let (services, tasks) = self.converge_state(stack, bound, &mut None, &mut pacer)?;
+        Ok(tasks
+            .into_iter()
+            .filter(|t| converge::exited(&t.state) && !judged.contains(&t.id))
+            .filter(|t| t.at.is_some_and(|at| at >= since))
+            .map(|t| watch::Exit {
+                service: services
+                    .iter()
+                    .find(|s| s.id == t.service_id)
+                    .map_or_else(|| t.service_id.clone(), |s| s.name.clone()),
+                container: t.id.clone(),
+                task: t.id,
+                exit_code: t.exit_code,
+                at: t.at,
+            })
+            .collect())
     }
 
     /// What keeps `app rm` from working: the services, containers and
@@ -474,7 +526,21 @@ impl Docker {
                         }
                     };
                     if let Some((summary, warning)) = settled {
+                        let judged = tasks
+                            .iter()
+                            .filter(|t| {
+                                t.state != "running"
+                                    || services
+                                        .iter()
+                                        .find(|s| s.id == t.service_id)
+                                        .is_none_or(|s| !converge::same_spec(&t.spec, &s.template))
+                            })
+                            .map(|t| t.id.clone())
+                            .collect();
                         return Ok(Converged {
+                            events: pacer.into_events(),
+                            judged,
+                            services: services.iter().map(|s| s.name.clone()).collect(),
                             waited: started.elapsed(),
                             summary,
                             engine_update: deployed_at

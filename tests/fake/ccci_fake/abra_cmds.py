@@ -338,6 +338,16 @@ def app_deploy(argv):
             item.strip() in (domain, "%s@%s" % (step, domain))
             for item in os.environ.get("CCCI_FAKE_ABRA_CRASHLOOP",
                                        "").split(","))
+        # FILE or STEP@FILE: the app's tasks of this deploy (of every
+        # deploy, or of the `deploy`/`deploy-chaos` step only) exit 1 once
+        # FILE exists (a recipe test touches it: no sleeps).
+        die_on = None
+        for item in os.environ.get("CCCI_FAKE_ABRA_DIE_ON", "").split(","):
+            want, sep, file = item.strip().partition("@")
+            if not sep:
+                want, file = step, want
+            if file and want == step:
+                die_on = file
         if swarm_backend:
             sw_deploy(domain, stack, path, env, cenv, labels, crashloop,
                       docs)
@@ -372,7 +382,8 @@ def app_deploy(argv):
                     svc_labels.update(labels)
                 new[name] = deploy_service(
                     old.get(name), stack, spec["image"], svc_labels,
-                    crashloop, now, converge)
+                    crashloop, now, converge,
+                    die_on if svc == "app" else None)
             rec.update({
                 "domain": domain, "server": server, "recipe": recipe,
                 "services": new, "deployed_at": now,

@@ -50,7 +50,7 @@ from .store import (
     new_id, normalize_image, read_json, remove_file, save_stack,
     state_root, volume_data, write_json,
 )
-from .tasks import task_state
+from .tasks import DIE_ERR, died_at, task_state
 from .views import (
     BUILTIN_NETWORKS, view_containers, view_networks, view_services,
 )
@@ -90,7 +90,7 @@ def task_object(s, t, now):
     harness reads, shaped as the engine's)."""
     state, desired, err = task_state(t, now)
     changed = t["created"]
-    for at in (t["run_at"], t.get("stop_at")):
+    for at in (t["run_at"], t.get("stop_at"), died_at(t)):
         if at is not None and at <= now:
             changed = max(changed, at)
     status = {"Timestamp": iso_ns(changed), "State": state,
@@ -98,9 +98,12 @@ def task_object(s, t, now):
     if err:
         status["Err"] = err
     if state in ("running", "failed"):
+        # An exit by CCCI_FAKE_ABRA_DIE_ON is the app's own exit 1; a
+        # container that never started has the runtime's 128.
+        code = (1 if err == DIE_ERR else 128) if err else 0
         status["ContainerStatus"] = {"ContainerID": t["container_id"],
                                      "PID": 0 if err else 4242,
-                                     "ExitCode": 128 if err else 0}
+                                     "ExitCode": code}
     return {"ID": t["id"], "Version": {"Index": 1},
             "CreatedAt": iso_ns(t["created"]), "UpdatedAt": iso_ns(changed),
             "Labels": {}, "Spec": t["spec"], "ServiceID": s["id"],

@@ -4,6 +4,8 @@ crash loops.
 """
 
 
+import os
+
 from .store import new_hex_id, new_id, stack_labels
 
 
@@ -57,13 +59,35 @@ def task_template(stack, image, crashloop):
             "Placement": {}, "ForceUpdate": 0}
 
 
-def new_task(spec, run_at, crashloop, now):
+DIE_ERR = "task: non-zero exit (1)"  # swarmkit's Status.Err for an exit
+
+
+def new_task(spec, run_at, crashloop, now, die_on=None):
+    """`die_on`: a file (CCCI_FAKE_ABRA_DIE_ON) whose appearance ends the
+    running task: its container exits 1 at the file's mtime, as an app
+    that dies after its start (the engine's restart is not modelled: the
+    slot stays empty)."""
     return {"id": new_id(25), "container_id": new_hex_id(), "spec": spec,
             "created": now, "run_at": run_at, "stop_at": None,
-            "fail": bool(crashloop)}
+            "fail": bool(crashloop), "die_on": die_on}
 
 
-def deploy_service(prev, stack, image, labels, crashloop, now, converge):
+def died_at(t):
+    """When the task's container exited by the CCCI_FAKE_ABRA_DIE_ON knob,
+    or None: the file's mtime, once it exists (never before the task
+    ran)."""
+    path = t.get("die_on")
+    if not path:
+        return None
+    try:
+        at = os.stat(path).st_mtime
+    except OSError:
+        return None
+    return max(at, t["run_at"])
+
+
+def deploy_service(prev, stack, image, labels, crashloop, now, converge,
+                   die_on=None):
     """The service record after a deploy at `now`: a first deploy starts
     one task; a spec change starts a rolling update (timeline above); a
     redeploy that changes only labels keeps the tasks and drops the
@@ -74,7 +98,8 @@ def deploy_service(prev, stack, image, labels, crashloop, now, converge):
            "labels": labels, "replicas": 1,
            "created": prev["created"] if prev else now, "spec": spec}
     if prev is None:
-        svc["tasks"] = [new_task(spec, now + converge, crashloop, now)]
+        svc["tasks"] = [new_task(spec, now + converge, crashloop, now,
+                                 die_on)]
         svc["update"] = None
     elif prev.get("spec") == spec:
         svc["tasks"] = prev.get("tasks", [])
@@ -84,7 +109,8 @@ def deploy_service(prev, stack, image, labels, crashloop, now, converge):
         for t in tasks:
             if t.get("stop_at") is None or t["stop_at"] > now + converge / 2:
                 t["stop_at"] = now + converge / 2
-        fresh = new_task(spec, now + 3 * converge / 4, crashloop, now)
+        fresh = new_task(spec, now + 3 * converge / 4, crashloop, now,
+                         die_on)
         svc["tasks"] = ([fresh] + tasks)[:TASK_HISTORY]
         svc["update"] = {"shown": now + converge / 4, "done": now + converge,
                          "final": "paused" if crashloop else "completed",
@@ -107,6 +133,9 @@ def task_state(t, now):
         return "pending", desired, ""
     if t.get("fail"):
         return "failed", "shutdown", CRASH_ERR
+    died = died_at(t)
+    if died is not None and now >= died:
+        return "failed", "shutdown", DIE_ERR
     return "running", desired, ""
 
 

@@ -1,0 +1,187 @@
+//! Watched through its tests (SPEC section 3 step 8), on the real swarm:
+//! a version that serves, passes the update monitor and then dies some
+//! seconds after each start is red in the tier whose tests it dies
+//! under, though they pass; a version that keeps running through 20 s of
+//! tests is green with no restart recorded.
+
+use crate::converge::{assert_torn_down, push_pr, with_env, OwnImage};
+use crate::engine::*;
+use crate::support::*;
+
+/// How long after each start the dying version exits (past the example's
+/// 1 s update monitor), and how long the tests take (longer).
+const DIES_AFTER: u64 = 6;
+const TESTS_TAKE: u64 = 14;
+
+/// A test of tiers `tiers` that passes after `secs` seconds.
+fn slow_test(tiers: &str, secs: u64) -> String {
+    format!("#!/bin/sh\n# tier: {tiers}\n# timeout: 60s\nset -eu\nsleep {secs}\n")
+}
+
+/// Pushes pull request `n`: the app on the dying image, and tests of the
+/// install and upgrade tiers that take longer than it lives.
+fn push_dying_pr(host: &SwarmHost, n: u32, image: &OwnImage) {
+    let image_test = format!(
+        "#!/bin/sh\n# tier: upgrade\n# timeout: 30s\nset -eu\nlib=\"$(dirname \"$0\")/example_app.py\"\npython3 \"$lib\" serves {}\n",
+        image.0.rsplit(':').next().unwrap()
+    );
+    push_pr(
+        host,
+        n,
+        |c| {
+            with_env(
+                &c.replace(
+                    "image: ccci-example:2.0.0-pr",
+                    &format!("image: {}", image.0),
+                ),
+                &format!("DIES_AFTER={DIES_AFTER}"),
+            )
+        },
+        &[
+            ("40-slow.sh", &slow_test("install, upgrade", TESTS_TAKE)),
+            // Pull request 1's own test of its image, for this tag (as
+            // converge.rs's once test does).
+            ("30-pr-image.sh", &image_test),
+        ],
+    );
+}
+
+fn run(host: &SwarmHost, domain: &str, n: u32, run_id: &str, extra: &[&str]) -> (i32, String) {
+    let out = host
+        .cmd()
+        .args([
+            "run",
+            "--recipe",
+            "example",
+            "--pr",
+            &n.to_string(),
+            "--domain",
+            domain,
+        ])
+        .args(extra)
+        .env("CCCI_RUN_ID", run_id)
+        .output()
+        .unwrap();
+    (
+        code(out.status),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The run is red in `tier`'s test phase, its tests passed, and the
+/// reason names the app service, its exit code 3 and a restart.
+fn assert_red_by_the_watch(
+    host: &SwarmHost,
+    domain: &str,
+    run_id: &str,
+    tier: &str,
+    code: i32,
+    log: &str,
+) {
+    let stack = stack_of(domain);
+    assert_eq!(code, 1, "{log}");
+    let line = log
+        .lines()
+        .find(|l| {
+            l.contains(&format!(
+                "{tier} tier: the version under test exited while watched"
+            ))
+        })
+        .unwrap_or_else(|| panic!("{log}"));
+    for needle in [
+        format!("service {stack}_app exited"),
+        "exit code 3 at ".to_string(),
+        "restarts: ".to_string(),
+    ] {
+        assert!(line.contains(&needle), "{needle:?}: {line}");
+    }
+    let record = host.record(run_id);
+    assert_eq!(record["failed_phase"], format!("test-{tier}"), "{record}");
+    let t = record["tests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["tier"] == tier)
+        .cloned()
+        .unwrap_or_else(|| panic!("{record}"));
+    assert_eq!(t["failed"], 0, "the tier's tests passed: {record}");
+    let app = t["watch"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["service"] == format!("{stack}_app"))
+        .cloned()
+        .unwrap_or_else(|| panic!("{record}"));
+    assert!(app["restarts"].as_u64().unwrap() >= 1, "{record}");
+}
+
+#[test]
+fn version_that_dies_during_the_install_tier_tests_is_red() {
+    let d = domain_for("watch-inst", 0);
+    let host = SwarmHost::new(vec![d.clone()]);
+    let image = OwnImage::build(host.tmp.path(), "dies");
+    push_dying_pr(&host, 8, &image);
+    let (code, log) = run(&host, &d, 8, "wdies-i", &["--quick"]);
+    assert_red_by_the_watch(&host, &d, "wdies-i", "install", code, &log);
+    assert_torn_down(&host, &d, "wdies-i");
+}
+
+#[test]
+fn version_that_dies_during_the_upgrade_tier_tests_is_red() {
+    let d = domain_for("watch-upg", 0);
+    let host = SwarmHost::new(vec![d.clone()]);
+    let image = OwnImage::build(host.tmp.path(), "dies");
+    push_dying_pr(&host, 8, &image);
+    let (code, log) = run(&host, &d, 8, "wdies-u", &[]);
+    assert_red_by_the_watch(&host, &d, "wdies-u", "upgrade", code, &log);
+    // The base release keeps running through the same tests: its tier is
+    // green, with no restart.
+    let record = host.record("wdies-u");
+    let install = &record["tests"][0];
+    assert_eq!(install["tier"], "install", "{record}");
+    assert!(
+        install["watch"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|w| w["restarts"] == 0),
+        "{record}"
+    );
+    assert_torn_down(&host, &d, "wdies-u");
+}
+
+#[test]
+fn good_version_whose_tests_take_20_s_is_green_with_no_restart() {
+    let d = domain_for("watch-good", 0);
+    let host = SwarmHost::new(vec![d.clone()]);
+    push_pr(
+        &host,
+        9,
+        |c| with_env(c, "GOOD=1"),
+        &[("40-slow.sh", &slow_test("install, upgrade, restore", 20))],
+    );
+    let (code, log) = run(&host, &d, 9, "wgood", &[]);
+    assert_eq!(code, 0, "{log}");
+    let record = host.record("wgood");
+    // The watch's cost on a good run: each tier's test phase (20 s of
+    // tests), for a comparison with a binary without the watch.
+    let spans: Vec<String> = record["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["name"].as_str().unwrap().starts_with("test-"))
+        .map(|p| format!("{} {} ms", p["name"], p["duration_ms"]))
+        .collect();
+    eprintln!(
+        "watch cost, test phases of a good run: {}",
+        spans.join(", ")
+    );
+    let tiers = record["tests"].as_array().unwrap();
+    assert!(tiers.len() >= 2, "{record}");
+    for t in tiers {
+        let watch = t["watch"].as_array().unwrap();
+        assert!(!watch.is_empty(), "{record}");
+        assert!(watch.iter().all(|w| w["restarts"] == 0), "{record}");
+    }
+    assert_torn_down(&host, &d, "wgood");
+}
