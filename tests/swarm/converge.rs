@@ -309,8 +309,11 @@ set -eu
 out="${{CCCI_EXAMPLE_READY_DIR:?}}"
 services=$(docker service ls -q --filter label=com.docker.stack.namespace={stack})
 docker inspect --type task $(docker service ps -q --no-trunc $services) >"$out/tasks.json"
+# To the nanosecond: a whole-second --until drops the events of the
+# current second, such as the healthcheck's `healthy` right before the
+# convergence these tests follow.
 now=$(date +%s)
-docker events --since $((now - 600)) --until "$now" --filter type=container \
+docker events --since $((now - 600)) --until "$(date +%s.%N)" --filter type=container \
   --filter label=com.docker.stack.namespace={stack} --format '{{{{json .}}}}' >"$out/events.jsonl"
 "#
         ),
