@@ -90,14 +90,18 @@ pub(crate) enum Woke {
     Closed,
 }
 
+/// One line of `docker events --format '{{json .}}'`, the fields the
+/// waits and the watch (`watch::exit_of`) read.
 #[derive(Deserialize)]
-struct RawEvent {
+pub(super) struct RawEvent {
     #[serde(rename = "Type", default)]
-    kind: String,
+    pub(super) kind: String,
     #[serde(rename = "Action", default)]
-    action: String,
+    pub(super) action: String,
     #[serde(rename = "Actor", default)]
-    actor: RawActor,
+    pub(super) actor: RawActor,
+    #[serde(rename = "timeNano", default)]
+    pub(super) time_nano: Option<i64>,
 }
 
 /// What one line of the stream says about a stack.
@@ -114,9 +118,11 @@ pub enum Relevance {
 }
 
 #[derive(Deserialize, Default)]
-struct RawActor {
+pub(super) struct RawActor {
+    #[serde(rename = "ID", default)]
+    pub(super) id: String,
     #[serde(rename = "Attributes", default)]
-    attributes: Option<std::collections::HashMap<String, String>>,
+    pub(super) attributes: Option<std::collections::HashMap<String, String>>,
 }
 
 /// What one line of `docker events --format '{{json .}}'` says about

@@ -23,11 +23,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
-use serde::Deserialize;
-
 use crate::sys::latch::Latch;
 
-use super::events::{Events, Woke};
+use super::events::{Events, RawEvent, Woke};
 use super::STACK_LABEL;
 
 /// One exit of a watched task's container.
@@ -54,26 +52,6 @@ impl Exit {
             .unwrap_or_else(|| "an unknown time".into());
         format!("{code} at {at} (task {})", self.task)
     }
-}
-
-#[derive(Deserialize)]
-struct RawEvent {
-    #[serde(rename = "Type", default)]
-    kind: String,
-    #[serde(rename = "Action", default)]
-    action: String,
-    #[serde(rename = "Actor", default)]
-    actor: RawActor,
-    #[serde(rename = "timeNano", default)]
-    time_nano: Option<i64>,
-}
-
-#[derive(Deserialize, Default)]
-struct RawActor {
-    #[serde(rename = "ID", default)]
-    id: String,
-    #[serde(rename = "Attributes", default)]
-    attributes: Option<std::collections::HashMap<String, String>>,
 }
 
 /// The exit one line of `docker events --format '{{json .}}'` reports of
