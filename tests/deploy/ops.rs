@@ -1042,6 +1042,23 @@ fn check_links(file: &std::path::Path, text: &str) -> Vec<String> {
             (file.to_path_buf(), text.to_string())
         } else {
             let p = file.parent().unwrap().join(path);
+            // Whether a link leaves is decided on its text first: `..` past
+            // the root leaves wherever the checkout lies, whether or not
+            // the file it names happens to exist on this machine.
+            let mut lexical = std::path::PathBuf::new();
+            for part in p.components() {
+                match part {
+                    std::path::Component::ParentDir => {
+                        lexical.pop();
+                    }
+                    std::path::Component::CurDir => {}
+                    other => lexical.push(other),
+                }
+            }
+            if !lexical.starts_with(&root) {
+                problems.push(format!("{name}: {target} leaves the repository"));
+                continue;
+            }
             match p.canonicalize() {
                 Ok(p) if p.starts_with(&root) => {
                     let t = std::fs::read_to_string(&p).unwrap_or_default();
@@ -1088,6 +1105,9 @@ fn no_readme_or_docs_link_leaves_the_repository() {
         ("[spec](../shared/SPEC.md)", "outside the repository"),
         ("[web](https://example.org/)", "leaves the repository"),
         ("[up](../../etc/passwd)", "leaves the repository"),
+        // Past the root even where no such file exists (a checkout at
+        // another depth than this machine's).
+        ("[far](../../no-such-dir/x.md)", "leaves the repository"),
         ("[gone](docs/nothing.md)", "does not exist"),
         ("[anchor](#no-such-heading)", "no heading #no-such-heading"),
     ] {
