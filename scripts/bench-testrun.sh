@@ -5,8 +5,9 @@
 #   start and end (an empty suite), against the earlier runner's 500 us;
 # - parallel efficiency with 1, 2 and 4 workers on sleep tests
 #   (ideal time / measured time);
-# - checkpoint write time (one write, fdatasync, rename; see checkpoint::save
-#   for why no directory fsync follows each).
+# - checkpoint write time per passed test (a journal append: one write(2);
+#   see src/testrun/checkpoint.rs; `bench_checkpoint DIR N compare` puts it
+#   beside the earlier release's whole-file rewrite).
 # - output drain: MB/s the runner drains from a test that floods stdout
 #   (BENCH_FLOOD_MB, default 100, lines of 100 bytes) and from tests whose
 #   output stays under --test-output-limit (every line logged), against
@@ -78,7 +79,7 @@ printf 'spawn overhead: %s us per test over a shell loop (%s us per test in all,
 
 # --- checkpoint write ---------------------------------------------------------
 read -r ck_mean ck_median < <("$CKPT" "$WORK/ckpt" "$TRIVIAL")
-printf 'checkpoint write: %s us mean, %s us median (%s writes); %.2fx the per-test overhead, paid on the writer thread beside the next test\n' \
+printf 'checkpoint write: %s us mean, %s us median (%s passed tests); %.2fx the per-test overhead\n' \
     "$ck_mean" "$ck_median" "$TRIVIAL" "$(awk -v c="$ck_median" -v p="$per_test_us" 'BEGIN { if (p > 0) print c / p; else print 0 }')"
 
 # --- parallel efficiency -------------------------------------------------------

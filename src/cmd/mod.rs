@@ -198,9 +198,8 @@ pub(crate) fn test(args: cli::TestArgs) -> Result<i32> {
         Some(id) => id,
         // --resume without --run-id continues the run of the checkpoint.
         None if args.tests.resume => {
-            let path = testrun::checkpoint::path(&report_dir, tier.as_deref());
-            match testrun::checkpoint::load(&path) {
-                Ok(Some(cp)) => cp.run_id,
+            match testrun::checkpoint::load(&report_dir, tier.as_deref()) {
+                Ok(Some(l)) => l.checkpoint.run_id,
                 _ => format!("manual-{}", std::process::id()),
             }
         }

@@ -1,25 +1,49 @@
-//! The suite's checkpoint: which tests passed so far in this run, written
-//! after every test so that `--resume` after a crash (an OOM kill, a SIGKILL
-//! of the runner, a self-protection stop) runs only what had not passed.
+//! The suite's checkpoint: which tests passed so far in this run, so that
+//! `--resume` after a crash (an OOM kill, a SIGKILL of the runner, a
+//! self-protection stop) runs only what had not passed.
 //!
-//! The file is replaced atomically: one `write` of a temporary file in the
-//! same directory, `fdatasync`, `rename` over the old one (see [`save`] for
-//! why no directory fsync follows each rename). A reader (the next attempt)
-//! therefore sees the previous checkpoint or the new one, never half of
-//! one, even if the host loses power in between.
+//! It is a journal (`checkpoint.jsonl`, or `checkpoint-<tier>.jsonl`): a
+//! header line naming the run id, ref and tier, then one line per test that
+//! passed, appended by one `write(2)` to an `O_APPEND` descriptor when the
+//! test finishes, before the runner announces the pass. A `write` that has
+//! returned is in the page cache, which outlives the process: a SIGKILL of
+//! the runner at any moment after a pass is announced loses nothing, and
+//! no coalescing window delays a line. The journal is fdatasynced at the
+//! end of the tier on every path (passed, failed, stopped by a signal or
+//! self-protection), so a host crash after the tier loses nothing either;
+//! one during the tier can lose the lines since the start or tear the last
+//! one (a write cut short), which the reader ignores with a note: a rerun,
+//! never a skipped test.
 //!
-//! A checkpoint belongs to one run id, ref and tier; a different one is
-//! ignored with a message (a new ref means new code: nothing it passed
-//! counts).
+//! Each attempt at the suite starts its journal afresh: the header and the
+//! tests the resumed journal lists, written to a temporary file that
+//! replaces the old journal (`rundir::write_atomic`: fsync, rename, fsync
+//! of the directory). A reader sees the old journal or the new one, and
+//! new lines never land after a torn one.
+//!
+//! A journal belongs to one run id, ref and tier; another's is ignored with
+//! the reason (a new ref means new code: nothing it passed counts).
+//!
+//! Earlier releases wrote `checkpoint.json` (or `checkpoint-<tier>.json`),
+//! one JSON object rewritten after each pass. It is still read when no
+//! journal exists, so a runner upgraded between two attempts of one build
+//! resumes what the older one passed; the new journal then takes its place
+//! and the old file is removed.
 
+use std::fs::File;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::SystemTime;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
-/// What is on disk (`checkpoint.json`, or `checkpoint-<tier>.json`).
+/// The journal format this release writes (the header's `journal`).
+const FORMAT: u32 = 1;
+
+/// What a checkpoint says: the run, ref and tier, and the tests that passed.
+/// Also the whole of the earlier JSON checkpoint, as it was on disk.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Checkpoint {
     pub run_id: String,
@@ -29,17 +53,43 @@ pub struct Checkpoint {
     pub tier: Option<String>,
     /// Names of the tests that passed, in the order they passed.
     pub passed: Vec<String>,
-    /// When it was written (RFC 3339, UTC).
+    /// When it was written (RFC 3339, UTC); a journal's start.
     #[serde(default)]
     pub updated: String,
 }
 
-/// The checkpoint file of a report directory for a tier: one file per tier,
-/// so the tiers of one run that share a report directory keep theirs apart.
+/// A journal's first line.
+#[derive(Serialize, Deserialize)]
+struct Header {
+    journal: u32,
+    run_id: String,
+    #[serde(rename = "ref")]
+    git_ref: String,
+    tier: Option<String>,
+    started: String,
+}
+
+/// Every later line: one test that passed.
+#[derive(Serialize, Deserialize)]
+struct Entry {
+    passed: String,
+}
+
+/// The journal of a report directory for a tier: one file per tier, so the
+/// tiers of one run that share a report directory keep theirs apart.
 pub fn path(report_dir: &Path, tier: Option<&str>) -> PathBuf {
+    report_dir.join(format!("{}.jsonl", stem(tier)))
+}
+
+/// The JSON checkpoint earlier releases wrote in place of [`path`].
+pub fn legacy_path(report_dir: &Path, tier: Option<&str>) -> PathBuf {
+    report_dir.join(format!("{}.json", stem(tier)))
+}
+
+fn stem(tier: Option<&str>) -> String {
     match tier {
-        Some(t) => report_dir.join(format!("checkpoint-{t}.json")),
-        None => report_dir.join("checkpoint.json"),
+        Some(t) => format!("checkpoint-{t}"),
+        None => "checkpoint".into(),
     }
 }
 
@@ -75,153 +125,210 @@ pub fn decide(cp: &Checkpoint, run_id: &str, git_ref: &str, tier: Option<&str>) 
     }
 }
 
-/// Reads a checkpoint; a missing file is `None`, a damaged one an error.
-pub fn load(path: &Path) -> Result<Option<Checkpoint>> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => {
-            return Err(e).with_context(|| format!("failed to read checkpoint {}", path.display()))
-        }
+/// A journal as read: its checkpoint, and what was ignored on the way.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Parsed {
+    pub checkpoint: Checkpoint,
+    /// One sentence per ignored part (a torn last line, a damaged line).
+    pub notes: Vec<String>,
+}
+
+/// Pure: reads a journal's text. No header (or another format's) is an
+/// error: nothing in the file can be trusted. A last line without its
+/// newline is a write cut short (a host crash), and a line that is not an
+/// entry is damage: each is ignored with a note, so the worst a damaged
+/// journal costs is a rerun of the test it named. A test listed twice
+/// counts once.
+pub fn parse(text: &str) -> Result<Parsed> {
+    let mut notes = Vec::new();
+    let mut lines: Vec<&str> = text.split('\n').collect();
+    // After the last newline: "" for a whole journal, a torn line if not.
+    let tail = lines.pop().unwrap_or_default();
+    if !tail.is_empty() {
+        notes.push(format!(
+            "its last line is torn ({} byte(s) with no newline: a write cut short), ignored",
+            tail.len()
+        ));
+    }
+    let Some(first) = lines.first() else {
+        bail!("it has no header line");
     };
-    let cp = serde_json::from_str(&text)
-        .with_context(|| format!("checkpoint {} is not valid", path.display()))?;
-    Ok(Some(cp))
-}
-
-/// Writes `cp` to `path` atomically: one `write` of a temporary file,
-/// `fdatasync`, `rename`; a failed write (a full disk) leaves the old
-/// checkpoint and no temporary file.
-///
-/// No fsync of the directory follows the rename, on purpose: it would be a
-/// second journal commit per test, for recency only. Atomicity does not
-/// depend on it: the new file's data is on disk before the rename is
-/// issued, so after a crash the name holds the old checkpoint or the new
-/// one, whole. Recency is ordered by the journal: the rename is metadata in
-/// the running transaction, and the journal commits transactions in order,
-/// so the next checkpoint's `fdatasync` (which must commit its own new
-/// inode) makes every earlier rename durable with it. What a crash can lose
-/// is the newest rename alone: a rerun of the tests that had just passed,
-/// which a SIGKILL of the runner costs anyway (see [`Writer`]). The last
-/// checkpoint of a suite has no successor of its own, but the reports the
-/// runner writes next into the same directory are fsynced
-/// (`rundir::write_atomic`), and that commit carries the rename; a
-/// directory fsync at the flush would only put a second commit on the path
-/// from a cancel to the teardown.
-pub fn save(path: &Path, cp: &Checkpoint) -> Result<()> {
-    let mut text = serde_json::to_vec_pretty(cp).context("failed to encode the checkpoint")?;
-    text.push(b'\n');
-    crate::rundir::replace(path, &text, crate::rundir::Durability::Data)
-}
-
-/// The least time between two checkpoint writes (see [`Writer`]).
-const WRITE_GAP: Duration = Duration::from_millis(50);
-
-enum Msg {
-    Save(Checkpoint),
-    Flush(mpsc::Sender<()>),
-}
-
-/// Writes checkpoints on a thread of its own, so that the fsyncs (a few
-/// milliseconds each on a loaded CI disk, many times the cost of starting a
-/// test) are off the path from one test to the next. Saves are written in
-/// order; when several queue up, only the newest is written (it holds
-/// everything the older ones did), and writes are at least [`WRITE_GAP`]
-/// apart: a suite of quick tests would otherwise write (and allocate a new
-/// inode for) a checkpoint per test, slowing the disk for the tests' own
-/// output files. [`Writer::flush`] returns once everything sent before it
-/// is on disk. Losing the runner (SIGKILL) before a write lands costs at
-/// most a rerun of the tests that passed in the last [`WRITE_GAP`] and a
-/// write; the file on disk is always one whole checkpoint.
-pub(crate) struct Writer {
-    tx: Option<mpsc::Sender<Msg>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Writer {
-    pub(crate) fn start(path: PathBuf) -> Result<Writer> {
-        let (tx, rx) = mpsc::channel::<Msg>();
-        let thread = std::thread::Builder::new()
-            .name("checkpoint".into())
-            .spawn(move || {
-                let mut last_write: Option<Instant> = None;
-                while let Ok(first) = rx.recv() {
-                    let mut newest = None;
-                    let mut acks = Vec::new();
-                    let take = |m: Msg, newest: &mut Option<Checkpoint>, acks: &mut Vec<_>| match m
-                    {
-                        Msg::Save(cp) => *newest = Some(cp),
-                        Msg::Flush(ack) => acks.push(ack),
-                    };
-                    take(first, &mut newest, &mut acks);
-                    while let Ok(m) = rx.try_recv() {
-                        take(m, &mut newest, &mut acks);
-                    }
-                    // Batching: a save that comes within WRITE_GAP of the
-                    // last write waits out the gap and takes every save
-                    // sent meanwhile; a flush (or the end) ends the wait.
-                    if let Some(last) = last_write.filter(|_| acks.is_empty()) {
-                        let until = last + WRITE_GAP;
-                        while acks.is_empty() {
-                            let now = Instant::now();
-                            if now >= until {
-                                break;
-                            }
-                            match rx.recv_timeout(until - now) {
-                                Ok(m) => take(m, &mut newest, &mut acks),
-                                Err(_) => break,
-                            }
-                        }
-                    }
-                    if let Some(cp) = newest {
-                        // Said once per file (a full disk fails every
-                        // save after the first); the tests go on, only a
-                        // later --resume loses.
-                        last_write = Some(Instant::now());
-                        if let Err(e) = save(&path, &cp) {
-                            crate::log::write_failed(
-                                &format!("the checkpoint {}", path.display()),
-                                &e,
-                            );
-                        }
-                    }
-                    for ack in acks {
-                        let _ = ack.send(());
-                    }
+    let header: Header =
+        serde_json::from_str(first).context("its first line is not a checkpoint journal header")?;
+    if header.journal != FORMAT {
+        bail!(
+            "it is in journal format {}; this release reads format {FORMAT}",
+            header.journal
+        );
+    }
+    let mut passed: Vec<String> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for (k, line) in lines.iter().enumerate().skip(1) {
+        match serde_json::from_str::<Entry>(line) {
+            Ok(e) => {
+                if seen.insert(e.passed.clone()) {
+                    passed.push(e.passed);
                 }
-            })
-            .context("failed to start the checkpoint writer")?;
-        Ok(Writer {
-            tx: Some(tx),
-            thread: Some(thread),
+            }
+            Err(_) => notes.push(format!(
+                "its line {} is not a journal entry ({} byte(s)), ignored",
+                k + 1,
+                line.len()
+            )),
+        }
+    }
+    Ok(Parsed {
+        checkpoint: Checkpoint {
+            run_id: header.run_id,
+            git_ref: header.git_ref,
+            tier: header.tier,
+            passed,
+            updated: header.started,
+        },
+        notes,
+    })
+}
+
+/// A checkpoint found in a report directory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Loaded {
+    pub checkpoint: Checkpoint,
+    /// The file it was read from (the journal, or the earlier JSON file).
+    pub path: PathBuf,
+    pub notes: Vec<String>,
+}
+
+/// Reads the tier's journal, or when there is none the JSON checkpoint of
+/// an earlier release; neither is `None`, a damaged one an error.
+pub fn load(report_dir: &Path, tier: Option<&str>) -> Result<Option<Loaded>> {
+    let journal = path(report_dir, tier);
+    if let Some(text) = read(&journal)? {
+        let parsed = parse(&text)
+            .with_context(|| format!("checkpoint {} is not valid", journal.display()))?;
+        return Ok(Some(Loaded {
+            checkpoint: parsed.checkpoint,
+            path: journal,
+            notes: parsed.notes,
+        }));
+    }
+    let legacy = legacy_path(report_dir, tier);
+    let Some(text) = read(&legacy)? else {
+        return Ok(None);
+    };
+    let checkpoint = serde_json::from_str(&text)
+        .with_context(|| format!("checkpoint {} is not valid", legacy.display()))?;
+    Ok(Some(Loaded {
+        checkpoint,
+        path: legacy,
+        notes: vec!["it is the JSON checkpoint of an earlier release".into()],
+    }))
+}
+
+fn read(path: &Path) -> Result<Option<String>> {
+    match std::fs::read_to_string(path) {
+        Ok(t) => Ok(Some(t)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("failed to read checkpoint {}", path.display())),
+    }
+}
+
+/// Pure: a journal's text holding `cp` (its `updated` is the header's
+/// `started`).
+pub fn render(cp: &Checkpoint) -> Result<Vec<u8>> {
+    let header = Header {
+        journal: FORMAT,
+        run_id: cp.run_id.clone(),
+        git_ref: cp.git_ref.clone(),
+        tier: cp.tier.clone(),
+        started: cp.updated.clone(),
+    };
+    let mut text = serde_json::to_vec(&header).context("failed to encode the journal header")?;
+    text.push(b'\n');
+    for name in &cp.passed {
+        entry(&mut text, name)?;
+    }
+    Ok(text)
+}
+
+/// Appends one entry line to `buf`.
+fn entry(buf: &mut Vec<u8>, name: &str) -> Result<()> {
+    serde_json::to_writer(
+        &mut *buf,
+        &Entry {
+            passed: name.to_string(),
+        },
+    )
+    .context("failed to encode a journal entry")?;
+    buf.push(b'\n');
+    Ok(())
+}
+
+/// An open journal: [`Journal::passed`] appends, [`Journal::sync`] makes
+/// what was appended durable.
+pub struct Journal {
+    file: File,
+    path: PathBuf,
+    /// The line being written, kept to spare an allocation per test.
+    line: Vec<u8>,
+}
+
+impl Journal {
+    /// Starts the journal of this attempt in `report_dir`: the header of
+    /// `cp` (run, ref, tier; `updated` is set to now) and the tests it lists
+    /// as passed, replacing any earlier journal of the tier atomically and
+    /// durably; then removes the tier's JSON checkpoint of an earlier
+    /// release, which the journal supersedes. A failed write (a full disk)
+    /// leaves the old files and no temporary file.
+    pub fn create(report_dir: &Path, cp: &Checkpoint) -> Result<Journal> {
+        let tier = cp.tier.as_deref();
+        let path = path(report_dir, tier);
+        let mut cp = cp.clone();
+        cp.updated = crate::log::timestamp(SystemTime::now());
+        crate::rundir::write_atomic(&path, &render(&cp)?)?;
+        // O_APPEND: every write lands at the end, whatever the offset;
+        // close-on-exec so no test inherits the descriptor.
+        let file = std::fs::OpenOptions::new()
+            .append(true)
+            .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
+            .open(&path)
+            .with_context(|| format!("failed to open {}", path.display()))?;
+        let legacy = legacy_path(report_dir, tier);
+        match std::fs::remove_file(&legacy) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                crate::say!(
+                    "could not remove the earlier checkpoint {}: {e}",
+                    legacy.display()
+                );
+            }
+            _ => {}
+        }
+        Ok(Journal {
+            file,
+            path,
+            line: Vec::with_capacity(128),
         })
     }
 
-    /// Queues `cp` to be written.
-    pub(crate) fn save(&self, cp: &Checkpoint) {
-        if let Some(tx) = &self.tx {
-            let _ = tx.send(Msg::Save(cp.clone()));
-        }
+    /// The journal's file.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
-    /// Waits until every checkpoint queued so far is written (durable with
-    /// the next journal commit: see [`save`]).
-    pub(crate) fn flush(&self) {
-        if let Some(tx) = &self.tx {
-            let (ack, done) = mpsc::channel();
-            if tx.send(Msg::Flush(ack)).is_ok() {
-                let _ = done.recv();
-            }
-        }
+    /// Appends that test `name` passed: one `write(2)` of the whole line,
+    /// so the line is whole in the file once it returns (a SIGKILL cannot
+    /// cut a write to a regular file short; only a host crash can).
+    pub fn passed(&mut self, name: &str) -> Result<()> {
+        self.line.clear();
+        entry(&mut self.line, name)?;
+        self.file
+            .write_all(&self.line)
+            .with_context(|| format!("failed to append to {}", self.path.display()))
     }
-}
 
-impl Drop for Writer {
-    /// Writes what is queued, then stops the thread.
-    fn drop(&mut self) {
-        self.tx = None;
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+    /// `fdatasync`: every line appended so far survives a host crash.
+    pub fn sync(&self) -> Result<()> {
+        self.file
+            .sync_data()
+            .with_context(|| format!("failed to sync {}", self.path.display()))
     }
 }

@@ -404,6 +404,8 @@ fn atomic_writes_on_a_full_disk_fail_and_leave_no_temporary_file() {
     let record = dir.join("run.json");
     std::fs::write(&record, b"old\n").unwrap();
     let cp_path = cc_ci_run::testrun::checkpoint::path(&dir, Some("install"));
+    let cp_old = cc_ci_run::testrun::checkpoint::legacy_path(&dir, Some("install"));
+    std::fs::write(&cp_old, b"old\n").unwrap();
     let report_dir = dir.join("report");
     std::fs::create_dir_all(&report_dir).unwrap();
     disk.fill(&[]);
@@ -423,8 +425,11 @@ fn atomic_writes_on_a_full_disk_fail_and_leave_no_temporary_file() {
         passed: vec!["00-a.sh".into()],
         updated: String::new(),
     };
-    assert!(cc_ci_run::testrun::checkpoint::save(&cp_path, &cp).is_err());
+    // The journal is started by one atomic write: on a full disk it fails,
+    // and the earlier checkpoint it would supersede is still there.
+    assert!(cc_ci_run::testrun::checkpoint::Journal::create(&dir, &cp).is_err());
     assert!(!cp_path.exists());
+    assert_eq!(std::fs::read(&cp_old).unwrap(), b"old\n");
 
     let report = cc_ci_run::testrun::report::Report {
         run_id: "r".into(),

@@ -310,8 +310,8 @@ fn resume_after_sigkill_runs_only_what_had_not_passed() {
     let args = ["--run-id", "resume-1", "--ref", "abc"];
     let mut first = f.spawn(&args);
     let b = read_pid(&f.file("b.pid"));
-    // The checkpoint is written beside the next test, not before it starts.
-    let cp = f.report().join("checkpoint.json");
+    // The journal has a's line before the runner says that a passed.
+    let cp = f.report().join("checkpoint.jsonl");
     wait_until("a in the checkpoint", || {
         std::fs::read_to_string(&cp).is_ok_and(|t| t.contains("\"a\""))
     });
@@ -338,6 +338,199 @@ fn resume_after_sigkill_runs_only_what_had_not_passed() {
     assert_eq!(code(out.status), 0);
     assert!(String::from_utf8_lossy(&out.stderr).contains("ignored"));
     assert_eq!(f.lines("ran").len(), 9);
+}
+
+/// Issue #30: the checkpoint coalesced its writes over 50 ms, so a runner
+/// SIGKILLed just after a test passed lost the pass and `--resume` ran the
+/// test again. 200 times: the runner is SIGKILLed the moment it announces a
+/// pass (the killer reads its stderr and kills on the line, microseconds
+/// later), then resumed. A test announced as passed in attempt P must never
+/// run in a later attempt. Each test appends `NAME ATTEMPT TIME` itself, so
+/// the count of runs is the tests' own, and TIME (the test's last act)
+/// gives the delay from the test's end to the kill.
+#[test]
+fn sigkill_right_after_a_pass_never_reruns_it_on_resume() {
+    use std::io::BufRead;
+    const KILLS: usize = 200;
+    let f = Fixture::new();
+    // More tests than kills: a test may pass unannounced before the kill
+    // lands, and the loop must still find one to kill on each time.
+    for k in 0..KILLS + 20 {
+        f.test(
+            &format!("t{k:03}"),
+            "",
+            "echo \"$CCCI_TEST_NAME $ATTEMPT $EPOCHREALTIME\" >> \"$DIR/ran\"",
+        );
+    }
+    let args = ["--resume", "--run-id", "jkill", "--ref", "abc"];
+    let mut announced: HashMap<String, usize> = HashMap::new();
+    let mut killed_at: Vec<f64> = Vec::new();
+    // From the announcement's timestamp (whole milliseconds, taken just
+    // before the line is written) to the kill: the real delay is at most
+    // this and at least this less 1 ms.
+    let mut after_line: Vec<f64> = Vec::new();
+    for attempt in 0..KILLS {
+        let mut child = f
+            .runner(&args)
+            .env("ATTEMPT", attempt.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+        let mut log = String::new();
+        let name = loop {
+            let mut line = String::new();
+            if err.read_line(&mut line).unwrap() == 0 {
+                let _ = child.wait();
+                panic!("attempt {attempt}: the runner ended with no pass announced:\n{log}");
+            }
+            if let Some(name) = passed_in(&line) {
+                child.kill().unwrap(); // SIGKILL
+                let now = epoch_now();
+                killed_at.push(now);
+                after_line.push((now - stamp_of(&line)) * 1e6);
+                break name;
+            }
+            log.push_str(&line);
+        };
+        child.wait().unwrap();
+        if let Some(before) = announced.insert(name.clone(), attempt) {
+            panic!("{name} was announced as passed in attempts {before} and {attempt}");
+        }
+    }
+
+    // A last attempt runs the rest and never one announced earlier.
+    let out = f
+        .runner(&args)
+        .env("ATTEMPT", KILLS.to_string())
+        .output()
+        .unwrap();
+    assert_eq!(
+        code(out.status),
+        0,
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut runs: HashMap<String, Vec<usize>> = HashMap::new();
+    let mut delays = Vec::new();
+    for line in f.lines("ran") {
+        let mut w = line.split(' ');
+        let (Some(name), Some(attempt), Some(at)) = (w.next(), w.next(), w.next()) else {
+            panic!("a torn line in ran: {line:?}");
+        };
+        let attempt: usize = attempt.parse().unwrap();
+        runs.entry(name.to_string()).or_default().push(attempt);
+        if announced.get(name) == Some(&attempt) {
+            delays.push((killed_at[attempt] - at.parse::<f64>().unwrap()) * 1e6);
+        }
+    }
+    let rerun: Vec<String> = announced
+        .iter()
+        .filter(|(name, p)| runs[*name].iter().any(|a| a > p))
+        .map(|(name, p)| format!("{name} (passed in attempt {p}, ran in {:?})", runs[name]))
+        .collect();
+    assert!(
+        rerun.is_empty(),
+        "run again after their pass was announced: {rerun:#?}"
+    );
+    assert_eq!(announced.len(), KILLS);
+    assert_eq!(runs.len(), KILLS + 20, "every test ran");
+    let r = f.results();
+    assert!(r
+        .values()
+        .all(|t| t["result"] == "passed" || t["result"] == "skipped"));
+    let spread = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        format!(
+            "median {:.0} us, 90th percentile {:.0} us, max {:.0} us",
+            v[v.len() / 2],
+            v[v.len() * 9 / 10],
+            v[v.len() - 1]
+        )
+    };
+    eprintln!(
+        "{KILLS} kills; from the announcement's millisecond to the SIGKILL: {}; \
+         from a test's last write: {}; tests run twice (killed before their pass was \
+         announced): {}",
+        spread(&mut after_line),
+        spread(&mut delays),
+        runs.values().filter(|a| a.len() > 1).count()
+    );
+}
+
+/// The epoch seconds of a log line's leading `YYYY-MM-DDTHH:MM:SS.mmmZ`.
+fn stamp_of(line: &str) -> f64 {
+    let n = |r: std::ops::Range<usize>| line[r].parse::<i64>().unwrap();
+    let (y, m, d) = (n(0..4), n(5..7), n(8..10));
+    // Days from civil (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * ((m + 9) % 12) + 2) / 5 + d - 1;
+    let days = era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468;
+    let secs = days * 86_400 + n(11..13) * 3600 + n(14..16) * 60 + n(17..19);
+    secs as f64 + n(20..23) as f64 / 1000.0
+}
+
+/// The test name in the runner's announcement `... NAME: passed in ...`.
+fn passed_in(line: &str) -> Option<String> {
+    let (head, _) = line.split_once(": passed in ")?;
+    let name = head.rsplit_once("] ").map_or(head, |(_, n)| n);
+    Some(name.to_string())
+}
+
+/// Now as seconds since the epoch (bash's `$EPOCHREALTIME`).
+fn epoch_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+#[test]
+fn resume_ignores_a_torn_last_line_and_reads_an_earlier_releases_checkpoint() {
+    let f = Fixture::new();
+    for t in ["a", "b", "c"] {
+        f.test(t, "", "echo \"$CCCI_TEST_NAME\" >> \"$DIR/ran\"");
+    }
+    // The JSON checkpoint an earlier release wrote (a runner upgraded
+    // between two attempts of one build): a passed, so it is not run.
+    std::fs::create_dir_all(f.report()).unwrap();
+    std::fs::write(
+        f.report().join("checkpoint.json"),
+        r#"{"run_id": "up", "ref": "abc", "tier": null, "passed": ["a"], "updated": ""}"#,
+    )
+    .unwrap();
+    let out = f.run(&["--resume", "--run-id", "up", "--ref", "abc"]);
+    assert_eq!(code(out.status), 0);
+    assert_eq!(f.lines("ran"), ["b", "c"]);
+    assert!(
+        !f.report().join("checkpoint.json").exists(),
+        "the journal took its place"
+    );
+    let journal = f.report().join("checkpoint.jsonl");
+    assert_eq!(
+        std::fs::read_to_string(&journal).unwrap().lines().count(),
+        4
+    );
+
+    // A host crash cut the last line short: a note, and the tests whose
+    // lines are whole are not run again; the line it cut runs again.
+    let text = std::fs::read_to_string(&journal).unwrap();
+    let cut = &text[..text.len() - 4];
+    std::fs::write(&journal, cut).unwrap();
+    let out = f.run(&["--resume", "--ref", "abc"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(code(out.status), 0, "{err}");
+    assert!(err.contains("its last line is torn"), "{err}");
+    assert!(err.contains("2 test(s) already passed in run up"), "{err}");
+    assert_eq!(f.lines("ran"), ["b", "c", "c"]);
+    let text = std::fs::read_to_string(&journal).unwrap();
+    assert!(
+        text.ends_with("{\"passed\":\"c\"}\n"),
+        "no line after a torn one: {text}"
+    );
 }
 
 #[test]
@@ -686,10 +879,10 @@ fn self_protection_checkpoints_stops_and_exits_42_then_resume_finishes() {
     let r = f.results();
     assert_eq!(result(&r, "b"), "skipped");
     assert_eq!(f.report_json()["stopped"], "self-protect");
-    let cp: Value =
-        serde_json::from_str(&std::fs::read_to_string(f.report().join("checkpoint.json")).unwrap())
-            .unwrap();
-    assert_eq!(cp["passed"], serde_json::json!(["a"]));
+    let cp = cc_ci_run::testrun::checkpoint::load(&f.report(), None)
+        .unwrap()
+        .unwrap();
+    assert_eq!(cp.checkpoint.passed, ["a"]);
 
     std::fs::write(proc_dir.join("meminfo"), meminfo(50)).unwrap();
     let mut cmd = f.runner(&["--self-protect", "--mem-limit", "90", "--resume"]);
@@ -1099,8 +1292,8 @@ fn threads(pid: u32) -> usize {
 fn output_of_parallel_tests_goes_through_one_pump_not_threads_per_test() {
     // Four tests run at once, each printing a line on both streams and then
     // holding until `go` exists. While all four hold, the runner's thread
-    // count is measured: the suite's threads (main, signal funnel,
-    // checkpoint writer, output pump) and nothing per test; reader threads
+    // count is measured: the suite's threads (main, signal funnel, output
+    // pump) and nothing per test; reader threads
     // per test would add two for each running test.
     let f = Fixture::new();
     for i in 0..4 {

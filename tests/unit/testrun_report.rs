@@ -1,6 +1,6 @@
-//! Checkpoint matching, self-protection decisions and the summary table
-//! (pure; the checkpoint round trip uses a temporary directory, no
-//! process). JUnit rendering is in `testrun_junit.rs`.
+//! Checkpoint matching and its journal's reading, self-protection
+//! decisions and the summary table (pure; the journal round trip uses a
+//! temporary directory, no process). JUnit rendering is in `testrun_junit.rs`.
 
 use std::path::Path;
 
@@ -52,20 +52,118 @@ fn checkpoint_of_another_ref_run_or_tier_is_ignored_with_the_reason() {
 }
 
 #[test]
-fn checkpoint_round_trips_and_replaces_atomically() {
+fn journal_round_trips_and_is_started_atomically() {
     let dir = tempfile::tempdir().unwrap();
     let path = checkpoint::path(dir.path(), Some("install"));
-    assert!(path.ends_with("checkpoint-install.json"));
-    assert_eq!(checkpoint::load(&path).unwrap(), None);
-    let mut c = cp("r", "x", Some("install"));
-    checkpoint::save(&path, &c).unwrap();
-    c.passed.push("c".into());
-    checkpoint::save(&path, &c).unwrap();
-    assert_eq!(checkpoint::load(&path).unwrap(), Some(c));
+    assert!(path.ends_with("checkpoint-install.jsonl"));
+    assert_eq!(checkpoint::load(dir.path(), Some("install")).unwrap(), None);
+    let c = cp("r", "x", Some("install"));
+    let mut j = checkpoint::Journal::create(dir.path(), &c).unwrap();
+    j.passed("c").unwrap();
+    j.passed("a").unwrap();
+    j.sync().unwrap();
+    let l = checkpoint::load(dir.path(), Some("install"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(l.path, path);
+    assert_eq!(l.notes, Vec::<String>::new());
+    assert_eq!(
+        l.checkpoint.passed,
+        ["a", "b", "c"],
+        "a listed twice counts once"
+    );
+    assert_eq!(
+        (l.checkpoint.run_id.as_str(), l.checkpoint.git_ref.as_str()),
+        ("r", "x")
+    );
+    assert!(
+        !l.checkpoint.updated.is_empty(),
+        "the header says when it started"
+    );
+    // One line per test after the header.
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(text.lines().count(), 1 + 2 + 2, "{text}");
+    assert!(text.ends_with("{\"passed\":\"a\"}\n"), "{text}");
+    // A new attempt starts afresh with what it took over.
+    let mut c2 = cp("r", "x", Some("install"));
+    c2.passed = vec!["a".into()];
+    drop(checkpoint::Journal::create(dir.path(), &c2).unwrap());
+    let l = checkpoint::load(dir.path(), Some("install"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(l.checkpoint.passed, ["a"]);
     let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
     assert_eq!(left.len(), 1, "no temporary file is left behind");
-    std::fs::write(&path, "{not json").unwrap();
-    assert!(checkpoint::load(&path).is_err());
+    std::fs::write(&path, "{not json\n").unwrap();
+    assert!(checkpoint::load(dir.path(), Some("install")).is_err());
+}
+
+fn journal_text(lines: &[&str]) -> String {
+    let mut t = checkpoint::render(&cp("r", "x", None))
+        .map(|b| String::from_utf8(b).unwrap())
+        .unwrap();
+    for l in lines {
+        t.push_str(l);
+    }
+    t
+}
+
+#[test]
+fn a_torn_last_line_is_ignored_with_a_note_not_an_error() {
+    // A write cut short by a host crash: the line has no newline.
+    let p = checkpoint::parse(&journal_text(&["{\"passed\":\"c\"}\n", "{\"passed\":\"d"])).unwrap();
+    assert_eq!(p.checkpoint.passed, ["a", "b", "c"]);
+    assert_eq!(p.notes.len(), 1, "{:?}", p.notes);
+    assert!(p.notes[0].contains("torn"), "{:?}", p.notes);
+    // Zeros the file system left after a crash, with no newline: torn too.
+    let p = checkpoint::parse(&journal_text(&["\0\0\0\0"])).unwrap();
+    assert_eq!(p.checkpoint.passed, ["a", "b"]);
+    assert!(p.notes[0].contains("4 byte(s)"), "{:?}", p.notes);
+    // A whole journal has no note.
+    let p = checkpoint::parse(&journal_text(&[])).unwrap();
+    assert!(p.notes.is_empty(), "{:?}", p.notes);
+}
+
+#[test]
+fn a_damaged_line_is_ignored_with_a_note_and_the_rest_is_used() {
+    let p = checkpoint::parse(&journal_text(&["garbage\n", "{\"passed\":\"c\"}\n"])).unwrap();
+    assert_eq!(p.checkpoint.passed, ["a", "b", "c"]);
+    assert_eq!(p.notes.len(), 1);
+    assert!(p.notes[0].contains("line 4"), "{:?}", p.notes);
+}
+
+#[test]
+fn a_journal_without_its_header_or_of_another_format_is_an_error() {
+    for text in [
+        "",
+        "{\"passed\":\"a\"}\n",
+        "{\"journal\":2,\"run_id\":\"r\",\"ref\":\"x\",\"tier\":null,\"started\":\"\"}\n",
+    ] {
+        assert!(checkpoint::parse(text).is_err(), "{text:?}");
+    }
+}
+
+#[test]
+fn the_json_checkpoint_of_an_earlier_release_is_read_when_no_journal_exists() {
+    let dir = tempfile::tempdir().unwrap();
+    let legacy = checkpoint::legacy_path(dir.path(), Some("install"));
+    assert!(legacy.ends_with("checkpoint-install.json"));
+    let old = cp("r", "x", Some("install"));
+    std::fs::write(&legacy, serde_json::to_vec_pretty(&old).unwrap()).unwrap();
+    let l = checkpoint::load(dir.path(), Some("install"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(l.checkpoint, old);
+    assert_eq!(l.path, legacy);
+    assert!(l.notes[0].contains("earlier release"), "{:?}", l.notes);
+    // The journal that takes over removes it.
+    drop(checkpoint::Journal::create(dir.path(), &old).unwrap());
+    assert!(!legacy.exists());
+    let l = checkpoint::load(dir.path(), Some("install"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(l.path, checkpoint::path(dir.path(), Some("install")));
+    assert_eq!(l.checkpoint.passed, old.passed);
 }
 
 const STAT: &str = "cpu  100 0 100 700 100 0 0 0 0 0\ncpu0 1 2 3 4\nintr 1\n";

@@ -60,7 +60,7 @@ use nix::fcntl::OFlag;
 use nix::poll::{poll, PollFd, PollFlags};
 use nix::sys::signal::Signal;
 
-use super::checkpoint::{self, Checkpoint, Resume};
+use super::checkpoint::{self, Checkpoint, Journal, Resume};
 use super::containers;
 use super::meta::Tier;
 use super::protect::{self, Sampler, Verdict};
@@ -89,9 +89,10 @@ struct Runner<'a> {
     token: String,
     label: String,
     out_dir: PathBuf,
-    cp_path: PathBuf,
-    cp: Checkpoint,
-    cp_writer: checkpoint::Writer,
+    /// The tier's checkpoint journal; `None` before the suite starts and
+    /// after a write failed (said once: the tests go on, only a later
+    /// `--resume` loses).
+    journal: Option<Journal>,
     sampler: Option<Sampler>,
     next_sample: Instant,
     hard: HardLimits,
@@ -122,7 +123,6 @@ pub(crate) fn run(suite: &Suite, plan: Plan, cancel: Option<&Latch>) -> Result<S
     let plan_left_out = plan.left_out.len();
     // The order of the report: what --list showed.
     let planned = plan.scheduler.planned_order();
-    let cp_path = checkpoint::path(&suite.report_dir, plan.tier.map(|t| t.as_str()));
     let sampler = suite.options.self_protect.then(|| {
         Sampler::new(
             &suite.host.proc_dir,
@@ -145,15 +145,7 @@ pub(crate) fn run(suite: &Suite, plan: Plan, cancel: Option<&Latch>) -> Result<S
         token: suite_token(),
         label: containers::label(&suite.run_id),
         out_dir,
-        cp_writer: checkpoint::Writer::start(cp_path.clone())?,
-        cp_path,
-        cp: Checkpoint {
-            run_id: suite.run_id.clone(),
-            git_ref: suite.git_ref.clone(),
-            tier: plan.tier.map(|t| t.as_str().to_string()),
-            passed: Vec::new(),
-            updated: String::new(),
-        },
+        journal: None,
         sampler,
         next_sample: Instant::now(),
         hard: HardLimits::read(),
@@ -174,8 +166,8 @@ pub(crate) fn run(suite: &Suite, plan: Plan, cancel: Option<&Latch>) -> Result<S
             r.workers
         );
     }
-    r.resume();
-    r.save_checkpoint();
+    let resumed = r.resume();
+    r.start_journal(resumed);
 
     let driven = r.drive();
     if let Err(e) = &driven {
@@ -200,7 +192,7 @@ pub(crate) fn run(suite: &Suite, plan: Plan, cancel: Option<&Latch>) -> Result<S
         containers::say_removed(&r.label, &removed);
     }
     r.fill_missing("not run: the test runner failed");
-    r.cp_writer.flush();
+    r.sync_journal();
 
     let tests: Vec<TestReport> = r.results.iter().flatten().cloned().collect();
     let (passed, failed, skipped) = report::counts(&tests);
@@ -354,7 +346,7 @@ impl Runner<'_> {
                     rep.result = Outcome::Failed;
                     rep.reason = Some(format!("could not start: {e:#}"));
                     rep.started = Some(crate::log::timestamp(SystemTime::now()));
-                    self.attempt_done(i, rep);
+                    self.attempt_done(i, rep, None);
                 }
             }
         }
@@ -370,8 +362,7 @@ impl Runner<'_> {
             Verdict::Fine => false,
             Verdict::Trip(why) => {
                 say!("self-protection: {why}: checkpointing and stopping the suite");
-                self.save_checkpoint();
-                self.cp_writer.flush();
+                self.sync_journal();
                 self.begin_stop(Stop::SelfProtect(why));
                 true
             }
@@ -412,7 +403,7 @@ impl Runner<'_> {
         // A queued rerun is not started: the test ends with its failure.
         while let Some(i) = self.retry.pop_front() {
             if let Some(failed) = self.failed_last.remove(&i) {
-                self.finish_test(i, failed);
+                self.finish_test(i, failed, None);
             }
         }
     }
@@ -633,16 +624,19 @@ impl Runner<'_> {
                 leaked.len()
             ));
         }
-        say!("{line}");
-        self.attempt_done(i, rep);
+        self.attempt_done(i, rep, Some(line));
     }
-    /// An attempt of test `i` ended as `rep` says: queue a rerun when it
-    /// failed, the suite is not stopping and reruns are left; otherwise the
-    /// test is finished (see the module header).
-    fn attempt_done(&mut self, i: usize, mut rep: TestReport) {
+    /// An attempt of test `i` ended as `rep` says (and `line`, when given,
+    /// announces it): queue a rerun when it failed, the suite is not
+    /// stopping and reruns are left; otherwise the test is finished (see
+    /// the module header).
+    fn attempt_done(&mut self, i: usize, mut rep: TestReport, line: Option<String>) {
         let tried = self.earlier[i].len() as u32 + 1;
         rep.attempts = tried;
         if rep.result.is_failure() && self.stop.is_none() && tried <= rep.retries {
+            if let Some(line) = line {
+                say!("{line}");
+            }
             self.keep_attempt_output(&mut rep, tried);
             say!(
                 "{}: attempt {tried} of {} failed; running it again",
@@ -653,11 +647,14 @@ impl Runner<'_> {
             self.retry.push_back(i);
             return;
         }
-        self.finish_test(i, rep);
+        self.finish_test(i, rep, line);
     }
     /// Test `i` is finished with its last attempt `rep`: the earlier
-    /// attempts join its report, a pass after failures is flaky.
-    fn finish_test(&mut self, i: usize, mut rep: TestReport) {
+    /// attempts join its report, a pass after failures is flaky. A pass is
+    /// in the journal before `line` announces it, so whoever reads the
+    /// line (a log watcher, an operator about to kill the runner) can count
+    /// on `--resume` not running the test again.
+    fn finish_test(&mut self, i: usize, mut rep: TestReport, line: Option<String>) {
         let earlier = std::mem::take(&mut self.earlier[i]);
         let mut leaked: Vec<i32> = earlier
             .iter()
@@ -666,6 +663,7 @@ impl Runner<'_> {
         leaked.append(&mut rep.leaked_pids);
         rep.leaky = !leaked.is_empty();
         rep.leaked_pids = leaked;
+        let mut flaky = None;
         if rep.result == Outcome::Passed && !earlier.is_empty() {
             rep.flaky = true;
             let mut why = format!(
@@ -677,6 +675,15 @@ impl Runner<'_> {
                 why.push_str("; --flaky-fails makes that a failure");
                 rep.result = Outcome::Failed;
             }
+            flaky = Some(why);
+        }
+        if rep.result == Outcome::Passed {
+            self.journal_pass(i);
+        }
+        if let Some(line) = line {
+            say!("{line}");
+        }
+        if let Some(why) = flaky {
             say!("{}: {why}", rep.name);
             rep.reason = Some(why);
         }
@@ -713,10 +720,6 @@ impl Runner<'_> {
         for (d, why) in self.sched.finish(i, passed) {
             say!("{}: skipped: {why}", self.tests[d].name);
             self.record_skipped(d, why);
-        }
-        if passed {
-            self.cp.passed.push(self.tests[i].name.clone());
-            self.save_checkpoint();
         }
         if result.is_failure() && self.suite.options.fail_fast {
             let name = self.tests[i].name.clone();
@@ -771,26 +774,37 @@ impl Runner<'_> {
         }
     }
     /// `--resume`: tests the checkpoint says passed for this run id, ref and
-    /// tier are not run again.
-    fn resume(&mut self) {
+    /// tier are not run again; returns them (for the new journal).
+    fn resume(&mut self) -> Vec<String> {
         if !self.suite.options.resume {
-            return;
+            return Vec::new();
         }
-        let path = self.cp_path.display().to_string();
-        let cp = match checkpoint::load(&self.cp_path) {
-            Ok(Some(cp)) => cp,
+        let tier = self.tier.map(|t| t.as_str());
+        let loaded = match checkpoint::load(&self.suite.report_dir, tier) {
+            Ok(Some(l)) => l,
             Ok(None) => {
-                say!("--resume: no checkpoint at {path}: running every test");
-                return;
+                let path = checkpoint::path(&self.suite.report_dir, tier);
+                say!(
+                    "--resume: no checkpoint at {}: running every test",
+                    path.display()
+                );
+                return Vec::new();
             }
             Err(e) => {
                 say!("--resume: {e:#}: ignored, running every test");
-                return;
+                return Vec::new();
             }
         };
-        let tier = self.tier.map(|t| t.as_str());
+        let path = loaded.path.display().to_string();
+        for note in &loaded.notes {
+            say!("--resume: checkpoint {path}: {note}");
+        }
+        let cp = loaded.checkpoint;
         match checkpoint::decide(&cp, &self.suite.run_id, &self.suite.git_ref, tier) {
-            Resume::Ignore(why) => say!("--resume: checkpoint {path} ignored: {why}"),
+            Resume::Ignore(why) => {
+                say!("--resume: checkpoint {path} ignored: {why}");
+                Vec::new()
+            }
             Resume::Use(passed) => {
                 let done: HashSet<&str> = passed.iter().map(String::as_str).collect();
                 let mut k = 0;
@@ -808,15 +822,48 @@ impl Runner<'_> {
                     "--resume: {k} test(s) already passed in run {}; running the rest",
                     cp.run_id
                 );
-                self.cp.passed = passed;
+                passed
             }
         }
     }
-    /// Queues the checkpoint for the writer thread; a failed write is logged
-    /// there (the tests go on; only a later --resume loses).
-    fn save_checkpoint(&mut self) {
-        self.cp.updated = crate::log::timestamp(SystemTime::now());
-        self.cp_writer.save(&self.cp);
+    /// Starts this attempt's journal, listing `passed` (what `--resume`
+    /// took over); a failure is said and the suite runs without one.
+    fn start_journal(&mut self, passed: Vec<String>) {
+        let cp = Checkpoint {
+            run_id: self.suite.run_id.clone(),
+            git_ref: self.suite.git_ref.clone(),
+            tier: self.tier.map(|t| t.as_str().to_string()),
+            passed,
+            updated: String::new(),
+        };
+        match Journal::create(&self.suite.report_dir, &cp) {
+            Ok(j) => self.journal = Some(j),
+            Err(e) => {
+                let path = checkpoint::path(&self.suite.report_dir, cp.tier.as_deref());
+                crate::log::write_failed(&format!("the checkpoint {}", path.display()), &e);
+            }
+        }
+    }
+    /// Appends test `i`'s pass to the journal, on this thread, before the
+    /// pass is announced. A failed write is said once and ends the journal
+    /// (a line after a cut one would be glued to it).
+    fn journal_pass(&mut self, i: usize) {
+        let Some(j) = self.journal.as_mut() else {
+            return;
+        };
+        if let Err(e) = j.passed(&self.tests[i].name) {
+            crate::log::write_failed(&format!("the checkpoint {}", j.path().display()), &e);
+            self.journal = None;
+        }
+    }
+    /// Makes the journal durable (the end of the tier, a self-protection
+    /// stop); a failure is said.
+    fn sync_journal(&mut self) {
+        if let Some(j) = &self.journal {
+            if let Err(e) = j.sync() {
+                crate::log::write_failed(&format!("the checkpoint {}", j.path().display()), &e);
+            }
+        }
     }
     /// After an internal error: every running test's group gets SIGKILL at
     /// once and is reaped (no grace: the runner cannot keep its promises).
