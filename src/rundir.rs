@@ -114,8 +114,10 @@ pub(crate) fn remove_inside(state_dir: &Path, path: &Path) -> Result<()> {
 pub enum Durability {
     /// The new file's data is on disk (fdatasync) before the rename: after
     /// a crash the name holds the old content or the new, whole, and the
-    /// rename itself is durable with the file system's next journal commit
-    /// (see `testrun::checkpoint::save` for when that is enough).
+    /// rename itself is durable with the file system's next journal commit.
+    /// Enough for a file rewritten often whose newest version may be lost
+    /// to a host crash; the JSON checkpoint of earlier releases was one
+    /// (`examples/bench_checkpoint.rs` still measures that write).
     Data,
     /// Also the directory fsynced after the rename: the new content
     /// survives a crash.
