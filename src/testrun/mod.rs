@@ -5,7 +5,7 @@
 //! - `select`: filters, dependency order and the ready queue (pure);
 //! - `exec`: running the tests (processes, limits, timeouts, leaks);
 //! - `cap`: the head-and-tail rule of a test's output (pure);
-//! - `checkpoint`: progress for `--resume`, written atomically;
+//! - `checkpoint`: progress for `--resume`, a journal appended per passed test;
 //! - `protect`: host CPU and memory thresholds (`--self-protect`);
 //! - `containers`: removal of the containers tests labelled;
 //! - `report`: summary table, `report.json`;
