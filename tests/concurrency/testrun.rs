@@ -353,23 +353,31 @@ fn sigkill_right_after_a_pass_never_reruns_it_on_resume() {
     use std::io::BufRead;
     const KILLS: usize = 200;
     let f = Fixture::new();
-    // More tests than kills: a test may pass unannounced before the kill
-    // lands, and the loop must still find one to kill on each time.
-    for k in 0..KILLS + 20 {
-        f.test(
-            &format!("t{k:03}"),
-            "",
-            "echo \"$CCCI_TEST_NAME $ATTEMPT $EPOCHREALTIME\" >> \"$DIR/ran\"",
-        );
-    }
+    // A test may pass unannounced before a kill lands (the next one runs
+    // meanwhile): when an attempt finds every test passed, more are added.
+    let mut tests = 0;
+    let mut add_tests = |n: usize| {
+        for _ in 0..n {
+            f.test(
+                &format!("t{tests:03}"),
+                "",
+                "echo \"$CCCI_TEST_NAME $ATTEMPT $EPOCHREALTIME\" >> \"$DIR/ran\"",
+            );
+            tests += 1;
+        }
+    };
+    add_tests(KILLS);
+    let mut added = 0;
     let args = ["--resume", "--run-id", "jkill", "--ref", "abc"];
     let mut announced: HashMap<String, usize> = HashMap::new();
-    let mut killed_at: Vec<f64> = Vec::new();
+    let mut killed_at: HashMap<usize, f64> = HashMap::new();
     // From the announcement's timestamp (whole milliseconds, taken just
     // before the line is written) to the kill: the real delay is at most
     // this and at least this less 1 ms.
     let mut after_line: Vec<f64> = Vec::new();
-    for attempt in 0..KILLS {
+    let mut attempt = 0;
+    while announced.len() < KILLS {
+        attempt += 1;
         let mut child = f
             .runner(&args)
             .env("ATTEMPT", attempt.to_string())
@@ -382,19 +390,27 @@ fn sigkill_right_after_a_pass_never_reruns_it_on_resume() {
         let name = loop {
             let mut line = String::new();
             if err.read_line(&mut line).unwrap() == 0 {
-                let _ = child.wait();
-                panic!("attempt {attempt}: the runner ended with no pass announced:\n{log}");
+                break None;
             }
             if let Some(name) = passed_in(&line) {
                 child.kill().unwrap(); // SIGKILL
                 let now = epoch_now();
-                killed_at.push(now);
+                killed_at.insert(attempt, now);
                 after_line.push((now - stamp_of(&line)) * 1e6);
-                break name;
+                break Some(name);
             }
             log.push_str(&line);
         };
-        child.wait().unwrap();
+        let status = child.wait().unwrap();
+        let Some(name) = name else {
+            // Every test had passed: the runner ended by itself.
+            assert_eq!(code(status), 0, "attempt {attempt}:\n{log}");
+            assert!(log.contains("already passed"), "{log}");
+            added += 10;
+            assert!(added <= KILLS, "runs pass unannounced too often:\n{log}");
+            add_tests(10);
+            continue;
+        };
         if let Some(before) = announced.insert(name.clone(), attempt) {
             panic!("{name} was announced as passed in attempts {before} and {attempt}");
         }
@@ -403,7 +419,7 @@ fn sigkill_right_after_a_pass_never_reruns_it_on_resume() {
     // A last attempt runs the rest and never one announced earlier.
     let out = f
         .runner(&args)
-        .env("ATTEMPT", KILLS.to_string())
+        .env("ATTEMPT", (attempt + 1).to_string())
         .output()
         .unwrap();
     assert_eq!(
@@ -422,7 +438,7 @@ fn sigkill_right_after_a_pass_never_reruns_it_on_resume() {
         let attempt: usize = attempt.parse().unwrap();
         runs.entry(name.to_string()).or_default().push(attempt);
         if announced.get(name) == Some(&attempt) {
-            delays.push((killed_at[attempt] - at.parse::<f64>().unwrap()) * 1e6);
+            delays.push((killed_at[&attempt] - at.parse::<f64>().unwrap()) * 1e6);
         }
     }
     let rerun: Vec<String> = announced
@@ -434,8 +450,7 @@ fn sigkill_right_after_a_pass_never_reruns_it_on_resume() {
         rerun.is_empty(),
         "run again after their pass was announced: {rerun:#?}"
     );
-    assert_eq!(announced.len(), KILLS);
-    assert_eq!(runs.len(), KILLS + 20, "every test ran");
+    assert_eq!(runs.len(), tests, "every test ran");
     let r = f.results();
     assert!(r
         .values()
@@ -452,10 +467,11 @@ fn sigkill_right_after_a_pass_never_reruns_it_on_resume() {
     eprintln!(
         "{KILLS} kills; from the announcement's millisecond to the SIGKILL: {}; \
          from a test's last write: {}; tests run twice (killed before their pass was \
-         announced): {}",
+         announced): {}; attempts that found every test passed: {}",
         spread(&mut after_line),
         spread(&mut delays),
-        runs.values().filter(|a| a.len() > 1).count()
+        runs.values().filter(|a| a.len() > 1).count(),
+        added / 10
     );
 }
 
