@@ -8,7 +8,7 @@
 //! store, started as every external program is (own process group,
 //! PDEATHSIG, bounded). The token comes from `CCCI_FORGE_TOKEN` (a Drone
 //! secret in the step's environment) and goes to curl in its
-//! configuration on stdin (`--config -`), so it is in no command line
+//! configuration on stdin (`-K -`, its `--config`), so it is in no command line
 //! (`/proc/PID/cmdline` is world-readable), no trace line of the runner
 //! and no log line; what the forge answers is printed with the token
 //! replaced by `***`.
@@ -177,7 +177,7 @@ fn curl_quoted(text: &str) -> String {
 }
 
 /// curl's configuration for the request: the URL, the token's header and
-/// the JSON body, read from stdin (`--config -`); the answer's body goes
+/// the JSON body, read from stdin (`-K -`, its `--config`); the answer's body goes
 /// to stdout followed by a last line with the HTTP status.
 pub fn curl_config(url: &str, token: &str, body: &str, timeout: std::time::Duration) -> String {
     let json = serde_json::json!({ "body": body }).to_string();
@@ -296,7 +296,7 @@ pub(crate) fn comment(state_dir: &Path, args: &CommentArgs) -> Result<i32> {
     }
     let curl = env_nonempty(&env, "CCCI_CURL").unwrap_or("curl");
     let mut cmd = Command::new(curl);
-    cmd.args(["--config", "-"]);
+    cmd.args(["-K", "-"]);
     let config = curl_config(&url, &token, &body, args.timeout);
     let what = format!("curl (POST {url})");
     // curl's own --max-time ends it first; this bound catches a curl that

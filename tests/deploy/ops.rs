@@ -795,11 +795,28 @@ fn drone_pull_request_pipeline(
         let mut sh = step.sh.spawn().unwrap();
         let mut guard = KillOnPanic::default();
         guard.add(sh.id() as i32);
-        let code = wait_exit(&mut sh);
+        let code = wait_step(&mut sh);
         failed |= code != 0;
         out.push((name, Some(code), step.output()));
     }
     out
+}
+
+/// Waits for a whole step (a full run of the example recipe takes 20 to
+/// 40 s on a busy machine, past [`BOUND`]): a hang still fails, at 3 min.
+fn wait_step(child: &mut std::process::Child) -> i32 {
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return code(status);
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(180),
+            "the step {} did not end within 3 min",
+            child.id()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Every file under `dir` that holds `needle`.
@@ -916,7 +933,7 @@ fn drone_pull_request_comment_step_posts_the_verdict_of_a_green_run() {
         &params,
         &[("forge_token", FORGE_TOKEN)],
     );
-    let code = wait_exit(&mut step.sh.spawn().unwrap());
+    let code = wait_step(&mut step.sh.spawn().unwrap());
     let out = step.output();
     assert_eq!(code, 3, "{out}");
     assert!(
@@ -943,7 +960,7 @@ fn drone_pull_request_comment_step_posts_the_verdict_of_a_green_run() {
         &[("forge_token", FORGE_TOKEN)],
     );
     let started = std::time::Instant::now();
-    let code = wait_exit(&mut step.sh.spawn().unwrap());
+    let code = wait_step(&mut step.sh.spawn().unwrap());
     let out = step.output();
     assert_eq!(code, 3, "{out}");
     assert!(out.contains("no answer from the forge"), "{out}");
@@ -957,7 +974,7 @@ fn drone_pull_request_comment_step_posts_the_verdict_of_a_green_run() {
 
     // No token: exit 2 before anything is sent.
     let mut step = drone_named_step(&f, "recipe-pull-request", "comment", &params, &[]);
-    let code = wait_exit(&mut step.sh.spawn().unwrap());
+    let code = wait_step(&mut step.sh.spawn().unwrap());
     assert_eq!(code, 2, "{}", step.output());
     assert!(
         step.output().contains("CCCI_FORGE_TOKEN is not set"),
