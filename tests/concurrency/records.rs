@@ -395,3 +395,60 @@ fn history_of_real_runs_names_who_waited_for_whom() {
     let text = String::from_utf8_lossy(&table.stdout);
     assert!(text.lines().next().unwrap().contains("LOCK WAIT"), "{text}");
 }
+
+/// A run that went red outside its tests names why in its record
+/// (`reason`), and `summary` reads it back, as text and as markdown, after
+/// the run tree is gone.
+#[test]
+fn summary_of_a_red_run_names_its_reason_after_the_tree_is_gone() {
+    let f = Fixture::new();
+    let out = f
+        .cmd()
+        .env("CCCI_FAKE_ABRA_FAIL", "deploy-chaos")
+        .args(["run", "--recipe", "example", "--pr", "1", "--quick"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(code(out.status), 3, "{stderr}");
+    let id = std::fs::read_dir(f.state.join("runs"))
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .next()
+        .expect("the run left its record");
+    assert!(f.tree_gone(&id), "the run tree is gone");
+    let rec = f.record(&id);
+    let reason = rec["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("deploy failed") && reason.contains("deploy-chaos failed"),
+        "{rec}"
+    );
+    let md = f
+        .cmd()
+        .args(["summary", &id, "--format", "markdown"])
+        .output()
+        .unwrap();
+    let md_text = String::from_utf8_lossy(&md.stdout);
+    assert_eq!(
+        code(md.status),
+        0,
+        "{}",
+        String::from_utf8_lossy(&md.stderr)
+    );
+    assert!(md_text.starts_with("### ❌"), "{md_text}");
+    assert!(
+        md_text.contains("**Verdict:** `infra` (exit 3)"),
+        "{md_text}"
+    );
+    assert!(
+        md_text.contains("**Reason:** `") && md_text.contains("deploy-chaos failed"),
+        "{md_text}"
+    );
+    let text = f.cmd().args(["summary", &id]).output().unwrap();
+    assert_eq!(code(text.status), 0);
+    assert!(String::from_utf8_lossy(&text.stdout).contains("verdict: infra (exit 3)"));
+    // An unknown run is exit 2 naming the runs there are.
+    let none = f.cmd().args(["summary", "no-such-run"]).output().unwrap();
+    assert_eq!(code(none.status), 2);
+    assert!(String::from_utf8_lossy(&none.stderr).contains(&id));
+}
