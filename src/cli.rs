@@ -1,8 +1,10 @@
 //! The raw command line: clap structs only. The flags of `run` and `test`
 //! (and the state directory) can also be set from a `CCCI_*` environment
 //! variable (`--help` shows `[env: ...]`); the view commands' flags, `exec`,
-//! `unlock`, the janitor's switches, `test --list` and `--host-settings`
-//! have none. Validation beyond the shape of a value happens in `config`
+//! `unlock`, the janitor's switches, `test --list`, `summary`, `comment`
+//! (but its `--timeout`) and `--host-settings` have none: above all,
+//! nothing in the environment names the forge `comment` sends its token
+//! to. Validation beyond the shape of a value happens in `config`
 //! (pure, unit-tested).
 //!
 //! Switches read from the environment accept what `CCCI_SKIP_FETCH` does

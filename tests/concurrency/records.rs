@@ -447,6 +447,41 @@ fn summary_of_a_red_run_names_its_reason_after_the_tree_is_gone() {
     let text = f.cmd().args(["summary", &id]).output().unwrap();
     assert_eq!(code(text.status), 0);
     assert!(String::from_utf8_lossy(&text.stdout).contains("verdict: infra (exit 3)"));
+    // `comment --dry-run` prints what it would post (no token needed): the
+    // same markdown; a malformed forge is exit 2 before anything is sent.
+    let dry = f
+        .cmd()
+        .args([
+            "comment",
+            &id,
+            "--dry-run",
+            "--forge",
+            "https://git.example.org/",
+        ])
+        .args(["--repo", "coop-cloud/example"])
+        .output()
+        .unwrap();
+    let dry_err = String::from_utf8_lossy(&dry.stderr);
+    assert_eq!(code(dry.status), 0, "{dry_err}");
+    assert_eq!(String::from_utf8_lossy(&dry.stdout), md_text);
+    assert!(
+        dry_err
+            .contains("https://git.example.org/api/v1/repos/coop-cloud/example/issues/1/comments"),
+        "the pull request comes from the run's --pr: {dry_err}"
+    );
+    let bad = f
+        .cmd()
+        .args(["comment", &id, "--forge", "https://x/\"x", "--repo", "o/r"])
+        .env("CCCI_FORGE_TOKEN", "t0ken")
+        .output()
+        .unwrap();
+    assert_eq!(
+        code(bad.status),
+        2,
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("invalid forge"));
     // An unknown run is exit 2 naming the runs there are.
     let none = f.cmd().args(["summary", "no-such-run"]).output().unwrap();
     assert_eq!(code(none.status), 2);
