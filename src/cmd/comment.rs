@@ -265,6 +265,14 @@ pub(crate) fn comment(state_dir: &Path, args: &CommentArgs) -> Result<i32> {
         }
     };
     let s = summary::load(state_dir, &id)?;
+    // A run still going (or one that died without finishing) has no
+    // verdict to post yet; `status` and `summary` show where it is.
+    if s.record.finished.is_none() {
+        return Err(Failure::infra(format!(
+            "run {id} has not finished (phase {}): no verdict to post",
+            s.record.phase
+        )));
+    }
     let pr = match (args.pr.as_deref(), env_nonempty(&env, "DRONE_PULL_REQUEST")) {
         (Some(p), _) => crate::config::check_pr("pr", p)?,
         (None, Some(p)) => crate::config::check_pr("DRONE_PULL_REQUEST", p)?,

@@ -487,3 +487,52 @@ fn summary_of_a_red_run_names_its_reason_after_the_tree_is_gone() {
     assert_eq!(code(none.status), 2);
     assert!(String::from_utf8_lossy(&none.stderr).contains(&id));
 }
+
+/// `comment` posts only a finished run's verdict: an unfinished record is
+/// exit 3 saying so, before any token or forge is used.
+#[test]
+fn comment_refuses_a_run_that_has_not_finished() {
+    let f = Fixture::new();
+    std::fs::create_dir_all(&f.state).unwrap();
+    plant_record(&f.state, "drone-o-r-5", std::process::id(), false);
+    let out = f
+        .cmd()
+        .args([
+            "comment",
+            "drone-o-r-5",
+            "--dry-run",
+            "--forge",
+            "https://x",
+        ])
+        .args(["--repo", "o/r", "--pr", "1"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(code(out.status), 3, "{err}");
+    assert!(
+        err.contains("run drone-o-r-5 has not finished (phase test-install)"),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty(), "nothing to post");
+    // Finished, the same record is posted (here: printed by --dry-run).
+    plant_record(&f.state, "drone-o-r-5", std::process::id(), true);
+    let out = f
+        .cmd()
+        .args([
+            "comment",
+            "drone-o-r-5",
+            "--dry-run",
+            "--forge",
+            "https://x",
+        ])
+        .args(["--repo", "o/r", "--pr", "1"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        code(out.status),
+        0,
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("**Verdict:** `failed` (exit 1)"));
+}
