@@ -76,6 +76,8 @@ let
     # The programs by their store paths: what runs is the host's choice.
     CCCI_ABRA = lib.getExe' cfg.abraPackage "abra";
     CCCI_DOCKER = lib.getExe' cfg.dockerPackage "docker";
+    # `cc-ci-run comment` posts the verdict to the pull request through it.
+    CCCI_CURL = lib.getExe' pkgs.curl "curl";
     CCCI_SERVER = cfg.server;
     CCCI_DOMAIN_SUFFIX = cfg.domainSuffix;
     CCCI_RUN_APP_RE = cfg.runAppRe;

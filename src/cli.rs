@@ -1,8 +1,10 @@
 //! The raw command line: clap structs only. The flags of `run` and `test`
 //! (and the state directory) can also be set from a `CCCI_*` environment
 //! variable (`--help` shows `[env: ...]`); the view commands' flags, `exec`,
-//! `unlock`, the janitor's switches, `test --list` and `--host-settings`
-//! have none. Validation beyond the shape of a value happens in `config`
+//! `unlock`, the janitor's switches, `test --list`, `summary`, `comment`
+//! (but its `--timeout`) and `--host-settings` have none: above all,
+//! nothing in the environment names the forge `comment` sends its token
+//! to. Validation beyond the shape of a value happens in `config`
 //! (pure, unit-tested).
 //!
 //! Switches read from the environment accept what `CCCI_SKIP_FETCH` does
@@ -72,6 +74,10 @@ pub enum Command {
     Timeline(TimelineArgs),
     /// Print a recipe's effective settings (ccci.toml) and where each value came from.
     Settings(SettingsArgs),
+    /// Print a finished run's summary from its record and reports (text or markdown).
+    Summary(SummaryArgs),
+    /// Post a run's markdown summary as a pull-request comment through the forge's API.
+    Comment(CommentArgs),
     /// Print a shell completion script for SHELL on stdout.
     Completions(CompletionsArgs),
     /// Print a man page (roff) on stdout, generated from these definitions.
@@ -367,6 +373,51 @@ pub struct SettingsArgs {
     /// The recipe: `$CCCI_CI_TESTS/RECIPE/ccci.toml` over the recipe's own
     /// `tests/ccci.toml` in its canonical checkout (`$ABRA_DIR/recipes/RECIPE`).
     pub recipe: String,
+}
+
+/// What `summary` prints.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum SummaryFormat {
+    /// The summary block the run printed last, and its failing tests.
+    #[default]
+    Text,
+    /// What `comment` posts: verdict, tiers, failing tests with their last
+    /// lines, restarts, warnings, timings, artifacts.
+    Markdown,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct SummaryArgs {
+    /// The run id (as `status` lists it) [default: this Drone build's run,
+    /// from DRONE_REPO and DRONE_BUILD_NUMBER].
+    pub run: Option<String>,
+    /// text or markdown.
+    #[arg(long, value_enum, default_value_t = SummaryFormat::Text)]
+    pub format: SummaryFormat,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct CommentArgs {
+    /// The run id [default: this Drone build's run, from DRONE_REPO and
+    /// DRONE_BUILD_NUMBER].
+    pub run: Option<String>,
+    /// The forge's base URL (`https://git.example.org`) [default:
+    /// DRONE_REPO_LINK without its trailing `/OWNER/NAME`]. No variable
+    /// sets it: a build's parameters must not send the token elsewhere.
+    #[arg(long, value_name = "URL")]
+    pub forge: Option<String>,
+    /// The repository of the pull request, `OWNER/NAME` [default: DRONE_REPO].
+    #[arg(long, value_name = "OWNER/NAME")]
+    pub repo: Option<String>,
+    /// The pull request [default: DRONE_PULL_REQUEST, else the run's --pr].
+    #[arg(long)]
+    pub pr: Option<String>,
+    /// Bound of the request (curl's --max-time).
+    #[arg(long, env = "CCCI_FORGE_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// Print the request (URL and body, never the token) instead of sending it.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args, Clone)]

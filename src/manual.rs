@@ -79,6 +79,10 @@ pub const BUILD_SETTABLE: &[&str] = &[
     "CCCI_RETRIES",
     "CCCI_FLAKY_FAILS",
     "CCCI_VERBOSE",
+    // The forge token of `comment`, from a Drone secret in the step's
+    // environment: it decides as whom the comment is posted, never where
+    // (`--forge` or DRONE_REPO_LINK do).
+    "CCCI_FORGE_TOKEN",
 ];
 
 /// Variables of other programs that decide where a run's work goes: the
@@ -175,6 +179,17 @@ pub const ENVIRONMENT: &[EnvVar] = &[
     v("CCCI_DOCKER", "docker", "the docker program"),
     v("CCCI_GIT", "git", "the git program"),
     v(
+        "CCCI_CURL",
+        "curl",
+        "the curl program (comment posts through it)",
+    ),
+    v(
+        "CCCI_FORGE_TOKEN",
+        "-",
+        "comment: the forge's API token (a Drone secret; never printed)",
+    ),
+    v("CCCI_FORGE_TIMEOUT", "30s", "comment --timeout"),
+    v(
         "CCCI_RUN_APP_RE",
         "template",
         "apps the janitor may reap (anchored regex)",
@@ -264,6 +279,11 @@ pub const ENVIRONMENT: &[EnvVar] = &[
     ),
     v("DRONE_PULL_REQUEST", "-", "default of --pr"),
     v("DRONE_COMMIT_SHA", "-", "default of --ref"),
+    v(
+        "DRONE_REPO_LINK",
+        "-",
+        "comment: the forge's base URL is this without /DRONE_REPO",
+    ),
     v(
         "CCCI_APP_URL_TEMPLATE",
         "https://{domain}/",

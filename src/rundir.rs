@@ -256,6 +256,12 @@ pub struct RunRecord {
     /// operator reads why it went red.
     #[serde(default)]
     pub failed_phase: Option<String>,
+    /// Why a red run is red, in one line, when an error decided it (the
+    /// error as the log's `error:` line says it; a signal names itself).
+    /// Absent when the verdict says it all: passed, or tests that failed
+    /// (their reports name them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
     /// Each phase with its start and end, in order.
     #[serde(default)]
     pub phases: Vec<PhaseSpan>,

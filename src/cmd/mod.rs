@@ -1,5 +1,6 @@
 //! One top-level function per command; `main` maps their results to exit codes.
 
+pub mod comment;
 pub(crate) mod diag;
 pub mod history;
 pub mod locks;
@@ -55,6 +56,8 @@ pub fn dispatch(cli: Cli, start_ppid: Pid) -> Result<i32> {
             crate::cmd::status::logs(&cli.state_dir, &args.run, args.follow)
         }
         cli::Command::Settings(args) => settings(&args),
+        cli::Command::Summary(args) => crate::cmd::comment::summary(&cli.state_dir, &args),
+        cli::Command::Comment(args) => crate::cmd::comment::comment(&cli.state_dir, &args),
         cli::Command::Completions(args) => completions(args),
         cli::Command::Man(args) => man(args),
     }

@@ -392,12 +392,19 @@ impl Run {
             say!("warning: {e:#}");
         }
         let mut code = match (&verdict, self.funnel.requested()) {
-            (_, Some(sig)) => sig,
+            (_, Some(sig)) => {
+                self.record.reason = Some(match sig {
+                    exit::DEADLINE => "the run deadline (--timeout) passed".to_string(),
+                    _ => format!("cancelled by a signal (exit {sig})"),
+                });
+                sig
+            }
             (Ok(Verdict::Passed), None) => exit::OK,
             (Ok(Verdict::TestsFailed), None) => exit::TESTS_FAILED,
             (Ok(Verdict::SelfProtect), None) => exit::SELF_PROTECT,
             (Err(e), None) => {
                 say!("error: {e:#}");
+                self.record.reason = Some(format!("{e:#}"));
                 exit::code_for(e)
             }
         };
@@ -410,6 +417,11 @@ impl Run {
         let before_teardown = code;
         code = exit::with_teardown(code, teardown_ok);
         self.record.verdict = Some(rundir::verdict_of(code).to_string());
+        if code != exit::OK && before_teardown == exit::OK {
+            self.record.reason = Some(
+                "the teardown failed: the app is left for the janitor (the log says why)".into(),
+            );
+        }
         self.record.failed_phase = match code {
             exit::OK => None,
             _ if before_teardown == exit::OK => Some("teardown".to_string()),

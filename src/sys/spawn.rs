@@ -334,11 +334,42 @@ pub(crate) fn run_captured(
     deadline: Option<Instant>,
     grace: Duration,
 ) -> Result<Ran> {
+    cmd.stdin(std::process::Stdio::null());
+    run_captured_from(cmd, cancel, deadline, grace)
+}
+
+/// Like [`run_captured`], with `input` on the child's stdin: an unnamed
+/// temporary file (O_TMPFILE: no name anyone could open; the child reads
+/// it from the start), not a pipe, so no writer thread races the child.
+/// What must stay out of every command line (a forge's token in curl's
+/// configuration) goes this way.
+pub(crate) fn run_captured_with_input(
+    cmd: &mut Command,
+    input: &[u8],
+    cancel: Option<&Latch>,
+    deadline: Option<Instant>,
+    grace: Duration,
+) -> Result<Ran> {
+    use std::io::{Seek, Write};
+    let mut file = tempfile::tempfile().context("failed to create an input file")?;
+    file.write_all(input)
+        .and_then(|()| file.rewind())
+        .context("failed to write an input file")?;
+    cmd.stdin(file);
+    run_captured_from(cmd, cancel, deadline, grace)
+}
+
+/// [`run_captured`] once the caller has set the child's stdin.
+fn run_captured_from(
+    cmd: &mut Command,
+    cancel: Option<&Latch>,
+    deadline: Option<Instant>,
+    grace: Duration,
+) -> Result<Ran> {
     use std::io::{Read, Seek};
     let mut out = tempfile::tempfile().context("failed to create a capture file")?;
     let mut err = tempfile::tempfile().context("failed to create a capture file")?;
-    cmd.stdin(std::process::Stdio::null())
-        .stdout(out.try_clone().context("failed to dup a capture file")?)
+    cmd.stdout(out.try_clone().context("failed to dup a capture file")?)
         .stderr(err.try_clone().context("failed to dup a capture file")?);
     let mut child = spawn(cmd, Isolation::Group)?;
     let waited = child.wait(cancel, deadline)?;

@@ -5,6 +5,7 @@
 //! run waits on.
 
 pub mod metrics;
+pub mod summary;
 pub mod timeline;
 
 use std::path::PathBuf;

@@ -395,3 +395,144 @@ fn history_of_real_runs_names_who_waited_for_whom() {
     let text = String::from_utf8_lossy(&table.stdout);
     assert!(text.lines().next().unwrap().contains("LOCK WAIT"), "{text}");
 }
+
+/// A run that went red outside its tests names why in its record
+/// (`reason`), and `summary` reads it back, as text and as markdown, after
+/// the run tree is gone.
+#[test]
+fn summary_of_a_red_run_names_its_reason_after_the_tree_is_gone() {
+    let f = Fixture::new();
+    let out = f
+        .cmd()
+        .env("CCCI_FAKE_ABRA_FAIL", "deploy-chaos")
+        .args(["run", "--recipe", "example", "--pr", "1", "--quick"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(code(out.status), 3, "{stderr}");
+    let id = std::fs::read_dir(f.state.join("runs"))
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .next()
+        .expect("the run left its record");
+    assert!(f.tree_gone(&id), "the run tree is gone");
+    let rec = f.record(&id);
+    let reason = rec["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("deploy failed") && reason.contains("deploy-chaos failed"),
+        "{rec}"
+    );
+    let md = f
+        .cmd()
+        .args(["summary", &id, "--format", "markdown"])
+        .output()
+        .unwrap();
+    let md_text = String::from_utf8_lossy(&md.stdout);
+    assert_eq!(
+        code(md.status),
+        0,
+        "{}",
+        String::from_utf8_lossy(&md.stderr)
+    );
+    assert!(md_text.starts_with("### ❌"), "{md_text}");
+    assert!(
+        md_text.contains("**Verdict:** `infra` (exit 3)"),
+        "{md_text}"
+    );
+    assert!(
+        md_text.contains("**Reason:** `") && md_text.contains("deploy-chaos failed"),
+        "{md_text}"
+    );
+    let text = f.cmd().args(["summary", &id]).output().unwrap();
+    assert_eq!(code(text.status), 0);
+    assert!(String::from_utf8_lossy(&text.stdout).contains("verdict: infra (exit 3)"));
+    // `comment --dry-run` prints what it would post (no token needed): the
+    // same markdown; a malformed forge is exit 2 before anything is sent.
+    let dry = f
+        .cmd()
+        .args([
+            "comment",
+            &id,
+            "--dry-run",
+            "--forge",
+            "https://git.example.org/",
+        ])
+        .args(["--repo", "coop-cloud/example"])
+        .output()
+        .unwrap();
+    let dry_err = String::from_utf8_lossy(&dry.stderr);
+    assert_eq!(code(dry.status), 0, "{dry_err}");
+    assert_eq!(String::from_utf8_lossy(&dry.stdout), md_text);
+    assert!(
+        dry_err
+            .contains("https://git.example.org/api/v1/repos/coop-cloud/example/issues/1/comments"),
+        "the pull request comes from the run's --pr: {dry_err}"
+    );
+    let bad = f
+        .cmd()
+        .args(["comment", &id, "--forge", "https://x/\"x", "--repo", "o/r"])
+        .env("CCCI_FORGE_TOKEN", "t0ken")
+        .output()
+        .unwrap();
+    assert_eq!(
+        code(bad.status),
+        2,
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("invalid forge"));
+    // An unknown run is exit 2 naming the runs there are.
+    let none = f.cmd().args(["summary", "no-such-run"]).output().unwrap();
+    assert_eq!(code(none.status), 2);
+    assert!(String::from_utf8_lossy(&none.stderr).contains(&id));
+}
+
+/// `comment` posts only a finished run's verdict: an unfinished record is
+/// exit 3 saying so, before any token or forge is used.
+#[test]
+fn comment_refuses_a_run_that_has_not_finished() {
+    let f = Fixture::new();
+    std::fs::create_dir_all(&f.state).unwrap();
+    plant_record(&f.state, "drone-o-r-5", std::process::id(), false);
+    let out = f
+        .cmd()
+        .args([
+            "comment",
+            "drone-o-r-5",
+            "--dry-run",
+            "--forge",
+            "https://x",
+        ])
+        .args(["--repo", "o/r", "--pr", "1"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(code(out.status), 3, "{err}");
+    assert!(
+        err.contains("run drone-o-r-5 has not finished (phase test-install)"),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty(), "nothing to post");
+    // Finished, the same record is posted (here: printed by --dry-run).
+    plant_record(&f.state, "drone-o-r-5", std::process::id(), true);
+    let out = f
+        .cmd()
+        .args([
+            "comment",
+            "drone-o-r-5",
+            "--dry-run",
+            "--forge",
+            "https://x",
+        ])
+        .args(["--repo", "o/r", "--pr", "1"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        code(out.status),
+        0,
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("**Verdict:** `failed` (exit 1)"));
+}

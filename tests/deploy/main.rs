@@ -9,4 +9,5 @@
 #[path = "../concurrency/support.rs"]
 mod support;
 
+mod forge;
 mod ops;

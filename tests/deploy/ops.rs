@@ -155,6 +155,10 @@ fn check_recipe_command(pipeline: &str, command: &str) -> Vec<String> {
             "`exec` replaces the step's sh: its SIGKILL on cancel would no longer reach cc-ci-run as its parent's death".into(),
         ));
     }
+    // The bounds below are the run's; `comment` has its own (--timeout).
+    if words.get(pos + 1) != Some(&"run") {
+        return problems;
+    }
     let duration = |flag: &str| {
         flag_value(command, flag).and_then(|v| cc_ci_run::units::parse_duration(&v).ok())
     };
@@ -242,6 +246,9 @@ fn check_drone(text: &str) -> Vec<String> {
             );
         }
     }
+    if let Some(p) = pipeline(&docs, "recipe-pull-request") {
+        problems.extend(check_comment_step(p));
+    }
     if let Some(p) = pipeline(&docs, "recipe-testme") {
         let include = strings(&p["trigger"]["repo"]["include"]);
         if include.is_empty() || include.iter().any(|r| r.starts_with('*')) {
@@ -301,6 +308,46 @@ fn check_drone(text: &str) -> Vec<String> {
     problems
 }
 
+/// The pull-request pipeline's `comment` step: after the test step,
+/// running when it passed or failed, with the token from a secret (never a
+/// literal in the file).
+fn check_comment_step(p: &Value) -> Vec<String> {
+    let at = |what: &str| format!("recipe-pull-request: step `comment`: {what}");
+    let steps = p["steps"].as_sequence().cloned().unwrap_or_default();
+    let Some(i) = steps.iter().position(|s| {
+        strings(&s["commands"])
+            .iter()
+            .any(|c| c.trim_start().starts_with("cc-ci-run comment"))
+    }) else {
+        return vec![at(
+            "no step runs `cc-ci-run comment` (the verdict back to the pull request)",
+        )];
+    };
+    let step = &steps[i];
+    let mut problems = Vec::new();
+    let runs_test = |s: &Value| {
+        strings(&s["commands"])
+            .iter()
+            .any(|c| c.contains("cc-ci-run run"))
+    };
+    if !steps[..i].iter().any(runs_test) {
+        problems.push(at("comes after the step that runs `cc-ci-run run`"));
+    }
+    let status = strings(&step["when"]["status"]);
+    if !(status.iter().any(|s| s == "success") && status.iter().any(|s| s == "failure")) {
+        problems.push(at(
+            "`when: status: [success, failure]`: a red run needs its comment most",
+        ));
+    }
+    match &step["environment"]["CCCI_FORGE_TOKEN"] {
+        v if v["from_secret"].as_str().is_some_and(|s| !s.is_empty()) => {}
+        _ => problems.push(at(
+            "CCCI_FORGE_TOKEN comes `from_secret:` (a token written in the file is readable by anyone who can read the repository)",
+        )),
+    }
+    problems
+}
+
 /// A copy of a Drone file without the document named `name`, as an editor
 /// would cut it.
 fn without_pipeline(text: &str, name: &str) -> String {
@@ -335,7 +382,30 @@ fn drone_check_rejects_each_broken_rule() {
     let pr = "cc-ci-run run --recipe \"$DRONE_REPO_NAME\" --pr \"$DRONE_PULL_REQUEST\"";
     assert!(text.contains(pr), "the pull-request step changed: {pr}");
     // (what is broken, the copy, what the check must say)
-    let cases: [(&str, String, &str); 14] = [
+    let cases: [(&str, String, &str); 18] = [
+        (
+            "no comment step",
+            text.replace("      - cc-ci-run comment\n", "      - true\n"),
+            "no step runs `cc-ci-run comment`",
+        ),
+        (
+            "comment only on success",
+            text.replace("        - success\n        - failure\n", "        - success\n"),
+            "`when: status: [success, failure]`",
+        ),
+        (
+            "a literal token",
+            text.replace(
+                "      CCCI_FORGE_TOKEN:\n        from_secret: forge_token\n",
+                "      CCCI_FORGE_TOKEN: abc123\n",
+            ),
+            "CCCI_FORGE_TOKEN comes `from_secret:`",
+        ),
+        (
+            "a comment without a timeout is fine, a run without one is not",
+            text.replace(" --teardown-timeout 10m\n\n  # The verdict", "\n\n  # The verdict"),
+            "recipe-pull-request: needs --timeout and --teardown-timeout",
+        ),
         (
             "pull request without the build's commit",
             text.replace(" --ref \"$DRONE_COMMIT_SHA\" --timeout 45m", " --timeout 45m"),
@@ -446,9 +516,41 @@ struct DroneStep {
 }
 
 fn drone_step(f: &Fixture, pipeline_name: &str, params: &[(&str, String)]) -> DroneStep {
+    drone_named_step(f, pipeline_name, "recipe-ci", params, &[])
+}
+
+/// The step `step_name` of `pipeline_name` as [`drone_step`] runs it, with
+/// the step's `environment:` added (a `from_secret` value looked up in
+/// `secrets`, as the runner does).
+fn drone_named_step(
+    f: &Fixture,
+    pipeline_name: &str,
+    step_name: &str,
+    params: &[(&str, String)],
+    secrets: &[(&str, &str)],
+) -> DroneStep {
     let docs = documents(&drone_yml()).expect(".drone.yml parses");
     let p = pipeline(&docs, pipeline_name).expect("pipeline exists");
-    let commands: Vec<String> = step_commands(p).into_iter().flat_map(|(_, c)| c).collect();
+    let step = p["steps"]
+        .as_sequence()
+        .and_then(|v| v.iter().find(|s| s["name"].as_str() == Some(step_name)))
+        .unwrap_or_else(|| panic!("{pipeline_name} has a step {step_name}"));
+    let commands = strings(&step["commands"]);
+    let mut step_env = Vec::new();
+    if let Some(env) = step["environment"].as_mapping() {
+        for (k, v) in env {
+            let k = k.as_str().expect("variable name").to_string();
+            let v = match v["from_secret"].as_str() {
+                Some(name) => secrets
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, v)| v.to_string())
+                    .unwrap_or_default(),
+                None => v.as_str().unwrap_or_default().to_string(),
+            };
+            step_env.push((k, v));
+        }
+    }
     let root = f.tmp.path().join("drone");
     let (home, workspace, opt) = (
         root.join("home/drone"),
@@ -458,8 +560,8 @@ fn drone_step(f: &Fixture, pipeline_name: &str, params: &[(&str, String)]) -> Dr
     for d in [&home, &workspace, &opt] {
         std::fs::create_dir_all(d).unwrap();
     }
-    let script = script(&opt, "recipe-ci", &drone_script(&commands));
-    let log = root.join("step.log");
+    let script = script(&opt, step_name, &drone_script(&commands));
+    let log = root.join(format!("{step_name}.log"));
     let mut sh = Command::new("/bin/sh");
     sh.arg("-e").arg(&script).env_clear();
     // The runner's DRONE_RUNNER_ENVIRON: what the fixture's host sets.
@@ -481,17 +583,41 @@ fn drone_step(f: &Fixture, pipeline_name: &str, params: &[(&str, String)]) -> Dr
     for (k, v) in params {
         sh.env(k, v);
     }
+    // The step's own environment (its secrets) comes last and wins.
+    for (k, v) in &step_env {
+        sh.env(k, v);
+    }
     sh.current_dir(&workspace)
         .stdin(Stdio::null())
         .stdout(std::fs::File::create(&log).unwrap())
-        .stderr(std::fs::File::create(root.join("step.err")).unwrap());
+        .stderr(std::fs::File::create(log.with_extension("err")).unwrap());
     DroneStep { sh, home, log }
+}
+
+/// Whether Drone runs `step` of `pipeline_name` given whether an earlier
+/// step failed: its `when.status` (default: success only).
+fn drone_runs_step(pipeline_name: &str, step_name: &str, build_failed: bool) -> bool {
+    let docs = documents(&drone_yml()).expect(".drone.yml parses");
+    let p = pipeline(&docs, pipeline_name).expect("pipeline exists");
+    let step = p["steps"]
+        .as_sequence()
+        .and_then(|v| v.iter().find(|s| s["name"].as_str() == Some(step_name)))
+        .expect("step exists");
+    let status = strings(&step["when"]["status"]);
+    let status = if status.is_empty() {
+        vec!["success".to_string()]
+    } else {
+        status
+    };
+    status
+        .iter()
+        .any(|s| s == if build_failed { "failure" } else { "success" })
 }
 
 impl DroneStep {
     /// The step's output so far (stdout, then stderr), for failure messages.
     fn output(&self) -> String {
-        let err = self.log.with_file_name("step.err");
+        let err = self.log.with_extension("err");
         format!(
             "{}{}",
             std::fs::read_to_string(&self.log).unwrap_or_default(),
@@ -633,6 +759,261 @@ fn drone_testme_step_takes_the_bridge_parameters() {
         "example-pr1.ci.localhost",
         &step,
     );
+}
+
+/// The token the simulated runner hands the comment step as the secret
+/// `forge_token`.
+const FORGE_TOKEN: &str = "ccci-test-token-3f9a1c77e0d2";
+
+/// One step's exit code, or None when Drone skipped it.
+type StepExit = Option<i32>;
+
+/// The pull-request pipeline run as Drone runs it: each step in order as
+/// its own `/bin/sh -e SCRIPT`, a step after a failed one only when its
+/// `when.status` includes `failure`. Returns each step's exit and output.
+fn drone_pull_request_pipeline(
+    f: &Fixture,
+    params: &[(&str, String)],
+) -> Vec<(String, StepExit, String)> {
+    let docs = documents(&drone_yml()).expect(".drone.yml parses");
+    let p = pipeline(&docs, "recipe-pull-request").expect("pipeline exists");
+    let names: Vec<String> = step_commands(p).into_iter().map(|(n, _)| n).collect();
+    let mut failed = false;
+    let mut out = Vec::new();
+    for name in names {
+        if !drone_runs_step("recipe-pull-request", &name, failed) {
+            out.push((name, None, String::new()));
+            continue;
+        }
+        let mut step = drone_named_step(
+            f,
+            "recipe-pull-request",
+            &name,
+            params,
+            &[("forge_token", FORGE_TOKEN)],
+        );
+        let mut sh = step.sh.spawn().unwrap();
+        let mut guard = KillOnPanic::default();
+        guard.add(sh.id() as i32);
+        let code = wait_step(&mut sh);
+        failed |= code != 0;
+        out.push((name, Some(code), step.output()));
+    }
+    out
+}
+
+/// Waits for a whole step (a full run of the example recipe takes 20 to
+/// 40 s on a busy machine, past [`BOUND`]): a hang still fails, at 3 min.
+fn wait_step(child: &mut std::process::Child) -> i32 {
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return code(status);
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(180),
+            "the step {} did not end within 3 min",
+            child.id()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Every file under `dir` that holds `needle`.
+fn files_holding(dir: &std::path::Path, needle: &str) -> Vec<PathBuf> {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file())
+        .filter(|e| {
+            std::fs::read(e.path()).is_ok_and(|b| String::from_utf8_lossy(&b).contains(needle))
+        })
+        .map(|e| e.into_path())
+        .collect()
+}
+
+/// What `cc-ci-run summary RUN --format markdown` prints for the fixture.
+fn markdown_of(f: &Fixture, run_id: &str) -> String {
+    let out = f
+        .cmd()
+        .args(["summary", run_id, "--format", "markdown"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The forge got one comment for pull request 1 of coop-cloud/example,
+/// with the token, whose body is the run's markdown summary.
+fn assert_one_comment(f: &Fixture, forge: &crate::forge::Forge, run_id: &str) -> String {
+    let reqs = forge.requests();
+    assert_eq!(reqs.len(), 1, "one request: {reqs:#?}");
+    let r = &reqs[0];
+    assert_eq!(r.method, "POST");
+    assert_eq!(r.path, "/api/v1/repos/coop-cloud/example/issues/1/comments");
+    assert_eq!(
+        r.headers.get("authorization").map(String::as_str),
+        Some(format!("token {FORGE_TOKEN}").as_str())
+    );
+    assert_eq!(
+        r.headers.get("content-type").map(String::as_str),
+        Some("application/json")
+    );
+    let json: serde_json::Value = serde_json::from_slice(&r.body).expect("the body is JSON");
+    let body = json["body"].as_str().expect("a `body` string").to_string();
+    assert_eq!(
+        body,
+        markdown_of(f, run_id),
+        "the comment is the run's markdown"
+    );
+    body
+}
+
+/// The token appears in no step's output and in no file of the state
+/// directory (log, record, reports).
+fn assert_token_kept(f: &Fixture, steps: &[(String, StepExit, String)]) {
+    for (name, _, output) in steps {
+        assert!(
+            !output.contains(FORGE_TOKEN),
+            "the token is in step {name}'s output:\n{output}"
+        );
+    }
+    let holding = files_holding(&f.state, FORGE_TOKEN);
+    assert!(holding.is_empty(), "the token is in {holding:?}");
+}
+
+fn comment_params(
+    f: &Fixture,
+    build: &str,
+    forge: &crate::forge::Forge,
+) -> Vec<(&'static str, String)> {
+    let mut params = pull_request_params(f, build);
+    params.push(("DRONE_REPO_LINK", forge.repo_link("coop-cloud/example")));
+    params
+}
+
+#[test]
+fn drone_pull_request_comment_step_posts_the_verdict_of_a_green_run() {
+    let f = Fixture::new();
+    let forge = crate::forge::Forge::start(crate::forge::Answer::Status(201));
+    let params = comment_params(&f, "4245", &forge);
+    let steps = drone_pull_request_pipeline(&f, &params);
+    let exits: Vec<(&str, StepExit)> = steps.iter().map(|(n, c, _)| (n.as_str(), *c)).collect();
+    assert_eq!(
+        exits,
+        vec![("recipe-ci", Some(0)), ("comment", Some(0))],
+        "{steps:#?}"
+    );
+    let body = assert_one_comment(&f, &forge, "drone-coop-cloud-example-4245");
+    assert!(body.starts_with("### ✅"), "{body}");
+    assert!(body.contains("**Verdict:** `passed` (exit 0)"), "{body}");
+    assert!(body.contains("| `install` | 1 | 0 | 0 | 0 |"), "{body}");
+    assert!(
+        steps[1]
+            .2
+            .contains("posted the summary of run drone-coop-cloud-example-4245"),
+        "{}",
+        steps[1].2
+    );
+    assert_token_kept(&f, &steps);
+
+    // A forge that refuses: the comment step fails visibly, and the run's
+    // verdict (the record, recipe-ci's exit) is what it was.
+    let before = f.record("drone-coop-cloud-example-4245");
+    let refusing = crate::forge::Forge::start(crate::forge::Answer::Status(500));
+    let params = comment_params(&f, "4245", &refusing);
+    let mut step = drone_named_step(
+        &f,
+        "recipe-pull-request",
+        "comment",
+        &params,
+        &[("forge_token", FORGE_TOKEN)],
+    );
+    let code = wait_step(&mut step.sh.spawn().unwrap());
+    let out = step.output();
+    assert_eq!(code, 3, "{out}");
+    assert!(
+        out.contains("the forge refused the comment") && out.contains("HTTP 500"),
+        "{out}"
+    );
+    assert!(
+        out.contains("the stand-in forge answers 500"),
+        "the forge's answer is shown: {out}"
+    );
+    assert!(!out.contains(FORGE_TOKEN), "{out}");
+    assert_eq!(refusing.requests().len(), 1);
+    assert_eq!(f.record("drone-coop-cloud-example-4245"), before);
+
+    // A forge that does not answer: bounded by CCCI_FORGE_TIMEOUT.
+    let hanging = crate::forge::Forge::start(crate::forge::Answer::Hang);
+    let mut params = comment_params(&f, "4245", &hanging);
+    params.push(("CCCI_FORGE_TIMEOUT", "2s".into()));
+    let mut step = drone_named_step(
+        &f,
+        "recipe-pull-request",
+        "comment",
+        &params,
+        &[("forge_token", FORGE_TOKEN)],
+    );
+    let started = std::time::Instant::now();
+    let code = wait_step(&mut step.sh.spawn().unwrap());
+    let out = step.output();
+    assert_eq!(code, 3, "{out}");
+    assert!(out.contains("no answer from the forge"), "{out}");
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "bounded: {:?}",
+        started.elapsed()
+    );
+    assert!(!out.contains(FORGE_TOKEN), "{out}");
+    assert_eq!(f.record("drone-coop-cloud-example-4245"), before);
+
+    // No token: exit 2 before anything is sent.
+    let mut step = drone_named_step(&f, "recipe-pull-request", "comment", &params, &[]);
+    let code = wait_step(&mut step.sh.spawn().unwrap());
+    assert_eq!(code, 2, "{}", step.output());
+    assert!(
+        step.output().contains("CCCI_FORGE_TOKEN is not set"),
+        "{}",
+        step.output()
+    );
+    assert_eq!(hanging.requests().len(), 1, "nothing more was sent");
+}
+
+#[test]
+fn drone_pull_request_comment_step_posts_the_failing_tests_of_a_red_run() {
+    let f = Fixture::new();
+    let forge = crate::forge::Forge::start(crate::forge::Answer::Status(201));
+    let mut params = comment_params(&f, "4246", &forge);
+    params.push(("CCCI_EXAMPLE_FAIL", "upgrade".into()));
+    let steps = drone_pull_request_pipeline(&f, &params);
+    let exits: Vec<(&str, StepExit)> = steps.iter().map(|(n, c, _)| (n.as_str(), *c)).collect();
+    assert_eq!(
+        exits,
+        vec![("recipe-ci", Some(1)), ("comment", Some(0))],
+        "the comment step runs after a failed test step: {steps:#?}"
+    );
+    let body = assert_one_comment(&f, &forge, "drone-coop-cloud-example-4246");
+    assert!(body.starts_with("### ❌"), "{body}");
+    assert!(
+        body.contains("**Verdict:** `failed` (exit 1), decided in phase `test-upgrade`"),
+        "{body}"
+    );
+    assert!(body.contains("#### Failing tests"), "{body}");
+    assert!(
+        body.contains("`upgrade` `00-deployed.sh` (`tests/00-deployed.sh`): `failed` `exit 1`"),
+        "{body}"
+    );
+    assert!(
+        body.contains("failing on purpose: CCCI_EXAMPLE_FAIL=upgrade (tier upgrade)"),
+        "the failing test's last line: {body}"
+    );
+    assert_token_kept(&f, &steps);
+    assert_eq!(f.record("drone-coop-cloud-example-4246")["exit_code"], 1);
 }
 
 /// The fenced blocks of a Markdown text whose info string is `info`.

@@ -30,6 +30,7 @@ let
     bash = package "bash";
     coreutils = package "coreutils";
     git = package "git";
+    curl = package "curl";
     util-linux = package "util-linux";
     docker = package "docker";
     # As the flake's overlay (nixosModules.default) provides it.

@@ -452,6 +452,11 @@ fn the_module_passes_a_nixpkgs_review() {
         .as_str()
         .unwrap()
         .ends_with("-docker/bin/docker"));
+    // curl (`comment`) by its store path too.
+    assert!(env["CCCI_CURL"]
+        .as_str()
+        .unwrap()
+        .ends_with("-curl/bin/curl"));
     let path = v["janitor"]["path"].to_string();
     assert!(path.contains("-abra") && path.contains("-docker"), "{path}");
     // The module's own user, with the abra home it owns.

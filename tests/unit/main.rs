@@ -25,6 +25,7 @@ mod proc_stat;
 mod promtext;
 mod recipe;
 mod settings;
+mod summary;
 mod swarmlock;
 mod testrun_junit;
 mod testrun_meta;
