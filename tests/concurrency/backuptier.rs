@@ -209,3 +209,58 @@ fn an_empty_backup_is_red_in_the_backup_tier() {
     assert!(log.contains("the backup holds no marker"), "{log}");
     assert!(f.leftovers().is_empty(), "{:?}", f.leftovers());
 }
+
+#[test]
+fn the_watch_spans_the_backup_tier_an_exit_there_turns_it_red() {
+    // The app's tasks of the upgrade exit once FILE exists (the stand-in's
+    // CCCI_FAKE_ABRA_DIE_ON=deploy-chaos@FILE); a CI test of the backup
+    // tier touches it and sees the task fail, and passes: the watch begun
+    // at the upgrade's convergence turns the backup tier red.
+    let f = Fixture::new();
+    let die = f.tmp.path().join("die-in-backup-tier");
+    let dir = f.tmp.path().join("ci-tests/example");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = script(
+        &dir,
+        "50-app-dies.sh",
+        &format!(
+            r#"#!/bin/sh
+# tier: backup
+# timeout: 30s
+set -eu
+touch '{file}'
+docker inspect --type task $(docker service ps -q --no-trunc example-pr1_ci_localhost_app) | grep -q '"ExitCode": 1'
+"#,
+            file = die.display()
+        ),
+    );
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let out = f
+        .run_cmd(&["--pr", "1"])
+        .env("CCCI_RUN_ID", "bt-watch")
+        .env(
+            "CCCI_FAKE_ABRA_DIE_ON",
+            format!("deploy-chaos@{}", die.display()),
+        )
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(code(out.status), 1, "{log}");
+    assert!(
+        log.contains("backup tier: the version under test exited while watched"),
+        "{log}"
+    );
+    let rec = f.record("bt-watch");
+    assert_eq!(rec["failed_phase"], "test-backup", "{rec}");
+    let backup = tier(&rec, "backup");
+    assert_eq!(backup["failed"], 0, "its tests passed: {rec}");
+    assert_eq!(backup["watch"][0]["restarts"], 1, "{rec}");
+    // The upgrade tier's watch saw nothing: the exit is the backup tier's.
+    assert_eq!(tier(&rec, "upgrade")["watch"][0]["restarts"], 0, "{rec}");
+    assert_eq!(
+        steps_for(&f, PR_DOMAIN),
+        ["new", "deploy", "deploy-chaos", "backup", "undeploy", "rm"],
+        "{log}"
+    );
+    assert!(f.leftovers().is_empty(), "{:?}", f.leftovers());
+}
