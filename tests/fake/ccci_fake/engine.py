@@ -12,7 +12,7 @@ from .compose import compose_files, read_compose
 from .errors import Fail, fatal
 from .ports import release_port
 from .realdocker import NAMESPACE, dk, dk_ok
-from .store import _path, list_dir, remove_file, remove_tree
+from .store import _path, remove_file, remove_tree
 
 
 # -------------------------------------------------------- swarm backend --
