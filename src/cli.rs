@@ -256,7 +256,7 @@ pub struct TestArgs {
     /// Print what would run, in order, with metadata, and run nothing.
     #[arg(long)]
     pub list: bool,
-    /// Tier whose tests to run (install, upgrade, restore); default all.
+    /// Tier whose tests to run (install, upgrade, backup, restore); default all.
     #[arg(long, env = "CCCI_TIER")]
     pub tier: Option<String>,
     /// Run id for the checkpoint and the container label (default `manual-<pid>`).

@@ -278,7 +278,8 @@ struct Run {
     settings: Settings,
     /// The watch through a tier's tests (SPEC section 3 step 8): from the
     /// tier's convergence to the end of its tests, and from the last
-    /// deploy tier's convergence through the backup tier's steps.
+    /// deploy tier's convergence through the backup and restore tiers
+    /// (their steps and their tests).
     watch: Option<Watch>,
 }
 
@@ -604,7 +605,14 @@ impl Run {
                 self.save_record();
             }
             if tier.run {
-                self.backup_restore()?;
+                // Each tier stops the run at its first red, as the deploy
+                // tiers do: after a red backup tier the restore does not
+                // run (the teardown removes the app and its backup target).
+                self.backup()?;
+                if let Some(v) = self.test_tier(Tier::Backup)? {
+                    return Ok(v);
+                }
+                self.restore()?;
                 if let Some(v) = self.test_tier(Tier::Restore)? {
                     return Ok(v);
                 }
@@ -1164,8 +1172,8 @@ impl Run {
             .map_err(infra(&format!("{tier} tier: convergence failed")))?;
         if tier == Tier::Restore && self.watch.is_some() {
             // The watch begun at the last deploy tier's convergence spans
-            // the backup tier's steps and this wait: the restore deploys
-            // nothing, so an exit here is the version's.
+            // the backup, the backup tier's tests, the restore and this
+            // wait: they deploy nothing, so an exit here is the version's.
         } else {
             self.watch = None;
             match self.docker.watch(&self.cfg.stack, &mut c) {
@@ -1249,13 +1257,24 @@ impl Run {
         Ok(recipe::backup_tier(&services))
     }
 
-    fn backup_restore(&mut self) -> Result<()> {
+    /// `abra app backup create`; the backup tier's tests follow it.
+    fn backup(&mut self) -> Result<()> {
+        self.check_shutdown()?;
         self.set_phase(Phase::Backup);
         let b = self.bound();
-        let infra = infra("backup/restore tier failed");
         self.app_lock.as_ref().map_or(Ok(()), |l| l.may_mutate())?;
-        self.abra.backup(&self.cfg.domain, &b).map_err(infra)?;
+        self.abra
+            .backup(&self.cfg.domain, &b)
+            .map_err(infra("backup/restore tier failed"))
+    }
+
+    /// `abra app restore` and the convergence wait after it; the restore
+    /// tier's tests follow it.
+    fn restore(&mut self) -> Result<()> {
+        self.check_shutdown()?;
         self.set_phase(Phase::Restore);
+        let b = self.bound();
+        let infra = infra("backup/restore tier failed");
         self.app_lock.as_ref().map_or(Ok(()), |l| l.may_mutate())?;
         self.abra.restore(&self.cfg.domain, &b).map_err(infra)?;
         let bound = self

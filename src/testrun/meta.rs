@@ -74,16 +74,23 @@ impl fmt::Display for Level {
 pub enum Tier {
     Install,
     Upgrade,
+    /// After `abra app backup create`, before `abra app restore`: tests
+    /// that change or delete data, so the restore has something to prove.
+    Backup,
     Restore,
 }
 
 impl Tier {
-    pub const ALL: [Tier; 3] = [Tier::Install, Tier::Upgrade, Tier::Restore];
+    pub const ALL: [Tier; 4] = [Tier::Install, Tier::Upgrade, Tier::Backup, Tier::Restore];
+
+    /// The tiers' names, for messages (`install, upgrade, backup, restore`).
+    pub(crate) const NAMES: &'static str = "install, upgrade, backup, restore";
 
     pub(crate) fn as_str(self) -> &'static str {
         match self {
             Tier::Install => "install",
             Tier::Upgrade => "upgrade",
+            Tier::Backup => "backup",
             Tier::Restore => "restore",
         }
     }
@@ -213,9 +220,8 @@ fn set(meta: &mut Meta, key: &str, value: &str) -> Result<(), String> {
         }
         "tier" => {
             for item in list(key, value)? {
-                let tier = Tier::parse(item).ok_or_else(|| {
-                    format!("tier `{item}` is not one of install, upgrade, restore")
-                })?;
+                let tier = Tier::parse(item)
+                    .ok_or_else(|| format!("tier `{item}` is not one of {}", Tier::NAMES))?;
                 if !meta.tiers.contains(&tier) {
                     meta.tiers.push(tier);
                 }

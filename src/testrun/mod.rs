@@ -51,7 +51,7 @@ pub(crate) struct Suite {
     /// The recipe under test (junit.xml's classname is `<recipe>.<tier>`);
     /// None standalone.
     pub recipe: Option<String>,
-    /// The tier (install, upgrade, restore); None: every test.
+    /// The tier (install, upgrade, backup, restore); None: every test.
     pub tier: Option<String>,
     /// Names the checkpoint and the container label (`cc-ci.run=<run-id>`).
     pub run_id: String,
@@ -264,11 +264,8 @@ pub fn filter_for(tier: Option<&str>, options: &TestOptions) -> Result<Filter> {
     let tier = tier
         .filter(|t| !t.is_empty())
         .map(|t| {
-            Tier::parse(t).ok_or_else(|| {
-                Failure::usage(format!(
-                    "tier `{t}` is not one of install, upgrade, restore"
-                ))
-            })
+            Tier::parse(t)
+                .ok_or_else(|| Failure::usage(format!("tier `{t}` is not one of {}", Tier::NAMES)))
         })
         .transpose()?;
     let level = options

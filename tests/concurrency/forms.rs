@@ -106,7 +106,7 @@ fn self_extending_compose_file_with_two_overlays_runs_every_tier() {
     );
     assert_eq!(
         rec["tiers"],
-        serde_json::json!(["install", "upgrade", "restore"])
+        serde_json::json!(["install", "upgrade", "backup", "restore"])
     );
 }
 

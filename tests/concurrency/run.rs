@@ -85,7 +85,7 @@ fn green_run_deploys_base_upgrades_to_pr_head_backs_up_and_tears_down() {
     assert_eq!(rec["base_version"], "1.1.0+1.0");
     assert_eq!(
         rec["tiers"],
-        serde_json::json!(["install", "upgrade", "restore"])
+        serde_json::json!(["install", "upgrade", "backup", "restore"])
     );
     assert!(f.state.join("runs/green/run.log").exists());
     assert!(

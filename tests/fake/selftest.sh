@@ -296,6 +296,17 @@ echo after >"$data/file"
 expect_rc 0 "restore" abra app restore $d -n
 [ "$(cat "$data/file")" = before ] && pass "restore brings the data back" || fail "restore content"
 expect_rc 0 "20-restored.sh (restore)" "${tenv[@]}" CCCI_TIER=restore "$recipe/tests/20-restored.sh"
+[ "$(cat "$CCCI_FAKE_STATE/backups/$d/data/file" 2>/dev/null)" = before ] &&
+  pass "the backup keeps backupbot.backup.path=/data of volume data as backups/DOMAIN/data/" ||
+  fail "backup layout: $(ls -R "$CCCI_FAKE_STATE/backups/$d" 2>&1)"
+echo changed >"$data/file"
+expect_rc 0 "restore with CCCI_FAKE_ABRA_NOOP=restore" env CCCI_FAKE_ABRA_NOOP="restore@$d" abra app restore $d -n
+[ "$(cat "$data/file")" = changed ] && pass "a noop restore copies nothing" || fail "noop restore content"
+expect_rc 0 "backup create with CCCI_FAKE_ABRA_NOOP=backup" env CCCI_FAKE_ABRA_NOOP=backup abra app backup create $d -n
+[ -d "$CCCI_FAKE_STATE/backups/$d" ] && [ -z "$(ls -A "$CCCI_FAKE_STATE/backups/$d")" ] &&
+  pass "a noop backup keeps an empty backup" || fail "noop backup: $(ls -A "$CCCI_FAKE_STATE/backups/$d")"
+expect_rc 0 "backup create" abra app backup create $d -n
+expect_rc 0 "restore" abra app restore $d -n
 
 echo "== undeploy, linger, rm"
 export CCCI_FAKE_ABRA_LINGER_MS=4000 # generous: checks run inside this window

@@ -30,7 +30,7 @@ fn tiers(host: &SwarmHost, run: &str) -> serde_json::Value {
     host.record(run)["tiers"].clone()
 }
 
-const ALL: [&str; 3] = ["install", "upgrade", "restore"];
+const ALL: [&str; 4] = ["install", "upgrade", "backup", "restore"];
 
 #[test]
 fn overlays_of_a_self_extending_compose_file_deploy_and_back_up_on_the_swarm() {

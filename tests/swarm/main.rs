@@ -8,6 +8,7 @@
 #[path = "../concurrency/support.rs"]
 mod support;
 
+mod backuptier;
 mod converge;
 mod e2e;
 mod engine;

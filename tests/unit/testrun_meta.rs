@@ -131,3 +131,22 @@ fn retries_is_a_whole_number_up_to_the_bound() {
     let (_, msg) = err_line("# retries: 101\n");
     assert!(msg.contains("more than 100"), "{msg}");
 }
+
+#[test]
+fn backup_is_a_tier_of_its_own_between_upgrade_and_restore() {
+    let m = parse_header("#!/bin/sh\n# tier: backup\n").unwrap();
+    assert_eq!(m.tiers, vec![Tier::Backup]);
+    assert!(m.runs_in(Tier::Backup) && !m.runs_in(Tier::Restore));
+    assert_eq!(
+        Tier::ALL,
+        [Tier::Install, Tier::Upgrade, Tier::Backup, Tier::Restore]
+    );
+    // A test with no tier header runs after every tier, the backup tier too.
+    assert!(parse_header("#!/bin/sh\n").unwrap().runs_in(Tier::Backup));
+    let (line, msg) = err_line("#!/bin/sh\n# tier: backups\n");
+    assert_eq!(line, 2);
+    assert!(
+        msg.contains("tier `backups` is not one of install, upgrade, backup, restore"),
+        "{msg}"
+    );
+}

@@ -6,8 +6,10 @@
 # The app is deployed, as `abra app ls -S -m` reports CCCI_APP_DOMAIN with
 # status "deployed". When the app is a real stack (example_app.py mode),
 # 127.0.0.1:APP_PORT serves the version of the image the app service runs
-# (after a release install: that release's version), and the install tier
-# writes the marker into the data volume (PUT /data) for 20-restored.sh.
+# (after a release install: that release's version). The install tier
+# writes the marker into the data volume (PUT /data on a real app, the
+# volume's directory in the file-backed fake swarm: example_app.py
+# data-put) for 15-changed-after-backup.sh and 20-restored.sh.
 #
 # Knobs for cc-ci-run's own tests (the same in every test here)
 # CCCI_EXAMPLE_FAIL=<tier> or =all fails this test in that tier;
@@ -46,6 +48,21 @@ version=$(printf '%s\n' "$info" | sed -n 2p)
 chaos=$(printf '%s\n' "$info" | sed -n 3p)
 
 lib="$(dirname "$0")/example_app.py"
+if [ "$tier" = install ]; then
+  case "$(python3 "$lib" data-mode)" in
+  none*) ;;
+  *)
+    marker=$(python3 "$lib" marker)
+    python3 "$lib" data-put "$marker"
+    got=$(python3 "$lib" data-get)
+    if [ "$got" != "$marker" ]; then
+      echo "the data volume holds '$got' after writing '$marker'" >&2
+      exit 1
+    fi
+    echo "marker written into the data volume: $marker"
+    ;;
+  esac
+fi
 mode=$(python3 "$lib" mode)
 case "$mode" in
 http*) ;;
@@ -59,14 +76,4 @@ if [ "$tier" = install ] && [ "$chaos" = false ]; then
   case "$version" in
   *+*) python3 "$lib" serves "${version%%+*}" ;; # release X+Y runs image X
   esac
-fi
-if [ "$tier" = install ]; then
-  marker=$(python3 "$lib" marker)
-  python3 "$lib" put /data "$marker"
-  got=$(python3 "$lib" get /data)
-  if [ "$got" != "$marker" ]; then
-    echo "GET /data is '$got' after PUT '$marker'" >&2
-    exit 1
-  fi
-  echo "marker written into the data volume: $marker"
 fi

@@ -5,10 +5,12 @@
 
 # After backup and restore the app is deployed, its data volume exists, and
 # (against the file-backed stand-ins, when CCCI_FAKE_STATE is set) the
-# backup that the restore read is there. When the app is a real stack
-# (example_app.py mode), GET /data on 127.0.0.1:APP_PORT returns the marker
-# the install tier wrote (it went through backup and restore), and so does
-# the backup when it is at hand ($CCCI_FAKE_STATE/backups/DOMAIN/data).
+# backup that the restore read is there. The data volume (GET /data on
+# 127.0.0.1:APP_PORT when the app is a real stack, the volume's directory
+# in the file-backed fake swarm: example_app.py data-get) holds the marker
+# the install tier wrote, which 15-changed-after-backup.sh overwrote after
+# the backup: it came back through the restore. So does the backup when it
+# is at hand ($CCCI_FAKE_STATE/backups/DOMAIN/data).
 #
 # Knobs as in 00-deployed.sh (CCCI_EXAMPLE_FAIL, CCCI_EXAMPLE_HANG).
 set -eu
@@ -47,18 +49,16 @@ fi
 echo "$CCCI_APP_DOMAIN restored: volume ${stack}_data present"
 
 lib="$(dirname "$0")/example_app.py"
-mode=$(python3 "$lib" mode)
-case "$mode" in
-http*) ;;
-*)
-  echo "no HTTP checks: ${mode#none: }"
+case "$(python3 "$lib" data-mode)" in
+none*)
+  echo "no data volume to check: $(python3 "$lib" data-mode | sed 's/^none: //')"
   exit 0
   ;;
 esac
 marker=$(python3 "$lib" marker)
-got=$(python3 "$lib" get /data)
+got=$(python3 "$lib" data-get)
 if [ "$got" != "$marker" ]; then
-  echo "GET /data after restore is '$got', want '$marker'" >&2
+  echo "the data volume holds '$got' after restore, want '$marker' (the restore did not bring the backup back)" >&2
   exit 1
 fi
 saved="${CCCI_FAKE_STATE:-/nonexistent}/backups/$CCCI_APP_DOMAIN/data/marker"

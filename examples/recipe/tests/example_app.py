@@ -11,6 +11,18 @@
                                              the stack's app service runs
     python3 example_app.py marker            the marker the install tier
                                              writes (from the environment)
+    python3 example_app.py data-mode         where the app's data volume is
+                                             reached: "http PORT", "file
+                                             DIR" or "none: REASON"
+    python3 example_app.py data-get          the marker file on the data
+                                             volume (exit 1 when absent)
+    python3 example_app.py data-put VALUE    writes the marker file
+
+The data volume (`data`, mounted at /data, labelled for backupbot) is
+reached over HTTP (GET and PUT /data) when the app is real, and as the
+volume's directory in the file-backed fake swarm
+($CCCI_FAKE_STATE/volumes/STACK_data/_data), which the stand-in abra's
+backup and restore copy as they copy a real volume.
 
 How a test knows that the app is real (a stack on a Docker engine, with
 its port published in mode: host) rather than a record of the file-backed
@@ -96,6 +108,53 @@ def mode():
     return None, "no APP_PORT in the env file"
 
 
+def data_mode():
+    """("http", port) | ("file", directory) | ("none", reason)."""
+    port, reason = mode()
+    if port:
+        return "http", port
+    state = os.environ.get("CCCI_FAKE_STATE", "")
+    vol = os.path.join(state, "volumes", stack() + "_data", "_data")
+    if state and os.environ.get("CCCI_FAKE_BACKEND", "") in ("", "file") \
+            and os.path.isdir(vol):
+        return "file", vol
+    return "none", reason
+
+
+def data_get():
+    kind, where = data_mode()
+    if kind == "http":
+        status, body = request("GET", "/data")
+        if status != 200:
+            die("GET /data answered %d: %s" % (
+                status, body.decode("utf-8", "replace").strip()))
+        return body.decode("utf-8", "replace")
+    if kind == "file":
+        try:
+            with open(os.path.join(where, "marker"), encoding="utf-8") as f:
+                return f.read()
+        except FileNotFoundError:
+            die("no marker in the data volume (%s)" % where)
+    die("no data volume to read (%s)" % where)
+
+
+def data_put(value):
+    kind, where = data_mode()
+    if kind == "http":
+        status, body = request("PUT", "/data", value.encode())
+        if status != 200:
+            die("PUT /data answered %d: %s" % (
+                status, body.decode("utf-8", "replace").strip()))
+        return
+    if kind == "file":
+        tmp = os.path.join(where, "marker.tmp")
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(value)
+        os.replace(tmp, os.path.join(where, "marker"))
+        return
+    die("no data volume to write (%s)" % where)
+
+
 def need_port():
     port, reason = mode()
     if port is None:
@@ -155,7 +214,8 @@ def marker():
 
 def main(argv):
     if not argv:
-        die("usage: example_app.py mode|get|put|serves|image-version|marker")
+        die("usage: example_app.py mode|get|put|serves|image-version|marker|"
+            "data-mode|data-get|data-put")
     cmd, args = argv[0], argv[1:]
     if cmd == "mode" and not args:
         port, reason = mode()
@@ -187,6 +247,14 @@ def main(argv):
         print(image_version())
     elif cmd == "marker" and not args:
         print(marker())
+    elif cmd == "data-mode" and not args:
+        kind, where = data_mode()
+        print("%s %s" % (kind, where) if kind != "none" else
+              "none: %s" % where)
+    elif cmd == "data-get" and not args:
+        sys.stdout.write(data_get())
+    elif cmd == "data-put" and len(args) == 1:
+        data_put(args[0])
     else:
         die("bad arguments: %s" % " ".join(argv))
     return 0

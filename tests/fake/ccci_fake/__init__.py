@@ -8,6 +8,8 @@ fake swarm. Imports flow one way, from the commands down to the store:
                  restore, recipe fetch) and its main
     docker_cmds  docker's commands and its main
     engine       abra's swarm backend: the real engine via the real CLI
+    backupbot    what backup create and restore copy: the paths the
+                 services' backupbot labels name, by volume (both backends)
     ports        APP_PORT claims of the swarm backend
     realdocker   the backend choice, the real docker CLI on PATH
     appenv       ABRA_DIR, servers, app env files, stack names

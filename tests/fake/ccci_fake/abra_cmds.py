@@ -57,6 +57,7 @@ from .appenv import (
     check_domain, find_env_file, parse_env, read_env, recipe_dir,
     servers_dir, stack_name,
 )
+from . import backupbot
 from .compose import load_compose, read_compose, top_level
 from .engine import (
     sw_backup, sw_create_secrets, sw_deploy, sw_is_deployed, sw_restore,
@@ -64,7 +65,7 @@ from .engine import (
 )
 from .errors import Fail, default_signals, die, fatal
 from .flags import parse_flags
-from .knobs import run_step
+from .knobs import knob, run_step
 from .leftovers import containers_using_volumes, leave_behind, undeploy_leaves
 from .ports import claim_port, release_port
 from .realdocker import backend, dk, dk_ok
@@ -384,6 +385,9 @@ def app_deploy(argv):
                     old.get(name), stack, spec["image"], svc_labels,
                     crashloop, now, converge,
                     die_on if svc == "app" else None)
+                new[name]["mounts"] = [
+                    {"volume": "%s_%s" % (stack, v), "target": t}
+                    for v, t in spec["mounts"]]
             rec.update({
                 "domain": domain, "server": server, "recipe": recipe,
                 "services": new, "deployed_at": now,
@@ -602,9 +606,24 @@ def fill_status(app, stack, live=None):
             app["upgrade"] = latest
 
 
-def stack_volumes(stack):
-    return [v["name"] for v in all_volumes()
-            if v["labels"].get("com.docker.stack.namespace") == stack]
+def file_backup_plan(stack, rec):
+    """backupbot's plan (backupbot.py) over the file backend's services."""
+    return backupbot.plan(stack, {
+        name: (svc.get("labels") or {},
+               [(m["volume"], m["target"]) for m in svc.get("mounts", [])])
+        for name, svc in (rec.get("services") or {}).items()})
+
+
+def copy_over(src, dest, item):
+    """Copies the file or directory `src` to `dest`, over what is there."""
+    if os.path.isdir(src):
+        shutil.copytree(src, dest, dirs_exist_ok=True)
+    elif os.path.isfile(src):
+        os.makedirs(os.path.dirname(dest), exist_ok=True)
+        shutil.copy2(src, dest)
+    else:
+        raise fatal("service %s: backup path %s does not exist"
+                    % (item.service, item.path))
 
 
 def app_backup(argv):
@@ -620,23 +639,32 @@ def app_backup(argv):
         check_domain(domain)
         _, _, env = load_app(domain)
         stack = stack_name(domain, env)
+        # CCCI_FAKE_ABRA_NOOP=backup: an empty backup (a service whose
+        # data was never labelled for backupbot)
+        noop = knob("CCCI_FAKE_ABRA_NOOP", "backup", domain)
         if backend() == "swarm":
-            sw_backup(domain, stack)
+            sw_backup(domain, stack, noop)
             print("backup of %s created" % domain)
             return 0
         with locked():
-            if not is_deployed(load_stack(stack)):
+            rec = load_stack(stack)
+            if not is_deployed(rec):
                 raise fatal("%s is not deployed" % domain)
+            items = [] if noop else file_backup_plan(stack, rec)
             dest = _path("backups", domain)
             tmp = dest + ".tmp.%d" % os.getpid()
             remove_tree(tmp)
             os.makedirs(tmp)
-            for vol in stack_volumes(stack):
-                short = vol[len(stack) + 1:]
-                shutil.copytree(volume_data(vol),
-                                os.path.join(tmp, short))
-            remove_tree(dest)
-            os.replace(tmp, dest)
+            try:
+                for it in items:
+                    copy_over(os.path.join(volume_data(it.volume),
+                                           it.inside()),
+                              os.path.join(tmp, it.store), it)
+                    print("%s: %s backed up" % (it.service, it.path))
+                remove_tree(dest)
+                os.replace(tmp, dest)
+            finally:
+                remove_tree(tmp)
         print("backup of %s created" % domain)
         return 0
 
@@ -654,22 +682,32 @@ def app_restore(argv):
         check_domain(domain)
         _, _, env = load_app(domain)
         stack = stack_name(domain, env)
+        # CCCI_FAKE_ABRA_NOOP=restore: says it restored, copies nothing
+        # (a restore that does not bring the data back)
+        if knob("CCCI_FAKE_ABRA_NOOP", "restore", domain):
+            print("%s restored" % domain)
+            return 0
         if backend() == "swarm":
             sw_restore(domain, stack)
             print("%s restored" % domain)
             return 0
         with locked():
-            if not is_deployed(load_stack(stack)):
+            rec = load_stack(stack)
+            if not is_deployed(rec):
                 raise fatal("%s is not deployed" % domain)
             src = _path("backups", domain)
             if not os.path.isdir(src):
                 raise fatal("no backup of %s to restore" % domain)
-            for short in list_dir(src):
-                vol = "%s_%s" % (stack, short)
-                create_volume(vol, stack_labels(stack))
-                remove_tree(volume_data(vol))
-                shutil.copytree(os.path.join(src, short),
-                                volume_data(vol))
+            for it in file_backup_plan(stack, rec):
+                kept = os.path.join(src, it.store)
+                if not os.path.exists(kept):
+                    continue
+                create_volume(it.volume, stack_labels(stack))
+                # Like a restic restore: the backup's files are written
+                # over the volume's; files the backup lacks stay.
+                copy_over(kept, os.path.join(volume_data(it.volume),
+                                             it.inside()), it)
+                print("%s: %s restored" % (it.service, it.path))
         print("%s restored" % domain)
         return 0
 

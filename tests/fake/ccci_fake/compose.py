@@ -361,20 +361,52 @@ def top_level(docs, section):
     return out
 
 
+def volume_mounts(value, named):
+    """The named-volume mounts of a service's `volumes:` as [(volume key,
+    target)]: short syntax `VOL:/target[:mode]` or long syntax with
+    `type: volume`; bind mounts (a source that is no top-level volume) and
+    anonymous volumes are left out."""
+    out = []
+    for item in value or []:
+        if isinstance(item, dict):
+            if (item.get("type") or "volume") != "volume":
+                continue
+            source, target = item.get("source"), item.get("target")
+        else:
+            parts = str(item).split(":")
+            if len(parts) < 2:
+                continue
+            source, target = parts[0], parts[1]
+        if source and target and str(source) in named:
+            out.append((str(source), str(target)))
+    return out
+
+
 def read_compose(path, env, docs=None):
-    """Services (name → image, deploy labels) and volume names of the
-    recipe's compose files."""
+    """Services (name → image, deploy labels, named-volume mounts) and
+    volume names of the recipe's compose files."""
     services, volumes = {}, []
     if docs is None:
         docs = load_compose(path, env)
+    named = set()
+    for _, doc in docs:
+        named |= set(doc.get("volumes") or {})
     for _, doc in docs:
         for svc, spec in (doc.get("services") or {}).items():
             spec = spec or {}
-            cur = services.setdefault(svc, {"image": "", "labels": {}})
+            cur = services.setdefault(svc, {"image": "", "labels": {},
+                                            "mounts": []})
             if spec.get("image"):
                 cur["image"] = spec["image"]
             deploy = spec.get("deploy") or {}
             cur["labels"].update(labels_of(deploy.get("labels")))
+            if "volumes" in spec:
+                # a later file's list replaces the service's (by target,
+                # as docker's merge does)
+                mounts = dict((t, v) for v, t in cur["mounts"])
+                mounts.update((t, v) for v, t in
+                              volume_mounts(spec.get("volumes"), named))
+                cur["mounts"] = [(v, t) for t, v in mounts.items()]
         for vol in (doc.get("volumes") or {}):
             if vol not in volumes:
                 volumes.append(vol)

@@ -7,11 +7,12 @@ import os
 import re
 import sys
 
+from . import backupbot
 from .compose import compose_files, read_compose
 from .errors import Fail, fatal
 from .ports import release_port
 from .realdocker import NAMESPACE, dk, dk_ok
-from .store import _path, list_dir, remove_file, remove_tree
+from .store import _path, remove_file, remove_tree
 
 
 # -------------------------------------------------------- swarm backend --
@@ -145,36 +146,61 @@ def sw_deploy(domain, stack, path, env, cenv, labels, crashloop, docs):
         remove_tree(tmpdir)
 
 
-def sw_find_mount(stack, vol):
-    """A running container of the stack that mounts `vol`, and where."""
-    ids = dk_ok(["ps", "-q", "--no-trunc", "--filter", "volume=" + vol,
+def sw_backup_plan(stack):
+    """backupbot's plan (backupbot.py) over the stack's services as the
+    engine holds them: their labels and volume mounts."""
+    ids = sw_services(stack)
+    p = dk(["service", "inspect"] + ids)
+    try:
+        data = json.loads(p.stdout or "[]")
+    except ValueError:
+        raise fatal("docker service inspect: %s" % p.stderr.strip())
+    services = {}
+    for svc in data:
+        spec = svc.get("Spec") or {}
+        mounts = ((spec.get("TaskTemplate") or {}).get("ContainerSpec")
+                  or {}).get("Mounts") or []
+        services[spec.get("Name", "")] = (
+            spec.get("Labels") or {},
+            [(m.get("Source", ""), m.get("Target", "")) for m in mounts
+             if m.get("Type") == "volume" and m.get("Source")])
+    return backupbot.plan(stack, services)
+
+
+def sw_running_container(stack, service):
+    """A running container of the stack's `service` (full name)."""
+    ids = dk_ok(["ps", "-q", "--no-trunc",
+                 "--filter", "label=com.docker.swarm.service.name=" + service,
                  "--filter", sw_stack_filter(stack),
                  "--filter", "status=running"]).stdout.split()
-    for cid in ids:
-        p = dk(["inspect", "--format", "{{json .Mounts}}", cid])
-        if p.returncode != 0:
-            continue
-        for m in json.loads(p.stdout or "[]") or []:
-            if m.get("Type") == "volume" and m.get("Name") == vol:
-                return cid, m["Destination"]
-    raise fatal("no running container of %s mounts volume %s (not "
-                "converged yet?)" % (stack, vol))
+    if not ids:
+        raise fatal("no running container of service %s (not converged "
+                    "yet?)" % service)
+    return ids[0]
 
 
-def sw_backup(domain, stack):
+def sw_backup(domain, stack, noop=False):
+    """`docker cp` of each path backupbot's labels name, from a running
+    container of its service, into the backup store (replaced whole)."""
     if not sw_is_deployed(stack):
         raise fatal("%s is not deployed" % domain)
+    items = [] if noop else sw_backup_plan(stack)
     dest = _path("backups", domain)
     tmp = dest + ".tmp.%d" % os.getpid()
     remove_tree(tmp)
     os.makedirs(tmp)
     try:
-        for vol in sw_volumes(stack):
-            cid, where = sw_find_mount(stack, vol)
-            short = vol[len(stack) + 1:] if vol.startswith(stack + "_") \
-                else vol
-            dk_ok(["cp", "%s:%s/." % (cid, where.rstrip("/")),
-                   os.path.join(tmp, short)])
+        for it in items:
+            cid = sw_running_container(stack, it.service)
+            to = os.path.join(tmp, it.store)
+            os.makedirs(os.path.dirname(to), exist_ok=True)
+            # PATH/. copies a directory's content; a file is copied as is
+            # (docker cp needs no shell in the container: FROM scratch works)
+            src = it.path.rstrip("/")
+            p = dk(["cp", "%s:%s/." % (cid, src), to])
+            if p.returncode != 0:
+                dk_ok(["cp", "%s:%s" % (cid, src), to])
+            print("%s: %s backed up" % (it.service, it.path))
         remove_tree(dest)
         os.replace(tmp, dest)
     finally:
@@ -182,17 +208,24 @@ def sw_backup(domain, stack):
 
 
 def sw_restore(domain, stack):
+    """`docker cp` of each kept path back into a running container of its
+    service: the backup's files overwrite, files it lacks stay (as a
+    restic restore)."""
     if not sw_is_deployed(stack):
         raise fatal("%s is not deployed" % domain)
     src = _path("backups", domain)
     if not os.path.isdir(src):
         raise fatal("no backup of %s to restore" % domain)
-    for short in list_dir(src):
-        vol = "%s_%s" % (stack, short)
-        cid, where = sw_find_mount(stack, vol)
-        # Like a restic restore: the backup's files are written over the
-        # volume's; files the backup does not have are left alone.
-        dk_ok(["cp", os.path.join(src, short) + "/.", "%s:%s" % (cid, where)])
+    for it in sw_backup_plan(stack):
+        kept = os.path.join(src, it.store)
+        if not os.path.exists(kept):
+            continue
+        cid = sw_running_container(stack, it.service)
+        if os.path.isdir(kept):
+            dk_ok(["cp", kept + "/.", "%s:%s" % (cid, it.path)])
+        else:
+            dk_ok(["cp", kept, "%s:%s" % (cid, it.path)])
+        print("%s: %s restored" % (it.service, it.path))
 
 
 def sw_rm(domain, stack, env, env_path):
