@@ -185,3 +185,163 @@ fn good_version_whose_tests_take_20_s_is_green_with_no_restart() {
     }
     assert_torn_down(&host, &d, "wgood");
 }
+
+/// How long after each start the version of the backup test dies: past
+/// its upgrade tier (convergence and tests take a few seconds) and past
+/// its restore tier's tests after the restart the test waits for (the
+/// floor and one test).
+const DIES_AFTER_BACKUP: u64 = 25;
+
+/// Follows the engine's container `start` events of `image` and creates
+/// `file` at its second start: the first task of the version under test
+/// died and the engine restarted it. Creates it anyway after two minutes
+/// (a run whose app never died then goes on, and the test's asserts say
+/// what happened). The events process is killed on drop.
+struct OnRestart {
+    events: std::process::Child,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl OnRestart {
+    fn start(stack: &str, image: &str, file: &std::path::Path) -> OnRestart {
+        use std::io::BufRead;
+        let mut events = std::process::Command::new("docker")
+            .args([
+                "events",
+                "--filter",
+                "type=container",
+                "--filter",
+                "event=start",
+                "--filter",
+                &format!("label=com.docker.stack.namespace={stack}"),
+                "--format",
+                "{{json .}}",
+            ])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let out = events.stdout.take().unwrap();
+        let (image, file) = (image.to_string(), file.to_path_buf());
+        let thread = std::thread::spawn(move || {
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                for line in std::io::BufReader::new(out).lines() {
+                    let Ok(line) = line else { return };
+                    let Ok(e) = serde_json::from_str::<serde_json::Value>(&line) else {
+                        continue;
+                    };
+                    let of_image = e["Actor"]["Attributes"]["image"]
+                        .as_str()
+                        .is_some_and(|i| i.starts_with(&image));
+                    if of_image && tx.send(()).is_err() {
+                        return;
+                    }
+                }
+            });
+            let bound = std::time::Instant::now() + std::time::Duration::from_secs(120);
+            let mut starts = 0;
+            while starts < 2 {
+                let left = bound.saturating_duration_since(std::time::Instant::now());
+                if rx.recv_timeout(left).is_err() {
+                    break;
+                }
+                starts += 1;
+            }
+            std::fs::write(&file, b"").unwrap();
+        });
+        OnRestart {
+            events,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for OnRestart {
+    fn drop(&mut self) {
+        let _ = self.events.kill();
+        let _ = self.events.wait();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[test]
+fn version_that_dies_after_its_upgrade_tests_is_red_in_the_backup_restore_tier() {
+    // The dying version's upgrade tier converges and its tests end before
+    // it dies; then `abra app backup create`, and `abra app restore`,
+    // which the stand-in starts only once the engine restarted the app
+    // (CCCI_FAKE_ABRA_WAIT_FOR, created on the second start event): the
+    // death lands in the backup/restore tier's steps, before the restore's
+    // convergence. The watch spans them: red in the restore tier, whose
+    // tests pass, with the upgrade tier green and no restart in it.
+    let d = domain_for("watch-bak", 0);
+    let host = SwarmHost::new(vec![d.clone()]);
+    let stack = stack_of(&d);
+    let image = OwnImage::build(host.tmp.path(), "dies");
+    let image_test = format!(
+        "#!/bin/sh\n# tier: upgrade\n# timeout: 30s\nset -eu\nlib=\"$(dirname \"$0\")/example_app.py\"\npython3 \"$lib\" serves {}\n",
+        image.0.rsplit(':').next().unwrap()
+    );
+    push_pr(
+        &host,
+        10,
+        |c| {
+            with_env(
+                &c.replace(
+                    "image: ccci-example:2.0.0-pr",
+                    &format!("image: {}", image.0),
+                ),
+                &format!("DIES_AFTER={DIES_AFTER_BACKUP}"),
+            )
+        },
+        &[("30-pr-image.sh", &image_test)],
+    );
+    let restarted = host.tmp.path().join("restarted");
+    let follower = OnRestart::start(&stack, &image.0, &restarted);
+    let out = host
+        .cmd()
+        .args(["run", "--recipe", "example", "--pr", "10", "--domain", &d])
+        .env("CCCI_RUN_ID", "wdies-b")
+        .env(
+            "CCCI_FAKE_ABRA_WAIT_FOR",
+            format!("restore@{}", restarted.display()),
+        )
+        .output()
+        .unwrap();
+    drop(follower);
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    // Where the death landed, for the reader of the test's output.
+    for l in log.lines().filter(|l| {
+        [
+            "converged in",
+            "watch: service",
+            "phase ",
+            "backup",
+            "restore",
+        ]
+        .iter()
+        .any(|n| l.contains(n))
+    }) {
+        eprintln!("{l}");
+    }
+    let record = host.record("wdies-b");
+    let upgrade = record["tests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["tier"] == "upgrade")
+        .cloned()
+        .unwrap_or_else(|| panic!("{record}"));
+    assert_eq!(upgrade["failed"], 0, "{record}");
+    assert!(
+        upgrade["watch"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|w| w["restarts"] == 0),
+        "the upgrade tier's tests ended before the version died: {record}"
+    );
+    assert_red_by_the_watch(&host, &d, "wdies-b", "restore", code(out.status), &log);
+    assert_torn_down(&host, &d, "wdies-b");
+}
