@@ -668,6 +668,7 @@ fn upgrade_whose_app_never_recovers_from_its_first_exit_fails_with_exit_3_before
     ] {
         assert!(line.contains(&needle), "{needle:?}: {line}");
     }
+    eprintln!("{line}");
     assert!(!log.contains("taken as a start-up hiccup"), "{log}");
     let record = host.record("never-once");
     assert_eq!(record["failed_phase"], "upgrade-converge", "{record}");
