@@ -1265,7 +1265,7 @@ impl Run {
         self.app_lock.as_ref().map_or(Ok(()), |l| l.may_mutate())?;
         self.abra
             .backup(&self.cfg.domain, &b)
-            .map_err(infra("backup/restore tier failed"))
+            .map_err(|e| self.backup_step_failed(e))
     }
 
     /// `abra app restore` and the convergence wait after it; the restore
@@ -1274,9 +1274,10 @@ impl Run {
         self.check_shutdown()?;
         self.set_phase(Phase::Restore);
         let b = self.bound();
-        let infra = infra("backup/restore tier failed");
         self.app_lock.as_ref().map_or(Ok(()), |l| l.may_mutate())?;
-        self.abra.restore(&self.cfg.domain, &b).map_err(infra)?;
+        self.abra
+            .restore(&self.cfg.domain, &b)
+            .map_err(|e| self.backup_step_failed(e))?;
         let bound = self
             .record
             .converge_bound
@@ -1285,6 +1286,26 @@ impl Run {
                 Duration::from_secs(c.seconds)
             });
         self.converge(Tier::Restore, None, None, bound)
+    }
+
+    /// A failed backup or restore step: the version under test's failure
+    /// (exit 1) when the watch, which spans these steps, saw it exit (a
+    /// step that copies from or to the app's container fails once the
+    /// container is gone: the exit is the cause, and is named first);
+    /// else the infrastructure's (exit 3).
+    fn backup_step_failed(&self, e: anyhow::Error) -> anyhow::Error {
+        if self.funnel.requested().is_some() {
+            // Cancelled: the teardown goes first, without a look.
+            return infra("backup/restore tier failed")(e);
+        }
+        let (exits, _) = self.watched("backup/restore");
+        match watch::reason(&exits) {
+            Some(why) => e.context(Failure::of(
+                exit::TESTS_FAILED,
+                format!("backup/restore tier failed: the version under test exited while watched (from the last tier's convergence to this step): {why}; the step"),
+            )),
+            None => infra("backup/restore tier failed")(e),
+        }
     }
 
     /// Runs the tier's tests; Some(verdict) ends the run early.
@@ -1375,28 +1396,10 @@ impl Run {
         self.tests_selected += outcome.selected;
         // What the watch saw from the tier's convergence to now (a suite
         // stopped by a signal goes straight to the teardown: no look).
-        let watching = self.watch.as_ref().filter(|_| outcome.exit_code < 128);
-        let (exits, services) = match watching {
-            Some(w) => {
-                let (mut exits, gap) = w.take();
-                if gap {
-                    // The stream did not cover the whole tier: the engine's
-                    // own record of its tasks does.
-                    match self.docker.task_exits(
-                        &self.cfg.stack,
-                        w.since(),
-                        w.judged(),
-                        &self.bound().for_query(),
-                    ) {
-                        Ok(found) => exits = w.merge(exits, found),
-                        Err(e) => say!(
-                            "warning: {tier} tier: the watch could not ask the engine for its tasks: {e:#}"
-                        ),
-                    }
-                }
-                (exits, w.services().to_vec())
-            }
-            None => (Vec::new(), Vec::new()),
+        let (exits, services) = if outcome.exit_code < 128 {
+            self.watched(tier.as_str())
+        } else {
+            (Vec::new(), Vec::new())
         };
         let watched = watch::restarts(&services, &exits)
             .into_iter()
@@ -1454,6 +1457,32 @@ impl Run {
                 Ok(Some(Verdict::TestsFailed))
             }
         }
+    }
+
+    /// The exits the watch saw since its last look, and the services it
+    /// watches (nothing without a watch). `what` names the tier for a
+    /// warning.
+    fn watched(&self, what: &str) -> (Vec<watch::Exit>, Vec<String>) {
+        let Some(w) = self.watch.as_ref() else {
+            return (Vec::new(), Vec::new());
+        };
+        let (mut exits, gap) = w.take();
+        if gap {
+            // The stream did not cover the whole tier: the engine's own
+            // record of its tasks does.
+            match self.docker.task_exits(
+                &self.cfg.stack,
+                w.since(),
+                w.judged(),
+                &self.bound().for_query(),
+            ) {
+                Ok(found) => exits = w.merge(exits, found),
+                Err(e) => say!(
+                    "warning: {what} tier: the watch could not ask the engine for its tasks: {e:#}"
+                ),
+            }
+        }
+        (exits, w.services().to_vec())
     }
 
     /// Lists the files the tier's tests left in `dir` (their

@@ -622,3 +622,69 @@ fn install_tier_crash_loop_fails_with_exit_3_after_three_exits_not_at_the_bound(
     assert!(took > 0 && took < 50_000, "{took} ms");
     assert_torn_down(&host, &d, "loop");
 }
+
+#[test]
+fn upgrade_whose_app_never_recovers_from_its_first_exit_fails_with_exit_3_before_the_bound() {
+    // The same image and recipe as the once test above, but the app
+    // cannot write its marker (DATA_DIR names no directory in the image):
+    // every start is its first, and exits at once. The engine pauses the
+    // update and keeps restarting the task; the current spec never runs.
+    // Red (exit 3, a failed deploy of the upgrade tier), never green with
+    // a warning, and long before the convergence bound.
+    let d = domain_for("conv-never-once", 0);
+    let host = SwarmHost::new(vec![d.clone()]);
+    let image = OwnImage::build(host.tmp.path(), "once");
+    push_pr(
+        &host,
+        11,
+        |c| {
+            with_env(
+                &c.replace(
+                    "image: ccci-example:2.0.0-pr",
+                    &format!("image: {}", image.0),
+                ),
+                "DATA_DIR=/nonexistent",
+            )
+        },
+        &[],
+    );
+    let out = host
+        .cmd()
+        .args(["run", "--recipe", "example", "--pr", "11", "--domain", &d])
+        .env("CCCI_RUN_ID", "never-once")
+        .env("CCCI_STABLE_FOR", "5s")
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(code(out.status), 3, "{log}");
+    let stack = stack_of(&d);
+    let line = log
+        .lines()
+        .find(|l| l.contains("upgrade tier: convergence failed"))
+        .unwrap_or_else(|| panic!("{log}"));
+    for needle in [
+        format!("service {stack}_app: update paused"),
+        "last task error: task: non-zero exit (2)".to_string(),
+    ] {
+        assert!(line.contains(&needle), "{needle:?}: {line}");
+    }
+    eprintln!("{line}");
+    assert!(!log.contains("taken as a start-up hiccup"), "{log}");
+    let record = host.record("never-once");
+    assert_eq!(record["failed_phase"], "upgrade-converge", "{record}");
+    assert!(
+        record["warnings"].as_array().is_none_or(|w| w.is_empty()),
+        "{record}"
+    );
+    // Not at the bound (60 s on this host): the wait's own span.
+    let waited = record["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "upgrade-converge")
+        .and_then(|p| p["duration_ms"].as_u64())
+        .unwrap_or_else(|| panic!("{record}"));
+    eprintln!("never recovers: the upgrade's convergence wait failed after {waited} ms");
+    assert!(waited < 45_000, "{waited} ms: {record}");
+    assert_torn_down(&host, &d, "never-once");
+}

@@ -185,3 +185,246 @@ fn good_version_whose_tests_take_20_s_is_green_with_no_restart() {
     }
     assert_torn_down(&host, &d, "wgood");
 }
+
+/// How long after each start the version of the backup test dies: past
+/// its upgrade tier (convergence and tests take a few seconds) and past
+/// its restore tier's tests after the restart the test waits for (the
+/// floor and one test).
+const DIES_AFTER_BACKUP: u64 = 25;
+
+/// Follows the engine's container events `action` of `image` and creates
+/// `file` at the `nth` one (the second `start`: the first task of the
+/// version under test died and the engine restarted it; the first `die`:
+/// it died). Creates it anyway after two minutes (a run whose app never
+/// died then goes on, and the test's asserts say what happened). The
+/// events process is killed on drop.
+struct OnEvent {
+    events: std::process::Child,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl OnEvent {
+    fn start(
+        stack: &str,
+        image: &str,
+        action: &str,
+        nth: usize,
+        file: &std::path::Path,
+    ) -> OnEvent {
+        use std::io::BufRead;
+        let mut events = std::process::Command::new("docker")
+            .args([
+                "events",
+                "--filter",
+                "type=container",
+                "--filter",
+                &format!("event={action}"),
+                "--filter",
+                &format!("label=com.docker.stack.namespace={stack}"),
+                "--format",
+                "{{json .}}",
+            ])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let out = events.stdout.take().unwrap();
+        let (image, file, action) = (image.to_string(), file.to_path_buf(), action.to_string());
+        let thread = std::thread::spawn(move || {
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                for line in std::io::BufReader::new(out).lines() {
+                    let Ok(line) = line else { return };
+                    let Ok(e) = serde_json::from_str::<serde_json::Value>(&line) else {
+                        continue;
+                    };
+                    let of_image = e["Actor"]["Attributes"]["image"]
+                        .as_str()
+                        .is_some_and(|i| i.starts_with(&image));
+                    let id = e["Actor"]["ID"].as_str().unwrap_or_default().to_string();
+                    if of_image && tx.send(id).is_err() {
+                        return;
+                    }
+                }
+            });
+            let bound = std::time::Instant::now() + std::time::Duration::from_secs(120);
+            let mut seen = Vec::new();
+            while seen.len() < nth {
+                let left = bound.saturating_duration_since(std::time::Instant::now());
+                match rx.recv_timeout(left) {
+                    Ok(id) => seen.push(id),
+                    Err(_) => break,
+                }
+            }
+            // A container's `die` comes a moment before `docker ps` stops
+            // listing it as running (a copy then still finds it): wait
+            // for the engine's list, as the stand-in's steps read it.
+            if let Some(id) = seen.last().filter(|_| action == "die") {
+                while std::time::Instant::now() < bound
+                    && !docker(&[
+                        "ps",
+                        "-q",
+                        "--filter",
+                        &format!("id={id}"),
+                        "--filter",
+                        "status=running",
+                    ])
+                    .is_empty()
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+            }
+            std::fs::write(&file, b"").unwrap();
+        });
+        OnEvent {
+            events,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for OnEvent {
+    fn drop(&mut self) {
+        let _ = self.events.kill();
+        let _ = self.events.wait();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Pushes pull request `n`: the app on the dying image, dying
+/// [`DIES_AFTER_BACKUP`] seconds after each start, and only its own
+/// upgrade-tier test of the image (the recipe's tests are short).
+fn push_dies_after_upgrade(host: &SwarmHost, n: u32, image: &OwnImage) {
+    let image_test = format!(
+        "#!/bin/sh\n# tier: upgrade\n# timeout: 30s\nset -eu\nlib=\"$(dirname \"$0\")/example_app.py\"\npython3 \"$lib\" serves {}\n",
+        image.0.rsplit(':').next().unwrap()
+    );
+    push_pr(
+        host,
+        n,
+        |c| {
+            with_env(
+                &c.replace(
+                    "image: ccci-example:2.0.0-pr",
+                    &format!("image: {}", image.0),
+                ),
+                &format!("DIES_AFTER={DIES_AFTER_BACKUP}"),
+            )
+        },
+        &[("30-pr-image.sh", &image_test)],
+    );
+}
+
+#[test]
+fn version_that_dies_after_its_upgrade_tests_is_red_in_the_backup_restore_tier() {
+    // The dying version's upgrade tier converges and its tests end before
+    // it dies; then `abra app backup create`, and `abra app restore`,
+    // which the stand-in starts only once the engine restarted the app
+    // (CCCI_FAKE_ABRA_WAIT_FOR, created on the second start event): the
+    // death lands in the backup/restore tier's steps, before the restore's
+    // convergence. The watch spans them: red in the restore tier, whose
+    // tests pass, with the upgrade tier green and no restart in it.
+    let d = domain_for("watch-bak", 0);
+    let host = SwarmHost::new(vec![d.clone()]);
+    let stack = stack_of(&d);
+    let image = OwnImage::build(host.tmp.path(), "dies");
+    push_dies_after_upgrade(&host, 10, &image);
+    let restarted = host.tmp.path().join("restarted");
+    let follower = OnEvent::start(&stack, &image.0, "start", 2, &restarted);
+    let out = host
+        .cmd()
+        .args(["run", "--recipe", "example", "--pr", "10", "--domain", &d])
+        .env("CCCI_RUN_ID", "wdies-b")
+        .env(
+            "CCCI_FAKE_ABRA_WAIT_FOR",
+            format!("restore@{}", restarted.display()),
+        )
+        .output()
+        .unwrap();
+    drop(follower);
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    // Where the death landed, for the reader of the test's output.
+    for l in log.lines().filter(|l| {
+        [
+            "converged in",
+            "watch: service",
+            "phase ",
+            "backup",
+            "restore",
+        ]
+        .iter()
+        .any(|n| l.contains(n))
+    }) {
+        eprintln!("{l}");
+    }
+    let record = host.record("wdies-b");
+    let upgrade = record["tests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["tier"] == "upgrade")
+        .cloned()
+        .unwrap_or_else(|| panic!("{record}"));
+    assert_eq!(upgrade["failed"], 0, "{record}");
+    assert!(
+        upgrade["watch"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|w| w["restarts"] == 0),
+        "the upgrade tier's tests ended before the version died: {record}"
+    );
+    assert_red_by_the_watch(&host, &d, "wdies-b", "restore", code(out.status), &log);
+    assert_torn_down(&host, &d, "wdies-b");
+}
+
+#[test]
+fn restore_step_that_fails_because_the_version_died_is_red_naming_the_exit() {
+    // As above, but `abra app restore` starts once the app died (its
+    // first `die` event) and finds no running container to copy into
+    // (the engine restarts it 5 s later): the step fails because of the
+    // version under test. Red (exit 1) naming the service and its exit
+    // code first, then the step's error, in the restore phase; not an
+    // infrastructure failure (exit 3) that names only the step.
+    let d = domain_for("watch-bakstep", 0);
+    let host = SwarmHost::new(vec![d.clone()]);
+    let stack = stack_of(&d);
+    let image = OwnImage::build(host.tmp.path(), "dies");
+    push_dies_after_upgrade(&host, 12, &image);
+    let died = host.tmp.path().join("died");
+    let follower = OnEvent::start(&stack, &image.0, "die", 1, &died);
+    let out = host
+        .cmd()
+        .args(["run", "--recipe", "example", "--pr", "12", "--domain", &d])
+        .env("CCCI_RUN_ID", "wdies-bs")
+        .env(
+            "CCCI_FAKE_ABRA_WAIT_FOR",
+            format!("restore@{}", died.display()),
+        )
+        .output()
+        .unwrap();
+    drop(follower);
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(code(out.status), 1, "{log}");
+    let line = log
+        .lines()
+        .find(|l| {
+            l.contains(
+                "error: backup/restore tier failed: the version under test exited while watched",
+            )
+        })
+        .unwrap_or_else(|| panic!("{log}"));
+    for needle in [
+        format!("service {stack}_app exited"),
+        "exit code 3 at ".to_string(),
+        "no running container".to_string(),
+    ] {
+        assert!(line.contains(&needle), "{needle:?}: {line}");
+    }
+    eprintln!("{line}");
+    let record = host.record("wdies-bs");
+    assert_eq!(record["failed_phase"], "restore", "{record}");
+    assert_eq!(record["verdict"], "failed", "{record}");
+    assert_torn_down(&host, &d, "wdies-bs");
+}

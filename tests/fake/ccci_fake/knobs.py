@@ -59,6 +59,27 @@ def hang_forever(step):
         time.sleep(3600)
 
 
+def waits_for(step):
+    """The file the knob CCCI_FAKE_ABRA_WAIT_FOR (`STEP@FILE` items) makes
+    `step` wait for, if any."""
+    for item in os.environ.get("CCCI_FAKE_ABRA_WAIT_FOR", "").split(","):
+        want, sep, file = item.strip().partition("@")
+        if sep and file and want == step:
+            return file
+    return None
+
+
+def wait_for_file(step, domain, argv, path):
+    """A step that takes as long as something outside it decides (a real
+    restore of a large volume takes minutes): it starts only once `path`
+    exists, which the test creates on an event it follows, so no test
+    sleeps. One `wait` line in the call log. Plain sleeps in this process:
+    a signal ends it the ordinary way."""
+    log_call(step, domain, argv, "wait")
+    while not os.path.exists(path):
+        time.sleep(0.05)
+
+
 def run_step(step, domain, argv, body, mutating=True, scope=None,
              failure=None):
     """Runs one step with fault injection and the call log around it.
@@ -72,6 +93,9 @@ def run_step(step, domain, argv, body, mutating=True, scope=None,
     if knob("CCCI_FAKE_ABRA_HANG", step, scope):
         log_call(step, domain, argv, "hang")
         hang_forever(step)
+    wait_for = waits_for(step)
+    if wait_for:
+        wait_for_file(step, domain, argv, wait_for)
     if knob("CCCI_FAKE_ABRA_FAIL", step, scope):
         if mutating:
             log_call(step, domain, argv, "start")
