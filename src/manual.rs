@@ -265,6 +265,11 @@ pub const ENVIRONMENT: &[EnvVar] = &[
     v("DRONE_PULL_REQUEST", "-", "default of --pr"),
     v("DRONE_COMMIT_SHA", "-", "default of --ref"),
     v(
+        "CCCI_REDACT",
+        "-",
+        "secrets hidden as *** in the output: variable names, /file paths",
+    ),
+    v(
         "CCCI_APP_URL_TEMPLATE",
         "https://{domain}/",
         "the app's base URL the tests get; {domain} is replaced",

@@ -85,6 +85,7 @@ pub(crate) fn validate(args: &RunArgs, state_dir: &Path, env: &Env) -> Result<Ru
     config::canonical_abra_home(env)?;
     crate::config::locks::settings(env, &crate::sys::procfs::hostname())?;
     crate::views::Outputs::from_env(env)?;
+    crate::redact::add(crate::redact::from_env(env)?.0);
     if crate::janitor::enabled(env)? {
         crate::janitor::Settings::from_env(
             state_dir,
@@ -108,6 +109,9 @@ pub(crate) fn harness(args: HarnessArgs) -> Result<i32> {
     let env = config::process_env();
     let cfg = config::run_config(&run_args, &env, args.wrapper_pid as u32)?;
     crate::log::set_tag(&cfg.run_id);
+    // Before the first line of the run: the operator's secrets are hidden
+    // from every line of it (the wrapper checked them already).
+    crate::redact::install_from_env(&env)?;
     lifetime::arm_deadline(cfg.timeout)?;
     let abra_home = config::canonical_abra_home(&env)?;
     let outputs = crate::views::Outputs::from_env(&env)?;
