@@ -1,10 +1,10 @@
 //! Secrets out of the output (SPEC section 3 step 9), on the real binary with
 //! the stand-in abra: the secret `abra app new -S` generates and prints, and
 //! the values CCCI_REDACT names (a variable and a file), printed by a test on
-//! its stdout and stderr, appear in no file the run wrote (state directory
-//! and report directory, every file walked) nor on its stderr; a value
-//! shorter than 8 characters stays; a failing `app new` that printed its
-//! secrets is redacted too.
+//! its stdout and stderr, appear in no file the run wrote (state directory,
+//! report directory, timeline page and metrics file: every file walked) nor
+//! on its stderr; a value shorter than 8 characters stays; a failing `app
+//! new` that printed its secrets is redacted too.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -43,8 +43,12 @@ const SHORT: &str = "pw1234";
 fn run(f: &Fixture, run_id: &str, report_dir: &Path, extra: &[(&str, &str)]) -> (i32, String) {
     let key_file = f.tmp.path().join("key.txt");
     std::fs::write(&key_file, format!("{KEY}\n")).unwrap();
+    let pages = f.tmp.path().join("pages");
+    std::fs::create_dir_all(&pages).unwrap();
     let mut c = f.run_cmd(&["--quick", "--report-dir", report_dir.to_str().unwrap()]);
     c.env("CCCI_ABRA", tee_abra(f))
+        .env("CCCI_TIMELINE_FILE", pages.join("timeline.html"))
+        .env("CCCI_METRICS_FILE", pages.join("ccci.prom"))
         .env("CCCI_RUN_ID", run_id)
         .env("CCCI_TEST_TOKEN", TOKEN)
         .env("CCCI_TEST_KEY_FILE", &key_file)
@@ -130,9 +134,17 @@ fn check_run(fail: bool) {
     assert_eq!(generated.len(), 1, "the example recipe has one secret");
     assert!(generated[0].len() >= 8);
     assert_eq!(generated_in(&stderr), ["***"], "the test printed it");
-    let files = files_under(&[&f.state, &reports]);
-    // The run wrote its log, record, reports and JUnit (the walk is not empty).
-    for want in ["run.log", "run.json", "junit.xml", "50-leaks.sh.stdout"] {
+    let files = files_under(&[&f.state, &reports, &f.tmp.path().join("pages")]);
+    // The run wrote its log, record, reports, JUnit, the timeline page and
+    // the metrics (the walk is not empty).
+    for want in [
+        "run.log",
+        "run.json",
+        "junit.xml",
+        "50-leaks.sh.stdout",
+        "timeline.html",
+        "ccci.prom",
+    ] {
         assert!(
             files.iter().any(|(p, _)| p.ends_with(want)),
             "no {want} among {:?}",
@@ -199,9 +211,10 @@ fn a_failing_app_new_that_printed_its_secrets_has_them_hidden() {
     assert!(calls
         .iter()
         .any(|c| c["step"] == "new" && c["result"] == "fail"));
+    assert_eq!(f.leftovers(), Vec::<String>::new(), "what it made is torn down");
     let generated = secret_values(&f);
     assert_eq!(generated.len(), 1, "app new printed the example's secret");
-    let files = files_under(&[&f.state, &reports]);
+    let files = files_under(&[&f.state, &reports, &f.tmp.path().join("pages")]);
     assert!(files.iter().any(|(p, _)| p.ends_with("run.log")));
     assert_nowhere(&generated[0], &stderr, &files);
 }
