@@ -110,8 +110,10 @@ pub(crate) fn harness(args: HarnessArgs) -> Result<i32> {
     let cfg = config::run_config(&run_args, &env, args.wrapper_pid as u32)?;
     crate::log::set_tag(&cfg.run_id);
     // Before the first line of the run: the operator's secrets are hidden
-    // from every line of it (the wrapper checked them already).
-    crate::redact::install_from_env(&env)?;
+    // from every line of it (the wrapper checked them already); what hides
+    // nothing is said after the banner, so the log has it too.
+    let (secrets, redact_warnings) = crate::redact::from_env(&env)?;
+    crate::redact::add(&secrets);
     lifetime::arm_deadline(cfg.timeout)?;
     let abra_home = config::canonical_abra_home(&env)?;
     let outputs = crate::views::Outputs::from_env(&env)?;
@@ -134,6 +136,9 @@ pub(crate) fn harness(args: HarnessArgs) -> Result<i32> {
     }
     let mut run = Run::new(cfg, dir, abra_home, &env, locks, funnel, args.wrapper_pid);
     run.banner(&cli.state_dir);
+    for w in redact_warnings {
+        say!("{w}");
+    }
     let code = run.execute();
     crate::views::metrics::after_run(&cli.state_dir, &run.record, &outputs);
     drop(run_lock);

@@ -169,10 +169,10 @@ fn check_run(fail: bool) {
     assert!(captured("50-leaks.sh.stderr").contains("generated on stderr: ***"));
     // A value under 8 characters is not hidden, and the run said so.
     assert!(stderr.contains(&format!("short: {SHORT}")), "{stderr}");
-    assert!(
-        stderr.contains("CCCI_REDACT: the value of CCCI_TEST_SHORT is shorter than 8 characters"),
-        "{stderr}"
-    );
+    let warning = "CCCI_REDACT: the value of CCCI_TEST_SHORT is shorter than 8 characters";
+    assert!(stderr.contains(warning), "{stderr}");
+    let log = files.iter().find(|(p, _)| p.ends_with("run.log")).unwrap();
+    assert!(log.1.contains(warning), "the log has the warning too");
     if fail {
         let junit = captured("junit.xml");
         assert!(
@@ -211,7 +211,11 @@ fn a_failing_app_new_that_printed_its_secrets_has_them_hidden() {
     assert!(calls
         .iter()
         .any(|c| c["step"] == "new" && c["result"] == "fail"));
-    assert_eq!(f.leftovers(), Vec::<String>::new(), "what it made is torn down");
+    assert_eq!(
+        f.leftovers(),
+        Vec::<String>::new(),
+        "what it made is torn down"
+    );
     let generated = secret_values(&f);
     assert_eq!(generated.len(), 1, "app new printed the example's secret");
     let files = files_under(&[&f.state, &reports, &f.tmp.path().join("pages")]);
