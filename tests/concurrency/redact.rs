@@ -244,3 +244,38 @@ fn a_ccci_redact_file_that_cannot_be_read_is_exit_2_before_anything() {
         assert!(!f.state.join("runs").join("redact-bad").exists());
     }
 }
+
+#[test]
+fn the_standalone_test_runner_hides_ccci_redact_values_too() {
+    let tmp = tempdir();
+    let tests = tmp.path().join("tests");
+    std::fs::create_dir_all(&tests).unwrap();
+    // Around the token, enough output that the pump reads it in several
+    // chunks; the test fails, so its output is quoted in the JUnit.
+    let path = script(
+        &tests,
+        "10-prints-token.sh",
+        "#!/bin/sh\nseq 1 3000\necho \"token=$TOKEN\"\nseq 1 3000 >&2\necho \"token on stderr=$TOKEN\" >&2\nexit 1\n",
+    );
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let report = tmp.path().join("report");
+    let out = ccci()
+        .current_dir(tmp.path())
+        .env("CCCI_DOCKER", fake_dir().join("docker"))
+        .env("CCCI_FAKE_STATE", tmp.path().join("fake"))
+        .env("TOKEN", TOKEN)
+        .env("CCCI_REDACT", "TOKEN")
+        .args(["test", "--grace", "1s", "--report-dir"])
+        .arg(&report)
+        .arg(&tests)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(code(out.status), 1, "{stderr}");
+    assert!(stderr.contains("token=***"), "{stderr}");
+    let files = files_under(&[&report]);
+    assert!(files
+        .iter()
+        .any(|(p, t)| p.ends_with("junit.xml") && t.contains("token on stderr=***")));
+    assert_nowhere(TOKEN, &stderr, &files);
+}
