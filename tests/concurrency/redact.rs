@@ -216,6 +216,13 @@ fn a_failing_app_new_that_printed_its_secrets_has_them_hidden() {
         Vec::<String>::new(),
         "what it made is torn down"
     );
+    // The failed call's output was read for secrets before its error was
+    // raised (and logged): the line saying so comes before the error's.
+    let learned = stderr
+        .find("1 generated secret(s) hidden from the output")
+        .expect("the secret was learned from the failed call");
+    let failed = stderr.find("failed after generating its secrets").unwrap();
+    assert!(learned < failed, "{stderr}");
     let generated = secret_values(&f);
     assert_eq!(generated.len(), 1, "app new printed the example's secret");
     let files = files_under(&[&f.state, &reports, &f.tmp.path().join("pages")]);
