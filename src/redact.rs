@@ -398,8 +398,9 @@ pub fn install_from_env(env: &Env) -> Result<()> {
 /// The secret values in what `abra app new -S` printed: the VALUE column of
 /// its table of generated secrets. abra draws it with box characters
 /// (`│ NAME │ VALUE │`, the stand-in does the same); older releases drew it
-/// in ASCII (`| NAME | VALUE |`): both are read. Rows count from the
-/// NAME/VALUE header (any case) to the table's end. Pure.
+/// in ASCII (`| NAME | VALUE |`): both are read. Rows count from a
+/// two-column header whose second title is VALUE (any case) to the table's
+/// end. Pure.
 pub fn generated_secrets(output: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut in_table = false;
@@ -421,7 +422,9 @@ pub fn generated_secrets(output: &str) -> Vec<String> {
         if cells.len() != 2 {
             continue;
         }
-        if cells[0].eq_ignore_ascii_case("name") && cells[1].eq_ignore_ascii_case("value") {
+        // The first column's title has varied (NAME, SECRET NAME): the
+        // VALUE column is what says this is the secrets table.
+        if cells[1].eq_ignore_ascii_case("value") {
             in_table = true;
             continue;
         }

@@ -164,4 +164,6 @@ example.ci.localhost created: /x/example.ci.localhost.env (recipe example, versi
 ";
     assert_eq!(redact::generated_secrets(ascii), ["abcdefgh"]);
     assert!(redact::generated_secrets("| a | b |\nno table\n").is_empty());
+    let titled = "| SECRET NAME | VALUE |\n| db_password | hunter2hunter2 |\n";
+    assert_eq!(redact::generated_secrets(titled), ["hunter2hunter2"]);
 }
