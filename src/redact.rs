@@ -209,6 +209,33 @@ pub fn bytes(bytes: &[u8]) -> Cow<'_, [u8]> {
     read(|s| s.redact_bytes(bytes))
 }
 
+/// The longest form of a value of the process's set, in bytes (0: none).
+pub fn longest() -> usize {
+    read(|s| if s.is_empty() { 0 } else { s.longest })
+}
+
+/// Where to cut `bytes` at or before `at` so that no value is split: the
+/// start of a value that runs across `at`, else `at`. A cut at 0 (a value
+/// starts the bytes) is returned as `at`: the value is then longer than the
+/// piece, and is cut wherever it is. `bytes` must hold [`longest`] − 1 bytes
+/// past `at` for a value there to be seen whole.
+pub fn cut_before(bytes: &[u8], at: usize) -> usize {
+    read(|s| s.cut_before(bytes, at))
+}
+
+impl Secrets {
+    /// [`cut_before`] for this set.
+    pub fn cut_before(&self, bytes: &[u8], at: usize) -> usize {
+        let Some(m) = self.matcher.as_ref().filter(|_| !self.is_empty()) else {
+            return at;
+        };
+        let window = &bytes[..bytes.len().min(at + self.longest)];
+        m.find_iter(window)
+            .find(|f| f.start() < at && f.end() > at)
+            .map_or(at, |f| if f.start() == 0 { at } else { f.start() })
+    }
+}
+
 /// Streamed bytes redacted as they come: a value split across two chunks
 /// is still found, because the last bytes of each chunk that could start
 /// one are held back until the next chunk (or [`Carry::finish`]).

@@ -257,20 +257,33 @@ fn the_standalone_test_runner_hides_ccci_redact_values_too() {
     let tmp = tempdir();
     let tests = tmp.path().join("tests");
     std::fs::create_dir_all(&tests).unwrap();
+    let report = tmp.path().join("report");
     // Around the token, enough output that the pump reads it in several
-    // chunks; the test fails, so its output is quoted in the JUnit.
+    // chunks. The test fails, so its output is quoted in the JUnit.
     let path = script(
         &tests,
         "10-prints-token.sh",
         "#!/bin/sh\nseq 1 3000\necho \"token=$TOKEN\"\nseq 1 3000 >&2\necho \"token on stderr=$TOKEN\" >&2\nexit 1\n",
     );
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let report = tmp.path().join("report");
+    // A line longer than a log piece (8 KiB) with the token across the
+    // piece's end: its newline is written only once the pump has read the
+    // token (the captured file holds what comes before it), so the pump
+    // must cut a piece of the unfinished line.
+    let path = script(
+        &tests,
+        "20-long-line.sh",
+        "#!/bin/sh\nprintf '%8187s' '' | tr ' ' x\nprintf '%s' \"$TOKEN\"\n\
+         n=0\nwhile [ \"$(stat -c %s \"$OUT\" 2>/dev/null || echo 0)\" -lt 8187 ] && [ $n -lt 2000 ]; do n=$((n+1)); sleep 0.01; done\n\
+         printf 'yyyy\\n'\n",
+    );
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
     let out = ccci()
         .current_dir(tmp.path())
         .env("CCCI_DOCKER", fake_dir().join("docker"))
         .env("CCCI_FAKE_STATE", tmp.path().join("fake"))
         .env("TOKEN", TOKEN)
+        .env("OUT", report.join("output/20-long-line.sh.stdout"))
         .env("CCCI_REDACT", "TOKEN")
         .args(["test", "--grace", "1s", "--report-dir"])
         .arg(&report)
@@ -284,5 +297,9 @@ fn the_standalone_test_runner_hides_ccci_redact_values_too() {
     assert!(files
         .iter()
         .any(|(p, t)| p.ends_with("junit.xml") && t.contains("token on stderr=***")));
-    assert_nowhere(TOKEN, &stderr, &files);
+    // Not even a half of it: a log piece was not cut inside the token.
+    let half = TOKEN.len() / 2;
+    for part in [TOKEN, &TOKEN[..half], &TOKEN[half..]] {
+        assert_nowhere(part, &stderr, &files);
+    }
 }

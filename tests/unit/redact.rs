@@ -167,3 +167,17 @@ example.ci.localhost created: /x/example.ci.localhost.env (recipe example, versi
     let titled = "| SECRET NAME | VALUE |\n| db_password | hunter2hunter2 |\n";
     assert_eq!(redact::generated_secrets(titled), ["hunter2hunter2"]);
 }
+
+#[test]
+fn a_cut_never_splits_a_value() {
+    let s = set(&["0123456789"]);
+    let text = b"aaaaa0123456789bbbbb";
+    // A cut inside the value moves to its start; elsewhere it stays.
+    for at in 6..15 {
+        assert_eq!(s.cut_before(text, at), 5, "cut at {at}");
+    }
+    for at in [1, 5, 15, 18] {
+        assert_eq!(s.cut_before(text, at), at);
+    }
+    assert_eq!(Secrets::new().cut_before(text, 8), 8);
+}

@@ -183,8 +183,12 @@ impl Stream {
             }
         }
         self.pending.drain(..from);
-        while self.pending.len() >= LINE_PIECE {
-            let piece: Vec<u8> = self.pending.drain(..LINE_PIECE).collect();
+        // A piece is cut where it splits no secret (the module `redact`):
+        // the bytes a secret at the cut could need are waited for.
+        let reach = crate::redact::longest().saturating_sub(1);
+        while self.pending.len() >= LINE_PIECE + reach {
+            let cut = crate::redact::cut_before(&self.pending, LINE_PIECE);
+            let piece: Vec<u8> = self.pending.drain(..cut).collect();
             self.show(&piece);
             self.shown += piece.len() as u64;
             if held_at.is_some_and(|h| self.logged >= h) {
