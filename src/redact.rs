@@ -25,7 +25,9 @@
 //! longest), rebuilt when the set grows (a handful of times per run).
 //! Streamed output (a test's captured file, written as it arrives in chunks
 //! of any size) goes through [`Carry`], which holds back the last bytes that
-//! could be the start of a value split across two chunks.
+//! could be the start of a value split across two chunks; a test's line
+//! too long for one log line is cut into pieces before a value, never
+//! through it ([`cut_before`]).
 
 use std::borrow::Cow;
 use std::sync::{Arc, RwLock};
