@@ -23,6 +23,7 @@ pub mod lock;
 pub mod log;
 pub mod manual;
 pub mod names;
+pub mod redact;
 pub mod run;
 pub mod rundir;
 pub mod settings;

@@ -311,7 +311,9 @@ pub fn line_counted(args: std::fmt::Arguments<'_>) -> u64 {
         } else {
             format!("{now} [{}] ", l.tag)
         };
-        let text = format!("{prefix}{args}\n");
+        // Every line leaves through here: the secrets go now (the module
+        // `redact`), from the message and the tag alike.
+        let text = crate::redact::text(&format!("{prefix}{args}\n")).into_owned();
         let written = text.len() as u64;
         // Stderr first and always: it is the step's output, and the only
         // copy when the log file cannot be written. Best effort: a closed

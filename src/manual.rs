@@ -285,6 +285,11 @@ pub const ENVIRONMENT: &[EnvVar] = &[
         "comment: the forge's base URL is this without /DRONE_REPO",
     ),
     v(
+        "CCCI_REDACT",
+        "-",
+        "secrets hidden as *** in the output: variable names, /file paths",
+    ),
+    v(
         "CCCI_APP_URL_TEMPLATE",
         "https://{domain}/",
         "the app's base URL the tests get; {domain} is replaced",

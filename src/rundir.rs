@@ -131,6 +131,14 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     replace(path, bytes, Durability::Full)
 }
 
+/// [`write_atomic`] of output cc-ci-run writes for people and other tools
+/// to read (the run record, reports, JUnit, metrics, the timeline page),
+/// the secrets replaced by `***` first (the module `redact`). Not for files
+/// whose values must stay (the app's env file).
+pub fn write_output(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic(path, &crate::redact::bytes(bytes))
+}
+
 /// Replaces `path` by `bytes` atomically: one write of a temporary file in
 /// the same directory, then fsync ([`Durability::Full`]: of the whole file
 /// and, after the rename, of the directory; [`Durability::Data`]: of its
@@ -493,7 +501,7 @@ pub fn verdict_of(code: i32) -> &'static str {
 impl RunRecord {
     pub(crate) fn save(&self, path: &Path) -> Result<()> {
         let text = serde_json::to_vec_pretty(self).context("failed to encode the run record")?;
-        write_atomic(path, &text)
+        write_output(path, &text)
     }
 
     pub(crate) fn load(path: &Path) -> Result<RunRecord> {

@@ -211,6 +211,7 @@ pub(crate) fn test(args: cli::TestArgs) -> Result<i32> {
     crate::names::check_run_id(&run_id)?;
     testrun::validate_options(&args.tests)?;
     crate::log::set_tag(&run_id);
+    crate::redact::install_from_env(&crate::config::process_env())?;
     let paths = if args.paths.is_empty() {
         vec![std::path::PathBuf::from("tests")]
     } else {

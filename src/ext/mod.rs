@@ -121,7 +121,12 @@ pub(crate) fn run(cmd: &mut Command, what: &str, bound: &Bound) -> Result<Output
 
 /// Like [`run`], and a non-zero exit is an error carrying the command's stderr.
 pub(crate) fn run_ok(cmd: &mut Command, what: &str, bound: &Bound) -> Result<Output> {
-    let out = run(cmd, what, bound)?;
+    check_ok(run(cmd, what, bound)?, what)
+}
+
+/// A finished command's output, or an error carrying its stderr when it
+/// exited non-zero.
+pub(crate) fn check_ok(out: Output, what: &str) -> Result<Output> {
     if !out.status.success() {
         bail!(
             "{what} failed ({}): {}",

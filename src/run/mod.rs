@@ -85,6 +85,7 @@ pub(crate) fn validate(args: &RunArgs, state_dir: &Path, env: &Env) -> Result<Ru
     config::canonical_abra_home(env)?;
     crate::config::locks::settings(env, &crate::sys::procfs::hostname())?;
     crate::views::Outputs::from_env(env)?;
+    crate::redact::add(crate::redact::from_env(env)?.0);
     if crate::janitor::enabled(env)? {
         crate::janitor::Settings::from_env(
             state_dir,
@@ -108,6 +109,11 @@ pub(crate) fn harness(args: HarnessArgs) -> Result<i32> {
     let env = config::process_env();
     let cfg = config::run_config(&run_args, &env, args.wrapper_pid as u32)?;
     crate::log::set_tag(&cfg.run_id);
+    // Before the first line of the run: the operator's secrets are hidden
+    // from every line of it (the wrapper checked them already); what hides
+    // nothing is said after the banner, so the log has it too.
+    let (secrets, redact_warnings) = crate::redact::from_env(&env)?;
+    crate::redact::add(&secrets);
     lifetime::arm_deadline(cfg.timeout)?;
     let abra_home = config::canonical_abra_home(&env)?;
     let outputs = crate::views::Outputs::from_env(&env)?;
@@ -130,6 +136,9 @@ pub(crate) fn harness(args: HarnessArgs) -> Result<i32> {
     }
     let mut run = Run::new(cfg, dir, abra_home, &env, locks, funnel, args.wrapper_pid);
     run.banner(&cli.state_dir);
+    for w in redact_warnings {
+        say!("{w}");
+    }
     let code = run.execute();
     crate::views::metrics::after_run(&cli.state_dir, &run.record, &outputs);
     drop(run_lock);

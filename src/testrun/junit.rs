@@ -532,6 +532,6 @@ pub fn write_run(
     crate::rundir::mkdirs(report_dir)?;
     let path = report_dir.join("junit.xml");
     // Atomic, and no temporary file is left when it fails (a full disk).
-    crate::rundir::write_atomic(&path, xml.as_bytes())?;
+    crate::rundir::write_output(&path, xml.as_bytes())?;
     Ok(path)
 }

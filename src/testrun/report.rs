@@ -295,7 +295,7 @@ pub fn write(
 ) -> Result<()> {
     let mut json = serde_json::to_vec_pretty(report).context("failed to encode report.json")?;
     json.push(b'\n');
-    crate::rundir::write_atomic(&dir.join("report.json"), &json)?;
+    crate::rundir::write_output(&dir.join("report.json"), &json)?;
     let xml = junit::tier_xml(report, classname, tails)?;
-    crate::rundir::write_atomic(&dir.join("junit.xml"), xml.as_bytes())
+    crate::rundir::write_output(&dir.join("junit.xml"), xml.as_bytes())
 }

@@ -361,8 +361,8 @@ fn update(state_dir: &Path, out: &Path, step: impl FnOnce(&mut Tally, bool)) -> 
     };
     step(&mut tally, seeded);
     let text = serde_json::to_vec_pretty(&tally).context("failed to encode the metrics tally")?;
-    crate::rundir::write_atomic(&tally_path, &text)?;
-    crate::rundir::write_atomic(out, render(&tally, held_locks(state_dir)).as_bytes())
+    crate::rundir::write_output(&tally_path, &text)?;
+    crate::rundir::write_output(out, render(&tally, held_locks(state_dir)).as_bytes())
 }
 
 /// After a run (its record final): counts it, rewrites the metrics file,

@@ -757,7 +757,7 @@ fn page(state_dir: &Path, since: Duration) -> Result<String> {
 /// Rewrites the page CCCI_TIMELINE_FILE named, `out` (after a run).
 pub(crate) fn refresh(state_dir: &Path, out: &Path) -> Result<()> {
     let html = page(state_dir, DEFAULT_SINCE)?;
-    crate::rundir::write_atomic(out, html.as_bytes())
+    crate::rundir::write_output(out, html.as_bytes())
 }
 
 /// `cc-ci-run timeline`.

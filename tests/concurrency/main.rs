@@ -19,6 +19,7 @@ mod output;
 #[path = "../common/promtext.rs"]
 mod promtext;
 mod records;
+mod redact;
 mod reports;
 mod run;
 mod settings;

@@ -24,6 +24,7 @@ mod proc_stat;
 #[path = "../common/promtext.rs"]
 mod promtext;
 mod recipe;
+mod redact;
 mod settings;
 mod summary;
 mod swarmlock;

@@ -63,7 +63,20 @@ impl Abra {
             args.push("-C");
         }
         args.push("-n");
-        self.call(&args, bound).map(drop)
+        let what = format!("abra {}", args.join(" "));
+        crate::say!("$ {what}");
+        let out = ext::run(&mut self.cmd(&args), &what, bound)?;
+        // The secrets it generated and printed are hidden before any of
+        // its output can be logged: a failed call's error quotes its tail.
+        let learned = crate::redact::add(
+            crate::redact::generated_secrets(&out.stdout)
+                .into_iter()
+                .chain(crate::redact::generated_secrets(&out.stderr)),
+        );
+        if learned > 0 {
+            crate::say!("{learned} generated secret(s) hidden from the output from here on");
+        }
+        ext::check_ok(out, &what).map(drop)
     }
 
     /// `abra app deploy DOMAIN [VERSION] [-C] [-f] -D -c -n`: `-D` skips the

@@ -145,6 +145,9 @@ struct Stream {
     held: bool,
     /// The start of a line not yet ended by a newline.
     pending: Vec<u8>,
+    /// The captured file's bytes that may start a secret split across two
+    /// reads: held back until the next read (the module `redact`).
+    carry: crate::redact::Carry,
     done: mpsc::Sender<StreamEnd>,
 }
 
@@ -180,8 +183,12 @@ impl Stream {
             }
         }
         self.pending.drain(..from);
-        while self.pending.len() >= LINE_PIECE {
-            let piece: Vec<u8> = self.pending.drain(..LINE_PIECE).collect();
+        // A piece is cut where it splits no secret (the module `redact`):
+        // the bytes a secret at the cut could need are waited for.
+        let reach = crate::redact::longest().saturating_sub(1);
+        while self.pending.len() >= LINE_PIECE + reach {
+            let cut = crate::redact::cut_before(&self.pending, LINE_PIECE);
+            let piece: Vec<u8> = self.pending.drain(..cut).collect();
             self.show(&piece);
             self.shown += piece.len() as u64;
             if held_at.is_some_and(|h| self.logged >= h) {
@@ -216,7 +223,7 @@ impl Stream {
         let head = self.cap.push(bytes);
         if head > 0 {
             if let Some(f) = self.file.as_mut() {
-                let _ = f.write_all(&bytes[..head]);
+                let _ = f.write_all(&self.carry.push(&bytes[..head]));
             }
         }
         if !self.held {
@@ -230,11 +237,13 @@ impl Stream {
         let line = self.cap.dropped_line(self.stream());
         if let Some(f) = self.file.as_mut() {
             let (a, b) = self.cap.tail_from(0);
-            let _ = line
-                .as_ref()
-                .map_or(Ok(()), |l| f.write_all(l.as_bytes()))
-                .and_then(|()| f.write_all(a))
-                .and_then(|()| f.write_all(b));
+            // The tail is whole in memory: redacted at once (a secret cut
+            // by the dropped bytes is cut in the file as well).
+            let tail = [a, b].concat();
+            let _ = f
+                .write_all(&self.carry.finish())
+                .and_then(|()| line.as_ref().map_or(Ok(()), |l| f.write_all(l.as_bytes())))
+                .and_then(|()| f.write_all(&crate::redact::bytes(&tail)));
         }
         if self.held {
             let (a, b) = self.cap.tail_from(self.shown.max(self.cap.tail_start()));
@@ -430,6 +439,7 @@ fn run_pump(rx: &mpsc::Receiver<Watch>, wake: &OwnedFd) {
                         logged: 0,
                         held: false,
                         pending: Vec::new(),
+                        carry: crate::redact::Carry::default(),
                         done: w.done,
                     }),
                     Err(mpsc::TryRecvError::Empty) => break,

@@ -211,7 +211,7 @@ def app_new(argv):
         print("%s created: %s (recipe %s, version %s)"
               % (domain, env_path, recipe, ver or "unversioned"))
         print_table([(sid, value) for sid, _, value in wanted])
-        return 0
+        return failed_after_secrets(domain)
 
     return run_step("new", domain, ["abra"] + ARGV, body)
 
@@ -240,6 +240,16 @@ def sw_new(domain, recipe, ver, env_path, text, stack, secrets, want_port):
           % (domain, env_path, recipe, ver or "unversioned",
              ", port %d" % port if port else ""))
     print_table([(sid, value) for sid, _, value in secrets])
+    return failed_after_secrets(domain)
+
+
+def failed_after_secrets(domain):
+    """`CCCI_FAKE_ABRA_FAIL=new-secrets`: `app new` fails once it has made
+    the app and printed its generated secrets (what it made stays, as a
+    late failure of abra's leaves it)."""
+    if knob("CCCI_FAKE_ABRA_FAIL", "new-secrets", domain):
+        raise fatal("app new failed after generating its secrets (injected "
+                    "by CCCI_FAKE_ABRA_FAIL=new-secrets)")
     return 0
 
 
