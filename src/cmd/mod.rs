@@ -56,8 +56,14 @@ pub fn dispatch(cli: Cli, start_ppid: Pid) -> Result<i32> {
             crate::cmd::status::logs(&cli.state_dir, &args.run, args.follow)
         }
         cli::Command::Settings(args) => settings(&args),
-        cli::Command::Summary(args) => crate::cmd::comment::summary(&cli.state_dir, &args),
-        cli::Command::Comment(args) => crate::cmd::comment::comment(&cli.state_dir, &args),
+        cli::Command::Summary(args) => {
+            crate::redact::install_from_env(&crate::config::process_env())?;
+            crate::cmd::comment::summary(&cli.state_dir, &args)
+        }
+        cli::Command::Comment(args) => {
+            crate::redact::install_from_env(&crate::config::process_env())?;
+            crate::cmd::comment::comment(&cli.state_dir, &args)
+        }
         cli::Command::Completions(args) => completions(args),
         cli::Command::Man(args) => man(args),
     }

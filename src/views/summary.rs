@@ -74,10 +74,12 @@ pub struct Summary {
 }
 
 /// The one function every string of the record and the reports passes
-/// through before it is printed (text, markdown, the comment): where the
-/// redaction of secrets hooks in.
+/// through before it is printed (text, markdown, the comment). The record
+/// and the reports were written redacted; this hides, once more, what the
+/// process's own set holds (`CCCI_REDACT` of the `summary` or `comment`
+/// step), for records an earlier release wrote.
 pub fn shown(text: &str) -> String {
-    text.to_string()
+    crate::redact::text(text).into_owned()
 }
 
 /// The run directory of `id`, or exit 2 listing the most recent runs.
