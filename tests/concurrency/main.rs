@@ -21,6 +21,7 @@ mod records;
 mod reports;
 mod run;
 mod settings;
+mod suites;
 mod support;
 mod teardown;
 mod testrun;

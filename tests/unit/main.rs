@@ -26,6 +26,7 @@ mod promtext;
 mod recipe;
 mod settings;
 mod swarmlock;
+mod testrun_cases;
 mod testrun_junit;
 mod testrun_meta;
 mod testrun_report;

@@ -145,6 +145,8 @@ pub fn test(name: &str, result: Outcome, reason: Option<&str>) -> TestReport {
         attempts: u32::from(ran),
         flaky: false,
         failed_attempts: vec![],
+        cases: vec![],
+        junit: None,
     }
 }
 
@@ -164,6 +166,9 @@ pub fn report(tests: Vec<TestReport>) -> Report {
         failed: 2,
         skipped: 1,
         flaky: 0,
+        cases_passed: 0,
+        cases_failed: 0,
+        cases_skipped: 0,
         leaked_unattributed: vec![],
         tests,
     }

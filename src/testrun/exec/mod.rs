@@ -60,6 +60,7 @@ use nix::fcntl::OFlag;
 use nix::poll::{poll, PollFd, PollFlags};
 use nix::sys::signal::Signal;
 
+use super::cases;
 use super::checkpoint::{self, Checkpoint, Resume};
 use super::containers;
 use super::meta::Tier;
@@ -205,6 +206,8 @@ pub(crate) fn run(suite: &Suite, plan: Plan, cancel: Option<&Latch>) -> Result<S
     let tests: Vec<TestReport> = r.results.iter().flatten().cloned().collect();
     let (passed, failed, skipped) = report::counts(&tests);
     let flaky = tests.iter().filter(|t| t.flaky).count();
+    let (cases_passed, cases_failed, cases_skipped) =
+        cases::counts(tests.iter().flat_map(|t| &t.cases));
     let exit_code = match &r.stop {
         Some(Stop::Signal(code)) => *code,
         Some(Stop::SelfProtect(_)) => crate::exit::SELF_PROTECT,
@@ -236,6 +239,9 @@ pub(crate) fn run(suite: &Suite, plan: Plan, cancel: Option<&Latch>) -> Result<S
         failed,
         skipped,
         flaky,
+        cases_passed,
+        cases_failed,
+        cases_skipped,
         leaked_unattributed: r.unattributed.clone(),
         tests: ordered,
     };
@@ -280,6 +286,9 @@ pub(crate) fn run(suite: &Suite, plan: Plan, cancel: Option<&Latch>) -> Result<S
         failed,
         flaky,
         skipped,
+        cases_passed,
+        cases_failed,
+        cases_skipped,
         selected: n,
         discovered: n + plan_left_out,
         containers_left,
@@ -427,6 +436,7 @@ impl Runner<'_> {
             nix::unistd::pipe2(OFlag::O_CLOEXEC).context("failed to create a pipe")?;
         let (err_r, err_w) =
             nix::unistd::pipe2(OFlag::O_CLOEXEC).context("failed to create a pipe")?;
+        let junit_out = self.junit_out(&t.name);
         let mut cmd = Command::new(&t.path);
         cmd.stdin(Stdio::null())
             .stdout(Stdio::from(out_w))
@@ -434,7 +444,8 @@ impl Runner<'_> {
             .env("CCCI_RUN_ID", &suite.run_id)
             .env("CCCI_CONTAINER_LABEL", &self.label)
             .env(TEST_NAME, &t.name)
-            .env(SUITE_MARK, &self.token);
+            .env(SUITE_MARK, &self.token)
+            .env(cases::ENV, &junit_out);
         if let Some(tier) = self.tier {
             cmd.env("CCCI_TIER", tier.as_str());
         }
@@ -623,6 +634,8 @@ impl Runner<'_> {
         rep.stderr = Some(format!("output/{name}.stderr"));
         rep.stdout_bytes = written(".stdout");
         rep.stderr_bytes = written(".stderr");
+        self.read_own_cases(&mut rep);
+        let result = rep.result;
         let mut line = format!("{name}: {} in {}", result.as_str(), human(duration));
         if let Some(why) = &rep.reason {
             line.push_str(&format!(" ({why})"));
@@ -635,6 +648,76 @@ impl Runner<'_> {
         }
         say!("{line}");
         self.attempt_done(i, rep);
+    }
+    /// The path test `name` gets as `CCCI_JUNIT_OUT`, in a directory of
+    /// its own made ready for it: a file an earlier run or attempt left
+    /// there is removed, so a test that writes none is never judged by
+    /// another's cases. A directory that cannot be made is said; the test
+    /// still runs, and its own exit status decides it.
+    fn junit_out(&self, name: &str) -> PathBuf {
+        let path = cases::path(&self.suite.report_dir, name);
+        let made = path
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+                _ => Ok(()),
+            });
+        if let Err(e) = made {
+            say!(
+                "warning: {name}: could not prepare its CCCI_JUNIT_OUT {}: {e}",
+                path.display()
+            );
+        }
+        path
+    }
+    /// Reads the JUnit the test wrote to its `CCCI_JUNIT_OUT` (see
+    /// [`cases`]): its cases join its report; a failed case fails a test
+    /// that exited 0, and so does a file that is not JUnit. A test that
+    /// timed out or was cancelled keeps that verdict.
+    fn read_own_cases(&self, rep: &mut TestReport) {
+        let path = cases::path(&self.suite.report_dir, &rep.name);
+        let name = rep.name.clone();
+        match cases::read(&path) {
+            cases::Found::Missing => {}
+            cases::Found::Invalid(why) => {
+                let why = format!(
+                    "its {} ({}) is not valid JUnit: {why}",
+                    cases::ENV,
+                    path.display()
+                );
+                say!("{name}: {why}");
+                rep.junit = Some(format!("{}/{name}/junit.xml", cases::DIR));
+                match rep.result {
+                    Outcome::Passed => {
+                        rep.result = Outcome::Failed;
+                        rep.reason = Some(why);
+                    }
+                    Outcome::Failed => {
+                        let before = rep.reason.take().unwrap_or_default();
+                        rep.reason = Some(format!("{before}; {why}"));
+                    }
+                    _ => {}
+                }
+            }
+            cases::Found::Cases(raw) => {
+                rep.junit = Some(format!("{}/{name}/junit.xml", cases::DIR));
+                rep.cases = cases::reports(&rep.file, &raw);
+                let (passed, failed, skipped) = cases::counts(&rep.cases);
+                for c in rep.cases.iter().filter(|c| c.result.is_failure()) {
+                    let what = c.message.as_deref().unwrap_or("no message");
+                    say!("{name}: case {} {}: {what}", c.name, c.result.as_str());
+                }
+                say!("{name}: cases: {passed} passed, {failed} failed, {skipped} skipped");
+                if failed > 0 && rep.result == Outcome::Passed {
+                    rep.result = Outcome::Failed;
+                    rep.reason = Some(format!(
+                        "{failed} of its {} case(s) failed, though it exited 0",
+                        rep.cases.len()
+                    ));
+                }
+            }
+        }
     }
     /// An attempt of test `i` ended as `rep` says: queue a rerun when it
     /// failed, the suite is not stopping and reruns are left; otherwise the
@@ -768,6 +851,8 @@ impl Runner<'_> {
             attempts: 0,
             flaky: false,
             failed_attempts: Vec::new(),
+            cases: Vec::new(),
+            junit: None,
         }
     }
     /// `--resume`: tests the checkpoint says passed for this run id, ref and

@@ -1,0 +1,383 @@
+//! Suites that report their own cases (SPEC section 6), from the real
+//! binary: a test writes JUnit shaped as pytest writes it to its
+//! `CCCI_JUNIT_OUT`; each case becomes a testcase of its own in the tier's
+//! and the run's junit.xml, counted in the summary, a failed case fails a
+//! test that exited 0, and a file that is not JUnit fails the test with a
+//! line saying so. Every junit.xml is read with quick-xml, and with
+//! junitparser too when `CCCI_DEV_JUNIT_PYTHON` names its python.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
+
+use serde_json::Value;
+
+use crate::support::{self, code, Fixture};
+
+/// JUnit as pytest 7 writes it (`--junitxml`, family xunit2): a
+/// `<testsuites>` root, a timestamp without a UTC offset, module-level
+/// cases classed by the module, a class's cases by `module.Class`, an
+/// assertion's text with escaped characters, a skip with its reason.
+const PYTEST_JUNIT: &str = r#"<?xml version="1.0" encoding="utf-8"?><testsuites><testsuite name="pytest" errors="0" failures="1" skipped="1" tests="4" time="1.234" timestamp="2026-12-07T05:00:00.123456" hostname="ci"><testcase classname="test_page" name="test_version" time="0.310" /><testcase classname="test_page" name="test_data" time="0.120"><failure message="AssertionError: assert 'v1' == 'v2'&#10;  - v2&#10;  + v1">page = &lt;Page url='http://127.0.0.1/'&gt;
+
+    def test_data(page):
+&gt;       assert page.text == 'v2'
+E       AssertionError: assert 'v1' == 'v2'
+
+test_page.py:12: AssertionError</failure></testcase><testcase classname="test_page" name="test_later" time="0.000"><skipped type="pytest.skip" message="needs the restore tier">test_page.py:20: needs the restore tier</skipped></testcase><testcase classname="test_page.TestNav" name="test_link[chromium]" time="0.200" /></testsuite></testsuites>"#;
+
+/// A standalone `cc-ci-run test` over `tests/` with its reports in
+/// `report/`.
+struct Suite {
+    dir: tempfile::TempDir,
+}
+
+impl Suite {
+    fn new() -> Suite {
+        let s = Suite {
+            dir: support::tempdir(),
+        };
+        std::fs::create_dir_all(s.tests()).unwrap();
+        s
+    }
+
+    fn tests(&self) -> PathBuf {
+        self.dir.path().join("tests")
+    }
+
+    fn report(&self) -> PathBuf {
+        self.dir.path().join("report")
+    }
+
+    /// A bash test that writes `junit` (when given) to its
+    /// `CCCI_JUNIT_OUT`, then exits `exit`.
+    fn test(&self, name: &str, junit: Option<&str>, exit: i32) {
+        let write = match junit {
+            Some(xml) => {
+                let src = self.dir.path().join(format!("{name}.junit"));
+                std::fs::write(&src, xml).unwrap();
+                format!("cp '{}' \"$CCCI_JUNIT_OUT\"", src.display())
+            }
+            None => String::new(),
+        };
+        let path = self.tests().join(name);
+        std::fs::write(
+            &path,
+            format!(
+                "#!/bin/bash\n# timeout: 30s\nset -eu\n\
+                 [ -d \"$(dirname \"$CCCI_JUNIT_OUT\")\" ]\n{write}\nexit {exit}\n"
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    fn run(&self) -> Output {
+        let mut c = support::ccci();
+        c.current_dir(self.dir.path())
+            .env("CCCI_DOCKER", support::fake_dir().join("docker"))
+            .env("CCCI_FAKE_STATE", self.dir.path().join("fake"))
+            .args(["test", "--grace", "1s", "--report-dir"])
+            .arg(self.report())
+            .arg(self.tests())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let out = c.output().unwrap();
+        eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+        out
+    }
+
+    fn json(&self) -> Value {
+        let text = std::fs::read_to_string(self.report().join("report.json")).unwrap();
+        serde_json::from_str(&text).unwrap()
+    }
+}
+
+fn test_of<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["tests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == name)
+        .unwrap_or_else(|| panic!("no test {name} in {report}"))
+}
+
+fn cases_of(t: &Value) -> Vec<(String, String)> {
+    t["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap().to_string(),
+                c["result"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_tests_own_cases_are_testcases_counted_and_a_failed_case_fails_it_though_it_exited_0() {
+    let s = Suite::new();
+    s.test("test_page.py", Some(PYTEST_JUNIT), 0);
+    // Writes no report: its exit status alone decides it.
+    s.test("plain", None, 0);
+    let out = s.run();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(code(out.status), 1, "{log}");
+
+    let report = s.json();
+    let page = test_of(&report, "test_page.py");
+    let file = page["file"].as_str().unwrap();
+    let case = |c: &str| format!("{file}::{c}");
+    assert_eq!(page["result"], "failed", "{page}");
+    assert_eq!(page["status"], "exit 0");
+    assert_eq!(
+        page["reason"], "1 of its 4 case(s) failed, though it exited 0",
+        "{page}"
+    );
+    assert_eq!(page["junit"], "cases/test_page.py/junit.xml");
+    assert_eq!(
+        cases_of(page),
+        [
+            (case("test_version"), "passed".to_string()),
+            (case("test_data"), "failed".into()),
+            (case("test_later"), "skipped".into()),
+            (case("TestNav::test_link[chromium]"), "passed".into()),
+        ]
+    );
+    assert_eq!(page["cases"][0]["duration_ms"], 310);
+    let plain = test_of(&report, "plain");
+    assert_eq!(plain["result"], "passed");
+    assert_eq!(plain["cases"], serde_json::json!([]));
+    assert_eq!(plain["junit"], Value::Null);
+    assert_eq!(
+        (
+            &report["cases_passed"],
+            &report["cases_failed"],
+            &report["cases_skipped"]
+        ),
+        (&2.into(), &1.into(), &1.into())
+    );
+    assert_eq!(
+        (&report["passed"], &report["failed"]),
+        (&1.into(), &1.into())
+    );
+
+    // The summary names the failing case on its own row, with its
+    // message, and counts the cases beside the tests.
+    let row = log
+        .lines()
+        .find(|l| l.contains(&format!("  {}", case("test_data"))))
+        .unwrap_or_else(|| panic!("no row for the failed case in {log}"));
+    assert!(row.contains("failed"), "{row}");
+    assert!(
+        row.contains("(AssertionError: assert 'v1' == 'v2')"),
+        "{row}"
+    );
+    assert!(
+        log.contains(
+            "1 passed, 1 failed, 0 skipped; cases: 2 passed, 1 failed, 1 skipped (exit 1)"
+        ),
+        "{log}"
+    );
+
+    // junit.xml: the test's own testcase, then one per case, of the same
+    // classname; the failure's message and text kept, the skip skipped.
+    let doc = crate::junit::check(&s.report().join("junit.xml"));
+    let names: Vec<String> = doc.cases.iter().map(|c| c.name.clone()).collect();
+    let at = names.iter().position(|n| n == "test_page.py").unwrap();
+    assert_eq!(
+        names[at..at + 5],
+        [
+            "test_page.py".to_string(),
+            case("test_version"),
+            case("test_data"),
+            case("test_later"),
+            case("TestNav::test_link[chromium]"),
+        ],
+        "the test's testcase, then its cases in file order"
+    );
+    assert_eq!(names.len(), 6, "{names:?}");
+    let data = doc.case(&case("test_data"));
+    assert_eq!(data.kind, "failure");
+    // The writer keeps a message's line breaks raw in the attribute,
+    // which every XML reader turns into spaces; report.json keeps them.
+    assert!(
+        data.message
+            .starts_with("AssertionError: assert 'v1' == 'v2' "),
+        "{data:?}"
+    );
+    assert_eq!(
+        page["cases"][1]["message"],
+        "AssertionError: assert 'v1' == 'v2'\n  - v2\n  + v1"
+    );
+    assert!(
+        data.text.contains(
+            "page = <Page url='http://127.0.0.1/'>\n\n    def test_data(page):\n>       assert"
+        ),
+        "{data:?}"
+    );
+    assert_eq!(data.classname, doc.case("test_page.py").classname);
+    assert_eq!(data.file, file);
+    assert_eq!(doc.case(&case("test_later")).kind, "skipped");
+    assert_eq!(
+        doc.case(&case("test_later")).message,
+        "needs the restore tier"
+    );
+    assert_eq!(doc.case("test_page.py").kind, "failure");
+    assert_eq!(doc.case("test_page.py").message, page["reason"]);
+    assert_eq!(doc.case("plain").kind, "passed");
+    assert_eq!(
+        (doc.totals.tests, doc.totals.failures, doc.totals.skipped),
+        (6, 2, 1)
+    );
+}
+
+/// A bash test writing `junit`, exiting 0: failed, and the line saying
+/// why names the variable and `rule`.
+fn fails_saying(s: &Suite, log: &str, name: &str, rule: &str) {
+    let report = s.json();
+    let t = test_of(&report, name);
+    assert_eq!(t["result"], "failed", "{t}");
+    assert_eq!(t["status"], "exit 0", "{t}");
+    let reason = t["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with(&format!(
+            "its CCCI_JUNIT_OUT ({}) is not valid JUnit: ",
+            s.report()
+                .join("cases")
+                .join(name)
+                .join("junit.xml")
+                .display()
+        )),
+        "{reason}"
+    );
+    assert!(reason.contains(rule), "{name}: {reason}");
+    assert!(
+        log.contains(&format!("{name}: {reason}")),
+        "the log says why {name} failed: {log}"
+    );
+    assert_eq!(t["cases"], serde_json::json!([]), "{t}");
+}
+
+#[test]
+fn junit_that_is_not_valid_or_is_truncated_fails_the_test_saying_so() {
+    let s = Suite::new();
+    s.test("garbage", Some("this is not <xml"), 0);
+    // pytest killed while it wrote: the root never closed.
+    let cut = &PYTEST_JUNIT[..PYTEST_JUNIT
+        .find("<testcase classname=\"test_page\" name=\"test_later\"")
+        .unwrap()];
+    s.test("truncated", Some(cut), 0);
+    s.test("html", Some("<html><body>hello</body></html>"), 0);
+    s.test("empty", Some(""), 0);
+    s.test(
+        "mismatched",
+        Some("<testsuites><testsuite><testcase name=\"a\"></testsuite></testsuites>"),
+        0,
+    );
+    let out = s.run();
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(code(out.status), 1, "{log}");
+    fails_saying(&s, &log, "garbage", "not well-formed XML");
+    fails_saying(&s, &log, "truncated", "truncated");
+    fails_saying(&s, &log, "html", "its root element is <html>");
+    fails_saying(&s, &log, "empty", "no root element");
+    fails_saying(&s, &log, "mismatched", "not well-formed XML");
+    let doc = crate::junit::check(&s.report().join("junit.xml"));
+    assert_eq!(doc.totals.tests, 5, "one testcase per test, no cases");
+    assert!(doc.case("truncated").message.contains("is not valid JUnit"));
+}
+
+#[test]
+fn a_failing_exit_stands_beside_passing_cases_and_a_stale_report_is_not_read_again() {
+    let s = Suite::new();
+    let green = PYTEST_JUNIT
+        .replace(
+            r#"<testcase classname="test_page" name="test_data" time="0.120"><failure"#,
+            r#"<testcase classname="test_page" name="test_data" time="0.120"><system-out"#,
+        )
+        .replace("AssertionError</failure>", "AssertionError</system-out>");
+    s.test("crashes", Some(&green), 3);
+    let out = s.run();
+    assert_eq!(code(out.status), 1);
+    let report = s.json();
+    let t = test_of(&report, "crashes");
+    assert_eq!(t["result"], "failed");
+    assert_eq!(t["reason"], "exit 3");
+    assert_eq!(report["cases_failed"], 0);
+    assert_eq!(report["cases_passed"], 3);
+    // The next run of a test that writes nothing: the file the earlier
+    // run left is gone, so its cases are not counted again.
+    s.test("crashes", None, 0);
+    let out = s.run();
+    assert_eq!(code(out.status), 0);
+    let report = s.json();
+    assert_eq!(test_of(&report, "crashes")["cases"], serde_json::json!([]));
+    assert!(!s.report().join("cases/crashes/junit.xml").exists());
+}
+
+/// A CI test of the example recipe under `run` writing pytest's JUnit.
+fn ci_test(f: &Fixture, name: &str) -> PathBuf {
+    let dir = f.tmp.path().join("ci-tests/example");
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = f.tmp.path().join("pytest.junit");
+    std::fs::write(&src, PYTEST_JUNIT).unwrap();
+    let path = support::script(
+        &dir,
+        name,
+        &format!(
+            "#!/bin/sh\n# tier: install\n# timeout: 30s\ncp '{}' \"$CCCI_JUNIT_OUT\"\nexit 1\n",
+            src.display()
+        ),
+    );
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+fn merged(state: &Path, run: &str) -> crate::junit::Doc {
+    crate::junit::check(&state.join(format!("runs/{run}/report/junit.xml")))
+}
+
+#[test]
+fn under_a_run_the_cases_join_the_tiers_and_the_merged_junit_with_the_recipes_classname() {
+    let f = Fixture::new();
+    ci_test(&f, "70-pytest.sh");
+    let out = f
+        .run_cmd(&["--quick"])
+        .env("CCCI_RUN_ID", "suites")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(code(out.status), 1, "{log}");
+    let file = "tests/example/70-pytest.sh";
+    let doc = merged(&f.state, "suites");
+    let data = doc.case(&format!("{file}::test_page::test_data"));
+    assert_eq!(data.kind, "failure");
+    assert_eq!(data.classname, "example.install");
+    assert_eq!(data.suite, "install");
+    assert_eq!(
+        doc.case(&format!("{file}::TestNav::test_link[chromium]"))
+            .classname,
+        "example.install"
+    );
+    let tier = crate::junit::check(&f.state.join("runs/suites/report/install/junit.xml"));
+    let own: Vec<_> = doc
+        .cases
+        .iter()
+        .filter(|c| c.suite == "install")
+        .cloned()
+        .collect();
+    assert_eq!(tier.cases, own, "the merged file holds the tier's cases");
+    // The run's summary counts the cases beside the tests.
+    let summary = log.rsplit("phase: finished").next().unwrap_or("");
+    assert!(
+        summary.contains("failed, 0 skipped; cases: 2 passed, 1 failed, 1 skipped ("),
+        "{summary}"
+    );
+    let rec = f.record("suites");
+    assert_eq!(rec["tests"][0]["cases_failed"], 1, "{rec}");
+}
