@@ -381,3 +381,108 @@ fn under_a_run_the_cases_join_the_tiers_and_the_merged_junit_with_the_recipes_cl
     let rec = f.record("suites");
     assert_eq!(rec["tests"][0]["cases_failed"], 1, "{rec}");
 }
+
+/// The artifact links of a timeline page: (shown name, href).
+fn artifact_links(html: &str) -> Vec<(String, String)> {
+    html.split(r#"<a class="artifact" href=""#)
+        .skip(1)
+        .map(|rest| {
+            let (href, rest) = rest.split_once("\">").unwrap();
+            let (shown, _) = rest.split_once("</a>").unwrap();
+            (shown.to_string(), href.to_string())
+        })
+        .collect()
+}
+
+/// A link as a browser resolves it against the page's directory.
+fn resolve(page_dir: &Path, href: &str) -> PathBuf {
+    let bytes = href.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            out.push(u8::from_str_radix(&href[i + 1..i + 3], 16).unwrap());
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    assert!(!href.starts_with('/'), "a relative link: {href}");
+    page_dir.join(String::from_utf8(out).unwrap())
+}
+
+#[test]
+fn the_timeline_page_links_a_runs_artifacts_relative_to_where_it_sits() {
+    let f = Fixture::new();
+    let dir = f.tmp.path().join("ci-tests/example");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = support::script(
+        &dir,
+        "80-shot.sh",
+        "#!/bin/sh\n# tier: install\nprintf 'png' >\"$CCCI_ARTIFACTS/failed page #1.png\"\n",
+    );
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // The page a run refreshes, outside the state directory.
+    let www = f.tmp.path().join("www/timeline.html");
+    std::fs::create_dir_all(www.parent().unwrap()).unwrap();
+    let out = f
+        .run_cmd(&["--quick"])
+        .env("CCCI_RUN_ID", "shots")
+        .env("CCCI_TIMELINE_FILE", &www)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    assert_eq!(
+        code(out.status),
+        0,
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let kept = f
+        .state
+        .join("runs/shots/report/artifacts/install/failed page #1.png");
+    assert_eq!(std::fs::read(&kept).unwrap(), b"png");
+
+    // In the state directory (`--out`), the same page on stdout (links
+    // relative to the state directory), and the one the run refreshed.
+    let in_state = f.state.join("timeline.html");
+    let w = f
+        .cmd()
+        .args(["timeline", "--since", "1h", "--out"])
+        .arg(&in_state)
+        .output()
+        .unwrap();
+    assert_eq!(code(w.status), 0, "{}", String::from_utf8_lossy(&w.stderr));
+    let stdout = f
+        .cmd()
+        .args(["timeline", "--since", "1h"])
+        .output()
+        .unwrap();
+    assert_eq!(code(stdout.status), 0);
+    for (html, page_dir) in [
+        (std::fs::read_to_string(&in_state).unwrap(), f.state.clone()),
+        (String::from_utf8(stdout.stdout).unwrap(), f.state.clone()),
+        (
+            std::fs::read_to_string(&www).unwrap(),
+            www.parent().unwrap().to_path_buf(),
+        ),
+    ] {
+        let links = artifact_links(&html);
+        assert_eq!(links.len(), 1, "{links:?}");
+        let (shown, href) = &links[0];
+        assert_eq!(shown, "install/failed page #1.png");
+        let target = resolve(&page_dir, href);
+        assert_eq!(
+            std::fs::read(&target)
+                .unwrap_or_else(|e| panic!("{href} from {}: {e}", page_dir.display())),
+            b"png"
+        );
+    }
+    let html = std::fs::read_to_string(&in_state).unwrap();
+    assert!(
+        html.contains(r#"href="runs/shots/report/artifacts/install/failed%20page%20%231.png""#),
+        "{html}"
+    );
+}
