@@ -486,3 +486,185 @@ fn the_timeline_page_links_a_runs_artifacts_relative_to_where_it_sits() {
         "{html}"
     );
 }
+
+/// The example app (examples/recipe/image/server.c) built for this host
+/// and serving on 127.0.0.1; killed when dropped.
+struct ExampleApp {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl ExampleApp {
+    fn start(dir: &Path, version: &str) -> ExampleApp {
+        let bin = dir.join("server");
+        let cc = std::process::Command::new(std::env::var("CC").unwrap_or_else(|_| "gcc".into()))
+            .args(["-O2", "-o"])
+            .arg(&bin)
+            .arg(format!("-DVERSION=\"{version}\""))
+            .arg(support::repo().join("examples/recipe/image/server.c"))
+            .output()
+            .unwrap();
+        assert!(
+            cc.status.success(),
+            "{}",
+            String::from_utf8_lossy(&cc.stderr)
+        );
+        let data = dir.join("data");
+        std::fs::create_dir_all(&data).unwrap();
+        // A free port: the kernel picks one, the server binds it after us.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = std::process::Command::new(&bin)
+            .env("PORT", port.to_string())
+            .env("DATA_DIR", &data)
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let app = ExampleApp { child, port };
+        support::wait_until("the example app listening", || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        app
+    }
+
+    fn put_data(&self, body: &str) {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        write!(
+            s,
+            "PUT /data HTTP/1.0\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.0 200"), "{answer}");
+    }
+}
+
+impl Drop for ExampleApp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The python with playwright and pytest-playwright (`.ci/run`'s venv
+/// through `CCCI_DEV_PLAYWRIGHT_PYTHON`) and Debian's Chromium, or why the
+/// browser test cannot run here: a line, and a failure where
+/// `CCCI_DEV_REQUIRE_PLAYWRIGHT` says they must be there.
+fn playwright() -> Option<String> {
+    let python = std::env::var("CCCI_DEV_PLAYWRIGHT_PYTHON").ok();
+    let missing = match &python {
+        None => Some("CCCI_DEV_PLAYWRIGHT_PYTHON is not set".to_string()),
+        Some(p) if !Path::new("/usr/bin/chromium").exists() => {
+            Some(format!("/usr/bin/chromium is not installed (python {p})"))
+        }
+        Some(p) => {
+            let ok = std::process::Command::new(p)
+                .args(["-c", "import playwright, pytest_playwright"])
+                .status()
+                .is_ok_and(|s| s.success());
+            (!ok).then(|| format!("{p} lacks playwright or pytest-playwright"))
+        }
+    };
+    if let Some(why) = missing {
+        assert!(
+            std::env::var_os("CCCI_DEV_REQUIRE_PLAYWRIGHT").is_none(),
+            "the browser test is required (CCCI_DEV_REQUIRE_PLAYWRIGHT) but {why}"
+        );
+        eprintln!("skipped: the example recipe's browser test needs Playwright: {why}");
+        return None;
+    }
+    python
+}
+
+#[test]
+fn the_example_recipes_browser_test_reports_each_case_and_a_changed_page_fails_its_case_with_a_screenshot(
+) {
+    let Some(python) = playwright() else { return };
+    let s = Suite::new();
+    let app = ExampleApp::start(s.dir.path(), "1.1.0");
+    app.put_data("ccci-example marker of the browser test");
+    // The recipe's page_test.py, run as 40-page.sh runs it, against the
+    // app on 127.0.0.1; EXPECT_VERSION is what the page must show.
+    let page_test = support::repo().join("examples/recipe/tests/page_test.py");
+    let artifacts = s.report().join("artifacts");
+    let wrapper = s.tests().join("browser.sh");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\n# timeout: 3m\nset -eu\n\
+             export PAGE_URL=http://127.0.0.1:{port}/page EXPECT_DATA='ccci-example marker of the browser test'\n\
+             exec '{python}' -m pytest '{page_test}' -p no:cacheprovider -q \
+             --junitxml=\"$CCCI_JUNIT_OUT\" --screenshot only-on-failure \
+             --output '{artifacts}/page'\n",
+            port = app.port,
+            page_test = page_test.display(),
+            artifacts = artifacts.display(),
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let run = |version: &str| {
+        let mut c = support::ccci();
+        c.current_dir(s.dir.path())
+            .env("CCCI_DOCKER", support::fake_dir().join("docker"))
+            .env("CCCI_FAKE_STATE", s.dir.path().join("fake"))
+            .env("EXPECT_VERSION", version)
+            .args(["test", "--report-dir"])
+            .arg(s.report())
+            .arg(s.tests())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let started = std::time::Instant::now();
+        let out = c.output().unwrap();
+        let log = String::from_utf8_lossy(&out.stderr).into_owned();
+        eprintln!("{log}");
+        eprintln!("browser suite: {:?} in all", started.elapsed());
+        (code(out.status), log)
+    };
+    let case = |c: &str| format!("{}::page_test::{c}[chromium]", wrapper.display());
+
+    // The page as the app serves it: green, three cases.
+    let (exit, log) = run("1.1.0");
+    assert_eq!(exit, 0, "{log}");
+    let report = s.json();
+    let t = test_of(&report, "browser.sh");
+    assert_eq!(
+        cases_of(t),
+        [
+            (case("test_title"), "passed".to_string()),
+            (case("test_version"), "passed".into()),
+            (case("test_data_written_at_install"), "passed".into()),
+        ]
+    );
+    eprintln!("pytest process: {} ms", t["duration_ms"]);
+    assert!(!artifacts.join("page").exists(), "no screenshot when green");
+
+    // The page changed (it shows 1.1.0 where 2.0.0 is expected): red, the
+    // failing case named in the summary and as its own testcase, its
+    // screenshot in the report directory.
+    let (exit, log) = run("2.0.0");
+    assert_eq!(exit, 1, "{log}");
+    let row = log
+        .lines()
+        .find(|l| l.contains(&format!("  {}", case("test_version"))))
+        .unwrap_or_else(|| panic!("no summary row for the failed case: {log}"));
+    assert!(row.contains("failed"), "{row}");
+    assert!(
+        log.contains("cases: 2 passed, 1 failed, 0 skipped"),
+        "{log}"
+    );
+    let doc = crate::junit::check(&s.report().join("junit.xml"));
+    let failed = doc.case(&case("test_version"));
+    assert_eq!(failed.kind, "failure");
+    assert!(failed.text.contains("ccci-example 2.0.0"), "{failed:?}");
+    assert_eq!(doc.case(&case("test_title")).kind, "passed");
+    let shot = artifacts.join("page/page-test-py-test-version-chromium/test-failed-1.png");
+    let png = std::fs::read(&shot).unwrap_or_else(|e| panic!("{}: {e}", shot.display()));
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "a PNG screenshot");
+}

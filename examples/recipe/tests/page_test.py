@@ -1,7 +1,7 @@
 """The example app's page in a real browser: pytest with Playwright
 (pytest-playwright's `page` fixture), driving Debian's Chromium.
 
-Run by 30-page.sh, which checks that the app is real and that Playwright
+Run by 40-page.sh, which checks that the app is real and that Playwright
 and Chromium are there, then runs
 
     python -m pytest page_test.py --junitxml="$CCCI_JUNIT_OUT" \
@@ -12,7 +12,7 @@ so each case below is a testcase of its own in cc-ci-run's reports, and a
 failing case leaves a screenshot of the page in CCCI_ARTIFACTS (kept with
 the reports, linked from the timeline page).
 
-What the page must show comes from the environment 30-page.sh sets:
+What the page must show comes from the environment 40-page.sh sets:
 PAGE_URL (the app's page, on 127.0.0.1), EXPECT_VERSION (the version of
 the image the app service runs), EXPECT_DATA (what the install tier's
 00-deployed.sh stored: the page shows it after the upgrade and after the
@@ -25,7 +25,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 # Not a Playwright download: the machine reaches no download site.
-CHROMIUM = os.environ.get("CCCI_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM = os.environ.get("CCCI_EXAMPLE_CHROMIUM", "/usr/bin/chromium")
 
 
 @pytest.fixture(scope="session")

@@ -10,13 +10,16 @@
 # CCCI_JUNIT_OUT, a failing page's screenshot left in CCCI_ARTIFACTS.
 #
 # It needs a real app (example_app.py mode), a python with playwright and
-# pytest-playwright (CCCI_PLAYWRIGHT_PYTHON, else python3) and Chromium
-# (CCCI_CHROMIUM, else /usr/bin/chromium). Without a real app there is
+# pytest-playwright (CCCI_EXAMPLE_PLAYWRIGHT_PYTHON, else python3) and Chromium
+# (CCCI_EXAMPLE_CHROMIUM, else /usr/bin/chromium). Without a real app there is
 # nothing to open: it says so and passes, as 00-deployed.sh does. Without
 # Playwright or Chromium it reports one skipped case naming what is
 # missing (counted as skipped in the summary, never a silent pass), and
-# fails instead when CCCI_DEV_REQUIRE_PLAYWRIGHT=1 (cc-ci-run's CI).
+# fails instead when CCCI_EXAMPLE_REQUIRE_PLAYWRIGHT=1.
 set -eu
+
+# shellcheck source=knobs.inc
+. "$(dirname "$0")/knobs.inc"
 
 here=$(dirname "$0")
 lib="$here/example_app.py"
@@ -29,8 +32,8 @@ http*) ;;
   ;;
 esac
 
-python="${CCCI_PLAYWRIGHT_PYTHON:-python3}"
-chromium="${CCCI_CHROMIUM:-/usr/bin/chromium}"
+python="${CCCI_EXAMPLE_PLAYWRIGHT_PYTHON:-python3}"
+chromium="${CCCI_EXAMPLE_CHROMIUM:-/usr/bin/chromium}"
 missing=""
 "$python" -c 'import playwright, pytest_playwright' 2>/dev/null ||
   missing="the python packages playwright and pytest-playwright ($python)"
@@ -38,8 +41,8 @@ if [ ! -x "$chromium" ]; then
   missing="${missing:+$missing and }Chromium ($chromium)"
 fi
 if [ -n "$missing" ]; then
-  if [ "${CCCI_DEV_REQUIRE_PLAYWRIGHT:-}" = 1 ]; then
-    echo "missing $missing, required (CCCI_DEV_REQUIRE_PLAYWRIGHT=1)" >&2
+  if [ "${CCCI_EXAMPLE_REQUIRE_PLAYWRIGHT:-}" = 1 ]; then
+    echo "missing $missing, required (CCCI_EXAMPLE_REQUIRE_PLAYWRIGHT=1)" >&2
     exit 1
   fi
   echo "skipped: missing $missing"
@@ -53,8 +56,8 @@ port=${mode#http }
 PAGE_URL="http://127.0.0.1:$port/page"
 EXPECT_VERSION=$(python3 "$lib" image-version)
 EXPECT_DATA=$(python3 "$lib" marker)
-CCCI_CHROMIUM="$chromium"
-export PAGE_URL EXPECT_VERSION EXPECT_DATA CCCI_CHROMIUM
+CCCI_EXAMPLE_CHROMIUM="$chromium"
+export PAGE_URL EXPECT_VERSION EXPECT_DATA CCCI_EXAMPLE_CHROMIUM
 # The served version first (the upgraded task may still be starting).
 python3 "$lib" serves "$EXPECT_VERSION" >/dev/null
 exec "$python" -m pytest "$here/page_test.py" -p no:cacheprovider -q \
