@@ -597,7 +597,7 @@ fn the_example_recipes_browser_test_reports_each_case_and_a_changed_page_fails_i
     std::fs::write(
         &wrapper,
         format!(
-            "#!/bin/sh\n# timeout: 3m\nset -eu\n\
+            "#!/bin/sh\n# timeout: 3m\nset -eu\nexport PYTHONDONTWRITEBYTECODE=1\n\
              export PAGE_URL=http://127.0.0.1:{port}/page EXPECT_DATA='ccci-example marker of the browser test'\n\
              exec '{python}' -m pytest '{page_test}' -p no:cacheprovider -q \
              --junitxml=\"$CCCI_JUNIT_OUT\" --screenshot only-on-failure \

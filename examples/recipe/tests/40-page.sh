@@ -60,6 +60,8 @@ CCCI_EXAMPLE_CHROMIUM="$chromium"
 export PAGE_URL EXPECT_VERSION EXPECT_DATA CCCI_EXAMPLE_CHROMIUM
 # The served version first (the upgraded task may still be starting).
 python3 "$lib" serves "$EXPECT_VERSION" >/dev/null
+# No __pycache__ beside the recipe's tests (pytest rewrites asserts into one).
+export PYTHONDONTWRITEBYTECODE=1
 exec "$python" -m pytest "$here/page_test.py" -p no:cacheprovider -q \
   --junitxml="$CCCI_JUNIT_OUT" \
   --screenshot only-on-failure \
