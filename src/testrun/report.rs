@@ -235,8 +235,15 @@ pub fn summary_lines(report: &Report, dir: &Path) -> Vec<String> {
             t.reason.clone(),
         ));
         // Its own cases, indented under it: a failing case is named here,
-        // not only in the test's captured output.
+        // not only in the test's captured output. A suite of hundreds of
+        // cases lists those that did not pass, and counts the rest.
+        let all = t.cases.len() <= CASE_ROWS;
+        let mut unlisted = 0;
         for c in &t.cases {
+            if !all && c.result == super::cases::CaseResult::Passed {
+                unlisted += 1;
+                continue;
+            }
             rows.push((
                 [
                     format!("  {}", c.name),
@@ -248,6 +255,18 @@ pub fn summary_lines(report: &Report, dir: &Path) -> Vec<String> {
                     dash(),
                 ],
                 c.message.as_deref().map(first_line),
+            ));
+        }
+        if unlisted > 0 {
+            rows.push((
+                [
+                    format!("  ({unlisted} passed cases not listed)"),
+                    String::new(),
+                    String::new(),
+                    String::new(),
+                    String::new(),
+                ],
+                None,
             ));
         }
     }
@@ -321,6 +340,10 @@ fn first_line(message: &str) -> String {
         None => line.to_string(),
     }
 }
+
+/// A test with at most this many cases has each listed in the summary;
+/// one with more has only those that did not pass.
+pub const CASE_ROWS: usize = 30;
 
 /// How much of a case's message the summary shows.
 const NOTE_CHARS: usize = 120;
