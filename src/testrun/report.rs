@@ -333,7 +333,7 @@ pub fn summary_lines(report: &Report, dir: &Path) -> Vec<String> {
 
 /// The first line of a case's message, at most [`NOTE_CHARS`] characters:
 /// the summary is one line per case.
-fn first_line(message: &str) -> String {
+pub(crate) fn first_line(message: &str) -> String {
     let line = message.lines().next().unwrap_or("").trim();
     match line.char_indices().nth(NOTE_CHARS) {
         Some((i, _)) => format!("{}...", &line[..i]),

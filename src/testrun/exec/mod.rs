@@ -34,6 +34,10 @@
 //! Each failed attempt's output is kept as `NAME.attempt-K.stdout|.stderr`.
 //! A stop drains the queue: a queued test ends with the failure it had.
 //!
+//! Own cases: each test gets `CCCI_JUNIT_OUT`, a path in a directory of
+//! its own that holds no earlier file; when it ends, the JUnit it wrote
+//! there is read (`super::cases`) and can turn a pass into a failure.
+//!
 //! The parts: this file is the event loop; `unit` a test's state and its
 //! limits, `leftovers` finding and ending what a test left behind, `output`
 //! the capture of its output.
@@ -705,7 +709,10 @@ impl Runner<'_> {
                 rep.cases = cases::reports(&rep.file, &raw);
                 let (passed, failed, skipped) = cases::counts(&rep.cases);
                 for c in rep.cases.iter().filter(|c| c.result.is_failure()) {
-                    let what = c.message.as_deref().unwrap_or("no message");
+                    let what = c
+                        .message
+                        .as_deref()
+                        .map_or_else(|| "no message".into(), report::first_line);
                     say!("{name}: case {} {}: {what}", c.name, c.result.as_str());
                 }
                 say!("{name}: cases: {passed} passed, {failed} failed, {skipped} skipped");
