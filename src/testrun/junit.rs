@@ -250,6 +250,7 @@ pub fn test_case(t: &TestReport, classname: &str, tails: &Tails) -> TestCase {
             case.set_system_err(tails.stderr.as_str());
         }
     }
+    attach(&mut case, &t.artifacts);
     if t.leaky {
         let note = format!("leaked processes killed: {:?}", t.leaked_pids);
         match &case.system_err {
@@ -315,7 +316,28 @@ pub fn own_case(t: &TestReport, c: &CaseReport, classname: &str) -> TestCase {
     if let Some(ms) = c.duration_ms {
         case.set_time(millis(ms));
     }
+    // A failing case's screenshot is among the files its test left.
+    if c.result.is_failure() {
+        attach(&mut case, &t.artifacts);
+    }
     case
+}
+
+/// `[[ATTACHMENT|path]]` lines for `files` at the end of the testcase's
+/// `system-out`, where GitLab and Jenkins' attachments plugin read them.
+fn attach(case: &mut TestCase, files: &[String]) {
+    if files.is_empty() {
+        return;
+    }
+    let mut out = case
+        .system_out
+        .as_ref()
+        .map(|o| format!("{}\n", o.as_str().trim_end_matches('\n')))
+        .unwrap_or_default();
+    for f in files {
+        out.push_str(&format!("[[ATTACHMENT|{f}]]\n"));
+    }
+    case.set_system_out(out);
 }
 
 /// A tier's junit.xml.

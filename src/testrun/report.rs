@@ -42,6 +42,7 @@
 //! | `tests[].flaky` | it failed, then passed on a rerun |
 //! | `tests[].cases` | the cases of the JUnit the test wrote to `CCCI_JUNIT_OUT`, in file order: `name` (`FILE::CASE`), `result` (`passed`, `failed`, `error`, `skipped`), `message`, `duration_ms` |
 //! | `tests[].junit` | that file, relative to the report directory (null when it wrote none) |
+//! | `tests[].artifacts` | files it left in `CCCI_ARTIFACTS` (written while it ran, not claimed by a test that ended before it), absolute paths |
 //! | `tests[].failed_attempts` | the attempts before the last that failed, oldest first: `result`, `reason`, `status`, `exit_code`, `started`, `duration_ms`, `leaked_pids`, `stdout`, `stderr`, `stdout_bytes`, `stderr_bytes` (each attempt's output is kept as `output/NAME.attempt-K.stdout`) |
 //!
 //! A test's own fields (`result`, `status`, `duration_ms`, `stdout`, ...)
@@ -163,6 +164,9 @@ pub struct TestReport {
     pub cases: Vec<CaseReport>,
     /// That file, relative to the report directory (null when none).
     pub junit: Option<String>,
+    /// Files it left in `CCCI_ARTIFACTS` (those written while it ran and
+    /// not claimed by a test that ended before it), absolute paths.
+    pub artifacts: Vec<String>,
 }
 
 /// The whole suite, as `report.json` holds it.

@@ -328,7 +328,8 @@ fn ci_test(f: &Fixture, name: &str) -> PathBuf {
         &dir,
         name,
         &format!(
-            "#!/bin/sh\n# tier: install\n# timeout: 30s\ncp '{}' \"$CCCI_JUNIT_OUT\"\nexit 1\n",
+            "#!/bin/sh\n# tier: install\n# timeout: 30s\ncp '{}' \"$CCCI_JUNIT_OUT\"\n\
+             printf png >\"$CCCI_ARTIFACTS/test_data.png\"\nexit 1\n",
             src.display()
         ),
     );
@@ -380,6 +381,46 @@ fn under_a_run_the_cases_join_the_tiers_and_the_merged_junit_with_the_recipes_cl
     );
     let rec = f.record("suites");
     assert_eq!(rec["tests"][0]["cases_failed"], 1, "{rec}");
+
+    // The screenshot it left is attached to its testcase and to its
+    // failed case's (GitLab reads a testcase's system-out), not to the
+    // cases that passed nor to the tier's other test.
+    let shot = f
+        .state
+        .join("runs/suites/report/artifacts/install/test_data.png");
+    assert!(shot.is_file());
+    let attachment = format!("[[ATTACHMENT|{}]]", shot.display());
+    let xml = std::fs::read_to_string(f.state.join("runs/suites/report/junit.xml")).unwrap();
+    let testcase = |name: &str| -> String {
+        let open = format!("<testcase name=\"{name}\"");
+        let at = xml
+            .find(&open)
+            .unwrap_or_else(|| panic!("no {name} in {xml}"));
+        let rest = &xml[at..];
+        let end = rest.find("</testcase>").map_or(rest.len(), |e| e);
+        let next = rest[1..].find("<testcase ").map_or(rest.len(), |n| n + 1);
+        rest[..end.min(next)].to_string()
+    };
+    assert!(testcase("70-pytest.sh").contains(&attachment), "{xml}");
+    assert!(
+        testcase(&format!("{file}::test_page::test_data")).contains(&attachment),
+        "{xml}"
+    );
+    assert!(!testcase(&format!("{file}::test_page::test_version")).contains("ATTACHMENT"));
+    assert!(!testcase("00-deployed.sh").contains("ATTACHMENT"), "{xml}");
+    let report: Value = serde_json::from_str(
+        &std::fs::read_to_string(f.state.join("runs/suites/report/install/report.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        test_of(&report, "70-pytest.sh")["artifacts"],
+        serde_json::json!([shot.display().to_string()])
+    );
+    assert_eq!(
+        test_of(&report, "00-deployed.sh")["artifacts"],
+        serde_json::json!([])
+    );
+    crate::junit::check(&f.state.join("runs/suites/report/junit.xml"));
 }
 
 /// The artifact links of a timeline page: (shown name, href).

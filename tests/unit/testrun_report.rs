@@ -147,6 +147,7 @@ pub fn test(name: &str, result: Outcome, reason: Option<&str>) -> TestReport {
         failed_attempts: vec![],
         cases: vec![],
         junit: None,
+        artifacts: vec![],
     }
 }
 

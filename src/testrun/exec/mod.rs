@@ -110,6 +110,8 @@ struct Runner<'a> {
     failed_last: HashMap<usize, TestReport>,
     /// Each test's earlier failed attempts, oldest first.
     earlier: Vec<Vec<Attempt>>,
+    /// Files in `CCCI_ARTIFACTS` already claimed by a test.
+    claimed: HashSet<String>,
 }
 
 /// Runs the planned suite (see the module header) and reports.
@@ -168,6 +170,7 @@ pub(crate) fn run(suite: &Suite, plan: Plan, cancel: Option<&Latch>) -> Result<S
         retry: VecDeque::new(),
         failed_last: HashMap::new(),
         earlier: vec![Vec::new(); n],
+        claimed: HashSet::new(),
     };
     let tier_words = r.tier.map(|t| format!(" for tier {t}")).unwrap_or_default();
     if n == 0 {
@@ -639,6 +642,7 @@ impl Runner<'_> {
         rep.stdout_bytes = written(".stdout");
         rep.stderr_bytes = written(".stderr");
         self.read_own_cases(&mut rep);
+        rep.artifacts = self.claim_artifacts(r.started_at);
         let result = rep.result;
         let mut line = format!("{name}: {} in {}", result.as_str(), human(duration));
         if let Some(why) = &rep.reason {
@@ -674,6 +678,34 @@ impl Runner<'_> {
             );
         }
         path
+    }
+    /// The files in the suite's `CCCI_ARTIFACTS` (when it gives one)
+    /// written since `since`, a test's start, that no test that ended
+    /// before has claimed: what that test left there. Tests that run side
+    /// by side share the directory; a file either wrote goes to the first
+    /// to end.
+    fn claim_artifacts(&mut self, since: SystemTime) -> Vec<String> {
+        let Some((_, dir)) = self.suite.env.iter().find(|(k, _)| k == "CCCI_ARTIFACTS") else {
+            return Vec::new();
+        };
+        let mut mine = Vec::new();
+        for e in walkdir::WalkDir::new(dir)
+            .follow_links(false)
+            .sort_by_file_name()
+            .into_iter()
+            .flatten()
+        {
+            let fresh = e
+                .metadata()
+                .ok()
+                .and_then(|m| m.modified().ok())
+                .is_some_and(|t| t >= since);
+            let path = e.path().display().to_string();
+            if e.file_type().is_file() && fresh && self.claimed.insert(path.clone()) {
+                mine.push(path);
+            }
+        }
+        mine
     }
     /// Reads the JUnit the test wrote to its `CCCI_JUNIT_OUT` (see
     /// [`cases`]): its cases join its report; a failed case fails a test
@@ -860,6 +892,7 @@ impl Runner<'_> {
             failed_attempts: Vec::new(),
             cases: Vec::new(),
             junit: None,
+            artifacts: Vec::new(),
         }
     }
     /// `--resume`: tests the checkpoint says passed for this run id, ref and
