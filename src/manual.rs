@@ -315,6 +315,11 @@ pub const ENVIRONMENT: &[EnvVar] = &[
         SET_FOR_TESTS,
         "for tests: a directory whose files are kept with the reports",
     ),
+    v(
+        "CCCI_JUNIT_OUT",
+        SET_FOR_TESTS,
+        "for tests: where JUnit of their own cases goes (pytest --junitxml)",
+    ),
     v("CCCI_STACK", SET_FOR_TESTS, "for tests: its stack name"),
     v(
         "CCCI_CONTAINER_LABEL",
@@ -351,6 +356,10 @@ pub const FILES: &[(&str, &str)] = &[
     (
         "STATE/runs/RUN/report/",
         "report.json and junit.xml per tier, and the merged junit.xml",
+    ),
+    (
+        "STATE/runs/RUN/report/TIER/cases/TEST/junit.xml",
+        "the JUnit a test wrote to CCCI_JUNIT_OUT (its cases are merged)",
     ),
     (
         "STATE/runs/RUN/report/artifacts/TIER/",

@@ -367,14 +367,23 @@ pub(crate) fn summary_lines(r: &RunRecord) -> Vec<String> {
         out.push("tests: none ran".into());
     }
     for t in &r.tests {
+        let cases = t.cases_passed + t.cases_failed + t.cases_skipped;
         out.push(format!(
-            "tests {}: {} passed, {} failed, {} skipped{} ({})",
+            "tests {}: {} passed, {} failed, {} skipped{}{} ({})",
             t.tier,
             t.passed,
             t.failed,
             t.skipped,
             if t.flaky > 0 {
                 format!(", {} flaky", t.flaky)
+            } else {
+                String::new()
+            },
+            if cases > 0 {
+                format!(
+                    "; cases: {} passed, {} failed, {} skipped",
+                    t.cases_passed, t.cases_failed, t.cases_skipped
+                )
             } else {
                 String::new()
             },
@@ -450,6 +459,13 @@ pub struct TierTests {
     pub skipped: usize,
     #[serde(default)]
     pub flaky: usize,
+    /// The tests' own cases (`CCCI_JUNIT_OUT`): passed, failed, skipped.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub cases_passed: usize,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub cases_failed: usize,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub cases_skipped: usize,
     pub report_dir: String,
     /// The stack's services as watched from the tier's convergence to the
     /// end of its tests (SPEC section 3 step 8): how often each restarted.
@@ -594,4 +610,8 @@ pub fn load_records(state_dir: &Path) -> Result<Vec<RunRecord>> {
         .into_iter()
         .filter_map(|(_, r)| r.ok())
         .collect())
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }

@@ -1428,6 +1428,9 @@ impl Run {
             failed: outcome.failed,
             skipped: outcome.skipped,
             flaky: outcome.flaky,
+            cases_passed: outcome.cases_passed,
+            cases_failed: outcome.cases_failed,
+            cases_skipped: outcome.cases_skipped,
             report_dir: suite.report_dir.display().to_string(),
             watch: watched,
         });

@@ -9,7 +9,10 @@
 //! - **Per tier**: `junit.xml` in the tier's report directory (under a run
 //!   `<report-dir>/<tier>/junit.xml`; standalone `cc-ci-run test`:
 //!   `<report-dir>/junit.xml`): one `<testsuite>` named after the tier (or
-//!   `tests` when no tier was given), one `<testcase>` per selected test.
+//!   `tests` when no tier was given), one `<testcase>` per selected test,
+//!   each followed by the cases of the JUnit that test wrote to
+//!   `CCCI_JUNIT_OUT` (see [`super::cases`]), one `<testcase>` each named
+//!   `<test file>::<case>`.
 //! - **Per run**: `<report-dir>/junit.xml` (default
 //!   `runs/<run-id>/report/junit.xml`), written by `run` on every path once
 //!   the verdict is known: every tier's testsuite as its own file holds it,
@@ -62,6 +65,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use quick_junit::{FlakyOrRerun, NonSuccessKind, TestCase, TestCaseStatus, TestRerun, TestSuite};
 
+use super::cases::{CaseReport, CaseResult};
 use super::meta::Tier;
 use super::report::{Attempt, Outcome, Report, Tails, TestReport};
 use crate::rundir::RunRecord;
@@ -246,6 +250,7 @@ pub fn test_case(t: &TestReport, classname: &str, tails: &Tails) -> TestCase {
             case.set_system_err(tails.stderr.as_str());
         }
     }
+    attach(&mut case, &t.artifacts);
     if t.leaky {
         let note = format!("leaked processes killed: {:?}", t.leaked_pids);
         match &case.system_err {
@@ -279,8 +284,60 @@ pub fn tier_suite(
     }
     for t in &report.tests {
         suite.add_test_case(test_case(t, classname, &tails(t)));
+        suite.add_test_cases(t.cases.iter().map(|c| own_case(t, c, classname)));
     }
     suite
+}
+
+/// A case of a test's own JUnit (`CCCI_JUNIT_OUT`) as a testcase of its
+/// own, right after the test's: named `<test file>::<case>`, of the tier's
+/// classname, with the case's message and text.
+pub fn own_case(t: &TestReport, c: &CaseReport, classname: &str) -> TestCase {
+    let non_success = |kind: NonSuccessKind, ty: &str| {
+        let mut s = TestCaseStatus::non_success(kind);
+        s.set_message(c.message.clone().unwrap_or_default())
+            .set_type(ty)
+            .set_description(c.text.as_str());
+        s
+    };
+    let status = match c.result {
+        CaseResult::Passed => TestCaseStatus::success(),
+        CaseResult::Failed => non_success(NonSuccessKind::Failure, "failure"),
+        CaseResult::Error => non_success(NonSuccessKind::Error, "error"),
+        CaseResult::Skipped => {
+            let mut s = TestCaseStatus::skipped();
+            s.set_message(c.message.clone().unwrap_or_default());
+            s
+        }
+    };
+    let mut case = TestCase::new(c.name.as_str(), status);
+    case.set_classname(classname);
+    case.extra.insert("file".into(), t.file.as_str().into());
+    if let Some(ms) = c.duration_ms {
+        case.set_time(millis(ms));
+    }
+    // A failing case's screenshot is among the files its test left.
+    if c.result.is_failure() {
+        attach(&mut case, &t.artifacts);
+    }
+    case
+}
+
+/// `[[ATTACHMENT|path]]` lines for `files` at the end of the testcase's
+/// `system-out`, where GitLab and Jenkins' attachments plugin read them.
+fn attach(case: &mut TestCase, files: &[String]) {
+    if files.is_empty() {
+        return;
+    }
+    let mut out = case
+        .system_out
+        .as_ref()
+        .map(|o| format!("{}\n", o.as_str().trim_end_matches('\n')))
+        .unwrap_or_default();
+    for f in files {
+        out.push_str(&format!("[[ATTACHMENT|{f}]]\n"));
+    }
+    case.set_system_out(out);
 }
 
 /// A tier's junit.xml.

@@ -16,6 +16,7 @@
 //! test starts: exit 2), and prints `--list`.
 
 pub mod cap;
+pub mod cases;
 pub mod checkpoint;
 pub(crate) mod containers;
 pub(crate) mod exec;
@@ -112,6 +113,10 @@ pub(crate) struct SuiteOutcome {
     pub flaky: usize,
     /// Skipped, cancelled, and passed earlier (resume).
     pub skipped: usize,
+    /// The tests' own cases (`CCCI_JUNIT_OUT`, see [`cases`]).
+    pub cases_passed: usize,
+    pub cases_failed: usize,
+    pub cases_skipped: usize,
     /// Tests the filters selected (0: nothing was tested).
     pub selected: usize,
     /// Test files discovered before the filters.

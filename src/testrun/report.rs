@@ -20,6 +20,7 @@
 //! | `stop_reason` | null, or the stop in words (the threshold, the signal) |
 //! | `workers` | how many tests ran at once at most |
 //! | `passed`, `failed`, `skipped` | counts; `failed` includes timed out, `skipped` includes cancelled |
+//! | `cases_passed`, `cases_failed`, `cases_skipped` | the tests' own cases (`CCCI_JUNIT_OUT`); `cases_failed` includes errors |
 //! | `flaky` | tests that failed, then passed on a rerun (in `passed`, or in `failed` with `--flaky-fails`) |
 //! | `leaked_unattributed` | pids of leftover processes no test could be named for |
 //! | `tests` | one object per selected test, in planned order: |
@@ -39,6 +40,9 @@
 //! | `tests[].level`, `tiers`, `tags`, `priority`, `depends_on`, `timeout_ms`, `memory_bytes`, `retries` | the metadata in force |
 //! | `tests[].attempts` | how many times it ran (0 if it never started; 1 + reruns) |
 //! | `tests[].flaky` | it failed, then passed on a rerun |
+//! | `tests[].cases` | the cases of the JUnit the test wrote to `CCCI_JUNIT_OUT`, in file order: `name` (`FILE::CASE`), `result` (`passed`, `failed`, `error`, `skipped`), `message`, `duration_ms` |
+//! | `tests[].junit` | that file, relative to the report directory (null when it wrote none) |
+//! | `tests[].artifacts` | files it left in `CCCI_ARTIFACTS` (written while it ran, not claimed by a test that ended before it), absolute paths |
 //! | `tests[].failed_attempts` | the attempts before the last that failed, oldest first: `result`, `reason`, `status`, `exit_code`, `started`, `duration_ms`, `leaked_pids`, `stdout`, `stderr`, `stdout_bytes`, `stderr_bytes` (each attempt's output is kept as `output/NAME.attempt-K.stdout`) |
 //!
 //! A test's own fields (`result`, `status`, `duration_ms`, `stdout`, ...)
@@ -51,6 +55,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use serde::Serialize;
 
+use super::cases::CaseReport;
 use super::junit;
 use super::meta::{Level, Tier};
 use crate::units::human;
@@ -154,6 +159,14 @@ pub struct TestReport {
     pub attempts: u32,
     pub flaky: bool,
     pub failed_attempts: Vec<Attempt>,
+    /// The cases of the JUnit it wrote to `CCCI_JUNIT_OUT`, in file order
+    /// (empty when it wrote none).
+    pub cases: Vec<CaseReport>,
+    /// That file, relative to the report directory (null when none).
+    pub junit: Option<String>,
+    /// Files it left in `CCCI_ARTIFACTS` (those written while it ran and
+    /// not claimed by a test that ended before it), absolute paths.
+    pub artifacts: Vec<String>,
 }
 
 /// The whole suite, as `report.json` holds it.
@@ -174,6 +187,11 @@ pub struct Report {
     pub failed: usize,
     pub skipped: usize,
     pub flaky: usize,
+    /// The tests' own cases (`CCCI_JUNIT_OUT`): passed, failed (with
+    /// errors), skipped.
+    pub cases_passed: usize,
+    pub cases_failed: usize,
+    pub cases_skipped: usize,
     pub leaked_unattributed: Vec<i32>,
     pub tests: Vec<TestReport>,
 }
@@ -220,6 +238,41 @@ pub fn summary_lines(report: &Report, dir: &Path) -> Vec<String> {
             ],
             t.reason.clone(),
         ));
+        // Its own cases, indented under it: a failing case is named here,
+        // not only in the test's captured output. A suite of hundreds of
+        // cases lists those that did not pass, and counts the rest.
+        let all = t.cases.len() <= CASE_ROWS;
+        let mut unlisted = 0;
+        for c in &t.cases {
+            if !all && c.result == super::cases::CaseResult::Passed {
+                unlisted += 1;
+                continue;
+            }
+            rows.push((
+                [
+                    format!("  {}", c.name),
+                    c.result.as_str().to_string(),
+                    c.duration_ms
+                        .map(|ms| human(std::time::Duration::from_millis(ms)))
+                        .unwrap_or_else(dash),
+                    dash(),
+                    dash(),
+                ],
+                c.message.as_deref().map(first_line),
+            ));
+        }
+        if unlisted > 0 {
+            rows.push((
+                [
+                    format!("  ({unlisted} passed cases not listed)"),
+                    String::new(),
+                    String::new(),
+                    String::new(),
+                    String::new(),
+                ],
+                None,
+            ));
+        }
     }
     let mut widths = header.map(str::len);
     for (cells, _) in &rows {
@@ -259,6 +312,13 @@ pub fn summary_lines(report: &Report, dir: &Path) -> Vec<String> {
     if report.flaky > 0 {
         let _ = write!(verdict, ", {} flaky", report.flaky);
     }
+    if report.tests.iter().any(|t| !t.cases.is_empty()) {
+        let _ = write!(
+            verdict,
+            "; cases: {} passed, {} failed, {} skipped",
+            report.cases_passed, report.cases_failed, report.cases_skipped
+        );
+    }
     if let Some(why) = &report.stop_reason {
         let _ = write!(verdict, "; stopped early: {why}");
     }
@@ -274,6 +334,23 @@ pub fn summary_lines(report: &Report, dir: &Path) -> Vec<String> {
     out.push(format!("reports: {}", dir.display()));
     out
 }
+
+/// The first line of a case's message, at most [`NOTE_CHARS`] characters:
+/// the summary is one line per case.
+pub(crate) fn first_line(message: &str) -> String {
+    let line = message.lines().next().unwrap_or("").trim();
+    match line.char_indices().nth(NOTE_CHARS) {
+        Some((i, _)) => format!("{}...", &line[..i]),
+        None => line.to_string(),
+    }
+}
+
+/// A test with at most this many cases has each listed in the summary;
+/// one with more has only those that did not pass.
+pub const CASE_ROWS: usize = 30;
+
+/// How much of a case's message the summary shows.
+const NOTE_CHARS: usize = 120;
 
 /// The captured output tails of a test, for the JUnit `system-out/err`.
 #[derive(Clone, Debug, Default)]

@@ -408,9 +408,93 @@ fn title_of(b: &Bar<'_>) -> String {
     t
 }
 
+/// `target` as a path relative to the directory `base` (both absolute;
+/// lexical, as a browser resolves a relative link: no symlink is
+/// followed).
+pub fn relative_to(base: &Path, target: &Path) -> PathBuf {
+    use std::path::Component;
+    // `a/../b` is `b`, as std::path::absolute leaves it unresolved.
+    fn parts(p: &Path) -> Vec<Component<'_>> {
+        let mut out = Vec::new();
+        for c in p.components() {
+            match c {
+                Component::CurDir => {}
+                Component::ParentDir if matches!(out.last(), Some(Component::Normal(_))) => {
+                    out.pop();
+                }
+                c => out.push(c),
+            }
+        }
+        out
+    }
+    let (b, t) = (parts(base), parts(target));
+    let common = b.iter().zip(&t).take_while(|(x, y)| x == y).count();
+    let mut out = PathBuf::new();
+    for _ in common..b.len() {
+        out.push("..");
+    }
+    for c in &t[common..] {
+        out.push(c.as_os_str());
+    }
+    out
+}
+
+/// A relative path as a link: each byte outside the characters a URL path
+/// carries as they are is percent-encoded (a space, `#`, `?`, `%`).
+pub fn href(rel: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let mut out = String::new();
+    for &b in rel.as_os_str().as_bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~/+,=@:".contains(&b) {
+            out.push(b as char);
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
+
+/// A run's artifacts (`CCCI_ARTIFACTS`) as the table shows them: each file
+/// by its tier and name (`upgrade/shot.png`), linked relative to `base`,
+/// the directory the page sits in (no base: names without links).
+fn artifact_links(r: &RunRecord, base: Option<&Path>) -> String {
+    let mut out = Vec::new();
+    for a in &r.artifacts {
+        let path = Path::new(a);
+        // `.../artifacts/<tier>/<file...>`: shown from the tier on.
+        let shown = a
+            .rsplit_once("/artifacts/")
+            .map_or_else(|| a.clone(), |(_, rest)| rest.to_string());
+        match base {
+            Some(base) if path.is_absolute() => out.push(format!(
+                r#"<a class="artifact" href="{}">{}</a>"#,
+                escape(&href(&relative_to(base, path))),
+                escape(&shown)
+            )),
+            _ => out.push(escape(&shown)),
+        }
+    }
+    out.join(" ")
+}
+
 /// The page (pure): `records` (any order; those outside the window are
-/// left out), drawn at `now`, the axis in `zone`, the window `since`.
+/// left out), drawn at `now`, the axis in `zone`, the window `since`;
+/// artifacts are named, not linked (see [`render_in`]).
 pub fn render(records: &[RunRecord], now: SystemTime, zone: &Zone, since: Duration) -> String {
+    render_in(records, now, zone, since, None)
+}
+
+/// [`render`] for a page that sits in the directory `base` (absolute):
+/// each run's artifacts are links relative to it, so the page and the
+/// state directory can be served together (or the page opened from disk)
+/// and moved as one.
+pub fn render_in(
+    records: &[RunRecord],
+    now: SystemTime,
+    zone: &Zone,
+    since: Duration,
+    base: Option<&Path>,
+) -> String {
     let from = now.checked_sub(since).unwrap_or(SystemTime::UNIX_EPOCH);
     let mut bars: Vec<Bar<'_>> = records
         .iter()
@@ -640,7 +724,7 @@ pub fn render(records: &[RunRecord], now: SystemTime, zone: &Zone, since: Durati
     // The same runs as a table, newest first: the verdict in words for
     // every run, whatever the width of its bar.
     let mut table = String::from(
-        "<table><thead><tr><th>run</th><th>recipe</th><th>ref</th><th>app domain</th><th>verdict</th><th>failed phase</th><th>lock requested</th><th>wait</th><th>held</th></tr></thead><tbody>",
+        "<table><thead><tr><th>run</th><th>recipe</th><th>ref</th><th>app domain</th><th>verdict</th><th>failed phase</th><th>lock requested</th><th>wait</th><th>held</th><th>artifacts</th></tr></thead><tbody>",
     );
     for b in bars.iter().rev() {
         let r = b.record;
@@ -651,7 +735,7 @@ pub fn render(records: &[RunRecord], now: SystemTime, zone: &Zone, since: Durati
         let held = b.acquired.map(|a| dur(ms(a, b.end))).unwrap_or_default();
         let _ = write!(
             table,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"v\"><span class=\"swatch\" style=\"background:{}\"></span>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"v\"><span class=\"swatch\" style=\"background:{}\"></span>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             escape(&r.run_id),
             escape(&r.recipe),
             escape(&r.git_ref),
@@ -661,7 +745,8 @@ pub fn render(records: &[RunRecord], now: SystemTime, zone: &Zone, since: Durati
             escape(r.failed_phase.as_deref().unwrap_or("")),
             escape(&zone.format(b.start, "%F %T")),
             wait,
-            held
+            held,
+            artifact_links(r, base)
         );
     }
     table.push_str("</tbody></table>");
@@ -736,7 +821,10 @@ pub fn file_from_env(env: &Env) -> Result<Option<PathBuf>> {
     }
 }
 
-fn page(state_dir: &Path, since: Duration) -> Result<String> {
+/// The page's records, drawn now, its artifact links relative to the
+/// directory of `out` (the state directory when the page goes to stdout:
+/// where an operator serving the state directory puts it).
+fn page(state_dir: &Path, since: Duration, out: Option<&Path>) -> Result<String> {
     let records = crate::rundir::load_records(state_dir)?;
     let now = SystemTime::now();
     // The zone over what the page can show: the window and a day before
@@ -751,12 +839,25 @@ fn page(state_dir: &Path, since: Duration) -> Result<String> {
         .checked_sub(since + Duration::from_secs(86_400))
         .unwrap_or(SystemTime::UNIX_EPOCH);
     let from = earliest.max(window).min(now);
-    Ok(render(&records, now, &Zone::local(from, now), since))
+    let dir = match out.and_then(Path::parent) {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        Some(_) => PathBuf::from("."),
+        None => state_dir.to_path_buf(),
+    };
+    let base = std::path::absolute(&dir)
+        .with_context(|| format!("failed to resolve {}", dir.display()))?;
+    Ok(render_in(
+        &records,
+        now,
+        &Zone::local(from, now),
+        since,
+        Some(&base),
+    ))
 }
 
 /// Rewrites the page CCCI_TIMELINE_FILE named, `out` (after a run).
 pub(crate) fn refresh(state_dir: &Path, out: &Path) -> Result<()> {
-    let html = page(state_dir, DEFAULT_SINCE)?;
+    let html = page(state_dir, DEFAULT_SINCE, Some(out))?;
     crate::rundir::write_output(out, html.as_bytes())
 }
 
@@ -765,7 +866,11 @@ pub fn command(state_dir: &Path, args: &crate::cli::TimelineArgs) -> Result<i32>
     if let Some(out) = &args.out {
         check_out("--out", out, false)?;
     }
-    let html = page(state_dir, args.since.unwrap_or(DEFAULT_SINCE))?;
+    let html = page(
+        state_dir,
+        args.since.unwrap_or(DEFAULT_SINCE),
+        args.out.as_deref(),
+    )?;
     match &args.out {
         Some(out) => crate::rundir::write_atomic(out, html.as_bytes())?,
         None => {

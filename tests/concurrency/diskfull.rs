@@ -446,6 +446,9 @@ fn atomic_writes_on_a_full_disk_fail_and_leave_no_temporary_file() {
         failed: 0,
         skipped: 0,
         flaky: 0,
+        cases_passed: 0,
+        cases_failed: 0,
+        cases_skipped: 0,
         leaked_unattributed: Vec::new(),
         tests: Vec::new(),
     };

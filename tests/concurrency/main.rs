@@ -23,6 +23,7 @@ mod redact;
 mod reports;
 mod run;
 mod settings;
+mod suites;
 mod support;
 mod teardown;
 mod testrun;

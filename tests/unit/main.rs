@@ -28,6 +28,7 @@ mod redact;
 mod settings;
 mod summary;
 mod swarmlock;
+mod testrun_cases;
 mod testrun_junit;
 mod testrun_meta;
 mod testrun_report;

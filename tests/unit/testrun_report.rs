@@ -243,6 +243,9 @@ pub fn test(name: &str, result: Outcome, reason: Option<&str>) -> TestReport {
         attempts: u32::from(ran),
         flaky: false,
         failed_attempts: vec![],
+        cases: vec![],
+        junit: None,
+        artifacts: vec![],
     }
 }
 
@@ -262,6 +265,9 @@ pub fn report(tests: Vec<TestReport>) -> Report {
         failed: 2,
         skipped: 1,
         flaky: 0,
+        cases_passed: 0,
+        cases_failed: 0,
+        cases_skipped: 0,
         leaked_unattributed: vec![],
         tests,
     }
@@ -299,4 +305,72 @@ fn human_sizes() {
     assert_eq!(human_bytes(512), "512B");
     assert_eq!(human_bytes(1536), "1.5K");
     assert_eq!(human_bytes(3 << 30), "3.0G");
+}
+
+fn case(
+    name: &str,
+    result: cc_ci_run::testrun::cases::CaseResult,
+) -> cc_ci_run::testrun::cases::CaseReport {
+    cc_ci_run::testrun::cases::CaseReport {
+        name: format!("tests/suite.py::{name}"),
+        result,
+        message: (result != cc_ci_run::testrun::cases::CaseResult::Passed)
+            .then(|| format!("{name} went wrong\nsecond line")),
+        duration_ms: Some(250),
+        text: String::new(),
+    }
+}
+
+#[test]
+fn summary_lists_a_tests_cases_under_it_and_only_the_red_ones_of_a_long_suite() {
+    use cc_ci_run::testrun::cases::CaseResult;
+    use cc_ci_run::testrun::report::CASE_ROWS;
+    let mut short = test("short.py", Outcome::Failed, Some("exit 1"));
+    short.cases = vec![
+        case("test_a", CaseResult::Passed),
+        case("test_b", CaseResult::Failed),
+        case("test_c", CaseResult::Skipped),
+    ];
+    let mut long = test("long.py", Outcome::Failed, Some("exit 1"));
+    long.cases = (0..CASE_ROWS + 5)
+        .map(|i| case(&format!("test_{i}"), CaseResult::Passed))
+        .collect();
+    long.cases[3] = case("test_3", CaseResult::Error);
+    let mut r = report(vec![short, long]);
+    (r.cases_passed, r.cases_failed, r.cases_skipped) = (CASE_ROWS + 5, 2, 1);
+    let lines = summary_lines(&r, Path::new("/r"));
+    let rows: Vec<&str> = lines
+        .iter()
+        .filter(|l| l.starts_with("  "))
+        .map(|l| l.split_whitespace().next().unwrap())
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            "tests/suite.py::test_a",
+            "tests/suite.py::test_b",
+            "tests/suite.py::test_c",
+            "tests/suite.py::test_3",
+            format!("({}", CASE_ROWS + 4).as_str(),
+        ],
+        "{lines:#?}"
+    );
+    let b = lines.iter().find(|l| l.contains("::test_b")).unwrap();
+    assert!(
+        b.contains("failed") && b.ends_with("(test_b went wrong)"),
+        "{b}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.trim() == "(34 passed cases not listed)"),
+        "{lines:#?}"
+    );
+    assert!(
+        lines.iter().any(|l| l.ends_with(&format!(
+            "; cases: {} passed, 2 failed, 1 skipped (exit 1)",
+            CASE_ROWS + 5
+        ))),
+        "{lines:#?}"
+    );
 }

@@ -338,3 +338,32 @@ fn two_hundred_runs_over_twenty_domains_fit_1280_px() {
         assert!((0.0..=1280.0).contains(x));
     }
 }
+
+#[test]
+fn artifact_links_are_relative_to_the_pages_directory_and_percent_encoded() {
+    use cc_ci_run::views::timeline::{href, relative_to};
+    use std::path::Path;
+    let table = [
+        (
+            "/state",
+            "/state/runs/r/report/artifacts/install/a.png",
+            "runs/r/report/artifacts/install/a.png",
+        ),
+        (
+            "/var/www",
+            "/state/runs/r/a.png",
+            "../../state/runs/r/a.png",
+        ),
+        ("/state/./x/..", "/state/runs/a.png", "runs/a.png"),
+        ("/", "/state/a.png", "state/a.png"),
+    ];
+    for (base, target, want) in table {
+        assert_eq!(
+            relative_to(Path::new(base), Path::new(target)),
+            Path::new(want),
+            "{base} {target}"
+        );
+    }
+    assert_eq!(href(Path::new("a b/#1?%.png")), "a%20b/%231%3F%25.png");
+    assert_eq!(href(Path::new("../x/ü.png")), "../x/%C3%BC.png");
+}

@@ -8,6 +8,9 @@
  *   GET  /data  200 with the contents of DATA_DIR/marker, 404 when absent
  *   PUT  /data  (or POST) stores the request body (at most 1 MiB) in
  *               DATA_DIR/marker: temporary file, fsync, rename
+ *   GET  /page  200 text/html: the version (<h1 id="version">) and the
+ *               stored data (<p id="data">, "no data" when absent), for
+ *               the recipe's browser test (tests/page_test.py)
  *   HEAD        as GET, without the body
  *
  * Environment: PORT (default 8080), DATA_DIR (default /data), and two
@@ -102,19 +105,25 @@ static int write_all(int fd, const char *buf, size_t len)
 	return 0;
 }
 
-static void respond(int fd, int head_only, int code, const char *reason,
-		    const char *body, size_t len)
+static void respond_as(int fd, int head_only, int code, const char *reason,
+		       const char *type, const char *body, size_t len)
 {
 	char hdr[512];
 	int n = snprintf(hdr, sizeof hdr,
 			 "HTTP/1.0 %d %s\r\n"
-			 "Content-Type: text/plain; charset=utf-8\r\n"
+			 "Content-Type: %s; charset=utf-8\r\n"
 			 "Content-Length: %zu\r\n"
 			 "X-Ccci-Example-Version: %s\r\n"
 			 "Connection: close\r\n\r\n",
-			 code, reason, len, VERSION);
+			 code, reason, type, len, VERSION);
 	if (write_all(fd, hdr, (size_t)n) == 0 && !head_only && len > 0)
 		write_all(fd, body, len);
+}
+
+static void respond(int fd, int head_only, int code, const char *reason,
+		    const char *body, size_t len)
+{
+	respond_as(fd, head_only, code, reason, "text/plain", body, len);
 }
 
 static void respond_text(int fd, int head_only, int code, const char *reason,
@@ -155,6 +164,46 @@ static void get_data(int fd, int head_only)
 	}
 	close(in);
 	respond(fd, head_only, 200, "OK", buf, len);
+}
+
+/* The page the browser test opens: the version and the stored data,
+ * HTML-escaped (at most 4 KiB of the data is shown). */
+static void get_page(int fd, int head_only)
+{
+	char data[4096];
+	size_t len = 0;
+	int in = open(marker_path(""), O_RDONLY | O_CLOEXEC);
+	if (in >= 0) {
+		ssize_t n;
+		while (len < sizeof data &&
+		       ((n = read(in, data + len, sizeof data - len)) > 0 ||
+			(n < 0 && errno == EINTR)))
+			if (n > 0)
+				len += (size_t)n;
+		close(in);
+	}
+	static char page[6 * sizeof data + 1024];
+	size_t at = (size_t)snprintf(
+		page, sizeof page,
+		"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+		"<title>ccci-example</title></head>\n<body>"
+		"<h1 id=\"version\">ccci-example %s</h1>\n<p id=\"data\">",
+		VERSION);
+	if (in < 0)
+		at += (size_t)snprintf(page + at, sizeof page - at, "no data");
+	for (size_t i = 0; i < len; i++) {
+		const char *esc = data[i] == '<'   ? "&lt;"
+				  : data[i] == '>' ? "&gt;"
+				  : data[i] == '&' ? "&amp;"
+						   : NULL;
+		if (esc)
+			at += (size_t)snprintf(page + at, sizeof page - at, "%s",
+					       esc);
+		else
+			page[at++] = data[i];
+	}
+	at += (size_t)snprintf(page + at, sizeof page - at, "</p>\n</body></html>\n");
+	respond_as(fd, head_only, 200, "OK", "text/html", page, at);
 }
 
 static void put_data(int fd, const char *body, size_t len)
@@ -245,6 +294,12 @@ static void handle(int fd)
 		if (is_get || is_head)
 			respond_text(fd, is_head, 200, "OK",
 				     "ccci-example " VERSION "\n");
+		else
+			respond_text(fd, 0, 405, "Method Not Allowed",
+				     "GET or HEAD\n");
+	} else if (strcmp(path, "/page") == 0) {
+		if (is_get || is_head)
+			get_page(fd, is_head);
 		else
 			respond_text(fd, 0, 405, "Method Not Allowed",
 				     "GET or HEAD\n");

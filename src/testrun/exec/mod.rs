@@ -34,6 +34,10 @@
 //! Each failed attempt's output is kept as `NAME.attempt-K.stdout|.stderr`.
 //! A stop drains the queue: a queued test ends with the failure it had.
 //!
+//! Own cases: each test gets `CCCI_JUNIT_OUT`, a path in a directory of
+//! its own that holds no earlier file; when it ends, the JUnit it wrote
+//! there is read (`super::cases`) and can turn a pass into a failure.
+//!
 //! The parts: this file is the event loop; `unit` a test's state and its
 //! limits, `leftovers` finding and ending what a test left behind, `output`
 //! the capture of its output.
@@ -60,6 +64,7 @@ use nix::fcntl::OFlag;
 use nix::poll::{poll, PollFd, PollFlags};
 use nix::sys::signal::Signal;
 
+use super::cases;
 use super::checkpoint::{self, Checkpoint, Journal, Resume};
 use super::containers;
 use super::meta::Tier;
@@ -106,6 +111,8 @@ struct Runner<'a> {
     failed_last: HashMap<usize, TestReport>,
     /// Each test's earlier failed attempts, oldest first.
     earlier: Vec<Vec<Attempt>>,
+    /// Files in `CCCI_ARTIFACTS` already claimed by a test.
+    claimed: HashSet<String>,
 }
 
 /// Runs the planned suite (see the module header) and reports.
@@ -155,6 +162,7 @@ pub(crate) fn run(suite: &Suite, plan: Plan, cancel: Option<&Latch>) -> Result<S
         retry: VecDeque::new(),
         failed_last: HashMap::new(),
         earlier: vec![Vec::new(); n],
+        claimed: HashSet::new(),
     };
     let tier_words = r.tier.map(|t| format!(" for tier {t}")).unwrap_or_default();
     if n == 0 {
@@ -197,6 +205,8 @@ pub(crate) fn run(suite: &Suite, plan: Plan, cancel: Option<&Latch>) -> Result<S
     let tests: Vec<TestReport> = r.results.iter().flatten().cloned().collect();
     let (passed, failed, skipped) = report::counts(&tests);
     let flaky = tests.iter().filter(|t| t.flaky).count();
+    let (cases_passed, cases_failed, cases_skipped) =
+        cases::counts(tests.iter().flat_map(|t| &t.cases));
     let exit_code = match &r.stop {
         Some(Stop::Signal(code)) => *code,
         Some(Stop::SelfProtect(_)) => crate::exit::SELF_PROTECT,
@@ -228,6 +238,9 @@ pub(crate) fn run(suite: &Suite, plan: Plan, cancel: Option<&Latch>) -> Result<S
         failed,
         skipped,
         flaky,
+        cases_passed,
+        cases_failed,
+        cases_skipped,
         leaked_unattributed: r.unattributed.clone(),
         tests: ordered,
     };
@@ -272,6 +285,9 @@ pub(crate) fn run(suite: &Suite, plan: Plan, cancel: Option<&Latch>) -> Result<S
         failed,
         flaky,
         skipped,
+        cases_passed,
+        cases_failed,
+        cases_skipped,
         selected: n,
         discovered: n + plan_left_out,
         containers_left,
@@ -418,6 +434,7 @@ impl Runner<'_> {
             nix::unistd::pipe2(OFlag::O_CLOEXEC).context("failed to create a pipe")?;
         let (err_r, err_w) =
             nix::unistd::pipe2(OFlag::O_CLOEXEC).context("failed to create a pipe")?;
+        let junit_out = self.junit_out(&t.name);
         let mut cmd = Command::new(&t.path);
         cmd.stdin(Stdio::null())
             .stdout(Stdio::from(out_w))
@@ -425,7 +442,8 @@ impl Runner<'_> {
             .env("CCCI_RUN_ID", &suite.run_id)
             .env("CCCI_CONTAINER_LABEL", &self.label)
             .env(TEST_NAME, &t.name)
-            .env(SUITE_MARK, &self.token);
+            .env(SUITE_MARK, &self.token)
+            .env(cases::ENV, &junit_out);
         if let Some(tier) = self.tier {
             cmd.env("CCCI_TIER", tier.as_str());
         }
@@ -614,6 +632,9 @@ impl Runner<'_> {
         rep.stderr = Some(format!("output/{name}.stderr"));
         rep.stdout_bytes = written(".stdout");
         rep.stderr_bytes = written(".stderr");
+        self.read_own_cases(&mut rep);
+        rep.artifacts = self.claim_artifacts(r.started_at);
+        let result = rep.result;
         let mut line = format!("{name}: {} in {}", result.as_str(), human(duration));
         if let Some(why) = &rep.reason {
             line.push_str(&format!(" ({why})"));
@@ -625,6 +646,107 @@ impl Runner<'_> {
             ));
         }
         self.attempt_done(i, rep, Some(line));
+    }
+    /// The path test `name` gets as `CCCI_JUNIT_OUT`, in a directory of
+    /// its own made ready for it: a file an earlier run or attempt left
+    /// there is removed, so a test that writes none is never judged by
+    /// another's cases. A directory that cannot be made is said; the test
+    /// still runs, and its own exit status decides it.
+    fn junit_out(&self, name: &str) -> PathBuf {
+        let path = cases::path(&self.suite.report_dir, name);
+        let made = path
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+                _ => Ok(()),
+            });
+        if let Err(e) = made {
+            say!(
+                "warning: {name}: could not prepare its CCCI_JUNIT_OUT {}: {e}",
+                path.display()
+            );
+        }
+        path
+    }
+    /// The files in the suite's `CCCI_ARTIFACTS` (when it gives one)
+    /// written since `since`, a test's start, that no test that ended
+    /// before has claimed: what that test left there. Tests that run side
+    /// by side share the directory; a file either wrote goes to the first
+    /// to end.
+    fn claim_artifacts(&mut self, since: SystemTime) -> Vec<String> {
+        let Some((_, dir)) = self.suite.env.iter().find(|(k, _)| k == "CCCI_ARTIFACTS") else {
+            return Vec::new();
+        };
+        let mut mine = Vec::new();
+        for e in walkdir::WalkDir::new(dir)
+            .follow_links(false)
+            .sort_by_file_name()
+            .into_iter()
+            .flatten()
+        {
+            let fresh = e
+                .metadata()
+                .ok()
+                .and_then(|m| m.modified().ok())
+                .is_some_and(|t| t >= since);
+            let path = e.path().display().to_string();
+            if e.file_type().is_file() && fresh && self.claimed.insert(path.clone()) {
+                mine.push(path);
+            }
+        }
+        mine
+    }
+    /// Reads the JUnit the test wrote to its `CCCI_JUNIT_OUT` (see
+    /// [`cases`]): its cases join its report; a failed case fails a test
+    /// that exited 0, and so does a file that is not JUnit. A test that
+    /// timed out or was cancelled keeps that verdict.
+    fn read_own_cases(&self, rep: &mut TestReport) {
+        let path = cases::path(&self.suite.report_dir, &rep.name);
+        let name = rep.name.clone();
+        match cases::read(&path) {
+            cases::Found::Missing => {}
+            cases::Found::Invalid(why) => {
+                let why = format!(
+                    "its {} ({}) is not valid JUnit: {why}",
+                    cases::ENV,
+                    path.display()
+                );
+                say!("{name}: {why}");
+                rep.junit = Some(format!("{}/{name}/junit.xml", cases::DIR));
+                match rep.result {
+                    Outcome::Passed => {
+                        rep.result = Outcome::Failed;
+                        rep.reason = Some(why);
+                    }
+                    Outcome::Failed => {
+                        let before = rep.reason.take().unwrap_or_default();
+                        rep.reason = Some(format!("{before}; {why}"));
+                    }
+                    _ => {}
+                }
+            }
+            cases::Found::Cases(raw) => {
+                rep.junit = Some(format!("{}/{name}/junit.xml", cases::DIR));
+                rep.cases = cases::reports(&rep.file, &raw);
+                let (passed, failed, skipped) = cases::counts(&rep.cases);
+                for c in rep.cases.iter().filter(|c| c.result.is_failure()) {
+                    let what = c
+                        .message
+                        .as_deref()
+                        .map_or_else(|| "no message".into(), report::first_line);
+                    say!("{name}: case {} {}: {what}", c.name, c.result.as_str());
+                }
+                say!("{name}: cases: {passed} passed, {failed} failed, {skipped} skipped");
+                if failed > 0 && rep.result == Outcome::Passed {
+                    rep.result = Outcome::Failed;
+                    rep.reason = Some(format!(
+                        "{failed} of its {} case(s) failed, though it exited 0",
+                        rep.cases.len()
+                    ));
+                }
+            }
+        }
     }
     /// An attempt of test `i` ended as `rep` says (and `line`, when given,
     /// announces it): queue a rerun when it failed, the suite is not
@@ -771,6 +893,9 @@ impl Runner<'_> {
             attempts: 0,
             flaky: false,
             failed_attempts: Vec::new(),
+            cases: Vec::new(),
+            junit: None,
+            artifacts: Vec::new(),
         }
     }
     /// `--resume`: tests the checkpoint says passed for this run id, ref and
