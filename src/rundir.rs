@@ -351,8 +351,13 @@ pub(crate) fn summary_lines(r: &RunRecord) -> Vec<String> {
         out.push("tests: none ran".into());
     }
     for t in &r.tests {
+        let floor = match t.floor.as_deref() {
+            Some("passed") if t.own == 0 => ", floor only".to_string(),
+            Some(f) => format!(", floor {f}"),
+            None => String::new(),
+        };
         out.push(format!(
-            "tests {}: {} passed, {} failed, {} skipped{} ({})",
+            "tests {}: {} passed, {} failed, {} skipped{}{floor} ({})",
             t.tier,
             t.passed,
             t.failed,
@@ -435,6 +440,13 @@ pub struct TierTests {
     #[serde(default)]
     pub flaky: usize,
     pub report_dir: String,
+    /// The floor's result in this tier (`passed`, `failed`; counted in
+    /// `passed`/`failed`), or `off` with why (SPEC section 3 step 9).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub floor: Option<String>,
+    /// Tests of the recipe's own the filters selected in this tier.
+    #[serde(default)]
+    pub own: usize,
     /// The stack's services as watched from the tier's convergence to the
     /// end of its tests (SPEC section 3 step 8): how often each restarted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
