@@ -351,10 +351,12 @@ pub(crate) fn summary_lines(r: &RunRecord) -> Vec<String> {
         out.push("tests: none ran".into());
     }
     for t in &r.tests {
+        // The floor is counted like any test; the line names it when it
+        // was all the tier proved, or why the tier is red.
         let floor = match t.floor.as_deref() {
-            Some("passed") if t.own == 0 => ", floor only".to_string(),
-            Some(f) => format!(", floor {f}"),
-            None => String::new(),
+            Some("passed") if t.own == 0 => ", floor only",
+            Some("failed") => ", floor failed: the app did not answer",
+            _ => "",
         };
         out.push(format!(
             "tests {}: {} passed, {} failed, {} skipped{}{floor} ({})",

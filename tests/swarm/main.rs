@@ -11,6 +11,7 @@ mod support;
 mod converge;
 mod e2e;
 mod engine;
+mod floor;
 mod forms;
 mod lockfaults;
 mod locks;
