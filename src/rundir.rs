@@ -355,7 +355,7 @@ pub(crate) fn summary_lines(r: &RunRecord) -> Vec<String> {
         // was all the tier proved, or why the tier is red.
         let floor = match t.floor.as_deref() {
             Some("passed") if t.own == 0 => ", floor only",
-            Some("failed") => ", floor failed: the app did not answer",
+            Some("failed") => ", floor failed",
             _ => "",
         };
         out.push(format!(
@@ -371,6 +371,9 @@ pub(crate) fn summary_lines(r: &RunRecord) -> Vec<String> {
             },
             t.report_dir
         ));
+        if let Some(why) = &t.floor_reason {
+            out.push(format!("floor failed, {}: {why}", t.tier));
+        }
         if !t.watch.is_empty() {
             let each: Vec<String> = t
                 .watch
@@ -446,6 +449,9 @@ pub struct TierTests {
     /// `passed`/`failed`), or `off` with why (SPEC section 3 step 9).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub floor: Option<String>,
+    /// Why the floor failed: the last status or connection error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub floor_reason: Option<String>,
     /// Tests of the recipe's own the filters selected in this tier.
     #[serde(default)]
     pub own: usize,

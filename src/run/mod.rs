@@ -1397,6 +1397,12 @@ impl Run {
             floor: floor_result
                 .clone()
                 .or_else(|| self.floor_off().map(|why| format!("off ({why})"))),
+            floor_reason: suite
+                .builtin
+                .first()
+                .filter(|t| t.result.is_failure())
+                .and_then(|t| t.reason.as_deref())
+                .map(|r| r.strip_prefix("floor: ").unwrap_or(r).to_string()),
             own: outcome.selected,
             watch: watched,
         });

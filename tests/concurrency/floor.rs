@@ -173,6 +173,14 @@ fn an_app_that_never_answers_is_red_before_its_tests_with_the_floors_reason() {
     let junit = junit(&f, "floordead");
     assert!(junit.contains("floor: GET http://127.0.0.1"), "{junit}");
     assert!(log.contains("install tier: floor failed"), "{log}");
+    // The record and the summary carry the floor's reason.
+    let why = reason.strip_prefix("floor: ").unwrap();
+    assert_eq!(rec["tests"][0]["floor_reason"], why, "{rec}");
+    let summary = log.rsplit("phase: finished").next().unwrap_or("");
+    assert!(
+        summary.contains(&format!("floor failed, install: {why}")),
+        "{summary}"
+    );
     // Torn down as ever.
     assert!(f.leftovers().is_empty(), "{:?}", f.leftovers());
 }
