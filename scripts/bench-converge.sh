@@ -66,7 +66,7 @@ for ((i = 0; i < rounds; i++)); do
 		d="example-b96${i}$([ "$which" = after ] && echo 1 || echo 0).ci.localhost"
 		log="$work/log-$which-$i"
 		rc=0
-		CCCI_STATE_DIR="$work/state-$which-$i" CCCI_ABRA_HOME="$abra_home" \
+		CCCI_FLOOR=off CCCI_STATE_DIR="$work/state-$which-$i" CCCI_ABRA_HOME="$abra_home" \
 			CCCI_FAKE_STATE="$work/fake-$which-$i" CCCI_CI_TESTS="$work/none" \
 			CCCI_RUN_ID="bench-$which-$i" CCCI_JANITOR=off \
 			"$bin" run --recipe example --pr 1 --domain "$d" 2>"$log" || rc=$?

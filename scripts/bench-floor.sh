@@ -101,7 +101,7 @@ floor_round() {
 
 ccci_round() {
 	local bin=$1 d=$2 tag=$3
-	CCCI_STATE_DIR="$work/state-$tag" CCCI_ABRA_HOME="$abra_home" CCCI_FAKE_STATE="$work/fake-$tag" \
+	CCCI_FLOOR=off CCCI_STATE_DIR="$work/state-$tag" CCCI_ABRA_HOME="$abra_home" CCCI_FAKE_STATE="$work/fake-$tag" \
 		CCCI_CI_TESTS="$work/none" CCCI_RUN_ID="bfl-$tag" CCCI_JANITOR=off \
 		"$bin" run --recipe example --pr 1 --quick --domain "$d" 2>"$work/log-$tag" || {
 		tail -n 20 "$work/log-$tag" >&2

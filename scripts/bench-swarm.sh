@@ -36,7 +36,7 @@ median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
 ccci_run() {
 	local d=$1
-	CCCI_STATE_DIR="$work/state-$2" CCCI_ABRA_HOME="$abra_home" CCCI_FAKE_STATE="$work/fake-$2" \
+	CCCI_FLOOR=off CCCI_STATE_DIR="$work/state-$2" CCCI_ABRA_HOME="$abra_home" CCCI_FAKE_STATE="$work/fake-$2" \
 		CCCI_CI_TESTS="$work/none" CCCI_RUN_ID="bench-$2" CCCI_JANITOR=off \
 		"$bin" run --recipe example --pr 1 --quick --domain "$d" 2>"$work/log-$2"
 }

@@ -54,7 +54,7 @@ for ((i = 0; i < rounds; i++)); do
 		[ "$kind" = left ] && tests="$work/plant"
 		log="$work/log-$kind-$i"
 		code=0
-		CCCI_STATE_DIR="$work/state" CCCI_ABRA_HOME="$abra_home" CCCI_FAKE_STATE="$work/fake" \
+		CCCI_FLOOR=off CCCI_STATE_DIR="$work/state" CCCI_ABRA_HOME="$abra_home" CCCI_FAKE_STATE="$work/fake" \
 			CCCI_CI_TESTS="$tests" CCCI_RUN_ID="td-$kind-$i" CCCI_JANITOR=off \
 			"$bin" run --recipe example --pr 1 --quick --domain "$d" 2>"$log" || code=$?
 		ms=$(ms_of "$log")

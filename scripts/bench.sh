@@ -82,6 +82,8 @@ fake_env() {
 	export PATH="$PWD/tests/fake:/usr/local/bin:/usr/bin:/bin:$PATH"
 	export CCCI_FAKE_STATE="$1/fake" CCCI_STATE_DIR="$1/state" CCCI_ABRA_HOME="$2"
 	export CCCI_CI_TESTS="$1/none"
+	# The stand-in swarm serves nothing: the floor would only wait its bound.
+	export CCCI_FLOOR=off
 	mkdir -p "$1/fake" "$1/state"
 }
 

@@ -47,7 +47,7 @@ for form in "${forms[@]}"; do
     start=$(date +%s.%N)
     set +e
     env -i PATH="$(dirname "$bin"):$repo/tests/fake-swarm:/usr/local/bin:/usr/bin:/bin" \
-      HOME="$dir" CCCI_STATE_DIR="$dir/state" CCCI_ABRA_HOME="$home" \
+      HOME="$dir" CCCI_FLOOR=off CCCI_STATE_DIR="$dir/state" CCCI_ABRA_HOME="$home" \
       CCCI_FAKE_STATE="$dir/fake" CCCI_FAKE_BACKEND=swarm \
       CCCI_EXAMPLE_READY_DIR="$dir/ready" CCCI_CI_TESTS="$dir/ci-tests" \
       CCCI_GRACE=3s CCCI_TEARDOWN_TIMEOUT=90s CCCI_JANITOR=off CCCI_RUN_ID="f$n" \

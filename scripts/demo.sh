@@ -17,6 +17,9 @@ export CCCI_STATE_DIR="$demo/state"
 export CCCI_ABRA_HOME="$abra_home"
 export CCCI_FAKE_STATE="$demo/fake"
 export CCCI_CI_TESTS="$demo/ci-tests"
+# The stand-in swarm's apps serve nothing (no engine, no proxy): the
+# floor, which asks each tier's app for CCCI_APP_URL, is off here.
+export CCCI_FLOOR="${CCCI_FLOOR:-off}"
 export PATH="$PWD/tests/fake:/usr/local/bin:/usr/bin:/bin:$PATH"
 status=0
 ./target/release/cc-ci-run run --recipe example --pr 1 "$@" || status=$?

@@ -294,6 +294,11 @@ pub const ENVIRONMENT: &[EnvVar] = &[
         "https://{domain}/",
         "the app's base URL the tests get; {domain} is replaced",
     ),
+    v(
+        "CCCI_FLOOR",
+        "the recipe's ccci.toml floor, else on",
+        "the floor: on or off; given, it wins over the recipe's floor",
+    ),
     v("CCCI_APP_DOMAIN", SET_FOR_TESTS, "for tests: the app under test"),
     v(
         "CCCI_APP_URL",

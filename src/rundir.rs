@@ -368,8 +368,15 @@ pub(crate) fn summary_lines(r: &RunRecord) -> Vec<String> {
     }
     for t in &r.tests {
         let cases = t.cases_passed + t.cases_failed + t.cases_skipped;
+        // The floor is counted like any test; the line names it when it
+        // was all the tier proved, or why the tier is red.
+        let floor = match t.floor.as_deref() {
+            Some("passed") if t.own == 0 => ", floor only",
+            Some("failed") => ", floor failed",
+            _ => "",
+        };
         out.push(format!(
-            "tests {}: {} passed, {} failed, {} skipped{}{} ({})",
+            "tests {}: {} passed, {} failed, {} skipped{}{}{floor} ({})",
             t.tier,
             t.passed,
             t.failed,
@@ -389,6 +396,9 @@ pub(crate) fn summary_lines(r: &RunRecord) -> Vec<String> {
             },
             t.report_dir
         ));
+        if let Some(why) = &t.floor_reason {
+            out.push(format!("floor failed, {}: {why}", t.tier));
+        }
         if !t.watch.is_empty() {
             let each: Vec<String> = t
                 .watch
@@ -467,6 +477,16 @@ pub struct TierTests {
     #[serde(default, skip_serializing_if = "is_zero")]
     pub cases_skipped: usize,
     pub report_dir: String,
+    /// The floor's result in this tier (`passed`, `failed`; counted in
+    /// `passed`/`failed`), or `off` with why (SPEC section 3 step 9).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub floor: Option<String>,
+    /// Why the floor failed: the last status or connection error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub floor_reason: Option<String>,
+    /// Tests of the recipe's own the filters selected in this tier.
+    #[serde(default)]
+    pub own: usize,
     /// The stack's services as watched from the tier's convergence to the
     /// end of its tests (SPEC section 3 step 8): how often each restarted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

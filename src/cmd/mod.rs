@@ -239,6 +239,7 @@ pub(crate) fn test(args: cli::TestArgs) -> Result<i32> {
         host: testrun::Host::from_env(&crate::config::process_env()),
         // Nothing follows a standalone suite: it removes them itself.
         leave_containers_on_signal: false,
+        builtin: Vec::new(),
     };
     if args.list {
         let plan = testrun::plan(&suite)?;

@@ -68,6 +68,9 @@ pub struct RunConfig {
     /// The app's base URL the tests get (`CCCI_APP_URL`), from
     /// `CCCI_APP_URL_TEMPLATE`.
     pub app_url: String,
+    /// The floor (`CCCI_FLOOR`): Some(false) off, Some(true) on whatever
+    /// the recipe's settings say; None: the recipe's `floor`, else on.
+    pub floor: Option<bool>,
     pub tests: TestOptions,
 }
 
@@ -193,6 +196,15 @@ pub fn app_url(env: &Env, domain: &str) -> Result<String> {
     Ok(template.replace("{domain}", domain))
 }
 
+/// `CCCI_FLOOR`: `on` or `off` (also 1/true/yes, 0/false/no); None when
+/// unset or empty (the recipe's `floor` setting decides, else on).
+pub fn floor(env: &Env) -> Result<Option<bool>> {
+    match env_nonempty(env, "CCCI_FLOOR") {
+        None => Ok(None),
+        Some(_) => env_flag(env, "CCCI_FLOOR").map(Some),
+    }
+}
+
 /// The CI repository's tests of recipes (`CCCI_CI_TESTS`, default `tests`).
 pub fn ci_tests_dir(env: &Env) -> PathBuf {
     PathBuf::from(env_nonempty(env, "CCCI_CI_TESTS").unwrap_or("tests"))
@@ -293,8 +305,10 @@ pub fn run_config(args: &RunArgs, env: &Env, pid: u32) -> Result<RunConfig> {
     }
     crate::testrun::validate_options(&args.tests)?;
     let app_url = app_url(env, &domain)?;
+    let floor = floor(env)?;
     Ok(RunConfig {
         app_url,
+        floor,
         stack: stack_name(&domain),
         run_id,
         recipe: recipe.to_string(),

@@ -8,6 +8,7 @@
 //! the wrapper's death — teardown follows, with its own bound, and nothing
 //! interrupts it once begun.
 
+pub mod floor;
 pub mod interpolate;
 pub(crate) mod phase;
 pub mod recipe;
@@ -40,6 +41,7 @@ use crate::teardown::{self, App};
 use crate::testrun;
 use crate::testrun::containers::Removal;
 use crate::testrun::meta::Tier;
+use crate::testrun::report::TestReport;
 
 /// How often a run waiting for an app lock says who holds it.
 const LOCK_PROGRESS_EVERY: Duration = Duration::from_secs(30);
@@ -1374,6 +1376,14 @@ impl Run {
                 self.dir.abra_dir().display().to_string(),
             ),
         ];
+        let tier_reports = self
+            .cfg
+            .tests
+            .report_dir
+            .clone()
+            .unwrap_or_else(|| self.dir.report())
+            .join(tier.as_str());
+        let builtin = self.floor(tier, &tier_reports)?.into_iter().collect();
         let suite = testrun::Suite {
             paths,
             shown_as,
@@ -1381,13 +1391,7 @@ impl Run {
             tier: Some(tier.to_string()),
             run_id: self.cfg.run_id.clone(),
             git_ref: self.sha.clone().unwrap_or_default(),
-            report_dir: self
-                .cfg
-                .tests
-                .report_dir
-                .clone()
-                .unwrap_or_else(|| self.dir.report())
-                .join(tier.as_str()),
+            report_dir: tier_reports,
             env,
             grace: self.cfg.grace,
             options: self.cfg.tests.clone(),
@@ -1395,6 +1399,7 @@ impl Run {
             // On a cancel the teardown starts without waiting for docker:
             // it removes the containers beside the app (teardown_phase).
             leave_containers_on_signal: true,
+            builtin,
         };
         let outcome = testrun::run_suite(&suite, Some(self.funnel.latch()));
         self.keep_artifacts(&artifacts);
@@ -1402,7 +1407,10 @@ impl Run {
         if outcome.containers_left {
             self.containers_left = Some(label);
         }
-        self.tests_selected += outcome.selected;
+        // The floor is a test like the others: a recipe with no tests of
+        // its own whose app serves is green by the floor alone.
+        let floor_result = suite.builtin.first().map(|t| t.result.as_str().to_string());
+        self.tests_selected += outcome.selected + suite.builtin.len();
         // What the watch saw from the tier's convergence to now (a suite
         // stopped by a signal goes straight to the teardown: no look).
         let (exits, services) = if outcome.exit_code < 128 {
@@ -1432,6 +1440,16 @@ impl Run {
             cases_failed: outcome.cases_failed,
             cases_skipped: outcome.cases_skipped,
             report_dir: suite.report_dir.display().to_string(),
+            floor: floor_result
+                .clone()
+                .or_else(|| self.floor_off().map(|why| format!("off ({why})"))),
+            floor_reason: suite
+                .builtin
+                .first()
+                .filter(|t| t.result.is_failure())
+                .and_then(|t| t.reason.as_deref())
+                .map(|r| r.strip_prefix("floor: ").unwrap_or(r).to_string()),
+            own: outcome.selected,
             watch: watched,
         });
         // A suite stopped by a signal is followed at once by the teardown
@@ -1440,7 +1458,13 @@ impl Run {
         if outcome.exit_code < 128 {
             self.save_record();
         }
-        if outcome.selected == 0 && outcome.exit_code == 0 {
+        if outcome.selected == 0 && outcome.exit_code == 0 && floor_result.is_some() {
+            say!(
+                "{tier} tier: floor only: no test of the recipe's own selected (filters: {}; {} test file(s) found)",
+                testrun::describe_filters(Some(tier.as_str()), &self.cfg.tests),
+                outcome.discovered
+            );
+        } else if outcome.selected == 0 && outcome.exit_code == 0 {
             say!(
                 "warning: {tier} tier: no test selected (filters: {}; {} test file(s) found)",
                 testrun::describe_filters(Some(tier.as_str()), &self.cfg.tests),
@@ -1465,7 +1489,11 @@ impl Run {
                 if let Some(why) = &watch_red {
                     say!("{why}");
                 }
-                say!("{tier} tier: {} test(s) failed", outcome.failed);
+                if floor_result.as_deref() == Some("failed") {
+                    say!("{tier} tier: the floor failed: the app does not answer; the tier's own tests were not started");
+                } else {
+                    say!("{tier} tier: {} test(s) failed", outcome.failed);
+                }
                 Ok(Some(Verdict::TestsFailed))
             }
         }
@@ -1495,6 +1523,126 @@ impl Run {
             }
         }
         (exits, w.services().to_vec())
+    }
+
+    /// Whether the floor runs, and why not (SPEC section 3 step 9):
+    /// `CCCI_FLOOR` when set, else the recipe's `floor`, else on.
+    fn floor_off(&self) -> Option<String> {
+        match (self.cfg.floor, self.settings.floor.as_ref()) {
+            (Some(false), _) => Some("CCCI_FLOOR=off".to_string()),
+            (Some(true), _) => None,
+            (None, Some(s)) if !s.value => Some(format!(
+                "floor = false ({})",
+                self.settings_origin(|s| s.floor.as_ref().map(|v| &v.from))
+            )),
+            (None, _) => None,
+        }
+    }
+
+    /// The floor before a tier's own tests (SPEC section 3 step 9): asks
+    /// the app (`CCCI_APP_URL` or the recipe's ready probe) until it
+    /// answers or `ready_timeout` passes. Its report is the tier's first
+    /// test; None when the floor is off. A signal or the run deadline
+    /// ends it at once (an error: the run is cancelled).
+    fn floor(&mut self, tier: Tier, report_dir: &Path) -> Result<Option<TestReport>> {
+        if let Some(why) = self.floor_off() {
+            say!("{tier} tier: floor off ({why})");
+            return Ok(None);
+        }
+        let probe = self.settings.ready_probe.as_ref().map(|p| &p.value);
+        let target = floor::target(&self.cfg.app_url, probe);
+        let bound = self
+            .settings
+            .ready_timeout
+            .as_ref()
+            .map_or(floor::DEFAULT_BOUND, |t| t.value);
+        let how_to_fix = format!(
+            "point CCCI_APP_URL_TEMPLATE (default {}; {{domain}} is the app's domain) at this host's proxy under a name that resolves here (such as a wildcard DNS record of the domain suffix to this host), or turn the floor off: CCCI_FLOOR=off, or `floor = false` in the recipe's ccci.toml",
+            config::DEFAULT_APP_URL_TEMPLATE
+        );
+        say!(
+            "{tier} tier: floor: {target}, within {}",
+            crate::units::human(bound)
+        );
+        let out_dir = report_dir.join("output");
+        let out_name = "output/floor.stdout";
+        let mut out: Box<dyn std::io::Write> = match std::fs::create_dir_all(&out_dir)
+            .and_then(|()| std::fs::File::create(report_dir.join(out_name)))
+        {
+            Ok(f) => Box::new(f),
+            Err(e) => {
+                say!(
+                    "warning: {tier} tier: the floor's output file in {} could not be made: {e}",
+                    out_dir.display()
+                );
+                Box::new(std::io::sink())
+            }
+        };
+        let started_at = std::time::SystemTime::now();
+        let started = Instant::now();
+        let outcome = floor::ask(
+            &target,
+            bound,
+            Some(self.funnel.latch()),
+            &how_to_fix,
+            &mut out,
+        );
+        drop(out);
+        let (result, reason) = match outcome {
+            floor::Outcome::Cancelled => {
+                return Err(anyhow::Error::new(Interrupted).context("the floor was stopped"))
+            }
+            floor::Outcome::Answered { answer, attempts } => {
+                say!(
+                    "{tier} tier: floor passed: {answer} after {attempts} attempt(s) ({})",
+                    crate::units::human(started.elapsed())
+                );
+                (testrun::report::Outcome::Passed, None)
+            }
+            floor::Outcome::Failed { reason } => {
+                say!("{tier} tier: floor failed: {reason}");
+                (
+                    testrun::report::Outcome::Failed,
+                    Some(format!("floor: {reason}")),
+                )
+            }
+        };
+        let bytes = std::fs::metadata(report_dir.join(out_name))
+            .ok()
+            .map(|m| m.len());
+        Ok(Some(TestReport {
+            name: "floor".into(),
+            path: target.to_string(),
+            file: "floor (built-in)".into(),
+            result,
+            reason,
+            status: None,
+            exit_code: None,
+            leaky: false,
+            leaked_pids: Vec::new(),
+            started: Some(crate::log::timestamp(started_at)),
+            duration_ms: started.elapsed().as_millis() as u64,
+            peak_rss_bytes: None,
+            cpu_ms: None,
+            stdout: bytes.map(|_| out_name.to_string()),
+            stderr: None,
+            stdout_bytes: bytes,
+            stderr_bytes: None,
+            level: None,
+            tiers: Vec::new(),
+            tags: Vec::new(),
+            priority: 0,
+            depends_on: Vec::new(),
+            timeout_ms: bound.as_millis() as u64,
+            memory_bytes: None,
+            retries: 0,
+            attempts: 1,
+            flaky: false,
+            failed_attempts: Vec::new(),
+            cases: Vec::new(),
+            junit: None,
+            artifacts: Vec::new(),
+        }))
     }
 
     /// Lists the files the tier's tests left in `dir` (their

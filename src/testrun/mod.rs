@@ -75,6 +75,10 @@ pub(crate) struct Suite {
     /// beside the app's undeploy. `test` alone does not (nothing after it
     /// would).
     pub leave_containers_on_signal: bool,
+    /// Built-in tests the caller already ran (`run`'s floor), reported
+    /// first and counted like the others; when one failed, none of the
+    /// suite's own tests is started (each is skipped, saying why).
+    pub builtin: Vec<report::TestReport>,
 }
 
 /// What the runner reads of the host, from the injected environment (so a

@@ -16,7 +16,7 @@
 //! | `started`, `finished` | RFC 3339 UTC |
 //! | `duration_ms` | wall time of the suite |
 //! | `exit_code` | 0 all passed, 1 a test failed, 42 self-protection, 130/143 signal |
-//! | `stopped` | null, or why the suite stopped early: `fail-fast`, `self-protect`, `signal` |
+//! | `stopped` | null, or why the suite stopped early: `fail-fast`, `self-protect`, `signal`, `floor` (the built-in floor test failed: no test of the tier started) |
 //! | `stop_reason` | null, or the stop in words (the threshold, the signal) |
 //! | `workers` | how many tests ran at once at most |
 //! | `passed`, `failed`, `skipped` | counts; `failed` includes timed out, `skipped` includes cancelled |

@@ -21,6 +21,7 @@ fn host_file(f: &Fixture) -> PathBuf {
         ("CCCI_GRACE", Path::new("2s")),
         ("CCCI_TEARDOWN_TIMEOUT", Path::new("20s")),
         ("CCCI_CONVERGE_TIMEOUT", Path::new("10s")),
+        ("CCCI_FLOOR", Path::new("off")),
     ];
     let text: String = lines
         .iter()

@@ -8,6 +8,7 @@ mod converge;
 mod diskfull;
 mod exec;
 mod faults;
+mod floor;
 mod forms;
 mod host;
 mod janitor;

@@ -299,7 +299,12 @@ impl Fixture {
             .env("CCCI_CI_TESTS", self.tmp.path().join("ci-tests"))
             .env("CCCI_GRACE", "2s")
             .env("CCCI_TEARDOWN_TIMEOUT", "20s")
-            .env("CCCI_CONVERGE_TIMEOUT", "10s");
+            .env("CCCI_CONVERGE_TIMEOUT", "10s")
+            // The stand-in swarm's apps serve nothing (and the example's
+            // port is served only on a real engine): the floor is off for
+            // every fixture run but the floor's own tests, which serve on
+            // 127.0.0.1 and remove this (tests/concurrency/floor.rs).
+            .env("CCCI_FLOOR", "off");
         c
     }
 

@@ -150,6 +150,11 @@ impl SwarmHost {
             .env("CCCI_TEARDOWN_TIMEOUT", "90s")
             .env("CCCI_CONVERGE_TIMEOUT", "60s")
             .env("CCCI_JANITOR", "off")
+            // The example's app answers on its own host-mode port, which
+            // the default app URL (https://{domain}/, no DNS here) does not
+            // reach: the floor is off but in its own tests (floor.rs),
+            // which point it at the port.
+            .env("CCCI_FLOOR", "off")
             .stdin(Stdio::null());
         c
     }

@@ -12,6 +12,7 @@ mod backuptier;
 mod converge;
 mod e2e;
 mod engine;
+mod floor;
 mod forms;
 mod lockfaults;
 mod locks;

@@ -8,6 +8,7 @@ mod docker_events;
 mod docker_watch;
 mod envfile;
 mod exit;
+mod floor;
 mod history;
 mod interpolate;
 mod janitor_plan;

@@ -73,6 +73,7 @@ fn record(verdict: &str) -> RunRecord {
                     restarts: 2,
                     exits: vec![],
                 }],
+                ..TierTests::default()
             },
         ],
         tiers_skipped: vec![SkippedTier {

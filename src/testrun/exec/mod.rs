@@ -176,6 +176,13 @@ pub(crate) fn run(suite: &Suite, plan: Plan, cancel: Option<&Latch>) -> Result<S
     }
     let resumed = r.resume();
     r.start_journal(resumed);
+    if let Some(t) = suite.builtin.iter().find(|t| t.result.is_failure()) {
+        say!(
+            "the built-in test `{}` failed: the tier's own tests are not started",
+            t.name
+        );
+        r.stop = Some(Stop::Builtin(t.name.clone()));
+    }
 
     let driven = r.drive();
     if let Err(e) = &driven {
@@ -202,7 +209,13 @@ pub(crate) fn run(suite: &Suite, plan: Plan, cancel: Option<&Latch>) -> Result<S
     r.fill_missing("not run: the test runner failed");
     r.sync_journal();
 
-    let tests: Vec<TestReport> = r.results.iter().flatten().cloned().collect();
+    // The built-in tests (the floor) come first and count like any other.
+    let tests: Vec<TestReport> = suite
+        .builtin
+        .iter()
+        .cloned()
+        .chain(r.results.iter().flatten().cloned())
+        .collect();
     let (passed, failed, skipped) = report::counts(&tests);
     let flaky = tests.iter().filter(|t| t.flaky).count();
     let (cases_passed, cases_failed, cases_skipped) =
@@ -219,7 +232,8 @@ pub(crate) fn run(suite: &Suite, plan: Plan, cancel: Option<&Latch>) -> Result<S
         .enumerate()
         .filter_map(|(i, t)| t.clone().map(|t| (i, t)))
         .collect();
-    let mut ordered: Vec<TestReport> = planned.iter().filter_map(|i| by_index.remove(i)).collect();
+    let mut ordered: Vec<TestReport> = suite.builtin.clone();
+    ordered.extend(planned.iter().filter_map(|i| by_index.remove(i)));
     let mut rest: Vec<(usize, TestReport)> = by_index.into_iter().collect();
     rest.sort_by_key(|(i, _)| *i);
     ordered.extend(rest.into_iter().map(|(_, t)| t));

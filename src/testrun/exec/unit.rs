@@ -15,6 +15,9 @@ use crate::sys::spawn;
 #[derive(Clone, Debug)]
 pub(super) enum Stop {
     FailFast(String),
+    /// A built-in test run before the suite (the floor) failed: the
+    /// tier's own tests are not started.
+    Builtin(String),
     SelfProtect(String),
     Signal(i32),
 }
@@ -23,6 +26,7 @@ impl Stop {
     pub(super) fn kind(&self) -> &'static str {
         match self {
             Stop::FailFast(_) => "fail-fast",
+            Stop::Builtin(_) => "floor",
             Stop::SelfProtect(_) => "self-protect",
             Stop::Signal(_) => "signal",
         }
@@ -31,6 +35,7 @@ impl Stop {
     pub(super) fn describe(&self) -> String {
         match self {
             Stop::FailFast(name) => format!("fail-fast after `{name}` failed"),
+            Stop::Builtin(name) => format!("the built-in test `{name}` failed"),
             Stop::SelfProtect(why) => format!("self-protection: {why}"),
             Stop::Signal(code) => format!("shutdown requested ({})", signal_words(*code)),
         }
