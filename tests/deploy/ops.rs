@@ -911,7 +911,7 @@ fn drone_pull_request_comment_step_posts_the_verdict_of_a_green_run() {
     let body = assert_one_comment(&f, &forge, "drone-coop-cloud-example-4245");
     assert!(body.starts_with("### ✅"), "{body}");
     assert!(body.contains("**Verdict:** `passed` (exit 0)"), "{body}");
-    assert!(body.contains("| `install` | 1 | 0 | 0 | 0 |"), "{body}");
+    assert!(body.contains("| `install` | 2 | 0 | 0 | 0 |"), "{body}");
     assert!(
         steps[1]
             .2
