@@ -67,7 +67,7 @@ fn a_recipe_with_no_tests_is_green_by_the_floor_on_the_swarm() {
     let rec = host.record("floorgreen");
     let tests = rec["tests"].as_array().unwrap();
     let tiers: Vec<&str> = tests.iter().map(|t| t["tier"].as_str().unwrap()).collect();
-    assert_eq!(tiers, ["install", "upgrade", "restore"], "{rec}");
+    assert_eq!(tiers, ["install", "upgrade", "backup", "restore"], "{rec}");
     for t in tests {
         assert_eq!(t["floor"], "passed", "{rec}");
         assert_eq!(t["own"], 0, "{rec}");
@@ -75,7 +75,7 @@ fn a_recipe_with_no_tests_is_green_by_the_floor_on_the_swarm() {
     // The example's server answered the floor itself.
     assert!(log.contains("floor passed: HTTP 200 OK"), "{log}");
     let summary = log.rsplit("phase: finished").next().unwrap_or("");
-    assert_eq!(summary.matches("floor only").count(), 3, "{summary}");
+    assert_eq!(summary.matches("floor only").count(), 4, "{summary}");
     assert_gone(&host, &d);
 }
 
