@@ -77,6 +77,19 @@ fn report(host: &SwarmHost, run_id: &str) -> PathBuf {
     host.state.join("runs").join(run_id).join("report")
 }
 
+/// The run's merged junit.xml as quick-xml and junitparser read it (both
+/// must agree, `junit::check`); junitparser is required where the browser
+/// test is (`.ci/run` names its python in `CCCI_DEV_JUNIT_PYTHON`).
+fn merged(path: &Path) -> junit::Doc {
+    assert!(
+        std::env::var_os("CCCI_DEV_REQUIRE_PLAYWRIGHT").is_none()
+            || std::env::var_os("CCCI_DEV_JUNIT_PYTHON").is_some_and(|p| !p.is_empty()),
+        "the browser test is required (CCCI_DEV_REQUIRE_PLAYWRIGHT): so is junitparser \
+         (CCCI_DEV_JUNIT_PYTHON) to read its merged JUnit"
+    );
+    junit::check(path)
+}
+
 fn json(path: &Path) -> serde_json::Value {
     serde_json::from_str(
         &std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
@@ -138,7 +151,7 @@ fn the_example_recipes_browser_test_is_green_after_install_upgrade_and_restore_e
     let host = SwarmHost::new(vec![d.clone()]);
     let (exit, log) = run(&host, &d, 1, "pwgreen", &python);
     assert_eq!(exit, 0, "{log}");
-    let doc = junit::check(&report(&host, "pwgreen").join("junit.xml"));
+    let doc = merged(&report(&host, "pwgreen").join("junit.xml"));
     for tier in ["install", "upgrade", "restore"] {
         for c in CASES {
             let got = doc
@@ -241,7 +254,7 @@ fn a_pull_request_that_changes_the_page_fails_its_case_with_the_screenshot_kept_
     }
     // Its own testcase with <failure>, the other cases passed; install
     // (release 1.1.0, the old title) stays green.
-    let doc = junit::check(&rep.join("junit.xml"));
+    let doc = merged(&rep.join("junit.xml"));
     let of = |tier: &str, c: &str| {
         doc.cases
             .iter()
