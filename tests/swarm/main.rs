@@ -8,7 +8,11 @@
 #[path = "../concurrency/support.rs"]
 mod support;
 
+#[path = "../common/junit.rs"]
+mod junit;
+
 mod backuptier;
+mod browser;
 mod converge;
 mod e2e;
 mod engine;

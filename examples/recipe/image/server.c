@@ -13,11 +13,13 @@
  *               the recipe's browser test (tests/page_test.py)
  *   HEAD        as GET, without the body
  *
- * Environment: PORT (default 8080), DATA_DIR (default /data), and two
- * knobs for cc-ci-run's convergence tests, set in a recipe's compose:
+ * Environment: PORT (default 8080), DATA_DIR (default /data), two knobs
+ * for cc-ci-run's convergence tests, set in a recipe's compose:
  * START_DELAY_MS (sleep this long before listening: a slow start, whose
  * task is running before it answers) and EXIT_AFTER_MS (exit 1 this long
- * after listening: a task that starts, then crashes).
+ * after listening: a task that starts, then crashes), and PAGE_TITLE (the
+ * /page's <title>, default "ccci-example", HTML-escaped: a pull request
+ * that changes what the page shows, for the browser test's red case).
  * `server --version` prints the version and exits.
  *
  * One request per connection (Connection: close), one at a time, with
@@ -49,6 +51,7 @@
 #define BODY_MAX (1024 * 1024)
 
 static const char *data_dir = "/data";
+static const char *page_title = "ccci-example";
 
 /* A whole number of milliseconds from the environment, 0 when unset. */
 static long env_ms(const char *name)
@@ -166,6 +169,28 @@ static void get_data(int fd, int head_only)
 	respond(fd, head_only, 200, "OK", buf, len);
 }
 
+#define TITLE_MAX 256
+
+/* Appends s[0..len) to page at `at`, HTML-escaped; returns the new end
+ * (the caller sizes page for six bytes per byte of s). */
+static size_t put_escaped(char *page, size_t at, const char *s, size_t len)
+{
+	for (size_t i = 0; i < len; i++) {
+		const char *esc = s[i] == '<'   ? "&lt;"
+				  : s[i] == '>' ? "&gt;"
+				  : s[i] == '&' ? "&amp;"
+						: NULL;
+		if (esc) {
+			size_t n = strlen(esc);
+			memcpy(page + at, esc, n);
+			at += n;
+		} else {
+			page[at++] = s[i];
+		}
+	}
+	return at;
+}
+
 /* The page the browser test opens: the version and the stored data,
  * HTML-escaped (at most 4 KiB of the data is shown). */
 static void get_page(int fd, int head_only)
@@ -182,26 +207,20 @@ static void get_page(int fd, int head_only)
 				len += (size_t)n;
 		close(in);
 	}
-	static char page[6 * sizeof data + 1024];
+	static char page[6 * sizeof data + 6 * TITLE_MAX + 1024];
 	size_t at = (size_t)snprintf(
 		page, sizeof page,
 		"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-		"<title>ccci-example</title></head>\n<body>"
+		"<title>");
+	at = put_escaped(page, at, page_title, strnlen(page_title, TITLE_MAX));
+	at += (size_t)snprintf(
+		page + at, sizeof page - at,
+		"</title></head>\n<body>"
 		"<h1 id=\"version\">ccci-example %s</h1>\n<p id=\"data\">",
 		VERSION);
 	if (in < 0)
 		at += (size_t)snprintf(page + at, sizeof page - at, "no data");
-	for (size_t i = 0; i < len; i++) {
-		const char *esc = data[i] == '<'   ? "&lt;"
-				  : data[i] == '>' ? "&gt;"
-				  : data[i] == '&' ? "&amp;"
-						   : NULL;
-		if (esc)
-			at += (size_t)snprintf(page + at, sizeof page - at, "%s",
-					       esc);
-		else
-			page[at++] = data[i];
-	}
+	at = put_escaped(page, at, data, len);
 	at += (size_t)snprintf(page + at, sizeof page - at, "</p>\n</body></html>\n");
 	respond_as(fd, head_only, 200, "OK", "text/html", page, at);
 }
@@ -332,6 +351,9 @@ int main(int argc, char **argv)
 	const char *d = getenv("DATA_DIR");
 	if (d && *d)
 		data_dir = d;
+	const char *t = getenv("PAGE_TITLE");
+	if (t && *t)
+		page_title = t;
 
 	struct sigaction sa;
 	memset(&sa, 0, sizeof sa);
