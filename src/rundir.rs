@@ -635,3 +635,28 @@ pub fn load_records(state_dir: &Path) -> Result<Vec<RunRecord>> {
 fn is_zero(n: &usize) -> bool {
     *n == 0
 }
+
+/// The directory of run `id` when it holds `file`, or exit 2 saying there
+/// is no `what` of such a run and naming the most recent runs (`logs`
+/// looks for the log, `summary` and `comment` for the record).
+pub(crate) fn find_run(state_dir: &Path, id: &str, file: &str, what: &str) -> Result<PathBuf> {
+    let dir = state_dir.join("runs").join(id);
+    if crate::names::check_run_id(id).is_ok() && dir.join(file).is_file() {
+        return Ok(dir);
+    }
+    let recent: Vec<String> = scan(state_dir)?
+        .into_iter()
+        .rev()
+        .take(10)
+        .map(|(id, _)| id)
+        .collect();
+    Err(crate::exit::Failure::usage(format!(
+        "no {what} of a run {id:?} in {}; most recent runs: {}",
+        state_dir.display(),
+        if recent.is_empty() {
+            "none".to_string()
+        } else {
+            recent.join(", ")
+        }
+    )))
+}

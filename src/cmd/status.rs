@@ -8,13 +8,13 @@
 //! and a zombie holds nothing. Nothing here takes a lock or writes a file.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use crate::exit::{self, Failure};
+use crate::exit;
 use crate::lock::holder::{self, FileId, Holder};
 use crate::lock::{self, Kind};
 use crate::rundir::RunRecord;
@@ -156,35 +156,12 @@ pub(crate) fn status(state_dir: &Path, json: bool, watch: bool) -> Result<i32> {
     }
 }
 
-/// The directory of run `id`, or exit 2 naming the most recent runs.
-fn run_dir(state_dir: &Path, id: &str) -> Result<PathBuf> {
-    let dir = state_dir.join("runs").join(id);
-    if crate::names::check_run_id(id).is_ok() && dir.join("run.log").is_file() {
-        return Ok(dir);
-    }
-    let recent: Vec<String> = crate::rundir::scan(state_dir)?
-        .into_iter()
-        .rev()
-        .take(10)
-        .map(|(id, _)| id)
-        .collect();
-    Err(Failure::usage(format!(
-        "no log of a run {id:?} in {}; most recent runs: {}",
-        state_dir.display(),
-        if recent.is_empty() {
-            "none".to_string()
-        } else {
-            recent.join(", ")
-        }
-    )))
-}
-
 /// `cc-ci-run logs RUN [--follow]`: the run's log from the state directory
 /// (kept after the run tree is gone). `--follow` streams a live run's log
 /// until the run finishes and exits with the run's exit code.
 pub(crate) fn logs(state_dir: &Path, id: &str, follow: bool) -> Result<i32> {
     use std::io::Read;
-    let dir = run_dir(state_dir, id)?;
+    let dir = crate::rundir::find_run(state_dir, id, "run.log", "log")?;
     let path = dir.join("run.log");
     let mut file =
         std::fs::File::open(&path).with_context(|| format!("failed to open {}", path.display()))?;

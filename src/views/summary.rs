@@ -24,7 +24,7 @@
 //! files.
 
 use std::fmt::Write as _;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Component, Path};
 
 use anyhow::Result;
 
@@ -82,34 +82,11 @@ pub fn shown(text: &str) -> String {
     crate::redact::text(text).into_owned()
 }
 
-/// The run directory of `id`, or exit 2 listing the most recent runs.
-fn run_dir(state_dir: &Path, id: &str) -> Result<PathBuf> {
-    let dir = state_dir.join("runs").join(id);
-    if crate::names::check_run_id(id).is_ok() && dir.join("run.json").is_file() {
-        return Ok(dir);
-    }
-    let recent: Vec<String> = crate::rundir::scan(state_dir)?
-        .into_iter()
-        .rev()
-        .take(10)
-        .map(|(id, _)| id)
-        .collect();
-    Err(Failure::usage(format!(
-        "no record of a run {id:?} in {}; most recent runs: {}",
-        state_dir.display(),
-        if recent.is_empty() {
-            "none".to_string()
-        } else {
-            recent.join(", ")
-        }
-    )))
-}
-
 /// Reads run `id`'s record and its tiers' reports from the state
 /// directory. An unknown run is exit 2; a record that does not parse is
 /// exit 3; a report that cannot be read is noted in the summary.
 pub fn load(state_dir: &Path, id: &str) -> Result<Summary> {
-    let dir = run_dir(state_dir, id)?;
+    let dir = crate::rundir::find_run(state_dir, id, "run.json", "record")?;
     let record =
         RunRecord::load(&dir.join("run.json")).map_err(|e| Failure::infra(format!("{e:#}")))?;
     let mut failing = Vec::new();
