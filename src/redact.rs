@@ -35,8 +35,12 @@ use std::sync::{Arc, RwLock};
 use aho_corasick::{AhoCorasick, MatchKind};
 use anyhow::Result;
 
-use crate::config::Env;
 use crate::exit::Failure;
+
+/// The process environment as `config` reads it (the same type as
+/// `config::Env`, named here so that redact, which `ext` uses, does not
+/// import `config`, which imports `cli`: a cycle of the module graph).
+type Env = std::collections::HashMap<String, String>;
 
 /// What a hidden value is replaced by.
 pub const MASK: &str = "***";
