@@ -705,7 +705,31 @@ fn the_example_recipes_browser_test_reports_each_case_and_a_changed_page_fails_i
     assert_eq!(failed.kind, "failure");
     assert!(failed.text.contains("ccci-example 2.0.0"), "{failed:?}");
     assert_eq!(doc.case(&case("test_title")).kind, "passed");
-    let shot = artifacts.join("page/page-test-py-test-version-chromium/test-failed-1.png");
-    let png = std::fs::read(&shot).unwrap_or_else(|e| panic!("{}: {e}", shot.display()));
+    // pytest-playwright names the folder after the test's node id, which
+    // holds the test file's path relative to pytest's rootdir: it differs
+    // with where the checkout lies, so only its end is fixed.
+    let shots: Vec<_> = walkdir::WalkDir::new(artifacts.join("page"))
+        .into_iter()
+        .flatten()
+        .filter(|e| {
+            e.file_name() == "test-failed-1.png"
+                && e.path()
+                    .parent()
+                    .and_then(|p| p.file_name())
+                    .is_some_and(|n| {
+                        n.to_string_lossy()
+                            .ends_with("page-test-py-test-version-chromium")
+                    })
+        })
+        .map(|e| e.into_path())
+        .collect();
+    assert_eq!(
+        shots.len(),
+        1,
+        "one screenshot of test_version under {}: {shots:?}",
+        artifacts.display()
+    );
+    let shot = &shots[0];
+    let png = std::fs::read(shot).unwrap_or_else(|e| panic!("{}: {e}", shot.display()));
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "a PNG screenshot");
 }

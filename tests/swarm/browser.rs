@@ -276,8 +276,25 @@ fn a_pull_request_that_changes_the_page_fails_its_case_with_the_screenshot_kept_
     assert_eq!(of("upgrade", "test_data_written_at_install").kind, "passed");
 
     // The screenshot in the report directory, a PNG.
-    let shot = rep
-        .join("artifacts/upgrade/page-upgrade/page-test-py-test-title-chromium/test-failed-1.png");
+    // pytest-playwright names the folder after the test's node id (the
+    // test file's path relative to pytest's rootdir): only its end is fixed.
+    let shot = walkdir::WalkDir::new(rep.join("artifacts/upgrade/page-upgrade"))
+        .into_iter()
+        .flatten()
+        .find(|e| {
+            e.file_name() == "test-failed-1.png"
+                && e.path()
+                    .parent()
+                    .and_then(|p| p.file_name())
+                    .is_some_and(|n| {
+                        n.to_string_lossy()
+                            .ends_with("page-test-py-test-title-chromium")
+                    })
+        })
+        .map_or_else(
+            || rep.join("artifacts/upgrade/page-upgrade/(no test_title screenshot)"),
+            |e| e.into_path(),
+        );
     let png = std::fs::read(&shot).unwrap_or_else(|e| {
         panic!(
             "{}: {e}; artifacts: {:?}",
