@@ -22,11 +22,19 @@
 
 use std::fmt;
 use std::net::{TcpStream, ToSocketAddrs};
+use std::path::Path;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use anyhow::Result;
+
+use super::Run;
+use crate::config;
+use crate::ext::Interrupted;
+use crate::say;
 use crate::settings::Probe;
 use crate::sys::latch::Latch;
+use crate::testrun::{self, meta::Tier, report::TestReport};
 
 /// The bound of the floor when the recipe sets no `ready_timeout`.
 pub const DEFAULT_BOUND: Duration = Duration::from_secs(120);
@@ -304,5 +312,130 @@ fn run_attempt(target: &Target, timeout: Duration, cancel: Option<&Latch>) -> Op
                 return Some(Answer::None("the attempt ended without an answer".into()))
             }
         }
+    }
+}
+
+// The floor as a step of the run: whether it is on, and the built-in test
+// it adds before a tier's own tests, beside the probe it drives (run/mod.rs
+// keeps the order of the phases).
+impl Run {
+    /// Whether the floor runs, and why not (SPEC section 3 step 9):
+    /// `CCCI_FLOOR` when set, else the recipe's `floor`, else on.
+    pub(super) fn floor_off(&self) -> Option<String> {
+        match (self.cfg.floor, self.settings.floor.as_ref()) {
+            (Some(false), _) => Some("CCCI_FLOOR=off".to_string()),
+            (Some(true), _) => None,
+            (None, Some(s)) if !s.value => Some(format!(
+                "floor = false ({})",
+                self.settings_origin(|s| s.floor.as_ref().map(|v| &v.from))
+            )),
+            (None, _) => None,
+        }
+    }
+
+    /// The floor before a tier's own tests (SPEC section 3 step 9): asks
+    /// the app (`CCCI_APP_URL` or the recipe's ready probe) until it
+    /// answers or `ready_timeout` passes. Its report is the tier's first
+    /// test; None when the floor is off. A signal or the run deadline
+    /// ends it at once (an error: the run is cancelled).
+    pub(super) fn floor(&mut self, tier: Tier, report_dir: &Path) -> Result<Option<TestReport>> {
+        if let Some(why) = self.floor_off() {
+            say!("{tier} tier: floor off ({why})");
+            return Ok(None);
+        }
+        let probe = self.settings.ready_probe.as_ref().map(|p| &p.value);
+        let target = target(&self.cfg.app_url, probe);
+        let bound = self
+            .settings
+            .ready_timeout
+            .as_ref()
+            .map_or(DEFAULT_BOUND, |t| t.value);
+        let how_to_fix = format!(
+            "point CCCI_APP_URL_TEMPLATE (default {}; {{domain}} is the app's domain) at this host's proxy under a name that resolves here (such as a wildcard DNS record of the domain suffix to this host), or turn the floor off: CCCI_FLOOR=off, or `floor = false` in the recipe's ccci.toml",
+            config::DEFAULT_APP_URL_TEMPLATE
+        );
+        say!(
+            "{tier} tier: floor: {target}, within {}",
+            crate::units::human(bound)
+        );
+        let out_dir = report_dir.join("output");
+        let out_name = "output/floor.stdout";
+        let mut out: Box<dyn std::io::Write> = match std::fs::create_dir_all(&out_dir)
+            .and_then(|()| std::fs::File::create(report_dir.join(out_name)))
+        {
+            Ok(f) => Box::new(f),
+            Err(e) => {
+                say!(
+                    "warning: {tier} tier: the floor's output file in {} could not be made: {e}",
+                    out_dir.display()
+                );
+                Box::new(std::io::sink())
+            }
+        };
+        let started_at = std::time::SystemTime::now();
+        let started = Instant::now();
+        let outcome = ask(
+            &target,
+            bound,
+            Some(self.funnel.latch()),
+            &how_to_fix,
+            &mut out,
+        );
+        drop(out);
+        let (result, reason) = match outcome {
+            Outcome::Cancelled => {
+                return Err(anyhow::Error::new(Interrupted).context("the floor was stopped"))
+            }
+            Outcome::Answered { answer, attempts } => {
+                say!(
+                    "{tier} tier: floor passed: {answer} after {attempts} attempt(s) ({})",
+                    crate::units::human(started.elapsed())
+                );
+                (testrun::report::Outcome::Passed, None)
+            }
+            Outcome::Failed { reason } => {
+                say!("{tier} tier: floor failed: {reason}");
+                (
+                    testrun::report::Outcome::Failed,
+                    Some(format!("floor: {reason}")),
+                )
+            }
+        };
+        let bytes = std::fs::metadata(report_dir.join(out_name))
+            .ok()
+            .map(|m| m.len());
+        Ok(Some(TestReport {
+            name: "floor".into(),
+            path: target.to_string(),
+            file: "floor (built-in)".into(),
+            result,
+            reason,
+            status: None,
+            exit_code: None,
+            leaky: false,
+            leaked_pids: Vec::new(),
+            started: Some(crate::log::timestamp(started_at)),
+            duration_ms: started.elapsed().as_millis() as u64,
+            peak_rss_bytes: None,
+            cpu_ms: None,
+            stdout: bytes.map(|_| out_name.to_string()),
+            stderr: None,
+            stdout_bytes: bytes,
+            stderr_bytes: None,
+            level: None,
+            tiers: Vec::new(),
+            tags: Vec::new(),
+            priority: 0,
+            depends_on: Vec::new(),
+            timeout_ms: bound.as_millis() as u64,
+            memory_bytes: None,
+            retries: 0,
+            attempts: 1,
+            flaky: false,
+            failed_attempts: Vec::new(),
+            cases: Vec::new(),
+            junit: None,
+            artifacts: Vec::new(),
+        }))
     }
 }

@@ -41,7 +41,6 @@ use crate::teardown::{self, App};
 use crate::testrun;
 use crate::testrun::containers::Removal;
 use crate::testrun::meta::Tier;
-use crate::testrun::report::TestReport;
 
 /// How often a run waiting for an app lock says who holds it.
 const LOCK_PROGRESS_EVERY: Duration = Duration::from_secs(30);
@@ -1523,126 +1522,6 @@ impl Run {
             }
         }
         (exits, w.services().to_vec())
-    }
-
-    /// Whether the floor runs, and why not (SPEC section 3 step 9):
-    /// `CCCI_FLOOR` when set, else the recipe's `floor`, else on.
-    fn floor_off(&self) -> Option<String> {
-        match (self.cfg.floor, self.settings.floor.as_ref()) {
-            (Some(false), _) => Some("CCCI_FLOOR=off".to_string()),
-            (Some(true), _) => None,
-            (None, Some(s)) if !s.value => Some(format!(
-                "floor = false ({})",
-                self.settings_origin(|s| s.floor.as_ref().map(|v| &v.from))
-            )),
-            (None, _) => None,
-        }
-    }
-
-    /// The floor before a tier's own tests (SPEC section 3 step 9): asks
-    /// the app (`CCCI_APP_URL` or the recipe's ready probe) until it
-    /// answers or `ready_timeout` passes. Its report is the tier's first
-    /// test; None when the floor is off. A signal or the run deadline
-    /// ends it at once (an error: the run is cancelled).
-    fn floor(&mut self, tier: Tier, report_dir: &Path) -> Result<Option<TestReport>> {
-        if let Some(why) = self.floor_off() {
-            say!("{tier} tier: floor off ({why})");
-            return Ok(None);
-        }
-        let probe = self.settings.ready_probe.as_ref().map(|p| &p.value);
-        let target = floor::target(&self.cfg.app_url, probe);
-        let bound = self
-            .settings
-            .ready_timeout
-            .as_ref()
-            .map_or(floor::DEFAULT_BOUND, |t| t.value);
-        let how_to_fix = format!(
-            "point CCCI_APP_URL_TEMPLATE (default {}; {{domain}} is the app's domain) at this host's proxy under a name that resolves here (such as a wildcard DNS record of the domain suffix to this host), or turn the floor off: CCCI_FLOOR=off, or `floor = false` in the recipe's ccci.toml",
-            config::DEFAULT_APP_URL_TEMPLATE
-        );
-        say!(
-            "{tier} tier: floor: {target}, within {}",
-            crate::units::human(bound)
-        );
-        let out_dir = report_dir.join("output");
-        let out_name = "output/floor.stdout";
-        let mut out: Box<dyn std::io::Write> = match std::fs::create_dir_all(&out_dir)
-            .and_then(|()| std::fs::File::create(report_dir.join(out_name)))
-        {
-            Ok(f) => Box::new(f),
-            Err(e) => {
-                say!(
-                    "warning: {tier} tier: the floor's output file in {} could not be made: {e}",
-                    out_dir.display()
-                );
-                Box::new(std::io::sink())
-            }
-        };
-        let started_at = std::time::SystemTime::now();
-        let started = Instant::now();
-        let outcome = floor::ask(
-            &target,
-            bound,
-            Some(self.funnel.latch()),
-            &how_to_fix,
-            &mut out,
-        );
-        drop(out);
-        let (result, reason) = match outcome {
-            floor::Outcome::Cancelled => {
-                return Err(anyhow::Error::new(Interrupted).context("the floor was stopped"))
-            }
-            floor::Outcome::Answered { answer, attempts } => {
-                say!(
-                    "{tier} tier: floor passed: {answer} after {attempts} attempt(s) ({})",
-                    crate::units::human(started.elapsed())
-                );
-                (testrun::report::Outcome::Passed, None)
-            }
-            floor::Outcome::Failed { reason } => {
-                say!("{tier} tier: floor failed: {reason}");
-                (
-                    testrun::report::Outcome::Failed,
-                    Some(format!("floor: {reason}")),
-                )
-            }
-        };
-        let bytes = std::fs::metadata(report_dir.join(out_name))
-            .ok()
-            .map(|m| m.len());
-        Ok(Some(TestReport {
-            name: "floor".into(),
-            path: target.to_string(),
-            file: "floor (built-in)".into(),
-            result,
-            reason,
-            status: None,
-            exit_code: None,
-            leaky: false,
-            leaked_pids: Vec::new(),
-            started: Some(crate::log::timestamp(started_at)),
-            duration_ms: started.elapsed().as_millis() as u64,
-            peak_rss_bytes: None,
-            cpu_ms: None,
-            stdout: bytes.map(|_| out_name.to_string()),
-            stderr: None,
-            stdout_bytes: bytes,
-            stderr_bytes: None,
-            level: None,
-            tiers: Vec::new(),
-            tags: Vec::new(),
-            priority: 0,
-            depends_on: Vec::new(),
-            timeout_ms: bound.as_millis() as u64,
-            memory_bytes: None,
-            retries: 0,
-            attempts: 1,
-            flaky: false,
-            failed_attempts: Vec::new(),
-            cases: Vec::new(),
-            junit: None,
-            artifacts: Vec::new(),
-        }))
     }
 
     /// Lists the files the tier's tests left in `dir` (their
