@@ -480,9 +480,12 @@ exec cc-ci-run exec --grace 1h -- sh -c 'echo $$ > child.pid; exec sleep 1000' 2
         .expect("spawn");
     let wrapper_pid = guard.add(wrapper.id() as i32);
     let child = guard.add(support::read_pid(&d.join("child.pid")));
-    // Look once the command has exec'd: what it holds then is what it got.
-    support::wait_until("the command to exec sleep", || {
-        support::comm(child).as_deref() == Some(&b"sleep"[..])
+    // Look once the command sits in its sleep: comm says "sleep" from the
+    // exec on, but the dynamic linker and setlocale then open (and close)
+    // libc and the locale files on fd 3, which a look taken in between
+    // would count. Blocked in nanosleep, it holds only what it got.
+    support::wait_until("the command to block in its sleep", || {
+        support::comm(child).as_deref() == Some(&b"sleep"[..]) && in_nanosleep(child)
     });
     assert_eq!(
         support::comm(wrapper_pid).as_deref(),
@@ -505,6 +508,19 @@ exec cc-ci-run exec --grace 1h -- sh -c 'echo $$ > child.pid; exec sleep 1000' 2
         "log:\n{}",
         log(d)
     );
+}
+
+/// Whether `pid` is blocked in nanosleep or clock_nanosleep, by the system
+/// call number that /proc/PID/syscall gives first.
+fn in_nanosleep(pid: i32) -> bool {
+    let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/syscall")) else {
+        return false;
+    };
+    let nr = text
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse::<i64>().ok());
+    nr == Some(libc::SYS_clock_nanosleep) || nr == Some(libc::SYS_nanosleep)
 }
 
 /// `--timeout`: SIGTERM to the command's group at the deadline and exit
