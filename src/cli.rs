@@ -357,6 +357,10 @@ pub struct TimelineArgs {
     /// Write the page to FILE (atomically) instead of stdout.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
+    /// Draw the newest N runs of the window (default 500); older ones are
+    /// counted per app domain under the table.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub limit: Option<u64>,
 }
 
 #[derive(Debug, Args, Clone)]

@@ -25,6 +25,12 @@ use crate::units::human;
 /// How far back the page looks without `--since` (and on refresh).
 pub const DEFAULT_SINCE: Duration = Duration::from_secs(24 * 3600);
 
+/// How many runs the page draws without `--limit` (and on refresh): the
+/// newest this many in the window get a bar and a table row each; older
+/// ones in the window are counted per app domain. 500 keeps the page of a
+/// busy host's day under 1 MB (about 1.5 KB a run) and still readable.
+pub const DEFAULT_LIMIT: usize = 500;
+
 /// The variable that names the page a run refreshes when it finishes.
 pub const FILE_VAR: &str = "CCCI_TIMELINE_FILE";
 
@@ -479,9 +485,94 @@ fn artifact_links(r: &RunRecord, base: Option<&Path>) -> String {
 
 /// The page (pure): `records` (any order; those outside the window are
 /// left out), drawn at `now`, the axis in `zone`, the window `since`;
-/// artifacts are named, not linked (see [`render_in`]).
+/// artifacts are named, not linked (see [`render_in`]); at most
+/// [`DEFAULT_LIMIT`] runs drawn.
 pub fn render(records: &[RunRecord], now: SystemTime, zone: &Zone, since: Duration) -> String {
-    render_in(records, now, zone, since, None)
+    render_in(records, now, zone, Window::new(since, DEFAULT_LIMIT), None)
+}
+
+/// What the page shows: the runs that ended (or still run) within `since`,
+/// of which the newest `limit` (by lock request) are drawn one by one and
+/// the older ones summarised per app domain.
+#[derive(Clone, Copy, Debug)]
+pub struct Window {
+    pub since: Duration,
+    pub limit: usize,
+}
+
+impl Window {
+    pub fn new(since: Duration, limit: usize) -> Window {
+        Window { since, limit }
+    }
+}
+
+/// The older runs of one app domain, counted, not drawn.
+#[derive(Default)]
+struct Older<'a> {
+    runs: usize,
+    /// Verdict → runs, in the palette's order when written.
+    verdicts: Vec<(&'a str, usize)>,
+    first: Option<SystemTime>,
+    last: Option<SystemTime>,
+}
+
+impl<'a> Older<'a> {
+    fn add(&mut self, b: &Bar<'a>) {
+        self.runs += 1;
+        match self.verdicts.iter_mut().find(|(v, _)| *v == b.verdict) {
+            Some((_, n)) => *n += 1,
+            None => self.verdicts.push((b.verdict, 1)),
+        }
+        self.first = Some(self.first.map_or(b.start, |f| f.min(b.start)));
+        self.last = Some(self.last.map_or(b.end, |l| l.max(b.end)));
+    }
+}
+
+/// The table of the runs the limit left undrawn: one row per app domain
+/// (empty when every run is drawn).
+fn older_table(older: &[Bar<'_>], zone: &Zone) -> String {
+    if older.is_empty() {
+        return String::new();
+    }
+    let mut by_domain: std::collections::BTreeMap<&str, Older<'_>> = Default::default();
+    for b in older {
+        by_domain
+            .entry(b.record.domain.as_str())
+            .or_default()
+            .add(b);
+    }
+    let mut table = format!(
+        "<h2>{} older run(s) in the window, counted per app domain</h2><table class=\"older\"><thead><tr><th>app domain</th><th>runs</th><th>verdicts</th><th>first lock request</th><th>last release</th></tr></thead><tbody>",
+        older.len()
+    );
+    for (domain, o) in &by_domain {
+        let mut verdicts = o.verdicts.clone();
+        verdicts.sort_by_key(|(v, n)| {
+            (
+                PALETTE
+                    .iter()
+                    .position(|(p, _, _)| p == v)
+                    .unwrap_or(PALETTE.len()),
+                std::cmp::Reverse(*n),
+            )
+        });
+        let verdicts: Vec<String> = verdicts
+            .iter()
+            .map(|(v, n)| format!("{n} {}", escape(v)))
+            .collect();
+        let when = |t: Option<SystemTime>| t.map(|t| zone.format(t, "%F %T")).unwrap_or_default();
+        let _ = write!(
+            table,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            escape(domain),
+            o.runs,
+            verdicts.join(", "),
+            escape(&when(o.first)),
+            escape(&when(o.last)),
+        );
+    }
+    table.push_str("</tbody></table>");
+    table
 }
 
 /// [`render`] for a page that sits in the directory `base` (absolute):
@@ -492,9 +583,10 @@ pub fn render_in(
     records: &[RunRecord],
     now: SystemTime,
     zone: &Zone,
-    since: Duration,
+    window: Window,
     base: Option<&Path>,
 ) -> String {
+    let since = window.since;
     let from = now.checked_sub(since).unwrap_or(SystemTime::UNIX_EPOCH);
     let mut bars: Vec<Bar<'_>> = records
         .iter()
@@ -506,6 +598,12 @@ pub fn render_in(
             .cmp(&b.start)
             .then_with(|| a.record.run_id.cmp(&b.record.run_id))
     });
+    // The newest `limit` are drawn; the rest are counted (a day of a busy
+    // host drawn bar by bar is megabytes no browser scrolls usefully).
+    let older: Vec<Bar<'_>> = bars
+        .drain(..bars.len().saturating_sub(window.limit))
+        .collect();
+    let older_html = older_table(&older, zone);
     let mut domains: Vec<&str> = bars.iter().map(|b| b.record.domain.as_str()).collect();
     domains.sort_unstable();
     domains.dedup();
@@ -758,21 +856,31 @@ pub fn render_in(
 <title>cc-ci-run timeline</title>
 <style>{CSS}</style></head>
 <body><h1>cc-ci-run: runs per app domain</h1>
-<p class="meta">{} run(s) over {} app domain(s), the last {}, drawn {generated} ({}). A bar runs from the lock request to its release; hover a bar for the run.</p>
+<p class="meta">{} run(s) over {} app domain(s), the last {}, drawn {generated} ({}). A bar runs from the lock request to its release; hover a bar for the run.{}</p>
 {legend}
 <div class="chart">{svg}</div>
 {table}
+{older_html}
 </body></html>
 "#,
         bars.len(),
         domains.len(),
         human(since),
         escape(&zone.label_between(from.min(t0), now.max(t1))),
+        if older.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " The newest {} are drawn; {} older run(s) in the window are counted per app domain under the table (<code>--limit</code> draws more).",
+                bars.len(),
+                older.len()
+            )
+        },
     )
 }
 
 const CSS: &str = "body{font:14px/1.4 system-ui,sans-serif;margin:16px;color:#222;background:#fff}\
-h1{font-size:18px;margin:0 0 4px}.meta{margin:0 0 8px;color:#444}\
+h1{font-size:18px;margin:0 0 4px}h2{font-size:15px;margin:16px 0 0}.meta{margin:0 0 8px;color:#444}\
 .legend{list-style:none;padding:0;margin:0 0 8px;display:flex;flex-wrap:wrap;gap:4px 16px}\
 .legend li{display:flex;align-items:center;gap:4px}.chart{overflow-x:auto}\
 svg text{font:12px system-ui,sans-serif}.row{fill:#ffffff}.row.even{fill:#f6f6f6}\
@@ -824,7 +932,8 @@ pub fn file_from_env(env: &Env) -> Result<Option<PathBuf>> {
 /// The page's records, drawn now, its artifact links relative to the
 /// directory of `out` (the state directory when the page goes to stdout:
 /// where an operator serving the state directory puts it).
-fn page(state_dir: &Path, since: Duration, out: Option<&Path>) -> Result<String> {
+fn page(state_dir: &Path, window: Window, out: Option<&Path>) -> Result<String> {
+    let since = window.since;
     let records = crate::rundir::load_records(state_dir)?;
     let now = SystemTime::now();
     // The zone over what the page can show: the window and a day before
@@ -835,10 +944,10 @@ fn page(state_dir: &Path, since: Duration, out: Option<&Path>) -> Result<String>
         .filter_map(|r| parse_timestamp(&r.started))
         .min()
         .unwrap_or(now);
-    let window = now
+    let day_before = now
         .checked_sub(since + Duration::from_secs(86_400))
         .unwrap_or(SystemTime::UNIX_EPOCH);
-    let from = earliest.max(window).min(now);
+    let from = earliest.max(day_before).min(now);
     let dir = match out.and_then(Path::parent) {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         Some(_) => PathBuf::from("."),
@@ -850,14 +959,18 @@ fn page(state_dir: &Path, since: Duration, out: Option<&Path>) -> Result<String>
         &records,
         now,
         &Zone::local(from, now),
-        since,
+        window,
         Some(&base),
     ))
 }
 
 /// Rewrites the page CCCI_TIMELINE_FILE named, `out` (after a run).
 pub(crate) fn refresh(state_dir: &Path, out: &Path) -> Result<()> {
-    let html = page(state_dir, DEFAULT_SINCE, Some(out))?;
+    let html = page(
+        state_dir,
+        Window::new(DEFAULT_SINCE, DEFAULT_LIMIT),
+        Some(out),
+    )?;
     crate::rundir::write_output(out, html.as_bytes())
 }
 
@@ -866,11 +979,12 @@ pub fn command(state_dir: &Path, args: &crate::cli::TimelineArgs) -> Result<i32>
     if let Some(out) = &args.out {
         check_out("--out", out, false)?;
     }
-    let html = page(
-        state_dir,
+    let window = Window::new(
         args.since.unwrap_or(DEFAULT_SINCE),
-        args.out.as_deref(),
-    )?;
+        args.limit
+            .map_or(DEFAULT_LIMIT, |n| usize::try_from(n).unwrap_or(usize::MAX)),
+    );
+    let html = page(state_dir, window, args.out.as_deref())?;
     match &args.out {
         Some(out) => crate::rundir::write_atomic(out, html.as_bytes())?,
         None => {

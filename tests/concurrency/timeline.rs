@@ -154,6 +154,34 @@ fn timeline_of_real_runs_shows_the_wait_behind_the_holder() {
     if let Some(png) = std::env::var_os("CCCI_DEV_TIMELINE_SCREENSHOT") {
         screenshot(&out, std::path::Path::new(&png));
     }
+    // `--limit 2` draws the newest two and counts A on its domain.
+    let limited = f.tmp.path().join("limited.html");
+    let w = f
+        .cmd()
+        .args(["timeline", "--since", "1h", "--limit", "2", "--out"])
+        .arg(&limited)
+        .output()
+        .unwrap();
+    assert_eq!(code(w.status), 0, "{}", String::from_utf8_lossy(&w.stderr));
+    let html = std::fs::read_to_string(&limited).unwrap();
+    assert_eq!(parse(&html).runs, ["tl-b", "tl-c"]);
+    let older = html.split_once(r#"<table class="older">"#).unwrap().1;
+    assert!(
+        older.contains("<tr><td>example-pr1.ci.localhost</td><td>1</td><td>1 cancelled</td>"),
+        "{older}"
+    );
+    // `--limit 0` is exit 2 naming the flag and its range, and writes nothing.
+    let zero = f.tmp.path().join("zero.html");
+    let w = f
+        .cmd()
+        .args(["timeline", "--limit", "0", "--out"])
+        .arg(&zero)
+        .output()
+        .unwrap();
+    assert_eq!(code(w.status), 2);
+    let err = String::from_utf8_lossy(&w.stderr);
+    assert!(err.contains("--limit") && err.contains("1..="), "{err}");
+    assert!(!zero.exists());
     // A bad page setting is exit 2 naming the variable.
     let bad = f
         .run_cmd(&["--pr", "1", "--quick"])

@@ -367,3 +367,108 @@ fn artifact_links_are_relative_to_the_pages_directory_and_percent_encoded() {
     assert_eq!(href(Path::new("a b/#1?%.png")), "a%20b/%231%3F%25.png");
     assert_eq!(href(Path::new("../x/ü.png")), "../x/%C3%BC.png");
 }
+
+/// The rows of the older runs' table: (domain, runs, verdicts).
+fn older_rows(html: &str) -> Vec<(String, usize, String)> {
+    let Some((_, rest)) = html.split_once(r#"<table class="older">"#) else {
+        return Vec::new();
+    };
+    let body = rest.split("</table>").next().unwrap();
+    body.split("<tr><td>")
+        .skip(1)
+        .map(|row| {
+            let cells: Vec<&str> = row.split("</td><td>").collect();
+            (
+                cells[0].to_string(),
+                cells[1].parse().unwrap(),
+                cells[2].to_string(),
+            )
+        })
+        .collect()
+}
+
+/// A busy host's day: 10,000 runs over 20 domains, every 7th failed.
+fn ten_thousand() -> Vec<RunRecord> {
+    (0..10_000u32)
+        .map(|i| {
+            let req = i * 359 / 1000;
+            let verdict = if i % 7 == 0 { "failed" } else { "passed" };
+            run(
+                &format!("r-{i:05}"),
+                "r",
+                &format!("recipe{:02}-lane.ci.localhost", i % 20),
+                verdict,
+                req,
+                req,
+                req + 5,
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn ten_thousand_runs_draw_the_newest_limit_and_count_the_rest_per_domain_under_1_mb() {
+    use cc_ci_run::views::timeline::DEFAULT_LIMIT;
+    let records = ten_thousand();
+    let html = render(&records, now(), &zone(), Duration::from_secs(86_400));
+    assert!(html.len() < 1_000_000, "page of {} bytes", html.len());
+    let p = parse(&html);
+    let newest: Vec<String> = (10_000 - DEFAULT_LIMIT as u32..10_000)
+        .map(|i| format!("r-{i:05}"))
+        .collect();
+    assert_eq!(p.runs, newest, "the newest {DEFAULT_LIMIT}, in time order");
+    let rows = older_rows(&html);
+    assert_eq!(rows.len(), 20, "one row per domain");
+    assert_eq!(
+        rows.iter().map(|r| r.1).sum::<usize>(),
+        10_000 - DEFAULT_LIMIT
+    );
+    // Domain 00 holds i = 0, 20, 40, ...: its older runs are i < 9500.
+    let (domain, n, verdicts) = &rows[0];
+    assert_eq!(domain, "recipe00-lane.ci.localhost");
+    let older: Vec<u32> = (0..10_000 - DEFAULT_LIMIT as u32)
+        .filter(|i| i % 20 == 0)
+        .collect();
+    let failed = older.iter().filter(|i| *i % 7 == 0).count();
+    assert_eq!(*n, older.len());
+    assert_eq!(
+        verdicts,
+        &format!("{} passed, {failed} failed", older.len() - failed)
+    );
+    assert!(html.contains(&format!(
+        "The newest {DEFAULT_LIMIT} are drawn; {} older run(s)",
+        10_000 - DEFAULT_LIMIT
+    )));
+}
+
+#[test]
+fn a_window_within_the_limit_draws_every_run_and_counts_none() {
+    use cc_ci_run::views::timeline::{render_in, Window};
+    let records: Vec<RunRecord> = ten_thousand().into_iter().take(300).collect();
+    let html = render_in(
+        &records,
+        now(),
+        &zone(),
+        Window::new(Duration::from_secs(86_400), 300),
+        None,
+    );
+    assert_eq!(parse(&html).runs.len(), 300);
+    assert!(older_rows(&html).is_empty());
+    assert!(!html.contains("older run(s)"));
+    let html = render_in(
+        &records,
+        now(),
+        &zone(),
+        Window::new(Duration::from_secs(86_400), 299),
+        None,
+    );
+    assert_eq!(parse(&html).runs.len(), 299);
+    assert_eq!(
+        older_rows(&html),
+        vec![(
+            "recipe00-lane.ci.localhost".to_string(),
+            1,
+            "1 failed".to_string()
+        )]
+    );
+}
