@@ -380,3 +380,41 @@ fn a_run_keeps_its_log_and_reports_within_the_limits() {
         assert!(shown <= LIMIT + 1024, "{shown} bytes of {tag} lines");
     }
 }
+
+/// At a limit whose half is under one piece of a long line (8 KiB), the
+/// last line's end is still shown: the last bytes that fit, not "its last
+/// 0 bytes" and nothing.
+#[test]
+fn a_small_limit_still_shows_the_end_of_a_long_last_line() {
+    let f = Fixture::new();
+    f.test(
+        "line",
+        "echo first\nhead -c 300000 /dev/zero | tr '\\0' x\necho -n END\nexit 0",
+    );
+    let out = f.run(&[("CCCI_TEST_OUTPUT_LIMIT", "16K")]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(code(out.status), 0, "{}", last_lines(&stderr, 20));
+    let (_, after) = stderr
+        .split_once("bytes not shown here (the test wrote 300009 bytes in all); its last ")
+        .unwrap_or_else(|| panic!("{}", last_lines(&stderr, 10)));
+    let n: usize = after
+        .split(' ')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    assert!(n > 1024, "its last {n} bytes");
+    let last = after
+        .lines()
+        .nth(1)
+        .and_then(|l| l.split_once("[line] "))
+        .map(|(_, text)| text)
+        .unwrap_or_else(|| panic!("{}", last_lines(&stderr, 10)));
+    assert!(last.ends_with("xxEND"), "{last}");
+    assert_eq!(last.len(), n, "the bytes it announced");
+    let shown: usize = stderr
+        .lines()
+        .filter(|l| l.contains("[line] "))
+        .map(|l| l.len() + 1)
+        .sum();
+    assert!(shown <= 16 * 1024 + 1024, "{shown} bytes shown");
+}

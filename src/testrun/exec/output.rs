@@ -307,9 +307,16 @@ fn last_lines_within(bytes: &[u8], budget: u64, cost: impl Fn(usize) -> u64) -> 
             .sum::<u64>();
         if spent + c > budget {
             if start == bytes.len() {
-                // Not even the last line fits: its last pieces that do.
+                // Not even the last line fits: its last pieces that do, or
+                // (a budget under one piece's cost: a small limit) the
+                // last bytes of its last piece that do.
                 let fit = usize::try_from(budget / cost(LINE_PIECE).max(1)).unwrap_or(0);
-                start = bytes.len() - (fit * LINE_PIECE).min(len);
+                let take = if fit > 0 {
+                    fit * LINE_PIECE
+                } else {
+                    usize::try_from(budget.saturating_sub(cost(0))).unwrap_or(0)
+                };
+                start = body.len() - take.min(len);
             }
             break;
         }
