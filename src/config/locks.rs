@@ -2,7 +2,6 @@
 //! 11): the backend, this host's id and the swarm lease, each checked and
 //! named in its error (exit 2) before anything is touched.
 
-use std::ffi::OsString;
 use std::time::Duration;
 
 use anyhow::Result;
@@ -76,11 +75,7 @@ pub fn settings(env: &Env, hostname: &str) -> Result<LockSettings> {
         margin,
     };
     check_lease(&lease)?;
-    let docker = env
-        .get("CCCI_DOCKER")
-        .filter(|v| !v.is_empty())
-        .map(OsString::from)
-        .unwrap_or_else(|| OsString::from("docker"));
+    let docker = super::tools(env).docker;
     Ok(LockSettings {
         backend,
         host_id,

@@ -13,18 +13,13 @@
 //! the stand-in, a Python start), and on a cancel every millisecond before
 //! the teardown starts is a millisecond the app stays on the swarm.
 
-use std::io::Read;
-use std::os::fd::OwnedFd;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
-use nix::fcntl::OFlag;
+use anyhow::{bail, Result};
 
+use crate::ext::docker::Docker;
+use crate::ext::Bound;
 use crate::say;
-use crate::sys::spawn::{Isolation, Waited};
-use crate::sys::{kill, spawn};
 
 /// The label tests put on their containers.
 pub(crate) fn label(run_id: &str) -> String {
@@ -33,17 +28,6 @@ pub(crate) fn label(run_id: &str) -> String {
 
 /// How long one docker call may take before it is terminated.
 const CALL_BOUND: Duration = Duration::from_secs(60);
-
-/// `CCCI_DOCKER`, else `docker` on PATH; None when neither is there.
-pub(crate) fn docker_program(env: &std::collections::HashMap<String, String>) -> Option<PathBuf> {
-    if let Some(p) = env.get("CCCI_DOCKER").filter(|p| !p.is_empty()) {
-        return Some(PathBuf::from(p));
-    }
-    let path = env.get("PATH")?;
-    std::env::split_paths(path)
-        .map(|d| d.join("docker"))
-        .find(|p| p.is_file())
-}
 
 /// Says how a removal went; a failure is never fatal (see the header).
 pub(crate) fn say_removed(label: &str, removed: &Result<usize>) {
@@ -74,7 +58,7 @@ impl Removal {
     /// wrapper's allowance; at least `grace` from now); if no thread can be
     /// started, removes them here.
     pub(crate) fn start(
-        docker: Option<PathBuf>,
+        docker: Option<Docker>,
         label: String,
         grace: Duration,
         until: Instant,
@@ -123,7 +107,7 @@ impl Drop for Removal {
 /// Removes every container labelled `label`; returns how many were removed.
 /// Each docker call is bounded by [`CALL_BOUND`], and by `until` if given.
 pub(crate) fn remove_labelled(
-    docker: Option<&PathBuf>,
+    docker: Option<&Docker>,
     label: &str,
     grace: Duration,
     until: Option<Instant>,
@@ -131,8 +115,12 @@ pub(crate) fn remove_labelled(
     let Some(docker) = docker else {
         bail!("docker not found (set CCCI_DOCKER or put docker on PATH)");
     };
-    let filter = format!("label={label}");
-    let ids = list(docker, &filter, grace, until)?;
+    // One call's bound: CALL_BOUND from its start, and never past `until`.
+    let bound = || {
+        let end = Instant::now() + CALL_BOUND;
+        Bound::until(until.map_or(end, |u| u.min(end)), grace)
+    };
+    let ids = docker.labelled_containers(label, &bound())?;
     if ids.is_empty() {
         return Ok(0);
     }
@@ -141,93 +129,18 @@ pub(crate) fn remove_labelled(
         ids.len(),
         ids.join(" ")
     );
-    let mut args = vec!["rm".to_string(), "-f".to_string()];
-    args.extend(ids.iter().cloned());
-    let (ok, _, err) = call(docker, &args, grace, until)?;
-    let left = list(docker, &filter, grace, until)?;
+    let rm = docker.remove_containers(&ids, &bound())?;
+    let left = docker.labelled_containers(label, &bound())?;
     if !left.is_empty() {
         bail!(
             "{} container(s) labelled {label} are still there after `docker rm -f` ({}): {}",
             left.len(),
             left.join(" "),
-            err.trim()
+            rm.stderr.trim()
         );
     }
-    if !ok {
-        say!("docker rm -f reported: {}", err.trim());
+    if !rm.status.success() {
+        say!("docker rm -f reported: {}", rm.stderr.trim());
     }
     Ok(ids.len())
-}
-
-fn list(
-    docker: &PathBuf,
-    filter: &str,
-    grace: Duration,
-    until: Option<Instant>,
-) -> Result<Vec<String>> {
-    let args = ["ps", "-aq", "--filter", filter].map(String::from);
-    let (ok, out, err) = call(docker, &args, grace, until)?;
-    if !ok {
-        bail!("docker ps -aq --filter {filter} failed: {}", err.trim());
-    }
-    Ok(out
-        .split_whitespace()
-        .map(str::to_string)
-        .collect::<Vec<_>>())
-}
-
-/// Runs docker with captured output, bounded by [`CALL_BOUND`] and `until`:
-/// (success, stdout, stderr).
-fn call(
-    docker: &PathBuf,
-    args: &[String],
-    grace: Duration,
-    until: Option<Instant>,
-) -> Result<(bool, String, String)> {
-    let started = Instant::now();
-    let deadline = until.map_or(started + CALL_BOUND, |u| u.min(started + CALL_BOUND));
-    let (out_r, out_w) = pipe()?;
-    let (err_r, err_w) = pipe()?;
-    let mut cmd = Command::new(docker);
-    cmd.args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(out_w))
-        .stderr(Stdio::from(err_w));
-    let spawned = spawn::spawn(&mut cmd, Isolation::Group);
-    // Our copies of the write ends go with the Command, so the readers see
-    // end-of-file when docker (and anything it left) is done.
-    drop(cmd);
-    let mut child = spawned.with_context(|| format!("failed to run {}", docker.display()))?;
-    let out = std::thread::spawn(move || slurp(out_r));
-    let err = std::thread::spawn(move || slurp(err_r));
-    let waited = child.wait(None, Some(deadline))?;
-    // Anything docker left in its group would hold the pipes open: the
-    // leader (on a timeout) and every member get the one escalation.
-    if waited == Waited::Exited {
-        kill::kill_group_members(child.pid, grace);
-    } else {
-        child.terminate(grace)?;
-    }
-    let out = out.join().unwrap_or_default();
-    let err = err.join().unwrap_or_default();
-    if waited != Waited::Exited {
-        bail!(
-            "`{} {}` did not finish within {}",
-            docker.display(),
-            args.join(" "),
-            crate::units::human(deadline.saturating_duration_since(started))
-        );
-    }
-    let ok = child.status().is_some_and(|s| s.success());
-    Ok((ok, out, err))
-}
-
-fn pipe() -> Result<(OwnedFd, OwnedFd)> {
-    nix::unistd::pipe2(OFlag::O_CLOEXEC).context("failed to create a pipe")
-}
-
-fn slurp(fd: OwnedFd) -> String {
-    let mut buf = Vec::new();
-    let _ = std::fs::File::from(fd).read_to_end(&mut buf);
-    String::from_utf8_lossy(&buf).into_owned()
 }

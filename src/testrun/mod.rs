@@ -88,14 +88,14 @@ pub(crate) struct Suite {
 /// (`CCCI_SELF_PROTECT_PROC_DIR`, else /proc).
 #[derive(Clone, Debug)]
 pub(crate) struct Host {
-    pub docker: Option<PathBuf>,
+    pub docker: Option<crate::ext::docker::Docker>,
     pub proc_dir: PathBuf,
 }
 
 impl Host {
     pub(crate) fn from_env(env: &std::collections::HashMap<String, String>) -> Host {
         Host {
-            docker: containers::docker_program(env),
+            docker: crate::ext::docker::Docker::from_env(env),
             proc_dir: env
                 .get(protect::PROC_DIR_ENV)
                 .filter(|d| !d.is_empty())

@@ -1,7 +1,10 @@
-//! Reading the engine where only the engine knows the truth (SPEC section
-//! 10): convergence of a stack's services (judged by `converge`) and the
-//! teardown check. Parsing is pure; the calls go through `docker`
-//! (CCCI_DOCKER) with JSON output.
+//! The one engine client: every question cc-ci-run asks the engine and
+//! everything it tells it goes through [`Docker`] (no other module spawns
+//! `docker`): convergence of a stack's services (judged by `converge`),
+//! the teardown check, the watch, image checks and pulls, the test
+//! runner's container removal, and the swarm lock's objects. Parsing is
+//! pure; the calls go through `docker` (CCCI_DOCKER) with JSON output, each
+//! bounded and cancellable the one way `ext::run` does it.
 //!
 //! Waits look again on each event of the stack (`events`: `docker events`
 //! subscribed before the action they follow), with a slow backstop poll;
@@ -249,6 +252,49 @@ impl Docker {
         Docker { bin: bin.clone() }
     }
 
+    /// The docker of an environment given as a map (the test runner's,
+    /// which a test points at a stand-in): `CCCI_DOCKER`, else `docker` on
+    /// its PATH; None when neither is there.
+    pub(crate) fn from_env(env: &std::collections::HashMap<String, String>) -> Option<Docker> {
+        if let Some(p) = env.get("CCCI_DOCKER").filter(|p| !p.is_empty()) {
+            return Some(Docker { bin: p.into() });
+        }
+        let path = env.get("PATH")?;
+        std::env::split_paths(path)
+            .map(|d| d.join("docker"))
+            .find(|p| p.is_file())
+            .map(|p| Docker {
+                bin: p.into_os_string(),
+            })
+    }
+
+    /// `docker ARGS` as a stream of lines (`docker events`), read as it
+    /// comes; None when it cannot be started.
+    pub(crate) fn stream(&self, args: &[String]) -> Option<events::Stream> {
+        events::Stream::start(&self.bin, args)
+    }
+
+    /// The IDs of every container (any state) labelled `label`:
+    /// `docker ps -aq --filter label=LABEL`.
+    pub(crate) fn labelled_containers(&self, label: &str, bound: &Bound) -> Result<Vec<String>> {
+        let filter = format!("label={label}");
+        Ok(parse_names(
+            &self.query(&["ps", "-aq", "--filter", &filter], bound)?,
+        ))
+    }
+
+    /// `docker rm -f IDS`: its output whatever its exit status (a
+    /// container gone meanwhile is not an error of the caller's).
+    pub(crate) fn remove_containers(
+        &self,
+        ids: &[String],
+        bound: &Bound,
+    ) -> Result<crate::sys::spawn::Output> {
+        let mut args = vec!["rm".to_string(), "-f".to_string()];
+        args.extend(ids.iter().cloned());
+        self.call(&args, bound)
+    }
+
     fn query(&self, args: &[&str], bound: &Bound) -> Result<String> {
         let what = format!("docker {}", args.join(" "));
         let mut c = Command::new(&self.bin);
@@ -259,7 +305,12 @@ impl Docker {
     /// Runs `docker ARGS` within `bound` and returns its output whatever its
     /// exit status, for callers that tell the engine's errors apart ("no
     /// such container", "in use"): see `leftovers`.
-    pub(crate) fn call(&self, args: &[String], bound: &Bound) -> Result<crate::sys::spawn::Output> {
+    pub(crate) fn call<S: AsRef<str>>(
+        &self,
+        args: &[S],
+        bound: &Bound,
+    ) -> Result<crate::sys::spawn::Output> {
+        let args: Vec<&str> = args.iter().map(AsRef::as_ref).collect();
         let what = format!("docker {}", args.join(" "));
         let mut c = Command::new(&self.bin);
         c.args(args);

@@ -4,13 +4,13 @@
 
 use std::ffi::OsString;
 use std::io::Write;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context, Result};
 
 use super::lease::{now_ms, parse_inspect, unix_ms, LeaseInfo, LockObject, LOCK_LABEL};
 use crate::exit::Failure;
+use crate::ext::docker::Docker;
 use crate::ext::{self, Bound};
 use crate::lock::backend::{Backend, Lease, LockSettings};
 use crate::say;
@@ -126,17 +126,17 @@ pub fn judge_skew(skew_ms: i64, margin: Duration) -> Option<(bool, String)> {
     Some((off > m, text))
 }
 
-/// Talks to the swarm's lock objects through the docker CLI.
+/// Talks to the swarm's lock objects through the engine client.
 #[derive(Clone, Debug)]
 pub struct Swarm {
-    pub(super) docker: OsString,
+    pub(super) docker: Docker,
     bound: Duration,
 }
 
 impl Swarm {
     pub fn new(docker: &OsString) -> Swarm {
         Swarm {
-            docker: docker.clone(),
+            docker: Docker::new(docker),
             bound: CALL_BOUND,
         }
     }
@@ -150,15 +150,14 @@ impl Swarm {
     /// Runs `docker ARGS`, bounded; a docker that cannot be run at all,
     /// or that outlasts the bound, means the engine cannot be used (exit 3).
     fn output(&self, args: &[&str]) -> Result<crate::sys::spawn::Output> {
-        let mut cmd = Command::new(&self.docker);
-        cmd.args(args);
-        let what = format!("docker {}", args[..args.len().min(2)].join(" "));
         // A call that outlasts its bound is killed: a create killed after
         // it committed leaves an object whose token says it is ours (the
         // caller looks), and a lease measured from the send time.
         let grace = (self.bound / 4).min(Duration::from_secs(2));
         let bound = Bound::until(Instant::now() + self.bound, grace);
-        ext::run(&mut cmd, &what, &bound).map_err(|e| unreachable_engine(&e))
+        self.docker
+            .call(args, &bound)
+            .map_err(|e| unreachable_engine(&e))
     }
 
     fn call(&self, args: &[&str]) -> Result<Cli> {

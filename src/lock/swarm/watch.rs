@@ -1,9 +1,9 @@
 //! A waiter's wake-up: `docker events` for one lock object.
 
-use std::ffi::OsString;
 use std::time::{Instant, SystemTime};
 
 use crate::ext::docker::events::{self, since_arg, Stream};
+use crate::ext::docker::Docker;
 use crate::sys::latch::Latch;
 
 /// Wakes a waiter when its lock object changes: `docker events` for the
@@ -26,7 +26,7 @@ pub(super) enum Woke {
 }
 
 impl Watch {
-    pub(super) fn start(docker: &OsString, name: &str, since: SystemTime) -> Option<Watch> {
+    pub(super) fn start(docker: &Docker, name: &str, since: SystemTime) -> Option<Watch> {
         let args = [
             "events",
             "--filter",
@@ -39,7 +39,7 @@ impl Watch {
             "{{.Action}}",
         ]
         .map(String::from);
-        Stream::start(docker, &args).map(Watch)
+        docker.stream(&args).map(Watch)
     }
 
     /// Any event of the object means "look again".
