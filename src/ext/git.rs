@@ -95,19 +95,45 @@ impl Repo {
 
     /// Tags reachable from `sha`, and tags pointing at `sha` itself.
     pub(crate) fn tags(&self, sha: &str, bound: &Bound) -> Result<(Vec<String>, Vec<String>)> {
-        let merged = self.git(&["tag", "--merged", sha], bound)?;
-        let at = self.git(&["tag", "--points-at", sha], bound)?;
-        let lines = |s: String| {
-            s.lines()
-                .map(str::to_string)
-                .filter(|l| !l.is_empty())
-                .collect()
-        };
-        Ok((lines(merged), lines(at)))
+        // One process for what `tag --merged` and `tag --points-at` would
+        // say: the tags reachable from SHA, each with the object it names
+        // and (an annotated tag) the commit it peels to, in refname order.
+        let merged = format!("--merged={sha}");
+        let out = self.git(
+            &[
+                "for-each-ref",
+                &merged,
+                "--format=%(objectname) %(*objectname) %(refname:strip=2)",
+                "refs/tags/",
+            ],
+            bound,
+        )?;
+        Ok(parse_tags(&out, sha))
     }
 
     pub(crate) fn checkout(&self, sha: &str, bound: &Bound) -> Result<()> {
         self.git(&["checkout", "--quiet", "--force", "--detach", sha], bound)
             .map(drop)
     }
+}
+
+/// `for-each-ref`'s lines `OBJECT PEELED NAME` (PEELED empty for a
+/// lightweight tag) into (every tag, the tags on `sha`).
+pub(crate) fn parse_tags(out: &str, sha: &str) -> (Vec<String>, Vec<String>) {
+    let mut merged = Vec::new();
+    let mut at = Vec::new();
+    for line in out.lines() {
+        let mut f = line.splitn(3, ' ');
+        let (Some(object), Some(peeled), Some(name)) = (f.next(), f.next(), f.next()) else {
+            continue;
+        };
+        if name.is_empty() {
+            continue;
+        }
+        if object == sha || peeled == sha {
+            at.push(name.to_string());
+        }
+        merged.push(name.to_string());
+    }
+    (merged, at)
 }

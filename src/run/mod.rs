@@ -271,6 +271,9 @@ struct Run {
     locks: Box<dyn AppLocks>,
     app_lock: Option<Box<dyn AppLock>>,
     sha: Option<String>,
+    /// The recipe's release tags reachable from `sha`, and those on it:
+    /// read once in the fetch, for the tested version and the base.
+    tags: (Vec<String>, Vec<String>),
     app_news: u32,
     deploys: u32,
     /// Tests the filters selected, over all tiers so far.
@@ -348,6 +351,7 @@ impl Run {
             locks,
             app_lock: None,
             sha: None,
+            tags: Default::default(),
             app_news: 0,
             deploys: 0,
             tests_selected: 0,
@@ -550,7 +554,7 @@ impl Run {
         let base = if self.cfg.quick || upgrade_na.is_some() {
             None
         } else {
-            self.base_version(&repo, &sha)?
+            self.base_version(&repo)?
         };
         self.record.base_version = base.clone();
         self.check_shutdown()?;
@@ -737,11 +741,14 @@ impl Run {
             self.cfg.recipe,
             self.record.git_ref
         );
-        let (_, at) = repo.tags(&sha, &b)?;
-        self.record.tested_version = at
-            .into_iter()
+        self.tags = repo.tags(&sha, &b)?;
+        self.record.tested_version = self
+            .tags
+            .1
+            .iter()
             .filter(|t| recipe::parse_version(t).is_some())
-            .max();
+            .max()
+            .cloned();
         self.record.sha = Some(sha.clone());
         self.sha = Some(sha);
         Ok(repo)
@@ -815,9 +822,9 @@ impl Run {
         }
     }
 
-    fn base_version(&self, repo: &Repo, sha: &str) -> Result<Option<String>> {
-        let (merged, at) = repo.tags(sha, &self.bound())?;
-        let latest = || recipe::latest_release_before(&merged, &at);
+    fn base_version(&self, repo: &Repo) -> Result<Option<String>> {
+        let (merged, at) = &self.tags;
+        let latest = || recipe::latest_release_before(merged, at);
         let base = match (&self.cfg.base, &self.settings.base) {
             (Some(b), _) => b.clone(),
             (None, Some(s)) => {

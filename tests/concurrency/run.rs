@@ -984,3 +984,56 @@ fn pull_request_with_ref_tests_the_builds_commit_not_the_heads() {
     assert_eq!(record["pr"], 1);
     assert_clean(&f, "prref", PR_DOMAIN);
 }
+
+/// The record's tested version is the release tag on the commit under
+/// test, annotated (as `abra recipe release` writes them) or lightweight
+/// (as a maintainer's `git tag` does), and the base is the release before.
+#[test]
+fn the_tested_version_is_the_release_tag_on_the_commit_annotated_or_lightweight() {
+    let f = Fixture::new();
+    let upstream = f.tmp.path().join("recipe/upstream.git");
+    let git = |args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .arg("-C")
+            .arg(&upstream)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    // The annotated release 1.1.0+1.0, run as a ref of its own.
+    let out = f
+        .run_cmd(&["--ref", "1.1.0+1.0", "--quick"])
+        .env("CCCI_RUN_ID", "annotated")
+        .output()
+        .unwrap();
+    assert_eq!(
+        code(out.status),
+        0,
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(f.record("annotated")["tested_version"], "1.1.0+1.0");
+    // A lightweight tag on the pull request's head, beside a tag that is
+    // no release: the release is its version, 1.1.0+1.0 its base.
+    git(&["tag", "1.2.0+1.0", "refs/pull/1/head"]);
+    git(&["tag", "not-a-release", "refs/pull/1/head"]);
+    let out = f
+        .run_cmd(&["--pr", "1"])
+        .env("CCCI_RUN_ID", "lightweight")
+        .output()
+        .unwrap();
+    assert_eq!(
+        code(out.status),
+        0,
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rec = f.record("lightweight");
+    assert_eq!(rec["tested_version"], "1.2.0+1.0");
+    assert_eq!(rec["base_version"], "1.1.0+1.0");
+}
