@@ -99,10 +99,24 @@ floor_round() {
 	docker secret rm "${stack}_api_key_v1" >/dev/null
 }
 
+# abra's own calls in a cc-ci-run round, timed from inside the run: a shim
+# in front of the stand-in writes each call's start, end and verb.
+mkdir -p "$work/shim"
+cat >"$work/shim/abra" <<EOF
+#!/bin/bash
+s=\$EPOCHREALTIME
+"$PWD/tests/fake-swarm/abra" "\$@"
+rc=\$?
+echo "\$s \$EPOCHREALTIME \$1 \$2" >>"\$CCCI_BENCH_ABRA_LOG"
+exit \$rc
+EOF
+chmod +x "$work/shim/abra"
+
 ccci_round() {
 	local bin=$1 d=$2 tag=$3
 	CCCI_FLOOR=off CCCI_STATE_DIR="$work/state-$tag" CCCI_ABRA_HOME="$abra_home" CCCI_FAKE_STATE="$work/fake-$tag" \
 		CCCI_CI_TESTS="$work/none" CCCI_RUN_ID="bfl-$tag" CCCI_JANITOR=off \
+		CCCI_ABRA="$work/shim/abra" CCCI_BENCH_ABRA_LOG="$work/abra-$tag" \
 		"$bin" run --recipe example --pr 1 --quick --domain "$d" 2>"$work/log-$tag" || {
 		tail -n 20 "$work/log-$tag" >&2
 		exit 1
@@ -122,7 +136,7 @@ for ((i = 0; i < rounds; i++)); do
 		d="${prefix}b${b}r$i.ci.localhost"
 		t0=$(now_ms)
 		ccci_round "${bins[$b]}" "$d" "b$b-$i"
-		echo "ccci $i ${d//./_} $((  $(now_ms) - t0 )) $b" >>"$work/rounds"
+		echo "ccci $i ${d//./_} $(($(now_ms) - t0)) $b $t0" >>"$work/rounds"
 	done
 	d="${prefix}s$i.ci.localhost"
 	t0=$(now_ms)
@@ -134,106 +148,4 @@ kill "$events_pid" 2>/dev/null || true
 wait "$events_pid" 2>/dev/null || true
 events_pid=""
 
-python3 - "$work" "${bins[@]}" <<'PY'
-import datetime, json, statistics, sys
-
-work, bins = sys.argv[1], sys.argv[2:]
-events = [json.loads(l) for l in open(work + "/events") if l.strip()]
-
-
-def of_stack(e, stack):
-    a = e.get("Actor", {}).get("Attributes", {}) or {}
-    if a.get("com.docker.stack.namespace") == stack:
-        return True
-    return (a.get("name") or "").startswith(stack + "_")
-
-
-def ev(stack, typ, action):
-    return [e["timeNano"] / 1e9 for e in events
-            if e.get("Type") == typ and e.get("Action") == action and of_stack(e, stack)]
-
-
-def log_ts(line):
-    ts = line.split(" ", 1)[0]
-    return datetime.datetime.strptime(ts, "%Y-%m-%dT%H:%M:%S.%fZ").replace(
-        tzinfo=datetime.timezone.utc).timestamp()
-
-
-def first_line(path, needle):
-    for line in open(path, encoding="utf-8", errors="replace"):
-        if needle in line:
-            return log_ts(line)
-    return None
-
-
-def ms(x):
-    return None if x is None else round(x * 1000)
-
-
-def med(v):
-    v = [x for x in v if x is not None]
-    return statistics.median(v) if v else None
-
-
-rows = [l.split() for l in open(work + "/rounds")]
-floor_conv, floor_rm, floor_total = [], [], []
-runs = {i: {"wall": [], "conv": [], "td": [], "tests": [], "engine": []} for i in range(len(bins))}
-shell = []
-for r in rows:
-    kind, rnd, stack = r[0], r[1], r[2]
-    if kind == "floor":
-        create = min(ev(stack, "service", "create"), default=None)
-        start = max(ev(stack, "container", "start"), default=None)
-        rm_at = int(open("%s/floor-rm-%s" % (work, stack)).read()) / 1000
-        last = max(ev(stack, "container", "destroy") + ev(stack, "network", "destroy"), default=None)
-        c = start - create if create and start else None
-        t = last - rm_at if last else None
-        floor_conv.append(c)
-        floor_rm.append(t)
-        floor_total.append(c + t if c is not None and t is not None else None)
-        print("floor round %s: converge %s ms (service create -> container start), removal %s ms (stack rm -> last destroy)"
-              % (rnd, ms(c), ms(t)))
-    elif kind == "ccci":
-        b = int(r[4])
-        log = "%s/log-b%d-%s" % (work, b, rnd)
-        wall = int(r[3]) / 1000
-        conv_line = first_line(log, " converged")
-        rm_line = first_line(log, "$ abra app rm")
-        start = max([t for t in ev(stack, "container", "start") if conv_line and t <= conv_line], default=None)
-        create = min(ev(stack, "service", "create"), default=None)
-        last = max([t for t in ev(stack, "container", "destroy") + ev(stack, "network", "destroy")
-                    if rm_line and t <= rm_line], default=None)
-        removal_start = min(ev(stack, "service", "remove"), default=None)
-        tests = None
-        t0, t1 = first_line(log, "phase: test-install"), first_line(log, "phase: teardown")
-        if t0 and t1:
-            tests = t1 - t0
-        conv_gap = conv_line - start if conv_line and start else None
-        td_gap = rm_line - last if rm_line and last else None
-        engine = (start - create if start and create else 0) + (last - removal_start if last and removal_start else 0)
-        d = runs[b]
-        d["wall"].append(wall)
-        d["conv"].append(conv_gap)
-        d["td"].append(td_gap)
-        d["tests"].append(tests)
-        d["engine"].append(engine)
-        print("cc-ci-run #%d round %s: wall %d ms, tests %s ms, engine converge+removal in this run %s ms, "
-              "convergence noticed %s ms after the last container start, teardown noticed %s ms after the last destroy"
-              % (b, rnd, ms(wall), ms(tests), ms(engine), ms(conv_gap), ms(td_gap)))
-    elif kind == "shell":
-        shell.append(int(r[3]) / 1000)
-        print("shell round %s: wall %d ms" % (rnd, int(r[3])))
-
-fc, fr, ft, sh = med(floor_conv), med(floor_rm), med(floor_total), med(shell)
-n = len(floor_total)
-print("engine floor (median of %d): converge %d ms, removal %d ms, total %d ms" % (n, ms(fc), ms(fr), ms(ft)))
-print("shell script of the same abra calls (median of %d): %.2f s" % (len(shell), sh))
-for b, path in enumerate(bins):
-    d = runs[b]
-    w, t = med(d["wall"]), med(d["tests"])
-    floor_plus = ft + t
-    print("cc-ci-run #%d %s: --quick %.2f s (ratio %.3f of the shell script, %.3f of the floor %.2f s + tests %.2f s); "
-          "convergence noticed %s ms, teardown noticed %s ms after the engine's last event (medians; every: %s / %s)"
-          % (b, path, w, w / sh, w / floor_plus, ft, t, ms(med(d["conv"])), ms(med(d["td"])),
-             [ms(x) for x in d["conv"]], [ms(x) for x in d["td"]]))
-PY
+python3 scripts/bench_floor.py "$work" "${bins[@]}"
