@@ -405,37 +405,15 @@ impl Run {
             .ok()
             .map(|m| m.len());
         Ok(Some(TestReport {
-            name: "floor".into(),
-            path: target.to_string(),
-            file: "floor (built-in)".into(),
             result,
             reason,
-            status: None,
-            exit_code: None,
-            leaky: false,
-            leaked_pids: Vec::new(),
             started: Some(crate::log::timestamp(started_at)),
             duration_ms: started.elapsed().as_millis() as u64,
-            peak_rss_bytes: None,
-            cpu_ms: None,
             stdout: bytes.map(|_| out_name.to_string()),
-            stderr: None,
             stdout_bytes: bytes,
-            stderr_bytes: None,
-            level: None,
-            tiers: Vec::new(),
-            tags: Vec::new(),
-            priority: 0,
-            depends_on: Vec::new(),
             timeout_ms: bound.as_millis() as u64,
-            memory_bytes: None,
-            retries: 0,
             attempts: 1,
-            flaky: false,
-            failed_attempts: Vec::new(),
-            cases: Vec::new(),
-            junit: None,
-            artifacts: Vec::new(),
+            ..TestReport::named("floor", target.to_string(), "floor (built-in)".into())
         }))
     }
 }

@@ -169,6 +169,47 @@ pub struct TestReport {
     pub artifacts: Vec<String>,
 }
 
+impl TestReport {
+    /// A report of the test `name` (at `path`, from `file`) that has not
+    /// run: skipped, no attempt, nothing measured, no header's settings.
+    /// Callers fill what they know with struct update syntax.
+    pub(crate) fn named(name: &str, path: String, file: String) -> TestReport {
+        TestReport {
+            name: name.to_string(),
+            path,
+            file,
+            result: Outcome::Skipped,
+            reason: None,
+            status: None,
+            exit_code: None,
+            leaky: false,
+            leaked_pids: Vec::new(),
+            started: None,
+            duration_ms: 0,
+            peak_rss_bytes: None,
+            cpu_ms: None,
+            stdout: None,
+            stderr: None,
+            stdout_bytes: None,
+            stderr_bytes: None,
+            level: None,
+            tiers: Vec::new(),
+            tags: Vec::new(),
+            priority: 0,
+            depends_on: Vec::new(),
+            timeout_ms: 0,
+            memory_bytes: None,
+            retries: 0,
+            attempts: 0,
+            flaky: false,
+            failed_attempts: Vec::new(),
+            cases: Vec::new(),
+            junit: None,
+            artifacts: Vec::new(),
+        }
+    }
+}
+
 /// The whole suite, as `report.json` holds it.
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {

@@ -879,23 +879,6 @@ impl Runner<'_> {
         let t = &self.tests[i];
         let o = &self.suite.options;
         TestReport {
-            name: t.name.clone(),
-            path: t.path.display().to_string(),
-            file: t.file.clone(),
-            result: Outcome::Skipped,
-            reason: None,
-            status: None,
-            exit_code: None,
-            leaky: false,
-            leaked_pids: Vec::new(),
-            started: None,
-            duration_ms: 0,
-            peak_rss_bytes: None,
-            cpu_ms: None,
-            stdout: None,
-            stderr: None,
-            stdout_bytes: None,
-            stderr_bytes: None,
             level: t.meta.level,
             tiers: t.meta.tiers.clone(),
             tags: t.meta.tags.clone(),
@@ -904,12 +887,7 @@ impl Runner<'_> {
             timeout_ms: t.meta.timeout.unwrap_or(o.test_timeout).as_millis() as u64,
             memory_bytes: t.meta.memory.or(o.test_memory),
             retries: t.meta.retries.unwrap_or(o.retries),
-            attempts: 0,
-            flaky: false,
-            failed_attempts: Vec::new(),
-            cases: Vec::new(),
-            junit: None,
-            artifacts: Vec::new(),
+            ..TestReport::named(&t.name, t.path.display().to_string(), t.file.clone())
         }
     }
     /// `--resume`: tests the checkpoint says passed for this run id, ref and
