@@ -992,48 +992,28 @@ fn pull_request_with_ref_tests_the_builds_commit_not_the_heads() {
 fn the_tested_version_is_the_release_tag_on_the_commit_annotated_or_lightweight() {
     let f = Fixture::new();
     let upstream = f.tmp.path().join("recipe/upstream.git");
-    let git = |args: &[&str]| {
-        let out = std::process::Command::new("git")
-            .arg("-C")
-            .arg(&upstream)
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+    // Each run green, its record read back.
+    let record_of = |id: &str, args: &[&str]| {
+        let out = f.run_cmd(args).env("CCCI_RUN_ID", id).output().unwrap();
+        let log = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(code(out.status), 0, "{log}");
+        f.record(id)
     };
     // The annotated release 1.1.0+1.0, run as a ref of its own.
-    let out = f
-        .run_cmd(&["--ref", "1.1.0+1.0", "--quick"])
-        .env("CCCI_RUN_ID", "annotated")
-        .output()
-        .unwrap();
-    assert_eq!(
-        code(out.status),
-        0,
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(f.record("annotated")["tested_version"], "1.1.0+1.0");
+    let rec = record_of("annotated", &["--ref", "1.1.0+1.0", "--quick"]);
+    assert_eq!(rec["tested_version"], "1.1.0+1.0");
     // A lightweight tag on the pull request's head, beside a tag that is
     // no release: the release is its version, 1.1.0+1.0 its base.
-    git(&["tag", "1.2.0+1.0", "refs/pull/1/head"]);
-    git(&["tag", "not-a-release", "refs/pull/1/head"]);
-    let out = f
-        .run_cmd(&["--pr", "1"])
-        .env("CCCI_RUN_ID", "lightweight")
-        .output()
-        .unwrap();
-    assert_eq!(
-        code(out.status),
-        0,
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let rec = f.record("lightweight");
+    for tag in ["1.2.0+1.0", "not-a-release"] {
+        let ok = std::process::Command::new("git")
+            .arg("-C")
+            .arg(&upstream)
+            .args(["tag", tag, "refs/pull/1/head"])
+            .status()
+            .unwrap();
+        assert!(ok.success(), "git tag {tag}");
+    }
+    let rec = record_of("lightweight", &["--pr", "1"]);
     assert_eq!(rec["tested_version"], "1.2.0+1.0");
     assert_eq!(rec["base_version"], "1.1.0+1.0");
 }

@@ -109,15 +109,27 @@ fn timeline_of_real_runs_shows_the_wait_behind_the_holder() {
     assert_eq!(wait_exit(&mut c), 1);
     guard.0.clear();
 
+    // `timeline ARGS --out NAME` in the fixture's directory: its exit code
+    // and stderr, and the page's path.
+    let timeline = |args: &[&str], name: &str| {
+        let out = f.tmp.path().join(name);
+        let w = f
+            .cmd()
+            .arg("timeline")
+            .args(args)
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .unwrap();
+        (
+            code(w.status),
+            String::from_utf8_lossy(&w.stderr).into_owned(),
+            out,
+        )
+    };
     // The page every run refreshed, and the one `timeline --out` writes.
-    let out = f.tmp.path().join("t.html");
-    let w = f
-        .cmd()
-        .args(["timeline", "--since", "1h", "--out"])
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert_eq!(code(w.status), 0, "{}", String::from_utf8_lossy(&w.stderr));
+    let (c, err, out) = timeline(&["--since", "1h"], "t.html");
+    assert_eq!(c, 0, "{err}");
     for html in [
         std::fs::read_to_string(&page).unwrap(),
         std::fs::read_to_string(&out).unwrap(),
@@ -155,14 +167,8 @@ fn timeline_of_real_runs_shows_the_wait_behind_the_holder() {
         screenshot(&out, std::path::Path::new(&png));
     }
     // `--limit 2` draws the newest two and counts A on its domain.
-    let limited = f.tmp.path().join("limited.html");
-    let w = f
-        .cmd()
-        .args(["timeline", "--since", "1h", "--limit", "2", "--out"])
-        .arg(&limited)
-        .output()
-        .unwrap();
-    assert_eq!(code(w.status), 0, "{}", String::from_utf8_lossy(&w.stderr));
+    let (c, err, limited) = timeline(&["--since", "1h", "--limit", "2"], "limited.html");
+    assert_eq!(c, 0, "{err}");
     let html = std::fs::read_to_string(&limited).unwrap();
     assert_eq!(parse(&html).runs, ["tl-b", "tl-c"]);
     let older = html.split_once(r#"<table class="older">"#).unwrap().1;
@@ -171,15 +177,8 @@ fn timeline_of_real_runs_shows_the_wait_behind_the_holder() {
         "{older}"
     );
     // `--limit 0` is exit 2 naming the flag and its range, and writes nothing.
-    let zero = f.tmp.path().join("zero.html");
-    let w = f
-        .cmd()
-        .args(["timeline", "--limit", "0", "--out"])
-        .arg(&zero)
-        .output()
-        .unwrap();
-    assert_eq!(code(w.status), 2);
-    let err = String::from_utf8_lossy(&w.stderr);
+    let (c, err, zero) = timeline(&["--limit", "0"], "zero.html");
+    assert_eq!(c, 2);
     assert!(err.contains("--limit") && err.contains("1..="), "{err}");
     assert!(!zero.exists());
     // A bad page setting is exit 2 naming the variable.

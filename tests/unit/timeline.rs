@@ -445,23 +445,15 @@ fn ten_thousand_runs_draw_the_newest_limit_and_count_the_rest_per_domain_under_1
 fn a_window_within_the_limit_draws_every_run_and_counts_none() {
     use cc_ci_run::views::timeline::{render_in, Window};
     let records: Vec<RunRecord> = ten_thousand().into_iter().take(300).collect();
-    let html = render_in(
-        &records,
-        now(),
-        &zone(),
-        Window::new(Duration::from_secs(86_400), 300),
-        None,
-    );
+    let page = |limit| {
+        let window = Window::new(Duration::from_secs(86_400), limit);
+        render_in(&records, now(), &zone(), window, None)
+    };
+    let html = page(300);
     assert_eq!(parse(&html).runs.len(), 300);
     assert!(older_rows(&html).is_empty());
     assert!(!html.contains("older run(s)"));
-    let html = render_in(
-        &records,
-        now(),
-        &zone(),
-        Window::new(Duration::from_secs(86_400), 299),
-        None,
-    );
+    let html = page(299);
     assert_eq!(parse(&html).runs.len(), 299);
     assert_eq!(
         older_rows(&html),
