@@ -246,8 +246,10 @@ fn check_drone(text: &str) -> Vec<String> {
             );
         }
     }
-    if let Some(p) = pipeline(&docs, "recipe-pull-request") {
-        problems.extend(check_comment_step(p));
+    for name in ["recipe-pull-request", "recipe-testme"] {
+        if let Some(p) = pipeline(&docs, name) {
+            problems.extend(check_comment_step(name, p));
+        }
     }
     if let Some(p) = pipeline(&docs, "recipe-testme") {
         let include = strings(&p["trigger"]["repo"]["include"]);
@@ -308,11 +310,12 @@ fn check_drone(text: &str) -> Vec<String> {
     problems
 }
 
-/// The pull-request pipeline's `comment` step: after the test step,
-/// running when it passed or failed, with the token from a secret (never a
-/// literal in the file).
-fn check_comment_step(p: &Value) -> Vec<String> {
-    let at = |what: &str| format!("recipe-pull-request: step `comment`: {what}");
+/// A recipe pipeline's `comment` step: after the test step, running when
+/// it passed or failed, with the token from a secret (never a literal in
+/// the file); in `recipe-testme`, naming the recipe's repository (the
+/// build is the CI repository's, whose DRONE_REPO is not the recipe's).
+fn check_comment_step(name: &str, p: &Value) -> Vec<String> {
+    let at = |what: &str| format!("{name}: step `comment`: {what}");
     let steps = p["steps"].as_sequence().cloned().unwrap_or_default();
     let Some(i) = steps.iter().position(|s| {
         strings(&s["commands"])
@@ -344,6 +347,14 @@ fn check_comment_step(p: &Value) -> Vec<String> {
         _ => problems.push(at(
             "CCCI_FORGE_TOKEN comes `from_secret:` (a token written in the file is readable by anyone who can read the repository)",
         )),
+    }
+    let names_the_recipe = strings(&step["commands"])
+        .iter()
+        .any(|c| c.contains("--repo") && c.contains("$CCCI_RECIPE"));
+    if name == "recipe-testme" && !names_the_recipe {
+        problems.push(at(
+            "`--repo OWNER/$CCCI_RECIPE`: this build's DRONE_REPO is the CI repository, not the recipe whose pull request asked",
+        ));
     }
     problems
 }
@@ -382,11 +393,27 @@ fn drone_check_rejects_each_broken_rule() {
     let pr = "cc-ci-run run --recipe \"$DRONE_REPO_NAME\" --pr \"$DRONE_PULL_REQUEST\"";
     assert!(text.contains(pr), "the pull-request step changed: {pr}");
     // (what is broken, the copy, what the check must say)
-    let cases: [(&str, String, &str); 18] = [
+    let cases: [(&str, String, &str); 20] = [
         (
             "no comment step",
             text.replace("      - cc-ci-run comment\n", "      - true\n"),
-            "no step runs `cc-ci-run comment`",
+            "recipe-pull-request: step `comment`: no step runs `cc-ci-run comment`",
+        ),
+        (
+            "no comment step for !testme",
+            text.replace(
+                "      - cc-ci-run comment --repo \"coop-cloud/$CCCI_RECIPE\"\n",
+                "      - true\n",
+            ),
+            "recipe-testme: step `comment`: no step runs `cc-ci-run comment`",
+        ),
+        (
+            "a !testme comment to the CI repository",
+            text.replace(
+                "      - cc-ci-run comment --repo \"coop-cloud/$CCCI_RECIPE\"\n",
+                "      - cc-ci-run comment\n",
+            ),
+            "recipe-testme: step `comment`: `--repo OWNER/$CCCI_RECIPE`",
         ),
         (
             "comment only on success",
@@ -761,6 +788,43 @@ fn drone_testme_step_takes_the_bridge_parameters() {
     );
 }
 
+/// `!testme`'s verdict goes back to the recipe's pull request, red or
+/// green: the custom build is the CI repository's, so the comment step
+/// names the recipe's repository and takes the pull request from the run.
+#[test]
+fn drone_testme_comment_step_posts_the_verdict_on_the_recipes_pull_request() {
+    for (build, fail, exits) in [
+        ("4250", None, [Some(0), Some(0)]),
+        ("4251", Some("install"), [Some(1), Some(0)]),
+    ] {
+        let f = Fixture::new();
+        let forge = crate::forge::Forge::start(crate::forge::Answer::Status(201));
+        let mut params = vec![
+            ("DRONE_BUILD_NUMBER", build.to_string()),
+            ("DRONE_REPO", "coop-cloud/recipes-ci".into()),
+            ("DRONE_REPO_LINK", forge.repo_link("coop-cloud/recipes-ci")),
+            ("DRONE_BUILD_EVENT", "custom".into()),
+            ("CCCI_RECIPE", "example".into()),
+            ("CCCI_PR", "1".into()),
+            ("CCCI_QUICK", "1".into()),
+        ];
+        if let Some(tier) = fail {
+            params.push(("CCCI_EXAMPLE_FAIL", tier.into()));
+        }
+        let steps = drone_pipeline(&f, "recipe-testme", &params);
+        let got: Vec<StepExit> = steps.iter().map(|(_, c, _)| *c).collect();
+        assert_eq!(got, exits, "{steps:#?}");
+        let body = assert_one_comment(&f, &forge, &format!("drone-coop-cloud-recipes-ci-{build}"));
+        let verdict = if fail.is_some() {
+            "`failed` (exit 1)"
+        } else {
+            "`passed` (exit 0)"
+        };
+        assert!(body.contains(&format!("**Verdict:** {verdict}")), "{body}");
+        assert_token_kept(&f, &steps);
+    }
+}
+
 /// The token the simulated runner hands the comment step as the secret
 /// `forge_token`.
 const FORGE_TOKEN: &str = "ccci-test-token-3f9a1c77e0d2";
@@ -768,26 +832,35 @@ const FORGE_TOKEN: &str = "ccci-test-token-3f9a1c77e0d2";
 /// One step's exit code, or None when Drone skipped it.
 type StepExit = Option<i32>;
 
-/// The pull-request pipeline run as Drone runs it: each step in order as
-/// its own `/bin/sh -e SCRIPT`, a step after a failed one only when its
-/// `when.status` includes `failure`. Returns each step's exit and output.
+/// The pull-request pipeline run as Drone runs it (see [`drone_pipeline`]).
 fn drone_pull_request_pipeline(
     f: &Fixture,
     params: &[(&str, String)],
 ) -> Vec<(String, StepExit, String)> {
+    drone_pipeline(f, "recipe-pull-request", params)
+}
+
+/// `pipeline_name` run as Drone runs it: each step in order as its own
+/// `/bin/sh -e SCRIPT`, a step after a failed one only when its
+/// `when.status` includes `failure`. Returns each step's exit and output.
+fn drone_pipeline(
+    f: &Fixture,
+    pipeline_name: &str,
+    params: &[(&str, String)],
+) -> Vec<(String, StepExit, String)> {
     let docs = documents(&drone_yml()).expect(".drone.yml parses");
-    let p = pipeline(&docs, "recipe-pull-request").expect("pipeline exists");
+    let p = pipeline(&docs, pipeline_name).expect("pipeline exists");
     let names: Vec<String> = step_commands(p).into_iter().map(|(n, _)| n).collect();
     let mut failed = false;
     let mut out = Vec::new();
     for name in names {
-        if !drone_runs_step("recipe-pull-request", &name, failed) {
+        if !drone_runs_step(pipeline_name, &name, failed) {
             out.push((name, None, String::new()));
             continue;
         }
         let mut step = drone_named_step(
             f,
-            "recipe-pull-request",
+            pipeline_name,
             &name,
             params,
             &[("forge_token", FORGE_TOKEN)],
