@@ -28,6 +28,19 @@ cleanup() {
   case "$tmp" in /tmp/ccci-forms.*) rm -rf "$tmp" ;; esac
 }
 trap cleanup EXIT
+# A stopped comparison stops its run the way Drone's cancel would not: TERM
+# to the run, then its teardown waited for, and only then the EXIT trap
+# removes the run's directory (its ABRA_DIR and the stand-in's state, which
+# the teardown still needs).
+child=""
+stop() {
+  if [ -n "$child" ]; then
+    kill -TERM "$child" 2>/dev/null || true
+    wait "$child" 2>/dev/null || true
+  fi
+  exit 143
+}
+trap stop TERM INT
 if ! docker network inspect proxy >/dev/null 2>&1; then
   docker network create --driver overlay --attachable proxy >/dev/null
   made_proxy=1
@@ -51,8 +64,11 @@ for form in "${forms[@]}"; do
       CCCI_FAKE_STATE="$dir/fake" CCCI_FAKE_BACKEND=swarm \
       CCCI_EXAMPLE_READY_DIR="$dir/ready" CCCI_CI_TESTS="$dir/ci-tests" \
       CCCI_GRACE=3s CCCI_TEARDOWN_TIMEOUT=90s CCCI_JANITOR=off CCCI_RUN_ID="f$n" \
-      "$bin" run --recipe example --pr 1 --domain "$domain" </dev/null >"$dir/out.log" 2>&1
+      "$bin" run --recipe example --pr 1 --domain "$domain" </dev/null >"$dir/out.log" 2>&1 &
+    child=$!
+    wait "$child"
     code=$?
+    child=""
     set -e
     end=$(date +%s.%N)
     rec="$dir/state/runs/f$n/run.json"
