@@ -119,7 +119,7 @@ impl Repo {
 
 /// `for-each-ref`'s lines `OBJECT PEELED NAME` (PEELED empty for a
 /// lightweight tag) into (every tag, the tags on `sha`).
-pub(crate) fn parse_tags(out: &str, sha: &str) -> (Vec<String>, Vec<String>) {
+fn parse_tags(out: &str, sha: &str) -> (Vec<String>, Vec<String>) {
     let mut merged = Vec::new();
     let mut at = Vec::new();
     for line in out.lines() {
