@@ -7,6 +7,8 @@ fake swarm. Imports flow one way, from the commands down to the store:
     abra_cmds    abra's commands (app new/deploy/undeploy/rm/ls/backup/
                  restore, recipe fetch) and its main
     docker_cmds  docker's commands and its main
+    api          the stand-in engine: the Engine API on a unix socket
+                 (tests/fake/engine), from the same state and knobs
     engine       abra's swarm backend: the real engine via the real CLI
     backupbot    what backup create and restore copy: the paths the
                  services' backupbot labels name, by volume (both backends)

@@ -247,7 +247,22 @@ def with_inserted_defaults(spec):
     return t
 
 
-def service_object(s):
+def api_task_template(spec):
+    """The task template as the API returns it without insertDefaults (the
+    list, and an inspect that does not ask for them): the stored spec, plus
+    the Runtime "container" moby's converter adds to every service it
+    returns (not to a task's copy of the spec)."""
+    t = json.loads(json.dumps(spec))
+    t.setdefault("Runtime", "container")
+    return t
+
+
+def service_object(s, insert_defaults=True):
+    """A service as `service inspect` prints it (the CLI asks with
+    insertDefaults=true); with insert_defaults=False as the API's list
+    returns it (the stand-in engine, api.py)."""
+    template = (with_inserted_defaults if insert_defaults
+                else api_task_template)(s["spec"])
     obj = {
         "ID": s["id"],
         "Version": {"Index": 1},
@@ -256,7 +271,7 @@ def service_object(s):
         "Spec": {
             "Name": s["name"],
             "Labels": s["labels"],
-            "TaskTemplate": with_inserted_defaults(s["spec"]),
+            "TaskTemplate": template,
             "Mode": {"Replicated": {"Replicas": s["desired"]}},
         },
     }
@@ -312,22 +327,31 @@ def container_row(c, notrunc):
     }
 
 
-def ps_race_once(now):
-    """CCCI_FAKE_DOCKER_PS_RACE=1: the first `docker ps` that runs while an
-    undeployed stack's containers linger fails as the real engine's can when
-    a container is removed while it lists (once per state directory: the
-    marker is created with O_EXCL)."""
-    if os.environ.get("CCCI_FAKE_DOCKER_PS_RACE") != "1":
-        return
+def ps_race_victim(now, env=None):
+    """CCCI_FAKE_DOCKER_PS_RACE=1 (in `env`, default os.environ): the first
+    container listing that runs while an undeployed stack's containers
+    linger fails as the real engine's can when a container is removed while
+    it lists (once per state directory: the marker is created with O_EXCL).
+    Returns the short id the listing fails on, or None."""
+    env = os.environ if env is None else env
+    if env.get("CCCI_FAKE_DOCKER_PS_RACE") != "1":
+        return None
     gone = [c for rec in all_stacks() for c in lingering(rec, now)]
     if not gone:
-        return
+        return None
     try:
         fd = os.open(_path("ps-race.done"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     except FileExistsError:
-        return
+        return None
     os.close(fd)
-    raise Fail("Error response from daemon: No such container: %s" % gone[0].get("container_id", "0" * 12)[:12])
+    return gone[0].get("container_id", "0" * 12)[:12]
+
+
+def ps_race_once(now):
+    """`docker ps` under CCCI_FAKE_DOCKER_PS_RACE (ps_race_victim)."""
+    victim = ps_race_victim(now)
+    if victim is not None:
+        raise Fail("Error response from daemon: No such container: %s" % victim)
 
 
 def cmd_ps(argv):
@@ -472,35 +496,42 @@ def cmd_rm(argv):
         with locked():
             now = time.time()
             for want in args:
-                hit = resolve_container(want, now)
-                if hit is None:
-                    sys.stderr.write("Error response from daemon: No such "
-                                     "container: %s\n" % want)
+                err = remove_container(want, now, opts.get("force"))
+                if err is not None:
+                    sys.stderr.write("Error response from daemon: %s\n"
+                                     % err[1])
                     # docker 20.10: with -f a missing container is printed
                     # and is not an error (exit 0)
-                    failed = failed or not opts.get("force")
+                    failed = failed or err[0] != 404 or not opts.get("force")
                     continue
-                if hit["stack"] is None:
-                    if hit["state"] == "running" and not opts.get("force"):
-                        sys.stderr.write(
-                            "Error response from daemon: You cannot remove a "
-                            "running container %s. Stop the container before "
-                            "attempting removal or force remove\n" % hit["id"])
-                        failed = True
-                        continue
-                    remove_file(_path("containers", hit["id"] + ".json"))
-                else:
-                    # A lingering task container goes; a live service's task
-                    # would be rescheduled by the swarm, so it stays.
-                    rec = load_stack(hit["stack"])
-                    if rec is not None:
-                        rec["lingering"] = [c for c in rec.get("lingering", [])
-                                            if c["container_id"] != hit["id"]]
-                        save_stack(rec)
                 print(want)
         return 1 if failed else 0
 
     return run_step("docker-rm", "", ["docker"] + ARGV, body)
+
+
+def remove_container(want, now, force):
+    """Removes one container (called under the state lock); None when it
+    is gone, else (HTTP status, the engine's message): 404 for a missing
+    one, 409 for a running one without `force`. A lingering task container
+    goes; a live service's task would be rescheduled by the swarm, so it
+    stays (and the removal succeeds)."""
+    hit = resolve_container(want, now)
+    if hit is None:
+        return 404, "No such container: %s" % want
+    if hit["stack"] is None:
+        if hit["state"] == "running" and not force:
+            return 409, ("You cannot remove a running container %s. Stop the "
+                         "container before attempting removal or force "
+                         "remove" % hit["id"])
+        remove_file(_path("containers", hit["id"] + ".json"))
+    else:
+        rec = load_stack(hit["stack"])
+        if rec is not None:
+            rec["lingering"] = [c for c in rec.get("lingering", [])
+                                if c["container_id"] != hit["id"]]
+            save_stack(rec)
+    return None
 
 
 def resolve_container(want, now):
@@ -526,8 +557,7 @@ def cmd_image(argv):
         for ref in args:
             n = normalize_image(ref)
             if n in have:
-                found.append({"Id": "sha256:" + _stable_hex(n),
-                              "RepoTags": [n], "RepoDigests": []})
+                found.append(image_object(n))
             else:
                 missing.append(ref)
         fmt = one_format(opts, None)
@@ -541,6 +571,12 @@ def cmd_image(argv):
 
     return run_step("docker-image-inspect", "", ["docker"] + ARGV, body,
                     mutating=False)
+
+
+def image_object(ref):
+    """An image present locally (`ref` normalised), as inspect shows it."""
+    return {"Id": "sha256:" + _stable_hex(ref), "RepoTags": [ref],
+            "RepoDigests": []}
 
 
 def label_filters(args):
@@ -588,14 +624,20 @@ def cmd_pull(argv):
                     failure=failure)
 
 
+def info_object():
+    """`docker info` as `{{json .}}` shows it (the stand-in engine's
+    GET /info adds to it)."""
+    return {"ServerVersion": ENGINE_VERSION,
+            "Swarm": {"LocalNodeState": "active", "NodeID": "ccci0fake0node",
+                      "ControlAvailable": True}}
+
+
 def cmd_info(argv):
     opts, args = parse_flags(argv, {"--format": ("format", True),
                                     "-f": ("format", True)})
     if args:
         raise Fail('"docker info" accepts no arguments.')
-    info = {"ServerVersion": ENGINE_VERSION,
-            "Swarm": {"LocalNodeState": "active", "NodeID": "ccci0fake0node",
-                      "ControlAvailable": True}}
+    info = info_object()
     fmt = one_format(opts, None)
     if fmt is None:
         print("Server Version: %s\nSwarm: active" % ENGINE_VERSION)
@@ -700,45 +742,10 @@ def cmd_network_rm(argv):
         with locked():
             now = time.time()
             for want in args:
-                n = resolve_network(want, now)
-                if n is None:
-                    errors.append("Error response from daemon: network %s not "
-                                  "found" % want)
+                err = remove_network(want, now, busy_n)
+                if err is not None:
+                    errors.append("Error response from daemon: " + err[1])
                     continue
-                path = _path("networks", n["id"] + ".json")
-                rec = read_json(path)
-                users = network_users(n)
-                task = next((c["labels"].get("com.docker.swarm.task.id")
-                             for c in users
-                             if "com.docker.swarm.task.id" in c.get("labels", {})),
-                            None)
-                if rec is None:
-                    # a built-in network, or a live (or lingering) stack's
-                    if any(n["name"] == b[0] for b in BUILTIN_NETWORKS):
-                        errors.append("Error response from daemon: %s is a "
-                                      "pre-defined network and cannot be "
-                                      "removed" % n["name"])
-                    else:
-                        errors.append("Error response from daemon: rpc error: "
-                                      "code = FailedPrecondition desc = "
-                                      "network %s is in use by task %s"
-                                      % (n["id"], "0" * 25))
-                    continue
-                if rec.get("rm_attempts", 0) < busy_n:
-                    rec["rm_attempts"] = rec.get("rm_attempts", 0) + 1
-                    write_json(path, rec)
-                    task = task or new_id(25)
-                if task:
-                    errors.append("Error response from daemon: rpc error: "
-                                  "code = FailedPrecondition desc = network "
-                                  "%s is in use by task %s" % (n["id"], task))
-                    continue
-                if users:
-                    errors.append("Error response from daemon: error while "
-                                  "removing network: network %s id %s has "
-                                  "active endpoints" % (n["name"], n["id"]))
-                    continue
-                remove_file(path)
                 print(want)
         for e in errors:
             sys.stderr.write(e + "\n")
@@ -748,6 +755,45 @@ def cmd_network_rm(argv):
         return 0
 
     return run_step("docker-network-rm", "", ["docker"] + ARGV, body)
+
+
+def remove_network(want, now, busy_n):
+    """Removes one network (called under the state lock); None when it is
+    gone, else (HTTP status, the engine's message) as the engine answers
+    (the status of its error class, the message the CLI prints after
+    "Error response from daemon: "): 404 not found; 403 a pre-defined one;
+    400 in use by a task (swarmkit's gRPC FailedPrecondition, which moby
+    maps to 400); 403 active endpoints (libnetwork's Forbidden). `busy_n`:
+    CCCI_FAKE_DOCKER_NETWORK_IN_USE."""
+    n = resolve_network(want, now)
+    if n is None:
+        return 404, "network %s not found" % want
+    path = _path("networks", n["id"] + ".json")
+    rec = read_json(path)
+    users = network_users(n)
+    task = next((c["labels"].get("com.docker.swarm.task.id")
+                 for c in users
+                 if "com.docker.swarm.task.id" in c.get("labels", {})),
+                None)
+    if rec is None:
+        # a built-in network, or a live (or lingering) stack's
+        if any(n["name"] == b[0] for b in BUILTIN_NETWORKS):
+            return 403, ("%s is a pre-defined network and cannot be removed"
+                         % n["name"])
+        return 400, ("rpc error: code = FailedPrecondition desc = network %s "
+                     "is in use by task %s" % (n["id"], "0" * 25))
+    if rec.get("rm_attempts", 0) < busy_n:
+        rec["rm_attempts"] = rec.get("rm_attempts", 0) + 1
+        write_json(path, rec)
+        task = task or new_id(25)
+    if task:
+        return 400, ("rpc error: code = FailedPrecondition desc = network %s "
+                     "is in use by task %s" % (n["id"], task))
+    if users:
+        return 403, ("error while removing network: network %s id %s has "
+                     "active endpoints" % (n["name"], n["id"]))
+    remove_file(path)
+    return None
 
 
 ARGV = []

@@ -25,11 +25,15 @@ def state_root():
     if not root:
         die("%s (fake): CCCI_FAKE_STATE is not set; it must name the fake "
             "swarm's state directory" % PROG_NAME[0])
-    os.makedirs(root, exist_ok=True)
+    if CREATE_STATE[0]:
+        os.makedirs(root, exist_ok=True)
     return root
 
 
 PROG_NAME = [PROG]  # abra sets this to "abra" so messages name the caller
+# The stand-in engine (api.py) creates the state once and then must not
+# bring a removed one back (it exits when the directory goes).
+CREATE_STATE = [True]
 
 
 def _path(*parts):
@@ -98,8 +102,8 @@ def new_hex_id():
     return _random.token_hex(32)
 
 
-def env_ms(name, default):
-    raw = os.environ.get(name, "")
+def env_ms(name, default, env=None):
+    raw = (os.environ if env is None else env).get(name, "")
     if raw == "":
         return default
     if not re.fullmatch(r"[0-9]+", raw):
