@@ -59,6 +59,10 @@ def ms(x):
     return None if x is None else round(x * 1000)
 
 
+# How much earlier than the engine's own event a look may see its effect.
+EARLY = 0.05
+
+
 def med(v):
     v = [x for x in v if x is not None]
     return statistics.median(v) if v else None
@@ -117,15 +121,19 @@ for r in rows:
         rm_line = first_line(log, "$ abra app rm")
         start = max([t for t in ev(stack, "container", "start") if conv_line and t <= conv_line], default=None)
         create = min(ev(stack, "service", "create"), default=None)
+        # A look at the engine can find an object gone a little before the
+        # engine publishes its `destroy` (and a log line's time is cut to
+        # the millisecond): a destroy up to EARLY after the line is the one
+        # the line followed, and the gap is then 0.
         last = max([t for t in ev(stack, "container", "destroy") + ev(stack, "network", "destroy")
-                    if rm_line and t <= rm_line], default=None)
+                    if rm_line and t <= rm_line + EARLY], default=None)
         removal_start = min(ev(stack, "service", "remove"), default=None)
         tests = None
         t0, t1 = first_line(log, "phase: test-install"), first_line(log, "phase: teardown")
         if t0 and t1:
             tests = t1 - t0
         conv_gap = conv_line - start if conv_line and start else None
-        td_gap = rm_line - last if rm_line and last else None
+        td_gap = max(rm_line - last, 0.0) if rm_line and last else None
         engine = (start - create if start and create else 0) + (last - removal_start if last and removal_start else 0)
         calls = abra_calls("%s/abra-b%d-%s" % (work, b, rnd))
         abra = sum(e - s for s, e, _ in calls)
