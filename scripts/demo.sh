@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The README's first command: build cc-ci-run and run it on its embedded
 # default, a manual run of the bundled example recipe's pull request 1
-# against the stand-in abra and docker (no server, no network).
+# against the stand-in abra, docker and engine (no server, no network).
 #
 # Everything lands under ${CCCI_DEV_DEMO_DIR:-target/demo}: the example recipe's
 # repositories, the canonical abra home, the state directory (run record,
@@ -21,6 +21,13 @@ export CCCI_CI_TESTS="$demo/ci-tests"
 # floor, which asks each tier's app for CCCI_APP_URL, is off here.
 export CCCI_FLOOR="${CCCI_FLOOR:-off}"
 export PATH="$PWD/tests/fake:/usr/local/bin:/usr/bin:/bin:$PATH"
+# cc-ci-run talks to the engine's API: the stand-in engine answers it from
+# the fake swarm, on a socket of its own (it goes when this script does).
+tests/fake/engine --socket "$demo/engine.sock" --state "$demo/fake" &
+engine=$!
+trap 'kill "$engine" 2>/dev/null; wait "$engine" 2>/dev/null || true' EXIT
+for _ in $(seq 100); do [ -S "$demo/engine.sock" ] && break; sleep 0.05; done
+export DOCKER_HOST="unix://$demo/engine.sock"
 status=0
 ./target/release/cc-ci-run run --recipe example --pr 1 "$@" || status=$?
 echo

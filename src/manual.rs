@@ -176,7 +176,11 @@ pub const ENVIRONMENT: &[EnvVar] = &[
         "the CI repository's per-recipe tests directory (and RECIPE/ccci.toml)",
     ),
     v("CCCI_ABRA", "abra", "the abra program"),
-    v("CCCI_DOCKER", "docker", "the docker program"),
+    v(
+        "CCCI_DOCKER",
+        "docker",
+        "the docker program a run gives its tests (cc-ci-run itself talks to the engine's API on DOCKER_HOST)",
+    ),
     v("CCCI_GIT", "git", "the git program"),
     v(
         "CCCI_CURL",

@@ -154,7 +154,7 @@ pub(crate) fn locks(state_dir: &Path, args: LocksArgs) -> Result<i32> {
     let swarm = match settings.backend {
         Backend::Flock => None,
         Backend::Swarm => Some(swarm_reports(
-            &Swarm::new(&settings.docker).list()?,
+            &Swarm::new(settings.docker_host.as_deref()).list()?,
             settings.lease.margin,
             max_age,
             SystemTime::now(),

@@ -101,7 +101,7 @@ pub(crate) fn unlock(state_dir: &Path, args: UnlockArgs) -> Result<i32> {
 /// its ID; a live one is refused (or, with --terminate and a holder on
 /// this host, its run is asked to stop and its release waited for).
 fn unlock_swarm(state_dir: &Path, settings: &LockSettings, args: &UnlockArgs) -> Result<i32> {
-    let swarm = Swarm::new(&settings.docker);
+    let swarm = Swarm::new(settings.docker_host.as_deref());
     let name = swarm::object_name(&args.name);
     let what = format!("swarm lock `{}` (object {name})", args.name);
     let Some(obj) = swarm.inspect(&name)? else {

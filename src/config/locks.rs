@@ -75,12 +75,12 @@ pub fn settings(env: &Env, hostname: &str) -> Result<LockSettings> {
         margin,
     };
     check_lease(&lease)?;
-    let docker = super::tools(env).docker;
+    let docker_host = super::tools(env).docker_host;
     Ok(LockSettings {
         backend,
         host_id,
         lease,
-        docker,
+        docker_host,
     })
 }
 

@@ -523,8 +523,9 @@ pub(crate) fn process_env() -> Env {
     std::env::vars().collect()
 }
 
-/// Where the external programs are: `CCCI_ABRA`, `CCCI_DOCKER` and
-/// `CCCI_GIT`, else `abra`, `docker` and `git` found on PATH when started.
+/// Where the external programs are (`CCCI_ABRA` and `CCCI_GIT`, else
+/// `abra` and `git` found on PATH when started; `CCCI_DOCKER`, else
+/// `docker`, for the recipe's tests), and the engine (`DOCKER_HOST`).
 pub(crate) fn tools(env: &Env) -> crate::ext::Tools {
     let pick = |key: &str, default: &str| -> std::ffi::OsString {
         env.get(key)
@@ -534,8 +535,9 @@ pub(crate) fn tools(env: &Env) -> crate::ext::Tools {
     };
     crate::ext::Tools {
         abra: pick("CCCI_ABRA", "abra"),
-        docker: pick("CCCI_DOCKER", "docker"),
         git: pick("CCCI_GIT", "git"),
+        docker: pick("CCCI_DOCKER", "docker"),
+        docker_host: env.get("DOCKER_HOST").filter(|v| !v.is_empty()).cloned(),
     }
 }
 
@@ -565,6 +567,10 @@ pub(crate) fn check_variables(env: &Env) -> Result<()> {
         })
         .collect();
     unknown.sort_unstable();
+    if let Some(host) = env.get("DOCKER_HOST") {
+        crate::ext::docker::api::Engine::from_host(Some(host))
+            .map_err(|e| Failure::usage(format!("{e:#}")))?;
+    }
     let mut typos = Vec::new();
     for name in unknown {
         let closest = known

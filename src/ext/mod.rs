@@ -1,5 +1,6 @@
-//! Calling external programs (`abra`, `docker`, `git`): where they are found,
-//! and one bounded, cancellable way to run them.
+//! Calling external programs (`abra`, `git`): where they are found, and one
+//! bounded, cancellable way to run them; and the engine's client
+//! ([`docker`], over its API: no program is spawned for it).
 //!
 //! Each call runs in its own process group (see `sys::spawn`), bounded by the
 //! phase's deadline and interruptible by the funnel's latch. A command that
@@ -20,13 +21,16 @@ use crate::sys::latch::Latch;
 use crate::sys::spawn;
 use crate::sys::spawn::{Output, Ran};
 
-/// Where the external programs are (CCCI_ABRA, CCCI_DOCKER, CCCI_GIT, else
-/// PATH; read by `config::tools`).
+/// Where the external programs are (CCCI_ABRA, CCCI_GIT, else PATH) and
+/// the engine (DOCKER_HOST); read by `config::tools`.
 #[derive(Clone, Debug)]
 pub(crate) struct Tools {
     pub abra: OsString,
-    pub docker: OsString,
     pub git: OsString,
+    /// The docker CLI a recipe's tests are given (`CCCI_DOCKER`).
+    pub docker: OsString,
+    /// The engine (`DOCKER_HOST`; None: the default socket).
+    pub docker_host: Option<String>,
 }
 
 /// The bound of a command: the phase's deadline and the shutdown latch (none

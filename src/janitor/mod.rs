@@ -195,7 +195,7 @@ pub(crate) fn enabled(env: &Env) -> Result<bool> {
 pub(crate) fn sweep(s: &Settings, stop: Option<&Latch>) -> Result<Summary> {
     let owner = OwnerRecord::for_janitor(Kind::App);
     let abra = Abra::new(&s.tools.abra, &s.abra_home, "janitor");
-    let docker = Docker::new(&s.tools.docker);
+    let docker = Docker::new(s.tools.docker_host.as_deref());
     // The server's env-file directory, read here rather than through
     // `abra app ls`: the domains are all the sweep takes from a listing
     // (the server is the one swept; the recipe is not used), and the
@@ -357,7 +357,7 @@ fn tidy_swarm_locks(
     listed: &std::collections::HashSet<&str>,
     sum: &mut Summary,
 ) -> Result<()> {
-    let swarm = Swarm::new(&s.locks.docker);
+    let swarm = Swarm::new(s.locks.docker_host.as_deref());
     for obj in swarm.list()? {
         let Some(lease) = obj.lease.as_ref() else {
             continue;

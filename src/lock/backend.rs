@@ -15,7 +15,6 @@
 //! flock, because a silent fallback on one host re-opens exactly the double
 //! hold the swarm backend exists to close.
 
-use std::ffi::OsString;
 use std::time::Duration;
 
 use anyhow::Result;
@@ -85,15 +84,15 @@ pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
 pub const MARGIN_MIN: Duration = Duration::from_millis(200);
 
 /// Validated lock settings (from `CCCI_LOCK_BACKEND`, `CCCI_HOST_ID`,
-/// `CCCI_LOCK_LEASE`, `CCCI_LOCK_RENEW`, `CCCI_LOCK_MARGIN`, `CCCI_DOCKER`).
+/// `CCCI_LOCK_LEASE`, `CCCI_LOCK_RENEW`, `CCCI_LOCK_MARGIN`, `DOCKER_HOST`).
 #[derive(Clone, Debug)]
 pub struct LockSettings {
     pub backend: Backend,
     /// This runner host's id in swarm lock labels (default: the host name).
     pub host_id: String,
     pub lease: Lease,
-    /// The docker CLI (`CCCI_DOCKER`, else `docker` on PATH).
-    pub docker: OsString,
+    /// The engine (`DOCKER_HOST`; None: the default socket).
+    pub docker_host: Option<String>,
 }
 
 impl LockSettings {

@@ -338,7 +338,7 @@ impl Run {
             ..RunRecord::default()
         };
         let abra = Abra::new(&tools.abra, &dir.abra_dir(), &cfg.run_id);
-        let docker = Docker::new(&tools.docker);
+        let docker = Docker::new(tools.docker_host.as_deref());
         Run {
             cfg,
             dir,
@@ -545,7 +545,6 @@ impl Run {
         // staging and the base version's lookup, and read in the prepare
         // phase; the pulls, if any, stay there, outside the lock.
         let images = info.images();
-        let image_check = self.docker.start_image_check(&images);
         let sha = self
             .sha
             .clone()
@@ -559,8 +558,7 @@ impl Run {
         self.record.base_version = base.clone();
         self.check_shutdown()?;
         self.set_phase(Phase::Prepare);
-        let present = image_check.is_some_and(|c| c.all_present(&self.bound()));
-        for image in images.iter().filter(|_| !present) {
+        for image in &images {
             self.docker
                 .ensure_image(image, &self.bound())
                 .map_err(|e| {
@@ -1377,6 +1375,12 @@ impl Run {
             ("CCCI_SERVER".to_string(), self.cfg.server.clone()),
             ("CCCI_RUN_ID".to_string(), self.cfg.run_id.clone()),
             ("CCCI_CONTAINER_LABEL".to_string(), label.clone()),
+            // The docker CLI the host gives its tests (cc-ci-run itself
+            // talks to the engine's API).
+            (
+                "CCCI_DOCKER".to_string(),
+                self.tools.docker.to_string_lossy().into_owned(),
+            ),
             (
                 "ABRA_DIR".to_string(),
                 self.dir.abra_dir().display().to_string(),

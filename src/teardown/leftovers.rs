@@ -12,7 +12,7 @@
 //! `inspect` before it is removed, by its full ID: a name or a name prefix
 //! is not enough (`example_com` is a prefix of `example_com_2`'s names), and
 //! the filter is the engine's, so the exact value is checked here too.
-//! Parsing is pure; the calls go through `docker` (CCCI_DOCKER).
+//! Parsing is pure; the calls go through the engine client (`ext::docker`).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 
+use crate::ext::docker::api;
 use crate::ext::docker::events::Pacer;
 use crate::ext::docker::{says_gone, says_in_use};
 use crate::ext::docker::{Docker, Leftovers, SeenGone, STACK_LABEL};
@@ -41,39 +42,24 @@ impl Kind {
         }
     }
 
-    /// `docker ... ls` of everything carrying `label`, full IDs.
-    fn list_args(self, label: &str) -> Vec<String> {
-        let filter = format!("label={label}");
-        let head: &[&str] = match self {
-            Kind::Container => &["ps", "-a"],
-            Kind::Network => &["network", "ls"],
+    /// The API's list of everything carrying `label` (full IDs).
+    fn list_path(self, label: &str) -> String {
+        let head = match self {
+            Kind::Container => "/containers/json?all=1&",
+            Kind::Network => "/networks?",
         };
-        head.iter()
-            .copied()
-            .chain(["-q", "--no-trunc", "--filter", &filter])
-            .map(String::from)
-            .collect()
+        format!("{head}{}", api::filters(&[("label", label)]))
     }
 
-    fn inspect_args(self, id: &str) -> Vec<String> {
-        [self.noun(), "inspect", id]
-            .into_iter()
-            .map(String::from)
-            .collect()
-    }
-
-    /// Containers are force-removed: a leftover may still run (a container
-    /// no task owns is never stopped by the engine either).
-    fn remove_args(self, id: &str) -> Vec<String> {
-        let v: &[&str] = match self {
-            Kind::Container => &["rm", "-f", id],
-            Kind::Network => &["network", "rm", id],
-        };
-        v.iter().copied().map(String::from).collect()
+    /// The API's path of one object.
+    fn path(self, id: &str) -> String {
+        match self {
+            Kind::Container => format!("/containers/{}", api::encode(id)),
+            Kind::Network => format!("/networks/{}", api::encode(id)),
+        }
     }
 }
 
-/// One container or network as `inspect` shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Object {
     pub id: String,
@@ -129,8 +115,8 @@ struct NetworkJson {
     labels: Option<HashMap<String, String>>,
 }
 
-/// Parses `docker container inspect` or `docker network inspect` (a JSON
-/// array; `[]` when the object is gone).
+/// Parses the engine's container or network inspect answers, as a JSON
+/// array (`docker container inspect` prints the same objects).
 pub fn parse_inspect(kind: Kind, text: &str) -> Result<Vec<Object>> {
     let text = text.trim();
     match kind {
@@ -179,65 +165,77 @@ pub(crate) fn labelled(
     stack: &str,
     bound: &Bound,
 ) -> Result<Vec<String>> {
-    let args = kind.list_args(&format!("{STACK_LABEL}={stack}"));
-    let out = docker
-        .call(&args, bound)
-        .with_context(|| format!("failed to list the {}s of stack {stack}", kind.noun()))?;
-    if !out.status.success() {
-        bail!(
-            "failed to list the {}s of stack {stack}: {}",
-            kind.noun(),
-            ext::tail(&out.stderr, &out.stdout)
-        );
+    #[derive(Deserialize)]
+    struct Listed {
+        #[serde(rename = "Id")]
+        id: String,
     }
-    Ok(crate::ext::docker::parse_names(&out.stdout))
+    let what = || format!("failed to list the {}s of stack {stack}", kind.noun());
+    let r = docker
+        .engine()?
+        .get(&kind.list_path(&format!("{STACK_LABEL}={stack}")), bound)
+        .with_context(what)?
+        .check("the listing")
+        .with_context(what)?;
+    let v: Vec<Listed> = r.json("the listing").with_context(what)?;
+    Ok(v.into_iter().map(|o| o.id).collect())
 }
 
-/// The object as `inspect` shows it now; None when it is gone.
+/// The object as the engine shows it now; None when it is gone.
 pub(crate) fn inspect(
     docker: &Docker,
     kind: Kind,
     id: &str,
     bound: &Bound,
 ) -> Result<Option<Object>> {
-    let out = docker
-        .call(&kind.inspect_args(id), bound)
-        .with_context(|| format!("failed to inspect {} {id}", kind.noun()))?;
-    if !out.status.success() {
-        if says_gone(&out.stderr) {
-            return Ok(None);
-        }
-        bail!(
-            "failed to inspect {} {id}: {}",
-            kind.noun(),
-            ext::tail(&out.stderr, &out.stdout)
-        );
+    let what = || format!("failed to inspect {} {id}", kind.noun());
+    let suffix = if kind == Kind::Container { "/json" } else { "" };
+    let r = docker
+        .engine()?
+        .get(&format!("{}{suffix}", kind.path(id)), bound)
+        .with_context(what)?;
+    if r.status == 404 || (!r.ok() && says_gone(&r.message())) {
+        return Ok(None);
     }
-    let objects = parse_inspect(kind, &out.stdout)
+    let r = r.check("the inspect").with_context(what)?;
+    let mut text = b"[".to_vec();
+    text.extend_from_slice(&r.body);
+    text.push(b']');
+    let objects = parse_inspect(kind, &String::from_utf8_lossy(&text))
         .with_context(|| format!("inspecting {} {id}", kind.noun()))?;
     Ok(objects
         .into_iter()
         .find(|o| o.id == id || o.id.starts_with(id)))
 }
 
-/// One removal by full ID.
+/// One removal by full ID. Containers are force-removed: a leftover may
+/// still run (a container no task owns is never stopped by the engine
+/// either).
 pub(crate) fn remove(docker: &Docker, kind: Kind, id: &str, bound: &Bound) -> Result<Removal> {
-    let out = docker
-        .call(&kind.remove_args(id), bound)
+    let query = if kind == Kind::Container {
+        "?force=1"
+    } else {
+        ""
+    };
+    let r = docker
+        .engine()?
+        .send("DELETE", &format!("{}{query}", kind.path(id)), None, bound)
         .with_context(|| format!("failed to remove {} {id}", kind.noun()))?;
-    let text = ext::tail(&out.stderr, "");
-    // Checked before the status: `rm -f` of a missing container exits 0
-    // with "No such container" on stderr.
-    if says_gone(&out.stderr) {
-        return Ok(Removal::Gone);
-    }
-    if out.status.success() {
+    if r.ok() {
         return Ok(Removal::Removed);
     }
-    if says_in_use(&out.stderr) {
+    let text = r.message();
+    if r.status == 404 || says_gone(&text) {
+        return Ok(Removal::Gone);
+    }
+    if says_in_use(&text) {
         return Ok(Removal::InUse(text));
     }
-    bail!("failed to remove {} {id}: {text}", kind.noun())
+    bail!(
+        "failed to remove {} {id} ({}): {text}",
+        kind.noun(),
+        r.status
+    )
 }
 
 /// Waits until no service, container or network of `stack` is left, or

@@ -2,16 +2,15 @@
 //! `CCCI_CONTAINER_LABEL` (`cc-ci.run=<run-id>`) to put on any container it
 //! runs; at the end of the suite, on every path (pass, fail, a stop), the
 //! runner removes every container that carries it:
-//! `docker ps -aq --filter label=…`, then `docker rm -f …`, then a second
-//! `ps` to confirm. docker is `CCCI_DOCKER` or `docker` on PATH. A docker
-//! that is absent, fails or hangs (each call is bounded) is logged and never
-//! fails the suite: the verdict is the tests', and the janitor finds what a
-//! dead engine kept.
+//! the engine's container list by that label, a forced removal of each,
+//! then a second listing to confirm (the engine at `DOCKER_HOST` of the
+//! runner's environment). An engine that is absent, fails or hangs (each
+//! call is bounded) is logged and never fails the suite: the verdict is
+//! the tests', and the janitor finds what a dead engine kept.
 //!
 //! A suite stopped by a signal under `run` leaves the removal to the run's
-//! teardown (see [`Removal`]): the `docker ps` is a process start (with
-//! the stand-in, a Python start), and on a cancel every millisecond before
-//! the teardown starts is a millisecond the app stays on the swarm.
+//! teardown (see [`Removal`]): on a cancel every millisecond before the
+//! teardown starts is a millisecond the app stays on the swarm.
 
 use std::time::{Duration, Instant};
 
@@ -26,7 +25,7 @@ pub(crate) fn label(run_id: &str) -> String {
     format!("cc-ci.run={run_id}")
 }
 
-/// How long one docker call may take before it is terminated.
+/// How long one engine call may take before it is given up.
 const CALL_BOUND: Duration = Duration::from_secs(60);
 
 /// Says how a removal went; a failure is never fatal (see the header).
@@ -44,16 +43,13 @@ pub(crate) fn say_removed(label: &str, removed: &Result<usize>) {
 /// order of SPEC section 3 (teardown, then the lock) holds for the
 /// containers too.
 ///
-/// The docker calls are spawned by that thread with PDEATHSIG, which fires
-/// when the spawning *thread* ends: harmless here, because the thread waits
-/// for each call (or ends it, at its bound) before it returns.
 pub(crate) struct Removal {
     label: String,
     thread: Option<std::thread::JoinHandle<Result<usize>>>,
 }
 
 impl Removal {
-    /// Starts the removal, each docker call bounded by `until` (the
+    /// Starts the removal, each engine call bounded by `until` (the
     /// teardown's deadline, so a hung engine cannot hold the run past the
     /// wrapper's allowance; at least `grace` from now); if no thread can be
     /// started, removes them here.
@@ -105,7 +101,7 @@ impl Drop for Removal {
 }
 
 /// Removes every container labelled `label`; returns how many were removed.
-/// Each docker call is bounded by [`CALL_BOUND`], and by `until` if given.
+/// Each engine call is bounded by [`CALL_BOUND`], and by `until` if given.
 pub(crate) fn remove_labelled(
     docker: Option<&Docker>,
     label: &str,
@@ -113,7 +109,10 @@ pub(crate) fn remove_labelled(
     until: Option<Instant>,
 ) -> Result<usize> {
     let Some(docker) = docker else {
-        bail!("docker not found (set CCCI_DOCKER or put docker on PATH)");
+        bail!(
+            "no Docker engine to reach (DOCKER_HOST, else {})",
+            crate::ext::docker::api::DEFAULT_SOCKET
+        );
     };
     // One call's bound: CALL_BOUND from its start, and never past `until`.
     let bound = || {
@@ -129,18 +128,18 @@ pub(crate) fn remove_labelled(
         ids.len(),
         ids.join(" ")
     );
-    let rm = docker.remove_containers(&ids, &bound())?;
+    let errors = docker.remove_containers(&ids, &bound())?;
     let left = docker.labelled_containers(label, &bound())?;
     if !left.is_empty() {
         bail!(
-            "{} container(s) labelled {label} are still there after `docker rm -f` ({}): {}",
+            "{} container(s) labelled {label} are still there after their forced removal ({}): {}",
             left.len(),
             left.join(" "),
-            rm.stderr.trim()
+            errors.join("; ")
         );
     }
-    if !rm.status.success() {
-        say!("docker rm -f reported: {}", rm.stderr.trim());
+    if !errors.is_empty() {
+        say!("the forced removal reported: {}", errors.join("; "));
     }
     Ok(ids.len())
 }

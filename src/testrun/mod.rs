@@ -82,8 +82,9 @@ pub(crate) struct Suite {
 }
 
 /// What the runner reads of the host, from the injected environment (so a
-/// test can point it at a stand-in): docker for the end-of-suite container
-/// cleanup (`CCCI_DOCKER`, else `docker` on PATH; None: neither), and the
+/// test can point it at a stand-in): the engine for the end-of-suite
+/// container cleanup (`DOCKER_HOST`, else the default socket; None: no
+/// socket there), and the
 /// directory self-protection reads `stat` and `meminfo` from
 /// (`CCCI_SELF_PROTECT_PROC_DIR`, else /proc).
 #[derive(Clone, Debug)]

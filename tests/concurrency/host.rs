@@ -22,6 +22,7 @@ fn host_file(f: &Fixture) -> PathBuf {
         ("CCCI_TEARDOWN_TIMEOUT", Path::new("20s")),
         ("CCCI_CONVERGE_TIMEOUT", Path::new("10s")),
         ("CCCI_FLOOR", Path::new("off")),
+        ("DOCKER_HOST", Path::new(&f.engine.host)),
     ];
     let text: String = lines
         .iter()
@@ -120,7 +121,9 @@ fn the_host_file_gives_a_bare_environment_the_hosts_settings() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // sudo leaves no DOCKER_HOST either: the file names the engine.
     let status = ccci()
+        .env_remove("DOCKER_HOST")
         .arg("--host-settings")
         .arg(&file)
         .args(["status", "--json"])

@@ -6,6 +6,7 @@
 mod backuptier;
 mod converge;
 mod diskfull;
+mod engine_api;
 mod exec;
 mod faults;
 mod floor;

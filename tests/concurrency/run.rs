@@ -752,7 +752,7 @@ fn a_hung_container_cleanup_after_a_cancel_ends_with_the_teardown_bound() {
     );
     assert!(
         log.contains("container cleanup for label cc-ci.run=ctr-hang failed (not fatal)")
-            && log.contains("did not finish within"),
+            && log.contains("did not answer within the call's bound"),
         "{log}"
     );
     assert!(

@@ -218,15 +218,65 @@ impl Drop for KillOnPanic {
     }
 }
 
+/// `DOCKER_HOST` of a command given no engine: a socket that is never
+/// there, so that no test reaches this machine's real engine by default.
+pub const NO_ENGINE: &str = "unix:///nonexistent/ccci-no-engine.sock";
+
 /// A command for the binary with a clean environment: PATH with the
-/// stand-ins first, and nothing inherited beyond what is set here.
+/// stand-ins first, no engine, and nothing inherited beyond what is set
+/// here.
 pub fn ccci() -> Command {
     let mut c = Command::new(bin());
     c.env_clear()
         .env("PATH", test_path())
         .env("HOME", std::env::temp_dir())
+        .env("DOCKER_HOST", NO_ENGINE)
         .stdin(Stdio::null());
     c
+}
+
+/// The stand-in engine (tests/fake/engine) on a socket of its own,
+/// answering from the fake swarm `fake`; stopped when dropped (and by
+/// itself when this process dies or `fake` is removed).
+pub struct StandInEngine {
+    child: std::process::Child,
+    /// `DOCKER_HOST` for it: `unix://SOCKET`.
+    pub host: String,
+}
+
+impl StandInEngine {
+    /// Starts it with its socket in `dir`; returns once it accepts (the
+    /// socket is renamed into place after `listen`).
+    pub fn start(dir: &Path, fake: &Path) -> StandInEngine {
+        std::fs::create_dir_all(fake).unwrap();
+        let socket = dir.join("engine.sock");
+        let child = Command::new(fake_dir().join("engine"))
+            .arg("--socket")
+            .arg(&socket)
+            .arg("--state")
+            .arg(fake)
+            .env_remove("CCCI_FAKE_STATE")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start the stand-in engine");
+        wait_for_file(&socket);
+        StandInEngine {
+            child,
+            host: format!("unix://{}", socket.display()),
+        }
+    }
+}
+
+impl Drop for StandInEngine {
+    fn drop(&mut self) {
+        // Unreaped, the pid is still this child's, exited or not.
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let _ = self.child.wait();
+    }
 }
 
 /// The exit code of a finished process, or 128+signal.
@@ -240,6 +290,8 @@ pub fn code(status: std::process::ExitStatus) -> i32 {
 /// A host for `run` and `janitor` tests: a state dir, the example recipe
 /// built as git repositories with a canonical abra home, and the fake swarm.
 pub struct Fixture {
+    /// Before `tmp`: stopped before its state is removed.
+    pub engine: StandInEngine,
     pub tmp: tempfile::TempDir,
     pub state: PathBuf,
     pub abra_home: PathBuf,
@@ -281,6 +333,7 @@ impl Fixture {
             std::fs::create_dir_all(d).unwrap();
         }
         Fixture {
+            engine: StandInEngine::start(tmp.path(), &fake),
             tmp,
             state,
             abra_home,
@@ -295,6 +348,7 @@ impl Fixture {
         c.env("CCCI_STATE_DIR", &self.state)
             .env("CCCI_ABRA_HOME", &self.abra_home)
             .env("CCCI_FAKE_STATE", &self.fake)
+            .env("DOCKER_HOST", &self.engine.host)
             .env("CCCI_EXAMPLE_READY_DIR", &self.ready)
             .env("CCCI_CI_TESTS", self.tmp.path().join("ci-tests"))
             .env("CCCI_GRACE", "2s")

@@ -14,15 +14,19 @@ use serde_json::Value;
 use crate::support::{self, alive, code, read_pid, wait_until};
 
 /// A fixture: a temporary directory with `tests/` for the scripts,
-/// `report/` for the runner's reports and `fake/` for the stand-in docker.
+/// `report/` for the runner's reports and `fake/` for the stand-in docker
+/// and engine.
 struct Fixture {
+    engine: support::StandInEngine,
     dir: tempfile::TempDir,
 }
 
 impl Fixture {
     fn new() -> Fixture {
+        let dir = support::tempdir();
         let f = Fixture {
-            dir: support::tempdir(),
+            engine: support::StandInEngine::start(dir.path(), &dir.path().join("fake")),
+            dir,
         };
         std::fs::create_dir_all(f.tests()).unwrap();
         f
@@ -51,13 +55,15 @@ impl Fixture {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
 
-    /// `cc-ci-run test` on the fixture's tests, with the stand-in docker.
+    /// `cc-ci-run test` on the fixture's tests, with the stand-in docker
+    /// (for the tests) and engine (for the runner).
     fn runner(&self, args: &[&str]) -> Command {
         let mut c = support::ccci();
         c.current_dir(self.path())
             .env("DIR", self.path())
             .env("CCCI_DOCKER", docker())
             .env("CCCI_FAKE_STATE", self.path().join("fake"))
+            .env("DOCKER_HOST", &self.engine.host)
             .args(["test", "--grace", "1s", "--report-dir"])
             .arg(self.report())
             .args(args)
@@ -1004,13 +1010,19 @@ fn cpu_limit_ends_a_busy_test_with_sigxcpu() {
 }
 
 #[test]
-fn an_absent_or_failing_docker_is_logged_and_never_changes_the_verdict() {
-    for docker in ["/nonexistent/docker", "/bin/false"] {
+fn an_absent_or_failing_engine_is_logged_and_never_changes_the_verdict() {
+    // No engine at DOCKER_HOST, and an engine whose container listing fails.
+    for (host, fail) in [(Some(support::NO_ENGINE), ""), (None, "docker-ps")] {
         let f = Fixture::new();
         f.test("ok", "", "true");
-        let out = f.runner(&[]).env("CCCI_DOCKER", docker).output().unwrap();
+        let mut cmd = f.runner(&[]);
+        cmd.env("CCCI_FAKE_ABRA_FAIL", fail);
+        if let Some(h) = host {
+            cmd.env("DOCKER_HOST", h);
+        }
+        let out = cmd.output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(code(out.status), 0, "{docker}: {err}");
+        assert_eq!(code(out.status), 0, "{host:?} {fail}: {err}");
         assert!(
             err.contains("container cleanup") && err.contains("(not fatal)"),
             "{err}"

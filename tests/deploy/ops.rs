@@ -594,7 +594,7 @@ fn drone_named_step(
     // The runner's DRONE_RUNNER_ENVIRON: what the fixture's host sets.
     for (k, v) in f.cmd().get_envs() {
         if let (Some(k), Some(v)) = (k.to_str(), v) {
-            if k.starts_with("CCCI_") {
+            if k.starts_with("CCCI_") || k == "DOCKER_HOST" {
                 sh.env(k, v);
             }
         }

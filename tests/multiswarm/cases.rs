@@ -11,10 +11,11 @@ use std::time::{Duration, Instant};
 use cc_ci_run::lock::swarm::{now_ms, object_name};
 
 use crate::cluster::{output_within, wait_long, Cluster, Manager};
+use crate::proxy::{Action, Proxy, Request};
 use crate::support::*;
 
 /// Lease, renewal, margin of every host: a call bound ((lease - renew) /
-/// 2) of 1 s, ten times a docker CLI call here under load; a dead holder's
+/// 2) of 1 s, ten times an engine call here under load; a dead holder's
 /// lease is taken over 4 s after its last write.
 const LEASE: (&str, &str, &str) = ("3s", "1s", "1s");
 const LEASE_MS: u64 = 3000;
@@ -92,8 +93,12 @@ impl Table {
 }
 
 /// A runner host: its own state directory and host id, the swarm lock
-/// backend, one manager's socket.
+/// backend, one manager's socket, reached through a proxy that passes
+/// everything on and records it (which tells when the host watches the
+/// lock object).
 pub struct Host {
+    /// Before `_tmp`, which holds its socket.
+    proxy: Proxy,
     _tmp: tempfile::TempDir,
     id: String,
     state: PathBuf,
@@ -103,10 +108,13 @@ pub struct Host {
 impl Host {
     pub fn on(id: &str, m: &Manager) -> Host {
         let tmp = tempdir();
+        let sock = m.sock.clone();
+        let proxy = Proxy::start(tmp.path(), "engine", move |_| Action::pass().via(&sock));
         Host {
             state: tmp.path().join("state"),
             id: id.to_string(),
-            docker_host: m.docker_host(),
+            docker_host: proxy.host(),
+            proxy,
             _tmp: tmp,
         }
     }
@@ -194,19 +202,15 @@ fn finish(c: Child, err: &Path) -> (i32, String) {
     )
 }
 
-/// Whether `pid` has a child running `docker events` (a waiter watching
-/// the lock object: it found the lock busy).
-fn watching(pid: u32) -> bool {
-    std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e.ok())
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .any(|p| {
-            stat(p).is_some_and(|s| s.ppid == pid as i32)
-                && std::fs::read(format!("/proc/{p}/cmdline"))
-                    .is_ok_and(|c| String::from_utf8_lossy(&c).contains("events"))
-        })
+/// Whether host `h` watches its lock object (a waiter that found the
+/// lock busy): its event stream of a config is live and open.
+fn watching(h: &Host) -> bool {
+    h.proxy.calls().iter().any(|c| {
+        c.req.route() == "/events"
+            && c.req.query().contains("\"type\":[\"config\"]")
+            && c.live.is_some()
+            && c.ended.is_none()
+    })
 }
 
 /// When a taker removed the lease object `id`, and the engine's
@@ -270,9 +274,8 @@ fn fault_rep(
         .expect("host a's lock object");
     let hb = hosts[1].stress(&d, &o, 1, "0s", &errs[1]);
     let hc = hosts[2].stress(&d, &o, 1, "0s", &errs[2]);
-    let (pb, pc) = (hb.id(), hc.id());
     wait_long("hosts b and c waiting (watching the lock object)", || {
-        watching(pb) && watching(pc)
+        watching(&hosts[1]) && watching(&hosts[2])
     });
     let fault_ms = now_ms();
     match fault {
@@ -546,33 +549,28 @@ fn lagging_follower(cl: &mut Cluster, table: &mut Table) {
     }
 }
 
-/// A `docker` for a run whose app lives in the stand-ins' file-backed
-/// swarm and whose lock lives on the real three-manager swarm: the lock's
-/// calls (`config`, `info` for the engine's time, `events` of a lock
-/// object) go to the real CLI, everything else to the stand-in.
-fn split_docker(dir: &Path) -> PathBuf {
-    let real = Command::new("sh")
-        .args(["-c", "command -v docker"])
-        .output()
-        .unwrap();
-    let real = String::from_utf8(real.stdout).unwrap().trim().to_string();
-    let path = dir.join("docker");
-    std::fs::write(
-        &path,
-        format!(
-            "#!/bin/sh\n\
-             # The swarm lock's calls to the real engine, the app's to the stand-in.\n\
-             case \"$1 $*\" in\n\
-             'config '*|'info '*SystemTime*|'events '*type=config*) exec {real} \"$@\" ;;\n\
-             esac\n\
-             exec {fake} \"$@\"\n",
-            fake = fake_dir().join("docker").display()
-        ),
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-    path
+/// Whether a call is the swarm lock's: its objects (`/configs...`), the
+/// engine's time (`GET /info`), the events of a lock object.
+fn lock_call(r: &Request) -> bool {
+    r.route().starts_with("/configs")
+        || r.route() == "/info"
+        || (r.route() == "/events" && r.query().contains("\"type\":[\"config\"]"))
+}
+
+/// An engine proxy for a run whose app lives in the stand-ins' file-backed
+/// swarm (the stand-in engine at `stand_in`) and whose lock lives on the
+/// real three-manager swarm (`manager`): the lock's calls go to the
+/// manager, everything else (the version's ping too) to the stand-in.
+fn split_engine(dir: &Path, stand_in: &str, manager: &Manager) -> Proxy {
+    let fake = PathBuf::from(stand_in.strip_prefix("unix://").unwrap_or(stand_in));
+    let real = manager.sock.clone();
+    Proxy::start(dir, "split", move |r| {
+        if lock_call(r) {
+            Action::pass().via(&real)
+        } else {
+            Action::pass().via(&fake)
+        }
+    })
 }
 
 fn run_manager_dies(cl: &mut Cluster, table: &mut Table) {
@@ -587,13 +585,13 @@ fn run_manager_dies(cl: &mut Cluster, table: &mut Table) {
         let l = cl.leader();
         let f = (l + 1 + rep % 2) % 3;
         let f_ = Fixture::new();
-        let docker = split_docker(f_.tmp.path());
+        let split = split_engine(f_.tmp.path(), &f_.engine.host, &cl.managers[f]);
         let d = format!("example-run{rep}.ci.localhost");
         let err = f_.tmp.path().join("run.err");
         let mut run = f_
             .run_cmd(&["--pr", "1", "--domain", &d, "--quick"])
-            .env("CCCI_DOCKER", &docker)
-            .env("DOCKER_HOST", cl.managers[f].docker_host())
+            .env("CCCI_DOCKER", fake_dir().join("docker"))
+            .env("DOCKER_HOST", split.host())
             .env("CCCI_LOCK_BACKEND", "swarm")
             .env("CCCI_HOST_ID", "host-a")
             .env("CCCI_LOCK_LEASE", LEASE.0)
@@ -613,8 +611,7 @@ fn run_manager_dies(cl: &mut Cluster, table: &mut Table) {
         let b = Host::on("host-b", &cl.managers[l]);
         let o = f_.tmp.path().join("oracle");
         let hb = b.stress(&d, &o, 1, "0s", &f_.tmp.path().join("b.err"));
-        let pb = hb.id();
-        wait_long("host b waiting", || watching(pb));
+        wait_long("host b waiting", || watching(&b));
         let fault_ms = now_ms();
         cl.managers[f].sigkill();
         let status = run.wait().unwrap();

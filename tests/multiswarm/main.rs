@@ -23,6 +23,9 @@
 #[path = "../concurrency/support.rs"]
 mod support;
 
+#[path = "../swarm/proxy.rs"]
+mod proxy;
+
 mod cases;
 mod cluster;
 

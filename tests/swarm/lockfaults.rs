@@ -4,8 +4,10 @@
 //! its lease. Each "host" is a process with its own state directory and
 //! host id; the O_APPEND oracle of `__lock-stress` records who was inside.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use nix::sys::signal::{kill, Signal};
@@ -15,10 +17,11 @@ use cc_ci_run::lock::swarm::{object_name, unix_ms, LeaseInfo};
 
 use crate::engine::*;
 use crate::locks::*;
+use crate::proxy::{summary, Action, Proxy};
 use crate::support::*;
 
 /// Short leases for quick rounds; a call bound ((lease - renew) / 2) of
-/// 750 ms, over ten times a docker CLI call here even under load.
+/// 750 ms, over ten times an engine call here even under load.
 const QUICK: (&str, &str, &str) = ("2s", "500ms", "300ms");
 
 /// Checks the oracle: every `enter W` is followed by `exit W` before
@@ -165,27 +168,56 @@ fn three_hosts_taking_over_one_dead_lease_for_50_rounds_never_overlap_and_no_los
     );
 }
 
-/// A `docker` that runs the real one; the first `config create` after
-/// which `$STOP_MARK` does not exist yet then stops its caller (SIGSTOP
-/// to the parent): the create committed, its answer not yet read.
-fn stopping_docker(dir: &Path) -> std::path::PathBuf {
-    let real = real_docker();
-    executable(
-        dir,
-        "docker",
-        &format!(
-            r#"#!/bin/sh
-if [ "$1" = config ] && [ "$2" = create ] && [ -n "$STOP_MARK" ] && [ ! -e "$STOP_MARK" ]; then
-    "{real}" "$@"
-    rc=$?
-    echo "$PPID" > "$STOP_MARK"
-    kill -STOP "$PPID"
-    exit $rc
-fi
-exec "{real}" "$@"
-"#
-        ),
-    )
+/// An engine proxy for host a that stops it right after a create
+/// committed: once armed with a mark file ([`Stopper::arm`]), the engine's
+/// answer to the next `POST /configs/create` stops its caller (SIGSTOP to
+/// the calling process, its pid from SO_PEERCRED) and writes that pid to
+/// the mark, and only then goes on to the caller: the create committed,
+/// its answer not yet read.
+struct Stopper {
+    proxy: Proxy,
+    mark: Arc<Mutex<Option<PathBuf>>>,
+}
+
+impl Stopper {
+    fn new(dir: &Path) -> Stopper {
+        let mark: Arc<Mutex<Option<PathBuf>>> = Arc::default();
+        let armed = Arc::clone(&mark);
+        let proxy = Proxy::start(dir, "stopping", move |r| {
+            if !r.is("POST", "/configs/create") {
+                return Action::pass();
+            }
+            let Some(mark) = armed.lock().unwrap().take() else {
+                return Action::pass();
+            };
+            Action::pass().on_answer(move |r, _status| {
+                let _ = kill(Pid::from_raw(r.pid), Signal::SIGSTOP);
+                let tmp = mark.with_extension("tmp");
+                let _ = std::fs::write(&tmp, r.pid.to_string());
+                let _ = std::fs::rename(&tmp, &mark);
+            })
+        });
+        Stopper { proxy, mark }
+    }
+
+    /// The next create's caller is stopped; its pid goes to `mark`.
+    fn arm(&self, mark: &Path) {
+        *self.mark.lock().unwrap() = Some(mark.to_path_buf());
+    }
+
+    /// The stopped create: committed by the engine, its answer held from
+    /// the caller `pid` until it was stopped.
+    fn assert_stopped_after_commit(&self, pid: i32) {
+        let calls = self.proxy.calls();
+        assert!(
+            calls.iter().any(|c| c.req.is("POST", "/configs/create")
+                && c.req.pid == pid
+                && c.on_answer_ran
+                && c.status == Some(201)),
+            "no committed create of pid {pid} stopped its caller: {}",
+            summary(&calls)
+        );
+    }
 }
 
 /// The state letter of a process (`T` when stopped).
@@ -202,11 +234,9 @@ fn a_holder_stopped_right_after_its_create_committed_never_enters_after_a_take_o
     let d = domain_for("swarm-stopped-create", 0);
     let _objects = Objects(vec![d.clone()]);
     let tmp = tempdir();
+    let stopper = Stopper::new(tmp.path());
     let mut a = Host::new("host-a", "swarm", QUICK);
-    a.env.push((
-        "CCCI_DOCKER".into(),
-        stopping_docker(tmp.path()).display().to_string(),
-    ));
+    a.env.push(("DOCKER_HOST".into(), stopper.proxy.host()));
     let b = Host::new("host-b", "swarm", QUICK);
     let rounds = 20;
     for round in 0..rounds {
@@ -216,15 +246,14 @@ fn a_holder_stopped_right_after_its_create_committed_never_enters_after_a_take_o
             tmp.path().join(format!("a-{round}")),
             tmp.path().join(format!("b-{round}")),
         );
-        let ha = stress(&a, &d, &oracle, "0s", &ea)
-            .env("STOP_MARK", &mark)
-            .spawn()
-            .unwrap();
+        stopper.arm(&mark);
+        let ha = stress(&a, &d, &oracle, "0s", &ea).spawn().unwrap();
         let pid = ha.id() as i32;
         wait_until("host a stopped right after its create", || {
             std::fs::read_to_string(&mark).is_ok_and(|t| t.trim() == pid.to_string())
                 && state_of(pid) == Some('T')
         });
+        stopper.assert_stopped_after_commit(pid);
         let (id, _) = inspect(&object_name(&d)).expect("host a's committed object");
         // Host b takes the lease over once the engine's clock says it is
         // dead (lease + margin after its create), and stays inside.
@@ -262,24 +291,21 @@ fn a_holder_stopped_after_its_create_with_nobody_taking_over_removes_its_spent_l
     let d = domain_for("swarm-stopped-alone", 0);
     let _objects = Objects(vec![d.clone()]);
     let tmp = tempdir();
+    let stopper = Stopper::new(tmp.path());
     let mut a = Host::new("host-a", "swarm", QUICK);
-    a.env.push((
-        "CCCI_DOCKER".into(),
-        stopping_docker(tmp.path()).display().to_string(),
-    ));
+    a.env.push(("DOCKER_HOST".into(), stopper.proxy.host()));
     let (oracle, mark, ea) = (
         tmp.path().join("oracle"),
         tmp.path().join("stopped"),
         tmp.path().join("a.err"),
     );
-    let ha = stress(&a, &d, &oracle, "0s", &ea)
-        .env("STOP_MARK", &mark)
-        .spawn()
-        .unwrap();
+    stopper.arm(&mark);
+    let ha = stress(&a, &d, &oracle, "0s", &ea).spawn().unwrap();
     let pid = ha.id() as i32;
     wait_until("host a stopped right after its create", || {
         mark.exists() && state_of(pid) == Some('T')
     });
+    stopper.assert_stopped_after_commit(pid);
     let (id, _) = inspect(&object_name(&d)).expect("host a's committed object");
     std::thread::sleep(Duration::from_millis(2100)); // past the 2 s lease
     kill(Pid::from_raw(pid), Signal::SIGCONT).unwrap();
@@ -295,7 +321,7 @@ fn a_holder_stopped_after_its_create_with_nobody_taking_over_removes_its_spent_l
 }
 
 /// A host whose libc clock runs `offset` (faketime syntax: `+60s`) off the
-/// engine's; the Go docker CLI it runs keeps the true time.
+/// engine's (which keeps the true time).
 fn skewed(host: &Host, offset: &str) -> Command {
     let mut c = host.cmd();
     c.env("LD_PRELOAD", faketime_lib())
@@ -582,81 +608,18 @@ fn a_lease_lost_during_teardown_stops_it_before_app_rm() {
     // What the run left is removed when the SwarmHost is dropped.
 }
 
-/// A unix-socket proxy in front of the engine API that holds back the
-/// answer to the first `POST .../configs/create` by `delay` (the engine
-/// has committed the create; its answer is late). Returns the socket path
-/// and a flag set once an answer is being held back.
-fn slow_create_proxy(
-    dir: &Path,
-    delay: Duration,
-) -> (
-    std::path::PathBuf,
-    std::sync::Arc<std::sync::atomic::AtomicBool>,
-) {
-    use std::io::{Read, Write};
-    use std::os::unix::net::{UnixListener, UnixStream};
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::Arc;
-    let engine = std::env::var("DOCKER_HOST")
-        .ok()
-        .and_then(|h| h.strip_prefix("unix://").map(String::from))
-        .unwrap_or_else(|| "/var/run/docker.sock".into());
-    let sock = dir.join("slow-engine.sock");
-    let listener = UnixListener::bind(&sock).unwrap();
-    let armed = Arc::new(AtomicBool::new(true));
-    let done = Arc::new(AtomicBool::new(false));
-    let done2 = Arc::clone(&done);
-    std::thread::spawn(move || {
-        for client in listener.incoming().map_while(Result::ok) {
-            let Ok(server) = UnixStream::connect(&engine) else {
-                continue;
-            };
-            let (mut c_in, mut s_out) = (client.try_clone().unwrap(), server.try_clone().unwrap());
-            let (mut s_in, mut c_out) = (server, client);
-            let seen = Arc::new(AtomicBool::new(false));
-            let (seen_up, seen_down) = (Arc::clone(&seen), seen);
-            let (armed, done) = (Arc::clone(&armed), Arc::clone(&done2));
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 65536];
-                while let Ok(n) = c_in.read(&mut buf) {
-                    if n == 0 {
-                        break;
-                    }
-                    let text = String::from_utf8_lossy(&buf[..n]);
-                    if text.starts_with("POST ")
-                        && text
-                            .lines()
-                            .next()
-                            .is_some_and(|l| l.contains("/configs/create"))
-                        && armed.swap(false, Ordering::SeqCst)
-                    {
-                        seen_up.store(true, Ordering::SeqCst);
-                    }
-                    if s_out.write_all(&buf[..n]).is_err() {
-                        break;
-                    }
-                }
-                let _ = s_out.shutdown(std::net::Shutdown::Write);
-            });
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 65536];
-                while let Ok(n) = s_in.read(&mut buf) {
-                    if n == 0 {
-                        break;
-                    }
-                    if seen_down.swap(false, Ordering::SeqCst) {
-                        done.store(true, Ordering::SeqCst);
-                        std::thread::sleep(delay);
-                    }
-                    if c_out.write_all(&buf[..n]).is_err() {
-                        break;
-                    }
-                }
-                let _ = c_out.shutdown(std::net::Shutdown::Write);
-            });
+/// An engine proxy that holds back the engine's answer to the first
+/// `POST /configs/create` by `delay` (the engine has committed the create;
+/// its answer is late).
+fn slow_create_proxy(dir: &Path, delay: Duration) -> Proxy {
+    let armed = AtomicBool::new(true);
+    Proxy::start(dir, "slow-engine", move |r| {
+        if r.is("POST", "/configs/create") && armed.swap(false, Ordering::SeqCst) {
+            Action::pass().hold_answer(delay)
+        } else {
+            Action::pass()
         }
-    });
-    (sock, done)
+    })
 }
 
 #[test]
@@ -673,10 +636,9 @@ fn a_create_answered_late_through_a_slow_engine_path_never_overlaps_another_hold
         let d = domain_for("swarm-slow-create", round);
         let _objects = Objects(vec![d.clone()]);
         let tmp = tempdir();
-        let (sock, answered) = slow_create_proxy(tmp.path(), Duration::from_millis(delay));
+        let proxy = slow_create_proxy(tmp.path(), Duration::from_millis(delay));
         let mut a = Host::new("host-a", "swarm", QUICK);
-        a.env
-            .push(("DOCKER_HOST".into(), format!("unix://{}", sock.display())));
+        a.env.push(("DOCKER_HOST".into(), proxy.host()));
         let b = Host::new("host-b", "swarm", QUICK);
         let oracle = tmp.path().join("oracle");
         let (ea, eb) = (tmp.path().join("a.err"), tmp.path().join("b.err"));
@@ -690,9 +652,13 @@ fn a_create_answered_late_through_a_slow_engine_path_never_overlaps_another_hold
         let hb = stress(&b, &d, &oracle, "1500ms", &eb).spawn().unwrap();
         finish(ha, &ea, &format!("delay {delay} ms: host a"));
         finish(hb, &eb, &format!("delay {delay} ms: host b"));
+        let calls = proxy.calls();
         assert!(
-            answered.load(std::sync::atomic::Ordering::SeqCst),
-            "the proxy never delayed a create"
+            calls
+                .iter()
+                .any(|c| c.req.is("POST", "/configs/create") && c.answer_held),
+            "the proxy never delayed a create: {}",
+            summary(&calls)
         );
         let order = check_oracle(&oracle);
         assert_eq!(order.len(), 2, "delay {delay} ms: {order:?}");

@@ -8,7 +8,8 @@
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant, SystemTime};
 
 use nix::sys::signal::{kill, Signal};
@@ -17,6 +18,7 @@ use nix::unistd::Pid;
 use cc_ci_run::lock::swarm::{now_ms, unix_ms};
 
 use crate::engine::*;
+use crate::proxy::{summary, Action, Fate, Gate, Proxy};
 use crate::support::*;
 
 /// The lock object name of a domain (as the binary derives it).
@@ -51,15 +53,6 @@ pub(crate) fn label_u64(labels: &serde_json::Value, key: &str) -> u64 {
 pub(crate) fn gate_of(domains: &[&str]) -> String {
     let alts: Vec<String> = domains.iter().map(|d| d.replace('.', "\\.")).collect();
     format!("^(?:{})$", alts.join("|"))
-}
-
-/// The real docker CLI's path (stand-ins wrap it).
-pub(crate) fn real_docker() -> String {
-    let out = Command::new("sh")
-        .args(["-c", "command -v docker"])
-        .output()
-        .unwrap();
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
 /// Starts a `run --quick` of the example recipe on `host` with these lock
@@ -344,28 +337,22 @@ fn sigkilled_holder_is_taken_over_only_after_its_lease_expired_and_by_its_id() {
     assert!(inspect(&object(&d)).is_none());
 }
 
-/// A `docker` that runs the real one, but the first `config rm` waits at
-/// the named step: it writes `reached`, then waits for `go` to exist.
-fn hanging_docker(dir: &Path) -> PathBuf {
-    let real = real_docker();
-    executable(
-        dir,
-        "docker",
-        &format!(
-            r#"#!/bin/sh
-# Stand-in docker: the real CLI, with a hang at `config rm` for one call.
-if [ "$1 $2" = "config rm" ] && [ -e "{dir}/hang-rm" ]; then
-  rm -f "{dir}/hang-rm"
-  echo "$3" > "{dir}/reached"
-  i=0
-  while [ ! -e "{dir}/go" ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done
-fi
-exec {real} "$@"
-"#,
-            dir = dir.display(),
-            real = real
-        ),
-    )
+/// A proxy in front of the engine that holds the first `DELETE
+/// /configs/{id}` (a take-over's remove) until `gate` opens: the test sees
+/// it held ([`Fate::Held`]) and lets it go on.
+fn holding_remove_proxy(dir: &Path, gate: &Gate) -> Proxy {
+    let armed = AtomicBool::new(true);
+    let gate = gate.clone();
+    Proxy::start(dir, "engine-b", move |r| {
+        if r.method == "DELETE"
+            && r.route().starts_with("/configs/")
+            && armed.swap(false, Ordering::SeqCst)
+        {
+            Action::until(&gate)
+        } else {
+            Action::pass()
+        }
+    })
 }
 
 #[test]
@@ -379,24 +366,25 @@ fn take_over_never_deletes_a_lock_that_a_third_host_recreated_in_between() {
         Host::swarm("host-b"),
         Host::swarm("host-c"),
     );
-    let docker = hanging_docker(tmp.path());
-    b.env
-        .push(("CCCI_DOCKER".into(), docker.display().to_string()));
-    std::fs::write(tmp.path().join("hang-rm"), "").unwrap();
+    let gate = Gate::new();
+    let proxy = holding_remove_proxy(tmp.path(), &gate);
+    b.env.push(("DOCKER_HOST".into(), proxy.host()));
 
     let ha = a.hold(&d, &tmp.path().join("a.err"));
     let (id1, _) = inspect(&object(&d)).unwrap();
     ha.sigkill();
-    // Host b waits, sees the lease expire, and stops just before `rm id1`.
+    // Host b waits, sees the lease expire, and its take-over's remove is
+    // held on its way to the engine.
     let hb = b.start_hold(&d, &tmp.path().join("b.err"), &[]);
-    wait_until_long("host b at its take-over's `config rm`", || {
-        tmp.path().join("reached").exists()
+    let rm = proxy.wait_for("host b's take-over remove held", LEASE_BOUND, |calls| {
+        calls
+            .iter()
+            .find(|c| c.req.method == "DELETE" && c.fate == Fate::Held)
+            .cloned()
     });
     assert_eq!(
-        std::fs::read_to_string(tmp.path().join("reached"))
-            .unwrap()
-            .trim(),
-        id1,
+        rm.req.route(),
+        format!("/configs/{id1}"),
         "the take-over removes the expired lease by its ID"
     );
     // Meanwhile a third host takes the expired lock over first.
@@ -410,8 +398,18 @@ fn take_over_never_deletes_a_lock_that_a_third_host_recreated_in_between() {
     let (id2, labels2) = inspect(&object(&d)).unwrap();
     assert_ne!(id2, id1);
     assert_eq!(labels2["cc-ci.lock.host"], "host-c");
-    // Host b goes on: its `rm id1` finds nothing, and host c's lock stays.
-    std::fs::write(tmp.path().join("go"), "").unwrap();
+    // Host b goes on: its remove of id1 finds nothing, and host c's lock
+    // stays.
+    gate.open();
+    let answered = proxy.wait_for("host b's held remove answered", BOUND, |calls| {
+        calls[rm.n].status
+    });
+    assert_eq!(
+        answered,
+        404,
+        "the held remove reached the engine after host c's take-over: {}",
+        summary(&proxy.calls())
+    );
     let b_err = tmp.path().join("b.err");
     wait_until_long("host b waiting for host c", || {
         std::fs::read_to_string(&b_err).is_ok_and(|t| t.contains("host host-c"))
@@ -549,26 +547,14 @@ fn locks_shows_swarm_leases_and_unlock_refuses_a_live_one_and_removes_an_expired
     assert!(report(&b).is_null());
 }
 
-/// A `docker` that logs every call and then runs the real one.
-fn logging_docker(dir: &Path) -> PathBuf {
-    executable(
-        dir,
-        "docker-log",
-        &format!(
-            "#!/bin/sh\necho \"$*\" >> '{}/docker-calls'\nexec docker \"$@\"\n",
-            dir.display()
-        ),
-    )
-}
-
 #[test]
 fn bad_domain_names_are_refused_before_any_lock_object_is_created() {
     require_swarm();
     let tmp = tempdir();
-    let docker = logging_docker(tmp.path());
+    // Every engine call goes through a proxy that records it.
+    let proxy = Proxy::passthrough(tmp.path(), "engine");
     let mut h = Host::swarm("host-a");
-    h.env
-        .push(("CCCI_DOCKER".into(), docker.display().to_string()));
+    h.env.push(("DOCKER_HOST".into(), proxy.host()));
     let long = format!("{}.ci.localhost", "a".repeat(64));
     for bad in [
         "Example.ci.localhost",
@@ -627,11 +613,28 @@ fn bad_domain_names_are_refused_before_any_lock_object_is_created() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        !tmp.path().join("docker-calls").exists(),
-        "docker was called: {}",
-        std::fs::read_to_string(tmp.path().join("docker-calls")).unwrap_or_default()
+        proxy.calls().is_empty(),
+        "the engine was called: {}",
+        summary(&proxy.calls())
     );
     assert!(!h.state.exists() && !host.state.join("locks").exists());
+    // The same environment does reach the engine through the proxy: a
+    // call it makes is recorded, so the silence above is not a proxy that
+    // nobody talks to.
+    let out = h.cmd().args(["locks", "--json"]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let calls = proxy.calls();
+    assert!(
+        calls
+            .iter()
+            .any(|c| c.req.ccci() && c.req.is("GET", "/configs") && c.status == Some(200)),
+        "`locks` listed no lock object through the proxy: {}",
+        summary(&calls)
+    );
 }
 
 #[test]
@@ -869,33 +872,35 @@ fn a_waiter_whose_event_stream_fails_still_acquires_by_polling() {
     let d = domain_for("swarm-no-events", 0);
     let _objects = Objects(vec![d.clone()]);
     let tmp = tempdir();
-    let real = real_docker();
-    // A docker whose `events` dies at once (an engine or proxy without the
-    // event stream); everything else is the real CLI.
-    let docker = executable(
-        tmp.path(),
-        "docker-no-events",
-        &format!(
-            "#!/bin/sh\nif [ \"$1\" = events ]; then echo \"$*\" >> '{dir}/events-calls'; echo 'events: not here' >&2; exit 1; fi\nexec {real} \"$@\"\n",
-            dir = tmp.path().display(),
-            real = real
-        ),
-    );
+    // An engine (or a proxy) without the event stream: `GET /events`
+    // answers 500 at once; every other call reaches the real engine.
+    let proxy = Proxy::start(tmp.path(), "no-events", |r| {
+        if r.route() == "/events" {
+            Action::error(500, "events: not here")
+        } else {
+            Action::pass()
+        }
+    });
     let a = Host::swarm("host-a");
     let mut b = Host::swarm("host-b");
-    b.env
-        .push(("CCCI_DOCKER".into(), docker.display().to_string()));
+    b.env.push(("DOCKER_HOST".into(), proxy.host()));
     let ha = a.hold(&d, &tmp.path().join("a.err"));
     let b_err = tmp.path().join("b.err");
     let hb = b.start_hold(&d, &b_err, &[]);
-    wait_until_long("host b to try its event stream", || {
-        tmp.path().join("events-calls").exists()
+    let refused = proxy.wait_for("host b to try its event stream", LEASE_BOUND, |calls| {
+        calls
+            .iter()
+            .find(|c| c.req.route() == "/events" && c.fate == Fate::Refused(500))
+            .cloned()
     });
     assert!(!hb.held_within(Duration::from_millis(300)));
     assert_eq!(ha.release(), 0);
     hb.wait_held();
-    let calls = std::fs::read_to_string(tmp.path().join("events-calls")).unwrap();
-    assert!(calls.contains(&format!("config={}", object(&d))), "{calls}");
+    let query = refused.req.query();
+    assert!(
+        query.contains(&format!("\"config\":[\"{}\"]", object(&d))),
+        "the refused stream watched another object: {query}"
+    );
     assert_eq!(hb.release(), 0);
 }
 
@@ -949,39 +954,34 @@ fn unlock_terminate_stops_a_swarm_lock_holder_run_on_its_own_host_only() {
 
 #[test]
 fn a_holder_whose_engine_api_hangs_gives_the_lock_up_by_its_lease_expiry() {
-    // The docker CLI works (create), but the engine API the renewals use
-    // accepts connections and never answers: the holder must not believe
-    // it holds the lock past the expiry it last wrote.
+    // The engine answers the holder's acquisition (create, read-back);
+    // then its API accepts the renewals' calls (the read by ID, the
+    // versioned update) and never answers them: the holder must not
+    // believe it holds the lock past the expiry it last wrote.
     require_swarm();
     let d = domain_for("swarm-api-hangs", 0);
     let _objects = Objects(vec![d.clone()]);
     let tmp = tempdir();
-    let sock = tmp.path().join("hung.sock");
-    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
-    std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for conn in listener.incoming().map_while(Result::ok) {
-            held.push(conn); // never read, never answered, never closed
+    let armed = Arc::new(AtomicBool::new(false));
+    let hanging = Arc::clone(&armed);
+    let proxy = Proxy::start(tmp.path(), "hung", move |r| {
+        let renewal = r.route().starts_with("/configs/")
+            && ((r.method == "GET" && r.route() != "/configs/create")
+                || (r.method == "POST" && r.route().ends_with("/update")));
+        if renewal && hanging.load(Ordering::SeqCst) {
+            Action::hang()
+        } else {
+            Action::pass()
         }
     });
-    let real = real_docker();
-    let docker = executable(
-        tmp.path(),
-        "docker-real-host",
-        &format!(
-            "#!/bin/sh\nunset DOCKER_HOST\nexec {} \"$@\"\n",
-            real.trim()
-        ),
-    );
     // Renewals 2 s apart: without the per-renewal budget a hung call ends
     // up to that long after the expiry; with it, at the expiry.
     let mut a = Host::new("host-a", "swarm", ("5s", "2s", "1s"));
-    a.env
-        .push(("CCCI_DOCKER".into(), docker.display().to_string()));
-    a.env
-        .push(("DOCKER_HOST".into(), format!("unix://{}", sock.display())));
+    a.env.push(("DOCKER_HOST".into(), proxy.host()));
     let err = tmp.path().join("a.err");
     let ha = a.hold(&d, &err);
+    // Held: its first renewal is 2 s after its create.
+    armed.store(true, Ordering::SeqCst);
     let (_, labels) = inspect(&object(&d)).unwrap();
     let expires = label_u64(&labels, "cc-ci.lock.expires-ms");
     wait_until_long("the holder to give the lock up", || {
@@ -1002,6 +1002,12 @@ fn a_holder_whose_engine_api_hangs_gives_the_lock_up_by_its_lease_expiry() {
         label_u64(&labels, "cc-ci.lock.renewals"),
         0,
         "no renewal got through"
+    );
+    let calls = proxy.calls();
+    assert!(
+        calls.iter().any(|c| c.fate == Fate::Hung),
+        "no renewal call was hung: {}",
+        summary(&calls)
     );
     assert_eq!(ha.release(), 0);
     assert!(

@@ -20,6 +20,7 @@ mod floor;
 mod forms;
 mod lockfaults;
 mod locks;
+mod proxy;
 mod teardown;
 mod waits;
 mod watch;

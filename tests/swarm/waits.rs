@@ -1,111 +1,65 @@
 //! The event-driven waits under faults (issue 18), on the real swarm: the
-//! teardown's `docker events` stream killed mid-wait, events that happen
-//! before the stream is live, and an engine that answers slowly. cc-ci-run
-//! talks to the engine through a `docker` in front of the real one
-//! (CCCI_DOCKER) that records each `events` stream it starts; the stand-in
-//! abra keeps using the real one.
+//! teardown's event stream (`GET /events`) closed mid-wait, events that
+//! happen before the stream is live, and an engine that answers slowly.
+//! cc-ci-run talks to the engine through a proxy the test owns
+//! (`DOCKER_HOST`, [`crate::proxy`]) that records each event stream it
+//! opens and injects the fault; the stand-in abra and the recipe's tests
+//! keep using the real docker CLI on the real engine.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::engine::*;
+use crate::proxy::{self, Action, Call, End, Proxy};
 use crate::support::*;
 
-/// The `docker` in front of the real one: `slow` seconds before every call;
-/// an `events` call takes the next directory `events.N/`, writes its pid
-/// there (cc-ci-run starts it as the leader of its own process group),
-/// sleeps `events_delay` seconds, writes when it went live (ns since the
-/// epoch) and copies the stream into `out`.
-struct Wrapper {
-    path: PathBuf,
-    dir: PathBuf,
+/// The proxy in front of the engine: `slow` before every call of
+/// cc-ci-run; each event stream answered at once by the proxy and
+/// subscribed on the engine only `events_delay` later (the run believes
+/// it live while the engine does not know of it yet).
+fn engine_proxy(host: &SwarmHost, slow: Option<Duration>, events_delay: Option<Duration>) -> Proxy {
+    Proxy::start(host.tmp.path(), "engine", move |r| {
+        if !r.ccci() {
+            return Action::pass();
+        }
+        match (r.route() == "/events", events_delay, slow) {
+            (true, Some(d), _) => Action::delay(d).early_head(),
+            (_, _, Some(d)) => Action::delay(d),
+            _ => Action::pass(),
+        }
+    })
 }
 
-impl Wrapper {
-    fn new(host: &SwarmHost, slow: Option<&str>, events_delay: Option<&str>) -> Wrapper {
-        let dir = host.tmp.path().join("docker-wrapper");
-        std::fs::create_dir_all(&dir).unwrap();
-        let real = Command::new("sh")
-            .args(["-c", "command -v docker"])
-            .output()
-            .unwrap();
-        let real = String::from_utf8_lossy(&real.stdout).trim().to_string();
-        assert!(!real.is_empty(), "no docker on PATH");
-        let body = format!(
-            "#!/bin/sh\n\
-             dir='{dir}'\n\
-             {slow}\
-             if [ \"$1\" = events ]; then\n\
-             \tn=1\n\
-             \twhile ! mkdir \"$dir/events.$n\" 2>/dev/null; do n=$((n + 1)); done\n\
-             \techo $$ >\"$dir/events.$n/pid.tmp\"\n\
-             \tmv \"$dir/events.$n/pid.tmp\" \"$dir/events.$n/pid\"\n\
-             \t{delay}\n\
-             \tdate +%s%N >\"$dir/events.$n/live\"\n\
-             \t'{real}' \"$@\" | tee \"$dir/events.$n/out\"\n\
-             \texit\n\
-             fi\n\
-             exec '{real}' \"$@\"\n",
-            dir = dir.display(),
-            slow = slow.map(|s| format!("sleep {s}\n")).unwrap_or_default(),
-            delay = events_delay
-                .map(|s| format!("sleep {s}"))
-                .unwrap_or_else(|| ":".to_string()),
+/// The run `cmd` through `proxy` (abra and the tests on the real engine).
+fn through(mut cmd: Command, proxy: &Proxy, host: &SwarmHost) -> Command {
+    proxy::through(&mut cmd, proxy, host.tmp.path());
+    cmd
+}
+
+/// cc-ci-run's event streams, in the order it opened them.
+fn streams(calls: &[Call]) -> Vec<Call> {
+    calls.iter().filter(|c| c.is_events()).cloned().collect()
+}
+
+/// Every event stream the run opened has ended: closed by the run (or
+/// killed by the test), none left open behind it.
+fn assert_all_gone(proxy: &Proxy, log: &str) {
+    let calls = proxy.wait_for("every event stream closed", BOUND, |calls| {
+        streams(calls)
+            .iter()
+            .all(|c| c.ended.is_some())
+            .then(|| calls.to_vec())
+    });
+    for c in streams(&calls) {
+        let how = c.ended.map(|(_, e)| e);
+        assert!(
+            matches!(how, Some(End::Client | End::Killed)),
+            "event stream #{} ended {how:?}, not closed by the run: {}\n{log}",
+            c.n,
+            proxy::summary(&calls)
         );
-        let path = script(host.tmp.path(), "docker", &body);
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-        Wrapper { path, dir }
     }
-
-    fn stream(&self, n: u32) -> PathBuf {
-        self.dir.join(format!("events.{n}"))
-    }
-
-    /// How many streams were started.
-    fn streams(&self) -> u32 {
-        (1..).take_while(|n| self.stream(*n).exists()).count() as u32
-    }
-
-    /// Every stream's process group is gone: killed and reaped, nothing of
-    /// it (the shell, the CLI, tee) left behind.
-    fn assert_all_gone(&self) {
-        for n in 1..=self.streams() {
-            let Ok(text) = std::fs::read_to_string(self.stream(n).join("pid")) else {
-                continue;
-            };
-            let pgid: i32 = text.trim().parse().unwrap();
-            let members = group_members(pgid);
-            assert!(
-                members.is_empty(),
-                "events stream {n} (group {pgid}) outlived the run: {members:?}"
-            );
-        }
-    }
-}
-
-/// The pids whose process group is `pgid` (from /proc/PID/stat).
-fn group_members(pgid: i32) -> Vec<i32> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
-            continue;
-        };
-        // pid (comm) state ppid pgrp ...: comm may hold spaces, so split
-        // after its closing parenthesis.
-        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
-            continue;
-        };
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        if f.get(2).and_then(|g| g.parse::<i32>().ok()) == Some(pgid) {
-            out.push(pid);
-        }
-    }
-    out
 }
 
 /// The log line's own time (`2026-01-02T03:04:05.678Z ...`).
@@ -141,30 +95,40 @@ fn stack_objects(kind: &[&str], stack: &str) -> Vec<String> {
 }
 
 /// Nothing of `d`'s stack is left on the swarm, and every stream the
-/// wrapper started is gone.
-fn assert_nothing_left(host: &SwarmHost, d: &str, w: &Wrapper, log: &str) {
+/// run opened is closed.
+fn assert_nothing_left(host: &SwarmHost, d: &str, proxy: &Proxy, log: &str) {
     let left = leftovers(host, d);
     assert!(left.is_empty(), "left on the swarm: {left:?}\n{log}");
-    w.assert_all_gone();
+    assert_all_gone(proxy, log);
+}
+
+/// The line the wait logs when its stream ended and it polls instead.
+fn polling_line<'a>(log: &'a str, stack: &str) -> Option<&'a str> {
+    log.lines().find(|l| {
+        l.contains(&format!("docker events of stack {stack} ")) && l.contains(": polling")
+    })
 }
 
 #[test]
-fn teardown_whose_event_stream_is_killed_mid_wait_polls_instead_and_leaves_nothing() {
+fn teardown_whose_event_stream_is_closed_mid_wait_polls_instead_and_leaves_nothing() {
     let d = domain_for("waits-killed", 0);
     let stack = stack_of(&d);
     let host = SwarmHost::new(vec![d.clone()]);
-    let w = Wrapper::new(&host, None, None);
+    let proxy = engine_proxy(&host, None, None);
     let err = host.tmp.path().join("run.err");
-    let mut child = host
-        .run_cmd(&d, &["--quick"])
-        .env("CCCI_DOCKER", &w.path)
+    let mut child = through(host.run_cmd(&d, &["--quick"]), &proxy, &host)
         .env("CCCI_RUN_ID", "waits-killed")
         .stderr(std::fs::File::create(&err).unwrap())
         .spawn()
         .unwrap();
-    // A --quick run starts two streams: the install's convergence, then
+    // A --quick run opens two streams: the install's convergence, then
     // the teardown's (before its undeploy).
-    let pgid = read_pid(&w.stream(2).join("pid"));
+    let teardown = proxy.wait_for("the teardown's event stream live", BOUND, |calls| {
+        streams(calls)
+            .get(1)
+            .filter(|c| c.live.is_some())
+            .map(|c| c.n)
+    });
     // Mid-wait: the undeploy removed the services; the containers take
     // the engine's reaper seconds more.
     wait_until("the stack's services removed", || {
@@ -172,14 +136,17 @@ fn teardown_whose_event_stream_is_killed_mid_wait_polls_instead_and_leaves_nothi
     });
     assert!(
         !stack_objects(&["ps", "-a"], &stack).is_empty(),
-        "the stack's containers went before the stream could be killed mid-wait: {}",
+        "the stack's containers went before the stream could be closed mid-wait: {}",
         run_log(&err)
     );
-    nix::sys::signal::killpg(
-        nix::unistd::Pid::from_raw(pgid),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
+    assert!(
+        proxy.calls()[teardown].ended.is_none(),
+        "the teardown's stream ended before the test closed it: {}",
+        proxy::summary(&proxy.calls())
+    );
+    // The stream dies mid-answer, as a connection to an engine that goes
+    // away does: closed both ways, no end of its chunked body.
+    proxy.kill(teardown);
     wait_until("the stack's containers and networks gone", || {
         stack_objects(&["ps", "-a"], &stack).is_empty()
             && stack_objects(&["network", "ls"], &stack).is_empty()
@@ -195,11 +162,17 @@ fn teardown_whose_event_stream_is_killed_mid_wait_polls_instead_and_leaves_nothi
     };
     let log = run_log(&err);
     assert_eq!(code(status), 0, "{log}");
+    let line = polling_line(&log, &stack).unwrap_or_else(|| {
+        panic!("the teardown wait should say that its stream ended and it polls: {log}")
+    });
     assert!(
-        log.contains(&format!(
-            "docker events of stack {stack} ended (killed by SIGKILL): polling"
-        )),
-        "the teardown wait should say that its stream ended and it polls: {log}"
+        line.contains("closed the connection"),
+        "the stream's end should be the closed connection: {line}"
+    );
+    assert_eq!(
+        proxy.calls()[teardown].ended.map(|(_, e)| e),
+        Some(End::Killed),
+        "the test's close of the stream is what ended it"
     );
     // The poll's bound is 500 ms; the test's own look at the engine and
     // a loaded host get the rest of the margin.
@@ -215,7 +188,7 @@ fn teardown_whose_event_stream_is_killed_mid_wait_polls_instead_and_leaves_nothi
         "the polling teardown noticed the stack gone {late:?} after the test did: {log}"
     );
     assert!(host.lock_free("apps", &d) && host.lock_free("runs", "waits-killed"));
-    assert_nothing_left(&host, &d, &w, &log);
+    assert_nothing_left(&host, &d, &proxy, &log);
 }
 
 #[test]
@@ -223,26 +196,38 @@ fn teardown_wait_hears_the_events_that_came_before_its_stream_was_live() {
     let d = domain_for("waits-replay", 0);
     let stack = stack_of(&d);
     let host = SwarmHost::new(vec![d.clone()]);
-    // Each stream goes live 2 s after cc-ci-run subscribed: the undeploy's
-    // first events (the service removed, ~0.1 s after it) come before that.
-    let w = Wrapper::new(&host, None, Some("2"));
-    let out = host
-        .run_cmd(&d, &["--quick"])
-        .env("CCCI_DOCKER", &w.path)
+    // Each stream goes live on the engine 2 s after cc-ci-run subscribed
+    // (the proxy answered its head at once): the undeploy's first events
+    // (the service removed, ~0.1 s after it) come before that.
+    let delay = Duration::from_secs(2);
+    let proxy = engine_proxy(&host, None, Some(delay));
+    let out = through(host.run_cmd(&d, &["--quick"]), &proxy, &host)
         .env("CCCI_RUN_ID", "waits-replay")
         .output()
         .unwrap();
     let log = String::from_utf8_lossy(&out.stderr);
     assert_eq!(code(out.status), 0, "{log}");
-    let teardown = w.stream(2);
-    let live: u128 = std::fs::read_to_string(teardown.join("live"))
-        .unwrap_or_else(|e| panic!("the teardown's stream never went live ({e}): {log}"))
-        .trim()
-        .parse()
-        .unwrap();
-    let stream = std::fs::read_to_string(teardown.join("out")).unwrap();
-    let replayed: Vec<&str> = stream
-        .lines()
+    let calls = proxy.calls();
+    let all = streams(&calls);
+    let teardown = all.get(1).unwrap_or_else(|| {
+        panic!(
+            "no second (teardown) stream: {}\n{log}",
+            proxy::summary(&calls)
+        )
+    });
+    assert!(
+        teardown.held_for.is_some_and(|h| h >= delay),
+        "the teardown's subscription was not held back: {teardown:?}"
+    );
+    let live: u128 = teardown
+        .live
+        .unwrap_or_else(|| panic!("the teardown's stream never went live: {teardown:?}\n{log}"))
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let stream = teardown.lines();
+    let replayed: Vec<&String> = stream
+        .iter()
         .filter(|l| {
             let e: serde_json::Value = serde_json::from_str(l).unwrap();
             e["Type"] == "service"
@@ -255,13 +240,10 @@ fn teardown_wait_hears_the_events_that_came_before_its_stream_was_live() {
         .collect();
     assert!(
         !replayed.is_empty(),
-        "the stream should replay the service's removal, which came before it was live: {stream}\n{log}"
+        "the stream should replay the service's removal, which came before it was live: {stream:?}\n{log}"
     );
-    assert!(
-        !log.contains(&format!("docker events of stack {stack} ended")),
-        "{log}"
-    );
-    assert_nothing_left(&host, &d, &w, &log);
+    assert!(polling_line(&log, &stack).is_none(), "{log}");
+    assert_nothing_left(&host, &d, &proxy, &log);
 }
 
 #[test]
@@ -269,10 +251,9 @@ fn waits_on_an_engine_that_answers_slowly_keep_their_streams_and_leave_nothing()
     let d = domain_for("waits-slow", 0);
     let stack = stack_of(&d);
     let host = SwarmHost::new(vec![d.clone()]);
-    let w = Wrapper::new(&host, Some("0.3"), None);
-    let out = host
-        .run_cmd(&d, &["--quick"])
-        .env("CCCI_DOCKER", &w.path)
+    let slow = Duration::from_millis(300);
+    let proxy = engine_proxy(&host, Some(slow), None);
+    let out = through(host.run_cmd(&d, &["--quick"]), &proxy, &host)
         .env("CCCI_RUN_ID", "waits-slow")
         .output()
         .unwrap();
@@ -283,15 +264,23 @@ fn waits_on_an_engine_that_answers_slowly_keep_their_streams_and_leave_nothing()
         log.contains("teardown of") && log.contains("complete"),
         "{log}"
     );
+    let calls = proxy.calls();
+    let ours: Vec<&Call> = calls.iter().filter(|c| c.req.ccci()).collect();
+    assert!(
+        ours.len() > 10
+            && ours
+                .iter()
+                .all(|c| c.held_for.is_some_and(|h| h >= slow) && c.status.is_some()),
+        "every engine call of the run should have been answered {slow:?} late: {}",
+        proxy::summary(&calls)
+    );
     assert_eq!(
-        w.streams(),
+        streams(&calls).len(),
         2,
-        "one stream for the convergence wait and one for the teardown: {log}"
+        "one stream for the convergence wait and one for the teardown: {}\n{log}",
+        proxy::summary(&calls)
     );
     // A slow answer is not a broken stream.
-    assert!(
-        !log.contains(&format!("docker events of stack {stack} ended")),
-        "{log}"
-    );
-    assert_nothing_left(&host, &d, &w, &log);
+    assert!(polling_line(&log, &stack).is_none(), "{log}");
+    assert_nothing_left(&host, &d, &proxy, &log);
 }

@@ -739,3 +739,36 @@ fn a_captured_task_is_stale_once_its_service_changes_what_the_defaults_fill() {
         );
     }
 }
+
+#[test]
+fn a_paused_update_waits_briefly_for_the_replacement_of_a_task_that_just_ended() {
+    // The look that follows the ended task's own event can come before the
+    // orchestrator created its replacement: that is not yet a failure.
+    let svc = service_json(
+        template("ccci-example:2.0.0-pr", None),
+        1,
+        Some(update(
+            "paused",
+            "update paused due to failure or early termination of task fot2x",
+        )),
+    );
+    let tasks = tasks_json(&[
+        exit_at(
+            "fot2x000000000000000000000",
+            "2026-12-06T02:09:30.000000000Z",
+        ),
+        old("shutdown", "shutdown"),
+    ]);
+    let since = Some("2026-12-06T02:09:00.000000000Z");
+    let soon = decide_at(&svc, &tasks, since, "2026-12-06T02:09:31.000000000Z");
+    assert!(
+        waiting(&soon).contains("a task of it is being restarted"),
+        "{soon:?}"
+    );
+    // No replacement two seconds on: the update failed.
+    let later = decide_at(&svc, &tasks, since, "2026-12-06T02:09:32.500000000Z");
+    assert!(
+        failed(&later).starts_with("service cx_app: update paused"),
+        "{later:?}"
+    );
+}

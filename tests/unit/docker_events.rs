@@ -89,3 +89,69 @@ fn the_replay_starts_a_second_before_the_subscription() {
     let at = SystemTime::UNIX_EPOCH + Duration::new(1_700_000_000, 250_000_000);
     assert_eq!(since_arg(at), "1699999999.250000000");
 }
+
+#[test]
+fn a_tasks_container_start_and_end_are_read_from_its_events() {
+    use cc_ci_run::ext::docker::events::task_started;
+    let ev = |action: &str, task: Option<&str>| {
+        let task = task.map_or(String::new(), |t| {
+            format!(r#","com.docker.swarm.task.id":"{t}""#)
+        });
+        format!(
+            r#"{{"Type":"container","Action":"{action}","Actor":{{"ID":"c0ffee","Attributes":{{"com.docker.stack.namespace":"{STACK}"{task}}}}},"timeNano":1}}"#
+        )
+    };
+    assert_eq!(
+        task_started(&ev("start", Some("t1"))),
+        Some(("t1".to_string(), Some("c0ffee".to_string())))
+    );
+    for end in ["die", "kill", "oom", "stop", "destroy"] {
+        assert_eq!(
+            task_started(&ev(end, Some("t1"))),
+            Some(("t1".to_string(), None)),
+            "{end}"
+        );
+    }
+    // Not a task's container, or not its start or end.
+    assert_eq!(task_started(&ev("start", None)), None);
+    assert_eq!(
+        task_started(&ev("health_status: healthy", Some("t1"))),
+        None
+    );
+    assert_eq!(task_started(&named("service", "update", "x_app")), None);
+    assert_eq!(task_started("not json"), None);
+}
+
+#[test]
+fn a_started_task_counts_as_running_only_when_its_container_runs() {
+    use cc_ci_run::ext::docker::converge::{count_started, Task};
+    let task = |id: &str, state: &str, desired: &str| Task {
+        id: id.into(),
+        service_id: "s".into(),
+        spec: serde_json::Value::Null,
+        state: state.into(),
+        desired_state: desired.into(),
+        err: String::new(),
+        at: None,
+        exit_code: None,
+    };
+    let mut tasks = vec![
+        task("a", "starting", "running"),
+        task("b", "assigned", "running"),
+        task("c", "starting", "running"),
+        task("d", "starting", "shutdown"),
+        task("e", "failed", "running"),
+        task("f", "starting", "running"),
+    ];
+    let started: std::collections::HashMap<String, String> = ["a", "b", "c", "d", "e"]
+        .iter()
+        .map(|t| (t.to_string(), format!("ctr-{t}")))
+        .collect();
+    // c's container does not run (or is not yet healthy).
+    count_started(&mut tasks, &started, |c| c != "ctr-c");
+    let states: Vec<&str> = tasks.iter().map(|t| t.state.as_str()).collect();
+    assert_eq!(
+        states,
+        ["running", "running", "starting", "starting", "failed", "starting"]
+    );
+}

@@ -6,6 +6,7 @@ mod config;
 mod converge;
 mod docker_events;
 mod docker_watch;
+mod engine_api;
 mod envfile;
 mod exit;
 mod floor;

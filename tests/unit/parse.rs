@@ -31,29 +31,6 @@ fn env_file_names_abra_takes_for_apps() {
 }
 
 #[test]
-fn service_ls_replicas() {
-    let text = "{\"ID\":\"a1\",\"Image\":\"x:1\",\"Mode\":\"replicated\",\"Name\":\"s_app\",\"Ports\":\"\",\"Replicas\":\"0/1\"}\n{\"ID\":\"b2\",\"Name\":\"s_db\",\"Replicas\":\"2/2 (max 1 per node)\"}\n";
-    let s = parse_service_ls(text).unwrap();
-    assert_eq!((s[0].running, s[0].desired), (0, 1));
-    assert_eq!((s[1].running, s[1].desired), (2, 2));
-    assert!(parse_service_ls("{\"ID\":\"c3\",\"Name\":\"x\",\"Replicas\":\"n/a\"}").is_err());
-}
-
-#[test]
-fn update_states_and_labels_from_inspect() {
-    let text = r#"[{"ID":"a1","Spec":{"Name":"s_app","Labels":{"coop-cloud.s.chaos-version":"01234567"}},"UpdateStatus":{"State":"completed"}},{"ID":"b2","Spec":{}}]"#;
-    let st = parse_update_states(text).unwrap();
-    assert_eq!(
-        st,
-        vec![("a1".into(), Some("completed".into())), ("b2".into(), None)]
-    );
-    assert_eq!(
-        parse_labels(text).unwrap()["coop-cloud.s.chaos-version"],
-        "01234567"
-    );
-}
-
-#[test]
 fn leftovers_display_names_what_is_left() {
     let l = Leftovers {
         volumes: vec!["s_data".into()],

@@ -461,7 +461,7 @@ fn lock_settings_defaults() {
     assert_eq!(s.lease.lease, Duration::from_secs(30));
     assert_eq!(s.lease.renew_every, Duration::from_secs(10));
     assert_eq!(s.lease.margin, Duration::from_secs(10));
-    assert_eq!(s.docker, "docker");
+    assert_eq!(s.docker_host, None);
 }
 
 #[test]
@@ -472,12 +472,12 @@ fn empty_variables_count_as_unset() {
         ("CCCI_LOCK_LEASE", ""),
         ("CCCI_LOCK_RENEW", ""),
         ("CCCI_LOCK_MARGIN", ""),
-        ("CCCI_DOCKER", ""),
+        ("DOCKER_HOST", ""),
     ]);
     assert_eq!(s.backend, Backend::Flock);
     assert_eq!(s.host_id, "runner-1");
     assert_eq!(s.lease.lease, Duration::from_secs(30));
-    assert_eq!(s.docker, "docker");
+    assert_eq!(s.docker_host, None);
 }
 
 #[test]
@@ -488,7 +488,7 @@ fn lock_settings_from_variables() {
         ("CCCI_LOCK_LEASE", "1m"),
         ("CCCI_LOCK_RENEW", "30s"),
         ("CCCI_LOCK_MARGIN", "1500ms"),
-        ("CCCI_DOCKER", "/opt/bin/docker"),
+        ("DOCKER_HOST", "unix:///run/other.sock"),
     ]);
     assert_eq!(s.backend, Backend::Swarm);
     assert_eq!(s.backend.as_str(), "swarm");
@@ -496,7 +496,7 @@ fn lock_settings_from_variables() {
     assert_eq!(s.lease.lease, Duration::from_secs(60));
     assert_eq!(s.lease.renew_every, Duration::from_secs(30));
     assert_eq!(s.lease.margin, Duration::from_millis(1500));
-    assert_eq!(s.docker, "/opt/bin/docker");
+    assert_eq!(s.docker_host.as_deref(), Some("unix:///run/other.sock"));
     assert_eq!(
         settings(&[("CCCI_LOCK_BACKEND", "flock")]).backend,
         Backend::Flock

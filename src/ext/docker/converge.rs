@@ -24,14 +24,13 @@
 //! `deploy.restart_policy` shows a whole `RestartPolicy` object its tasks
 //! do not have. Two ways to compare like with like: ask the Engine API
 //! without inserted defaults, or apply the same defaults to the task's
-//! side. The first needs the engine's socket (bollard), while every other
-//! engine call of a run goes through the `docker` CLI (`CCCI_DOCKER`),
-//! which is what the README's engine-free test suite stands in for; and
-//! even the raw API differs from a task in one converter field
-//! (`Runtime`). So the task's side is interpolated, by swarmkit's own
-//! rules ([`as_service_shows`]; measured against Docker 20.10.24 with
-//! CLI 28.2.2, the captures in tests/unit/data/converge), never by a list
-//! of guessed leaves.
+//! side. cc-ci-run asks the Engine API, whose service list carries the
+//! stored spec; but even the raw API differs from a task in one converter
+//! field (`Runtime`). So both sides are interpolated, by swarmkit's own
+//! rules ([`as_service_shows`], which only fills what is unset: the CLI's
+//! inserted defaults and the raw spec compare alike; measured against
+//! Docker 20.10.24 with CLI 28.2.2, the captures in
+//! tests/unit/data/converge), never by a list of guessed leaves.
 
 use std::time::{Duration, SystemTime};
 
@@ -154,6 +153,35 @@ struct RawTaskStatus {
 struct RawContainerStatus {
     #[serde(rename = "ExitCode", default)]
     exit_code: Option<i64>,
+}
+
+/// Counts as `running` each task the engine is about to report so: one
+/// that should run, is still on its way (`assigned` … `starting`), whose
+/// container the engine's events said it started (`started`: task →
+/// container, see `events::task_started`), and that `runs` says runs now
+/// (the container running and, when it has a health check, healthy: the
+/// agent reports a task with a health check running only once healthy).
+/// The manager's record follows 60-110 ms later; a container that ended
+/// since is not in `started`.
+pub fn count_started(
+    tasks: &mut [Task],
+    started: &std::collections::HashMap<String, String>,
+    mut runs: impl FnMut(&str) -> bool,
+) {
+    for t in tasks.iter_mut() {
+        let on_its_way = matches!(
+            t.state.as_str(),
+            "assigned" | "accepted" | "preparing" | "ready" | "starting"
+        );
+        if !on_its_way || t.desired_state != "running" {
+            continue;
+        }
+        if let Some(container) = started.get(&t.id) {
+            if runs(container) {
+                t.state = "running".to_string();
+            }
+        }
+    }
 }
 
 /// Parses `docker service inspect ID...` (a JSON array).
@@ -342,7 +370,11 @@ fn same_json(a: &Value, b: &Value) -> bool {
 /// engine replaces the task anyway, and the wait then rests on the
 /// update's state.
 pub fn same_spec(task_spec: &Value, template: &Value) -> bool {
-    same_json(&as_service_shows(task_spec), template)
+    // The Engine API's service list carries the stored spec (with only the
+    // converter's `Runtime`), the CLI's inspect the interpolated one:
+    // both sides interpolated compare alike either way (interpolation only
+    // fills what is unset, so it is idempotent).
+    same_json(&as_service_shows(task_spec), &as_service_shows(template))
 }
 
 /// The verdict on one service, or on a whole stack.
@@ -363,6 +395,10 @@ pub enum Settle {
 /// Exits of the current spec's tasks during one wait that make a crash
 /// loop (SPEC section 3 step 8): the wait ends at once, not at its bound.
 pub const CRASH_LOOP_EXITS: usize = 3;
+
+/// How long after a task of the current spec ended a paused update waits
+/// for the orchestrator's replacement task before it counts as failed.
+pub const REPLACE_GRACE: Duration = Duration::from_secs(2);
 
 /// The stability window's default (`--stable-for`).
 pub const DEFAULT_STABLE_FOR: Duration = Duration::from_secs(10);
@@ -535,7 +571,17 @@ pub(crate) fn settle_at(service: &Service, tasks: &[Task], clock: &Clock) -> Set
         let coming = mine
             .iter()
             .any(|t| is_current(t) && t.state != "running" && !terminal(&t.state));
-        if stale == 0 && coming {
+        // The orchestrator replaces an ended task at once, but not in the
+        // same instant: a look taken on the ended task's own event (within
+        // milliseconds, through the API) can fall between the two.
+        let just_ended = mine
+            .iter()
+            .filter(|t| is_current(t) && terminal(&t.state))
+            .filter_map(|t| t.at)
+            .max()
+            .and_then(|at| clock.now.duration_since(at).ok())
+            .is_some_and(|d| d < REPLACE_GRACE);
+        if stale == 0 && (coming || just_ended) {
             return Settle::Waiting(with_last_error(
                 format!(
                     "{name}: {current}/{desired} running the current spec, {}; a task of it is being restarted",

@@ -10,29 +10,26 @@
 //!   container's `start` reaches us before the manager records its task as
 //!   running), so every event also restarts a short backoff of follow-up
 //!   looks: the look that comes too early is followed by one soon after;
-//! - a stream that ends (the CLI killed, the daemon restarted, a `docker`
-//!   without `events`) turns the wait into the poll it was before, never
+//! - a stream that ends (the daemon restarted, an engine that serves no
+//!   events) turns the wait into the poll it was before, never
 //!   into a hang; a stream that is alive but silent about a change (a task
 //!   on another node of a multi-node swarm sends no event to this one) is
 //!   caught by a slow backstop poll.
 //!
-//! The stream is a child of ours in its own process group (`sys::spawn`):
-//! dropping the [`Stream`] kills and reaps it on every path. [`Stream`] is
-//! the plumbing any `docker events` subscription shares (the swarm lock's
-//! waiter watches its lock object with one too); [`Events`] is a stack's.
+//! The stream is one `GET /events` connection to the engine
+//! (`api::Engine::open`): dropping the [`Stream`] closes it on every path.
+//! [`Stream`] is the plumbing any events subscription shares (the swarm
+//! lock's waiter watches its lock object with one too); [`Events`] is a
+//! stack's.
 
-use std::ffi::OsString;
-use std::io::Read;
-use std::os::fd::{AsFd, AsRawFd};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 use serde::Deserialize;
 
 use crate::ext::Bound;
 use crate::sys::latch::{self, Latch};
-use crate::sys::spawn::{self, Child, Isolation};
 
+use super::api::{self, BodyStream, Engine};
 use super::{POLL_MAX, STACK_LABEL};
 
 /// The slowest look while the stream is alive: only a change this node's
@@ -56,16 +53,19 @@ const FOLLOW_WINDOW: Duration = Duration::from_millis(400);
 /// (a remote engine). Replaying a second more costs a look, not a miss.
 const REPLAY_MARGIN: Duration = Duration::from_secs(1);
 
-/// How long the stream's CLI gets to go once signalled.
-const STOP_GRACE: Duration = Duration::from_millis(200);
+/// How long the engine gets to answer a subscription's head (the engine
+/// flushes it at once): a subscription is taken before the action a wait
+/// follows, outside any latch, so an engine slower than this gets no
+/// stream (the wait polls) rather than holding the action up.
+const OPEN_BOUND: Duration = Duration::from_secs(1);
 
-/// A running `docker events` CLI and the non-blocking read end of its
-/// output, split into lines.
+/// An open `GET /events` of the engine, its body split into lines.
 pub(crate) struct Stream {
-    child: Child,
-    out: std::fs::File,
+    body: BodyStream,
     /// The part of a line read so far.
     partial: Vec<u8>,
+    /// Why the stream ended, once it has.
+    end: Option<String>,
 }
 
 /// A live `docker events` stream of one stack's services, containers and
@@ -76,6 +76,10 @@ pub(crate) struct Events {
     /// An event of the stack created an object, or removed a service,
     /// since [`Events::take_reshaped`] was last asked.
     reshaped: bool,
+    /// The swarm tasks of the stack whose container the engine started
+    /// and has not reported ended since ([`task_started`]): task id →
+    /// container id.
+    started: std::collections::HashMap<String, String>,
 }
 
 /// What ended a wait on the stream.
@@ -90,7 +94,7 @@ pub(crate) enum Woke {
     Closed,
 }
 
-/// One line of `docker events --format '{{json .}}'`, the fields the
+/// One event of the engine's `/events` stream, the fields the
 /// waits and the watch (`watch::exit_of`) read.
 #[derive(Deserialize)]
 pub(super) struct RawEvent {
@@ -125,7 +129,7 @@ pub(super) struct RawActor {
     pub(super) attributes: Option<std::collections::HashMap<String, String>>,
 }
 
-/// What one line of `docker events --format '{{json .}}'` says about
+/// What one line of the engine's `/events` stream says about
 /// `stack`: a container carries the stack's namespace label among its
 /// attributes; a service or network of the stack is named `STACK_…` (so
 /// stack `s_2`'s `s_2_app` also counts for stack `s`). Erring that way,
@@ -150,6 +154,32 @@ pub fn relevance(line: &str, stack: &str) -> Relevance {
     }
 }
 
+/// What a container event of a swarm task says of the task's container:
+/// (task id, Some(container id)) when the engine started it, (task id,
+/// None) when it ended (`die`, `kill`, `oom`, `stop`, `destroy`); None for
+/// any other event. The manager records a task as `running` 60-110 ms
+/// after its container's `start` (the dispatcher batches the agents'
+/// reports, and no event says when): the convergence wait counts a task
+/// of the current spec whose container it heard start, and that runs
+/// (healthy, when it has a health check), as running from that moment.
+pub fn task_started(line: &str) -> Option<(String, Option<String>)> {
+    let e: RawEvent = serde_json::from_str(line).ok()?;
+    if e.kind != "container" {
+        return None;
+    }
+    let task = e
+        .actor
+        .attributes
+        .as_ref()?
+        .get("com.docker.swarm.task.id")?
+        .clone();
+    match e.action.as_str() {
+        "start" => Some((task, Some(e.actor.id))),
+        "die" | "kill" | "oom" | "stop" | "destroy" => Some((task, None)),
+        _ => None,
+    }
+}
+
 /// The `--since` argument for a subscription that replays from `at`.
 pub fn since_arg(at: SystemTime) -> String {
     let t = at
@@ -160,26 +190,20 @@ pub fn since_arg(at: SystemTime) -> String {
 }
 
 impl Stream {
-    /// Starts `docker ARGS` (an `events` subscription) with its output on
-    /// a pipe we read without blocking. None when it cannot start.
-    pub(crate) fn start(docker: &OsString, args: &[String]) -> Option<Stream> {
-        let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ok()?;
-        let flags = nix::fcntl::fcntl(read.as_raw_fd(), nix::fcntl::FcntlArg::F_GETFL).ok()?;
-        let flags = nix::fcntl::OFlag::from_bits_truncate(flags) | nix::fcntl::OFlag::O_NONBLOCK;
-        nix::fcntl::fcntl(read.as_raw_fd(), nix::fcntl::FcntlArg::F_SETFL(flags)).ok()?;
-        let mut cmd = Command::new(docker);
-        cmd.args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(write))
-            .stderr(Stdio::null());
-        let child = spawn::spawn(&mut cmd, Isolation::Group);
-        // The Command holds a copy of the write end until dropped: without
-        // this the stream's end would never show as end-of-file.
-        drop(cmd);
+    /// Opens `GET /events?QUERY` on the engine. None when the engine
+    /// cannot be reached or serves no events (the caller then polls).
+    pub(crate) fn open(engine: &Engine, query: &str) -> Option<Stream> {
+        let bound = Bound::until(Instant::now() + OPEN_BOUND, Duration::ZERO);
+        let body = engine
+            .open("GET", &format!("/events?{query}"), &bound)
+            .ok()?;
+        if body.status != 200 {
+            return None;
+        }
         Some(Stream {
-            child: child.ok()?,
-            out: std::fs::File::from(read),
+            body,
             partial: Vec::new(),
+            end: None,
         })
     }
 
@@ -205,7 +229,7 @@ impl Stream {
             if now >= until {
                 return Woke::Timeout;
             }
-            let mut fds = vec![PollFd::new(self.out.as_fd(), PollFlags::POLLIN)];
+            let mut fds = vec![PollFd::new(self.body.fd(), PollFlags::POLLIN)];
             if let Some(c) = cancel {
                 fds.push(PollFd::new(c.fd(), PollFlags::POLLIN));
             }
@@ -216,107 +240,94 @@ impl Stream {
         }
     }
 
-    /// Reads what the stream has written: Some(whether a whole line that
+    /// Reads what the stream has sent: Some(whether a whole line that
     /// matters came), None at its end (once what came before it is read).
     fn drain(&mut self, matters: &mut impl FnMut(&str) -> bool) -> Option<bool> {
-        let mut buf = [0u8; 8192];
+        if self.end.is_some() {
+            return None;
+        }
         let mut relevant = false;
-        loop {
-            match self.out.read(&mut buf) {
-                Ok(0) => return if relevant { Some(true) } else { None },
-                Ok(n) => {
-                    self.partial.extend_from_slice(&buf[..n]);
-                    while let Some(end) = self.partial.iter().position(|&b| b == b'\n') {
-                        let line: Vec<u8> = self.partial.drain(..=end).collect();
-                        let line = String::from_utf8_lossy(&line);
-                        if !line.trim().is_empty() && matters(line.trim()) {
-                            relevant = true;
-                        }
-                    }
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                // EAGAIN: drained for now.
-                Err(_) => return Some(relevant),
+        let ended = match self.body.read_available(&mut self.partial) {
+            Ok(true) => Some("ended".to_string()),
+            Ok(false) => None,
+            Err(e) => Some(format!("failed: {e:#}")),
+        };
+        while let Some(end) = self.partial.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = self.partial.drain(..=end).collect();
+            let line = String::from_utf8_lossy(&line);
+            if !line.trim().is_empty() && matters(line.trim()) {
+                relevant = true;
             }
         }
+        if let Some(how) = ended {
+            self.end = Some(how);
+            return if relevant { Some(true) } else { None };
+        }
+        Some(relevant)
     }
 
     /// How the stream ended, once it has: for the log.
     pub(crate) fn ended(&mut self) -> String {
-        match self.child.wait(None, Some(Instant::now() + STOP_GRACE)) {
-            Ok(spawn::Waited::Exited) => self
-                .child
-                .status()
-                .map_or_else(|| "ended".to_string(), |s| format!("ended ({s})")),
-            _ => "stopped answering".to_string(),
-        }
-    }
-}
-
-impl Drop for Stream {
-    fn drop(&mut self) {
-        // SIGKILL to the whole group at once: the stream holds nothing a
-        // TERM would let it release, and a group kill reaches every member
-        // (a wrapper's shell and its CLI alike) without the process-table
-        // sweep of `terminate`, which would sit between a wait's end and
-        // the run's next step. `terminate` only when the leader did not go.
-        if self.child.try_reap().unwrap_or(false) {
-            // The stream ended by itself: its group is swept by the table,
-            // never signalled by a pid that is no longer ours.
-            let _ = self.child.terminate(STOP_GRACE);
-            return;
-        }
-        self.child.signal_group(nix::sys::signal::Signal::SIGKILL);
-        if !matches!(
-            self.child.wait(None, Some(Instant::now() + STOP_GRACE)),
-            Ok(spawn::Waited::Exited)
-        ) {
-            let _ = self.child.terminate(STOP_GRACE);
-        }
+        self.end
+            .clone()
+            .unwrap_or_else(|| "stopped answering".to_string())
     }
 }
 
 impl Events {
     /// Subscribes to the events of `stack`, replayed from `since`. None
     /// when the stream cannot start (the wait then polls).
-    pub(crate) fn subscribe(docker: &OsString, stack: &str, since: SystemTime) -> Option<Events> {
+    pub(crate) fn subscribe(engine: &Engine, stack: &str, since: SystemTime) -> Option<Events> {
         // Several `type` filters are one OR; the stack is picked out here
         // (`relevance`), because the engine's `label` filter would drop the
         // service and network events, which carry no labels.
-        let args = [
-            "events",
-            "--format",
-            "{{json .}}",
-            "--since",
-            &since_arg(since),
-            "--filter",
-            "type=service",
-            "--filter",
-            "type=container",
-            "--filter",
-            "type=network",
-        ]
-        .map(String::from);
+        let query = format!(
+            "since={}&{}",
+            since_arg(since),
+            api::filters(&[
+                ("type", "service"),
+                ("type", "container"),
+                ("type", "network")
+            ])
+        );
         Some(Events {
-            stream: Stream::start(docker, &args)?,
+            stream: Stream::open(engine, &query)?,
             stack: stack.to_string(),
             // What a wait knows before its first look is nothing.
             reshaped: true,
+            started: Default::default(),
         })
     }
 
     /// Waits for an event of the stack until `until`.
     pub(crate) fn wait(&mut self, cancel: Option<&Latch>, until: Instant) -> Woke {
-        let (stack, reshaped) = (&self.stack, &mut self.reshaped);
+        let (stack, reshaped, started) = (&self.stack, &mut self.reshaped, &mut self.started);
         self.stream
             .wait(cancel, until, |line| match relevance(line, stack) {
                 Relevance::Other => false,
-                Relevance::Changed => true,
+                Relevance::Changed => {
+                    match task_started(line) {
+                        Some((task, Some(container))) => {
+                            started.insert(task, container);
+                        }
+                        Some((task, None)) => {
+                            started.remove(&task);
+                        }
+                        None => {}
+                    }
+                    true
+                }
                 Relevance::Reshaped => {
                     *reshaped = true;
                     true
                 }
             })
+    }
+
+    /// The tasks whose container the engine said it started (and not yet
+    /// that it ended) on this stream, with their containers.
+    pub(crate) fn started(&self) -> &std::collections::HashMap<String, String> {
+        &self.started
     }
 
     /// Whether the stack was reshaped since the last call (true at first).
@@ -370,9 +381,10 @@ impl Pacer {
         self.events
     }
 
-    /// Subscribes to `stack`'s events, replayed from `since`.
-    pub(crate) fn subscribe(docker: &OsString, stack: &str, since: SystemTime) -> Pacer {
-        Pacer::new(stack, Events::subscribe(docker, stack, since))
+    /// The tasks whose container start the stream reported ([`Events::started`]);
+    /// empty without a stream.
+    pub(crate) fn started(&self) -> Option<&std::collections::HashMap<String, String>> {
+        self.events.as_ref().map(Events::started)
     }
 
     /// Whether what a wait learnt of the stack's set of objects still
@@ -416,7 +428,7 @@ impl Pacer {
                     self.stack,
                     crate::units::human(POLL_MAX)
                 );
-                // Dropping it reaps the child; the next look comes at once.
+                // Dropping it closes the connection; the next look comes at once.
                 self.events = None;
                 self.delay = FIRST;
                 false

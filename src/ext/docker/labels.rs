@@ -63,14 +63,9 @@ pub fn parse_service_labels(text: &str) -> Result<Vec<ServiceLabels>> {
 
 impl Docker {
     /// The labels of every service of `stack` the engine runs: one
-    /// `service ls -q`, one `service inspect` of them all.
+    /// `GET /services` by the stack's label.
     pub(crate) fn stack_labels(&self, stack: &str, bound: &Bound) -> Result<Vec<ServiceLabels>> {
-        let ids = self.service_ids(stack, bound)?;
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut args = vec!["service", "inspect"];
-        args.extend(ids.iter().map(String::as_str));
-        parse_service_labels(&self.query(&args, bound)?)
+        let (services, _) = self.stack_services(stack, bound)?;
+        parse_service_labels(&services)
     }
 }

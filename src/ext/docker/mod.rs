@@ -1,10 +1,12 @@
 //! The one engine client: every question cc-ci-run asks the engine and
-//! everything it tells it goes through [`Docker`] (no other module spawns
-//! `docker`): convergence of a stack's services (judged by `converge`),
-//! the teardown check, the watch, image checks and pulls, the test
-//! runner's container removal, and the swarm lock's objects. Parsing is
-//! pure; the calls go through `docker` (CCCI_DOCKER) with JSON output, each
-//! bounded and cancellable the one way `ext::run` does it.
+//! everything it tells it goes through [`Docker`] over the Engine API on
+//! the engine's socket ([`api`]; `DOCKER_HOST`): convergence of a stack's
+//! services (judged by `converge`), the teardown check, the watch, image
+//! checks and pulls, the test runner's container removal, and the swarm
+//! lock's objects. cc-ci-run spawns no `docker` at all (`CCCI_DOCKER` is
+//! the CLI a recipe's tests and the stand-in abra call). Parsing is pure;
+//! each call is bounded by its caller's deadline and ended at once by the
+//! funnel's latch.
 //!
 //! Waits look again on each event of the stack (`events`: `docker events`
 //! subscribed before the action they follow), with a slow backstop poll;
@@ -12,127 +14,40 @@
 //! 500 ms). Bounded by the caller's deadline and interruptible by the
 //! shutdown latch: never a fixed sleep.
 
+pub mod api;
 pub mod converge;
 pub mod events;
 pub mod labels;
 pub mod watch;
 
-use std::ffi::OsString;
-use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use serde::Deserialize;
 
 use crate::ext::{self, Bound};
 use converge::Settle;
 use events::{Events, Pacer};
 
-/// The longest pause between two polls of a wait. Each poll is several
-/// docker CLI calls (~0.1 s each on a loaded host), so a shorter cap buys
-/// little; a longer one would add up to a second to every teardown.
+/// The longest pause between two polls of a wait with no event stream
+/// (an engine that serves none): a longer one would add up to a second to
+/// every teardown.
 pub(crate) const POLL_MAX: Duration = Duration::from_millis(500);
 
 /// The label docker stack puts on everything of a stack.
 pub(crate) const STACK_LABEL: &str = "com.docker.stack.namespace";
 
-/// One service's state.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ServiceState {
-    pub id: String,
-    pub name: String,
-    pub running: u64,
-    pub desired: u64,
-    /// `UpdateStatus.State` (`updating`, `paused`, `completed`, …), if any.
-    pub update_state: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct LsLine {
-    #[serde(rename = "ID")]
-    id: String,
-    #[serde(rename = "Name")]
-    name: String,
-    #[serde(rename = "Replicas", default)]
-    replicas: String,
-}
-
-/// Parses `docker service ls --format '{{json .}}'`: one object per line,
-/// `Replicas` as `running/desired` (global services may add text after).
-pub fn parse_service_ls(text: &str) -> Result<Vec<ServiceState>> {
-    let mut out = Vec::new();
-    for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        let l: LsLine = serde_json::from_str(line)
-            .with_context(|| format!("unexpected docker service ls line: {line}"))?;
-        let (running, desired) = parse_replicas(&l.replicas).with_context(|| {
-            format!(
-                "unexpected replica count {:?} of service {}",
-                l.replicas, l.name
-            )
-        })?;
-        out.push(ServiceState {
-            id: l.id,
-            name: l.name,
-            running,
-            desired,
-            update_state: None,
-        });
-    }
-    Ok(out)
-}
-
-/// `1/1`, `0/1`, `2/2 (max 1 per node)` → (running, desired).
-pub(crate) fn parse_replicas(text: &str) -> Option<(u64, u64)> {
-    let first = text.split_whitespace().next()?;
-    let (r, d) = first.split_once('/')?;
-    Some((r.parse().ok()?, d.parse().ok()?))
-}
-
+/// A service as the engine shows it: the part `app_labels` reads.
 #[derive(Deserialize)]
 struct Inspect {
-    #[serde(rename = "ID")]
-    id: String,
-    #[serde(rename = "UpdateStatus", default)]
-    update_status: Option<UpdateStatus>,
     #[serde(rename = "Spec", default)]
     spec: Option<Spec>,
-}
-
-#[derive(Deserialize)]
-struct UpdateStatus {
-    #[serde(rename = "State", default)]
-    state: String,
 }
 
 #[derive(Deserialize, Default)]
 struct Spec {
     #[serde(rename = "Labels", default)]
     labels: std::collections::HashMap<String, String>,
-}
-
-/// Parses `docker service inspect` (a JSON array): id → update state.
-pub fn parse_update_states(text: &str) -> Result<Vec<(String, Option<String>)>> {
-    let v: Vec<Inspect> =
-        serde_json::from_str(text.trim()).context("unexpected docker service inspect output")?;
-    Ok(v.into_iter()
-        .map(|i| {
-            (
-                i.id,
-                i.update_status.map(|u| u.state).filter(|s| !s.is_empty()),
-            )
-        })
-        .collect())
-}
-
-/// Parses the labels of the first service of `docker service inspect`.
-pub fn parse_labels(text: &str) -> Result<std::collections::HashMap<String, String>> {
-    let v: Vec<Inspect> =
-        serde_json::from_str(text.trim()).context("unexpected docker service inspect output")?;
-    Ok(v.into_iter()
-        .next()
-        .and_then(|i| i.spec)
-        .unwrap_or_default()
-        .labels)
 }
 
 /// What is left of a stack on the engine.
@@ -177,15 +92,6 @@ impl std::fmt::Display for Leftovers {
     }
 }
 
-/// Lines of a `-q`/`{{.Name}}` listing.
-pub(crate) fn parse_names(text: &str) -> Vec<String> {
-    text.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .map(String::from)
-        .collect()
-}
-
 /// The kinds of a stack's objects a teardown wait has seen gone.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct SeenGone {
@@ -218,113 +124,93 @@ pub(crate) struct Converged {
     pub services: Vec<String>,
 }
 
-/// An image presence check running beside other work (issue 18 item 3):
-/// the run starts it as soon as the recipe's images are known and reads
-/// it in the prepare phase. Dropping it stops and reaps the check.
-pub(crate) struct ImageCheck(crate::sys::spawn::Child);
-
-impl ImageCheck {
-    /// Whether every image was present; false also when the check failed,
-    /// was interrupted or overran the bound (the caller then checks and
-    /// pulls image by image, which reports what went wrong).
-    pub(crate) fn all_present(mut self, bound: &Bound) -> bool {
-        matches!(
-            self.0.wait(bound.cancel, bound.deadline),
-            Ok(crate::sys::spawn::Waited::Exited)
-        ) && self.0.status().is_some_and(|s| s.success())
-    }
-}
-
-impl Drop for ImageCheck {
-    fn drop(&mut self) {
-        let _ = self.0.terminate(Duration::from_millis(200));
-    }
-}
-
-/// The engine, through its CLI.
+/// The engine, through its API ([`api`]): every call bounded by the
+/// caller's [`Bound`] and ended at once by its latch.
 #[derive(Clone, Debug)]
 pub(crate) struct Docker {
-    bin: OsString,
+    /// The engine, or why `DOCKER_HOST` names none cc-ci-run can use (every
+    /// call then fails with it; the configuration check refused it first).
+    engine: std::result::Result<api::Engine, String>,
+}
+
+#[derive(Deserialize)]
+struct IdOnly {
+    #[serde(rename = "Id", alias = "ID")]
+    id: String,
 }
 
 impl Docker {
-    pub(crate) fn new(bin: &OsString) -> Docker {
-        Docker { bin: bin.clone() }
-    }
-
-    /// The docker of an environment given as a map (the test runner's,
-    /// which a test points at a stand-in): `CCCI_DOCKER`, else `docker` on
-    /// its PATH; None when neither is there.
-    pub(crate) fn from_env(env: &std::collections::HashMap<String, String>) -> Option<Docker> {
-        if let Some(p) = env.get("CCCI_DOCKER").filter(|p| !p.is_empty()) {
-            return Some(Docker { bin: p.into() });
+    /// The engine `DOCKER_HOST` (`host`) names; None or empty: the default
+    /// socket.
+    pub(crate) fn new(host: Option<&str>) -> Docker {
+        Docker {
+            engine: api::Engine::from_host(host).map_err(|e| format!("{e:#}")),
         }
-        let path = env.get("PATH")?;
-        std::env::split_paths(path)
-            .map(|d| d.join("docker"))
-            .find(|p| p.is_file())
-            .map(|p| Docker {
-                bin: p.into_os_string(),
-            })
     }
 
-    /// `docker ARGS` as a stream of lines (`docker events`), read as it
-    /// comes; None when it cannot be started.
-    pub(crate) fn stream(&self, args: &[String]) -> Option<events::Stream> {
-        events::Stream::start(&self.bin, args)
+    /// The engine of an environment given as a map (the test runner's,
+    /// which a test points at a stand-in): its `DOCKER_HOST`, else the
+    /// default socket; None when there is no engine to reach there.
+    pub(crate) fn from_env(env: &std::collections::HashMap<String, String>) -> Option<Docker> {
+        let engine = api::Engine::from_host(env.get("DOCKER_HOST").map(String::as_str)).ok()?;
+        engine.present().then_some(Docker { engine: Ok(engine) })
     }
 
-    /// The IDs of every container (any state) labelled `label`:
-    /// `docker ps -aq --filter label=LABEL`.
+    /// The API client, or the configuration error.
+    pub(crate) fn engine(&self) -> Result<&api::Engine> {
+        self.engine.as_ref().map_err(|e| anyhow::anyhow!("{e}"))
+    }
+
+    /// `GET path`, a 2xx answer's body as JSON.
+    fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str, bound: &Bound) -> Result<T> {
+        let what = format!("GET {}", path.split('?').next().unwrap_or(path));
+        self.engine()?.get(path, bound)?.check(&what)?.json(&what)
+    }
+
+    /// The IDs of a list call's objects (`Id` or `ID`).
+    fn ids(&self, path: &str, bound: &Bound) -> Result<Vec<String>> {
+        let v: Vec<IdOnly> = self.get_json(path, bound)?;
+        Ok(v.into_iter().map(|o| o.id).collect())
+    }
+
+    /// Opens `GET /events?QUERY` (None: no stream; the caller polls).
+    pub(crate) fn stream(&self, query: &str) -> Option<events::Stream> {
+        events::Stream::open(self.engine.as_ref().ok()?, query)
+    }
+
+    /// The IDs of every container (any state) labelled `label`.
     pub(crate) fn labelled_containers(&self, label: &str, bound: &Bound) -> Result<Vec<String>> {
-        let filter = format!("label={label}");
-        Ok(parse_names(
-            &self.query(&["ps", "-aq", "--filter", &filter], bound)?,
-        ))
-    }
-
-    /// `docker rm -f IDS`: its output whatever its exit status (a
-    /// container gone meanwhile is not an error of the caller's).
-    pub(crate) fn remove_containers(
-        &self,
-        ids: &[String],
-        bound: &Bound,
-    ) -> Result<crate::sys::spawn::Output> {
-        let mut args = vec!["rm".to_string(), "-f".to_string()];
-        args.extend(ids.iter().cloned());
-        self.call(&args, bound)
-    }
-
-    fn query(&self, args: &[&str], bound: &Bound) -> Result<String> {
-        let what = format!("docker {}", args.join(" "));
-        let mut c = Command::new(&self.bin);
-        c.args(args);
-        Ok(ext::run_ok(&mut c, &what, bound)?.stdout)
-    }
-
-    /// Runs `docker ARGS` within `bound` and returns its output whatever its
-    /// exit status, for callers that tell the engine's errors apart ("no
-    /// such container", "in use"): see `leftovers`.
-    pub(crate) fn call<S: AsRef<str>>(
-        &self,
-        args: &[S],
-        bound: &Bound,
-    ) -> Result<crate::sys::spawn::Output> {
-        let args: Vec<&str> = args.iter().map(AsRef::as_ref).collect();
-        let what = format!("docker {}", args.join(" "));
-        let mut c = Command::new(&self.bin);
-        c.args(args);
-        ext::run(&mut c, &what, bound)
-    }
-
-    /// The IDs of `stack`'s services: one `service ls -q`, all teardown
-    /// needs to know whether there is something to undeploy.
-    pub(crate) fn service_ids(&self, stack: &str, bound: &Bound) -> Result<Vec<String>> {
-        let filter = format!("label={STACK_LABEL}={stack}");
-        Ok(parse_names(&self.query(
-            &["service", "ls", "-q", "--filter", &filter],
+        self.ids(
+            &format!(
+                "/containers/json?all=1&{}",
+                api::filters(&[("label", label)])
+            ),
             bound,
-        )?))
+        )
+    }
+
+    /// Force-removes each of `ids`: the engine's error for each that could
+    /// not be removed (a container gone meanwhile is not one).
+    pub(crate) fn remove_containers(&self, ids: &[String], bound: &Bound) -> Result<Vec<String>> {
+        let mut errors = Vec::new();
+        for id in ids {
+            let r = self.engine()?.send(
+                "DELETE",
+                &format!("/containers/{}?force=1&v=0", api::encode(id)),
+                None,
+                bound,
+            )?;
+            if !r.ok() && r.status != 404 {
+                errors.push(format!("{id}: {} ({})", r.message(), r.status));
+            }
+        }
+        Ok(errors)
+    }
+
+    /// The IDs of `stack`'s services, all teardown needs to know whether
+    /// there is something to undeploy.
+    pub(crate) fn service_ids(&self, stack: &str, bound: &Bound) -> Result<Vec<String>> {
+        self.ids(&stack_query("/services", stack), bound)
     }
 
     /// The labels of the stack's `app` service.
@@ -334,13 +220,23 @@ impl Docker {
         bound: &Bound,
     ) -> Result<std::collections::HashMap<String, String>> {
         let name = format!("{stack}_app");
-        parse_labels(&self.query(&["service", "inspect", &name], bound)?)
+        let body = self
+            .engine()?
+            .get(&format!("/services/{}", api::encode(&name)), bound)?
+            .check(&format!("GET /services/{name}"))?;
+        let s: Inspect = body.json("GET /services/{name}")?;
+        Ok(s.spec.unwrap_or_default().labels)
     }
 
     /// Subscribes to the events of `stack`, replayed from `since`: taken
     /// before the action a wait follows, so that nothing is missed.
     pub(crate) fn subscribe(&self, stack: &str, since: SystemTime) -> Option<Events> {
-        Events::subscribe(&self.bin, stack, since)
+        Events::subscribe(self.engine.as_ref().ok()?, stack, since)
+    }
+
+    /// A pacer for a wait on `stack`, subscribed from `since`.
+    pub(crate) fn pacer(&self, stack: &str, since: SystemTime) -> Pacer {
+        Pacer::new(stack, self.subscribe(stack, since))
     }
 
     /// Starts the watch through a tier's tests (SPEC section 3 step 8) on
@@ -348,7 +244,7 @@ impl Docker {
     /// tasks it judged.
     pub(crate) fn watch(&self, stack: &str, c: &mut Converged) -> Result<watch::Watch> {
         watch::Watch::start(
-            &self.bin,
+            self,
             stack,
             c.events.take(),
             std::mem::take(&mut c.judged),
@@ -366,8 +262,7 @@ impl Docker {
         judged: &std::collections::HashSet<String>,
         bound: &Bound,
     ) -> Result<Vec<watch::Exit>> {
-        let mut pacer = Pacer::new(stack, None);
-        let (services, tasks) = self.converge_state(stack, bound, &mut None, &mut pacer)?;
+        let (services, tasks) = self.converge_state(stack, bound)?;
         Ok(tasks
             .into_iter()
             .filter(|t| converge::exited(&t.state) && !judged.contains(&t.id))
@@ -390,7 +285,7 @@ impl Docker {
     /// that `seen` holds gone is not asked again while `pacer` says the
     /// stack kept its shape (nothing of it created since): the engine
     /// removes services and networks early and containers last, so the
-    /// look that ends a teardown wait is one `docker ps`.
+    /// look that ends a teardown wait is one container listing.
     pub(crate) fn running_leftovers(
         &self,
         stack: &str,
@@ -401,17 +296,16 @@ impl Docker {
         if !pacer.still_shaped() {
             *seen = SeenGone::default();
         }
-        let filter = format!("label={STACK_LABEL}={stack}");
-        let q = |gone: bool, args: &[&str]| -> Result<Vec<String>> {
+        let q = |gone: bool, path: &str| -> Result<Vec<String>> {
             if gone {
                 return Ok(Vec::new());
             }
-            Ok(parse_names(&self.query(args, bound)?))
+            self.ids(&stack_query(path, stack), bound)
         };
         let left = Leftovers {
-            services: q(seen.services, &["service", "ls", "-q", "--filter", &filter])?,
-            containers: q(false, &["ps", "-a", "-q", "--filter", &filter])?,
-            networks: q(seen.networks, &["network", "ls", "-q", "--filter", &filter])?,
+            services: q(seen.services, "/services")?,
+            containers: q(false, "/containers/json?all=1")?,
+            networks: q(seen.networks, "/networks")?,
             ..Leftovers::default()
         };
         seen.services = left.services.is_empty();
@@ -421,115 +315,178 @@ impl Docker {
 
     /// Everything of `stack` still on the engine.
     pub(crate) fn leftovers(&self, stack: &str, bound: &Bound) -> Result<Leftovers> {
-        let filter = format!("label={STACK_LABEL}={stack}");
-        let q =
-            |args: &[&str]| -> Result<Vec<String>> { Ok(parse_names(&self.query(args, bound)?)) };
-        let prefix = format!("{stack}_");
-        Ok(Leftovers {
-            services: q(&["service", "ls", "-q", "--filter", &filter])?,
-            containers: q(&["ps", "-a", "-q", "--filter", &filter])?,
-            networks: q(&["network", "ls", "-q", "--filter", &filter])?,
-            volumes: q(&["volume", "ls", "-q", "--filter", &filter])?,
-            // abra's secrets are named `${STACK}_${SECRET}_${VERSION}`; a name
-            // filter is a substring match, so keep the prefix matches only.
-            secrets: q(&[
-                "secret",
-                "ls",
-                "--filter",
-                &format!("name={prefix}"),
-                "--format",
-                "{{.Name}}",
-            ])?
-            .into_iter()
-            .filter(|s| s.starts_with(&prefix))
-            .collect(),
-        })
-    }
-
-    /// Starts asking the engine whether all of `images` are present, in the
-    /// background: one `docker image inspect` of them all, which fails when
-    /// any is missing. None when it cannot start (the caller then checks
-    /// each image itself).
-    pub(crate) fn start_image_check(&self, images: &[String]) -> Option<ImageCheck> {
-        if images.is_empty() {
-            return None;
+        #[derive(Deserialize)]
+        struct Volume {
+            #[serde(rename = "Name")]
+            name: String,
         }
-        let mut c = Command::new(&self.bin);
-        c.args(["image", "inspect", "--format", "{{.Id}}"])
-            .args(images)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null());
-        crate::sys::spawn::spawn(&mut c, crate::sys::spawn::Isolation::Group)
-            .ok()
-            .map(ImageCheck)
+        #[derive(Deserialize)]
+        struct Volumes {
+            #[serde(rename = "Volumes", default)]
+            volumes: Option<Vec<Volume>>,
+        }
+        #[derive(Deserialize)]
+        struct Secret {
+            #[serde(rename = "Spec")]
+            spec: SecretSpec,
+        }
+        #[derive(Deserialize)]
+        struct SecretSpec {
+            #[serde(rename = "Name")]
+            name: String,
+        }
+        let q = |path: &str| self.ids(&stack_query(path, stack), bound);
+        let prefix = format!("{stack}_");
+        let volumes: Volumes = self.get_json(&stack_query("/volumes", stack), bound)?;
+        // abra's secrets are named `${STACK}_${SECRET}_${VERSION}`; a name
+        // filter is a substring match, so keep the prefix matches only.
+        let secrets: Vec<Secret> = self.get_json(
+            &format!("/secrets?{}", api::filters(&[("name", &prefix)])),
+            bound,
+        )?;
+        Ok(Leftovers {
+            services: q("/services")?,
+            containers: q("/containers/json?all=1")?,
+            networks: q("/networks")?,
+            volumes: volumes
+                .volumes
+                .unwrap_or_default()
+                .into_iter()
+                .map(|v| v.name)
+                .collect(),
+            secrets: secrets
+                .into_iter()
+                .map(|s| s.spec.name)
+                .filter(|s| s.starts_with(&prefix))
+                .collect(),
+        })
     }
 
     /// Makes `image` present: inspect, else pull.
     pub(crate) fn ensure_image(&self, image: &str, bound: &Bound) -> Result<()> {
-        let mut c = Command::new(&self.bin);
-        c.args(["image", "inspect", image]);
-        if ext::run(&mut c, "docker image inspect", bound)?
-            .status
-            .success()
-        {
+        let engine = self.engine()?;
+        let r = engine.get(&format!("/images/{}/json", api::encode(image)), bound)?;
+        if r.ok() {
             return Ok(());
         }
+        if r.status != 404 {
+            bail!(
+                "inspecting image {image} failed ({}): {}",
+                r.status,
+                r.message()
+            );
+        }
         crate::say!("pulling {image}");
-        self.query(&["pull", image], bound).map(drop)
+        let (from, tag) = split_image(image);
+        let mut s = engine.open(
+            "POST",
+            &format!(
+                "/images/create?fromImage={}&tag={}",
+                api::encode(from),
+                api::encode(tag)
+            ),
+            bound,
+        )?;
+        let mut body = Vec::new();
+        while !s.read_available(&mut body)? {
+            if bound.cancel.is_some_and(crate::sys::latch::Latch::is_set) {
+                return Err(anyhow::Error::new(ext::Interrupted).context("pull was stopped"));
+            }
+            if bound.expired() {
+                bail!("pulling {image} did not finish within its bound");
+            }
+            bound.sleep(Duration::from_millis(20));
+        }
+        let text = String::from_utf8_lossy(&body);
+        if !(200..300).contains(&s.status) {
+            let msg = api::Reply {
+                status: s.status,
+                body: body.clone(),
+            }
+            .message();
+            bail!("pulling {image} failed ({}): {msg}", s.status);
+        }
+        // A pull that fails on the way says so in the stream, with 200.
+        for line in text.lines() {
+            #[derive(Deserialize)]
+            struct Progress {
+                #[serde(default)]
+                error: Option<String>,
+            }
+            if let Ok(Progress { error: Some(e) }) = serde_json::from_str(line) {
+                bail!("pulling {image} failed: {e}");
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether container `id` runs and, if it has a health check, is
+    /// healthy (false when it cannot be asked).
+    fn container_runs(&self, id: &str, bound: &Bound) -> bool {
+        #[derive(Deserialize)]
+        struct C {
+            #[serde(rename = "State")]
+            state: S,
+        }
+        #[derive(Deserialize)]
+        struct S {
+            #[serde(rename = "Running", default)]
+            running: bool,
+            #[serde(rename = "Health", default)]
+            health: Option<H>,
+        }
+        #[derive(Deserialize)]
+        struct H {
+            #[serde(rename = "Status", default)]
+            status: String,
+        }
+        self.get_json::<C>(&format!("/containers/{}/json", api::encode(id)), bound)
+            .is_ok_and(|c| c.state.running && c.state.health.is_none_or(|h| h.status == "healthy"))
+    }
+
+    /// `GET /services` of `stack`'s services: the answer's text.
+    fn stack_services(&self, stack: &str, bound: &Bound) -> Result<(String, &api::Engine)> {
+        let engine = self.engine()?;
+        let body = engine
+            .get(&stack_query("/services", stack), bound)?
+            .check("GET /services")?
+            .body;
+        Ok((String::from_utf8_lossy(&body).into_owned(), engine))
     }
 
     /// One look at `stack` for the convergence wait: its services with
-    /// their specs and update states, and every task the engine keeps of
-    /// them (running, starting, failed, shut down), each with its own copy
-    /// of the spec it runs. Four CLI calls: `service ls -q`, `service
-    /// inspect`, `service ps -q --no-trunc`, `inspect --type task`; three
-    /// when `ids` holds the services of an earlier look and `pacer` says
-    /// no service was created or removed since.
+    /// their specs (as the engine stores them) and update states, and
+    /// every task the engine keeps of them (running, starting, failed,
+    /// shut down), each with its own copy of the spec it runs. Two calls:
+    /// `GET /services` by the stack's label, `GET /tasks` of those
+    /// services.
     pub(crate) fn converge_state(
         &self,
         stack: &str,
         bound: &Bound,
-        ids: &mut Option<Vec<String>>,
-        pacer: &mut Pacer,
     ) -> Result<(Vec<converge::Service>, Vec<converge::Task>)> {
-        if !pacer.still_shaped() {
-            *ids = None;
-        }
-        let ids = match ids {
-            Some(ids) => ids,
-            None => {
-                let filter = format!("label={STACK_LABEL}={stack}");
-                let found =
-                    parse_names(&self.query(&["service", "ls", "-q", "--filter", &filter], bound)?);
-                // No service yet is nothing to remember.
-                if found.is_empty() {
-                    return Ok((Vec::new(), Vec::new()));
-                }
-                ids.insert(found)
-            }
-        };
-        let mut args = vec!["service", "inspect"];
-        args.extend(ids.iter().map(String::as_str));
-        let services = converge::parse_services(&self.query(&args, bound)?)?;
-        let mut args = vec!["service", "ps", "-q", "--no-trunc"];
-        args.extend(services.iter().map(|s| s.id.as_str()));
-        let task_ids = parse_names(&self.query(&args, bound)?);
-        if task_ids.is_empty() {
+        let (body, engine) = self.stack_services(stack, bound)?;
+        let services = converge::parse_services(&body)?;
+        if services.is_empty() {
             return Ok((services, Vec::new()));
         }
-        let mut args = vec!["inspect", "--type", "task"];
-        args.extend(task_ids.iter().map(String::as_str));
-        let tasks = converge::parse_tasks(&self.query(&args, bound)?)?;
+        let pairs: Vec<(&str, &str)> = services
+            .iter()
+            .map(|s| ("service", s.id.as_str()))
+            .collect();
+        let body = engine
+            .get(&format!("/tasks?{}", api::filters(&pairs)), bound)?
+            .check("GET /tasks")?
+            .body;
+        let tasks = converge::parse_tasks(&String::from_utf8_lossy(&body))?;
         Ok((services, tasks))
     }
 
     /// Waits until every service of `stack` runs its current spec
     /// ([`converge::settle_stack`]); a paused or rolled-back update ends the
     /// wait at once with an error naming the service, the update's message
-    /// and the last task error. A query that fails (the engine prunes a
-    /// task between `service ps` and `inspect`) is retried on the next
-    /// poll; three failures in a row end the wait. `deployed_at` is when
+    /// and the last task error. A query that fails is retried on the next
+    /// look; three failures in a row end the wait. `deployed_at` is when
     /// the deploy that the wait follows began (None after a restore, which
     /// deploys nothing): the engine's update time is reported for updates
     /// since then. `events`: the stack's events, subscribed before the
@@ -548,19 +505,19 @@ impl Docker {
         let since = deployed_at.unwrap_or_else(SystemTime::now);
         let mut pacer = match events {
             Some(e) => Pacer::new(stack, Some(e)),
-            None => Pacer::subscribe(
-                &self.bin,
-                stack,
-                deployed_at.unwrap_or_else(SystemTime::now),
-            ),
+            None => self.pacer(stack, deployed_at.unwrap_or_else(SystemTime::now)),
         };
         let mut failures = 0;
         // Why the stack is not settled yet, for the bound's message.
         let mut last = String::new();
-        let mut ids = None;
         loop {
-            match self.converge_state(stack, &bound.for_query(), &mut ids, &mut pacer) {
-                Ok((services, tasks)) => {
+            match self.converge_state(stack, &bound.for_query()) {
+                Ok((services, mut tasks)) => {
+                    if let Some(started) = pacer.started() {
+                        converge::count_started(&mut tasks, started, |c| {
+                            self.container_runs(c, &bound.for_query())
+                        });
+                    }
                     failures = 0;
                     let clock = converge::Clock {
                         since: Some(since),
@@ -602,9 +559,6 @@ impl Docker {
                 }
                 Err(e) if ext::is_interrupted(&e) => return Err(e),
                 Err(e) => {
-                    // A service removed since the ids were read fails the
-                    // inspect: read them again.
-                    ids = None;
                     failures += 1;
                     if failures >= 3 {
                         return Err(e.context(format!(
@@ -629,10 +583,10 @@ impl Docker {
     }
 
     /// Waits until no service, container or network of `stack` is left. A
-    /// query that fails while the engine removes the stack (a container
-    /// listed and gone in one `docker ps`) is retried within the bound: one
-    /// failed poll must not abort a teardown and leak the app. Looks again
-    /// on each event of the stack that `pacer` reports.
+    /// query that fails while the engine removes the stack is retried
+    /// within the bound: one failed look must not abort a teardown and
+    /// leak the app. Looks again on each event of the stack that `pacer`
+    /// reports.
     pub(crate) fn wait_gone(&self, stack: &str, bound: &Bound, pacer: &mut Pacer) -> Result<()> {
         let mut seen = SeenGone::default();
         loop {
@@ -655,6 +609,27 @@ impl Docker {
             }
             pacer.pause(bound, None);
         }
+    }
+}
+
+/// `PATH?filters={"label":["com.docker.stack.namespace=STACK"]}` (PATH may
+/// carry a query of its own).
+fn stack_query(path: &str, stack: &str) -> String {
+    let sep = if path.contains('?') { '&' } else { '?' };
+    let label = format!("{STACK_LABEL}={stack}");
+    format!("{path}{sep}{}", api::filters(&[("label", &label)]))
+}
+
+/// An image reference as the pull call takes it: (`fromImage`, `tag`),
+/// the tag `latest` when the reference names none; a digest is the tag.
+pub(crate) fn split_image(image: &str) -> (&str, &str) {
+    if let Some((repo, digest)) = image.split_once('@') {
+        return (repo, digest);
+    }
+    let name_start = image.rfind('/').map_or(0, |i| i + 1);
+    match image[name_start..].rfind(':') {
+        Some(i) => (&image[..name_start + i], &image[name_start + i + 1..]),
+        None => (image, "latest"),
     }
 }
 

@@ -18,7 +18,6 @@
 //! that saw them shut down.
 
 use std::collections::{BTreeMap, HashSet};
-use std::ffi::OsString;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
@@ -26,7 +25,7 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::sys::latch::Latch;
 
 use super::events::{Events, RawEvent, Woke};
-use super::STACK_LABEL;
+use super::{Docker, STACK_LABEL};
 
 /// One exit of a watched task's container.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -116,7 +115,7 @@ impl Watch {
     /// Watches `stack` on `events` (the convergence wait's stream; None:
     /// subscribed anew from now), ignoring the tasks in `judged`.
     pub(crate) fn start(
-        docker: &OsString,
+        docker: &Docker,
         stack: &str,
         events: Option<Events>,
         judged: HashSet<String>,
@@ -189,7 +188,7 @@ impl Drop for Watch {
 /// The watch's thread: reads the stream until `stop`, subscribing again
 /// (replayed from a second before it closed) when it ends.
 fn follow(
-    docker: &OsString,
+    docker: &Docker,
     stack: &str,
     mut events: Option<Events>,
     judged: &HashSet<String>,
@@ -203,7 +202,7 @@ fn follow(
             return;
         }
         let Some(ev) = events.as_mut() else {
-            events = Events::subscribe(docker, stack, closed_at);
+            events = docker.subscribe(stack, closed_at);
             if events.is_none() && stop.wait_until(Instant::now() + pause) {
                 return;
             }

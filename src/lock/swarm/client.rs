@@ -1,15 +1,14 @@
-//! The engine as the lock sees it: the docker CLI client ([`Swarm`]), the
+//! The engine as the lock sees it: the engine client ([`Swarm`]), the
 //! engine's clock and the host's skew against it, the forms of "not
 //! found", and the boot clock a holder measures its lease with.
 
-use std::ffi::OsString;
-use std::io::Write;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context, Result};
 
 use super::lease::{now_ms, parse_inspect, unix_ms, LeaseInfo, LockObject, LOCK_LABEL};
 use crate::exit::Failure;
+use crate::ext::docker::api::Reply;
 use crate::ext::docker::Docker;
 use crate::ext::{self, Bound};
 use crate::lock::backend::{Backend, Lease, LockSettings};
@@ -52,27 +51,15 @@ pub fn classify_refusal(message: &str) -> Refusal {
     Refusal::Other
 }
 
-/// Whether an engine API error means the object is gone (404, or any
-/// not-found message).
-pub(super) fn api_gone(e: &bollard::errors::Error) -> bool {
-    match e {
-        bollard::errors::Error::DockerResponseServerError {
-            status_code,
-            message,
-        } => *status_code == 404 || classify_refusal(message) == Refusal::NotFound,
-        _ => false,
-    }
-}
-
-/// How a docker CLI call about one object ended.
+/// How an engine call about one object ended.
 #[derive(Debug)]
-enum Cli {
-    Ok(String),
+enum Answer {
+    Ok(Vec<u8>),
     Exists,
     NotFound,
 }
 
-/// How long one docker CLI call may take when no lease says otherwise
+/// How long one engine call may take when no lease says otherwise
 /// (`locks`, `unlock`, the janitor's tidying).
 const CALL_BOUND: Duration = Duration::from_secs(30);
 
@@ -134,9 +121,10 @@ pub struct Swarm {
 }
 
 impl Swarm {
-    pub fn new(docker: &OsString) -> Swarm {
+    /// The engine `DOCKER_HOST` (`host`) names.
+    pub fn new(host: Option<&str>) -> Swarm {
         Swarm {
-            docker: Docker::new(docker),
+            docker: Docker::new(host),
             bound: CALL_BOUND,
         }
     }
@@ -147,50 +135,54 @@ impl Swarm {
         self
     }
 
-    /// Runs `docker ARGS`, bounded; a docker that cannot be run at all,
-    /// or that outlasts the bound, means the engine cannot be used (exit 3).
-    fn output(&self, args: &[&str]) -> Result<crate::sys::spawn::Output> {
-        // A call that outlasts its bound is killed: a create killed after
-        // it committed leaves an object whose token says it is ours (the
-        // caller looks), and a lease measured from the send time.
-        let grace = (self.bound / 4).min(Duration::from_secs(2));
-        let bound = Bound::until(Instant::now() + self.bound, grace);
+    /// One engine call, bounded; an engine that cannot be reached, or
+    /// that outlasts the bound, cannot be used (exit 3). A call cut off at
+    /// its bound after the engine committed it (a create) leaves an object
+    /// whose token says it is ours: the caller looks.
+    fn send(&self, method: &str, path: &str, body: Option<&[u8]>) -> Result<Reply> {
+        let bound = Bound::until(Instant::now() + self.bound, Duration::ZERO);
         self.docker
-            .call(args, &bound)
+            .engine()
+            .and_then(|e| e.send(method, path, body, &bound))
             .map_err(|e| unreachable_engine(&e))
     }
 
-    fn call(&self, args: &[&str]) -> Result<Cli> {
-        let out = self.output(args)?;
-        if out.status.success() {
-            return Ok(Cli::Ok(out.stdout));
+    fn call(&self, method: &str, path: &str, body: Option<&[u8]>) -> Result<Answer> {
+        let r = self.send(method, path, body)?;
+        if r.ok() {
+            return Ok(Answer::Ok(r.body));
         }
-        match classify_refusal(&out.stderr) {
-            Refusal::Exists => Ok(Cli::Exists),
-            Refusal::NotFound => Ok(Cli::NotFound),
-            Refusal::Other => Err(unreachable_engine(&anyhow!(
-                "`docker {}` failed ({}): {}",
-                args.join(" "),
-                out.status,
-                ext::tail(&out.stderr, &out.stdout)
+        let msg = r.message();
+        match (r.status, classify_refusal(&msg)) {
+            (409, _) | (_, Refusal::Exists) => Ok(Answer::Exists),
+            (404, _) | (_, Refusal::NotFound) => Ok(Answer::NotFound),
+            _ => Err(unreachable_engine(&anyhow!(
+                "{method} {} failed ({}): {msg}",
+                path.split('?').next().unwrap_or(path),
+                r.status
             ))),
         }
     }
 
-    /// The engine's current time (`docker info`'s `SystemTime`).
+    /// The engine's current time (`GET /info`'s `SystemTime`).
     pub fn engine_now(&self) -> Result<EngineTime> {
+        #[derive(serde::Deserialize)]
+        struct Info {
+            #[serde(rename = "SystemTime", default)]
+            system_time: String,
+        }
         let sent_ms = now_ms();
-        let out = match self.call(&["info", "--format", "{{json .SystemTime}}"])? {
-            Cli::Ok(out) => out,
-            _ => return Err(unreachable_engine(&anyhow!("`docker info` gave no time"))),
+        let body = match self.call("GET", "/info", None)? {
+            Answer::Ok(b) => b,
+            _ => return Err(unreachable_engine(&anyhow!("GET /info gave no time"))),
         };
         let answered_ms = now_ms();
-        let text: String = serde_json::from_str(out.trim()).with_context(|| {
-            format!("failed to parse the engine's time from `docker info`: {out:?}")
-        })?;
-        let engine = crate::log::parse_timestamp(&text).ok_or_else(|| {
+        let info: Info = serde_json::from_slice(&body)
+            .context("failed to parse the engine's time from GET /info")?;
+        let engine = crate::log::parse_timestamp(&info.system_time).ok_or_else(|| {
             unreachable_engine(&anyhow!(
-                "the engine's time {text:?} is not an RFC 3339 UTC time"
+                "the engine's time {:?} is not an RFC 3339 UTC time",
+                info.system_time
             ))
         })?;
         Ok(EngineTime {
@@ -215,81 +207,88 @@ impl Swarm {
 
     /// Creates the lock object; None when one of that name exists.
     pub fn create(&self, name: &str, info: &LeaseInfo, data: &[u8]) -> Result<Option<String>> {
-        let mut file = tempfile::NamedTempFile::new()
-            .context("failed to create the lock object's data file")?;
-        file.write_all(data)
-            .context("failed to write the lock object's data file")?;
-        let path = file.path().to_string_lossy().into_owned();
-        let mut labels: Vec<(String, String)> = info.labels().into_iter().collect();
-        labels.sort();
-        let pairs: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        let mut args = vec!["config", "create"];
-        for p in &pairs {
-            args.push("--label");
-            args.push(p);
+        #[derive(serde::Deserialize)]
+        struct Created {
+            #[serde(rename = "ID")]
+            id: String,
         }
-        args.push(name);
-        args.push(&path);
-        match self.call(&args)? {
-            Cli::Ok(out) => Ok(Some(out.trim().to_string())),
-            Cli::Exists => Ok(None),
-            Cli::NotFound => Err(unreachable_engine(&anyhow!(
-                "`docker config create {name}` answered `not found`"
+        let body = serde_json::json!({
+            "Name": name,
+            "Labels": info.labels(),
+            "Data": base64(data),
+        });
+        match self.call("POST", "/configs/create", Some(body.to_string().as_bytes()))? {
+            Answer::Ok(out) => {
+                let c: Created = serde_json::from_slice(&out)
+                    .context("failed to parse the engine's answer to a config create")?;
+                Ok(Some(c.id))
+            }
+            Answer::Exists => Ok(None),
+            Answer::NotFound => Err(unreachable_engine(&anyhow!(
+                "creating the config {name} answered `not found`"
             ))),
         }
     }
 
     /// The object named `name_or_id`, if there is one.
     pub fn inspect(&self, name_or_id: &str) -> Result<Option<LockObject>> {
-        match self.call(&["config", "inspect", name_or_id])? {
-            Cli::Ok(out) => Ok(parse_inspect(&out)?.into_iter().next()),
-            Cli::NotFound | Cli::Exists => Ok(None),
+        let path = format!("/configs/{}", ext::docker::api::encode(name_or_id));
+        match self.call("GET", &path, None)? {
+            Answer::Ok(out) => {
+                let mut text = b"[".to_vec();
+                text.extend_from_slice(&out);
+                text.push(b']');
+                Ok(parse_inspect(&String::from_utf8_lossy(&text))?
+                    .into_iter()
+                    .next())
+            }
+            Answer::NotFound | Answer::Exists => Ok(None),
         }
     }
 
     /// Removes the object with this exact ID; false when it was already gone.
     pub fn remove_id(&self, id: &str) -> Result<bool> {
-        match self.call(&["config", "rm", id])? {
-            Cli::Ok(_) => Ok(true),
-            Cli::NotFound | Cli::Exists => Ok(false),
+        let path = format!("/configs/{}", ext::docker::api::encode(id));
+        match self.call("DELETE", &path, None)? {
+            Answer::Ok(_) => Ok(true),
+            Answer::NotFound | Answer::Exists => Ok(false),
         }
     }
 
-    /// Every lock object on the swarm.
+    /// Every lock object on the swarm: one listing, which carries each
+    /// object whole.
     pub fn list(&self) -> Result<Vec<LockObject>> {
-        let filter = format!("label={LOCK_LABEL}");
-        let ids = match self.call(&["config", "ls", "--filter", &filter, "--format", "{{.ID}}"])? {
-            Cli::Ok(out) => out
-                .lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty())
-                .map(String::from)
-                .collect::<Vec<_>>(),
-            _ => Vec::new(),
+        let path = format!(
+            "/configs?{}",
+            ext::docker::api::filters(&[("label", LOCK_LABEL)])
+        );
+        let out = match self.call("GET", &path, None)? {
+            Answer::Ok(out) => out,
+            _ => return Ok(Vec::new()),
         };
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        // One inspect for all: an object removed since the listing is
-        // simply missing from its answer (docker prints the others and
-        // fails for the missing one).
-        let mut args = vec!["config", "inspect"];
-        args.extend(ids.iter().map(String::as_str));
-        let out = self.output(&args)?;
-        let mut objects = match parse_inspect(&out.stdout) {
-            Ok(o) => o,
-            Err(_) if !out.status.success() => {
-                return Err(unreachable_engine(&anyhow!(
-                    "`docker config inspect` failed ({}): {}",
-                    out.status,
-                    ext::tail(&out.stderr, &out.stdout)
-                )))
-            }
-            Err(e) => return Err(e),
-        };
+        let mut objects = parse_inspect(&String::from_utf8_lossy(&out))?;
         objects.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(objects)
     }
+}
+
+/// Standard base64 with padding (the Engine API's `[]byte` in JSON).
+pub(crate) fn base64(data: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for c in data.chunks(3) {
+        let n = (u32::from(c[0]) << 16)
+            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*c.get(2).unwrap_or(&0));
+        for i in 0..4 {
+            if i <= c.len() {
+                out.push(A[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 fn unreachable_engine(e: &anyhow::Error) -> anyhow::Error {
@@ -306,7 +305,7 @@ pub fn say_clock_skew(settings: &LockSettings) -> Result<()> {
         return Ok(());
     }
     let lease = &settings.lease;
-    let now = Swarm::new(&settings.docker)
+    let now = Swarm::new(settings.docker_host.as_deref())
         .bounded(lease.call_bound())
         .engine_now()?;
     match judge_skew(now.skew_ms(), lease.margin) {

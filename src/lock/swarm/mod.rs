@@ -10,13 +10,12 @@
 //! exist on each node, and the scheduler would watch it), its labels can be
 //! rewritten through the engine API's versioned update (`POST
 //! /configs/{id}/update?version=N`, refused with "update out of sequence" when
-//! anyone wrote since version N), and its ID is never reused. The docker
-//! CLI has no verb for that update, so renewal alone goes through the
-//! engine API (bollard, on its own small runtime in the renewal thread);
-//! create, inspect, list and remove go through `docker` (`CCCI_DOCKER`).
+//! anyone wrote since version N), and its ID is never reused. Create,
+//! inspect, list, remove and the update all go through the one engine
+//! client (`ext::docker`, the Engine API on `DOCKER_HOST`).
 //!
 //! The protocol, and the race each step closes:
-//! - **acquire** = `docker config create` with the holder, the lease and
+//! - **acquire** = a config create (`POST /configs/create`) with the holder, the lease and
 //!   the margin in labels. Two hosts racing get one success and one
 //!   `AlreadyExists`. The lease runs from the moment the create is *sent*,
 //!   measured on CLOCK_BOOTTIME ([`boot_now`], which counts a suspend).
@@ -45,7 +44,7 @@
 //! - **release** = remove by ID. An ID names one object forever, so a
 //!   release can never delete a lock that someone re-created in between.
 //! - **take-over**: judged by the **engine's clock only**. The taker asks
-//!   the engine's time (`docker info`'s `SystemTime`) *first*, then reads
+//!   the engine's time (`GET /info`'s `SystemTime`) *first*, then reads
 //!   the object; the lease is dead when that time is past the object's
 //!   manager-set `UpdatedAt` (bumped by the create and every renewal) plus
 //!   the larger lease and the larger margin of its own settings and the
@@ -84,10 +83,8 @@
 //!   renewal (the object is gone), having overlapped up to one renewal
 //!   interval. The managers' clocks are the operator's to keep stepped
 //!   only at boot.
-//! - *One engine.* The CLI (`CCCI_DOCKER`) and the API (`DOCKER_HOST`)
-//!   reach managers of the same swarm; raft makes create, update and
-//!   remove linearizable. A renewal that finds its object missing on its
-//!   first try says the two may differ.
+//! - *One engine.* Every call goes to the manager `DOCKER_HOST` names;
+//!   raft makes create, update and remove linearizable across managers.
 //! - *Work already in flight.* [`AppLock::may_mutate`](crate::lock::backend::AppLock::may_mutate) is asked before
 //!   each mutating step, not during one: an `abra app deploy` that started
 //!   with the lease standing goes on after a loss until the run's lost-lease

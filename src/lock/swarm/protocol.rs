@@ -36,7 +36,7 @@ struct Claim {
 impl SwarmLocks {
     pub fn new(settings: &LockSettings) -> SwarmLocks {
         SwarmLocks {
-            swarm: Swarm::new(&settings.docker).bounded(settings.lease.call_bound()),
+            swarm: Swarm::new(settings.docker_host.as_deref()).bounded(settings.lease.call_bound()),
             host_id: settings.host_id.clone(),
             lease: settings.lease,
         }
@@ -198,6 +198,7 @@ impl SwarmLocks {
             end: claim.sent + self.lease.lease,
         }));
         let renewer = Renewer::start(
+            self.swarm.docker.clone(),
             claim.id.clone(),
             claim.info.clone(),
             claim.sent,

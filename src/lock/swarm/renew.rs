@@ -1,13 +1,16 @@
 //! The renewal thread of a held lock: the versioned update through the
-//! engine API, scheduled from the last counted send time.
+//! engine client, scheduled from the last counted send time.
 
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::client::{api_gone, boot_now};
+use super::client::{boot_now, classify_refusal, Refusal};
 use super::lease::{now_ms, LeaseInfo};
 use super::protocol::{locked, set_lost, HoldState};
+use crate::ext::docker::api::{self, Reply};
+use crate::ext::docker::Docker;
+use crate::ext::Bound;
 use crate::lock::backend::{Lease, OnLost};
 use crate::say;
 use crate::sys::latch::Latch;
@@ -20,6 +23,7 @@ pub(super) struct Renewer {
 
 impl Renewer {
     pub(super) fn start(
+        docker: Docker,
         id: String,
         info: LeaseInfo,
         sent: Duration,
@@ -41,7 +45,7 @@ impl Renewer {
         let thread = std::thread::Builder::new()
             .name("lease-renewer".into())
             .spawn(move || {
-                if let Err(ended) = renew_loop(&id, info, sent, lease, &theirs, &shared) {
+                if let Err(ended) = renew_loop(&docker, &id, info, sent, lease, &theirs, &shared) {
                     let foreign = matches!(ended, Ended::Foreign(_));
                     let (Ended::Lost(why) | Ended::Foreign(why)) = ended;
                     set_lost(&shared, &why, foreign);
@@ -97,6 +101,7 @@ fn instant_at(boot: Duration) -> Instant {
 /// send time of the last one that went through (the create's, first), so a
 /// slow create or a stall eats into the schedule, never past the lease.
 fn renew_loop(
+    docker: &Docker,
     id: &str,
     mut info: LeaseInfo,
     mut sent: Duration,
@@ -104,29 +109,13 @@ fn renew_loop(
     stop: &Latch,
     state: &Mutex<HoldState>,
 ) -> Result<(), Ended> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Ended::Lost(format!("cannot start the engine API client: {e}")))?;
-    let mut client: Option<bollard::Docker> = None;
     let mut next = sent + lease.renew_every;
     loop {
         if stop.wait_until(instant_at(next)) {
             return Ok(());
         }
         let end = sent + lease.lease;
-        // The whole renewal ends by our lease's end, whatever hangs.
-        let left = end.saturating_sub(boot_now());
-        let outcome = rt.block_on(async {
-            tokio::time::timeout(left, renew_once(&mut client, id, &mut info, lease, end))
-                .await
-                .unwrap_or_else(|_| {
-                    Err(RenewError::Transient(
-                        "the engine API did not answer before the lease ran out".into(),
-                    ))
-                })
-        });
-        match outcome {
+        match renew_once(docker, id, &mut info, lease, end) {
             Ok(at) => {
                 sent = at;
                 locked(state).end = at + lease.lease;
@@ -146,19 +135,34 @@ fn renew_loop(
                     "warning: renewing the lease of {} failed, retrying: {why}",
                     info.domain
                 );
-                client = None;
                 next = boot_now() + (lease.renew_every / 4).max(Duration::from_millis(100));
             }
         }
     }
 }
 
+/// The lock object as the renewal reads it.
+#[derive(serde::Deserialize)]
+struct Config {
+    #[serde(rename = "Version")]
+    version: Version,
+    #[serde(rename = "Spec")]
+    spec: serde_json::Map<String, serde_json::Value>,
+}
+
+#[derive(serde::Deserialize)]
+struct Version {
+    #[serde(rename = "Index")]
+    index: u64,
+}
+
 /// One renewal: read the object by ID, check it is still as we wrote it,
 /// then the versioned update. Ok: the boot time the update was sent (its
 /// answer came within the renewal bound, below the margin). `end` is when
-/// our belief ends: a lease that ran out is never revived.
-async fn renew_once(
-    client: &mut Option<bollard::Docker>,
+/// our belief ends: a lease that ran out is never revived. Each call is
+/// bounded by the renewal bound and, whatever hangs, by `end`.
+fn renew_once(
+    docker: &Docker,
     id: &str,
     info: &mut LeaseInfo,
     lease: Lease,
@@ -166,23 +170,13 @@ async fn renew_once(
 ) -> Result<Duration, RenewError> {
     let limit = lease.renew_bound();
     let transient = |e: String| RenewError::Transient(e);
-    if client.is_none() {
-        let c = bollard::Docker::connect_with_defaults()
-            .map_err(|e| transient(format!("cannot connect to the engine API: {e}")))?
-            // bollard keeps whole seconds (0 would time every call out):
-            // its own bound rounded up, ours by tokio below.
-            .with_timeout(Duration::from_secs(
-                lease.call_bound().as_secs_f64().ceil().max(1.0) as u64,
-            ));
-        let c = tokio::time::timeout(lease.call_bound(), c.negotiate_version())
-            .await
-            .map_err(|_| transient("the engine API did not answer".into()))?
-            .map_err(|e| transient(format!("cannot negotiate the engine API version: {e}")))?;
-        *client = Some(c);
-    }
-    let Some(c) = client.as_ref() else {
-        return Err(transient("no engine API client".into()));
+    let bound = || {
+        let left = end.saturating_sub(boot_now()).min(limit);
+        Bound::until(Instant::now() + left, Duration::ZERO)
     };
+    let engine = docker
+        .engine()
+        .map_err(|e| transient(format!("no engine API client: {e:#}")))?;
     let expired = |info: &LeaseInfo| {
         RenewError::Lost(format!(
             "the lease of {} ran out before it could be renewed (was this process stopped, or the host suspended?)",
@@ -192,34 +186,31 @@ async fn renew_once(
     if boot_now() >= end {
         return Err(expired(info));
     }
-    let obj = match tokio::time::timeout(limit, c.inspect_config(id)).await {
-        Err(_) => return Err(transient("inspecting the lock object timed out".into())),
-        Ok(Err(e)) if api_gone(&e) => {
-            // Before any renewal went through, a missing object may also
-            // mean the API is another engine than the CLI's.
-            let hint = if info.renewals == 0 {
-                "; or DOCKER_HOST names another engine than the docker CLI uses"
-            } else {
-                ""
-            };
-            return Err(RenewError::Lost(format!(
-                "the lock object {id} of {} is gone (deleted behind our back, or taken over{hint})",
-                info.domain
-            )));
-        }
-        Ok(Err(e)) => return Err(transient(format!("inspecting the lock object failed: {e}"))),
-        Ok(Ok(o)) => o,
-    };
-    let version = obj
-        .version
-        .as_ref()
-        .and_then(|v| v.index)
-        .ok_or_else(|| transient("the lock object has no version".into()))?;
-    let mut spec = obj
-        .spec
-        .clone()
-        .ok_or_else(|| transient("the lock object has no spec".into()))?;
-    let theirs = spec.labels.as_ref().and_then(LeaseInfo::from_labels);
+    let path = format!("/configs/{}", api::encode(id));
+    let gone = |r: &Reply| r.status == 404 || classify_refusal(&r.message()) == Refusal::NotFound;
+    let r = engine
+        .get(&path, &bound())
+        .map_err(|e| transient(format!("inspecting the lock object failed: {e:#}")))?;
+    if gone(&r) {
+        return Err(RenewError::Lost(format!(
+            "the lock object {id} of {} is gone (deleted behind our back, or taken over)",
+            info.domain
+        )));
+    }
+    if !r.ok() {
+        return Err(transient(format!(
+            "inspecting the lock object failed ({}): {}",
+            r.status,
+            r.message()
+        )));
+    }
+    let obj: Config = serde_json::from_slice(&r.body)
+        .map_err(|e| transient(format!("the lock object could not be read: {e}")))?;
+    let mut spec = obj.spec;
+    let labels: Option<std::collections::HashMap<String, String>> = spec
+        .get("Labels")
+        .and_then(|l| serde_json::from_value(l.clone()).ok());
+    let theirs = labels.as_ref().and_then(LeaseInfo::from_labels);
     match theirs {
         Some(t) if t == *info => {}
         // Our own last write, whose answer we did not hear (it timed out):
@@ -242,30 +233,40 @@ async fn renew_once(
     let mut next = info.clone();
     next.expires_ms = now_ms() + lease.lease.as_millis() as u64;
     next.renewals += 1;
-    spec.labels = Some(next.labels());
-    let opts = bollard::query_parameters::UpdateConfigOptionsBuilder::new()
-        .version(version as i64)
-        .build();
+    spec.insert(
+        "Labels".into(),
+        serde_json::to_value(next.labels()).unwrap_or_default(),
+    );
+    let body = serde_json::Value::Object(spec).to_string();
     // Answered within `limit` (below the margin): applied before any
     // taker's judgement that reads the engine's time after it.
-    match tokio::time::timeout(limit, c.update_config(id, spec, opts)).await {
-        Err(_) => Err(transient("updating the lock object timed out".into())),
-        Ok(Err(e)) if api_gone(&e) => Err(RenewError::Lost(format!(
+    let r = engine
+        .send(
+            "POST",
+            &format!("{path}/update?version={}", obj.version.index),
+            Some(body.as_bytes()),
+            &bound(),
+        )
+        .map_err(|e| transient(format!("updating the lock object failed: {e:#}")))?;
+    if r.ok() {
+        *info = next;
+        return Ok(at);
+    }
+    let message = r.message();
+    if gone(&r) {
+        return Err(RenewError::Lost(format!(
             "the lock object {id} of {} is gone (deleted behind our back, or taken over)",
             info.domain
-        ))),
-        Ok(Err(bollard::errors::Error::DockerResponseServerError { message, .. }))
-            if message.contains("out of sequence") =>
-        {
-            Err(RenewError::Foreign(format!(
-                "the lock object {id} of {} was written by someone else while we renewed it ({message})",
-                info.domain
-            )))
-        }
-        Ok(Err(e)) => Err(transient(format!("updating the lock object failed: {e}"))),
-        Ok(Ok(())) => {
-            *info = next;
-            Ok(at)
-        }
+        )));
     }
+    if message.contains("out of sequence") {
+        return Err(RenewError::Foreign(format!(
+            "the lock object {id} of {} was written by someone else while we renewed it ({message})",
+            info.domain
+        )));
+    }
+    Err(transient(format!(
+        "updating the lock object failed ({}): {message}",
+        r.status
+    )))
 }

@@ -1,4 +1,4 @@
-//! A waiter's wake-up: `docker events` for one lock object.
+//! A waiter's wake-up: the engine's events of one lock object.
 
 use std::time::{Instant, SystemTime};
 
@@ -6,9 +6,9 @@ use crate::ext::docker::events::{self, since_arg, Stream};
 use crate::ext::docker::Docker;
 use crate::sys::latch::Latch;
 
-/// Wakes a waiter when its lock object changes: `docker events` for the
-/// object's name, so a release is seen in milliseconds without a docker
-/// process per poll. The stream is replayed from just before the attempt
+/// Wakes a waiter when its lock object changes: the engine's events of
+/// the object's name, so a release is seen in milliseconds without a
+/// poll. The stream is replayed from just before the attempt
 /// that found the lock busy (`--since`), so a release that lands between
 /// that attempt and the moment the subscription is live is not missed. A
 /// dead holder sends no event: the waiter also wakes at the lease's expiry
@@ -27,19 +27,12 @@ pub(super) enum Woke {
 
 impl Watch {
     pub(super) fn start(docker: &Docker, name: &str, since: SystemTime) -> Option<Watch> {
-        let args = [
-            "events",
-            "--filter",
-            "type=config",
-            "--filter",
-            &format!("config={name}"),
-            "--since",
-            &since_arg(since),
-            "--format",
-            "{{.Action}}",
-        ]
-        .map(String::from);
-        docker.stream(&args).map(Watch)
+        let query = format!(
+            "since={}&{}",
+            since_arg(since),
+            crate::ext::docker::api::filters(&[("type", "config"), ("config", name)])
+        );
+        docker.stream(&query).map(Watch)
     }
 
     /// Any event of the object means "look again".
