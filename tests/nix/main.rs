@@ -197,7 +197,10 @@ fn the_module_evaluates_with_the_readme_example() {
     let tmp = tempdir();
     let host_env = tmp.path().join("host.env");
     std::fs::write(&host_env, v["hostFile"].as_str().unwrap()).unwrap();
+    // The module's file leaves DOCKER_HOST to its default, as does the
+    // environment of a `sudo -u cc-ci-run cc-ci-run status`.
     let out = support::ccci()
+        .env_remove("DOCKER_HOST")
         .arg("--host-settings")
         .arg(&host_env)
         .arg("status")
