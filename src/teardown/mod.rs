@@ -134,7 +134,26 @@ pub(crate) fn teardown_beside(
             }
         }
     }
-    let left = docker.leftovers(app.stack, bound)?;
+    let mut left = docker.leftovers(app.stack, bound)?;
+    if !left.running_gone() {
+        // A task that was still starting when the stack went can bring a
+        // container or its network attachment up after the wait saw
+        // nothing (the engine's list is empty for a moment between the
+        // manager's removal and the node's late start): wait and remove
+        // again, once, before judging.
+        say!(
+            "the engine brought back {left} of stack {} after the wait: waiting and removing again",
+            app.stack
+        );
+        finish_engine_side(
+            docker,
+            app.stack,
+            bound,
+            &mut Pacer::new(app.stack, None),
+            lock,
+        )?;
+        left = docker.leftovers(app.stack, bound)?;
+    }
     if !left.is_empty() || env_file.exists() {
         bail!(
             "teardown of {} left {}{}",
