@@ -186,7 +186,7 @@ impl Engine {
         body: Option<&[u8]>,
         bound: &Bound,
     ) -> Result<Reply> {
-        let what = format!("{method} {}", path.split('?').next().unwrap_or(path));
+        let what = call_name(method, path);
         let full = self.versioned(path, bound)?;
         self.raw(method, &full, body, bound)
             .map(|r| r.reply)
@@ -196,7 +196,7 @@ impl Engine {
     /// Opens `method path` as a stream (events, a pull's progress): the
     /// head is read within `bound`, the body then as it comes.
     pub(crate) fn open(&self, method: &str, path: &str, bound: &Bound) -> Result<BodyStream> {
-        let what = format!("{method} {}", path.split('?').next().unwrap_or(path));
+        let what = call_name(method, path);
         let full = self.versioned(path, bound)?;
         self.open_raw(method, &full, None, bound)
             .with_context(|| format!("engine call {what} ({})", self.host()))
@@ -304,6 +304,11 @@ impl Engine {
 struct Raw {
     reply: Reply,
     api_version: Option<String>,
+}
+
+/// A call as errors name it: `METHOD PATH`, the query left out.
+pub(crate) fn call_name(method: &str, path: &str) -> String {
+    format!("{method} {}", path.split('?').next().unwrap_or(path))
 }
 
 /// The version to ask in, from the engine's `Api-Version` (None: the

@@ -163,7 +163,7 @@ impl Docker {
 
     /// `GET path`, a 2xx answer's body as JSON.
     fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str, bound: &Bound) -> Result<T> {
-        let what = format!("GET {}", path.split('?').next().unwrap_or(path));
+        let what = api::call_name("GET", path);
         self.engine()?.get(path, bound)?.check(&what)?.json(&what)
     }
 

@@ -157,8 +157,8 @@ impl Swarm {
             (409, _) | (_, Refusal::Exists) => Ok(Answer::Exists),
             (404, _) | (_, Refusal::NotFound) => Ok(Answer::NotFound),
             _ => Err(unreachable_engine(&anyhow!(
-                "{method} {} failed ({}): {msg}",
-                path.split('?').next().unwrap_or(path),
+                "{} failed ({}): {msg}",
+                ext::docker::api::call_name(method, path),
                 r.status
             ))),
         }
