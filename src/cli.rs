@@ -142,10 +142,13 @@ pub struct RunArgs {
     pub tests: TestOptions,
 }
 
-#[derive(Debug, Args, Clone)]
+/// `exec --grace`'s default.
+const EXEC_GRACE: &str = "10s";
+
+#[derive(Debug, Args, Clone, PartialEq, Eq)]
 pub struct ExecArgs {
     /// Grace between SIGTERM and SIGKILL.
-    #[arg(long, env = "CCCI_GRACE", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, env = "CCCI_GRACE", default_value = EXEC_GRACE, value_parser = parse_duration)]
     pub grace: Duration,
     /// Deadline: SIGTERM to the command's group, exit 142.
     #[arg(long, value_parser = parse_duration)]
@@ -158,6 +161,75 @@ pub struct ExecArgs {
         value_name = "CMD"
     )]
     pub command: Vec<String>,
+}
+
+/// `exec`'s own reading of its common command lines, for the hot path of
+/// every guarded command (`cc-ci-run exec -- CMD`): building clap's whole
+/// command tree costs more than the rest of the wrapper's start. `args` are
+/// the words after `exec`, `grace_env` the value of `CCCI_GRACE`.
+///
+/// It only ever agrees with clap: it answers for `--grace D`, `--grace=D`,
+/// `--timeout D`, `--timeout=D` (each at most once), an optional `--`, then
+/// the command; anything else (`--help`, a global option, an unknown or
+/// repeated option, a value clap would refuse, a word that is not UTF-8, no
+/// command, an empty or bad `CCCI_GRACE`) is None, and the caller hands
+/// the line to clap, which gives the answer or the error it always gave.
+/// `tests/unit/cli.rs` holds it against clap on a table of lines.
+pub fn exec_fast(
+    args: &[std::ffi::OsString],
+    grace_env: Option<&std::ffi::OsStr>,
+) -> Option<ExecArgs> {
+    let mut grace = None;
+    let mut timeout = None;
+    let mut i = 0;
+    while i < args.len() {
+        let word = args[i].to_str()?;
+        if word == "--" {
+            i += 1;
+            break;
+        }
+        if !word.starts_with('-') {
+            break;
+        }
+        let (name, value) = match word.split_once('=') {
+            Some((n, v)) => (n, v),
+            None => {
+                i += 1;
+                (word, args.get(i)?.to_str()?)
+            }
+        };
+        // clap reads a value that starts with `-` as the next option.
+        if value.starts_with('-') || value.is_empty() {
+            return None;
+        }
+        let slot = match name {
+            "--grace" => &mut grace,
+            "--timeout" => &mut timeout,
+            _ => return None,
+        };
+        if slot.is_some() {
+            return None;
+        }
+        *slot = Some(parse_duration(value).ok()?);
+        i += 1;
+    }
+    let command = args[i..]
+        .iter()
+        .map(|a| a.to_str().map(str::to_string))
+        .collect::<Option<Vec<String>>>()?;
+    if command.is_empty() {
+        return None;
+    }
+    let grace = match (grace, grace_env) {
+        (Some(g), _) => g,
+        (None, Some(v)) => parse_duration(v.to_str().filter(|v| !v.is_empty())?).ok()?,
+        (None, None) => parse_duration(EXEC_GRACE).ok()?,
+    };
+    Some(ExecArgs {
+        grace,
+        timeout,
+        command,
+    })
 }
 
 /// Options of the recipe test runner, shared by `run` and `test`.

@@ -6,6 +6,11 @@ fn main() {
     // The parent as it is before anything else happens: the wrapper compares
     // against it after setting PDEATHSIG to detect a parent that died first.
     let start_ppid = nix::unistd::getppid();
+    // `exec CMD`, the wrapper of every guarded command, starts without
+    // building clap's command tree when its line is one of the common forms.
+    if let Some(code) = cc_ci_run::cmd::exec_fast(start_ppid) {
+        std::process::exit(code);
+    }
     let mut cli = parse();
     // The host's settings before anything reads the environment: a
     // host-owned setting the environment changes is exit 2 here, with
@@ -19,17 +24,9 @@ fn main() {
             std::process::exit(cc_ci_run::exit::code_for(&e));
         }
     }
-    let code = match cc_ci_run::cmd::dispatch(cli, start_ppid) {
-        Ok(code) => code,
-        // Output to a closed pipe (`cc-ci-run status | head`) ends quietly,
-        // as `ls` does: the reader has what it wanted.
-        Err(e) if cc_ci_run::exit::is_broken_pipe(&e) => cc_ci_run::exit::OK,
-        Err(e) => {
-            cc_ci_run::say!("error: {e:#}");
-            cc_ci_run::exit::code_for(&e)
-        }
-    };
-    std::process::exit(code);
+    std::process::exit(cc_ci_run::cmd::exit_code(cc_ci_run::cmd::dispatch(
+        cli, start_ppid,
+    )));
 }
 
 /// The command line, or the exit clap gives (usage 2; `--help` 0).

@@ -93,6 +93,44 @@ fn settings(args: &cli::SettingsArgs) -> Result<i32> {
     Ok(crate::exit::OK)
 }
 
+/// A command's result as the process's exit code, its error printed.
+pub fn exit_code(result: Result<i32>) -> i32 {
+    match result {
+        Ok(code) => code,
+        // Output to a closed pipe (`cc-ci-run status | head`) ends quietly,
+        // as `ls` does: the reader has what it wanted.
+        Err(e) if crate::exit::is_broken_pipe(&e) => crate::exit::OK,
+        Err(e) => {
+            crate::say!("error: {e:#}");
+            crate::exit::code_for(&e)
+        }
+    }
+}
+
+/// `exec` on its own parse path (`cli::exec_fast`): the exit code when the
+/// command line is `exec` in one of its common forms, None for every other
+/// line (clap reads those). What `main` and `dispatch` do for `exec` is
+/// done here in the same order: the host's settings, the environment's
+/// check, the wrapper.
+pub fn exec_fast(start_ppid: Pid) -> Option<i32> {
+    let mut argv = std::env::args_os().skip(1);
+    if argv.next()? != "exec" {
+        return None;
+    }
+    let rest: Vec<std::ffi::OsString> = argv.collect();
+    // Nothing is decided before the host's settings are in the environment
+    // (they may set CCCI_GRACE); `--host-settings` is not a fast form, so
+    // the default file is the one.
+    if let Err(e) = crate::host::apply(None) {
+        return Some(exit_code(Err(e)));
+    }
+    let args = cli::exec_fast(&rest, std::env::var_os("CCCI_GRACE").as_deref())?;
+    Some(exit_code(
+        crate::config::check_variables(&crate::config::process_env())
+            .and_then(|()| exec(args, start_ppid)),
+    ))
+}
+
 /// `cc-ci-run exec -- CMD...`: the guarded replacement for
 /// `setsid CMD & PID=$!; trap 'kill -TERM -- -$PID' TERM EXIT; wait $PID`.
 pub(crate) fn exec(args: cli::ExecArgs, start_ppid: Pid) -> Result<i32> {

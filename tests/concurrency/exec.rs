@@ -71,6 +71,55 @@ fn exit_code_is_the_commands_own_for_every_code() {
     }
 }
 
+/// Bad input is exit 2 before the command starts, on `exec`'s own parse
+/// path (the fast forms: a misspelt variable) and on clap's (a bad
+/// `CCCI_GRACE`, a repeated option, no command): the error names the field.
+#[test]
+fn bad_input_is_exit_2_and_the_command_never_starts() {
+    let dir = support::tempdir();
+    let cmd = ["--", "sh", "-c", "echo ran > ran.marker"];
+    #[allow(clippy::type_complexity)] // a table: args, one variable, the field named
+    let cases: &[(&[&str], Option<(&str, &str)>, &str)] = &[
+        (&cmd, Some(("CCCI_GARCE", "1s")), "CCCI_GARCE"),
+        (&cmd, Some(("CCCI_GRACE", "soon")), "--grace"),
+        (
+            &[
+                "--grace",
+                "1s",
+                "--grace",
+                "2s",
+                "sh",
+                "-c",
+                "echo ran > ran.marker",
+            ],
+            None,
+            "--grace",
+        ),
+        (&["--grace", "1s"], None, "<CMD>"),
+    ];
+    for (args, var, names) in cases {
+        let mut c = exec_in(dir.path(), args);
+        if let Some((k, v)) = var {
+            c.env(k, v);
+        }
+        let mut wrapper = spawn(c);
+        assert_eq!(
+            support::wait_exit(&mut wrapper),
+            2,
+            "exec {args:?} with {var:?}"
+        );
+        let err = log(dir.path());
+        assert!(
+            err.contains(names),
+            "exec {args:?}: the error names {names}:\n{err}"
+        );
+        assert!(
+            !dir.path().join("ran.marker").exists(),
+            "exec {args:?} with {var:?}: the command ran"
+        );
+    }
+}
+
 #[test]
 fn command_killed_by_a_signal_gives_128_plus_the_signal() {
     let dir = support::tempdir();

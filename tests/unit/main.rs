@@ -8,6 +8,7 @@ mod docker_events;
 mod docker_watch;
 mod engine_api;
 mod envfile;
+mod exec_fast;
 mod exit;
 mod floor;
 mod history;
