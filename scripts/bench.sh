@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Benchmarks of SPEC section 8. Usage: scripts/bench.sh [all|exec|lock|tree|cancel|janitor|testrun|views|swarm|swarmlock]
+# CCCI_BENCH_BEFORE=OLD_BINARY measures an older build beside this one (see pair).
 # Each figure is one line,
 #   name: value (ratio ...)
 # measured side by side with its baseline in the same run. Each area is a
@@ -286,15 +287,41 @@ bench_swarmlock() {
 	done
 }
 
+# With CCCI_BENCH_BEFORE (an older binary), an area that measures one
+# binary runs twice in a row, the older binary first, each line prefixed
+# `old:` or `new:`; the areas that time several binaries in turns (exec,
+# views, the floor) take both at once.
+pair() {
+	if [ -z "${CCCI_BENCH_BEFORE:-}" ]; then
+		"$@"
+		return
+	fi
+	local new=$BIN
+	(BIN=$CCCI_BENCH_BEFORE BENCH_SIDE=old "$@") | sed 's/^/old: /'
+	(BIN=$new BENCH_SIDE=new "$@") | sed 's/^/new: /'
+}
+
+# The test runner's benches (scripts/bench-testrun.sh). For the older
+# binary, its checkpoint bench is CCCI_BENCH_BEFORE_CKPT (default:
+# examples/bench_checkpoint beside it, where cargo builds it).
+testrun_area() {
+	if [ "${BENCH_SIDE:-}" = old ]; then
+		env CCCI_BENCH_BIN="$BIN" CCCI_BENCH_CKPT="${CCCI_BENCH_BEFORE_CKPT:-$(dirname "$BIN")/examples/bench_checkpoint}" \
+			bash scripts/bench-testrun.sh
+	else
+		bash scripts/bench-testrun.sh
+	fi
+}
+
 main() {
 	setup
 	local only="${1:-all}"
-	case "$only" in all | exec) bash scripts/bench-exec.sh 40 ;; esac
-	case "$only" in all | lock) bench_lock ;; esac
-	case "$only" in all | tree) bench_tree ;; esac
-	case "$only" in all | cancel) bench_cancel ;; esac
-	case "$only" in all | janitor) bench_janitor ;; esac
-	case "$only" in all | testrun) bash scripts/bench-testrun.sh ;; esac
+	case "$only" in all | exec) env CCCI_BENCH_BIN="$BIN" ${CCCI_BENCH_BEFORE:+CCCI_BENCH_BASELINE_BIN="$CCCI_BENCH_BEFORE"} bash scripts/bench-exec.sh 40 ;; esac
+	case "$only" in all | lock) pair bench_lock ;; esac
+	case "$only" in all | tree) pair bench_tree ;; esac
+	case "$only" in all | cancel) pair bench_cancel ;; esac
+	case "$only" in all | janitor) pair bench_janitor ;; esac
+	case "$only" in all | testrun) pair testrun_area ;; esac
 	# The operator's views over 10,000 records (CCCI_BENCH_BEFORE: an
 	# older binary beside this build).
 	case "$only" in all | views) bash scripts/bench-views.sh 10000 ${CCCI_BENCH_BEFORE:+"$CCCI_BENCH_BEFORE"} "$BIN" ;; esac
@@ -302,7 +329,7 @@ main() {
 	case "$only" in
 	all | swarm)
 		if [ "$(docker info --format '{{.Swarm.LocalNodeState}}' 2>/dev/null)" = active ]; then
-			bash scripts/bench-swarm.sh 3 2>/dev/null
+			pair bench_swarm_script
 			# The engine's floor; CCCI_BENCH_BEFORE names an older binary
 			# to measure side by side with this build.
 			bash scripts/bench-floor.sh 3 ${CCCI_BENCH_BEFORE:+"$CCCI_BENCH_BEFORE"} "$BIN" 2>/dev/null | grep -v ' round '
@@ -315,7 +342,7 @@ main() {
 	case "$only" in
 	all | swarmlock)
 		if [ "$(timeout 20 "${CCCI_DOCKER:-docker}" info --format '{{.Swarm.LocalNodeState}}' 2>/dev/null)" = active ]; then
-			bench_swarmlock
+			pair bench_swarmlock
 		elif [ "$only" = all ]; then
 			echo "swarmlock figures skipped: no engine answers as an active swarm"
 		else
@@ -324,6 +351,12 @@ main() {
 		fi
 		;;
 	esac
+}
+
+# bench-swarm.sh's figures (a --quick run against a shell script of the
+# same abra calls, and the teardown wait) for $BIN.
+bench_swarm_script() {
+	bash scripts/bench-swarm.sh 3 "$BIN" 2>/dev/null
 }
 
 main "$@"
