@@ -33,6 +33,7 @@ use signal_hook::iterator::Signals;
 use crate::say;
 use crate::sys::latch::Latch;
 use crate::sys::spawn::Isolation;
+use crate::sys::spec::Spec;
 use crate::sys::{kill, spawn};
 
 /// The harness's signal funnel: the first shutdown request and the teardown
@@ -235,9 +236,8 @@ pub(crate) struct WrapOptions {
 /// channel. They stay blocked for the wrapper's whole life (a signal sent
 /// at any point, even before the child exists, waits in the signalfd), and
 /// the child gets the mask the wrapper started with back before exec.
-pub(crate) fn wrap(mut cmd: Command, opts: &WrapOptions) -> Result<i32> {
+pub(crate) fn wrap(cmd: Command, opts: &WrapOptions) -> Result<i32> {
     use nix::sys::signalfd::{SfdFlags, SignalFd};
-    use std::os::unix::process::CommandExt;
     let mut wrapper_signals = SigSet::empty();
     for s in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
         wrapper_signals.add(s);
@@ -259,24 +259,11 @@ pub(crate) fn wrap(mut cmd: Command, opts: &WrapOptions) -> Result<i32> {
         SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK,
     )
     .context("failed to open the wrapper's signalfd")?;
-    // SAFETY: the closure only calls pthread_sigmask (a system call) on a
-    // mask copied before the fork. It runs before the pre_exec of
-    // spawn::spawn: a signal that arrives after it meets the default
-    // action there, as it would after exec.
-    unsafe {
-        cmd.pre_exec(move || {
-            match libc::pthread_sigmask(
-                libc::SIG_SETMASK,
-                started_mask.as_ref(),
-                std::ptr::null_mut(),
-            ) {
-                0 => Ok(()),
-                e => Err(std::io::Error::from_raw_os_error(e)),
-            }
-        });
-    }
-
-    let spawned = spawn::spawn(&mut cmd, Isolation::Session);
+    // The command gets the mask the wrapper started with back, not ours
+    // with its three signals blocked for the signalfd.
+    let mut spec = Spec::from_command(&cmd, Isolation::Session);
+    spec.sigmask(started_mask);
+    let spawned = spawn::spawn(&spec);
     let mut child = match spawned {
         Ok(c) => c,
         Err(e) => {

@@ -2,31 +2,41 @@
 //! them in a way a shutdown request can interrupt.
 //!
 //! The races it closes:
-//! - a child is spawned with `PR_SET_PDEATHSIG(SIGTERM)` set between fork and
-//!   exec, so it cannot outlive us even if we are SIGKILLed; the flag fires
-//!   on the exit of the parent *thread*, so children are only ever spawned
-//!   from a thread that lives as long as the process (the main thread);
-//! - we wait on a pidfd, not on a pid, so a wait can be multiplexed with the
-//!   shutdown latch in one `poll` and a recycled pid is never signalled
-//!   through it.
+//! - a child is spawned with `PR_SET_PDEATHSIG(SIGTERM)` set between clone
+//!   and exec, so it cannot outlive us even if we are SIGKILLed; the flag
+//!   fires on the exit of the parent *thread*, so children are only ever
+//!   spawned from a thread that lives as long as the process (the main
+//!   thread);
+//! - the pidfd is made by the same `clone` as the child (`CLONE_PIDFD`), so
+//!   a wait can be multiplexed with the shutdown latch in one `poll` and a
+//!   recycled pid is never signalled through it;
+//! - the child runs in our address space until it execs (see [`spawn`]):
+//!   no handler of ours may run in it, so every signal is blocked across
+//!   the clone and the child resets the handlers before it unblocks.
+//!
+//! What a child is started with is a [`Spec`](super::spec::Spec); one
+//! function, [`spawn`], starts every child the runner has (the tests, the
+//! wrapper's command, each `abra`, `git` and `curl`).
 
-use std::os::fd::{AsFd, FromRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::process::Command;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::signal::Signal;
+use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::unistd::Pid;
+
+use super::spec::{Spec, Stdio};
 
 use crate::sys::kill::{kill_group_members, signal_group};
 use crate::sys::latch::{self, Latch};
 
 /// How a child's process group is placed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Isolation {
+pub enum Isolation {
     /// `setsid()`: its own session and process group, out of reach of a kill
     /// of our process group or terminal.
     Session,
@@ -36,21 +46,21 @@ pub(crate) enum Isolation {
 
 /// How a process ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Status {
+pub enum Status {
     Exited(i32),
     Signaled(i32),
 }
 
 impl Status {
     /// The shell's exit code for this status: the code, or 128+signal.
-    pub(crate) fn code(self) -> i32 {
+    pub fn code(self) -> i32 {
         match self {
             Status::Exited(c) => c,
             Status::Signaled(s) => crate::exit::for_signal(s),
         }
     }
 
-    pub(crate) fn success(self) -> bool {
+    pub fn success(self) -> bool {
         self == Status::Exited(0)
     }
 }
@@ -69,7 +79,7 @@ impl std::fmt::Display for Status {
 
 /// The kernel's accounting of a finished child (`wait4`).
 #[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct Usage {
+pub struct Usage {
     /// Peak resident set size in bytes.
     pub max_rss: u64,
     /// User plus system CPU time.
@@ -78,7 +88,7 @@ pub(crate) struct Usage {
 
 /// A running child: its pid (also its process group id) and a pidfd on it.
 #[derive(Debug)]
-pub(crate) struct Child {
+pub struct Child {
     pub pid: Pid,
     pidfd: OwnedFd,
     reaped: Option<(Status, Usage)>,
@@ -86,86 +96,215 @@ pub(crate) struct Child {
 
 /// What ended a wait.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Waited {
+pub enum Waited {
     Exited,
     Cancelled,
     TimedOut,
 }
 
-/// Spawns `cmd` in its own process group or session with PDEATHSIG=SIGTERM.
-/// Must be called from the main thread (see the module header).
-pub(crate) fn spawn(cmd: &mut Command, isolation: Isolation) -> Result<Child> {
-    let parent = std::process::id() as libc::pid_t;
-    // SAFETY: the closure runs between fork and exec and only makes
-    // async-signal-safe system calls (setsid, setpgid, sigaction, prctl,
-    // close_range, getppid).
-    unsafe {
-        cmd.pre_exec(move || {
-            match isolation {
-                Isolation::Session => {
-                    if libc::setsid() < 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                }
-                Isolation::Group => {
-                    if libc::setpgid(0, 0) < 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                }
-            }
-            // Do now what exec will do anyway: signals we handle go back to
-            // the default action (ignored ones stay ignored). Otherwise a
-            // PDEATHSIG that fires between the prctl below and exec runs our
-            // inherited handler in this child and is used up, and the
-            // command starts with its parent dead and nothing to tell it.
-            for sig in 1..=libc::SIGRTMAX() {
-                let mut old: libc::sigaction = std::mem::zeroed();
-                if libc::sigaction(sig, std::ptr::null(), &mut old) == 0
-                    && old.sa_sigaction != libc::SIG_DFL
-                    && old.sa_sigaction != libc::SIG_IGN
-                {
-                    libc::signal(sig, libc::SIG_DFL);
-                }
-            }
-            if libc::prctl(
-                libc::PR_SET_PDEATHSIG,
-                libc::SIGTERM as libc::c_ulong,
-                0,
-                0,
-                0,
-            ) < 0
-            {
-                return Err(std::io::Error::last_os_error());
-            }
-            // Descriptors we did not open on purpose (an inherited pipe of
-            // the CI runner, anything a library leaked) never reach the
-            // child: mark every fd above 2 close-on-exec.
-            if libc::syscall(
-                libc::SYS_close_range,
-                3u32,
-                u32::MAX,
-                libc::CLOSE_RANGE_CLOEXEC,
-            ) < 0
-            {
-                return Err(std::io::Error::last_os_error());
-            }
-            // If we died between fork and prctl, PDEATHSIG will never fire:
-            // check the parent once more and stop here.
-            if libc::getppid() != parent {
-                return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
-            }
-            Ok(())
+/// The caller's stack the child runs on, in bytes (see [`spawn`]). The
+/// child's frames are a few hundred bytes; the margin is for the libc
+/// wrappers it calls.
+const CHILD_STACK: usize = 64 * 1024;
+
+/// The highest signal number on Linux (`_NSIG - 1`).
+const LAST_SIGNAL: libc::c_int = 64;
+
+/// What `execvp` runs a file with that the kernel cannot execute itself
+/// (ENOEXEC: a script without `#!`), as glibc and `std::process` did.
+const SHELL: &std::ffi::CStr = c"/bin/sh";
+
+/// The step of the child's set-up that failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Step {
+    None,
+    Session,
+    Group,
+    Pdeathsig,
+    ParentGone,
+    Rlimit,
+    Stdio,
+    CloseRange,
+    Chdir,
+    Exec,
+}
+
+impl Step {
+    fn describe(self) -> &'static str {
+        match self {
+            Step::None | Step::Exec => "execve",
+            Step::Session => "setsid",
+            Step::Group => "setpgid",
+            Step::Pdeathsig => "PR_SET_PDEATHSIG",
+            Step::ParentGone => "the parent exited before PDEATHSIG was set",
+            Step::Rlimit => "setrlimit",
+            Step::Stdio => "dup2 of a standard stream",
+            Step::CloseRange => "close_range",
+            Step::Chdir => "chdir",
+        }
+    }
+}
+
+/// What the child reads, all prepared by the parent before the clone, and
+/// where it leaves the reason it could not exec.
+struct ChildArgs {
+    isolation: Isolation,
+    mask: libc::sigset_t,
+    parent: libc::pid_t,
+    rlimits: *const (nix::sys::resource::Resource, libc::rlimit),
+    n_rlimits: usize,
+    /// Source descriptor of stdin, stdout and stderr; -1: inherited.
+    stdio: [libc::c_int; 3],
+    cwd: *const libc::c_char,
+    candidates: *const *const libc::c_char,
+    n_candidates: usize,
+    argv: *const *const libc::c_char,
+    /// `/bin/sh`, a slot for the file, then `argv[1..]` (for ENOEXEC).
+    shell_argv: *mut *const libc::c_char,
+    envp: *const *const libc::c_char,
+    failed: Step,
+    errno: libc::c_int,
+}
+
+/// Starts the child `spec` describes in its own process group or session
+/// with PDEATHSIG=SIGTERM, and returns it with a pidfd. Must be called from
+/// a thread that lives as long as the child should (the main thread; see
+/// the module header).
+///
+/// The child is made with `clone(CLONE_VM | CLONE_VFORK)`, the way glibc's
+/// and musl's `posix_spawn` make theirs, not with `fork`: it runs in our
+/// address space, on a stretch of this thread's stack, until it execs, so
+/// no page table is copied and no page is faulted in copy-on-write (a
+/// fork of the runner cost more than the test it started). The calling
+/// thread sleeps in `clone` until the child has exec'd or exited. The
+/// price: the child shares memory with our other threads, so it runs only
+/// `child_main`, which makes system calls on data prepared here, and
+/// never allocates, locks or unwinds. `posix_spawn` itself cannot set
+/// PDEATHSIG or resource limits.
+pub fn spawn(spec: &Spec<'_>) -> Result<Child> {
+    let program = spec.program();
+    if spec.saw_nul() {
+        return Err(std::io::Error::from(std::io::ErrorKind::InvalidInput)).with_context(|| {
+            format!("failed to start {program:?}: a NUL byte in its arguments, environment or directory")
         });
     }
-    let child = cmd
-        .spawn()
-        .with_context(|| format!("failed to start {:?}", cmd.get_program()))?;
-    let pid = Pid::from_raw(child.id() as i32);
-    // std's Child is dropped without waiting: we reap by pid ourselves
-    // (wait4, for the rusage), and its stdio handles were taken by the caller
-    // or inherited.
-    drop(child);
-    let pidfd = pidfd_open(pid).context("failed to open a pidfd on the child")?;
+    let candidates = spec.candidates();
+    if candidates.is_empty() {
+        return Err(std::io::Error::from_raw_os_error(libc::ENOENT))
+            .with_context(|| format!("failed to start {program:?}"));
+    }
+    let null = std::ptr::null::<libc::c_char>();
+    let argv: Vec<*const libc::c_char> = spec
+        .argv()
+        .iter()
+        .map(|a| a.as_ptr())
+        .chain([null])
+        .collect();
+    let envp: Vec<*const libc::c_char> = spec.envp().map(|e| e.as_ptr()).chain([null]).collect();
+    let candidate_ptrs: Vec<*const libc::c_char> = candidates.iter().map(|c| c.as_ptr()).collect();
+    let mut shell_argv: Vec<*const libc::c_char> = [SHELL.as_ptr(), null]
+        .into_iter()
+        .chain(argv.iter().skip(1).copied())
+        .collect();
+    // A source descriptor in 0..=2 other than its own slot could be
+    // overwritten by an earlier dup2 in the child: such a one is moved
+    // above 2 here first (close-on-exec; dropped when we return).
+    let mut moved: Vec<OwnedFd> = Vec::new();
+    let mut stdio = [-1; 3];
+    for (slot, (s, target)) in spec.stdio.iter().zip(stdio.iter_mut()).enumerate() {
+        *target = match s {
+            Stdio::Inherit => -1,
+            Stdio::Null => dev_null()?.as_raw_fd(),
+            Stdio::Fd(fd) if (0..3).contains(&fd.as_raw_fd()) && fd.as_raw_fd() != slot as i32 => {
+                let high =
+                    nix::fcntl::fcntl(fd.as_raw_fd(), nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(3))
+                        .context("failed to move a standard stream's descriptor above 2")?;
+                // SAFETY: a fresh descriptor that nothing else owns.
+                let high = unsafe { OwnedFd::from_raw_fd(high) };
+                let raw = high.as_raw_fd();
+                moved.push(high);
+                raw
+            }
+            Stdio::Fd(fd) => fd.as_raw_fd(),
+        };
+    }
+    let mask = match &spec.sigmask {
+        Some(m) => *m.as_ref(),
+        None => *SigSet::empty().as_ref(),
+    };
+    let mut args = ChildArgs {
+        isolation: spec.isolation,
+        mask,
+        // SAFETY: getpid has no preconditions.
+        parent: unsafe { libc::getpid() },
+        rlimits: spec.rlimits.as_ptr(),
+        n_rlimits: spec.rlimits.len(),
+        stdio,
+        cwd: spec.cwd.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()),
+        candidates: candidate_ptrs.as_ptr(),
+        n_candidates: candidate_ptrs.len(),
+        argv: argv.as_ptr(),
+        shell_argv: shell_argv.as_mut_ptr(),
+        envp: envp.as_ptr(),
+        failed: Step::None,
+        errno: 0,
+    };
+    // The child's stack is a stretch of ours, below this frame and above
+    // the frames of `clone`, as in musl's posix_spawn: we do not run while
+    // it does, and no other thread uses this stack.
+    let mut stack = std::mem::MaybeUninit::<[u8; CHILD_STACK]>::uninit();
+    let top = stack.as_mut_ptr().cast::<u8>().wrapping_add(CHILD_STACK);
+    let top = top.wrapping_sub(top as usize % 16).cast::<libc::c_void>();
+    let mut pidfd: libc::c_int = -1;
+
+    // Every signal is blocked across the clone, as glibc's posix_spawn
+    // does: a handler of ours that ran in the child before it resets the
+    // handlers would run on the child's stack over memory our other
+    // threads use. The child sets its own mask once the handlers are
+    // reset.
+    let all = SigSet::all();
+    let mut before = SigSet::empty();
+    nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&all), Some(&mut before))
+        .context("failed to block signals around a spawn")?;
+    // CLONE_PIDFD: the kernel hands us a pidfd made with the child, so
+    // no pid recycled after an early exit can be mistaken for it.
+    // SIGCHLD: the child is reaped like any forked one (wait4 by pid).
+    let flags = libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_PIDFD | libc::SIGCHLD;
+    // SAFETY: `child_main` only reads `args` and the buffers it points to,
+    // which outlive the call (we are suspended until the child execs or
+    // exits), and runs on `top`, the top of a stack area nothing else
+    // uses meanwhile; CLONE_PIDFD writes the descriptor to `pidfd`.
+    let pid = unsafe {
+        libc::clone(
+            child_main,
+            top,
+            flags,
+            (&mut args as *mut ChildArgs).cast::<libc::c_void>(),
+            &mut pidfd as *mut libc::c_int,
+        )
+    };
+    let clone_error = std::io::Error::last_os_error();
+    let restored = nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&before), None);
+    // Keep the borrowed buffers alive past the clone, as the child used them.
+    drop((candidates, candidate_ptrs, argv, envp, shell_argv, moved));
+    if pid < 0 {
+        return Err(clone_error).with_context(|| format!("failed to start {program:?}: clone"));
+    }
+    // SAFETY: CLONE_PIDFD stored a fresh descriptor (close-on-exec, as
+    // every pidfd) that nothing else owns.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
+    let pid = Pid::from_raw(pid);
+    if args.failed != Step::None {
+        // The child has exited (it stopped us no longer): reap it now so
+        // no zombie is left.
+        reap_blocking(pid);
+        let err = std::io::Error::from_raw_os_error(args.errno);
+        return Err(err).with_context(|| match args.failed {
+            Step::Exec => format!("failed to start {program:?}"),
+            step => format!("failed to start {program:?}: {}", step.describe()),
+        });
+    }
+    restored.context("failed to restore the signal mask after a spawn")?;
     Ok(Child {
         pid,
         pidfd,
@@ -173,25 +312,177 @@ pub(crate) fn spawn(cmd: &mut Command, isolation: Isolation) -> Result<Child> {
     })
 }
 
-fn pidfd_open(pid: Pid) -> std::io::Result<OwnedFd> {
-    // SAFETY: plain system call; the returned descriptor is owned below. The
-    // kernel sets O_CLOEXEC on pidfds.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
+/// `/dev/null`, opened once for every child whose stream goes nowhere.
+fn dev_null() -> Result<BorrowedFd<'static>> {
+    static DEV_NULL: OnceLock<OwnedFd> = OnceLock::new();
+    if DEV_NULL.get().is_none() {
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/null")
+            .context("failed to open /dev/null")?;
+        // A second opener's descriptor is dropped: one is kept either way.
+        let _ = DEV_NULL.set(f.into());
     }
-    // SAFETY: fd is a fresh descriptor that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+    DEV_NULL
+        .get()
+        .map(|fd| fd.as_fd())
+        .context("failed to keep /dev/null open")
+}
+
+/// Waits for a child that has already exited (or is about to).
+fn reap_blocking(pid: Pid) {
+    let mut status: libc::c_int = 0;
+    loop {
+        // SAFETY: a valid pointer to a local; pid is our own child.
+        let r = unsafe { libc::waitpid(pid.as_raw(), &mut status, 0) };
+        if r >= 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            return;
+        }
+    }
+}
+
+/// The child between clone and exec. It shares our memory with our other
+/// threads, so it makes only system calls (through libc's thin wrappers,
+/// which take no lock) on `ChildArgs`, and exits with 127 after leaving
+/// the failed step and errno there.
+extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `arg` is the `ChildArgs` the parent passed to clone; the
+    // parent thread sleeps until we exec or exit and no other thread knows
+    // of it, so this is the only reference.
+    let a = unsafe { &mut *arg.cast::<ChildArgs>() };
+    // SAFETY: called once, on the prepared arguments (see set_up_and_exec).
+    let (step, errno) = unsafe { set_up_and_exec(a) };
+    a.failed = step;
+    a.errno = errno;
+    // SAFETY: _exit ends the child at once: no atexit handler or stdio
+    // flush of the parent's runs here.
+    unsafe { libc::_exit(127) }
+}
+
+/// The last error of a libc call in the child. errno lives in the TLS of
+/// the parent thread, which sleeps in clone until we exec or exit.
+unsafe fn errno() -> libc::c_int {
+    // SAFETY: __errno_location returns the calling thread's errno slot.
+    unsafe { *libc::__errno_location() }
+}
+
+/// Every set-up step in order, then execve; returns only on failure.
+///
+/// # Safety
+/// Only in the child of `spawn`'s clone, with `a` as prepared there.
+unsafe fn set_up_and_exec(a: &mut ChildArgs) -> (Step, libc::c_int) {
+    // SAFETY (for the whole body): plain system calls on locals and on the
+    // buffers `a` points to, which the parent keeps alive and unchanged.
+    unsafe {
+        // setsid: out of reach of a kill of our group or terminal (the
+        // harness under the wrapper); setpgid: a group the runner can
+        // signal as a whole, test by test.
+        let placed = match a.isolation {
+            Isolation::Session => (libc::setsid() >= 0, Step::Session),
+            Isolation::Group => (libc::setpgid(0, 0) >= 0, Step::Group),
+        };
+        if !placed.0 {
+            return (placed.1, errno());
+        }
+        // Do now what exec will do anyway: signals we handle go back to
+        // the default action (ignored ones stay ignored). Otherwise a
+        // PDEATHSIG that fires between the prctl below and exec runs our
+        // inherited handler in this child and is used up, and the
+        // command starts with its parent dead and nothing to tell it.
+        for sig in 1..=LAST_SIGNAL {
+            let mut old: libc::sigaction = std::mem::zeroed();
+            if libc::sigaction(sig, std::ptr::null(), &mut old) == 0
+                && old.sa_sigaction != libc::SIG_DFL
+                && old.sa_sigaction != libc::SIG_IGN
+            {
+                libc::signal(sig, libc::SIG_DFL);
+            }
+        }
+        // Rust's runtime ignores SIGPIPE in the runner; a child gets the
+        // default back, as `std::process` gives it, so `cmd | head` ends.
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        // Everything was blocked across the clone: the asked mask now, so
+        // a signal pending meanwhile meets the default action set above.
+        libc::pthread_sigmask(libc::SIG_SETMASK, &a.mask, std::ptr::null_mut());
+        if libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGTERM as libc::c_ulong,
+            0,
+            0,
+            0,
+        ) < 0
+        {
+            return (Step::Pdeathsig, errno());
+        }
+        // If the parent died between the clone and the prctl, PDEATHSIG
+        // will never fire: check once more and stop here.
+        if libc::getppid() != a.parent {
+            return (Step::ParentGone, libc::ESRCH);
+        }
+        for i in 0..a.n_rlimits {
+            let (res, lim) = &*a.rlimits.add(i);
+            if libc::setrlimit(*res as _, lim) < 0 {
+                return (Step::Rlimit, errno());
+            }
+        }
+        for (target, src) in (0..).zip(a.stdio) {
+            if src < 0 {
+                continue;
+            }
+            // dup2 onto itself leaves close-on-exec set: clear it instead.
+            let ok = if src == target {
+                libc::fcntl(src, libc::F_SETFD, 0) >= 0
+            } else {
+                libc::dup2(src, target) >= 0
+            };
+            if !ok {
+                return (Step::Stdio, errno());
+            }
+        }
+        // Descriptors we did not open on purpose (an inherited pipe of
+        // the CI runner, anything a library leaked) never reach the
+        // child: mark every fd above 2 close-on-exec.
+        if libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        ) < 0
+        {
+            return (Step::CloseRange, errno());
+        }
+        if !a.cwd.is_null() && libc::chdir(a.cwd) < 0 {
+            return (Step::Chdir, errno());
+        }
+        // execvp's search: a candidate that is missing or not a directory
+        // is skipped, EACCES is remembered and reported if nothing else
+        // runs, any other error ends the search (glibc posix/execvpe.c).
+        let mut denied = false;
+        let mut last = libc::ENOENT;
+        for i in 0..a.n_candidates {
+            let path = *a.candidates.add(i);
+            libc::execve(path, a.argv, a.envp);
+            last = errno();
+            if last == libc::ENOEXEC {
+                *a.shell_argv.add(1) = path;
+                libc::execve(SHELL.as_ptr(), a.shell_argv.cast_const(), a.envp);
+                last = errno();
+            }
+            match last {
+                libc::EACCES => denied = true,
+                libc::ENOENT | libc::ESTALE | libc::ENOTDIR | libc::ENODEV | libc::ETIMEDOUT => {}
+                _ => return (Step::Exec, last),
+            }
+        }
+        (Step::Exec, if denied { libc::EACCES } else { last })
+    }
 }
 
 impl Child {
     /// Waits until the child exits, `cancel` is set, or `deadline` passes.
     /// On `Exited` the child is reaped and [`Child::status`] is filled.
-    pub(crate) fn wait(
-        &mut self,
-        cancel: Option<&Latch>,
-        deadline: Option<Instant>,
-    ) -> Result<Waited> {
+    pub fn wait(&mut self, cancel: Option<&Latch>, deadline: Option<Instant>) -> Result<Waited> {
         loop {
             if self.try_reap()? {
                 return Ok(Waited::Exited);
@@ -221,7 +512,7 @@ impl Child {
     }
 
     /// Reaps the child if it has exited; true when it has.
-    pub(crate) fn try_reap(&mut self) -> Result<bool> {
+    pub fn try_reap(&mut self) -> Result<bool> {
         if self.reaped.is_some() {
             return Ok(true);
         }
@@ -255,27 +546,27 @@ impl Child {
 
     /// The pidfd: readable once the child has exited, for callers that
     /// wait on several children (and a latch) in one `poll`.
-    pub(crate) fn pidfd(&self) -> std::os::fd::BorrowedFd<'_> {
+    pub fn pidfd(&self) -> std::os::fd::BorrowedFd<'_> {
         self.pidfd.as_fd()
     }
 
     /// The exit status once reaped.
-    pub(crate) fn status(&self) -> Option<Status> {
+    pub fn status(&self) -> Option<Status> {
         self.reaped.map(|(s, _)| s)
     }
 
-    pub(crate) fn usage(&self) -> Option<Usage> {
+    pub fn usage(&self) -> Option<Usage> {
         self.reaped.map(|(_, u)| u)
     }
 
     /// Signals the child's whole process group (the child is its leader).
-    pub(crate) fn signal_group(&self, sig: Signal) {
+    pub fn signal_group(&self, sig: Signal) {
         signal_group(self.pid, sig);
     }
 
     /// SIGTERM to the group, up to `grace` for the leader to exit, then
     /// SIGKILL to the group; always returns with the leader reaped.
-    pub(crate) fn terminate(&mut self, grace: Duration) -> Result<Status> {
+    pub fn terminate(&mut self, grace: Duration) -> Result<Status> {
         if !self.try_reap()? {
             self.signal_group(Signal::SIGTERM);
             if self.wait(None, Some(Instant::now() + grace))? != Waited::Exited {
@@ -334,8 +625,7 @@ pub(crate) fn run_captured(
     deadline: Option<Instant>,
     grace: Duration,
 ) -> Result<Ran> {
-    cmd.stdin(std::process::Stdio::null());
-    run_captured_from(cmd, cancel, deadline, grace)
+    run_captured_from(cmd, Stdio::Null, cancel, deadline, grace)
 }
 
 /// Like [`run_captured`], with `input` on the child's stdin: an unnamed
@@ -355,13 +645,13 @@ pub(crate) fn run_captured_with_input(
     file.write_all(input)
         .and_then(|()| file.rewind())
         .context("failed to write an input file")?;
-    cmd.stdin(file);
-    run_captured_from(cmd, cancel, deadline, grace)
+    run_captured_from(cmd, Stdio::Fd(file.as_fd()), cancel, deadline, grace)
 }
 
-/// [`run_captured`] once the caller has set the child's stdin.
+/// [`run_captured`] with `stdin` as the child's standard input.
 fn run_captured_from(
-    cmd: &mut Command,
+    cmd: &Command,
+    stdin: Stdio<'_>,
     cancel: Option<&Latch>,
     deadline: Option<Instant>,
     grace: Duration,
@@ -369,9 +659,11 @@ fn run_captured_from(
     use std::io::{Read, Seek};
     let mut out = tempfile::tempfile().context("failed to create a capture file")?;
     let mut err = tempfile::tempfile().context("failed to create a capture file")?;
-    cmd.stdout(out.try_clone().context("failed to dup a capture file")?)
-        .stderr(err.try_clone().context("failed to dup a capture file")?);
-    let mut child = spawn(cmd, Isolation::Group)?;
+    let mut spec = Spec::from_command(cmd, Isolation::Group);
+    spec.stdin(stdin)
+        .stdout(Stdio::Fd(out.as_fd()))
+        .stderr(Stdio::Fd(err.as_fd()));
+    let mut child = spawn(&spec)?;
     let waited = child.wait(cancel, deadline)?;
     if waited != Waited::Exited {
         child.terminate(grace)?;

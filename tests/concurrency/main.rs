@@ -25,6 +25,7 @@ mod redact;
 mod reports;
 mod run;
 mod settings;
+mod spawn;
 mod suites;
 mod support;
 mod teardown;

@@ -986,6 +986,58 @@ fn tests_get_the_container_label_and_run_id_and_no_runner_descriptors() {
     assert!(pipes <= 3, "{fds:?}");
 }
 
+/// The suite's environment is built once and each test's own variables
+/// override it: a CCCI_RUN_ID or CCCI_TEST_NAME the runner itself was
+/// given reaches the test once, with the runner's value for the test; and
+/// the test starts with nothing blocked and SIGPIPE at its default action
+/// (the runner, a Rust program, ignores it), its limits as asked.
+#[test]
+fn each_test_gets_its_variables_once_a_clean_signal_state_and_its_limits() {
+    let f = Fixture::new();
+    f.test(
+        "probe",
+        "",
+        "tr '\\0' '\\n' < /proc/$$/environ | grep -E '^CCCI_(RUN_ID|TEST_NAME)=' > \"$DIR/vars\"\n\
+         grep -E '^Max (open files|cpu time)' /proc/$$/limits > \"$DIR/limits\"\n\
+         exec grep -E '^Sig(Blk|Ign)' /proc/self/status > \"$DIR/signals\"",
+    );
+    let out = f
+        .runner(&[
+            "--run-id",
+            "inner",
+            "--test-nofile",
+            "40",
+            "--test-cpu",
+            "30s",
+        ])
+        .env("CCCI_RUN_ID", "outer")
+        .env("CCCI_TEST_NAME", "outer")
+        .output()
+        .unwrap();
+    assert_eq!(
+        code(out.status),
+        0,
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut vars = f.lines("vars");
+    vars.sort();
+    assert_eq!(vars, ["CCCI_RUN_ID=inner", "CCCI_TEST_NAME=probe"]);
+    let signals = f.lines("signals");
+    assert_eq!(signals[0], "SigBlk:\t0000000000000000", "{signals:?}");
+    let ignored = u64::from_str_radix(signals[1].trim_start_matches("SigIgn:\t"), 16).unwrap();
+    // Only SIGPIPE is ours to judge: what the runner's own parent ignored
+    // stays ignored across exec, as it should.
+    assert_eq!(ignored & (1 << (libc::SIGPIPE - 1)), 0, "{signals:?}");
+    let limits: Vec<Vec<String>> = f
+        .lines("limits")
+        .iter()
+        .map(|l| l.split_whitespace().map(String::from).collect())
+        .collect();
+    assert_eq!(limits[0][3..5], ["30", "31"], "{limits:?}");
+    assert_eq!(limits[1][3..5], ["40", "40"], "{limits:?}");
+}
+
 #[test]
 fn cpu_limit_ends_a_busy_test_with_sigxcpu() {
     let f = Fixture::new();

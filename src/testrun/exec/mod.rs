@@ -52,9 +52,8 @@ use output::{output_files, tail, Pump, StreamEnd, READER_BOUND};
 use unit::{Ending, HardLimits, Running, Stop, UnitState};
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::os::unix::process::CommandExt;
+use std::os::fd::AsFd;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -76,6 +75,7 @@ use crate::say;
 use crate::sys::latch::{self, Latch};
 use crate::sys::spawn;
 use crate::sys::spawn::Isolation;
+use crate::sys::spec::{Environ, Spec, Stdio};
 use crate::units::human;
 
 /// Between two self-protection readings while tests run.
@@ -93,6 +93,9 @@ struct Runner<'a> {
     stop: Option<Stop>,
     token: String,
     label: String,
+    /// Every test's environment but its own name and JUnit path, built
+    /// once for the suite (`suite_env`).
+    env: Environ,
     out_dir: PathBuf,
     /// The tier's checkpoint journal; `None` before the suite starts and
     /// after a write failed (said once: the tests go on, only a later
@@ -139,6 +142,8 @@ pub(crate) fn run(suite: &Suite, plan: Plan, cancel: Option<&Latch>) -> Result<S
             },
         )
     });
+    let token = suite_token();
+    let label = containers::label(&suite.run_id);
     let mut r = Runner {
         suite,
         tier: plan.tier,
@@ -149,8 +154,9 @@ pub(crate) fn run(suite: &Suite, plan: Plan, cancel: Option<&Latch>) -> Result<S
         results: vec![None; n],
         running: Vec::new(),
         stop: None,
-        token: suite_token(),
-        label: containers::label(&suite.run_id),
+        env: suite_env(suite, plan.tier, &token, &label),
+        token,
+        label,
         out_dir,
         journal: None,
         sampler,
@@ -308,6 +314,23 @@ pub(crate) fn run(suite: &Suite, plan: Plan, cancel: Option<&Latch>) -> Result<S
     })
 }
 
+/// The environment every test of the suite starts with: the runner's own,
+/// the suite's marks, then the suite's extra variables, which win over the
+/// runner's CCCI_* ones. Each test adds its name and JUnit path.
+fn suite_env(suite: &Suite, tier: Option<Tier>, token: &str, label: &str) -> Environ {
+    let mut env = Environ::inherited();
+    env.set("CCCI_RUN_ID", &suite.run_id);
+    env.set("CCCI_CONTAINER_LABEL", label);
+    env.set(SUITE_MARK, token);
+    if let Some(tier) = tier {
+        env.set("CCCI_TIER", tier.as_str());
+    }
+    for (k, v) in &suite.env {
+        env.set(k, v);
+    }
+    env
+}
+
 impl Runner<'_> {
     fn drive(&mut self) -> Result<()> {
         loop {
@@ -449,31 +472,25 @@ impl Runner<'_> {
         let (err_r, err_w) =
             nix::unistd::pipe2(OFlag::O_CLOEXEC).context("failed to create a pipe")?;
         let junit_out = self.junit_out(&t.name);
-        let mut cmd = Command::new(&t.path);
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::from(out_w))
-            .stderr(Stdio::from(err_w))
-            .env("CCCI_RUN_ID", &suite.run_id)
-            .env("CCCI_CONTAINER_LABEL", &self.label)
-            .env(TEST_NAME, &t.name)
-            .env(SUITE_MARK, &self.token)
-            .env(cases::ENV, &junit_out);
-        if let Some(tier) = self.tier {
-            cmd.env("CCCI_TIER", tier.as_str());
+        let mut spec = Spec::new(&t.path, &self.env, Isolation::Group);
+        spec.stdin(Stdio::Null)
+            .stdout(Stdio::Fd(out_w.as_fd()))
+            .stderr(Stdio::Fd(err_w.as_fd()));
+        // The suite's own variables win over these (see `suite_env`).
+        for (k, v) in [
+            (TEST_NAME, t.name.as_ref()),
+            (cases::ENV, junit_out.as_os_str()),
+        ] {
+            if !suite.env.iter().any(|(sk, _)| sk == k) {
+                spec.env(k, v);
+            }
         }
-        for (k, v) in &suite.env {
-            cmd.env(k, v);
-        }
-        // SAFETY: the closure only calls setrlimit, a plain system call, on
-        // values computed before the fork. It runs before the pre_exec that
-        // spawn::spawn installs (own group, PDEATHSIG, close-on-exec).
-        unsafe {
-            cmd.pre_exec(move || limits.apply());
-        }
-        let spawned = spawn::spawn(&mut cmd, Isolation::Group);
+        limits.apply(&mut spec);
+        let spawned = spawn::spawn(&spec);
         // Drops our copies of the pipes' write ends: the readers then see
         // end-of-file once the test and everything it started are gone.
-        drop(cmd);
+        drop(spec);
+        drop((out_w, err_w));
         let child = spawned?;
         let started = Instant::now();
         let (tx, rx) = mpsc::channel();

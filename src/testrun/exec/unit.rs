@@ -5,11 +5,12 @@
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime};
 
-use nix::sys::resource::{getrlimit, setrlimit, Resource};
+use nix::sys::resource::{getrlimit, Resource};
 
 use super::super::report;
 use super::super::Suite;
 use crate::sys::spawn;
+use crate::sys::spec::Spec;
 
 /// Why the suite stopped early.
 #[derive(Clone, Debug)]
@@ -60,13 +61,11 @@ pub(super) struct Rlimits {
 }
 
 impl Rlimits {
-    /// Applies the limits; runs in the child between fork and exec, so it
-    /// only makes system calls (setrlimit is async-signal-safe in effect).
-    pub(super) fn apply(&self) -> std::io::Result<()> {
+    /// Asks the spawner to set the limits in the child before exec.
+    pub(super) fn apply(&self, spec: &mut Spec<'_>) {
         for (res, soft, hard) in self.entries.iter().flatten() {
-            setrlimit(*res, *soft, *hard).map_err(std::io::Error::from)?;
+            spec.rlimit(*res, *soft, *hard);
         }
-        Ok(())
     }
 
     pub(super) fn describe(&self) -> String {
