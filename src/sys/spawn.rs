@@ -103,9 +103,12 @@ pub enum Waited {
 }
 
 /// The caller's stack the child runs on, in bytes (see [`spawn`]). The
-/// child's frames are a few hundred bytes; the margin is for the libc
-/// wrappers it calls.
-const CHILD_STACK: usize = 64 * 1024;
+/// child's frames are a few hundred bytes and the libc wrappers it calls
+/// (thin system-call stubs) little more: 16 KiB is three times what
+/// musl's posix_spawn gives its child (1024 + PATH_MAX). Not more: Rust
+/// probes every page of a large frame, and each page touched is a page
+/// fault on the exec wrapper's short life (64 KiB cost 16 of them).
+const CHILD_STACK: usize = 16 * 1024;
 
 /// The highest signal number on Linux (`_NSIG - 1`).
 const LAST_SIGNAL: libc::c_int = 64;

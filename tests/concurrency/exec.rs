@@ -646,10 +646,13 @@ while :; do wait; done
         .expect("read the wrapper's tasks")
         .count();
     assert_eq!(tasks, 1, "the wrapper runs no thread beside its main one");
-    assert_eq!(
-        status_field(pid, "SigBlk:").as_deref(),
-        Some("0000000000004003"),
-        "the wrapper keeps SIGHUP, SIGINT and SIGTERM blocked for its signalfd"
+    // The spawner blocks every signal around its clone and restores the
+    // mask once the child has exec'd: the command can be this far before
+    // the wrapper is scheduled again, so the wrapper's steady mask is
+    // waited for (a wrapper that kept another mask never gets there).
+    support::wait_until(
+        "the wrapper to keep SIGHUP, SIGINT and SIGTERM blocked for its signalfd, and only those (SigBlk 0000000000004003)",
+        || status_field(pid, "SigBlk:").as_deref() == Some("0000000000004003"),
     );
     // The command's own mask as it starts: grep, exec'd by the wrapper
     // itself, reads its /proc/self/status. (A shell reading its own
