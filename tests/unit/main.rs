@@ -10,6 +10,7 @@ mod engine_api;
 mod envfile;
 mod exit;
 mod floor;
+mod git_refs;
 mod history;
 mod interpolate;
 mod janitor_plan;
