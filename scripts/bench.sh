@@ -88,28 +88,43 @@ fake_env() {
 	mkdir -p "$1/fake" "$1/state"
 }
 
-# SPEC 3 step 3 and 8: the per-run tree is a `git clone --shared` of the
-# canonical checkout plus a checkout (what `run` does), against a full copy
-# of the checkout, at a small and a large recipe history. The clone must not
-# grow with history.
+# SPEC 3 step 3 and 8: the per-run tree made by cc-ci-run's own code
+# (`__run-tree`: the run's fetch step, from the canonical checkout and its
+# local upstream to the ref under test checked out and its tags read),
+# against a full copy (`cp -a`) of the canonical checkout, at a small and a
+# large recipe history. The tree must not grow with history. An older
+# binary without `__run-tree` says so, and the git commands such a binary
+# runs for the step (clone --shared, fetch, checkout) are timed in its place.
 bench_tree() {
-	local n=21 i h
+	local n=21 i h how
 	bash scripts/make-example-recipe.sh "$WORK/tree-small" >/dev/null
 	bash scripts/make-example-recipe.sh --history 3000 --blob-mb 16 "$WORK/tree-large" >/dev/null
-	declare -A clone copy size
+	declare -A tree copy size
 	for h in small large; do
 		size[$h]=$(du -sk "$WORK/tree-$h/abra-home/recipes/example/.git" | cut -f1)
-		clone[$h]="" copy[$h]=""
+		tree[$h]="" copy[$h]=""
 	done
+	if "$BIN" __run-tree --help >/dev/null 2>&1; then
+		how="cc-ci-run __run-tree"
+	else
+		how="git clone --shared + fetch + checkout (the binary has no __run-tree)"
+		echo "run tree setup: $BIN has no __run-tree command; timing the git commands it runs instead"
+	fi
 	# Interleaved (small, large, small, ...) so load drift falls on both;
 	# one warm-up round first, so neither pays for a cold page cache.
 	for ((i = -1; i < n; i++)); do
 		for h in small large; do
 			local canon="$WORK/tree-$h/abra-home/recipes/example" t0 t1 t2
+			mkdir -p "$WORK/t-$h"
 			now_us
 			t0=$REPLY
-			git clone --quiet --shared --no-checkout "$canon" "$WORK/t-$h" &&
-				git -C "$WORK/t-$h" checkout --quiet --detach main
+			if [ "${how%% *}" = cc-ci-run ]; then
+				"$BIN" __run-tree --canonical "$canon" --dest "$WORK/t-$h/x" >/dev/null 2>&1
+			else
+				git clone --quiet --shared --no-checkout "$canon" "$WORK/t-$h/x" &&
+					git -C "$WORK/t-$h/x" fetch --quiet --tags -- "$WORK/tree-$h/upstream.git" '+refs/heads/*:refs/remotes/upstream/*' &&
+					git -C "$WORK/t-$h/x" checkout --quiet --force --detach refs/remotes/upstream/main
+			fi
 			now_us
 			t1=$REPLY
 			cp -a "$canon" "$WORK/c-$h"
@@ -117,18 +132,50 @@ bench_tree() {
 			t2=$REPLY
 			rm -rf "$WORK/t-$h" "$WORK/c-$h"
 			if ((i >= 0)); then
-				clone[$h]+="$(((t1 - t0) * 1000)) "
+				tree[$h]+="$(((t1 - t0) * 1000)) "
 				copy[$h]+="$(((t2 - t1) * 1000)) "
 			fi
 		done
 	done
 	med() { tr ' ' '\n' | grep . | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
-	local cs cl ps pl
-	cs=$(med <<<"${clone[small]}") cl=$(med <<<"${clone[large]}")
+	local ts tl ps pl
+	ts=$(med <<<"${tree[small]}") tl=$(med <<<"${tree[large]}")
 	ps=$(med <<<"${copy[small]}") pl=$(med <<<"${copy[large]}")
-	echo "run tree setup, small history (${size[small]} KiB .git, median of $n): shared clone + checkout $(human_ns "$cs"), full copy $(human_ns "$ps") (ratio $(ratio "$cs" "$ps"))"
-	echo "run tree setup, large history (${size[large]} KiB .git, median of $n): shared clone + checkout $(human_ns "$cl"), full copy $(human_ns "$pl") (ratio $(ratio "$cl" "$pl"))"
-	echo "run tree setup growth, large/small history: shared clone $(ratio "$cl" "$cs") (flat is 1.0), full copy $(ratio "$pl" "$ps")"
+	echo "run tree setup, small history (${size[small]} KiB .git, median of $n): $how $(human_ns "$ts"), full copy $(human_ns "$ps") (ratio $(ratio "$ts" "$ps"))"
+	echo "run tree setup, large history (${size[large]} KiB .git, median of $n): $how $(human_ns "$tl"), full copy $(human_ns "$pl") (ratio $(ratio "$tl" "$pl"))"
+	echo "run tree setup growth, large/small history: run tree $(ratio "$tl" "$ts") (flat is 1.0), full copy $(ratio "$pl" "$ps")"
+	bench_fetch_phase
+}
+
+# SPEC 3 step 3: the whole fetch phase of a `--quick --pr 1` run of a local
+# canonical recipe (its origin a bare repository on this host), read from
+# the run record's phases: the per-run ABRA_DIR, the run tree, the pull
+# request's head checked out, its tags, its tests staged and its settings
+# read. Any binary has it. The stand-ins play abra; git is the real one
+# (the stand-in git is a bash wrapper that would be timed too), and the
+# engine is a socket nobody serves, so the run stops at its first engine
+# call, after the fetch phase, and touches no engine.
+bench_fetch_phase() {
+	local n=9 i real_git ms=()
+	real_git=$(command -v git)
+	bash scripts/make-example-recipe.sh "$WORK/fetch-recipe" >/dev/null
+	for ((i = -1; i < n; i++)); do
+		local dir="$WORK/fetch-$i"
+		(
+			fake_env "$dir" "$WORK/fetch-recipe/abra-home"
+			CCCI_RUN_ID="fetch-$i" CCCI_JANITOR=off CCCI_GIT="$real_git" \
+				DOCKER_HOST="unix://$dir/no-engine.sock" \
+				"$BIN" run --recipe example --pr 1 --quick >/dev/null 2>&1 || true
+		)
+		if ((i >= 0)); then
+			ms+=("$(python3 -c 'import json, sys
+r = json.load(open(sys.argv[1]))
+print(next(p["duration_ms"] for p in r["phases"] if p["name"] == "fetch"))' "$dir/state/runs/fetch-$i/run.json")")
+		fi
+	done
+	local med_ms
+	med_ms=$(printf '%s\n' "${ms[@]}" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')
+	echo "fetch phase of a --quick --pr 1 run, local canonical recipe (median of $n, run record): ${med_ms} ms (ratio $(ratio "$med_ms" 100) of the 100 ms goal; samples ${ms[*]} ms)"
 }
 
 # SPEC 8: cancel latency. A Drone step (`/bin/sh -e SCRIPT` calling `run`)

@@ -94,6 +94,9 @@ pub enum Command {
     /// Benchmark: median nanoseconds of acquire + release of an uncontended app lock.
     #[command(name = "__bench-lock", hide = true)]
     BenchLock(BenchLockArgs),
+    /// Benchmark and test support: a run's fetch step (run tree, ref under test checked out) into DEST.
+    #[command(name = "__run-tree", hide = true)]
+    RunTree(RunTreeArgs),
 }
 
 #[derive(Debug, Args, Clone)]
@@ -585,6 +588,32 @@ pub struct BenchLockArgs {
     /// The app domain to lock (default `bench.lock.invalid`).
     #[arg(long)]
     pub name: Option<String>,
+}
+
+/// `__run-tree`: the fetch step of a run (SPEC section 3 step 3), with
+/// the run's own code, from the canonical recipe repository CANONICAL
+/// into DEST; prints one JSON line: the sha checked out, whether the tree
+/// was written in process, the tags reachable and the tags on the sha.
+#[derive(Debug, Args, Clone)]
+pub struct RunTreeArgs {
+    /// The canonical recipe repository (`$ABRA_DIR/recipes/NAME`).
+    #[arg(long)]
+    pub canonical: PathBuf,
+    /// Where the run tree goes (must not exist, or be empty).
+    #[arg(long)]
+    pub dest: PathBuf,
+    /// As `run --pr`.
+    #[arg(long)]
+    pub pr: Option<u32>,
+    /// As `run --ref`.
+    #[arg(long = "ref")]
+    pub git_ref: Option<String>,
+    /// As `CCCI_SKIP_FETCH=1`.
+    #[arg(long)]
+    pub skip_fetch: bool,
+    /// git clone and fetch only, as before the in-process tree.
+    #[arg(long)]
+    pub git_only: bool,
 }
 
 /// The most reruns a test may ask for (`--retries` or its header's

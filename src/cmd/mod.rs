@@ -29,6 +29,7 @@ pub fn dispatch(cli: Cli, start_ppid: Pid) -> Result<i32> {
             | C::HoldLock(_)
             | C::LockStress(_)
             | C::BenchLock(_)
+            | C::RunTree(_)
             | C::Completions(_)
             | C::Man(_)
     ) {
@@ -41,6 +42,7 @@ pub fn dispatch(cli: Cli, start_ppid: Pid) -> Result<i32> {
         cli::Command::HoldLock(args) => crate::cmd::diag::hold_lock(&cli.state_dir, args),
         cli::Command::LockStress(args) => crate::cmd::diag::lock_stress(&cli.state_dir, args),
         cli::Command::BenchLock(args) => crate::cmd::diag::bench_lock(&cli.state_dir, args),
+        cli::Command::RunTree(args) => crate::run::fetch::command(&args),
         cli::Command::Test(args) => test(args),
         cli::Command::Run(args) => crate::run::wrapper(args, &cli.state_dir, start_ppid),
         cli::Command::Harness(args) => crate::run::harness(args),

@@ -9,7 +9,7 @@
 
 pub mod abra;
 pub mod docker;
-pub(crate) mod git;
+pub mod git;
 
 use std::ffi::OsString;
 use std::process::Command;

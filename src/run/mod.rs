@@ -8,6 +8,7 @@
 //! the wrapper's death — teardown follows, with its own bound, and nothing
 //! interrupts it once begun.
 
+pub(crate) mod fetch;
 pub mod floor;
 pub mod interpolate;
 pub(crate) mod phase;
@@ -671,75 +672,31 @@ impl Run {
         }
         let b = self.bound();
         let dest = self.dir.recipe_checkout(&self.cfg.recipe);
-        let fetch_fail = infra("fetching the recipe failed");
-        let repo = Repo::clone_shared(&self.tools.git, &canonical, &dest, &abra_dir, &b)
-            .map_err(fetch_fail)?;
-        let canon = Repo::new(&self.tools.git, &canonical, &abra_dir);
-        let default_branch = canon
-            .try_git(&["symbolic-ref", "--quiet", "--short", "HEAD"], &b)?
-            .unwrap_or_else(|| "main".to_string());
-        let upstream = if self.cfg.skip_fetch {
+        if self.cfg.skip_fetch {
             say!("CCCI_SKIP_FETCH=1: staging the canonical checkout as it is, no network");
-            canonical.display().to_string()
-        } else {
-            canon
-                .try_git(&["remote", "get-url", "origin"], &b)?
-                .unwrap_or_else(|| canonical.display().to_string())
-        };
-        let mut refspecs = vec!["+refs/heads/*:refs/remotes/upstream/*".to_string()];
-        if let Some(n) = self.cfg.pr {
-            refspecs.push(format!("+refs/pull/{n}/head:refs/ccci/pr"));
         }
-        if !self.cfg.skip_fetch || self.cfg.pr.is_some() {
-            let mut args = vec!["fetch", "--quiet", "--tags", "--", upstream.as_str()];
-            args.extend(refspecs.iter().map(String::as_str));
-            repo.git(&args, &b)
-                .with_context(|| format!("failed to fetch the recipe from {upstream}"))
-                .map_err(fetch_fail)?;
-        }
-        // `--pr N --ref SHA` (Drone's pull-request step): the build's own
-        // commit, which Drone reports on, not whatever the pull request's
-        // head is by now. A commit the head no longer reaches (a force-push
-        // since) is asked for by itself, as far as the server allows.
-        if let (Some(_), Some(r)) = (self.cfg.pr, &self.cfg.git_ref) {
-            if repo.resolve(r, &b)?.is_none() && !self.cfg.skip_fetch {
-                let _ = repo.try_git(&["fetch", "--quiet", "--", upstream.as_str(), r], &b)?;
-            }
-        }
-        let candidates: Vec<String> = match (self.cfg.pr, &self.cfg.git_ref) {
-            (Some(_), Some(r)) => vec![r.clone()],
-            (Some(_), None) => vec!["refs/ccci/pr".into()],
-            (None, Some(r)) => vec![
-                format!("refs/remotes/upstream/{r}"),
-                format!("refs/tags/{r}"),
-                r.clone(),
-                format!("refs/remotes/origin/{r}"),
-            ],
-            (None, None) => vec![
-                format!("refs/remotes/upstream/{default_branch}"),
-                format!("refs/remotes/origin/{default_branch}"),
-            ],
-        };
-        let mut sha = None;
-        for c in &candidates {
-            if let Some(s) = repo.resolve(c, &b)? {
-                sha = Some(s);
-                break;
-            }
-        }
-        let sha = sha.ok_or_else(|| {
-            Failure::infra(format!(
-                "the ref under test ({}) was not found in the recipe repository",
-                self.record.git_ref
-            ))
-        })?;
-        repo.checkout(&sha, &b).map_err(fetch_fail)?;
+        let fetched = fetch::fetch(
+            &fetch::Request {
+                git: &self.tools.git,
+                canonical: &canonical,
+                dest: &dest,
+                abra_dir: &abra_dir,
+                root: &self.dir.state_dir,
+                skip_fetch: self.cfg.skip_fetch,
+                pr: self.cfg.pr,
+                git_ref: self.cfg.git_ref.as_deref(),
+                shown_ref: &self.record.git_ref,
+                git_only: false,
+            },
+            &b,
+        )?;
+        let (repo, sha) = (fetched.repo, fetched.sha);
         say!(
             "recipe {} at {sha} ({})",
             self.cfg.recipe,
             self.record.git_ref
         );
-        self.tags = repo.tags(&sha, &b)?;
+        self.tags = fetched.tags;
         self.record.tested_version = self
             .tags
             .1

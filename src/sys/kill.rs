@@ -38,6 +38,14 @@ pub(crate) fn signal_group(pgid: Pid, sig: Signal) {
 /// alive: the [`escalate`] of SIGTERM, `grace`, SIGKILL. Returns the pids
 /// that were found (for leak reports).
 pub(crate) fn kill_group_members(pgid: Pid, grace: Duration) -> Vec<i32> {
+    // Signal 0 to the group: ESRCH means no process (not even a zombie) is
+    // in it, so there is nothing to find, and the common case (a command
+    // that started nothing lasting) skips reading every process's /proc
+    // entry. The kernel keeps the pgid from a new process while any member
+    // exists, so an empty group cannot be refilled by strangers meanwhile.
+    if killpg(pgid, None) == Err(Errno::ESRCH) {
+        return Vec::new();
+    }
     let leader = pgid.as_raw();
     escalate(grace, |procs| {
         procs

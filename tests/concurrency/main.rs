@@ -24,6 +24,7 @@ mod records;
 mod redact;
 mod reports;
 mod run;
+mod runtree;
 mod settings;
 mod spawn;
 mod suites;

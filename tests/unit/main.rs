@@ -11,6 +11,7 @@ mod envfile;
 mod exec_fast;
 mod exit;
 mod floor;
+mod git_refs;
 mod history;
 mod interpolate;
 mod janitor_plan;

@@ -1,7 +1,9 @@
 //! The run's own recipe checkout (SPEC section 3 step 3): a local clone of
 //! the canonical recipe repository that shares its objects (`--shared`, no
 //! history copied), then the ref under test fetched and checked out. Every
-//! git call is bounded and interruptible like any external command.
+//! git call is bounded and interruptible like any external command. The
+//! tree can also be written without git (`tree`, from the refs as `refs`
+//! reads them): `run::fetch` decides.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -10,6 +12,9 @@ use std::process::Command;
 use anyhow::{Context, Result};
 
 use crate::ext::{self, Bound};
+
+pub mod refs;
+pub(crate) mod tree;
 
 /// git on one repository.
 #[derive(Clone, Debug)]
@@ -109,6 +114,22 @@ impl Repo {
             bound,
         )?;
         Ok(parse_tags(&out, sha))
+    }
+
+    /// The object a detached HEAD names (after [`Repo::checkout`]), read
+    /// from `.git/HEAD` as git writes it there.
+    pub(crate) fn head_sha(&self) -> Result<String> {
+        let path = self.dir.join(".git").join("HEAD");
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("failed to read {}", path.display()))?;
+        match refs::parse_loose(&text) {
+            Some(refs::Loose::Object(oid)) => Ok(oid),
+            _ => anyhow::bail!(
+                "{} is not a detached HEAD: {:?}",
+                path.display(),
+                text.trim()
+            ),
+        }
     }
 
     pub(crate) fn checkout(&self, sha: &str, bound: &Bound) -> Result<()> {
