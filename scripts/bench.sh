@@ -86,6 +86,20 @@ fake_env() {
 	# The stand-in swarm serves nothing: the floor would only wait its bound.
 	export CCCI_FLOOR=off
 	mkdir -p "$1/fake" "$1/state"
+	# cc-ci-run asks the engine's API: the stand-in engine answers from the
+	# same stand-in swarm (an older binary called the stand-in docker CLI on
+	# PATH instead). It gets its state as an argument, not the environment,
+	# so the benches' "no stand-in process left" checks do not wait for it;
+	# it ends with the subshell that called this.
+	env -u CCCI_FAKE_STATE tests/fake/engine --socket "$1/engine.sock" --state "$1/fake" &
+	FAKE_ENGINE=$!
+	trap 'kill "$FAKE_ENGINE" 2>/dev/null; wait "$FAKE_ENGINE" 2>/dev/null || true' EXIT
+	local i
+	for ((i = 0; i < 200; i++)); do
+		[ -S "$1/engine.sock" ] && break
+		sleep 0.05
+	done
+	export DOCKER_HOST="unix://$1/engine.sock"
 }
 
 # SPEC 3 step 3 and 8: the per-run tree made by cc-ci-run's own code
@@ -343,9 +357,12 @@ pair() {
 		"$@"
 		return
 	fi
-	local new=$BIN
-	(BIN=$CCCI_BENCH_BEFORE BENCH_SIDE=old "$@") | sed 's/^/old: /'
-	(BIN=$new BENCH_SIDE=new "$@") | sed 's/^/new: /'
+	local new=$BIN side
+	# Each side in a work directory of its own: the areas make their
+	# fixtures under fixed names.
+	for side in old new; do mkdir -p "$WORK/$side"; done
+	(WORK=$WORK/old BIN=$CCCI_BENCH_BEFORE BENCH_SIDE=old "$@") | sed 's/^/old: /'
+	(WORK=$WORK/new BIN=$new BENCH_SIDE=new "$@") | sed 's/^/new: /'
 }
 
 # The test runner's benches (scripts/bench-testrun.sh). For the older
