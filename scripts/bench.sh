@@ -13,6 +13,10 @@ cd "$(dirname "$0")/.."
 # CCCI_BENCH_BIN measures another build (an older binary, side by side with
 # this one in the same session) instead of building this checkout.
 BIN="${CCCI_BENCH_BIN:-$PWD/target/release/cc-ci-run}"
+# The older binary is this script's to use, not cc-ci-run's to read: kept
+# out of the measured processes' environment (cc-ci-run warns about every
+# CCCI_ variable it does not know).
+export -n CCCI_BENCH_BEFORE CCCI_BENCH_BEFORE_CKPT
 WORK=""
 # The app domains whose swarm lock objects bench_swarmlock may leave behind
 # if it is interrupted: removed on exit (only these, never another lock).
