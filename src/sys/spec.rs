@@ -155,7 +155,10 @@ impl<'a> Spec<'a> {
 
     /// The program, arguments, environment changes and working directory
     /// of a `std::process::Command` (its stdio is not readable and stays
-    /// the default, inherited), on this process's environment.
+    /// the default, inherited), on this process's environment. An
+    /// `env_clear` on the command cannot be seen either: a caller that
+    /// must not pass this process's environment on builds its own
+    /// [`Environ`] and uses [`Spec::new`].
     pub fn from_command(cmd: &std::process::Command, isolation: Isolation) -> Spec<'static> {
         let mut env = Environ::inherited();
         for (k, v) in cmd.get_envs() {
