@@ -77,7 +77,7 @@ from .recipes import (
     version_key,
 )
 from .store import (
-    PROG_NAME, _path, all_secrets, all_volumes, create_volume,
+    PROG_NAME, state_path, all_secrets, all_volumes, create_volume,
     delete_stack, env_ms, is_deployed, lingering, list_dir, load_stack,
     locked, new_id, remove_file, remove_tree, save_stack, secret_path,
     stack_labels, state_root, volume_data, volume_dir, write_json,
@@ -661,7 +661,7 @@ def app_backup(argv):
             if not is_deployed(rec):
                 raise fatal("%s is not deployed" % domain)
             items = [] if noop else file_backup_plan(stack, rec)
-            dest = _path("backups", domain)
+            dest = state_path("backups", domain)
             tmp = dest + ".tmp.%d" % os.getpid()
             remove_tree(tmp)
             os.makedirs(tmp)
@@ -705,7 +705,7 @@ def app_restore(argv):
             rec = load_stack(stack)
             if not is_deployed(rec):
                 raise fatal("%s is not deployed" % domain)
-            src = _path("backups", domain)
+            src = state_path("backups", domain)
             if not os.path.isdir(src):
                 raise fatal("no backup of %s to restore" % domain)
             for it in file_backup_plan(stack, rec):

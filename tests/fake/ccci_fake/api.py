@@ -45,8 +45,8 @@ from .knobs import Injected, perform_step
 from .leftovers import container_object
 from .render import iso
 from .store import (
-    _stable_hex, all_secrets, all_volumes, env_ms, images, locked,
-    normalize_image, read_json, state_root, volume_data, write_json, _path,
+    stable_hex, all_secrets, all_volumes, env_ms, images, locked,
+    normalize_image, read_json, state_root, volume_data, write_json, state_path,
 )
 from .views import (
     BUILTIN_NETWORKS, view_containers, view_networks, view_services,
@@ -340,7 +340,7 @@ def container_summary(c):
     running = c["state"] == "running"
     return {
         "Id": c["id"], "Names": ["/" + c["name"]], "Image": c["image"],
-        "ImageID": "sha256:" + _stable_hex(normalize_image(c["image"])),
+        "ImageID": "sha256:" + stable_hex(normalize_image(c["image"])),
         "Command": c.get("cmd", ""), "Created": int(c.get("created", 0)),
         "Ports": [], "Labels": c.get("labels") or {},
         "State": c["state"],
@@ -522,12 +522,12 @@ def image_create(call, query):
 
     def body():
         with locked():
-            have = read_json(_path("images.json"), [])
+            have = read_json(state_path("images.json"), [])
             if ref not in [normalize_image(i) for i in have]:
                 have.append(ref)
-                write_json(_path("images.json"), have)
+                write_json(state_path("images.json"), have)
         repo, _, tagpart = ref.rpartition("@" if "@" in ref else ":")
-        digest = "sha256:" + _stable_hex(ref)
+        digest = "sha256:" + stable_hex(ref)
         return Reply(200, "stream", [
             {"status": "Pulling from %s" % (
                 repo if "/" in repo else "library/" + repo),

@@ -45,7 +45,7 @@ from .knobs import run_step
 from .leftovers import container_object
 from .render import emit, iso, iso_ns, labels_str, render
 from .store import (
-    _path, _stable_hex, all_secrets, all_stacks, all_test_containers,
+    state_path, stable_hex, all_secrets, all_stacks, all_test_containers,
     all_volumes, env_ms, images, lingering, load_stack, locked, new_hex_id,
     new_id, normalize_image, read_json, remove_file, save_stack,
     state_root, volume_data, write_json,
@@ -340,7 +340,7 @@ def ps_race_victim(now, env=None):
     if not gone:
         return None
     try:
-        fd = os.open(_path("ps-race.done"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        fd = os.open(state_path("ps-race.done"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     except FileExistsError:
         return None
     os.close(fd)
@@ -472,7 +472,7 @@ def cmd_run(argv):
                 raise Fail('docker: Error response from daemon: Conflict. The '
                            'container name "/%s" is already in use.' % name,
                            125)
-            write_json(_path("containers", cid + ".json"), {
+            write_json(state_path("containers", cid + ".json"), {
                 "id": cid, "name": name, "image": image,
                 "cmd": " ".join(cmd), "labels": labels, "state": "running",
                 "created": time.time(), "autoremove": bool(opts.get("rm")),
@@ -524,7 +524,7 @@ def remove_container(want, now, force):
             return 409, ("You cannot remove a running container %s. Stop the "
                          "container before attempting removal or force "
                          "remove" % hit["id"])
-        remove_file(_path("containers", hit["id"] + ".json"))
+        remove_file(state_path("containers", hit["id"] + ".json"))
     else:
         rec = load_stack(hit["stack"])
         if rec is not None:
@@ -575,7 +575,7 @@ def cmd_image(argv):
 
 def image_object(ref):
     """An image present locally (`ref` normalised), as inspect shows it."""
-    return {"Id": "sha256:" + _stable_hex(ref), "RepoTags": [ref],
+    return {"Id": "sha256:" + stable_hex(ref), "RepoTags": [ref],
             "RepoDigests": []}
 
 
@@ -605,14 +605,14 @@ def cmd_pull(argv):
 
     def body():
         with locked():
-            have = read_json(_path("images.json"), [])
+            have = read_json(state_path("images.json"), [])
             if ref not in [normalize_image(i) for i in have]:
                 have.append(ref)
-                write_json(_path("images.json"), have)
+                write_json(state_path("images.json"), have)
         if not opts.get("quiet"):
             print("%s: Pulling from library/%s" % (ref.rsplit(":", 1)[-1],
                                                    ref.split(":")[0]))
-            print("Digest: sha256:%s" % _stable_hex(ref))
+            print("Digest: sha256:%s" % stable_hex(ref))
             print("Status: Downloaded newer image for %s" % ref)
         print("docker.io/library/%s" % ref)
         return 0
@@ -768,7 +768,7 @@ def remove_network(want, now, busy_n):
     n = resolve_network(want, now)
     if n is None:
         return 404, "network %s not found" % want
-    path = _path("networks", n["id"] + ".json")
+    path = state_path("networks", n["id"] + ".json")
     rec = read_json(path)
     users = network_users(n)
     task = next((c["labels"].get("com.docker.swarm.task.id")

@@ -12,7 +12,7 @@ from .compose import compose_files, read_compose
 from .errors import Fail, fatal
 from .ports import release_port
 from .realdocker import NAMESPACE, dk, dk_ok
-from .store import _path, remove_file, remove_tree
+from .store import state_path, remove_file, remove_tree
 
 
 # -------------------------------------------------------- swarm backend --
@@ -122,7 +122,7 @@ def sw_deploy(domain, stack, path, env, cenv, labels, crashloop, docs):
             # running replica, whatever the image
             app["entrypoint"] = ["/ccci-fake-crashloop-no-such-file"]
         override["services"]["app"] = app
-    tmpdir = _path("tmp", "deploy.%d" % os.getpid())
+    tmpdir = state_path("tmp", "deploy.%d" % os.getpid())
     remove_tree(tmpdir)
     os.makedirs(tmpdir)
     try:
@@ -185,7 +185,7 @@ def sw_backup(domain, stack, noop=False):
     if not sw_is_deployed(stack):
         raise fatal("%s is not deployed" % domain)
     items = [] if noop else sw_backup_plan(stack)
-    dest = _path("backups", domain)
+    dest = state_path("backups", domain)
     tmp = dest + ".tmp.%d" % os.getpid()
     remove_tree(tmp)
     os.makedirs(tmp)
@@ -213,7 +213,7 @@ def sw_restore(domain, stack):
     restic restore)."""
     if not sw_is_deployed(stack):
         raise fatal("%s is not deployed" % domain)
-    src = _path("backups", domain)
+    src = state_path("backups", domain)
     if not os.path.isdir(src):
         raise fatal("no backup of %s to restore" % domain)
     for it in sw_backup_plan(stack):

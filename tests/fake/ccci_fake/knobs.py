@@ -11,7 +11,7 @@ import os
 import time
 
 from .errors import Fail, die
-from .store import PROG_NAME, _path
+from .store import PROG_NAME, state_path
 
 
 # ---------------------------------------------------------------- call log --
@@ -33,7 +33,7 @@ def log_call(step, domain, argv, result, env=None, pid=None):
         "argv": argv,
         "result": result,
     }, sort_keys=True) + "\n"
-    fd = os.open(_path("calls.log"),
+    fd = os.open(state_path("calls.log"),
                  os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:
         os.write(fd, line.encode())
@@ -58,8 +58,8 @@ def knob(name, step, scope, env=None):
 def hang_forever(step):
     """Leave a marker the tests wait on, then sleep until killed. Plain
     sleeps in this process: SIGTERM and SIGKILL end it the ordinary way."""
-    os.makedirs(_path("hang"), exist_ok=True)
-    marker = _path("hang", "%s.%d" % (step, os.getpid()))
+    os.makedirs(state_path("hang"), exist_ok=True)
+    marker = state_path("hang", "%s.%d" % (step, os.getpid()))
     with open(marker, "w") as f:
         f.write("%d\n" % os.getpid())
     while True:

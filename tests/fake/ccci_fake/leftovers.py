@@ -6,8 +6,8 @@ import time
 
 from .knobs import knob
 from .render import iso
-from .store import _path, all_test_containers, stack_labels, write_json
-from .views import _task_container, view_networks
+from .store import state_path, all_test_containers, stack_labels, write_json
+from .views import task_container, view_networks
 
 
 # ------------------------------------- what an undeploy leaves behind --
@@ -43,7 +43,7 @@ def leave_behind(rec, leaves, now):
     if "network" in leaves:
         lines = []
         for name, nid in sorted(nets.items()):
-            write_json(_path("networks", nid + ".json"), {
+            write_json(state_path("networks", nid + ".json"), {
                 "id": nid, "name": name, "driver": "overlay",
                 "scope": "swarm", "labels": stack_labels(stack),
                 "created": now, "rm_attempts": 0})
@@ -59,8 +59,8 @@ def leave_behind(rec, leaves, now):
                 "failed to remove some resources from stack: %s" % stack])
     if "container" in leaves and rec.get("lingering"):
         c = rec["lingering"].pop(0)
-        tc = _task_container(rec, c["service"], c, "running")
-        write_json(_path("containers", tc["id"] + ".json"), {
+        tc = task_container(rec, c["service"], c, "running")
+        write_json(state_path("containers", tc["id"] + ".json"), {
             "id": tc["id"], "name": tc["name"], "image": tc["image"],
             "cmd": "", "labels": tc["labels"], "state": "running",
             "created": now, "autoremove": False,

@@ -36,7 +36,7 @@ PROG_NAME = [PROG]  # abra sets this to "abra" so messages name the caller
 CREATE_STATE = [True]
 
 
-def _path(*parts):
+def state_path(*parts):
     return os.path.join(state_root(), *parts)
 
 
@@ -46,7 +46,7 @@ def locked():
 
     Many stand-in processes run at once (concurrent runs and janitors);
     the lock serialises mutations, the kernel releases it on any death."""
-    fd = os.open(_path(".lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    fd = os.open(state_path(".lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
@@ -115,7 +115,7 @@ def env_ms(name, default, env=None):
 
 
 def stack_path(stack):
-    return _path("stacks", stack + ".json")
+    return state_path("stacks", stack + ".json")
 
 
 def load_stack(stack):
@@ -132,9 +132,9 @@ def delete_stack(stack):
 
 def all_stacks():
     out = []
-    for name in list_dir(_path("stacks")):
+    for name in list_dir(state_path("stacks")):
         if name.endswith(".json"):
-            rec = read_json(_path("stacks", name))
+            rec = read_json(state_path("stacks", name))
             if rec is not None:
                 out.append(rec)
     return out
@@ -160,7 +160,7 @@ def stack_labels(stack):
 
 
 def volume_dir(name):
-    return _path("volumes", name)
+    return state_path("volumes", name)
 
 
 def volume_data(name):
@@ -182,7 +182,7 @@ def create_volume(name, labels):
 
 def all_volumes():
     out = []
-    for name in list_dir(_path("volumes")):
+    for name in list_dir(state_path("volumes")):
         meta = read_json(os.path.join(volume_dir(name), "meta.json"))
         if meta is not None:
             out.append(meta)
@@ -190,14 +190,14 @@ def all_volumes():
 
 
 def secret_path(name):
-    return _path("secrets", name + ".json")
+    return state_path("secrets", name + ".json")
 
 
 def all_secrets():
     out = []
-    for name in list_dir(_path("secrets")):
+    for name in list_dir(state_path("secrets")):
         if name.endswith(".json"):
-            rec = read_json(_path("secrets", name))
+            rec = read_json(state_path("secrets", name))
             if rec is not None:
                 out.append(rec)
     return out
@@ -205,9 +205,9 @@ def all_secrets():
 
 def all_test_containers():
     out = []
-    for name in list_dir(_path("containers")):
+    for name in list_dir(state_path("containers")):
         if name.endswith(".json"):
-            rec = read_json(_path("containers", name))
+            rec = read_json(state_path("containers", name))
             if rec is not None:
                 out.append(rec)
     return out
@@ -225,10 +225,10 @@ def normalize_image(ref):
 
 
 def images():
-    return [normalize_image(i) for i in read_json(_path("images.json"), [])]
+    return [normalize_image(i) for i in read_json(state_path("images.json"), [])]
 
 
-def _stable_hex(text):
+def stable_hex(text):
     import hashlib
 
     return hashlib.sha256(text.encode()).hexdigest()

@@ -4,7 +4,7 @@ and networks as `docker service/ps/network` show them.
 
 
 from .store import (
-    _path, _stable_hex, all_stacks, all_test_containers, is_deployed,
+    state_path, stable_hex, all_stacks, all_test_containers, is_deployed,
     lingering, list_dir, read_json, stack_labels,
 )
 from .tasks import service_running, task_state, task_template, update_status
@@ -37,7 +37,7 @@ def view_services(now):
     return out
 
 
-def _task_container(rec, svc_name, svc, state):
+def task_container(rec, svc_name, svc, state):
     return {
         "id": svc["container_id"],
         "name": "%s.1.%s" % (svc_name, svc["task_id"]),
@@ -72,11 +72,11 @@ def view_containers(now):
                     c = dict(svc, container_id=t["container_id"],
                              task_id=t["id"],
                              image=t["spec"]["ContainerSpec"]["Image"])
-                    out.append(_task_container(
+                    out.append(task_container(
                         rec, name, c,
                         "running" if state == "running" else "exited"))
         for c in lingering(rec, now):
-            out.append(_task_container(rec, c["service"], c, "running"))
+            out.append(task_container(rec, c["service"], c, "running"))
     for c in all_test_containers():
         out.append(dict(c, stack=None))
     return out
@@ -94,7 +94,7 @@ BUILTIN_NETWORKS = [
 def view_networks(now):
     out = []
     for name, driver, scope in BUILTIN_NETWORKS:
-        out.append({"id": _stable_hex(name)[:25], "name": name,
+        out.append({"id": stable_hex(name)[:25], "name": name,
                     "driver": driver, "scope": scope, "labels": {}})
     for rec in all_stacks():
         if is_deployed(rec) or lingering(rec, now):
@@ -108,9 +108,9 @@ def view_networks(now):
 
 def left_networks():
     out = []
-    for name in list_dir(_path("networks")):
+    for name in list_dir(state_path("networks")):
         if name.endswith(".json"):
-            rec = read_json(_path("networks", name))
+            rec = read_json(state_path("networks", name))
             if rec is not None:
                 out.append(rec)
     return out
