@@ -3,7 +3,8 @@
 //! lock wait) and a sweep, as the tally would hold them. Prints the bytes,
 //! the lines and the samples.
 
-use cc_ci_run::rundir::{LockTimes, RunRecord, VERDICTS};
+use cc_ci_run::rundir::{LockTimes, RunRecord};
+use cc_ci_run::verdict::Verdict;
 use cc_ci_run::views::metrics::{render, HeldLocks, Tally};
 
 fn main() -> anyhow::Result<()> {
@@ -19,7 +20,7 @@ fn main() -> anyhow::Result<()> {
                 recipe,
                 started: "2026-12-01T10:00:00.000Z".into(),
                 finished: Some("2026-12-01T10:05:00.000Z".into()),
-                verdict: Some(VERDICTS[i % VERDICTS.len()].into()),
+                verdict: Some(Verdict::ALL[i % Verdict::ALL.len()]),
                 lock: Some(LockTimes {
                     domain: domain.clone(),
                     backend: "flock".into(),

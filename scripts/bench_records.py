@@ -13,7 +13,8 @@ import os
 import sys
 
 VERDICTS = ("passed", "passed", "passed", "failed", "infra", "cancelled")
-PHASES = ("fetch", "check", "deploy", "converge", "tests", "teardown")
+# Phase names as a run writes them: the record reads only those.
+PHASES = ("fetch", "checks", "install", "install-converge", "test-install", "teardown")
 
 
 def stamp(t):
@@ -61,7 +62,7 @@ def main(state, n, recipes):
             "exit_code": 0 if verdict == "passed" else 1,
             "tiers": ["install"],
             "verdict": verdict,
-            "failed_phase": None if verdict == "passed" else "tests",
+            "failed_phase": None if verdict == "passed" else "test-install",
             "phases": phases,
             "lock": {
                 "domain": domain,

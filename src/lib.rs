@@ -4,7 +4,8 @@
 //! way (`scripts/modgraph.py --check`): the kernel (`sys`) and the lifetime
 //! guards (`lifetime`) at the bottom; names, configuration and the exit
 //! codes (`names`, `config`, `exit`); locks (`lock`); external programs
-//! (`ext`); an app's teardown (`teardown`); the state directory (`rundir`);
+//! (`ext`); an app's teardown (`teardown`); the words of a run record
+//! (`phase`, `tier`, `verdict`) and the state directory (`rundir`);
 //! the run lifecycle (`run`), the janitor (`janitor`) and the test runner
 //! (`testrun`); what operators read (`views`); and the commands (`cmd`) on
 //! top. The README's "Where things are" says what each holds. The public
@@ -23,6 +24,7 @@ pub mod lock;
 pub mod log;
 pub mod manual;
 pub mod names;
+pub mod phase;
 pub mod redact;
 pub mod run;
 pub mod rundir;
@@ -31,6 +33,8 @@ pub mod sys;
 pub mod table;
 pub mod teardown;
 pub mod testrun;
+pub mod tier;
 
 pub mod units;
+pub mod verdict;
 pub mod views;

@@ -18,6 +18,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::phase::Phase;
+use crate::tier::Tier;
+use crate::verdict::Verdict;
+
 /// The layout of one run under the state directory.
 #[derive(Clone, Debug)]
 pub(crate) struct RunDir {
@@ -237,7 +241,7 @@ pub struct RunRecord {
     #[serde(default)]
     pub wrapper_pid: i32,
     pub host: String,
-    pub phase: String,
+    pub phase: Phase,
     pub started: String,
     #[serde(default)]
     pub updated: String,
@@ -253,17 +257,15 @@ pub struct RunRecord {
     pub tested_version: Option<String>,
     /// Tiers whose tests ran, in order.
     #[serde(default)]
-    pub tiers: Vec<String>,
-    /// The verdict once known: `passed`, `failed`, `bad-input`, `infra`,
-    /// `teardown-failed`, `self-protect`, `duplicate`, `cancelled`,
-    /// `deadline` (see [`verdict_of`]).
+    pub tiers: Vec<Tier>,
+    /// The verdict once known (see [`Verdict::of_exit`]).
     #[serde(default)]
-    pub verdict: Option<String>,
+    pub verdict: Option<Verdict>,
     /// The phase in which the verdict was decided (None when passed): the
     /// final `phase` of a finished run is `finished`, so this is where an
     /// operator reads why it went red.
     #[serde(default)]
-    pub failed_phase: Option<String>,
+    pub failed_phase: Option<Phase>,
     /// Why a red run is red, in one line, when an error decided it (the
     /// error as the log's `error:` line says it; a signal names itself).
     /// Absent when the verdict says it all: passed, or tests that failed
@@ -319,7 +321,7 @@ pub struct ConvergeBound {
 /// One phase of a run: `name` from `started` to `ended` (None while current).
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct PhaseSpan {
-    pub name: String,
+    pub name: Phase,
     pub started: String,
     #[serde(default)]
     pub ended: Option<String>,
@@ -335,7 +337,7 @@ pub(crate) fn summary_lines(r: &RunRecord) -> Vec<String> {
     use crate::units::human;
     let ms = |v: u64| human(std::time::Duration::from_millis(v));
     let mut out = vec![format!("── summary of run {} ──", r.run_id)];
-    let verdict = r.verdict.as_deref().unwrap_or("unknown");
+    let verdict = r.verdict.map_or("unknown", Verdict::as_str);
     let code = r
         .exit_code
         .map(|c| format!("exit {c}"))
@@ -354,10 +356,10 @@ pub(crate) fn summary_lines(r: &RunRecord) -> Vec<String> {
     let phases: Vec<String> = r
         .phases
         .iter()
-        .filter(|p| p.name != "started")
+        .filter(|p| p.name != Phase::Started)
         .map(|p| match p.duration_ms {
             Some(d) => format!("{} {}", p.name, ms(d)),
-            None => p.name.clone(),
+            None => p.name.to_string(),
         })
         .collect();
     if !phases.is_empty() {
@@ -502,36 +504,6 @@ pub struct Watched {
     /// Each exit: exit code, time, task.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub exits: Vec<String>,
-}
-
-/// Every verdict a record can carry (SPEC section 3), as [`verdict_of`]
-/// names them.
-pub const VERDICTS: [&str; 9] = [
-    "passed",
-    "failed",
-    "bad-input",
-    "infra",
-    "teardown-failed",
-    "self-protect",
-    "duplicate",
-    "cancelled",
-    "deadline",
-];
-
-/// The verdict word of an exit code (SPEC section 3).
-pub fn verdict_of(code: i32) -> &'static str {
-    use crate::exit;
-    match code {
-        exit::OK => "passed",
-        exit::TESTS_FAILED => "failed",
-        exit::USAGE => "bad-input",
-        exit::TEARDOWN_FAILED => "teardown-failed",
-        exit::SELF_PROTECT => "self-protect",
-        exit::DUPLICATE_RUN => "duplicate",
-        exit::SIGHUP | exit::SIGINT | exit::SIGTERM => "cancelled",
-        exit::DEADLINE => "deadline",
-        _ => "infra",
-    }
 }
 
 impl RunRecord {

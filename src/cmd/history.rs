@@ -15,15 +15,17 @@ use serde::Serialize;
 use crate::cli::HistoryArgs;
 use crate::exit::{self, Failure};
 use crate::log::parse_timestamp;
-use crate::rundir::{RunRecord, VERDICTS};
+use crate::phase::Phase;
+use crate::rundir::RunRecord;
 use crate::units::human;
+use crate::verdict::Verdict;
 
 /// What to list (validated).
 #[derive(Clone, Debug, Default)]
 pub struct Filter {
     pub domain: Option<String>,
     pub recipe: Option<String>,
-    pub verdict: Option<String>,
+    pub verdict: Option<Verdict>,
     /// Only runs started at or after this time.
     pub since: Option<SystemTime>,
 }
@@ -31,14 +33,20 @@ pub struct Filter {
 impl Filter {
     /// Validates the flags (exit 2 naming the field); `now` anchors `--since`.
     pub fn new(args: &HistoryArgs, now: SystemTime) -> Result<Filter> {
-        if let Some(v) = &args.verdict {
-            if !VERDICTS.contains(&v.as_str()) {
-                return Err(Failure::usage(format!(
-                    "invalid --verdict {v:?}: must be one of {}",
-                    VERDICTS.join(", ")
-                )));
-            }
-        }
+        // Checked here, not by clap: the message names the field and every
+        // verdict, as the other filters' do.
+        let verdict = args
+            .verdict
+            .as_deref()
+            .map(|v| {
+                Verdict::parse(v).ok_or_else(|| {
+                    Failure::usage(format!(
+                        "invalid --verdict {v:?}: must be one of {}",
+                        Verdict::names()
+                    ))
+                })
+            })
+            .transpose()?;
         if let Some(d) = &args.domain {
             crate::names::check_domain("--domain", d)?;
         }
@@ -48,7 +56,7 @@ impl Filter {
         Ok(Filter {
             domain: args.domain.clone(),
             recipe: args.recipe.clone(),
-            verdict: args.verdict.clone(),
+            verdict,
             since: args
                 .since
                 .map(|d| now.checked_sub(d).unwrap_or(SystemTime::UNIX_EPOCH)),
@@ -59,10 +67,7 @@ impl Filter {
         r.finished.is_some()
             && self.domain.as_ref().is_none_or(|d| *d == r.domain)
             && self.recipe.as_ref().is_none_or(|x| *x == r.recipe)
-            && self
-                .verdict
-                .as_ref()
-                .is_none_or(|v| r.verdict.as_deref() == Some(v.as_str()))
+            && self.verdict.is_none_or(|v| r.verdict == Some(v))
             && self
                 .since
                 .is_none_or(|s| parse_timestamp(&r.started).is_some_and(|started| started >= s))
@@ -75,8 +80,8 @@ pub struct Entry {
     pub run_id: String,
     pub recipe: String,
     pub domain: String,
-    pub verdict: Option<String>,
-    pub failed_phase: Option<String>,
+    pub verdict: Option<Verdict>,
+    pub failed_phase: Option<Phase>,
     pub exit_code: Option<i32>,
     pub started: String,
     pub finished: Option<String>,
@@ -140,8 +145,8 @@ pub fn select(records: &[RunRecord], filter: &Filter) -> Vec<Entry> {
                 run_id: r.run_id.clone(),
                 recipe: r.recipe.clone(),
                 domain: r.domain.clone(),
-                verdict: r.verdict.clone(),
-                failed_phase: r.failed_phase.clone(),
+                verdict: r.verdict,
+                failed_phase: r.failed_phase,
                 exit_code: r.exit_code,
                 started: r.started.clone(),
                 finished: r.finished.clone(),
@@ -209,8 +214,8 @@ pub fn table(entries: &[Entry]) -> String {
             e.run_id.clone(),
             e.recipe.clone(),
             e.domain.clone(),
-            dash(e.verdict.clone()),
-            dash(e.failed_phase.clone()),
+            dash(e.verdict.map(|v| v.to_string())),
+            dash(e.failed_phase.map(|p| p.to_string())),
             e.started.clone(),
             dur(e.duration_ms),
             dur(e.lock_wait_ms),

@@ -115,10 +115,10 @@ pub(crate) fn table(runs: &[RunStatus]) -> String {
         rows.push(vec![
             r.id.clone(),
             r.state.to_string(),
-            dash(rec.and_then(|x| x.verdict.clone())),
+            dash(rec.and_then(|x| x.verdict).map(|v| v.to_string())),
             dash(rec.and_then(|x| x.exit_code).map(|c| c.to_string())),
-            dash(rec.and_then(|x| x.failed_phase.clone())),
-            dash(rec.map(|x| x.phase.clone())),
+            dash(rec.and_then(|x| x.failed_phase).map(|p| p.to_string())),
+            dash(rec.map(|x| x.phase.to_string())),
             dash(rec.map(|x| x.domain.clone())),
             dash(rec.map(|x| x.started.clone())),
             match (rec, &r.error) {

@@ -25,6 +25,7 @@ use crate::ext::{Bound, Tools};
 use crate::lock::backend::{file_age, Attempt, Backend, LockSettings};
 use crate::lock::swarm::Swarm;
 use crate::lock::{self, Kind, OwnerRecord, TryLock};
+use crate::phase::Phase;
 use crate::rundir::{self, RunDir, RunRecord};
 use crate::say;
 use crate::sys::latch::Latch;
@@ -507,7 +508,7 @@ fn tidy_run(s: &Settings, id: &str, owner: &OwnerRecord, sum: &mut Summary) -> R
         dir.remove_tree()?;
     }
     if let Some(mut r) = record.clone().filter(|r| r.finished.is_none()) {
-        r.failed_phase = Some(std::mem::replace(&mut r.phase, "abandoned".into()));
+        r.failed_phase = Some(std::mem::replace(&mut r.phase, Phase::Abandoned));
         r.finished = Some(crate::log::timestamp(SystemTime::now()));
         r.save(&dir.record())?;
         say!("janitor: run {id} died without finishing: its record is marked abandoned");

@@ -11,7 +11,6 @@
 pub(crate) mod fetch;
 pub mod floor;
 pub mod interpolate;
-pub(crate) mod phase;
 pub mod recipe;
 
 use std::path::{Path, PathBuf};
@@ -34,7 +33,7 @@ use crate::ext::{self, Bound, Interrupted, Tools};
 use crate::lifetime::{self, Funnel, WrapOptions};
 use crate::lock::backend::{self, AppLock, AppLocks, Attempt};
 use crate::lock::{self, Kind, OwnerRecord, Role, TryLock};
-use crate::run::phase::Phase;
+use crate::phase::Phase;
 use crate::rundir::{self, RunDir, RunRecord};
 use crate::say;
 use crate::settings::Settings;
@@ -42,6 +41,7 @@ use crate::teardown::{self, App};
 use crate::testrun;
 use crate::testrun::containers::Removal;
 use crate::testrun::meta::Tier;
+use crate::testrun::report::Outcome;
 
 /// How often a run waiting for an app lock says who holds it.
 const LOCK_PROGRESS_EVERY: Duration = Duration::from_secs(30);
@@ -332,7 +332,7 @@ impl Run {
             pid: std::process::id() as i32,
             wrapper_pid,
             host: crate::sys::procfs::hostname(),
-            phase: "started".into(),
+            phase: Phase::Started,
             started: now.clone(),
             updated: now,
             log: Some(dir.log().display().to_string()),
@@ -401,7 +401,7 @@ impl Run {
         self.watch = None;
         // Where the verdict was decided: the phase the run was in when the
         // phases ended (a failure, a signal, the deadline, or the last test).
-        let decided_in = self.record.phase.clone();
+        let decided_in = self.record.phase;
         // From here on signals are logged and ignored: teardown runs whole.
         self.funnel.begin_teardown();
         if let Err(e) = lifetime::disarm_deadline() {
@@ -432,7 +432,7 @@ impl Run {
         let teardown_ok = self.teardown_phase();
         let before_teardown = code;
         code = exit::with_teardown(code, teardown_ok);
-        self.record.verdict = Some(rundir::verdict_of(code).to_string());
+        self.record.verdict = Some(crate::verdict::Verdict::of_exit(code));
         if code != exit::OK && before_teardown == exit::OK {
             self.record.reason = Some(
                 "the teardown failed: the app is left for the janitor (the log says why)".into(),
@@ -440,7 +440,7 @@ impl Run {
         }
         self.record.failed_phase = match code {
             exit::OK => None,
-            _ if before_teardown == exit::OK => Some("teardown".to_string()),
+            _ if before_teardown == exit::OK => Some(Phase::Teardown),
             _ => Some(decided_in),
         };
         self.write_junit(code, verdict.as_ref().err());
@@ -483,13 +483,13 @@ impl Run {
         self.phase_started = Instant::now();
         if phase != Phase::Finished {
             self.record.phases.push(rundir::PhaseSpan {
-                name: phase.to_string(),
+                name: phase,
                 started: now.clone(),
                 ended: None,
                 duration_ms: None,
             });
         }
-        self.record.phase = phase.to_string();
+        self.record.phase = phase;
         self.record.updated = now;
         self.save_record();
         say!("phase: {phase}");
@@ -593,7 +593,7 @@ impl Run {
             };
             say!("{reason}");
             self.record.tiers_skipped.push(rundir::SkippedTier {
-                tier: "upgrade".into(),
+                tier: Tier::Upgrade.to_string(),
                 reason,
             });
         }
@@ -612,7 +612,7 @@ impl Run {
             if !tier.run {
                 self.watch = None;
                 self.record.tiers_skipped.push(rundir::SkippedTier {
-                    tier: "backup".into(),
+                    tier: Tier::Backup.to_string(),
                     reason: tier.reason.clone(),
                 });
                 self.save_record();
@@ -1284,7 +1284,7 @@ impl Run {
     fn test_tier(&mut self, tier: Tier) -> Result<Option<Verdict>> {
         self.check_shutdown()?;
         self.set_phase(Phase::Test(tier));
-        self.record.tiers.push(tier.to_string());
+        self.record.tiers.push(tier);
         let mut paths = Vec::new();
         let staged = self.dir.work().join("recipe-tests");
         if staged.is_dir() {
@@ -1376,7 +1376,7 @@ impl Run {
         }
         // The floor is a test like the others: a recipe with no tests of
         // its own whose app serves is green by the floor alone.
-        let floor_result = suite.builtin.first().map(|t| t.result.as_str().to_string());
+        let floor_result = suite.builtin.first().map(|t| t.result);
         self.tests_selected += outcome.selected + suite.builtin.len();
         // What the watch saw from the tier's convergence to now (a suite
         // stopped by a signal goes straight to the teardown: no look).
@@ -1408,7 +1408,7 @@ impl Run {
             cases_skipped: outcome.cases_skipped,
             report_dir: suite.report_dir.display().to_string(),
             floor: floor_result
-                .clone()
+                .map(|r| r.as_str().to_string())
                 .or_else(|| self.floor_off().map(|why| format!("off ({why})"))),
             floor_reason: suite
                 .builtin
@@ -1456,7 +1456,7 @@ impl Run {
                 if let Some(why) = &watch_red {
                     say!("{why}");
                 }
-                if floor_result.as_deref() == Some("failed") {
+                if floor_result == Some(Outcome::Failed) {
                     say!("{tier} tier: the floor failed: the app does not answer; the tier's own tests were not started");
                 } else {
                     say!("{tier} tier: {} test(s) failed", outcome.failed);

@@ -69,6 +69,7 @@ use super::cases::{CaseReport, CaseResult};
 use super::meta::Tier;
 use super::report::{Attempt, Outcome, Report, Tails, TestReport};
 use crate::rundir::RunRecord;
+use crate::verdict::Verdict;
 
 /// How many lines of a failed test's stderr its `<failure>` text quotes
 /// (the whole 16 KiB tail is in `<system-err>`).
@@ -371,10 +372,10 @@ pub struct RunOutcome<'a> {
 /// Whether the phase testcase is needed: the run is red and no testcase
 /// of its tiers shows why (only failed tests are shown by their own
 /// testcases; a cancel also gets one, so a dashboard names the phase).
-pub fn needs_phase_case(verdict: Option<&str>, tiers: &[TestSuite]) -> bool {
+pub fn needs_phase_case(verdict: Option<Verdict>, tiers: &[TestSuite]) -> bool {
     match verdict {
-        None | Some("passed") => false,
-        Some("failed") => tiers.iter().all(|s| s.failures == 0),
+        None | Some(Verdict::Passed) => false,
+        Some(Verdict::Failed) => tiers.iter().all(|s| s.failures == 0),
         Some(_) => true,
     }
 }
@@ -405,8 +406,10 @@ pub(crate) fn phase_error_line(exit_code: i32, error: Option<&str>) -> String {
 /// The phase testcase of a red run (see the module header).
 pub fn phase_case(outcome: &RunOutcome) -> TestCase {
     let r = outcome.record;
-    let phase = r.failed_phase.as_deref().unwrap_or("unknown");
-    let verdict = r.verdict.as_deref().unwrap_or("unknown");
+    let phase = r
+        .failed_phase
+        .map_or_else(|| "unknown".to_string(), |p| p.to_string());
+    let verdict = r.verdict.map_or("unknown", Verdict::as_str);
     let line = phase_error_line(outcome.exit_code, outcome.error.as_deref());
     let message = format!("{verdict} in phase {phase}: {line}");
     let mut status = TestCaseStatus::non_success(NonSuccessKind::Error);
@@ -423,7 +426,10 @@ pub fn phase_case(outcome: &RunOutcome) -> TestCase {
     // The phase's own span: the last time the run entered it. Its time is
     // the monotonic duration the record keeps, else the wall-clock span; a
     // phase still open (teardown, when it failed) has none yet.
-    if let Some(span) = r.phases.iter().rev().find(|p| p.name == phase) {
+    let span = r
+        .failed_phase
+        .and_then(|phase| r.phases.iter().rev().find(|p| p.name == phase));
+    if let Some(span) = span {
         let start = timestamp(&span.started);
         if let Some(start) = start {
             case.set_timestamp(start);
@@ -445,7 +451,7 @@ pub fn run_report(outcome: &RunOutcome, tiers: Vec<TestSuite>) -> quick_junit::R
     if let Some(ts) = timestamp(&r.started) {
         out.set_timestamp(ts);
     }
-    let phase = needs_phase_case(r.verdict.as_deref(), &tiers).then(|| phase_case(outcome));
+    let phase = needs_phase_case(r.verdict, &tiers).then(|| phase_case(outcome));
     let mut tiers = tiers;
     attach_artifacts(&mut tiers, &r.artifacts);
     out.add_test_suites(tiers);
@@ -453,7 +459,7 @@ pub fn run_report(outcome: &RunOutcome, tiers: Vec<TestSuite>) -> quick_junit::R
         let mut suite = TestSuite::new("run");
         suite.add_property(("run_id", r.run_id.as_str()));
         suite.add_property(("ref", r.sha.as_deref().unwrap_or(r.git_ref.as_str())));
-        suite.add_property(("verdict", r.verdict.as_deref().unwrap_or("unknown")));
+        suite.add_property(("verdict", r.verdict.map_or("unknown", Verdict::as_str)));
         if let Some(t) = case.timestamp {
             suite.set_timestamp(t);
         }

@@ -37,6 +37,10 @@ pub(crate) const KEYS: [&str; 8] = [
 /// lives with the option, which the runner's modules build on).
 pub use crate::cli::MAX_RETRIES;
 
+/// A test's tier lives below the run record, which keeps the tiers a run
+/// tested; the header names it here.
+pub use crate::tier::Tier;
+
 /// How wide a test reaches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -63,44 +67,6 @@ impl Level {
 }
 
 impl fmt::Display for Level {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// The phase of a `run` after which a test runs (SPEC section 3, step 8).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Tier {
-    Install,
-    Upgrade,
-    /// After `abra app backup create`, before `abra app restore`: tests
-    /// that change or delete data, so the restore has something to prove.
-    Backup,
-    Restore,
-}
-
-impl Tier {
-    pub const ALL: [Tier; 4] = [Tier::Install, Tier::Upgrade, Tier::Backup, Tier::Restore];
-
-    /// The tiers' names, for messages (`install, upgrade, backup, restore`).
-    pub(crate) const NAMES: &'static str = "install, upgrade, backup, restore";
-
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Tier::Install => "install",
-            Tier::Upgrade => "upgrade",
-            Tier::Backup => "backup",
-            Tier::Restore => "restore",
-        }
-    }
-
-    pub(crate) fn parse(text: &str) -> Option<Tier> {
-        Tier::ALL.into_iter().find(|t| t.as_str() == text)
-    }
-}
-
-impl fmt::Display for Tier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }

@@ -31,6 +31,7 @@ use crate::exit::Failure;
 use crate::log::parse_timestamp;
 use crate::rundir::RunRecord;
 use crate::say;
+use crate::verdict::Verdict;
 use crate::views::Outputs;
 
 /// The variable naming the metrics file.
@@ -67,13 +68,47 @@ pub struct LastRun {
     /// Unix seconds when it finished.
     pub finished: f64,
     pub duration_secs: f64,
-    pub verdict: String,
+    /// None: the record had no verdict (kept as `unknown`, the label).
+    #[serde(with = "verdict_label")]
+    pub verdict: Option<Verdict>,
+}
+
+/// The `verdict` label of a run: its verdict's word, `unknown` without one.
+fn label_of(verdict: Option<Verdict>) -> &'static str {
+    verdict.map_or(verdict_label::UNKNOWN, Verdict::as_str)
+}
+
+/// A verdict in the tally as its label: the word, or `unknown` for none.
+mod verdict_label {
+    use serde::{de::Error, Deserialize, Deserializer, Serializer};
+
+    use crate::verdict::Verdict;
+
+    pub(super) const UNKNOWN: &str = "unknown";
+
+    pub(super) fn serialize<S: Serializer>(v: &Option<Verdict>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(super::label_of(*v))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Verdict>, D::Error> {
+        let text = String::deserialize(d)?;
+        if text == UNKNOWN {
+            return Ok(None);
+        }
+        Verdict::parse(&text)
+            .map(Some)
+            .ok_or_else(|| D::Error::custom(format!("unknown verdict {text:?}")))
+    }
 }
 
 /// The persistent counts behind the counters.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct Tally {
-    /// recipe → verdict → finished runs.
+    /// recipe → verdict label → finished runs (keyed by the label, not a
+    /// [`Verdict`]: a run without one counts as `unknown`, and the file
+    /// lists the labels in their words' order).
     #[serde(default)]
     pub runs: BTreeMap<String, BTreeMap<String, u64>>,
     #[serde(default)]
@@ -104,12 +139,11 @@ impl Tally {
         let Some(finished) = r.finished.as_deref().and_then(parse_timestamp) else {
             return;
         };
-        let verdict = r.verdict.clone().unwrap_or_else(|| "unknown".into());
         *self
             .runs
             .entry(r.recipe.clone())
             .or_default()
-            .entry(verdict.clone())
+            .entry(label_of(r.verdict).to_string())
             .or_default() += 1;
         let started = parse_timestamp(&r.started).unwrap_or(finished);
         let newer = self
@@ -125,7 +159,7 @@ impl Tally {
                         .duration_since(started)
                         .unwrap_or_default()
                         .as_secs_f64(),
-                    verdict,
+                    verdict: r.verdict,
                 },
             );
         }
@@ -239,7 +273,7 @@ pub fn render(t: &Tally, locks: HeldLocks) -> String {
             o,
             "ccci_last_run_passed{{recipe=\"{}\"}} {}",
             label(recipe),
-            u8::from(l.verdict == "passed")
+            u8::from(l.verdict == Some(Verdict::Passed))
         );
     }
     family(

@@ -29,7 +29,9 @@ use std::path::{Component, Path};
 use anyhow::Result;
 
 use crate::exit::Failure;
+use crate::phase::Phase;
 use crate::rundir::{RunRecord, TierTests};
+use crate::verdict::Verdict;
 
 /// The most bytes the markdown may have: below GitHub's 65,536 characters
 /// and a MySQL `TEXT` column's 64 KiB, so the comment fits whatever stores
@@ -256,10 +258,10 @@ fn short_sha(sha: Option<&str>) -> String {
 }
 
 /// The verdict's mark and word for the heading.
-fn verdict_mark(verdict: &str) -> &'static str {
+fn verdict_mark(verdict: Option<Verdict>) -> &'static str {
     match verdict {
-        "passed" => "✅",
-        "cancelled" | "duplicate" => "⚪",
+        Some(Verdict::Passed) => "✅",
+        Some(Verdict::Cancelled | Verdict::Duplicate) => "⚪",
         _ => "❌",
     }
 }
@@ -291,12 +293,12 @@ pub fn markdown(s: &Summary) -> String {
 /// The markdown with at most `tail_lines` lines of each failing test.
 fn render(s: &Summary, tail_lines: usize) -> String {
     let r = &s.record;
-    let verdict = r.verdict.as_deref().unwrap_or("unknown");
+    let verdict = r.verdict.map_or("unknown", Verdict::as_str);
     let mut md = String::new();
     let _ = writeln!(
         md,
         "### {} cc-ci-run: {} {} at {}",
-        verdict_mark(verdict),
+        verdict_mark(r.verdict),
         code(&r.recipe),
         code(verdict),
         code(&short_sha(r.sha.as_deref()))
@@ -307,13 +309,13 @@ fn render(s: &Summary, tail_lines: usize) -> String {
         .map(|c| format!("exit {c}"))
         .unwrap_or_else(|| "no exit code".into());
     let _ = write!(md, "**Verdict:** {} ({exit})", code(verdict));
-    if let Some(p) = &r.failed_phase {
-        let _ = write!(md, ", decided in phase {}", code(p));
+    if let Some(p) = r.failed_phase {
+        let _ = write!(md, ", decided in phase {}", code(&p.to_string()));
     }
     md.push_str("  \n");
     if let Some(why) = &r.reason {
         let _ = writeln!(md, "**Reason:** {}  ", code(why));
-    } else if r.verdict.as_deref() == Some("failed") {
+    } else if r.verdict == Some(Verdict::Failed) {
         let n: usize = r.tests.iter().map(|t| t.failed).sum();
         let _ = writeln!(md, "**Reason:** {n} test(s) failed  ");
     }
@@ -411,14 +413,14 @@ fn render(s: &Summary, tail_lines: usize) -> String {
     let phases: Vec<String> = r
         .phases
         .iter()
-        .filter(|p| p.name != "started")
+        .filter(|p| p.name != Phase::Started)
         .map(|p| match p.duration_ms {
             Some(d) => format!(
                 "{} {}",
-                code(&p.name),
+                code(&p.name.to_string()),
                 crate::units::human(std::time::Duration::from_millis(d))
             ),
-            None => code(&p.name),
+            None => code(&p.name.to_string()),
         })
         .collect();
     if !phases.is_empty() {

@@ -19,8 +19,10 @@ use anyhow::{Context, Result};
 use crate::config::Env;
 use crate::exit::{self, Failure};
 use crate::log::parse_timestamp;
+use crate::phase::Phase;
 use crate::rundir::RunRecord;
 use crate::units::human;
+use crate::verdict::Verdict;
 
 /// How far back the page looks without `--since` (and on refresh).
 pub const DEFAULT_SINCE: Duration = Duration::from_secs(24 * 3600);
@@ -231,28 +233,66 @@ fn local_offset(secs: i64) -> Option<Offset> {
     })
 }
 
-/// The verdicts in legend order, with their colour (Okabe & Ito's palette;
-/// grey for what has no verdict) and whether text on that colour is white.
-const PALETTE: [(&str, &str, bool); 11] = [
-    ("passed", "#009E73", true),
-    ("failed", "#D55E00", true),
-    ("infra", "#E69F00", false),
-    ("teardown-failed", "#CC79A7", false),
-    ("cancelled", "#56B4E9", false),
-    ("deadline", "#0072B2", true),
-    ("self-protect", "#F0E442", false),
-    ("bad-input", "#000000", true),
-    ("duplicate", "#999999", false),
-    ("running", "#FFFFFF", false),
-    ("unknown", "#DDDDDD", false),
-];
+/// What a run's bar shows: its verdict, or why it has none.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Shown {
+    Verdict(Verdict),
+    /// No verdict yet: the run is still going.
+    Running,
+    /// Finished without a verdict in its record.
+    Unknown,
+}
 
-fn colour(verdict: &str) -> (&'static str, bool) {
-    PALETTE
-        .iter()
-        .find(|p| p.0 == verdict)
-        .map(|p| (p.1, p.2))
-        .unwrap_or(("#DDDDDD", false))
+impl Shown {
+    /// Everything a bar can show, in legend order.
+    const LEGEND: [Shown; 11] = [
+        Shown::Verdict(Verdict::Passed),
+        Shown::Verdict(Verdict::Failed),
+        Shown::Verdict(Verdict::Infra),
+        Shown::Verdict(Verdict::TeardownFailed),
+        Shown::Verdict(Verdict::Cancelled),
+        Shown::Verdict(Verdict::Deadline),
+        Shown::Verdict(Verdict::SelfProtect),
+        Shown::Verdict(Verdict::BadInput),
+        Shown::Verdict(Verdict::Duplicate),
+        Shown::Running,
+        Shown::Unknown,
+    ];
+
+    /// The word the page writes.
+    fn word(self) -> &'static str {
+        match self {
+            Shown::Verdict(v) => v.as_str(),
+            Shown::Running => "running",
+            Shown::Unknown => "unknown",
+        }
+    }
+
+    /// The colour (Okabe & Ito's palette; grey for what has no verdict)
+    /// and whether text on that colour is white.
+    fn colour(self) -> (&'static str, bool) {
+        match self {
+            Shown::Verdict(Verdict::Passed) => ("#009E73", true),
+            Shown::Verdict(Verdict::Failed) => ("#D55E00", true),
+            Shown::Verdict(Verdict::Infra) => ("#E69F00", false),
+            Shown::Verdict(Verdict::TeardownFailed) => ("#CC79A7", false),
+            Shown::Verdict(Verdict::Cancelled) => ("#56B4E9", false),
+            Shown::Verdict(Verdict::Deadline) => ("#0072B2", true),
+            Shown::Verdict(Verdict::SelfProtect) => ("#F0E442", false),
+            Shown::Verdict(Verdict::BadInput) => ("#000000", true),
+            Shown::Verdict(Verdict::Duplicate) => ("#999999", false),
+            Shown::Running => ("#FFFFFF", false),
+            Shown::Unknown => ("#DDDDDD", false),
+        }
+    }
+
+    /// Its place in the legend.
+    fn rank(self) -> usize {
+        Shown::LEGEND
+            .iter()
+            .position(|s| *s == self)
+            .unwrap_or(Shown::LEGEND.len())
+    }
 }
 
 /// Escapes text for an XML/HTML text node or a quoted attribute.
@@ -277,7 +317,7 @@ pub fn escape(text: &str) -> String {
 #[derive(Clone, Debug)]
 struct Bar<'a> {
     record: &'a RunRecord,
-    verdict: &'a str,
+    shown: Shown,
     /// Lock request (or the run's start when it never asked for a lock).
     start: SystemTime,
     /// Lock acquired (None: never got it).
@@ -304,14 +344,14 @@ fn bar_of(r: &RunRecord, now: SystemTime) -> Option<Bar<'_>> {
         .or(finished)
         .unwrap_or(now)
         .max(start);
-    let verdict = match (&r.verdict, r.finished.is_some()) {
-        (Some(v), _) => v.as_str(),
-        (None, false) => "running",
-        (None, true) => "unknown",
+    let shown = match (r.verdict, r.finished.is_some()) {
+        (Some(v), _) => Shown::Verdict(v),
+        (None, false) => Shown::Running,
+        (None, true) => Shown::Unknown,
     };
     Some(Bar {
         record: r,
-        verdict,
+        shown,
         start,
         acquired: acquired.map(|a| a.clamp(start, end)),
         end,
@@ -375,7 +415,10 @@ fn title_of(b: &Bar<'_>) -> String {
     let r = b.record;
     let mut t = format!(
         "run {}\nrecipe {} at {}\nverdict {}",
-        r.run_id, r.recipe, r.git_ref, b.verdict
+        r.run_id,
+        r.recipe,
+        r.git_ref,
+        b.shown.word()
     );
     if let Some(code) = r.exit_code {
         let _ = write!(t, " (exit {code})");
@@ -405,7 +448,7 @@ fn title_of(b: &Bar<'_>) -> String {
     let phases: Vec<String> = r
         .phases
         .iter()
-        .filter(|p| p.name != "started")
+        .filter(|p| p.name != Phase::Started)
         .filter_map(|p| Some(format!("{} {}", p.name, dur(p.duration_ms?))))
         .collect();
     if !phases.is_empty() {
@@ -508,20 +551,20 @@ impl Window {
 
 /// The older runs of one app domain, counted, not drawn.
 #[derive(Default)]
-struct Older<'a> {
+struct Older {
     runs: usize,
-    /// Verdict → runs, in the palette's order when written.
-    verdicts: Vec<(&'a str, usize)>,
+    /// What the bars show → runs, in the legend's order when written.
+    verdicts: Vec<(Shown, usize)>,
     first: Option<SystemTime>,
     last: Option<SystemTime>,
 }
 
-impl<'a> Older<'a> {
-    fn add(&mut self, b: &Bar<'a>) {
+impl Older {
+    fn add(&mut self, b: &Bar<'_>) {
         self.runs += 1;
-        match self.verdicts.iter_mut().find(|(v, _)| *v == b.verdict) {
+        match self.verdicts.iter_mut().find(|(v, _)| *v == b.shown) {
             Some((_, n)) => *n += 1,
-            None => self.verdicts.push((b.verdict, 1)),
+            None => self.verdicts.push((b.shown, 1)),
         }
         self.first = Some(self.first.map_or(b.start, |f| f.min(b.start)));
         self.last = Some(self.last.map_or(b.end, |l| l.max(b.end)));
@@ -534,7 +577,7 @@ fn older_table(older: &[Bar<'_>], zone: &Zone) -> String {
     if older.is_empty() {
         return String::new();
     }
-    let mut by_domain: std::collections::BTreeMap<&str, Older<'_>> = Default::default();
+    let mut by_domain: std::collections::BTreeMap<&str, Older> = Default::default();
     for b in older {
         by_domain
             .entry(b.record.domain.as_str())
@@ -547,18 +590,10 @@ fn older_table(older: &[Bar<'_>], zone: &Zone) -> String {
     );
     for (domain, o) in &by_domain {
         let mut verdicts = o.verdicts.clone();
-        verdicts.sort_by_key(|(v, n)| {
-            (
-                PALETTE
-                    .iter()
-                    .position(|(p, _, _)| p == v)
-                    .unwrap_or(PALETTE.len()),
-                std::cmp::Reverse(*n),
-            )
-        });
+        verdicts.sort_by_key(|(v, n)| (v.rank(), std::cmp::Reverse(*n)));
         let verdicts: Vec<String> = verdicts
             .iter()
-            .map(|(v, n)| format!("{n} {}", escape(v)))
+            .map(|(v, n)| format!("{n} {}", escape(v.word())))
             .collect();
         let when = |t: Option<SystemTime>| t.map(|t| zone.format(t, "%F %T")).unwrap_or_default();
         let _ = write!(
@@ -717,13 +752,13 @@ pub fn render_in(
             .binary_search(&b.record.domain.as_str())
             .unwrap_or(0);
         let y = AXIS_H + ROW_H * row as f64 + (ROW_H - BAR_H) / 2.0;
-        let (fill, light_text) = colour(b.verdict);
+        let (fill, light_text) = b.shown.colour();
         let (xs, xe) = (x(b.start), x(b.end));
         let _ = write!(
             svg,
             r#"<g class="run" data-run="{}" data-verdict="{}"><title>{}</title>"#,
             escape(&b.record.run_id),
-            escape(b.verdict),
+            escape(b.shown.word()),
             escape(&title_of(b))
         );
         let held_from = b.acquired.unwrap_or(b.end);
@@ -753,10 +788,10 @@ pub fn render_in(
                 };
                 let ps = ps.clamp(held_from, b.end);
                 let pe = pe.unwrap_or(b.end).clamp(held_from, b.end);
-                if pe <= ps || p.name == "started" || p.name == "finished" {
+                if pe <= ps || p.name == Phase::Started || p.name == Phase::Finished {
                     continue;
                 }
-                let failed = b.record.failed_phase.as_deref() == Some(p.name.as_str());
+                let failed = b.record.failed_phase == Some(p.name);
                 let class = match (odd, failed) {
                     (_, true) => "phase failed",
                     (true, false) => "phase odd",
@@ -768,7 +803,7 @@ pub fn render_in(
                     svg,
                     r#"<rect class="{class}" x="{px:.1}" y="{y:.1}" width="{pw:.1}" height="{BAR_H}"><title>{}: {} ({})</title></rect>"#,
                     escape(&b.record.run_id),
-                    escape(&p.name),
+                    escape(&p.name.to_string()),
                     dur(ms(ps, pe))
                 );
             }
@@ -776,13 +811,11 @@ pub fn render_in(
         // The verdict in text where the bar has room: the word, else its
         // first letter (the legend says which).
         let held_w = xe - xa;
-        let word = if held_w >= 7.0 * b.verdict.len() as f64 + 6.0 {
-            Some(b.verdict.to_string())
+        let verdict = b.shown.word();
+        let word = if held_w >= 7.0 * verdict.len() as f64 + 6.0 {
+            Some(verdict.to_string())
         } else if held_w >= 10.0 {
-            b.verdict
-                .chars()
-                .next()
-                .map(|c| c.to_uppercase().to_string())
+            verdict.chars().next().map(|c| c.to_uppercase().to_string())
         } else {
             None
         };
@@ -805,7 +838,8 @@ pub fn render_in(
     legend.push_str(
         r#"<li><svg xmlns="http://www.w3.org/2000/svg" width="28" height="14"><rect class="wait" width="28" height="14"/></svg> waiting for the app lock</li>"#,
     );
-    for (v, c, _) in PALETTE {
+    for shown in Shown::LEGEND {
+        let (c, v) = (shown.colour().0, shown.word());
         let _ = write!(
             legend,
             r##"<li><svg xmlns="http://www.w3.org/2000/svg" width="28" height="14"><rect width="28" height="14" fill="{c}" stroke="#333333"/></svg> {} = {v}</li>"##,
@@ -838,9 +872,9 @@ pub fn render_in(
             escape(&r.recipe),
             escape(&r.git_ref),
             escape(&r.domain),
-            colour(b.verdict).0,
-            escape(b.verdict),
-            escape(r.failed_phase.as_deref().unwrap_or("")),
+            b.shown.colour().0,
+            escape(b.shown.word()),
+            escape(&r.failed_phase.map(|p| p.to_string()).unwrap_or_default()),
             escape(&zone.format(b.start, "%F %T")),
             wait,
             held,

@@ -457,8 +457,8 @@ fn atomic_writes_on_a_full_disk_fail_and_leave_no_temporary_file() {
     // The run's merged junit.xml goes through the same writer.
     let run = cc_ci_run::rundir::RunRecord {
         recipe: "example".into(),
-        verdict: Some("infra".into()),
-        failed_phase: Some("fetch".into()),
+        verdict: Some(cc_ci_run::verdict::Verdict::Infra),
+        failed_phase: Some(cc_ci_run::phase::Phase::Fetch),
         ..Default::default()
     };
     let log = dir.join("run.log");

@@ -326,7 +326,7 @@ fn run_cell(cell: &Cell) -> Result<String, String> {
     }
     // Where an operator reads why: the verdict and the phase it was
     // decided in (the final phase is always `finished`).
-    let verdict = cc_ci_run::rundir::verdict_of(cell.expect);
+    let verdict = cc_ci_run::verdict::Verdict::of_exit(cell.expect).as_str();
     if rec["verdict"] != verdict {
         problems.push(format!(
             "record verdict {}, expected {verdict}",

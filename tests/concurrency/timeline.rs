@@ -202,7 +202,7 @@ fn write_record(state: &Path, id: &str, domain: &str, start: &str, end: &str) {
         started: start.into(),
         finished: Some(end.into()),
         exit_code: Some(0),
-        verdict: Some("passed".into()),
+        verdict: Some(cc_ci_run::verdict::Verdict::Passed),
         lock: Some(cc_ci_run::rundir::LockTimes {
             domain: domain.into(),
             backend: "flock".into(),

@@ -3,7 +3,10 @@ use std::time::SystemTime;
 use cc_ci_run::cli::{Cli, Command, HistoryArgs};
 use cc_ci_run::cmd::history::{select, table, Filter};
 use cc_ci_run::log::parse_timestamp;
+use cc_ci_run::phase::Phase;
 use cc_ci_run::rundir::{LockTimes, RunRecord};
+use cc_ci_run::testrun::meta::Tier;
+use cc_ci_run::verdict::Verdict;
 use clap::Parser;
 
 fn args(extra: &[&str]) -> HistoryArgs {
@@ -34,8 +37,8 @@ fn run(
         started: t(req.saturating_sub(1)),
         finished: Some(t(rel + 1)),
         exit_code: Some(if verdict == "passed" { 0 } else { 1 }),
-        verdict: Some(verdict.into()),
-        failed_phase: (verdict != "passed").then(|| "test-install".to_string()),
+        verdict: Some(Verdict::parse(verdict).unwrap()),
+        failed_phase: (verdict != "passed").then_some(Phase::Test(Tier::Install)),
         lock: Some(LockTimes {
             domain: domain.into(),
             backend: "flock".into(),

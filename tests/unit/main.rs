@@ -28,6 +28,7 @@ mod proc_stat;
 #[path = "../common/promtext.rs"]
 mod promtext;
 mod recipe;
+mod record_words;
 mod redact;
 mod settings;
 mod summary;

@@ -5,6 +5,7 @@ use std::time::SystemTime;
 
 use cc_ci_run::config::Env;
 use cc_ci_run::rundir::{LockTimes, RunRecord};
+use cc_ci_run::verdict::Verdict;
 use cc_ci_run::views::metrics::{file_from_env, render, HeldLocks, Tally};
 
 use crate::promtext::{check, get, promtool_accepts};
@@ -16,7 +17,7 @@ fn rec(id: &str, recipe: &str, verdict: &str, finished: &str, wait_ms: u64) -> R
         domain: format!("{id}.ci.localhost"),
         started: "2026-12-01T10:00:00.000Z".into(),
         finished: Some(finished.into()),
-        verdict: Some(verdict.into()),
+        verdict: Some(Verdict::parse(verdict).unwrap()),
         lock: Some(LockTimes {
             domain: format!("{id}.ci.localhost"),
             backend: "flock".into(),
@@ -184,7 +185,7 @@ fn metrics_file_must_be_an_absolute_prom_file_in_an_existing_directory() {
 
 #[test]
 fn runs_of_every_verdict_render_a_file_promtool_accepts() {
-    let verdicts = cc_ci_run::rundir::VERDICTS;
+    let verdicts = Verdict::ALL.map(Verdict::as_str);
     let records: Vec<RunRecord> = verdicts
         .iter()
         .enumerate()

@@ -8,7 +8,10 @@ use std::collections::HashMap;
 use cc_ci_run::cmd::comment::{
     check_forge, check_repo, curl_config, forge_from_link, run_id, split_answer,
 };
+use cc_ci_run::phase::Phase;
 use cc_ci_run::rundir::{PhaseSpan, RunRecord, SkippedTier, TierTests, Watched};
+use cc_ci_run::testrun::meta::Tier;
+use cc_ci_run::verdict::Verdict;
 use cc_ci_run::views::summary::{self, Failing, Summary, MARKDOWN_LIMIT};
 use pulldown_cmark::{CodeBlockKind, Event, Options, Parser, Tag, TagEnd};
 
@@ -34,17 +37,17 @@ fn record(verdict: &str) -> RunRecord {
         domain: "example-pr1.ci.localhost".into(),
         host: "ci".into(),
         exit_code: Some(if verdict == "passed" { 0 } else { 1 }),
-        verdict: Some(verdict.into()),
-        failed_phase: (verdict != "passed").then(|| "test-upgrade".to_string()),
+        verdict: Some(Verdict::parse(verdict).unwrap()),
+        failed_phase: (verdict != "passed").then_some(Phase::Test(Tier::Upgrade)),
         base_version: Some("1.1.0+1.0".into()),
         phases: vec![
             PhaseSpan {
-                name: "install".into(),
+                name: Phase::Install,
                 duration_ms: Some(1400),
                 ..PhaseSpan::default()
             },
             PhaseSpan {
-                name: "test-upgrade".into(),
+                name: Phase::Test(Tier::Upgrade),
                 duration_ms: Some(3900),
                 ..PhaseSpan::default()
             },

@@ -7,11 +7,13 @@
 
 use std::path::Path;
 
+use cc_ci_run::phase::Phase;
 use cc_ci_run::rundir::{PhaseSpan, RunRecord, TierTests};
 use cc_ci_run::testrun::junit as render;
 use cc_ci_run::testrun::meta::Tier;
 use cc_ci_run::testrun::report::{Attempt, Outcome, Report, Tails, TestReport};
 use cc_ci_run::testrun::shown_path;
+use cc_ci_run::verdict::Verdict;
 
 use crate::junit::{read, Doc};
 use crate::testrun_report::{report, test};
@@ -202,7 +204,7 @@ fn junit_is_well_formed_even_with_hostile_output() {
 /// A finished phase on 2026-01-01 from `start` to `end` (UTC times).
 fn span(name: &str, start: &str, end: &str) -> PhaseSpan {
     PhaseSpan {
-        name: name.into(),
+        name: Phase::parse(name).unwrap(),
         started: format!("2026-01-01T{start}Z"),
         ended: Some(format!("2026-01-01T{end}Z")),
         ..PhaseSpan::default()
@@ -216,8 +218,8 @@ fn record(verdict: &str, failed_phase: Option<&str>) -> RunRecord {
         git_ref: "refs/pull/1/head".into(),
         sha: Some("abc1234".into()),
         started: "2026-01-01T00:00:00.000Z".into(),
-        verdict: Some(verdict.into()),
-        failed_phase: failed_phase.map(String::from),
+        verdict: Some(Verdict::parse(verdict).unwrap()),
+        failed_phase: failed_phase.map(|p| Phase::parse(p).unwrap()),
         phases: vec![
             span("fetch", "00:00:00.000", "00:00:01.000"),
             span("install-converge", "00:00:05.000", "00:00:15.500"),
@@ -324,8 +326,8 @@ fn a_failed_run_without_a_failing_testcase_still_shows_red() {
         .case("phase: upgrade-converge")
         .message
         .contains("chaos-version"));
-    assert!(render::needs_phase_case(Some("failed"), &[]));
-    assert!(!render::needs_phase_case(Some("passed"), &[]));
+    assert!(render::needs_phase_case(Some(Verdict::Failed), &[]));
+    assert!(!render::needs_phase_case(Some(Verdict::Passed), &[]));
     assert!(!render::needs_phase_case(None, &[]));
 }
 

@@ -4,7 +4,10 @@
 use std::time::{Duration, SystemTime};
 
 use cc_ci_run::log::parse_timestamp;
+use cc_ci_run::phase::Phase;
 use cc_ci_run::rundir::{LockTimes, PhaseSpan, RunRecord};
+use cc_ci_run::testrun::meta::Tier;
+use cc_ci_run::verdict::Verdict;
 use cc_ci_run::views::timeline::{render, Zone};
 
 use crate::timeline_page::parse;
@@ -33,17 +36,17 @@ fn run(
         started: t(req.saturating_sub(1)),
         finished: Some(t(rel + 1)),
         exit_code: Some(if verdict == "passed" { 0 } else { 1 }),
-        verdict: Some(verdict.into()),
-        failed_phase: (verdict != "passed").then(|| "test-install".to_string()),
+        verdict: Some(Verdict::parse(verdict).unwrap()),
+        failed_phase: (verdict != "passed").then_some(Phase::Test(Tier::Install)),
         phases: vec![
             PhaseSpan {
-                name: "deploy".into(),
+                name: Phase::Install,
                 started: t(acq),
                 ended: Some(t(mid)),
                 duration_ms: Some(u64::from(mid - acq) * 1000),
             },
             PhaseSpan {
-                name: "test-install".into(),
+                name: Phase::Test(Tier::Install),
                 started: t(mid),
                 ended: Some(t(rel)),
                 duration_ms: Some(u64::from(rel - mid) * 1000),
@@ -123,7 +126,7 @@ fn titles_name_run_recipe_ref_verdict_failed_phase_and_durations() {
         "failed phase test-install",
         "waited 1m10s",
         "held it 1m00s",
-        "deploy 30.0s",
+        "install 30.0s",
     ] {
         assert!(title.contains(part), "{part:?} missing from {title:?}");
     }
