@@ -2,8 +2,8 @@
 //!
 //! The folders are the parts, in the order of SPEC.md, and imports flow one
 //! way (`scripts/modgraph.py --check`): the kernel (`sys`) and the lifetime
-//! guards (`lifetime`) at the bottom; names, configuration and the exit
-//! codes (`names`, `config`, `exit`); locks (`lock`); external programs
+//! guards (`lifetime`) at the bottom; configuration with every name rule
+//! and the exit codes (`config`, `exit`); locks (`lock`); external programs
 //! (`ext`); an app's teardown (`teardown`); the state directory (`rundir`);
 //! the run lifecycle (`run`), the janitor (`janitor`) and the test runner
 //! (`testrun`); what operators read (`views`); and the commands (`cmd`) on
@@ -22,7 +22,6 @@ pub mod lifetime;
 pub mod lock;
 pub mod log;
 pub mod manual;
-pub mod names;
 pub mod redact;
 pub mod run;
 pub mod rundir;
