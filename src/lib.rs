@@ -2,8 +2,8 @@
 //!
 //! The folders are the parts, in the order of SPEC.md, and imports flow one
 //! way (`scripts/modgraph.py --check`): the kernel (`sys`) and the lifetime
-//! guards (`lifetime`) at the bottom; names, configuration and the exit
-//! codes (`names`, `config`, `exit`); locks (`lock`); external programs
+//! guards (`lifetime`) at the bottom; configuration with every name rule
+//! and the exit codes (`config`, `exit`); locks (`lock`); external programs
 //! (`ext`); an app's teardown (`teardown`); the words of a run record
 //! (`phase`, `tier`, `verdict`) and the state directory (`rundir`);
 //! the run lifecycle (`run`), the janitor (`janitor`) and the test runner
@@ -23,7 +23,6 @@ pub mod lifetime;
 pub mod lock;
 pub mod log;
 pub mod manual;
-pub mod names;
 pub mod phase;
 pub mod redact;
 pub mod run;

@@ -613,7 +613,7 @@ fn is_zero(n: &usize) -> bool {
 /// looks for the log, `summary` and `comment` for the record).
 pub(crate) fn find_run(state_dir: &Path, id: &str, file: &str, what: &str) -> Result<PathBuf> {
     let dir = state_dir.join("runs").join(id);
-    if crate::names::check_run_id(id).is_ok() && dir.join(file).is_file() {
+    if crate::config::names::check_run_id(id).is_ok() && dir.join(file).is_file() {
         return Ok(dir);
     }
     let recent: Vec<String> = scan(state_dir)?

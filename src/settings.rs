@@ -315,20 +315,13 @@ pub fn parse(file: &Path, text: &str) -> Result<Settings> {
             }
             "base" => {
                 let text = r.string(k, v)?;
-                let value = match text {
-                    "latest-release" => Base::LatestRelease,
-                    "last-green" => Base::LastGreen,
-                    t => {
-                        crate::config::check_ref("base", t).map_err(|_| {
-                            r.bad(
-                                v.span(),
-                                k,
-                                "must be \"latest-release\", \"last-green\" or a release tag (a git ref)",
-                            )
-                        })?;
-                        Base::Version(t.to_string())
-                    }
-                };
+                let value = Base::parse("base", text).map_err(|_| {
+                    r.bad(
+                        v.span(),
+                        k,
+                        "must be \"latest-release\", \"last-green\" or a release tag (a git ref)",
+                    )
+                })?;
                 s.base = Some(Set { value, from });
             }
             "env" => {

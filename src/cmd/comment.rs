@@ -25,16 +25,13 @@ use std::time::Instant;
 use anyhow::Result;
 
 use crate::cli::{CommentArgs, SummaryArgs, SummaryFormat};
+use crate::config::names::bad;
 use crate::config::Env;
 use crate::exit::{self, Failure};
 use crate::views::summary;
 
 /// The variable that carries the forge's API token.
 pub const TOKEN_VAR: &str = "CCCI_FORGE_TOKEN";
-
-fn bad(field: &str, value: &str, rule: &str) -> anyhow::Error {
-    Failure::usage(format!("invalid {field} {value:?}: {rule}"))
-}
 
 fn env_nonempty<'a>(env: &'a Env, key: &str) -> Option<&'a str> {
     env.get(key).map(String::as_str).filter(|v| !v.is_empty())
@@ -52,8 +49,8 @@ pub fn run_id(given: Option<&str>, env: &Env) -> Result<String> {
                 env_nonempty(env, "DRONE_BUILD_NUMBER"),
             ) {
                 (Some(repo), Some(build)) => {
-                    crate::config::check_drone_repo(repo)?;
-                    let build = crate::config::check_build("DRONE_BUILD_NUMBER", build)?;
+                    crate::config::names::check_drone_repo(repo)?;
+                    let build = crate::config::names::check_build("DRONE_BUILD_NUMBER", build)?;
                     crate::config::drone_run_id(repo, build)
                 }
                 _ => {
@@ -64,7 +61,7 @@ pub fn run_id(given: Option<&str>, env: &Env) -> Result<String> {
             }
         }
     };
-    crate::names::check_run_id(&id)?;
+    crate::config::names::check_run_id(&id)?;
     Ok(id)
 }
 
@@ -274,8 +271,8 @@ pub(crate) fn comment(state_dir: &Path, args: &CommentArgs) -> Result<i32> {
         )));
     }
     let pr = match (args.pr.as_deref(), env_nonempty(&env, "DRONE_PULL_REQUEST")) {
-        (Some(p), _) => crate::config::check_pr("pr", p)?,
-        (None, Some(p)) => crate::config::check_pr("DRONE_PULL_REQUEST", p)?,
+        (Some(p), _) => crate::config::names::check_pr("pr", p)?,
+        (None, Some(p)) => crate::config::names::check_pr("DRONE_PULL_REQUEST", p)?,
         (None, None) => s.record.pr.ok_or_else(|| {
             Failure::usage(format!(
                 "no pull request: run {id} tested no pull request; pass --pr N"

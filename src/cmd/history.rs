@@ -48,10 +48,10 @@ impl Filter {
             })
             .transpose()?;
         if let Some(d) = &args.domain {
-            crate::names::check_domain("--domain", d)?;
+            crate::config::names::check_domain("--domain", d)?;
         }
         if let Some(r) = &args.recipe {
-            crate::names::check_label("--recipe", r)?;
+            crate::config::names::check_label("--recipe", r)?;
         }
         Ok(Filter {
             domain: args.domain.clone(),

@@ -1,21 +1,21 @@
 //! `cc-ci-run locks`: what is held, by whom, for how long, from the
-//! kernel's view ([`crate::lock::holder`], through [`crate::lock::report`])
-//! and the owner records, then the swarm's lease objects when that backend
-//! is on. It never takes a lock: probing would make a run that tries its
-//! run lock at that moment see it busy and exit 75.
+//! kernel's view ([`crate::lock::flock::holder`], through
+//! [`crate::lock::report`]) and the owner records, then what the
+//! app-domain lock's backend lists of its own (the swarm's lease
+//! objects). It never takes a lock: probing would make a run that tries
+//! its run lock at that moment see it busy and exit 75.
 
 use std::io::Write;
 use std::path::Path;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::cli::LocksArgs;
 use crate::exit::{self};
-use crate::lock::backend::Backend;
+use crate::lock::backend::SwarmLockReport;
 use crate::lock::report::{collect, LockReport, State};
-use crate::lock::swarm::{self, Swarm};
 use crate::say;
 use crate::table::{self, Align};
 
@@ -27,81 +27,6 @@ struct LocksJson<'a> {
     locks: &'a [LockReport],
     /// With the swarm backend: every lock object on the swarm (null with flock).
     swarm_locks: Option<&'a [SwarmLockReport]>,
-}
-
-/// One swarm lock (`locks --json`, `swarm_locks`, sorted by object name).
-/// Stable fields:
-///
-/// - `domain` (string): the app domain (from its label; the object name for
-///   an object without our labels).
-/// - `object` (string): the config's name; `id` (string): its ID, which
-///   is what release and take-over delete.
-/// - `version` (number): the engine's version index of the object.
-/// - `state` (`"held"` | `"expired"` | `"unknown"`): held while the lease
-///   has not run out past the take-over margin; unknown for an object
-///   whose labels are not a lease.
-/// - `host`, `run_id` (string | null), `pid` (number | null): the holder.
-/// - `started`, `expires` (string | null): RFC 3339 UTC.
-/// - `expires_in_secs` (number | null): seconds until the lease expires
-///   (negative: expired that long ago).
-/// - `renewals` (number | null): how often the holder renewed the lease.
-/// - `age_secs` (number | null), `over_max_age` (bool): as for flock locks.
-#[derive(Clone, Debug, Serialize)]
-pub struct SwarmLockReport {
-    pub domain: String,
-    pub object: String,
-    pub id: String,
-    pub version: u64,
-    pub state: &'static str,
-    pub host: Option<String>,
-    pub run_id: Option<String>,
-    pub pid: Option<i32>,
-    pub started: Option<String>,
-    pub expires: Option<String>,
-    pub expires_in_secs: Option<i64>,
-    pub renewals: Option<u64>,
-    pub age_secs: Option<u64>,
-    pub over_max_age: bool,
-}
-
-/// The swarm's lock objects as `locks` reports them (pure but for `now`).
-pub fn swarm_reports(
-    objects: &[swarm::LockObject],
-    margin: Duration,
-    max_age: Duration,
-    now: SystemTime,
-) -> Vec<SwarmLockReport> {
-    let now_ms = swarm::unix_ms(now);
-    objects
-        .iter()
-        .map(|o| {
-            let l = o.lease.as_ref();
-            let age = l
-                .and_then(|l| crate::log::parse_timestamp(&l.started))
-                .map(|t| now.duration_since(t).unwrap_or_default());
-            let state = match l {
-                None => "unknown",
-                Some(l) if l.expired(now_ms, margin) => "expired",
-                Some(_) => "held",
-            };
-            SwarmLockReport {
-                domain: l.map_or(o.name.clone(), |l| l.domain.clone()),
-                object: o.name.clone(),
-                id: o.id.clone(),
-                version: o.version,
-                state,
-                host: l.map(|l| l.host.clone()),
-                run_id: l.map(|l| l.run_id.clone()),
-                pid: l.map(|l| l.pid),
-                started: l.map(|l| l.started.clone()),
-                expires: l.map(|l| swarm::timestamp_ms(l.expires_ms)),
-                expires_in_secs: l.map(|l| (l.expires_ms as i64 - now_ms as i64).div_euclid(1000)),
-                renewals: l.map(|l| l.renewals),
-                age_secs: age.map(|a| a.as_secs()),
-                over_max_age: state == "held" && age.is_some_and(|a| a > max_age),
-            }
-        })
-        .collect()
 }
 
 /// The human listing of the swarm locks (pure).
@@ -148,22 +73,13 @@ pub fn swarm_table(reports: &[SwarmLockReport]) -> String {
 pub(crate) fn locks(state_dir: &Path, args: LocksArgs) -> Result<i32> {
     crate::log::set_tag("locks");
     let max_age = crate::config::lock_max_age(&crate::config::process_env())?;
-    let settings = crate::config::locks::settings_from_process()?;
+    let locks = crate::lock::settings_from_process()?.open(state_dir);
     let reports = collect(state_dir, max_age)?;
-    swarm::say_clock_skew(&settings)?;
-    let swarm = match settings.backend {
-        Backend::Flock => None,
-        Backend::Swarm => Some(swarm_reports(
-            &Swarm::new(settings.docker_host.as_deref()).list()?,
-            settings.lease.margin,
-            max_age,
-            SystemTime::now(),
-        )),
-    };
+    let swarm = locks.list(max_age)?;
     if args.json {
         let json = serde_json::to_string_pretty(&LocksJson {
             max_age_secs: max_age.as_secs(),
-            backend: settings.backend.as_str(),
+            backend: locks.backend().as_str(),
             locks: &reports,
             swarm_locks: swarm.as_deref(),
         })

@@ -33,7 +33,7 @@ pub fn dispatch(cli: Cli, start_ppid: Pid) -> Result<i32> {
             | C::Completions(_)
             | C::Man(_)
     ) {
-        crate::config::check_variables(&crate::config::process_env())?;
+        check_variables(&crate::config::process_env())?;
     }
     match cli.command {
         cli::Command::Exec(args) => exec(args, start_ppid),
@@ -71,10 +71,33 @@ pub fn dispatch(cli: Cli, start_ppid: Pid) -> Result<i32> {
     }
 }
 
+/// The `CCCI_*` variables of `env` that cc-ci-run does not read: a typo
+/// of a known one is exit 2 naming both ([`crate::config::Unknown`]); any
+/// other is a warning line. `DOCKER_HOST`, when set, must be an address
+/// the engine client understands (exit 2 otherwise).
+fn check_variables(env: &crate::config::Env) -> Result<()> {
+    let known: Vec<&str> = crate::manual::ENVIRONMENT
+        .iter()
+        .map(|v| v.name)
+        .filter(|n| n.starts_with("CCCI_"))
+        .collect();
+    let unknown = crate::config::unknown_variables(env, &known, &crate::manual::RESERVED_PREFIXES);
+    if let Some(host) = env.get("DOCKER_HOST") {
+        crate::ext::docker::api::Engine::from_host(Some(host))
+            .map_err(|e| crate::exit::Failure::usage(format!("{e:#}")))?;
+    }
+    for name in &unknown.others {
+        crate::say!(
+            "warning: {name} is set but cc-ci-run does not read it (`cc-ci-run --help` lists the variables it reads)"
+        );
+    }
+    unknown.refuse_typos()
+}
+
 /// `cc-ci-run settings RECIPE`: the effective settings, one key a line
 /// with its source; a bad file exits 2 as `run` would.
 fn settings(args: &cli::SettingsArgs) -> Result<i32> {
-    crate::names::check_label("recipe", &args.recipe)?;
+    crate::config::names::check_label("recipe", &args.recipe)?;
     let env = crate::config::process_env();
     let ci_tests = crate::config::ci_tests_dir(&env);
     let own = crate::config::canonical_abra_home(&env)?
@@ -128,8 +151,7 @@ pub fn exec_fast(start_ppid: Pid) -> Option<i32> {
     }
     let args = cli::exec_fast(&rest, std::env::var_os("CCCI_GRACE").as_deref())?;
     Some(exit_code(
-        crate::config::check_variables(&crate::config::process_env())
-            .and_then(|()| exec(args, start_ppid)),
+        check_variables(&crate::config::process_env()).and_then(|()| exec(args, start_ppid)),
     ))
 }
 
@@ -254,7 +276,7 @@ pub(crate) fn test(args: cli::TestArgs) -> Result<i32> {
         }
         None => format!("manual-{}", std::process::id()),
     };
-    crate::names::check_run_id(&run_id)?;
+    crate::config::names::check_run_id(&run_id)?;
     testrun::validate_options(&args.tests)?;
     crate::log::set_tag(&run_id);
     crate::redact::install_from_env(&crate::config::process_env())?;

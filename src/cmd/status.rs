@@ -15,7 +15,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::exit;
-use crate::lock::holder::{self, FileId, Holder};
+use crate::lock::flock::holder::{self, FileId, Holder};
 use crate::lock::{self, Kind};
 use crate::rundir::RunRecord;
 
@@ -51,7 +51,7 @@ fn run_locks_held(state_dir: &Path, ids: &[&str]) -> Vec<bool> {
     let metas: Vec<Option<FileId>> = ids
         .iter()
         .map(|id| {
-            std::fs::symlink_metadata(lock::lock_path(state_dir, Kind::Run, id))
+            std::fs::symlink_metadata(lock::flock::lock_path(state_dir, Kind::Run, id))
                 .ok()
                 .filter(|m| m.is_file())
                 .map(|m| FileId::of(&m))

@@ -1,17 +1,64 @@
 //! The lock settings from the injected environment (SPEC sections 4 and
 //! 11): the backend, this host's id and the swarm lease, each checked and
-//! named in its error (exit 2) before anything is touched.
+//! named in its error (exit 2) before anything is touched. Plain data:
+//! `lock` opens the backend these settings choose and owns what a lease
+//! means to the protocol (`lock::backend`).
 
 use std::time::Duration;
 
 use anyhow::Result;
 
+use super::names::{bad, check_host_id, HOST_ID_MAX};
 use super::Env;
 use crate::exit::Failure;
-use crate::lock::backend::{Backend, Lease, LockSettings, DEFAULT_LEASE, MARGIN_MIN};
 
-fn bad(var: &str, value: &str, rule: &str) -> anyhow::Error {
-    Failure::usage(format!("invalid {var} {value:?}: {rule}"))
+/// Which authority arbitrates app-domain locks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// `flock` on `locks/apps/<domain>.lock`: one host's kernel.
+    Flock,
+    /// A lease object in the swarm's raft store: every host of one swarm.
+    Swarm,
+}
+
+impl Backend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Flock => "flock",
+            Backend::Swarm => "swarm",
+        }
+    }
+}
+
+/// The lease of a swarm lock: how long a holder's claim lasts without
+/// renewal, how often the holder renews it, and how long past its expiry
+/// another host still waits before taking it over (the allowance for clock
+/// skew between hosts and for a renewal in flight).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Lease {
+    pub lease: Duration,
+    pub renew_every: Duration,
+    pub margin: Duration,
+}
+
+/// The default lease: a crashed holder blocks its domain for at most
+/// lease + margin (40 s); a live one renews three times per lease, so two
+/// renewals may fail in a row before it gives up.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
+
+/// The shortest take-over margin: renewals are bounded by half of it.
+pub const MARGIN_MIN: Duration = Duration::from_millis(200);
+
+/// Validated lock settings (from `CCCI_LOCK_BACKEND`, `CCCI_HOST_ID`,
+/// `CCCI_LOCK_LEASE`, `CCCI_LOCK_RENEW`, `CCCI_LOCK_MARGIN`, `DOCKER_HOST`).
+#[derive(Clone, Debug)]
+pub struct LockSettings {
+    pub backend: Backend,
+    /// This runner host's id in swarm lock labels (default: the host name).
+    pub host_id: String,
+    pub lease: Lease,
+    /// The engine (`DOCKER_HOST`; None: the default socket).
+    pub docker_host: Option<String>,
 }
 
 fn duration_var(env: &Env, var: &str) -> Result<Option<Duration>> {
@@ -20,26 +67,6 @@ fn duration_var(env: &Env, var: &str) -> Result<Option<Duration>> {
         Some(v) => crate::units::parse_duration(v)
             .map(Some)
             .map_err(|e| Failure::usage(format!("{var}: {e}"))),
-    }
-}
-
-/// The longest host id: it is a label value, and messages show it.
-pub const HOST_ID_MAX: usize = 63;
-
-/// Checks a host id: `[A-Za-z0-9][A-Za-z0-9._-]*`, at most 63 characters.
-pub fn check_host_id(value: &str) -> Result<()> {
-    const VAR: &str = "CCCI_HOST_ID";
-    const RULE: &str = "host ids are 1 to 63 characters of A-Z, a-z, 0-9, `.`, `_` and `-`, starting with a letter or digit";
-    let ok = !value.is_empty()
-        && value.len() <= HOST_ID_MAX
-        && value.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && value
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-    if ok {
-        Ok(())
-    } else {
-        Err(bad(VAR, value, RULE))
     }
 }
 
@@ -75,18 +102,12 @@ pub fn settings(env: &Env, hostname: &str) -> Result<LockSettings> {
         margin,
     };
     check_lease(&lease)?;
-    let docker_host = super::tools(env).docker_host;
     Ok(LockSettings {
         backend,
         host_id,
         lease,
-        docker_host,
+        docker_host: super::docker_host(env),
     })
-}
-
-/// The lock settings of the process environment.
-pub fn settings_from_process() -> Result<LockSettings> {
-    settings(&super::process_env(), &crate::sys::procfs::hostname())
 }
 
 /// The rules a lease obeys, each named: the lease at least 1 s, renewals

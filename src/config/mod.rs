@@ -1,9 +1,16 @@
-//! Raw arguments plus an injected environment → a validated run config.
+//! Raw arguments plus an injected environment → a validated run config,
+//! and the settings of the other commands (`locks`, `janitor`).
 //!
-//! Pure: no filesystem, no processes. Every input is checked here before
-//! anything is touched (SPEC section 3), and each error names the field and
-//! the rule, so a bad `!testme` parameter ends with exit 2 and nothing
-//! created under the state directory or on the server.
+//! Every input is checked here before anything is touched (SPEC section
+//! 3), and each error names the field and the rule, so a bad `!testme`
+//! parameter ends with exit 2 and nothing created under the state
+//! directory or on the server. The rules are pure functions of the values
+//! and an injected environment ([`Env`]), with three exceptions, each named
+//! as such: [`process_env`] reads the process's environment (once, at a
+//! command's entry), and [`check_state_dir`] and [`canonical_abra_home`]
+//! stat the directory they check. The bottom layer: `config` uses only
+//! `exit` and `units` (and holds the name rules, [`names`]), so every
+//! other part can read its settings from here.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -11,11 +18,15 @@ use std::time::Duration;
 
 use anyhow::Result;
 
+pub mod janitor;
 pub mod locks;
+pub mod names;
 
-use crate::cli::{RunArgs, TestOptions};
 use crate::exit::Failure;
-use crate::names::{check_domain, check_label, check_run_id};
+use names::{
+    bad, check_build, check_domain, check_drone_repo, check_label, check_pr, check_ref,
+    check_run_id, check_server,
+};
 
 /// The environment as the config sees it (injected for tests).
 pub type Env = HashMap<String, String>;
@@ -34,9 +45,42 @@ pub enum Base {
     Version(String),
 }
 
+impl Base {
+    /// `latest-release`, `last-green` or a release tag, which must be a
+    /// git ref ([`check_ref`] names `field` in its error).
+    pub fn parse(field: &str, value: &str) -> Result<Base> {
+        Ok(match value {
+            "latest-release" => Base::LatestRelease,
+            "last-green" => Base::LastGreen,
+            v => {
+                check_ref(field, v)?;
+                Base::Version(v.to_string())
+            }
+        })
+    }
+}
+
 /// The convergence bound of a recipe that sets no timeout label, when the
 /// operator gave none.
 pub const DEFAULT_CONVERGE_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// What the operator gave `run` (its flags, or their `CCCI_*` variables),
+/// as plain values: the caller fills it from its command line.
+#[derive(Clone, Debug, Default)]
+pub struct RunInput {
+    pub recipe: Option<String>,
+    pub git_ref: Option<String>,
+    pub pr: Option<String>,
+    pub server: String,
+    pub domain: Option<String>,
+    pub base: Option<String>,
+    pub quick: bool,
+    pub timeout: Duration,
+    pub teardown_timeout: Duration,
+    pub converge_timeout: Option<Duration>,
+    pub stable_for: Duration,
+    pub grace: Duration,
+}
 
 /// A validated `run`.
 #[derive(Clone, Debug)]
@@ -71,60 +115,6 @@ pub struct RunConfig {
     /// The floor (`CCCI_FLOOR`): Some(false) off, Some(true) on whatever
     /// the recipe's settings say; None: the recipe's `floor`, else on.
     pub floor: Option<bool>,
-    pub tests: TestOptions,
-}
-
-fn bad(field: &str, value: &str, rule: &str) -> anyhow::Error {
-    Failure::usage(format!("invalid {field} {value:?}: {rule}"))
-}
-
-/// A git ref name or a hex sha. Stricter than git: only `[A-Za-z0-9._/+-]`,
-/// no `..`, no `//`, no leading `-`, `/` or `.`, no trailing `/`, `.` or
-/// `.lock`, 200 characters at most; so a ref can never be read as an option
-/// or a path outside the repository.
-pub fn check_ref(field: &str, value: &str) -> Result<()> {
-    const RULE: &str = "must be a git ref (A-Z, a-z, 0-9, '.', '_', '/', '+', '-'; no '..', '//', leading '-', '/' or '.', trailing '/', '.' or '.lock') or a hex sha, 200 characters at most";
-    let ok = !value.is_empty()
-        && value.len() <= 200
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._/+-".contains(&b))
-        && !value.contains("..")
-        && !value.contains("//")
-        && !value.contains("/.")
-        && !value.starts_with(['-', '/', '.'])
-        && !value.ends_with(['/', '.'])
-        && !value.ends_with(".lock");
-    if ok {
-        Ok(())
-    } else {
-        Err(bad(field, value, RULE))
-    }
-}
-
-/// A pull request number: 1 to 999999999, digits only.
-pub(crate) fn check_pr(field: &str, value: &str) -> Result<u32> {
-    let ok = !value.is_empty()
-        && value.len() <= 9
-        && value.bytes().all(|b| b.is_ascii_digit())
-        && !value.starts_with('0');
-    match value.parse::<u32>() {
-        Ok(n) if ok => Ok(n),
-        _ => Err(bad(
-            field,
-            value,
-            "must be a pull request number (digits, 1 or more, no leading zero)",
-        )),
-    }
-}
-
-/// A build number: digits only.
-pub(crate) fn check_build(field: &str, value: &str) -> Result<u64> {
-    let ok = !value.is_empty() && value.len() <= 18 && value.bytes().all(|b| b.is_ascii_digit());
-    match value.parse::<u64>() {
-        Ok(n) if ok => Ok(n),
-        _ => Err(bad(field, value, "must be a build number (digits only)")),
-    }
 }
 
 /// The stack name abra derives from a domain: dots become underscores, and
@@ -157,16 +147,24 @@ fn env_nonempty<'a>(env: &'a Env, key: &str) -> Option<&'a str> {
     env.get(key).map(String::as_str).filter(|v| !v.is_empty())
 }
 
-/// Whether an environment flag is on (`1`, `true`, `yes`, `on`).
-pub(crate) fn env_flag(env: &Env, key: &str) -> Result<bool> {
+/// An on/off switch of the environment, the one reading of every switch
+/// (`CCCI_SKIP_FETCH`, `CCCI_FLOOR`, `CCCI_JANITOR`): `1`, `true`, `yes`,
+/// `on` or `0`, `false`, `no`, `off`, in any case; None when unset or
+/// empty (the caller's default).
+pub(crate) fn env_switch(env: &Env, key: &str) -> Result<Option<bool>> {
     match env_nonempty(env, key) {
-        None => Ok(false),
+        None => Ok(None),
         Some(v) => match v.to_ascii_lowercase().as_str() {
-            "1" | "true" | "yes" | "on" => Ok(true),
-            "0" | "false" | "no" | "off" => Ok(false),
+            "1" | "true" | "yes" | "on" => Ok(Some(true)),
+            "0" | "false" | "no" | "off" => Ok(Some(false)),
             _ => Err(bad(key, v, "must be 1/true/yes/on or 0/false/no/off")),
         },
     }
+}
+
+/// Whether an environment flag is on ([`env_switch`]; unset: off).
+pub(crate) fn env_flag(env: &Env, key: &str) -> Result<bool> {
+    Ok(env_switch(env, key)?.unwrap_or(false))
 }
 
 /// The default of `CCCI_APP_URL_TEMPLATE`.
@@ -199,10 +197,7 @@ pub fn app_url(env: &Env, domain: &str) -> Result<String> {
 /// `CCCI_FLOOR`: `on` or `off` (also 1/true/yes, 0/false/no); None when
 /// unset or empty (the recipe's `floor` setting decides, else on).
 pub fn floor(env: &Env) -> Result<Option<bool>> {
-    match env_nonempty(env, "CCCI_FLOOR") {
-        None => Ok(None),
-        Some(_) => env_flag(env, "CCCI_FLOOR").map(Some),
-    }
+    env_switch(env, "CCCI_FLOOR")
 }
 
 /// The CI repository's tests of recipes (`CCCI_CI_TESTS`, default `tests`).
@@ -212,7 +207,16 @@ pub fn ci_tests_dir(env: &Env) -> PathBuf {
 
 /// Validates `run`'s arguments. `pid` is the wrapper's pid (for manual run
 /// ids and lanes), the same number in the wrapper and in the harness.
-pub fn run_config(args: &RunArgs, env: &Env, pid: u32) -> Result<RunConfig> {
+/// `check_tests` checks the test runner's options, which are the test
+/// runner's to judge, at their place among the checks (after the bounds,
+/// before the app URL), so the first error named is the same whichever
+/// part holds the rule.
+pub fn run_config(
+    args: &RunInput,
+    env: &Env,
+    pid: u32,
+    check_tests: impl FnOnce() -> Result<()>,
+) -> Result<RunConfig> {
     let recipe = args
         .recipe
         .as_deref()
@@ -277,12 +281,7 @@ pub fn run_config(args: &RunArgs, env: &Env, pid: u32) -> Result<RunConfig> {
     };
     let base = match args.base.as_deref() {
         None => None,
-        Some("latest-release") => Some(Base::LatestRelease),
-        Some("last-green") => Some(Base::LastGreen),
-        Some(v) => {
-            check_ref("base", v)?;
-            Some(Base::Version(v.to_string()))
-        }
+        Some(v) => Some(Base::parse("base", v)?),
     };
     let skip_fetch = env_flag(env, "CCCI_SKIP_FETCH")?;
     let ci_tests_dir = ci_tests_dir(env);
@@ -303,7 +302,7 @@ pub fn run_config(args: &RunArgs, env: &Env, pid: u32) -> Result<RunConfig> {
             ));
         }
     }
-    crate::testrun::validate_options(&args.tests)?;
+    check_tests()?;
     let app_url = app_url(env, &domain)?;
     let floor = floor(env)?;
     Ok(RunConfig {
@@ -325,26 +324,7 @@ pub fn run_config(args: &RunArgs, env: &Env, pid: u32) -> Result<RunConfig> {
         grace: args.grace,
         skip_fetch,
         ci_tests_dir,
-        tests: args.tests.clone(),
     })
-}
-
-/// DRONE_REPO as Drone sets it (`owner/name`): printable, no whitespace,
-/// 255 characters at most, with at least one letter or digit.
-pub(crate) fn check_drone_repo(value: &str) -> Result<()> {
-    let ok = !value.is_empty()
-        && value.len() <= 255
-        && value.bytes().all(|b| b.is_ascii_graphic())
-        && value.bytes().any(|b| b.is_ascii_alphanumeric());
-    if ok {
-        Ok(())
-    } else {
-        Err(bad(
-            "DRONE_REPO",
-            value,
-            "must be the repository as Drone names it (owner/name: printable ASCII, no whitespace, 255 characters at most)",
-        ))
-    }
 }
 
 /// The run id of a Drone build (SPEC section 3.1): `drone-<repo>-<build>`,
@@ -380,15 +360,6 @@ pub fn drone_run_id(repo: &str, build: u64) -> String {
         format!("drone-{hash}-{build}")
     } else {
         format!("drone-{cut}-{hash}-{build}")
-    }
-}
-
-/// abra server names are host names: a DNS label or a domain.
-pub(crate) fn check_server(server: &str) -> Result<()> {
-    if server.contains('.') {
-        check_domain("server", server)
-    } else {
-        check_label("server", server)
     }
 }
 
@@ -486,7 +457,7 @@ pub(crate) fn check_state_dir(path: &std::path::Path) -> Result<()> {
         }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => {
-            return Err(crate::exit::Failure::usage(format!(
+            return Err(Failure::usage(format!(
                 "invalid state directory {:?}: cannot be read: {e}",
                 path.display().to_string()
             )))
@@ -523,55 +494,59 @@ pub(crate) fn process_env() -> Env {
     std::env::vars().collect()
 }
 
-/// Where the external programs are (`CCCI_ABRA` and `CCCI_GIT`, else
-/// `abra` and `git` found on PATH when started; `CCCI_DOCKER`, else
-/// `docker`, for the recipe's tests), and the engine (`DOCKER_HOST`).
-pub(crate) fn tools(env: &Env) -> crate::ext::Tools {
-    let pick = |key: &str, default: &str| -> std::ffi::OsString {
-        env.get(key)
-            .filter(|v| !v.is_empty())
-            .map(std::ffi::OsString::from)
-            .unwrap_or_else(|| std::ffi::OsString::from(default))
-    };
-    crate::ext::Tools {
-        abra: pick("CCCI_ABRA", "abra"),
-        git: pick("CCCI_GIT", "git"),
-        docker: pick("CCCI_DOCKER", "docker"),
-        docker_host: env.get("DOCKER_HOST").filter(|v| !v.is_empty()).cloned(),
-    }
+/// The engine `DOCKER_HOST` names (None: unset or empty, the default
+/// socket): what the lock settings and the external programs' settings
+/// (`ext::Tools`) read.
+pub(crate) fn docker_host(env: &Env) -> Option<String> {
+    env_nonempty(env, "DOCKER_HOST").map(str::to_string)
 }
 
 /// How close (edits) an unknown `CCCI_*` name must be to a known one to be
 /// taken for a typo of it.
 const TYPO_EDITS: usize = 2;
 
-/// The `CCCI_*` variables of `env` that cc-ci-run does not read: a typo
-/// of a known one (`CCCI_TEST_TIMOUT`) is exit 2 naming both, before
-/// anything is touched, since the run would otherwise go on with the
-/// default its operator meant to change; any other is a warning line
-/// (another tool's variable, or one a newer version reads).
-pub(crate) fn check_variables(env: &Env) -> Result<()> {
-    let known: Vec<&str> = crate::manual::ENVIRONMENT
-        .iter()
-        .map(|v| v.name)
-        .filter(|n| n.starts_with("CCCI_"))
-        .collect();
+/// The `CCCI_*` variables of an environment that cc-ci-run does not read.
+#[derive(Debug, Default)]
+pub(crate) struct Unknown<'a> {
+    /// Each a typo of a known one: `NAME (did you mean KNOWN?)`.
+    pub typos: Vec<String>,
+    /// The others (another tool's variable, or one a newer version reads),
+    /// sorted.
+    pub others: Vec<&'a str>,
+}
+
+impl Unknown<'_> {
+    /// A typo of a known variable (`CCCI_TEST_TIMOUT`) is exit 2 naming
+    /// both, before anything is touched, since the run would otherwise go
+    /// on with the default its operator meant to change.
+    pub(crate) fn refuse_typos(&self) -> Result<()> {
+        if self.typos.is_empty() {
+            return Ok(());
+        }
+        Err(Failure::usage(format!(
+            "unknown variable{} in the environment: {}; cc-ci-run reads only the variables `cc-ci-run --help` lists",
+            if self.typos.len() > 1 { "s" } else { "" },
+            self.typos.join(", ")
+        )))
+    }
+}
+
+/// The `CCCI_*` variables of `env` that are neither `known` nor under a
+/// `reserved` prefix, each a typo of a known one (at most [`TYPO_EDITS`]
+/// edits away) or another.
+pub(crate) fn unknown_variables<'a>(
+    env: &'a Env,
+    known: &[&str],
+    reserved: &[&str],
+) -> Unknown<'a> {
     let mut unknown: Vec<&str> = env
         .keys()
         .map(String::as_str)
         .filter(|k| k.starts_with("CCCI_") && !known.contains(k))
-        .filter(|k| {
-            !crate::manual::RESERVED_PREFIXES
-                .iter()
-                .any(|p| k.starts_with(p))
-        })
+        .filter(|k| !reserved.iter().any(|p| k.starts_with(p)))
         .collect();
     unknown.sort_unstable();
-    if let Some(host) = env.get("DOCKER_HOST") {
-        crate::ext::docker::api::Engine::from_host(Some(host))
-            .map_err(|e| Failure::usage(format!("{e:#}")))?;
-    }
-    let mut typos = Vec::new();
+    let mut out = Unknown::default();
     for name in unknown {
         let closest = known
             .iter()
@@ -579,20 +554,11 @@ pub(crate) fn check_variables(env: &Env) -> Result<()> {
             .min()
             .filter(|(d, _)| *d <= TYPO_EDITS);
         match closest {
-            Some((_, k)) => typos.push(format!("{name} (did you mean {k}?)")),
-            None => crate::say!(
-                "warning: {name} is set but cc-ci-run does not read it (`cc-ci-run --help` lists the variables it reads)"
-            ),
+            Some((_, k)) => out.typos.push(format!("{name} (did you mean {k}?)")),
+            None => out.others.push(name),
         }
     }
-    if typos.is_empty() {
-        return Ok(());
-    }
-    Err(Failure::usage(format!(
-        "unknown variable{} in the environment: {}; cc-ci-run reads only the variables `cc-ci-run --help` lists",
-        if typos.len() > 1 { "s" } else { "" },
-        typos.join(", ")
-    )))
+    out
 }
 
 /// The Levenshtein distance between two ASCII names.

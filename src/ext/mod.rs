@@ -22,7 +22,7 @@ use crate::sys::spawn;
 use crate::sys::spawn::{Output, Ran};
 
 /// Where the external programs are (CCCI_ABRA, CCCI_GIT, else PATH) and
-/// the engine (DOCKER_HOST); read by `config::tools`.
+/// the engine (DOCKER_HOST); read by [`Tools::from_env`].
 #[derive(Clone, Debug)]
 pub(crate) struct Tools {
     pub abra: OsString,
@@ -31,6 +31,26 @@ pub(crate) struct Tools {
     pub docker: OsString,
     /// The engine (`DOCKER_HOST`; None: the default socket).
     pub docker_host: Option<String>,
+}
+
+impl Tools {
+    /// Where the external programs are (`CCCI_ABRA` and `CCCI_GIT`, else
+    /// `abra` and `git` found on PATH when started; `CCCI_DOCKER`, else
+    /// `docker`, for the recipe's tests), and the engine (`DOCKER_HOST`).
+    pub(crate) fn from_env(env: &crate::config::Env) -> Tools {
+        let pick = |key: &str, default: &str| -> OsString {
+            env.get(key)
+                .filter(|v| !v.is_empty())
+                .map(OsString::from)
+                .unwrap_or_else(|| OsString::from(default))
+        };
+        Tools {
+            abra: pick("CCCI_ABRA", "abra"),
+            git: pick("CCCI_GIT", "git"),
+            docker: pick("CCCI_DOCKER", "docker"),
+            docker_host: crate::config::docker_host(env),
+        }
+    }
 }
 
 /// The bound of a command: the phase's deadline and the shutdown latch (none

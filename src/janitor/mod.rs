@@ -22,18 +22,15 @@ use crate::exit;
 use crate::ext::abra::Abra;
 use crate::ext::docker::Docker;
 use crate::ext::{Bound, Tools};
-use crate::lock::backend::{file_age, Attempt, Backend, LockSettings};
-use crate::lock::swarm::Swarm;
-use crate::lock::{self, Kind, OwnerRecord, TryLock};
+use crate::lock::backend::{AppLocks, Attempt, LockSettings};
+use crate::lock::flock::{file_age, TryLock};
+use crate::lock::{self, Kind, OwnerRecord};
 use crate::phase::Phase;
 use crate::rundir::{self, RunDir, RunRecord};
 use crate::say;
 use crate::sys::latch::Latch;
 use crate::teardown::{self, App};
 use plan::{Decision, Gate, Mark, Probe};
-
-/// Default retention of finished run records.
-pub(crate) const DEFAULT_RECORD_RETENTION: Duration = Duration::from_secs(14 * 24 * 3600);
 
 /// Everything a sweep needs, validated.
 #[derive(Clone, Debug)]
@@ -55,6 +52,8 @@ pub(crate) struct Settings {
 }
 
 impl Settings {
+    /// The janitor's settings read by `config` ([`config::janitor`]), with
+    /// the external programs and the outputs.
     pub(crate) fn from_env(
         state_dir: &Path,
         server: &str,
@@ -62,35 +61,19 @@ impl Settings {
         dry_run: bool,
         env: &Env,
     ) -> Result<Settings> {
-        config::check_server(server)?;
-        let suffix = env
-            .get("CCCI_DOMAIN_SUFFIX")
-            .filter(|v| !v.is_empty())
-            .map(String::as_str)
-            .unwrap_or(config::DEFAULT_DOMAIN_SUFFIX);
-        let pattern = env
-            .get("CCCI_RUN_APP_RE")
-            .filter(|v| !v.is_empty())
-            .cloned()
-            .unwrap_or_else(|| config::default_run_app_re(suffix));
-        let protected = plan::parse_protected(
-            env.get("CCCI_PROTECTED_APPS")
-                .map(String::as_str)
-                .unwrap_or(""),
-        );
-        let gate = Gate::new(&pattern, &protected)?;
+        let c = config::janitor::settings(env, server, &crate::sys::procfs::hostname())?;
         Ok(Settings {
             state_dir: state_dir.to_path_buf(),
-            abra_home: crate::config::canonical_abra_home(env)?,
-            tools: crate::config::tools(env),
-            server: server.to_string(),
-            gate,
-            max_age: crate::config::lock_max_age(env)?,
-            retention: plan::env_duration(env, "CCCI_RECORD_RETENTION", DEFAULT_RECORD_RETENTION)?,
+            abra_home: c.abra_home,
+            tools: Tools::from_env(env),
+            server: c.server,
+            gate: c.gate,
+            max_age: c.max_age,
+            retention: c.retention,
             dry_run,
             teardown_timeout,
             grace: Duration::from_secs(10),
-            locks: crate::config::locks::settings(env, &crate::sys::procfs::hostname())?,
+            locks: c.locks,
             outputs: crate::views::Outputs::from_env(env)?,
         })
     }
@@ -180,17 +163,6 @@ fn mark_of(dir: &Path, domain: &str) -> Mark {
     }
 }
 
-/// Whether the janitor runs (`CCCI_JANITOR`: `on` or unset, or `off`).
-pub(crate) fn enabled(env: &Env) -> Result<bool> {
-    match env.get("CCCI_JANITOR").map(String::as_str) {
-        None | Some("") | Some("on") => Ok(true),
-        Some("off") => Ok(false),
-        Some(v) => Err(exit::Failure::usage(format!(
-            "invalid CCCI_JANITOR {v:?}: must be on or off"
-        ))),
-    }
-}
-
 /// One sweep. `stop` (the funnel's latch under --watch) is checked between
 /// apps, never during a reap: a reap that has begun finishes under its lock.
 pub(crate) fn sweep(s: &Settings, stop: Option<&Latch>) -> Result<Summary> {
@@ -238,7 +210,7 @@ pub(crate) fn sweep(s: &Settings, stop: Option<&Latch>) -> Result<Summary> {
             say!("janitor: stop requested, not starting another reap");
             break;
         }
-        if let Err(e) = crate::names::validate_name(Kind::App, domain) {
+        if let Err(e) = crate::config::names::validate_name(Kind::App, domain) {
             say!("janitor: skipping {domain:?}: {e:#}");
             continue;
         }
@@ -248,7 +220,7 @@ pub(crate) fn sweep(s: &Settings, stop: Option<&Latch>) -> Result<Summary> {
         }
     }
     if !stopped() {
-        tidy(s, apps, &owner, &mut sum);
+        tidy(s, apps, locks.as_ref(), &owner, &mut sum);
     }
     say!(
         "janitor: {} candidate(s), {} live, {} reaped, {} failed, {} flagged, {} not created by cc-ci-run{}",
@@ -280,7 +252,7 @@ pub(crate) fn sweep(s: &Settings, stop: Option<&Latch>) -> Result<Summary> {
 fn visit(
     s: &Settings,
     domain: &str,
-    locks: &dyn crate::lock::backend::AppLocks,
+    locks: &dyn AppLocks,
     owner: &OwnerRecord,
     abra: &Abra,
     docker: &Docker,
@@ -350,57 +322,25 @@ fn visit(
     Ok(())
 }
 
-/// Swarm locks whose lease ran out (past the take-over margin) and whose
-/// domain has no app: removed by their ID, as a take-over would. Only
-/// domains the gate matches; an object without our lease labels is left.
-fn tidy_swarm_locks(
-    s: &Settings,
-    listed: &std::collections::HashSet<&str>,
-    sum: &mut Summary,
-) -> Result<()> {
-    let swarm = Swarm::new(s.locks.docker_host.as_deref());
-    for obj in swarm.list()? {
-        let Some(lease) = obj.lease.as_ref() else {
-            continue;
-        };
-        if !s.gate.matches(&lease.domain)
-            || listed.contains(lease.domain.as_str())
-            || !swarm.dead(&obj, &s.locks.lease)?
-        {
-            continue;
-        }
-        if s.dry_run {
-            say!(
-                "janitor (dry run): would remove the expired swarm lock of {} (ID {})",
-                lease.domain,
-                obj.id
-            );
-            continue;
-        }
-        if swarm.remove_id(&obj.id)? {
-            say!(
-                "janitor: removed the expired swarm lock of {} (ID {}, left by {})",
-                lease.domain,
-                obj.id,
-                lease.owner().describe()
-            );
-            sum.tidied_locks += 1;
-        }
-    }
-    Ok(())
-}
-
 /// Free app lock files with no app, run trees and run locks of dead runs,
 /// and run records past retention; each under its lock. A bad entry is
 /// named and skipped: the others are still tidied.
-fn tidy(s: &Settings, apps: &[String], owner: &OwnerRecord, sum: &mut Summary) {
-    let app_dir = lock::lock_dir(&s.state_dir, Kind::App);
+fn tidy(
+    s: &Settings,
+    apps: &[String],
+    locks: &dyn AppLocks,
+    owner: &OwnerRecord,
+    sum: &mut Summary,
+) {
+    let app_dir = lock::flock::lock_dir(&s.state_dir, Kind::App);
     // Sets, not scans of the lists: with one lock file per app, a lookup
     // in the app list per lock file made the tidy quadratic in the apps.
     let listed: std::collections::HashSet<&str> = apps.iter().map(String::as_str).collect();
     let reaped: std::collections::HashSet<String> = sum.reaped.iter().cloned().collect();
     for domain in names_in(&app_dir, ".lock") {
-        if crate::names::validate_name(Kind::App, &domain).is_err() || !s.gate.matches(&domain) {
+        if crate::config::names::validate_name(Kind::App, &domain).is_err()
+            || !s.gate.matches(&domain)
+        {
             continue;
         }
         if listed.contains(domain.as_str()) && !reaped.contains(&domain) {
@@ -411,10 +351,15 @@ fn tidy(s: &Settings, apps: &[String], owner: &OwnerRecord, sum: &mut Summary) {
             sum.bad_entries.push(format!("app-lock:{domain}"));
         }
     }
-    if s.locks.backend == Backend::Swarm {
-        if let Err(e) = tidy_swarm_locks(s, &listed, sum) {
-            say!("janitor: tidying expired swarm locks failed: {e:#}");
-            sum.bad_entries.push("swarm-locks".to_string());
+    // The backend's own expired locks (the swarm's leases) of domains the
+    // gate matches and that have no app.
+    let orphaned = |domain: &str| s.gate.matches(domain) && !listed.contains(domain);
+    match locks.tidy(&orphaned, s.dry_run) {
+        Ok(removed) => sum.tidied_locks += removed,
+        Err(e) => {
+            let backend = locks.backend().as_str();
+            say!("janitor: tidying expired {backend} locks failed: {e:#}");
+            sum.bad_entries.push(format!("{backend}-locks"));
         }
     }
     let runs_dir = s.state_dir.join("runs");
@@ -427,7 +372,7 @@ fn tidy(s: &Settings, apps: &[String], owner: &OwnerRecord, sum: &mut Summary) {
         .collect();
     ids.sort();
     for id in ids {
-        if crate::names::check_run_id(&id).is_err() {
+        if crate::config::names::check_run_id(&id).is_err() {
             continue;
         }
         if let Err(e) = tidy_run(s, &id, owner, sum) {
@@ -439,8 +384,8 @@ fn tidy(s: &Settings, apps: &[String], owner: &OwnerRecord, sum: &mut Summary) {
 
 /// A free app lock file whose app is gone: removed under its lock.
 fn tidy_app_lock(s: &Settings, domain: &str, owner: &OwnerRecord, sum: &mut Summary) -> Result<()> {
-    let path = lock::lock_path(&s.state_dir, Kind::App, domain);
-    match lock::try_acquire(&s.state_dir, Kind::App, domain, owner)? {
+    let path = lock::flock::lock_path(&s.state_dir, Kind::App, domain);
+    match lock::flock::try_acquire(&s.state_dir, Kind::App, domain, owner)? {
         TryLock::Busy(_) => {
             if file_age(&path).is_some_and(|a| a > s.max_age)
                 && !sum.flagged.contains(&format!("app:{domain}"))
@@ -472,8 +417,8 @@ fn tidy_run(s: &Settings, id: &str, owner: &OwnerRecord, sum: &mut Summary) -> R
         kind: Kind::Run,
         ..owner.clone()
     };
-    let lock_path = lock::lock_path(&s.state_dir, Kind::Run, id);
-    let held = match lock::try_acquire(&s.state_dir, Kind::Run, id, &run_owner)? {
+    let lock_path = lock::flock::lock_path(&s.state_dir, Kind::Run, id);
+    let held = match lock::flock::try_acquire(&s.state_dir, Kind::Run, id, &run_owner)? {
         TryLock::Busy(_) => {
             if file_age(&lock_path).is_some_and(|a| a > s.max_age) {
                 sum.flagged.push(format!("run:{id}"));
@@ -540,7 +485,7 @@ pub(crate) fn sweep_after_run(
     teardown_timeout: Duration,
     env: &Env,
 ) -> Result<()> {
-    if !enabled(env)? {
+    if !config::janitor::enabled(env)? {
         return Ok(());
     }
     let s = Settings::from_env(state_dir, server, teardown_timeout, false, env)?;
@@ -550,11 +495,11 @@ pub(crate) fn sweep_after_run(
 /// `cc-ci-run janitor`.
 pub(crate) fn command(args: JanitorArgs, state_dir: &Path, env: &Env) -> Result<i32> {
     crate::log::set_tag("janitor");
-    if !enabled(env)? {
+    if !config::janitor::enabled(env)? {
         say!("CCCI_JANITOR=off: nothing to do");
         return Ok(exit::OK);
     }
-    crate::config::check_state_dir(state_dir)?;
+    config::check_state_dir(state_dir)?;
     let s = Settings::from_env(
         state_dir,
         &args.server,

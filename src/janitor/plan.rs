@@ -4,65 +4,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use anyhow::{Context, Result};
-use regex::Regex;
-
-use crate::exit::Failure;
-
-/// RUN_APP_RE, checked against CCCI_PROTECTED_APPS before any sweep.
-#[derive(Clone, Debug)]
-pub struct Gate {
-    pub re: Regex,
-}
-
-impl Gate {
-    /// Compiles `pattern` and refuses it when it matches any protected app
-    /// (exit 2): a gate that could select a long-lived app is never used.
-    pub fn new(pattern: &str, protected: &[String]) -> Result<Gate> {
-        let re = Regex::new(pattern).map_err(|e| {
-            Failure::usage(format!(
-                "invalid CCCI_RUN_APP_RE {pattern:?}: it does not compile: {e}"
-            ))
-        })?;
-        if !anchored(pattern) {
-            return Err(Failure::usage(format!(
-                "invalid CCCI_RUN_APP_RE {pattern:?}: it must be anchored at both ends (start with ^ and end with $, around every alternative), so that it matches whole app domains only"
-            )));
-        }
-        let hits: Vec<&String> = protected.iter().filter(|p| re.is_match(p)).collect();
-        if !hits.is_empty() {
-            return Err(Failure::usage(format!(
-                "invalid CCCI_RUN_APP_RE {pattern:?}: it matches protected app(s) {}; the janitor refuses to start",
-                hits.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
-            )));
-        }
-        Ok(Gate { re })
-    }
-
-    pub fn matches(&self, domain: &str) -> bool {
-        self.re.is_match(domain)
-    }
-}
-
-/// Whether every match of `pattern` must start at the start of the text
-/// and end at its end (`^...$`, `\A...\z`; not multi-line `(?m)^`), read
-/// from the parsed pattern, so `^a|b$` is not anchored.
-pub(crate) fn anchored(pattern: &str) -> bool {
-    use regex_syntax::hir::Look;
-    let Ok(hir) = regex_syntax::Parser::new().parse(pattern) else {
-        return false;
-    };
-    let props = hir.properties();
-    props.look_set_prefix().contains(Look::Start) && props.look_set_suffix().contains(Look::End)
-}
-
-/// Splits `CCCI_PROTECTED_APPS` (commas or whitespace).
-pub(crate) fn parse_protected(text: &str) -> Vec<String> {
-    text.split(|c: char| c == ',' || c.is_whitespace())
-        .filter(|s| !s.is_empty())
-        .map(String::from)
-        .collect()
-}
+pub use crate::config::janitor::Gate;
 
 /// The apps whose domain matches the gate (each once). Nothing else is
 /// looked at further, so no lock file is ever created for a warm or
@@ -151,18 +93,4 @@ pub(crate) fn decide(probe: Probe, max_age: Duration, dry_run: bool) -> Decision
 /// Whether a finished record written at `mtime` is past retention at `now`.
 pub(crate) fn past_retention(mtime: SystemTime, now: SystemTime, retention: Duration) -> bool {
     now.duration_since(mtime).is_ok_and(|age| age > retention)
-}
-
-/// Parses a duration setting from the environment, naming it on error.
-pub(crate) fn env_duration(
-    env: &crate::config::Env,
-    key: &str,
-    default: Duration,
-) -> Result<Duration> {
-    match env.get(key).filter(|v| !v.is_empty()) {
-        None => Ok(default),
-        Some(v) => crate::units::parse_duration(v)
-            .map_err(|e| Failure::usage(format!("invalid {key}: {e}")))
-            .context("bad janitor setting"),
-    }
 }

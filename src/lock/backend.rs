@@ -4,53 +4,31 @@
 //! feeding one swarm).
 //!
 //! The run, the janitor, `locks`, `unlock` and the lock diagnostics reach
-//! the app-domain lock only through [`AppLocks`]. The run lock stays a
+//! the app-domain lock only through [`AppLocks`]: acquiring, listing,
+//! unlocking, the janitor's tidy and the stress rounds are each backend's
+//! own, and no caller asks which backend it has. The run lock stays a
 //! flock whatever the backend: it guards one host's run id, which no other
 //! host shares.
 //!
 //! Choosing the backend is configuration, parsed by `config::locks`
-//! without touching anything (a bad value is exit 2 naming the variable).
-//! A swarm backend
+//! without touching anything (a bad value is exit 2 naming the variable);
+//! [`LockSettings::open`] opens the one it names. A swarm backend
 //! that cannot reach the engine fails with exit 3: it never falls back to
 //! flock, because a silent fallback on one host re-opens exactly the double
 //! hold the swarm backend exists to close.
 
+use std::path::Path;
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
+use serde::Serialize;
 
 use crate::lock::Wait;
 use crate::lock::{self, Kind, OwnerRecord};
 
-/// Which authority arbitrates app-domain locks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Backend {
-    /// `flock` on `locks/apps/<domain>.lock`: one host's kernel.
-    Flock,
-    /// A lease object in the swarm's raft store: every host of one swarm.
-    Swarm,
-}
+pub use crate::config::locks::{Backend, Lease, LockSettings, DEFAULT_LEASE, MARGIN_MIN};
 
-impl Backend {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Backend::Flock => "flock",
-            Backend::Swarm => "swarm",
-        }
-    }
-}
-
-/// The lease of a swarm lock: how long a holder's claim lasts without
-/// renewal, how often the holder renews it, and how long past its expiry
-/// another host still waits before taking it over (the allowance for clock
-/// skew between hosts and for a renewal in flight).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Lease {
-    pub lease: Duration,
-    pub renew_every: Duration,
-    pub margin: Duration,
-}
-
+/// What a lease means to the swarm protocol.
 impl Lease {
     /// How long one engine call of the lock may take: half of what is
     /// left of a lease when its renewal falls due, so a hung call is given
@@ -72,39 +50,6 @@ impl Lease {
     /// create, and before each mutating step): one call bound.
     pub fn safety(&self) -> Duration {
         self.call_bound()
-    }
-}
-
-/// The default lease: a crashed holder blocks its domain for at most
-/// lease + margin (40 s); a live one renews three times per lease, so two
-/// renewals may fail in a row before it gives up.
-pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
-
-/// The shortest take-over margin: renewals are bounded by half of it.
-pub const MARGIN_MIN: Duration = Duration::from_millis(200);
-
-/// Validated lock settings (from `CCCI_LOCK_BACKEND`, `CCCI_HOST_ID`,
-/// `CCCI_LOCK_LEASE`, `CCCI_LOCK_RENEW`, `CCCI_LOCK_MARGIN`, `DOCKER_HOST`).
-#[derive(Clone, Debug)]
-pub struct LockSettings {
-    pub backend: Backend,
-    /// This runner host's id in swarm lock labels (default: the host name).
-    pub host_id: String,
-    pub lease: Lease,
-    /// The engine (`DOCKER_HOST`; None: the default socket).
-    pub docker_host: Option<String>,
-}
-
-impl LockSettings {
-    /// The backend these settings choose.
-    pub fn open(&self, state_dir: &std::path::Path) -> Box<dyn AppLocks> {
-        match self.backend {
-            Backend::Flock => Box::new(FlockLocks {
-                state_dir: state_dir.to_path_buf(),
-                kind: Kind::App,
-            }),
-            Backend::Swarm => Box::new(crate::lock::swarm::SwarmLocks::new(self)),
-        }
     }
 }
 
@@ -171,76 +116,91 @@ pub trait AppLocks {
         wait: Wait<'_>,
         on_lost: OnLost,
     ) -> Result<Acquired>;
+    /// `locks`: this backend's own lock objects, beyond the lock files
+    /// that `lock::report` reads whatever the backend (the run locks, and
+    /// the flock backend's app locks). None: the lock files are all there
+    /// is (flock).
+    fn list(&self, max_age: Duration) -> Result<Option<Vec<SwarmLockReport>>>;
+    /// `unlock`: removes a free lock, or with `terminate` stops its live
+    /// holder on this host first; returns the exit code. A run lock is a
+    /// flock whatever the backend.
+    fn unlock(&self, request: &Unlock<'_>) -> Result<i32>;
+    /// The janitor's tidy: this backend's expired locks whose domain
+    /// `orphaned` says has no app, removed (or, `dry_run`, only named);
+    /// returns how many were removed. Lock files are tidied by the janitor
+    /// under their flock, whatever the backend: nothing more here (flock).
+    fn tidy(&self, orphaned: &dyn Fn(&str) -> bool, dry_run: bool) -> Result<usize>;
+    /// `__lock-stress`: rounds of acquire, enter, exit and release against
+    /// an O_APPEND oracle file; returns the summary line it prints.
+    fn stress(&self, request: &Stress<'_>) -> Result<String>;
 }
 
-/// The flock backend: [`crate::lock`] as it is. `kind` is [`Kind::App`]
-/// for the app-domain locks; the run lock (always a flock) can use the
-/// same interface with [`Kind::Run`].
-pub struct FlockLocks {
-    pub state_dir: std::path::PathBuf,
-    pub kind: Kind,
+/// What `unlock` is asked, from its command line.
+#[derive(Clone, Copy, Debug)]
+pub struct Unlock<'a> {
+    pub name: &'a str,
+    /// `--kind`: None, whichever kind of lock `name` is.
+    pub kind: Option<Kind>,
+    pub terminate: bool,
+    /// How long `terminate` waits for the holder to let go.
+    pub wait: Duration,
 }
 
-struct FlockLock(lock::Held);
-
-impl AppLock for FlockLock {
-    fn lost(&self) -> Option<String> {
-        // The kernel never takes a flock away from a live holder.
-        None
-    }
-    fn may_mutate(&self) -> Result<()> {
-        Ok(())
-    }
-    fn previous_owner(&self) -> Option<OwnerRecord> {
-        self.0.previous_owner().cloned()
-    }
-    fn release(self: Box<Self>) -> Result<()> {
-        drop(self);
-        Ok(())
-    }
-    fn remove(self: Box<Self>) -> Result<()> {
-        self.0.remove()
-    }
+/// What `__lock-stress` is asked, from its command line.
+#[derive(Clone, Copy, Debug)]
+pub struct Stress<'a> {
+    pub name: &'a str,
+    pub iterations: u64,
+    /// The oracle file every stress process appends its lines to.
+    pub oracle: &'a Path,
+    /// Race lock-file removal instead of holding (flock only).
+    pub unlocker: bool,
+    /// How long a holder stays inside (the lease backends).
+    pub hold: Duration,
 }
 
-/// How long ago a lock file was last written (what a flock lock's age is
-/// taken from when its owner record says nothing better).
-pub fn file_age(path: &std::path::Path) -> Option<Duration> {
-    let m = std::fs::metadata(path).ok()?.modified().ok()?;
-    std::time::SystemTime::now().duration_since(m).ok()
+/// The oracle file every stress process appends its `enter`/`exit` lines
+/// to: O_APPEND, so lines of several processes never overwrite each other
+/// and their order is the order the kernel wrote them in.
+pub(crate) fn open_oracle(path: &Path) -> Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+        .with_context(|| format!("failed to open oracle file {}", path.display()))
 }
 
-impl AppLocks for FlockLocks {
-    fn backend(&self) -> Backend {
-        Backend::Flock
-    }
-
-    fn try_acquire(&self, domain: &str, owner: &OwnerRecord, _: OnLost) -> Result<Attempt> {
-        // The age from the open's own fstat: no second stat per probe.
-        Ok(
-            match lock::try_acquire_dated(&self.state_dir, self.kind, domain, owner)? {
-                lock::Attempt::Acquired(h) => Attempt::Acquired(Box::new(FlockLock(h))),
-                lock::Attempt::Busy((owner, mtime)) => Attempt::Busy(Busy {
-                    owner,
-                    age: mtime.and_then(|m| std::time::SystemTime::now().duration_since(m).ok()),
-                }),
-            },
-        )
-    }
-
-    fn acquire(
-        &self,
-        domain: &str,
-        owner: &OwnerRecord,
-        wait: Wait<'_>,
-        _: OnLost,
-    ) -> Result<Acquired> {
-        Ok(
-            match lock::acquire(&self.state_dir, self.kind, domain, owner, wait)? {
-                lock::Acquire::Acquired(h) => Acquired::Acquired(Box::new(FlockLock(h))),
-                lock::Acquire::TimedOut => Acquired::TimedOut,
-                lock::Acquire::Cancelled => Acquired::Cancelled,
-            },
-        )
-    }
+/// One swarm lock (`locks --json`, `swarm_locks`, sorted by object name).
+/// Stable fields:
+///
+/// - `domain` (string): the app domain (from its label; the object name for
+///   an object without our labels).
+/// - `object` (string): the config's name; `id` (string): its ID, which
+///   is what release and take-over delete.
+/// - `version` (number): the engine's version index of the object.
+/// - `state` (`"held"` | `"expired"` | `"unknown"`): held while the lease
+///   has not run out past the take-over margin; unknown for an object
+///   whose labels are not a lease.
+/// - `host`, `run_id` (string | null), `pid` (number | null): the holder.
+/// - `started`, `expires` (string | null): RFC 3339 UTC.
+/// - `expires_in_secs` (number | null): seconds until the lease expires
+///   (negative: expired that long ago).
+/// - `renewals` (number | null): how often the holder renewed the lease.
+/// - `age_secs` (number | null), `over_max_age` (bool): as for flock locks.
+#[derive(Clone, Debug, Serialize)]
+pub struct SwarmLockReport {
+    pub domain: String,
+    pub object: String,
+    pub id: String,
+    pub version: u64,
+    pub state: &'static str,
+    pub host: Option<String>,
+    pub run_id: Option<String>,
+    pub pid: Option<i32>,
+    pub started: Option<String>,
+    pub expires: Option<String>,
+    pub expires_in_secs: Option<i64>,
+    pub renewals: Option<u64>,
+    pub age_secs: Option<u64>,
+    pub over_max_age: bool,
 }

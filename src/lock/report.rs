@@ -1,6 +1,6 @@
 //! What the flock locks of a state directory look like right now, for
 //! `locks` and the metrics: each lock file's state by the kernel's view
-//! ([`super::holder`]), its holder and owner record, and how long it has
+//! ([`super::flock::holder`]), its holder and owner record, and how long it has
 //! been held. Read-only: nothing here takes a lock (a probe would make a
 //! run that tries its run lock at that moment see it busy).
 
@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use super::holder::{self, FileId, Holder};
+use super::flock::holder::{self, FileId, Holder};
 use super::{Kind, OwnerRecord};
 use crate::say;
 
@@ -67,7 +67,7 @@ pub struct LockReport {
 pub(crate) fn collect(state_dir: &Path, max_age: Duration) -> Result<Vec<LockReport>> {
     let mut files: Vec<(Kind, String, PathBuf, std::fs::Metadata)> = Vec::new();
     for kind in [Kind::App, Kind::Run] {
-        let dir = super::lock_dir(state_dir, kind);
+        let dir = super::flock::lock_dir(state_dir, kind);
         let entries = match std::fs::read_dir(&dir) {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
@@ -103,7 +103,7 @@ pub(crate) fn collect(state_dir: &Path, max_age: Duration) -> Result<Vec<LockRep
         .into_iter()
         .zip(views)
         .map(|((kind, name, path, meta), view)| {
-            let owner = super::read_owner(&path);
+            let owner = super::flock::read_owner(&path);
             let (state, holder_pid) = match view.holder {
                 Holder::Free => (State::Free, None),
                 Holder::Held { pid } => (State::Held, pid),

@@ -207,9 +207,9 @@ fn clone_and_fetch(req: &Request, repo: &Repo, b: &Bound) -> Result<(String, Str
 pub(crate) fn command(args: &crate::cli::RunTreeArgs) -> Result<i32> {
     crate::log::set_tag("run-tree");
     if let Some(r) = &args.git_ref {
-        crate::config::check_ref("ref", r)?;
+        crate::config::names::check_ref("ref", r)?;
     }
-    let tools = crate::config::tools(&crate::config::process_env());
+    let tools = crate::ext::Tools::from_env(&crate::config::process_env());
     let root = args
         .dest
         .parent()

@@ -21,7 +21,7 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 use nix::unistd::Pid;
 
-use crate::cli::{self, Cli, HarnessArgs, RunArgs};
+use crate::cli::{self, Cli, HarnessArgs, RunArgs, TestOptions};
 use crate::config::{self, Base, Env, RunConfig};
 use crate::exit::{self, Failure};
 use crate::ext::abra::{marker, Abra};
@@ -32,7 +32,8 @@ use crate::ext::git::Repo;
 use crate::ext::{self, Bound, Interrupted, Tools};
 use crate::lifetime::{self, Funnel, WrapOptions};
 use crate::lock::backend::{self, AppLock, AppLocks, Attempt};
-use crate::lock::{self, Kind, OwnerRecord, Role, TryLock};
+use crate::lock::flock::TryLock;
+use crate::lock::{self, Kind, OwnerRecord, Role};
 use crate::phase::Phase;
 use crate::rundir::{self, RunDir, RunRecord};
 use crate::say;
@@ -79,16 +80,16 @@ pub(crate) fn wrapper(args: RunArgs, state_dir: &Path, start_ppid: Pid) -> Resul
 /// operator's apps).
 pub(crate) fn validate(args: &RunArgs, state_dir: &Path, env: &Env) -> Result<RunConfig> {
     crate::config::check_state_dir(state_dir)?;
-    let cfg = config::run_config(args, env, std::process::id())?;
+    let cfg = run_config(args, env, std::process::id())?;
     // The CI repository's settings of the recipe are read now; the
     // recipe's own are at the tested ref, read once it is fetched (before
     // any abra call).
     crate::settings::load(&crate::settings::ci_file(&cfg.ci_tests_dir, &cfg.recipe))?;
     config::canonical_abra_home(env)?;
-    crate::config::locks::settings(env, &crate::sys::procfs::hostname())?;
+    config::locks::settings(env, &crate::sys::procfs::hostname())?;
     crate::views::Outputs::from_env(env)?;
     crate::redact::add(crate::redact::from_env(env)?.0);
-    if crate::janitor::enabled(env)? {
+    if config::janitor::enabled(env)? {
         crate::janitor::Settings::from_env(
             state_dir,
             &args.server,
@@ -100,6 +101,27 @@ pub(crate) fn validate(args: &RunArgs, state_dir: &Path, env: &Env) -> Result<Ru
     Ok(cfg)
 }
 
+/// `run`'s command line and the environment → a validated run config
+/// ([`config::run_config`], with the test runner's rules for the test
+/// options). `pid` is the wrapper's pid.
+pub fn run_config(args: &RunArgs, env: &Env, pid: u32) -> Result<RunConfig> {
+    let input = config::RunInput {
+        recipe: args.recipe.clone(),
+        git_ref: args.git_ref.clone(),
+        pr: args.pr.clone(),
+        server: args.server.clone(),
+        domain: args.domain.clone(),
+        base: args.base.clone(),
+        quick: args.quick,
+        timeout: args.timeout,
+        teardown_timeout: args.teardown_timeout,
+        converge_timeout: args.converge_timeout,
+        stable_for: args.stable_for,
+        grace: args.grace,
+    };
+    config::run_config(&input, env, pid, || testrun::validate_options(&args.tests))
+}
+
 /// The harness: guards first, then the run.
 pub(crate) fn harness(args: HarnessArgs) -> Result<i32> {
     let funnel = lifetime::install_harness_guards(Some(Pid::from_raw(args.wrapper_pid)))?;
@@ -109,7 +131,7 @@ pub(crate) fn harness(args: HarnessArgs) -> Result<i32> {
         bail!("the harness only runs `run`");
     };
     let env = config::process_env();
-    let cfg = config::run_config(&run_args, &env, args.wrapper_pid as u32)?;
+    let cfg = run_config(&run_args, &env, args.wrapper_pid as u32)?;
     crate::log::set_tag(&cfg.run_id);
     // Before the first line of the run: the operator's secrets are hidden
     // from every line of it (the wrapper checked them already); what hides
@@ -120,7 +142,7 @@ pub(crate) fn harness(args: HarnessArgs) -> Result<i32> {
     let abra_home = config::canonical_abra_home(&env)?;
     let outputs = crate::views::Outputs::from_env(&env)?;
     let locks =
-        crate::config::locks::settings(&env, &crate::sys::procfs::hostname())?.open(&cli.state_dir);
+        config::locks::settings(&env, &crate::sys::procfs::hostname())?.open(&cli.state_dir);
 
     let owner = OwnerRecord::for_self(&cfg.run_id, Kind::Run);
     let run_lock = match take_run_lock(&cli.state_dir, &cfg.run_id, &owner, funnel)? {
@@ -132,11 +154,20 @@ pub(crate) fn harness(args: HarnessArgs) -> Result<i32> {
     // hold it now) is removed before reuse.
     dir.remove_tree()?;
     rundir::mkdirs(&dir.root)?;
-    if let Err(e) = crate::log::set_file(&dir.log(), cfg.tests.log_limit) {
+    if let Err(e) = crate::log::set_file(&dir.log(), run_args.tests.log_limit) {
         let what = format!("the log file {}", dir.log().display());
         crate::log::write_failed(&what, &anyhow::Error::from(e));
     }
-    let mut run = Run::new(cfg, dir, abra_home, &env, locks, funnel, args.wrapper_pid);
+    let mut run = Run::new(
+        cfg,
+        run_args.tests,
+        dir,
+        abra_home,
+        &env,
+        locks,
+        funnel,
+        args.wrapper_pid,
+    );
     run.banner(&cli.state_dir);
     for w in redact_warnings {
         say!("{w}");
@@ -161,8 +192,8 @@ fn take_run_lock(
     run_id: &str,
     owner: &OwnerRecord,
     funnel: &Funnel,
-) -> Result<Option<lock::Held>> {
-    match lock::try_acquire(state_dir, Kind::Run, run_id, owner)? {
+) -> Result<Option<lock::flock::Held>> {
+    match lock::flock::try_acquire(state_dir, Kind::Run, run_id, owner)? {
         TryLock::Acquired(h) => Ok(Some(h)),
         TryLock::Busy(Some(holder)) if holder.role == Role::Janitor => {
             let deadline = Instant::now() + Duration::from_secs(10);
@@ -173,8 +204,8 @@ fn take_run_lock(
                 progress_every: Duration::ZERO,
                 progress: &mut quiet,
             };
-            match lock::acquire(state_dir, Kind::Run, run_id, owner, wait)? {
-                lock::Acquire::Acquired(h) => Ok(Some(h)),
+            match lock::flock::acquire(state_dir, Kind::Run, run_id, owner, wait)? {
+                lock::flock::Acquire::Acquired(h) => Ok(Some(h)),
                 _ => {
                     say!("the run lock of {run_id} is held by a janitor that did not let go: not starting");
                     Ok(None)
@@ -182,8 +213,8 @@ fn take_run_lock(
             }
         }
         TryLock::Busy(holder) => {
-            let path = lock::lock_path(state_dir, Kind::Run, run_id);
-            let who = crate::lock::holder::describe_holder(&path, holder.as_ref());
+            let path = lock::flock::lock_path(state_dir, Kind::Run, run_id);
+            let who = crate::lock::flock::holder::describe_holder(&path, holder.as_ref());
             say!("another run with id {run_id} is active ({who}): not starting a duplicate");
             Ok(None)
         }
@@ -261,6 +292,8 @@ fn stage_overlays(checkout: &Path, overlays: &[PathBuf]) -> Result<Vec<String>> 
 /// One run's state between phases.
 struct Run {
     cfg: RunConfig,
+    /// The test runner's options (`run`'s test flags).
+    tests: TestOptions,
     dir: RunDir,
     abra_home: PathBuf,
     tools: Tools,
@@ -305,8 +338,10 @@ enum Verdict {
 }
 
 impl Run {
+    #[allow(clippy::too_many_arguments)]
     fn new(
         cfg: RunConfig,
+        tests: TestOptions,
         dir: RunDir,
         abra_home: PathBuf,
         env: &Env,
@@ -314,7 +349,7 @@ impl Run {
         funnel: &'static Funnel,
         wrapper_pid: i32,
     ) -> Run {
-        let tools = crate::config::tools(env);
+        let tools = Tools::from_env(env);
         let now = crate::log::timestamp(std::time::SystemTime::now());
         let record = RunRecord {
             run_id: cfg.run_id.clone(),
@@ -342,6 +377,7 @@ impl Run {
         let docker = Docker::new(tools.docker_host.as_deref());
         Run {
             cfg,
+            tests,
             dir,
             abra_home,
             tools,
@@ -462,7 +498,7 @@ impl Run {
     /// The run's merged junit.xml (SPEC section 6), on every path once the
     /// verdict is known; a failed write is said and never changes it.
     fn write_junit(&mut self, code: i32, error: Option<&anyhow::Error>) {
-        let dir = self.cfg.tests.report_dir.clone();
+        let dir = self.tests.report_dir.clone();
         let dir = dir.unwrap_or_else(|| self.dir.report());
         let error = error.map(|e| format!("{e:#}"));
         let log = self.dir.log();
@@ -1302,7 +1338,6 @@ impl Run {
         ];
         let label = format!("cc-ci.run={}", self.cfg.run_id);
         let reports = self
-            .cfg
             .tests
             .report_dir
             .clone()
@@ -1344,7 +1379,6 @@ impl Run {
             ),
         ];
         let tier_reports = self
-            .cfg
             .tests
             .report_dir
             .clone()
@@ -1361,7 +1395,7 @@ impl Run {
             report_dir: tier_reports,
             env,
             grace: self.cfg.grace,
-            options: self.cfg.tests.clone(),
+            options: self.tests.clone(),
             host: self.host.clone(),
             // On a cancel the teardown starts without waiting for docker:
             // it removes the containers beside the app (teardown_phase).
@@ -1428,13 +1462,13 @@ impl Run {
         if outcome.selected == 0 && outcome.exit_code == 0 && floor_result.is_some() {
             say!(
                 "{tier} tier: floor only: no test of the recipe's own selected (filters: {}; {} test file(s) found)",
-                testrun::describe_filters(Some(tier.as_str()), &self.cfg.tests),
+                testrun::describe_filters(Some(tier.as_str()), &self.tests),
                 outcome.discovered
             );
         } else if outcome.selected == 0 && outcome.exit_code == 0 {
             say!(
                 "warning: {tier} tier: no test selected (filters: {}; {} test file(s) found)",
-                testrun::describe_filters(Some(tier.as_str()), &self.cfg.tests),
+                testrun::describe_filters(Some(tier.as_str()), &self.tests),
                 outcome.discovered
             );
         }
@@ -1521,10 +1555,10 @@ impl Run {
     /// No tests, no green (SPEC section 6): a run in which no tier selected
     /// a test is red unless `--no-tests warn|pass` says otherwise.
     fn no_tests_verdict(&self) -> Option<Verdict> {
-        let (code, warn) = testrun::no_tests_outcome(self.cfg.tests.no_tests, self.tests_selected)?;
+        let (code, warn) = testrun::no_tests_outcome(self.tests.no_tests, self.tests_selected)?;
         let why = format!(
             "no test ran in any tier: the filters ({}) left nothing",
-            testrun::describe_filters(None, &self.cfg.tests)
+            testrun::describe_filters(None, &self.tests)
         );
         if code != exit::OK {
             say!("{why}: the run fails (--no-tests fail; --no-tests warn or pass accepts a run without tests)");

@@ -195,13 +195,8 @@ fn set(meta: &mut Meta, key: &str, value: &str) -> Result<(), String> {
         }
         "tags" => {
             for item in list(key, value)? {
-                if !item
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-                {
-                    return Err(format!(
-                        "tag `{item}` may only hold letters, digits, `-`, `_` and `.`"
-                    ));
+                if !crate::config::names::is_tag(item) {
+                    return Err(format!("tag `{item}` {}", crate::config::names::TAG_RULE));
                 }
                 if !meta.has_tag(item) {
                     meta.tags.push(item.to_string());

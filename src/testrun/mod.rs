@@ -34,6 +34,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 
 use crate::cli::TestOptions;
+use crate::config::names;
 use crate::exit::Failure;
 use crate::sys::latch::Latch;
 use meta::{Level, Meta, Tier};
@@ -140,13 +141,10 @@ pub(crate) fn validate_options(options: &TestOptions) -> Result<()> {
     check_limits(options)?;
     for tag in &options.tags {
         let t = tag.trim();
-        if !t.is_empty()
-            && !t
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-        {
+        if !t.is_empty() && !names::is_tag(t) {
             return Err(Failure::usage(format!(
-                "invalid --tag {t:?}: a tag may only hold letters, digits, `-`, `_` and `.`"
+                "invalid --tag {t:?}: a tag {}",
+                names::TAG_RULE
             )));
         }
     }

@@ -12,8 +12,9 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use cc_ci_run::lock::holder::{parse_proc_locks, read_proc_locks};
-use cc_ci_run::lock::{self, Acquire, Kind, OwnerRecord, TryLock};
+use cc_ci_run::lock::flock::holder::{parse_proc_locks, read_proc_locks};
+use cc_ci_run::lock::flock::{self as lock, Acquire, TryLock};
+use cc_ci_run::lock::{Kind, OwnerRecord, Wait};
 use cc_ci_run::sys::latch::Latch;
 use serde_json::Value;
 
@@ -692,7 +693,7 @@ fn acquire_returns_cancelled_at_once_when_the_latch_is_set() {
                 Kind::App,
                 "j.example.org",
                 &owner(),
-                lock::Wait {
+                Wait {
                     deadline: None,
                     cancel: Some(&latch),
                     progress_every: Duration::from_secs(3600),
@@ -733,7 +734,7 @@ fn acquire_times_out_at_its_deadline_and_then_leaves_the_lock_free() {
         Kind::App,
         name,
         &owner(),
-        lock::Wait {
+        Wait {
             deadline: Some(deadline),
             cancel: None,
             progress_every: Duration::ZERO,
@@ -771,7 +772,7 @@ fn acquire_wakes_when_the_holder_releases_and_writes_its_record() {
                 Kind::App,
                 name,
                 &me,
-                lock::Wait {
+                Wait {
                     deadline: None,
                     cancel: None,
                     progress_every: Duration::from_secs(3600),

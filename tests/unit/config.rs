@@ -1,6 +1,7 @@
 use cc_ci_run::cli::{Cli, Command};
 use cc_ci_run::config::{self, Env};
 use cc_ci_run::exit;
+use cc_ci_run::run;
 use clap::Parser;
 
 fn run_args(extra: &[&str]) -> cc_ci_run::cli::RunArgs {
@@ -25,7 +26,7 @@ fn code_of(r: anyhow::Result<config::RunConfig>) -> i32 {
 
 #[test]
 fn manual_run_gets_manual_id_and_m_lane() {
-    let c = config::run_config(&run_args(&["--recipe", "example"]), &env(&[]), 4242).unwrap();
+    let c = run::run_config(&run_args(&["--recipe", "example"]), &env(&[]), 4242).unwrap();
     assert_eq!(c.run_id, "manual-4242");
     assert_eq!(c.domain, "example-m4242.ci.localhost");
     assert_eq!(c.stack, "example-m4242_ci_localhost");
@@ -43,11 +44,11 @@ fn drone_build_gets_drone_id_and_pr_lane() {
         ("DRONE_PULL_REQUEST", "3"),
         ("CCCI_DOMAIN_SUFFIX", "ci.coopcloud.tech"),
     ]);
-    let c = config::run_config(&run_args(&["--recipe", "gitea"]), &e, 1).unwrap();
+    let c = run::run_config(&run_args(&["--recipe", "gitea"]), &e, 1).unwrap();
     assert_eq!(c.run_id, "drone-coop-cloud-gitea-17");
     assert_eq!(c.pr, Some(3));
     assert_eq!(c.domain, "gitea-pr3.ci.coopcloud.tech");
-    let c = config::run_config(
+    let c = run::run_config(
         &run_args(&["--recipe", "gitea"]),
         &env(&[
             ("DRONE_BUILD_NUMBER", "17"),
@@ -85,25 +86,25 @@ fn drone_run_ids_differ_between_repositories_and_repeat_within_one() {
     for id in [&i1, &i2] {
         assert!(id.len() <= 63, "{id}");
         assert!(id.ends_with("-123456"), "{id}");
-        cc_ci_run::names::check_run_id(id).unwrap();
+        cc_ci_run::config::names::check_run_id(id).unwrap();
     }
     assert_eq!(i1, config::drone_run_id(&long1, 123456));
     // The longest build number still fits.
     let id = config::drone_run_id(&long1, 999_999_999_999_999_999);
     assert!(id.len() <= 63, "{id}");
-    cc_ci_run::names::check_run_id(&id).unwrap();
+    cc_ci_run::config::names::check_run_id(&id).unwrap();
 }
 
 #[test]
 fn a_drone_build_without_drone_repo_is_refused() {
-    let r = config::run_config(
+    let r = run::run_config(
         &run_args(&["--recipe", "gitea"]),
         &env(&[("DRONE_BUILD_NUMBER", "17")]),
         1,
     );
     assert_eq!(code_of(r), 2);
     for bad in ["a b/c", "x\u{7}/y", "///", "ä/ö"] {
-        let r = config::run_config(
+        let r = run::run_config(
             &run_args(&["--recipe", "gitea"]),
             &env(&[("DRONE_BUILD_NUMBER", "17"), ("DRONE_REPO", bad)]),
             1,
@@ -165,7 +166,7 @@ fn zero_bounds_and_bad_test_options_are_refused_before_anything_runs() {
         let mut all = vec!["--recipe", "example"];
         all.extend(&args);
         assert_eq!(
-            code_of(config::run_config(&run_args(&all), &env(&[]), 1)),
+            code_of(run::run_config(&run_args(&all), &env(&[]), 1)),
             2,
             "{args:?}"
         );
@@ -218,7 +219,7 @@ fn bad_input_is_exit_2_naming_the_field() {
         ),
     ];
     for (args, e, field) in cases {
-        let r = config::run_config(&run_args(args), &env(e), 1);
+        let r = run::run_config(&run_args(args), &env(e), 1);
         let msg = format!(
             "{:#}",
             r.as_ref()
@@ -243,7 +244,7 @@ fn refs_with_slashes_and_shas_are_fine() {
         "0123abcd",
         "v1.2.3",
     ] {
-        config::check_ref("ref", r).unwrap();
+        config::names::check_ref("ref", r).unwrap();
     }
 }
 
@@ -280,7 +281,7 @@ fn custom_build_commit_sha_is_not_the_recipe_ref() {
         ("DRONE_COMMIT_SHA", sha),
         ("DRONE_BUILD_EVENT", "push"),
     ]);
-    let c = config::run_config(&run_args(&["--recipe", "example"]), &push, 1).unwrap();
+    let c = run::run_config(&run_args(&["--recipe", "example"]), &push, 1).unwrap();
     assert_eq!(c.git_ref.as_deref(), Some(sha));
     let custom = env(&[
         ("DRONE_BUILD_NUMBER", "3"),
@@ -288,7 +289,7 @@ fn custom_build_commit_sha_is_not_the_recipe_ref() {
         ("DRONE_COMMIT_SHA", sha),
         ("DRONE_BUILD_EVENT", "custom"),
     ]);
-    let c = config::run_config(&run_args(&["--recipe", "example"]), &custom, 1).unwrap();
+    let c = run::run_config(&run_args(&["--recipe", "example"]), &custom, 1).unwrap();
     assert_eq!(
         c.git_ref, None,
         "a !testme build without CCCI_REF tests the default branch"
@@ -297,8 +298,8 @@ fn custom_build_commit_sha_is_not_the_recipe_ref() {
 
 #[test]
 fn one_run_id_rule_everywhere_63_characters_like_a_dns_label() {
+    use cc_ci_run::config::names::{check_run_id, validate_name, RUN_ID_MAX};
     use cc_ci_run::lock::Kind;
-    use cc_ci_run::names::{check_run_id, validate_name, RUN_ID_MAX};
     assert_eq!(RUN_ID_MAX, 63);
     let longest = "a".repeat(63);
     let over = "a".repeat(64);
@@ -317,8 +318,8 @@ fn one_run_id_rule_everywhere_63_characters_like_a_dns_label() {
 
 #[test]
 fn a_deploy_domain_needs_two_labels_a_lock_name_may_have_one() {
+    use cc_ci_run::config::names::{check_domain, validate_name};
     use cc_ci_run::lock::Kind;
-    use cc_ci_run::names::{check_domain, validate_name};
     assert_eq!(
         exit::code_for(&check_domain("domain", "localhost").unwrap_err()),
         2

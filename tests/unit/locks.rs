@@ -6,14 +6,14 @@ use std::path::Path;
 use std::time::Duration;
 
 use cc_ci_run::cmd::locks;
+use cc_ci_run::config::names::validate_name;
 use cc_ci_run::exit;
-use cc_ci_run::lock::holder::{
+use cc_ci_run::lock::flock::holder::{
     decide, dev_major_minor, parse_fdinfo_locks, parse_lock_line, parse_proc_locks, Evidence,
     FileId, Holder, Listed,
 };
 use cc_ci_run::lock::report::{LockReport, State};
 use cc_ci_run::lock::{self, Kind, OwnerRecord, Role};
-use cc_ci_run::names::validate_name;
 use cc_ci_run::sys::procfs::start_ticks;
 
 fn usage_message(kind: Kind, name: &str) -> String {
@@ -85,10 +85,10 @@ fn bad_names_exit_2_naming_field_and_rule() {
 
 #[test]
 fn over_long_names_are_refused_and_not_echoed_in_full() {
-    let long_run = "a".repeat(cc_ci_run::names::RUN_ID_MAX + 1);
-    let limit = format!("over the limit of {}", cc_ci_run::names::RUN_ID_MAX);
+    let long_run = "a".repeat(cc_ci_run::config::names::RUN_ID_MAX + 1);
+    let limit = format!("over the limit of {}", cc_ci_run::config::names::RUN_ID_MAX);
     assert!(usage_message(Kind::Run, &long_run).contains(&limit));
-    validate_name(Kind::Run, &"a".repeat(cc_ci_run::names::RUN_ID_MAX)).unwrap();
+    validate_name(Kind::Run, &"a".repeat(cc_ci_run::config::names::RUN_ID_MAX)).unwrap();
     let long_label = format!("{}.org", "a".repeat(64));
     assert!(usage_message(Kind::App, &long_label).contains("label of 64"));
     let long_domain = vec!["a".repeat(60); 5].join(".");
@@ -107,11 +107,11 @@ fn control_characters_are_escaped_in_messages() {
 fn lock_paths_follow_the_layout() {
     let state = Path::new("/var/lib/cc-ci-run");
     assert_eq!(
-        lock::lock_path(state, Kind::App, "a.example.org"),
+        lock::flock::lock_path(state, Kind::App, "a.example.org"),
         Path::new("/var/lib/cc-ci-run/locks/apps/a.example.org.lock")
     );
     assert_eq!(
-        lock::lock_path(state, Kind::Run, "drone-7"),
+        lock::flock::lock_path(state, Kind::Run, "drone-7"),
         Path::new("/var/lib/cc-ci-run/locks/runs/drone-7.lock")
     );
 }
@@ -325,36 +325,39 @@ fn lock_max_age_defaults_to_2h_and_rejects_bad_values_naming_the_variable() {
 fn unlock_name_resolves_to_the_one_existing_lock() {
     let only = |k: Kind| move |x: Kind| x == k;
     assert_eq!(
-        cc_ci_run::cmd::unlock::resolve_kind("a.example.org", None, only(Kind::App)).unwrap(),
+        cc_ci_run::lock::flock::admin::resolve_kind("a.example.org", None, only(Kind::App))
+            .unwrap(),
         Kind::App
     );
     assert_eq!(
-        cc_ci_run::cmd::unlock::resolve_kind("drone-7", None, only(Kind::Run)).unwrap(),
+        cc_ci_run::lock::flock::admin::resolve_kind("drone-7", None, only(Kind::Run)).unwrap(),
         Kind::Run
     );
     // A dotted name is never a run id, even if asked.
-    let err = cc_ci_run::cmd::unlock::resolve_kind("a.example.org", Some(Kind::Run), |_| true)
-        .unwrap_err();
+    let err =
+        cc_ci_run::lock::flock::admin::resolve_kind("a.example.org", Some(Kind::Run), |_| true)
+            .unwrap_err();
     assert_eq!(exit::code_for(&err), exit::USAGE);
     // Both exist: ambiguous, say how to choose.
-    let err = cc_ci_run::cmd::unlock::resolve_kind("drone-7", None, |_| true).unwrap_err();
+    let err = cc_ci_run::lock::flock::admin::resolve_kind("drone-7", None, |_| true).unwrap_err();
     assert_eq!(exit::code_for(&err), exit::USAGE);
     assert!(format!("{err:#}").contains("--kind"));
     assert_eq!(
-        cc_ci_run::cmd::unlock::resolve_kind("drone-7", Some(Kind::App), |_| true).unwrap(),
+        cc_ci_run::lock::flock::admin::resolve_kind("drone-7", Some(Kind::App), |_| true).unwrap(),
         Kind::App
     );
     // Neither exists: nothing to remove, exit 1.
-    let err = cc_ci_run::cmd::unlock::resolve_kind("drone-7", None, |_| false).unwrap_err();
+    let err = cc_ci_run::lock::flock::admin::resolve_kind("drone-7", None, |_| false).unwrap_err();
     assert_eq!(exit::code_for(&err), exit::TESTS_FAILED);
 }
 
 #[test]
 fn unlock_name_invalid_for_both_kinds_is_usage() {
     for bad in ["", "../x", "a b", "A", "x;rm", &"a".repeat(300)] {
-        let err =
-            cc_ci_run::cmd::unlock::resolve_kind(bad, None, |_| panic!("nothing is looked up"))
-                .unwrap_err();
+        let err = cc_ci_run::lock::flock::admin::resolve_kind(bad, None, |_| {
+            panic!("nothing is looked up")
+        })
+        .unwrap_err();
         assert_eq!(exit::code_for(&err), exit::USAGE, "{bad:?}");
     }
 }

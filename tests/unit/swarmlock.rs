@@ -6,11 +6,13 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, SystemTime};
 
-use cc_ci_run::cmd::locks::{swarm_reports, swarm_table, SwarmLockReport};
-use cc_ci_run::config::locks::check_host_id;
+use cc_ci_run::cmd::locks::swarm_table;
+use cc_ci_run::config::names::check_host_id;
 use cc_ci_run::exit;
 use cc_ci_run::lock::backend::Lease;
+use cc_ci_run::lock::backend::SwarmLockReport;
 use cc_ci_run::lock::backend::{Backend, LockSettings};
+use cc_ci_run::lock::swarm::swarm_reports;
 use cc_ci_run::lock::swarm::{
     classify_refusal, judge_skew, object_name, parse_inspect, skew_ms, LeaseInfo, LockObject,
     Refusal, NAME_MAX,
@@ -68,7 +70,7 @@ fn all_domains() -> Vec<String> {
     patterns.push("a1-b2.c3--d4.0".to_string());
     let mut domains = Vec::new();
     for p in &patterns {
-        for len in 1..=cc_ci_run::names::DOMAIN_MAX {
+        for len in 1..=cc_ci_run::config::names::DOMAIN_MAX {
             domains.push(domain_of(p, len));
         }
     }
@@ -84,12 +86,13 @@ fn test_domains_are_valid_app_domains() {
     let domains = all_domains();
     assert!(domains.len() > 5_000, "{}", domains.len());
     for d in &domains {
-        cc_ci_run::names::validate_name(Kind::App, d).unwrap_or_else(|e| panic!("{d:?}: {e:#}"));
+        cc_ci_run::config::names::validate_name(Kind::App, d)
+            .unwrap_or_else(|e| panic!("{d:?}: {e:#}"));
     }
     let lens: HashSet<usize> = domains.iter().map(String::len).collect();
     assert_eq!(
         lens.len(),
-        cc_ci_run::names::DOMAIN_MAX,
+        cc_ci_run::config::names::DOMAIN_MAX,
         "every length 1..=253"
     );
 }
@@ -163,7 +166,7 @@ fn cut_on_a_dot_or_dash_is_trimmed() {
         format!("{}--b.{tail}", "a".repeat(34)),
     ] {
         assert!(d.len() > 54, "{d}");
-        cc_ci_run::names::validate_name(Kind::App, &d).unwrap();
+        cc_ci_run::config::names::validate_name(Kind::App, &d).unwrap();
         let name = object_name(&d);
         let head = name
             .strip_prefix("ccci-lockh.")

@@ -31,7 +31,7 @@ pub fn find(text: &str) -> Option<Marker> {
             (Some("on"), Some("host")) => words.next()?.to_string(),
             _ => return None,
         };
-        crate::names::check_run_id(&run_id).ok()?;
+        crate::config::names::check_run_id(&run_id).ok()?;
         Some(Marker { run_id, host })
     })
 }

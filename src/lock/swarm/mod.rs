@@ -18,15 +18,15 @@
 //! take-over), the argument that two hosts never both believe they hold the
 //! lock, and what it assumes are in `docs/swarm-lock.md`.
 
+mod admin;
 mod client;
 mod lease;
 mod protocol;
 mod renew;
 mod watch;
 
-pub use client::{
-    boot_now, classify_refusal, judge_skew, say_clock_skew, skew_ms, EngineTime, Refusal, Swarm,
-};
+pub use admin::swarm_reports;
+pub use client::{boot_now, classify_refusal, judge_skew, skew_ms, EngineTime, Refusal, Swarm};
 pub use lease::{
     now_ms, object_name, parse_inspect, timestamp_ms, unix_ms, LeaseInfo, LockObject, LOCK_LABEL,
     NAME_MAX,

@@ -1,18 +1,21 @@
 //! The lock protocol: acquire (create, read back), take-over by the
 //! engine's clock, the held lock and its release.
 
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result};
 
+use super::admin;
 use super::client::{boot_now, judge_skew, EngineTime, Swarm};
 use super::lease::{now_ms, object_name, timestamp_ms, LeaseInfo, LockObject};
 use super::renew::Renewer;
 use super::watch::{Watch, Woke};
 use crate::exit::Failure;
 use crate::lock::backend::{
-    AppLock, AppLocks, Attempt, Backend, Busy, Lease, LockSettings, OnLost,
+    AppLock, AppLocks, Attempt, Backend, Busy, Lease, LockSettings, OnLost, Stress,
+    SwarmLockReport, Unlock,
 };
 use crate::lock::{Kind, OwnerRecord};
 use crate::say;
@@ -23,6 +26,10 @@ pub struct SwarmLocks {
     swarm: Swarm,
     host_id: String,
     lease: Lease,
+    /// The settings it was opened with, and the state directory (whose
+    /// run locks and run records `unlock` reads).
+    settings: LockSettings,
+    state_dir: PathBuf,
 }
 
 /// A lease we created and read back: its object, its labels, and the boot
@@ -34,11 +41,13 @@ struct Claim {
 }
 
 impl SwarmLocks {
-    pub fn new(settings: &LockSettings) -> SwarmLocks {
+    pub fn new(settings: &LockSettings, state_dir: &Path) -> SwarmLocks {
         SwarmLocks {
             swarm: Swarm::new(settings.docker_host.as_deref()).bounded(settings.lease.call_bound()),
             host_id: settings.host_id.clone(),
             lease: settings.lease,
+            settings: settings.clone(),
+            state_dir: state_dir.to_path_buf(),
         }
     }
 
@@ -252,6 +261,22 @@ impl AppLocks for SwarmLocks {
         Backend::Swarm
     }
 
+    fn list(&self, max_age: Duration) -> Result<Option<Vec<SwarmLockReport>>> {
+        admin::list(&self.settings, max_age).map(Some)
+    }
+
+    fn unlock(&self, request: &Unlock<'_>) -> Result<i32> {
+        admin::unlock(&self.state_dir, &self.settings, request)
+    }
+
+    fn tidy(&self, orphaned: &dyn Fn(&str) -> bool, dry_run: bool) -> Result<usize> {
+        admin::tidy(&self.settings, orphaned, dry_run)
+    }
+
+    fn stress(&self, request: &Stress<'_>) -> Result<String> {
+        admin::stress(self, &self.settings, request)
+    }
+
     fn preflight(&self) -> Result<()> {
         let now = self.swarm.engine_now()?;
         match judge_skew(now.skew_ms(), self.lease.margin) {
@@ -267,7 +292,7 @@ impl AppLocks for SwarmLocks {
     }
 
     fn try_acquire(&self, domain: &str, owner: &OwnerRecord, on_lost: OnLost) -> Result<Attempt> {
-        crate::names::validate_name(Kind::App, domain)?;
+        crate::config::names::validate_name(Kind::App, domain)?;
         let mut warned = false;
         // A take-over ends in `Again`; a few rounds settle any race.
         for _ in 0..5 {
@@ -296,7 +321,7 @@ impl AppLocks for SwarmLocks {
             progress,
         } = wait;
         use crate::lock::backend::Acquired;
-        crate::names::validate_name(Kind::App, domain)?;
+        crate::config::names::validate_name(Kind::App, domain)?;
         let started = Instant::now();
         let mut reported: Option<(String, Instant)> = None;
         let mut pause = Duration::from_millis(50);

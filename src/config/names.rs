@@ -1,6 +1,8 @@
-//! Every name rule once: run ids, app domains, DNS labels. A name is
-//! checked before it becomes a path, a lock, a docker object or an abra
-//! argument, and the error (exit 2) names the field and the rule.
+//! Every name rule once: run ids, app domains, DNS labels, servers, git
+//! refs, pull request and build numbers, Drone repositories, host ids and
+//! test tags. A name is checked before it becomes a path, a lock, a docker
+//! object, an abra or git argument, and the error (exit 2) names the field
+//! and the rule ([`bad`], the one form every rule of `config` reports in).
 //!
 //! Two domain rules on purpose: a domain a run deploys to ([`check_domain`])
 //! has at least two labels, because abra serves an app under a server's
@@ -184,6 +186,116 @@ pub fn check_run_id(value: &str) -> Result<()> {
     validate_name(Name::RunId, value)
 }
 
-fn bad(field: &str, value: &str, rule: &str) -> anyhow::Error {
+/// The error of a value that breaks a rule (exit 2): `invalid FIELD
+/// "VALUE": RULE`.
+pub(crate) fn bad(field: &str, value: &str, rule: &str) -> anyhow::Error {
     Failure::usage(format!("invalid {field} {value:?}: {rule}"))
+}
+
+/// abra server names are host names: a DNS label or a domain.
+pub(crate) fn check_server(server: &str) -> Result<()> {
+    if server.contains('.') {
+        check_domain("server", server)
+    } else {
+        check_label("server", server)
+    }
+}
+
+/// A git ref name or a hex sha. Stricter than git: only `[A-Za-z0-9._/+-]`,
+/// no `..`, no `//`, no leading `-`, `/` or `.`, no trailing `/`, `.` or
+/// `.lock`, 200 characters at most; so a ref can never be read as an option
+/// or a path outside the repository.
+pub fn check_ref(field: &str, value: &str) -> Result<()> {
+    const RULE: &str = "must be a git ref (A-Z, a-z, 0-9, '.', '_', '/', '+', '-'; no '..', '//', leading '-', '/' or '.', trailing '/', '.' or '.lock') or a hex sha, 200 characters at most";
+    let ok = !value.is_empty()
+        && value.len() <= 200
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._/+-".contains(&b))
+        && !value.contains("..")
+        && !value.contains("//")
+        && !value.contains("/.")
+        && !value.starts_with(['-', '/', '.'])
+        && !value.ends_with(['/', '.'])
+        && !value.ends_with(".lock");
+    if ok {
+        Ok(())
+    } else {
+        Err(bad(field, value, RULE))
+    }
+}
+
+/// A pull request number: 1 to 999999999, digits only.
+pub(crate) fn check_pr(field: &str, value: &str) -> Result<u32> {
+    let ok = !value.is_empty()
+        && value.len() <= 9
+        && value.bytes().all(|b| b.is_ascii_digit())
+        && !value.starts_with('0');
+    match value.parse::<u32>() {
+        Ok(n) if ok => Ok(n),
+        _ => Err(bad(
+            field,
+            value,
+            "must be a pull request number (digits, 1 or more, no leading zero)",
+        )),
+    }
+}
+
+/// A build number: digits only.
+pub(crate) fn check_build(field: &str, value: &str) -> Result<u64> {
+    let ok = !value.is_empty() && value.len() <= 18 && value.bytes().all(|b| b.is_ascii_digit());
+    match value.parse::<u64>() {
+        Ok(n) if ok => Ok(n),
+        _ => Err(bad(field, value, "must be a build number (digits only)")),
+    }
+}
+
+/// DRONE_REPO as Drone sets it (`owner/name`): printable, no whitespace,
+/// 255 characters at most, with at least one letter or digit.
+pub(crate) fn check_drone_repo(value: &str) -> Result<()> {
+    let ok = !value.is_empty()
+        && value.len() <= 255
+        && value.bytes().all(|b| b.is_ascii_graphic())
+        && value.bytes().any(|b| b.is_ascii_alphanumeric());
+    if ok {
+        Ok(())
+    } else {
+        Err(bad(
+            "DRONE_REPO",
+            value,
+            "must be the repository as Drone names it (owner/name: printable ASCII, no whitespace, 255 characters at most)",
+        ))
+    }
+}
+
+/// The longest host id: it is a label value, and messages show it.
+pub const HOST_ID_MAX: usize = 63;
+
+/// Checks a host id (`CCCI_HOST_ID`): `[A-Za-z0-9][A-Za-z0-9._-]*`, at
+/// most 63 characters.
+pub fn check_host_id(value: &str) -> Result<()> {
+    const RULE: &str = "host ids are 1 to 63 characters of A-Z, a-z, 0-9, `.`, `_` and `-`, starting with a letter or digit";
+    let ok = !value.is_empty()
+        && value.len() <= HOST_ID_MAX
+        && value.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(bad("CCCI_HOST_ID", value, RULE))
+    }
+}
+
+/// What a test tag may hold, as the messages of `--tag` and of a test
+/// header's `tags` say it after "a tag" or "tag `NAME`".
+pub(crate) const TAG_RULE: &str = "may only hold letters, digits, `-`, `_` and `.`";
+
+/// A test tag (`--tag`, a test header's `tags`): [`TAG_RULE`]. The callers
+/// word their own errors, since a header error names the file and line.
+pub(crate) fn is_tag(value: &str) -> bool {
+    value
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
 }
