@@ -71,6 +71,19 @@ use super::report::{Attempt, Outcome, Report, Tails, TestReport};
 use crate::rundir::RunRecord;
 use crate::verdict::Verdict;
 
+/// Writes a tier's `junit.xml` (testcases of class `classname`) into
+/// `dir`, replaced atomically; a failed write (a full disk) leaves no
+/// temporary file.
+pub fn write_tier(
+    dir: &Path,
+    report: &Report,
+    classname: &str,
+    tails: &dyn Fn(&TestReport) -> Tails,
+) -> Result<()> {
+    let xml = tier_xml(report, classname, tails)?;
+    crate::rundir::write_output(&dir.join("junit.xml"), xml.as_bytes())
+}
+
 /// How many lines of a failed test's stderr its `<failure>` text quotes
 /// (the whole 16 KiB tail is in `<system-err>`).
 pub const STDERR_LINES: usize = 20;

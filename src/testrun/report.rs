@@ -1,6 +1,6 @@
 //! What a suite produced, for humans and machines: the summary table at the
 //! end of the log, `report.json` and `junit.xml` in the report directory.
-//! Rendering is pure ([`summary_lines`], and [`super::junit`] for the JUnit
+//! Rendering is pure ([`summary_lines`], and `super::junit` for the JUnit
 //! file); [`write`] only puts the rendered text into files (each replaced
 //! atomically, so a CI that picks up the report while a resumed attempt
 //! rewrites it never reads half of one).
@@ -56,7 +56,6 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use super::cases::CaseReport;
-use super::junit;
 use super::meta::{Level, Tier};
 use crate::units::human;
 
@@ -402,18 +401,11 @@ pub struct Tails {
     pub attempts: Vec<Tails>,
 }
 
-/// Writes `report.json` and `junit.xml` (testcases of class `classname`,
-/// see [`super::junit`]) into `dir`, each replaced atomically; a failed
-/// write (a full disk) leaves no temporary file.
-pub fn write(
-    dir: &Path,
-    report: &Report,
-    classname: &str,
-    tails: &dyn Fn(&TestReport) -> Tails,
-) -> Result<()> {
+/// Writes `report.json` into `dir`, replaced atomically; a failed write
+/// (a full disk) leaves no temporary file. Its `junit.xml` beside it is
+/// [`super::junit::write_tier`]'s.
+pub fn write(dir: &Path, report: &Report) -> Result<()> {
     let mut json = serde_json::to_vec_pretty(report).context("failed to encode report.json")?;
     json.push(b'\n');
-    crate::rundir::write_output(&dir.join("report.json"), &json)?;
-    let xml = junit::tier_xml(report, classname, tails)?;
-    crate::rundir::write_output(&dir.join("junit.xml"), xml.as_bytes())
+    crate::rundir::write_output(&dir.join("report.json"), &json)
 }

@@ -453,7 +453,8 @@ fn atomic_writes_on_a_full_disk_fail_and_leave_no_temporary_file() {
         tests: Vec::new(),
     };
     let tails = |_: &cc_ci_run::testrun::report::TestReport| Default::default();
-    assert!(cc_ci_run::testrun::report::write(&report_dir, &report, "tests", &tails).is_err());
+    assert!(cc_ci_run::testrun::report::write(&report_dir, &report).is_err());
+    assert!(cc_ci_run::testrun::junit::write_tier(&report_dir, &report, "tests", &tails).is_err());
     // The run's merged junit.xml goes through the same writer.
     let run = cc_ci_run::rundir::RunRecord {
         recipe: "example".into(),

@@ -284,7 +284,8 @@ pub(crate) fn run(suite: &Suite, plan: Plan, cancel: Option<&Latch>) -> Result<S
             .collect(),
     };
     let classname = super::junit::classname(suite.recipe.as_deref(), r.tier);
-    let written = report::write(report_dir, &rep, &classname, &tails);
+    let written = report::write(report_dir, &rep)
+        .and_then(|()| super::junit::write_tier(report_dir, &rep, &classname, &tails));
     let shown = std::path::absolute(report_dir).unwrap_or_else(|_| report_dir.clone());
     for line in report::summary_lines(&rep, &shown) {
         say!("{line}");
