@@ -4,6 +4,7 @@ pub mod comment;
 pub(crate) mod diag;
 pub mod history;
 pub mod locks;
+pub(crate) mod run;
 pub(crate) mod status;
 pub mod unlock;
 
@@ -44,8 +45,8 @@ pub fn dispatch(cli: Cli, start_ppid: Pid) -> Result<i32> {
         cli::Command::BenchLock(args) => crate::cmd::diag::bench_lock(&cli.state_dir, args),
         cli::Command::RunTree(args) => crate::run::fetch::command(&args),
         cli::Command::Test(args) => test(args),
-        cli::Command::Run(args) => crate::run::wrapper(args, &cli.state_dir, start_ppid),
-        cli::Command::Harness(args) => crate::run::harness(args),
+        cli::Command::Run(args) => crate::cmd::run::run(args, &cli.state_dir, start_ppid),
+        cli::Command::Harness(args) => crate::cmd::run::harness(args),
         cli::Command::Janitor(args) => {
             crate::janitor::command(args, &cli.state_dir, &crate::config::process_env())
         }
