@@ -1,11 +1,16 @@
-//! One top-level function per command; `main` maps their results to exit codes.
+//! Every command's entry point: one function per command in this module or
+//! a file of its own; [`dispatch`] calls it, and `main` maps the result to
+//! an exit code.
 
 pub mod comment;
 pub(crate) mod diag;
 pub mod history;
+pub(crate) mod janitor;
 pub mod locks;
 pub(crate) mod run;
+pub(crate) mod run_tree;
 pub(crate) mod status;
+pub(crate) mod timeline;
 pub mod unlock;
 
 use std::process::Command;
@@ -18,54 +23,67 @@ use crate::cli::{self, Cli};
 use crate::lifetime::{self, WrapOptions};
 use crate::testrun;
 
+/// Whether a command checks the environment for misspelt variables
+/// first: those an operator or a pipeline calls do; the harness was
+/// checked by its wrapper, and the diagnostics and generators read none.
+/// No wildcard: a new command must say.
+fn checks_variables(command: &cli::Command) -> bool {
+    use cli::Command as C;
+    match command {
+        C::Harness(_)
+        | C::HoldLock(_)
+        | C::LockStress(_)
+        | C::BenchLock(_)
+        | C::RunTree(_)
+        | C::Completions(_)
+        | C::Man(_) => false,
+        C::Exec(_)
+        | C::Locks(_)
+        | C::Unlock(_)
+        | C::Test(_)
+        | C::Run(_)
+        | C::Janitor(_)
+        | C::Status(_)
+        | C::History(_)
+        | C::Timeline(_)
+        | C::Logs(_)
+        | C::Settings(_)
+        | C::Summary(_)
+        | C::Comment(_) => true,
+    }
+}
+
 /// Runs the parsed command line; returns the process exit code.
 pub fn dispatch(cli: Cli, start_ppid: Pid) -> Result<i32> {
-    // The commands an operator or a pipeline calls check the environment
-    // for misspelt variables first (the harness was checked by its
-    // wrapper; the diagnostics and generators read none).
-    use cli::Command as C;
-    if !matches!(
-        cli.command,
-        C::Harness(_)
-            | C::HoldLock(_)
-            | C::LockStress(_)
-            | C::BenchLock(_)
-            | C::RunTree(_)
-            | C::Completions(_)
-            | C::Man(_)
-    ) {
+    if checks_variables(&cli.command) {
         check_variables(&crate::config::process_env())?;
     }
     match cli.command {
         cli::Command::Exec(args) => exec(args, start_ppid),
-        cli::Command::Locks(args) => crate::cmd::locks::locks(&cli.state_dir, args),
-        cli::Command::Unlock(args) => crate::cmd::unlock::unlock(&cli.state_dir, args),
-        cli::Command::HoldLock(args) => crate::cmd::diag::hold_lock(&cli.state_dir, args),
-        cli::Command::LockStress(args) => crate::cmd::diag::lock_stress(&cli.state_dir, args),
-        cli::Command::BenchLock(args) => crate::cmd::diag::bench_lock(&cli.state_dir, args),
-        cli::Command::RunTree(args) => crate::run::fetch::command(&args),
+        cli::Command::Locks(args) => locks::locks(&cli.state_dir, args),
+        cli::Command::Unlock(args) => unlock::unlock(&cli.state_dir, args),
+        cli::Command::HoldLock(args) => diag::hold_lock(&cli.state_dir, args),
+        cli::Command::LockStress(args) => diag::lock_stress(&cli.state_dir, args),
+        cli::Command::BenchLock(args) => diag::bench_lock(&cli.state_dir, args),
+        cli::Command::RunTree(args) => run_tree::run_tree(&args),
         cli::Command::Test(args) => test(args),
-        cli::Command::Run(args) => crate::cmd::run::run(args, &cli.state_dir, start_ppid),
-        cli::Command::Harness(args) => crate::cmd::run::harness(args),
+        cli::Command::Run(args) => run::run(args, &cli.state_dir, start_ppid),
+        cli::Command::Harness(args) => run::harness(args),
         cli::Command::Janitor(args) => {
-            crate::janitor::command(args, &cli.state_dir, &crate::config::process_env())
+            janitor::janitor(args, &cli.state_dir, &crate::config::process_env())
         }
-        cli::Command::Status(args) => {
-            crate::cmd::status::status(&cli.state_dir, args.json, args.watch)
-        }
-        cli::Command::History(args) => crate::cmd::history::command(&cli.state_dir, &args),
-        cli::Command::Timeline(args) => crate::views::timeline::command(&cli.state_dir, &args),
-        cli::Command::Logs(args) => {
-            crate::cmd::status::logs(&cli.state_dir, &args.run, args.follow)
-        }
+        cli::Command::Status(args) => status::status(&cli.state_dir, args.json, args.watch),
+        cli::Command::History(args) => history::command(&cli.state_dir, &args),
+        cli::Command::Timeline(args) => timeline::timeline(&cli.state_dir, &args),
+        cli::Command::Logs(args) => status::logs(&cli.state_dir, &args.run, args.follow),
         cli::Command::Settings(args) => settings(&args),
         cli::Command::Summary(args) => {
             crate::redact::install_from_env(&crate::config::process_env())?;
-            crate::cmd::comment::summary(&cli.state_dir, &args)
+            comment::summary(&cli.state_dir, &args)
         }
         cli::Command::Comment(args) => {
             crate::redact::install_from_env(&crate::config::process_env())?;
-            crate::cmd::comment::comment(&cli.state_dir, &args)
+            comment::comment(&cli.state_dir, &args)
         }
         cli::Command::Completions(args) => completions(args),
         cli::Command::Man(args) => man(args),

@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime};
 use anyhow::{Context, Result};
 
 use crate::config::Env;
-use crate::exit::{self, Failure};
+use crate::exit::Failure;
 use crate::log::parse_timestamp;
 use crate::phase::Phase;
 use crate::rundir::RunRecord;
@@ -966,7 +966,7 @@ pub fn file_from_env(env: &Env) -> Result<Option<PathBuf>> {
 /// The page's records, drawn now, its artifact links relative to the
 /// directory of `out` (the state directory when the page goes to stdout:
 /// where an operator serving the state directory puts it).
-fn page(state_dir: &Path, window: Window, out: Option<&Path>) -> Result<String> {
+pub(crate) fn page(state_dir: &Path, window: Window, out: Option<&Path>) -> Result<String> {
     let since = window.since;
     let records = crate::rundir::load_records(state_dir)?;
     let now = SystemTime::now();
@@ -1006,28 +1006,4 @@ pub(crate) fn refresh(state_dir: &Path, out: &Path) -> Result<()> {
         Some(out),
     )?;
     crate::rundir::write_output(out, html.as_bytes())
-}
-
-/// `cc-ci-run timeline`.
-pub fn command(state_dir: &Path, args: &crate::cli::TimelineArgs) -> Result<i32> {
-    if let Some(out) = &args.out {
-        check_out("--out", out, false)?;
-    }
-    let window = Window::new(
-        args.since.unwrap_or(DEFAULT_SINCE),
-        args.limit
-            .map_or(DEFAULT_LIMIT, |n| usize::try_from(n).unwrap_or(usize::MAX)),
-    );
-    let html = page(state_dir, window, args.out.as_deref())?;
-    match &args.out {
-        Some(out) => crate::rundir::write_atomic(out, html.as_bytes())?,
-        None => {
-            use std::io::Write;
-            let mut o = std::io::stdout().lock();
-            o.write_all(html.as_bytes())
-                .and_then(|()| o.flush())
-                .context("failed to write the timeline to stdout")?;
-        }
-    }
-    Ok(exit::OK)
 }
