@@ -20,6 +20,7 @@
 
 mod admin;
 mod client;
+mod hold;
 mod lease;
 mod protocol;
 mod renew;

@@ -9,6 +9,7 @@ use anyhow::{Context, Result};
 
 use super::admin;
 use super::client::{boot_now, judge_skew, EngineTime, Swarm};
+use super::hold::{locked, HoldState};
 use super::lease::{now_ms, object_name, timestamp_ms, LeaseInfo, LockObject};
 use super::renew::Renewer;
 use super::watch::{Watch, Woke};
@@ -432,14 +433,6 @@ impl AppLocks for SwarmLocks {
     }
 }
 
-/// What a holder and its renewal thread share: whether the lock was lost,
-/// and the boot time at which the holder's belief ends (the send time of
-/// its last create or renewal that was answered in time, plus the lease).
-pub(super) struct HoldState {
-    pub(super) lost: Option<Lost>,
-    pub(super) end: Duration,
-}
-
 /// A held swarm lock. Dropping it stops the renewals and removes the
 /// object by ID (best effort: an object we cannot remove expires).
 pub struct SwarmLock {
@@ -451,18 +444,6 @@ pub struct SwarmLock {
     state: Arc<Mutex<HoldState>>,
     renewer: Option<Renewer>,
     done: bool,
-}
-
-/// Why a held lock was lost, and whether the object at its ID may still be
-/// removed at release: not when someone else rewrote it.
-#[derive(Clone, Debug)]
-pub(super) struct Lost {
-    why: String,
-    foreign: bool,
-}
-
-pub(super) fn locked(state: &Mutex<HoldState>) -> std::sync::MutexGuard<'_, HoldState> {
-    state.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl SwarmLock {
@@ -502,13 +483,6 @@ impl SwarmLock {
             }),
         }
     }
-}
-
-pub(super) fn set_lost(state: &Mutex<HoldState>, why: &str, foreign: bool) {
-    locked(state).lost = Some(Lost {
-        why: why.to_string(),
-        foreign,
-    });
 }
 
 impl AppLock for SwarmLock {

@@ -6,8 +6,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::client::{boot_now, classify_refusal, Refusal};
+use super::hold::{locked, set_lost, HoldState};
 use super::lease::{now_ms, LeaseInfo};
-use super::protocol::{locked, set_lost, HoldState};
 use crate::ext::docker::api::{self, Reply};
 use crate::ext::docker::Docker;
 use crate::ext::Bound;
