@@ -23,6 +23,7 @@ pub mod lifetime;
 pub mod lock;
 pub mod log;
 pub mod manual;
+pub mod outcome;
 pub mod phase;
 pub mod redact;
 pub mod run;

@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::outcome::Outcome;
 use crate::phase::Phase;
 use crate::tier::Tier;
 use crate::verdict::Verdict;
@@ -372,9 +373,9 @@ pub(crate) fn summary_lines(r: &RunRecord) -> Vec<String> {
         let cases = t.cases_passed + t.cases_failed + t.cases_skipped;
         // The floor is counted like any test; the line names it when it
         // was all the tier proved, or why the tier is red.
-        let floor = match t.floor.as_deref() {
-            Some("passed") if t.own == 0 => ", floor only",
-            Some("failed") => ", floor failed",
+        let floor = match &t.floor {
+            Some(Floor::Ran(Outcome::Passed)) if t.own == 0 => ", floor only",
+            Some(Floor::Ran(Outcome::Failed)) => ", floor failed",
             _ => "",
         };
         out.push(format!(
@@ -482,7 +483,7 @@ pub struct TierTests {
     /// The floor's result in this tier (`passed`, `failed`; counted in
     /// `passed`/`failed`), or `off` with why (SPEC section 3 step 9).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub floor: Option<String>,
+    pub floor: Option<Floor>,
     /// Why the floor failed: the last status or connection error.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub floor_reason: Option<String>,
@@ -493,6 +494,36 @@ pub struct TierTests {
     /// end of its tests (SPEC section 3 step 8): how often each restarted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub watch: Vec<Watched>,
+}
+
+/// The floor in a tier (SPEC section 3 step 9), as the record writes it:
+/// the floor test's outcome word (`passed`, `failed`, ...), or
+/// `off (WHY)` when the floor was turned off.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Floor {
+    Ran(Outcome),
+    Off(String),
+}
+
+impl Serialize for Floor {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Floor::Ran(o) => s.serialize_str(o.as_str()),
+            Floor::Off(why) => s.collect_str(&format_args!("off ({why})")),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Floor {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Floor, D::Error> {
+        let text = String::deserialize(d)?;
+        if let Some(why) = text.strip_prefix("off (").and_then(|w| w.strip_suffix(')')) {
+            return Ok(Floor::Off(why.to_string()));
+        }
+        Outcome::parse(&text)
+            .map(Floor::Ran)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown floor result {text:?}")))
+    }
 }
 
 /// One service watched through a tier's tests.

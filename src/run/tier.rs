@@ -143,8 +143,8 @@ impl Run {
             cases_skipped: outcome.cases_skipped,
             report_dir: suite.report_dir.display().to_string(),
             floor: floor_result
-                .map(|r| r.as_str().to_string())
-                .or_else(|| self.floor_off().map(|why| format!("off ({why})"))),
+                .map(rundir::Floor::Ran)
+                .or_else(|| self.floor_off().map(rundir::Floor::Off)),
             floor_reason: suite
                 .builtin
                 .first()

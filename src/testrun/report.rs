@@ -59,35 +59,7 @@ use super::cases::CaseReport;
 use super::meta::{Level, Tier};
 use crate::units::human;
 
-/// How one test ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Outcome {
-    Passed,
-    Failed,
-    TimedOut,
-    /// Started, then terminated because the suite stopped.
-    Cancelled,
-    /// Never started.
-    Skipped,
-}
-
-impl Outcome {
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Passed => "passed",
-            Outcome::Failed => "failed",
-            Outcome::TimedOut => "timed-out",
-            Outcome::Cancelled => "cancelled",
-            Outcome::Skipped => "skipped",
-        }
-    }
-
-    /// Counts against the verdict.
-    pub(crate) fn is_failure(self) -> bool {
-        matches!(self, Outcome::Failed | Outcome::TimedOut)
-    }
-}
+pub use crate::outcome::Outcome;
 
 /// An attempt of a test that failed and was run again (SPEC section 6).
 #[derive(Clone, Debug, Serialize)]

@@ -29,6 +29,7 @@ use std::path::{Component, Path};
 use anyhow::Result;
 
 use crate::exit::Failure;
+use crate::outcome::Outcome;
 use crate::phase::Phase;
 use crate::rundir::{RunRecord, TierTests};
 use crate::verdict::Verdict;
@@ -117,7 +118,12 @@ fn tier_failing(t: &TierTests) -> std::result::Result<Vec<Failing>, String> {
     let field = |v: &serde_json::Value, k: &str| v[k].as_str().unwrap_or("").to_string();
     Ok(tests
         .iter()
-        .filter(|v| matches!(v["result"].as_str(), Some("failed" | "timed-out")))
+        .filter(|v| {
+            v["result"]
+                .as_str()
+                .and_then(Outcome::parse)
+                .is_some_and(Outcome::is_failure)
+        })
         .map(|v| {
             let stderr = output_tail(dir, v["stderr"].as_str());
             let tail = if stderr.is_empty() {

@@ -1,6 +1,6 @@
-//! The words of a run record (phase, tier, verdict) as types: each reads
-//! back what it writes, and a record as earlier releases wrote it reads and
-//! writes back unchanged.
+//! The words of a run record (phase, tier, verdict, the floor) as types:
+//! each reads back what it writes, and a record as earlier releases wrote
+//! it reads and writes back unchanged.
 
 use cc_ci_run::exit;
 use cc_ci_run::phase::Phase;
@@ -169,4 +169,31 @@ fn a_record_of_an_earlier_release_reads_and_writes_back_unchanged() {
     assert_eq!(r.verdict, Some(Verdict::TeardownFailed));
     assert_eq!(r.phases[1].name, Phase::Converge(Tier::Install));
     assert_eq!(serde_json::to_string_pretty(&r).unwrap(), text);
+}
+
+#[test]
+fn the_floor_of_a_tier_is_written_and_read_as_its_word() {
+    use cc_ci_run::outcome::Outcome;
+    use cc_ci_run::rundir::Floor;
+    let cases = [
+        (Floor::Ran(Outcome::Passed), "\"passed\""),
+        (Floor::Ran(Outcome::Failed), "\"failed\""),
+        (Floor::Ran(Outcome::TimedOut), "\"timed-out\""),
+        (
+            Floor::Off("CCCI_FLOOR=off".into()),
+            "\"off (CCCI_FLOOR=off)\"",
+        ),
+        // The reason may hold parentheses of its own.
+        (
+            Floor::Off("floor = false (tests/ccci.toml)".into()),
+            "\"off (floor = false (tests/ccci.toml))\"",
+        ),
+    ];
+    for (floor, word) in cases {
+        assert_eq!(serde_json::to_string(&floor).unwrap(), word);
+        assert_eq!(serde_json::from_str::<Floor>(word).unwrap(), floor);
+    }
+    for bad in ["\"green\"", "\"off\"", "\"off (x\"", "\"\""] {
+        assert!(serde_json::from_str::<Floor>(bad).is_err(), "{bad}");
+    }
 }
