@@ -31,6 +31,7 @@ use signal_hook::consts::{SIGALRM, SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use crate::say;
+use crate::sys::kill::{Escalation, Target};
 use crate::sys::latch::Latch;
 use crate::sys::spawn::Isolation;
 use crate::sys::spec::Spec;
@@ -275,17 +276,24 @@ pub(crate) fn wrap(cmd: Command, opts: &WrapOptions) -> Result<i32> {
     let started = Instant::now();
     let deadline = opts.timeout.map(|t| started + t);
     let mut deadline_fired = false;
-    let mut kill_at: Option<Instant> = None;
-    let forward = |child: &spawn::Child, why: &str, kill_at: &mut Option<Instant>| {
+    // Set by the first forward: the one TERM → grace → KILL of sys::kill,
+    // its SIGKILL due `kill_after` later.
+    let mut end: Option<Escalation> = None;
+    let forward = |child: &spawn::Child, why: &str, end: &mut Option<Escalation>| {
         say!("{why}: forwarding SIGTERM to process group {}", child.pid);
-        child.signal_group(Signal::SIGTERM);
-        if kill_at.is_none() {
-            *kill_at = Some(Instant::now() + opts.kill_after);
+        match end {
+            Some(e) => e.term(),
+            None => {
+                *end = Some(Escalation::start(
+                    Target::Group(child.pid),
+                    Instant::now() + opts.kill_after,
+                ))
+            }
         }
     };
     if let Some(why) = parent_gone {
         say!("{why}");
-        forward(&child, "parent already gone at start", &mut kill_at);
+        forward(&child, "parent already gone at start", &mut end);
     }
     loop {
         if child.try_reap()? {
@@ -298,22 +306,27 @@ pub(crate) fn wrap(cmd: Command, opts: &WrapOptions) -> Result<i32> {
                 "deadline reached after {}",
                 crate::units::human(now - started)
             );
-            forward(&child, "deadline", &mut kill_at);
-            kill_at = Some(now + opts.grace);
+            forward(&child, "deadline", &mut end);
+            if let Some(e) = end.as_mut() {
+                e.rearm(now + opts.grace);
+            }
             continue;
         }
-        if kill_at.is_some_and(|k| now >= k) {
+        if let Some(e) = end.as_mut().filter(|e| e.due(now)) {
             say!("grace expired: SIGKILL to process group {}", child.pid);
-            child.signal_group(Signal::SIGKILL);
+            e.kill();
             // Keep re-sending now and then: a KILL is final, but a member
             // forked after it would otherwise be missed until the sweep.
-            kill_at = Some(now + Duration::from_secs(1));
+            e.rearm(now + Duration::from_secs(1));
             continue;
         }
-        let next = [deadline.filter(|_| !deadline_fired), kill_at]
-            .into_iter()
-            .flatten()
-            .min();
+        let next = [
+            deadline.filter(|_| !deadline_fired),
+            end.and_then(|e| e.deadline()),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         let mut fds = [
             PollFd::new(child.pidfd(), PollFlags::POLLIN),
             PollFd::new(signals.as_fd(), PollFlags::POLLIN),
@@ -326,11 +339,11 @@ pub(crate) fn wrap(cmd: Command, opts: &WrapOptions) -> Result<i32> {
         // signal is forwarded again, never lost).
         while let Ok(Some(info)) = signals.read_signal() {
             let name = signal_name(info.ssi_signo as i32);
-            forward(&child, &format!("received {name}"), &mut kill_at);
+            forward(&child, &format!("received {name}"), &mut end);
         }
     }
     let status = child.status().context("child status missing after reap")?;
-    if kill_at.is_some() {
+    if end.is_some() {
         // The wrapper stepped in: say how the command took it, because after
         // a deadline the exit code (142) no longer tells.
         say!("the command ended: {status}");

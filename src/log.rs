@@ -203,24 +203,33 @@ pub(crate) fn write_failed(what: &str, err: &anyhow::Error) {
     }
 }
 
-/// RFC 3339 UTC timestamp with milliseconds, computed without a time crate.
+/// RFC 3339 UTC timestamp with milliseconds (`YYYY-MM-DDTHH:MM:SS.mmmZ`,
+/// the fraction cut, not rounded). A time before 1970 is written as 1970's
+/// start, one past chrono's last year (262143) as its end.
 pub fn timestamp(t: SystemTime) -> String {
+    use chrono::{DateTime, Datelike, Timelike};
     let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
-    let secs = d.as_secs() as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let (y, m, dd) = civil_from_days(days);
+    let at = i64::try_from(d.as_secs())
+        .ok()
+        .and_then(|secs| DateTime::from_timestamp(secs, d.subsec_nanos()))
+        .unwrap_or(DateTime::<chrono::Utc>::MAX_UTC);
+    // The fields one by one, not `%Y`: chrono writes a year past 9999 with
+    // a sign.
     format!(
-        "{y:04}-{m:02}-{dd:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        (rem / 60) % 60,
-        rem % 60,
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        at.year(),
+        at.month(),
+        at.day(),
+        at.hour(),
+        at.minute(),
+        at.second(),
         d.subsec_millis()
     )
 }
 
 /// Parses what [`timestamp`] writes (`YYYY-MM-DDTHH:MM:SS.mmmZ`, the
 /// fraction optional, at most nanoseconds, cut to milliseconds); None for
-/// anything else, impossible dates included.
+/// anything else, impossible dates and times before 1970 included.
 pub fn parse_timestamp(text: &str) -> Option<SystemTime> {
     let t = text.strip_suffix('Z')?;
     let (date, time) = t.split_once('T')?;
@@ -229,7 +238,7 @@ pub fn parse_timestamp(text: &str) -> Option<SystemTime> {
         None => (time, None),
     };
     // Fixed-width fields of digits only: no signs, no short fields.
-    let fields = |s: &str, widths: &[usize]| -> Option<Vec<u64>> {
+    let fields = |s: &str, widths: &[usize]| -> Option<Vec<u32>> {
         let parts: Vec<&str> = s.split(if s.contains(':') { ':' } else { '-' }).collect();
         if parts.len() != widths.len() {
             return None;
@@ -246,54 +255,20 @@ pub fn parse_timestamp(text: &str) -> Option<SystemTime> {
     };
     let d = fields(date, &[4, 2, 2])?;
     let h = fields(hms, &[2, 2, 2])?;
-    let (y, m, dd) = (d[0] as i64, d[1] as u32, d[2] as u32);
-    let (hh, mi, ss) = (h[0], h[1], h[2]);
-    let leap = y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
-    let month_days = match m {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        2 if leap => 29,
-        2 => 28,
-        _ => return None,
-    };
-    if dd == 0 || dd > month_days || hh > 23 || mi > 59 || ss > 59 {
-        return None;
-    }
-    let ms = match frac {
+    // chrono refuses an impossible date and a second of 60 (it spells a
+    // leap second in the fraction, which this format never does).
+    let at = chrono::NaiveDate::from_ymd_opt(i32::try_from(d[0]).ok()?, d[1], d[2])?
+        .and_hms_opt(h[0], h[1], h[2])?
+        .and_utc();
+    let ms: u64 = match frac {
         None => 0,
         Some(f) if !f.is_empty() && f.len() <= 9 && f.bytes().all(|b| b.is_ascii_digit()) => {
             format!("{:0<3}", &f[..f.len().min(3)]).parse().ok()?
         }
         Some(_) => return None,
     };
-    let days = days_from_civil(y, m, dd);
-    let secs = u64::try_from(days).ok()? * 86_400 + hh * 3600 + mi * 60 + ss;
+    let secs = u64::try_from(at.timestamp()).ok()?;
     Some(SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(secs * 1000 + ms))
-}
-
-/// Howard Hinnant's civil-to-days algorithm (the inverse of [`civil_from_days`]).
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let mp = if m > 2 { m - 3 } else { m + 9 } as i64;
-    let doy = (153 * mp + 2) / 5 + d as i64 - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// Howard Hinnant's days-to-civil algorithm.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
 /// Writes one line. Use the [`say!`](crate::say) macro.

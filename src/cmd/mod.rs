@@ -298,7 +298,8 @@ pub(crate) fn test(args: cli::TestArgs) -> Result<i32> {
     crate::config::names::check_run_id(&run_id)?;
     testrun::validate_options(&args.tests)?;
     crate::log::set_tag(&run_id);
-    crate::redact::install_from_env(&crate::config::process_env())?;
+    let env = crate::config::process_env();
+    crate::redact::install_from_env(&env)?;
     let paths = if args.paths.is_empty() {
         vec![std::path::PathBuf::from("tests")]
     } else {
@@ -317,7 +318,7 @@ pub(crate) fn test(args: cli::TestArgs) -> Result<i32> {
         env: Vec::new(),
         grace: args.grace,
         options: args.tests.clone(),
-        host: testrun::Host::from_env(&crate::config::process_env()),
+        host: testrun::Host::new(&crate::config::tools(&env), &env),
         // Nothing follows a standalone suite: it removes them itself.
         leave_containers_on_signal: false,
         builtin: Vec::new(),

@@ -18,6 +18,7 @@ use crate::exit;
 use crate::lock::flock::holder::{self, FileId, Holder};
 use crate::lock::{self, Kind};
 use crate::rundir::RunRecord;
+use crate::sys::wait::Backoff;
 
 /// One line of `status --json` (a JSON array of these on stdout).
 #[derive(Debug, Serialize)]
@@ -202,7 +203,7 @@ pub(crate) fn logs(state_dir: &Path, id: &str, follow: bool) -> Result<i32> {
         return Ok(exit::OK);
     }
     let record = dir.join("run.json");
-    let mut delay = Duration::from_millis(50);
+    let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_millis(500));
     let mut last_growth = Instant::now();
     loop {
         let rec = RunRecord::load(&record).ok();
@@ -213,7 +214,7 @@ pub(crate) fn logs(state_dir: &Path, id: &str, follow: bool) -> Result<i32> {
         let finished = rec.as_ref().and_then(|r| r.exit_code);
         if drain(&mut file, &mut out)? > 0 {
             last_growth = Instant::now();
-            delay = Duration::from_millis(50);
+            backoff.reset();
         }
         match finished {
             // The record says finished: the log's last lines are written
@@ -231,7 +232,7 @@ pub(crate) fn logs(state_dir: &Path, id: &str, follow: bool) -> Result<i32> {
             }
             _ => {}
         }
-        std::thread::sleep(delay);
-        delay = (delay * 2).min(Duration::from_millis(500));
+        std::thread::sleep(backoff.delay());
+        backoff.double();
     }
 }

@@ -20,6 +20,7 @@ use anyhow::{bail, Result};
 use crate::sys::latch::Latch;
 use crate::sys::spawn;
 use crate::sys::spawn::{Output, Ran};
+use crate::sys::wait;
 
 /// Where the external programs are (CCCI_ABRA, CCCI_GIT, else PATH) and
 /// the engine (DOCKER_HOST); read by [`Tools::from_env`].
@@ -96,17 +97,7 @@ impl<'a> Bound<'a> {
     /// Sleeps for `d` or until the latch is set or the deadline passes;
     /// true when the latch cut it short.
     pub(crate) fn sleep(&self, d: Duration) -> bool {
-        let until = match self.deadline {
-            Some(dl) => dl.min(Instant::now() + d),
-            None => Instant::now() + d,
-        };
-        match self.cancel {
-            Some(latch) => latch.wait_until(until),
-            None => {
-                std::thread::sleep(until.saturating_duration_since(Instant::now()));
-                false
-            }
-        }
+        wait::sleep_until(wait::until(d, self.deadline), self.cancel)
     }
 }
 

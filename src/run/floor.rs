@@ -256,12 +256,8 @@ pub fn ask(
         if next >= end {
             break;
         }
-        if let Some(c) = cancel {
-            if c.wait_until(next) {
-                return Outcome::Cancelled;
-            }
-        } else {
-            std::thread::sleep(INTERVAL);
+        if crate::sys::wait::sleep_until(next, cancel) {
+            return Outcome::Cancelled;
         }
     }
     let last = last.unwrap_or(Answer::None("no attempt".into()));

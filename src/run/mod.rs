@@ -214,6 +214,7 @@ impl Run {
         };
         let abra = Abra::new(&tools.abra, &dir.abra_dir(), &cfg.run_id);
         let docker = Docker::new(tools.docker_host.as_deref());
+        let host = testrun::Host::new(&tools, env);
         Run {
             cfg,
             tests,
@@ -233,7 +234,7 @@ impl Run {
             tests_selected: 0,
             record_warned: false,
             phase_started: Instant::now(),
-            host: testrun::Host::from_env(env),
+            host,
             containers_left: None,
             settings: Settings::default(),
             watch: None,

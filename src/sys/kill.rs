@@ -1,5 +1,7 @@
 //! Ending processes: signalling a group, the one TERM → grace → KILL
-//! escalation ([`escalate`]) every caller uses, and the end-of-life sweep.
+//! escalation ([`Escalation`], non-blocking, the only sender of SIGKILL)
+//! every caller uses, its blocking form over /proc scans ([`escalate`]),
+//! and the end-of-life sweep.
 //!
 //! The races it closes:
 //! - a process group outlives its leader: `killpg` after the leader exited
@@ -15,8 +17,7 @@
 //!   setsid away), so "nothing left" is checked by scanning /proc for our
 //!   descendants and reaping until `ECHILD`.
 
-use std::collections::BTreeSet;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -31,6 +32,88 @@ pub(crate) fn signal_group(pgid: Pid, sig: Signal) {
     match killpg(pgid, sig) {
         Ok(()) | Err(Errno::ESRCH) => {}
         Err(e) => crate::say!("could not send {sig} to process group {pgid}: {e}"),
+    }
+}
+
+/// What an [`Escalation`] signals.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Target {
+    /// A whole process group (see [`signal_group`]).
+    Group(Pid),
+    /// One process; one that is already gone is not an error.
+    Process(Pid),
+}
+
+impl Target {
+    fn send(self, sig: Signal) {
+        match self {
+            Target::Group(pgid) => signal_group(pgid, sig),
+            Target::Process(pid) => {
+                let _ = kill(pid, sig);
+            }
+        }
+    }
+}
+
+/// The one TERM → grace → KILL escalation, without blocking: the caller
+/// keeps its own loop (a `poll` on pidfds and signals, a /proc scan) and
+/// asks [`Escalation::due`] whenever it wakes, with
+/// [`Escalation::deadline`] as its timeout. SIGKILL is sent here and
+/// nowhere else.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Escalation {
+    target: Target,
+    kill_at: Instant,
+    /// SIGKILL went since the last arming.
+    killed: bool,
+}
+
+impl Escalation {
+    /// SIGTERM to `target` now; SIGKILL falls due at `kill_at`.
+    pub(crate) fn start(target: Target, kill_at: Instant) -> Escalation {
+        target.send(Signal::SIGTERM);
+        Escalation::armed(target, kill_at)
+    }
+
+    /// SIGKILL falls due at `kill_at`, with no SIGTERM now (a process
+    /// found after the grace gets no grace of its own; `kill_at` of now
+    /// is no grace at all).
+    pub(crate) fn armed(target: Target, kill_at: Instant) -> Escalation {
+        Escalation {
+            target,
+            kill_at,
+            killed: false,
+        }
+    }
+
+    /// SIGTERM to the target again (a signal forwarded once more); the
+    /// time SIGKILL falls due does not move.
+    pub(crate) fn term(&self) {
+        self.target.send(Signal::SIGTERM);
+    }
+
+    /// Whether SIGKILL is due at `now` and has not been sent since the
+    /// last arming.
+    pub(crate) fn due(&self, now: Instant) -> bool {
+        !self.killed && now >= self.kill_at
+    }
+
+    /// When SIGKILL falls due (None once it went): the caller's next wake.
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        (!self.killed).then_some(self.kill_at)
+    }
+
+    /// SIGKILL to the target now.
+    pub(crate) fn kill(&mut self) {
+        self.target.send(Signal::SIGKILL);
+        self.killed = true;
+    }
+
+    /// SIGKILL falls due (again) at `at`: a deadline that shortens the
+    /// grace, or a KILL repeated for members forked after the last one.
+    pub(crate) fn rearm(&mut self, at: Instant) {
+        self.kill_at = at;
+        self.killed = false;
     }
 }
 
@@ -93,17 +176,19 @@ pub(crate) fn sweep_descendants(grace: Duration) -> usize {
     found
 }
 
-/// Ends the processes `pick` chooses from each fresh /proc scan: SIGTERM
-/// to each live one when first seen, SIGKILL to all once `grace` has passed,
-/// repeated until a scan finds none alive. Zombies among them that are our
-/// children are reaped by pid. Returns the live pids that were found.
+/// Ends the processes `pick` chooses from each fresh /proc scan, the
+/// blocking form of [`Escalation`]: each live one gets its own when first
+/// seen (SIGTERM, unless `grace` has passed by then), all due at `grace`
+/// from the start; SIGKILL to all once due, repeated at every scan until
+/// one finds none alive. Zombies among them that are our children are
+/// reaped by pid. Returns the live pids that were found.
 pub(crate) fn escalate(
     grace: Duration,
     mut pick: impl FnMut(&[ProcInfo]) -> Vec<i32>,
 ) -> BTreeSet<i32> {
     let me = std::process::id() as i32;
     let deadline = Instant::now() + grace;
-    let mut found: BTreeSet<i32> = BTreeSet::new();
+    let mut found: BTreeMap<i32, Escalation> = BTreeMap::new();
     loop {
         let procs = procfs::scan();
         let info: HashMap<i32, &ProcInfo> = procs.iter().map(|p| (p.pid, p)).collect();
@@ -120,15 +205,22 @@ pub(crate) fn escalate(
             }
         }
         if live.is_empty() {
-            return found;
+            return found.into_keys().collect();
         }
-        let after_grace = Instant::now() >= deadline;
+        let now = Instant::now();
         for pid in live {
-            let first = found.insert(pid);
-            if after_grace {
-                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-            } else if first {
-                let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+            let esc = found.entry(pid).or_insert_with(|| {
+                let target = Target::Process(Pid::from_raw(pid));
+                if now >= deadline {
+                    Escalation::armed(target, deadline)
+                } else {
+                    Escalation::start(target, deadline)
+                }
+            });
+            if esc.due(now) {
+                esc.kill();
+                // Again at every scan until none is left alive.
+                esc.rearm(now);
             }
         }
         std::thread::sleep(Duration::from_millis(5));

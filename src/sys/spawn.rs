@@ -31,7 +31,7 @@ use nix::unistd::Pid;
 
 use super::spec::{Spec, Stdio};
 
-use crate::sys::kill::{kill_group_members, signal_group};
+use crate::sys::kill::{kill_group_members, Escalation, Target};
 use crate::sys::latch::{self, Latch};
 
 /// How a child's process group is placed.
@@ -562,19 +562,13 @@ impl Child {
         self.reaped.map(|(_, u)| u)
     }
 
-    /// Signals the child's whole process group (the child is its leader).
-    pub fn signal_group(&self, sig: Signal) {
-        signal_group(self.pid, sig);
-    }
-
     /// SIGTERM to the group, up to `grace` for the leader to exit, then
     /// SIGKILL to the group; always returns with the leader reaped.
     pub fn terminate(&mut self, grace: Duration) -> Result<Status> {
         if !self.try_reap()? {
-            self.signal_group(Signal::SIGTERM);
-            if self.wait(None, Some(Instant::now() + grace))? != Waited::Exited {
-                self.signal_group(Signal::SIGKILL);
-                self.wait(None, None)?;
+            let mut end = Escalation::start(Target::Group(self.pid), Instant::now() + grace);
+            while self.wait(None, end.deadline())? != Waited::Exited {
+                end.kill();
             }
         }
         // Members of the group that outlived the leader get the same end.

@@ -26,6 +26,7 @@ use crate::ext::docker::{says_gone, says_in_use};
 use crate::ext::docker::{Docker, Leftovers, SeenGone, STACK_LABEL};
 use crate::ext::{self, Bound};
 use crate::say;
+use crate::sys::wait::Backoff;
 
 /// The two kinds of object teardown removes itself.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -293,7 +294,7 @@ pub(crate) fn remove_stack_leftovers(
 ) -> Result<Vec<String>> {
     let mut removed = Vec::new();
     for kind in [Kind::Container, Kind::Network] {
-        let mut delay = Duration::from_millis(100);
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
         loop {
             let mut busy = Vec::new();
             for id in labelled(docker, kind, stack, &bound.for_query())? {
@@ -338,10 +339,10 @@ pub(crate) fn remove_stack_leftovers(
             say!(
                 "{} still in use, retrying in {}",
                 busy.join("; "),
-                crate::units::human(delay)
+                crate::units::human(backoff.delay())
             );
-            bound.sleep(delay);
-            delay = (delay * 2).min(Duration::from_secs(1));
+            bound.sleep(backoff.delay());
+            backoff.double();
         }
     }
     Ok(removed)

@@ -33,6 +33,7 @@ use crate::ext::docker::{Docker, Leftovers};
 use crate::ext::Bound;
 use crate::lock::backend::AppLock;
 use crate::say;
+use crate::sys::wait::Backoff;
 
 /// One app to tear down.
 #[derive(Clone, Copy, Debug)]
@@ -110,7 +111,7 @@ pub(crate) fn teardown_beside(
     let env_file = abra.env_file(app.server, app.domain);
     if env_file.exists() {
         still_ours(lock, app.domain, "app rm")?;
-        let mut delay = Duration::from_millis(100);
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
         loop {
             match abra.rm(app.domain, bound) {
                 Ok(()) => break,
@@ -119,10 +120,10 @@ pub(crate) fn teardown_beside(
                 Err(RmError::VolumeInUse(_)) if !bound.expired() => {
                     say!(
                         "app rm: volume still in use, retrying in {}",
-                        crate::units::human(delay)
+                        crate::units::human(backoff.delay())
                     );
-                    bound.sleep(delay);
-                    delay = (delay * 2).min(Duration::from_secs(2));
+                    bound.sleep(backoff.delay());
+                    backoff.double();
                     lock.may_mutate().with_context(|| {
                         format!("teardown of {} stopped before retrying app rm", app.domain)
                     })?;

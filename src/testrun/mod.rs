@@ -84,8 +84,8 @@ pub(crate) struct Suite {
 
 /// What the runner reads of the host, from the injected environment (so a
 /// test can point it at a stand-in): the engine for the end-of-suite
-/// container cleanup (`DOCKER_HOST`, else the default socket; None: no
-/// socket there), and the
+/// container cleanup (the `DOCKER_HOST` that `config::tools` resolved,
+/// else the default socket; None: no socket there), and the
 /// directory self-protection reads `stat` and `meminfo` from
 /// (`CCCI_SELF_PROTECT_PROC_DIR`, else /proc).
 #[derive(Clone, Debug)]
@@ -95,9 +95,12 @@ pub(crate) struct Host {
 }
 
 impl Host {
-    pub(crate) fn from_env(env: &std::collections::HashMap<String, String>) -> Host {
+    pub(crate) fn new(
+        tools: &crate::ext::Tools,
+        env: &std::collections::HashMap<String, String>,
+    ) -> Host {
         Host {
-            docker: crate::ext::docker::Docker::from_env(env),
+            docker: crate::ext::docker::Docker::reachable(tools.docker_host.as_deref()),
             proc_dir: env
                 .get(protect::PROC_DIR_ENV)
                 .filter(|d| !d.is_empty())

@@ -28,6 +28,7 @@ use serde::Deserialize;
 
 use crate::ext::Bound;
 use crate::sys::latch::{self, Latch};
+use crate::sys::wait::Backoff;
 
 use super::api::{self, BodyStream, Engine};
 use super::{POLL_MAX, STACK_LABEL};
@@ -358,7 +359,7 @@ impl std::fmt::Debug for Events {
 /// [`FIRST`] doubling to [`POLL_MAX`].
 pub(crate) struct Pacer {
     events: Option<Events>,
-    delay: Duration,
+    backoff: Backoff,
     stack: String,
     /// When the last event of the stack came.
     last_event: Option<Instant>,
@@ -367,9 +368,11 @@ pub(crate) struct Pacer {
 impl Pacer {
     /// A pacer on `events` (None: poll from the start).
     pub(crate) fn new(stack: &str, events: Option<Events>) -> Pacer {
+        // From FIRST either way, doubling to the stream's cap or the poll's.
+        let max = if events.is_some() { BACKSTOP } else { POLL_MAX };
         Pacer {
             events,
-            delay: FIRST,
+            backoff: Backoff::new(FIRST, max),
             stack: stack.to_string(),
             last_event: None,
         }
@@ -399,24 +402,24 @@ impl Pacer {
     /// delay, `by` or the bound's deadline, whichever comes first. True
     /// when the bound's latch was set (the wait must stop).
     pub(crate) fn pause(&mut self, bound: &Bound, by: Option<Instant>) -> bool {
-        let mut until = Instant::now() + self.delay;
+        let mut until = Instant::now() + self.backoff.delay();
         for t in [by, bound.deadline].into_iter().flatten() {
             until = until.min(t);
         }
         let Some(events) = self.events.as_mut() else {
-            self.delay = (self.delay * 2).min(POLL_MAX);
+            self.backoff.double();
             return bound.sleep(until.saturating_duration_since(Instant::now()));
         };
         match events.wait(bound.cancel, until) {
             Woke::Event => {
                 self.last_event = Some(Instant::now());
-                self.delay = FOLLOW_UP;
+                self.backoff = Backoff::new(FOLLOW_UP, BACKSTOP);
                 false
             }
             Woke::Timeout => {
                 let following = self.last_event.is_some_and(|t| t.elapsed() < FOLLOW_WINDOW);
                 if !following {
-                    self.delay = (self.delay * 2).min(BACKSTOP);
+                    self.backoff.double();
                 }
                 false
             }
@@ -430,7 +433,7 @@ impl Pacer {
                 );
                 // Dropping it closes the connection; the next look comes at once.
                 self.events = None;
-                self.delay = FIRST;
+                self.backoff = Backoff::new(FIRST, POLL_MAX);
                 false
             }
         }

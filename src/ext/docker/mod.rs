@@ -148,11 +148,11 @@ impl Docker {
         }
     }
 
-    /// The engine of an environment given as a map (the test runner's,
-    /// which a test points at a stand-in): its `DOCKER_HOST`, else the
-    /// default socket; None when there is no engine to reach there.
-    pub(crate) fn from_env(env: &std::collections::HashMap<String, String>) -> Option<Docker> {
-        let engine = api::Engine::from_host(env.get("DOCKER_HOST").map(String::as_str)).ok()?;
+    /// The engine `host` names, as [`Docker::new`] takes it (the test
+    /// runner's, which a test points at a stand-in); None when `host` is
+    /// not one cc-ci-run can use or there is no engine to reach there.
+    pub(crate) fn reachable(host: Option<&str>) -> Option<Docker> {
+        let engine = api::Engine::from_host(host).ok()?;
         engine.present().then_some(Docker { engine: Ok(engine) })
     }
 

@@ -253,45 +253,10 @@ pub(crate) fn inspect(files: &[FileId]) -> Vec<KernelView> {
         .collect()
 }
 
-/// The text of `/proc/locks`, read so that no granted lock is missed.
-///
-/// It is a seq_file: each `read` returns at most about a page of lines,
-/// and the next `read` walks the kernel's lock list again from a saved
-/// index, so a lock released between two reads shifts the list and the
-/// line after it is skipped (`read_to_string`, which starts with a tiny
-/// probe read, loses lines this way whenever locks churn). A list that
-/// fits one read is a consistent snapshot; a longer one is read twice and
-/// both texts are returned: a line skipped by one pass is in the other
-/// unless locks before it were released during both, and a duplicate or a
-/// just-released lock only costs a confirmation that fails.
+/// The text of `/proc/locks`, read so that no granted lock is missed
+/// (see [`procfs::locks`]).
 pub fn read_proc_locks() -> std::io::Result<String> {
-    let (first, reads) = read_all("/proc/locks")?;
-    if reads <= 1 {
-        return Ok(first);
-    }
-    let (second, _) = read_all("/proc/locks")?;
-    Ok(first + &second)
-}
-
-/// A whole file with large reads; also how many reads returned data.
-fn read_all(path: &str) -> std::io::Result<(String, usize)> {
-    use std::io::Read;
-    let mut file = std::fs::File::open(path)?;
-    let mut text = Vec::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut reads = 0;
-    loop {
-        match file.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => {
-                reads += 1;
-                text.extend_from_slice(&buf[..n]);
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok((String::from_utf8_lossy(&text).into_owned(), reads))
+    procfs::locks()
 }
 
 /// The kernel's view of one lock file by path (None: no such file).
@@ -325,11 +290,10 @@ fn listed(lines: &[LockLine], id: FileId) -> Evidence {
 /// Whether one of `pid`'s descriptors on file `id` carries a flock: None
 /// when its descriptors cannot be read.
 fn process_holds(pid: i32, id: FileId) -> Option<bool> {
-    let dir = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
+    let fds = procfs::fds(pid)?;
     let mut holds = false;
-    for entry in dir.flatten() {
-        let fd = entry.file_name();
-        if fd_holds_lock(pid, &fd.to_string_lossy(), &entry.path(), |f| f == id).is_some() {
+    for fd in fds {
+        if fd_holds_lock(pid, fd, |f| f == id).is_some() {
             holds = true;
             break;
         }
@@ -337,25 +301,20 @@ fn process_holds(pid: i32, id: FileId) -> Option<bool> {
     Some(holds)
 }
 
-/// If descriptor `fd` of `pid` (at `link`) is on a file `wanted` accepts and
-/// carries a flock, that file.
-fn fd_holds_lock(
-    pid: i32,
-    fd: &str,
-    link: &Path,
-    wanted: impl Fn(FileId) -> bool,
-) -> Option<FileId> {
+/// If descriptor `fd` of `pid` is on a file `wanted` accepts and carries a
+/// flock, that file.
+fn fd_holds_lock(pid: i32, fd: i32, wanted: impl Fn(FileId) -> bool) -> Option<FileId> {
     // Cheap filter first: lock files are regular files named `*.lock`;
     // sockets, pipes and anonymous inodes read as `socket:[...]` and so on.
-    let target = std::fs::read_link(link).ok()?;
+    let target = procfs::fd_target(pid, fd)?;
     if !target.to_string_lossy().contains(".lock") {
         return None;
     }
-    let id = FileId::of(&std::fs::metadata(link).ok()?);
+    let id = FileId::of(&procfs::fd_metadata(pid, fd)?);
     if !wanted(id) {
         return None;
     }
-    let info = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}")).ok()?;
+    let info = procfs::fdinfo(pid, fd)?;
     parse_fdinfo_locks(&info)
         .iter()
         .any(|l| l.class == "FLOCK" && !l.blocked && l.ino == id.ino)
@@ -366,21 +325,12 @@ fn fd_holds_lock(
 /// flock, by file. Processes that vanish or cannot be read are skipped.
 fn scan_holders(files: &HashSet<FileId>) -> HashMap<FileId, Vec<i32>> {
     let mut found: HashMap<FileId, Vec<i32>> = HashMap::new();
-    let Ok(procs) = std::fs::read_dir("/proc") else {
-        return found;
-    };
-    let pids = procs
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok());
-    for pid in pids {
-        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+    for pid in procfs::pids() {
+        let Some(fds) = procfs::fds(pid) else {
             continue;
         };
-        for entry in fds.flatten() {
-            let fd = entry.file_name();
-            if let Some(id) = fd_holds_lock(pid, &fd.to_string_lossy(), &entry.path(), |f| {
-                files.contains(&f)
-            }) {
+        for fd in fds {
+            if let Some(id) = fd_holds_lock(pid, fd, |f| files.contains(&f)) {
                 let pids = found.entry(id).or_default();
                 if !pids.contains(&pid) && procfs::alive(pid) {
                     pids.push(pid);
@@ -418,14 +368,8 @@ pub(crate) fn describe_holder(path: &Path, owner: Option<&super::OwnerRecord>) -
                 None => "no owner record: a lock taken outside cc-ci-run, such as by flock(1)"
                     .to_string(),
             };
-            let cmd = std::fs::read(format!("/proc/{pid}/cmdline"))
-                .map(|b| {
-                    b.split(|c| *c == 0)
-                        .filter(|a| !a.is_empty())
-                        .map(|a| String::from_utf8_lossy(a).into_owned())
-                        .collect::<Vec<_>>()
-                        .join(" ")
-                })
+            let cmd = procfs::cmdline(pid)
+                .map(|args| args.join(" "))
                 .unwrap_or_default();
             let cmd = if cmd.is_empty() {
                 String::new()

@@ -21,6 +21,7 @@ use crate::lock::backend::{
 use crate::lock::{Kind, OwnerRecord};
 use crate::say;
 use crate::sys::latch::Latch;
+use crate::sys::wait::{self, sleep_until, Backoff};
 
 /// The swarm backend.
 pub struct SwarmLocks {
@@ -325,7 +326,7 @@ impl AppLocks for SwarmLocks {
         crate::config::names::validate_name(Kind::App, domain)?;
         let started = Instant::now();
         let mut reported: Option<(String, Instant)> = None;
-        let mut pause = Duration::from_millis(50);
+        let mut pause = Backoff::new(Duration::from_millis(50), POLL_MAX);
         let mut watch: Option<Watch> = None;
         let mut watch_failed = false;
         let mut warned = false;
@@ -362,11 +363,8 @@ impl AppLocks for SwarmLocks {
                         crate::units::human(WAIT_FAILURE_SPAN)
                     );
                     let until = Instant::now() + self.lease.call_bound().min(POLL_MAX * 4);
-                    if cancel.is_some_and(|c| c.wait_until(until)) {
+                    if sleep_until(until, cancel) {
                         return Ok(Acquired::Cancelled);
-                    }
-                    if cancel.is_none() {
-                        std::thread::sleep(until.saturating_duration_since(Instant::now()));
                     }
                     continue;
                 }
@@ -416,19 +414,10 @@ impl AppLocks for SwarmLocks {
                 }
                 continue;
             }
-            let mut until = Instant::now() + pause;
-            if let Some(d) = deadline {
-                until = until.min(d);
+            if sleep_until(wait::until(pause.delay(), deadline), cancel) {
+                return Ok(Acquired::Cancelled);
             }
-            match cancel {
-                Some(c) => {
-                    if c.wait_until(until) {
-                        return Ok(Acquired::Cancelled);
-                    }
-                }
-                None => std::thread::sleep(until.saturating_duration_since(Instant::now())),
-            }
-            pause = (pause * 2).min(POLL_MAX);
+            pause.double();
         }
     }
 }

@@ -36,36 +36,11 @@ pub(super) fn suite_token() -> String {
     )
 }
 
-/// Our direct children, from `/proc/self/task/*/children`; None when the
-/// kernel does not provide those files. A thread that ends during the scan
-/// (an output reader) is skipped: its children, if it had any, pass to a
-/// thread that is still there.
-pub(super) fn own_children() -> Option<Vec<i32>> {
-    let me = std::process::id().to_string();
-    let main = std::fs::read_to_string(format!("/proc/self/task/{me}/children")).ok()?;
-    let mut out: Vec<i32> = main
-        .split_whitespace()
-        .filter_map(|p| p.parse().ok())
-        .collect();
-    for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
-        if task.file_name().to_str() == Some(me.as_str()) {
-            continue;
-        }
-        if let Ok(text) = std::fs::read_to_string(task.path().join("children")) {
-            out.extend(
-                text.split_whitespace()
-                    .filter_map(|p| p.parse::<i32>().ok()),
-            );
-        }
-    }
-    Some(out)
-}
-
 /// The test a process belongs to, if it carries this suite's mark: read
 /// from its environment, which every process of a test inherits unless it
 /// deliberately clears it.
 pub(super) fn test_of(pid: i32, token: &str) -> Option<String> {
-    let env = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+    let env = procfs::environ(pid)?;
     let mut marked = false;
     let mut name = None;
     for var in env.split(|&b| b == 0) {
@@ -93,7 +68,7 @@ impl Runner<'_> {
         // Fast path, no /proc scan: the group is empty and we have no child
         // besides the running tests' leaders.
         let group_empty = killpg(Pid::from_raw(pgid), None) == Err(Errno::ESRCH);
-        let strays = own_children().map(|c| c.iter().any(|p| !leaders.contains(p)));
+        let strays = procfs::own_children().map(|c| c.iter().any(|p| !leaders.contains(p)));
         if group_empty && strays == Some(false) {
             return Vec::new();
         }

@@ -7,8 +7,10 @@
 //!
 //! Each test is a small state machine: running → (timeout, or a stop of the
 //! suite: SIGTERM to its process group) terminating → (grace expired:
-//! SIGKILL to the group) killed → exited. After the test's leader has
-//! exited, whatever it left behind is found and ended (TERM, grace, KILL)
+//! SIGKILL to the group) killed → exited; the terminating state holds the
+//! test's `sys::kill::Escalation`, which sends both signals, and the loop
+//! only decides when. After the test's leader has exited, whatever it left
+//! behind is found and ended (TERM, grace, KILL: `sys::kill::escalate`)
 //! and the test is marked leaky:
 //! - members of its process group (background jobs);
 //! - processes that left the group (`setsid`, double fork) and were
@@ -61,7 +63,6 @@ use anyhow::{Context, Result};
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::poll::{poll, PollFd, PollFlags};
-use nix::sys::signal::Signal;
 
 use super::cases;
 use super::checkpoint::{self, Checkpoint, Journal, Resume};
@@ -72,6 +73,7 @@ use super::report::{self, Attempt, Outcome, Report, Tails, TestReport};
 use super::select::Scheduler;
 use super::{Plan, Suite, SuiteOutcome, TestCase};
 use crate::say;
+use crate::sys::kill::{Escalation, Target};
 use crate::sys::latch::{self, Latch};
 use crate::sys::spawn;
 use crate::sys::spawn::Isolation;
@@ -446,10 +448,9 @@ impl Runner<'_> {
                 continue;
             }
             if r.state == UnitState::Running {
-                r.child.signal_group(Signal::SIGTERM);
                 r.state = UnitState::Terminating {
                     why: Ending::Stopped,
-                    kill_at: now + self.suite.grace,
+                    end: Escalation::start(Target::Group(r.child.pid), now + self.suite.grace),
                 };
             }
         }
@@ -578,12 +579,12 @@ impl Runner<'_> {
             let name = &self.tests[self.running[k].idx].name;
             let r = &mut self.running[k];
             match r.state {
-                UnitState::Terminating { why, kill_at } if now >= kill_at => {
+                UnitState::Terminating { why, mut end } if end.due(now) => {
                     say!(
                         "{name}: still running {} after SIGTERM: SIGKILL to its process group",
                         human(grace)
                     );
-                    r.child.signal_group(Signal::SIGKILL);
+                    end.kill();
                     r.state = UnitState::Killed { why };
                 }
                 UnitState::Running if now >= r.deadline => {
@@ -591,10 +592,9 @@ impl Runner<'_> {
                         "{name}: timed out after {}: SIGTERM to its process group",
                         human(r.timeout)
                     );
-                    r.child.signal_group(Signal::SIGTERM);
                     r.state = UnitState::Terminating {
                         why: Ending::TimedOut,
-                        kill_at: now + grace,
+                        end: Escalation::start(Target::Group(r.child.pid), now + grace),
                     };
                 }
                 _ => {}
@@ -1004,7 +1004,7 @@ impl Runner<'_> {
     /// once and is reaped (no grace: the runner cannot keep its promises).
     fn abort_running(&mut self) {
         for mut r in std::mem::take(&mut self.running) {
-            r.child.signal_group(Signal::SIGKILL);
+            Escalation::armed(Target::Group(r.child.pid), Instant::now()).kill();
             let _ = r.child.wait(None, Some(Instant::now() + READER_BOUND));
             let name = self.tests[r.idx].name.clone();
             let leaked = self.end_leftovers(r.child.pid.as_raw(), &name);

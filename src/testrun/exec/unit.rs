@@ -1,6 +1,7 @@
 //! One test under the runner: its state, as an explicit machine (running
-//! → terminating, with the reason and the time SIGKILL follows → killed),
-//! why the suite stops, and the resource limits a test is started with.
+//! → terminating, with the reason and the escalation of `sys::kill` whose
+//! SIGKILL follows → killed), why the suite stops, and the resource limits
+//! a test is started with.
 
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime};
@@ -9,6 +10,7 @@ use nix::sys::resource::{getrlimit, Resource};
 
 use super::super::report;
 use super::super::Suite;
+use crate::sys::kill::Escalation;
 use crate::sys::spawn;
 use crate::sys::spec::Spec;
 
@@ -151,15 +153,15 @@ pub(super) enum Ending {
     Stopped,
 }
 
-/// Where a running test is in its end, as nextest's units are: the time
-/// SIGKILL follows belongs to the terminating state alone, so a test
-/// cannot be "killed" without having been terminated first.
+/// Where a running test is in its end, as nextest's units are: the
+/// escalation whose SIGKILL follows belongs to the terminating state alone,
+/// so a test cannot be "killed" without having been terminated first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum UnitState {
     /// Before its deadline, no signal sent.
     Running,
-    /// SIGTERM went to its group for `why`; SIGKILL follows at `kill_at`.
-    Terminating { why: Ending, kill_at: Instant },
+    /// SIGTERM went to its group for `why`; `end` sends SIGKILL when due.
+    Terminating { why: Ending, end: Escalation },
     /// SIGKILL went to its group after the grace.
     Killed { why: Ending },
 }
@@ -169,7 +171,7 @@ impl UnitState {
     pub(super) fn next_timer(self, deadline: Instant) -> Option<Instant> {
         match self {
             UnitState::Running => Some(deadline),
-            UnitState::Terminating { kill_at, .. } => Some(kill_at),
+            UnitState::Terminating { end, .. } => end.deadline(),
             UnitState::Killed { .. } => None,
         }
     }
