@@ -318,7 +318,7 @@ pub(crate) fn test(args: cli::TestArgs) -> Result<i32> {
         env: Vec::new(),
         grace: args.grace,
         options: args.tests.clone(),
-        host: testrun::Host::new(&crate::config::tools(&env), &env),
+        host: testrun::Host::new(&crate::ext::Tools::from_env(&env), &env),
         // Nothing follows a standalone suite: it removes them itself.
         leave_containers_on_signal: false,
         builtin: Vec::new(),

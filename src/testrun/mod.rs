@@ -84,7 +84,7 @@ pub(crate) struct Suite {
 
 /// What the runner reads of the host, from the injected environment (so a
 /// test can point it at a stand-in): the engine for the end-of-suite
-/// container cleanup (the `DOCKER_HOST` that `config::tools` resolved,
+/// container cleanup (the `DOCKER_HOST` that `ext::Tools::from_env` resolved,
 /// else the default socket; None: no socket there), and the
 /// directory self-protection reads `stat` and `meminfo` from
 /// (`CCCI_SELF_PROTECT_PROC_DIR`, else /proc).
