@@ -1,17 +1,23 @@
 #!/usr/bin/env python3
-"""The import graph among the top-level modules of src/, and its cycles.
+"""The import graph among the modules of src/, at every level, and its cycles.
 
-A top-level module is a file src/X.rs or a folder src/X/ (lib.rs and main.rs
-are the crate roots, not modules). An edge X -> Y is a `crate::Y` path
-anywhere in X's files: `use crate::Y::...`, `use crate::{Y, ...}` and inline
-`crate::Y::f()` alike. Comments, string and character literals are skipped,
-so a doc link or a message naming `crate::Y` is no edge; `$crate::` (a macro)
-and `super::` (which src/ only uses inside a folder) are not followed.
+A module is a file X.rs or a folder X/ (with its mod.rs); lib.rs and main.rs
+are the crate root. The modules are checked level by level: the children of
+the crate root (the top-level modules), then the children of each folder
+(`lock::backend`, `lock::swarm`, ...). An edge A -> B between two children
+of one parent is a path from a file anywhere under A that names something
+under B: `use crate::lock::swarm::...`, `use super::{swarm, ...}`, inline
+`crate::b::f()` alike; `crate::`, `super::` and `self::` are resolved from
+the file's own module. A name of an ancestor (a child's `super::Item`) is
+no edge: a module's own items sit above its children. Comments, string and
+character literals are skipped, so a doc link or a message naming
+`crate::Y` is no edge; `$crate::` (a macro) is not followed.
 
-Usage: modgraph.py [--src DIR] (--report | --check)
-  --report  print the graph and any cycle; exit 0 (lint.sh uses this while
-            src/ still has cycles: issue 16 flips it to --check)
-  --check   the same, exit 1 naming a cycle if the graph has one
+Usage: modgraph.py [--src DIR] (--report | --check | --layers)
+  --report  print the graph and any cycle; exit 0
+  --check   the same, exit 1 naming a cycle if any level has one
+  --layers  print the top-level modules in layers, the bottom last (the
+            layering src/lib.rs describes); exit 1 if there is a cycle
 Exit 2 on bad usage or an unreadable src directory.
 """
 
@@ -164,6 +170,103 @@ def graph(src):
     return edges
 
 
+def use_paths(code, start):
+    """The paths a path expression starting at code[start] names, as lists
+    of segments: `a::b::{c, d::{e, self}}` gives [a, b, c], [a, b, d, e]
+    and [a, b, d]; a glob or a name that is not an identifier ends a path."""
+    paths = []
+
+    def walk(i, prefix):
+        while True:
+            while i < len(code) and code[i].isspace():
+                i += 1
+            if code.startswith("{", i):
+                j = i + 1
+                while True:
+                    j = walk(j, list(prefix))
+                    while j < len(code) and code[j].isspace():
+                        j += 1
+                    if code.startswith(",", j):
+                        j += 1
+                        continue
+                    break
+                return j + 1 if code.startswith("}", j) else j
+            m = IDENT.match(code, i)
+            if not m:
+                if prefix:
+                    paths.append(prefix)
+                return i
+            name, i = m.group(0), m.end()
+            if name != "self" or not prefix:
+                prefix = prefix + [name]
+            j = i
+            while j < len(code) and code[j].isspace():
+                j += 1
+            if code.startswith("::", j):
+                i = j + 2
+                continue
+            paths.append(prefix)
+            return i
+
+    walk(start, [])
+    return paths
+
+
+def module_of(src, f):
+    """The module path (a tuple) of file f under src: src/a/b.rs and
+    src/a/b/mod.rs are ("a", "b"); the crate roots are ()."""
+    parts = os.path.relpath(f, src).split(os.sep)
+    parts[-1] = parts[-1][:-3]
+    if parts[-1] == "mod" or (len(parts) == 1 and parts[0] + ".rs" in ROOTS):
+        parts.pop()
+    return tuple(parts)
+
+
+def level_graphs(src):
+    """{parent module: {child: {child: first (file, line)}}} for every
+    module with submodules, the crate root () included: an edge A -> B
+    between two children of one parent when a file anywhere under A names
+    something under B, by `crate::`, `super::` or `self::`. A reference
+    to an ancestor (a child's `super::Item`) is no edge: a module's own
+    items are above its children."""
+    files = []
+    for dirpath, dirnames, filenames in os.walk(src):
+        dirnames.sort()
+        files.extend(os.path.join(dirpath, f) for f in sorted(filenames) if f.endswith(".rs"))
+    mods = {module_of(src, f) for f in files}
+    levels = {}
+    for m in mods:
+        for k in range(len(m)):
+            levels.setdefault(m[:k], {}).setdefault(m[k], {})
+    for f in files:
+        here = module_of(src, f)
+        with open(f, encoding="utf-8") as fh:
+            code = strip_rust(fh.read())
+        for m in re.finditer(r"(?<![\w$])(crate|super|self)\s*::\s*", code):
+            line = code.count("\n", 0, m.start()) + 1
+            base = [] if m.group(1) == "crate" else list(here)
+            if m.group(1) == "super":
+                base = base[:-1]
+            for path in use_paths(code, m.end()):
+                target = list(base)
+                for seg in path:
+                    if seg == "super":
+                        target = target[:-1]
+                    elif seg != "self":
+                        target.append(seg)
+                while tuple(target) not in mods and target:
+                    target.pop()
+                target = tuple(target)
+                k = 0
+                while k < min(len(here), len(target)) and here[k] == target[k]:
+                    k += 1
+                if k == len(here) or k == len(target):
+                    continue  # one is the other's ancestor (or itself)
+                edges = levels[here[:k]]
+                edges[here[k]].setdefault(target[k], (os.path.relpath(f, os.path.dirname(src.rstrip("/")) or "."), line))
+    return levels
+
+
 def cycles(edges):
     """One cycle (a list of modules, first == last) per strongly connected
     component of more than one module (Tarjan), in a stable order."""
@@ -223,12 +326,32 @@ def cycles(edges):
     return sorted(found)
 
 
+def layers(edges):
+    """The acyclic top-level graph as layers, bottom first: a module sits
+    one above the highest module it imports (none: layer 0)."""
+    depth = {}
+
+    def visit(v):
+        if v not in depth:
+            depth[v] = 0
+            depth[v] = 1 + max((visit(w) for w in edges[v]), default=-1)
+        return depth[v]
+
+    for v in sorted(edges):
+        visit(v)
+    out = [[] for _ in range(1 + max(depth.values(), default=-1))]
+    for v in sorted(edges):
+        out[depth[v]].append(v)
+    return out
+
+
 def main(argv):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--src", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"))
     mode = ap.add_mutually_exclusive_group(required=True)
     mode.add_argument("--report", action="store_true", help="print only; exit 0")
     mode.add_argument("--check", action="store_true", help="exit 1 if the graph has a cycle")
+    mode.add_argument("--layers", action="store_true", help="print the top-level modules in layers, bottom first")
     args = ap.parse_args(argv)
     src = os.path.normpath(args.src)
     if not os.path.isdir(src):
@@ -236,25 +359,50 @@ def main(argv):
         return 2
     try:
         edges = graph(src)
+        levels = level_graphs(src)
     except (OSError, UnicodeDecodeError) as e:
         print("modgraph: cannot read %s: %s" % (src, e), file=sys.stderr)
         return 2
     shown = os.path.relpath(src)
-    print("module graph of %s (%d top-level modules; X -> what X imports):" % (shown, len(edges)))
+    found = []
+    for parent in sorted(levels):
+        sub = dict(edges) if parent == () else levels[parent]
+        if parent == ():
+            # The crate root's children: the top-level graph, plus what a
+            # `super::` from a top-level file names.
+            for m, es in levels[()].items():
+                for t, at in es.items():
+                    sub.setdefault(m, {}).setdefault(t, at)
+        prefix = "".join(p + "::" for p in parent)
+        for c in cycles(sub):
+            found.append(([prefix + m for m in c], [sub[a][b] for a, b in zip(c, c[1:])]))
+    if args.layers:
+        if found:
+            print("modgraph: the graph has a cycle; no layers (run --report)", file=sys.stderr)
+            return 1
+        for i, layer in reversed(list(enumerate(layers(edges)))):
+            print("%d: %s" % (i, " ".join(layer)))
+        return 0
+    nested = sum(1 for p in levels if p != ())
+    print("module graph of %s (%d top-level modules, %d folders below; X -> what X imports):"
+          % (shown, len(edges), nested))
     for m in sorted(edges):
         print("  %s -> %s" % (m, ", ".join(sorted(edges[m])) or "(nothing)"))
-    found = cycles(edges)
-    for c in found:
-        where = "; ".join("%s -> %s at %s:%d" % ((a, b) + edges[a][b]) for a, b in zip(c, c[1:]))
+    for parent in sorted(p for p in levels if p != ()):
+        prefix = "".join(p + "::" for p in parent)
+        for m in sorted(levels[parent]):
+            if levels[parent][m]:
+                print("  %s%s -> %s" % (prefix, m, ", ".join(sorted(levels[parent][m]))))
+    for c, at in found:
+        where = "; ".join("%s -> %s at %s:%d" % ((a, b) + w) for a, b, w in zip(c, c[1:], at))
         print("cycle: %s (%s)" % (" -> ".join(c), where), file=sys.stderr if args.check else sys.stdout)
     if not found:
-        print("no cycle among the top-level modules")
+        print("no cycle among the modules, at any level")
         return 0
     if args.check:
-        print("modgraph: %d import cycle(s) among the top-level modules of %s" % (len(found), shown), file=sys.stderr)
+        print("modgraph: %d import cycle(s) among the modules of %s" % (len(found), shown), file=sys.stderr)
         return 1
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))

@@ -112,6 +112,52 @@ class ModGraph(unittest.TestCase):
         })
         self.assertEqual(modgraph.cycles(modgraph.graph(t.src)), [["a", "b", "c", "a"]])
 
+    def test_cycle_between_submodules_fails_check_and_is_named(self):
+        t = self.tree({
+            "lock/mod.rs": "pub mod backend;\npub mod swarm;\npub struct Top;\n",
+            "lock/backend.rs": "use super::{Top, swarm::client::Client};\n",
+            "lock/swarm/mod.rs": "pub mod client;\n",
+            "lock/swarm/client.rs": "fn f() {\n    crate::lock::backend::go();\n}\n",
+        })
+        self.assertEqual(modgraph.graph(t.src), {"lock": {}})
+        r = t.run("--check")
+        self.assertEqual(r.returncode, 1, r.stdout)
+        self.assertIn("cycle: lock::backend -> lock::swarm -> lock::backend", r.stderr)
+        self.assertIn("lock::backend -> lock::swarm at src/lock/backend.rs:1", r.stderr)
+        self.assertIn("lock::swarm -> lock::backend at src/lock/swarm/client.rs:2", r.stderr)
+        self.assertEqual(t.run("--layers").returncode, 1)
+
+    def test_super_paths_resolve_from_the_files_module(self):
+        t = self.tree({
+            "a/mod.rs": "mod x;\nmod y;\nmod z;\nfn own() {}\n",
+            "a/x.rs": "use super::own;\nuse super::y::{self, T};\n",
+            "a/y.rs": "use self::inner::Q;\nmod inner { pub struct Q; }\nfn f() { super::super::b::g(); }\n",
+            "a/z.rs": "use crate::a::{x, y::T as U};\n",
+            "b.rs": "pub fn g() {}\n",
+        })
+        levels = modgraph.level_graphs(t.src)
+        self.assertEqual(levels[("a",)], {
+            "x": {"y": ("src/a/x.rs", 2)},
+            "y": {},
+            "z": {"x": ("src/a/z.rs", 1), "y": ("src/a/z.rs", 1)},
+        })
+        self.assertEqual(levels[()], {"a": {"b": ("src/a/y.rs", 3)}, "b": {}})
+        r = t.run("--check")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("  a::z -> x, y\n", r.stdout)
+        self.assertIn("no cycle", r.stdout)
+
+    def test_layers_put_each_module_above_what_it_imports(self):
+        t = self.tree({
+            "a.rs": "use crate::b;\nuse crate::c;\n",
+            "b.rs": "use crate::c;\n",
+            "c.rs": "",
+            "d.rs": "",
+        })
+        r = t.run("--layers")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout, "2: a\n1: b\n0: c d\n")
+
 
 if __name__ == "__main__":
     unittest.main()

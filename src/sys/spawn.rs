@@ -29,20 +29,11 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::unistd::Pid;
 
+pub use super::spec::Isolation;
 use super::spec::{Spec, Stdio};
 
 use crate::sys::kill::{kill_group_members, Escalation, Target};
 use crate::sys::latch::{self, Latch};
-
-/// How a child's process group is placed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Isolation {
-    /// `setsid()`: its own session and process group, out of reach of a kill
-    /// of our process group or terminal.
-    Session,
-    /// `setpgid(0, 0)`: its own process group within our session.
-    Group,
-}
 
 /// How a process ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -24,7 +24,15 @@ use std::path::Path;
 use nix::sys::resource::Resource;
 use nix::sys::signal::SigSet;
 
-use super::spawn::Isolation;
+/// How a child's process group is placed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Isolation {
+    /// `setsid()`: its own session and process group, out of reach of a kill
+    /// of our process group or terminal.
+    Session,
+    /// `setpgid(0, 0)`: its own process group within our session.
+    Group,
+}
 
 /// The search path `execvp` uses when the environment has no PATH
 /// (glibc's `confstr(_CS_PATH)`).
