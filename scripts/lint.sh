@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Lint gate: shellcheck over every shell script of the repo, the Python
 # compiled (and checked by pyflakes when the linting python has it), the
-# tests of scripts/modgraph.py and the module graph of src/, then formatting
+# tests of scripts/modgraph.py and the module graph of src/ (every level),
+# then formatting
 # and clippy with every warning denied. Needs shellcheck (Debian package
 # `shellcheck`; .ci/run installs it). CCCI_DEV_LINT_PYTHON names the python to
 # use (.ci/run's venv, which has pyflakes); python3 otherwise.
@@ -51,8 +52,8 @@ fi
 PYTHONPYCACHEPREFIX="$pycache" "$py" scripts/test_modgraph.py
 
 echo "== module graph of src/"
-# Imports between the top-level modules of src/ flow one way: a circle
-# fails the gate, naming the lines that close it.
+# Imports between the modules of src/ flow one way, at every level of
+# folders: a circle fails the gate, naming the lines that close it.
 PYTHONPYCACHEPREFIX="$pycache" "$py" scripts/modgraph.py --check
 
 echo "== rustfmt, clippy"

@@ -1,14 +1,24 @@
 //! cc-ci-run: the harness wrapper of a Co-op Cloud recipe CI.
 //!
-//! The folders are the parts, in the order of SPEC.md, and imports flow one
-//! way (`scripts/modgraph.py --check`): the kernel (`sys`) and the lifetime
-//! guards (`lifetime`) at the bottom; configuration with every name rule
-//! and the exit codes (`config`, `exit`); locks (`lock`); external programs
-//! (`ext`); an app's teardown (`teardown`); the words of a run record
-//! (`phase`, `tier`, `verdict`) and the state directory (`rundir`);
-//! the run lifecycle (`run`), the janitor (`janitor`) and the test runner
-//! (`testrun`); what operators read (`views`); and the commands (`cmd`) on
-//! top. The README's "Where things are" says what each holds. The public
+//! Imports flow one way, at every level of folders: a module imports only
+//! from the layers below it, and two children of one folder never import
+//! each other both ways (`scripts/modgraph.py --check`, in the lint gate).
+//! The top-level modules in their layers, top first, as
+//! `scripts/modgraph.py --layers` prints them from the code:
+//!
+//! | layer | modules |
+//! |---|---|
+//! | 8 | `cmd`: every command's entry point |
+//! | 7 | `run`: the run lifecycle, phase by phase, teardown always |
+//! | 6 | `janitor`, `testrun` (the recipe test runner) |
+//! | 5 | `cli` (clap's raw arguments), `teardown` (an app's), `views` (what operators read) |
+//! | 4 | `lock`: app-domain and run locks, flock or the swarm |
+//! | 3 | `ext`: abra, git and the engine API |
+//! | 2 | `host`, `lifetime` (the guards), `log`, `rundir` (the state directory and run records), `settings` (ccci.toml) |
+//! | 1 | `config` (validated configuration, every name rule), `manual`, `phase`, `redact`, `sys` (the kernel), `verdict` |
+//! | 0 | `exit` (the exit codes), `outcome`, `table`, `tier`, `units` |
+//!
+//! The README's "Where things are" says what each holds. The public
 //! surface is what `main.rs` and the tests use; everything else is
 //! `pub(crate)`, so rustc reports dead code.
 
