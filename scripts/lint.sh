@@ -2,8 +2,7 @@
 # Lint gate: shellcheck over every shell script of the repo, the Python
 # compiled (and checked by pyflakes when the linting python has it), the
 # tests of scripts/modgraph.py and the module graph of src/ (every level),
-# then formatting
-# and clippy with every warning denied. Needs shellcheck (Debian package
+# then formatting and clippy with every warning denied. Needs shellcheck (Debian package
 # `shellcheck`; .ci/run installs it). CCCI_DEV_LINT_PYTHON names the python to
 # use (.ci/run's venv, which has pyflakes); python3 otherwise.
 set -euo pipefail
