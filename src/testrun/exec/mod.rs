@@ -488,13 +488,16 @@ impl Runner<'_> {
             }
         }
         limits.apply(&mut spec);
+        // The test's start is read before it can run: the artifacts it
+        // claims are the files written since (a test that writes one at
+        // once could otherwise beat a clock read after the spawn).
+        let (started, started_at) = (Instant::now(), SystemTime::now());
         let spawned = spawn::spawn(&spec);
         // Drops our copies of the pipes' write ends: the readers then see
         // end-of-file once the test and everything it started are gone.
         drop(spec);
         drop((out_w, err_w));
         let child = spawned?;
-        let started = Instant::now();
         let (tx, rx) = mpsc::channel();
         let out = &self.out_dir;
         let pump = &self.output;
@@ -529,7 +532,7 @@ impl Runner<'_> {
             idx: i,
             child,
             started,
-            started_at: SystemTime::now(),
+            started_at,
             timeout,
             deadline: started + timeout,
             state: UnitState::Running,
