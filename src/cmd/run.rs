@@ -36,8 +36,10 @@ pub(crate) fn run(args: RunArgs, state_dir: &Path, start_ppid: Pid) -> Result<i3
             start_ppid,
             // The harness needs its grace to stop a phase plus its whole
             // teardown bound before the wrapper may give up on it.
-            kill_after: cfg.grace * 2 + cfg.teardown_timeout + Duration::from_secs(30),
-            grace: cfg.grace,
+            kill_after: cfg.bounds.grace * 2
+                + cfg.bounds.teardown_timeout
+                + Duration::from_secs(30),
+            grace: cfg.bounds.grace,
             timeout: None,
         },
     )

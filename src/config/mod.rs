@@ -75,10 +75,24 @@ pub struct RunInput {
     pub domain: Option<String>,
     pub base: Option<String>,
     pub quick: bool,
+    pub bounds: RunBounds,
+}
+
+/// A run's time bounds as the operator gave them (flags or `CCCI_*`
+/// variables): taken as given once none is zero, so the raw input and the
+/// validated config share them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RunBounds {
+    /// The whole run's deadline (`--timeout`).
     pub timeout: Duration,
     pub teardown_timeout: Duration,
+    /// The convergence bound the operator gave (`--converge-timeout`,
+    /// `CCCI_CONVERGE_TIMEOUT`); None: the recipe's timeout label, else
+    /// [`DEFAULT_CONVERGE_TIMEOUT`] (SPEC section 3a).
     pub converge_timeout: Option<Duration>,
+    /// After a paused update, how long the current spec must run.
     pub stable_for: Duration,
+    /// SIGTERM to SIGKILL.
     pub grace: Duration,
 }
 
@@ -97,15 +111,7 @@ pub struct RunConfig {
     /// recipe's ccci.toml `base`, else the latest release.
     pub base: Option<Base>,
     pub quick: bool,
-    pub timeout: Duration,
-    pub teardown_timeout: Duration,
-    /// The convergence bound the operator gave (`--converge-timeout`,
-    /// `CCCI_CONVERGE_TIMEOUT`); None: the recipe's timeout label, else
-    /// [`DEFAULT_CONVERGE_TIMEOUT`] (SPEC section 3a).
-    pub converge_timeout: Option<Duration>,
-    /// After a paused update, how long the current spec must run.
-    pub stable_for: Duration,
-    pub grace: Duration,
+    pub bounds: RunBounds,
     pub skip_fetch: bool,
     /// The CI repository's own tests for recipes (`<dir>/<recipe>/`).
     pub ci_tests_dir: PathBuf,
@@ -286,13 +292,15 @@ pub fn run_config(
     let skip_fetch = env_flag(env, "CCCI_SKIP_FETCH")?;
     let ci_tests_dir = ci_tests_dir(env);
     for (field, d) in [
-        ("timeout", args.timeout),
-        ("teardown-timeout", args.teardown_timeout),
+        ("timeout", args.bounds.timeout),
+        ("teardown-timeout", args.bounds.teardown_timeout),
         (
             "converge-timeout",
-            args.converge_timeout.unwrap_or(DEFAULT_CONVERGE_TIMEOUT),
+            args.bounds
+                .converge_timeout
+                .unwrap_or(DEFAULT_CONVERGE_TIMEOUT),
         ),
-        ("stable-for", args.stable_for),
+        ("stable-for", args.bounds.stable_for),
     ] {
         if d.is_zero() {
             return Err(bad(
@@ -317,11 +325,7 @@ pub fn run_config(
         domain,
         base,
         quick: args.quick,
-        timeout: args.timeout,
-        teardown_timeout: args.teardown_timeout,
-        converge_timeout: args.converge_timeout,
-        stable_for: args.stable_for,
-        grace: args.grace,
+        bounds: args.bounds,
         skip_fetch,
         ci_tests_dir,
     })

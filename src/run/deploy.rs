@@ -214,7 +214,7 @@ impl Run {
             )
         });
         let (bound, source) = match (
-            self.cfg.converge_timeout,
+            self.cfg.bounds.converge_timeout,
             setting,
             recipe::timeout_label(&compose, &self.cfg.stack),
         ) {
@@ -264,7 +264,7 @@ impl Run {
                 &self.cfg.stack,
                 deployed_at,
                 events,
-                self.cfg.stable_for,
+                self.cfg.bounds.stable_for,
                 &b,
             )
             .map_err(infra(&format!("{tier} tier: convergence failed")))?;

@@ -15,7 +15,10 @@ use crate::testrun::containers::Removal;
 
 impl Run {
     pub(super) fn teardown_bound(&self) -> Bound<'static> {
-        Bound::until(Instant::now() + self.cfg.teardown_timeout, self.cfg.grace)
+        Bound::until(
+            Instant::now() + self.cfg.bounds.teardown_timeout,
+            self.cfg.bounds.grace,
+        )
     }
 
     /// Teardown if this run holds the app lock; true when it is clean (or
@@ -26,10 +29,10 @@ impl Run {
     /// and waited for before the app lock is released.
     pub(super) fn teardown_phase(&mut self) -> bool {
         let docker = self.host.docker.clone();
-        let grace = self.cfg.grace;
+        let grace = self.cfg.bounds.grace;
         let mut label = self.containers_left.take();
         // The removal's docker calls end with the teardown's bound.
-        let until = Instant::now() + self.cfg.teardown_timeout;
+        let until = Instant::now() + self.cfg.bounds.teardown_timeout;
         let Some(held) = self.app_lock.take() else {
             // No app lock, no test ran: nothing can be left; if it were,
             // it is removed all the same.
@@ -127,7 +130,7 @@ impl Run {
         if let Err(e) = crate::janitor::sweep_after_run(
             &self.dir.state_dir,
             &self.cfg.server,
-            self.cfg.teardown_timeout,
+            self.cfg.bounds.teardown_timeout,
             env,
         ) {
             say!("janitor pass failed (exit code unchanged): {e:#}");

@@ -58,11 +58,13 @@ pub fn run_config(args: &RunArgs, env: &Env, pid: u32) -> Result<RunConfig> {
         domain: args.domain.clone(),
         base: args.base.clone(),
         quick: args.quick,
-        timeout: args.timeout,
-        teardown_timeout: args.teardown_timeout,
-        converge_timeout: args.converge_timeout,
-        stable_for: args.stable_for,
-        grace: args.grace,
+        bounds: config::RunBounds {
+            timeout: args.timeout,
+            teardown_timeout: args.teardown_timeout,
+            converge_timeout: args.converge_timeout,
+            stable_for: args.stable_for,
+            grace: args.grace,
+        },
     };
     config::run_config(&input, env, pid, || testrun::validate_options(&args.tests))
 }
@@ -85,7 +87,7 @@ pub(crate) fn start(
     // nothing is said after the banner, so the log has it too.
     let (secrets, redact_warnings) = crate::redact::from_env(env)?;
     crate::redact::add(&secrets);
-    lifetime::arm_deadline(cfg.timeout)?;
+    lifetime::arm_deadline(cfg.bounds.timeout)?;
     let abra_home = config::canonical_abra_home(env)?;
     let outputs = crate::views::Outputs::from_env(env)?;
     let locks = config::locks::settings(env, &crate::sys::procfs::hostname())?.open(state_dir);
@@ -294,7 +296,7 @@ impl Run {
         };
         self.write_junit(code, verdict.as_ref().err());
         self.set_phase(Phase::Cleanup);
-        let left = crate::sys::kill::sweep_descendants(self.cfg.grace);
+        let left = crate::sys::kill::sweep_descendants(self.cfg.bounds.grace);
         if left > 0 {
             say!("ended {left} leftover process(es) of the run");
         }
@@ -314,7 +316,7 @@ impl Run {
         Bound {
             cancel: Some(self.funnel.latch()),
             deadline: None,
-            grace: self.cfg.grace,
+            grace: self.cfg.bounds.grace,
         }
     }
 

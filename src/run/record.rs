@@ -23,9 +23,9 @@ impl Run {
             self.record.git_ref,
             state_dir.display(),
             self.locks.backend().as_str(),
-            crate::units::human(self.cfg.timeout),
-            crate::units::human(self.cfg.teardown_timeout),
-            match self.cfg.converge_timeout {
+            crate::units::human(self.cfg.bounds.timeout),
+            crate::units::human(self.cfg.bounds.teardown_timeout),
+            match self.cfg.bounds.converge_timeout {
                 Some(d) => format!(
                     "{} (given by --converge-timeout/CCCI_CONVERGE_TIMEOUT; it wins over the recipe's timeout label)",
                     crate::units::human(d)

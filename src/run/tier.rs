@@ -95,7 +95,7 @@ impl Run {
             git_ref: self.sha.clone().unwrap_or_default(),
             report_dir: tier_reports,
             env,
-            grace: self.cfg.grace,
+            grace: self.cfg.bounds.grace,
             options: self.tests.clone(),
             host: self.host.clone(),
             // On a cancel the teardown starts without waiting for docker:

@@ -501,22 +501,20 @@ impl Runner<'_> {
         let (tx, rx) = mpsc::channel();
         let out = &self.out_dir;
         let pump = &self.output;
-        pump.watch(
-            out_r,
-            out,
-            format!("{}.stdout", t.name),
-            format!("[{}] ", t.name),
-            suite.options.test_output_limit,
-            tx.clone(),
-        )?;
-        pump.watch(
-            err_r,
-            out,
-            format!("{}.stderr", t.name),
-            format!("[{} stderr] ", t.name),
-            suite.options.test_output_limit,
-            tx,
-        )?;
+        for (pipe, stream, prefix, done) in [
+            (out_r, "stdout", format!("[{}] ", t.name), tx.clone()),
+            (err_r, "stderr", format!("[{} stderr] ", t.name), tx),
+        ] {
+            let file = format!("{}.{stream}", t.name);
+            pump.watch(
+                pipe,
+                out,
+                file,
+                prefix,
+                suite.options.test_output_limit,
+                done,
+            )?;
+        }
         if suite.options.verbose {
             say!(
                 "{}: started, pid {}, timeout {}, {}",
