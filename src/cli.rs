@@ -8,13 +8,13 @@
 //! (pure, unit-tested).
 //!
 //! Switches read from the environment accept what `CCCI_SKIP_FETCH` does
-//! (`1/true/yes/on`, `0/false/no/off`): a `!testme --quick` bridge sends
-//! `CCCI_QUICK=1`, which clap's default (`true`/`false` only) rejects.
+//! (`1/true/yes/on`, `0/false/no/off`, [`crate::config::switch`]): a
+//! `!testme --quick` bridge sends `CCCI_QUICK=1`, which clap's default
+//! (`true`/`false` only) rejects.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::builder::BoolishValueParser;
 use clap::{Args, Parser, Subcommand};
 
 use crate::lock::Kind;
@@ -121,7 +121,7 @@ pub struct RunArgs {
     #[arg(long, env = "CCCI_BASE", allow_hyphen_values = true)]
     pub base: Option<String>,
     /// One deploy of the ref under test, install-tier tests, teardown.
-    #[arg(long, env = "CCCI_QUICK", value_parser = BoolishValueParser::new())]
+    #[arg(long, env = "CCCI_QUICK", value_parser = parse_switch)]
     pub quick: bool,
     /// Run deadline (SIGALRM, exit 142); waiting for the app lock counts.
     #[arg(long, env = "CCCI_TIMEOUT", default_value = "50m", value_parser = parse_duration)]
@@ -245,30 +245,30 @@ pub struct TestOptions {
     #[arg(long = "tag", env = "CCCI_TEST_TAGS", value_delimiter = ',')]
     pub tags: Vec<String>,
     /// Include tests tagged `slow` (left out by default).
-    #[arg(long, env = "CCCI_TEST_SLOW", value_parser = BoolishValueParser::new())]
+    #[arg(long, env = "CCCI_TEST_SLOW", value_parser = parse_switch)]
     pub slow: bool,
     /// Run tests in parallel.
-    #[arg(long, env = "CCCI_TEST_PARALLEL", value_parser = BoolishValueParser::new())]
+    #[arg(long, env = "CCCI_TEST_PARALLEL", value_parser = parse_switch)]
     pub parallel: bool,
     /// Parallel workers (default: cores - 1, at least 1).
     #[arg(long, env = "CCCI_MAX_WORKERS")]
     pub max_workers: Option<usize>,
     /// Stop scheduling after the first failure and terminate running tests.
-    #[arg(long, env = "CCCI_FAIL_FAST", value_parser = BoolishValueParser::new())]
+    #[arg(long, env = "CCCI_FAIL_FAST", value_parser = parse_switch)]
     pub fail_fast: bool,
     /// Rerun a failed test up to N times (a test header's `retries` wins);
     /// one that fails and then passes is flaky: reported, still green.
     #[arg(long, env = "CCCI_RETRIES", default_value_t = 0, value_parser = parse_retries)]
     pub retries: u32,
     /// A flaky test (failed, then passed on a rerun) fails the run.
-    #[arg(long, env = "CCCI_FLAKY_FAILS", value_parser = BoolishValueParser::new())]
+    #[arg(long, env = "CCCI_FLAKY_FAILS", value_parser = parse_switch)]
     pub flaky_fails: bool,
     /// Log each test's pid, timeout and resource limits as it starts (test
     /// output is always streamed live, prefixed with the test's name).
-    #[arg(long, env = "CCCI_VERBOSE", value_parser = BoolishValueParser::new())]
+    #[arg(long, env = "CCCI_VERBOSE", value_parser = parse_switch)]
     pub verbose: bool,
     /// Skip tests that already passed for the same run id and ref.
-    #[arg(long, env = "CCCI_RESUME", value_parser = BoolishValueParser::new())]
+    #[arg(long, env = "CCCI_RESUME", value_parser = parse_switch)]
     pub resume: bool,
     /// Where report.json, junit.xml and the captured output go.
     #[arg(long, env = "CCCI_REPORT_DIR")]
@@ -298,7 +298,7 @@ pub struct TestOptions {
     #[arg(long, env = "CCCI_TEST_NPROC")]
     pub test_nproc: Option<u64>,
     /// Sample host CPU and memory; past a threshold, checkpoint and exit 42.
-    #[arg(long, env = "CCCI_SELF_PROTECT", value_parser = BoolishValueParser::new())]
+    #[arg(long, env = "CCCI_SELF_PROTECT", value_parser = parse_switch)]
     pub self_protect: bool,
     /// Host CPU busy percentage that trips self-protection.
     #[arg(long, env = "CCCI_CPU_LIMIT", default_value_t = 95.0)]
@@ -632,4 +632,10 @@ fn parse_retries(text: &str) -> Result<u32, String> {
         ));
     }
     Ok(n)
+}
+
+/// A switch set from the environment (`CCCI_QUICK=1`): the one on/off
+/// rule of [`crate::config::switch`].
+fn parse_switch(text: &str) -> Result<bool, String> {
+    crate::config::switch(text).ok_or_else(|| crate::config::SWITCH_RULE.to_string())
 }

@@ -160,11 +160,20 @@ fn env_nonempty<'a>(env: &'a Env, key: &str) -> Option<&'a str> {
 pub(crate) fn env_switch(env: &Env, key: &str) -> Result<Option<bool>> {
     match env_nonempty(env, key) {
         None => Ok(None),
-        Some(v) => match v.to_ascii_lowercase().as_str() {
-            "1" | "true" | "yes" | "on" => Ok(Some(true)),
-            "0" | "false" | "no" | "off" => Ok(Some(false)),
-            _ => Err(bad(key, v, "must be 1/true/yes/on or 0/false/no/off")),
-        },
+        Some(v) => switch(v).map(Some).ok_or_else(|| bad(key, v, SWITCH_RULE)),
+    }
+}
+
+/// What a switch accepts, for messages.
+pub const SWITCH_RULE: &str = "must be 1/true/yes/on or 0/false/no/off";
+
+/// The one on/off rule of every switch, in the environment or on the
+/// command line: `1/true/yes/on` or `0/false/no/off`, in any case.
+pub fn switch(value: &str) -> Option<bool> {
+    match value.to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Some(true),
+        "0" | "false" | "no" | "off" => Some(false),
+        _ => None,
     }
 }
 

@@ -362,3 +362,26 @@ fn app_url_comes_from_the_template_and_a_bad_template_is_exit_2() {
         );
     }
 }
+
+/// Every switch, in the environment (`CCCI_SKIP_FETCH`, `CCCI_JANITOR`)
+/// or read by clap (`CCCI_QUICK`), takes the same words: clap's own
+/// boolish parser also took `y`, `t`, `n` and `f`, the janitor took only
+/// `on` and `off`.
+#[test]
+fn every_switch_takes_the_same_words() {
+    for (word, on) in [
+        ("1", true),
+        ("true", true),
+        ("YES", true),
+        ("On", true),
+        ("0", false),
+        ("false", false),
+        ("no", false),
+        ("OFF", false),
+    ] {
+        assert_eq!(config::switch(word), Some(on), "{word}");
+    }
+    for word in ["y", "t", "n", "f", "2", "maybe", "", " on"] {
+        assert_eq!(config::switch(word), None, "{word:?}");
+    }
+}
