@@ -412,10 +412,9 @@ pub struct HistoryArgs {
     /// Only runs of this recipe.
     #[arg(long)]
     pub recipe: Option<String>,
-    /// Only runs with this verdict (passed, failed, bad-input, infra,
-    /// teardown-failed, self-protect, duplicate, cancelled, deadline).
-    #[arg(long)]
-    pub verdict: Option<String>,
+    /// Only runs with this verdict.
+    #[arg(long, value_enum)]
+    pub verdict: Option<crate::verdict::Verdict>,
     /// Only runs started within this long (e.g. 24h).
     #[arg(long, value_parser = parse_duration)]
     pub since: Option<Duration>,

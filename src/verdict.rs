@@ -7,8 +7,10 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-/// Every verdict a record can carry.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// Every verdict a record can carry. Its words are serde's and clap's
+/// (`history --verdict`) kebab-case names, which [`Verdict::as_str`]
+/// spells out (a unit test holds the three together).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Verdict {
     Passed,
@@ -74,11 +76,6 @@ impl Verdict {
             exit::DEADLINE => Verdict::Deadline,
             _ => Verdict::Infra,
         }
-    }
-
-    /// The verdicts' words, for messages (`passed, failed, ...`).
-    pub(crate) fn names() -> String {
-        Verdict::ALL.map(Verdict::as_str).join(", ")
     }
 }
 

@@ -13,7 +13,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::cli::HistoryArgs;
-use crate::exit::{self, Failure};
+use crate::exit;
 use crate::log::parse_timestamp;
 use crate::phase::Phase;
 use crate::rundir::RunRecord;
@@ -33,20 +33,6 @@ pub struct Filter {
 impl Filter {
     /// Validates the flags (exit 2 naming the field); `now` anchors `--since`.
     pub fn new(args: &HistoryArgs, now: SystemTime) -> Result<Filter> {
-        // Checked here, not by clap: the message names the field and every
-        // verdict, as the other filters' do.
-        let verdict = args
-            .verdict
-            .as_deref()
-            .map(|v| {
-                Verdict::parse(v).ok_or_else(|| {
-                    Failure::usage(format!(
-                        "invalid --verdict {v:?}: must be one of {}",
-                        Verdict::names()
-                    ))
-                })
-            })
-            .transpose()?;
         if let Some(d) = &args.domain {
             crate::config::names::check_domain("--domain", d)?;
         }
@@ -56,7 +42,7 @@ impl Filter {
         Ok(Filter {
             domain: args.domain.clone(),
             recipe: args.recipe.clone(),
-            verdict,
+            verdict: args.verdict,
             since: args
                 .since
                 .map(|d| now.checked_sub(d).unwrap_or(SystemTime::UNIX_EPOCH)),

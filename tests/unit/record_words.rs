@@ -67,7 +67,14 @@ fn verdicts_are_written_and_read_as_their_words() {
         );
         assert_eq!(Verdict::parse(v.as_str()), Some(v));
         assert_eq!(v.to_string(), v.as_str());
+        // `history --verdict` takes the same word.
+        let value = clap::ValueEnum::to_possible_value(&v).unwrap();
+        assert_eq!(value.get_name(), v.as_str());
     }
+    assert_eq!(
+        <Verdict as clap::ValueEnum>::value_variants(),
+        Verdict::ALL.as_slice()
+    );
     assert_eq!(Verdict::parse("green"), None);
     let words: Vec<&str> = Verdict::ALL.iter().map(|v| v.as_str()).collect();
     assert_eq!(
