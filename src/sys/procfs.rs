@@ -38,26 +38,26 @@ pub fn parse_stat(text: &str) -> Option<ProcInfo> {
 
 /// The pid of every process on the host (empty when /proc cannot be read).
 pub(crate) fn pids() -> Vec<i32> {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-        .collect()
+    each_pid().collect()
+}
+
+/// The pids of /proc's entries, as the directory is read.
+fn each_pid() -> impl Iterator<Item = i32> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
 }
 
 /// Every process on the host (those that vanish mid-scan are skipped).
 pub(crate) fn scan() -> Vec<ProcInfo> {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
     // One buffer for the whole scan and one `read` per file: a stat line is
     // well under a page, and `fs::read` would stat the file (size 0 in
     // /proc) and grow its buffer over five reads. Every escalation and
     // end-of-run sweep pays this once per process on the host.
     let mut buf = [0u8; 4096];
     let mut path = String::with_capacity(32);
-    dir.filter_map(|e| e.ok())
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+    each_pid()
         .filter_map(|pid| {
             use std::fmt::Write;
             path.clear();
