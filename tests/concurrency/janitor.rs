@@ -583,3 +583,32 @@ fn an_unreadable_env_file_is_named_and_skipped_and_the_sweep_goes_on() {
     assert_eq!(sum["reaped"], serde_json::json!([bad]));
     assert!(f.leftovers().is_empty(), "{:?}", f.leftovers());
 }
+
+/// `CCCI_JANITOR` takes the words every switch takes (it once took only
+/// `on` and `off`, so `CCCI_JANITOR=0` was exit 2), and nothing else.
+#[test]
+fn every_off_word_turns_the_janitor_off_and_other_words_are_refused() {
+    let f = Fixture::new();
+    for word in ["off", "0", "false", "no", "OFF"] {
+        let out = f
+            .cmd()
+            .arg("janitor")
+            .env("CCCI_JANITOR", word)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(code(out.status), 0, "{word}: {err}");
+        assert!(err.contains("nothing to do"), "{word}: {err}");
+    }
+    for word in ["y", "maybe"] {
+        let out = f
+            .cmd()
+            .arg("janitor")
+            .env("CCCI_JANITOR", word)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(code(out.status), 2, "{word}: {err}");
+        assert!(err.contains("CCCI_JANITOR"), "{word}: {err}");
+    }
+}

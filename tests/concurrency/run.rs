@@ -361,6 +361,8 @@ fn bad_input_exits_2_and_touches_nothing() {
             vec![("CCCI_TEST_LEVEL", "bogus")],
         ),
         (vec!["--recipe", "example"], vec![("CCCI_QUICK", "maybe")]),
+        // Not one of the switch words, though clap's boolish parser took it.
+        (vec!["--recipe", "example"], vec![("CCCI_QUICK", "y")]),
         (
             vec!["--recipe", "example"],
             vec![("DRONE_BUILD_NUMBER", "12a")],
